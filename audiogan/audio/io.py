@@ -1,0 +1,88 @@
+"""Load and save audio files; resample; normalise level."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used: unreadable, empty, or not finite."""
+
+
+def resample(wave: torch.Tensor, orig_sr: int, target_sr: int) -> torch.Tensor:
+    if orig_sr <= 0 or target_sr <= 0:
+        raise AudioError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
+    if orig_sr == target_sr:
+        return wave
+    return AF.resample(wave, orig_sr, target_sr)
+
+
+def load_audio(
+    source: str | Path | bytes, sample_rate: int | None = None, *, allow_empty: bool = False
+) -> tuple[torch.Tensor, int]:
+    """Read any file soundfile understands (WAV, FLAC, OGG, ...) as mono float32.
+
+    Returns ``(wave [samples], sample_rate)``; with ``sample_rate`` given the audio is resampled to it.
+    """
+    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    if not isinstance(source, bytes) and not Path(source).is_file():
+        raise AudioError(f"audio file not found: {name}")
+    try:
+        data, sr = sf.read(io.BytesIO(source) if isinstance(source, bytes) else str(source),
+                           dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(f"cannot read audio {name}: {exc}") from exc
+    wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
+    if wave.numel() == 0 and not allow_empty:
+        raise AudioError(f"audio {name} is empty (0 samples)")
+    if not torch.isfinite(wave).all():
+        raise AudioError(f"audio {name} contains NaN or Inf samples")
+    if sample_rate is not None:
+        wave = resample(wave, sr, sample_rate)
+        sr = sample_rate
+    return wave, sr
+
+
+def save_audio(path: str | Path, wave: torch.Tensor | np.ndarray, sample_rate: int) -> Path:
+    """Write mono audio as WAV (PCM16) or FLAC by extension, atomically (temp file + rename)."""
+    path = Path(path)
+    data = wave.detach().cpu().float().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave, np.float32)
+    data = np.clip(data.reshape(-1), -1.0, 1.0)
+    fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
+    if fmt is None:
+        raise AudioError(f"unsupported output format {path.suffix!r}: use .wav or .flac")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        sf.write(tmp, data, sample_rate, format=fmt, subtype="PCM_16")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def normalize_peak(wave: torch.Tensor, peak: float = 0.95) -> torch.Tensor:
+    top = wave.abs().max()
+    return wave if top <= 0 else wave * (peak / top)
+
+
+def normalize_loudness(wave: torch.Tensor, target_dbfs: float = -23.0, peak: float = 0.99) -> torch.Tensor:
+    """Scale to an RMS level in dBFS (a simple loudness proxy), never past ``peak``."""
+    rms = wave.pow(2).mean().sqrt()
+    if rms <= 0:
+        return wave
+    gain = 10 ** (target_dbfs / 20) / rms
+    top = wave.abs().max() * gain
+    if top > peak:
+        gain = gain * peak / top
+    return wave * gain

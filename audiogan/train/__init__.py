@@ -1,0 +1,1 @@
+"""Training: data, the adversarial loop, checkpoints and export."""

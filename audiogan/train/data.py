@@ -1,0 +1,127 @@
+"""Training audio: find files, decode and resample once (cached), keep them resident and crop on device."""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import hashlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audiogan.audio.io import AudioError, load_audio, normalize_peak
+
+log = logging.getLogger(__name__)
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+
+
+@dataclass
+class DataConfig:
+    # fnmatch patterns on file paths: matching files never reach training; the first
+    # ``validation_per_pattern`` (sorted) of each pattern form the validation set.
+    validation: list[str] = field(default_factory=list)
+    validation_per_pattern: int = 2
+    cache_dir: str = ".cache/audiogan"
+    peak: float = 0.95
+
+
+def find_audio(root: str | Path) -> list[Path]:
+    """Files of an LJSpeech-format folder (metadata.csv + wavs/) or, otherwise, every audio file under root."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder not found: {root}")
+    meta = root / "metadata.csv"
+    if meta.is_file() and (root / "wavs").is_dir():
+        files = []
+        with meta.open(newline="", encoding="utf-8") as fh:
+            for row in csv.reader(fh, delimiter="|", quoting=csv.QUOTE_NONE):
+                if not row:
+                    continue
+                hits = [root / "wavs" / f"{row[0]}{s}" for s in AUDIO_SUFFIXES]
+                found = next((h for h in hits if h.is_file()), None)
+                if found is None:
+                    log.warning("metadata.csv names %s but no audio file exists for it", row[0])
+                else:
+                    files.append(found)
+        return files
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+
+
+def split_files(files: list[Path], config: DataConfig) -> tuple[list[Path], list[Path]]:
+    """(training files, validation files)."""
+    held: set[Path] = set()
+    validation: list[Path] = []
+    for pattern in config.validation:
+        matched = sorted(f for f in files if fnmatch.fnmatch(f.as_posix(), pattern))
+        held.update(matched)
+        validation.extend(m for m in matched[: config.validation_per_pattern] if m not in validation)
+    return [f for f in files if f not in held], validation
+
+
+def _cache_key(path: Path, sample_rate: int) -> str:
+    st = path.stat()
+    raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{sample_rate}"
+    return hashlib.sha1(raw.encode()).hexdigest()
+
+
+def load_cached(path: Path, sample_rate: int, cache_dir: Path) -> np.ndarray:
+    """Decode + resample once; later runs read the cached float32 .npy."""
+    cache = cache_dir / f"{_cache_key(path, sample_rate)}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    wave, _ = load_audio(path, sample_rate)
+    arr = wave.numpy().astype(np.float32)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.{np.random.randint(1 << 30)}.tmp.npy")
+    np.save(tmp, arr)
+    tmp.replace(cache)
+    return arr
+
+
+def load_many(files: list[Path], sample_rate: int, cache_dir: str | Path, workers: int = 8) -> list[np.ndarray]:
+    cache = Path(cache_dir)
+
+    def one(p: Path) -> np.ndarray | None:
+        try:
+            return load_cached(p, sample_rate, cache)
+        except AudioError as exc:
+            log.warning("skipping %s: %s", p, exc)
+            return None
+
+    with ThreadPoolExecutor(workers) as pool:
+        waves = list(pool.map(one, files))
+    return [w for w in waves if w is not None]
+
+
+class ClipBank:
+    """All training clips in one device tensor; random crops with no host synchronisation."""
+
+    def __init__(self, waves: list[np.ndarray], segment: int, device: torch.device, peak: float = 0.95) -> None:
+        if not waves:
+            raise ValueError("no training audio found")
+        padded = []
+        for w in waves:
+            t = normalize_peak(torch.from_numpy(w), peak)
+            if t.numel() < segment:
+                t = torch.nn.functional.pad(t, (0, segment - t.numel()))
+            padded.append(t)
+        lengths = torch.tensor([p.numel() for p in padded], dtype=torch.long)
+        self.audio = torch.cat(padded).to(device)
+        self.starts = (torch.cumsum(lengths, 0) - lengths).to(device)
+        self.spans = (lengths - segment + 1).to(device)
+        # Pick clips in proportion to their number of distinct crops, so every sample is equally likely.
+        self.cdf = torch.cumsum(self.spans.double(), 0).to(device)
+        self.segment = segment
+        self.offsets = torch.arange(segment, device=device)
+        self.seconds = float(lengths.sum()) / 1.0
+
+    def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        u = torch.rand(batch, device=self.cdf.device, dtype=torch.float64, generator=generator) * self.cdf[-1]
+        clip = torch.searchsorted(self.cdf, u, right=True).clamp(max=self.cdf.numel() - 1)
+        pos = torch.rand(batch, device=self.cdf.device, generator=generator) * self.spans[clip]
+        first = self.starts[clip] + pos.long()
+        return self.audio[first[:, None] + self.offsets]

@@ -1,0 +1,138 @@
+"""Inference front door: ``Vocoder.load()`` then ``vocoder(mel)``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from audiogan import weights
+from audiogan.audio.mel import MelSpectrogram
+from audiogan.config import from_dict
+from audiogan.vocoder.model import VocoderConfig, build_generator
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Vocoder:
+    """A trained generator plus its mel front end.
+
+    ``vocoder(mel)`` maps a log-mel [n_mels, T] (or a batch [B, n_mels, T]) to audio [T * hop]
+    (or [B, T * hop]) at ``vocoder.sample_rate``.
+    """
+
+    def __init__(self, generator: torch.nn.Module, config: VocoderConfig, card: dict[str, Any] | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        self.device = pick_device(device)
+        self.config = config
+        self.card = card or {}
+        generator.remove_weight_norm()
+        self.generator = generator.eval().to(self.device)
+        self.mel_transform = MelSpectrogram(config.mel).to(self.device)
+        self.context_frames: int = generator.context_frames
+
+    @classmethod
+    def load(cls, name_or_path: str | Path = "default", device: str | torch.device = "auto") -> Vocoder:
+        path = weights.resolve(name_or_path, "vocoder")
+        card = weights.read_card(path)
+        config = from_dict(VocoderConfig, card["config"])
+        generator = build_generator(config)
+        state = {k: v.float() for k, v in weights.read_weights(path).items()}
+        generator.load_state_dict(state)
+        return cls(generator, config, card, device)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.mel.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.mel.hop_length
+
+    @torch.inference_mode()
+    def mel(self, wave: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Audio at ``sample_rate`` -> the log-mel this vocoder was trained on."""
+        wave = torch.as_tensor(wave, dtype=torch.float32, device=self.device)
+        if wave.numel() == 0:
+            raise ValueError("audio is empty (0 samples)")
+        return self.mel_transform(wave)
+
+    def _check(self, mel: torch.Tensor | np.ndarray) -> torch.Tensor:
+        mel = torch.as_tensor(mel, dtype=torch.float32)
+        if mel.dim() not in (2, 3):
+            raise ValueError(f"mel must be [n_mels, frames] or [batch, n_mels, frames], got shape {tuple(mel.shape)}")
+        if mel.shape[-2] != self.config.mel.n_mels:
+            raise ValueError(f"mel has {mel.shape[-2]} mel bins, this vocoder expects {self.config.mel.n_mels}")
+        if mel.shape[-1] == 0:
+            raise ValueError("mel has 0 frames")
+        if not torch.isfinite(mel).all():
+            raise ValueError("mel contains NaN or Inf values")
+        return mel.to(self.device)
+
+    def _run(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.generator(mel).clamp(-1.0, 1.0)
+
+    @torch.inference_mode()
+    def __call__(self, mel: torch.Tensor | np.ndarray) -> torch.Tensor:
+        mel = self._check(mel)
+        return self._run(mel.unsqueeze(0))[0] if mel.dim() == 2 else self._run(mel)
+
+    @torch.inference_mode()
+    def batch(self, mels: Sequence[torch.Tensor | np.ndarray]) -> list[torch.Tensor]:
+        """Vocode mels of different lengths in one padded pass; each result equals vocoding it alone.
+
+        Padding only disturbs the last ``context_frames`` of a shorter item, so those tails are
+        recomputed from their own frames in a second, small pass.
+        """
+        items = [self._check(m) for m in mels]
+        if any(m.dim() != 2 for m in items):
+            raise ValueError("batch() takes a list of [n_mels, frames] mels")
+        if not items:
+            return []
+        lengths = [m.shape[-1] for m in items]
+        longest = max(lengths)
+        floor = float(np.log(self.config.mel.log_floor))
+        padded = torch.full((len(items), items[0].shape[0], longest), floor, device=self.device)
+        for i, m in enumerate(items):
+            padded[i, :, : m.shape[-1]] = m
+        out = self._run(padded)
+        hop, ctx = self.hop_length, self.context_frames
+        results = []
+        for i, (m, t) in enumerate(zip(items, lengths, strict=True)):
+            wave = out[i, : t * hop].clone()
+            if t < longest:
+                start = max(0, t - ctx)
+                wave[start * hop:] = self._window(m, start, t)
+            results.append(wave)
+        return results
+
+    def _window(self, mel: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Audio for frames [start, end) of a 2-D mel, computed from that span plus its context."""
+        lo = max(0, start - self.context_frames)
+        hi = min(mel.shape[-1], end + self.context_frames)
+        wave = self._run(mel[None, :, lo:hi])[0]
+        hop = self.hop_length
+        return wave[(start - lo) * hop: (end - lo) * hop]
+
+    @torch.inference_mode()
+    def stream(self, mel: torch.Tensor | np.ndarray, chunk_frames: int = 64) -> Iterator[torch.Tensor]:
+        """Yield audio chunk by chunk; concatenated they equal ``vocoder(mel)`` (overlap = receptive field)."""
+        mel = self._check(mel)
+        if mel.dim() != 2:
+            raise ValueError("stream() takes one [n_mels, frames] mel")
+        if chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+        for start in range(0, mel.shape[-1], chunk_frames):
+            yield self._window(mel, start, min(start + chunk_frames, mel.shape[-1]))
+
+    @torch.inference_mode()
+    def copy_synthesize(self, wave: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Audio -> mel -> audio: the vocoder's reconstruction of a recording at ``sample_rate``."""
+        return self(self.mel(wave))

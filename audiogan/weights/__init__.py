@@ -1,0 +1,51 @@
+"""Bundled model weights (safetensors) with a JSON model card beside each file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+WEIGHTS_DIR = Path(__file__).parent
+DEFAULTS = {"vocoder": "vocoder-16k"}
+
+
+def resolve(name_or_path: str | Path, kind: str) -> Path:
+    """A bundled name ('default', 'vocoder-16k') or a path to a .safetensors file."""
+    name = DEFAULTS[kind] if str(name_or_path) == "default" else str(name_or_path)
+    path = Path(name)
+    candidates = [path, path.with_suffix(".safetensors"), WEIGHTS_DIR / f"{name}.safetensors"]
+    for c in candidates:
+        if c.is_file() and c.suffix == ".safetensors":
+            return c
+    bundled = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+    raise FileNotFoundError(f"no {kind} weights at {name_or_path!r}; bundled: {bundled or 'none'}")
+
+
+def read_card(weights: Path) -> dict[str, Any]:
+    card = weights.with_suffix(".json")
+    if not card.is_file():
+        raise FileNotFoundError(f"model card {card} missing beside {weights.name}")
+    return json.loads(card.read_text())
+
+
+def write_weights(path: Path, state: dict[str, torch.Tensor], card: dict[str, Any], dtype: torch.dtype) -> Path:
+    """Write ``path`` (.safetensors) and its card (.json); both via temp file + rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+               for k, v in state.items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    tmp.replace(path)
+    card_path = path.with_suffix(".json")
+    tmp_card = card_path.with_name(f".{card_path.name}.tmp")
+    tmp_card.write_text(json.dumps(card, indent=2) + "\n")
+    tmp_card.replace(card_path)
+    return path
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))

@@ -1,0 +1,33 @@
+"""Shared helpers for the benchmark scripts: the held-out clip list and a few generators to compare."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from audiogan import Vocoder
+from audiogan.config import load_yaml
+from audiogan.train.data import find_audio, split_files
+from audiogan.train.vocoder_trainer import VocoderTrainingConfig
+from audiogan.vocoder.model import build_generator
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_SPEECH = ROOT.parent / "shared" / "data" / "speech"
+DEFAULT_RECIPE = ROOT / "configs" / "vocoder" / "istft_16k.yaml"
+
+
+def held_out_clips(data_dirs: list[Path], recipe: Path = DEFAULT_RECIPE) -> list[Path]:
+    """The validation clips of a recipe: never seen in training (5 LibriSpeech speakers entirely)."""
+    cfg = load_yaml(VocoderTrainingConfig, recipe)
+    clips: list[Path] = []
+    for d in data_dirs:
+        clips += split_files(find_audio(d), cfg.data)[1]
+    return clips
+
+
+def untrained_vocoder(config_name: str) -> Vocoder:
+    """A randomly initialised generator of a recipe: enough for speed, meaningless for quality."""
+    cfg = load_yaml(VocoderTrainingConfig, ROOT / "configs" / "vocoder" / f"{config_name}.yaml")
+    torch.manual_seed(0)
+    return Vocoder(build_generator(cfg.model), cfg.model, {"name": f"{config_name} (untrained)"}, "cpu")

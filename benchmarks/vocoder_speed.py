@@ -1,0 +1,72 @@
+"""Vocoder inference speed as x real time: CPU (batch 1, 10 s of audio) and, on a GPU, batch 1 and 16.
+
+    python benchmarks/vocoder_speed.py [--threads 2] [--seconds 10] [--models default hifigan_v1 ...]
+
+'default' is the bundled trained vocoder; recipe names (configs/vocoder/NAME.yaml) are timed with
+random weights, which cost the same as trained ones. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from audiogan import Vocoder
+from benchmarks.common import untrained_vocoder
+
+
+def time_call(fn, sync, repeats: int) -> float:
+    fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["default", "hifigan_v1", "hifigan_v2", "hifigan_v3"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    cuda = torch.cuda.is_available()
+    rows = []
+    for name in args.models:
+        voc = Vocoder.load(name, device="cpu") if name == "default" else untrained_vocoder(name)
+        frames = int(args.seconds * voc.sample_rate / voc.hop_length)
+        mel = torch.randn(voc.config.mel.n_mels, frames) - 5
+        params = sum(p.numel() for p in voc.generator.parameters()) / 1e6
+        cpu = args.seconds / time_call(lambda v=voc, m=mel: v(m), lambda: None, args.repeats)
+        row = {"model": name, "params_m": params, "cpu_x": cpu}
+        if cuda:
+            voc.generator.cuda()
+            voc.device = torch.device("cuda")
+            for b in (1, 16):
+                batch = mel.expand(b, -1, -1).cuda()
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    dt = time_call(lambda v=voc, x=batch: v(x), torch.cuda.synchronize, args.repeats * 4)
+                row[f"gpu_b{b}_x"] = b * args.seconds / dt
+        rows.append(row)
+        print(row, flush=True)
+    dev = torch.cuda.get_device_name() if cuda else "no GPU"
+    print(f"\nx real time, {args.seconds:g} s of audio; CPU {args.threads} threads batch 1; {dev}; "
+          f"torch {torch.__version__}\n")
+    gpu_cols = " | GPU b1 | GPU b16" if cuda else ""
+    print(f"| model | params (M) | CPU{gpu_cols} |")
+    print("|---|---|---|" + ("---|---|" if cuda else ""))
+    for r in rows:
+        gpu = f" | {r['gpu_b1_x']:.0f} | {r['gpu_b16_x']:.0f}" if cuda else ""
+        print(f"| {r['model']} | {r['params_m']:.2f} | {r['cpu_x']:.1f}{gpu} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh Debian/Ubuntu machine: system packages if missing, .venv, pip install.
+# Idempotent: a second run only checks. Usage: bash scripts/setup.sh [dev]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the package needs at run time (none yet for the vocoder: soundfile's wheel bundles
+# libsndfile). Later features add theirs here.
+APT_PACKAGES=()
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing system packages: ${missing[*]}"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || { echo "setup: creating .venv"; "$PY" -m venv .venv; }
+extras="train"
+[ "${1:-}" = "dev" ] && extras="dev"
+stamp=".venv/.audiogan-$extras-$(sha1sum pyproject.toml | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+    echo "setup: pip install -e .[$extras] (torch 2.11.0 is large: the first run takes a few minutes)"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[$extras]"
+    touch "$stamp"
+fi
+echo "setup: ready (.venv, audiogan $(.venv/bin/python -c 'import audiogan; print(audiogan.__version__)'))"
