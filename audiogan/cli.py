@@ -35,18 +35,17 @@ def _vocode(args: argparse.Namespace) -> int:
 
 
 def _train_vocoder(args: argparse.Namespace) -> int:
-    from audiogan.config import load_yaml
+    from audiogan.config import load_yaml, override
     from audiogan.train.vocoder_trainer import VocoderTrainer, VocoderTrainingConfig
 
     cfg = load_yaml(VocoderTrainingConfig, args.config)
-    for override in args.set or []:
-        key, _, value = override.partition("=")
-        import yaml
-
-        setattr(cfg.train, key, type(getattr(cfg.train, key))(yaml.safe_load(value)))
+    for assignment in args.set or []:
+        cfg.train = override(cfg.train, assignment)
     trainer = VocoderTrainer(cfg, args.data, args.run_dir, args.device, args.resume, args.init_generator)
     result = trainer.fit()
-    print({k: round(v, 4) for k, v in result.items() if isinstance(v, float)})
+    if trainer.dist.main:
+        print(f"done at step {trainer.step}: exported {trainer.run_dir / (cfg.name + '.safetensors')}; " +
+              ", ".join(f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float)))
     return 0
 
 

@@ -40,6 +40,8 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         return tuple(built) if origin is tuple else built
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
     if tp in (int, float, str, bool) and not isinstance(value, tp):
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
     return value
@@ -54,6 +56,14 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         raise ConfigError(f"{where or cls.__name__}: unknown keys {sorted(unknown)}; known: {sorted(names)}")
     kwargs = {k: _build(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def override(obj: T, assignment: str) -> T:
+    """A copy of dataclass ``obj`` with one ``KEY=VALUE`` (VALUE parsed as YAML) applied and type-checked."""
+    key, sep, value = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {assignment!r} is not KEY=VALUE")
+    return from_dict(type(obj), {**to_dict(obj), key: yaml.safe_load(value)}, where=type(obj).__name__)
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -117,7 +117,6 @@ class ClipBank:
         self.cdf = torch.cumsum(self.spans.double(), 0).to(device)
         self.segment = segment
         self.offsets = torch.arange(segment, device=device)
-        self.seconds = float(lengths.sum()) / 1.0
 
     def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         u = torch.rand(batch, device=self.cdf.device, dtype=torch.float64, generator=generator) * self.cdf[-1]

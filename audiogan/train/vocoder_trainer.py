@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -103,6 +102,7 @@ class VocoderTrainer:
         self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, tc.lr_decay)
         self.step = 0
         self.prior_minutes = 0.0
+        self.t0 = time.monotonic()
         self.head_start_until = 0
         self.data_files: dict[str, Any] = {}
         if resume:
@@ -181,6 +181,13 @@ class VocoderTrainer:
         self.step = int(card["training"]["steps"])
         self.prior_minutes = float(card["training"]["device_minutes"])
         self.head_start_until = self.step + self.cfg.train.disc_head_start_steps
+        # Continue the learning-rate schedule where the exported run left it.
+        decays = self.step // self.cfg.train.lr_decay_every
+        for opt, sched in ((self.opt_g, self.sched_g), (self.opt_d, self.sched_d)):
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * self.cfg.train.lr_decay**decays
+            sched.last_epoch = decays
+            sched._last_lr = [g["lr"] for g in opt.param_groups]
         log.info("initialised generator from %s (step %d); discriminators train alone until step %d",
                  wpath, self.step, self.head_start_until)
 
@@ -245,6 +252,8 @@ class VocoderTrainer:
     # ----- validation, checkpoints, export -----------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
+        if not self.valid:
+            return {}
         self.G.eval()
         sr = self.cfg.model.mel.sample_rate
         mel_l1, pesqs, stois = [], [], []
@@ -264,7 +273,7 @@ class VocoderTrainer:
                 self.writer.add_audio(f"valid/{i}", fake[0].cpu(), self.step, sr)
                 self.writer.add_image(f"valid_mel/{i}", self._mel_image(self.mel(fake)[0]), self.step)
         self.G.train()
-        out = {"valid_mel_l1": float(np.mean(mel_l1)) if mel_l1 else math.nan}
+        out = {"valid_mel_l1": float(np.mean(mel_l1))}
         if pesqs:
             out["valid_pesq_wb"] = float(np.mean(pesqs))
         if stois:
@@ -296,6 +305,7 @@ class VocoderTrainer:
     # ----- the loop ----------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, float]:
         tc = self.cfg.train
+        self.prior_minutes = self.device_minutes()
         self.t0 = time.monotonic()
         last_val = last_ck = last_snap = self.t0
         acc = torch.zeros(len(METRIC_NAMES), device=self.device)
@@ -314,10 +324,15 @@ class VocoderTrainer:
             streak = (streak + stats[-1]) * stats[-1]
             worst = torch.maximum(worst, streak)
             bar.update(1)
-            now = time.monotonic()
-            timed_out = tc.max_minutes > 0 and (now - self.t0) / 60 >= tc.max_minutes
-            if self.step % tc.log_every and self.step < tc.max_steps and not timed_out:
+            if self.step % tc.log_every and self.step < tc.max_steps:
                 continue
+            now = time.monotonic()
+            # Rank 0's clock decides, so that every rank leaves the loop at the same step.
+            flag = torch.tensor(float(tc.max_minutes > 0 and (now - self.t0) / 60 >= tc.max_minutes),
+                                device=self.device)
+            if self.dist.world > 1:
+                torch.distributed.broadcast(flag, 0)
+            timed_out = bool(flag.item())
             # Host sync happens here only, once per log interval.
             row = dict(zip(METRIC_NAMES, (all_reduce_mean(acc.clone(), self.dist) / n_acc).tolist(), strict=True))
             row["skipped"] *= n_acc
@@ -348,6 +363,8 @@ class VocoderTrainer:
                 log.info("time budget of %.1f min reached at step %d", tc.max_minutes, self.step)
                 break
         bar.close()
+        if self.dist.world > 1:
+            log.info("rank %d of %d finished at step %d", self.dist.rank, self.dist.world, self.step)
         if self.dist.main:
             result.update(self.validate())
             self._log({**result, "final": True})

@@ -1,0 +1,131 @@
+"""Shared fixtures: the bundled demo clip, the shared speech folders, tiny configs and one short training run."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from audiogan.audio import load_audio, normalize_peak
+from audiogan.config import load_yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs" / "vocoder"
+DEMO_CLIP = REPO / "audiogan" / "samples" / "demo.flac"
+SHARED_SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def configs_dir() -> Path:
+    return CONFIGS
+
+
+@pytest.fixture(scope="session")
+def demo_path() -> Path:
+    assert DEMO_CLIP.is_file(), f"bundled demo clip missing at {DEMO_CLIP}"
+    return DEMO_CLIP
+
+
+@pytest.fixture(scope="session")
+def demo_wave(demo_path: Path) -> torch.Tensor:
+    """The bundled 5 s LibriSpeech clip as float32 mono at 16 kHz."""
+    wave, sr = load_audio(demo_path)
+    assert sr == 16000
+    return wave
+
+
+@pytest.fixture
+def speech_dir() -> Path:
+    """The shared speech data folder; tests that need it skip when it is absent."""
+    if not SHARED_SPEECH.is_dir():
+        pytest.skip(f"shared speech data not found at {SHARED_SPEECH}")
+    return SHARED_SPEECH
+
+
+@pytest.fixture
+def demo_data_dir(tmp_path: Path, demo_path: Path) -> Path:
+    """A plain training folder holding one real clip (the demo)."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    shutil.copy(demo_path, folder / "demo.flac")
+    return folder
+
+
+def _tiny_config(cache_dir: Path, **train: object):
+    from audiogan.train.vocoder_trainer import VocoderTrainingConfig
+
+    cfg = load_yaml(VocoderTrainingConfig, CONFIGS / "tiny_test.yaml")
+    cfg.data.cache_dir = str(cache_dir)
+    for key, value in train.items():
+        assert hasattr(cfg.train, key), key
+        setattr(cfg.train, key, value)
+    return cfg
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Callable[..., object]:
+    """Factory: the CPU test recipe (configs/vocoder/tiny_test.yaml) with train: overrides, caching under tmp."""
+
+    def make(**train: object):
+        return _tiny_config(tmp_path / "cache", **train)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_model_config():
+    from audiogan.train.vocoder_trainer import VocoderTrainingConfig
+
+    return load_yaml(VocoderTrainingConfig, CONFIGS / "tiny_test.yaml").model
+
+
+@pytest.fixture(scope="session")
+def default_vocoder():
+    from audiogan import Vocoder
+
+    return Vocoder.load("default", device="cpu")
+
+
+@torch.no_grad()
+def copy_synthesis_mel_l1(generator: torch.nn.Module, mel_transform: torch.nn.Module, wave: torch.Tensor) -> float:
+    """Mel L1 between a clip's mel and the mel of the generator's reconstruction of it (eval mode)."""
+    was_training = generator.training
+    generator.eval()
+    mel = mel_transform(wave[None])
+    fake = generator(mel).clamp(-1, 1)
+    generator.train(was_training)
+    return F.l1_loss(mel_transform(fake), mel).item()
+
+
+TRAIN_STEPS = 40
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory: pytest.TempPathFactory, demo_path: Path) -> SimpleNamespace:
+    """The tiny recipe trained TRAIN_STEPS steps on the demo clip with fit(), plus its mel L1 before and after."""
+    from audiogan.train.vocoder_trainer import VocoderTrainer
+
+    root = tmp_path_factory.mktemp("trained_tiny")
+    data = root / "data"
+    data.mkdir()
+    shutil.copy(demo_path, data / "demo.flac")
+    cfg = _tiny_config(root / "cache", max_steps=TRAIN_STEPS, log_every=10)
+    torch.manual_seed(0)
+    trainer = VocoderTrainer(cfg, [str(data)], root / "run", device="cpu")
+    wave, _ = load_audio(data / "demo.flac", cfg.model.mel.sample_rate)
+    wave = normalize_peak(wave, cfg.data.peak)
+    before = copy_synthesis_mel_l1(trainer.G, trainer.mel, wave)
+    result = trainer.fit()
+    after = copy_synthesis_mel_l1(trainer.G, trainer.mel, wave)
+    return SimpleNamespace(trainer=trainer, cfg=cfg, data_dir=data, run_dir=root / "run", wave=wave,
+                           before=before, after=after, result=result)

@@ -1,0 +1,154 @@
+"""Audio files: load/save round trips, mixdown, resampling, level normalisation and clear errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiogan.audio import AudioError, load_audio, normalize_loudness, normalize_peak, resample, save_audio
+
+PCM16_STEP = 1 / 32768
+
+
+def rms_dbfs(wave: torch.Tensor) -> float:
+    return 20 * math.log10(wave.pow(2).mean().sqrt().item())
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_save_then_load_round_trip(tmp_path, demo_wave, suffix):
+    wave = demo_wave * 0.731  # off the PCM16 grid, so the round trip really quantises
+    path = save_audio(tmp_path / f"out{suffix}", wave, 16000)
+    assert path == tmp_path / f"out{suffix}"
+    info = sf.info(path)
+    assert (info.format, info.subtype, info.channels) == (suffix[1:].upper(), "PCM_16", 1)
+    loaded, sr = load_audio(path)
+    assert sr == 16000
+    assert loaded.dtype == torch.float32
+    assert loaded.shape == wave.shape
+    assert (loaded - wave).abs().max() <= PCM16_STEP
+    # Atomic write: nothing but the output is left in the folder.
+    assert [p.name for p in tmp_path.iterdir()] == [f"out{suffix}"]
+
+
+def test_save_accepts_numpy_clips_to_full_scale_and_creates_folders(tmp_path, demo_wave):
+    loud = demo_wave.numpy() * 4
+    path = save_audio(tmp_path / "a" / "b" / "loud.wav", loud, 16000)
+    loaded, _ = load_audio(path)
+    assert loaded.abs().max() == pytest.approx(1.0, abs=2 * PCM16_STEP)
+    quiet = np.abs(loud) < 0.9
+    np.testing.assert_allclose(loaded.numpy()[quiet], loud[quiet], atol=PCM16_STEP)
+
+
+def test_save_rejects_unknown_format(tmp_path, demo_wave):
+    with pytest.raises(AudioError, match=r"unsupported output format '\.mp3'"):
+        save_audio(tmp_path / "out.mp3", demo_wave, 16000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_from_bytes_equals_load_from_file(demo_path):
+    from_file, sr_file = load_audio(demo_path)
+    from_bytes, sr_bytes = load_audio(demo_path.read_bytes())
+    assert sr_file == sr_bytes == 16000
+    assert torch.equal(from_file, from_bytes)
+
+
+def test_stereo_is_mixed_down_to_mono(tmp_path, demo_wave):
+    left = demo_wave.numpy()
+    right = -0.5 * left
+    sf.write(tmp_path / "stereo.wav", np.stack([left, right], axis=1), 16000, subtype="FLOAT")
+    mono, sr = load_audio(tmp_path / "stereo.wav")
+    assert sr == 16000
+    assert mono.shape == demo_wave.shape
+    torch.testing.assert_close(mono, 0.25 * demo_wave, atol=1e-7, rtol=0)
+
+
+def test_resampling_22050_to_16000_keeps_the_signal(tmp_path, demo_wave):
+    up = resample(demo_wave, 16000, 22050)
+    assert abs(up.numel() - demo_wave.numel() * 22050 / 16000) <= 1
+    sf.write(tmp_path / "ljlike.wav", up.numpy(), 22050, subtype="FLOAT")
+    native, sr_native = load_audio(tmp_path / "ljlike.wav")
+    assert sr_native == 22050 and native.numel() == up.numel()
+    down, sr = load_audio(tmp_path / "ljlike.wav", 16000)
+    assert sr == 16000
+    assert abs(down.numel() - native.numel() * 16000 / 22050) <= 1
+    # Speech at 16 kHz is band-limited below 8 kHz, so 16k -> 22.05k -> 16k gives the clip back.
+    n = min(down.numel(), demo_wave.numel())
+    margin = 200  # filter edge effects
+    ref, got = demo_wave[margin:n - margin], down[margin:n - margin]
+    assert np.corrcoef(ref.numpy(), got.numpy())[0, 1] > 0.999
+    assert abs(rms_dbfs(got) - rms_dbfs(ref)) < 0.1
+
+
+def test_resampling_a_real_22050_clip(speech_dir):
+    clip = sorted((speech_dir / "dctts_lj_prompts" / "wavs").glob("*.flac"))[0]
+    native, sr = load_audio(clip)
+    assert sr == 22050
+    down, sr16 = load_audio(clip, 16000)
+    assert sr16 == 16000
+    assert abs(down.numel() - native.numel() * 16000 / 22050) <= 1
+    assert abs(rms_dbfs(down) - rms_dbfs(native)) < 0.5
+
+
+def test_same_rate_resample_is_identity_and_bad_rates_are_rejected(demo_wave):
+    assert resample(demo_wave, 16000, 16000) is demo_wave
+    with pytest.raises(AudioError, match="sample rates must be positive"):
+        resample(demo_wave, 0, 16000)
+
+
+def test_normalize_peak_hits_its_target(demo_wave):
+    for peak in (0.5, 0.95):
+        out = normalize_peak(demo_wave, peak)
+        assert out.abs().max().item() == pytest.approx(peak, rel=1e-6)
+        # A pure gain: the shape of the waveform is unchanged.
+        torch.testing.assert_close(out / out.abs().max(), demo_wave / demo_wave.abs().max())
+    silence = torch.zeros(100)
+    assert torch.equal(normalize_peak(silence), silence)
+
+
+def test_normalize_loudness_hits_its_target(demo_wave):
+    quiet = normalize_loudness(demo_wave, target_dbfs=-30.0)
+    assert rms_dbfs(quiet) == pytest.approx(-30.0, abs=0.01)
+    assert quiet.abs().max() < 0.99
+    # A target that would push the peak past 0.99 is limited by the peak instead.
+    loud = normalize_loudness(demo_wave, target_dbfs=-3.0, peak=0.99)
+    assert loud.abs().max().item() == pytest.approx(0.99, rel=1e-5)
+    assert rms_dbfs(loud) < -3.0
+    silence = torch.zeros(100)
+    assert torch.equal(normalize_loudness(silence), silence)
+
+
+def test_empty_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "empty.wav"
+    sf.write(path, np.zeros(0, np.float32), 16000)
+    with pytest.raises(AudioError, match=r"empty \(0 samples\)"):
+        load_audio(path)
+    wave, sr = load_audio(path, allow_empty=True)
+    assert wave.numel() == 0 and sr == 16000
+
+
+def test_corrupt_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "noise.wav"
+    path.write_bytes(np.random.default_rng(0).bytes(4000))
+    with pytest.raises(AudioError, match=r"cannot read audio .*noise\.wav"):
+        load_audio(path)
+    with pytest.raises(AudioError, match="cannot read audio <bytes>"):
+        load_audio(path.read_bytes())
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(AudioError, match=r"audio file not found: .*nothing\.flac"):
+        load_audio(tmp_path / "nothing.flac")
+    with pytest.raises(AudioError, match="not found"):
+        load_audio(tmp_path)  # a folder is not an audio file
+
+
+def test_non_finite_samples_are_a_clear_error(tmp_path, demo_wave):
+    data = demo_wave.numpy().copy()
+    data[1000] = np.nan
+    sf.write(tmp_path / "nan.wav", data, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN or Inf"):
+        load_audio(tmp_path / "nan.wav")

@@ -1,0 +1,130 @@
+"""The `audiogan` command line, called in-process through audiogan.cli.main."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiogan import load_audio
+from audiogan.audio import resample
+from audiogan.cli import main
+
+HOP = 256
+
+
+def test_vocode_the_demo_clip(tmp_path, capsys, demo_wave):
+    out = tmp_path / "out.wav"
+    assert main(["vocode", "-o", str(out)]) == 0
+    info = sf.info(out)
+    assert (info.samplerate, info.channels, info.format) == (16000, 1, "WAV")
+    assert abs(info.frames - demo_wave.numel()) < HOP
+    assert f"wrote {out}" in capsys.readouterr().out
+    audio, _ = load_audio(out)
+    assert audio.pow(2).mean().sqrt() > 0.01  # speech, not silence
+
+
+def test_vocode_a_file_at_another_rate(tmp_path, demo_wave):
+    source = tmp_path / "in22k.wav"
+    sf.write(source, resample(demo_wave, 16000, 22050).numpy(), 22050, subtype="FLOAT")
+    out = tmp_path / "out.flac"
+    assert main(["vocode", str(source), "-o", str(out), "--device", "cpu"]) == 0
+    info = sf.info(out)
+    assert (info.samplerate, info.format) == (16000, "FLAC")
+    assert abs(info.frames - demo_wave.numel()) < HOP
+
+
+def test_vocode_a_mel_file(tmp_path, default_vocoder, demo_wave):
+    mel = default_vocoder.mel(demo_wave).numpy()
+    mel_path = tmp_path / "m.npy"
+    np.save(mel_path, mel)
+    out = tmp_path / "out.wav"
+    assert main(["vocode", "--mel", str(mel_path), "-o", str(out)]) == 0
+    audio, sr = load_audio(out)
+    assert sr == 16000
+    assert audio.numel() == mel.shape[-1] * HOP
+    expected = default_vocoder(mel).numpy()
+    np.testing.assert_allclose(audio.numpy(), expected, atol=1 / 32768 + 1e-6)
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--help"], ["vocode", "train", "export"]),
+    (["vocode", "--help"], ["--mel", "--output", "--model"]),
+    (["train", "vocoder", "--help"], ["--config", "--data", "--resume", "--init-generator", "--set"]),
+    (["export", "vocoder", "--help"], ["checkpoint", "--fp32"]),
+])
+def test_help_exits_zero(capsys, argv, expected):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert all(word in text for word in expected)
+
+
+def test_no_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    assert "required" in capsys.readouterr().err
+
+
+def test_missing_input_file_exits_2(tmp_path, capsys):
+    out = tmp_path / "out.wav"
+    assert main(["vocode", str(tmp_path / "missing.wav"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("audiogan: error:")
+    assert "not found" in err and "missing.wav" in err
+    assert not out.exists()
+
+
+def test_missing_mel_file_exits_2(tmp_path, capsys):
+    assert main(["vocode", "--mel", str(tmp_path / "nothing.npy"), "-o", str(tmp_path / "o.wav")]) == 2
+    assert "nothing.npy" in capsys.readouterr().err
+
+
+def test_mel_with_wrong_bins_exits_2(tmp_path, capsys):
+    np.save(tmp_path / "m.npy", np.zeros((64, 10), np.float32))
+    assert main(["vocode", "--mel", str(tmp_path / "m.npy"), "-o", str(tmp_path / "o.wav")]) == 2
+    assert "64 mel bins" in capsys.readouterr().err
+
+
+def test_unsupported_output_format_exits_2(tmp_path, capsys):
+    assert main(["vocode", "-o", str(tmp_path / "o.mp3")]) == 2
+    assert "unsupported output format" in capsys.readouterr().err
+
+
+def test_train_and_resume_from_the_command_line(tmp_path, monkeypatch, demo_data_dir, configs_dir, capsys):
+    monkeypatch.chdir(tmp_path)  # the recipe's relative cache folder lands in tmp_path
+    base = ["train", "vocoder", "--config", str(configs_dir / "tiny_test.yaml"), "--data", str(demo_data_dir),
+            "--run-dir", "run", "--device", "cpu", "--set", "log_every=1"]
+    assert main([*base, "--set", "max_steps=3"]) == 0
+    assert "done at step 3" in capsys.readouterr().out
+    run = tmp_path / "run"
+    assert {"checkpoint.pt", "tiny.safetensors", "tiny.json", "metrics.jsonl"} <= {p.name for p in run.iterdir()}
+    assert list((tmp_path / ".cache" / "audiogan-test").glob("*.npy"))
+
+    assert main([*base, "--set", "max_steps=5", "--resume", "run/checkpoint.pt"]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if not r.get("final")] == [1, 2, 3, 4, 5]
+    assert json.loads((run / "tiny.json").read_text())["training"]["steps"] == 5
+
+
+def test_train_with_a_mistyped_override_exits_2(tmp_path, monkeypatch, demo_data_dir, configs_dir, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "vocoder", "--config", str(configs_dir / "tiny_test.yaml"), "--data", str(demo_data_dir),
+            "--run-dir", "run", "--device", "cpu", "--set", "max_step=3"]
+    assert main(argv) == 2
+    assert "max_step" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_with_missing_config_or_data_exits_2(tmp_path, monkeypatch, demo_data_dir, configs_dir, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "vocoder", "--config", "nope.yaml", "--data", str(demo_data_dir)]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    argv = ["train", "vocoder", "--config", str(configs_dir / "tiny_test.yaml"), "--data", "no_such_folder",
+            "--device", "cpu"]
+    assert main(argv) == 2
+    assert "data folder not found" in capsys.readouterr().err

@@ -1,0 +1,144 @@
+"""Export -> load round trips: safetensors + JSON model card, fp16 and fp32, from a trainer and from a checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from audiogan import Vocoder, weights
+from audiogan.cli import main
+from audiogan.config import to_dict
+from audiogan.train.checkpoint import load_checkpoint
+from audiogan.train.vocoder_trainer import export_generator
+from audiogan.vocoder import build_generator
+
+MAX_BYTES = 16 * 2**20
+
+
+def strict_json(path: Path) -> dict:
+    def reject(token: str) -> None:
+        raise ValueError(f"{path.name} is not strict JSON: contains {token}")
+
+    return json.loads(path.read_text(), parse_constant=reject)
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((out - ref).norm() / ref.norm()).item()
+
+
+@pytest.fixture(scope="module")
+def reference(trained_tiny) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mel of the training clip, the trained generator's audio for it)."""
+    trainer = trained_tiny.trainer
+    mel = trainer.mel(trained_tiny.wave[None])[0]
+    trainer.G.eval()
+    with torch.no_grad():
+        audio = trainer.G(mel[None])[0].clamp(-1, 1)
+    trainer.G.train()
+    assert audio.abs().max() > 1e-3
+    return mel, audio
+
+
+def test_trainer_export_writes_weights_and_card(trained_tiny, tmp_path):
+    trainer = trained_tiny.trainer
+    path = trainer.export(tmp_path / "out" / "tiny-export.safetensors")
+    assert path == tmp_path / "out" / "tiny-export.safetensors"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tiny-export.json", "tiny-export.safetensors"]
+    assert 0 < path.stat().st_size < MAX_BYTES
+
+    card = strict_json(path.with_suffix(".json"))
+    assert card["name"] == "tiny-export"
+    assert card["kind"] == "vocoder"
+    assert card["dtype"] == "float16"
+    assert card["config"] == to_dict(trainer.cfg.model)
+    assert card["parameters"] == sum(p.numel() for p in trainer.G.parameters())
+    training = card["training"]
+    assert training["steps"] == 40
+    assert isinstance(training["device_minutes"], float) and training["device_minutes"] >= 0
+    assert training["device"] == "cpu"
+    assert training["recipe"] == to_dict(trainer.cfg.train)
+    assert card["data"] == {"data": {"train_clips": 1, "validation_clips": 0, "source": "unspecified"}}
+
+    tensors = weights.read_weights(path)
+    assert tensors.keys() == trainer.G.state_dict().keys()
+    assert all(t.dtype == torch.float16 for t in tensors.values())
+
+
+def test_fit_exports_a_strict_json_card(trained_tiny):
+    card = strict_json(trained_tiny.run_dir / "tiny.json")
+    assert card["training"]["steps"] == 40
+    assert (trained_tiny.run_dir / "tiny.safetensors").stat().st_size < MAX_BYTES
+
+
+def test_loaded_fp16_export_reproduces_the_trained_generator(trained_tiny, reference, tmp_path):
+    mel, audio = reference
+    vocoder = Vocoder.load(trained_tiny.trainer.export(tmp_path / "fp16.safetensors"), device="cpu")
+    out = vocoder(mel)
+    assert out.shape == audio.shape
+    assert relative_error(out, audio) < 1e-2
+    # A path without the suffix resolves to the same weights.
+    assert torch.equal(Vocoder.load(tmp_path / "fp16", device="cpu")(mel), out)
+
+
+def test_loaded_fp32_export_is_exact(trained_tiny, reference, tmp_path):
+    mel, audio = reference
+    trainer = trained_tiny.trainer
+    fp32 = export_generator(trainer.G, trainer.cfg, tmp_path / "fp32.safetensors", trainer.step, 0.5, "cpu", {}, {},
+                            dtype=torch.float32)
+    fp16 = trainer.export(tmp_path / "fp16.safetensors")
+    assert weights.read_card(fp32)["dtype"] == "float32"
+    assert 1.8 < fp32.stat().st_size / fp16.stat().st_size < 2.2
+    out = Vocoder.load(fp32, device="cpu")(mel)
+    assert (out - audio).abs().max() < 1e-5
+
+
+def test_cli_exports_a_checkpoint(trained_tiny, tmp_path, capsys):
+    checkpoint = trained_tiny.run_dir / "checkpoint.pt"
+    state = load_checkpoint(checkpoint, torch.device("cpu"))
+    generator = build_generator(trained_tiny.cfg.model)
+    generator.load_state_dict(state["generator"])
+    generator.eval()
+    mel = trained_tiny.trainer.mel(trained_tiny.wave[None])[0]
+    with torch.no_grad():
+        audio = generator(mel[None])[0].clamp(-1, 1)
+
+    out16 = tmp_path / "cli" / "exported.safetensors"
+    assert main(["export", "vocoder", str(checkpoint), "-o", str(out16)]) == 0
+    assert f"wrote {out16}" in capsys.readouterr().out
+    card = strict_json(out16.with_suffix(".json"))
+    assert card["dtype"] == "float16"
+    assert card["training"]["steps"] == 40
+    assert card["config"] == to_dict(trained_tiny.cfg.model)
+    assert 0 < out16.stat().st_size < MAX_BYTES
+    assert relative_error(Vocoder.load(out16, device="cpu")(mel), audio) < 1e-2
+
+    out32 = tmp_path / "cli" / "exported32.safetensors"
+    assert main(["export", "vocoder", str(checkpoint), "-o", str(out32), "--fp32"]) == 0
+    assert (Vocoder.load(out32, device="cpu")(mel) - audio).abs().max() < 1e-5
+
+
+def test_cli_export_of_a_missing_checkpoint_fails_clearly(tmp_path, capsys):
+    rc = main(["export", "vocoder", str(tmp_path / "none.pt"), "-o", str(tmp_path / "x.safetensors")])
+    assert rc == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_weights_without_a_card_are_refused(trained_tiny, tmp_path):
+    path = trained_tiny.trainer.export(tmp_path / "nocard.safetensors")
+    path.with_suffix(".json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"model card .*nocard\.json missing"):
+        Vocoder.load(path, device="cpu")
+
+
+def test_bundled_weights_match_their_card():
+    path = weights.resolve("default", "vocoder")
+    assert path.name == "vocoder-16k.safetensors"
+    assert 0 < path.stat().st_size < MAX_BYTES
+    card = strict_json(path.with_suffix(".json"))
+    tensors = weights.read_weights(path)
+    assert sum(t.numel() for t in tensors.values()) == card["parameters"]
+    assert {str(t.dtype).removeprefix("torch.") for t in tensors.values()} == {card["dtype"]}
