@@ -31,6 +31,13 @@ def _vocode(args: argparse.Namespace) -> int:
     seconds = wave.numel() / vocoder.sample_rate
     print(f"wrote {out} ({seconds:.2f} s at {vocoder.sample_rate} Hz) from {source} "
           f"with {vocoder.card.get('name', args.model)}")
+    if args.plot:
+        from audiogan.plots import plot_mels
+
+        mel_in = torch.as_tensor(mel) if args.mel else vocoder.mel(audio)
+        png = plot_mels({"input mel": mel_in, "mel of the vocoded audio": vocoder.mel(wave)}, args.plot,
+                        vocoder.config.mel)
+        print(f"wrote {png}")
     return 0
 
 
@@ -71,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--model", default="default", help="bundled name or .safetensors path (default: %(default)s)")
     v.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     v.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    v.add_argument("--plot", metavar="PNG", help="also save input and output mel spectrograms side by side")
     v.set_defaults(func=_vocode)
 
     t = sub.add_parser("train", help="train a model").add_subparsers(dest="model_kind", required=True)

@@ -26,6 +26,13 @@ def test_vocode_the_demo_clip(tmp_path, capsys, demo_wave):
     assert audio.pow(2).mean().sqrt() > 0.01  # speech, not silence
 
 
+def test_vocode_with_a_spectrogram_plot(tmp_path, capsys):
+    png = tmp_path / "mels.png"
+    assert main(["vocode", "-o", str(tmp_path / "out.wav"), "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {png}" in capsys.readouterr().out
+
+
 def test_vocode_a_file_at_another_rate(tmp_path, demo_wave):
     source = tmp_path / "in22k.wav"
     sf.write(source, resample(demo_wave, 16000, 22050).numpy(), 22050, subtype="FLOAT")

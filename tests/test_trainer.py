@@ -101,7 +101,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, demo_data_dir, tiny_co
 
     expected = training_rows(tmp_path / "whole")
     assert [r["step"] for r in expected] == [1, 2, 3, 4, 5, 6]
-    assert len({r["lr"] for r in expected}) == 4  # the schedule decays every 2 steps, across the resume point
+    assert len({r["lr"] for r in expected}) == 3  # decays every 2 steps (lr of steps 0-5), across the resume
     assert training_rows(tmp_path / "first") + training_rows(tmp_path / "second") == expected
     assert second.step == whole.step == 6
     for a, b in [(whole.G, second.G), (whole.D, second.D)]:
@@ -152,32 +152,35 @@ def test_checkpoint_and_export_work_without_fit(tmp_path, demo_data_dir, tiny_co
 def test_init_from_exported_generator_gives_discriminators_a_head_start(trained_tiny, tmp_path, tiny_config):
     exported = trained_tiny.trainer.export(tmp_path / "export" / "tiny.safetensors")
     card = weights.read_card(exported)
-    cfg = tiny_config(max_steps=100, disc_head_start_steps=2, lr_decay_every=7)
+    cfg = tiny_config(max_steps=100, disc_head_start_steps=2, lr_decay_every=7, gen_ramp_steps=4)
     trainer = VocoderTrainer(cfg, [str(trained_tiny.data_dir)], tmp_path / "run", device="cpu",
                              init_generator=str(exported))
     assert trainer.step == card["training"]["steps"] == 40
     assert trainer.head_start_until == 40 + 2
     assert trainer.prior_minutes == pytest.approx(card["training"]["device_minutes"])
-    # The learning-rate schedule continues as if it had run from step 0 (40 // 7 = 5 decays so far).
-    lr0, decay = cfg.train.learning_rate, cfg.train.lr_decay
-    for opt in (trainer.opt_g, trainer.opt_d):
-        assert opt.param_groups[0]["lr"] == pytest.approx(lr0 * decay**5, rel=1e-9)
     stored = weights.read_weights(exported)
     assert all(torch.equal(v, stored[k].float()) for k, v in trainer.G.state_dict().items())
 
+    lr0, decay = cfg.train.learning_rate, cfg.train.lr_decay
     g0, d0 = snapshot(trainer.G), snapshot(trainer.D)
     for _ in range(2):
         stats = step(trainer)
         assert stats["g_adv"] == stats["g_fm"] == stats["skipped"] == 0.0
         assert math.isfinite(stats["mel_l1"]) and stats["d_loss"] > 0
         assert unchanged(g0, trainer.G)
+        # The schedule continues as if it had run from step 0 (40 // 7 = 5 decays so far).
+        assert trainer.opt_d.param_groups[0]["lr"] == pytest.approx(lr0 * decay**5, rel=1e-9)
     assert not unchanged(d0, trainer.D)
     assert trainer.step == 42
-    for opt in (trainer.opt_g, trainer.opt_d):  # step 42 is a multiple of 7: the sixth decay
-        assert opt.param_groups[0]["lr"] == pytest.approx(lr0 * decay**6, rel=1e-9)
-    stats = step(trainer)  # head start over: the generator trains again
-    assert stats["g_adv"] > 0
+    # Head start over: the generator trains again, its learning rate ramping up over gen_ramp_steps.
+    g_lrs = []
+    for _ in range(5):
+        stats = step(trainer)
+        assert stats["g_adv"] > 0
+        g_lrs.append(trainer.opt_g.param_groups[0]["lr"] / trainer.opt_d.param_groups[0]["lr"])
+    assert g_lrs == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])
     assert not unchanged(g0, trainer.G)
+    assert trainer.opt_d.param_groups[0]["lr"] == pytest.approx(lr0 * decay**6, rel=1e-9)  # step 46 // 7 = 6
 
 
 def test_init_generator_with_a_different_model_config_is_refused(trained_tiny, tmp_path, tiny_config):

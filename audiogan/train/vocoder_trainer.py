@@ -55,6 +55,10 @@ class TrainConfig:
     checkpoint_every_minutes: float = 5.0
     snapshot_every_minutes: float = 0.0  # >0: export an fp16 generator every so often (quality vs GPU-minutes)
     disc_head_start_steps: int = 300  # D-only steps when training starts from an exported generator
+    # After that head start, the generator's learning rate and adversarial + feature-matching weights
+    # ramp up linearly over this many steps: a fresh Adam state and a young discriminator otherwise
+    # knock the mel loss back up (measured: 0.45 -> 0.56 within 10 joint steps without the ramp).
+    gen_ramp_steps: int = 500
     nan_patience: int = 20
     seed: int = 1234
 
@@ -98,8 +102,6 @@ class VocoderTrainer:
                                        weight_decay=tc.weight_decay, **fused)
         self.opt_d = torch.optim.AdamW(self.D.parameters(), tc.learning_rate, betas=tuple(tc.betas),
                                        weight_decay=tc.weight_decay, **fused)
-        self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, tc.lr_decay)
-        self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, tc.lr_decay)
         self.step = 0
         self.prior_minutes = 0.0
         self.t0 = time.monotonic()
@@ -162,8 +164,6 @@ class VocoderTrainer:
         self.D.load_state_dict(ck["discriminators"])
         self.opt_g.load_state_dict(ck["opt_g"])
         self.opt_d.load_state_dict(ck["opt_d"])
-        self.sched_g.load_state_dict(ck["sched_g"])
-        self.sched_d.load_state_dict(ck["sched_d"])
         self.step = ck["step"]
         self.prior_minutes = ck["device_minutes"]
         self.head_start_until = ck.get("head_start_until", 0)
@@ -181,13 +181,6 @@ class VocoderTrainer:
         self.step = int(card["training"]["steps"])
         self.prior_minutes = float(card["training"]["device_minutes"])
         self.head_start_until = self.step + self.cfg.train.disc_head_start_steps
-        # Continue the learning-rate schedule where the exported run left it.
-        decays = self.step // self.cfg.train.lr_decay_every
-        for opt, sched in ((self.opt_g, self.sched_g), (self.opt_d, self.sched_d)):
-            for group in opt.param_groups:
-                group["lr"] = group["initial_lr"] * self.cfg.train.lr_decay**decays
-            sched.last_epoch = decays
-            sched._last_lr = [g["lr"] for g in opt.param_groups]
         log.info("initialised generator from %s (step %d); discriminators train alone until step %d",
                  wpath, self.step, self.head_start_until)
 
@@ -211,8 +204,26 @@ class VocoderTrainer:
             (_, fr), (sf, ff) = self.d_run(real, fake)
         return generator_loss(sf), feature_loss([[f.detach() for f in fs] for fs in fr], ff)
 
+    def _set_learning_rates(self) -> float:
+        """Exponential decay in closed form (a function of the step, so resume needs no scheduler state).
+
+        After a discriminator head start the generator's learning rate and adversarial weights ramp up
+        linearly; returns that ramp factor (1.0 in normal training).
+        """
+        tc = self.cfg.train
+        lr = tc.learning_rate * tc.lr_decay ** (self.step // tc.lr_decay_every)
+        ramp = 1.0
+        if self.head_start_until:
+            ramp = min(1.0, (self.step - self.head_start_until + 1) / max(tc.gen_ramp_steps, 1))
+        for group in self.opt_d.param_groups:
+            group["lr"] = lr
+        for group in self.opt_g.param_groups:
+            group["lr"] = lr * max(ramp, 0.0)
+        return ramp
+
     def train_step(self, real: torch.Tensor) -> torch.Tensor:
         tc = self.cfg.train
+        ramp = self._set_learning_rates()
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.bf16)
         lo, hi = tc.gain_range
         real = real * (lo + (hi - lo) * torch.rand(real.shape[0], 1, device=self.device, generator=self.gen))
@@ -231,7 +242,7 @@ class VocoderTrainer:
             g_adv = g_fm = g_norm = g_bad = zero
         else:
             g_adv, g_fm = self._g_losses(real, fake)
-            g_loss = g_adv + tc.fm_weight * g_fm + tc.mel_weight * mel_l1
+            g_loss = ramp * (g_adv + tc.fm_weight * g_fm) + tc.mel_weight * mel_l1
             g_params = list(self.G.parameters())
             self.opt_g.zero_grad(set_to_none=True)
             if self.dist.world > 1:
@@ -242,9 +253,6 @@ class VocoderTrainer:
                     p.grad = g
             g_norm, g_bad = self._clip_and_guard(g_params, g_loss, self.opt_g)
         self.step += 1
-        if self.step % tc.lr_decay_every == 0:
-            self.sched_g.step()
-            self.sched_d.step()
         bad = torch.maximum(d_bad, g_bad)
         return torch.stack([d_loss.detach(), g_adv.detach(), g_fm.detach(), mel_l1.detach(), d_acc,
                             g_norm.detach(), d_norm.detach(), bad])
@@ -293,7 +301,6 @@ class VocoderTrainer:
         return save_checkpoint(self.run_dir / "checkpoint.pt", {
             "generator": self.G.state_dict(), "discriminators": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
             "step": self.step, "device_minutes": self.device_minutes(), "head_start_until": self.head_start_until,
             "rng": rng_state(), "data_rng": self.gen.get_state(), "config": to_dict(self.cfg),
         })
@@ -336,7 +343,7 @@ class VocoderTrainer:
             # Host sync happens here only, once per log interval.
             row = dict(zip(METRIC_NAMES, (all_reduce_mean(acc.clone(), self.dist) / n_acc).tolist(), strict=True))
             row["skipped"] *= n_acc
-            row.update(step=self.step, device_minutes=self.device_minutes(), lr=self.opt_g.param_groups[0]["lr"],
+            row.update(step=self.step, device_minutes=self.device_minutes(), lr=self.opt_d.param_groups[0]["lr"],
                        steps_per_s=n_acc / max(now - getattr(self, "_t_log", self.t0), 1e-9))
             self._t_log = now
             acc.zero_()

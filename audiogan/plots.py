@@ -1,0 +1,36 @@
+"""Spectrogram pictures for people (matplotlib is an optional dependency: the 'train' extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from audiogan.audio.mel import MelConfig
+
+
+def plot_mels(mels: dict[str, torch.Tensor], path: str | Path, config: MelConfig) -> Path:
+    """Stack log-mels [n_mels, T] vertically with a shared colour scale and a time axis in seconds."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ValueError("plotting needs matplotlib: pip install 'audiogan[train]'") from exc
+    arrays = {k: v.detach().float().cpu().numpy() for k, v in mels.items()}
+    lo = min(a.min() for a in arrays.values())
+    hi = max(a.max() for a in arrays.values())
+    fig, axes = plt.subplots(len(arrays), 1, figsize=(10, 2.6 * len(arrays)), squeeze=False,
+                             layout="constrained")
+    for ax, (title, a) in zip(axes[:, 0], arrays.items(), strict=True):
+        seconds = a.shape[-1] * config.hop_length / config.sample_rate
+        im = ax.imshow(a, origin="lower", aspect="auto", vmin=lo, vmax=hi, extent=(0, seconds, 0, a.shape[0]))
+        ax.set_title(title)
+        ax.set_ylabel("mel bin")
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.colorbar(im, ax=axes[:, 0].tolist(), label="log magnitude")
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
