@@ -92,7 +92,7 @@ def main() -> None:
                 card["validation"] = {
                     **{k: round(v, 4) for k, v in row.items() if isinstance(v, float) and k != "device_minutes"},
                     "clips": len(clips), "date": date.today().isoformat(),
-                    "command": "python benchmarks/vocoder_quality.py --write-card",
+                    "command": "python -m benchmarks.vocoder_quality --write-card",
                 }
                 path.write_text(json.dumps(card, indent=2) + "\n")
         results.append(row)
