@@ -129,8 +129,8 @@ class VocoderTrainer:
         if tc.compile and not self.cuda:
             log.info("torch.compile is used on CUDA only (inductor's CPU FFT lowering fails here); running eager")
         elif tc.compile:
-            # Module-level compile measured 16.8 steps/s on an H100; compiling the loss functions around
-            # the discriminators instead ran at 7.8 steps/s (benchmarks/RESULTS.md).
+            # Module-level compile measured 16.8 steps/s on an H100; the bundled run, which compiled the
+            # loss functions around the discriminators instead, logged 7.8 (benchmarks/RESULTS.md).
             g, d = torch.compile(g), torch.compile(d)
         self.g_run, self.d_run = g, d
         self.writer = None
