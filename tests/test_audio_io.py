@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -32,6 +33,10 @@ def test_save_then_load_round_trip(tmp_path, demo_wave, suffix):
     assert (loaded - wave).abs().max() <= PCM16_STEP
     # Atomic write: nothing but the output is left in the folder.
     assert [p.name for p in tmp_path.iterdir()] == [f"out{suffix}"]
+    # ...and the temp file's private 0600 mode does not leak into the output.
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_save_accepts_numpy_clips_to_full_scale_and_creates_folders(tmp_path, demo_wave):

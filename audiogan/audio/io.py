@@ -64,11 +64,18 @@ def save_audio(path: str | Path, wave: torch.Tensor | np.ndarray, sample_rate: i
     os.close(fd)
     try:
         sf.write(tmp, data, sample_rate, format=fmt, subtype="PCM_16")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs should get the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def normalize_peak(wave: torch.Tensor, peak: float = 0.95) -> torch.Tensor:
