@@ -17,7 +17,8 @@ def _vocode(args: argparse.Namespace) -> int:
 
     from audiogan import Vocoder, load_audio, save_audio
 
-    torch.set_num_threads(args.threads) if args.threads else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     vocoder = Vocoder.load(args.model, device=args.device)
     if args.mel:
         mel = np.load(args.mel)

@@ -112,6 +112,9 @@ def test_cli_exports_a_checkpoint(trained_tiny, tmp_path, capsys):
     assert card["dtype"] == "float16"
     assert card["training"]["steps"] == 40
     assert card["config"] == to_dict(trained_tiny.cfg.model)
+    # Provenance travels through the checkpoint: the data folders and the device that trained it.
+    assert card["data"] == trained_tiny.trainer.data_files and card["data"]
+    assert card["training"]["device"] == "cpu"
     assert 0 < out16.stat().st_size < MAX_BYTES
     assert relative_error(Vocoder.load(out16, device="cpu")(mel), audio) < 1e-2
 

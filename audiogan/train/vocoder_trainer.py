@@ -146,12 +146,12 @@ class VocoderTrainer:
     # ----- setup -------------------------------------------------------------------------------------------------
     def _find(self, dirs: list[str]) -> tuple[list[Path], list[Path]]:
         train, valid = [], []
-        every = [f for d in dirs for f in find_audio(d)]
+        found = {d: find_audio(d) for d in dirs}
         for pattern in self.cfg.data.validation:
-            if not any(fnmatch.fnmatch(f.as_posix(), pattern) for f in every):
+            if not any(fnmatch.fnmatch(f.as_posix(), pattern) for files in found.values() for f in files):
                 log.warning("validation pattern %r matches no file in %s", pattern, dirs)
-        for d in dirs:
-            t, v = split_files(find_audio(d), self.cfg.data)
+        for d, files in found.items():
+            t, v = split_files(files, self.cfg.data)
             train += t
             valid += v
             self.data_files[Path(d).name] = {"train_clips": len(t), "validation_clips": len(v),
@@ -303,6 +303,7 @@ class VocoderTrainer:
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "step": self.step, "device_minutes": self.device_minutes(), "head_start_until": self.head_start_until,
             "rng": rng_state(), "data_rng": self.gen.get_state(), "config": to_dict(self.cfg),
+            "device": device_name(self.device), "data": self.data_files,
         })
 
     def export(self, path: Path, validation: dict[str, float] | None = None) -> Path:
@@ -427,5 +428,5 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: torch.dtyp
         for line in metrics_file.read_text().splitlines():
             row = json.loads(line)
             validation.update({k: v for k, v in row.items() if k.startswith("valid")})
-    return export_generator(G, cfg, Path(out), ck["step"], ck["device_minutes"], "see training log",
-                            {}, validation, dtype)
+    return export_generator(G, cfg, Path(out), ck["step"], ck["device_minutes"], ck.get("device", "unknown"),
+                            ck.get("data", {}), validation, dtype)
