@@ -38,10 +38,10 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         item = args[0] if args else Any
         built = [_build(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(built) if origin is tuple else built
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, float) and isinstance(value, bool):
+    if tp in (int, float) and isinstance(value, bool):  # bool is an int subclass: refuse `batch_size: true`
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    if tp is float and isinstance(value, int):
+        return float(value)
     if tp in (int, float, str, bool) and not isinstance(value, tp):
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
     return value

@@ -98,9 +98,10 @@ class VocoderTrainer:
         self.G = build_generator(config.model).to(self.device)
         self.D = build_discriminators(tc.discriminators).to(self.device)
         fused = {"fused": True}
-        self.opt_g = torch.optim.AdamW(self.G.parameters(), tc.learning_rate, betas=tuple(tc.betas),
+        self.g_params, self.d_params = list(self.G.parameters()), list(self.D.parameters())
+        self.opt_g = torch.optim.AdamW(self.g_params, tc.learning_rate, betas=tuple(tc.betas),
                                        weight_decay=tc.weight_decay, **fused)
-        self.opt_d = torch.optim.AdamW(self.D.parameters(), tc.learning_rate, betas=tuple(tc.betas),
+        self.opt_d = torch.optim.AdamW(self.d_params, tc.learning_rate, betas=tuple(tc.betas),
                                        weight_decay=tc.weight_decay, **fused)
         self.step = 0
         self.prior_minutes = 0.0
@@ -234,7 +235,7 @@ class VocoderTrainer:
         d_loss, d_acc = self._d_losses(real, fake.detach())
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
-        d_norm, d_bad = self._clip_and_guard(list(self.D.parameters()), d_loss, self.opt_d)
+        d_norm, d_bad = self._clip_and_guard(self.d_params, d_loss, self.opt_d)
 
         mel_l1 = F.l1_loss(self.mel(fake), mel)
         if self.step < self.head_start_until:
@@ -243,7 +244,7 @@ class VocoderTrainer:
         else:
             g_adv, g_fm = self._g_losses(real, fake)
             g_loss = ramp * (g_adv + tc.fm_weight * g_fm) + tc.mel_weight * mel_l1
-            g_params = list(self.G.parameters())
+            g_params = self.g_params
             self.opt_g.zero_grad(set_to_none=True)
             if self.dist.world > 1:
                 g_loss.backward()  # DDP's gradient hooks fire on .backward() only
@@ -269,7 +270,8 @@ class VocoderTrainer:
             w = wave.to(self.device)[None]
             mel = self.mel(w)
             fake = self.G(mel).float().clamp(-1, 1)
-            mel_l1.append(F.l1_loss(self.mel(fake), mel).item())
+            fake_mel = self.mel(fake)
+            mel_l1.append(F.l1_loss(fake_mel, mel).item())
             ref, deg = w[0, : fake.shape[-1]].cpu().numpy(), fake[0].cpu().numpy()
             p = metrics.pesq_wb(ref, deg, sr) if sr == 16000 else None
             s = metrics.stoi(ref, deg, sr)
@@ -279,7 +281,7 @@ class VocoderTrainer:
                 stois.append(s)
             if self.writer and i < 3:
                 self.writer.add_audio(f"valid/{i}", fake[0].cpu(), self.step, sr)
-                self.writer.add_image(f"valid_mel/{i}", self._mel_image(self.mel(fake)[0]), self.step)
+                self.writer.add_image(f"valid_mel/{i}", self._mel_image(fake_mel[0]), self.step)
         self.G.train()
         out = {"valid_mel_l1": float(np.mean(mel_l1))}
         if pesqs:
@@ -315,7 +317,7 @@ class VocoderTrainer:
         tc = self.cfg.train
         self.prior_minutes = self.device_minutes()
         self.t0 = time.monotonic()
-        last_val = last_ck = last_snap = self.t0
+        last_val = last_ck = last_snap = last_log = self.t0
         acc = torch.zeros(len(METRIC_NAMES), device=self.device)
         streak = torch.zeros((), device=self.device)
         worst = torch.zeros((), device=self.device)
@@ -345,8 +347,8 @@ class VocoderTrainer:
             row = dict(zip(METRIC_NAMES, (all_reduce_mean(acc.clone(), self.dist) / n_acc).tolist(), strict=True))
             row["skipped"] *= n_acc
             row.update(step=self.step, device_minutes=self.device_minutes(), lr=self.opt_d.param_groups[0]["lr"],
-                       steps_per_s=n_acc / max(now - getattr(self, "_t_log", self.t0), 1e-9))
-            self._t_log = now
+                       steps_per_s=n_acc / max(now - last_log, 1e-9))
+            last_log = now
             acc.zero_()
             n_acc = 0
             if worst.item() >= tc.nan_patience:
