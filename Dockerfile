@@ -1,16 +1,32 @@
-# audiogan runtime image. Build: docker build -t audiogan .   Run: docker run --rm -v $PWD:/out audiogan vocode -o /out/demo.wav
-# Multi-stage: wheels are built in a throwaway stage so the runtime image carries no compiler.
+# audiogan server image.
+#   docker build -t audiogan .                       (CPU torch; --build-arg TORCH_INDEX=... for CUDA)
+#   docker run --rm -p 50051:50051 audiogan          (then: audiogan-client vocode mel.npy -o out.wav)
+# Multi-stage: wheels are built in a throwaway stage so the runtime image carries no build tools.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY audiogan ./audiogan
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+COPY server ./server
+COPY client ./client
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . ./client
 
 FROM python:3.11-slim
-RUN useradd --create-home --uid 1000 audiogan
+# The CPU build of torch by default: the PyPI default wheel carries several GB of CUDA libraries.
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# espeak-ng: the text-to-speech front end's phonemizer. Unpinned on purpose: the Debian release pins it.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends espeak-ng \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 1000 audiogan
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
-USER audiogan
+RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" torch==2.11.0 torchaudio==2.11.0 \
+    && pip install --no-cache-dir /wheels/audiogan_client-*.whl "$(ls /wheels/audiogan-[0-9]*.whl)[server]" \
+    && rm -rf /wheels
+USER 1000
 WORKDIR /home/audiogan
-ENTRYPOINT ["audiogan"]
-CMD ["--help"]
+EXPOSE 50051
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-m", "audiogan_server.healthcheck", "127.0.0.1:50051"]
+ENTRYPOINT ["audiogan-server"]
+CMD ["--host", "0.0.0.0"]

@@ -19,13 +19,14 @@ fi
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || { echo "setup: creating .venv"; "$PY" -m venv .venv; }
-extras="train"
+extras="server,train"
 [ "${1:-}" = "dev" ] && extras="dev"
-stamp=".venv/.audiogan-$extras-$(sha1sum pyproject.toml | cut -c1-12)"
+stamp=".venv/.audiogan-${extras/,/-}-$(cat pyproject.toml client/pyproject.toml | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-    echo "setup: pip install -e .[$extras] (torch 2.11.0 is large: the first run takes a few minutes)"
+    echo "setup: pip install -e ./client -e .[$extras] (torch 2.11.0 is large: the first run takes a few minutes)"
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[$extras]"
+    # The server imports the client package's generated gRPC stubs, so both go in.
+    .venv/bin/python -m pip install -q -e ./client -e ".[$extras]"
     touch "$stamp"
 fi
 echo "setup: ready (.venv, audiogan $(.venv/bin/python -c 'import audiogan; print(audiogan.__version__)'))"

@@ -32,14 +32,18 @@ def load_audio(
 
     Returns ``(wave [samples], sample_rate)``; with ``sample_rate`` given the audio is resampled to it.
     """
-    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    name = "(uploaded bytes)" if isinstance(source, bytes) else str(source)
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise AudioError(f"audio file not found: {name}")
     try:
         data, sr = sf.read(io.BytesIO(source) if isinstance(source, bytes) else str(source),
                            dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError(f"cannot read audio {name}: {exc}") from exc
+        # libsndfile's message starts with the repr of the file object; keep only its reason.
+        reason = str(exc).rsplit(": ", 1)[-1] if isinstance(source, bytes) else str(exc)
+        raise AudioError(f"cannot read audio {name}: {reason}") from exc
+    if sr <= 0:
+        raise AudioError(f"audio {name} declares a sample rate of {sr} Hz")
     wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
     if wave.numel() == 0 and not allow_empty:
         raise AudioError(f"audio {name} is empty (0 samples)")

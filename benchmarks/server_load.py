@@ -1,0 +1,169 @@
+"""Load test of audiogan-server on loopback: concurrent streams, time to first audio, soak for leaks.
+
+    python -m benchmarks.server_load                       # starts its own server (bundled models)
+    python -m benchmarks.server_load --streams 1 4 8 16 --soak 1000 --concurrency 32
+    python -m benchmarks.server_load --target host:port    # an already running server (no RSS figures)
+
+Streams are mel -> audio (SynthesizeStream with a mel): no TTS voice or timbre model exists yet, so the
+speech and note mixes of the final benchmark cannot run; those calls are counted as unavailable.
+A stream is "real time" when, playing from its first chunk's arrival, no later chunk arrives after
+its audio was due (no underrun).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+from audiogan_client import AudioGanClient
+from audiogan_server.process import launch
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_MEL = ROOT / "audiogan" / "samples" / "demo_mel.npy"
+
+
+@dataclass
+class StreamStats:
+    first_audio: float
+    wall: float
+    audio_seconds: float
+    underrun: bool
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def one_stream(client: AudioGanClient, mel: np.ndarray) -> StreamStats:
+    start = time.perf_counter()
+    first = None
+    late = False
+    samples = 0
+    rate = 16000
+    for chunk in client.stream_chunks(mel=mel, encoding="pcm16"):
+        now = time.perf_counter()
+        rate = chunk.sample_rate_hz
+        if first is None and chunk.audio:
+            first = now
+        elif first is not None and now - first > chunk.sample_offset / rate:
+            late = True
+        samples += len(chunk.audio) // 2
+    end = time.perf_counter()
+    return StreamStats((first or end) - start, end - start, samples / rate, late)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def stream_load(target: str, mel: np.ndarray, streams: int, seconds: float) -> dict[str, float]:
+    """``streams`` clients each stream back to back for ``seconds`` of wall time."""
+    results: list[StreamStats] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + seconds
+
+    def worker() -> None:
+        with AudioGanClient(target, timeout=120) as client:
+            while time.perf_counter() < stop_at:
+                try:
+                    stats = one_stream(client, mel)
+                    with lock:
+                        results.append(stats)
+                except grpc.RpcError as err:
+                    with lock:
+                        errors.append(err.code().name)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    ttfa = [r.first_audio * 1000 for r in results]
+    return {
+        "streams": streams, "requests": len(results), "errors": len(errors),
+        "ttfa_p50_ms": percentile(ttfa, 50), "ttfa_p99_ms": percentile(ttfa, 99),
+        "rtf_median": statistics.median(r.wall / r.audio_seconds for r in results) if results else float("nan"),
+        "realtime_pct": 100 * sum(not r.underrun for r in results) / max(1, len(results)),
+        "audio_x_realtime": sum(r.audio_seconds for r in results) / elapsed,
+    }
+
+
+def soak(target: str, mel: np.ndarray, requests: int, concurrency: int) -> tuple[int, dict[str, int], float]:
+    codes: dict[str, int] = {}
+    lock = threading.Lock()
+    clients = [AudioGanClient(target, timeout=120) for _ in range(concurrency)]
+
+    def call(i: int) -> None:
+        client = clients[i % concurrency]
+        try:
+            if i % 2:
+                client.vocode(mel)
+            else:
+                for _ in client.stream_chunks(mel=mel, encoding="pcm16"):
+                    pass
+            code = "OK"
+        except grpc.RpcError as err:
+            code = err.code().name
+        with lock:
+            codes[code] = codes.get(code, 0) + 1
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(call, range(requests)))
+    for c in clients:
+        c.close()
+    return requests, codes, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", help="use this running server instead of starting one")
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 8, 12, 16])
+    parser.add_argument("--seconds", type=float, default=15.0, help="wall time per stream level")
+    parser.add_argument("--soak", type=int, default=1000, help="requests in the soak (0 = skip)")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--server-args", default="", help="extra audiogan-server flags, e.g. '--device cuda'")
+    args = parser.parse_args()
+    mel = np.load(DEMO_MEL)  # 5.06 s of speech
+
+    def run(target: str, pid: int | None) -> None:
+        print(f"mel: {mel.shape[1]} frames = {mel.shape[1] * 256 / 16000:.2f} s of audio per request")
+        print("| streams | requests | errors | TTFA p50 ms | TTFA p99 ms | RTF median | real-time % | audio x RT |")
+        print("|---|---|---|---|---|---|---|---|")
+        for n in args.streams:
+            r = stream_load(target, mel, n, args.seconds)
+            print(f"| {n} | {r['requests']} | {r['errors']} | {r['ttfa_p50_ms']:.0f} | {r['ttfa_p99_ms']:.0f} | "
+                  f"{r['rtf_median']:.3f} | {r['realtime_pct']:.0f} | {r['audio_x_realtime']:.1f} |", flush=True)
+        if args.soak:
+            soak(target, mel, min(100, args.soak), args.concurrency)  # warm-up: allocator and thread pools settle
+            before = rss_mib(pid) if pid else float("nan")
+            n, codes, elapsed = soak(target, mel, args.soak, args.concurrency)
+            after = rss_mib(pid) if pid else float("nan")
+            errors = sum(v for k, v in codes.items() if k != "OK")
+            print(f"\nsoak: {n} requests (half Vocode, half SynthesizeStream) at concurrency {args.concurrency} "
+                  f"in {elapsed:.1f} s = {n / elapsed:.1f} req/s; errors {errors} {codes}")
+            print(f"server RSS after warm-up {before:.0f} MiB, after soak {after:.0f} MiB "
+                  f"({100 * (after - before) / before:+.1f} %)")
+
+    if args.target:
+        run(args.target, None)
+    else:
+        with launch(*args.server_args.split()) as server:
+            run(server.target, server.process.pid)
+
+
+if __name__ == "__main__":
+    main()

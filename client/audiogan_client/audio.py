@@ -1,0 +1,72 @@
+"""Audio bytes <-> numpy for the wire formats, with the standard library only (FLAC needs soundfile)."""
+
+from __future__ import annotations
+
+import io
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from audiogan_client._proto import audiogan_pb2 as pb
+
+ENCODINGS = {"pcm16": pb.PCM16, "float32": pb.FLOAT32, "wav": pb.WAV, "flac": pb.FLAC}
+
+
+def encoding_value(name: str | int) -> int:
+    if isinstance(name, int):
+        return name
+    try:
+        return ENCODINGS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown encoding {name!r}; choose from {', '.join(ENCODINGS)}") from None
+
+
+def decode(data: bytes, encoding: int) -> np.ndarray:
+    """Wire bytes -> float32 samples in [-1, 1]."""
+    if encoding in (pb.PCM16, pb.AUDIO_ENCODING_UNSPECIFIED):
+        return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    if encoding == pb.FLOAT32:
+        return np.frombuffer(data, dtype="<f4").astype(np.float32)
+    if encoding == pb.WAV:
+        with wave.open(io.BytesIO(data)) as w:
+            if w.getsampwidth() != 2 or w.getnchannels() != 1:
+                raise ValueError("expected a mono 16-bit WAV")
+            return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    if encoding == pb.FLAC:
+        try:
+            import soundfile
+        except ImportError:
+            raise RuntimeError("decoding FLAC needs soundfile: pip install 'audiogan-client[flac]'") from None
+        samples, _ = soundfile.read(io.BytesIO(data), dtype="float32")
+        return samples
+    raise ValueError(f"unknown encoding {encoding}")
+
+
+def to_pcm16(samples: np.ndarray) -> bytes:
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
+    """Write mono 16-bit WAV; '-' writes to stdout."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(to_pcm16(samples))
+    if str(path) == "-":
+        sys.stdout.buffer.write(buffer.getvalue())
+        return Path("-")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def mel_message(mel: np.ndarray) -> pb.Mel:
+    mel = np.asarray(mel, dtype="<f4")
+    if mel.ndim != 2:
+        raise ValueError(f"mel must be [n_mels, frames], got shape {mel.shape}")
+    return pb.Mel(n_mels=mel.shape[0], data=np.ascontiguousarray(mel).tobytes())

@@ -1,0 +1,163 @@
+"""``audiogan-client``: call an audiogan server from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from audiogan_client.audio import decode, write_wav
+from audiogan_client.client import AudioGanClient, AudioResult
+
+
+def _timbre(spec: str) -> str | list[float]:
+    """'violin' is an instrument; '0.1,0.2,...' or a .npy path is a latent."""
+    if spec.endswith(".npy"):
+        return np.load(spec).astype(np.float32).ravel().tolist()
+    if "," in spec:
+        return [float(v) for v in spec.split(",")]
+    return spec
+
+
+def _save(result: AudioResult, out: str) -> None:
+    path = write_wav(out, result.samples, result.sample_rate)
+    if str(path) != "-":
+        print(f"wrote {path} ({len(result.samples) / result.sample_rate:.2f} s at {result.sample_rate} Hz)",
+              file=sys.stderr)
+
+
+def cmd_say(client: AudioGanClient, args: argparse.Namespace) -> None:
+    text = Path(args.file).read_text(encoding="utf-8") if args.file else args.text
+    if not text:
+        raise SystemExit("say: give TEXT or --file")
+    kwargs = {"voice": args.voice, "sample_rate": args.sample_rate, "speed": args.speed}
+    if not args.stream:
+        _save(client.synthesize(text, **kwargs), args.output)
+        return
+    # Streaming: raw little-endian PCM16 as it arrives (pipe it to aplay/ffplay), or a WAV at the end.
+    raw = args.raw or args.output == "-"
+    parts: list[np.ndarray] = []
+    rate = 0
+    for chunk in client.stream_chunks(text, encoding="pcm16", **kwargs):
+        rate = chunk.sample_rate_hz
+        if raw:
+            sys.stdout.buffer.write(chunk.audio)
+            sys.stdout.buffer.flush()
+        else:
+            parts.append(decode(chunk.audio, chunk.encoding))
+    if not raw:
+        _save(AudioResult(np.concatenate(parts) if parts else np.zeros(0, np.float32), rate), args.output)
+
+
+def cmd_vocode(client: AudioGanClient, args: argparse.Namespace) -> None:
+    _save(client.vocode(np.load(args.mel), vocoder=args.vocoder, sample_rate=args.sample_rate), args.output)
+
+
+def cmd_notes(client: AudioGanClient, args: argparse.Namespace) -> None:
+    notes = [{"pitch": p, "timbre": _timbre(args.instrument), "velocity": args.velocity, "seconds": args.seconds,
+              "seed": args.seed} for p in args.pitches]
+    results = client.notes(notes, sample_rate=args.sample_rate)
+    out = Path(args.output)
+    for pitch, result in zip(args.pitches, results, strict=True):
+        _save(result, str(out / f"{args.instrument}-{pitch:03d}.wav"))
+
+
+def cmd_interpolate(client: AudioGanClient, args: argparse.Namespace) -> None:
+    results, alphas = client.interpolate(_timbre(args.source), _timbre(args.target), pitch=args.pitch,
+                                         steps=args.steps, seconds=args.seconds, mode=args.mode,
+                                         sample_rate=args.sample_rate)
+    # One file: the steps one after another, so the morph can be heard in a single listen.
+    gap = np.zeros(int(0.25 * results[0].sample_rate), np.float32)
+    joined = np.concatenate([x for r in results for x in (r.samples, gap)])
+    _save(AudioResult(joined, results[0].sample_rate), args.output)
+    print("alphas: " + " ".join(f"{a:.3f}" for a in alphas), file=sys.stderr)
+
+
+def cmd_convert(client: AudioGanClient, args: argparse.Namespace) -> None:
+    _save(client.convert(args.input, to=_timbre(args.to), sample_rate=args.sample_rate), args.output)
+
+
+def cmd_voices(client: AudioGanClient, args: argparse.Namespace) -> None:
+    listing = client.list_voices()
+    for kind in ("voices", "vocoders"):
+        for model in listing[kind]:
+            model["card"] = {k: model["card"].get(k) for k in ("name", "training", "validation") if k in model["card"]}
+    print(json.dumps(listing, indent=2))
+
+
+def cmd_instruments(client: AudioGanClient, args: argparse.Namespace) -> None:
+    print(json.dumps(client.list_instruments(), indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="audiogan-client", description=__doc__)
+    parser.add_argument("--target", default="127.0.0.1:50051", help="server address (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="per-call deadline in seconds")
+    parser.add_argument("--tls-ca", help="PEM root certificate: connect with TLS")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str, out_default: str = "out.wav") -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("-o", "--output", default=out_default, help="output (default %(default)s; '-' = stdout)")
+        p.add_argument("--sample-rate", type=int, default=0, help="output rate in Hz (default: the model's)")
+        return p
+
+    p = add("say", "text -> speech")
+    p.add_argument("text", nargs="?", help="the text (or use --file)")
+    p.add_argument("--file", help="read the text from this UTF-8 file")
+    p.add_argument("--voice", default="", help="voice name (see `voices`)")
+    p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--stream", action="store_true", help="use the streaming call")
+    p.add_argument("--raw", action="store_true", help="with --stream: write raw PCM16 to stdout as it arrives")
+    p.set_defaults(func=cmd_say)
+
+    p = add("vocode", "log-mel .npy [n_mels, frames] -> audio")
+    p.add_argument("mel")
+    p.add_argument("--vocoder", default="")
+    p.set_defaults(func=cmd_vocode)
+
+    p = add("notes", "instrument notes, one WAV per pitch in the output folder", out_default="notes")
+    p.add_argument("--instrument", required=True, help="instrument name, or a latent (comma list or .npy)")
+    p.add_argument("--pitches", type=int, nargs="+", default=[60])
+    p.add_argument("--velocity", type=int, default=100)
+    p.add_argument("--seconds", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_notes)
+
+    p = add("interpolate", "a timbre morph: steps notes from one timbre to another, joined in one WAV")
+    p.add_argument("--from", dest="source", required=True)
+    p.add_argument("--to", dest="target", required=True)
+    p.add_argument("--pitch", type=int, default=60)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=0.0)
+    p.add_argument("--mode", choices=["slerp", "lerp"], default="slerp")
+    p.set_defaults(func=cmd_interpolate)
+
+    p = add("convert", "re-render a recording with another timbre")
+    p.add_argument("input", help="WAV/FLAC/OGG file")
+    p.add_argument("--to", required=True, help="instrument name, or a latent (comma list or .npy)")
+    p.set_defaults(func=cmd_convert)
+
+    sub.add_parser("voices", help="list voices and vocoders").set_defaults(func=cmd_voices)
+    sub.add_parser("instruments", help="list instruments").set_defaults(func=cmd_instruments)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    root = Path(args.tls_ca).read_bytes() if args.tls_ca else None
+    try:
+        with AudioGanClient(args.target, timeout=args.timeout, root_certificates=root) as client:
+            args.func(client, args)
+    except grpc.RpcError as err:
+        raise SystemExit(f"audiogan-client: {err.code().name}: {err.details()}") from None
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"audiogan-client: {err}") from None
+
+
+if __name__ == "__main__":
+    main()

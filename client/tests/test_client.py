@@ -1,0 +1,115 @@
+"""The client in an environment without torch, against a live server (AUDIOGAN_TARGET=host:port).
+
+``make test`` runs these from a fresh ``.venv-client`` holding only this package; see scripts/test_client.sh.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from audiogan_client import AudioGanClient, write_wav
+
+# The bundled demo clip's mel (LibriSpeech 1688-142285-0003, CC BY 4.0), saved by audiogan with numpy.
+DEMO_MEL = Path(__file__).resolve().parents[2] / "audiogan" / "samples" / "demo_mel.npy"
+TARGET = os.environ.get("AUDIOGAN_TARGET", "")
+needs_server = pytest.mark.skipif(not TARGET, reason="set AUDIOGAN_TARGET to a running audiogan-server")
+
+
+@pytest.fixture
+def mel() -> np.ndarray:
+    return np.load(DEMO_MEL)
+
+
+@pytest.fixture
+def client():
+    with AudioGanClient(TARGET, timeout=60) as c:
+        yield c
+
+
+def test_importing_the_client_loads_no_torch():
+    code = "import sys, audiogan_client.cli; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr
+    if os.environ.get("AUDIOGAN_CLIENT_ONLY"):  # the CI venv holds this package and nothing heavier
+        assert importlib.util.find_spec("torch") is None
+
+
+@needs_server
+def test_vocode_gives_speech_length_audio(client, mel):
+    audio, rate = client.vocode(mel)
+    assert rate == 16000 and audio.dtype == np.float32
+    assert audio.shape == (mel.shape[1] * 256,)
+    assert np.isfinite(audio).all() and 0.01 < np.abs(audio).max() <= 1.0
+
+
+@needs_server
+def test_stream_concatenates_to_vocode(client, mel):
+    whole, _ = client.vocode(mel, sample_rate=24000)
+    chunks = list(client.stream(mel=mel, sample_rate=24000))
+    assert len(chunks) > 1
+    np.testing.assert_allclose(np.concatenate(chunks), whole, atol=1e-4)
+
+
+@needs_server
+@pytest.mark.parametrize("encoding", ["pcm16", "wav"])
+def test_encodings_decode_without_soundfile(client, mel, encoding):
+    reference, _ = client.vocode(mel)
+    audio, _ = client.vocode(mel, encoding=encoding)
+    np.testing.assert_allclose(audio, reference, atol=1.5 / 32768)
+
+
+@needs_server
+def test_errors_surface_with_code_and_message(client, mel):
+    with pytest.raises(grpc.RpcError) as info:
+        client.vocode(mel[:40])
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "n_mels" in info.value.details()
+    with pytest.raises(grpc.RpcError) as info:
+        client.synthesize("Hello.")
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+@needs_server
+def test_listing(client):
+    assert [v["name"] for v in client.list_voices()["vocoders"]] == ["vocoder-16k"]
+
+
+def test_unavailable_is_retried_with_backoff_then_raised():
+    import socket
+
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with AudioGanClient(f"127.0.0.1:{port}", timeout=5, retries=2, backoff=0.2) as c:
+        start = time.monotonic()
+        with pytest.raises(grpc.RpcError) as info:
+            c.list_voices()
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert time.monotonic() - start >= 0.2 + 0.4  # two backoffs were waited
+
+
+def test_write_wav(tmp_path):
+    path = write_wav(tmp_path / "a" / "x.wav", np.linspace(-1, 1, 1000, dtype=np.float32), 22050)
+    with wave.open(str(path)) as w:
+        assert (w.getframerate(), w.getnframes(), w.getsampwidth()) == (22050, 1000, 2)
+
+
+@needs_server
+def test_cli_vocode_and_raw_stream(tmp_path, mel):
+    np.save(tmp_path / "mel.npy", mel)
+    base = [sys.executable, "-m", "audiogan_client.cli", "--target", TARGET]
+    done = subprocess.run([*base, "vocode", str(tmp_path / "mel.npy"), "-o", str(tmp_path / "out.wav")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with wave.open(str(tmp_path / "out.wav")) as w:
+        assert w.getnframes() == mel.shape[1] * 256
+    done = subprocess.run([*base, "--help"], capture_output=True, text=True, timeout=60)
+    assert "say" in done.stdout and "convert" in done.stdout

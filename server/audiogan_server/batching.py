@@ -1,0 +1,101 @@
+"""Dynamic batching: requests of one kind that arrive within a few milliseconds share one forward pass."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import grpc
+
+from audiogan_server.errors import RequestError
+
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+
+
+@dataclass
+class _Waiting(Generic[I]):
+    item: I
+    future: asyncio.Future[Any]
+    enqueued: float = field(default=0.0)
+
+
+class DynamicBatcher(Generic[I, O]):
+    """``await batcher.submit(item)`` returns ``run([... item ...])``'s result for that item.
+
+    The first item of a batch waits at most ``max_wait_s`` for others; while a batch runs on the executor
+    new items queue up, so under load batches grow on their own. An item whose caller went away
+    (cancelled, deadline) is dropped before the batch runs. ``run`` returns one result per item, or an
+    ``Exception`` for an item that failed alone.
+    """
+
+    def __init__(self, name: str, run: Callable[[list[I]], Sequence[O | Exception]], executor: Executor,
+                 max_batch: int, max_wait_s: float, max_queue: int,
+                 on_batch: Callable[[str, int], None] | None = None) -> None:
+        self.name = name
+        self.run = run
+        self.executor = executor
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self.on_batch = on_batch
+        self.queue: collections.deque[_Waiting[I]] = collections.deque()
+        self.arrived = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.name}")
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def submit(self, item: I) -> O:
+        if len(self.queue) >= self.max_queue:
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"{self.name} queue is full ({self.max_queue} waiting); retry later")
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(item, loop.create_future(), loop.time())
+        self.queue.append(waiting)
+        self.arrived.set()
+        return await waiting.future
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self.queue:
+                self.arrived.clear()
+                await self.arrived.wait()
+            wait = self.queue[0].enqueued + self.max_wait_s - loop.time()
+            while len(self.queue) < self.max_batch and wait > 0:
+                self.arrived.clear()
+                try:
+                    await asyncio.wait_for(self.arrived.wait(), wait)
+                except TimeoutError:
+                    break
+                wait = self.queue[0].enqueued + self.max_wait_s - loop.time() if self.queue else 0
+            batch: list[_Waiting[I]] = []
+            while self.queue and len(batch) < self.max_batch:
+                waiting = self.queue.popleft()
+                if not waiting.future.done():
+                    batch.append(waiting)
+            if not batch:
+                continue
+            if self.on_batch:
+                self.on_batch(self.name, len(batch))
+            try:
+                results = await loop.run_in_executor(self.executor, self.run, [w.item for w in batch])
+            except Exception as exc:  # the whole pass failed: every caller learns why
+                results = [exc] * len(batch)
+            for waiting, result in zip(batch, results, strict=True):
+                if waiting.future.done():
+                    continue
+                if isinstance(result, Exception):
+                    waiting.future.set_exception(result)
+                else:
+                    waiting.future.set_result(result)

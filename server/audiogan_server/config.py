@@ -1,0 +1,41 @@
+"""Server settings: a typed dataclass, from YAML (``--config``) and command-line flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Limits:
+    max_concurrent: int = 64          # RPCs in flight; more -> RESOURCE_EXHAUSTED at once
+    max_queue: int = 256              # work items waiting for a model; more -> RESOURCE_EXHAUSTED
+    max_text_chars: int = 100_000
+    max_upload_bytes: int = 50 * 1024 * 1024
+    max_audio_seconds: float = 600.0  # of audio produced by one call
+    max_notes: int = 64               # per GenerateNotes call, and interpolation steps
+    min_sample_rate: int = 8000
+    max_sample_rate: int = 96000
+
+
+@dataclass
+class Batching:
+    max_batch: int = 16
+    max_wait_ms: float = 5.0          # how long the first request of a batch waits for company
+    stream_chunk_frames: int = 32     # mel frames per streamed chunk (32 x 256 / 16 kHz = 0.5 s)
+    first_chunk_frames: int = 8       # a short first chunk: time to first audio
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051                 # 0 = any free port (printed at start)
+    device: str = "auto"
+    threads: int = 0                  # torch intra-op threads; 0 = torch's default
+    vocoders: list[str] = field(default_factory=lambda: ["default"])
+    grace_seconds: float = 10.0       # SIGTERM: how long in-flight calls may finish
+    metrics_port: int = 0             # Prometheus /metrics on this port; 0 = off
+    tls_cert: str = ""
+    tls_key: str = ""
+    log_format: str = "text"          # text | json
+    limits: Limits = field(default_factory=Limits)
+    batching: Batching = field(default_factory=Batching)

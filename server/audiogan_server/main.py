@@ -1,0 +1,149 @@
+"""``audiogan-server``: load the models, serve gRPC (plus health and reflection), drain on SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+from audiogan_client._proto import audiogan_pb2 as pb
+from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from audiogan.config import ConfigError, from_dict, load_yaml, override, to_dict
+from audiogan_server.config import ServerConfig
+from audiogan_server.metrics import Metrics
+from audiogan_server.models import ModelRegistry
+from audiogan_server.service import AudioGanService
+
+log = logging.getLogger("audiogan.server")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AudioGan"].full_name
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": round(record.created, 3), "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+
+async def serve(config: ServerConfig) -> None:
+    metrics = Metrics()
+    registry = ModelRegistry()
+    service = AudioGanService(config, registry, metrics)
+    health_servicer = health.aio.HealthServicer()
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                                      ("grpc.max_send_message_length", 256 * 1024 * 1024)])
+    pb_grpc.add_AudioGanServicer_to_server(service, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    address = f"{config.host}:{config.port}"
+    if config.tls_cert or config.tls_key:
+        creds = grpc.ssl_server_credentials([(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())])
+        port = server.add_secure_port(address, creds)
+    else:
+        port = server.add_insecure_port(address)
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.start()
+    # Listening before the models load lets health checks and clients see UNAVAILABLE instead of a refusal.
+    log.info("listening on %s:%d (%s)", config.host, port, "TLS" if config.tls_cert else "plaintext")
+    if config.metrics_port:
+        metrics.serve(config.metrics_port, config.host)
+        log.info("Prometheus metrics on http://%s:%d/metrics", config.host, config.metrics_port)
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+
+    compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+    started = time.perf_counter()
+    try:
+        await loop.run_in_executor(compute, registry.load, config, compute, metrics)
+    except (FileNotFoundError, ConfigError, ValueError) as exc:
+        log.error("cannot load models: %s", exc)
+        await server.stop(0)
+        raise SystemExit(2) from None
+    registry.start()
+    service.ready = True
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    devices = sorted({str(e.vocoder.device) for e in registry.vocoders.values()})
+    log.info("serving: vocoders %s on %s, loaded in %.1f s", sorted(registry.vocoders), ", ".join(devices),
+             time.perf_counter() - started)
+
+    await stopping.wait()
+    log.info("shutting down: draining in-flight calls for up to %g s", config.grace_seconds)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(config.grace_seconds)
+    await registry.stop()
+    compute.shutdown(wait=False)
+    log.info("stopped")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="audiogan-server", description=__doc__)
+    p.add_argument("--config", help="server YAML (see configs/server/default.yaml); flags override it")
+    p.add_argument("--host", help="bind address (default 127.0.0.1; 0.0.0.0 for all interfaces)")
+    p.add_argument("--port", type=int, help="port (default 50051; 0 = any free port)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--vocoder", action="append", dest="vocoders",
+                   help="vocoder weights (bundled name or .safetensors path); repeat for several; first is default")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
+    p.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p.add_argument("--log-format", choices=["text", "json"])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other setting, e.g. --set limits.max_concurrent=8 --set batching.max_wait_ms=2")
+    return p
+
+
+def load_config(args: argparse.Namespace) -> ServerConfig:
+    config = load_yaml(ServerConfig, args.config) if args.config else ServerConfig()
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "set") and v is not None}
+    data = {**to_dict(config), **flags}
+    for assignment in args.set:
+        key, _, value = assignment.partition("=")
+        section, _, leaf = key.partition(".")
+        if leaf and section in data and isinstance(data[section], dict):
+            data[section] = to_dict(override(from_dict(type(getattr(config, section)), data[section]),
+                                             f"{leaf}={value}"))
+        else:
+            data = to_dict(override(from_dict(ServerConfig, data), assignment))
+    config = from_dict(ServerConfig, data)
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    return config
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args)
+    except ConfigError as exc:
+        raise SystemExit(f"audiogan-server: {exc}") from None
+    setup_logging(config.log_format)
+    asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    main()

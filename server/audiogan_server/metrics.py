@@ -1,0 +1,34 @@
+"""Prometheus metrics, in a registry of the server's own (several servers can live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("audiogan_requests", "RPCs by method and status code", ["method", "code"],
+                                registry=self.registry)
+        self.latency = Histogram("audiogan_request_seconds", "RPC wall time", ["method"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.first_audio = Histogram("audiogan_time_to_first_audio_seconds", "request start to first audio chunk",
+                                     ["method"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram("audiogan_batch_size", "items per batched forward pass", ["batcher"],
+                                    buckets=BATCH_BUCKETS, registry=self.registry)
+        self.in_flight = Gauge("audiogan_in_flight", "RPCs being served", registry=self.registry)
+        self.audio_seconds = Counter("audiogan_audio_seconds", "seconds of audio produced", ["method"],
+                                     registry=self.registry)
+
+    def observe_request(self, method: str, code: str, seconds: float) -> None:
+        self.requests.labels(method, code).inc()
+        self.latency.labels(method).observe(seconds)
+
+    def observe_batch(self, batcher: str, size: int) -> None:
+        self.batch_size.labels(batcher).observe(size)
+
+    def serve(self, port: int, host: str) -> None:
+        start_http_server(port, addr=host, registry=self.registry)

@@ -1,0 +1,123 @@
+"""The models a server holds, each behind dynamic batchers that run on one compute thread."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+import torch
+
+from audiogan import Vocoder, weights
+from audiogan_server.batching import DynamicBatcher
+from audiogan_server.config import ServerConfig
+from audiogan_server.errors import RequestError
+from audiogan_server.metrics import Metrics
+
+
+@dataclass
+class MelSpan:
+    """Frames [lo, hi) of a mel (context included); the caller keeps samples [keep_from, keep_to)."""
+
+    mel: torch.Tensor
+    keep_from: int
+    keep_to: int
+
+
+class VocoderEngine:
+    """One vocoder: whole mels and stream chunks each have a batcher; results equal ``Vocoder`` exactly."""
+
+    def __init__(self, name: str, vocoder: Vocoder, executor: Executor, config: ServerConfig,
+                 metrics: Metrics) -> None:
+        self.name = name
+        self.vocoder = vocoder
+        b, limits = config.batching, config.limits
+        self.first_chunk_frames = b.first_chunk_frames
+        self.chunk_frames = b.stream_chunk_frames
+        make = lambda kind: DynamicBatcher(  # noqa: E731
+            f"{kind}:{name}", self._run, executor, b.max_batch, b.max_wait_ms / 1000, limits.max_queue,
+            metrics.observe_batch)
+        self.whole, self.chunks = make("vocode"), make("stream")
+
+    @property
+    def sample_rate(self) -> int:
+        return self.vocoder.sample_rate
+
+    @property
+    def card_json(self) -> str:
+        return json.dumps(self.vocoder.card)
+
+    def _run(self, spans: list[MelSpan]) -> Sequence[torch.Tensor]:
+        waves = self.vocoder.batch([s.mel for s in spans])
+        return [w[s.keep_from:s.keep_to].cpu() for w, s in zip(waves, spans, strict=True)]
+
+    async def vocode(self, mel: torch.Tensor) -> torch.Tensor:
+        return await self.whole.submit(MelSpan(mel, 0, mel.shape[-1] * self.vocoder.hop_length))
+
+    def _span(self, mel: torch.Tensor, start: int, end: int) -> MelSpan:
+        ctx, hop = self.vocoder.context_frames, self.vocoder.hop_length
+        lo, hi = max(0, start - ctx), min(mel.shape[-1], end + ctx)
+        return MelSpan(mel[:, lo:hi], (start - lo) * hop, (end - lo) * hop)
+
+    async def stream(self, mel: torch.Tensor) -> AsyncIterator[torch.Tensor]:
+        """Chunks whose concatenation equals ``vocode(mel)``: each is computed with the receptive field's
+        context on both sides, so the joins are seamless."""
+        frames = mel.shape[-1]
+        start, size = 0, self.first_chunk_frames
+        while start < frames:
+            end = min(frames, start + size)
+            yield await self.chunks.submit(self._span(mel, start, end))
+            start, size = end, self.chunk_frames
+
+    def start(self) -> None:
+        self.whole.start()
+        self.chunks.start()
+
+    async def stop(self) -> None:
+        await self.whole.stop()
+        await self.chunks.stop()
+
+
+class ModelRegistry:
+    """Everything a server can synthesize with. TTS voices and timbre models join as those models land."""
+
+    def __init__(self) -> None:
+        self.vocoders: dict[str, VocoderEngine] = {}
+        self.default_vocoder = ""
+
+    def load(self, config: ServerConfig, executor: Executor, metrics: Metrics) -> None:
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        for spec in config.vocoders:
+            path = weights.resolve(spec, "vocoder")
+            vocoder = Vocoder.load(path, device=config.device)
+            name = str(vocoder.card.get("name") or path.stem)
+            self.vocoders[name] = VocoderEngine(name, vocoder, executor, config, metrics)
+            self.default_vocoder = self.default_vocoder or name
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        # The first pass pays for allocator and kernel set-up; do it before reporting SERVING.
+        for engine in self.vocoders.values():
+            n_mels = engine.vocoder.config.mel.n_mels
+            engine.vocoder(np.full((n_mels, 16), -5.0, dtype=np.float32))
+
+    def vocoder(self, name: str) -> VocoderEngine:
+        if not self.vocoders:
+            raise RequestError(grpc.StatusCode.UNIMPLEMENTED, "no vocoder is loaded on this server")
+        engine = self.vocoders.get(name or self.default_vocoder)
+        if engine is None:
+            raise RequestError(grpc.StatusCode.NOT_FOUND,
+                               f"vocoder: unknown vocoder {name!r}; loaded: {', '.join(sorted(self.vocoders))}")
+        return engine
+
+    def start(self) -> None:
+        for engine in self.vocoders.values():
+            engine.start()
+
+    async def stop(self) -> None:
+        for engine in self.vocoders.values():
+            await engine.stop()

@@ -1,0 +1,226 @@
+"""The AudioGan servicer: validate, admit, batch, encode. Calls whose model is not loaded say so."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+import numpy as np
+import torch
+from audiogan_client._proto import audiogan_pb2 as pb
+from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
+
+from audiogan.audio.io import AudioError, load_audio
+from audiogan.audio.stream import StreamResampler
+from audiogan_server.config import ServerConfig
+from audiogan_server.encoding import check_format, encode, encode_raw, output_rate
+from audiogan_server.errors import RequestError, invalid, rpc, unimplemented
+from audiogan_server.metrics import Metrics
+from audiogan_server.models import ModelRegistry, VocoderEngine
+
+NO_TTS = ("text input needs a TTS voice and none is loaded on this server (the acoustic model has not been "
+          "trained yet); send a mel instead, or use Vocode")
+NO_TIMBRE = "no timbre model is loaded on this server (the GANSynth-style note model has not been trained yet)"
+
+
+class AudioGanService(pb_grpc.AudioGanServicer):
+    def __init__(self, config: ServerConfig, registry: ModelRegistry, metrics: Metrics) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.registry = registry
+        self.metrics = metrics
+        self.ready = False
+        self.in_flight = 0
+
+    @contextlib.asynccontextmanager
+    async def admit(self) -> AsyncIterator[None]:
+        if not self.ready:
+            raise RequestError(grpc.StatusCode.UNAVAILABLE, "the server is loading its models; retry shortly")
+        if self.in_flight >= self.limits.max_concurrent:
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{self.in_flight} calls in flight, the limit "
+                                                                   f"is {self.limits.max_concurrent}; retry later")
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.dec()
+
+    # -- input checks ---------------------------------------------------------------------------------
+
+    def _mel(self, message: pb.Mel, engine: VocoderEngine, field: str = "mel") -> torch.Tensor:
+        expected = engine.vocoder.config.mel.n_mels
+        if message.n_mels != expected:
+            raise invalid(f"{field}.n_mels", f"{message.n_mels} mel bins; vocoder {engine.name!r} expects {expected}")
+        size = len(message.data)
+        if size == 0 or size % (4 * expected):
+            raise invalid(f"{field}.data", f"{size} bytes is not n_mels x frames little-endian float32 values "
+                                           f"(a positive multiple of {4 * expected} bytes)")
+        mel = np.frombuffer(message.data, dtype="<f4").reshape(expected, -1)
+        if not np.isfinite(mel).all():
+            raise invalid(f"{field}.data", "contains NaN or Inf values")
+        seconds = mel.shape[1] * engine.vocoder.hop_length / engine.sample_rate
+        if seconds > self.limits.max_audio_seconds:
+            raise invalid(field, f"{seconds:.1f} s of audio exceeds this server's limit of "
+                                 f"{self.limits.max_audio_seconds:g} s per call")
+        return torch.from_numpy(mel.astype(np.float32))
+
+    def _text(self, request: pb.SynthesizeRequest) -> None:
+        if not request.text.strip():
+            raise invalid("text", "is empty")
+        if len(request.text) > self.limits.max_text_chars:
+            raise invalid("text", f"{len(request.text)} characters exceeds this server's limit of "
+                                  f"{self.limits.max_text_chars}; split it over several calls")
+        if request.speed and not 0.25 <= request.speed <= 4.0:
+            raise invalid("speed", f"{request.speed:g} is out of range 0.25..4")
+        if not -12.0 <= request.pitch_shift <= 12.0:
+            raise invalid("pitch_shift", f"{request.pitch_shift:g} semitones is out of range -12..12")
+        raise unimplemented(NO_TTS)
+
+    def _synthesis_input(self, request: pb.SynthesizeRequest) -> tuple[VocoderEngine, torch.Tensor]:
+        which = request.WhichOneof("input")
+        if which is None:
+            raise invalid("input", "set text or mel")
+        if which == "text":
+            self._text(request)
+        if request.speed not in (0.0, 1.0) or request.pitch_shift:
+            raise invalid("speed", "speed and pitch_shift apply to text input only")
+        engine = self.registry.vocoder(request.vocoder)
+        return engine, self._mel(request.mel, engine)
+
+    def _timbre(self, timbre: pb.Timbre, field: str) -> None:
+        source = timbre.WhichOneof("source")
+        if source is None:
+            raise invalid(field, "set instrument or latent")
+        if source == "instrument" and not timbre.instrument.strip():
+            raise invalid(f"{field}.instrument", "is empty")
+        if source == "latent" and not all(np.isfinite(timbre.latent.values)):
+            raise invalid(f"{field}.latent", "contains NaN or Inf values")
+
+    def _note(self, pitch: int, velocity: int, seconds: float, field: str) -> None:
+        if not 0 <= pitch <= 127:
+            raise invalid(f"{field}pitch", f"{pitch} is not a MIDI note number (0..127)")
+        if not 0 <= velocity <= 127:
+            raise invalid(f"{field}velocity", f"{velocity} is out of range 1..127 (0 = default)")
+        if not 0.0 <= seconds <= self.limits.max_audio_seconds:
+            raise invalid(f"{field}seconds", f"{seconds:g} is out of range 0..{self.limits.max_audio_seconds:g}")
+
+    # -- speech and vocoding -----------------------------------------------------------------------------
+
+    async def _encode(self, wave: torch.Tensor, rate: int, fmt: pb.AudioFormat, method: str) -> pb.Audio:
+        self.metrics.audio_seconds.labels(method).inc(wave.numel() / rate)
+        # Resampling and FLAC encoding run off the event loop, beside the model thread.
+        return await asyncio.to_thread(encode, wave, rate, fmt)
+
+    @rpc
+    async def Synthesize(self, request: pb.SynthesizeRequest, context: grpc.aio.ServicerContext) -> pb.Audio:
+        check_format(request.format, self.limits)
+        engine, mel = self._synthesis_input(request)
+        wave = await engine.vocode(mel)
+        return await self._encode(wave, engine.sample_rate, request.format, "Synthesize")
+
+    @rpc
+    async def Vocode(self, request: pb.VocodeRequest, context: grpc.aio.ServicerContext) -> pb.Audio:
+        check_format(request.format, self.limits)
+        engine = self.registry.vocoder(request.vocoder)
+        wave = await engine.vocode(self._mel(request.mel, engine))
+        return await self._encode(wave, engine.sample_rate, request.format, "Vocode")
+
+    @rpc
+    async def SynthesizeStream(self, request: pb.SynthesizeRequest,
+                               context: grpc.aio.ServicerContext) -> AsyncIterator[pb.AudioChunk]:
+        start = time.perf_counter()
+        check_format(request.format, self.limits, stream=True)
+        engine, mel = self._synthesis_input(request)
+        encoding = request.format.encoding or pb.PCM16
+        rate = output_rate(request.format, engine.sample_rate)
+        resampler = StreamResampler(engine.sample_rate, rate)
+        sequence = offset = 0
+        async for wave in engine.stream(mel):
+            audio = resampler.push(wave)
+            if sequence == 0:
+                self.metrics.first_audio.labels("SynthesizeStream").observe(time.perf_counter() - start)
+            yield pb.AudioChunk(sequence=sequence, sample_offset=offset, audio=encode_raw(audio, encoding),
+                                encoding=encoding, sample_rate_hz=rate)
+            sequence, offset = sequence + 1, offset + audio.numel()
+        tail = resampler.flush()
+        self.metrics.audio_seconds.labels("SynthesizeStream").inc((offset + tail.numel()) / rate)
+        yield pb.AudioChunk(sequence=sequence, sample_offset=offset, audio=encode_raw(tail, encoding),
+                            encoding=encoding, sample_rate_hz=rate, final=True)
+
+    # -- instrument notes --------------------------------------------------------------------------------
+
+    @rpc
+    async def GenerateNotes(self, request: pb.GenerateNotesRequest,
+                            context: grpc.aio.ServicerContext) -> pb.GenerateNotesResponse:
+        check_format(request.format, self.limits)
+        if not request.notes:
+            raise invalid("notes", "is empty")
+        if len(request.notes) > self.limits.max_notes:
+            raise invalid("notes", f"{len(request.notes)} notes exceeds this server's limit of {self.limits.max_notes}")
+        for i, note in enumerate(request.notes):
+            self._note(note.pitch, note.velocity, note.seconds, f"notes[{i}].")
+            self._timbre(note.timbre, f"notes[{i}].timbre")
+        raise unimplemented(NO_TIMBRE)
+
+    @rpc
+    async def InterpolateTimbre(self, request: pb.InterpolateTimbreRequest,
+                                context: grpc.aio.ServicerContext) -> pb.InterpolateTimbreResponse:
+        check_format(request.format, self.limits)
+        self._timbre(request.a, "a")
+        self._timbre(request.b, "b")
+        if not 0.0 <= request.alpha <= 1.0:
+            raise invalid("alpha", f"{request.alpha:g} is out of range 0..1")
+        if request.steps and not 2 <= request.steps <= self.limits.max_notes:
+            raise invalid("steps", f"{request.steps} is out of range 2..{self.limits.max_notes} (0 = use alpha)")
+        if request.mode not in ("", "slerp", "lerp"):
+            raise invalid("mode", f"{request.mode!r} is not slerp or lerp")
+        self._note(request.pitch, request.velocity, request.seconds, "")
+        raise unimplemented(NO_TIMBRE)
+
+    @rpc
+    async def ConvertTimbre(self, requests: AsyncIterator[pb.ConvertTimbreRequest],
+                            context: grpc.aio.ServicerContext) -> AsyncIterator[pb.AudioChunk]:
+        first = await anext(aiter(requests), None)
+        if first is None or first.WhichOneof("part") != "options":
+            raise invalid("options", "the first message must carry the options")
+        options = first.options
+        check_format(options.format, self.limits, "options.format", stream=True)
+        self._timbre(options.target, "options.target")
+        upload = bytearray()
+        async for part in requests:
+            if part.WhichOneof("part") != "audio_chunk":
+                raise invalid("options", "only the first message may carry options")
+            upload += part.audio_chunk
+            if len(upload) > self.limits.max_upload_bytes:
+                raise invalid("audio_chunk", f"the upload exceeds this server's limit of "
+                                             f"{self.limits.max_upload_bytes} bytes")
+        if not upload:
+            raise invalid("audio_chunk", "no audio was uploaded")
+        try:
+            wave, rate = await asyncio.to_thread(load_audio, bytes(upload))
+        except AudioError as exc:
+            raise invalid("audio_chunk", str(exc)) from None
+        if wave.numel() / rate > self.limits.max_audio_seconds:
+            raise invalid("audio_chunk", f"{wave.numel() / rate:.1f} s of audio exceeds this server's limit of "
+                                         f"{self.limits.max_audio_seconds:g} s")
+        raise unimplemented(NO_TIMBRE)
+        yield  # an async generator: the stream of converted audio
+
+    # -- listings ------------------------------------------------------------------------------------------
+
+    @rpc
+    async def ListVoices(self, request: pb.ListVoicesRequest,
+                         context: grpc.aio.ServicerContext) -> pb.ListVoicesResponse:
+        vocoders = [pb.ModelInfo(name=e.name, sample_rate_hz=e.sample_rate, card_json=e.card_json)
+                    for e in self.registry.vocoders.values()]
+        return pb.ListVoicesResponse(voices=[], vocoders=vocoders)
+
+    @rpc
+    async def ListInstruments(self, request: pb.ListInstrumentsRequest,
+                              context: grpc.aio.ServicerContext) -> pb.ListInstrumentsResponse:
+        return pb.ListInstrumentsResponse(instruments=[], models=[])

@@ -1,0 +1,377 @@
+"""The gRPC service end to end: a real server process on a loopback port, the bundled vocoder, the client."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import wave as wavemod
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import torch
+from audiogan_client import AudioGanClient
+from audiogan_client._proto import audiogan_pb2 as pb
+from audiogan_server.process import launch
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from audiogan import Vocoder
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def vocoder() -> Vocoder:
+    return Vocoder.load(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def mel(vocoder: Vocoder, demo_wave: torch.Tensor) -> np.ndarray:
+    return vocoder.mel(demo_wave).numpy()
+
+
+@pytest.fixture(scope="module")
+def metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def server(metrics_port: int):
+    # A long batching window so that concurrent calls in the batching test surely share passes.
+    with launch("--metrics-port", str(metrics_port), "--threads", "2", "--set", "batching.max_wait_ms=30",
+                "--set", "limits.max_text_chars=1000", "--set", "limits.max_audio_seconds=120") as proc:
+        yield proc
+
+
+@pytest.fixture
+def client(server):
+    with AudioGanClient(server.target, timeout=60) as c:
+        yield c
+
+
+def code_of(call) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    assert info.value.details(), "every error carries a message"
+    return info.value.code()
+
+
+def metric(port: int, name: str, **labels: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{want}}}") or (not labels and line.startswith(f"{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+# -- results ------------------------------------------------------------------------------------------------
+
+def test_vocode_equals_the_library(client, vocoder, mel):
+    audio, rate = client.vocode(mel)
+    assert rate == vocoder.sample_rate
+    np.testing.assert_array_equal(audio, vocoder(mel).numpy())
+
+
+def test_synthesize_with_mel_equals_vocode(client, mel):
+    a, _ = client.synthesize(mel=mel)
+    b, _ = client.vocode(mel)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("rate", [0, 22050, 8000])
+def test_stream_chunks_concatenate_to_the_unary_result(client, mel, rate):
+    unary, unary_rate = client.synthesize(mel=mel, sample_rate=rate)
+    chunks = list(client.stream_chunks(mel=mel, sample_rate=rate))
+    assert [c.sequence for c in chunks] == list(range(len(chunks)))
+    assert [c.final for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert len(chunks) > 5, "a 5 s mel arrives in several chunks"
+    audio = [np.frombuffer(c.audio, "<f4") for c in chunks]
+    offsets = np.cumsum([0] + [len(a) for a in audio[:-1]])
+    assert [c.sample_offset for c in chunks] == offsets.tolist()
+    assert {c.sample_rate_hz for c in chunks} == {unary_rate}
+    joined = np.concatenate(audio)
+    assert joined.shape == unary.shape
+    np.testing.assert_allclose(joined, unary, atol=1e-4)
+
+
+@pytest.mark.parametrize("encoding", ["pcm16", "wav", "flac"])
+def test_encodings_decode_to_the_same_audio(client, mel, encoding):
+    reference, _ = client.vocode(mel, sample_rate=44100)
+    audio, rate = client.vocode(mel, sample_rate=44100, encoding=encoding)
+    assert rate == 44100 and audio.shape == reference.shape
+    np.testing.assert_allclose(audio, reference, atol=1.5 / 32768)
+
+
+def test_wav_bytes_are_a_wav_file(client, mel, tmp_path):
+    response = client.stub.Vocode(pb.VocodeRequest(mel=pb.Mel(n_mels=80, data=mel.astype("<f4").tobytes()),
+                                                   format=pb.AudioFormat(encoding=pb.WAV)))
+    path = tmp_path / "out.wav"
+    path.write_bytes(response.audio)
+    with wavemod.open(str(path)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+        assert w.getnframes() == response.num_samples == mel.shape[1] * 256
+
+
+def test_concurrent_calls_are_batched_and_each_gets_its_own_result(client, vocoder, mel, metrics_port):
+    before_count = metric(metrics_port, "audiogan_batch_size_count", batcher="vocode:vocoder-16k")
+    before_sum = metric(metrics_port, "audiogan_batch_size_sum", batcher="vocode:vocoder-16k")
+    mels = [mel[:, i * 20: i * 20 + 60 + 7 * i] for i in range(8)]  # different content and lengths
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda m: client.vocode(m).samples, mels))
+    for m, audio in zip(mels, results, strict=True):
+        np.testing.assert_allclose(audio, vocoder(m).numpy(), atol=1e-5)
+    passes = metric(metrics_port, "audiogan_batch_size_count", batcher="vocode:vocoder-16k") - before_count
+    items = metric(metrics_port, "audiogan_batch_size_sum", batcher="vocode:vocoder-16k") - before_sum
+    assert items == 8
+    assert passes < 8, f"8 concurrent calls ran in {passes:g} forward passes: no batching"
+
+
+def test_concurrent_streams_interleave_and_match(client, mel):
+    unary, _ = client.vocode(mel)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        streams = list(pool.map(lambda _: np.concatenate(list(client.stream(mel=mel))), range(4)))
+    for s in streams:
+        np.testing.assert_allclose(s, unary, atol=1e-4)
+
+
+def test_listings(client):
+    listing = client.list_voices()
+    assert listing["voices"] == []  # no TTS voice is trained yet
+    (vocoder,) = listing["vocoders"]
+    assert vocoder["name"] == "vocoder-16k" and vocoder["sample_rate"] == 16000
+    assert vocoder["card"]["config"]["mel"]["n_mels"] == 80
+    assert client.list_instruments() == []
+
+
+def test_health_and_reflection(server):
+    with grpc.insecure_channel(server.target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "audiogan.v1.AudioGan"):
+            status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
+            assert status == health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        (answer,) = list(reflection.ServerReflectionInfo(iter([request]), timeout=10))
+        names = {s.name for s in answer.list_services_response.service}
+        assert {"audiogan.v1.AudioGan", "grpc.health.v1.Health"} <= names
+
+
+# -- calls whose model is not trained yet ------------------------------------------------------------------
+
+def test_text_and_timbre_calls_say_their_model_is_missing(client, demo_path):
+    calls = {
+        "text": lambda: client.synthesize("Hello there."),
+        "stream text": lambda: list(client.stream("Hello there.")),
+        "notes": lambda: client.notes([{"pitch": 60, "timbre": "violin"}]),
+        "interpolate": lambda: client.interpolate("flute", "violin", pitch=60, steps=4),
+        "convert": lambda: client.convert(demo_path, to="violin"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED, name
+        assert "not been trained" in info.value.details(), name
+
+
+# -- bad input -------------------------------------------------------------------------------------------
+
+def _wav_bytes(rate: int) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    with wavemod.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(np.zeros(1600, "<i2").tobytes())
+    data = bytearray(buffer.getvalue())
+    data[24:28] = rate.to_bytes(4, "little")  # the header's sample-rate field
+    return bytes(data)
+
+
+def bad_calls(client: AudioGanClient, mel: np.ndarray, demo_path: Path) -> dict[str, tuple]:
+    invalid, not_found = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
+    mel_msg = pb.Mel(n_mels=80, data=mel.astype("<f4").tobytes())
+    nan_mel = mel.copy()
+    nan_mel[3, 7] = np.nan
+    flac = demo_path.read_bytes()
+    return {
+        "empty text": (lambda: client.synthesize(""), invalid, "text"),
+        "whitespace text": (lambda: client.synthesize(" \n\t "), invalid, "text"),
+        "1 MB text": (lambda: client.synthesize("a" * 1_000_000), invalid, "text"),
+        "speed 10": (lambda: client.synthesize("hi", speed=10), invalid, "speed"),
+        "no input": (lambda: client.stub.Synthesize(pb.SynthesizeRequest()), invalid, "input"),
+        "NaN mel": (lambda: client.vocode(nan_mel), invalid, "mel.data"),
+        "wrong mel bins": (lambda: client.vocode(mel[:64]), invalid, "mel.n_mels"),
+        "ragged mel bytes": (lambda: client.stub.Vocode(pb.VocodeRequest(mel=pb.Mel(n_mels=80, data=b"\0" * 100))),
+                             invalid, "mel.data"),
+        "empty mel": (lambda: client.stub.Vocode(pb.VocodeRequest(mel=pb.Mel(n_mels=80))), invalid, "mel.data"),
+        "mel too long": (lambda: client.vocode(np.zeros((80, 130 * 16000 // 256), np.float32)), invalid, "mel"),
+        "speed with mel": (lambda: client.synthesize(mel=mel, speed=2.0), invalid, "speed"),
+        "unknown vocoder": (lambda: client.vocode(mel, vocoder="nope"), not_found, "vocoder"),
+        "sample rate 10 MHz": (lambda: client.vocode(mel, sample_rate=10_000_000), invalid, "sample_rate_hz"),
+        "sample rate -1": (lambda: client.vocode(mel, sample_rate=-1), invalid, "sample_rate_hz"),
+        "unknown encoding": (lambda: client.stub.Vocode(pb.VocodeRequest(mel=mel_msg,
+                                                                         format=pb.AudioFormat(encoding=9))),
+                             invalid, "encoding"),
+        "WAV in a stream": (lambda: list(client.stream(mel=mel, encoding="wav")), invalid, "encoding"),
+        "alpha 1.5": (lambda: client.interpolate("flute", "violin", pitch=60, alpha=1.5), invalid, "alpha"),
+        "steps 1": (lambda: client.interpolate("flute", "violin", pitch=60, steps=1), invalid, "steps"),
+        "mode cubic": (lambda: client.interpolate("a", "b", pitch=60, steps=3, mode="cubic"), invalid, "mode"),
+        "no notes": (lambda: client.notes([]), invalid, "notes"),
+        "pitch 200": (lambda: client.notes([{"pitch": 200, "timbre": "violin"}]), invalid, "pitch"),
+        "NaN latent": (lambda: client.notes([{"pitch": 60, "timbre": [0.1, float("nan")]}]), invalid, "latent"),
+        "no timbre": (lambda: client.notes([{"pitch": 60}]), invalid, "timbre"),
+        "corrupt upload": (lambda: client.convert(b"RIFF" + bytes(range(200)), to="violin"), invalid, "audio"),
+        "truncated upload": (lambda: client.convert(flac[:30], to="violin"), invalid, "audio"),
+        "0 Hz upload": (lambda: client.convert(_wav_bytes(0), to="violin"), invalid, "audio"),
+        "empty upload": (lambda: client.convert(b"", to="violin"), invalid, "audio_chunk"),
+        "options missing": (lambda: list(client.stub.ConvertTimbre(
+            iter([pb.ConvertTimbreRequest(audio_chunk=flac)]))), invalid, "options"),
+    }
+
+
+def test_bad_input_gets_the_right_code_and_the_server_goes_on(client, mel, demo_path):
+    for name, (call, code, field) in bad_calls(client, mel, demo_path).items():
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == code, f"{name}: {info.value.code()} {info.value.details()}"
+        assert field in info.value.details(), f"{name}: message {info.value.details()!r} names no {field!r}"
+        assert client.vocode(mel[:, :10]).samples.size == 2560, f"server unhealthy after {name}"
+
+
+def test_deadline_exceeded_then_the_server_still_answers(server, mel):
+    long_mel = np.tile(mel, (1, 20))  # 100 s of audio: far more than 50 ms of CPU
+    with AudioGanClient(server.target, timeout=0.05, retries=0) as hasty:
+        assert code_of(lambda: hasty.vocode(long_mel)) == grpc.StatusCode.DEADLINE_EXCEEDED
+    with AudioGanClient(server.target) as patient:
+        assert patient.vocode(mel[:, :10]).samples.size == 2560
+
+
+# -- limits, cancellation, shutdown ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tight_server():
+    with launch("--set", "limits.max_concurrent=1", "--set", "limits.max_upload_bytes=20000",
+                "--set", "batching.max_batch=1") as proc:
+        yield proc
+
+
+def test_concurrency_limit_and_cancellation_frees_the_slot(tight_server, mel):
+    with AudioGanClient(tight_server.target, retries=0) as client:
+        long_mel = np.tile(mel, (1, 60))  # ~300 s of float32: flow control holds the stream open
+        call = client.stub.SynthesizeStream(pb.SynthesizeRequest(
+            mel=pb.Mel(n_mels=80, data=long_mel.astype("<f4").tobytes()),
+            format=pb.AudioFormat(encoding=pb.FLOAT32)))
+        next(call)
+        assert code_of(lambda: client.vocode(mel)) == grpc.StatusCode.RESOURCE_EXHAUSTED
+        call.cancel()
+        for _ in range(50):  # the server notices the cancellation asynchronously
+            try:
+                assert client.vocode(mel[:, :10]).samples.size == 2560
+                break
+            except grpc.RpcError as err:
+                assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                time.sleep(0.1)
+        else:
+            pytest.fail("the cancelled stream never gave its slot back")
+
+
+def test_upload_limit(tight_server, demo_path):
+    with AudioGanClient(tight_server.target, retries=0) as client:
+        with pytest.raises(grpc.RpcError) as info:
+            client.convert(demo_path, to="violin")  # 60 KB > 20000 bytes
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "20000 bytes" in info.value.details()
+
+
+def test_queue_limit():
+    with launch("--set", "limits.max_queue=1", "--set", "batching.max_batch=1") as proc, \
+            AudioGanClient(proc.target, retries=0) as client:
+        big = np.full((80, 2000), -4.0, np.float32)
+
+        def call(_: int) -> str:
+            try:
+                client.vocode(big)
+                return "OK"
+            except grpc.RpcError as err:
+                return err.code().name
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(call, range(8)))
+        assert "RESOURCE_EXHAUSTED" in codes and "OK" in codes, codes
+        assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}
+        assert client.vocode(big[:, :10]).samples.size == 2560
+
+
+def test_sigterm_finishes_the_stream_in_flight(mel):
+    with launch("--set", "batching.stream_chunk_frames=8") as proc, AudioGanClient(proc.target) as client:
+        long_mel = np.tile(mel, (1, 4))
+        chunks = client.stream_chunks(mel=long_mel, encoding="pcm16")
+        first = next(chunks)
+        proc.process.send_signal(signal.SIGTERM)
+        rest = list(chunks)
+        assert rest[-1].final
+        total = sum(len(c.audio) for c in [first, *rest]) // 2
+        assert total == long_mel.shape[1] * 256
+        assert proc.process.wait(30) == 0
+        assert "draining" in proc.log_text()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a test certificate")
+def test_tls(tmp_path, mel):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    with launch("--tls-cert", str(cert), "--tls-key", str(key)) as proc:
+        with AudioGanClient(f"localhost:{proc.port}", root_certificates=cert.read_bytes()) as client:
+            assert client.vocode(mel[:, :10]).samples.size == 2560
+        with AudioGanClient(proc.target, retries=0, timeout=5) as plain, pytest.raises(grpc.RpcError):
+            plain.vocode(mel[:, :10])
+
+
+# -- command lines -------------------------------------------------------------------------------------------
+
+def test_client_cli(server, mel, tmp_path):
+    np.save(tmp_path / "mel.npy", mel)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", server.target, *a],  # noqa: E731
+                                    capture_output=True, text=True, timeout=120)
+    done = run("vocode", str(tmp_path / "mel.npy"), "-o", str(tmp_path / "out.wav"), "--sample-rate", "22050")
+    assert done.returncode == 0, done.stderr
+    with wavemod.open(str(tmp_path / "out.wav")) as w:
+        assert w.getframerate() == 22050 and w.getnframes() > 100_000
+    voices = run("voices")
+    assert json.loads(voices.stdout)["vocoders"][0]["name"] == "vocoder-16k"
+    said = run("say", "hello", "-o", str(tmp_path / "say.wav"))
+    assert said.returncode != 0 and "UNIMPLEMENTED" in said.stderr
+
+
+def test_server_cli_rejects_bad_settings():
+    done = subprocess.run([sys.executable, "-m", "audiogan_server.main", "--set", "limits.max_queue=lots"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "max_queue" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "audiogan_server.main", "--port", "0",
+                           "--vocoder", "/no/such.safetensors"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "no vocoder weights" in done.stderr
+
+
+def test_generated_stubs_are_up_to_date():
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(repo / "scripts" / "gen_proto.py"), "--check"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
