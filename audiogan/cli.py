@@ -42,14 +42,45 @@ def _vocode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_vocoder(args: argparse.Namespace) -> int:
-    from audiogan.config import load_yaml, override
-    from audiogan.train.vocoder_trainer import VocoderTrainer, VocoderTrainingConfig
+def _say(args: argparse.Namespace) -> int:
+    import torch
 
-    cfg = load_yaml(VocoderTrainingConfig, args.config)
+    from audiogan import save_audio
+    from audiogan.tts import TTS
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.file:
+        try:
+            text = Path(args.file).read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{args.file} is not UTF-8 text (byte {exc.start}); convert it first") from None
+    elif args.text:
+        text = args.text
+    else:
+        raise ValueError("say needs TEXT or --file")
+    tts = TTS.load(args.voice, vocoder=args.vocoder, device=args.device)
+    wave, rate = tts(text, speed=args.speed, pitch_shift=args.pitch_shift, progress=True)
+    out = save_audio(args.output, wave, rate)
+    print(f"wrote {out} ({len(wave) / rate:.2f} s at {rate} Hz) with voice {tts.name}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from audiogan.config import load_yaml, override
+
+    if args.model_kind == "vocoder":
+        from audiogan.train.vocoder_trainer import VocoderTrainer as Trainer
+        from audiogan.train.vocoder_trainer import VocoderTrainingConfig as Config
+        extra = {"init_generator": args.init_generator}
+    else:
+        from audiogan.train.tts_trainer import TTSTrainer as Trainer  # type: ignore[assignment]
+        from audiogan.train.tts_trainer import TTSTrainingConfig as Config  # type: ignore[assignment]
+        extra = {}
+    cfg = load_yaml(Config, args.config)
     for assignment in args.set or []:
         cfg.train = override(cfg.train, assignment)
-    trainer = VocoderTrainer(cfg, args.data, args.run_dir, args.device, args.resume, args.init_generator)
+    trainer = Trainer(cfg, args.data, args.run_dir, args.device, args.resume, **extra)
     result = trainer.fit()
     if trainer.dist.main:
         print(f"done at step {trainer.step}: exported {trainer.run_dir / (cfg.name + '.safetensors')}; " +
@@ -57,14 +88,52 @@ def _train_vocoder(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_vocoder(args: argparse.Namespace) -> int:
+def _export(args: argparse.Namespace) -> int:
     import torch
 
-    from audiogan.train.vocoder_trainer import export_checkpoint
-
+    if args.model_kind == "vocoder":
+        from audiogan.train.vocoder_trainer import export_checkpoint
+    else:
+        from audiogan.train.tts_trainer import export_tts_checkpoint as export_checkpoint
     path = export_checkpoint(args.checkpoint, args.output, torch.float16 if args.fp16 else torch.float32)
     print(f"wrote {path} and {path.with_suffix('.json')}")
     return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    import json
+
+    from audiogan.render import json_schema, read_manifest, run
+    from audiogan.render.output import OutputBusyError
+
+    if args.schema:
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    if not args.manifest or not args.out:
+        print("audiogan: error: render needs MANIFEST and --out DIR", file=sys.stderr)
+        return 2
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    manifest = read_manifest(args.manifest)
+    for error in manifest.errors:
+        print(f"{args.manifest}: {error}", file=sys.stderr)
+    if manifest.errors and not args.skip_invalid:
+        print(f"audiogan: {len(manifest.errors)} invalid line(s); nothing was rendered "
+              "(fix them, or pass --skip-invalid to render the rest)", file=sys.stderr)
+        return 2
+    try:
+        summary = run(manifest.jobs, args.out, engine=args.engine, batch_size=args.batch_size, device=args.device,
+                      workers=args.workers, progress=not args.quiet, ray_address=args.address,
+                      ray_cpus_per_actor=args.cpus_per_actor)
+    except OutputBusyError as exc:
+        print(f"audiogan: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{summary}; invalid lines skipped: {len(manifest.errors)}")
+    if summary.failed:
+        print(f"failures are listed in {Path(args.out) / 'errors.jsonl'}", file=sys.stderr)
+    return 1 if summary.failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--plot", metavar="PNG", help="also save input and output mel spectrograms side by side")
     v.set_defaults(func=_vocode)
 
+    s = sub.add_parser("say", help="text -> speech with a TTS voice")
+    s.add_argument("text", nargs="?", help="the text (or --file)")
+    s.add_argument("--file", help="a UTF-8 text file of any length (a progress bar shows the sentences)")
+    s.add_argument("-o", "--output", default="say.wav", help="output .wav or .flac (default: %(default)s)")
+    s.add_argument("--voice", default="default", help="bundled voice name or .safetensors path")
+    s.add_argument("--vocoder", default="default", help="bundled vocoder name or .safetensors path")
+    s.add_argument("--speed", type=float, default=1.0, help="0.25..4 (default: %(default)s)")
+    s.add_argument("--pitch-shift", type=float, default=0.0, help="semitones, -12..12")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    s.set_defaults(func=_say)
+
     t = sub.add_parser("train", help="train a model").add_subparsers(dest="model_kind", required=True)
     tv = t.add_parser("vocoder", help="train a GAN vocoder")
     tv.add_argument("--config", required=True, help="configs/vocoder/NAME.yaml")
@@ -91,14 +172,46 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--resume", help="checkpoint.pt to continue exactly")
     tv.add_argument("--init-generator", help="exported .safetensors to start from (fresh discriminators)")
     tv.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train: field, e.g. max_minutes=20")
-    tv.set_defaults(func=_train_vocoder)
+    tv.set_defaults(func=_train)
+
+    r = sub.add_parser("render", help="render a JSONL/CSV manifest of jobs into a folder (resumable)",
+                       description="Render every job of a manifest. Rerunning skips finished jobs whose parameters "
+                                   "are unchanged. Schema of a line: audiogan render --schema; docs/render.md.")
+    r.add_argument("manifest", nargs="?", help="jobs, one per line (.jsonl) or row (.csv)")
+    r.add_argument("--out", help="output folder; job outputs are relative paths inside it")
+    r.add_argument("--engine", choices=["local", "ray"], default="local")
+    r.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    r.add_argument("--cpus-per-actor", type=float, default=1.0, help="Ray: CPUs per model actor on CPU clusters")
+    r.add_argument("--batch-size", type=int, default=0,
+                   help="jobs per forward pass (default: 1 on CPU, where batching measured no gain; 32 on CUDA)")
+    r.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    r.add_argument("--workers", type=int, default=2, help="threads preparing and encoding (default: %(default)s)")
+    r.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    r.add_argument("--skip-invalid", action="store_true", help="render the valid lines even if others are bad")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--schema", action="store_true", help="print the JSON Schema of a manifest line and exit")
+    r.set_defaults(func=_render)
+
+    tt = t.add_parser("tts", help="train the acoustic model (text -> mel) on LJSpeech-format folders")
+    tt.add_argument("--config", required=True, help="configs/tts/NAME.yaml")
+    tt.add_argument("--data", nargs="+", required=True, help="LJSpeech-format folders (metadata.csv + wavs/)")
+    tt.add_argument("--run-dir", default="runs/tts", help="checkpoints, logs, exports (default: %(default)s)")
+    tt.add_argument("--device", default="auto")
+    tt.add_argument("--resume", help="checkpoint.pt to continue exactly")
+    tt.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train: field")
+    tt.set_defaults(func=_train)
 
     e = sub.add_parser("export", help="export inference weights").add_subparsers(dest="model_kind", required=True)
     ev = e.add_parser("vocoder", help="checkpoint.pt -> .safetensors + model card")
     ev.add_argument("checkpoint")
     ev.add_argument("-o", "--output", required=True, help="output .safetensors path")
     ev.add_argument("--fp32", dest="fp16", action="store_false", help="keep float32 (default: float16)")
-    ev.set_defaults(func=_export_vocoder)
+    ev.set_defaults(func=_export)
+    et = e.add_parser("tts", help="checkpoint.pt -> .safetensors + model card")
+    et.add_argument("checkpoint")
+    et.add_argument("-o", "--output", required=True, help="output .safetensors path")
+    et.add_argument("--fp32", dest="fp16", action="store_false", help="keep float32 (default: float16)")
+    et.set_defaults(func=_export)
     return p
 
 
@@ -108,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"audiogan: error: {exc}", file=sys.stderr)
         return 2
 

@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the package needs at run time (none yet for the vocoder: soundfile's wheel bundles
-# libsndfile). Later features add theirs here.
-APT_PACKAGES=()
+# System packages the package needs at run time (soundfile's wheel bundles libsndfile):
+# espeak-ng for the text-to-speech phonemizer.
+APT_PACKAGES=(espeak-ng)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -129,3 +131,37 @@ def trained_tiny(tmp_path_factory: pytest.TempPathFactory, demo_path: Path) -> S
     after = copy_synthesis_mel_l1(trainer.G, trainer.mel, wave)
     return SimpleNamespace(trainer=trainer, cfg=cfg, data_dir=data, run_dir=root / "run", wave=wave,
                            before=before, after=after, result=result)
+
+
+ESPEAK_SENTENCES = ["The quick brown fox jumps over the lazy dog.", "Printing is the art of making books.",
+                    "She sells sea shells by the sea shore.", "A stitch in time saves nine.",
+                    "Four score and seven years ago.", "How much wood would a woodchuck chuck?"]
+
+
+@pytest.fixture(scope="session")
+def espeak_corpus(tmp_path_factory) -> Path:
+    """A real LJSpeech-format folder whose audio espeak-ng speaks: known text, real speech signal."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("needs espeak-ng")
+    root = tmp_path_factory.mktemp("espeak_lj")
+    (root / "wavs").mkdir()
+    lines = []
+    for i, text in enumerate(ESPEAK_SENTENCES):
+        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(root / "wavs" / f"E{i:03d}.wav"), text], check=True)
+        lines.append(f"E{i:03d}|{text}|{text}")
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_voice(espeak_corpus, tmp_path_factory) -> tuple[Path, list[dict]]:
+    from audiogan.train.tts_trainer import TTSTrainer, TTSTrainingConfig
+
+    cfg = load_yaml(TTSTrainingConfig, REPO / "configs" / "tts" / "tiny_test.yaml")
+    run = tmp_path_factory.mktemp("tts_run")
+    cfg.data.cache_dir = str(run / "cache")
+    torch.manual_seed(0)
+    trainer = TTSTrainer(cfg, [str(espeak_corpus)], run, device="cpu")
+    trainer.fit()
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return run / "tts-tiny.safetensors", rows

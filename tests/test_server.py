@@ -375,3 +375,42 @@ def test_generated_stubs_are_up_to_date():
     done = subprocess.run([sys.executable, str(repo / "scripts" / "gen_proto.py"), "--check"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+# -- text to speech, with a real (tiny, espeak-trained) voice ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def voice_server(tiny_voice):
+    with launch("--voice", str(tiny_voice[0]), "--set", "limits.max_text_chars=5000") as proc:
+        yield proc
+
+
+def test_text_synthesis_with_a_voice(voice_server, tiny_voice):
+    from audiogan.tts import TTS
+
+    local = TTS.load(tiny_voice[0], device="cpu")
+    text = "Hello there. It is 10:30 and this is a test."
+    with AudioGanClient(voice_server.target) as client:
+        (voice,) = client.list_voices()["voices"]
+        assert voice["name"] == "tts-tiny" and voice["language_code"] == "en-US"
+        audio, rate = client.synthesize(text)
+        expected, _ = local(text)
+        assert rate == 16000 and audio.shape == expected.shape
+        np.testing.assert_allclose(audio, expected, atol=1e-4)
+        streamed = np.concatenate(list(client.stream(text)))
+        np.testing.assert_allclose(streamed, audio, atol=1e-4)
+        slow, _ = client.synthesize(text, speed=0.5)
+        assert len(slow) > 1.5 * len(audio)
+        resampled, rate = client.synthesize(text, sample_rate=24000)
+        assert rate == 24000 and abs(len(resampled) - len(audio) * 1.5) <= 2
+
+
+def test_text_errors_with_a_voice(voice_server):
+    with AudioGanClient(voice_server.target, retries=0) as client:
+        checks = {"unknown voice": (lambda: client.synthesize("Hi.", voice="nobody"), grpc.StatusCode.NOT_FOUND),
+                  "too long": (lambda: client.synthesize("a " * 3000), grpc.StatusCode.INVALID_ARGUMENT),
+                  "unpronounceable": (lambda: client.synthesize("... ?!"), grpc.StatusCode.INVALID_ARGUMENT),
+                  "pitch": (lambda: client.synthesize("Hi.", pitch_shift=40), grpc.StatusCode.INVALID_ARGUMENT)}
+        for name, (call, code) in checks.items():
+            assert code_of(call) == code, name
+        assert client.synthesize("Still here.").samples.size > 0

@@ -55,25 +55,37 @@ def load_audio(
     return wave, sr
 
 
-def save_audio(path: str | Path, wave: torch.Tensor | np.ndarray, sample_rate: int) -> Path:
-    """Write mono audio as WAV (PCM16) or FLAC by extension, atomically (temp file + rename)."""
-    path = Path(path)
+def encode_audio(wave: torch.Tensor | np.ndarray, sample_rate: int, suffix: str) -> bytes:
+    """Mono audio -> the bytes of a complete 16-bit WAV or FLAC file (by ``suffix``: '.wav' / '.flac')."""
     data = wave.detach().cpu().float().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave, np.float32)
-    data = np.clip(data.reshape(-1), -1.0, 1.0)
-    fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
+    fmt = {".wav": "WAV", ".flac": "FLAC"}.get(suffix.lower())
     if fmt is None:
-        raise AudioError(f"unsupported output format {path.suffix!r}: use .wav or .flac")
+        raise AudioError(f"unsupported output format {suffix!r}: use .wav or .flac")
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(data.reshape(-1), -1.0, 1.0), sample_rate, format=fmt, subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def write_atomic(path: str | Path, data: bytes) -> Path:
+    """Write a file via temp file + rename, so readers never see half of it; usual umask permissions."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        sf.write(tmp, data, sample_rate, format=fmt, subtype="PCM_16")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs should get the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def save_audio(path: str | Path, wave: torch.Tensor | np.ndarray, sample_rate: int) -> Path:
+    """Write mono audio as WAV (PCM16) or FLAC by extension, atomically."""
+    path = Path(path)
+    return write_atomic(path, encode_audio(wave, sample_rate, path.suffix))
 
 
 def _umask() -> int:

@@ -24,6 +24,7 @@ from audiogan.config import from_dict, to_dict
 from audiogan.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from audiogan.train.data import ClipBank, DataConfig, find_audio, load_many, split_files
 from audiogan.train.distributed import all_reduce_mean, init_distributed
+from audiogan.train.runlog import RunLog
 from audiogan.vocoder.discriminators import build_discriminators
 from audiogan.vocoder.losses import discriminator_accuracy, discriminator_loss, feature_loss, generator_loss
 from audiogan.vocoder.model import VocoderConfig, build_generator
@@ -134,15 +135,7 @@ class VocoderTrainer:
             # loss functions around the discriminators instead, logged 7.8 (benchmarks/RESULTS.md).
             g, d = torch.compile(g), torch.compile(d)
         self.g_run, self.d_run = g, d
-        self.writer = None
-        if self.dist.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
-            except ImportError:
-                log.warning("tensorboard not installed: logging to metrics.jsonl only")
+        self.runlog = RunLog(self.run_dir) if self.dist.main else None
 
     # ----- setup -------------------------------------------------------------------------------------------------
     def _find(self, dirs: list[str]) -> tuple[list[Path], list[Path]]:
@@ -279,9 +272,9 @@ class VocoderTrainer:
                 pesqs.append(p)
             if s is not None:
                 stois.append(s)
-            if self.writer and i < 3:
-                self.writer.add_audio(f"valid/{i}", fake[0].cpu(), self.step, sr)
-                self.writer.add_image(f"valid_mel/{i}", self._mel_image(fake_mel[0]), self.step)
+            if self.runlog and i < 3:
+                self.runlog.audio(f"valid/{i}", fake[0], self.step, sr)
+                self.runlog.mel_image(f"valid_mel/{i}", fake_mel[0], self.step)
         self.G.train()
         out = {"valid_mel_l1": float(np.mean(mel_l1))}
         if pesqs:
@@ -289,12 +282,6 @@ class VocoderTrainer:
         if stois:
             out["valid_stoi"] = float(np.mean(stois))
         return out
-
-    @staticmethod
-    def _mel_image(mel: torch.Tensor) -> torch.Tensor:
-        m = mel.float().cpu()
-        m = (m - m.min()) / (m.max() - m.min() + 1e-8)
-        return m.flip(0).unsqueeze(0)  # [1, n_mels, T], low frequencies at the bottom
 
     def device_minutes(self) -> float:
         return self.prior_minutes + (time.monotonic() - self.t0) / 60 * self.dist.world
@@ -360,7 +347,7 @@ class VocoderTrainer:
                 row.update(self.validate())
                 last_val = now
             if self.dist.main:
-                self._log(row)
+                self.runlog.row(self.step, row)
                 bar.set_postfix(mel=f"{row['mel_l1']:.3f}", d_acc=f"{row['d_acc']:.2f}")
             if self.dist.main and now - last_ck >= tc.checkpoint_every_minutes * 60:
                 self.checkpoint()
@@ -377,22 +364,10 @@ class VocoderTrainer:
             log.info("rank %d of %d finished at step %d", self.dist.rank, self.dist.world, self.step)
         if self.dist.main:
             result.update(self.validate())
-            self._log({**result, "final": True})
+            self.runlog.row(self.step, {**result, "final": True})
             self.checkpoint()
             self.export(self.run_dir / f"{self.cfg.name}.safetensors", result)
         return result
-
-    def _log(self, row: dict[str, Any]) -> None:
-        with (self.run_dir / "metrics.jsonl").open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        if self.writer:
-            for k, v in row.items():
-                if isinstance(v, float) and k not in ("step",):
-                    self.writer.add_scalar(f"train/{k}" if not k.startswith("valid") else f"valid/{k[6:]}", v,
-                                           self.step)
-            self.writer.flush()
-        log.info("step %d  %s", self.step, "  ".join(f"{k}={v:.4g}" for k, v in row.items()
-                                                       if isinstance(v, float)))
 
 
 def device_name(device: torch.device) -> str:

@@ -32,6 +32,8 @@ class ServerConfig:
     device: str = "auto"
     threads: int = 0                  # torch intra-op threads; 0 = torch's default
     vocoders: list[str] = field(default_factory=lambda: ["default"])
+    # TTS voices (bundled names or .safetensors paths); "default" is skipped quietly when no voice is bundled.
+    voices: list[str] = field(default_factory=lambda: ["default"])
     grace_seconds: float = 10.0       # SIGTERM: how long in-flight calls may finish
     metrics_port: int = 0             # Prometheus /metrics on this port; 0 = off
     tls_cert: str = ""

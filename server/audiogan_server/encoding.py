@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-import soundfile as sf
 import torch
 from audiogan_client._proto import audiogan_pb2 as pb
 
-from audiogan.audio.io import resample
+from audiogan.audio.io import encode_audio, resample
 from audiogan_server.config import Limits
 from audiogan_server.errors import invalid
 
@@ -46,9 +43,6 @@ def encode(wave: torch.Tensor, native_rate: int, fmt: pb.AudioFormat) -> pb.Audi
     if encoding in RAW:
         data = encode_raw(wave, encoding)
     else:
-        buffer = io.BytesIO()
-        sf.write(buffer, wave.clamp(-1, 1).numpy(), rate, format="WAV" if encoding == pb.WAV else "FLAC",
-                 subtype="PCM_16")
-        data = buffer.getvalue()
+        data = encode_audio(wave, rate, ".wav" if encoding == pb.WAV else ".flac")
     return pb.Audio(audio=data, encoding=encoding, sample_rate_hz=rate, num_samples=wave.numel(),
                     duration_seconds=wave.numel() / rate)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -12,10 +13,13 @@ import numpy as np
 import torch
 
 from audiogan import Vocoder, weights
+from audiogan.tts import TTS
 from audiogan_server.batching import DynamicBatcher
 from audiogan_server.config import ServerConfig
 from audiogan_server.errors import RequestError
 from audiogan_server.metrics import Metrics
+
+log = logging.getLogger("audiogan.server")
 
 
 @dataclass
@@ -81,12 +85,66 @@ class VocoderEngine:
         await self.chunks.stop()
 
 
+@dataclass
+class Sentence:
+    tokens: list[int]
+    speed: float
+    pitch_shift: float
+
+
+class VoiceEngine:
+    """A TTS voice: text is split and phonemized off the model thread, then sentences from all concurrent
+    calls share acoustic-model passes; their mels go through the voice's vocoder engine."""
+
+    def __init__(self, tts: TTS, vocoder: VocoderEngine, executor: Executor, config: ServerConfig,
+                 metrics: Metrics) -> None:
+        self.tts = tts
+        self.vocoder = vocoder
+        self.name = tts.name
+        b = config.batching
+        self.acoustic = DynamicBatcher(f"tts:{self.name}", self._run, executor, b.max_batch, b.max_wait_ms / 1000,
+                                       config.limits.max_queue, metrics.observe_batch)
+
+    @property
+    def card_json(self) -> str:
+        return json.dumps(self.tts.card)
+
+    def _run(self, sentences: list[Sentence]) -> Sequence[torch.Tensor]:
+        out: list[torch.Tensor | None] = [None] * len(sentences)
+        groups: dict[tuple[float, float], list[int]] = {}
+        for i, s in enumerate(sentences):
+            groups.setdefault((s.speed, s.pitch_shift), []).append(i)
+        for (speed, shift), index in groups.items():
+            for i, mel in zip(index, self.tts.mels([sentences[i].tokens for i in index], speed, shift), strict=True):
+                out[i] = mel.cpu()
+        return [m for m in out if m is not None]
+
+    async def sentences(self, text: str) -> list[list[int]]:
+        import asyncio
+
+        return [ids for _, ids in await asyncio.to_thread(self.tts.sentences, text)]
+
+    async def mel(self, tokens: list[int], speed: float, pitch_shift: float) -> torch.Tensor:
+        return await self.acoustic.submit(Sentence(tokens, speed, pitch_shift))
+
+    def gap(self) -> torch.Tensor:
+        return self.tts.join([torch.zeros(0), torch.zeros(0)]).cpu()
+
+    def start(self) -> None:
+        self.acoustic.start()
+
+    async def stop(self) -> None:
+        await self.acoustic.stop()
+
+
 class ModelRegistry:
-    """Everything a server can synthesize with. TTS voices and timbre models join as those models land."""
+    """Everything a server can synthesize with. Timbre models join when that model lands."""
 
     def __init__(self) -> None:
         self.vocoders: dict[str, VocoderEngine] = {}
         self.default_vocoder = ""
+        self.voices: dict[str, VoiceEngine] = {}
+        self.default_voice = ""
 
     def load(self, config: ServerConfig, executor: Executor, metrics: Metrics) -> None:
         if config.threads > 0:
@@ -97,6 +155,18 @@ class ModelRegistry:
             name = str(vocoder.card.get("name") or path.stem)
             self.vocoders[name] = VocoderEngine(name, vocoder, executor, config, metrics)
             self.default_vocoder = self.default_vocoder or name
+        for spec in config.voices:
+            try:
+                path = weights.resolve(spec, "tts")
+            except FileNotFoundError:
+                if spec == "default":
+                    log.info("no TTS voice is bundled: text calls will answer UNIMPLEMENTED")
+                    continue
+                raise
+            engine = self.vocoders[self.default_vocoder]
+            tts = TTS.load(path, vocoder=engine.vocoder)
+            self.voices[tts.name] = VoiceEngine(tts, engine, executor, config, metrics)
+            self.default_voice = self.default_voice or tts.name
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -114,10 +184,25 @@ class ModelRegistry:
                                f"vocoder: unknown vocoder {name!r}; loaded: {', '.join(sorted(self.vocoders))}")
         return engine
 
+    def voice(self, name: str) -> VoiceEngine:
+        if not self.voices:
+            raise RequestError(grpc.StatusCode.UNIMPLEMENTED,
+                               "text input needs a TTS voice and none is loaded on this server (the bundled voice "
+                               "has not been trained yet, or the server was started without --voice); send a mel "
+                               "instead, or use Vocode")
+        voice = self.voices.get(name or self.default_voice)
+        if voice is None:
+            raise RequestError(grpc.StatusCode.NOT_FOUND,
+                               f"voice_name: unknown voice {name!r}; loaded: {', '.join(sorted(self.voices))}")
+        return voice
+
+    def engines(self) -> list[VocoderEngine | VoiceEngine]:
+        return [*self.vocoders.values(), *self.voices.values()]
+
     def start(self) -> None:
-        for engine in self.vocoders.values():
+        for engine in self.engines():
             engine.start()
 
     async def stop(self) -> None:
-        for engine in self.vocoders.values():
+        for engine in self.engines():
             await engine.stop()

@@ -19,10 +19,8 @@ from audiogan_server.config import ServerConfig
 from audiogan_server.encoding import check_format, encode, encode_raw, output_rate
 from audiogan_server.errors import RequestError, invalid, rpc, unimplemented
 from audiogan_server.metrics import Metrics
-from audiogan_server.models import ModelRegistry, VocoderEngine
+from audiogan_server.models import ModelRegistry, VocoderEngine, VoiceEngine
 
-NO_TTS = ("text input needs a TTS voice and none is loaded on this server (the acoustic model has not been "
-          "trained yet); send a mel instead, or use Vocode")
 NO_TIMBRE = "no timbre model is loaded on this server (the GANSynth-style note model has not been trained yet)"
 
 
@@ -69,7 +67,8 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                                  f"{self.limits.max_audio_seconds:g} s per call")
         return torch.from_numpy(mel.astype(np.float32))
 
-    def _text(self, request: pb.SynthesizeRequest) -> None:
+    def _voice(self, request: pb.SynthesizeRequest) -> VoiceEngine:
+        """Check a text request's fields, then find its voice."""
         if not request.text.strip():
             raise invalid("text", "is empty")
         if len(request.text) > self.limits.max_text_chars:
@@ -79,14 +78,60 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             raise invalid("speed", f"{request.speed:g} is out of range 0.25..4")
         if not -12.0 <= request.pitch_shift <= 12.0:
             raise invalid("pitch_shift", f"{request.pitch_shift:g} semitones is out of range -12..12")
-        raise unimplemented(NO_TTS)
+        voice = self.registry.voice(request.voice_name)
+        if request.vocoder and request.vocoder != voice.vocoder.name:
+            raise invalid("vocoder", f"voice {voice.name!r} speaks through vocoder {voice.vocoder.name!r}")
+        return voice
 
-    def _synthesis_input(self, request: pb.SynthesizeRequest) -> tuple[VocoderEngine, torch.Tensor]:
-        which = request.WhichOneof("input")
-        if which is None:
+    async def _sentences(self, voice: VoiceEngine, text: str) -> list[list[int]]:
+        try:
+            return await voice.sentences(text)
+        except ValueError as exc:
+            raise invalid("text", str(exc)) from None
+
+    def _check_length(self, frames: int, voice: VoiceEngine) -> None:
+        seconds = frames * voice.vocoder.vocoder.hop_length / voice.vocoder.sample_rate
+        if seconds > self.limits.max_audio_seconds:
+            raise invalid("text", f"{seconds:.0f} s of speech exceeds this server's limit of "
+                                  f"{self.limits.max_audio_seconds:g} s per call")
+
+    async def _speak(self, voice: VoiceEngine, request: pb.SynthesizeRequest) -> torch.Tensor:
+        """Whole text -> audio: all sentences through the acoustic batcher, then the vocoder batcher,
+        in waves of ``max_batch`` so that a long text cannot flood the queues."""
+        tokens = await self._sentences(voice, request.text)
+        size = self.config.batching.max_batch
+        mels: list[torch.Tensor] = []
+        for start in range(0, len(tokens), size):
+            mels += await asyncio.gather(*(voice.mel(t, request.speed or 1.0, request.pitch_shift)
+                                           for t in tokens[start:start + size]))
+        self._check_length(sum(m.shape[-1] for m in mels), voice)
+        waves: list[torch.Tensor] = []
+        for start in range(0, len(mels), size):
+            waves += await asyncio.gather(*(voice.vocoder.vocode(m) for m in mels[start:start + size]))
+        return voice.tts.join(waves)
+
+    async def _spoken(self, voice: VoiceEngine, tokens: list[list[int]], speed: float,
+                      pitch_shift: float) -> AsyncIterator[torch.Tensor]:
+        """Sentence by sentence, vocoded in chunks; the next sentence's mel is computed meanwhile."""
+        pending = asyncio.ensure_future(voice.mel(tokens[0], speed, pitch_shift))
+        frames = 0
+        try:
+            for i in range(len(tokens)):
+                mel = await pending
+                frames += mel.shape[-1]
+                self._check_length(frames, voice)
+                if i + 1 < len(tokens):
+                    pending = asyncio.ensure_future(voice.mel(tokens[i + 1], speed, pitch_shift))
+                if i:
+                    yield voice.gap()
+                async for chunk in voice.vocoder.stream(mel):
+                    yield chunk
+        finally:
+            pending.cancel()
+
+    def _mel_input(self, request: pb.SynthesizeRequest) -> tuple[VocoderEngine, torch.Tensor]:
+        if request.WhichOneof("input") is None:
             raise invalid("input", "set text or mel")
-        if which == "text":
-            self._text(request)
         if request.speed not in (0.0, 1.0) or request.pitch_shift:
             raise invalid("speed", "speed and pitch_shift apply to text input only")
         engine = self.registry.vocoder(request.vocoder)
@@ -119,7 +164,11 @@ class AudioGanService(pb_grpc.AudioGanServicer):
     @rpc
     async def Synthesize(self, request: pb.SynthesizeRequest, context: grpc.aio.ServicerContext) -> pb.Audio:
         check_format(request.format, self.limits)
-        engine, mel = self._synthesis_input(request)
+        if request.WhichOneof("input") == "text":
+            voice = self._voice(request)
+            wave = await self._speak(voice, request)
+            return await self._encode(wave, voice.vocoder.sample_rate, request.format, "Synthesize")
+        engine, mel = self._mel_input(request)
         wave = await engine.vocode(mel)
         return await self._encode(wave, engine.sample_rate, request.format, "Synthesize")
 
@@ -135,12 +184,20 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                                context: grpc.aio.ServicerContext) -> AsyncIterator[pb.AudioChunk]:
         start = time.perf_counter()
         check_format(request.format, self.limits, stream=True)
-        engine, mel = self._synthesis_input(request)
+        pieces: AsyncIterator[torch.Tensor]
+        if request.WhichOneof("input") == "text":
+            voice = self._voice(request)
+            tokens = await self._sentences(voice, request.text)
+            pieces = self._spoken(voice, tokens, request.speed or 1.0, request.pitch_shift)
+            native = voice.vocoder.sample_rate
+        else:
+            engine, mel = self._mel_input(request)
+            pieces, native = engine.stream(mel), engine.sample_rate
         encoding = request.format.encoding or pb.PCM16
-        rate = output_rate(request.format, engine.sample_rate)
-        resampler = StreamResampler(engine.sample_rate, rate)
+        rate = output_rate(request.format, native)
+        resampler = StreamResampler(native, rate)
         sequence = offset = 0
-        async for wave in engine.stream(mel):
+        async for wave in pieces:
             audio = resampler.push(wave)
             if sequence == 0:
                 self.metrics.first_audio.labels("SynthesizeStream").observe(time.perf_counter() - start)
@@ -218,7 +275,10 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                          context: grpc.aio.ServicerContext) -> pb.ListVoicesResponse:
         vocoders = [pb.ModelInfo(name=e.name, sample_rate_hz=e.sample_rate, card_json=e.card_json)
                     for e in self.registry.vocoders.values()]
-        return pb.ListVoicesResponse(voices=[], vocoders=vocoders)
+        voices = [pb.ModelInfo(name=v.name, sample_rate_hz=v.vocoder.sample_rate, card_json=v.card_json,
+                               language_code=v.tts.language.replace("en-us", "en-US"))
+                  for v in self.registry.voices.values()]
+        return pb.ListVoicesResponse(voices=voices, vocoders=vocoders)
 
     @rpc
     async def ListInstruments(self, request: pb.ListInstrumentsRequest,

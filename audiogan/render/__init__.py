@@ -1,0 +1,6 @@
+"""Offline batch rendering of manifests (``audiogan render``): local or Ray engine, resumable."""
+
+from audiogan.render.engine import Summary, run
+from audiogan.render.manifest import Job, Manifest, ManifestError, json_schema, read_manifest
+
+__all__ = ["Job", "Manifest", "ManifestError", "Summary", "json_schema", "read_manifest", "run"]

@@ -1,0 +1,240 @@
+"""Render a manifest: plan length-sorted batches per model, run them, write outputs, report.
+
+The local engine overlaps the three stages on one machine: worker threads prepare the next batch and
+encode/write the last while the model renders the current one. The Ray engine (``ray_engine``) sends
+the same batches to model-holding actors; both use ``plan_batches`` and ``render_batch``, so they
+write byte-identical files.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from audiogan.render.kinds import Renderer, make_renderers
+from audiogan.render.manifest import Job
+from audiogan.render.output import OutputDir, encode_file
+from audiogan.vocoder.inference import pick_device
+
+log = logging.getLogger("audiogan.render")
+
+
+@dataclass
+class Batch:
+    kind: str
+    group: str
+    jobs: list[Job]
+
+
+@dataclass
+class Outcome:
+    """One job's result: file bytes and audio seconds, or the reason it failed."""
+
+    job: Job
+    data: bytes = b""
+    seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass
+class Summary:
+    jobs: int = 0
+    rendered: int = 0
+    skipped: int = 0
+    failed: int = 0
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    by_kind: Counter[str] = field(default_factory=Counter)
+
+    def __str__(self) -> str:
+        speed = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.by_kind.items())) or "none"
+        return (f"{self.jobs} jobs: {self.rendered} rendered ({kinds}), {self.skipped} already done, "
+                f"{self.failed} failed; {self.audio_seconds / 3600:.3f} h of audio in {self.wall_seconds:.1f} s "
+                f"= {speed:.1f}x real time")
+
+
+def job_key(job: Job, renderer: Renderer) -> str:
+    """The resume key: the job's parameters and seed plus the identity of the weights that render it."""
+    return f"{job.key}:{renderer.model_id(renderer.group(job))}"
+
+
+def plan_batches(jobs: Iterable[Job], renderers: dict[str, Renderer], batch_size: int) -> list[Batch]:
+    """Group by kind and model, sort by length (then output, for determinism), cut into batches."""
+    groups: dict[tuple[str, str], list[tuple[int, str, Job]]] = {}
+    for job in jobs:
+        renderer = renderers[job.kind]
+        try:
+            length = renderer.length(job)
+        except Exception:  # unreadable input: fails in prepare, with its reason
+            length = 0
+        groups.setdefault((job.kind, renderer.group(job)), []).append((length, job.output, job))
+    batches = []
+    for (kind, group), items in sorted(groups.items()):
+        items.sort(key=lambda t: (t[0], t[1]))
+        for start in range(0, len(items), batch_size):
+            batches.append(Batch(kind, group, [job for _, _, job in items[start:start + batch_size]]))
+    return batches
+
+
+def _prepare(renderer: Renderer, jobs: list[Job]) -> list[Any | Exception]:
+    prepared: list[Any | Exception] = []
+    for job in jobs:
+        try:
+            prepared.append(renderer.prepare(job))
+        except Exception as exc:
+            prepared.append(exc)
+    return prepared
+
+
+def _forward(renderer: Renderer, batch: Batch, prepared: list[Any | Exception]) -> list[torch.Tensor | Exception]:
+    """The batched pass; if it fails, each item alone, so one bad job cannot sink its batch."""
+    ready = [(i, item) for i, item in enumerate(prepared) if not isinstance(item, Exception)]
+    results: list[torch.Tensor | Exception] = [item if isinstance(item, Exception) else RuntimeError()
+                                               for item in prepared]
+    if not ready:
+        return results
+    try:
+        with torch.inference_mode():
+            for (i, _), wave in zip(ready, renderer.render(batch.group, [x for _, x in ready]), strict=True):
+                results[i] = wave
+    except Exception:
+        for i, item in ready:
+            try:
+                with torch.inference_mode():
+                    results[i] = renderer.render(batch.group, [item])[0]
+            except Exception as exc:
+                results[i] = exc
+    return results
+
+
+def _encode(renderer: Renderer, batch: Batch, waves: list[torch.Tensor | Exception]) -> list[Outcome]:
+    outcomes = []
+    rate = renderer.sample_rate(batch.group)
+    for job, wave in zip(batch.jobs, waves, strict=True):
+        if isinstance(wave, Exception):
+            outcomes.append(Outcome(job, error=f"{type(wave).__name__}: {wave}"))
+            continue
+        try:
+            data, seconds = encode_file(wave, rate, job.params.get("sample_rate"), PurePosixPath(job.output).suffix)
+            outcomes.append(Outcome(job, data, seconds))
+        except Exception as exc:
+            outcomes.append(Outcome(job, error=f"{type(exc).__name__}: {exc}"))
+    return outcomes
+
+
+def render_batch(renderer: Renderer, batch: Batch) -> list[Outcome]:
+    """Prepare, render and encode one batch in this process (what a Ray actor runs)."""
+    return _encode(renderer, batch, _forward(renderer, batch, _prepare(renderer, batch.jobs)))
+
+
+class Progress:
+    """tqdm with per-kind counts; records outcomes in the output folder and the summary."""
+
+    def __init__(self, out: OutputDir, summary: Summary, total: int, keys: dict[str, str], show: bool) -> None:
+        self.out, self.summary, self.keys = out, summary, keys
+        self.bar = tqdm(total=total, unit="job", disable=not show, dynamic_ncols=True)
+        self.lock = threading.Lock()
+
+    def record(self, outcome: Outcome) -> None:
+        with self.lock:
+            self._record(outcome)
+
+    def _record(self, outcome: Outcome) -> None:
+        job = outcome.job
+        if not outcome.error:
+            try:
+                self.out.write(job.output, self.keys[job.output], outcome.data)
+            except OSError as exc:
+                outcome.error = f"cannot write {job.output}: {exc}"
+        if outcome.error:
+            self.summary.failed += 1
+            self.out.error(job.line, job.output, job.kind, outcome.error)
+            log.warning("line %d (%s) failed: %s", job.line, job.output, outcome.error)
+        else:
+            self.summary.rendered += 1
+            self.summary.by_kind[job.kind] += 1
+            self.summary.audio_seconds += outcome.seconds
+        self.bar.set_postfix({**self.summary.by_kind, "failed": self.summary.failed}, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def render_local(batches: list[Batch], progress: Progress, renderers: dict[str, Renderer],
+                 workers: int = 2) -> None:
+    """Prepare batch i+1 and encode/write earlier batches on worker threads while batch i runs on the model."""
+    if not batches:
+        return
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="render-io") as pool:
+        def prepare(b: Batch) -> Future[list[Any | Exception]]:
+            return pool.submit(_prepare, renderers[b.kind], b.jobs)
+
+        def finish(batch: Batch, waves: list[torch.Tensor | Exception]) -> None:
+            for outcome in _encode(renderers[batch.kind], batch, waves):
+                progress.record(outcome)
+
+        writes: collections.deque[Future[None]] = collections.deque()
+        prepared = prepare(batches[0])
+        for i, batch in enumerate(batches):
+            following = prepare(batches[i + 1]) if i + 1 < len(batches) else None
+            waves = _forward(renderers[batch.kind], batch, prepared.result())
+            writes.append(pool.submit(finish, batch, waves))
+            while len(writes) > 2 * workers:  # bound the audio held in memory when encoding lags
+                writes.popleft().result()
+            if following is not None:
+                prepared = following
+        for w in writes:
+            w.result()
+
+
+def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int = 0, device: str = "auto",
+        workers: int = 2, progress: bool = True, ray_address: str | None = None,
+        ray_cpus_per_actor: float = 1.0) -> Summary:
+    """Render ``jobs`` into ``out_dir``, skipping those already done with the same key.
+
+    ``batch_size`` 0 picks 1 on CPU (benchmarks/RESULTS.md: batching the vocoder gained nothing on 2 cores,
+    padding cost up to 30 %) and 32 on CUDA.
+    """
+    start = time.perf_counter()
+    device = str(pick_device(device))
+    batch_size = batch_size or (1 if device == "cpu" else 32)
+    renderers = make_renderers(device)
+    out = OutputDir(out_dir)
+    summary = Summary(jobs=len(jobs))
+    keys: dict[str, str] = {}
+    todo = []
+    for job in jobs:
+        keys[job.output] = job_key(job, renderers[job.kind])
+        if out.is_done(job.output, keys[job.output]):
+            summary.skipped += 1
+        else:
+            todo.append(job)
+    if summary.skipped:
+        log.info("%d of %d jobs already rendered with the same parameters: skipped", summary.skipped, len(jobs))
+    batches = plan_batches(todo, renderers, batch_size)
+    bar = Progress(out, summary, len(todo), keys, progress)
+    try:
+        if engine == "ray":
+            from audiogan.render.ray_engine import render_ray
+
+            render_ray(batches, bar, device=device, address=ray_address, cpus_per_actor=ray_cpus_per_actor)
+        else:
+            render_local(batches, bar, renderers, workers)
+    finally:
+        bar.close()
+        out.close()
+        summary.wall_seconds = time.perf_counter() - start
+    return summary

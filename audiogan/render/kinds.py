@@ -1,0 +1,163 @@
+"""What each job kind does: cheap length for sorting, CPU preparation, and one batched forward pass."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from audiogan import weights
+from audiogan.audio.io import load_audio
+from audiogan.render.manifest import Job
+from audiogan.tts import TTS
+from audiogan.vocoder.inference import Vocoder
+
+# Kinds whose models do not exist yet; each turns on when its model ships (see the issues).
+NOT_TRAINED = {
+    "notes": "no timbre (note) model has been trained yet",
+    "convert": "no timbre model has been trained yet",
+    "midi": "no timbre model has been trained yet",
+}
+
+
+def unavailable_reason(kind: str, params: dict[str, Any]) -> str | None:
+    """Why a job of this kind cannot run on this installation, or None."""
+    if kind == "tts":
+        try:
+            weights.resolve(params.get("voice", "default"), "tts")
+        except FileNotFoundError as exc:
+            return f"{exc} (no text-to-speech voice is bundled yet: pass \"voice\": PATH to a trained one)"
+    return NOT_TRAINED.get(kind)
+
+
+class Renderer(ABC):
+    """One job kind. Jobs in the same ``group`` (same model) may share a forward pass."""
+
+    @abstractmethod
+    def group(self, job: Job) -> str: ...
+
+    @abstractmethod
+    def length(self, job: Job) -> int:
+        """A cheap size estimate (frames), for sorting a batch to limit padding."""
+
+    @abstractmethod
+    def prepare(self, job: Job) -> Any:
+        """CPU work before the model (decode, features); runs in worker threads."""
+
+    @abstractmethod
+    def render(self, group: str, items: list[Any]) -> list[torch.Tensor]:
+        """One batched forward pass; audio at ``sample_rate(group)``, one result per item."""
+
+    @abstractmethod
+    def sample_rate(self, group: str) -> int: ...
+
+    @abstractmethod
+    def model_id(self, group: str) -> str:
+        """Identifies the weights: outputs rendered by other weights are re-rendered on resume."""
+
+
+class VocodeRenderer(Renderer):
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+        self.vocoders: dict[str, Vocoder] = {}
+        self.ids: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def vocoder(self, name: str) -> Vocoder:
+        with self.lock:
+            if name not in self.vocoders:
+                path = weights.resolve(name, "vocoder")
+                self.vocoders[name] = Vocoder.load(path, device=self.device)
+                self.ids[name] = f"{path.name}:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
+            return self.vocoders[name]
+
+    def group(self, job: Job) -> str:
+        return job.params.get("vocoder", "default")
+
+    def length(self, job: Job) -> int:
+        if "mel" in job.params:
+            return int(np.load(job.params["mel"], mmap_mode="r").shape[-1])
+        info = sf.info(job.params["audio"])
+        return int(info.frames / info.samplerate * 16000 / 256)
+
+    def prepare(self, job: Job) -> torch.Tensor:
+        vocoder = self.vocoder(self.group(job))
+        if "audio" in job.params:
+            wave, _ = load_audio(job.params["audio"], vocoder.sample_rate)
+            return vocoder.mel(wave).cpu()
+        mel = np.load(job.params["mel"])
+        n_mels = vocoder.config.mel.n_mels
+        if mel.ndim != 2 or mel.shape[0] != n_mels or mel.shape[1] == 0:
+            raise ValueError(f"mel {job.params['mel']} has shape {mel.shape}; expected [{n_mels}, frames]")
+        if not np.isfinite(mel).all():
+            raise ValueError(f"mel {job.params['mel']} contains NaN or Inf")
+        return torch.from_numpy(mel.astype(np.float32))
+
+    def render(self, group: str, items: list[Any]) -> list[torch.Tensor]:
+        return [w.cpu() for w in self.vocoder(group).batch(items)]
+
+    def sample_rate(self, group: str) -> int:
+        return self.vocoder(group).sample_rate
+
+    def model_id(self, group: str) -> str:
+        self.vocoder(group)
+        return self.ids[group]
+
+
+class TTSRenderer(Renderer):
+    """Text jobs: every sentence of every job in a batch shares the acoustic and vocoder passes."""
+
+    def __init__(self, vocode: VocodeRenderer) -> None:
+        self.vocode = vocode
+        self.voices: dict[str, TTS] = {}
+        self.ids: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def voice(self, name: str) -> TTS:
+        with self.lock:
+            if name not in self.voices:
+                path = weights.resolve(name, "tts")
+                self.voices[name] = TTS.load(path, vocoder=self.vocode.vocoder("default"))
+                self.ids[name] = f"{path.name}:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
+            return self.voices[name]
+
+    def group(self, job: Job) -> str:
+        # One pass takes one speed and pitch shift, so they are part of the group.
+        return json.dumps([job.params.get("voice", "default"), job.params.get("speed", 1.0),
+                           job.params.get("pitch_shift", 0.0)])
+
+    def length(self, job: Job) -> int:
+        return len(job.params["text"])
+
+    def prepare(self, job: Job) -> list[list[int]]:
+        return [ids for _, ids in self.voice(json.loads(self.group(job))[0]).sentences(job.params["text"])]
+
+    def render(self, group: str, items: list[Any]) -> list[torch.Tensor]:
+        name, speed, shift = json.loads(group)
+        tts = self.voice(name)
+        flat = [ids for sentences in items for ids in sentences]
+        waves = tts.vocoder.batch(tts.mels(flat, speed, shift))
+        out, start = [], 0
+        for sentences in items:
+            out.append(tts.join(waves[start:start + len(sentences)]).cpu())
+            start += len(sentences)
+        return out
+
+    def sample_rate(self, group: str) -> int:
+        return self.voice(json.loads(group)[0]).sample_rate
+
+    def model_id(self, group: str) -> str:
+        name = json.loads(group)[0]
+        self.voice(name)
+        return f"{self.ids[name]}+{self.vocode.model_id('default')}"
+
+
+def make_renderers(device: str = "cpu") -> dict[str, Renderer]:
+    vocode = VocodeRenderer(device)
+    return {"vocode": vocode, "tts": TTSRenderer(vocode)}

@@ -1,0 +1,47 @@
+"""What a training run records: metrics.jsonl, TensorBoard (when installed) and a log line per row."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+class RunLog:
+    """Owned by rank 0. Keys starting with ``valid_`` go under TensorBoard's ``valid/``, others ``train/``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = run_dir / "metrics.jsonl"
+        self.writer: Any = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        except ImportError:
+            log.warning("tensorboard not installed: logging to metrics.jsonl only")
+
+    def row(self, step: int, row: dict[str, Any]) -> None:
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if self.writer:
+            for k, v in row.items():
+                if isinstance(v, float):
+                    self.writer.add_scalar(f"valid/{k[6:]}" if k.startswith("valid_") else f"train/{k}", v, step)
+            self.writer.flush()
+        log.info("step %d  %s", step, "  ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
+
+    def mel_image(self, tag: str, mel: torch.Tensor, step: int) -> None:
+        if self.writer:
+            m = mel.float().cpu()
+            m = (m - m.min()) / (m.max() - m.min() + 1e-8)
+            self.writer.add_image(tag, m.flip(0).unsqueeze(0), step)  # low frequencies at the bottom
+
+    def audio(self, tag: str, wave: torch.Tensor, step: int, sample_rate: int) -> None:
+        if self.writer:
+            self.writer.add_audio(tag, wave.float().cpu(), step, sample_rate)

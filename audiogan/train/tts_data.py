@@ -1,0 +1,157 @@
+"""TTS training features: LJSpeech-format folders -> phoneme ids, mels, pitch, energy; computed once, cached.
+
+The cache is one file that a GPU machine can use without espeak-ng or librosa (they run here, once).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from audiogan.audio.io import load_audio, normalize_peak
+from audiogan.audio.mel import MelConfig, MelSpectrogram
+from audiogan.tts.normalize import normalize
+from audiogan.tts.phonemes import SymbolTable, phonemize
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TTSDataConfig:
+    validation: list[str] = field(default_factory=list)  # clip ids held out (fnmatch patterns)
+    validation_count: int = 10                           # else: the last N clips (sorted) are held out
+    language: str = "en-us"
+    max_seconds: float = 15.0
+    cache_dir: str = ".cache/audiogan"
+    fmin: float = 60.0                                   # pitch search range (Hz)
+    fmax: float = 500.0
+
+
+@dataclass
+class Utterance:
+    id: str
+    text: str
+    tokens: torch.Tensor   # [N] int64
+    mel: torch.Tensor      # [n_mels, T] float32
+    pitch: torch.Tensor    # [T] semitones above 55 Hz, 0 where unvoiced
+    voiced: torch.Tensor   # [T] float 0/1
+    energy: torch.Tensor   # [T] mean log-mel
+    speaker: int = 0
+
+
+def read_metadata(root: Path) -> list[tuple[str, str, Path]]:
+    """(id, text, audio path) from an LJSpeech-format folder (the normalised column when present)."""
+    meta = root / "metadata.csv"
+    if not meta.is_file():
+        raise FileNotFoundError(f"{root} is not an LJSpeech-format folder (no metadata.csv)")
+    rows = []
+    with meta.open(newline="", encoding="utf-8") as fh:
+        for row in csv.reader(fh, delimiter="|", quoting=csv.QUOTE_NONE):
+            if len(row) < 2:
+                continue
+            path = next((root / "wavs" / f"{row[0]}{s}" for s in (".wav", ".flac")
+                         if (root / "wavs" / f"{row[0]}{s}").is_file()), None)
+            if path is None:
+                log.warning("%s: no audio for %s", root, row[0])
+                continue
+            rows.append((row[0], row[-1], path))
+    return rows
+
+
+def pitch_track(wave: np.ndarray, mel: MelConfig, frames: int, fmin: float, fmax: float) -> tuple[np.ndarray, ...]:
+    """Per-frame F0 with pYIN (librosa), aligned to the mel frames: (semitones above 55 Hz, voiced 0/1)."""
+    import librosa
+
+    f0, voiced, _ = librosa.pyin(wave, fmin=fmin, fmax=fmax, sr=mel.sample_rate, frame_length=mel.n_fft,
+                                 hop_length=mel.hop_length, center=True)
+    f0, voiced = f0[:frames], voiced[:frames].astype(np.float32)
+    pad = frames - len(f0)
+    if pad > 0:
+        f0, voiced = np.pad(f0, (0, pad)), np.pad(voiced, (0, pad))
+    semitones = np.where(voiced > 0, 12 * np.log2(np.nan_to_num(f0, nan=55.0) / 55.0), 0.0)
+    return semitones.astype(np.float32), voiced
+
+
+def _cache_path(rows: list[tuple[str, str, Path]], cfg: TTSDataConfig, mel: MelConfig, table: SymbolTable) -> Path:
+    h = hashlib.sha256(json.dumps([[r[0], r[1], str(r[2]), r[2].stat().st_size] for r in rows]).encode())
+    h.update(json.dumps([mel.__dict__, table.version, cfg.language, cfg.fmin, cfg.fmax], default=str).encode())
+    return Path(cfg.cache_dir) / f"tts-features-{h.hexdigest()[:16]}.pt"
+
+
+def build_features(roots: list[str | Path], cfg: TTSDataConfig, mel_cfg: MelConfig,
+                   table: SymbolTable) -> list[Utterance]:
+    """All utterances of the folders (speaker = folder index), from the cache when it exists."""
+    rows = [(r, s) for s, root in enumerate(roots) for r in read_metadata(Path(root))]
+    cache = _cache_path([r for r, _ in rows], cfg, mel_cfg, table)
+    if cache.is_file():
+        log.info("TTS features from cache %s", cache)
+        return [Utterance(**u) for u in torch.load(cache, weights_only=False)]
+    transform = MelSpectrogram(mel_cfg)
+    phones = phonemize([normalize(text) for (_, text, _), _ in rows], cfg.language)
+    utterances = []
+    for ((uid, text, path), speaker), tokens in tqdm(list(zip(rows, phones, strict=True)), desc="TTS features",
+                                                     unit="clip"):
+        wave, _ = load_audio(path, mel_cfg.sample_rate)
+        if wave.numel() / mel_cfg.sample_rate > cfg.max_seconds:
+            log.info("skipping %s: longer than %.0f s", uid, cfg.max_seconds)
+            continue
+        wave = normalize_peak(wave)
+        with torch.no_grad():
+            mel = transform(wave)
+        pitch, voiced = pitch_track(wave.numpy(), mel_cfg, mel.shape[-1], cfg.fmin, cfg.fmax)
+        ids = table.encode(tokens)
+        utterances.append(Utterance(uid, text, torch.tensor(ids, dtype=torch.long), mel, torch.from_numpy(pitch),
+                                    torch.from_numpy(voiced), mel.mean(0), speaker))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    torch.save([u.__dict__ for u in utterances], tmp)
+    tmp.replace(cache)
+    log.info("cached %d utterances in %s", len(utterances), cache)
+    return utterances
+
+
+def split(utterances: list[Utterance], cfg: TTSDataConfig) -> tuple[list[Utterance], list[Utterance]]:
+    import fnmatch
+
+    if cfg.validation:
+        held = {u.id for u in utterances if any(fnmatch.fnmatch(u.id, p) for p in cfg.validation)}
+    else:
+        held = {u.id for u in sorted(utterances, key=lambda u: u.id)[-cfg.validation_count:]}
+    return [u for u in utterances if u.id not in held], [u for u in utterances if u.id in held]
+
+
+def statistics(utterances: list[Utterance]) -> dict[str, float]:
+    """Speaker-level normalisation constants, stored in the model card."""
+    voiced = torch.cat([u.pitch[u.voiced > 0] for u in utterances])
+    energy = torch.cat([u.energy for u in utterances])
+    return {"pitch_mean": float(voiced.mean()), "pitch_std": float(voiced.std().clamp(min=1e-3)),
+            "energy_mean": float(energy.mean()), "energy_std": float(energy.std().clamp(min=1e-3))}
+
+
+def collate(batch: list[Utterance], stats: dict[str, float], device: torch.device) -> dict[str, Any]:
+    """Pad a batch; pitch and energy are z-scored with the speaker statistics (pitch 0 where unvoiced)."""
+    n = max(len(u.tokens) for u in batch)
+    t = max(u.mel.shape[-1] for u in batch)
+    b = len(batch)
+    floor = float(np.log(1e-5))
+    out = {"tokens": torch.zeros(b, n, dtype=torch.long), "mel": torch.full((b, batch[0].mel.shape[0], t), floor),
+           "mel_lens": torch.tensor([u.mel.shape[-1] for u in batch]), "pitch": torch.zeros(b, t),
+           "voiced": torch.zeros(b, t), "energy": torch.zeros(b, t),
+           "speakers": torch.tensor([u.speaker for u in batch])}
+    for i, u in enumerate(batch):
+        k, m = len(u.tokens), u.mel.shape[-1]
+        out["tokens"][i, :k] = u.tokens
+        out["mel"][i, :, :m] = u.mel
+        out["pitch"][i, :m] = (u.pitch - stats["pitch_mean"]) / stats["pitch_std"] * u.voiced
+        out["voiced"][i, :m] = u.voiced
+        out["energy"][i, :m] = (u.energy - stats["energy_mean"]) / stats["energy_std"]
+    return {k: v.to(device) for k, v in out.items()}

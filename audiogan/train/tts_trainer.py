@@ -1,0 +1,263 @@
+"""Training loop for the acoustic model: teacher-forced mels, learned alignment, bf16, resume, DDP."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from audiogan import weights
+from audiogan.config import from_dict, to_dict
+from audiogan.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from audiogan.train.distributed import all_reduce_mean, init_distributed
+from audiogan.train.runlog import RunLog
+from audiogan.train.tts_data import TTSDataConfig, Utterance, build_features, collate, split, statistics
+from audiogan.train.vocoder_trainer import _unwrap, device_name
+from audiogan.tts.alignment import beta_binomial_prior, forward_sum_loss
+from audiogan.tts.model import AcousticConfig, AcousticModel
+from audiogan.tts.phonemes import SymbolTable
+
+log = logging.getLogger(__name__)
+LOSSES = ("loss", "mel_l1", "duration", "pitch", "energy", "align", "bin", "grad_norm")
+
+
+@dataclass
+class TTSTrainConfig:
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    weight_decay: float = 1e-6
+    warmup_steps: int = 1000
+    grad_clip: float = 1.0
+    duration_weight: float = 0.1
+    pitch_weight: float = 0.1
+    energy_weight: float = 0.1
+    align_weight: float = 1.0
+    bin_weight: float = 1.0
+    bin_start_steps: int = 2000   # the hard-vs-soft alignment loss waits until the aligner has found the diagonal
+    max_steps: int = 100_000
+    max_minutes: float = 0.0
+    bf16: bool = True
+    log_every: int = 50
+    validate_every_minutes: float = 5.0
+    checkpoint_every_minutes: float = 5.0
+    seed: int = 1234
+
+
+@dataclass
+class TTSTrainingConfig:
+    name: str = "tts"
+    model: AcousticConfig = field(default_factory=AcousticConfig)
+    train: TTSTrainConfig = field(default_factory=TTSTrainConfig)
+    data: TTSDataConfig = field(default_factory=TTSDataConfig)
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.to(x.dtype)
+    while mask.dim() < x.dim():
+        mask = mask.unsqueeze(1)
+    return (x * mask).sum() / (mask.expand_as(x).sum()).clamp(min=1)
+
+
+def tts_losses(out: dict[str, torch.Tensor], batch: dict[str, Any], tc: TTSTrainConfig,
+               step: int) -> dict[str, torch.Tensor]:
+    text_mask, frame_mask = out["text_mask"], out["frame_mask"]
+    text_lens, mel_lens = text_mask.sum(1), batch["mel_lens"]
+    losses = {
+        "mel_l1": masked_mean((out["mel"].float() - batch["mel"]).abs(), frame_mask),
+        "duration": masked_mean((out["log_duration"].float() - torch.log1p(out["durations"].float())) ** 2, text_mask),
+        "pitch": masked_mean((out["pitch"].float() - out["target_pitch"]) ** 2, text_mask),
+        "energy": masked_mean((out["energy"].float() - out["target_energy"]) ** 2, text_mask),
+        "align": forward_sum_loss(out["log_probs"].float(), text_lens, mel_lens),
+    }
+    soft = F.log_softmax(out["log_probs"].float(), dim=-1)
+    losses["bin"] = -(soft * out["hard"]).sum() / out["hard"].sum().clamp(min=1)
+    bin_on = min(1.0, max(0.0, (step - tc.bin_start_steps) / max(tc.bin_start_steps, 1)))
+    losses["loss"] = (losses["mel_l1"] + tc.duration_weight * losses["duration"] + tc.pitch_weight * losses["pitch"]
+                      + tc.energy_weight * losses["energy"] + tc.align_weight * losses["align"]
+                      + tc.bin_weight * bin_on * losses["bin"])
+    return losses
+
+
+class TTSTrainer:
+    def __init__(self, config: TTSTrainingConfig, data_dirs: list[str], run_dir: str | Path, device: str = "auto",
+                 resume: str | None = None) -> None:
+        self.cfg = config
+        tc = config.train
+        self.dist, self.device = init_distributed(device)
+        self.run_dir = Path(run_dir)
+        torch.manual_seed(tc.seed + self.dist.rank)
+        self.gen = torch.Generator().manual_seed(tc.seed + 1000 * self.dist.rank)
+        self.table = SymbolTable()
+        utterances = build_features(data_dirs, config.data, config.model.mel, self.table)
+        self.train_set, self.valid_set = split(utterances, config.data)
+        if not self.train_set:
+            raise ValueError(f"no training utterances in {data_dirs}")
+        self.stats = statistics(self.train_set)
+        self.data_info = {Path(d).name: self.cfg.sources.get(Path(d).name, "unspecified") for d in data_dirs}
+        self.data_info["utterances"] = {"train": len(self.train_set), "validation": len(self.valid_set),
+                                        "train_minutes": round(sum(u.mel.shape[-1] for u in self.train_set)
+                                                               * config.model.mel.hop_length
+                                                               / config.model.mel.sample_rate / 60, 2)}
+        self.model = AcousticModel(config.model, len(self.table)).to(self.device)
+        self.params = list(self.model.parameters())
+        self.opt = torch.optim.AdamW(self.params, tc.learning_rate, betas=tuple(tc.betas),
+                                     weight_decay=tc.weight_decay)
+        self.step, self.prior_minutes, self.t0 = 0, 0.0, time.monotonic()
+        if resume:
+            ck = load_checkpoint(resume, self.device)
+            self.model.load_state_dict(ck["model"])
+            self.opt.load_state_dict(ck["opt"])
+            self.step, self.prior_minutes = ck["step"], ck["device_minutes"]
+            set_rng_state(ck["rng"])
+            self.gen.set_state(ck["data_rng"])
+            log.info("resumed from %s at step %d", resume, self.step)
+        self.run_model = self.model
+        if self.dist.world > 1:
+            self.run_model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.runlog = RunLog(self.run_dir) if self.dist.main else None
+        if self.runlog:
+            log.info("TTS: %d training / %d validation utterances, %.1f M parameters", len(self.train_set),
+                     len(self.valid_set), sum(p.numel() for p in self.params) / 1e6)
+
+    def _lr(self) -> float:
+        tc = self.cfg.train
+        warm = min(1.0, (self.step + 1) / max(tc.warmup_steps, 1))
+        return tc.learning_rate * warm * min(1.0, math.sqrt(max(tc.warmup_steps, 1) / (self.step + 1)))
+
+    def _batch(self, items: list[Utterance]) -> dict[str, Any]:
+        batch = collate(items, self.stats, self.device)
+        batch["prior"] = beta_binomial_prior((batch["tokens"] != 0).sum(1), batch["mel_lens"])
+        return batch
+
+    def train_step(self) -> torch.Tensor:
+        tc = self.cfg.train
+        index = torch.randint(len(self.train_set), (tc.batch_size,), generator=self.gen).tolist()
+        batch = self._batch([self.train_set[i] for i in index])
+        for group in self.opt.param_groups:
+            group["lr"] = self._lr()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.bf16 and self.device.type == "cuda"):
+            out = self.run_model(batch["tokens"], batch["mel"], batch["mel_lens"], batch["pitch"], batch["energy"],
+                                 batch["voiced"], batch["prior"], batch["speakers"])
+        losses = tts_losses(out, batch, tc, self.step)
+        self.opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        losses["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.params, tc.grad_clip)
+        if torch.isfinite(losses["grad_norm"]):
+            self.opt.step()
+        self.step += 1
+        return torch.stack([losses[k].detach().float() for k in LOSSES])
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        if not self.valid_set:
+            return {}
+        self.model.eval()
+        batch = self._batch(self.valid_set)
+        out = self.model(batch["tokens"], batch["mel"], batch["mel_lens"], batch["pitch"], batch["energy"],
+                         batch["voiced"], batch["prior"], batch["speakers"])
+        losses = tts_losses(out, batch, self.cfg.train, self.step)
+        # Free-running: predicted durations against the aligner's, as a total-length ratio.
+        mel, frames = self.model.infer(batch["tokens"], speakers=batch["speakers"])
+        ratio = (frames.float() / batch["mel_lens"].float()).mean()
+        self.model.train()
+        if self.runlog:
+            self.runlog.mel_image("valid/predicted_mel", mel[0, :, : int(frames[0])], self.step)
+        return {f"valid_{k}": float(v) for k, v in losses.items()} | {"valid_length_ratio": float(ratio)}
+
+    def device_minutes(self) -> float:
+        return self.prior_minutes + (time.monotonic() - self.t0) / 60 * self.dist.world
+
+    def checkpoint(self) -> Path:
+        return save_checkpoint(self.run_dir / "checkpoint.pt", {
+            "model": self.model.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
+            "device_minutes": self.device_minutes(), "rng": rng_state(), "data_rng": self.gen.get_state(),
+            "config": to_dict(self.cfg), "stats": self.stats, "symbols": self.table.to_dict(),
+            "device": device_name(self.device), "data": self.data_info})
+
+    def export(self, path: Path, validation: dict[str, float] | None = None) -> Path:
+        return export_tts(self.model, self.cfg, path, self.step, self.device_minutes(), device_name(self.device),
+                          self.data_info, self.stats, self.table, validation or {})
+
+    def fit(self) -> dict[str, float]:
+        tc = self.cfg.train
+        self.prior_minutes, self.t0 = self.device_minutes(), time.monotonic()
+        last_val = last_ck = last_log = self.t0
+        acc = torch.zeros(len(LOSSES), device=self.device)
+        n = 0
+        row: dict[str, Any] = {}
+        bar = tqdm(total=tc.max_steps, initial=self.step, disable=not self.dist.main, mininterval=5,
+                   desc="train tts", unit="step")
+        self.model.train()
+        while self.step < tc.max_steps:
+            acc += self.train_step()
+            n += 1
+            bar.update(1)
+            if self.step % tc.log_every and self.step < tc.max_steps:
+                continue
+            now = time.monotonic()
+            flag = torch.tensor(float(tc.max_minutes > 0 and (now - self.t0) / 60 >= tc.max_minutes),
+                                device=self.device)
+            if self.dist.world > 1:
+                torch.distributed.broadcast(flag, 0)
+            row = dict(zip(LOSSES, (all_reduce_mean(acc.clone(), self.dist) / n).tolist(), strict=True))
+            row.update(step=self.step, lr=self._lr(), device_minutes=self.device_minutes(),
+                       steps_per_s=n / max(now - last_log, 1e-9))
+            acc.zero_()
+            n, last_log = 0, now
+            if self.dist.main and now - last_val >= tc.validate_every_minutes * 60:
+                row.update(self.validate())
+                last_val = now
+            if self.dist.main:
+                self.runlog.row(self.step, row)
+                bar.set_postfix(mel=f"{row['mel_l1']:.3f}", align=f"{row['align']:.2f}")
+            if self.dist.main and now - last_ck >= tc.checkpoint_every_minutes * 60:
+                self.checkpoint()
+                last_ck = now
+            if flag.item():
+                log.info("time budget of %.1f min reached at step %d", tc.max_minutes, self.step)
+                break
+        bar.close()
+        if self.dist.world > 1:
+            log.info("rank %d of %d finished at step %d", self.dist.rank, self.dist.world, self.step)
+        if self.dist.main:
+            row.update(self.validate())
+            self.runlog.row(self.step, {**row, "final": True})
+            self.checkpoint()
+            self.export(self.run_dir / f"{self.cfg.name}.safetensors", row)
+        return row
+
+
+def export_tts(model: nn.Module, cfg: TTSTrainingConfig, path: Path, step: int, minutes: float, device: str,
+               data: dict[str, Any], stats: dict[str, float], table: SymbolTable, validation: dict[str, float],
+               dtype: torch.dtype = torch.float16) -> Path:
+    """Inference weights (the aligner is training-only and left out) plus the model card."""
+    state = {k: v for k, v in _unwrap(model).state_dict().items() if not k.startswith("aligner.")}
+    card = {"name": path.stem, "kind": "tts", "language": cfg.data.language, "config": to_dict(cfg.model),
+            "symbols": table.to_dict(), "stats": stats, "parameters": sum(v.numel() for v in state.values()),
+            "dtype": str(dtype).removeprefix("torch."),
+            "training": {"steps": step, "device_minutes": round(minutes, 2), "device": device,
+                         "recipe": to_dict(cfg.train), "date": date.today().isoformat()},
+            "data": data, "validation": validation}
+    return weights.write_weights(path, state, card, dtype)
+
+
+def export_tts_checkpoint(checkpoint: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    ck = load_checkpoint(checkpoint, torch.device("cpu"))
+    cfg = from_dict(TTSTrainingConfig, ck["config"])
+    table = SymbolTable.from_dict(ck["symbols"])
+    model = AcousticModel(cfg.model, len(table))
+    model.load_state_dict(ck["model"])
+    return export_tts(model, cfg, Path(out), ck["step"], ck["device_minutes"], ck.get("device", "unknown"),
+                      ck.get("data", {}), ck["stats"], table, {}, dtype)

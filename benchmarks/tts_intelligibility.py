@@ -1,0 +1,129 @@
+"""TTS intelligibility, judged by an ASR we did not train (pocketsphinx's bundled en-us model).
+
+    python -m benchmarks.tts_intelligibility --voice runs/tts/tts-lj-16k.safetensors
+    python -m benchmarks.tts_intelligibility            # human recordings only (no voice given)
+
+Word error rate on the 50 sentences of benchmarks/data/tts_sentences.txt (written for this benchmark, so
+never in any training set) and on the held-out LJ-prompts sentences, synthesized and, for comparison,
+the held-out human recordings of the same speaker. The judge's language model is built from exactly
+the evaluated sentences (pocketsphinx.lm.ArpaBoLM): a sharp test of whether the words are audible, not
+of guessing them. Also: real-time factor and time to first audio of ``stream`` on 2 CPU threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audiogan.audio.io import load_audio
+from audiogan.config import load_yaml
+from audiogan.train.tts_data import read_metadata, split
+from audiogan.train.tts_trainer import TTSTrainingConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SENTENCES = ROOT / "benchmarks" / "data" / "tts_sentences.txt"
+LJ_PROMPTS = ROOT.parent / "shared" / "data" / "speech" / "dctts_lj_prompts"
+RECIPE = ROOT / "configs" / "tts" / "lj_prompts_small.yaml"
+
+
+def words(text: str) -> list[str]:
+    from audiogan.tts.normalize import normalize
+
+    return re.sub(r"[^a-z' ]", " ", normalize(text).lower()).split()
+
+
+def edit_distance(a: list[str], b: list[str]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+class Judge:
+    def __init__(self, texts: list[str]) -> None:
+        from pocketsphinx import Decoder
+        from pocketsphinx.lm import ArpaBoLM
+
+        lm = ArpaBoLM(text="\n".join(" ".join(words(t)) for t in texts), case="lower", add_start=True)
+        lm.compute()
+        self.lm_file = tempfile.NamedTemporaryFile("w", suffix=".arpa", delete=False)  # noqa: SIM115
+        lm.write(self.lm_file)
+        self.lm_file.close()
+        self.decoder = Decoder(samprate=16000, lm=self.lm_file.name, loglevel="FATAL")
+
+    def hear(self, audio: np.ndarray) -> list[str]:
+        pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+        self.decoder.start_utt()
+        self.decoder.process_raw(pcm, full_utt=True)
+        self.decoder.end_utt()
+        hyp = self.decoder.hyp()
+        return [w for w in (hyp.hypstr.split() if hyp else []) if not w.startswith("<")]
+
+    def wer(self, pairs: list[tuple[str, np.ndarray]]) -> float:
+        errors = total = 0
+        for text, audio in pairs:
+            ref = words(text)
+            errors += edit_distance(ref, self.hear(audio))
+            total += len(ref)
+        return errors / max(total, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--voice", help="TTS weights (.safetensors); without it only the human baseline runs")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    own = [line.strip() for line in SENTENCES.read_text().splitlines() if line.strip()]
+    held_out: list[tuple[str, np.ndarray]] = []
+    if LJ_PROMPTS.is_dir():
+        cfg = load_yaml(TTSTrainingConfig, RECIPE)
+        rows = {uid: (text, path) for uid, text, path in read_metadata(LJ_PROMPTS)}
+
+        class Row:  # split() needs only .id
+            def __init__(self, uid: str) -> None:
+                self.id = uid
+        _, valid = split([Row(uid) for uid in rows], cfg.data)  # type: ignore[arg-type]
+        held_out = [(rows[r.id][0], load_audio(rows[r.id][1], 16000)[0].numpy()) for r in valid]
+    judge = Judge(own + [t for t, _ in held_out])
+    print(f"judge: pocketsphinx en-us, LM from the {len(own) + len(held_out)} evaluated sentences")
+    print("| audio | sentences | WER |")
+    print("|---|---|---|")
+    if held_out:
+        print(f"| human recordings, held-out LJ prompts | {len(held_out)} | {judge.wer(held_out):.3f} |")
+    if not args.voice:
+        print("(no --voice: synthesized rows skipped)")
+        return
+    from audiogan.tts import TTS
+
+    tts = TTS.load(args.voice, device="cpu")
+    start = time.perf_counter()
+    synth_own = [(t, tts(t)[0]) for t in own]
+    elapsed = time.perf_counter() - start
+    seconds = sum(len(a) for _, a in synth_own) / tts.sample_rate
+    print(f"| {tts.name}, own sentences | {len(own)} | {judge.wer(synth_own):.3f} |")
+    if held_out:
+        synth_held = [(t, tts(t)[0]) for t, _ in held_out]
+        print(f"| {tts.name}, held-out LJ prompts | {len(held_out)} | {judge.wer(synth_held):.3f} |")
+    twenty = "The quick brown fox jumps over the lazy dog while the farmer sells fresh bread at the busy market today."
+    firsts = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        next(iter(tts.stream(twenty)))
+        firsts.append(time.perf_counter() - t0)
+    print(f"\nreal-time factor on {args.threads} threads: {elapsed / seconds:.3f} "
+          f"({seconds:.1f} s of speech in {elapsed:.1f} s)")
+    print(f"time to first audio, stream() of a {len(twenty.split())}-word sentence: "
+          f"median {1000 * float(np.median(firsts)):.0f} ms over 5 runs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""`audiogan render`: manifest checks, real vocoding into files, resume, kills, errors, Ray parity."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiogan import Vocoder
+from audiogan.render import json_schema, read_manifest, run
+from audiogan.render.output import STATE_FILE, OutputBusyError, OutputDir
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_MEL = REPO / "audiogan" / "samples" / "demo_mel.npy"
+
+
+def write_jsonl(path: Path, lines: list[dict | str]) -> Path:
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+@pytest.fixture
+def mels(tmp_path: Path) -> list[str]:
+    """Eight real mel files of different lengths, cut from the demo clip's mel."""
+    mel = np.load(DEMO_MEL)
+    names = []
+    for i in range(8):
+        name = f"m{i}.npy"
+        np.save(tmp_path / name, mel[:, i * 10: i * 10 + 40 + 13 * i])
+        names.append(name)
+    return names
+
+
+def vocode_jobs(mels: list[str], prefix: str = "out") -> list[dict]:
+    return [{"kind": "vocode", "mel": m, "output": f"{prefix}/{i}.wav"} for i, m in enumerate(mels)]
+
+
+def render_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "audiogan.cli", "render", *args, "--quiet"],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_every_bad_line_is_reported_with_its_number(tmp_path, mels):
+    np.save(tmp_path / "ok.npy", np.zeros((80, 10), np.float32))
+    lines = [
+        {"kind": "vocode", "mel": "ok.npy", "output": "fine.wav"},                    # 1 fine
+        "{not json",                                                                 # 2
+        "[1, 2]",                                                                    # 3
+        {"kind": "sing", "output": "x.wav"},                                         # 4
+        {"kind": "vocode", "mel": "ok.npy"},                                         # 5
+        {"kind": "vocode", "mel": "ok.npy", "output": "/etc/x.wav"},                 # 6
+        {"kind": "vocode", "mel": "ok.npy", "output": "../x.wav"},                   # 7
+        {"kind": "vocode", "mel": "ok.npy", "output": "a/../../x.wav"},              # 8
+        {"kind": "vocode", "mel": "ok.npy", "output": "x.mp3"},                      # 9
+        {"kind": "vocode", "mel": "ok.npy", "output": "y.wav", "volume": 3},         # 10
+        {"kind": "vocode", "mel": "ok.npy", "output": "z.wav", "sample_rate": "fast"},  # 11
+        {"kind": "vocode", "mel": "ok.npy", "output": "z.wav", "sample_rate": 10},   # 12
+        {"kind": "vocode", "output": "w.wav"},                                       # 13
+        {"kind": "vocode", "mel": "ok.npy", "audio": "ok.npy", "output": "v.wav"},   # 14
+        {"kind": "vocode", "mel": "missing.npy", "output": "u.wav"},                 # 15
+        {"kind": "vocode", "mel": "ok.npy", "output": "fine.wav"},                   # 16
+        {"kind": "tts", "text": "Hello.", "voice": "nobody", "output": "t.wav"},     # 17
+        {"kind": "notes", "output": "n.wav"},                                        # 18
+        {"kind": "vocode", "mel": "ok.npy", "output": "s.wav", "seed": True},        # 19
+    ]
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    assert [j.line for j in manifest.jobs] == [1]
+    reasons = {e.line: e.reason for e in manifest.errors}
+    expected = {2: "not valid JSON", 3: "JSON object", 4: "'sing' is not one of", 5: "output: missing",
+                6: "is absolute", 7: "leaves the output folder", 8: "leaves the output folder", 9: "must end in",
+                10: "unknown field", 11: "expected int", 12: "out of range", 13: "exactly one of",
+                14: "exactly one of", 15: "file not found", 16: "also written by line 1",
+                17: "no text-to-speech voice is bundled", 18: "missing required field(s) ['pitch']", 19: "expected int"}
+    assert set(reasons) == set(expected), reasons
+    for line, fragment in expected.items():
+        assert fragment in reasons[line], (line, reasons[line])
+
+
+def test_csv_manifests(tmp_path, mels):
+    (tmp_path / "jobs.csv").write_text("kind,mel,output,sample_rate\n"
+                                       f"vocode,{mels[0]},a.wav,22050\n"
+                                       f"vocode,{mels[1]},b.flac,\n"
+                                       f"vocode,{mels[2]},c.wav,lots\n"
+                                       f"vocode,{mels[3]},d.wav,8000,extra\n")
+    manifest = read_manifest(tmp_path / "jobs.csv")
+    assert [(j.output, j.params.get("sample_rate")) for j in manifest.jobs] == [("a.wav", 22050), ("b.flac", None)]
+    assert [e.line for e in manifest.errors] == [4, 5]
+    assert "is not a int" in manifest.errors[0].reason and "more values" in manifest.errors[1].reason
+
+
+def test_invalid_manifest_renders_nothing_unless_told(tmp_path, mels):
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", [*vocode_jobs(mels[:2]), {"kind": "vocode", "output": "../evil.wav"}])
+    out = tmp_path / "render"
+    done = render_cli(str(jobs), "--out", str(out))
+    assert done.returncode == 2
+    assert "line 3: output: '../evil.wav' leaves the output folder" in done.stderr
+    assert not out.exists() or not list(out.rglob("*.wav"))
+    done = render_cli(str(jobs), "--out", str(out), "--skip-invalid")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.rglob("*.wav")) == ["0.wav", "1.wav"]
+    assert not (tmp_path / "evil.wav").exists()
+
+
+def test_rendered_files_are_the_vocoders_audio(tmp_path, mels):
+    lines = vocode_jobs(mels)
+    lines[3]["sample_rate"] = 22050
+    lines[5]["output"] = "out/5.flac"
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    summary = run(manifest.jobs, str(tmp_path / "render"), batch_size=3, progress=False)
+    assert (summary.rendered, summary.failed, summary.skipped) == (8, 0, 0)
+    vocoder = Vocoder.load(device="cpu")
+    for i, line in enumerate(lines):
+        audio, rate = sf.read(tmp_path / "render" / line["output"], dtype="float32")
+        mel = np.load(tmp_path / mels[i])
+        if i == 3:
+            assert rate == 22050 and abs(len(audio) - mel.shape[1] * 256 * 22050 / 16000) < 2
+            continue
+        assert rate == 16000 and len(audio) == mel.shape[1] * 256
+        np.testing.assert_allclose(audio, vocoder(mel).numpy(), atol=2 / 32768)
+    assert summary.audio_seconds == pytest.approx(sum(np.load(tmp_path / m).shape[1] for m in mels) * 256 / 16000,
+                                                  rel=1e-3)
+
+
+def test_resume_skips_done_jobs_and_rerenders_changed_ones(tmp_path, mels):
+    lines = vocode_jobs(mels)
+    out = str(tmp_path / "render")
+    run(read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines)).jobs, out, progress=False)
+    stamp = {p: p.stat().st_mtime_ns for p in Path(out).rglob("*.wav")}
+    lines[2]["sample_rate"] = 24000                     # changed parameters
+    (Path(out) / "out/5.wav").unlink()                  # lost output
+    summary = run(read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines)).jobs, out, progress=False)
+    assert (summary.rendered, summary.skipped) == (2, 6)
+    assert sf.info(Path(out) / "out/2.wav").samplerate == 24000
+    for path, mtime in stamp.items():
+        if path.name not in ("2.wav", "5.wav"):
+            assert path.stat().st_mtime_ns == mtime, f"{path} was rewritten"
+
+
+def test_a_killed_run_loses_only_jobs_in_flight(tmp_path):
+    mel = np.load(DEMO_MEL)
+    np.save(tmp_path / "long.npy", np.tile(mel, (1, 2)))
+    total = 150
+    lines = [{"kind": "vocode", "mel": "long.npy", "output": f"o/{i:03d}.wav", "seed": i} for i in range(total)]
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", lines)
+    out = tmp_path / "render"
+    proc = subprocess.Popen([sys.executable, "-m", "audiogan.cli", "render", str(jobs), "--out", str(out),
+                             "--quiet", "--batch-size", "2", "--threads", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / STATE_FILE
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not state.exists() or len(state.read_text().splitlines()) < 10):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    def complete(line: str) -> bool:
+        try:
+            return "key" in json.loads(line)
+        except json.JSONDecodeError:  # the kill may cut the last line short
+            return False
+    logged = sum(map(complete, state.read_text().splitlines()))
+    assert 10 <= logged < total, "the kill should land mid-run"
+    done = render_cli(str(jobs), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rendered, skipped = map(int, re.search(r"(\d+) rendered .*?, (\d+) already done", done.stdout).groups())
+    assert skipped == logged, "every output logged before the kill is reused, nothing unlogged is trusted"
+    assert rendered + skipped == total
+    for path in sorted(out.rglob("*.wav")):
+        assert sf.info(path).frames == mel.shape[1] * 2 * 256, f"{path} is incomplete"
+    assert len(list(out.rglob("*.wav"))) == total and not list(out.rglob(".*.tmp"))
+
+
+def test_failures_go_to_errors_jsonl_and_the_rest_render(tmp_path, mels):
+    np.save(tmp_path / "nan.npy", np.full((80, 30), np.nan, np.float32))
+    np.save(tmp_path / "bins.npy", np.zeros((64, 30), np.float32))
+    lines = [*vocode_jobs(mels[:3]), {"kind": "vocode", "mel": "nan.npy", "output": "bad/nan.wav"},
+             {"kind": "vocode", "mel": "bins.npy", "output": "bad/bins.wav"}]
+    done = render_cli(str(write_jsonl(tmp_path / "jobs.jsonl", lines)), "--out", str(tmp_path / "render"),
+                      "--batch-size", "8")
+    assert done.returncode == 1
+    errors = [json.loads(x) for x in (tmp_path / "render" / "errors.jsonl").read_text().splitlines()]
+    assert {(e["line"], e["output"]) for e in errors} == {(4, "bad/nan.wav"), (5, "bad/bins.wav")}
+    assert any("NaN" in e["error"] for e in errors) and any("[80, frames]" in e["error"] for e in errors)
+    assert len(list((tmp_path / "render" / "out").glob("*.wav"))) == 3
+
+
+def test_outputs_cannot_escape_through_a_symlink(tmp_path):
+    out = OutputDir(tmp_path / "render")
+    try:
+        (tmp_path / "render" / "link").symlink_to(tmp_path)
+        with pytest.raises(ValueError, match="outside"):
+            out.path("link/escape.wav")
+    finally:
+        out.close()
+
+
+def test_one_render_per_output_folder(tmp_path):
+    first = OutputDir(tmp_path / "render")
+    try:
+        with pytest.raises(OutputBusyError):
+            OutputDir(tmp_path / "render")
+    finally:
+        first.close()
+
+
+def test_seeds_are_deterministic_per_job(tmp_path, mels):
+    path = write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels[:3]))
+    a = {j.output: j.seed for j in read_manifest(path).jobs}
+    reordered = write_jsonl(tmp_path / "again.jsonl", list(reversed(vocode_jobs(mels[:3]))))
+    assert a == {j.output: j.seed for j in read_manifest(reordered).jobs}
+    assert len(set(a.values())) == 3
+
+
+def test_schema_file_is_current():
+    assert json.loads((REPO / "docs" / "render-manifest.schema.json").read_text()) == json_schema(), \
+        "regenerate with: audiogan render --schema > docs/render-manifest.schema.json"
+
+
+def test_ray_engine_writes_the_same_bytes(tmp_path, mels):
+    pytest.importorskip("ray")
+    lines = vocode_jobs(mels)
+    lines.append({"kind": "vocode", "audio": str(REPO / "audiogan" / "samples" / "demo.flac"), "output": "c.flac",
+                  "sample_rate": 22050})
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", lines)
+    local = render_cli(str(jobs), "--out", str(tmp_path / "local"), "--batch-size", "3")
+    assert local.returncode == 0, local.stderr
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    ray = subprocess.run([sys.executable, "-m", "audiogan.cli", "render", str(jobs), "--out", str(tmp_path / "ray"),
+                          "--engine", "ray", "--batch-size", "3", "--quiet"],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert ray.returncode == 0, ray.stderr[-3000:]
+    assert "9 rendered" in ray.stdout
+    for line in lines:
+        a = (tmp_path / "local" / line["output"]).read_bytes()
+        b = (tmp_path / "ray" / line["output"]).read_bytes()
+        assert a == b, line["output"]
+
+
+def test_tts_jobs_with_a_voice(tmp_path, tiny_voice):
+    from audiogan.tts import TTS
+
+    voice = str(tiny_voice[0])
+    lines = [{"kind": "tts", "text": "Hello there.", "voice": voice, "output": "t/0.wav"},
+             {"kind": "tts", "text": "A longer line. It has two sentences.", "voice": voice, "output": "t/1.wav"},
+             {"kind": "tts", "text": "Faster now.", "voice": voice, "speed": 2.0, "output": "t/2.flac"},
+             {"kind": "tts", "text": "... ?", "voice": voice, "output": "t/bad.wav"}]
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    assert not manifest.errors
+    summary = run(manifest.jobs, str(tmp_path / "render"), batch_size=8, device="cpu", progress=False)
+    assert (summary.rendered, summary.failed) == (3, 1)
+    tts = TTS.load(voice, device="cpu")
+    for line in lines[:3]:
+        audio, rate = sf.read(tmp_path / "render" / line["output"], dtype="float32")
+        expected, _ = tts(line["text"], speed=line.get("speed", 1.0))
+        assert rate == 16000 and audio.shape == expected.shape
+        np.testing.assert_allclose(audio, expected, atol=3 / 32768)
+    error = json.loads((tmp_path / "render" / "errors.jsonl").read_text())
+    assert error["output"] == "t/bad.wav" and "pronounceable" in error["error"]
+
+
+def test_tts_jobs_need_a_voice(tmp_path):
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", [
+        {"kind": "tts", "text": "Hi.", "voice": "/no/voice.safetensors", "output": "x.wav"}]))
+    assert "no tts weights" in manifest.errors[0].reason

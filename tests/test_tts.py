@@ -1,0 +1,209 @@
+"""Text-to-speech: normalisation, phonemes, alignment, a tiny model trained on CPU, the TTS API."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from audiogan.config import load_yaml
+from audiogan.tts.alignment import beta_binomial_prior, forward_sum_loss, monotonic_alignment_search
+from audiogan.tts.normalize import normalize, split_sentences
+from audiogan.tts.phonemes import SymbolTable, phonemize
+
+REPO = Path(__file__).resolve().parents[1]
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get)")
+
+
+
+@pytest.mark.parametrize(("text", "spoken"), [
+    ("It cost $3.50.", "It cost three dollars and fifty cents."),
+    ("£1 and 1¢ or 5¢", "one pound and one cent or five cents"),
+    ("$2.5 million", "two point five million dollars"),
+    ("Mr. Smith met Dr. Jones.", "Mister Smith met Doctor Jones."),
+    ("the 21st and 3rd", "the twenty first and third"),
+    ("in 1984 and 2005", "in nineteen eighty four and two thousand five"),
+    ("the 1990s", "the nineteen nineties"),
+    ("at 10:30 p.m.", "at ten thirty p m"),
+    ("at 9:05", "at nine oh five"),
+    ("45% of 2,500", "forty five percent of two thousand five hundred"),
+    ("pages 10-20, then", "pages ten to twenty, then"),
+    ("3.14", "three point one four"),
+    ("1,000,000", "one million"),
+    ("You & me", "You and me"),
+])
+def test_normalisation(text, spoken):
+    assert normalize(text) == spoken
+
+
+def test_sentence_splitting_keeps_everything():
+    text = " ".join(f"Sentence number {i} talks about Mr. Smith, who paid $3.50 for it." for i in range(800))
+    sentences = split_sentences(text)
+    assert len(sentences) == 800
+    assert " ".join(sentences) == text
+    long = "word " * 400
+    pieces = split_sentences(long)
+    assert all(len(p) <= 300 for p in pieces) and " ".join(pieces).split() == long.split()
+
+
+def test_symbol_table_round_trip():
+    table = SymbolTable()
+    tokens = ["h", "ə", "l", "ˈ", "oʊ", " ", "w", "ˈ", "ɜː", "l", "d", "!"]
+    assert table.decode(table.encode(tokens)) == tokens
+    again = SymbolTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    assert again.symbols == table.symbols and again.version == table.version
+    assert table.encode(["h", "🙂", "ə"]) == table.encode(["h", "ə"])  # unknown: dropped with a warning
+
+
+@needs_espeak
+def test_phonemize_keeps_punctuation_and_words():
+    (tokens,) = phonemize(["Hello, world!"])
+    text = "".join(tokens)
+    assert "," in text and text.endswith("!") and text.count(" ") == 1
+    assert "ˈ" in text  # stress marks are kept
+
+
+def brute_force_alignment(lp: torch.Tensor) -> torch.Tensor:
+    t, n = lp.shape
+    best, bounds = None, None
+    for cuts in itertools.combinations(range(1, t), n - 1):
+        b = (0, *cuts, t)
+        score = sum(float(lp[i, k]) for k in range(n) for i in range(b[k], b[k + 1]))
+        if best is None or score > best:
+            best, bounds = score, b
+    path = torch.zeros(t, n)
+    for k in range(n):
+        path[bounds[k]:bounds[k + 1], k] = 1
+    return path
+
+
+def test_monotonic_alignment_search_matches_brute_force():
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(25):
+        t, n = int(torch.randint(2, 9, (), generator=gen)), int(torch.randint(1, 5, (), generator=gen))
+        n = min(n, t)
+        lp = torch.randn(t, n, generator=gen)
+        batch = torch.full((2, 10, 6), -3.0)
+        batch[1, :t, :n] = lp
+        path = monotonic_alignment_search(batch, torch.tensor([3, n]), torch.tensor([7, t]))
+        assert torch.equal(path[1, :t, :n], brute_force_alignment(lp))
+        assert path[1].sum() == t and path[1, t:].sum() == 0 and path[1, :, n:].sum() == 0
+
+
+def test_prior_and_forward_sum():
+    prior = beta_binomial_prior(torch.tensor([5, 3]), torch.tensor([20, 9]))
+    torch.testing.assert_close(prior[0].sum(-1), torch.ones(20))
+    torch.testing.assert_close(prior[1, :9].sum(-1), torch.ones(9))
+    assert prior[1, 9:].sum() == 0 and prior[1, :, 3:].sum() == 0
+    assert prior[0, 0].argmax() == 0 and prior[0, -1].argmax() == 4  # the diagonal is favoured
+    diagonal = torch.log(prior + 1e-8)
+    uniform = torch.log(torch.full_like(prior, 0.2))
+    lens = (torch.tensor([5, 3]), torch.tensor([20, 9]))
+    assert forward_sum_loss(diagonal, *lens) < forward_sum_loss(uniform, *lens)
+
+
+def test_tiny_model_learns(tiny_voice):
+    _, rows = tiny_voice
+    train = [r for r in rows if "mel_l1" in r and not r.get("final")]
+    assert len(train) >= 6
+    # The total rises when the binarisation loss switches on (step 20), so judge its parts.
+    assert train[-1]["mel_l1"] < 0.75 * train[0]["mel_l1"], [round(r["mel_l1"], 3) for r in train]
+    assert train[-1]["duration"] < train[0]["duration"]
+    assert "valid_mel_l1" in rows[-1]
+
+
+def test_checkpoint_resume_continues(espeak_corpus, tiny_voice, tmp_path):
+    from audiogan.train.tts_trainer import TTSTrainer, TTSTrainingConfig
+
+    checkpoint = tiny_voice[0].parent / "checkpoint.pt"
+    cfg = load_yaml(TTSTrainingConfig, REPO / "configs" / "tts" / "tiny_test.yaml")
+    cfg.data.cache_dir = str(tiny_voice[0].parent / "cache")
+    cfg.train.max_steps = 45
+    trainer = TTSTrainer(cfg, [str(espeak_corpus)], tmp_path, device="cpu", resume=str(checkpoint))
+    assert trainer.step == 40
+    trainer.fit()
+    assert trainer.step == 45
+
+
+@pytest.fixture(scope="module")
+def tts(tiny_voice):
+    from audiogan.tts import TTS
+
+    return TTS.load(tiny_voice[0], device="cpu")
+
+
+def test_card_and_weights(tiny_voice):
+    path, _ = tiny_voice
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["kind"] == "tts" and card["symbols"]["version"] == SymbolTable().version
+    assert card["training"]["steps"] == 40 and card["data"]["utterances"]["validation"] == 1
+    assert path.stat().st_size < 16 * 2**20
+
+
+def test_speech_comes_out_and_speed_changes_length(tts):
+    wave, rate = tts("The quick brown fox.")
+    assert rate == 16000 and wave.ndim == 1 and len(wave) > 0
+    (ids,) = [p[1] for p in tts.sentences("The quick brown fox jumps.")]
+    normal, fast, slow = (tts.mels([ids], speed=s)[0].shape[-1] for s in (1.0, 2.0, 0.5))
+    assert fast < normal < slow
+    assert abs(fast / normal - 0.5) < 0.25 and abs(slow / normal - 2.0) < 0.5
+
+
+def test_batched_sentences_equal_one_by_one(tts):
+    pairs = tts.sentences("First one here. And a much longer second sentence follows it. Third.")
+    together = tts.mels([ids for _, ids in pairs])
+    for (_, ids), mel in zip(pairs, together, strict=True):
+        torch.testing.assert_close(tts.mels([ids])[0], mel, atol=1e-4, rtol=1e-4)
+
+
+def test_stream_equals_whole(tts):
+    import numpy as np
+
+    text = "Streaming starts at once. Then the rest follows."
+    whole, _ = tts(text)
+    chunks = list(tts.stream(text, chunk_frames=8))
+    assert len(chunks) > 2
+    np.testing.assert_allclose(np.concatenate(chunks), whole, atol=1e-4)
+
+
+def test_bad_text_gives_clear_errors(tts):
+    for text in ("", "   \n\t "):
+        with pytest.raises(ValueError, match="empty"):
+            tts(text)
+    with pytest.raises(ValueError, match="UTF-8"):
+        tts("caf\xe9".encode("latin-1"))
+    with pytest.raises(ValueError, match="pronounceable"):
+        tts("... !!! ?")
+    with pytest.raises(ValueError, match="speed"):
+        tts("Hello.", speed=0)
+
+
+def test_hundred_thousand_characters_come_out_whole(tts):
+    text = ("This is sentence number 12, and it is not short. " * 2000)[:100_000]
+    start = time.monotonic()
+    pairs = tts.sentences(text)
+    mels = tts.mels([ids for _, ids in pairs])
+    assert len(pairs) == len(split_sentences(text)) == len(mels) == 2000
+    assert time.monotonic() - start < 120
+
+
+def test_say_cli(tiny_voice, tmp_path):
+    book = tmp_path / "book.txt"
+    book.write_text("Chapter 1. It was 1984. The end.")
+    done = subprocess.run([sys.executable, "-m", "audiogan.cli", "say", "--file", str(book), "--voice",
+                           str(tiny_voice[0]), "-o", str(tmp_path / "book.wav"), "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "book.wav").stat().st_size > 1000
+    book.write_bytes(b"caf\xe9")
+    done = subprocess.run([sys.executable, "-m", "audiogan.cli", "say", "--file", str(book), "--voice",
+                           str(tiny_voice[0]), "-o", str(tmp_path / "x.wav")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and "not UTF-8" in done.stderr
