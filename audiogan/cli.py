@@ -73,6 +73,10 @@ def _train(args: argparse.Namespace) -> int:
         from audiogan.train.vocoder_trainer import VocoderTrainer as Trainer
         from audiogan.train.vocoder_trainer import VocoderTrainingConfig as Config
         extra = {"init_generator": args.init_generator}
+    elif args.model_kind == "timbre":
+        from audiogan.train.timbre_trainer import TimbreTrainer as Trainer  # type: ignore[assignment]
+        from audiogan.train.timbre_trainer import TimbreTrainingConfig as Config  # type: ignore[assignment]
+        extra = {}
     else:
         from audiogan.train.tts_trainer import TTSTrainer as Trainer  # type: ignore[assignment]
         from audiogan.train.tts_trainer import TTSTrainingConfig as Config  # type: ignore[assignment]
@@ -93,10 +97,36 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.model_kind == "vocoder":
         from audiogan.train.vocoder_trainer import export_checkpoint
+    elif args.model_kind == "timbre":
+        from audiogan.train.timbre_trainer import export_timbre_checkpoint as export_checkpoint
     else:
         from audiogan.train.tts_trainer import export_tts_checkpoint as export_checkpoint
     path = export_checkpoint(args.checkpoint, args.output, torch.float16 if args.fp16 else torch.float32)
     print(f"wrote {path} and {path.with_suffix('.json')}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from audiogan import load_audio, save_audio
+    from audiogan.timbre import TimbreModel
+    from audiogan.timbre.convert import convert
+
+    model = TimbreModel.load(args.model, device=args.device)
+    wave, rate = load_audio(args.input)
+    out = convert(model, wave.numpy(), rate, args.to, seed=args.seed)
+    path = save_audio(args.output, out, model.sample_rate)
+    print(f"wrote {path} ({len(out) / model.sample_rate:.2f} s, played by {args.to})")
+    return 0
+
+
+def _data_notes(args: argparse.Namespace) -> int:
+    from audiogan.timbre.notes_data import GM_PROGRAMS, RenderSpec, parse_range, render_dataset
+
+    programs = sorted(GM_PROGRAMS) if args.programs == "default" else parse_range(args.programs)
+    spec = RenderSpec(args.soundfont, args.sample_rate, args.seconds, args.hold)
+    meta = render_dataset(args.out, programs, parse_range(args.pitches), parse_range(args.velocities), spec,
+                          args.workers)
+    print(f"wrote {meta}")
     return 0
 
 
@@ -163,7 +193,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     s.set_defaults(func=_say)
 
+    c = sub.add_parser("convert", help="re-render a monophonic recording with another instrument's timbre")
+    c.add_argument("input", help="WAV/FLAC/OGG, any rate, mono or stereo (mixed down)")
+    c.add_argument("--to", required=True, help="target instrument (see the model card)")
+    c.add_argument("-o", "--output", default="converted.wav")
+    c.add_argument("--model", default="default", help="timbre model name or .safetensors path")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--device", default="auto")
+    c.set_defaults(func=_convert)
+
     t = sub.add_parser("train", help="train a model").add_subparsers(dest="model_kind", required=True)
+    for kind, what, data in (("tts", "the acoustic model (text -> mel)", "LJSpeech-format folders"),
+                             ("timbre", "the note GAN", "NSynth-format folders (examples.json + audio/)")):
+        tk = t.add_parser(kind, help=f"train {what} on {data}")
+        tk.add_argument("--config", required=True, help=f"configs/{kind}/NAME.yaml")
+        tk.add_argument("--data", nargs="+", required=True, help=data)
+        tk.add_argument("--run-dir", default=f"runs/{kind}", help="checkpoints, logs, exports (default: %(default)s)")
+        tk.add_argument("--device", default="auto")
+        tk.add_argument("--resume", help="checkpoint.pt to continue exactly")
+        tk.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train: field")
+        tk.set_defaults(func=_train)
     tv = t.add_parser("vocoder", help="train a GAN vocoder")
     tv.add_argument("--config", required=True, help="configs/vocoder/NAME.yaml")
     tv.add_argument("--data", nargs="+", required=True, help="LJSpeech-format or plain audio folders")
@@ -173,6 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--init-generator", help="exported .safetensors to start from (fresh discriminators)")
     tv.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train: field, e.g. max_minutes=20")
     tv.set_defaults(func=_train)
+
+    d = sub.add_parser("data", help="build training data").add_subparsers(dest="data_kind", required=True)
+    dn = d.add_parser("notes", help="render NSynth-style instrument notes from a General MIDI soundfont")
+    dn.add_argument("--soundfont", default="/usr/share/sounds/sf2/FluidR3_GM.sf2",
+                    help="SF2/SF3 file (default: Debian's fluid-soundfont-gm)")
+    dn.add_argument("--programs", default="default",
+                    help="GM programs, 0-based, e.g. '0,40,73' or '0-7' (default: 34 programs over all families)")
+    dn.add_argument("--pitches", default="24-84", help="MIDI pitches (default: %(default)s)")
+    dn.add_argument("--velocities", default="50,75,100,127", help="(default: %(default)s)")
+    dn.add_argument("--seconds", type=float, default=4.0, help="note length (default: %(default)s)")
+    dn.add_argument("--hold", type=float, default=3.0, help="note-on time before release (default: %(default)s)")
+    dn.add_argument("--sample-rate", type=int, default=16000)
+    dn.add_argument("--workers", type=int, default=2, help="parallel processes (default: %(default)s)")
+    dn.add_argument("--out", required=True, help="output folder (audio/*.wav + examples.json)")
+    dn.set_defaults(func=_data_notes)
 
     r = sub.add_parser("render", help="render a JSONL/CSV manifest of jobs into a folder (resumable)",
                        description="Render every job of a manifest. Rerunning skips finished jobs whose parameters "
@@ -192,26 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--schema", action="store_true", help="print the JSON Schema of a manifest line and exit")
     r.set_defaults(func=_render)
 
-    tt = t.add_parser("tts", help="train the acoustic model (text -> mel) on LJSpeech-format folders")
-    tt.add_argument("--config", required=True, help="configs/tts/NAME.yaml")
-    tt.add_argument("--data", nargs="+", required=True, help="LJSpeech-format folders (metadata.csv + wavs/)")
-    tt.add_argument("--run-dir", default="runs/tts", help="checkpoints, logs, exports (default: %(default)s)")
-    tt.add_argument("--device", default="auto")
-    tt.add_argument("--resume", help="checkpoint.pt to continue exactly")
-    tt.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train: field")
-    tt.set_defaults(func=_train)
-
     e = sub.add_parser("export", help="export inference weights").add_subparsers(dest="model_kind", required=True)
-    ev = e.add_parser("vocoder", help="checkpoint.pt -> .safetensors + model card")
-    ev.add_argument("checkpoint")
-    ev.add_argument("-o", "--output", required=True, help="output .safetensors path")
-    ev.add_argument("--fp32", dest="fp16", action="store_false", help="keep float32 (default: float16)")
-    ev.set_defaults(func=_export)
-    et = e.add_parser("tts", help="checkpoint.pt -> .safetensors + model card")
-    et.add_argument("checkpoint")
-    et.add_argument("-o", "--output", required=True, help="output .safetensors path")
-    et.add_argument("--fp32", dest="fp16", action="store_false", help="keep float32 (default: float16)")
-    et.set_defaults(func=_export)
+    for kind in ("vocoder", "tts", "timbre"):
+        ek = e.add_parser(kind, help=f"a {kind} checkpoint.pt -> .safetensors + model card")
+        ek.add_argument("checkpoint")
+        ek.add_argument("-o", "--output", required=True, help="output .safetensors path")
+        ek.add_argument("--fp32", dest="fp16", action="store_false", help="keep float32 (default: float16)")
+        ek.set_defaults(func=_export)
     return p
 
 

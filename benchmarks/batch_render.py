@@ -1,10 +1,13 @@
 """Offline rendering throughput: the same manifest batched vs one job at a time.
 
-    python -m benchmarks.batch_render                  # 1,000 vocode jobs, 2 CPU threads
-    python -m benchmarks.batch_render --jobs 1000 --batch-sizes 1 16 --device cuda
+    python -m benchmarks.batch_render                        # 1,000 vocode jobs, 2 CPU threads
+    python -m benchmarks.batch_render --kind notes           # 1,000 note jobs
+    python -m benchmarks.batch_render --jobs 1000 --batch-sizes 1 32 --device cuda
 
-Jobs are mel -> audio (kind "vocode"), 1-5 s each, cut from the bundled demo mel. The issue's TTS and
-note manifests cannot run until those models exist; this measures the engine and the vocoder stage.
+vocode jobs: 1-5 s mels cut from the bundled demo mel. notes jobs: 4.096 s notes from the gm_notes recipe's
+generator, randomly initialised (no note model is trained yet; generation speed does not depend on the
+weights, so these are speed figures only). TTS manifests need a trained voice: the length of speech an
+untrained duration predictor produces would make any real-time figure meaningless.
 """
 
 from __future__ import annotations
@@ -36,8 +39,27 @@ def make_manifest(folder: Path, jobs: int) -> Path:
     return path
 
 
+def make_notes_manifest(folder: Path, jobs: int) -> Path:
+    from audiogan.config import load_yaml
+    from audiogan.timbre.model import Generator
+    from audiogan.train.timbre_trainer import TimbreTrainingConfig, export_timbre
+
+    cfg = load_yaml(TimbreTrainingConfig, ROOT / "configs" / "timbre" / "gm_notes.yaml")
+    cfg.model.instruments = ["flute", "violin", "cello", "trumpet"]
+    torch.manual_seed(0)
+    model = export_timbre(Generator(cfg.model), cfg, folder / "untrained.safetensors", 0, 0.0, "none", 0, {})
+    rng = np.random.default_rng(0)
+    lines = [json.dumps({"kind": "notes", "pitch": int(rng.integers(24, 85)), "model": str(model),
+                         "instrument": cfg.model.instruments[i % 4], "output": f"out/{i:05d}.wav"})
+             for i in range(jobs)]
+    path = folder / "jobs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kind", choices=["vocode", "notes"], default="vocode")
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--device", default="cpu")
@@ -45,8 +67,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = read_manifest(make_manifest(Path(tmp), args.jobs))
-        print(f"{len(manifest.jobs)} vocode jobs, device {args.device}, {args.threads} torch threads")
+        make = make_manifest if args.kind == "vocode" else make_notes_manifest
+        manifest = read_manifest(make(Path(tmp), args.jobs))
+        assert not manifest.errors, manifest.errors[:3]
+        print(f"{len(manifest.jobs)} {args.kind} jobs, device {args.device}, {args.threads} torch threads")
         print("| batch size | jobs | failed | wall s | jobs/s | audio h | x real time |")
         print("|---|---|---|---|---|---|---|")
         speeds = {}

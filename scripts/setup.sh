@@ -5,8 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the package needs at run time (soundfile's wheel bundles libsndfile):
-# espeak-ng for the text-to-speech phonemizer.
+# espeak-ng for the text-to-speech phonemizer. The dev set-up adds FluidSynth and the General MIDI
+# soundfont (a ~120 MB package) for rendering instrument-note training data and its tests.
 APT_PACKAGES=(espeak-ng)
+if [ "${1:-}" = "dev" ]; then APT_PACKAGES+=(fluidsynth fluid-soundfont-gm); fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -165,3 +166,37 @@ def tiny_voice(espeak_corpus, tmp_path_factory) -> tuple[Path, list[dict]]:
     trainer.fit()
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     return run / "tts-tiny.safetensors", rows
+
+
+SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+
+
+@pytest.fixture(scope="session")
+def notes_dir(tmp_path_factory) -> Path:
+    pytest.importorskip("fluidsynth", reason="needs pyfluidsynth and the fluidsynth library")
+    if not SOUNDFONT.is_file():
+        pytest.skip("needs the fluid-soundfont-gm package")
+    out = tmp_path_factory.mktemp("notes")
+    done = subprocess.run([sys.executable, "-m", "audiogan.cli", "data", "notes", "--programs", "0,40,73",
+                           "--pitches", "48-72:6", "--velocities", "80,127", "--seconds", "1", "--hold", "0.7",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_timbre(notes_dir, tmp_path_factory):
+    from audiogan.train.timbre_trainer import TimbreTrainer, TimbreTrainingConfig
+
+    cfg = load_yaml(TimbreTrainingConfig, REPO / "configs" / "timbre" / "tiny_test.yaml")
+    run = tmp_path_factory.mktemp("timbre_run")
+    torch.manual_seed(0)
+    trainer = TimbreTrainer(cfg, [str(notes_dir)], run, device="cpu")
+    z = torch.randn(2, cfg.model.latent_dim)
+    pitch = torch.tensor([60, 66])
+    timbre = trainer.G.instrument(torch.tensor([0, 1]))
+    before = trainer.G(z, pitch, timbre).detach()
+    trainer.fit()
+    after = trainer.G(z, pitch, trainer.G.instrument(torch.tensor([0, 1]))).detach()
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return run / "timbre-tiny.safetensors", rows, before, after

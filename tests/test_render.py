@@ -79,7 +79,8 @@ def test_every_bad_line_is_reported_with_its_number(tmp_path, mels):
                 6: "is absolute", 7: "leaves the output folder", 8: "leaves the output folder", 9: "must end in",
                 10: "unknown field", 11: "expected int", 12: "out of range", 13: "exactly one of",
                 14: "exactly one of", 15: "file not found", 16: "also written by line 1",
-                17: "no text-to-speech voice is bundled", 18: "missing required field(s) ['pitch']", 19: "expected int"}
+                17: "no text-to-speech voice is bundled", 18: "missing required field(s) ['pitch', 'instrument']",
+                19: "expected int"}
     assert set(reasons) == set(expected), reasons
     for line, fragment in expected.items():
         assert fragment in reasons[line], (line, reasons[line])
@@ -270,3 +271,34 @@ def test_tts_jobs_need_a_voice(tmp_path):
     manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", [
         {"kind": "tts", "text": "Hi.", "voice": "/no/voice.safetensors", "output": "x.wav"}]))
     assert "no tts weights" in manifest.errors[0].reason
+
+
+def test_note_jobs_with_a_model(tmp_path, tiny_timbre):
+    from audiogan.timbre import TimbreModel
+
+    model = str(tiny_timbre[0])
+    lines = [{"kind": "notes", "pitch": 60, "instrument": "violin", "model": model, "output": "n/v60.wav", "seed": 4},
+             {"kind": "notes", "pitch": 66, "instrument": "flute", "model": model, "output": "n/f66.flac"},
+             {"kind": "notes", "pitch": 60, "instrument": "tuba", "model": model, "output": "n/t.wav"}]
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    assert [e.line for e in manifest.errors] == [3] and "'tuba' is not one of" in manifest.errors[0].reason
+    summary = run(manifest.jobs, str(tmp_path / "render"), device="cpu", progress=False)
+    assert summary.rendered == 2
+    local = TimbreModel.load(model, device="cpu")
+    audio, rate = sf.read(tmp_path / "render" / "n/v60.wav", dtype="float32")
+    assert rate == local.sample_rate
+    np.testing.assert_allclose(audio, local.note(60, instrument="violin", seed=4), atol=2 / 32768)
+
+
+def test_convert_jobs_with_a_model(tmp_path, tiny_timbre):
+    from test_timbre import melody
+
+    sf.write(tmp_path / "tune.wav", melody(), 16000)
+    lines = [{"kind": "convert", "input": "tune.wav", "to": "flute", "model": str(tiny_timbre[0]),
+              "output": "c/tune.wav"}]
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    assert not manifest.errors
+    summary = run(manifest.jobs, str(tmp_path / "render"), device="cpu", progress=False)
+    assert summary.rendered == 1
+    audio, rate = sf.read(tmp_path / "render" / "c/tune.wav")
+    assert rate == 16000 and len(audio) == len(melody())

@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from audiogan_client import AudioGanClient
 from audiogan_client._proto import audiogan_pb2 as pb
@@ -24,6 +25,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from audiogan import Vocoder
+
+REPO_DEMO = Path(__file__).resolve().parents[1] / "audiogan" / "samples" / "demo.flac"
 
 
 def free_port() -> int:
@@ -414,3 +417,68 @@ def test_text_errors_with_a_voice(voice_server):
         for name, (call, code) in checks.items():
             assert code_of(call) == code, name
         assert client.synthesize("Still here.").samples.size > 0
+
+
+# -- instrument notes, with a real (tiny, CPU-trained) note GAN ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def timbre_server(tiny_timbre):
+    with launch("--timbre", str(tiny_timbre[0]), "--set", "batching.max_wait_ms=20") as proc:
+        yield proc
+
+
+def test_notes_and_interpolation_over_grpc(timbre_server, tiny_timbre):
+    from audiogan.timbre import TimbreModel
+
+    local = TimbreModel.load(tiny_timbre[0], device="cpu")
+    with AudioGanClient(timbre_server.target) as client:
+        listed = client.list_instruments()
+        assert {i["name"] for i in listed} == {"acoustic_grand_piano", "flute", "violin"}
+        assert {i["family"] for i in listed} == {"keyboard", "flute", "string"}
+        notes = client.notes([{"pitch": 60, "timbre": "violin", "seed": 3, "velocity": 100},
+                              {"pitch": 66, "timbre": "flute", "seed": 1, "velocity": 100}])
+        expected = local.generate([60, 66], ["violin", "flute"], [100, 100], [3, 1])
+        for got, want in zip(notes, expected, strict=True):
+            assert got.sample_rate == 16000
+            np.testing.assert_allclose(got.samples, want, atol=1e-5)
+        results, alphas = client.interpolate("flute", "violin", pitch=60, steps=3, seed=7)
+        assert alphas == [0.0, 0.5, 1.0]
+        want, _ = local.interpolate("flute", "violin", pitch=60, steps=3, seed=7)
+        for got, w in zip(results, want, strict=True):
+            np.testing.assert_allclose(got.samples, w, atol=1e-5)
+        latent = local.timbre("violin").numpy()
+        (by_latent,) = client.notes([{"pitch": 60, "timbre": latent, "seed": 3, "velocity": 100}])
+        np.testing.assert_allclose(by_latent.samples, expected[0], atol=1e-5)
+
+
+def test_note_errors_with_a_model(timbre_server):
+    with AudioGanClient(timbre_server.target, retries=0) as client:
+        checks = {
+            "unknown instrument": (lambda: client.notes([{"pitch": 60, "timbre": "tuba"}]), grpc.StatusCode.NOT_FOUND),
+            "pitch outside the model": (lambda: client.notes([{"pitch": 30, "timbre": "violin"}]),
+                                        grpc.StatusCode.INVALID_ARGUMENT),
+            "latent size": (lambda: client.notes([{"pitch": 60, "timbre": [0.1, 0.2]}]),
+                            grpc.StatusCode.INVALID_ARGUMENT),
+            "too long": (lambda: client.notes([{"pitch": 60, "timbre": "violin", "seconds": 5}]),
+                         grpc.StatusCode.INVALID_ARGUMENT),
+            "unknown model": (lambda: client.notes([{"pitch": 60, "timbre": "violin"}], model="x"),
+                              grpc.StatusCode.NOT_FOUND),
+            "speech is no melody": (lambda: client.convert(REPO_DEMO.read_bytes(), to="tuba"),
+                                    grpc.StatusCode.NOT_FOUND),
+        }
+        for name, (call, code) in checks.items():
+            assert code_of(call) == code, name
+        assert len(client.notes([{"pitch": 60, "timbre": "violin"}])) == 1
+
+
+def test_conversion_over_grpc(timbre_server, tmp_path):
+    import io
+
+    from test_timbre import melody
+
+    buffer = io.BytesIO()
+    sf.write(buffer, melody(), 16000, format="WAV")
+    with AudioGanClient(timbre_server.target) as client:
+        audio, rate = client.convert(buffer.getvalue(), to="violin", sample_rate=22050)
+    assert rate == 22050 and abs(len(audio) - len(melody()) * 22050 / 16000) <= 2
+    assert np.isfinite(audio).all() and np.abs(audio).max() > 0.01

@@ -15,15 +15,12 @@ import torch
 from audiogan import weights
 from audiogan.audio.io import load_audio
 from audiogan.render.manifest import Job
+from audiogan.timbre import TimbreModel
 from audiogan.tts import TTS
 from audiogan.vocoder.inference import Vocoder
 
 # Kinds whose models do not exist yet; each turns on when its model ships (see the issues).
-NOT_TRAINED = {
-    "notes": "no timbre (note) model has been trained yet",
-    "convert": "no timbre model has been trained yet",
-    "midi": "no timbre model has been trained yet",
-}
+NOT_BUILT = {"midi": "MIDI rendering is not built yet"}
 
 
 def unavailable_reason(kind: str, params: dict[str, Any]) -> str | None:
@@ -33,7 +30,16 @@ def unavailable_reason(kind: str, params: dict[str, Any]) -> str | None:
             weights.resolve(params.get("voice", "default"), "tts")
         except FileNotFoundError as exc:
             return f"{exc} (no text-to-speech voice is bundled yet: pass \"voice\": PATH to a trained one)"
-    return NOT_TRAINED.get(kind)
+    if kind in ("notes", "convert"):
+        try:
+            path = weights.resolve(params.get("model", "default"), "timbre")
+        except FileNotFoundError as exc:
+            return f"{exc} (no timbre model is bundled yet: pass \"model\": PATH to a trained one)"
+        instruments = weights.read_card(path)["config"]["instruments"]
+        wanted = params.get("instrument", params.get("to"))
+        if wanted not in instruments:
+            return f"instrument {wanted!r} is not one of {', '.join(instruments)}"
+    return NOT_BUILT.get(kind)
 
 
 class Renderer(ABC):
@@ -158,6 +164,69 @@ class TTSRenderer(Renderer):
         return f"{self.ids[name]}+{self.vocode.model_id('default')}"
 
 
+class NotesRenderer(Renderer):
+    """Note jobs: one generator pass per batch; notes of one length share a group."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.models: dict[str, TimbreModel] = {}
+        self.ids: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def model(self, name: str) -> TimbreModel:
+        with self.lock:
+            if name not in self.models:
+                path = weights.resolve(name, "timbre")
+                self.models[name] = TimbreModel.load(path, device=self.device)
+                self.ids[name] = f"{path.name}:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
+            return self.models[name]
+
+    def group(self, job: Job) -> str:
+        return json.dumps([job.params.get("model", "default"), job.params.get("seconds")])
+
+    def length(self, job: Job) -> int:
+        return job.params["pitch"]
+
+    def prepare(self, job: Job) -> Job:
+        return job
+
+    def render(self, group: str, items: list[Any]) -> list[torch.Tensor]:
+        name, seconds = json.loads(group)
+        audio = self.model(name).generate([j.params["pitch"] for j in items], [j.params["instrument"] for j in items],
+                                          [j.params.get("velocity", 100) for j in items],
+                                          [j.seed for j in items], seconds)
+        return [torch.from_numpy(a) for a in audio]
+
+    def sample_rate(self, group: str) -> int:
+        return self.model(json.loads(group)[0]).sample_rate
+
+    def model_id(self, group: str) -> str:
+        name = json.loads(group)[0]
+        self.model(name)
+        return self.ids[name]
+
+
+class ConvertRenderer(NotesRenderer):
+    """Recording conversion: analysis in the worker threads, note generation batched per recording."""
+
+    def group(self, job: Job) -> str:
+        return json.dumps([job.params.get("model", "default"), None])
+
+    def length(self, job: Job) -> int:
+        return int(sf.info(job.params["input"]).frames)
+
+    def prepare(self, job: Job) -> tuple[np.ndarray, int, str, int]:
+        wave, rate = load_audio(job.params["input"])
+        return wave.numpy(), rate, job.params["to"], job.seed % 2**31
+
+    def render(self, group: str, items: list[Any]) -> list[torch.Tensor]:
+        from audiogan.timbre.convert import convert
+
+        model = self.model(json.loads(group)[0])
+        return [torch.from_numpy(convert(model, wave, rate, to, seed)) for wave, rate, to, seed in items]
+
+
 def make_renderers(device: str = "cpu") -> dict[str, Renderer]:
     vocode = VocodeRenderer(device)
-    return {"vocode": vocode, "tts": TTSRenderer(vocode)}
+    return {"vocode": vocode, "tts": TTSRenderer(vocode), "notes": NotesRenderer(device),
+            "convert": ConvertRenderer(device)}

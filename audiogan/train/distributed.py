@@ -40,3 +40,16 @@ def all_reduce_mean(t: torch.Tensor, d: Dist) -> torch.Tensor:
         dist.all_reduce(t)
         t /= d.world
     return t
+
+
+def rank0_decides(flag: bool, d: Dist, device: torch.device) -> bool:
+    """Rank 0's ``flag`` on every rank, so that all ranks leave a loop at the same step."""
+    t = torch.tensor(float(flag), device=device)
+    if d.world > 1:
+        dist.broadcast(t, 0)
+    return bool(t.item())
+
+
+def mean_row(acc: torch.Tensor, n: int, names: tuple[str, ...], d: Dist) -> dict[str, float]:
+    """Summed per-step statistics -> their mean over steps and ranks, by name (one host sync)."""
+    return dict(zip(names, (all_reduce_mean(acc.clone(), d) / n).tolist(), strict=True))

@@ -9,6 +9,7 @@ import csv
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,7 @@ def build_features(roots: list[str | Path], cfg: TTSDataConfig, mel_cfg: MelConf
         utterances.append(Utterance(uid, text, torch.tensor(ids, dtype=torch.long), mel, torch.from_numpy(pitch),
                                     torch.from_numpy(voiced), mel.mean(0), speaker))
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # ranks of a torchrun job may build it side by side
     torch.save([u.__dict__ for u in utterances], tmp)
     tmp.replace(cache)
     log.info("cached %d utterances in %s", len(utterances), cache)

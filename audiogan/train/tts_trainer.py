@@ -19,7 +19,7 @@ from tqdm import tqdm
 from audiogan import weights
 from audiogan.config import from_dict, to_dict
 from audiogan.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from audiogan.train.distributed import all_reduce_mean, init_distributed
+from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
 from audiogan.train.runlog import RunLog
 from audiogan.train.tts_data import TTSDataConfig, Utterance, build_features, collate, split, statistics
 from audiogan.train.vocoder_trainer import _unwrap, device_name
@@ -207,11 +207,9 @@ class TTSTrainer:
             if self.step % tc.log_every and self.step < tc.max_steps:
                 continue
             now = time.monotonic()
-            flag = torch.tensor(float(tc.max_minutes > 0 and (now - self.t0) / 60 >= tc.max_minutes),
-                                device=self.device)
-            if self.dist.world > 1:
-                torch.distributed.broadcast(flag, 0)
-            row = dict(zip(LOSSES, (all_reduce_mean(acc.clone(), self.dist) / n).tolist(), strict=True))
+            timed_out = rank0_decides(tc.max_minutes > 0 and (now - self.t0) / 60 >= tc.max_minutes,
+                                      self.dist, self.device)
+            row = mean_row(acc, n, LOSSES, self.dist)
             row.update(step=self.step, lr=self._lr(), device_minutes=self.device_minutes(),
                        steps_per_s=n / max(now - last_log, 1e-9))
             acc.zero_()
@@ -225,7 +223,7 @@ class TTSTrainer:
             if self.dist.main and now - last_ck >= tc.checkpoint_every_minutes * 60:
                 self.checkpoint()
                 last_ck = now
-            if flag.item():
+            if timed_out:
                 log.info("time budget of %.1f min reached at step %d", tc.max_minutes, self.step)
                 break
         bar.close()

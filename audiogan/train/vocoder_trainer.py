@@ -23,7 +23,7 @@ from audiogan.audio.mel import MelSpectrogram
 from audiogan.config import from_dict, to_dict
 from audiogan.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from audiogan.train.data import ClipBank, DataConfig, find_audio, load_many, split_files
-from audiogan.train.distributed import all_reduce_mean, init_distributed
+from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
 from audiogan.train.runlog import RunLog
 from audiogan.vocoder.discriminators import build_discriminators
 from audiogan.vocoder.losses import discriminator_accuracy, discriminator_loss, feature_loss, generator_loss
@@ -325,13 +325,10 @@ class VocoderTrainer:
                 continue
             now = time.monotonic()
             # Rank 0's clock decides, so that every rank leaves the loop at the same step.
-            flag = torch.tensor(float(tc.max_minutes > 0 and (now - self.t0) / 60 >= tc.max_minutes),
-                                device=self.device)
-            if self.dist.world > 1:
-                torch.distributed.broadcast(flag, 0)
-            timed_out = bool(flag.item())
+            timed_out = rank0_decides(tc.max_minutes > 0 and (now - self.t0) / 60 >= tc.max_minutes,
+                                      self.dist, self.device)
             # Host sync happens here only, once per log interval.
-            row = dict(zip(METRIC_NAMES, (all_reduce_mean(acc.clone(), self.dist) / n_acc).tolist(), strict=True))
+            row = mean_row(acc, n_acc, METRIC_NAMES, self.dist)
             row["skipped"] *= n_acc
             row.update(step=self.step, device_minutes=self.device_minutes(), lr=self.opt_d.param_groups[0]["lr"],
                        steps_per_s=n_acc / max(now - last_log, 1e-9))

@@ -99,3 +99,18 @@ class DynamicBatcher(Generic[I, O]):
                     waiting.future.set_exception(result)
                 else:
                     waiting.future.set_result(result)
+
+
+K = TypeVar("K")
+
+
+def run_grouped(items: list[I], key: Callable[[I], K], run: Callable[[K, list[I]], Sequence[O]]) -> list[O]:
+    """One ``run`` per distinct key (items a single forward pass cannot mix), results in the items' order."""
+    groups: dict[K, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(key(item), []).append(i)
+    out: list[O | None] = [None] * len(items)
+    for k, index in groups.items():
+        for i, result in zip(index, run(k, [items[i] for i in index]), strict=True):
+            out[i] = result
+    return out  # type: ignore[return-value]

@@ -34,6 +34,8 @@ class ServerConfig:
     vocoders: list[str] = field(default_factory=lambda: ["default"])
     # TTS voices (bundled names or .safetensors paths); "default" is skipped quietly when no voice is bundled.
     voices: list[str] = field(default_factory=lambda: ["default"])
+    # timbre (note) models, likewise; the first is the default
+    timbres: list[str] = field(default_factory=lambda: ["default"])
     grace_seconds: float = 10.0       # SIGTERM: how long in-flight calls may finish
     metrics_port: int = 0             # Prometheus /metrics on this port; 0 = off
     tls_cert: str = ""

@@ -87,8 +87,9 @@ async def serve(config: ServerConfig) -> None:
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     devices = sorted({str(e.vocoder.device) for e in registry.vocoders.values()})
-    log.info("serving: vocoders %s, voices %s on %s, loaded in %.1f s", sorted(registry.vocoders),
-             sorted(registry.voices) or "none", ", ".join(devices), time.perf_counter() - started)
+    log.info("serving: vocoders %s, voices %s, timbre models %s on %s, loaded in %.1f s", sorted(registry.vocoders),
+             sorted(registry.voices) or "none", sorted(registry.timbres) or "none", ", ".join(devices),
+             time.perf_counter() - started)
 
     await stopping.wait()
     log.info("shutting down: draining in-flight calls for up to %g s", config.grace_seconds)
@@ -109,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vocoder weights (bundled name or .safetensors path); repeat for several; first is default")
     p.add_argument("--voice", action="append", dest="voices",
                    help="TTS voice (bundled name or .safetensors path); repeat for several; first is default")
+    p.add_argument("--timbre", action="append", dest="timbres",
+                   help="timbre (note) model (bundled name or .safetensors path); repeat for several")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")

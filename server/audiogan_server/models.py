@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 import torch
 
 from audiogan import Vocoder, weights
+from audiogan.timbre import TimbreModel
 from audiogan.tts import TTS
-from audiogan_server.batching import DynamicBatcher
+from audiogan_server.batching import DynamicBatcher, run_grouped
 from audiogan_server.config import ServerConfig
 from audiogan_server.errors import RequestError
 from audiogan_server.metrics import Metrics
@@ -31,6 +34,13 @@ class MelSpan:
     keep_to: int
 
 
+def make_batcher(name: str, run: Callable[[list[Any]], Sequence[Any]], executor: Executor, config: ServerConfig,
+                 metrics: Metrics) -> DynamicBatcher[Any, Any]:
+    b = config.batching
+    return DynamicBatcher(name, run, executor, b.max_batch, b.max_wait_ms / 1000, config.limits.max_queue,
+                          metrics.observe_batch)
+
+
 class VocoderEngine:
     """One vocoder: whole mels and stream chunks each have a batcher; results equal ``Vocoder`` exactly."""
 
@@ -38,13 +48,10 @@ class VocoderEngine:
                  metrics: Metrics) -> None:
         self.name = name
         self.vocoder = vocoder
-        b, limits = config.batching, config.limits
-        self.first_chunk_frames = b.first_chunk_frames
-        self.chunk_frames = b.stream_chunk_frames
-        make = lambda kind: DynamicBatcher(  # noqa: E731
-            f"{kind}:{name}", self._run, executor, b.max_batch, b.max_wait_ms / 1000, limits.max_queue,
-            metrics.observe_batch)
-        self.whole, self.chunks = make("vocode"), make("stream")
+        self.first_chunk_frames = config.batching.first_chunk_frames
+        self.chunk_frames = config.batching.stream_chunk_frames
+        self.whole = make_batcher(f"vocode:{name}", self._run, executor, config, metrics)
+        self.chunks = make_batcher(f"stream:{name}", self._run, executor, config, metrics)
 
     @property
     def sample_rate(self) -> int:
@@ -101,23 +108,16 @@ class VoiceEngine:
         self.tts = tts
         self.vocoder = vocoder
         self.name = tts.name
-        b = config.batching
-        self.acoustic = DynamicBatcher(f"tts:{self.name}", self._run, executor, b.max_batch, b.max_wait_ms / 1000,
-                                       config.limits.max_queue, metrics.observe_batch)
+        self.acoustic = make_batcher(f"tts:{self.name}", self._run, executor, config, metrics)
 
     @property
     def card_json(self) -> str:
         return json.dumps(self.tts.card)
 
     def _run(self, sentences: list[Sentence]) -> Sequence[torch.Tensor]:
-        out: list[torch.Tensor | None] = [None] * len(sentences)
-        groups: dict[tuple[float, float], list[int]] = {}
-        for i, s in enumerate(sentences):
-            groups.setdefault((s.speed, s.pitch_shift), []).append(i)
-        for (speed, shift), index in groups.items():
-            for i, mel in zip(index, self.tts.mels([sentences[i].tokens for i in index], speed, shift), strict=True):
-                out[i] = mel.cpu()
-        return [m for m in out if m is not None]
+        # One acoustic pass takes one speed and one pitch shift.
+        return run_grouped(sentences, lambda s: (s.speed, s.pitch_shift),
+                           lambda k, group: [m.cpu() for m in self.tts.mels([s.tokens for s in group], *k)])
 
     async def sentences(self, text: str) -> list[list[int]]:
         import asyncio
@@ -137,6 +137,58 @@ class VoiceEngine:
         await self.acoustic.stop()
 
 
+@dataclass
+class NoteItem:
+    pitch: int
+    timbre: torch.Tensor
+    velocity: int
+    seed: int
+    seconds: float | None
+
+
+class TimbreEngine:
+    """A note GAN: notes from all concurrent calls share generator passes (grouped by note length)."""
+
+    def __init__(self, name: str, model: TimbreModel, executor: Executor, config: ServerConfig,
+                 metrics: Metrics) -> None:
+        self.name = name
+        self.model = model
+        self.notes = make_batcher(f"notes:{name}", self._run, executor, config, metrics)
+
+    @property
+    def card_json(self) -> str:
+        return json.dumps(self.model.card)
+
+    def _run(self, items: list[NoteItem]) -> Sequence[torch.Tensor]:
+        def generate(seconds: float | None, group: list[NoteItem]) -> list[torch.Tensor]:
+            audio = self.model.generate([n.pitch for n in group], [n.timbre for n in group],
+                                        [n.velocity for n in group], [n.seed for n in group], seconds)
+            return [torch.from_numpy(a) for a in audio]
+        return run_grouped(items, lambda n: n.seconds, generate)
+
+    async def note(self, item: NoteItem) -> torch.Tensor:
+        return await self.notes.submit(item)
+
+    def start(self) -> None:
+        self.notes.start()
+
+    async def stop(self) -> None:
+        await self.notes.stop()
+
+
+def _optional_models(specs: list[str], kind: str) -> list[Path]:
+    """Weights for ``specs``; "default" may be absent (nothing bundled yet), an explicit path may not."""
+    paths = []
+    for spec in specs:
+        try:
+            paths.append(weights.resolve(spec, kind))
+        except FileNotFoundError:
+            if spec != "default":
+                raise
+            log.info("no %s model is bundled: its calls will answer UNIMPLEMENTED", kind)
+    return paths
+
+
 class ModelRegistry:
     """Everything a server can synthesize with. Timbre models join when that model lands."""
 
@@ -145,6 +197,8 @@ class ModelRegistry:
         self.default_vocoder = ""
         self.voices: dict[str, VoiceEngine] = {}
         self.default_voice = ""
+        self.timbres: dict[str, TimbreEngine] = {}
+        self.default_timbre = ""
 
     def load(self, config: ServerConfig, executor: Executor, metrics: Metrics) -> None:
         if config.threads > 0:
@@ -155,18 +209,16 @@ class ModelRegistry:
             name = str(vocoder.card.get("name") or path.stem)
             self.vocoders[name] = VocoderEngine(name, vocoder, executor, config, metrics)
             self.default_vocoder = self.default_vocoder or name
-        for spec in config.voices:
-            try:
-                path = weights.resolve(spec, "tts")
-            except FileNotFoundError:
-                if spec == "default":
-                    log.info("no TTS voice is bundled: text calls will answer UNIMPLEMENTED")
-                    continue
-                raise
+        for path in _optional_models(config.voices, "tts"):
             engine = self.vocoders[self.default_vocoder]
             tts = TTS.load(path, vocoder=engine.vocoder)
             self.voices[tts.name] = VoiceEngine(tts, engine, executor, config, metrics)
             self.default_voice = self.default_voice or tts.name
+        for path in _optional_models(config.timbres, "timbre"):
+            model = TimbreModel.load(path, device=config.device)
+            name = str(model.card.get("name") or path.stem)
+            self.timbres[name] = TimbreEngine(name, model, executor, config, metrics)
+            self.default_timbre = self.default_timbre or name
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -196,8 +248,19 @@ class ModelRegistry:
                                f"voice_name: unknown voice {name!r}; loaded: {', '.join(sorted(self.voices))}")
         return voice
 
-    def engines(self) -> list[VocoderEngine | VoiceEngine]:
-        return [*self.vocoders.values(), *self.voices.values()]
+    def timbre(self, name: str) -> TimbreEngine:
+        if not self.timbres:
+            raise RequestError(grpc.StatusCode.UNIMPLEMENTED,
+                               "no timbre model is loaded on this server (the bundled note model has not been "
+                               "trained yet, or the server was started without --timbre)")
+        engine = self.timbres.get(name or self.default_timbre)
+        if engine is None:
+            raise RequestError(grpc.StatusCode.NOT_FOUND,
+                               f"model: unknown timbre model {name!r}; loaded: {', '.join(sorted(self.timbres))}")
+        return engine
+
+    def engines(self) -> list[VocoderEngine | VoiceEngine | TimbreEngine]:
+        return [*self.vocoders.values(), *self.voices.values(), *self.timbres.values()]
 
     def start(self) -> None:
         for engine in self.engines():

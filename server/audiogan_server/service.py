@@ -15,13 +15,12 @@ from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
 
 from audiogan.audio.io import AudioError, load_audio
 from audiogan.audio.stream import StreamResampler
+from audiogan.timbre.convert import convert
 from audiogan_server.config import ServerConfig
 from audiogan_server.encoding import check_format, encode, encode_raw, output_rate
-from audiogan_server.errors import RequestError, invalid, rpc, unimplemented
+from audiogan_server.errors import RequestError, invalid, rpc
 from audiogan_server.metrics import Metrics
-from audiogan_server.models import ModelRegistry, VocoderEngine, VoiceEngine
-
-NO_TIMBRE = "no timbre model is loaded on this server (the GANSynth-style note model has not been trained yet)"
+from audiogan_server.models import ModelRegistry, NoteItem, TimbreEngine, VocoderEngine, VoiceEngine
 
 
 class AudioGanService(pb_grpc.AudioGanServicer):
@@ -211,6 +210,32 @@ class AudioGanService(pb_grpc.AudioGanServicer):
 
     # -- instrument notes --------------------------------------------------------------------------------
 
+    def _timbre_vector(self, engine: TimbreEngine, timbre: pb.Timbre, field: str) -> torch.Tensor:
+        model = engine.model
+        if timbre.WhichOneof("source") == "instrument":
+            if timbre.instrument not in model.instruments:
+                raise RequestError(grpc.StatusCode.NOT_FOUND, f"{field}.instrument: unknown instrument "
+                                   f"{timbre.instrument!r}; model {engine.name!r} knows {', '.join(model.instruments)}")
+            return model.timbre(timbre.instrument)
+        if len(timbre.latent.values) != model.cfg.timbre_dim:
+            raise invalid(f"{field}.latent", f"{len(timbre.latent.values)} values; model {engine.name!r} "
+                                              f"takes {model.cfg.timbre_dim}")
+        return model.timbre(list(timbre.latent.values))
+
+    def _note_item(self, engine: TimbreEngine, pitch: int, timbre: torch.Tensor, velocity: int, seconds: float,
+                   seed: int, field: str) -> NoteItem:
+        cfg = engine.model.cfg
+        if not cfg.pitch_min <= pitch <= cfg.pitch_max:
+            raise invalid(f"{field}pitch", f"{pitch} is outside model {engine.name!r}'s range "
+                                           f"{cfg.pitch_min}..{cfg.pitch_max}")
+        if seconds > cfg.spectral.seconds:
+            raise invalid(f"{field}seconds", f"{seconds:g} exceeds the model's note length {cfg.spectral.seconds:g}")
+        return NoteItem(pitch, timbre, velocity or 100, seed, seconds or None)
+
+    async def _notes(self, engine: TimbreEngine, items: list[NoteItem], fmt: pb.AudioFormat) -> list[pb.Audio]:
+        waves = await asyncio.gather(*(engine.note(item) for item in items))
+        return list(await asyncio.gather(*(self._encode(w, engine.model.sample_rate, fmt, "notes") for w in waves)))
+
     @rpc
     async def GenerateNotes(self, request: pb.GenerateNotesRequest,
                             context: grpc.aio.ServicerContext) -> pb.GenerateNotesResponse:
@@ -222,7 +247,10 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         for i, note in enumerate(request.notes):
             self._note(note.pitch, note.velocity, note.seconds, f"notes[{i}].")
             self._timbre(note.timbre, f"notes[{i}].timbre")
-        raise unimplemented(NO_TIMBRE)
+        engine = self.registry.timbre(request.model)
+        items = [self._note_item(engine, n.pitch, self._timbre_vector(engine, n.timbre, f"notes[{i}].timbre"),
+                                 n.velocity, n.seconds, n.seed, f"notes[{i}].") for i, n in enumerate(request.notes)]
+        return pb.GenerateNotesResponse(notes=await self._notes(engine, items, request.format))
 
     @rpc
     async def InterpolateTimbre(self, request: pb.InterpolateTimbreRequest,
@@ -237,7 +265,14 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         if request.mode not in ("", "slerp", "lerp"):
             raise invalid("mode", f"{request.mode!r} is not slerp or lerp")
         self._note(request.pitch, request.velocity, request.seconds, "")
-        raise unimplemented(NO_TIMBRE)
+        engine = self.registry.timbre(request.model)
+        a, b = self._timbre_vector(engine, request.a, "a"), self._timbre_vector(engine, request.b, "b")
+        alphas = [i / (request.steps - 1) for i in range(request.steps)] if request.steps else [request.alpha]
+        mixed = engine.model.mix(a, b, alphas, request.mode or "slerp")
+        # One seed for every step: the noise stays, only the timbre moves.
+        items = [self._note_item(engine, request.pitch, t, request.velocity, request.seconds, request.seed, "")
+                 for t in mixed]
+        return pb.InterpolateTimbreResponse(notes=await self._notes(engine, items, request.format), alphas=alphas)
 
     @rpc
     async def ConvertTimbre(self, requests: AsyncIterator[pb.ConvertTimbreRequest],
@@ -265,8 +300,25 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         if wave.numel() / rate > self.limits.max_audio_seconds:
             raise invalid("audio_chunk", f"{wave.numel() / rate:.1f} s of audio exceeds this server's limit of "
                                          f"{self.limits.max_audio_seconds:g} s")
-        raise unimplemented(NO_TIMBRE)
-        yield  # an async generator: the stream of converted audio
+        engine = self.registry.timbre(options.model)
+        target = self._timbre_vector(engine, options.target, "options.target")
+        try:
+            converted = await asyncio.to_thread(convert, engine.model, wave.numpy(), rate, target)
+        except ValueError as exc:  # nothing pitched, or a polyphonic recording
+            raise invalid("audio_chunk", str(exc)) from None
+        encoding = options.format.encoding or pb.PCM16
+        out_rate = output_rate(options.format, engine.model.sample_rate)
+        resampler = StreamResampler(engine.model.sample_rate, out_rate)
+        step = engine.model.sample_rate // 2
+        sequence = offset = 0
+        for start in range(0, len(converted), step):
+            audio = resampler.push(torch.from_numpy(converted[start:start + step]))
+            yield pb.AudioChunk(sequence=sequence, sample_offset=offset, audio=encode_raw(audio, encoding),
+                                encoding=encoding, sample_rate_hz=out_rate)
+            sequence, offset = sequence + 1, offset + audio.numel()
+        tail = resampler.flush()
+        yield pb.AudioChunk(sequence=sequence, sample_offset=offset, audio=encode_raw(tail, encoding),
+                            encoding=encoding, sample_rate_hz=out_rate, final=True)
 
     # -- listings ------------------------------------------------------------------------------------------
 
@@ -283,4 +335,9 @@ class AudioGanService(pb_grpc.AudioGanServicer):
     @rpc
     async def ListInstruments(self, request: pb.ListInstrumentsRequest,
                               context: grpc.aio.ServicerContext) -> pb.ListInstrumentsResponse:
-        return pb.ListInstrumentsResponse(instruments=[], models=[])
+        engines = [self.registry.timbre(request.model)] if request.model else list(self.registry.timbres.values())
+        instruments = [pb.Instrument(name=name, family=family, model=e.name)
+                       for e in engines for name, family in zip(e.model.instruments, e.model.cfg.families or
+                                                                [""] * len(e.model.instruments), strict=True)]
+        models = [pb.ModelInfo(name=e.name, sample_rate_hz=e.model.sample_rate, card_json=e.card_json) for e in engines]
+        return pb.ListInstrumentsResponse(instruments=instruments, models=models)

@@ -1,0 +1,127 @@
+"""Inference front door: ``TimbreModel.load()`` then ``model.note(60, instrument="violin")``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from audiogan import weights
+from audiogan.timbre.model import slerp
+from audiogan.timbre.spectral import NoteSpectrogram
+from audiogan.vocoder.inference import pick_device
+
+Timbre = str | Sequence[float] | torch.Tensor
+
+
+class TimbreModel:
+    def __init__(self, generator: torch.nn.Module, card: dict[str, Any], device: str | torch.device = "cpu") -> None:
+        self.device = pick_device(device)
+        self.G = generator.eval().to(self.device)
+        self.cfg = generator.cfg
+        self.card = card
+        self.spectral = NoteSpectrogram(self.cfg.spectral).to(self.device)
+
+    @classmethod
+    def load(cls, name_or_path: str | Path = "default", device: str | torch.device = "auto") -> TimbreModel:
+        from audiogan.train.timbre_trainer import load_generator
+
+        G, card = load_generator(weights.resolve(name_or_path, "timbre"))
+        return cls(G, card, device)
+
+    @property
+    def instruments(self) -> list[str]:
+        return list(self.cfg.instruments)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.cfg.spectral.sample_rate
+
+    def timbre(self, spec: Timbre) -> torch.Tensor:
+        """An instrument name or a point of the timbre space -> [timbre_dim]."""
+        if isinstance(spec, str):
+            if spec not in self.cfg.instruments:
+                raise ValueError(f"unknown instrument {spec!r}; this model knows: {', '.join(self.instruments)}")
+            index = torch.tensor([self.cfg.instruments.index(spec)], device=self.device)
+            return self.G.instrument(index)[0].detach()
+        vector = torch.as_tensor(spec, dtype=torch.float32, device=self.device).flatten()
+        if vector.numel() != self.cfg.timbre_dim:
+            raise ValueError(f"a timbre latent has {self.cfg.timbre_dim} values, got {vector.numel()}")
+        if not torch.isfinite(vector).all():
+            raise ValueError("timbre latent contains NaN or Inf")
+        return vector
+
+    def _check(self, pitch: int, velocity: int, seconds: float | None) -> None:
+        if not self.cfg.pitch_min <= pitch <= self.cfg.pitch_max:
+            raise ValueError(f"pitch {pitch} is outside this model's range {self.cfg.pitch_min}..{self.cfg.pitch_max}")
+        if not 1 <= velocity <= 127:
+            raise ValueError(f"velocity {velocity} is out of range 1..127")
+        if seconds is not None and not 0 < seconds <= self.cfg.spectral.seconds:
+            raise ValueError(f"seconds {seconds} is out of range (0, {self.cfg.spectral.seconds:g}]")
+
+    @torch.inference_mode()
+    def generate(self, pitches: Sequence[int], timbres: Sequence[Timbre], velocities: Sequence[int] | None = None,
+                 seeds: Sequence[int] | None = None, seconds: float | None = None) -> np.ndarray:
+        """Many notes in one parallel pass -> [N, samples] float32. Same seed and condition, same note."""
+        n = len(pitches)
+        velocities = list(velocities or [100] * n)
+        seeds = list(seeds or [0] * n)
+        if not n or len(timbres) != n or len(velocities) != n or len(seeds) != n:
+            raise ValueError("pitches, timbres, velocities and seeds must be non-empty and the same length")
+        for p, v in zip(pitches, velocities, strict=True):
+            self._check(int(p), int(v), seconds)
+        z = torch.stack([torch.randn(self.cfg.latent_dim, generator=torch.Generator().manual_seed(int(s)))
+                         for s in seeds]).to(self.device)
+        timbre = torch.stack([self.timbre(t) for t in timbres])
+        spec = self.G(z, torch.tensor(list(pitches), device=self.device), timbre)
+        audio = self.spectral.decode(spec.float())
+        # Notes are trained loudness-normalised per velocity layer; velocity sets the output level.
+        peak = audio.abs().amax(dim=1, keepdim=True).clamp(min=1e-6)
+        gain = torch.tensor(velocities, device=self.device, dtype=torch.float32)[:, None] / 127 * 0.9
+        audio = audio / peak * gain
+        if seconds is not None:
+            keep = int(seconds * self.sample_rate)
+            fade = torch.linspace(1, 0, min(256, keep), device=self.device)
+            audio = audio[:, :keep].clone()
+            audio[:, keep - len(fade):] *= fade
+        return audio.cpu().numpy()
+
+    def note(self, pitch: int, instrument: str | None = None, latent: Sequence[float] | None = None,
+             velocity: int = 100, seconds: float | None = None, seed: int = 0) -> np.ndarray:
+        if (instrument is None) == (latent is None):
+            raise ValueError("give exactly one of instrument= or latent=")
+        return self.generate([pitch], [instrument if instrument is not None else latent], [velocity], [seed],
+                             seconds)[0]
+
+    def interpolate(self, a: Timbre, b: Timbre, pitch: int, alpha: float | None = None, steps: int | None = None,
+                    mode: str = "slerp", velocity: int = 100, seconds: float | None = None,
+                    seed: int = 0) -> tuple[np.ndarray, list[float]]:
+        """Notes from timbre a (alpha 0) to b (alpha 1) with the same noise, so only the timbre moves."""
+        if (alpha is None) == (steps is None):
+            raise ValueError("give exactly one of alpha= or steps=")
+        if alpha is not None and not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha {alpha} is out of range 0..1")
+        if steps is not None and steps < 2:
+            raise ValueError(f"steps must be >= 2, got {steps}")
+        if mode not in ("slerp", "lerp"):
+            raise ValueError(f"mode {mode!r} is not slerp or lerp")
+        alphas = [alpha] if alpha is not None else [i / (steps - 1) for i in range(steps)]  # type: ignore[operator]
+        mixed = self.mix(a, b, alphas, mode)
+        notes = self.generate([pitch] * len(alphas), list(mixed), [velocity] * len(alphas), [seed] * len(alphas),
+                              seconds)
+        return notes, alphas
+
+    @torch.no_grad()
+    def mix(self, a: Timbre, b: Timbre, alphas: Sequence[float], mode: str = "slerp") -> torch.Tensor:
+        """Timbre vectors along the way from a to b, [len(alphas), timbre_dim]."""
+        ta, tb = self.timbre(a), self.timbre(b)
+        w = torch.tensor(list(alphas), device=self.device, dtype=torch.float32)
+        if mode == "slerp":
+            mixed = slerp(ta.expand(len(w), -1), tb.expand(len(w), -1), w)
+        else:
+            mixed = (1 - w[:, None]) * ta + w[:, None] * tb
+        # Exact end points: alpha 0 and 1 are the pure timbres, not a rounding of them.
+        return torch.where(w[:, None] == 0, ta, torch.where(w[:, None] == 1, tb, mixed))

@@ -1,0 +1,74 @@
+"""GANSynth's note representation: log-magnitude and instantaneous frequency (IF) of an STFT.
+
+IF is the frame-to-frame phase advance, wrapped to (-pi, pi] and scaled to (-1, 1]: smooth for harmonic
+sounds, where raw phase looks like noise. Integrating IF back along time recovers the phase exactly
+(mod 2 pi), so encode -> decode is lossless up to the magnitude floor. This is the linear-frequency IF
+variant; GANSynth's best (IF-Mel) additionally warps frequency to a mel scale.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class SpectralConfig:
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    hop_length: int = 256
+    frames: int = 256  # 256 x 256 samples = 4.096 s: a power of two for the conv stacks
+    log_floor: float = 1e-6
+    # log-magnitude -> about [-1, 1]: log(1e-6) = -13.8 maps to -1, log(100) = 4.6 to +1
+    log_offset: float = 4.6
+    log_scale: float = 9.2
+
+    @property
+    def samples(self) -> int:
+        return self.frames * self.hop_length
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / self.sample_rate
+
+    @property
+    def bins(self) -> int:
+        return self.n_fft // 2  # the Nyquist bin is dropped: a power of two suits the conv stacks
+
+
+class NoteSpectrogram(torch.nn.Module):
+    def __init__(self, cfg: SpectralConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or SpectralConfig()
+        self.register_buffer("window", torch.hann_window(self.cfg.n_fft), persistent=False)
+
+    def encode(self, wave: torch.Tensor) -> torch.Tensor:
+        """[B, samples] -> [B, 2, bins, frames]: channel 0 scaled log-magnitude, channel 1 IF."""
+        c = self.cfg
+        wave = torch.nn.functional.pad(wave, (0, max(0, c.samples - wave.shape[-1])))[..., : c.samples]
+        spec = torch.stft(wave, c.n_fft, c.hop_length, window=self.window, center=True, return_complex=True)
+        spec = spec[:, : c.bins, : c.frames]
+        log_mag = (torch.log(spec.abs() + c.log_floor) + c.log_offset) / c.log_scale
+        phase = torch.angle(spec)
+        advance = torch.diff(phase, dim=-1, prepend=torch.zeros_like(phase[..., :1]))
+        inst_freq = torch.remainder(advance + math.pi, 2 * math.pi) - math.pi
+        return torch.stack([log_mag, inst_freq / math.pi], dim=1)
+
+    def decode(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, 2, bins, frames] -> [B, samples]."""
+        c = self.cfg
+        mag = (torch.exp(features[:, 0] * c.log_scale - c.log_offset) - c.log_floor).clamp(min=0)
+        phase = torch.cumsum(features[:, 1] * math.pi, dim=-1)
+        spec = torch.polar(mag, phase)
+        spec = torch.nn.functional.pad(spec, (0, 1, 0, 1))  # restore the Nyquist bin and the last frame
+        return torch.istft(spec, c.n_fft, c.hop_length, window=self.window, center=True, length=c.samples)
+
+
+def spectral_convergence(reference: torch.Tensor, estimate: torch.Tensor, cfg: SpectralConfig) -> float:
+    """|| |S_ref| - |S_est| ||_F / || |S_ref| ||_F over the STFT of both waveforms."""
+    window = torch.hann_window(cfg.n_fft)
+    ref = torch.stft(reference, cfg.n_fft, cfg.hop_length, window=window, return_complex=True).abs()
+    est = torch.stft(estimate, cfg.n_fft, cfg.hop_length, window=window, return_complex=True).abs()
+    return float(torch.linalg.norm(ref - est) / torch.linalg.norm(ref))

@@ -1,0 +1,279 @@
+"""Training loop for the note GAN: hinge loss + pitch classification (AC-GAN), collapse and
+convergence monitors, bf16, resume, DDP, export."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from audiogan import weights
+from audiogan.audio.io import load_audio
+from audiogan.config import from_dict, to_dict
+from audiogan.timbre.model import Discriminator, Generator, NoteGANConfig
+from audiogan.timbre.notes_data import NoteRecord, load_examples
+from audiogan.timbre.spectral import NoteSpectrogram
+from audiogan.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
+from audiogan.train.runlog import RunLog
+from audiogan.train.vocoder_trainer import _unwrap, device_name
+
+log = logging.getLogger(__name__)
+STATS = ("d_loss", "g_loss", "d_real_acc", "d_fake_acc", "pitch_acc_real", "pitch_acc_fake", "g_grad_norm",
+         "d_grad_norm")
+
+
+@dataclass
+class TimbreTrainConfig:
+    batch_size: int = 16
+    learning_rate: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.0, 0.99])
+    pitch_weight: float = 1.0
+    grad_clip: float = 100.0
+    max_steps: int = 200_000
+    max_minutes: float = 0.0
+    bf16: bool = True
+    log_every: int = 100
+    checkpoint_every_minutes: float = 5.0
+    diversity_every: int = 500  # steps between mode-collapse checks
+    seed: int = 1234
+
+
+@dataclass
+class TimbreDataConfig:
+    validation: list[str] = field(default_factory=list)  # fnmatch patterns on note files held out
+    pitch_min: int = 24
+    pitch_max: int = 84
+
+
+@dataclass
+class TimbreTrainingConfig:
+    name: str = "timbre"
+    model: NoteGANConfig = field(default_factory=NoteGANConfig)
+    train: TimbreTrainConfig = field(default_factory=TimbreTrainConfig)
+    data: TimbreDataConfig = field(default_factory=TimbreDataConfig)
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def hinge_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
+class TimbreTrainer:
+    def __init__(self, config: TimbreTrainingConfig, data_dirs: list[str], run_dir: str | Path,
+                 device: str = "auto", resume: str | None = None) -> None:
+        self.cfg = config
+        tc = config.train
+        self.dist, self.device = init_distributed(device)
+        self.run_dir = Path(run_dir)
+        torch.manual_seed(tc.seed + self.dist.rank)
+        self.gen = torch.Generator().manual_seed(tc.seed + 1000 * self.dist.rank)
+        records = [r for d in data_dirs for r in load_examples(d)
+                   if config.data.pitch_min <= r.pitch <= config.data.pitch_max]
+        held = [r for r in records if any(fnmatch.fnmatch(r.path.as_posix(), p) for p in config.data.validation)]
+        self.records = [r for r in records if r not in held]
+        if not self.records:
+            raise ValueError(f"no notes in pitch range {config.data.pitch_min}-{config.data.pitch_max} in {data_dirs}")
+        config.model.pitch_min, config.model.pitch_max = config.data.pitch_min, config.data.pitch_max
+        config.model.instruments = sorted({r.instrument for r in self.records})
+        family = {r.instrument: r.family for r in self.records}
+        config.model.families = [family[name] for name in config.model.instruments]
+        self.spectral = NoteSpectrogram(config.model.spectral).to(self.device)
+        self.specs, self.pitch, self.instrument = self._load(self.records)
+        self.G = Generator(config.model).to(self.device)
+        self.D = Discriminator(config.model).to(self.device)
+        self.g_params, self.d_params = list(self.G.parameters()), list(self.D.parameters())
+        self.opt_g = torch.optim.Adam(self.g_params, tc.learning_rate, betas=tuple(tc.betas))
+        self.opt_d = torch.optim.Adam(self.d_params, tc.learning_rate, betas=tuple(tc.betas))
+        self.step, self.prior_minutes, self.t0 = 0, 0.0, time.monotonic()
+        if resume:
+            ck = load_checkpoint(resume, self.device)
+            self.G.load_state_dict(ck["generator"])
+            self.D.load_state_dict(ck["discriminator"])
+            self.opt_g.load_state_dict(ck["opt_g"])
+            self.opt_d.load_state_dict(ck["opt_d"])
+            self.step, self.prior_minutes = ck["step"], ck["device_minutes"]
+            set_rng_state(ck["rng"])
+            self.gen.set_state(ck["data_rng"])
+        self.g_run, self.d_run = self.G, self.D
+        if self.dist.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.g_run, self.d_run = DDP(self.G, device_ids=ids), DDP(self.D, device_ids=ids)
+        self.runlog = RunLog(self.run_dir) if self.dist.main else None
+        if self.runlog:
+            log.info("timbre GAN: %d notes, %d instruments, pitches %d-%d, G %.1f M / D %.1f M parameters",
+                     len(self.records), len(config.model.instruments), config.data.pitch_min,
+                     config.data.pitch_max, sum(p.numel() for p in self.g_params) / 1e6,
+                     sum(p.numel() for p in self.d_params) / 1e6)
+
+    def _load(self, records: list[NoteRecord]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every note as an IF spectrogram, held on the device in bf16/fp16 (NSynth-sized sets fit an H100)."""
+        index = {name: i for i, name in enumerate(self.cfg.model.instruments)}
+        specs = []
+        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        for start in tqdm(range(0, len(records), 64), desc="IF spectrograms", unit="batch",
+                          disable=not self.dist.main):
+            waves = [load_audio(r.path, self.cfg.model.spectral.sample_rate)[0] for r in records[start:start + 64]]
+            n = self.cfg.model.spectral.samples
+            batch = torch.stack([F.pad(w, (0, max(0, n - w.numel())))[:n] for w in waves]).to(self.device)
+            specs.append(self.spectral.encode(batch).to(dtype))
+        pitch = torch.tensor([r.pitch for r in records], device=self.device)
+        instrument = torch.tensor([index[r.instrument] for r in records], device=self.device)
+        return torch.cat(specs), pitch, instrument
+
+    def _z(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.cfg.model.latent_dim, generator=self.gen).to(self.device)
+
+    def train_step(self) -> torch.Tensor:
+        tc = self.cfg.train
+        idx = torch.randint(len(self.records), (tc.batch_size,), generator=self.gen).to(self.device)
+        real, pitch, inst = self.specs[idx].float(), self.pitch[idx], self.instrument[idx]
+        offset = self.cfg.model.pitch_min
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                  enabled=tc.bf16 and self.device.type == "cuda")
+        with autocast:
+            fake = self.g_run(self._z(len(idx)), pitch, _unwrap(self.G).instrument(inst))
+            # Real and fake in one discriminator call: DDP allows one forward per backward.
+            scores, pitches = self.d_run(torch.cat([real, fake.detach()]))
+            real_score, fake_score = scores.chunk(2)
+            real_pitch = pitches[: len(idx)]
+            d_loss = hinge_d(real_score.float(), fake_score.float()) + \
+                tc.pitch_weight * F.cross_entropy(real_pitch.float(), pitch - offset)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_norm = torch.nn.utils.clip_grad_norm_(self.d_params, tc.grad_clip)
+        if torch.isfinite(d_norm):
+            self.opt_d.step()
+        with autocast:
+            score, fake_pitch = self.d_run(fake)
+            g_loss = -score.float().mean() + tc.pitch_weight * F.cross_entropy(fake_pitch.float(), pitch - offset)
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_norm = torch.nn.utils.clip_grad_norm_(self.g_params, tc.grad_clip)
+        if torch.isfinite(g_norm):
+            self.opt_g.step()
+        self.step += 1
+        return torch.stack([d_loss.detach(), g_loss.detach(), (real_score > 0).float().mean(),
+                            (fake_score < 0).float().mean(),
+                            (real_pitch.argmax(1) == pitch - offset).float().mean(),
+                            (fake_pitch.argmax(1) == pitch - offset).float().mean(), g_norm, d_norm]).float()
+
+    @torch.no_grad()
+    def diversity(self, conditions: int = 8, samples: int = 4) -> dict[str, float]:
+        """Mode-collapse monitor: mean pairwise L1 between notes of one (pitch, instrument) made from
+        different z, relative to the same spread among real notes of random conditions. Near 0: collapse."""
+        self.G.eval()
+        pick = torch.randint(len(self.records), (conditions,), generator=self.gen).to(self.device)
+        pitch = self.pitch[pick].repeat_interleave(samples)
+        timbre = self.G.instrument(self.instrument[pick]).repeat_interleave(samples, 0)
+        fake = self.G(self._z(len(pitch)), pitch, timbre).view(conditions, samples, -1)
+        spread = torch.cdist(fake, fake, p=1).sum((1, 2)) / (samples * (samples - 1)) / fake.shape[-1]
+        real = self.specs[pick].float().flatten(1)
+        real_spread = torch.cdist(real[None], real[None], p=1).sum() / (conditions * (conditions - 1)) / real.shape[-1]
+        self.G.train()
+        ratio = spread.mean() / real_spread.clamp(min=1e-8)
+        return {"diversity": float(spread.mean()), "diversity_ratio": float(ratio)}
+
+    def device_minutes(self) -> float:
+        return self.prior_minutes + (time.monotonic() - self.t0) / 60 * self.dist.world
+
+    def checkpoint(self) -> Path:
+        return save_checkpoint(self.run_dir / "checkpoint.pt", {
+            "generator": self.G.state_dict(), "discriminator": self.D.state_dict(), "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(), "step": self.step, "device_minutes": self.device_minutes(),
+            "rng": rng_state(), "data_rng": self.gen.get_state(), "config": to_dict(self.cfg),
+            "device": device_name(self.device), "notes": len(self.records)})
+
+    def export(self, path: Path, metrics: dict[str, float]) -> Path:
+        return export_timbre(self.G, self.cfg, path, self.step, self.device_minutes(), device_name(self.device),
+                             len(self.records), metrics)
+
+    def fit(self) -> dict[str, float]:
+        tc = self.cfg.train
+        self.prior_minutes, self.t0 = self.device_minutes(), time.monotonic()
+        last_ck = last_log = self.t0
+        acc = torch.zeros(len(STATS), device=self.device)
+        n = 0
+        row: dict[str, Any] = {}
+        bar = tqdm(total=tc.max_steps, initial=self.step, disable=not self.dist.main, mininterval=5,
+                   desc="train timbre", unit="step")
+        while self.step < tc.max_steps:
+            acc += self.train_step()
+            n += 1
+            bar.update(1)
+            if self.step % tc.log_every and self.step < tc.max_steps:
+                continue
+            now = time.monotonic()
+            timed_out = rank0_decides(tc.max_minutes > 0 and (now - self.t0) / 60 >= tc.max_minutes,
+                                      self.dist, self.device)
+            row = mean_row(acc, n, STATS, self.dist)
+            row.update(step=self.step, device_minutes=self.device_minutes(), steps_per_s=n / max(now - last_log, 1e-9))
+            acc.zero_()
+            n, last_log = 0, now
+            if self.dist.main and (self.step % tc.diversity_every < tc.log_every or self.step >= tc.max_steps):
+                row.update(self.diversity())
+                self._warn(row)
+            if self.runlog:
+                self.runlog.row(self.step, row)
+                bar.set_postfix(d=f"{row['d_loss']:.2f}", g=f"{row['g_loss']:.2f}")
+            if self.dist.main and now - last_ck >= tc.checkpoint_every_minutes * 60:
+                self.checkpoint()
+                last_ck = now
+            if timed_out:
+                break
+        bar.close()
+        if self.dist.world > 1:
+            log.info("rank %d of %d finished at step %d", self.dist.rank, self.dist.world, self.step)
+        if self.dist.main:
+            self.checkpoint()
+            self.export(self.run_dir / f"{self.cfg.name}.safetensors", row)
+        return row
+
+    def _warn(self, row: dict[str, Any]) -> None:
+        """The two classic GAN failures, said out loud in the log."""
+        if row.get("diversity_ratio", 1.0) < 0.05:
+            log.warning("step %d: possible mode collapse (generated spread %.3f of the real spread)",
+                        self.step, row["diversity_ratio"])
+        if min(row["d_real_acc"], row["d_fake_acc"]) > 0.99:
+            log.warning("step %d: discriminator wins everything (accuracy ~100%%): the generator gets no signal",
+                        self.step)
+        if max(row["g_grad_norm"], row["d_grad_norm"]) > self.cfg.train.grad_clip:
+            log.warning("step %d: gradient norms above the clip (%.0f): training may be diverging", self.step,
+                        max(row["g_grad_norm"], row["d_grad_norm"]))
+
+
+def export_timbre(G: torch.nn.Module, cfg: TimbreTrainingConfig, path: Path, step: int, minutes: float,
+                  device: str, notes: int, metrics: dict[str, float], dtype: torch.dtype = torch.float16) -> Path:
+    G = _unwrap(G)
+    card = {"name": path.stem, "kind": "timbre", "config": to_dict(cfg.model),
+            "parameters": sum(p.numel() for p in G.parameters()), "dtype": str(dtype).removeprefix("torch."),
+            "training": {"steps": step, "device_minutes": round(minutes, 2), "device": device,
+                         "recipe": to_dict(cfg.train), "date": date.today().isoformat()},
+            "data": {"notes": notes, "sources": cfg.sources}, "validation": metrics}
+    return weights.write_weights(path, G.state_dict(), card, dtype)
+
+
+def export_timbre_checkpoint(checkpoint: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    """`audiogan export timbre`: a training checkpoint -> inference weights + card."""
+    ck = load_checkpoint(checkpoint, torch.device("cpu"))
+    cfg = from_dict(TimbreTrainingConfig, ck["config"])
+    G = Generator(cfg.model)
+    G.load_state_dict(ck["generator"])
+    return export_timbre(G, cfg, Path(out), ck["step"], ck["device_minutes"], ck.get("device", "unknown"),
+                         ck.get("notes", 0), {}, dtype)
+
+
+def load_generator(path: Path) -> tuple[Generator, dict[str, Any]]:
+    card = weights.read_card(path)
+    G = Generator(from_dict(NoteGANConfig, card["config"]))
+    G.load_state_dict({k: v.float() for k, v in weights.read_weights(path).items()})
+    return G.eval(), card

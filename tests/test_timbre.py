@@ -1,0 +1,187 @@
+"""Timbre: soundfont note data, the IF representation, a tiny note GAN trained on CPU, interpolation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiogan.timbre.spectral import NoteSpectrogram, SpectralConfig, spectral_convergence
+
+REPO = Path(__file__).resolve().parents[1]
+PROGRAMS = (0, 40, 73)  # piano, violin, flute
+
+
+def test_rendered_notes_are_at_the_right_pitch(notes_dir):
+    import librosa
+
+    examples = json.loads((notes_dir / "examples.json").read_text())
+    assert len(examples) == 3 * 5 * 2
+    row = examples["string_synthetic_040-060-127"]
+    assert (row["instrument_str"], row["instrument_family_str"], row["pitch"]) == ("violin", "string", 60)
+    for program in PROGRAMS:
+        name = next(k for k, v in examples.items() if v["instrument"] == program and v["pitch"] == 60
+                    and v["velocity"] == 127)
+        audio, rate = sf.read(notes_dir / "audio" / f"{name}.wav", dtype="float32")
+        assert rate == 16000 and len(audio) == 16000 and 0.5 < np.abs(audio).max() <= 0.9 + 1e-3
+        f0, voiced, _ = librosa.pyin(audio[:8000], fmin=60, fmax=2000, sr=16000, frame_length=1024)
+        cents = 1200 * np.log2(np.nanmedian(f0[voiced]) / 261.63)
+        assert abs(cents) < 50, (program, cents)
+
+
+def test_velocity_layers_share_one_gain_per_instrument(notes_dir):
+    loud = [np.abs(sf.read(p)[0]).max() for p in sorted((notes_dir / "audio").glob("string_*-127.wav"))]
+    assert max(loud) == pytest.approx(0.9, abs=1e-3)  # the layer's loudest note reaches the peak, not each note
+    assert min(loud) < 0.89
+
+
+def test_if_round_trip_reconstructs_a_real_note(notes_dir):
+    audio, _ = sf.read(next((notes_dir / "audio").glob("string_*-060-127.wav")), dtype="float32")
+    cfg = SpectralConfig()
+    wave = torch.nn.functional.pad(torch.from_numpy(audio), (0, cfg.samples - len(audio)))[None]
+    spec = NoteSpectrogram(cfg)
+    features = spec.encode(wave)
+    assert features.shape == (1, 2, 512, 256) and features[:, 1].abs().max() <= 1.0
+    assert spectral_convergence(wave[0], spec.decode(features)[0], cfg) < 0.05
+
+
+def test_tiny_gan_trains_with_finite_losses(tiny_timbre):
+    path, rows, before, after = tiny_timbre
+    assert len(rows) == 6 and all(np.isfinite(r["d_loss"]) and np.isfinite(r["g_loss"]) for r in rows)
+    assert (after - before).abs().mean() > 1e-3, "training must change the generator's output"
+    assert "diversity_ratio" in rows[-1] and rows[-1]["step"] == 30
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["config"]["instruments"] == ["acoustic_grand_piano", "flute", "violin"]
+
+
+@pytest.fixture(scope="module")
+def timbre_model(tiny_timbre):
+    from audiogan.timbre import TimbreModel
+
+    model = TimbreModel.load(tiny_timbre[0], device="cpu")
+    model.card_path = tiny_timbre[0]
+    return model
+
+
+def test_notes_and_batching(timbre_model):
+    one = timbre_model.note(60, instrument="violin", seed=3)
+    assert one.shape == (timbre_model.cfg.spectral.samples,) and np.isfinite(one).all()
+    np.testing.assert_array_equal(one, timbre_model.note(60, instrument="violin", seed=3))
+    batch = timbre_model.generate([60, 66, 60], ["violin", "flute", "violin"], [100, 100, 100], [3, 1, 3])
+    np.testing.assert_allclose(batch[0], one, atol=1e-5)
+    np.testing.assert_allclose(batch[2], one, atol=1e-5)
+    quiet = timbre_model.note(60, instrument="violin", seed=3, velocity=40)
+    assert np.abs(quiet).max() < np.abs(one).max()
+    short = timbre_model.note(60, instrument="violin", seconds=0.25)
+    assert len(short) == 4000
+
+
+def test_interpolation_end_points_are_the_pure_instruments(timbre_model):
+    notes, alphas = timbre_model.interpolate("flute", "violin", pitch=60, steps=5, seed=7)
+    assert alphas == [0.0, 0.25, 0.5, 0.75, 1.0] and notes.shape[0] == 5
+    np.testing.assert_allclose(notes[0], timbre_model.note(60, instrument="flute", seed=7), atol=1e-5)
+    np.testing.assert_allclose(notes[-1], timbre_model.note(60, instrument="violin", seed=7), atol=1e-5)
+    assert np.abs(notes[2] - notes[0]).mean() > 0
+    latent = timbre_model.timbre("violin").numpy()
+    np.testing.assert_allclose(timbre_model.note(60, latent=latent, seed=7), notes[-1], atol=1e-5)
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda m: m.note(60, instrument="tuba"), "unknown instrument"),
+    (lambda m: m.note(20, instrument="violin"), "outside this model's range"),
+    (lambda m: m.note(60, instrument="violin", velocity=0), "velocity"),
+    (lambda m: m.interpolate("flute", "violin", pitch=60, alpha=1.5), "alpha"),
+    (lambda m: m.interpolate("flute", "violin", pitch=60, steps=1), "steps"),
+    (lambda m: m.note(60, latent=[0.0, 1.0]), "latent has"),
+    (lambda m: m.note(60, instrument="violin", seconds=10), "seconds"),
+])
+def test_bad_requests_are_clear_errors(timbre_model, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(timbre_model)
+
+
+def test_missing_soundfont_is_a_clear_error(tmp_path):
+    if shutil.which("fluidsynth") is None:
+        pytest.skip("needs fluidsynth")
+    done = subprocess.run([sys.executable, "-m", "audiogan.cli", "data", "notes", "--soundfont", "/no.sf2",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "soundfont not found" in done.stderr
+
+
+def test_export_from_checkpoint(tiny_timbre, tmp_path):
+    from audiogan.timbre import TimbreModel
+
+    checkpoint = tiny_timbre[0].parent / "checkpoint.pt"
+    done = subprocess.run([sys.executable, "-m", "audiogan.cli", "export", "timbre", str(checkpoint), "-o",
+                           str(tmp_path / "again.safetensors")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    again = TimbreModel.load(tmp_path / "again.safetensors", device="cpu")
+    first = TimbreModel.load(tiny_timbre[0], device="cpu")
+    np.testing.assert_allclose(again.note(60, instrument="violin"), first.note(60, instrument="violin"), atol=1e-6)
+    assert json.loads((tmp_path / "again.json").read_text())["data"]["notes"] == 30
+
+
+MELODY = [(60, 0.0, 0.4), (64, 0.5, 0.9), (67, 1.0, 1.4), (67, 1.45, 1.9), (72, 2.0, 2.6)]
+
+
+def melody(rate: int = 16000) -> np.ndarray:
+    """A synthetic monophonic melody with known onsets and pitches (harmonic tones, decaying)."""
+    wave = np.zeros(int(2.8 * rate), np.float32)
+    for pitch, start, end in MELODY:
+        f = 440 * 2 ** ((pitch - 69) / 12)
+        t = np.arange(int((end - start) * rate)) / rate
+        tone = sum(np.sin(2 * np.pi * f * k * t) / k for k in range(1, 5)) * np.minimum(1, t / 0.01) * np.exp(-1.5 * t)
+        wave[int(start * rate):int(start * rate) + len(t)] += 0.3 * tone
+    return wave
+
+
+def test_analysis_finds_the_melody():
+    from audiogan.timbre.convert import analyse
+
+    events = analyse(melody(), 16000)
+    assert [e.pitch for e in events] == [p for p, _, _ in MELODY]
+    for event, (_, start, _) in zip(events, MELODY, strict=True):
+        assert abs(event.onset - start) <= 0.03
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="polyphonic or unpitched"):
+        analyse(rng.normal(0, 0.3, 32000).astype(np.float32), 16000)
+    with pytest.raises(ValueError, match=r"at least 0\.1 s"):
+        analyse(np.zeros(100, np.float32), 16000)
+
+
+def test_conversion_keeps_length_and_accepts_stereo_48k(timbre_model, tmp_path):
+    from audiogan.timbre.convert import convert
+
+    out = convert(timbre_model, melody(), 16000, "violin")
+    assert out.shape == (len(melody()),) and np.isfinite(out).all() and np.abs(out).max() > 0.01
+    import librosa
+
+    stereo = np.stack([librosa.resample(melody(), orig_sr=16000, target_sr=48000)] * 2, axis=1)
+    sf.write(tmp_path / "stereo48k.wav", stereo, 48000)
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF" + bytes(100))
+    base = [sys.executable, "-m", "audiogan.cli", "convert", "--to", "violin", "--model",
+            str(timbre_model.card_path), "--device", "cpu"]
+    done = subprocess.run([*base, str(tmp_path / "stereo48k.wav"), "-o", str(tmp_path / "out.wav")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    audio, rate = sf.read(tmp_path / "out.wav")
+    assert rate == 16000 and abs(len(audio) - len(melody())) <= 2
+    done = subprocess.run([*base, str(tmp_path / "corrupt.wav"), "-o", str(tmp_path / "x.wav")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "cannot read audio" in done.stderr
+
+
+def test_chords_are_refused_clearly():
+    from audiogan.timbre.convert import analyse
+
+    t = np.arange(32000) / 16000
+    chord = sum(sum(np.sin(2 * np.pi * f * k * t) / k for k in range(1, 5)) for f in (261.6, 329.6, 392.0))
+    with pytest.raises(ValueError, match="polyphonic"):
+        analyse((0.1 * chord).astype(np.float32), 16000)
