@@ -119,6 +119,32 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render_midi(args: argparse.Namespace) -> int:
+    from audiogan import save_audio
+    from audiogan.timbre import TimbreModel
+    from audiogan.timbre.midi import render_midi
+
+    model = TimbreModel.load(args.model, device=args.device)
+    out = render_midi(model, args.input, args.instrument, args.to, args.mode, args.seed)
+    path = save_audio(args.output, out, model.sample_rate)
+    morph = f", morphing to {args.to}" if args.to else ""
+    print(f"wrote {path} ({len(out) / model.sample_rate:.1f} s, {args.instrument}{morph})")
+    return 0
+
+
+def _invert(args: argparse.Namespace) -> int:
+    from audiogan import load_audio
+    from audiogan.timbre import TimbreModel
+
+    model = TimbreModel.load(args.model, device=args.device)
+    wave, rate = load_audio(args.input)
+    latent, losses = model.invert(wave.numpy(), rate, args.pitch, args.steps)
+    np.save(args.output, latent.cpu().numpy())
+    print(f"wrote {args.output}: the timbre of {args.input} (spectral loss {losses[0]:.3f} -> {losses[-1]:.3f}); "
+          f"use it as a timbre, e.g. audiogan-client interpolate --from {args.output} --to violin")
+    return 0
+
+
 def _data_notes(args: argparse.Namespace) -> int:
     from audiogan.timbre.notes_data import GM_PROGRAMS, RenderSpec, parse_range, render_dataset
 
@@ -201,6 +227,26 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--device", default="auto")
     c.set_defaults(func=_convert)
+
+    iv = sub.add_parser("invert", help="find the timbre latent of a recorded note (.npy), for use as a timbre")
+    iv.add_argument("input", help="a recording of one note")
+    iv.add_argument("-o", "--output", default="timbre.npy")
+    iv.add_argument("--pitch", type=int, help="its MIDI pitch (default: estimated with pYIN)")
+    iv.add_argument("--steps", type=int, default=200, help="optimisation steps (default: %(default)s)")
+    iv.add_argument("--model", default="default", help="timbre model name or .safetensors path")
+    iv.add_argument("--device", default="auto")
+    iv.set_defaults(func=_invert)
+
+    m = sub.add_parser("render-midi", help="render a MIDI file with the note model, optionally morphing A -> B")
+    m.add_argument("input", help="a .mid file (drum tracks are skipped)")
+    m.add_argument("--instrument", required=True, help="timbre at the start")
+    m.add_argument("--to", help="timbre at the end: each note takes the mix at its onset")
+    m.add_argument("--mode", choices=["slerp", "lerp"], default="slerp")
+    m.add_argument("-o", "--output", default="midi.wav")
+    m.add_argument("--model", default="default", help="timbre model name or .safetensors path")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--device", default="auto")
+    m.set_defaults(func=_render_midi)
 
     t = sub.add_parser("train", help="train a model").add_subparsers(dest="model_kind", required=True)
     for kind, what, data in (("tts", "the acoustic model (text -> mel)", "LJSpeech-format folders"),

@@ -1,15 +1,21 @@
-"""Pitch accuracy of notes, judged by an independent tracker (librosa's pYIN), never our classifier.
+"""Note quality, judged by tools that are not the model: pitch (pYIN), timbre identity (an instrument
+classifier trained on real notes), diversity (NDB) and interpolation smoothness.
 
-    python -m benchmarks.timbre_quality --real /tmp/gm_notes                 # the rendered notes: the ceiling
-    python -m benchmarks.timbre_quality --model runs/timbre/timbre-gm-16k.safetensors
+    python -m benchmarks.timbre_quality --real /tmp/gm_notes                 # real notes: the ceilings
+    python -m benchmarks.timbre_quality --real /tmp/gm_notes --model runs/timbre/timbre-gm-16k.safetensors
 
-A note counts as on pitch when the median pYIN f0 over its voiced frames (first 2.5 s: the sustained
-part) is within ±50 cents of the MIDI pitch. The target for generated notes is >= 95 %.
+- Pitch: on pitch when the median pYIN f0 over voiced frames (first 2.5 s) is within ±50 cents. Target >= 95 %.
+- Timbre identity: logistic regression on per-note log-mel statistics, trained on the real notes of
+  velocities other than the held-out one, scored on the held-out velocity (ceiling) and on generated notes.
+- NDB (Richardson & Weiss 2018, as in GANSynth): k-means bins of real notes' features; the number of bins
+  whose share of generated notes differs from the real share (two-proportion z-test, p < 0.05).
+- Interpolation: the spectral-centroid path of an 8-step slerp, share of steps moving monotonically.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from collections import defaultdict
 
@@ -30,6 +36,59 @@ def cents_off(audio: np.ndarray, pitch: int, rate: int = 16000) -> float:
         return float("inf")
     target = 440.0 * 2 ** ((pitch - 69) / 12)
     return float(1200 * np.log2(np.nanmedian(f0[voiced]) / target))
+
+
+def features(audio: np.ndarray, rate: int = 16000) -> np.ndarray:
+    """Mean and spread over time of the log-mel: a timbre fingerprint for the classifier and NDB."""
+    import librosa
+
+    mel = np.log(librosa.feature.melspectrogram(y=audio[: 3 * rate], sr=rate, n_mels=64) + 1e-6)
+    return np.concatenate([mel.mean(1), mel.std(1)])
+
+
+def timbre_scores(real_dir: str, held_velocity: int, model_path: str | None, pitch_step: int) -> None:
+    import soundfile as sf
+    from sklearn.cluster import KMeans
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    notes = [r for r in load_examples(real_dir) if r.pitch % pitch_step == 0]
+    x = np.stack([features(sf.read(r.path, dtype="float32")[0]) for r in notes])
+    y = np.array([r.instrument for r in notes])
+    held = np.array([r.velocity == held_velocity for r in notes])
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x[~held], y[~held])
+    print(f"instrument classifier ({len(set(y))} classes, {int((~held).sum())} training notes): "
+          f"{100 * classifier.score(x[held], y[held]):.1f} % on real notes of held-out velocity {held_velocity}")
+    if not model_path:
+        return
+    from audiogan.timbre import TimbreModel
+
+    model = TimbreModel.load(model_path, device="cpu")
+    real = [(r.pitch, r.instrument) for r, h in zip(notes, held, strict=True)
+            if h and r.instrument in model.instruments]
+    audio = np.concatenate([model.generate([p for p, _ in real[i:i + 32]], [n for _, n in real[i:i + 32]],
+                                           seeds=list(range(i, min(i + 32, len(real)))))
+                            for i in range(0, len(real), 32)])
+    g = np.stack([features(a) for a in audio])
+    print(f"instrument classifier on {len(g)} generated notes (same pitches and instruments): "
+          f"{100 * classifier.score(g, [n for _, n in real]):.1f} %")
+    bins = KMeans(n_clusters=50, n_init=4, random_state=0).fit(x)
+    real_share = np.bincount(bins.labels_, minlength=50) / len(x)
+    gen_share = np.bincount(bins.predict(g), minlength=50) / len(g)
+    pooled = (real_share * len(x) + gen_share * len(g)) / (len(x) + len(g))
+    z = (gen_share - real_share) / np.sqrt(pooled * (1 - pooled) * (1 / len(x) + 1 / len(g)) + 1e-12)
+    print(f"NDB: {int((np.abs(z) > 1.96).sum())} of 50 bins differ (p < 0.05)")
+    centroid_moves = []
+    import librosa
+
+    for a, b in [(model.instruments[0], model.instruments[-1]), (model.instruments[1], model.instruments[-2])]:
+        steps, _ = model.interpolate(a, b, pitch=60, steps=8)
+        path = [float(librosa.feature.spectral_centroid(y=s, sr=16000).mean()) for s in steps]
+        direction = np.sign(path[-1] - path[0])
+        centroid_moves += [np.sign(q - p) == direction for p, q in itertools.pairwise(path)]
+    print(f"interpolation: {100 * np.mean(centroid_moves):.0f} % of slerp steps move the spectral centroid "
+          "monotonically from a to b")
 
 
 def report(rows: list[tuple[str, int, float]], label: str) -> None:
@@ -72,6 +131,8 @@ def main() -> None:
             audio = model.generate(pitches, [name] * len(pitches), [args.velocity] * len(pitches))
             rows += [(family[name], p, cents_off(a, p)) for p, a in zip(pitches, audio, strict=True)]
         report(rows, f"generated by {model.card.get('name')}")
+    if args.real:
+        timbre_scores(args.real, 50, args.model, args.pitch_step)
     if not (args.real or args.model):
         parser.error("give --real and/or --model")
     print(json.dumps({"note": "pYIN fmin 31.25 Hz, fmax 2500 Hz, frame 1024"}))

@@ -302,3 +302,19 @@ def test_convert_jobs_with_a_model(tmp_path, tiny_timbre):
     assert summary.rendered == 1
     audio, rate = sf.read(tmp_path / "render" / "c/tune.wav")
     assert rate == 16000 and len(audio) == len(melody())
+
+
+def test_midi_jobs_with_a_model(tmp_path, tiny_timbre):
+    from test_timbre import write_midi
+
+    write_midi(tmp_path / "song.mid", [(60, 0.0, 0.5), (67, 0.5, 1.0)])
+    lines = [{"kind": "midi", "input": "song.mid", "instrument": "flute", "to": "violin",
+              "model": str(tiny_timbre[0]), "output": "m/song.wav"},
+             {"kind": "midi", "input": "song.mid", "instrument": "flute", "to": "kazoo",
+              "model": str(tiny_timbre[0]), "output": "m/bad.wav"}]
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    assert [e.line for e in manifest.errors] == [2] and "'kazoo'" in manifest.errors[0].reason
+    summary = run(manifest.jobs, str(tmp_path / "render"), device="cpu", progress=False)
+    assert summary.rendered == 1
+    audio, rate = sf.read(tmp_path / "render" / "m/song.wav")
+    assert rate == 16000 and len(audio) == int(1.5 * 16000)

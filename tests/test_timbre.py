@@ -185,3 +185,44 @@ def test_chords_are_refused_clearly():
     chord = sum(sum(np.sin(2 * np.pi * f * k * t) / k for k in range(1, 5)) for f in (261.6, 329.6, 392.0))
     with pytest.raises(ValueError, match="polyphonic"):
         analyse((0.1 * chord).astype(np.float32), 16000)
+
+
+def write_midi(path: Path, notes: list[tuple[int, float, float]], drums: bool = False) -> Path:
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI()
+    track = pretty_midi.Instrument(program=0, is_drum=drums)
+    track.notes = [pretty_midi.Note(velocity=100, pitch=p, start=a, end=b) for p, a, b in notes]
+    midi.instruments.append(track)
+    midi.write(str(path))
+    return path
+
+
+def test_midi_rendering(timbre_model, tmp_path):
+    from audiogan.timbre.midi import fold_into_range, read_notes, render_midi
+
+    song = write_midi(tmp_path / "song.mid", [(60, 0.0, 0.5), (64, 0.5, 1.0), (96, 1.0, 2.0)])
+    events, end = read_notes(song)
+    assert [e.pitch for e in events] == [60, 64, 96] and end == pytest.approx(2.0)
+    assert fold_into_range(96, 48, 72) == 72 and fold_into_range(30, 48, 72) == 54
+    plain = render_midi(timbre_model, song, "flute")
+    morph = render_midi(timbre_model, song, "flute", to="violin")
+    assert len(plain) == len(morph) == int(2.5 * 16000) and np.isfinite(morph).all()
+    # The first note starts at alpha 0: pure flute in both renderings, up to the shared normalisation.
+    head = slice(0, 4000)
+    np.testing.assert_allclose(morph[head] / np.abs(morph).max(), plain[head] / np.abs(plain).max(), atol=1e-4)
+    late = slice(16000, 24000)  # the third note (alpha 0.5 in the morph)
+    assert np.abs(morph[late] / np.abs(morph).max() - plain[late] / np.abs(plain).max()).max() > 1e-3
+    with pytest.raises(ValueError, match="no \\(non-drum\\) notes"):
+        render_midi(timbre_model, write_midi(tmp_path / "drums.mid", [(36, 0, 1)], drums=True), "flute")
+    (tmp_path / "broken.mid").write_bytes(b"MThd" + bytes(10))
+    with pytest.raises(ValueError, match="cannot read MIDI"):
+        render_midi(timbre_model, tmp_path / "broken.mid", "flute")
+
+
+def test_inversion_finds_a_closer_timbre(timbre_model):
+    target = timbre_model.note(60, instrument="violin", seed=0)
+    latent, losses = timbre_model.invert(target, 16000, pitch=60, steps=60)
+    assert latent.shape == (timbre_model.cfg.timbre_dim,) and torch.isfinite(latent).all()
+    assert losses[-1] < 0.8 * losses[0], losses[::10]
+    assert timbre_model.note(60, latent=latent.numpy()).shape == target.shape  # usable as a timbre

@@ -6,6 +6,7 @@ import hashlib
 import json
 import threading
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,10 +20,8 @@ from audiogan.timbre import TimbreModel
 from audiogan.tts import TTS
 from audiogan.vocoder.inference import Vocoder
 
+
 # Kinds whose models do not exist yet; each turns on when its model ships (see the issues).
-NOT_BUILT = {"midi": "MIDI rendering is not built yet"}
-
-
 def unavailable_reason(kind: str, params: dict[str, Any]) -> str | None:
     """Why a job of this kind cannot run on this installation, or None."""
     if kind == "tts":
@@ -30,16 +29,16 @@ def unavailable_reason(kind: str, params: dict[str, Any]) -> str | None:
             weights.resolve(params.get("voice", "default"), "tts")
         except FileNotFoundError as exc:
             return f"{exc} (no text-to-speech voice is bundled yet: pass \"voice\": PATH to a trained one)"
-    if kind in ("notes", "convert"):
+    if kind in ("notes", "convert", "midi"):
         try:
             path = weights.resolve(params.get("model", "default"), "timbre")
         except FileNotFoundError as exc:
             return f"{exc} (no timbre model is bundled yet: pass \"model\": PATH to a trained one)"
         instruments = weights.read_card(path)["config"]["instruments"]
-        wanted = params.get("instrument", params.get("to"))
-        if wanted not in instruments:
-            return f"instrument {wanted!r} is not one of {', '.join(instruments)}"
-    return NOT_BUILT.get(kind)
+        for wanted in (params[k] for k in ("instrument", "to") if k in params):
+            if wanted not in instruments:
+                return f"instrument {wanted!r} is not one of {', '.join(instruments)}"
+    return None
 
 
 class Renderer(ABC):
@@ -226,7 +225,27 @@ class ConvertRenderer(NotesRenderer):
         return [torch.from_numpy(convert(model, wave, rate, to, seed)) for wave, rate, to, seed in items]
 
 
+class MidiRenderer(NotesRenderer):
+    """MIDI files: each rendered whole (its notes batched), optionally morphing from one timbre to another."""
+
+    def group(self, job: Job) -> str:
+        return json.dumps([job.params.get("model", "default"), None])
+
+    def length(self, job: Job) -> int:
+        return Path(job.params["input"]).stat().st_size
+
+    def prepare(self, job: Job) -> Job:
+        return job
+
+    def render(self, group: str, items: list[Any]) -> list[torch.Tensor]:
+        from audiogan.timbre.midi import render_midi
+
+        model = self.model(json.loads(group)[0])
+        return [torch.from_numpy(render_midi(model, j.params["input"], j.params["instrument"], j.params.get("to"),
+                                             seed=j.seed % 2**31)) for j in items]
+
+
 def make_renderers(device: str = "cpu") -> dict[str, Renderer]:
     vocode = VocodeRenderer(device)
     return {"vocode": vocode, "tts": TTSRenderer(vocode), "notes": NotesRenderer(device),
-            "convert": ConvertRenderer(device)}
+            "convert": ConvertRenderer(device), "midi": MidiRenderer(device)}

@@ -99,7 +99,9 @@ def kind_specs() -> dict[str, KindSpec]:
                   SAMPLE_RATE, SEED)),
         KindSpec("midi", "a MIDI file rendered with the timbre model",
                  (Param("input", str, "MIDI file", required=True, is_input_path=True),
-                  Param("instrument", str, "instrument for every track (default: the file's programs)"),
+                  Param("instrument", str, "timbre at the start", required=True),
+                  Param("to", str, "timbre at the end (the piece morphs from instrument to this)"),
+                  Param("model", str, "timbre model name or .safetensors path (default: 'default')"),
                   SAMPLE_RATE, SEED)),
     ]
     return {s.name: s for s in specs}

@@ -92,23 +92,13 @@ def analyse(wave: np.ndarray, rate: int, pitch_range: tuple[int, int] = (24, 96)
     return events
 
 
-def convert(model: TimbreModel, wave: np.ndarray, rate: int, to: Timbre, seed: int = 0) -> np.ndarray:
-    """The recording (mono, at ``rate``) played by timbre ``to``, at the model's sample rate."""
-    import librosa
-
-    if rate != model.sample_rate:
-        wave = librosa.resample(wave, orig_sr=rate, target_sr=model.sample_rate)
-    rate = model.sample_rate
-    lo, hi = model.cfg.pitch_min, model.cfg.pitch_max
-    events = analyse(wave, rate, (lo, hi))
-    log.info("converting %d notes", len(events))
-    notes = model.generate([e.pitch for e in events], [to] * len(events), [e.velocity for e in events],
-                           [seed + i for i in range(len(events))])
-    out = np.zeros(len(wave), dtype=np.float32)
+def overlap_add(events: list[NoteEvent], notes: np.ndarray, total: int, rate: int) -> np.ndarray:
+    """Place generated notes at their events' onsets, each cut to its event's duration plus a release fade."""
+    out = np.zeros(total, dtype=np.float32)
     attack, release = int(ATTACK_SECONDS * rate), int(RELEASE_SECONDS * rate)
     for event, note in zip(events, notes, strict=True):
         start = int(event.onset * rate)
-        length = min(len(note), int((event.offset - event.onset) * rate) + release, len(out) - start)
+        length = min(len(note), int((event.offset - event.onset) * rate) + release, total - start)
         if length <= 0:
             continue
         envelope = np.ones(length, dtype=np.float32)
@@ -116,5 +106,20 @@ def convert(model: TimbreModel, wave: np.ndarray, rate: int, to: Timbre, seed: i
         fade = min(release, length)
         envelope[length - fade:] *= np.linspace(1, 0, fade)
         out[start:start + length] += note[:length] * envelope
+    return out
+
+
+def convert(model: TimbreModel, wave: np.ndarray, rate: int, to: Timbre, seed: int = 0) -> np.ndarray:
+    """The recording (mono, at ``rate``) played by timbre ``to``, at the model's sample rate."""
+    import librosa
+
+    if rate != model.sample_rate:
+        wave = librosa.resample(wave, orig_sr=rate, target_sr=model.sample_rate)
+    rate = model.sample_rate
+    events = analyse(wave, rate, (model.cfg.pitch_min, model.cfg.pitch_max))
+    log.info("converting %d notes", len(events))
+    notes = model.generate([e.pitch for e in events], [to] * len(events), [e.velocity for e in events],
+                           [seed + i for i in range(len(events))])
+    out = overlap_add(events, notes, len(wave), rate)
     peak = np.abs(out).max()
     return out * (min(0.99, float(np.abs(wave).max())) / peak) if peak > 0 else out

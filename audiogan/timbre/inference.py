@@ -20,7 +20,7 @@ Timbre = str | Sequence[float] | torch.Tensor
 class TimbreModel:
     def __init__(self, generator: torch.nn.Module, card: dict[str, Any], device: str | torch.device = "cpu") -> None:
         self.device = pick_device(device)
-        self.G = generator.eval().to(self.device)
+        self.G = generator.eval().to(self.device).requires_grad_(False)  # inversion optimises a latent only
         self.cfg = generator.cfg
         self.card = card
         self.spectral = NoteSpectrogram(self.cfg.spectral).to(self.device)
@@ -125,3 +125,44 @@ class TimbreModel:
             mixed = (1 - w[:, None]) * ta + w[:, None] * tb
         # Exact end points: alpha 0 and 1 are the pure timbres, not a rounding of them.
         return torch.where(w[:, None] == 0, ta, torch.where(w[:, None] == 1, tb, mixed))
+
+    def invert(self, wave: np.ndarray, rate: int, pitch: int | None = None, steps: int = 200, lr: float = 0.05,
+               seed: int = 0) -> tuple[torch.Tensor, list[float]]:
+        """The timbre latent whose note best matches a recorded note: gradient descent on the latent, the
+        noise fixed, matching log-magnitude spectrograms with the level taken out (the generator's notes are
+        level-normalised). Returns (latent [timbre_dim], loss per step); the latent can be used as any
+        timbre, e.g. as an interpolation end point."""
+        import librosa
+
+        if rate != self.sample_rate:
+            wave = librosa.resample(wave, orig_sr=rate, target_sr=self.sample_rate)
+        if pitch is None:
+            f0, voiced, _ = librosa.pyin(wave[: 2 * self.sample_rate], fmin=32, fmax=2100, sr=self.sample_rate,
+                                         frame_length=2048)
+            if not np.any(voiced):
+                raise ValueError("no pitch found in the recording; pass pitch=")
+            pitch = int(np.clip(round(float(librosa.hz_to_midi(np.nanmedian(f0[voiced])))),
+                                self.cfg.pitch_min, self.cfg.pitch_max))
+        self._check(pitch, 100, None)
+        n = self.cfg.spectral.samples
+        target_wave = torch.zeros(1, n, device=self.device)
+        clip = torch.as_tensor(wave[:n], dtype=torch.float32, device=self.device)
+        target_wave[0, : len(clip)] = clip
+        target = self.spectral.encode(target_wave)[:, 0]
+        target = target - target.mean()
+        z = torch.randn(1, self.cfg.latent_dim, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        with torch.no_grad():
+            start = self.G.instrument.weight.mean(0, keepdim=True)
+        latent = start.clone().requires_grad_(True)
+        opt = torch.optim.Adam([latent], lr=lr)
+        p = torch.tensor([pitch], device=self.device)
+        losses = []
+        for _ in range(steps):
+            with torch.enable_grad():
+                spec = self.G(z, p, latent)[:, 0]
+                loss = (spec - spec.mean() - target).abs().mean()
+                opt.zero_grad()
+                loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        return latent.detach()[0], losses

@@ -101,12 +101,13 @@ class TTS:
             start = end
         return [m for m in out if m is not None]
 
-    def _gap(self) -> torch.Tensor:
-        return torch.zeros(int(SENTENCE_GAP_SECONDS * self.sample_rate), device=self.vocoder.device)
+    def gap(self, device: str | torch.device = "cpu") -> torch.Tensor:
+        """The silence between two sentences."""
+        return torch.zeros(int(SENTENCE_GAP_SECONDS * self.sample_rate), device=device)
 
     def join(self, waves: list[torch.Tensor]) -> torch.Tensor:
-        """Sentence waveforms -> one, with a short pause between sentences."""
-        gap = self._gap()
+        """Sentence waveforms -> one, with a short pause between sentences (on the waveforms' device)."""
+        gap = self.gap(waves[0].device if waves else "cpu")
         return torch.cat([x for w in waves for x in (w, gap)][:-1])
 
     @torch.inference_mode()
@@ -132,7 +133,7 @@ class TTS:
         batched passes; each sentence vocoded chunk by chunk with exact joins. Concatenated, equal to
         ``tts(text)`` up to float rounding."""
         pairs = self.sentences(text)
-        gap = self._gap().cpu().numpy()
+        gap = self.gap().numpy()
         first = self.mels([pairs[0][1]], speed, pitch_shift)
         rest_ids = [ids for _, ids in pairs[1:]]
         for index, mel in enumerate(first):

@@ -128,7 +128,7 @@ class VoiceEngine:
         return await self.acoustic.submit(Sentence(tokens, speed, pitch_shift))
 
     def gap(self) -> torch.Tensor:
-        return self.tts.join([torch.zeros(0), torch.zeros(0)]).cpu()
+        return self.tts.gap()
 
     def start(self) -> None:
         self.acoustic.start()
