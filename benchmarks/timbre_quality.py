@@ -65,8 +65,9 @@ def timbre_scores(real_dir: str, held_velocity: int, model_path: str | None, pit
     from audiogan.timbre import TimbreModel
 
     model = TimbreModel.load(model_path, device="cpu")
+    lo, hi = model.cfg.pitch_min, model.cfg.pitch_max
     real = [(r.pitch, r.instrument) for r, h in zip(notes, held, strict=True)
-            if h and r.instrument in model.instruments]
+            if h and r.instrument in model.instruments and lo <= r.pitch <= hi]
     audio = np.concatenate([model.generate([p for p, _ in real[i:i + 32]], [n for _, n in real[i:i + 32]],
                                            seeds=list(range(i, min(i + 32, len(real)))))
                             for i in range(0, len(real), 32)])
