@@ -482,3 +482,12 @@ def test_conversion_over_grpc(timbre_server, tmp_path):
         audio, rate = client.convert(buffer.getvalue(), to="violin", sample_rate=22050)
     assert rate == 22050 and abs(len(audio) - len(melody()) * 22050 / 16000) <= 2
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0.01
+
+
+def test_the_shipped_server_config_is_the_defaults():
+    from audiogan_server.config import ServerConfig
+
+    from audiogan.config import load_yaml, to_dict
+
+    shipped = load_yaml(ServerConfig, Path(__file__).resolve().parents[1] / "configs" / "server" / "default.yaml")
+    assert to_dict(shipped) == to_dict(ServerConfig())

@@ -102,7 +102,7 @@ async def serve(config: ServerConfig) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="audiogan-server", description=__doc__)
-    p.add_argument("--config", help="server YAML (see configs/server/default.yaml); flags override it")
+    p.add_argument("--config", help="server YAML (configs/server/default.yaml lists every field); flags override it")
     p.add_argument("--host", help="bind address (default 127.0.0.1; 0.0.0.0 for all interfaces)")
     p.add_argument("--port", type=int, help="port (default 50051; 0 = any free port)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
