@@ -15,6 +15,9 @@ demo: setup
 serve: setup
 	.venv/bin/audiogan-server --metrics-port 9464
 
+# numba (librosa's pYIN) caches compiled code per checkout, not inside the shared venv.
+export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
+
 test: setup-dev
 	.venv/bin/ruff check .
 	if [ -x .venv/bin/hadolint ]; then .venv/bin/hadolint Dockerfile; fi

@@ -100,7 +100,13 @@ class TTSTrainer:
         torch.manual_seed(tc.seed + self.dist.rank)
         self.gen = torch.Generator().manual_seed(tc.seed + 1000 * self.dist.rank)
         self.table = SymbolTable()
+        # Rank 0 computes the feature cache alone; the other ranks then read it. Parallel builds would do the
+        # work twice and race on librosa's numba cache (two fresh processes compiling pYIN corrupted it).
+        if self.dist.world > 1 and not self.dist.main:
+            torch.distributed.barrier()
         utterances = build_features(data_dirs, config.data, config.model.mel, self.table)
+        if self.dist.world > 1 and self.dist.main:
+            torch.distributed.barrier()
         self.train_set, self.valid_set = split(utterances, config.data)
         if not self.train_set:
             raise ValueError(f"no training utterances in {data_dirs}")
