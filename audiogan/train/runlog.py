@@ -45,3 +45,18 @@ class RunLog:
     def audio(self, tag: str, wave: torch.Tensor, step: int, sample_rate: int) -> None:
         if self.writer:
             self.writer.add_audio(tag, wave.float().cpu(), step, sample_rate)
+
+
+def finish_run(trainer: Any, row: dict[str, Any], validate: bool = True) -> dict[str, Any]:
+    """The end of ``fit`` shared by the trainers: every rank says where it stopped; rank 0 runs a final
+    validation (logged as the ``final`` row), writes the checkpoint and exports the inference weights."""
+    dist = trainer.dist
+    if dist.world > 1:
+        log.info("rank %d of %d finished at step %d", dist.rank, dist.world, trainer.step)
+    if dist.main:
+        if validate:
+            row.update(trainer.validate())
+            trainer.runlog.row(trainer.step, {**row, "final": True})
+        trainer.checkpoint()
+        trainer.export(trainer.run_dir / f"{trainer.cfg.name}.safetensors", row)
+    return row

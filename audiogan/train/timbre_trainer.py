@@ -24,7 +24,7 @@ from audiogan.timbre.notes_data import NoteRecord, load_examples
 from audiogan.timbre.spectral import NoteSpectrogram
 from audiogan.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
-from audiogan.train.runlog import RunLog
+from audiogan.train.runlog import RunLog, finish_run
 from audiogan.train.vocoder_trainer import _unwrap, device_name
 
 log = logging.getLogger(__name__)
@@ -231,12 +231,8 @@ class TimbreTrainer:
             if timed_out:
                 break
         bar.close()
-        if self.dist.world > 1:
-            log.info("rank %d of %d finished at step %d", self.dist.rank, self.dist.world, self.step)
-        if self.dist.main:
-            self.checkpoint()
-            self.export(self.run_dir / f"{self.cfg.name}.safetensors", row)
-        return row
+        # No separate validation: the note GAN is judged in the loop (diversity check, discriminator accuracy).
+        return finish_run(self, row, validate=False)
 
     def _warn(self, row: dict[str, Any]) -> None:
         """The two classic GAN failures, said out loud in the log."""

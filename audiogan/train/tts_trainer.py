@@ -20,7 +20,7 @@ from audiogan import weights
 from audiogan.config import from_dict, to_dict
 from audiogan.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
-from audiogan.train.runlog import RunLog
+from audiogan.train.runlog import RunLog, finish_run
 from audiogan.train.tts_data import TTSDataConfig, Utterance, build_features, collate, split, statistics
 from audiogan.train.vocoder_trainer import _unwrap, device_name
 from audiogan.tts.alignment import beta_binomial_prior, forward_sum_loss
@@ -233,14 +233,7 @@ class TTSTrainer:
                 log.info("time budget of %.1f min reached at step %d", tc.max_minutes, self.step)
                 break
         bar.close()
-        if self.dist.world > 1:
-            log.info("rank %d of %d finished at step %d", self.dist.rank, self.dist.world, self.step)
-        if self.dist.main:
-            row.update(self.validate())
-            self.runlog.row(self.step, {**row, "final": True})
-            self.checkpoint()
-            self.export(self.run_dir / f"{self.cfg.name}.safetensors", row)
-        return row
+        return finish_run(self, row)
 
 
 def export_tts(model: nn.Module, cfg: TTSTrainingConfig, path: Path, step: int, minutes: float, device: str,

@@ -24,7 +24,7 @@ from audiogan.config import from_dict, to_dict
 from audiogan.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from audiogan.train.data import ClipBank, DataConfig, find_audio, load_many, split_files
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
-from audiogan.train.runlog import RunLog
+from audiogan.train.runlog import RunLog, finish_run
 from audiogan.vocoder.discriminators import build_discriminators
 from audiogan.vocoder.losses import discriminator_accuracy, discriminator_loss, feature_loss, generator_loss
 from audiogan.vocoder.model import VocoderConfig, build_generator
@@ -357,14 +357,7 @@ class VocoderTrainer:
                 log.info("time budget of %.1f min reached at step %d", tc.max_minutes, self.step)
                 break
         bar.close()
-        if self.dist.world > 1:
-            log.info("rank %d of %d finished at step %d", self.dist.rank, self.dist.world, self.step)
-        if self.dist.main:
-            result.update(self.validate())
-            self.runlog.row(self.step, {**result, "final": True})
-            self.checkpoint()
-            self.export(self.run_dir / f"{self.cfg.name}.safetensors", result)
-        return result
+        return finish_run(self, result)
 
 
 def device_name(device: torch.device) -> str:
