@@ -49,7 +49,8 @@ class RunLog:
 
 def finish_run(trainer: Any, row: dict[str, Any], validate: bool = True) -> dict[str, Any]:
     """The end of ``fit`` shared by the trainers: every rank says where it stopped; rank 0 runs a final
-    validation (logged as the ``final`` row), writes the checkpoint and exports the inference weights."""
+    validation (logged as the ``final`` row), writes the checkpoint and exports the inference weights;
+    then all ranks leave together."""
     dist = trainer.dist
     if dist.world > 1:
         log.info("rank %d of %d finished at step %d", dist.rank, dist.world, trainer.step)
@@ -59,4 +60,9 @@ def finish_run(trainer: Any, row: dict[str, Any], validate: bool = True) -> dict
             trainer.runlog.row(trainer.step, {**row, "final": True})
         trainer.checkpoint()
         trainer.export(trainer.run_dir / f"{trainer.cfg.name}.safetensors", row)
+    if dist.world > 1:
+        # Leave together and close the process group: a rank that exits while another still works tears
+        # gloo down under it ("terminate called without an active exception", SIGABRT).
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return row
