@@ -7,9 +7,10 @@ setup:
 setup-dev:
 	bash scripts/setup.sh dev
 
-# Start the server on the bundled models, have the torch-free client vocode the bundled mel through it, stop.
+# Start the server on the bundled models, have the torch-free client stream a sentence of speech from it, stop.
+DEMO_TEXT ?= Hello! This is audiogan, speaking through its own server. The train leaves at 10:30 a.m. from platform 2.
 demo: setup
-	bash scripts/with_server.sh sh -c '.venv/bin/audiogan-client --target $$AUDIOGAN_TARGET vocode audiogan/samples/demo_mel.npy -o demo_server.wav'
+	bash scripts/with_server.sh sh -c '.venv/bin/audiogan-client --target $$AUDIOGAN_TARGET say --stream "$(DEMO_TEXT)" -o demo_server.wav'
 
 # A server that stays up (Ctrl-C or SIGTERM drains it): 127.0.0.1:50051, Prometheus on :9464.
 serve: setup

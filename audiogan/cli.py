@@ -84,6 +84,8 @@ def _train(args: argparse.Namespace) -> int:
     cfg = load_yaml(Config, args.config)
     for assignment in args.set or []:
         cfg.train = override(cfg.train, assignment)
+    if getattr(args, "predicted_mels", None):
+        cfg.data.predicted_mels = args.predicted_mels
     trainer = Trainer(cfg, args.data, args.run_dir, args.device, args.resume, **extra)
     result = trainer.fit()
     if trainer.dist.main:
@@ -153,6 +155,14 @@ def _data_notes(args: argparse.Namespace) -> int:
     meta = render_dataset(args.out, programs, parse_range(args.pitches), parse_range(args.velocities), spec,
                           args.workers)
     print(f"wrote {meta}")
+    return 0
+
+
+def _data_tts_mels(args: argparse.Namespace) -> int:
+    from audiogan.train.tts_mels import write_predicted_mels
+
+    count = write_predicted_mels(args.checkpoint, args.data, args.out, args.device)
+    print(f"wrote {count} mels to {args.out}")
     return 0
 
 
@@ -266,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--device", default="auto")
     tv.add_argument("--resume", help="checkpoint.pt to continue exactly")
     tv.add_argument("--init-generator", help="exported .safetensors to start from (fresh discriminators)")
+    tv.add_argument("--predicted-mels", help="folder from `audiogan data tts-mels`: fine-tune on a TTS model's mels")
     tv.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train: field, e.g. max_minutes=20")
     tv.set_defaults(func=_train)
 
@@ -283,6 +294,16 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--workers", type=int, default=2, help="parallel processes (default: %(default)s)")
     dn.add_argument("--out", required=True, help="output folder (audio/*.wav + examples.json)")
     dn.set_defaults(func=_data_notes)
+    dm = d.add_parser("tts-mels", help="a TTS checkpoint's teacher-forced mels, to fine-tune a vocoder on",
+                      description="Write <clip id>.npy mels that a TTS training checkpoint predicts for each clip, "
+                                  "frame-aligned with the recording; then: audiogan train vocoder ... "
+                                  "--init-generator VOCODER --predicted-mels OUT")
+    dm.add_argument("--checkpoint", required=True, help="checkpoint.pt of `audiogan train tts` (exports lack the "
+                                                       "aligner that fixes the durations)")
+    dm.add_argument("--data", nargs="+", required=True, help="LJSpeech-format folders (those it was trained on)")
+    dm.add_argument("--out", required=True, help="output folder")
+    dm.add_argument("--device", default="cpu")
+    dm.set_defaults(func=_data_tts_mels)
 
     r = sub.add_parser("render", help="render a JSONL/CSV manifest of jobs into a folder (resumable)",
                        description="Render every job of a manifest. Rerunning skips finished jobs whose parameters "

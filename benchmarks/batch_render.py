@@ -2,12 +2,13 @@
 
     python -m benchmarks.batch_render                        # 1,000 vocode jobs, 2 CPU threads
     python -m benchmarks.batch_render --kind notes           # 1,000 note jobs
+    python -m benchmarks.batch_render --kind tts             # 1,000 lines of speech, the bundled voice
     python -m benchmarks.batch_render --jobs 1000 --batch-sizes 1 32 --device cuda
 
 vocode jobs: 1-5 s mels cut from the bundled demo mel. notes jobs: 4.096 s notes from the gm_notes recipe's
 generator, randomly initialised (no note model is trained yet; generation speed does not depend on the
-weights, so these are speed figures only). TTS manifests need a trained voice: the length of speech an
-untrained duration predictor produces would make any real-time figure meaningless.
+weights, so these are speed figures only). tts jobs: the 50 benchmark sentences of
+benchmarks/data/tts_sentences.txt, cycled, through the bundled voice (a sentence per job).
 """
 
 from __future__ import annotations
@@ -57,9 +58,22 @@ def make_notes_manifest(folder: Path, jobs: int) -> Path:
     return path
 
 
+def make_tts_manifest(folder: Path, jobs: int) -> Path:
+    sentences = [s.strip() for s in (ROOT / "benchmarks" / "data" / "tts_sentences.txt").read_text().splitlines()
+                 if s.strip()]
+    lines = [json.dumps({"kind": "tts", "text": sentences[i % len(sentences)], "output": f"out/{i:05d}.wav"})
+             for i in range(jobs)]
+    path = folder / "jobs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+MANIFESTS = {"vocode": make_manifest, "notes": make_notes_manifest, "tts": make_tts_manifest}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kind", choices=["vocode", "notes"], default="vocode")
+    parser.add_argument("--kind", choices=sorted(MANIFESTS), default="vocode")
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--device", default="cpu")
@@ -67,8 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        make = make_manifest if args.kind == "vocode" else make_notes_manifest
-        manifest = read_manifest(make(Path(tmp), args.jobs))
+        manifest = read_manifest(MANIFESTS[args.kind](Path(tmp), args.jobs))
         assert not manifest.errors, manifest.errors[:3]
         print(f"{len(manifest.jobs)} {args.kind} jobs, device {args.device}, {args.threads} torch threads")
         print("| batch size | jobs | failed | wall s | jobs/s | audio h | x real time |")

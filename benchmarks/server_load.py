@@ -3,9 +3,10 @@
     python -m benchmarks.server_load                       # starts its own server (bundled models)
     python -m benchmarks.server_load --streams 1 4 8 16 --soak 1000 --concurrency 32
     python -m benchmarks.server_load --target host:port    # an already running server (no RSS figures)
+    python -m benchmarks.server_load --text                # speech: text -> the bundled voice -> audio
 
-Streams are mel -> audio (SynthesizeStream with a mel): no TTS voice or timbre model exists yet, so the
-speech and note mixes of the final benchmark cannot run; those calls are counted as unavailable.
+Streams are mel -> audio (SynthesizeStream with the bundled 5 s mel) or, with --text, a 20-word sentence
+through the server's default voice (text -> phonemes -> acoustic model -> vocoder, all on the server).
 A stream is "real time" when, playing from its first chunk's arrival, no later chunk arrives after
 its audio was due (no underrun).
 """
@@ -44,13 +45,16 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def one_stream(client: AudioGanClient, mel: np.ndarray) -> StreamStats:
+SENTENCE = "The quick brown fox jumps over the lazy dog while the farmer sells fresh bread at the busy market today."
+
+
+def one_stream(client: AudioGanClient, source: dict) -> StreamStats:
     start = time.perf_counter()
     first = None
     late = False
     samples = 0
     rate = 16000
-    for chunk in client.stream_chunks(mel=mel, encoding="pcm16"):
+    for chunk in client.stream_chunks(**source, encoding="pcm16"):
         now = time.perf_counter()
         rate = chunk.sample_rate_hz
         if first is None and chunk.audio:
@@ -66,7 +70,7 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def stream_load(target: str, mel: np.ndarray, streams: int, seconds: float) -> dict[str, float]:
+def stream_load(target: str, source: dict, streams: int, seconds: float) -> dict[str, float]:
     """``streams`` clients each stream back to back for ``seconds`` of wall time."""
     results: list[StreamStats] = []
     errors: list[str] = []
@@ -77,7 +81,7 @@ def stream_load(target: str, mel: np.ndarray, streams: int, seconds: float) -> d
         with AudioGanClient(target, timeout=120) as client:
             while time.perf_counter() < stop_at:
                 try:
-                    stats = one_stream(client, mel)
+                    stats = one_stream(client, source)
                     with lock:
                         results.append(stats)
                 except grpc.RpcError as err:
@@ -101,7 +105,7 @@ def stream_load(target: str, mel: np.ndarray, streams: int, seconds: float) -> d
     }
 
 
-def soak(target: str, mel: np.ndarray, requests: int, concurrency: int) -> tuple[int, dict[str, int], float]:
+def soak(target: str, source: dict, requests: int, concurrency: int) -> tuple[int, dict[str, int], float]:
     codes: dict[str, int] = {}
     lock = threading.Lock()
     clients = [AudioGanClient(target, timeout=120) for _ in range(concurrency)]
@@ -110,9 +114,9 @@ def soak(target: str, mel: np.ndarray, requests: int, concurrency: int) -> tuple
         client = clients[i % concurrency]
         try:
             if i % 2:
-                client.vocode(mel)
+                client.synthesize(**source)
             else:
-                for _ in client.stream_chunks(mel=mel, encoding="pcm16"):
+                for _ in client.stream_chunks(**source, encoding="pcm16"):
                     pass
             code = "OK"
         except grpc.RpcError as err:
@@ -136,24 +140,29 @@ def main() -> None:
     parser.add_argument("--soak", type=int, default=1000, help="requests in the soak (0 = skip)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--server-args", default="", help="extra audiogan-server flags, e.g. '--device cuda'")
+    parser.add_argument("--text", action="store_true", help="stream speech from text instead of a mel")
     args = parser.parse_args()
     mel = np.load(DEMO_MEL)  # 5.06 s of speech
+    source = {"text": SENTENCE} if args.text else {"mel": mel}
 
     def run(target: str, pid: int | None) -> None:
-        print(f"mel: {mel.shape[1]} frames = {mel.shape[1] * 256 / 16000:.2f} s of audio per request")
+        if args.text:
+            print(f"text: {len(SENTENCE.split())} words through the server's default voice")
+        else:
+            print(f"mel: {mel.shape[1]} frames = {mel.shape[1] * 256 / 16000:.2f} s of audio per request")
         print("| streams | requests | errors | TTFA p50 ms | TTFA p99 ms | RTF median | real-time % | audio x RT |")
         print("|---|---|---|---|---|---|---|---|")
         for n in args.streams:
-            r = stream_load(target, mel, n, args.seconds)
+            r = stream_load(target, source, n, args.seconds)
             print(f"| {n} | {r['requests']} | {r['errors']} | {r['ttfa_p50_ms']:.0f} | {r['ttfa_p99_ms']:.0f} | "
                   f"{r['rtf_median']:.3f} | {r['realtime_pct']:.0f} | {r['audio_x_realtime']:.1f} |", flush=True)
         if args.soak:
-            soak(target, mel, min(100, args.soak), args.concurrency)  # warm-up: allocator and thread pools settle
+            soak(target, source, min(100, args.soak), args.concurrency)  # warm-up: allocator and thread pools settle
             before = rss_mib(pid) if pid else float("nan")
-            n, codes, elapsed = soak(target, mel, args.soak, args.concurrency)
+            n, codes, elapsed = soak(target, source, args.soak, args.concurrency)
             after = rss_mib(pid) if pid else float("nan")
             errors = sum(v for k, v in codes.items() if k != "OK")
-            print(f"\nsoak: {n} requests (half Vocode, half SynthesizeStream) at concurrency {args.concurrency} "
+            print(f"\nsoak: {n} requests (half Synthesize, half SynthesizeStream) at concurrency {args.concurrency} "
                   f"in {elapsed:.1f} s = {n / elapsed:.1f} req/s; errors {errors} {codes}")
             print(f"server RSS after warm-up {before:.0f} MiB, after soak {after:.0f} MiB "
                   f"({100 * (after - before) / before:+.1f} %)")

@@ -39,13 +39,13 @@ def measure(name: str, data: list[str], steps: int, warmup: int, device: str) ->
         batch = cfg.train.batch_size
         t0 = time.perf_counter()
         for _ in range(warmup):
-            trainer.train_step(trainer.bank.sample(batch, trainer.gen))
+            trainer.train_step(*trainer.bank.sample(batch, trainer.gen))
         sync = torch.cuda.synchronize if trainer.cuda else (lambda: None)
         sync()
         warm_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         for _ in range(steps):
-            stats = trainer.train_step(trainer.bank.sample(batch, trainer.gen))
+            stats = trainer.train_step(*trainer.bank.sample(batch, trainer.gen))
         sync()
         dt = time.perf_counter() - t0
         mem = torch.cuda.max_memory_allocated() / 2**30 if trainer.cuda else 0.0

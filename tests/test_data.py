@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiogan.audio import normalize_peak, resample
+from audiogan.audio import MelConfig, MelSpectrogram, normalize_peak, resample
 from audiogan.config import load_yaml
 from audiogan.train import data as data_module
 from audiogan.train.data import ClipBank, DataConfig, find_audio, load_many, split_files
@@ -169,7 +169,7 @@ def test_clip_bank_crops_are_contiguous_slices_of_real_clips(demo_wave):
     segment = 1024
     bank = ClipBank(sources, segment, torch.device("cpu"), peak=0.9)
     gen = torch.Generator().manual_seed(0)
-    crops = bank.sample(512, gen)
+    crops, _ = bank.sample(512, gen)
     assert crops.shape == (512, segment)
     assert crops.dtype == torch.float32
     # The bank holds each clip peak-normalised; the short one is zero-padded up to a segment.
@@ -189,7 +189,7 @@ def test_clip_bank_crops_are_contiguous_slices_of_real_clips(demo_wave):
 def test_clip_bank_short_clip_is_zero_padded(demo_wave):
     clip = demo_wave[30000:30300].numpy()
     bank = ClipBank([clip], 512, torch.device("cpu"), peak=0.5)
-    crops = bank.sample(4, torch.Generator().manual_seed(1))
+    crops, _ = bank.sample(4, torch.Generator().manual_seed(1))
     want = torch.cat([normalize_peak(torch.from_numpy(clip), 0.5), torch.zeros(212)])
     for crop in crops:
         assert torch.equal(crop, want)
@@ -197,9 +197,9 @@ def test_clip_bank_short_clip_is_zero_padded(demo_wave):
 
 def test_clip_bank_sampling_is_reproducible(demo_wave):
     bank = ClipBank([demo_wave.numpy()], 2048, torch.device("cpu"))
-    a = bank.sample(8, torch.Generator().manual_seed(5))
-    b = bank.sample(8, torch.Generator().manual_seed(5))
-    c = bank.sample(8, torch.Generator().manual_seed(6))
+    a, _ = bank.sample(8, torch.Generator().manual_seed(5))
+    b, _ = bank.sample(8, torch.Generator().manual_seed(5))
+    c, _ = bank.sample(8, torch.Generator().manual_seed(6))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 
@@ -207,3 +207,25 @@ def test_clip_bank_sampling_is_reproducible(demo_wave):
 def test_clip_bank_needs_audio():
     with pytest.raises(ValueError, match="no training audio found"):
         ClipBank([], 1024, torch.device("cpu"))
+
+
+def test_clip_bank_pairs_mels_frame_aligned(demo_wave):
+    """Given each clip's own mel, a paired crop's mel equals the mel of its audio crop away from the edges
+    (where the crop's padding differs): the two are cut at the same frame."""
+    mel = MelSpectrogram(MelConfig())
+    sources = [demo_wave[:40000].numpy(), demo_wave[40000:].numpy()]
+    mels = [mel(normalize_peak(torch.from_numpy(s))).numpy() for s in sources]
+    bank = ClipBank(sources, 4096, torch.device("cpu"), mels=mels, hop=256)
+    audio, crops = bank.sample(16, torch.Generator().manual_seed(3))
+    assert audio.shape == (16, 4096) and crops.shape == (16, 80, 16)
+    own = mel(audio)
+    assert torch.allclose(crops[:, :, 2:-2], own[:, :, 2:-2], atol=1e-3)
+    assert not torch.allclose(crops[:8], crops[8:])  # different places
+
+
+def test_clip_bank_rejects_mismatched_mels(demo_wave):
+    wave = demo_wave[:8000].numpy()
+    with pytest.raises(ValueError, match="1 mels for 2 clips"):
+        ClipBank([wave, wave], 1024, torch.device("cpu"), mels=[np.zeros((80, 31), np.float32)])
+    with pytest.raises(ValueError, match="multiple of the hop"):
+        ClipBank([wave], 1000, torch.device("cpu"), mels=[np.zeros((80, 31), np.float32)])

@@ -43,7 +43,7 @@ def unchanged(before: dict[str, torch.Tensor], module: torch.nn.Module) -> bool:
 
 
 def step(trainer: VocoderTrainer) -> dict[str, float]:
-    stats = trainer.train_step(trainer.bank.sample(trainer.cfg.train.batch_size, trainer.gen))
+    stats = trainer.train_step(*trainer.bank.sample(trainer.cfg.train.batch_size, trainer.gen))
     return dict(zip(METRIC_NAMES, stats.tolist(), strict=True))
 
 

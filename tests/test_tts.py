@@ -132,6 +132,56 @@ def test_checkpoint_resume_continues(espeak_corpus, tiny_voice, tmp_path):
     assert trainer.step == 45
 
 
+# -- fine-tuning the vocoder on the acoustic model's own mels -------------------------------------------------
+
+def test_vocoder_fine_tunes_on_teacher_forced_mels(espeak_corpus, tiny_voice, tmp_path):
+    import numpy as np
+
+    from audiogan.audio.io import load_audio
+    from audiogan.train.vocoder_trainer import VocoderTrainer, VocoderTrainingConfig
+
+    mels = tmp_path / "mels"
+    done = subprocess.run([sys.executable, "-m", "audiogan.cli", "data", "tts-mels", "--checkpoint",
+                           str(tiny_voice[0].parent / "checkpoint.pt"), "--data", str(espeak_corpus),
+                           "--out", str(mels)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    wavs = sorted((espeak_corpus / "wavs").glob("*.wav"))
+    files = sorted(mels.glob("*.npy"))
+    assert [f.stem for f in files] == [w.stem for w in wavs]
+    for wav, f in zip(wavs, files, strict=True):
+        predicted = np.load(f)
+        # One frame per hop of the recording, so frame t and samples t*256... line up for the vocoder.
+        assert predicted.shape == (80, load_audio(wav, 16000)[0].numel() // 256)
+        assert np.isfinite(predicted).all()
+
+    cfg = load_yaml(VocoderTrainingConfig, REPO / "configs" / "vocoder" / "tiny_test.yaml")
+    cfg.data.cache_dir = str(tmp_path / "cache")
+    cfg.data.predicted_mels = str(mels)
+    cfg.train.max_steps = 10
+    trainer = VocoderTrainer(cfg, [str(espeak_corpus)], tmp_path / "voc", device="cpu")
+    audio, given = trainer.bank.sample(4, trainer.gen)
+    assert audio.shape == (4, cfg.train.segment_size)
+    assert given is not None and given.shape == (4, 80, cfg.train.segment_size // 256)
+    result = trainer.fit()
+    assert np.isfinite(result["mel_l1"])
+    card = json.loads((tmp_path / "voc" / "tiny.json").read_text())
+    assert card["data"]["predicted_mels"] == {"folder": "mels", "clips": len(files)}
+
+
+def test_fine_tuning_without_matching_mels_is_a_clear_error(espeak_corpus, tmp_path):
+    from audiogan.train.vocoder_trainer import VocoderTrainer, VocoderTrainingConfig
+
+    cfg = load_yaml(VocoderTrainingConfig, REPO / "configs" / "vocoder" / "tiny_test.yaml")
+    cfg.data.cache_dir = str(tmp_path / "cache")
+    cfg.data.predicted_mels = str(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="predicted mels folder not found"):
+        VocoderTrainer(cfg, [str(espeak_corpus)], tmp_path / "voc", device="cpu")
+    (tmp_path / "empty").mkdir()
+    cfg.data.predicted_mels = str(tmp_path / "empty")
+    with pytest.raises(ValueError, match="no training clip has a predicted mel"):
+        VocoderTrainer(cfg, [str(espeak_corpus)], tmp_path / "voc", device="cpu")
+
+
 @pytest.fixture(scope="module")
 def tts(tiny_voice):
     from audiogan.tts import TTS
@@ -207,3 +257,18 @@ def test_say_cli(tiny_voice, tmp_path):
                            str(tiny_voice[0]), "-o", str(tmp_path / "x.wav")], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 2 and "not UTF-8" in done.stderr
+
+
+# -- the bundled voice ---------------------------------------------------------------------------------------
+
+def test_bundled_voice_is_understood_by_a_recogniser_we_did_not_train():
+    pytest.importorskip("pocketsphinx")
+    from audiogan.tts import TTS
+    from benchmarks.tts_intelligibility import SENTENCES, Judge
+
+    sentences = [line.strip() for line in SENTENCES.read_text().splitlines() if line.strip()]
+    tts = TTS.load(device="cpu")
+    assert tts.name == "tts-lj-16k" and tts.sample_rate == 16000
+    # Six sentences never trained on, judged among all fifty: the words must be heard, not guessed.
+    pairs = [(text, tts(text)[0]) for text in sentences[:6]]
+    assert Judge(sentences).wer(pairs) < 0.25

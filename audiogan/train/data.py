@@ -27,6 +27,10 @@ class DataConfig:
     validation_per_pattern: int = 2
     cache_dir: str = ".cache/audiogan"
     peak: float = 0.95
+    # A folder of <clip id>.npy mels from `audiogan data tts-mels`: train the vocoder on a TTS model's
+    # teacher-forced mels of those clips (only clips with a mel are used) instead of the clips' own mels.
+    # Their level is that of the clip peak-normalised to 0.95 (the TTS features'), so keep ``peak`` there.
+    predicted_mels: str = ""
 
 
 def find_audio(root: str | Path) -> list[Path]:
@@ -98,29 +102,60 @@ def load_many(files: list[Path], sample_rate: int, cache_dir: str | Path, worker
 
 
 class ClipBank:
-    """All training clips in one device tensor; random crops with no host synchronisation."""
+    """All training clips in one device tensor; random crops with no host synchronisation.
 
-    def __init__(self, waves: list[np.ndarray], segment: int, device: torch.device, peak: float = 0.95) -> None:
+    With ``mels`` (one [n_mels, frames] array per clip, frame t covering samples t*hop onwards, as the TTS
+    teacher-forced mels are), crops start on frame boundaries and ``sample`` also returns the matching
+    mel crop: the vocoder then trains on those mels instead of the crop's own.
+    """
+
+    def __init__(self, waves: list[np.ndarray], segment: int, device: torch.device, peak: float = 0.95,
+                 mels: list[np.ndarray] | None = None, hop: int = 256) -> None:
         if not waves:
             raise ValueError("no training audio found")
-        padded = []
-        for w in waves:
+        if mels is not None and len(mels) != len(waves):
+            raise ValueError(f"{len(mels)} mels for {len(waves)} clips")
+        if mels is not None and segment % hop:
+            raise ValueError(f"segment_size {segment} must be a multiple of the hop ({hop}) to pair with mels")
+        self.hop = hop if mels is not None else 1  # the crop grid: frames when paired, else samples
+        self.segment = segment
+        padded, spans, mel_parts = [], [], []
+        for i, w in enumerate(waves):
             t = normalize_peak(torch.from_numpy(w), peak)
             if t.numel() < segment:
                 t = torch.nn.functional.pad(t, (0, segment - t.numel()))
             padded.append(t)
+            if mels is None:
+                spans.append(t.numel() - segment + 1)
+                continue
+            # Only frames whose samples all exist, and at least one crop per clip.
+            frames = min(mels[i].shape[-1], t.numel() // hop)
+            mel = torch.from_numpy(mels[i][:, :frames]).float()
+            if frames < segment // hop:
+                mel = torch.nn.functional.pad(mel, (0, segment // hop - frames), value=float(mel.min()))
+            mel_parts.append(mel)
+            spans.append(mel.shape[-1] - segment // hop + 1)
         lengths = torch.tensor([p.numel() for p in padded], dtype=torch.long)
         self.audio = torch.cat(padded).to(device)
         self.starts = (torch.cumsum(lengths, 0) - lengths).to(device)
-        self.spans = (lengths - segment + 1).to(device)
-        # Pick clips in proportion to their number of distinct crops, so every sample is equally likely.
+        self.spans = torch.tensor(spans, dtype=torch.long).to(device)
+        # Pick clips in proportion to their number of distinct crops, so every crop is equally likely.
         self.cdf = torch.cumsum(self.spans.double(), 0).to(device)
-        self.segment = segment
         self.offsets = torch.arange(segment, device=device)
+        self.mel = None
+        if mel_parts:
+            frame_lengths = torch.tensor([m.shape[-1] for m in mel_parts], dtype=torch.long)
+            self.mel = torch.cat(mel_parts, dim=-1).to(device)
+            self.mel_starts = (torch.cumsum(frame_lengths, 0) - frame_lengths).to(device)
+            self.frame_offsets = torch.arange(segment // hop, device=device)
 
-    def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+    def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(audio crops [batch, segment], their mels [batch, n_mels, segment / hop] or None)."""
         u = torch.rand(batch, device=self.cdf.device, dtype=torch.float64, generator=generator) * self.cdf[-1]
         clip = torch.searchsorted(self.cdf, u, right=True).clamp(max=self.cdf.numel() - 1)
-        pos = torch.rand(batch, device=self.cdf.device, generator=generator) * self.spans[clip]
-        first = self.starts[clip] + pos.long()
-        return self.audio[first[:, None] + self.offsets]
+        pos = (torch.rand(batch, device=self.cdf.device, generator=generator) * self.spans[clip]).long()
+        audio = self.audio[(self.starts[clip] + pos * self.hop)[:, None] + self.offsets]
+        if self.mel is None:
+            return audio, None
+        frames = (self.mel_starts[clip] + pos)[:, None] + self.frame_offsets
+        return audio, self.mel[:, frames].permute(1, 0, 2)

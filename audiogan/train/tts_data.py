@@ -83,7 +83,9 @@ def pitch_track(wave: np.ndarray, mel: MelConfig, frames: int, fmin: float, fmax
 
 
 def _cache_path(rows: list[tuple[str, str, Path]], cfg: TTSDataConfig, mel: MelConfig, table: SymbolTable) -> Path:
-    h = hashlib.sha256(json.dumps([[r[0], r[1], str(r[2]), r[2].stat().st_size] for r in rows]).encode())
+    # File names and sizes, not full paths: the cache stays valid where the corpus sits elsewhere (a GPU
+    # machine that has no espeak-ng or librosa gets the corpus under /tmp and this file beside it).
+    h = hashlib.sha256(json.dumps([[r[0], r[1], r[2].name, r[2].stat().st_size] for r in rows]).encode())
     h.update(json.dumps([mel.__dict__, table.version, cfg.language, cfg.fmin, cfg.fmax], default=str).encode())
     return Path(cfg.cache_dir) / f"tts-features-{h.hexdigest()[:16]}.pt"
 

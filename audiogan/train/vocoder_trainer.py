@@ -115,8 +115,14 @@ class VocoderTrainer:
             self._init_generator(init_generator)
 
         self.train_files, self.valid_files = self._find(data_dirs)
+        mels = None
+        if config.data.predicted_mels:
+            self.train_files, mels = self._pair_with_mels(Path(config.data.predicted_mels))
         waves = load_many(self.train_files, config.model.mel.sample_rate, config.data.cache_dir)
-        self.bank = ClipBank(waves, tc.segment_size, self.device, config.data.peak)
+        if mels is not None and len(waves) != len(mels):
+            raise ValueError("some clips with a predicted mel could not be read (see the warnings above)")
+        self.bank = ClipBank(waves, tc.segment_size, self.device, config.data.peak, mels,
+                             config.model.mel.hop_length)
         self.valid = [torch.from_numpy(w) for w in
                       load_many(self.valid_files, config.model.mel.sample_rate, config.data.cache_dir)]
         if self.dist.main:
@@ -151,6 +157,22 @@ class VocoderTrainer:
             self.data_files[Path(d).name] = {"train_clips": len(t), "validation_clips": len(v),
                                              "source": self.cfg.sources.get(Path(d).name, "unspecified")}
         return train, valid
+
+    def _pair_with_mels(self, folder: Path) -> tuple[list[Path], list[np.ndarray]]:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"predicted mels folder not found: {folder}")
+        paired = [f for f in self.train_files if (folder / f"{f.stem}.npy").is_file()]
+        if not paired:
+            raise ValueError(f"no training clip has a predicted mel in {folder} (expected <clip id>.npy)")
+        log.info("fine-tuning on predicted mels: %d of %d training clips have one in %s", len(paired),
+                 len(self.train_files), folder)
+        n_mels = self.cfg.model.mel.n_mels
+        mels = [np.load(folder / f"{f.stem}.npy") for f in paired]
+        for f, m in zip(paired, mels, strict=True):
+            if m.ndim != 2 or m.shape[0] != n_mels:
+                raise ValueError(f"{folder / f.stem}.npy: expected [{n_mels}, frames], got {list(m.shape)}")
+        self.data_files["predicted_mels"] = {"folder": folder.name, "clips": len(paired)}
+        return paired, mels
 
     def _resume(self, path: str) -> None:
         ck = load_checkpoint(path, self.device)
@@ -215,15 +237,18 @@ class VocoderTrainer:
             group["lr"] = lr * max(ramp, 0.0)
         return ramp
 
-    def train_step(self, real: torch.Tensor) -> torch.Tensor:
+    def train_step(self, real: torch.Tensor, given_mel: torch.Tensor | None = None) -> torch.Tensor:
+        """One D and one G update on audio crops; ``given_mel`` (e.g. a TTS model's) replaces their own mels
+        as the generator's input, while the loss still compares with the recording."""
         tc = self.cfg.train
         ramp = self._set_learning_rates()
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.bf16)
-        lo, hi = tc.gain_range
-        real = real * (lo + (hi - lo) * torch.rand(real.shape[0], 1, device=self.device, generator=self.gen))
+        if given_mel is None:  # a random gain; given mels fix the level the recording had
+            lo, hi = tc.gain_range
+            real = real * (lo + (hi - lo) * torch.rand(real.shape[0], 1, device=self.device, generator=self.gen))
         mel = self.mel(real)
         with amp:
-            fake = self.g_run(mel).float()
+            fake = self.g_run(mel if given_mel is None else given_mel).float()
 
         d_loss, d_acc = self._d_losses(real, fake.detach())
         self.opt_d.zero_grad(set_to_none=True)
@@ -315,7 +340,7 @@ class VocoderTrainer:
         self.G.train()
         self.D.train()
         while self.step < tc.max_steps:
-            stats = self.train_step(self.bank.sample(tc.batch_size, self.gen))
+            stats = self.train_step(*self.bank.sample(tc.batch_size, self.gen))
             acc += stats
             n_acc += 1
             streak = (streak + stats[-1]) * stats[-1]

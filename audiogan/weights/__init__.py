@@ -21,8 +21,17 @@ def resolve(name_or_path: str | Path, kind: str) -> Path:
     for c in candidates:
         if c.is_file() and c.suffix == ".safetensors":
             return c
-    bundled = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
-    raise FileNotFoundError(f"no {kind} weights at {name_or_path!r}; bundled: {bundled or 'none'}")
+    raise FileNotFoundError(f"no {kind} weights at {name_or_path!r}; bundled: {bundled(kind) or 'none'}")
+
+
+def bundled(kind: str) -> list[str]:
+    """Names of the bundled models of one kind (the card says which kind)."""
+    names = []
+    for path in sorted(WEIGHTS_DIR.glob("*.safetensors")):
+        card = path.with_suffix(".json")
+        if card.is_file() and json.loads(card.read_text()).get("kind") == kind:
+            names.append(path.stem)
+    return names
 
 
 def read_card(weights: Path) -> dict[str, Any]:

@@ -73,13 +73,35 @@ def test_errors_surface_with_code_and_message(client, mel):
         client.vocode(mel[:40])
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "n_mels" in info.value.details()
     with pytest.raises(grpc.RpcError) as info:
-        client.synthesize("Hello.")
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        client.synthesize("Hello.", voice="nobody")
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND and "tts-lj-16k" in info.value.details()
 
 
 @needs_server
 def test_listing(client):
-    assert [v["name"] for v in client.list_voices()["vocoders"]] == ["vocoder-16k"]
+    listing = client.list_voices()
+    assert [v["name"] for v in listing["vocoders"]] == ["vocoder-16k"]
+    assert [v["name"] for v in listing["voices"]] == ["tts-lj-16k"]
+
+
+@needs_server
+def test_bundled_voice_speaks_and_streams(client):
+    text = "The morning train left the station ten minutes late. Nobody minded."
+    whole, rate = client.synthesize(text)
+    assert rate == 16000 and 2.0 < len(whole) / rate < 10.0
+    assert np.isfinite(whole).all() and np.abs(whole).max() > 0.05
+    chunks = list(client.stream(text))
+    assert len(chunks) > 1
+    np.testing.assert_allclose(np.concatenate(chunks), whole, atol=1e-4)
+
+
+@needs_server
+def test_cli_say_raw_stream_is_pcm16(tmp_path):
+    base = [sys.executable, "-m", "audiogan_client.cli", "--target", TARGET]
+    done = subprocess.run([*base, "say", "Hello there.", "--stream", "--raw"], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    pcm = np.frombuffer(done.stdout, "<i2")
+    assert 0.5 < len(pcm) / 16000 < 5.0 and np.abs(pcm).max() > 1000
 
 
 def test_unavailable_is_retried_with_backoff_then_raised():

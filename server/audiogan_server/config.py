@@ -32,7 +32,8 @@ class ServerConfig:
     device: str = "auto"
     threads: int = 0                  # torch intra-op threads; 0 = torch's default
     vocoders: list[str] = field(default_factory=lambda: ["default"])
-    # TTS voices (bundled names or .safetensors paths); "default" is skipped quietly when no voice is bundled.
+    # TTS voices (bundled names or .safetensors paths); "default" is skipped quietly when no voice is bundled,
+    # and ["none"] serves no text input.
     voices: list[str] = field(default_factory=lambda: ["default"])
     # timbre (note) models, likewise; the first is the default
     timbres: list[str] = field(default_factory=lambda: ["default"])

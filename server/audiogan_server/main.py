@@ -109,9 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocoder", action="append", dest="vocoders",
                    help="vocoder weights (bundled name or .safetensors path); repeat for several; first is default")
     p.add_argument("--voice", action="append", dest="voices",
-                   help="TTS voice (bundled name or .safetensors path); repeat for several; first is default")
+                   help="TTS voice (bundled name or .safetensors path); repeat for several; first is default; "
+                        "none: no text input")
     p.add_argument("--timbre", action="append", dest="timbres",
-                   help="timbre (note) model (bundled name or .safetensors path); repeat for several")
+                   help="timbre (note) model (bundled name or .safetensors path); repeat for several; none: no notes")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")

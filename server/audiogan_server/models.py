@@ -177,9 +177,12 @@ class TimbreEngine:
 
 
 def _optional_models(specs: list[str], kind: str) -> list[Path]:
-    """Weights for ``specs``; "default" may be absent (nothing bundled yet), an explicit path may not."""
+    """Weights for ``specs``; "default" may be absent (nothing bundled yet), an explicit path may not, and
+    "none" loads nothing (a vocode-only server keeps its memory for vocoding)."""
     paths = []
     for spec in specs:
+        if spec == "none":
+            continue
         try:
             paths.append(weights.resolve(spec, kind))
         except FileNotFoundError:
@@ -239,9 +242,8 @@ class ModelRegistry:
     def voice(self, name: str) -> VoiceEngine:
         if not self.voices:
             raise RequestError(grpc.StatusCode.UNIMPLEMENTED,
-                               "text input needs a TTS voice and none is loaded on this server (the bundled voice "
-                               "has not been trained yet, or the server was started without --voice); send a mel "
-                               "instead, or use Vocode")
+                               "text input needs a TTS voice and none is loaded on this server (start it with "
+                               "--voice NAME_OR_PATH); send a mel instead, or use Vocode")
         voice = self.voices.get(name or self.default_voice)
         if voice is None:
             raise RequestError(grpc.StatusCode.NOT_FOUND,
@@ -251,8 +253,8 @@ class ModelRegistry:
     def timbre(self, name: str) -> TimbreEngine:
         if not self.timbres:
             raise RequestError(grpc.StatusCode.UNIMPLEMENTED,
-                               "no timbre model is loaded on this server (the bundled note model has not been "
-                               "trained yet, or the server was started without --timbre)")
+                               "no timbre model is loaded on this server (no note model is bundled yet: train one "
+                               "and start the server with --timbre NAME_OR_PATH)")
         engine = self.timbres.get(name or self.default_timbre)
         if engine is None:
             raise RequestError(grpc.StatusCode.NOT_FOUND,

@@ -1,0 +1,62 @@
+"""Teacher-forced mels of a TTS checkpoint, for fine-tuning the vocoder on what TTS will feed it.
+
+A vocoder trained on mels of real recordings sounds metallic on an acoustic model's smoother mels. The
+classic fix (HiFi-GAN's fine-tuning on Tacotron 2 output) trains it further on the acoustic model's own
+mels, frame-aligned with the recordings: the aligner's durations and the recorded pitch and energy are
+forced, so frame t of the predicted mel covers the same samples as frame t of the real one.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from audiogan.config import from_dict
+from audiogan.train.checkpoint import load_checkpoint
+from audiogan.train.tts_data import build_features, collate
+from audiogan.tts.alignment import beta_binomial_prior
+from audiogan.tts.model import AcousticModel
+from audiogan.tts.phonemes import SymbolTable
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def write_predicted_mels(checkpoint: str | Path, data_dirs: list[str], out_dir: str | Path,
+                         device: str = "cpu", batch_size: int = 8) -> int:
+    """Write ``<out_dir>/<clip id>.npy`` (float32 [n_mels, frames]) for every clip; returns the count.
+
+    Needs the training checkpoint, not exported weights: the aligner that fixes the durations is
+    training-only and left out of exports.
+    """
+    from audiogan.train.tts_trainer import TTSTrainingConfig
+
+    dev = torch.device(device)
+    ck = load_checkpoint(checkpoint, dev)
+    if "symbols" not in ck or "stats" not in ck:
+        raise ValueError(f"{checkpoint} is not a TTS training checkpoint (train one with `audiogan train tts`)")
+    cfg = from_dict(TTSTrainingConfig, ck["config"])
+    table = SymbolTable.from_dict(ck["symbols"])
+    model = AcousticModel(cfg.model, len(table)).to(dev)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    utterances = sorted(build_features(data_dirs, cfg.data, cfg.model.mel, table), key=lambda u: u.mel.shape[-1])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for first in tqdm(range(0, len(utterances), batch_size), desc="teacher-forced mels", unit="batch"):
+        items = utterances[first:first + batch_size]
+        batch = collate(items, ck["stats"], dev)
+        prior = beta_binomial_prior((batch["tokens"] != 0).sum(1), batch["mel_lens"])
+        pred = model(batch["tokens"], batch["mel"], batch["mel_lens"], batch["pitch"], batch["energy"],
+                     batch["voiced"], prior, batch["speakers"])["mel"].float().cpu()
+        for i, u in enumerate(items):
+            target = out / f"{u.id}.npy"
+            tmp = target.with_name(f".{target.stem}.tmp.npy")
+            np.save(tmp, pred[i, :, : u.mel.shape[-1]].numpy())
+            tmp.replace(target)
+    log.info("wrote %d teacher-forced mels to %s", len(utterances), out)
+    return len(utterances)
