@@ -373,6 +373,9 @@ def test_server_cli_rejects_bad_settings():
     done = subprocess.run([sys.executable, "-m", "audiogan_server.main", "--port", "0",
                            "--vocoder", "/no/such.safetensors"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no vocoder weights" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "audiogan_server.main", "--port", "0", "--timbre", "none",
+                           "--voice", "default", "--voice", "tts-lj-16k"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "'tts-lj-16k' is already loaded" in done.stderr
 
 
 def test_generated_stubs_are_up_to_date():

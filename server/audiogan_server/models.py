@@ -192,6 +192,13 @@ def _optional_models(specs: list[str], kind: str) -> list[Path]:
     return paths
 
 
+def _unique(name: str, loaded: dict[str, Any], path: Path) -> str:
+    """Callers choose models by name, so a second model of the same name would silently hide the first."""
+    if name in loaded:
+        raise ValueError(f"{path}: a model named {name!r} is already loaded (names come from the model cards)")
+    return name
+
+
 class ModelRegistry:
     """Everything a server can synthesize with. Timbre models join when that model lands."""
 
@@ -209,17 +216,17 @@ class ModelRegistry:
         for spec in config.vocoders:
             path = weights.resolve(spec, "vocoder")
             vocoder = Vocoder.load(path, device=config.device)
-            name = str(vocoder.card.get("name") or path.stem)
+            name = _unique(str(vocoder.card.get("name") or path.stem), self.vocoders, path)
             self.vocoders[name] = VocoderEngine(name, vocoder, executor, config, metrics)
             self.default_vocoder = self.default_vocoder or name
         for path in _optional_models(config.voices, "tts"):
             engine = self.vocoders[self.default_vocoder]
             tts = TTS.load(path, vocoder=engine.vocoder)
-            self.voices[tts.name] = VoiceEngine(tts, engine, executor, config, metrics)
+            self.voices[_unique(tts.name, self.voices, path)] = VoiceEngine(tts, engine, executor, config, metrics)
             self.default_voice = self.default_voice or tts.name
         for path in _optional_models(config.timbres, "timbre"):
             model = TimbreModel.load(path, device=config.device)
-            name = str(model.card.get("name") or path.stem)
+            name = _unique(str(model.card.get("name") or path.stem), self.timbres, path)
             self.timbres[name] = TimbreEngine(name, model, executor, config, metrics)
             self.default_timbre = self.default_timbre or name
         self._warm_up()
