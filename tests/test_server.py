@@ -428,7 +428,7 @@ def test_text_errors_with_a_voice(voice_server):
 
 @pytest.fixture(scope="module")
 def timbre_server(tiny_timbre):
-    with launch("--timbre", str(tiny_timbre[0]), "--set", "batching.max_wait_ms=20") as proc:
+    with launch("--timbre", str(tiny_timbre[0]), "--voice", "none", "--set", "batching.max_wait_ms=20") as proc:
         yield proc
 
 

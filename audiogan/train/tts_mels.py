@@ -15,12 +15,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from audiogan.config import from_dict
 from audiogan.train.checkpoint import load_checkpoint
-from audiogan.train.tts_data import build_features, collate
-from audiogan.tts.alignment import beta_binomial_prior
-from audiogan.tts.model import AcousticModel
-from audiogan.tts.phonemes import SymbolTable
+from audiogan.train.tts_data import build_features
+from audiogan.train.tts_trainer import model_from_checkpoint, training_batch
 
 log = logging.getLogger(__name__)
 
@@ -33,26 +30,20 @@ def write_predicted_mels(checkpoint: str | Path, data_dirs: list[str], out_dir: 
     Needs the training checkpoint, not exported weights: the aligner that fixes the durations is
     training-only and left out of exports.
     """
-    from audiogan.train.tts_trainer import TTSTrainingConfig
-
     dev = torch.device(device)
     ck = load_checkpoint(checkpoint, dev)
     if "symbols" not in ck or "stats" not in ck:
         raise ValueError(f"{checkpoint} is not a TTS training checkpoint (train one with `audiogan train tts`)")
-    cfg = from_dict(TTSTrainingConfig, ck["config"])
-    table = SymbolTable.from_dict(ck["symbols"])
-    model = AcousticModel(cfg.model, len(table)).to(dev)
-    model.load_state_dict(ck["model"])
-    model.eval()
+    cfg, table, model = model_from_checkpoint(ck)
+    model.to(dev).eval()
     utterances = sorted(build_features(data_dirs, cfg.data, cfg.model.mel, table), key=lambda u: u.mel.shape[-1])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for first in tqdm(range(0, len(utterances), batch_size), desc="teacher-forced mels", unit="batch"):
         items = utterances[first:first + batch_size]
-        batch = collate(items, ck["stats"], dev)
-        prior = beta_binomial_prior((batch["tokens"] != 0).sum(1), batch["mel_lens"])
+        batch = training_batch(items, ck["stats"], dev)
         pred = model(batch["tokens"], batch["mel"], batch["mel_lens"], batch["pitch"], batch["energy"],
-                     batch["voiced"], prior, batch["speakers"])["mel"].float().cpu()
+                     batch["voiced"], batch["prior"], batch["speakers"])["mel"].float().cpu()
         for i, u in enumerate(items):
             target = out / f"{u.id}.npy"
             tmp = target.with_name(f".{target.stem}.tmp.npy")

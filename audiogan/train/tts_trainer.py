@@ -64,6 +64,13 @@ class TTSTrainingConfig:
     sources: dict[str, str] = field(default_factory=dict)
 
 
+def training_batch(items: list[Utterance], stats: dict[str, float], device: torch.device) -> dict[str, Any]:
+    """A padded batch plus the aligner's diagonal prior: everything a teacher-forced pass takes."""
+    batch = collate(items, stats, device)
+    batch["prior"] = beta_binomial_prior((batch["tokens"] != 0).sum(1), batch["mel_lens"])
+    return batch
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mask = mask.to(x.dtype)
     while mask.dim() < x.dim():
@@ -144,9 +151,7 @@ class TTSTrainer:
         return tc.learning_rate * warm * min(1.0, math.sqrt(max(tc.warmup_steps, 1) / (self.step + 1)))
 
     def _batch(self, items: list[Utterance]) -> dict[str, Any]:
-        batch = collate(items, self.stats, self.device)
-        batch["prior"] = beta_binomial_prior((batch["tokens"] != 0).sum(1), batch["mel_lens"])
-        return batch
+        return training_batch(items, self.stats, self.device)
 
     def train_step(self) -> torch.Tensor:
         tc = self.cfg.train
@@ -257,11 +262,17 @@ def export_tts(model: nn.Module, cfg: TTSTrainingConfig, path: Path, step: int, 
     return weights.write_weights(path, state, card, dtype)
 
 
-def export_tts_checkpoint(checkpoint: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
-    ck = load_checkpoint(checkpoint, torch.device("cpu"))
+def model_from_checkpoint(ck: dict[str, Any]) -> tuple[TTSTrainingConfig, SymbolTable, AcousticModel]:
+    """The training config, symbol table and model (aligner included) of a loaded training checkpoint."""
     cfg = from_dict(TTSTrainingConfig, ck["config"])
     table = SymbolTable.from_dict(ck["symbols"])
     model = AcousticModel(cfg.model, len(table))
     model.load_state_dict(ck["model"])
+    return cfg, table, model
+
+
+def export_tts_checkpoint(checkpoint: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    ck = load_checkpoint(checkpoint, torch.device("cpu"))
+    cfg, table, model = model_from_checkpoint(ck)
     return export_tts(model, cfg, Path(out), ck["step"], ck["device_minutes"], ck.get("device", "unknown"),
                       ck.get("data", {}), ck["stats"], table, {}, dtype)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -23,6 +23,7 @@ from audiogan_server.errors import RequestError
 from audiogan_server.metrics import Metrics
 
 log = logging.getLogger("audiogan.server")
+T = TypeVar("T")
 
 
 @dataclass
@@ -199,6 +200,17 @@ def _unique(name: str, loaded: dict[str, Any], path: Path) -> str:
     return name
 
 
+def _lookup(loaded: dict[str, T], name: str, field: str, what: str, none_loaded: str) -> T:
+    """The engine called ``name``: UNIMPLEMENTED when none of its kind is loaded, NOT_FOUND naming the field."""
+    if not loaded:
+        raise RequestError(grpc.StatusCode.UNIMPLEMENTED, none_loaded)
+    engine = loaded.get(name)
+    if engine is None:
+        raise RequestError(grpc.StatusCode.NOT_FOUND,
+                           f"{field}: unknown {what} {name!r}; loaded: {', '.join(sorted(loaded))}")
+    return engine
+
+
 class ModelRegistry:
     """Everything a server can synthesize with. Timbre models join when that model lands."""
 
@@ -238,35 +250,18 @@ class ModelRegistry:
             engine.vocoder(np.full((n_mels, 16), -5.0, dtype=np.float32))
 
     def vocoder(self, name: str) -> VocoderEngine:
-        if not self.vocoders:
-            raise RequestError(grpc.StatusCode.UNIMPLEMENTED, "no vocoder is loaded on this server")
-        engine = self.vocoders.get(name or self.default_vocoder)
-        if engine is None:
-            raise RequestError(grpc.StatusCode.NOT_FOUND,
-                               f"vocoder: unknown vocoder {name!r}; loaded: {', '.join(sorted(self.vocoders))}")
-        return engine
+        return _lookup(self.vocoders, name or self.default_vocoder, "vocoder", "vocoder",
+                       "no vocoder is loaded on this server")
 
     def voice(self, name: str) -> VoiceEngine:
-        if not self.voices:
-            raise RequestError(grpc.StatusCode.UNIMPLEMENTED,
-                               "text input needs a TTS voice and none is loaded on this server (start it with "
-                               "--voice NAME_OR_PATH); send a mel instead, or use Vocode")
-        voice = self.voices.get(name or self.default_voice)
-        if voice is None:
-            raise RequestError(grpc.StatusCode.NOT_FOUND,
-                               f"voice_name: unknown voice {name!r}; loaded: {', '.join(sorted(self.voices))}")
-        return voice
+        return _lookup(self.voices, name or self.default_voice, "voice_name", "voice",
+                       "text input needs a TTS voice and none is loaded on this server (start it with "
+                       "--voice NAME_OR_PATH); send a mel instead, or use Vocode")
 
     def timbre(self, name: str) -> TimbreEngine:
-        if not self.timbres:
-            raise RequestError(grpc.StatusCode.UNIMPLEMENTED,
-                               "no timbre model is loaded on this server (no note model is bundled yet: train one "
-                               "and start the server with --timbre NAME_OR_PATH)")
-        engine = self.timbres.get(name or self.default_timbre)
-        if engine is None:
-            raise RequestError(grpc.StatusCode.NOT_FOUND,
-                               f"model: unknown timbre model {name!r}; loaded: {', '.join(sorted(self.timbres))}")
-        return engine
+        return _lookup(self.timbres, name or self.default_timbre, "model", "timbre model",
+                       "no timbre model is loaded on this server (no note model is bundled yet: train one "
+                       "and start the server with --timbre NAME_OR_PATH)")
 
     def engines(self) -> list[VocoderEngine | VoiceEngine | TimbreEngine]:
         return [*self.vocoders.values(), *self.voices.values(), *self.timbres.values()]
