@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -108,6 +109,38 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _timbre(spec: str) -> Any:
+    """An instrument name, or a .npy timbre latent (from `audiogan invert`)."""
+    if spec.endswith(".npy"):
+        return np.load(spec)
+    return spec
+
+
+def _note(args: argparse.Namespace) -> int:
+    from audiogan import save_audio
+    from audiogan.timbre import TimbreModel
+
+    model = TimbreModel.load(args.model, device=args.device)
+    if args.list:
+        print("\n".join(model.instruments))
+        return 0
+    if args.instrument is None:
+        raise ValueError("--instrument is required (or --list to see the instruments)")
+    options = {"velocity": args.velocity, "seconds": args.seconds, "seed": args.seed}
+    if args.to:
+        notes, alphas = model.interpolate(_timbre(args.instrument), _timbre(args.to), args.pitch, steps=args.steps,
+                                          mode=args.mode, **options)
+        gap = np.zeros(int(0.25 * model.sample_rate), np.float32)
+        out = np.concatenate([x for note in notes for x in (note, gap)])
+        what = f"{len(alphas)} steps from {args.instrument} to {args.to}, 0.25 s apart"
+    else:
+        out = model.generate([args.pitch], [_timbre(args.instrument)], [args.velocity], [args.seed], args.seconds)[0]
+        what = args.instrument
+    path = save_audio(args.output, out, model.sample_rate)
+    print(f"wrote {path} ({len(out) / model.sample_rate:.2f} s, pitch {args.pitch}, {what})")
+    return 0
+
+
 def _convert(args: argparse.Namespace) -> int:
     from audiogan import load_audio, save_audio
     from audiogan.timbre import TimbreModel
@@ -115,7 +148,7 @@ def _convert(args: argparse.Namespace) -> int:
 
     model = TimbreModel.load(args.model, device=args.device)
     wave, rate = load_audio(args.input)
-    out = convert(model, wave.numpy(), rate, args.to, seed=args.seed)
+    out = convert(model, wave.numpy(), rate, _timbre(args.to), seed=args.seed)
     path = save_audio(args.output, out, model.sample_rate)
     print(f"wrote {path} ({len(out) / model.sample_rate:.2f} s, played by {args.to})")
     return 0
@@ -127,7 +160,8 @@ def _render_midi(args: argparse.Namespace) -> int:
     from audiogan.timbre.midi import render_midi
 
     model = TimbreModel.load(args.model, device=args.device)
-    out = render_midi(model, args.input, args.instrument, args.to, args.mode, args.seed)
+    out = render_midi(model, args.input, _timbre(args.instrument), _timbre(args.to) if args.to else None, args.mode,
+                      args.seed)
     path = save_audio(args.output, out, model.sample_rate)
     morph = f", morphing to {args.to}" if args.to else ""
     print(f"wrote {path} ({len(out) / model.sample_rate:.1f} s, {args.instrument}{morph})")
@@ -229,9 +263,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     s.set_defaults(func=_say)
 
+    n = sub.add_parser("note", help="one instrument note, or a timbre morph (--to) in steps, with the note model")
+    n.add_argument("--pitch", type=int, default=60, help="MIDI pitch (default: %(default)s)")
+    n.add_argument("--instrument", help="instrument name, or a .npy timbre latent from `audiogan invert`")
+    n.add_argument("--to", help="morph to this timbre in --steps notes")
+    n.add_argument("--steps", type=int, default=8, help="notes in a morph (default: %(default)s)")
+    n.add_argument("--mode", choices=["slerp", "lerp"], default="slerp")
+    n.add_argument("--velocity", type=int, default=100)
+    n.add_argument("--seconds", type=float, help="note length (default: the model's, 4.096 s)")
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--list", action="store_true", help="print the instruments the model knows")
+    n.add_argument("-o", "--output", default="note.wav")
+    n.add_argument("--model", default="default", help="timbre model name or .safetensors path")
+    n.add_argument("--device", default="auto")
+    n.set_defaults(func=_note)
+
     c = sub.add_parser("convert", help="re-render a monophonic recording with another instrument's timbre")
     c.add_argument("input", help="WAV/FLAC/OGG, any rate, mono or stereo (mixed down)")
-    c.add_argument("--to", required=True, help="target instrument (see the model card)")
+    c.add_argument("--to", required=True, help="target instrument (`audiogan note --list`) or a .npy latent")
     c.add_argument("-o", "--output", default="converted.wav")
     c.add_argument("--model", default="default", help="timbre model name or .safetensors path")
     c.add_argument("--seed", type=int, default=0)

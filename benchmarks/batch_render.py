@@ -5,9 +5,8 @@
     python -m benchmarks.batch_render --kind tts             # 1,000 lines of speech, the bundled voice
     python -m benchmarks.batch_render --jobs 1000 --batch-sizes 1 32 --device cuda
 
-vocode jobs: 1-5 s mels cut from the bundled demo mel. notes jobs: 4.096 s notes from the gm_notes recipe's
-generator, randomly initialised (no note model is trained yet; generation speed does not depend on the
-weights, so these are speed figures only). tts jobs: the 50 benchmark sentences of
+vocode jobs: 1-5 s mels cut from the bundled demo mel. notes jobs: 4.096 s notes of the bundled note model,
+random pitches 24-84, its instruments in turn. tts jobs: the 50 benchmark sentences of
 benchmarks/data/tts_sentences.txt, cycled, through the bundled voice (a sentence per job).
 """
 
@@ -41,17 +40,12 @@ def make_manifest(folder: Path, jobs: int) -> Path:
 
 
 def make_notes_manifest(folder: Path, jobs: int) -> Path:
-    from audiogan.config import load_yaml
-    from audiogan.timbre.model import Generator
-    from audiogan.train.timbre_trainer import TimbreTrainingConfig, export_timbre
+    from audiogan import weights
 
-    cfg = load_yaml(TimbreTrainingConfig, ROOT / "configs" / "timbre" / "gm_notes.yaml")
-    cfg.model.instruments = ["flute", "violin", "cello", "trumpet"]
-    torch.manual_seed(0)
-    model = export_timbre(Generator(cfg.model), cfg, folder / "untrained.safetensors", 0, 0.0, "none", 0, {})
+    instruments = weights.read_card(weights.resolve("default", "timbre"))["config"]["instruments"]
     rng = np.random.default_rng(0)
-    lines = [json.dumps({"kind": "notes", "pitch": int(rng.integers(24, 85)), "model": str(model),
-                         "instrument": cfg.model.instruments[i % 4], "output": f"out/{i:05d}.wav"})
+    lines = [json.dumps({"kind": "notes", "pitch": int(rng.integers(24, 85)),
+                         "instrument": instruments[i % len(instruments)], "output": f"out/{i:05d}.wav"})
              for i in range(jobs)]
     path = folder / "jobs.jsonl"
     path.write_text("\n".join(lines) + "\n")

@@ -4,11 +4,13 @@
     python -m benchmarks.server_load --streams 1 4 8 16 --soak 1000 --concurrency 32
     python -m benchmarks.server_load --target host:port    # an already running server (no RSS figures)
     python -m benchmarks.server_load --text                # speech: text -> the bundled voice -> audio
+    python -m benchmarks.server_load --text --note-clients 2   # plus 2 clients asking for notes/morphs
 
 Streams are mel -> audio (SynthesizeStream with the bundled 5 s mel) or, with --text, a 20-word sentence
 through the server's default voice (text -> phonemes -> acoustic model -> vocoder, all on the server).
-A stream is "real time" when, playing from its first chunk's arrival, no later chunk arrives after
-its audio was due (no underrun).
+Note clients alternate GenerateNotes (4 notes of 2 s, random pitches and instruments) and
+InterpolateTimbre (4 steps of 2 s) back to back while the streams run. A stream is "real time" when,
+playing from its first chunk's arrival, no later chunk arrives after its audio was due (no underrun).
 """
 
 from __future__ import annotations
@@ -70,12 +72,42 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def stream_load(target: str, source: dict, streams: int, seconds: float) -> dict[str, float]:
-    """``streams`` clients each stream back to back for ``seconds`` of wall time."""
+def note_call(client: AudioGanClient, rng: np.random.Generator, instruments: list[str], i: int) -> float:
+    """One note request (even i: 4 notes, odd i: a 4-step morph); returns seconds of audio received."""
+    pick = [str(n) for n in rng.choice(instruments, 4)]
+    if i % 2 == 0:
+        notes = client.notes([{"pitch": int(rng.integers(36, 85)), "timbre": n, "seconds": 2.0} for n in pick])
+    else:
+        notes, _ = client.interpolate(pick[0], pick[1], pitch=int(rng.integers(36, 85)), steps=4, seconds=2.0)
+    return sum(len(n.samples) / n.sample_rate for n in notes)
+
+
+def stream_load(target: str, source: dict, streams: int, seconds: float, note_clients: int = 0) -> dict[str, float]:
+    """``streams`` clients each stream back to back for ``seconds`` of wall time, while ``note_clients``
+    clients ask for notes and morphs."""
     results: list[StreamStats] = []
     errors: list[str] = []
+    note_latency: list[float] = []
+    note_audio: list[float] = []
     lock = threading.Lock()
     stop_at = time.perf_counter() + seconds
+
+    def note_worker(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        with AudioGanClient(target, timeout=120) as client:
+            instruments = [i["name"] for i in client.list_instruments()]
+            i = seed
+            while time.perf_counter() < stop_at:
+                start = time.perf_counter()
+                try:
+                    audio = note_call(client, rng, instruments, i)
+                    with lock:
+                        note_latency.append(time.perf_counter() - start)
+                        note_audio.append(audio)
+                except grpc.RpcError as err:
+                    with lock:
+                        errors.append(err.code().name)
+                i += 1
 
     def worker() -> None:
         with AudioGanClient(target, timeout=120) as client:
@@ -90,6 +122,7 @@ def stream_load(target: str, source: dict, streams: int, seconds: float) -> dict
 
     started = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(streams)]
+    threads += [threading.Thread(target=note_worker, args=(k,)) for k in range(note_clients)]
     for t in threads:
         t.start()
     for t in threads:
@@ -102,6 +135,8 @@ def stream_load(target: str, source: dict, streams: int, seconds: float) -> dict
         "rtf_median": statistics.median(r.wall / r.audio_seconds for r in results) if results else float("nan"),
         "realtime_pct": 100 * sum(not r.underrun for r in results) / max(1, len(results)),
         "audio_x_realtime": sum(r.audio_seconds for r in results) / elapsed,
+        "note_requests": len(note_latency), "note_p50_ms": 1000 * percentile(note_latency, 50),
+        "note_p99_ms": 1000 * percentile(note_latency, 99), "note_audio_x_realtime": sum(note_audio) / elapsed,
     }
 
 
@@ -141,6 +176,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--server-args", default="", help="extra audiogan-server flags, e.g. '--device cuda'")
     parser.add_argument("--text", action="store_true", help="stream speech from text instead of a mel")
+    parser.add_argument("--note-clients", type=int, default=0,
+                        help="clients asking for notes and timbre morphs during each stream level")
     args = parser.parse_args()
     mel = np.load(DEMO_MEL)  # 5.06 s of speech
     source = {"text": SENTENCE} if args.text else {"mel": mel}
@@ -150,12 +187,19 @@ def main() -> None:
             print(f"text: {len(SENTENCE.split())} words through the server's default voice")
         else:
             print(f"mel: {mel.shape[1]} frames = {mel.shape[1] * 256 / 16000:.2f} s of audio per request")
-        print("| streams | requests | errors | TTFA p50 ms | TTFA p99 ms | RTF median | real-time % | audio x RT |")
-        print("|---|---|---|---|---|---|---|---|")
+        notes = args.note_clients > 0
+        extra = " note clients | note requests | note p50 ms | note p99 ms | note audio x RT |" if notes else ""
+        print("| streams | requests | errors | TTFA p50 ms | TTFA p99 ms | RTF median | real-time % | audio x RT |"
+              + extra)
+        print("|---|---|---|---|---|---|---|---|" + "---|" * 5 * notes)
         for n in args.streams:
-            r = stream_load(target, source, n, args.seconds)
-            print(f"| {n} | {r['requests']} | {r['errors']} | {r['ttfa_p50_ms']:.0f} | {r['ttfa_p99_ms']:.0f} | "
-                  f"{r['rtf_median']:.3f} | {r['realtime_pct']:.0f} | {r['audio_x_realtime']:.1f} |", flush=True)
+            r = stream_load(target, source, n, args.seconds, args.note_clients)
+            row = (f"| {n} | {r['requests']} | {r['errors']} | {r['ttfa_p50_ms']:.0f} | {r['ttfa_p99_ms']:.0f} | "
+                   f"{r['rtf_median']:.3f} | {r['realtime_pct']:.0f} | {r['audio_x_realtime']:.1f} |")
+            if notes:
+                row += (f" {args.note_clients} | {r['note_requests']} | {r['note_p50_ms']:.0f} | "
+                        f"{r['note_p99_ms']:.0f} | {r['note_audio_x_realtime']:.1f} |")
+            print(row, flush=True)
         if args.soak:
             soak(target, source, min(100, args.soak), args.concurrency)  # warm-up: allocator and thread pools settle
             before = rss_mib(pid) if pid else float("nan")

@@ -1,9 +1,10 @@
 """Note generation speed: 4.096 s notes per second, one at a time and batched.
 
-    python -m benchmarks.timbre_speed                       # CPU, 2 threads, the gm_notes recipe's generator
+    python -m benchmarks.timbre_speed                       # CPU, 2 threads, the bundled note model
+    python -m benchmarks.timbre_speed --recipe configs/timbre/gm_notes.yaml     # a recipe's generator, untrained
     python -m benchmarks.timbre_speed --model runs/timbre/timbre-gm-16k.safetensors --device cuda --batch 256
 
-Without --model the recipe's generator is randomly initialised: speed does not depend on the weights.
+With --recipe the generator is randomly initialised: speed does not depend on the weights.
 """
 
 from __future__ import annotations
@@ -17,25 +18,25 @@ from audiogan.config import load_yaml
 from audiogan.timbre import TimbreModel
 from audiogan.timbre.model import Generator
 from audiogan.train.timbre_trainer import TimbreTrainingConfig
-from benchmarks.common import ROOT
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="trained .safetensors (default: the recipe's generator, untrained)")
+    parser.add_argument("--model", default="default", help="bundled name or .safetensors (default: %(default)s)")
+    parser.add_argument("--recipe", help="time this recipe's generator, untrained, instead of --model")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.model:
-        model = TimbreModel.load(args.model, device=args.device)
-    else:
-        cfg = load_yaml(TimbreTrainingConfig, ROOT / "configs" / "timbre" / "gm_notes.yaml")
+    if args.recipe:
+        cfg = load_yaml(TimbreTrainingConfig, args.recipe)
         cfg.model.instruments = ["a"]
         torch.manual_seed(0)
-        model = TimbreModel(Generator(cfg.model), {"name": "gm_notes recipe (untrained)"}, args.device)
+        model = TimbreModel(Generator(cfg.model), {"name": f"{args.recipe} (untrained)"}, args.device)
+    else:
+        model = TimbreModel.load(args.model, device=args.device)
     seconds = model.cfg.spectral.seconds
     instrument = model.instruments[0]
     params = sum(p.numel() for p in model.G.parameters()) / 1e6

@@ -79,7 +79,7 @@ def test_every_bad_line_is_reported_with_its_number(tmp_path, mels):
                 6: "is absolute", 7: "leaves the output folder", 8: "leaves the output folder", 9: "must end in",
                 10: "unknown field", 11: "expected int", 12: "out of range", 13: "exactly one of",
                 14: "exactly one of", 15: "file not found", 16: "also written by line 1",
-                17: "no text-to-speech voice is bundled", 18: "missing required field(s) ['pitch', 'instrument']",
+                17: "no tts weights at 'nobody'", 18: "missing required field(s) ['pitch', 'instrument']",
                 19: "expected int"}
     assert set(reasons) == set(expected), reasons
     for line, fragment in expected.items():
@@ -288,6 +288,16 @@ def test_note_jobs_with_a_model(tmp_path, tiny_timbre):
     audio, rate = sf.read(tmp_path / "render" / "n/v60.wav", dtype="float32")
     assert rate == local.sample_rate
     np.testing.assert_allclose(audio, local.note(60, instrument="violin", seed=4), atol=2 / 32768)
+
+
+def test_note_jobs_default_to_the_bundled_model(tmp_path):
+    lines = [{"kind": "notes", "pitch": 48, "instrument": "cello", "seconds": 1.0, "output": "c48.wav"},
+             {"kind": "notes", "pitch": 72, "instrument": "harp", "output": "h.wav"}]
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    assert [e.line for e in manifest.errors] == [2] and "'harp' is not one of" in manifest.errors[0].reason
+    summary = run(manifest.jobs, str(tmp_path / "render"), device="cpu", progress=False)
+    audio, rate = sf.read(tmp_path / "render" / "c48.wav", dtype="float32")
+    assert summary.rendered == 1 and rate == 16000 and len(audio) == 16000 and np.abs(audio).max() > 0.1
 
 
 def test_convert_jobs_with_a_model(tmp_path, tiny_timbre):

@@ -28,12 +28,12 @@ def unavailable_reason(kind: str, params: dict[str, Any]) -> str | None:
         try:
             weights.resolve(params.get("voice", "default"), "tts")
         except FileNotFoundError as exc:
-            return f"{exc} (no text-to-speech voice is bundled yet: pass \"voice\": PATH to a trained one)"
+            return f"{exc} (\"voice\" takes a bundled name or a .safetensors path)"
     if kind in ("notes", "convert", "midi"):
         try:
             path = weights.resolve(params.get("model", "default"), "timbre")
         except FileNotFoundError as exc:
-            return f"{exc} (no timbre model is bundled yet: pass \"model\": PATH to a trained one)"
+            return f"{exc} (\"model\" takes a bundled name or a .safetensors path)"
         instruments = weights.read_card(path)["config"]["instruments"]
         for wanted in (params[k] for k in ("instrument", "to") if k in params):
             if wanted not in instruments:

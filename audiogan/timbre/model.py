@@ -8,6 +8,8 @@ pitch (AC-GAN), which keeps generated notes on the asked pitch.
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -26,6 +28,9 @@ class NoteGANConfig:
     instruments: list[str] = field(default_factory=list)
     families: list[str] = field(default_factory=list)  # instrument family of each instrument (NSynth's)
     channels: list[int] = field(default_factory=lambda: [256, 256, 256, 128, 128, 64, 32])
+    # Hand the output layer the asked pitch's harmonic comb and the phase advance of each harmonic, so the
+    # network learns how loud each partial is rather than where the partials are (see HarmonicTemplate).
+    harmonic_prior: bool = False
     spectral: SpectralConfig = field(default_factory=SpectralConfig)
 
     @property
@@ -53,7 +58,9 @@ class Generator(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         # The last doubling is a sub-pixel convolution: convolutions at the full 512 x 256 resolution took
         # half of the CPU time per note (benchmarks/timbre_speed.py).
-        self.out = nn.Sequential(nn.Conv2d(cfg.channels[-1], 2 * 4, 3, padding=1), nn.PixelShuffle(2))
+        outputs = 4 if cfg.harmonic_prior else 2
+        self.out = nn.Sequential(nn.Conv2d(cfg.channels[-1], outputs * 4, 3, padding=1), nn.PixelShuffle(2))
+        self.template = HarmonicTemplate(cfg.spectral) if cfg.harmonic_prior else None
 
     def pitch_onehot(self, pitch: torch.Tensor) -> torch.Tensor:
         return F.one_hot(pitch - self.cfg.pitch_min, self.cfg.pitches).float()
@@ -61,7 +68,36 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, pitch: torch.Tensor, timbre: torch.Tensor) -> torch.Tensor:
         x = self.project(torch.cat([z, self.pitch_onehot(pitch), timbre], dim=1))
         x = F.leaky_relu(x, 0.2).view(-1, self.cfg.channels[0], self.seed_h, self.seed_w)
-        return torch.tanh(self.out(self.blocks(x)))
+        y = self.out(self.blocks(x))
+        if self.template is None:
+            return torch.tanh(y)
+        comb, advance = self.template(pitch)
+        log_mag = torch.tanh(y[:, 0] + y[:, 2] * comb)  # channel 2: how loud the partials are, per pixel
+        mix = torch.sigmoid(y[:, 3])  # channel 3: where the partials' own phase advance applies
+        return torch.stack([log_mag, mix * advance + (1 - mix) * torch.tanh(y[:, 1])], dim=1)
+
+
+class HarmonicTemplate(nn.Module):
+    """For MIDI pitches: [B] -> (comb, advance), each [B, bins, 1]. comb is 1 on the bins of the harmonics
+    of the pitch and falls off as a Gaussian of one bin; advance is the IF a steady partial at the nearest
+    harmonic gives every bin (its phase advance per hop, scaled like the IF channel). Learning partials
+    bin by bin from a pitch one-hot took a CPU budget's worth of steps and still came out blurred."""
+
+    def __init__(self, cfg: SpectralConfig, width_bins: float = 1.0) -> None:
+        super().__init__()
+        self.cfg, self.width = cfg, width_bins
+        hz = torch.arange(cfg.bins, dtype=torch.float32) * cfg.sample_rate / cfg.n_fft
+        self.register_buffer("hz", hz, persistent=False)
+
+    def forward(self, pitch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.cfg
+        f0 = 440.0 * 2 ** ((pitch.float()[:, None] - 69) / 12)
+        harmonic = torch.round(self.hz / f0).clamp(min=1)
+        distance = (self.hz - harmonic * f0) * c.n_fft / c.sample_rate
+        comb = torch.exp(-0.5 * (distance / self.width) ** 2)
+        advance = torch.remainder(2 * math.pi * harmonic * f0 * c.hop_length / c.sample_rate + math.pi,
+                                  2 * math.pi) - math.pi
+        return comb[..., None], (advance / math.pi)[..., None]
 
 
 class Discriminator(nn.Module):
@@ -70,8 +106,10 @@ class Discriminator(nn.Module):
     def __init__(self, cfg: NoteGANConfig) -> None:
         super().__init__()
         chans = list(reversed(cfg.channels))
-        layers: list[nn.Module] = [nn.Conv2d(2, chans[0], 1), nn.LeakyReLU(0.2)]
-        for c_in, c_out in zip(chans, [*chans[1:], chans[-1]], strict=True):
+        # Reading the input through a space-to-depth step mirrors the generator's sub-pixel output and
+        # skips convolutions at full resolution, which took most of a CPU training step.
+        layers: list[nn.Module] = [nn.PixelUnshuffle(2), nn.Conv2d(2 * 4, chans[0], 1), nn.LeakyReLU(0.2)]
+        for c_in, c_out in itertools.pairwise(chans):
             layers += [nn.Conv2d(c_in, c_in, 3, padding=1), nn.LeakyReLU(0.2),
                        nn.Conv2d(c_in, c_out, 3, padding=1), nn.LeakyReLU(0.2), nn.AvgPool2d(2)]
         self.features = nn.Sequential(*layers)

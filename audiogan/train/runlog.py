@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ class RunLog:
             log.warning("tensorboard not installed: logging to metrics.jsonl only")
 
     def row(self, step: int, row: dict[str, Any]) -> None:
+        # NaN marks a figure not measured in this window (e.g. the discriminator's before it joins); strict
+        # JSON readers refuse NaN, so it is left out.
+        row = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
         with self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         if self.writer:

@@ -96,6 +96,25 @@ def test_bundled_voice_speaks_and_streams(client):
 
 
 @needs_server
+def test_bundled_note_model_plays_morphs_and_converts(client, tmp_path):
+    listed = client.list_instruments()
+    assert len(listed) >= 30 and {"violin", "flute", "acoustic_grand_piano"} <= {i["name"] for i in listed}
+    violin, flute = client.notes([{"pitch": 60, "timbre": "violin", "seconds": 2.0},
+                                  {"pitch": 72, "timbre": "flute", "seconds": 2.0}])
+    for note in (violin, flute):
+        assert note.sample_rate == 16000 and len(note.samples) == 32000
+        assert np.isfinite(note.samples).all() and np.abs(note.samples).max() > 0.1
+    steps, alphas = client.interpolate("violin", "flute", pitch=60, steps=3, seconds=2.0)
+    assert alphas == [0.0, 0.5, 1.0]
+    np.testing.assert_allclose(steps[0].samples, violin.samples, atol=1e-4)  # alpha 0 is the pure violin
+    t = np.arange(16000) / 16000
+    melody = np.concatenate([0.4 * np.sin(2 * np.pi * f * t[:8000]) for f in (220.0, 330.0)]).astype(np.float32)
+    converted = client.convert(write_wav(tmp_path / "melody.wav", melody, 16000), to="violin")
+    assert converted.sample_rate == 16000 and abs(len(converted.samples) - len(melody)) < 1600
+    assert np.abs(converted.samples).max() > 0.05
+
+
+@needs_server
 def test_cli_say_raw_stream_is_pcm16(tmp_path):
     base = [sys.executable, "-m", "audiogan_client.cli", "--target", TARGET]
     done = subprocess.run([*base, "say", "Hello there.", "--stream", "--raw"], capture_output=True, timeout=120)

@@ -260,8 +260,8 @@ class ModelRegistry:
 
     def timbre(self, name: str) -> TimbreEngine:
         return _lookup(self.timbres, name or self.default_timbre, "model", "timbre model",
-                       "no timbre model is loaded on this server (no note model is bundled yet: train one "
-                       "and start the server with --timbre NAME_OR_PATH)")
+                       "no timbre model is loaded on this server (start it with --timbre default, the "
+                       "bundled note model, or --timbre NAME_OR_PATH)")
 
     def engines(self) -> list[VocoderEngine | VoiceEngine | TimbreEngine]:
         return [*self.vocoders.values(), *self.voices.values(), *self.timbres.values()]
