@@ -107,19 +107,21 @@ def plot_notes(path: str, real_dir: str, model_path: str, instruments: list[str]
     model = TimbreModel.load(model_path, device="cpu")
     real = {r.instrument: r.path for r in load_examples(real_dir) if r.pitch == pitch and r.velocity == 50}
     generated = model.generate([pitch] * len(instruments), instruments, [100] * len(instruments))
+    bin_hz = model.sample_rate / model.cfg.spectral.n_fft
+    shown = min(model.cfg.spectral.bins, int(4000 / bin_hz))  # 0-4 kHz, where the partials are
     fig, axes = plt.subplots(2, len(instruments), figsize=(3 * len(instruments), 5), sharex=True, sharey=True)
     for col, name in enumerate(instruments):
         wave = sf.read(real[name], dtype="float32")[0]
         for row, audio in enumerate((wave, generated[col])):
             spec = model.spectral.encode(torch.from_numpy(np.ascontiguousarray(audio))[None])[0, 0]
-            axes[row, col].imshow(spec[:256].numpy(), origin="lower", aspect="auto", vmin=-0.6, vmax=0.8,
+            axes[row, col].imshow(spec[:shown].numpy(), origin="lower", aspect="auto", vmin=-0.6, vmax=0.8,
                                   cmap="magma")
         axes[0, col].set_title(name, fontsize=9)
-    axes[0, 0].set_ylabel("real (held-out velocity)\nbin (15.6 Hz)")
-    axes[1, 0].set_ylabel(f"{model.card.get('name')}\nbin (15.6 Hz)")
+    axes[0, 0].set_ylabel(f"real (held-out velocity)\nbin ({bin_hz:.1f} Hz)")
+    axes[1, 0].set_ylabel(f"{model.card.get('name')}\nbin ({bin_hz:.1f} Hz)")
     for ax in axes[1]:
         ax.set_xlabel(f"frame ({1000 * model.cfg.spectral.hop_length // model.sample_rate} ms)")
-    fig.suptitle(f"MIDI pitch {pitch}, 0-4 kHz", fontsize=9)
+    fig.suptitle(f"MIDI pitch {pitch}, 0-{shown * bin_hz / 1000:.0f} kHz", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     print(f"wrote {path}")

@@ -344,8 +344,8 @@ def test_bundled_model_inverts_a_real_note(bundled, held_out_violin):
     latent, losses = bundled.invert(wave, rate, pitch=60, steps=60)
     assert losses[-1] < 0.75 * losses[0], losses[::10]  # measured: 0.59
     # The recovered timbre lands among the strings: measured, its nearest instruments are cello, string
-    # ensemble, accordion, saw lead, violin.
+    # ensemble, accordion, saw lead, violin (5th of 34; the margin allows for other CPUs' rounding).
     distance = (bundled.G.instrument.weight.detach() - latent).norm(dim=1)
-    nearest = distance.argsort()[:5].tolist()
+    nearest = distance.argsort()[:8].tolist()
     assert bundled.cfg.families[nearest[0]] == "string"
     assert bundled.instruments.index("violin") in nearest, [bundled.instruments[i] for i in nearest]
