@@ -1,7 +1,9 @@
-"""Shared helpers for the benchmark scripts: the held-out clip list and a few generators to compare."""
+"""Shared helpers for the benchmark scripts: the held-out clip list, a few generators to compare, a step timer."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,3 +33,16 @@ def untrained_vocoder(config_name: str) -> Vocoder:
     cfg = load_yaml(VocoderTrainingConfig, ROOT / "configs" / "vocoder" / f"{config_name}.yaml")
     torch.manual_seed(0)
     return Vocoder(build_generator(cfg.model), cfg.model, {"name": f"{config_name} (untrained)"}, "cpu")
+
+
+def seconds_per_step(step: Callable[[], object], steps: int, device: torch.device | str, warmup: int = 1) -> float:
+    """Mean wall time of ``step`` after ``warmup`` calls, synchronising CUDA so queued work is counted."""
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        step()
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return (time.perf_counter() - start) / steps

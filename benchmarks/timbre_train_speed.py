@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 
 from audiogan.config import load_yaml
 from audiogan.train.timbre_trainer import TimbreTrainer, TimbreTrainingConfig
+from benchmarks.common import seconds_per_step
 
 
 def synthetic_notes(folder: Path, notes: int, cfg: TimbreTrainingConfig) -> None:
@@ -38,18 +38,6 @@ def synthetic_notes(folder: Path, notes: int, cfg: TimbreTrainingConfig) -> None
         examples[key] = {"pitch": pitch, "velocity": 100, "instrument_str": f"tone{i % 4}",
                          "instrument_family_str": "synth_lead"}
     (folder / "examples.json").write_text(json.dumps(examples))
-
-
-def seconds_per_step(trainer: TimbreTrainer, steps: int, device: str) -> float:
-    trainer.train_step()  # warm-up
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        trainer.train_step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
 
 
 def main() -> None:
@@ -72,7 +60,7 @@ def main() -> None:
             cfg.train.adversarial_start = start
             cfg.train.reconstruction_weight = cfg.train.reconstruction_weight or (1.0 if start else 0.0)
             trainer = TimbreTrainer(cfg, [tmp], Path(tmp) / "run", device=args.device)
-            s = seconds_per_step(trainer, args.steps, args.device)
+            s = seconds_per_step(trainer.train_step, args.steps, args.device)
             print(f"| {name} | {s:.3f} | {1 / s:.2f} |", flush=True)
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from audiogan.config import load_yaml
 from audiogan.train.tts_trainer import TTSTrainer, TTSTrainingConfig
+from benchmarks.common import seconds_per_step
 
 ROOT = Path(__file__).resolve().parents[1]
 # name: (attention dropout, length buckets)
@@ -49,15 +49,7 @@ def main() -> None:
         cfg.model.attention_dropout, cfg.train.length_buckets = attention_dropout, buckets
         with tempfile.TemporaryDirectory() as run:
             trainer = TTSTrainer(cfg, args.data, run, args.device)
-            for _ in range(args.warmup):
-                trainer.train_step()
-            sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
-            sync()
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                trainer.train_step()
-            sync()
-            per_step = (time.perf_counter() - t0) / args.steps
+            per_step = seconds_per_step(trainer.train_step, args.steps, trainer.device, args.warmup)
         print(f"| {name} | {per_step:.3f} | {1 / per_step:.2f} |")
 
 

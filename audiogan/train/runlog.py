@@ -28,9 +28,7 @@ class RunLog:
             log.warning("tensorboard not installed: logging to metrics.jsonl only")
 
     def row(self, step: int, row: dict[str, Any]) -> None:
-        # NaN marks a figure not measured in this window (e.g. the discriminator's before it joins); strict
-        # JSON readers refuse NaN, so it is left out.
-        row = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+        row = measured(row)
         with self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         if self.writer:
@@ -51,6 +49,12 @@ class RunLog:
             self.writer.add_audio(tag, wave.float().cpu(), step, sample_rate)
 
 
+def measured(row: dict[str, Any]) -> dict[str, Any]:
+    """The row without NaN: a trainer's mark for a figure not measured in its window (the discriminator's,
+    before it joins). Strict JSON readers refuse NaN, in metrics.jsonl and in model cards alike."""
+    return {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+
+
 def finish_run(trainer: Any, row: dict[str, Any], validate: bool = True) -> dict[str, Any]:
     """The end of ``fit`` shared by the trainers: every rank says where it stopped; rank 0 runs a final
     validation (logged as the ``final`` row), writes the checkpoint and exports the inference weights;
@@ -63,7 +67,7 @@ def finish_run(trainer: Any, row: dict[str, Any], validate: bool = True) -> dict
             row.update(trainer.validate())
             trainer.runlog.row(trainer.step, {**row, "final": True})
         trainer.checkpoint()
-        trainer.export(trainer.run_dir / f"{trainer.cfg.name}.safetensors", row)
+        trainer.export(trainer.run_dir / f"{trainer.cfg.name}.safetensors", measured(row))
     if dist.world > 1:
         # Leave together and close the process group: a rank that exits while another still works tears
         # gloo down under it ("terminate called without an active exception", SIGABRT).
