@@ -20,7 +20,7 @@ def _vocode(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    vocoder = Vocoder.load(args.model, device=args.device)
+    vocoder = Vocoder.load(args.model, device=args.device, phase_iterations=args.phase_iterations)
     if args.mel:
         mel = np.load(args.mel)
         wave = vocoder(mel)
@@ -46,7 +46,7 @@ def _vocode(args: argparse.Namespace) -> int:
 def _say(args: argparse.Namespace) -> int:
     import torch
 
-    from audiogan import save_audio
+    from audiogan import Vocoder, save_audio
     from audiogan.tts import TTS
 
     if args.threads:
@@ -60,7 +60,8 @@ def _say(args: argparse.Namespace) -> int:
         text = args.text
     else:
         raise ValueError("say needs TEXT or --file")
-    tts = TTS.load(args.voice, vocoder=args.vocoder, device=args.device)
+    vocoder = Vocoder.load(args.vocoder, device=args.device, phase_iterations=args.phase_iterations)
+    tts = TTS.load(args.voice, vocoder=vocoder, device=args.device)
     wave, rate = tts(text, speed=args.speed, pitch_shift=args.pitch_shift, progress=True)
     out = save_audio(args.output, wave, rate)
     print(f"wrote {out} ({len(wave) / rate:.2f} s at {rate} Hz) with voice {tts.name}")
@@ -73,7 +74,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.model_kind == "vocoder":
         from audiogan.train.vocoder_trainer import VocoderTrainer as Trainer
         from audiogan.train.vocoder_trainer import VocoderTrainingConfig as Config
-        extra = {"init_generator": args.init_generator}
+        extra = {"init_generator": args.init_generator, "warm_start": args.warm_start}
     elif args.model_kind == "timbre":
         from audiogan.train.timbre_trainer import TimbreTrainer as Trainer  # type: ignore[assignment]
         from audiogan.train.timbre_trainer import TimbreTrainingConfig as Config  # type: ignore[assignment]
@@ -248,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--model", default="default", help="bundled name or .safetensors path (default: %(default)s)")
     v.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     v.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    v.add_argument("--phase-iterations", type=int, metavar="N",
+                   help="fast Griffin-Lim iterations refining the vocoder's phase: slower, closer to the "
+                        "recording (default: the model card's)")
     v.add_argument("--plot", metavar="PNG", help="also save input and output mel spectrograms side by side")
     v.set_defaults(func=_vocode)
 
@@ -257,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default="say.wav", help="output .wav or .flac (default: %(default)s)")
     s.add_argument("--voice", default="default", help="bundled voice name or .safetensors path")
     s.add_argument("--vocoder", default="default", help="bundled vocoder name or .safetensors path")
+    s.add_argument("--phase-iterations", type=int, metavar="N",
+                   help="fast Griffin-Lim iterations refining the vocoder's phase: slower, closer to the "
+                        "recording (default: the model card's)")
     s.add_argument("--speed", type=float, default=1.0, help="0.25..4 (default: %(default)s)")
     s.add_argument("--pitch-shift", type=float, default=0.0, help="semitones, -12..12")
     s.add_argument("--device", default="auto")
@@ -325,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--device", default="auto")
     tv.add_argument("--resume", help="checkpoint.pt to continue exactly")
     tv.add_argument("--init-generator", help="exported .safetensors to start from (fresh discriminators)")
+    tv.add_argument("--warm-start", help="exported .safetensors whose matching tensors (e.g. the backbone) start "
+                                         "a model with other heads; counts from step 0, the card says from what")
     tv.add_argument("--predicted-mels", help="folder from `audiogan data tts-mels`: fine-tune on a TTS model's mels")
     tv.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train: field, e.g. max_minutes=20")
     tv.set_defaults(func=_train)

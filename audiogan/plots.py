@@ -9,8 +9,10 @@ import torch
 from audiogan.audio.mel import MelConfig
 
 
-def plot_mels(mels: dict[str, torch.Tensor], path: str | Path, config: MelConfig) -> Path:
-    """Stack log-mels [n_mels, T] vertically with a shared colour scale and a time axis in seconds."""
+def plot_mels(mels: dict[str, torch.Tensor], path: str | Path, config: MelConfig, ylabel: str = "mel bin",
+              top: float | None = None) -> Path:
+    """Stack log-mels [n_mels, T] (or other log spectra, with ``ylabel`` and the top row's value ``top``)
+    vertically with a shared colour scale and a time axis in seconds."""
     try:
         import matplotlib
 
@@ -25,9 +27,10 @@ def plot_mels(mels: dict[str, torch.Tensor], path: str | Path, config: MelConfig
                              layout="constrained")
     for ax, (title, a) in zip(axes[:, 0], arrays.items(), strict=True):
         seconds = a.shape[-1] * config.hop_length / config.sample_rate
-        im = ax.imshow(a, origin="lower", aspect="auto", vmin=lo, vmax=hi, extent=(0, seconds, 0, a.shape[0]))
+        im = ax.imshow(a, origin="lower", aspect="auto", vmin=lo, vmax=hi,
+                       extent=(0, seconds, 0, a.shape[0] if top is None else top))
         ax.set_title(title)
-        ax.set_ylabel("mel bin")
+        ax.set_ylabel(ylabel)
     axes[-1, 0].set_xlabel("time (s)")
     fig.colorbar(im, ax=axes[:, 0].tolist(), label="log magnitude")
     path = Path(path)

@@ -1,7 +1,9 @@
-"""Copy-synthesis quality on held-out speech: PESQ-wb, STOI, mel L1, V/UV F1, periodicity and pitch error.
+"""Copy-synthesis quality on held-out speech: PESQ-wb, STOI, mel L1, level, V/UV F1, periodicity, pitch error.
 
     python benchmarks/vocoder_quality.py                       # bundled default vs Griffin-Lim
     python benchmarks/vocoder_quality.py --models default runs/x/snapshots/*.safetensors griffin-lim
+    python benchmarks/vocoder_quality.py --oracle-phase     # + each iSTFT model's magnitude with the true phase
+    python benchmarks/vocoder_quality.py --phase-iterations 0 4 8   # the default with fast Griffin-Lim refinement
 
 The held-out clips are the validation set of configs/vocoder/istft_16k.yaml (LibriSpeech speakers never
 seen in training, plus a few clips of the other sets). Prints a Markdown table.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from tqdm import tqdm
 from audiogan import Vocoder, load_audio, metrics
 from audiogan.audio.mel import MelSpectrogram
 from audiogan.weights import resolve
-from benchmarks.common import SHARED_SPEECH, held_out_clips
+from benchmarks.common import SHARED_SPEECH, held_out_clips, phase_label
 
 
 class GriffinLim:
@@ -43,21 +46,59 @@ class GriffinLim:
         return torch.nn.functional.pad(wave, (self.config.hop_length // 2, 0))[: mel.shape[-1] * self.config.hop_length]
 
 
+class OraclePhase:
+    """An iSTFT vocoder's predicted magnitude with the recording's own phase: how much of the remaining
+    error is phase. Needs the recording, so it is a diagnosis, not a vocoder."""
+
+    def __init__(self, vocoder: Vocoder) -> None:
+        from audiogan.vocoder.istft import FramedSTFT
+
+        self.generator = vocoder.generator
+        self.stft = FramedSTFT(vocoder.config.mel.n_fft, vocoder.hop_length)
+        self.mel = vocoder.mel_transform
+        self.wave: torch.Tensor | None = None
+
+    def __call__(self, mel: torch.Tensor) -> torch.Tensor:
+        log_mag, _ = self.generator.spectrum(self.generator.condition(mel[None]))
+        phase = torch.angle(self.stft(self.wave[None]))[..., : log_mag.shape[-1]]
+        return self.generator.synthesize(log_mag, phase)[0].clamp(-1, 1)
+
+
 def evaluate(name: str, synth, mel_fn: MelSpectrogram, clips: list[torch.Tensor], sr: int,
              pitch: bool) -> dict[str, float | str]:
     rows = []
     for wave in tqdm(clips, desc=name, leave=False):
+        if isinstance(synth, OraclePhase):
+            synth.wave = wave[: wave.numel() // synth.stft.hop * synth.stft.hop]
         with torch.inference_mode():
             out = synth(mel_fn(wave)).float()
         ref = wave[: out.numel()].numpy()
         deg = out.numpy()
         row = {"pesq_wb": metrics.pesq_wb(ref, deg, sr), "stoi": metrics.stoi(ref, deg, sr),
-               "mel_l1": float((mel_fn(out) - mel_fn(torch.from_numpy(ref))).abs().mean())}
+               "mel_l1": float((mel_fn(out) - mel_fn(torch.from_numpy(ref))).abs().mean()),
+               # PESQ and STOI are blind to level; a vocoder that comes out quieter must show somewhere.
+               "level_db": float(10 * np.log10(np.mean(deg ** 2) / max(np.mean(ref ** 2), 1e-12)))}
         if pitch:
             row.update(metrics.pitch_metrics(ref, deg, sr))
         rows.append(row)
     keys = rows[0].keys()
     return {"model": name, **{k: float(np.mean([r[k] for r in rows if r[k] is not None])) for k in keys}}
+
+
+def write_image(waves: dict[str, torch.Tensor], path: Path, vocoder: Vocoder) -> None:
+    """Log-magnitude 0-2 kHz, where harmonics show whether their phase advances coherently."""
+    from audiogan.plots import plot_mels
+    from audiogan.vocoder.istft import FramedSTFT
+
+    c = vocoder.config.mel
+    stft = FramedSTFT(c.n_fft, c.hop_length)
+    top_bin = int(2000 / (c.sample_rate / c.n_fft))
+    spectra = {}
+    for name, w in waves.items():
+        n = w.numel() // c.hop_length * c.hop_length
+        spectra[name] = torch.log(stft(w[None, :n]).abs().clamp(min=1e-4))[0, :top_bin]
+    plot_mels(spectra, path, c, ylabel="Hz", top=2000)
+    print(f"wrote {path}")
 
 
 def main() -> None:
@@ -67,6 +108,11 @@ def main() -> None:
     p.add_argument("--data", nargs="+", type=Path, default=sorted(SHARED_SPEECH.iterdir()) if SHARED_SPEECH.is_dir()
                    else [], help="data folders holding the held-out clips (default: ../shared/data/speech/*)")
     p.add_argument("--no-pitch", action="store_true", help="skip pYIN V/UV and periodicity (slow)")
+    p.add_argument("--oracle-phase", action="store_true",
+                   help="also score each iSTFT model's magnitude with the recording's phase (a diagnosis)")
+    p.add_argument("--image", type=Path, help="write a PNG: 0-2 kHz spectrogram of 3 s of the first clip per model")
+    p.add_argument("--phase-iterations", type=int, nargs="+", default=[None], metavar="N",
+                   help="score iSTFT models with these fast Griffin-Lim refinements (default: as configured)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, help="write the rows here")
     p.add_argument("--write-card", action="store_true", help="store the figures in each model's JSON card")
@@ -81,22 +127,32 @@ def main() -> None:
     clips = [load_audio(f, sr)[0] for f in files]
     mel_fn = base.mel_transform
     results = []
-    for name in args.models:
-        synth = GriffinLim(base) if name == "griffin-lim" else Vocoder.load(name, device="cpu")
-        row = evaluate(name, synth, mel_fn, clips, sr, not args.no_pitch)
+    pictures: dict[str, torch.Tensor] = {"recording": clips[0][: 3 * sr]}
+    runs = [(name, n) for name in args.models for n in ([None] if name == "griffin-lim" else args.phase_iterations)]
+    for name, n in runs:
+        synth = GriffinLim(base) if name == "griffin-lim" else Vocoder.load(name, device="cpu", phase_iterations=n)
+        label = phase_label(Path(name).stem if name.endswith(".safetensors") else name, n)
+        row = evaluate(label, synth, mel_fn, clips, sr, not args.no_pitch)
+        if args.image:
+            with torch.inference_mode():
+                pictures[label] = synth(mel_fn(pictures["recording"])).float()
         if name != "griffin-lim":
             card = synth.card
             row.update(steps=card["training"]["steps"], device_minutes=card["training"]["device_minutes"])
-            if args.write_card:
+            own = card["config"]["generator"].get("istft", {}).get("phase_iterations", 0)
+            if args.write_card and n in (None, own):  # the card's figures are for its own setting
                 path = resolve(name, "vocoder").with_suffix(".json")
                 card["validation"] = {
                     **{k: round(v, 4) for k, v in row.items() if isinstance(v, float) and k != "device_minutes"},
                     "clips": len(clips), "date": date.today().isoformat(),
-                    "command": "python -m benchmarks.vocoder_quality --write-card",
+                    "command": " ".join(["python -m benchmarks.vocoder_quality", *sys.argv[1:]]),
                 }
                 path.write_text(json.dumps(card, indent=2) + "\n")
         results.append(row)
-    cols = [c for c in ("pesq_wb", "stoi", "mel_l1", "vuv_f1", "periodicity_rmse", "pitch_rmse_cents")
+        if args.oracle_phase and name != "griffin-lim" and n is None and hasattr(synth.generator, "spectrum"):
+            oracle = evaluate(f"{label}, true phase", OraclePhase(synth), mel_fn, clips, sr, not args.no_pitch)
+            results.append(oracle)
+    cols = [c for c in ("pesq_wb", "stoi", "mel_l1", "level_db", "vuv_f1", "periodicity_rmse", "pitch_rmse_cents")
             if c in results[0]]
     print(f"\nCopy-synthesis of {len(clips)} held-out clips at {sr} Hz (CPU, torch {torch.__version__})\n")
     print("| model | steps | device min | " + " | ".join(cols) + " |")
@@ -104,6 +160,8 @@ def main() -> None:
     for r in results:
         print(f"| {r['model']} | {r.get('steps', '-')} | {r.get('device_minutes', '-')} | "
               + " | ".join(f"{r[c]:.3f}" for c in cols) + " |")
+    if args.image:
+        write_image(pictures, args.image, base)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

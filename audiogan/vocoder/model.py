@@ -27,7 +27,8 @@ class VocoderConfig:
 
 
 def build_generator(config: VocoderConfig) -> nn.Module:
-    """Every generator maps mel [B, n_mels, T] to audio [B, T * hop] and exposes ``context_frames``."""
+    """Every generator maps mel [B, n_mels, T] to audio [B, T * hop] and exposes ``context_frames`` and
+    ``condition(mel)``, the whole-utterance input that chunked vocoding slices (the mel, for most)."""
     g, mel = config.generator, config.mel
     if g.kind == "hifigan":
         model = HiFiGANGenerator(mel.n_mels, g.hifigan)
@@ -36,5 +37,5 @@ def build_generator(config: VocoderConfig) -> nn.Module:
                              f"mel hop is {mel.hop_length}")
         return model
     if g.kind == "istft":
-        return ISTFTNetGenerator(mel.n_mels, mel.n_fft, mel.hop_length, g.istft)
+        return ISTFTNetGenerator(mel, g.istft)
     raise ValueError(f"unknown generator kind {g.kind!r}; choose from {GENERATOR_KINDS}")

@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 WEIGHTS_DIR = Path(__file__).parent
-DEFAULTS = {"vocoder": "vocoder-16k", "tts": "tts-lj-16k", "timbre": "timbre-gm-16k"}
+DEFAULTS = {"vocoder": "vocoder-16k-harmonic", "tts": "tts-lj-16k", "timbre": "timbre-gm-16k"}
 
 
 def resolve(name_or_path: str | Path, kind: str) -> Path:
-    """A bundled name ('default', 'vocoder-16k') or a path to a .safetensors file."""
+    """A bundled name ('default', 'tts-lj-16k') or a path to a .safetensors file."""
     name = DEFAULTS[kind] if str(name_or_path) == "default" else str(name_or_path)
     path = Path(name)
     candidates = [path, path.with_suffix(".safetensors"), WEIGHTS_DIR / f"{name}.safetensors"]

@@ -32,6 +32,8 @@ class ServerConfig:
     device: str = "auto"
     threads: int = 0                  # torch intra-op threads; 0 = torch's default
     vocoders: list[str] = field(default_factory=lambda: ["default"])
+    # fast Griffin-Lim iterations refining iSTFT vocoders' phase: more is better and slower; -1 = each card's
+    phase_iterations: int = -1
     # TTS voices (bundled names or .safetensors paths); "default" is skipped quietly when no voice is bundled,
     # and ["none"] serves no text input.
     voices: list[str] = field(default_factory=lambda: ["default"])

@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--vocoder", action="append", dest="vocoders",
                    help="vocoder weights (bundled name or .safetensors path); repeat for several; first is default")
+    p.add_argument("--phase-iterations", type=int,
+                   help="fast Griffin-Lim iterations refining the vocoders' phase (default: each model card's; "
+                        "4 beats Griffin-Lim on PESQ-wb and STOI at ~0.8x the speed: benchmarks/RESULTS.md)")
     p.add_argument("--voice", action="append", dest="voices",
                    help="TTS voice (bundled name or .safetensors path); repeat for several; first is default; "
                         "none: no text input")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -28,9 +29,10 @@ T = TypeVar("T")
 
 @dataclass
 class MelSpan:
-    """Frames [lo, hi) of a mel (context included); the caller keeps samples [keep_from, keep_to)."""
+    """Frames [lo, hi) of a conditioned mel (``Vocoder.condition``, context included); the caller keeps
+    samples [keep_from, keep_to)."""
 
-    mel: torch.Tensor
+    cond: torch.Tensor
     keep_from: int
     keep_to: int
 
@@ -49,6 +51,7 @@ class VocoderEngine:
                  metrics: Metrics) -> None:
         self.name = name
         self.vocoder = vocoder
+        self.executor = executor
         self.first_chunk_frames = config.batching.first_chunk_frames
         self.chunk_frames = config.batching.stream_chunk_frames
         self.whole = make_batcher(f"vocode:{name}", self._run, executor, config, metrics)
@@ -63,20 +66,26 @@ class VocoderEngine:
         return json.dumps(self.vocoder.card)
 
     def _run(self, spans: list[MelSpan]) -> Sequence[torch.Tensor]:
-        waves = self.vocoder.batch([s.mel for s in spans])
+        waves = self.vocoder.generate([s.cond for s in spans])
         return [w[s.keep_from:s.keep_to].cpu() for w, s in zip(waves, spans, strict=True)]
 
-    async def vocode(self, mel: torch.Tensor) -> torch.Tensor:
-        return await self.whole.submit(MelSpan(mel, 0, mel.shape[-1] * self.vocoder.hop_length))
+    async def _condition(self, mel: torch.Tensor) -> torch.Tensor:
+        # On the compute thread: a harmonic-phase vocoder runs its pitch tracker over the whole mel here.
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.vocoder.condition, mel)
 
-    def _span(self, mel: torch.Tensor, start: int, end: int) -> MelSpan:
+    async def vocode(self, mel: torch.Tensor) -> torch.Tensor:
+        cond = await self._condition(mel)
+        return await self.whole.submit(MelSpan(cond, 0, mel.shape[-1] * self.vocoder.hop_length))
+
+    def _span(self, cond: torch.Tensor, start: int, end: int) -> MelSpan:
         ctx, hop = self.vocoder.context_frames, self.vocoder.hop_length
-        lo, hi = max(0, start - ctx), min(mel.shape[-1], end + ctx)
-        return MelSpan(mel[:, lo:hi], (start - lo) * hop, (end - lo) * hop)
+        lo, hi = max(0, start - ctx), min(cond.shape[-1], end + ctx)
+        return MelSpan(cond[:, lo:hi], (start - lo) * hop, (end - lo) * hop)
 
     async def stream(self, mel: torch.Tensor) -> AsyncIterator[torch.Tensor]:
-        """Chunks whose concatenation equals ``vocode(mel)``: each is computed with the receptive field's
-        context on both sides, so the joins are seamless."""
+        """Chunks whose concatenation equals ``vocode(mel)``: each is a slice of the whole conditioned mel
+        with the receptive field's context on both sides, so the joins are seamless."""
+        mel = await self._condition(mel)
         frames = mel.shape[-1]
         start, size = 0, self.first_chunk_frames
         while start < frames:
@@ -227,7 +236,8 @@ class ModelRegistry:
             torch.set_num_threads(config.threads)
         for spec in config.vocoders:
             path = weights.resolve(spec, "vocoder")
-            vocoder = Vocoder.load(path, device=config.device)
+            iterations = None if config.phase_iterations < 0 else config.phase_iterations
+            vocoder = Vocoder.load(path, device=config.device, phase_iterations=iterations)
             name = _unique(str(vocoder.card.get("name") or path.stem), self.vocoders, path)
             self.vocoders[name] = VocoderEngine(name, vocoder, executor, config, metrics)
             self.default_vocoder = self.default_vocoder or name
