@@ -109,6 +109,7 @@ def plot_pair(path: str, human: tuple[str, np.ndarray], synthesized: np.ndarray,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--voice", help="TTS weights (.safetensors); without it only the human baseline runs")
+    parser.add_argument("--vocoder", default="default", help="vocoder (bundled name or .safetensors path)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--image", help="write a PNG: human and synthesized mel of the first held-out prompt")
     args = parser.parse_args()
@@ -140,7 +141,7 @@ def main() -> None:
         return
     from audiogan.tts import TTS
 
-    tts = TTS.load(args.voice, device="cpu")
+    tts = TTS.load(args.voice, vocoder=args.vocoder, device="cpu")
     start = time.perf_counter()
     synth_own = [(t, tts(t)[0]) for t in own]
     elapsed = time.perf_counter() - start

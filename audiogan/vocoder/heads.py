@@ -127,6 +127,8 @@ def harmonic_phase(theta: torch.Tensor, f0: torch.Tensor, n_fft: int, sample_rat
     """
     bins = n_fft // 2 + 1
     k = torch.arange(bins, device=theta.device, dtype=torch.float32)
-    h = torch.round(k[None, :, None] * (sample_rate / n_fft) / f0.float()[:, None, :]).clamp(min=1)
+    # f0 is clamped because padded frames of a batch carry 0 there.
+    f0 = f0.float().clamp(min=F0_MIN)
+    h = torch.round(k[None, :, None] * (sample_rate / n_fft) / f0[:, None, :]).clamp(min=1)
     # pi * k is pi * (k mod 2) modulo 2*pi; theta < 2*pi and h < 200 keep float32 within ~1e-4 rad.
     return torch.remainder(h * theta.float()[:, None, :] - math.pi * (k % 2)[None, :, None], 2 * math.pi)
