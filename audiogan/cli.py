@@ -227,7 +227,7 @@ def _render(args: argparse.Namespace) -> int:
     try:
         summary = run(manifest.jobs, args.out, engine=args.engine, batch_size=args.batch_size, device=args.device,
                       workers=args.workers, progress=not args.quiet, ray_address=args.address,
-                      ray_cpus_per_actor=args.cpus_per_actor)
+                      ray_cpus_per_actor=args.cpus_per_actor, phase_iterations=args.phase_iterations)
     except OutputBusyError as exc:
         print(f"audiogan: error: {exc}", file=sys.stderr)
         return 2
@@ -235,6 +235,12 @@ def _render(args: argparse.Namespace) -> int:
     if summary.failed:
         print(f"failures are listed in {Path(args.out) / 'errors.jsonl'}", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def _phase_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--phase-iterations", type=int, metavar="N",
+                        help="fast Griffin-Lim iterations refining the vocoder's phase: slower, closer to the "
+                             "recording (default: the model card's; benchmarks/RESULTS.md has the trade)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,9 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--model", default="default", help="bundled name or .safetensors path (default: %(default)s)")
     v.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     v.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
-    v.add_argument("--phase-iterations", type=int, metavar="N",
-                   help="fast Griffin-Lim iterations refining the vocoder's phase: slower, closer to the "
-                        "recording (default: the model card's)")
+    _phase_flag(v)
     v.add_argument("--plot", metavar="PNG", help="also save input and output mel spectrograms side by side")
     v.set_defaults(func=_vocode)
 
@@ -261,9 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default="say.wav", help="output .wav or .flac (default: %(default)s)")
     s.add_argument("--voice", default="default", help="bundled voice name or .safetensors path")
     s.add_argument("--vocoder", default="default", help="bundled vocoder name or .safetensors path")
-    s.add_argument("--phase-iterations", type=int, metavar="N",
-                   help="fast Griffin-Lim iterations refining the vocoder's phase: slower, closer to the "
-                        "recording (default: the model card's)")
+    _phase_flag(s)
     s.add_argument("--speed", type=float, default=1.0, help="0.25..4 (default: %(default)s)")
     s.add_argument("--pitch-shift", type=float, default=0.0, help="semitones, -12..12")
     s.add_argument("--device", default="auto")
@@ -376,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     r.add_argument("--workers", type=int, default=2, help="threads preparing and encoding (default: %(default)s)")
     r.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    _phase_flag(r)
     r.add_argument("--skip-invalid", action="store_true", help="render the valid lines even if others are bad")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--schema", action="store_true", help="print the JSON Schema of a manifest line and exit")

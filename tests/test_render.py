@@ -131,6 +131,21 @@ def test_rendered_files_are_the_vocoders_audio(tmp_path, mels):
                                                   rel=1e-3)
 
 
+def test_phase_iterations_refine_the_render_and_a_change_of_them_rerenders(tmp_path, mels):
+    jobs = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels[:3]))).jobs
+    out = Path(tmp_path / "render")
+    assert run(jobs, str(out), phase_iterations=2, progress=False).rendered == 3
+    refined_vocoder = Vocoder.load(device="cpu", phase_iterations=2)
+    refined = [sf.read(out / f"out/{i}.wav", dtype="float32")[0] for i in range(3)]
+    for audio, name in zip(refined, mels[:3], strict=True):
+        np.testing.assert_allclose(audio, refined_vocoder(np.load(tmp_path / name)).numpy(), atol=2 / 32768)
+    assert run(jobs, str(out), phase_iterations=2, progress=False).skipped == 3
+    again = run(jobs, str(out), progress=False)  # the card's setting (0) is another rendering
+    assert (again.rendered, again.skipped) == (3, 0)
+    plain = sf.read(out / "out/0.wav", dtype="float32")[0]
+    assert np.abs(plain - refined[0]).max() > 1e-3
+
+
 def test_resume_skips_done_jobs_and_rerenders_changed_ones(tmp_path, mels):
     lines = vocode_jobs(mels)
     out = str(tmp_path / "render")

@@ -202,16 +202,17 @@ def render_local(batches: list[Batch], progress: Progress, renderers: dict[str, 
 
 def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int = 0, device: str = "auto",
         workers: int = 2, progress: bool = True, ray_address: str | None = None,
-        ray_cpus_per_actor: float = 1.0) -> Summary:
+        ray_cpus_per_actor: float = 1.0, phase_iterations: int | None = None) -> Summary:
     """Render ``jobs`` into ``out_dir``, skipping those already done with the same key.
 
     ``batch_size`` 0 picks 1 on CPU (benchmarks/RESULTS.md: batching the vocoder gained nothing on 2 cores,
-    padding cost up to 30 %) and 32 on CUDA.
+    padding cost up to 30 %) and 32 on CUDA. ``phase_iterations`` overrides the vocoders' phase refinement;
+    outputs rendered with another setting are re-rendered.
     """
     start = time.perf_counter()
     device = str(pick_device(device))
     batch_size = batch_size or (1 if device == "cpu" else 32)
-    renderers = make_renderers(device)
+    renderers = make_renderers(device, phase_iterations)
     out = OutputDir(out_dir)
     summary = Summary(jobs=len(jobs))
     keys: dict[str, str] = {}
@@ -230,7 +231,8 @@ def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int
         if engine == "ray":
             from audiogan.render.ray_engine import render_ray
 
-            render_ray(batches, bar, device=device, address=ray_address, cpus_per_actor=ray_cpus_per_actor)
+            render_ray(batches, bar, device=device, address=ray_address, cpus_per_actor=ray_cpus_per_actor,
+                       phase_iterations=phase_iterations)
         else:
             render_local(batches, bar, renderers, workers)
     finally:

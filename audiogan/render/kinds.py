@@ -68,8 +68,9 @@ class Renderer(ABC):
 
 
 class VocodeRenderer(Renderer):
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", phase_iterations: int | None = None) -> None:
         self.device = device
+        self.phase_iterations = phase_iterations
         self.vocoders: dict[str, Vocoder] = {}
         self.ids: dict[str, str] = {}
         self.lock = threading.Lock()
@@ -78,8 +79,10 @@ class VocodeRenderer(Renderer):
         with self.lock:
             if name not in self.vocoders:
                 path = weights.resolve(name, "vocoder")
-                self.vocoders[name] = Vocoder.load(path, device=self.device)
+                self.vocoders[name] = Vocoder.load(path, device=self.device, phase_iterations=self.phase_iterations)
                 self.ids[name] = f"{path.name}:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
+                if self.phase_iterations is not None:  # another refinement is another rendering
+                    self.ids[name] += f"+phase_iterations={self.phase_iterations}"
             return self.vocoders[name]
 
     def group(self, job: Job) -> str:
@@ -245,7 +248,8 @@ class MidiRenderer(NotesRenderer):
                                              seed=j.seed % 2**31)) for j in items]
 
 
-def make_renderers(device: str = "cpu") -> dict[str, Renderer]:
-    vocode = VocodeRenderer(device)
+def make_renderers(device: str = "cpu", phase_iterations: int | None = None) -> dict[str, Renderer]:
+    """``phase_iterations`` (None: each card's) refines every iSTFT vocoder's phase, for vocode and tts jobs."""
+    vocode = VocodeRenderer(device, phase_iterations)
     return {"vocode": vocode, "tts": TTSRenderer(vocode), "notes": NotesRenderer(device),
             "convert": ConvertRenderer(device), "midi": MidiRenderer(device)}
