@@ -51,27 +51,22 @@ class OraclePhase:
     error is phase. Needs the recording, so it is a diagnosis, not a vocoder."""
 
     def __init__(self, vocoder: Vocoder) -> None:
-        from audiogan.vocoder.istft import FramedSTFT
+        self.vocoder = vocoder
 
-        self.generator = vocoder.generator
-        self.stft = FramedSTFT(vocoder.config.mel.n_fft, vocoder.hop_length)
-        self.mel = vocoder.mel_transform
-        self.wave: torch.Tensor | None = None
-
-    def __call__(self, mel: torch.Tensor) -> torch.Tensor:
-        log_mag, _ = self.generator.spectrum(self.generator.condition(mel[None]))
-        phase = torch.angle(self.stft(self.wave[None]))[..., : log_mag.shape[-1]]
-        return self.generator.synthesize(log_mag, phase)[0].clamp(-1, 1)
+    def __call__(self, wave: torch.Tensor) -> torch.Tensor:
+        g = self.vocoder.generator
+        log_mag, _ = g.spectrum(g.condition(self.vocoder.mel(wave)[None]))
+        phase = torch.angle(g.stft(wave[None, : wave.numel() // g.hop * g.hop]))[..., : log_mag.shape[-1]]
+        return g.synthesize(log_mag, phase)[0].clamp(-1, 1)
 
 
-def evaluate(name: str, synth, mel_fn: MelSpectrogram, clips: list[torch.Tensor], sr: int,
+def evaluate(name: str, render, mel_fn: MelSpectrogram, clips: list[torch.Tensor], sr: int,
              pitch: bool) -> dict[str, float | str]:
+    """``render``: recording -> its copy-synthesis."""
     rows = []
     for wave in tqdm(clips, desc=name, leave=False):
-        if isinstance(synth, OraclePhase):
-            synth.wave = wave[: wave.numel() // synth.stft.hop * synth.stft.hop]
         with torch.inference_mode():
-            out = synth(mel_fn(wave)).float()
+            out = render(wave).float()
         ref = wave[: out.numel()].numpy()
         deg = out.numpy()
         row = {"pesq_wb": metrics.pesq_wb(ref, deg, sr), "stoi": metrics.stoi(ref, deg, sr),
@@ -132,10 +127,13 @@ def main() -> None:
     for name, n in runs:
         synth = GriffinLim(base) if name == "griffin-lim" else Vocoder.load(name, device="cpu", phase_iterations=n)
         label = phase_label(Path(name).stem if name.endswith(".safetensors") else name, n)
-        row = evaluate(label, synth, mel_fn, clips, sr, not args.no_pitch)
+        def render(wave: torch.Tensor, synth=synth) -> torch.Tensor:
+            return synth(mel_fn(wave))
+
+        row = evaluate(label, render, mel_fn, clips, sr, not args.no_pitch)
         if args.image:
             with torch.inference_mode():
-                pictures[label] = synth(mel_fn(pictures["recording"])).float()
+                pictures[label] = render(pictures["recording"]).float()
         if name != "griffin-lim":
             card = synth.card
             row.update(steps=card["training"]["steps"], device_minutes=card["training"]["device_minutes"])

@@ -45,14 +45,12 @@ def main() -> None:
     rows = []
     runs = [(name, n) for name in args.models for n in args.phase_iterations]
     for name, n in runs:
-        if name == "default":
-            voc = Vocoder.load(name, device="cpu", phase_iterations=n)
-        elif n and not name.startswith("hifigan"):
-            voc = untrained_vocoder(name, n)
-        elif n:
-            continue  # no phase to refine
-        else:
-            voc = untrained_vocoder(name)
+        try:
+            voc = Vocoder.load(name, device="cpu", phase_iterations=n) if name == "default" \
+                else untrained_vocoder(name, n)
+        except ValueError as exc:  # a HiFi-GAN has no phase to refine
+            print(f"skipped {phase_label(name, n)}: {exc}", flush=True)
+            continue
         frames = int(args.seconds * voc.sample_rate / voc.hop_length)
         mel = torch.randn(voc.config.mel.n_mels, frames) - 5
         params = sum(p.numel() for p in voc.generator.parameters()) / 1e6

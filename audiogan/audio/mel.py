@@ -59,6 +59,11 @@ class MelSpectrogram(nn.Module):
             mel_scale="slaney",
         )
 
+    @property
+    def filterbank(self) -> torch.Tensor:
+        """[n_fft/2+1, n_mels]: the weights of each linear bin in each band (what heads invert or match)."""
+        return self.mel.mel_scale.fb
+
     @torch.autocast("cuda", enabled=False)
     @torch.autocast("cpu", enabled=False)
     def forward(self, wave: torch.Tensor) -> torch.Tensor:

@@ -15,13 +15,19 @@ from __future__ import annotations
 import math
 
 import torch
-import torchaudio
 from torch import nn
 
-from audiogan.audio.mel import MelConfig
+from audiogan.audio.mel import MelConfig, MelSpectrogram
 
 F0_MIN, F0_MAX = 40.0, 700.0  # Hz: the pitch tracker's output range
 F0_CENTRE = 150.0  # Hz: a zero pre-activation means this pitch
+
+
+def bin_shares(mel: MelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mel front end's filterbank [bins, n_mels] and each bin's share of every band (rows summing to 1,
+    or 0 for bins that no band covers), so that the heads use exactly the mel the vocoder is given."""
+    fb = MelSpectrogram(mel).filterbank.clone()
+    return fb, fb / fb.sum(1, keepdim=True).clamp(min=1e-8)
 
 
 class MelMagnitudePrior(nn.Module):
@@ -34,10 +40,7 @@ class MelMagnitudePrior(nn.Module):
 
     def __init__(self, mel: MelConfig) -> None:
         super().__init__()
-        bins = mel.n_fft // 2 + 1
-        fb = torchaudio.functional.melscale_fbanks(bins, mel.f_min, mel.f_max, mel.n_mels, mel.sample_rate,
-                                                   norm="slaney", mel_scale="slaney")  # [bins, n_mels]
-        share = fb / fb.sum(1, keepdim=True).clamp(min=1e-8)
+        fb, share = bin_shares(mel)
         # Bins outside every band (none for 0 .. sr/2) would get nothing; give them the nearest band.
         empty = fb.sum(1) <= 0
         if empty.any():
@@ -64,15 +67,12 @@ class MelProjection(nn.Module):
 
     def __init__(self, mel: MelConfig, iterations: int) -> None:
         super().__init__()
-        bins = mel.n_fft // 2 + 1
-        fb = torchaudio.functional.melscale_fbanks(bins, mel.f_min, mel.f_max, mel.n_mels, mel.sample_rate,
-                                                   norm="slaney", mel_scale="slaney")  # [bins, n_mels]
-        cover = fb.sum(1)
+        fb, share = bin_shares(mel)
         self.iterations, self.floor = iterations, mel.log_floor
         self.register_buffer("fb", fb, persistent=False)
+        self.register_buffer("spread", share, persistent=False)
         # Bins no band covers (DC, Nyquist) are left as predicted.
-        self.register_buffer("spread", fb / cover.clamp(min=1e-8)[:, None], persistent=False)
-        self.register_buffer("covered", (cover > 0)[None, :, None], persistent=False)
+        self.register_buffer("covered", (fb.sum(1) > 0)[None, :, None], persistent=False)
 
     @torch.autocast("cuda", enabled=False)
     @torch.autocast("cpu", enabled=False)

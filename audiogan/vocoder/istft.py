@@ -164,7 +164,6 @@ class ISTFTNetGenerator(nn.Module):
         self.out = nn.Linear(config.dim, self.bins * (4 if harmonic else 2))
         self.istft = ISTFT(mel.n_fft, mel.hop_length)
         self.stft = FramedSTFT(mel.n_fft, mel.hop_length)
-        self.phase_iterations = config.phase_iterations
         self.prior = MelMagnitudePrior(mel) if config.magnitude_prior else None
         self.projection = MelProjection(mel, config.mel_projection) if config.mel_projection else None
         self.pitch = PitchTracker(mel.n_mels, config.pitch_channels) if harmonic else None
@@ -222,9 +221,10 @@ class ISTFTNetGenerator(nn.Module):
         """Spectrum -> waveform; in eval mode the phase is refined by ``phase_iterations`` (training sees the
         network's own phase, so that the network, not the refinement, learns it)."""
         mag = torch.exp(log_mag).clamp(max=1e2)
-        if self.training or not self.phase_iterations:
+        iterations = self.config.phase_iterations
+        if self.training or not iterations:
             return self.istft(torch.polar(mag, phase))
-        return fast_griffin_lim(mag, phase, self.stft, self.istft, self.phase_iterations)
+        return fast_griffin_lim(mag, phase, self.stft, self.istft, iterations)
 
     def forward(self, x: torch.Tensor, details: bool = False,
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
