@@ -78,7 +78,7 @@ def _train(args: argparse.Namespace) -> int:
     elif args.model_kind == "timbre":
         from audiogan.train.timbre_trainer import TimbreTrainer as Trainer  # type: ignore[assignment]
         from audiogan.train.timbre_trainer import TimbreTrainingConfig as Config  # type: ignore[assignment]
-        extra = {}
+        extra = {"init_generator": args.init_generator}
     else:
         from audiogan.train.tts_trainer import TTSTrainer as Trainer  # type: ignore[assignment]
         from audiogan.train.tts_trainer import TTSTrainingConfig as Config  # type: ignore[assignment]
@@ -325,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
         tk.add_argument("--run-dir", default=f"runs/{kind}", help="checkpoints, logs, exports (default: %(default)s)")
         tk.add_argument("--device", default="auto")
         tk.add_argument("--resume", help="checkpoint.pt to continue exactly")
+        if kind == "timbre":
+            tk.add_argument("--init-generator", help="exported .safetensors to continue from (fresh discriminator, "
+                                                     "which trains alone for disc_head_start_steps)")
         tk.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train: field")
         tk.set_defaults(func=_train)
     tv = t.add_parser("vocoder", help="train a GAN vocoder")

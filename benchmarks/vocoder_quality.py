@@ -4,6 +4,7 @@
     python benchmarks/vocoder_quality.py --models default runs/x/snapshots/*.safetensors griffin-lim
     python benchmarks/vocoder_quality.py --oracle-phase     # + each iSTFT model's magnitude with the true phase
     python benchmarks/vocoder_quality.py --phase-iterations 0 4 8   # the default with fast Griffin-Lim refinement
+    python benchmarks/vocoder_quality.py --phase-sources    # + a harmonic-phase model's harmonic or free phase alone
 
 The held-out clips are the validation set of configs/vocoder/istft_16k.yaml (LibriSpeech speakers never
 seen in training, plus a few clips of the other sets). Prints a Markdown table.
@@ -60,6 +61,22 @@ class OraclePhase:
         return g.synthesize(log_mag, phase)[0].clamp(-1, 1)
 
 
+class PhaseSource:
+    """A harmonic-phase vocoder with its gate forced open ("harmonic") or shut ("free"): what each phase
+    is worth alone. ``shares`` collects the gate's energy-weighted mean per clip: how much of what one
+    hears the trained gate gives to the harmonic phase."""
+
+    def __init__(self, vocoder: Vocoder, source: str) -> None:
+        self.vocoder, self.source, self.shares = vocoder, source, []
+
+    def __call__(self, wave: torch.Tensor) -> torch.Tensor:
+        g = self.vocoder.generator
+        log_mag, harm, free, gate = g.phase_parts(g.condition(self.vocoder.mel(wave)[None]))
+        energy = torch.exp(2 * log_mag)
+        self.shares.append(float((gate * energy).sum() / energy.sum()))
+        return g.synthesize(log_mag, harm if self.source == "harmonic" else free)[0].clamp(-1, 1)
+
+
 def evaluate(name: str, render, mel_fn: MelSpectrogram, clips: list[torch.Tensor], sr: int,
              pitch: bool) -> dict[str, float | str]:
     """``render``: recording -> its copy-synthesis."""
@@ -105,6 +122,8 @@ def main() -> None:
     p.add_argument("--no-pitch", action="store_true", help="skip pYIN V/UV and periodicity (slow)")
     p.add_argument("--oracle-phase", action="store_true",
                    help="also score each iSTFT model's magnitude with the recording's phase (a diagnosis)")
+    p.add_argument("--phase-sources", action="store_true",
+                   help="also score each harmonic-phase model with its harmonic or its free phase alone (a diagnosis)")
     p.add_argument("--image", type=Path, help="write a PNG: 0-2 kHz spectrogram of 3 s of the first clip per model")
     p.add_argument("--phase-iterations", type=int, nargs="+", default=[None], metavar="N",
                    help="score iSTFT models with these fast Griffin-Lim refinements (default: as configured)")
@@ -150,6 +169,13 @@ def main() -> None:
         if args.oracle_phase and name != "griffin-lim" and n is None and hasattr(synth.generator, "spectrum"):
             oracle = evaluate(f"{label}, true phase", OraclePhase(synth), mel_fn, clips, sr, not args.no_pitch)
             results.append(oracle)
+        if args.phase_sources and n is None and getattr(synth.generator, "pitch", None) is not None:
+            for source in ("harmonic", "free"):
+                alone = PhaseSource(synth, source)
+                row = evaluate(f"{label}, {source} phase alone", alone, mel_fn, clips, sr, not args.no_pitch)
+                if source == "harmonic":
+                    print(f"{label}: the gate gives the harmonic phase {np.mean(alone.shares):.1%} of the energy")
+                results.append(row)
     cols = [c for c in ("pesq_wb", "stoi", "mel_l1", "level_db", "vuv_f1", "periodicity_rmse", "pitch_rmse_cents")
             if c in results[0]]
     print(f"\nCopy-synthesis of {len(clips)} held-out clips at {sr} Hz (CPU, torch {torch.__version__})\n")

@@ -76,6 +76,7 @@ def test_vocode_a_mel_file(tmp_path, default_vocoder, demo_wave):
     (["--help"], ["vocode", "train", "export"]),
     (["vocode", "--help"], ["--mel", "--output", "--model"]),
     (["train", "vocoder", "--help"], ["--config", "--data", "--resume", "--init-generator", "--set"]),
+    (["train", "timbre", "--help"], ["--config", "--data", "--resume", "--init-generator", "--set"]),
     (["export", "vocoder", "--help"], ["checkpoint", "--fp32"]),
 ])
 def test_help_exits_zero(capsys, argv, expected):

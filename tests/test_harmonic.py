@@ -165,6 +165,22 @@ def test_harmonic_stream_and_batch_equal_the_whole(harmonic_vocoder, demo_wave, 
     assert (short - harmonic_vocoder(mel[:, :90])).abs().max() < 1e-4
 
 
+def test_phase_parts_are_what_the_spectrum_mixes(harmonic_vocoder, demo_wave):
+    g = harmonic_vocoder.generator
+    with torch.inference_mode():
+        x = g.condition(harmonic_vocoder.mel(demo_wave)[None])
+        log_mag, phase = g.spectrum(x)
+        same_mag, harm, free, gate = g.phase_parts(x)
+    assert torch.equal(log_mag, same_mag) and gate.min() >= 0 and gate.max() <= 1
+    mixed = torch.polar(gate, harm) + torch.polar(1 - gate, free)
+    assert (torch.polar(torch.ones_like(phase), phase) - mixed / mixed.abs()).abs().max() < 1e-4
+    # the open gate of this fixture: the harmonic phase carries most of the mix here
+    assert float(gate.mean()) > 0.8
+    direct = build_generator(load_yaml(VocoderTrainingConfig, REPO / "configs" / "vocoder" / "tiny_test.yaml").model)
+    with pytest.raises(ValueError, match="harmonic-phase generator"):
+        direct.phase_parts(torch.zeros(1, MEL.n_mels, 8))
+
+
 def test_chunks_need_the_whole_utterance_phase(harmonic_vocoder, demo_wave):
     """Vocoding a chunk's mel on its own restarts the fundamental's phase: the reason chunks slice
     ``condition(mel)`` instead."""

@@ -115,6 +115,40 @@ def test_reconstruction_warm_up_trains_the_generator_alone(notes_dir, tmp_path):
         TimbreTrainer(cfg, [str(notes_dir)], tmp_path, device="cpu")
 
 
+def test_init_generator_continues_an_export_with_a_fresh_discriminator(tiny_timbre, notes_dir, tmp_path):
+    from audiogan.config import load_yaml
+    from audiogan.train.timbre_trainer import TimbreTrainer, TimbreTrainingConfig, load_generator
+
+    exported = tiny_timbre[0]
+    cfg = load_yaml(TimbreTrainingConfig, REPO / "configs" / "timbre" / "tiny_test.yaml")
+    cfg.train.disc_head_start_steps, cfg.train.max_steps = 3, 36
+    trainer = TimbreTrainer(cfg, [str(notes_dir)], tmp_path, device="cpu", init_generator=str(exported))
+    G, card = load_generator(exported)
+    assert trainer.step == card["training"]["steps"] == 30
+    assert all(torch.equal(a, b.float()) for a, b in zip(trainer.G.state_dict().values(), G.state_dict().values(),
+                                                         strict=True))
+    g_start = [p.detach().clone() for p in trainer.G.parameters()]
+    d_start = [p.detach().clone() for p in trainer.D.parameters()]
+    head_start = [trainer.train_step() for _ in range(3)]
+    # the discriminator learns, the generator waits: its gradient norm is not even computed
+    assert all(torch.isfinite(r[0]) and torch.isnan(r[6]) for r in head_start)
+    assert all(torch.equal(a, b) for a, b in zip(g_start, trainer.G.parameters(), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(d_start, trainer.D.parameters(), strict=True))
+    joined = trainer.train_step()
+    assert torch.isfinite(joined).all()
+    assert not all(torch.equal(a, b) for a, b in zip(g_start, trainer.G.parameters(), strict=True))
+    trainer.fit()
+    again = json.loads((tmp_path / "timbre-tiny.json").read_text())
+    assert again["training"]["steps"] == 36
+    # carried on, not restarted (the card rounds to 0.01 minute, and this tiny run takes about that)
+    assert again["training"]["device_minutes"] >= card["training"]["device_minutes"] > 0
+    assert again["training"]["continued_from"]["steps"] == 30
+    assert again["training"]["continued_from"]["recipe"] == card["training"]["recipe"]
+    cfg.model.channels = [16, 8, 8]
+    with pytest.raises(ValueError, match="different model config"):
+        TimbreTrainer(cfg, [str(notes_dir)], tmp_path / "other", device="cpu", init_generator=str(exported))
+
+
 @pytest.fixture(scope="module")
 def timbre_model(tiny_timbre):
     from audiogan.timbre import TimbreModel

@@ -47,6 +47,9 @@ class TimbreTrainConfig:
     # waits 100k steps): a generator far from the data gives the discriminator an easy win, and its
     # gradients then drown the reconstruction signal (measured: the target stopped improving at once).
     adversarial_start: int = 0
+    # Steps a fresh discriminator trains alone against a generator started from an export
+    # (--init-generator): an untrained critic's gradients would otherwise undo what the generator learned.
+    disc_head_start_steps: int = 300
     grad_clip: float = 100.0
     max_steps: int = 200_000
     max_minutes: float = 0.0
@@ -88,7 +91,7 @@ def reconstruction_loss(fake: torch.Tensor, real: torch.Tensor, log_scale: float
 
 class TimbreTrainer:
     def __init__(self, config: TimbreTrainingConfig, data_dirs: list[str], run_dir: str | Path,
-                 device: str = "auto", resume: str | None = None) -> None:
+                 device: str = "auto", resume: str | None = None, init_generator: str | None = None) -> None:
         self.cfg = config
         tc = config.train
         if tc.adversarial_start > 0 and tc.reconstruction_weight <= 0:
@@ -116,6 +119,12 @@ class TimbreTrainer:
         self.opt_g = torch.optim.Adam(self.g_params, tc.learning_rate, betas=tuple(tc.betas))
         self.opt_d = torch.optim.Adam(self.d_params, tc.learning_rate, betas=tuple(tc.betas))
         self.step, self.prior_minutes, self.t0 = 0, 0.0, time.monotonic()
+        self.head_start_until = 0
+        self.continued_from: dict[str, Any] = {}  # the export this run started from, and its recipe
+        if resume and init_generator:
+            raise ValueError("choose one of resume and init_generator")
+        if init_generator:
+            self._init_generator(init_generator)
         if resume:
             ck = load_checkpoint(resume, self.device)
             self.G.load_state_dict(ck["generator"])
@@ -123,6 +132,8 @@ class TimbreTrainer:
             self.opt_g.load_state_dict(ck["opt_g"])
             self.opt_d.load_state_dict(ck["opt_d"])
             self.step, self.prior_minutes = ck["step"], ck["device_minutes"]
+            self.head_start_until = ck.get("head_start_until", 0)
+            self.continued_from = ck.get("continued_from", {})
             set_rng_state(ck["rng"])
             self.gen.set_state(ck["data_rng"])
         self.g_run, self.d_run = self.G, self.D
@@ -135,6 +146,27 @@ class TimbreTrainer:
                      len(self.records), len(config.model.instruments), config.data.pitch_min,
                      config.data.pitch_max, sum(p.numel() for p in self.g_params) / 1e6,
                      sum(p.numel() for p in self.d_params) / 1e6)
+
+    def _init_generator(self, path: str) -> None:
+        """Continue from an exported generator (across sessions only it is kept) with a fresh discriminator;
+        the step count and device minutes go on from its card, so the next card states the whole cost."""
+        wpath = weights.resolve(path, "timbre")
+        card = weights.read_card(wpath)
+        # Through the dataclass, so that cards written before a field existed compare by its default.
+        if to_dict(from_dict(NoteGANConfig, card["config"])) != to_dict(self.cfg.model):
+            raise ValueError(f"{wpath.name} was trained with a different model config or instrument set than "
+                             "this recipe and data")
+        self.G.load_state_dict({k: v.float() for k, v in weights.read_weights(wpath).items()})
+        self.step = int(card["training"]["steps"])
+        self.prior_minutes = float(card["training"]["device_minutes"])
+        self.head_start_until = self.step + self.cfg.train.disc_head_start_steps
+        # The new card's recipe is this run's; the earlier phases' recipes stay on record beside it.
+        training = card["training"]
+        self.continued_from = {"from": card.get("name", wpath.stem), "steps": training["steps"],
+                               "device_minutes": training["device_minutes"], "recipe": training.get("recipe", {}),
+                               **({"earlier": training["continued_from"]} if "continued_from" in training else {})}
+        log.info("initialised generator from %s (step %d); a discriminator joining before step %d trains alone",
+                 wpath, self.step, self.head_start_until)
 
     def _load(self, records: list[NoteRecord]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Every note as an IF spectrogram, held on the device in bf16/fp16 (NSynth-sized sets fit an H100)."""
@@ -187,10 +219,12 @@ class TimbreTrainer:
         recon = reconstruction_loss(fake.float(), real, self.cfg.model.spectral.log_scale)
         g_loss = (g_adv if adversarial else 0) + tc.reconstruction_weight * recon
         self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        g_norm = torch.nn.utils.clip_grad_norm_(self.g_params, tc.grad_clip)
-        if torch.isfinite(g_norm):
-            self.opt_g.step()
+        g_norm = nan
+        if not (adversarial and self.step < self.head_start_until):
+            g_loss.backward()
+            g_norm = torch.nn.utils.clip_grad_norm_(self.g_params, tc.grad_clip)
+            if torch.isfinite(g_norm):
+                self.opt_g.step()
         self.step += 1
         return torch.stack([d_loss.detach(), g_loss.detach(), real_acc, fake_acc, real_pitch_acc, fake_pitch_acc,
                             g_norm, d_norm, recon.detach()]).float()
@@ -219,11 +253,12 @@ class TimbreTrainer:
             "generator": self.G.state_dict(), "discriminator": self.D.state_dict(), "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(), "step": self.step, "device_minutes": self.device_minutes(),
             "rng": rng_state(), "data_rng": self.gen.get_state(), "config": to_dict(self.cfg),
+            "head_start_until": self.head_start_until, "continued_from": self.continued_from,
             "device": device_name(self.device), "notes": len(self.records)})
 
     def export(self, path: Path, metrics: dict[str, float]) -> Path:
         return export_timbre(self.G, self.cfg, path, self.step, self.device_minutes(), device_name(self.device),
-                             len(self.records), metrics)
+                             len(self.records), metrics, continued_from=self.continued_from)
 
     def fit(self) -> dict[str, float]:
         tc = self.cfg.train
@@ -276,12 +311,14 @@ class TimbreTrainer:
 
 
 def export_timbre(G: torch.nn.Module, cfg: TimbreTrainingConfig, path: Path, step: int, minutes: float,
-                  device: str, notes: int, metrics: dict[str, float], dtype: torch.dtype = torch.float16) -> Path:
+                  device: str, notes: int, metrics: dict[str, float], dtype: torch.dtype = torch.float16,
+                  continued_from: dict[str, Any] | None = None) -> Path:
     G = _unwrap(G)
     card = {"name": path.stem, "kind": "timbre", "config": to_dict(cfg.model),
             "parameters": sum(p.numel() for p in G.parameters()), "dtype": str(dtype).removeprefix("torch."),
             "training": {"steps": step, "device_minutes": round(minutes, 2), "device": device,
-                         "recipe": to_dict(cfg.train), "date": date.today().isoformat()},
+                         "recipe": to_dict(cfg.train), "date": date.today().isoformat(),
+                         **({"continued_from": continued_from} if continued_from else {})},
             "data": {"notes": notes, "sources": cfg.sources}, "validation": metrics}
     return weights.write_weights(path, G.state_dict(), card, dtype)
 
@@ -293,7 +330,7 @@ def export_timbre_checkpoint(checkpoint: str | Path, out: str | Path, dtype: tor
     G = Generator(cfg.model)
     G.load_state_dict(ck["generator"])
     return export_timbre(G, cfg, Path(out), ck["step"], ck["device_minutes"], ck.get("device", "unknown"),
-                         ck.get("notes", 0), {}, dtype)
+                         ck.get("notes", 0), {}, dtype, ck.get("continued_from"))
 
 
 def load_generator(path: Path) -> tuple[Generator, dict[str, Any]]:

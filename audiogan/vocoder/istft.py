@@ -195,6 +195,26 @@ class ISTFTNetGenerator(nn.Module):
 
     def spectrum(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Conditioned input -> (log-magnitude, phase), each [B, n_fft/2+1, T] float32."""
+        log_mag, h = self._magnitude(x)
+        if self.pitch is None:
+            return log_mag, h[:, self.bins:]
+        harm, (cos, sin), gate = self._phases(x, h)
+        # Unit vectors mixed, then their angle: real arithmetic only (compiles, no complex autograd).
+        re = gate * torch.cos(harm) + (1 - gate) * cos
+        im = gate * torch.sin(harm) + (1 - gate) * sin
+        return log_mag, torch.atan2(im, re)
+
+    def phase_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For harmonic-phase generators: (log-magnitude, harmonic phase, free phase, gate), which
+        :meth:`spectrum` mixes; for diagnosis (how much each phase is used, what each alone sounds like)."""
+        if self.pitch is None:
+            raise ValueError("phase_parts needs a harmonic-phase generator (phase: harmonic)")
+        log_mag, h = self._magnitude(x)
+        harm, (cos, sin), gate = self._phases(x, h)
+        return log_mag, harm, torch.atan2(sin, cos), gate
+
+    def _magnitude(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The backbone's output [B, bins * heads, T] and the log-magnitude it gives."""
         mel = x[:, : self.n_mels]
         h = self.embed(mel)
         h = self.norm(h.transpose(1, 2)).transpose(1, 2)
@@ -205,17 +225,17 @@ class ISTFTNetGenerator(nn.Module):
         log_mag = h[:, :b] if self.prior is None else h[:, :b] + self.prior(mel.float())
         if self.projection is not None:
             log_mag = self.projection(log_mag, mel)
-        if self.pitch is None:
-            return log_mag, h[:, b:]
+        return log_mag, h
+
+    def _phases(self, x: torch.Tensor, h: torch.Tensor,
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """Harmonic phase, the free phase as a unit vector (cos, sin), and the gate between them."""
+        b = self.bins
         f0, theta = x[:, self.n_mels].float(), x[:, self.n_mels + 1].float()
         harm = harmonic_phase(theta, f0, self.n_fft, self.mel_config.sample_rate)
-        gate = torch.sigmoid(h[:, 3 * b:])
         re, im = h[:, b:2 * b], h[:, 2 * b:3 * b]
         norm = torch.sqrt(re.square() + im.square()).clamp(min=1e-6)
-        # Unit vectors mixed, then their angle: real arithmetic only (compiles, no complex autograd).
-        re = gate * torch.cos(harm) + (1 - gate) * re / norm
-        im = gate * torch.sin(harm) + (1 - gate) * im / norm
-        return log_mag, torch.atan2(im, re)
+        return harm, (re / norm, im / norm), torch.sigmoid(h[:, 3 * b:])
 
     def synthesize(self, log_mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
         """Spectrum -> waveform; in eval mode the phase is refined by ``phase_iterations`` (training sees the
