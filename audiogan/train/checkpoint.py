@@ -44,3 +44,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def read_export(path: str | Path, kind: str, config_type: type, own_config: Any,
+                ) -> tuple[Path, dict[str, Any], dict[str, torch.Tensor]]:
+    """An exported generator to continue training from: (path, card, float32 weights). Refuses one whose
+    model config differs from ``own_config``; compared through ``config_type``, so that cards written
+    before a field existed compare by its default."""
+    from audiogan import weights
+    from audiogan.config import from_dict, to_dict
+
+    wpath = weights.resolve(path, kind)
+    card = weights.read_card(wpath)
+    if to_dict(from_dict(config_type, card["config"])) != to_dict(own_config):
+        raise ValueError(f"{wpath.name} was trained with a different model config than this recipe "
+                         "(and, for a note model, its data's instruments)")
+    return wpath, card, {k: v.float() for k, v in weights.read_weights(wpath).items()}

@@ -23,7 +23,7 @@ from audiogan.config import from_dict, to_dict
 from audiogan.timbre.model import Discriminator, Generator, NoteGANConfig
 from audiogan.timbre.notes_data import NoteRecord, load_examples
 from audiogan.timbre.spectral import NoteSpectrogram
-from audiogan.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from audiogan.train.checkpoint import load_checkpoint, read_export, rng_state, save_checkpoint, set_rng_state
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
 from audiogan.train.runlog import RunLog, finish_run
 from audiogan.train.vocoder_trainer import _unwrap, device_name
@@ -150,13 +150,8 @@ class TimbreTrainer:
     def _init_generator(self, path: str) -> None:
         """Continue from an exported generator (across sessions only it is kept) with a fresh discriminator;
         the step count and device minutes go on from its card, so the next card states the whole cost."""
-        wpath = weights.resolve(path, "timbre")
-        card = weights.read_card(wpath)
-        # Through the dataclass, so that cards written before a field existed compare by its default.
-        if to_dict(from_dict(NoteGANConfig, card["config"])) != to_dict(self.cfg.model):
-            raise ValueError(f"{wpath.name} was trained with a different model config or instrument set than "
-                             "this recipe and data")
-        self.G.load_state_dict({k: v.float() for k, v in weights.read_weights(wpath).items()})
+        wpath, card, state = read_export(path, "timbre", NoteGANConfig, self.cfg.model)
+        self.G.load_state_dict(state)
         self.step = int(card["training"]["steps"])
         self.prior_minutes = float(card["training"]["device_minutes"])
         self.head_start_until = self.step + self.cfg.train.disc_head_start_steps

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from audiogan import metrics, weights
 from audiogan.audio.mel import MelSpectrogram
 from audiogan.config import from_dict, to_dict
-from audiogan.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from audiogan.train.checkpoint import load_checkpoint, read_export, rng_state, save_checkpoint, set_rng_state
 from audiogan.train.data import ClipBank, DataConfig, find_audio, load_many, split_files
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
 from audiogan.train.pitch_targets import pitch_targets
@@ -241,12 +241,8 @@ class VocoderTrainer:
 
     def _init_generator(self, path: str) -> None:
         """Start from an exported generator with fresh discriminators, which get a head start."""
-        wpath = weights.resolve(path, "vocoder")
-        card = weights.read_card(wpath)
-        # Through the dataclass, so that cards written before a field existed compare by its default.
-        if to_dict(from_dict(VocoderConfig, card["config"])) != to_dict(self.cfg.model):
-            raise ValueError(f"{wpath.name} was trained with a different model config than this recipe")
-        self.G.load_state_dict({k: v.float() for k, v in weights.read_weights(wpath).items()})
+        wpath, card, state = read_export(path, "vocoder", VocoderConfig, self.cfg.model)
+        self.G.load_state_dict(state)
         self.step = int(card["training"]["steps"])
         self.prior_minutes = float(card["training"]["device_minutes"])
         self.head_start_until = self.step + self.cfg.train.disc_head_start_steps

@@ -85,12 +85,12 @@ class VocoderEngine:
     async def stream(self, mel: torch.Tensor) -> AsyncIterator[torch.Tensor]:
         """Chunks whose concatenation equals ``vocode(mel)``: each is a slice of the whole conditioned mel
         with the receptive field's context on both sides, so the joins are seamless."""
-        mel = await self._condition(mel)
-        frames = mel.shape[-1]
+        cond = await self._condition(mel)
+        frames = cond.shape[-1]
         start, size = 0, self.first_chunk_frames
         while start < frames:
             end = min(frames, start + size)
-            yield await self.chunks.submit(self._span(mel, start, end))
+            yield await self.chunks.submit(self._span(cond, start, end))
             start, size = end, self.chunk_frames
 
     def start(self) -> None:
