@@ -82,7 +82,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         from audiogan.train.tts_trainer import TTSTrainer as Trainer  # type: ignore[assignment]
         from audiogan.train.tts_trainer import TTSTrainingConfig as Config  # type: ignore[assignment]
-        extra = {}
+        extra = {"init_generator": args.init_generator}
     cfg = load_yaml(Config, args.config)
     for assignment in args.set or []:
         cfg.train = override(cfg.train, assignment)
@@ -325,9 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
         tk.add_argument("--run-dir", default=f"runs/{kind}", help="checkpoints, logs, exports (default: %(default)s)")
         tk.add_argument("--device", default="auto")
         tk.add_argument("--resume", help="checkpoint.pt to continue exactly")
-        if kind == "timbre":
-            tk.add_argument("--init-generator", help="exported .safetensors to continue from (fresh discriminator, "
-                                                     "which trains alone for disc_head_start_steps)")
+        fresh = ("discriminator, which trains alone for disc_head_start_steps" if kind == "timbre" else
+                 "aligner, which trains alone against the frozen model for align_head_start_steps")
+        tk.add_argument("--init-generator", help=f"exported .safetensors to continue from (fresh {fresh})")
         tk.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train: field")
         tk.set_defaults(func=_train)
     tv = t.add_parser("vocoder", help="train a GAN vocoder")

@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--voice", help="TTS weights (.safetensors); without it only the human baseline runs")
     parser.add_argument("--vocoder", default="default", help="vocoder (bundled name or .safetensors path)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--speed", type=float, default=1.0, help="tts(..., speed=): > 1 speaks faster")
     parser.add_argument("--image", help="write a PNG: human and synthesized mel of the first held-out prompt")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -142,13 +143,17 @@ def main() -> None:
     from audiogan.tts import TTS
 
     tts = TTS.load(args.voice, vocoder=args.vocoder, device="cpu")
+    if held_out:
+        # The vocoder alone on the recordings' own mels: how much of the gap to the human row is the vocoder's.
+        row(f"human recordings, copy-synthesized by {tts.vocoder.card.get('name', args.vocoder)}",
+            [(t, tts.vocoder.copy_synthesize(a).numpy()) for t, a in held_out])
     start = time.perf_counter()
-    synth_own = [(t, tts(t)[0]) for t in own]
+    synth_own = [(t, tts(t, speed=args.speed)[0]) for t in own]
     elapsed = time.perf_counter() - start
     seconds = sum(len(a) for _, a in synth_own) / tts.sample_rate
     row(f"{tts.name}, own sentences", synth_own)
     if held_out:
-        synth_held = [(t, tts(t)[0]) for t, _ in held_out]
+        synth_held = [(t, tts(t, speed=args.speed)[0]) for t, _ in held_out]
         row(f"{tts.name}, held-out LJ prompts", synth_held)
         if args.image:
             plot_pair(args.image, held_out[0], synth_held[0][1], tts)

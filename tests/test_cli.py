@@ -77,6 +77,7 @@ def test_vocode_a_mel_file(tmp_path, default_vocoder, demo_wave):
     (["vocode", "--help"], ["--mel", "--output", "--model"]),
     (["train", "vocoder", "--help"], ["--config", "--data", "--resume", "--init-generator", "--set"]),
     (["train", "timbre", "--help"], ["--config", "--data", "--resume", "--init-generator", "--set"]),
+    (["train", "tts", "--help"], ["--config", "--data", "--resume", "--init-generator", "aligner", "--set"]),
     (["export", "vocoder", "--help"], ["checkpoint", "--fp32"]),
 ])
 def test_help_exits_zero(capsys, argv, expected):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -132,6 +133,89 @@ def test_checkpoint_resume_continues(espeak_corpus, tiny_voice, tmp_path):
     assert trainer.step == 45
 
 
+def test_init_generator_continues_an_export_with_a_fresh_aligner(espeak_corpus, tiny_voice, tmp_path):
+    from audiogan import weights
+    from audiogan.train.tts_trainer import TTSTrainer, TTSTrainingConfig
+
+    exported = tiny_voice[0]
+    card = weights.read_card(exported)
+    cfg = load_yaml(TTSTrainingConfig, REPO / "configs" / "tts" / "tiny_test.yaml")
+    cfg.data.cache_dir = str(exported.parent / "cache")
+    cfg.train.align_head_start_steps, cfg.train.max_steps = 4, 46
+    trainer = TTSTrainer(cfg, [str(espeak_corpus)], tmp_path, device="cpu", init_generator=str(exported))
+    assert (trainer.step, trainer.head_start_until) == (40, 44)
+    assert trainer.stats == card["stats"]  # the predictors' normalisation, not one recomputed from this data
+    state = trainer.model.state_dict()
+    shipped = weights.read_weights(exported)
+    assert all(torch.equal(state[k], v.float()) for k, v in shipped.items())
+    assert not any(k.startswith("aligner.") for k in shipped)
+
+    def snapshot() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        named = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
+        return ({k: v for k, v in named.items() if k.startswith("aligner.")},
+                {k: v for k, v in named.items() if not k.startswith("aligner.")})
+
+    aligner0, rest0 = snapshot()
+    for _ in range(4):
+        trainer.train_step()
+    aligner1, rest1 = snapshot()
+    assert all(torch.equal(rest0[k], rest1[k]) for k in rest0)  # frozen while the aligner catches up
+    assert not all(torch.equal(aligner0[k], aligner1[k]) for k in aligner0)
+    trainer.train_step()
+    assert not all(torch.equal(rest1[k], v) for k, v in snapshot()[1].items())  # then everything trains
+    trainer.fit()
+    continued = json.loads((tmp_path / "tts-tiny.json").read_text())["training"]
+    assert continued["steps"] == 46
+    assert continued["continued_from"]["steps"] == 40
+    assert continued["continued_from"]["from"] == exported.stem
+    cfg.train.align_head_start_steps, cfg.train.max_steps = 10, 48  # a resumed head start can be lengthened
+    resumed = TTSTrainer(cfg, [str(espeak_corpus)], tmp_path, device="cpu", resume=str(tmp_path / "checkpoint.pt"))
+    assert (resumed.step, resumed.align_from, resumed.head_start_until) == (46, 40, 50)
+
+    cfg.model.dim = 48
+    with pytest.raises(ValueError, match="different model config"):
+        TTSTrainer(cfg, [str(espeak_corpus)], tmp_path / "other", device="cpu", init_generator=str(exported))
+
+
+def test_mel_windows_cut_the_same_valid_frames_from_both():
+    from audiogan.tts.mel_discriminator import mel_windows
+
+    real = torch.arange(2 * 3 * 10, dtype=torch.float32).view(2, 3, 10)
+    fake = -real
+    r, f = mel_windows(real, fake, torch.tensor([10, 4]), 6, torch.Generator().manual_seed(0))
+    assert r.shape == f.shape == (2, 3, 6)
+    start = int(r[0, 0, 0])
+    assert torch.equal(r[0], real[0, :, start:start + 6]) and torch.equal(f[0], fake[0, :, start:start + 6])
+    # The short item: its 4 valid frames, then its own floor instead of batch padding.
+    assert torch.equal(r[1, :, :4], real[1, :, :4]) and torch.equal(f[1, :, :4], fake[1, :, :4])
+    assert (r[1, :, 4:] == real[1].min()).all() and (f[1, :, 4:] == real[1].min()).all()
+
+
+def test_mel_discriminator_trains_alongside_and_stays_out_of_the_export(espeak_corpus, tiny_voice, tmp_path):
+    from audiogan import weights
+    from audiogan.train.tts_trainer import TTSTrainer, TTSTrainingConfig
+
+    cfg = load_yaml(TTSTrainingConfig, REPO / "configs" / "tts" / "tiny_test.yaml")
+    cfg.data.cache_dir = str(tiny_voice[0].parent / "cache")
+    cfg.train.adversarial_weight, cfg.train.adversarial_ramp_steps, cfg.train.disc_frames = 1.0, 4, 16
+    cfg.train.max_steps = 44
+    # From a checkpoint without a discriminator: a fresh one starts where the run resumes.
+    trainer = TTSTrainer(cfg, [str(espeak_corpus)], tmp_path, device="cpu",
+                         resume=str(tiny_voice[0].parent / "checkpoint.pt"))
+    assert trainer.adversarial_from == 40
+    before = {k: v.detach().clone() for k, v in trainer.D.state_dict().items()}
+    result = trainer.fit()
+    assert all(math.isfinite(result[k]) for k in ("adversarial", "feature", "d_loss", "d_acc", "mel_l1"))
+    assert 0.0 <= result["d_acc"] <= 1.0
+    assert any(not torch.equal(before[k], v) for k, v in trainer.D.state_dict().items())
+    exported = weights.read_weights(tmp_path / "tts-tiny.safetensors")
+    assert set(exported) == set(weights.read_weights(tiny_voice[0]))  # the same inference weights, no critic
+    resumed = TTSTrainer(cfg, [str(espeak_corpus)], tmp_path / "again", device="cpu",
+                         resume=str(tmp_path / "checkpoint.pt"))
+    assert resumed.adversarial_from == 40
+    assert all(torch.equal(resumed.D.state_dict()[k], v) for k, v in trainer.D.state_dict().items())
+
+
 # -- fine-tuning the vocoder on the acoustic model's own mels -------------------------------------------------
 
 def test_vocoder_fine_tunes_on_teacher_forced_mels(espeak_corpus, tiny_voice, tmp_path):
@@ -145,7 +229,7 @@ def test_vocoder_fine_tunes_on_teacher_forced_mels(espeak_corpus, tiny_voice, tm
                            str(tiny_voice[0].parent / "checkpoint.pt"), "--data", str(espeak_corpus),
                            "--out", str(mels)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    wavs = sorted((espeak_corpus / "wavs").glob("*.wav"))
+    wavs = sorted((espeak_corpus / "wavs").glob("*.wav"))[:-1]  # the last is the voice's held-out clip
     files = sorted(mels.glob("*.npy"))
     assert [f.stem for f in files] == [w.stem for w in wavs]
     for wav, f in zip(wavs, files, strict=True):

@@ -60,3 +60,12 @@ def read_export(path: str | Path, kind: str, config_type: type, own_config: Any,
         raise ValueError(f"{wpath.name} was trained with a different model config than this recipe "
                          "(and, for a note model, its data's instruments)")
     return wpath, card, {k: v.float() for k, v in weights.read_weights(wpath).items()}
+
+
+def continuation(card: dict[str, Any], wpath: Path) -> dict[str, Any]:
+    """What a run that continues an export records of it: the next card states the whole cost, and the
+    earlier phases' recipes stay on record beside the new one."""
+    training = card["training"]
+    return {"from": card.get("name", wpath.stem), "steps": training["steps"],
+            "device_minutes": training["device_minutes"], "recipe": training.get("recipe", {}),
+            **({"earlier": training["continued_from"]} if "continued_from" in training else {})}

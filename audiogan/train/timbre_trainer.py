@@ -23,7 +23,14 @@ from audiogan.config import from_dict, to_dict
 from audiogan.timbre.model import Discriminator, Generator, NoteGANConfig
 from audiogan.timbre.notes_data import NoteRecord, load_examples
 from audiogan.timbre.spectral import NoteSpectrogram
-from audiogan.train.checkpoint import load_checkpoint, read_export, rng_state, save_checkpoint, set_rng_state
+from audiogan.train.checkpoint import (
+    continuation,
+    load_checkpoint,
+    read_export,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
 from audiogan.train.runlog import RunLog, finish_run
 from audiogan.train.vocoder_trainer import _unwrap, device_name
@@ -155,11 +162,7 @@ class TimbreTrainer:
         self.step = int(card["training"]["steps"])
         self.prior_minutes = float(card["training"]["device_minutes"])
         self.head_start_until = self.step + self.cfg.train.disc_head_start_steps
-        # The new card's recipe is this run's; the earlier phases' recipes stay on record beside it.
-        training = card["training"]
-        self.continued_from = {"from": card.get("name", wpath.stem), "steps": training["steps"],
-                               "device_minutes": training["device_minutes"], "recipe": training.get("recipe", {}),
-                               **({"earlier": training["continued_from"]} if "continued_from" in training else {})}
+        self.continued_from = continuation(card, wpath)
         log.info("initialised generator from %s (step %d); a discriminator joining before step %d trains alone",
                  wpath, self.step, self.head_start_until)
 

@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from audiogan.train.checkpoint import load_checkpoint
-from audiogan.train.tts_data import build_features
+from audiogan.train.tts_data import build_features, split
 from audiogan.train.tts_trainer import model_from_checkpoint, training_batch
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 @torch.no_grad()
 def write_predicted_mels(checkpoint: str | Path, data_dirs: list[str], out_dir: str | Path,
                          device: str = "cpu", batch_size: int = 8) -> int:
-    """Write ``<out_dir>/<clip id>.npy`` (float32 [n_mels, frames]) for every clip; returns the count.
+    """Write ``<out_dir>/<clip id>.npy`` (float32 [n_mels, frames]) for every training clip; returns the count.
 
     Needs the training checkpoint, not exported weights: the aligner that fixes the durations is
     training-only and left out of exports.
@@ -36,7 +36,10 @@ def write_predicted_mels(checkpoint: str | Path, data_dirs: list[str], out_dir: 
         raise ValueError(f"{checkpoint} is not a TTS training checkpoint (train one with `audiogan train tts`)")
     cfg, table, model = model_from_checkpoint(ck)
     model.to(dev).eval()
-    utterances = sorted(build_features(data_dirs, cfg.data, cfg.model.mel, table), key=lambda u: u.mel.shape[-1])
+    # Only the acoustic model's training clips: a vocoder fine-tuned on them then has not heard the held-out
+    # sentences either, so the intelligibility benchmark's held-out row stays unseen.
+    train, held_out = split(build_features(data_dirs, cfg.data, cfg.model.mel, table), cfg.data)
+    utterances = sorted(train, key=lambda u: u.mel.shape[-1])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for first in tqdm(range(0, len(utterances), batch_size), desc="teacher-forced mels", unit="batch"):
@@ -49,5 +52,6 @@ def write_predicted_mels(checkpoint: str | Path, data_dirs: list[str], out_dir: 
             tmp = target.with_name(f".{target.stem}.tmp.npy")
             np.save(tmp, pred[i, :, : u.mel.shape[-1]].numpy())
             tmp.replace(target)
-    log.info("wrote %d teacher-forced mels to %s", len(utterances), out)
+    log.info("wrote %d teacher-forced mels to %s (the %d held-out clips left out)", len(utterances), out,
+             len(held_out))
     return len(utterances)

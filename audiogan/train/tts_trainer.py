@@ -18,17 +18,27 @@ from tqdm import tqdm
 
 from audiogan import weights
 from audiogan.config import from_dict, to_dict
-from audiogan.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from audiogan.train.checkpoint import (
+    continuation,
+    load_checkpoint,
+    read_export,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
 from audiogan.train.runlog import RunLog, finish_run
 from audiogan.train.tts_data import TTSDataConfig, Utterance, build_features, collate, split, statistics
 from audiogan.train.vocoder_trainer import _unwrap, device_name
 from audiogan.tts.alignment import beta_binomial_prior, forward_sum_loss
+from audiogan.tts.mel_discriminator import MelDiscriminator, mel_windows
 from audiogan.tts.model import AcousticConfig, AcousticModel
 from audiogan.tts.phonemes import SymbolTable
+from audiogan.vocoder.losses import discriminator_accuracy, discriminator_loss, feature_loss, generator_loss
 
 log = logging.getLogger(__name__)
 LOSSES = ("loss", "mel_l1", "duration", "pitch", "energy", "align", "bin", "grad_norm")
+GAN_LOSSES = ("adversarial", "feature", "d_loss", "d_acc")
 
 
 @dataclass
@@ -46,6 +56,19 @@ class TTSTrainConfig:
     align_weight: float = 1.0
     bin_weight: float = 1.0
     bin_start_steps: int = 2000   # the hard-vs-soft alignment loss waits until the aligner has found the diagonal
+    # Exports leave the aligner out, so a run that continues one (--init-generator) starts a fresh aligner
+    # and trains it alone against the frozen model this long: joint steps on a random alignment would
+    # teach the decoder and duration predictor wrong durations.
+    align_head_start_steps: int = 1000
+    # Optional mel discriminator (0 = off): least-squares adversarial loss and feature matching on random
+    # windows of the teacher-forced mel. Its weight ramps in over adversarial_ramp_steps from the first
+    # joint step, while the fresh discriminator learns; it is never exported.
+    adversarial_weight: float = 0.0
+    feature_weight: float = 2.0
+    adversarial_ramp_steps: int = 500
+    disc_frames: int = 64
+    disc_channels: int = 32
+    disc_learning_rate: float = 2e-4
     max_steps: int = 100_000
     max_minutes: float = 0.0
     bf16: bool = True
@@ -79,7 +102,9 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def tts_losses(out: dict[str, torch.Tensor], batch: dict[str, Any], tc: TTSTrainConfig,
-               step: int) -> dict[str, torch.Tensor]:
+               aligner_step: int) -> dict[str, torch.Tensor]:
+    """The weighted losses; ``aligner_step`` counts the steps the aligner has trained (the binarisation
+    loss ramps in by it)."""
     text_mask, frame_mask = out["text_mask"], out["frame_mask"]
     text_lens, mel_lens = text_mask.sum(1), batch["mel_lens"]
     losses = {
@@ -91,23 +116,27 @@ def tts_losses(out: dict[str, torch.Tensor], batch: dict[str, Any], tc: TTSTrain
     }
     soft = F.log_softmax(out["log_probs"].float(), dim=-1)
     losses["bin"] = -(soft * out["hard"]).sum() / out["hard"].sum().clamp(min=1)
-    bin_on = min(1.0, max(0.0, (step - tc.bin_start_steps) / max(tc.bin_start_steps, 1)))
+    bin_on = min(1.0, max(0.0, (aligner_step - tc.bin_start_steps) / max(tc.bin_start_steps, 1)))
+    losses["alignment"] = tc.align_weight * losses["align"] + tc.bin_weight * bin_on * losses["bin"]
     losses["loss"] = (losses["mel_l1"] + tc.duration_weight * losses["duration"] + tc.pitch_weight * losses["pitch"]
-                      + tc.energy_weight * losses["energy"] + tc.align_weight * losses["align"]
-                      + tc.bin_weight * bin_on * losses["bin"])
+                      + tc.energy_weight * losses["energy"] + losses["alignment"])
     return losses
 
 
 class TTSTrainer:
     def __init__(self, config: TTSTrainingConfig, data_dirs: list[str], run_dir: str | Path, device: str = "auto",
-                 resume: str | None = None) -> None:
+                 resume: str | None = None, init_generator: str | None = None) -> None:
         self.cfg = config
         tc = config.train
         self.dist, self.device = init_distributed(device)
         self.run_dir = Path(run_dir)
         torch.manual_seed(tc.seed + self.dist.rank)
         self.gen = torch.Generator().manual_seed(tc.seed + 1000 * self.dist.rank)
-        self.table = SymbolTable()
+        if resume and init_generator:
+            raise ValueError("choose one of resume and init_generator")
+        export = read_export(init_generator, "tts", AcousticConfig, config.model) if init_generator else None
+        # A continued model keeps the symbol table its embedding rows were trained for.
+        self.table = SymbolTable.from_dict(export[1]["symbols"]) if export else SymbolTable()
         # Rank 0 computes the feature cache alone; the other ranks then read it. Parallel builds would do the
         # work twice and race on librosa's numba cache (two fresh processes compiling pYIN corrupted it).
         if self.dist.world > 1 and not self.dist.main:
@@ -118,7 +147,8 @@ class TTSTrainer:
         self.train_set, self.valid_set = split(utterances, config.data)
         if not self.train_set:
             raise ValueError(f"no training utterances in {data_dirs}")
-        self.stats = statistics(self.train_set)
+        # A continued model keeps the normalisation its pitch and energy predictors learned.
+        self.stats = dict(export[1]["stats"]) if export else statistics(self.train_set)
         self.data_info = {Path(d).name: self.cfg.sources.get(Path(d).name, "unspecified") for d in data_dirs}
         self.data_info["utterances"] = {"train": len(self.train_set), "validation": len(self.valid_set),
                                         "train_minutes": round(sum(u.mel.shape[-1] for u in self.train_set)
@@ -126,29 +156,71 @@ class TTSTrainer:
                                                                / config.model.mel.sample_rate / 60, 2)}
         self.model = AcousticModel(config.model, len(self.table)).to(self.device)
         self.params = list(self.model.parameters())
-        self.opt = torch.optim.AdamW(self.params, tc.learning_rate, betas=tuple(tc.betas),
-                                     weight_decay=tc.weight_decay)
+        self.aligner_params = list(self.model.aligner.parameters())
+        aligner_ids = {id(p) for p in self.aligner_params}
+        # Two groups, so that a fresh aligner under a continued model gets its own warm-up (see _lr).
+        self.opt = torch.optim.AdamW([{"params": [p for p in self.params if id(p) not in aligner_ids]},
+                                      {"params": self.aligner_params}],
+                                     tc.learning_rate, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
         self.step, self.prior_minutes, self.t0 = 0, 0.0, time.monotonic()
+        self.align_from = self.head_start_until = 0  # where the aligner started; joint training resumes at the latter
+        self.continued_from: dict[str, Any] = {}
+        self.D = MelDiscriminator(tc.disc_channels).to(self.device) if tc.adversarial_weight > 0 else None
+        self.opt_d = (torch.optim.AdamW(self.D.parameters(), tc.disc_learning_rate, betas=(0.8, 0.99))
+                      if self.D is not None else None)
+        self.adversarial_from = 0
+        self.loss_names = LOSSES + (GAN_LOSSES if self.D is not None else ())
+        if export:
+            self._init_generator(*export)
         if resume:
             ck = load_checkpoint(resume, self.device)
             self.model.load_state_dict(ck["model"])
             self.opt.load_state_dict(ck["opt"])
             self.step, self.prior_minutes = ck["step"], ck["device_minutes"]
+            self.align_from, self.continued_from = ck.get("align_from", 0), ck.get("continued_from", {})
+            if self.D is not None and "discriminator" in ck:
+                self.D.load_state_dict(ck["discriminator"])
+                self.opt_d.load_state_dict(ck["opt_d"])
+                self.adversarial_from = ck["adversarial_from"]
+            elif self.D is not None:
+                self.adversarial_from = self.step
+                log.info("%s has no mel discriminator: a fresh one starts at step %d", resume, self.step)
+            # From the recipe, not the checkpoint: a resumed head start can be lengthened with --set.
+            if self.continued_from:
+                self.head_start_until = self.align_from + tc.align_head_start_steps
             set_rng_state(ck["rng"])
             self.gen.set_state(ck["data_rng"])
             log.info("resumed from %s at step %d", resume, self.step)
-        self.run_model = self.model
+        self.run_model, self.d_run = self.model, self.D
         if self.dist.world > 1:
-            self.run_model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            # While the aligner trains alone the rest of the model gets no gradient, which DDP must be told.
+            self.run_model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                                 find_unused_parameters=self.step < self.head_start_until)
+            if self.D is not None:
+                self.d_run = DDP(self.D, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.runlog = RunLog(self.run_dir) if self.dist.main else None
         if self.runlog:
             log.info("TTS: %d training / %d validation utterances, %.1f M parameters", len(self.train_set),
                      len(self.valid_set), sum(p.numel() for p in self.params) / 1e6)
 
-    def _lr(self) -> float:
+    def _init_generator(self, wpath: Path, card: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+        """Continue an exported acoustic model (across sessions only exports are kept): its weights, step
+        count and device minutes; a fresh aligner trains alone until ``head_start_until``."""
+        self.model.load_export(state, wpath.name)
+        self.step = self.align_from = int(card["training"]["steps"])
+        self.prior_minutes = float(card["training"]["device_minutes"])
+        self.head_start_until = self.step + self.cfg.train.align_head_start_steps
+        self.adversarial_from = self.head_start_until
+        self.continued_from = continuation(card, wpath)
+        log.info("initialised the acoustic model from %s (step %d); a fresh aligner trains alone until step %d",
+                 wpath, self.step, self.head_start_until)
+
+    def _lr(self, origin: int = 0) -> float:
+        """Inverse-square-root schedule with warm-up, counted from step ``origin``."""
         tc = self.cfg.train
-        warm = min(1.0, (self.step + 1) / max(tc.warmup_steps, 1))
-        return tc.learning_rate * warm * min(1.0, math.sqrt(max(tc.warmup_steps, 1) / (self.step + 1)))
+        step = self.step - origin
+        warm = min(1.0, (step + 1) / max(tc.warmup_steps, 1))
+        return tc.learning_rate * warm * min(1.0, math.sqrt(max(tc.warmup_steps, 1) / (step + 1)))
 
     def _batch(self, items: list[Utterance]) -> dict[str, Any]:
         return training_batch(items, self.stats, self.device)
@@ -163,19 +235,45 @@ class TTSTrainer:
         pool.sort(key=lambda i: self.train_set[i].mel.shape[-1])
         group = int(torch.randint(groups, (1,), generator=self.gen))
         batch = self._batch([self.train_set[i] for i in pool[group * size:(group + 1) * size]])
-        for group in self.opt.param_groups:
-            group["lr"] = self._lr()
+        model_group, aligner_group = self.opt.param_groups
+        model_group["lr"], aligner_group["lr"] = self._lr(), self._lr(self.align_from)
+        aligning_only = self.step < self.head_start_until
+        for p in model_group["params"]:
+            p.requires_grad_(not aligning_only)  # frozen params get no gradient, so AdamW leaves them be
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.bf16 and self.device.type == "cuda"):
             out = self.run_model(batch["tokens"], batch["mel"], batch["mel_lens"], batch["pitch"], batch["energy"],
                                  batch["voiced"], batch["prior"], batch["speakers"])
-        losses = tts_losses(out, batch, tc, self.step)
+        losses = tts_losses(out, batch, tc, self.step - self.align_from)
+        if self.D is not None:
+            self._adversarial(losses, out["mel"], batch, active=not aligning_only)
         self.opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
+        losses["alignment" if aligning_only else "loss"].backward()
         losses["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.params, tc.grad_clip)
         if torch.isfinite(losses["grad_norm"]):
             self.opt.step()
         self.step += 1
-        return torch.stack([losses[k].detach().float() for k in LOSSES])
+        return torch.stack([losses[k].detach().float() for k in self.loss_names])
+
+    def _adversarial(self, losses: dict[str, torch.Tensor], pred: torch.Tensor, batch: dict[str, Any],
+                     active: bool) -> None:
+        """One discriminator step on random mel windows, then its losses for the acoustic model."""
+        tc = self.cfg.train
+        if not active:
+            losses.update({k: torch.zeros((), device=self.device) for k in GAN_LOSSES})
+            return
+        real, fake = mel_windows(batch["mel"], pred.float(), batch["mel_lens"], tc.disc_frames, self.gen)
+        (score_r, _), (score_f, _) = self.d_run(real, fake.detach())
+        losses["d_loss"] = discriminator_loss(score_r, score_f)
+        losses["d_acc"] = discriminator_accuracy(score_r, score_f).detach()
+        self.opt_d.zero_grad(set_to_none=True)
+        losses["d_loss"].backward()
+        self.opt_d.step()
+        (_, feats_r), (score_f, feats_f) = self.d_run(real, fake)
+        losses["adversarial"] = generator_loss(score_f)
+        losses["feature"] = feature_loss([[f.detach() for f in fs] for fs in feats_r], feats_f)
+        ramp = min(1.0, (self.step - self.adversarial_from + 1) / max(tc.adversarial_ramp_steps, 1))
+        losses["loss"] = losses["loss"] + ramp * (tc.adversarial_weight * losses["adversarial"]
+                                                  + tc.feature_weight * losses["feature"])
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -185,7 +283,7 @@ class TTSTrainer:
         batch = self._batch(self.valid_set)
         out = self.model(batch["tokens"], batch["mel"], batch["mel_lens"], batch["pitch"], batch["energy"],
                          batch["voiced"], batch["prior"], batch["speakers"])
-        losses = tts_losses(out, batch, self.cfg.train, self.step)
+        losses = tts_losses(out, batch, self.cfg.train, self.step - self.align_from)
         # Free-running: predicted durations against the aligner's, as a total-length ratio.
         mel, frames = self.model.infer(batch["tokens"], speakers=batch["speakers"])
         ratio = (frames.float() / batch["mel_lens"].float()).mean()
@@ -202,17 +300,20 @@ class TTSTrainer:
             "model": self.model.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
             "device_minutes": self.device_minutes(), "rng": rng_state(), "data_rng": self.gen.get_state(),
             "config": to_dict(self.cfg), "stats": self.stats, "symbols": self.table.to_dict(),
-            "device": device_name(self.device), "data": self.data_info})
+            "device": device_name(self.device), "data": self.data_info, "align_from": self.align_from,
+            "continued_from": self.continued_from,
+            **({"discriminator": self.D.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "adversarial_from": self.adversarial_from} if self.D is not None else {})})
 
     def export(self, path: Path, validation: dict[str, float] | None = None) -> Path:
         return export_tts(self.model, self.cfg, path, self.step, self.device_minutes(), device_name(self.device),
-                          self.data_info, self.stats, self.table, validation or {})
+                          self.data_info, self.stats, self.table, validation or {}, continued_from=self.continued_from)
 
     def fit(self) -> dict[str, float]:
         tc = self.cfg.train
         self.prior_minutes, self.t0 = self.device_minutes(), time.monotonic()
         last_val = last_ck = last_log = self.t0
-        acc = torch.zeros(len(LOSSES), device=self.device)
+        acc = torch.zeros(len(self.loss_names), device=self.device)
         n = 0
         row: dict[str, Any] = {}
         bar = tqdm(total=tc.max_steps, initial=self.step, disable=not self.dist.main, mininterval=5,
@@ -227,7 +328,7 @@ class TTSTrainer:
             now = time.monotonic()
             timed_out = rank0_decides(tc.max_minutes > 0 and (now - self.t0) / 60 >= tc.max_minutes,
                                       self.dist, self.device)
-            row = mean_row(acc, n, LOSSES, self.dist)
+            row = mean_row(acc, n, self.loss_names, self.dist)
             row.update(step=self.step, lr=self._lr(), device_minutes=self.device_minutes(),
                        steps_per_s=n / max(now - last_log, 1e-9))
             acc.zero_()
@@ -250,14 +351,15 @@ class TTSTrainer:
 
 def export_tts(model: nn.Module, cfg: TTSTrainingConfig, path: Path, step: int, minutes: float, device: str,
                data: dict[str, Any], stats: dict[str, float], table: SymbolTable, validation: dict[str, float],
-               dtype: torch.dtype = torch.float16) -> Path:
+               dtype: torch.dtype = torch.float16, continued_from: dict[str, Any] | None = None) -> Path:
     """Inference weights (the aligner is training-only and left out) plus the model card."""
     state = {k: v for k, v in _unwrap(model).state_dict().items() if not k.startswith("aligner.")}
     card = {"name": path.stem, "kind": "tts", "language": cfg.data.language, "config": to_dict(cfg.model),
             "symbols": table.to_dict(), "stats": stats, "parameters": sum(v.numel() for v in state.values()),
             "dtype": str(dtype).removeprefix("torch."),
             "training": {"steps": step, "device_minutes": round(minutes, 2), "device": device,
-                         "recipe": to_dict(cfg.train), "date": date.today().isoformat()},
+                         "recipe": to_dict(cfg.train), "date": date.today().isoformat(),
+                         **({"continued_from": continued_from} if continued_from else {})},
             "data": data, "validation": validation}
     return weights.write_weights(path, state, card, dtype)
 
@@ -275,4 +377,4 @@ def export_tts_checkpoint(checkpoint: str | Path, out: str | Path, dtype: torch.
     ck = load_checkpoint(checkpoint, torch.device("cpu"))
     cfg, table, model = model_from_checkpoint(ck)
     return export_tts(model, cfg, Path(out), ck["step"], ck["device_minutes"], ck.get("device", "unknown"),
-                      ck.get("data", {}), ck["stats"], table, {}, dtype)
+                      ck.get("data", {}), ck["stats"], table, {}, dtype, ck.get("continued_from"))

@@ -42,9 +42,7 @@ class TTS:
         symbols = SymbolTable.from_dict(card["symbols"])
         model = AcousticModel(from_dict(AcousticConfig, card["config"]), len(symbols))
         state = {k: v.float() for k, v in weights.read_weights(path).items()}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or any(not k.startswith("aligner.") for k in missing):
-            raise ValueError(f"{path} does not match its card's config (missing {missing}, unexpected {unexpected})")
+        model.load_export(state, str(path))
         voc = vocoder if isinstance(vocoder, Vocoder) else Vocoder.load(vocoder, device=pick_device(device))
         return cls(model, symbols, card, voc)
 

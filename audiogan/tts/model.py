@@ -137,6 +137,14 @@ class AcousticModel(nn.Module):
         self.to_mel = nn.Linear(cfg.dim, n_mels)
         self.aligner = Aligner(cfg.dim, n_mels, cfg.align_dim)
 
+    def load_export(self, state: dict[str, torch.Tensor], source: str) -> None:
+        """Exported weights: everything but the training-only aligner, which keeps its current values."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("aligner.")]
+        if missing or unexpected:
+            raise ValueError(f"{source} does not fit this acoustic model's config: missing {missing}, "
+                             f"unexpected {unexpected}")
+
     def encode(self, tokens: torch.Tensor, speakers: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         mask = tokens != 0
         x = self.embed(tokens)
