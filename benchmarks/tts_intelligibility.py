@@ -5,11 +5,12 @@
 
 Word error rate on the 50 sentences of benchmarks/data/tts_sentences.txt (written for this benchmark, so
 never in any training set) and on the held-out LJ-prompts sentences, synthesized and, for comparison,
-the held-out human recordings of the same speaker. Two judges: one whose language model is built from
-exactly the evaluated sentences (pocketsphinx.lm.ArpaBoLM), which asks "which of these sentences was
-said, word by word" and forgives much, and one with pocketsphinx's general en-us language model, which
-hears words with no hint (a weak recogniser: it misses 4 words in 10 of clean human speech). Also:
-real-time factor and time to first audio of ``stream`` on 2 CPU threads.
+the held-out human recordings of the same speaker, and those recordings copy-synthesized by the vocoder
+(which splits the gap to the human row into the vocoder's part and the acoustic model's). Two judges:
+one whose language model is built from exactly the evaluated sentences (pocketsphinx.lm.ArpaBoLM), which
+asks "which of these sentences was said, word by word" and forgives much, and one with pocketsphinx's
+general en-us language model, which hears words with no hint (a weak recogniser: it misses 4 words in 10
+of clean human speech). Also: real-time factor and time to first audio of ``stream`` on 2 CPU threads.
 """
 
 from __future__ import annotations

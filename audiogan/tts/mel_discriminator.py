@@ -2,7 +2,7 @@
 
 An L1-trained acoustic model predicts the mean of what a phoneme could sound like, which smooths away
 the detail (formant edges, harmonics, noise texture) that both listeners and recognisers use. A small 2-D
-critic over windows of the mel, as in FastSpeech 2 / JETS-style GAN fine-tuning, rewards that detail back.
+critic over windows of the mel (the idea of GANSpeech and Multi-SpectroGAN for FastSpeech 2) rewards it back.
 Its outputs have the vocoder discriminators' shape, so the same least-squares and feature-matching losses
 apply.
 """
