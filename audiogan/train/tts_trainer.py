@@ -157,11 +157,10 @@ class TTSTrainer:
                                                                / config.model.mel.sample_rate / 60, 2)}
         self.model = AcousticModel(config.model, len(self.table)).to(self.device)
         self.params = list(self.model.parameters())
-        self.aligner_params = list(self.model.aligner.parameters())
-        aligner_ids = {id(p) for p in self.aligner_params}
+        named = list(self.model.named_parameters())
         # Two groups, so that a fresh aligner under a continued model gets its own warm-up (see _lr).
-        self.opt = torch.optim.AdamW([{"params": [p for p in self.params if id(p) not in aligner_ids]},
-                                      {"params": self.aligner_params}],
+        self.opt = torch.optim.AdamW([{"params": [p for n, p in named if not n.startswith("aligner.")]},
+                                      {"params": [p for n, p in named if n.startswith("aligner.")]}],
                                      tc.learning_rate, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
         self.step, self.prior_minutes, self.t0 = 0, 0.0, time.monotonic()
         self.align_from = self.head_start_until = 0  # where the aligner started; joint training resumes at the latter
@@ -194,11 +193,11 @@ class TTSTrainer:
             log.info("resumed from %s at step %d", resume, self.step)
         self.run_model, self.d_run = self.model, self.D
         if self.dist.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
             # While the aligner trains alone the rest of the model gets no gradient, which DDP must be told.
-            self.run_model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                                 find_unused_parameters=self.step < self.head_start_until)
+            self.run_model = DDP(self.model, device_ids=ids, find_unused_parameters=self.step < self.head_start_until)
             if self.D is not None:
-                self.d_run = DDP(self.D, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.d_run = DDP(self.D, device_ids=ids)
         self.runlog = RunLog(self.run_dir) if self.dist.main else None
         if self.runlog:
             log.info("TTS: %d training / %d validation utterances, %.1f M parameters", len(self.train_set),
