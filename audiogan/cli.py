@@ -69,7 +69,7 @@ def _say(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from audiogan.config import load_yaml, override
+    from audiogan.config import load_yaml, override_recipe
 
     if args.model_kind == "vocoder":
         from audiogan.train.vocoder_trainer import VocoderTrainer as Trainer
@@ -85,7 +85,7 @@ def _train(args: argparse.Namespace) -> int:
         extra = {"init_generator": args.init_generator}
     cfg = load_yaml(Config, args.config)
     for assignment in args.set or []:
-        cfg.train = override(cfg.train, assignment)
+        cfg = override_recipe(cfg, assignment)
     if getattr(args, "predicted_mels", None):
         cfg.data.predicted_mels = args.predicted_mels
     trainer = Trainer(cfg, args.data, args.run_dir, args.device, args.resume, **extra)
@@ -243,6 +243,9 @@ def _phase_flag(parser: argparse.ArgumentParser) -> None:
                              "recording (default: the model card's; benchmarks/RESULTS.md has the trade)")
 
 
+SET_HELP = "override a train: field (max_minutes=20), or any section's: SECTION.FIELD (data.augment_speeds=[0.9,1.1])"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="audiogan", description="GAN audio synthesis: vocoders, TTS, timbre.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -328,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
         fresh = ("discriminator, which trains alone for disc_head_start_steps" if kind == "timbre" else
                  "aligner, which trains alone against the frozen model for align_head_start_steps")
         tk.add_argument("--init-generator", help=f"exported .safetensors to continue from (fresh {fresh})")
-        tk.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train: field")
+        tk.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
         tk.set_defaults(func=_train)
     tv = t.add_parser("vocoder", help="train a GAN vocoder")
     tv.add_argument("--config", required=True, help="configs/vocoder/NAME.yaml")
@@ -340,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--warm-start", help="exported .safetensors whose matching tensors (e.g. the backbone) start "
                                          "a model with other heads; counts from step 0, the card says from what")
     tv.add_argument("--predicted-mels", help="folder from `audiogan data tts-mels`: fine-tune on a TTS model's mels")
-    tv.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train: field, e.g. max_minutes=20")
+    tv.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     tv.set_defaults(func=_train)
 
     d = sub.add_parser("data", help="build training data").add_subparsers(dest="data_kind", required=True)

@@ -66,6 +66,18 @@ def override(obj: T, assignment: str) -> T:
     return from_dict(type(obj), {**to_dict(obj), key: yaml.safe_load(value)}, where=type(obj).__name__)
 
 
+def override_recipe(recipe: T, assignment: str, default: str = "train") -> T:
+    """Apply ``SECTION.KEY=VALUE`` to a recipe's section (``data.augment_speeds=[0.9,1.1]``); a bare
+    ``KEY=VALUE`` goes to the ``default`` section, the one a run's knobs live in."""
+    key = assignment.partition("=")[0]
+    section, dot, _ = key.partition(".")
+    sections = {f.name for f in dataclasses.fields(recipe) if dataclasses.is_dataclass(getattr(recipe, f.name))}  # type: ignore[arg-type]
+    if dot and section not in sections:
+        raise ConfigError(f"override {assignment!r}: no section {section!r}; sections: {sorted(sections)}")
+    name, rest = (section, assignment[len(section) + 1:]) if dot else (default, assignment)
+    return dataclasses.replace(recipe, **{name: override(getattr(recipe, name), rest)})  # type: ignore[type-var]
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 

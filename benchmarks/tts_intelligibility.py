@@ -27,7 +27,8 @@ import torch
 
 from audiogan.audio.io import load_audio
 from audiogan.config import load_yaml
-from audiogan.train.tts_data import read_metadata, split
+from audiogan.train.tts_data import held_out as held_out_ids
+from audiogan.train.tts_data import read_metadata
 from audiogan.train.tts_trainer import TTSTrainingConfig
 
 if TYPE_CHECKING:
@@ -121,12 +122,8 @@ def main() -> None:
     if LJ_PROMPTS.is_dir():
         cfg = load_yaml(TTSTrainingConfig, RECIPE)
         rows = {uid: (text, path) for uid, text, path in read_metadata(LJ_PROMPTS)}
-
-        class Row:  # split() needs only .id
-            def __init__(self, uid: str) -> None:
-                self.id = uid
-        _, valid = split([Row(uid) for uid in rows], cfg.data)  # type: ignore[arg-type]
-        held_out = [(rows[r.id][0], load_audio(rows[r.id][1], 16000)[0].numpy()) for r in valid]
+        held_out = [(rows[uid][0], load_audio(rows[uid][1], 16000)[0].numpy())
+                    for uid in sorted(held_out_ids(list(rows), cfg.data))]
     judges = (Judge(own + [t for t, _ in held_out]), Judge())
     print(f"judges: pocketsphinx en-us with an LM of the {len(own) + len(held_out)} evaluated sentences, "
           "and with its general en-us LM")

@@ -76,3 +76,20 @@ def test_missing_file_is_named(tmp_path):
 def test_invalid_mel_values_are_rejected_when_loading(tmp_path):
     with pytest.raises(ValueError, match="f_max"):
         load_yaml(VocoderTrainingConfig, write(tmp_path, "model:\n  mel: {f_max: 12000.0}\n"))
+
+
+def test_overrides_reach_any_section_and_bare_keys_go_to_train():
+    from audiogan.config import override_recipe
+    from audiogan.train.tts_trainer import TTSTrainingConfig
+
+    cfg = TTSTrainingConfig()
+    cfg = override_recipe(cfg, "max_minutes=7")
+    cfg = override_recipe(cfg, "data.augment_speeds=[0.9, 1.1]")
+    cfg = override_recipe(cfg, "model.n_speakers=3")
+    assert (cfg.train.max_minutes, cfg.data.augment_speeds, cfg.model.n_speakers) == (7, [0.9, 1.1], 3)
+    with pytest.raises(ConfigError, match="no section 'trian'"):
+        override_recipe(cfg, "trian.max_minutes=7")
+    with pytest.raises(ConfigError, match="n_speaker"):
+        override_recipe(cfg, "model.n_speaker=3")
+    with pytest.raises(ValueError, match="augment_speeds"):
+        override_recipe(cfg, "data.augment_speeds=[1.0]")

@@ -177,6 +177,47 @@ def test_init_generator_continues_an_export_with_a_fresh_aligner(espeak_corpus, 
         TTSTrainer(cfg, [str(espeak_corpus)], tmp_path / "other", device="cpu", init_generator=str(exported))
 
 
+def test_speed_perturbed_copies_are_pseudo_speakers_and_never_leak_the_held_out(espeak_corpus, tmp_path):
+    from audiogan.train.tts_data import build_features, split, statistics
+    from audiogan.train.tts_trainer import TTSTrainer, TTSTrainingConfig
+
+    cfg = load_yaml(TTSTrainingConfig, REPO / "configs" / "tts" / "tiny_test.yaml")
+    cfg.data.cache_dir = str(tmp_path / "cache")
+    plain = build_features([str(espeak_corpus)], cfg.data, cfg.model.mel, SymbolTable())
+    cfg.data.augment_speeds = [0.9, 1.1]
+    feats = build_features([str(espeak_corpus)], cfg.data, cfg.model.mel, SymbolTable())
+    assert len(feats) == 3 * len(plain)
+    by_key = {(u.id, u.speed): u for u in feats}
+    for u in plain:
+        for speaker, factor in enumerate((1.0, 0.9, 1.1)):
+            copy = by_key[(u.id, factor)]
+            assert copy.speaker == speaker and torch.equal(copy.tokens, u.tokens)
+            assert copy.mel.shape[-1] == pytest.approx(u.mel.shape[-1] / factor, abs=2)
+        shift = [float(by_key[(u.id, f)].pitch[by_key[(u.id, f)].voiced > 0].median()) for f in (0.9, 1.0, 1.1)]
+        assert shift[0] < shift[1] < shift[2]  # semitones move with the speed: 12 log2(1.1) = +1.65
+        assert shift[2] - shift[1] == pytest.approx(1.65, abs=0.6)
+    train, valid = split(feats, cfg.data)
+    held = {u.id for u in valid}
+    assert len(valid) == cfg.data.validation_count and all(u.speed == 1.0 for u in valid)
+    assert not held & {u.id for u in train}  # no perturbed copy of a held-out sentence is trained on
+    assert statistics(train) == statistics(split(plain, cfg.data)[0])  # the recordings' normalisation
+
+    with pytest.raises(ValueError, match=r"set model\.n_speakers to 3"):
+        TTSTrainer(cfg, [str(espeak_corpus)], tmp_path / "run", device="cpu")
+    cfg.model.n_speakers, cfg.train.max_steps = 3, 2
+    trainer = TTSTrainer(cfg, [str(espeak_corpus)], tmp_path / "run", device="cpu")
+    trainer.fit()
+    assert trainer.data_info["augmentation"] == {"speed_perturbation": [0.9, 1.1], "pseudo_speakers": 2}
+    tokens = train[0].tokens[None]
+    trainer.model.eval()
+    unnamed, _ = trainer.model.infer(tokens)
+    first, _ = trainer.model.infer(tokens, speakers=torch.tensor([0]))
+    other, _ = trainer.model.infer(tokens, speakers=torch.tensor([2]))
+    assert torch.equal(unnamed, first) and not torch.equal(unnamed[..., :5], other[..., :5])
+    with pytest.raises(ValueError, match="augment_speeds"):
+        cfg.data.__class__(augment_speeds=[1.0])
+
+
 def test_mel_windows_cut_the_same_valid_frames_from_both():
     from audiogan.tts.mel_discriminator import mel_windows
 

@@ -35,6 +35,15 @@ class TTSDataConfig:
     cache_dir: str = ".cache/audiogan"
     fmin: float = 60.0                                   # pitch search range (Hz)
     fmax: float = 500.0
+    # Speed perturbation (resampling: tempo and pitch move together, as in Kaldi's ASR recipes). Each factor
+    # adds a copy of every clip as a pseudo-speaker, so the model learns what is shared across them without
+    # averaging the voices; speakers 0 .. folders-1 stay the real recordings, which inference uses.
+    augment_speeds: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        bad = [f for f in self.augment_speeds if not 0.5 <= f <= 2.0 or f == 1.0]
+        if bad:
+            raise ValueError(f"data.augment_speeds: {bad} must lie in [0.5, 2.0] and differ from 1.0")
 
 
 @dataclass
@@ -47,6 +56,19 @@ class Utterance:
     voiced: torch.Tensor   # [T] float 0/1
     energy: torch.Tensor   # [T] mean log-mel
     speaker: int = 0
+    speed: float = 1.0     # speed-perturbation factor; 1.0 is the recording itself
+
+
+def speaker_count(roots: list[str | Path], cfg: TTSDataConfig) -> int:
+    """Speaker ids the features use: one per folder, times the speed-perturbed copies."""
+    return len(roots) * (1 + len(cfg.augment_speeds))
+
+
+def speed_perturb(wave: torch.Tensor, sample_rate: int, factor: float) -> torch.Tensor:
+    """The clip played ``factor`` times faster: duration / factor, every frequency x factor."""
+    import torchaudio.functional as AF
+
+    return AF.resample(wave, round(sample_rate * factor), sample_rate)
 
 
 def read_metadata(root: Path) -> list[tuple[str, str, Path]]:
@@ -86,7 +108,8 @@ def _cache_path(rows: list[tuple[str, str, Path]], cfg: TTSDataConfig, mel: MelC
     # File names and sizes, not full paths: the cache stays valid where the corpus sits elsewhere (a GPU
     # machine that has no espeak-ng or librosa gets the corpus under /tmp and this file beside it).
     h = hashlib.sha256(json.dumps([[r[0], r[1], r[2].name, r[2].stat().st_size] for r in rows]).encode())
-    h.update(json.dumps([mel.__dict__, table.version, cfg.language, cfg.fmin, cfg.fmax], default=str).encode())
+    h.update(json.dumps([mel.__dict__, table.version, cfg.language, cfg.fmin, cfg.fmax]
+                        + ([cfg.augment_speeds] if cfg.augment_speeds else []), default=str).encode())
     return Path(cfg.cache_dir) / f"tts-features-{h.hexdigest()[:16]}.pt"
 
 
@@ -100,20 +123,23 @@ def build_features(roots: list[str | Path], cfg: TTSDataConfig, mel_cfg: MelConf
         return [Utterance(**u) for u in torch.load(cache, weights_only=False)]
     transform = MelSpectrogram(mel_cfg)
     phones = phonemize([normalize(text) for (_, text, _), _ in rows], cfg.language)
+    speeds = [1.0, *cfg.augment_speeds]
     utterances = []
     for ((uid, text, path), speaker), tokens in tqdm(list(zip(rows, phones, strict=True)), desc="TTS features",
                                                      unit="clip"):
-        wave, _ = load_audio(path, mel_cfg.sample_rate)
-        if wave.numel() / mel_cfg.sample_rate > cfg.max_seconds:
-            log.info("skipping %s: longer than %.0f s", uid, cfg.max_seconds)
-            continue
-        wave = normalize_peak(wave)
-        with torch.no_grad():
-            mel = transform(wave)
-        pitch, voiced = pitch_track(wave.numpy(), mel_cfg, mel.shape[-1], cfg.fmin, cfg.fmax)
-        ids = table.encode(tokens)
-        utterances.append(Utterance(uid, text, torch.tensor(ids, dtype=torch.long), mel, torch.from_numpy(pitch),
-                                    torch.from_numpy(voiced), mel.mean(0), speaker))
+        recording, _ = load_audio(path, mel_cfg.sample_rate)
+        ids = torch.tensor(table.encode(tokens), dtype=torch.long)
+        for k, factor in enumerate(speeds):
+            wave = recording if factor == 1.0 else speed_perturb(recording, mel_cfg.sample_rate, factor)
+            if wave.numel() / mel_cfg.sample_rate > cfg.max_seconds:
+                log.info("skipping %s at speed %g: longer than %.0f s", uid, factor, cfg.max_seconds)
+                continue
+            wave = normalize_peak(wave)
+            with torch.no_grad():
+                mel = transform(wave)
+            pitch, voiced = pitch_track(wave.numpy(), mel_cfg, mel.shape[-1], cfg.fmin, cfg.fmax)
+            utterances.append(Utterance(uid, text, ids, mel, torch.from_numpy(pitch), torch.from_numpy(voiced),
+                                        mel.mean(0), speaker + len(roots) * k, factor))
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # ranks of a torchrun job may build it side by side
     torch.save([u.__dict__ for u in utterances], tmp)
@@ -122,18 +148,28 @@ def build_features(roots: list[str | Path], cfg: TTSDataConfig, mel_cfg: MelConf
     return utterances
 
 
-def split(utterances: list[Utterance], cfg: TTSDataConfig) -> tuple[list[Utterance], list[Utterance]]:
+def held_out(ids: list[str], cfg: TTSDataConfig) -> set[str]:
+    """The clip ids the recipe holds out: its patterns, else the last ``validation_count`` ids."""
     import fnmatch
 
+    ids = sorted(set(ids))
     if cfg.validation:
-        held = {u.id for u in utterances if any(fnmatch.fnmatch(u.id, p) for p in cfg.validation)}
-    else:
-        held = {u.id for u in sorted(utterances, key=lambda u: u.id)[-cfg.validation_count:]}
-    return [u for u in utterances if u.id not in held], [u for u in utterances if u.id in held]
+        return {i for i in ids if any(fnmatch.fnmatch(i, p) for p in cfg.validation)}
+    return set(ids[-cfg.validation_count:]) if cfg.validation_count > 0 else set()
+
+
+def split(utterances: list[Utterance], cfg: TTSDataConfig) -> tuple[list[Utterance], list[Utterance]]:
+    """(training, validation). A held-out clip's speed-perturbed copies are in neither: validation is the
+    recordings themselves, and the model must not have heard their sentences."""
+    held = held_out([u.id for u in utterances], cfg)
+    return ([u for u in utterances if u.id not in held],
+            [u for u in utterances if u.id in held and u.speed == 1.0])
 
 
 def statistics(utterances: list[Utterance]) -> dict[str, float]:
-    """Speaker-level normalisation constants, stored in the model card."""
+    """Speaker-level normalisation constants, stored in the model card: the recordings', not the
+    perturbed copies' (inference speaks as the recordings)."""
+    utterances = [u for u in utterances if u.speed == 1.0] or utterances
     voiced = torch.cat([u.pitch[u.voiced > 0] for u in utterances])
     energy = torch.cat([u.energy for u in utterances])
     return {"pitch_mean": float(voiced.mean()), "pitch_std": float(voiced.std().clamp(min=1e-3)),

@@ -39,7 +39,7 @@ def write_predicted_mels(checkpoint: str | Path, data_dirs: list[str], out_dir: 
     # Only the acoustic model's training clips: a vocoder fine-tuned on them then has not heard the held-out
     # sentences either, so the intelligibility benchmark's held-out row stays unseen.
     train, held_out = split(build_features(data_dirs, cfg.data, cfg.model.mel, table), cfg.data)
-    utterances = sorted(train, key=lambda u: u.mel.shape[-1])
+    utterances = sorted((u for u in train if u.speed == 1.0), key=lambda u: u.mel.shape[-1])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for first in tqdm(range(0, len(utterances), batch_size), desc="teacher-forced mels", unit="batch"):

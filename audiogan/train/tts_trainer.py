@@ -28,7 +28,7 @@ from audiogan.train.checkpoint import (
 )
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
 from audiogan.train.runlog import RunLog, finish_run
-from audiogan.train.tts_data import TTSDataConfig, Utterance, build_features, collate, split, statistics
+from audiogan.train.tts_data import TTSDataConfig, Utterance, build_features, collate, speaker_count, split, statistics
 from audiogan.train.vocoder_trainer import _unwrap, device_name
 from audiogan.tts.alignment import beta_binomial_prior, forward_sum_loss
 from audiogan.tts.mel_discriminator import MelDiscriminator, mel_windows
@@ -146,6 +146,11 @@ class TTSTrainer:
         if self.dist.world > 1 and self.dist.main:
             torch.distributed.barrier()
         self.train_set, self.valid_set = split(utterances, config.data)
+        speakers = speaker_count(data_dirs, config.data)
+        if speakers > 1 and config.model.n_speakers < speakers:
+            raise ValueError(f"{len(data_dirs)} data folder(s) with {len(config.data.augment_speeds)} speed "
+                             f"perturbation(s) make {speakers} speakers: set model.n_speakers to {speakers} "
+                             f"(it is {config.model.n_speakers})")
         if not self.train_set:
             raise ValueError(f"no training utterances in {data_dirs}")
         # A continued model keeps the normalisation its pitch and energy predictors learned.
@@ -155,6 +160,9 @@ class TTSTrainer:
                                         "train_minutes": round(sum(u.mel.shape[-1] for u in self.train_set)
                                                                * config.model.mel.hop_length
                                                                / config.model.mel.sample_rate / 60, 2)}
+        if config.data.augment_speeds:
+            self.data_info["augmentation"] = {"speed_perturbation": config.data.augment_speeds,
+                                              "pseudo_speakers": speakers - len(data_dirs)}
         self.model = AcousticModel(config.model, len(self.table)).to(self.device)
         self.params = list(self.model.parameters())
         named = list(self.model.named_parameters())

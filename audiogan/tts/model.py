@@ -148,7 +148,10 @@ class AcousticModel(nn.Module):
     def encode(self, tokens: torch.Tensor, speakers: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         mask = tokens != 0
         x = self.embed(tokens)
-        if self.speaker is not None and speakers is not None:
+        if self.speaker is not None:
+            # Unnamed means speaker 0: the first folder's recordings (pseudo-speakers of augmentation follow).
+            if speakers is None:
+                speakers = torch.zeros(tokens.shape[0], dtype=torch.long, device=tokens.device)
             x = x + self.speaker(speakers)[:, None, :]
         return self.encoder(x, mask), mask
 
