@@ -62,7 +62,7 @@ def _say(args: argparse.Namespace) -> int:
         raise ValueError("say needs TEXT or --file")
     vocoder = Vocoder.load(args.vocoder, device=args.device, phase_iterations=args.phase_iterations)
     tts = TTS.load(args.voice, vocoder=vocoder, device=args.device)
-    wave, rate = tts(text, speed=args.speed, pitch_shift=args.pitch_shift, progress=True)
+    wave, rate = tts(text, speed=args.speed, pitch_shift=args.pitch_shift, progress=True, speaker=args.speaker)
     out = save_audio(args.output, wave, rate)
     print(f"wrote {out} ({len(wave) / rate:.2f} s at {rate} Hz) with voice {tts.name}")
     return 0
@@ -271,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     _phase_flag(s)
     s.add_argument("--speed", type=float, default=1.0, help="0.25..4 (default: %(default)s)")
     s.add_argument("--pitch-shift", type=float, default=0.0, help="semitones, -12..12")
+    s.add_argument("--speaker", type=int, default=0,
+                   help="speaker of a multi-speaker voice: its training folders in order (default: %(default)s)")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     s.set_defaults(func=_say)

@@ -214,6 +214,17 @@ def test_speed_perturbed_copies_are_pseudo_speakers_and_never_leak_the_held_out(
     first, _ = trainer.model.infer(tokens, speakers=torch.tensor([0]))
     other, _ = trainer.model.infer(tokens, speakers=torch.tensor([2]))
     assert torch.equal(unnamed, first) and not torch.equal(unnamed[..., :5], other[..., :5])
+    from audiogan.tts import TTS
+
+    voice = TTS.load(tmp_path / "run" / "tts-tiny.safetensors", device="cpu")
+    assert voice.speakers == 3
+    ids = [voice.sentences("Hello there.")[0][1]]
+    assert torch.equal(voice.mels(ids)[0], voice.mels(ids, speaker=0)[0])
+    assert not torch.equal(voice.mels(ids)[0][:, :5], voice.mels(ids, speaker=2)[0][:, :5])
+    wave, _ = voice("Hello there.", speaker=2)
+    assert len(wave) > 0 and len(wave) == sum(len(c) for c in voice.stream("Hello there.", speaker=2))
+    with pytest.raises(ValueError, match="speaker 3 is out of range"):
+        voice("Hello there.", speaker=3)
     with pytest.raises(ValueError, match="augment_speeds"):
         cfg.data.__class__(augment_speeds=[1.0])
 
@@ -358,6 +369,8 @@ def test_bad_text_gives_clear_errors(tts):
         tts("... !!! ?")
     with pytest.raises(ValueError, match="speed"):
         tts("Hello.", speed=0)
+    with pytest.raises(ValueError, match=r"speaker 1 is out of range: tts-tiny knows speakers 0\.\.0"):
+        tts("Hello.", speaker=1)
 
 
 def test_hundred_thousand_characters_come_out_whole(tts):

@@ -72,9 +72,18 @@ class TTS:
             raise ValueError("text has nothing pronounceable")
         return pairs
 
+    @property
+    def speakers(self) -> int:
+        """How many speakers the model knows: one per training folder (then any pseudo-speakers of
+        augmentation); 0 is the first folder's."""
+        return self.model.cfg.n_speakers
+
     @torch.inference_mode()
-    def mels(self, token_lists: list[list[int]], speed: float = 1.0, pitch_shift: float = 0.0) -> list[torch.Tensor]:
+    def mels(self, token_lists: list[list[int]], speed: float = 1.0, pitch_shift: float = 0.0,
+             speaker: int = 0) -> list[torch.Tensor]:
         """Phoneme ids -> one mel per sentence; sentences share passes of up to MAX_BATCH_TOKENS."""
+        if not 0 <= speaker < self.speakers:
+            raise ValueError(f"speaker {speaker} is out of range: {self.name} knows speakers 0..{self.speakers - 1}")
         if not 0.25 <= speed <= 4.0:
             raise ValueError(f"speed {speed} is out of range 0.25..4")
         if not -12.0 <= pitch_shift <= 12.0:
@@ -93,7 +102,8 @@ class TTS:
             tokens = torch.zeros(len(group), longest, dtype=torch.long)
             for row, i in enumerate(group):
                 tokens[row, : len(token_lists[i])] = torch.tensor(token_lists[i])
-            mel, frames = self.model.infer(tokens.to(self.vocoder.device), speed, shift)
+            speakers = torch.full((len(group),), speaker, dtype=torch.long, device=self.vocoder.device)
+            mel, frames = self.model.infer(tokens.to(self.vocoder.device), speed, shift, speakers)
             for row, i in enumerate(group):
                 out[i] = mel[row, :, : int(frames[row])].float()
             start = end
@@ -110,7 +120,7 @@ class TTS:
 
     @torch.inference_mode()
     def __call__(self, text: str | bytes, speed: float = 1.0, pitch_shift: float = 0.0,
-                 progress: bool = False) -> tuple[np.ndarray, int]:
+                 progress: bool = False, speaker: int = 0) -> tuple[np.ndarray, int]:
         """The whole text as one waveform (float32 numpy) at ``sample_rate``; sentences in batched passes."""
         from tqdm import tqdm
 
@@ -120,26 +130,26 @@ class TTS:
         with tqdm(total=len(pairs), unit="sentence", disable=not progress) as bar:
             for start in range(0, len(pairs), group):
                 ids = [p[1] for p in pairs[start:start + group]]
-                waves += self.vocoder.batch(self.mels(ids, speed, pitch_shift))
+                waves += self.vocoder.batch(self.mels(ids, speed, pitch_shift, speaker))
                 bar.update(len(ids))
         return self.join(waves).cpu().numpy(), self.sample_rate
 
     @torch.inference_mode()
     def stream(self, text: str | bytes, speed: float = 1.0, pitch_shift: float = 0.0,
-               chunk_frames: int = 32) -> Iterator[np.ndarray]:
+               chunk_frames: int = 32, speaker: int = 0) -> Iterator[np.ndarray]:
         """Audio chunks as soon as each is ready: the first sentence alone (fast first audio), the rest in
         batched passes; each sentence vocoded chunk by chunk with exact joins. Concatenated, equal to
         ``tts(text)`` up to float rounding."""
         pairs = self.sentences(text)
         gap = self.gap().numpy()
-        first = self.mels([pairs[0][1]], speed, pitch_shift)
+        first = self.mels([pairs[0][1]], speed, pitch_shift, speaker)
         rest_ids = [ids for _, ids in pairs[1:]]
         for index, mel in enumerate(first):
             if index:
                 yield gap
             for chunk in self.vocoder.stream(mel, chunk_frames):
                 yield chunk.cpu().numpy()
-        for mel in self.mels(rest_ids, speed, pitch_shift) if rest_ids else []:
+        for mel in self.mels(rest_ids, speed, pitch_shift, speaker) if rest_ids else []:
             yield gap
             for chunk in self.vocoder.stream(mel, chunk_frames):
                 yield chunk.cpu().numpy()
