@@ -59,11 +59,6 @@ class Utterance:
     speed: float = 1.0     # speed-perturbation factor; 1.0 is the recording itself
 
 
-def speaker_count(roots: list[str | Path], cfg: TTSDataConfig) -> int:
-    """Speaker ids the features use: one per folder, times the speed-perturbed copies."""
-    return len(roots) * (1 + len(cfg.augment_speeds))
-
-
 def speed_perturb(wave: torch.Tensor, sample_rate: int, factor: float) -> torch.Tensor:
     """The clip played ``factor`` times faster: duration / factor, every frequency x factor."""
     import torchaudio.functional as AF

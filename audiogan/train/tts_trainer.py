@@ -28,7 +28,7 @@ from audiogan.train.checkpoint import (
 )
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
 from audiogan.train.runlog import RunLog, finish_run
-from audiogan.train.tts_data import TTSDataConfig, Utterance, build_features, collate, speaker_count, split, statistics
+from audiogan.train.tts_data import TTSDataConfig, Utterance, build_features, collate, split, statistics
 from audiogan.train.vocoder_trainer import _unwrap, device_name
 from audiogan.tts.alignment import beta_binomial_prior, forward_sum_loss
 from audiogan.tts.mel_discriminator import MelDiscriminator, mel_windows
@@ -146,7 +146,7 @@ class TTSTrainer:
         if self.dist.world > 1 and self.dist.main:
             torch.distributed.barrier()
         self.train_set, self.valid_set = split(utterances, config.data)
-        speakers = speaker_count(data_dirs, config.data)
+        speakers = 1 + max((u.speaker for u in utterances), default=0)  # build_features numbers them
         if speakers > 1 and config.model.n_speakers < speakers:
             raise ValueError(f"{len(data_dirs)} data folder(s) with {len(config.data.augment_speeds)} speed "
                              f"perturbation(s) make {speakers} speakers: set model.n_speakers to {speakers} "

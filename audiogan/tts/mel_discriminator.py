@@ -45,13 +45,12 @@ def mel_windows(real: torch.Tensor, fake: torch.Tensor, lengths: torch.Tensor, f
     batch padding, which no real mel has.
     """
     b, n_mels, t = real.shape
-    if t < frames:
-        real = F.pad(real, (0, frames - t), value=float(real.min()))
-        fake = F.pad(fake, (0, frames - t), value=float(real.min()))
+    floor = real.amin(dim=(1, 2), keepdim=True)
+    if t < frames:  # what pads here lies past every length, so the floor replaces it below
+        real, fake = F.pad(real, (0, frames - t)), F.pad(fake, (0, frames - t))
     spare = (lengths - frames).clamp(min=0).cpu()
     starts = (torch.rand(b, generator=generator) * (spare + 1).float()).long().to(real.device)
     index = (starts[:, None] + torch.arange(frames, device=real.device))[:, None, :].expand(b, n_mels, frames)
     valid = index < lengths.to(real.device)[:, None, None]
-    floor = real.amin(dim=(1, 2), keepdim=True)
     pick = lambda x: torch.where(valid, x.gather(2, index), floor)  # noqa: E731
     return pick(real), pick(fake)
