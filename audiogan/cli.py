@@ -149,7 +149,7 @@ def _convert(args: argparse.Namespace) -> int:
 
     model = TimbreModel.load(args.model, device=args.device)
     wave, rate = load_audio(args.input)
-    out = convert(model, wave.numpy(), rate, _timbre(args.to), seed=args.seed)
+    out = convert(model, wave.numpy(), rate, _timbre(args.to), seed=args.seed, flat=args.flat)
     path = save_audio(args.output, out, model.sample_rate)
     print(f"wrote {path} ({len(out) / model.sample_rate:.2f} s, played by {args.to})")
     return 0
@@ -298,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", default="converted.wav")
     c.add_argument("--model", default="default", help="timbre model name or .safetensors path")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--flat", action="store_true",
+                   help="snap every note to its semitone (default: follow the recording's vibrato and bends)")
     c.add_argument("--device", default="auto")
     c.set_defaults(func=_convert)
 

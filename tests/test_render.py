@@ -269,11 +269,12 @@ def test_tts_jobs_with_a_voice(tmp_path, tiny_voice):
     lines = [{"kind": "tts", "text": "Hello there.", "voice": voice, "output": "t/0.wav"},
              {"kind": "tts", "text": "A longer line. It has two sentences.", "voice": voice, "output": "t/1.wav"},
              {"kind": "tts", "text": "Faster now.", "voice": voice, "speed": 2.0, "output": "t/2.flac"},
-             {"kind": "tts", "text": "... ?", "voice": voice, "output": "t/bad.wav"}]
+             {"kind": "tts", "text": "... ?", "voice": voice, "output": "t/bad.wav"},
+             {"kind": "tts", "text": "Hello there.", "voice": voice, "speaker": 1, "output": "t/nobody.wav"}]
     manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
     assert not manifest.errors
     summary = run(manifest.jobs, str(tmp_path / "render"), batch_size=8, device="cpu", progress=False)
-    assert (summary.rendered, summary.failed) == (3, 1)
+    assert (summary.rendered, summary.failed) == (3, 2)
     tts = TTS.load(voice, device="cpu")
     for line in lines[:3]:
         audio, rate = sf.read(tmp_path / "render" / line["output"], dtype="float32")
@@ -282,8 +283,9 @@ def test_tts_jobs_with_a_voice(tmp_path, tiny_voice):
         # The untrained tiny voice's mels drive the vocoder's last blocks where batch-size-dependent
         # rounding (1e-6) grows to ~5e-5 relative: a few PCM16 steps, far below any real mistake.
         np.testing.assert_allclose(audio, expected, atol=16 / 32768)
-    error = json.loads((tmp_path / "render" / "errors.jsonl").read_text())
-    assert error["output"] == "t/bad.wav" and "pronounceable" in error["error"]
+    errors = {e["output"]: e["error"] for e in map(json.loads, (tmp_path / "render" / "errors.jsonl").read_text()
+                                                    .splitlines())}
+    assert "pronounceable" in errors["t/bad.wav"] and "speaker 1 is out of range" in errors["t/nobody.wav"]
 
 
 def test_tts_jobs_need_a_voice(tmp_path):

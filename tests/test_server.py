@@ -26,7 +26,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from audiogan import Vocoder
 
-REPO_DEMO = Path(__file__).resolve().parents[1] / "audiogan" / "samples" / "demo.flac"
+REPO = Path(__file__).resolve().parents[1]
+REPO_DEMO = REPO / "audiogan" / "samples" / "demo.flac"
 
 
 def free_port() -> int:
@@ -426,6 +427,43 @@ def test_text_errors_with_a_voice(voice_server):
         assert client.synthesize("Still here.").samples.size > 0
 
 
+@pytest.fixture(scope="module")
+def three_speaker_voice(espeak_corpus, tmp_path_factory) -> Path:
+    """The tiny voice with room for three speakers, trained two steps on one: enough to tell speakers apart."""
+    from audiogan.config import load_yaml
+    from audiogan.train.tts_trainer import TTSTrainer, TTSTrainingConfig
+
+    cfg = load_yaml(TTSTrainingConfig, REPO / "configs" / "tts" / "tiny_test.yaml")
+    run = tmp_path_factory.mktemp("three_speakers")
+    cfg.data.cache_dir = str(run / "cache")
+    cfg.model.n_speakers, cfg.train.max_steps = 3, 2
+    torch.manual_seed(0)
+    TTSTrainer(cfg, [str(espeak_corpus)], run, device="cpu").fit()
+    return run / "tts-tiny.safetensors"
+
+
+def test_a_multi_speaker_voice_speaks_as_the_asked_speaker(three_speaker_voice):
+    from audiogan.tts import TTS
+
+    local = TTS.load(three_speaker_voice, device="cpu")
+    with launch("--voice", str(three_speaker_voice), "--timbre", "none") as proc, \
+            AudioGanClient(proc.target, retries=0) as client:
+        (voice,) = client.list_voices()["voices"]
+        assert voice["speakers"] == 3
+        first, _ = client.synthesize("Hello there.")
+        second, _ = client.synthesize("Hello there.", speaker=2)
+        streamed = np.concatenate(list(client.stream("Hello there.", speaker=2)))
+        np.testing.assert_allclose(second, local("Hello there.", speaker=2)[0], atol=5e-4)
+        np.testing.assert_allclose(streamed, second, atol=5e-4)
+        assert first.shape != second.shape or np.abs(first - second).max() > 1e-2
+        for call in (lambda: client.synthesize("Hello.", speaker=3), lambda: client.synthesize("Hello.", speaker=-1)):
+            with pytest.raises(grpc.RpcError) as caught:
+                call()
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "speaker" in caught.value.details() and "0..2" in caught.value.details()
+        assert client.synthesize("Still here.", speaker=1).samples.size > 0
+
+
 # -- instrument notes, with a real (tiny, CPU-trained) note GAN ---------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -478,7 +516,7 @@ def test_note_errors_with_a_model(timbre_server):
         assert len(client.notes([{"pitch": 60, "timbre": "violin"}])) == 1
 
 
-def test_conversion_over_grpc(timbre_server, tmp_path):
+def test_conversion_over_grpc(timbre_server, tiny_timbre):
     import io
 
     from test_timbre import melody
@@ -487,8 +525,21 @@ def test_conversion_over_grpc(timbre_server, tmp_path):
     sf.write(buffer, melody(), 16000, format="WAV")
     with AudioGanClient(timbre_server.target) as client:
         audio, rate = client.convert(buffer.getvalue(), to="violin", sample_rate=22050)
-    assert rate == 22050 and abs(len(audio) - len(melody()) * 22050 / 16000) <= 2
-    assert np.isfinite(audio).all() and np.abs(audio).max() > 0.01
+        assert rate == 22050 and abs(len(audio) - len(melody()) * 22050 / 16000) <= 2
+        assert np.isfinite(audio).all() and np.abs(audio).max() > 0.01
+        buffer = io.BytesIO()
+        sf.write(buffer, melody(vibrato_cents=35), 16000, format="WAV")
+        bent, _ = client.convert(buffer.getvalue(), to="violin")
+        flat, _ = client.convert(buffer.getvalue(), to="violin", flat=True)
+    from audiogan.timbre import TimbreModel
+    from audiogan.timbre.convert import convert
+
+    local = TimbreModel.load(tiny_timbre[0], device="cpu")
+    for got, is_flat in ((bent, False), (flat, True)):
+        # The server's thread count rounds the generator differently: measured up to 1.0e-4 on 2 samples.
+        np.testing.assert_allclose(got, convert(local, melody(vibrato_cents=35), 16000, "violin", flat=is_flat),
+                                   atol=5e-4)
+    assert np.abs(bent - flat).max() > 1e-2
 
 
 def test_the_shipped_server_config_is_the_defaults():

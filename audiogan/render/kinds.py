@@ -136,9 +136,9 @@ class TTSRenderer(Renderer):
             return self.voices[name]
 
     def group(self, job: Job) -> str:
-        # One pass takes one speed and pitch shift, so they are part of the group.
+        # One pass takes one speed, pitch shift and speaker, so they are part of the group.
         return json.dumps([job.params.get("voice", "default"), job.params.get("speed", 1.0),
-                           job.params.get("pitch_shift", 0.0)])
+                           job.params.get("pitch_shift", 0.0), job.params.get("speaker", 0)])
 
     def length(self, job: Job) -> int:
         return len(job.params["text"])
@@ -147,10 +147,10 @@ class TTSRenderer(Renderer):
         return [ids for _, ids in self.voice(json.loads(self.group(job))[0]).sentences(job.params["text"])]
 
     def render(self, group: str, items: list[Any]) -> list[torch.Tensor]:
-        name, speed, shift = json.loads(group)
+        name, speed, shift, speaker = json.loads(group)
         tts = self.voice(name)
         flat = [ids for sentences in items for ids in sentences]
-        waves = tts.vocoder.batch(tts.mels(flat, speed, shift))
+        waves = tts.vocoder.batch(tts.mels(flat, speed, shift, speaker))
         out, start = [], 0
         for sentences in items:
             out.append(tts.join(waves[start:start + len(sentences)]).cpu())
@@ -217,15 +217,15 @@ class ConvertRenderer(NotesRenderer):
     def length(self, job: Job) -> int:
         return int(sf.info(job.params["input"]).frames)
 
-    def prepare(self, job: Job) -> tuple[np.ndarray, int, str, int]:
+    def prepare(self, job: Job) -> tuple[np.ndarray, int, str, int, bool]:
         wave, rate = load_audio(job.params["input"])
-        return wave.numpy(), rate, job.params["to"], job.seed % 2**31
+        return wave.numpy(), rate, job.params["to"], job.seed % 2**31, job.params.get("flat", False)
 
     def render(self, group: str, items: list[Any]) -> list[torch.Tensor]:
         from audiogan.timbre.convert import convert
 
         model = self.model(json.loads(group)[0])
-        return [torch.from_numpy(convert(model, wave, rate, to, seed)) for wave, rate, to, seed in items]
+        return [torch.from_numpy(convert(model, wave, rate, to, seed, flat)) for wave, rate, to, seed, flat in items]
 
 
 class MidiRenderer(NotesRenderer):

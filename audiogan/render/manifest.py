@@ -85,7 +85,9 @@ def kind_specs() -> dict[str, KindSpec]:
         KindSpec("tts", "text through a TTS voice",
                  (Param("text", str, "the text", required=True, check=lambda v: None if v.strip() else "is empty"),
                   Param("voice", str, "voice name"), Param("speed", float, "0.25..4", check=_range(0.25, 4)),
-                  Param("pitch_shift", float, "semitones", check=_range(-12, 12)), SAMPLE_RATE, SEED)),
+                  Param("pitch_shift", float, "semitones", check=_range(-12, 12)),
+                  Param("speaker", int, "a multi-speaker voice's speaker (default 0)", check=_range(0, 2**31 - 1)),
+                  SAMPLE_RATE, SEED)),
         KindSpec("notes", "one instrument note",
                  (Param("pitch", int, "MIDI note number", required=True, check=_range(0, 127)),
                   Param("instrument", str, "instrument name", required=True),
@@ -96,6 +98,7 @@ def kind_specs() -> dict[str, KindSpec]:
                  (Param("input", str, "audio file", required=True, is_input_path=True),
                   Param("to", str, "target instrument", required=True),
                   Param("model", str, "timbre model name or .safetensors path (default: 'default')"),
+                  Param("flat", bool, "hold every note on its semitone (default false: follow vibrato and bends)"),
                   SAMPLE_RATE, SEED)),
         KindSpec("midi", "a MIDI file rendered with the timbre model",
                  (Param("input", str, "MIDI file", required=True, is_input_path=True),
@@ -122,14 +125,19 @@ def check_output(output: Any) -> str | None:
 
 
 def _coerce(param: Param, value: Any, from_csv: bool) -> tuple[Any, str | None]:
-    if from_csv and isinstance(value, str) and param.type is not str:
+    if from_csv and isinstance(value, str) and param.type is bool:
+        words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        if value.strip().lower() not in words:
+            return value, f"{param.name}: {value!r} is not true or false"
+        value = words[value.strip().lower()]
+    elif from_csv and isinstance(value, str) and param.type is not str:
         try:
             value = param.type(value)
         except ValueError:
             return value, f"{param.name}: {value!r} is not a {param.type.__name__}"
     if param.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, param.type) or isinstance(value, bool):
+    if not isinstance(value, param.type) or (isinstance(value, bool) and param.type is not bool):
         return value, f"{param.name}: expected {param.type.__name__}, got {json.dumps(value)}"
     if param.check and (reason := param.check(value)):
         return value, f"{param.name}: {reason}"
@@ -229,7 +237,7 @@ def read_manifest(path: str | Path,
 
 def json_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of one manifest line, generated from the kind specs."""
-    names = {str: "string", int: "integer", float: "number"}
+    names = {str: "string", int: "integer", float: "number", bool: "boolean"}
     variants = []
     for spec in kind_specs().values():
         props: dict[str, Any] = {"kind": {"const": spec.name},

@@ -1,36 +1,89 @@
 """MIDI rendering with the note model, optionally morphing the timbre from A to B across the piece
-(GANSynth's Bach-prelude demo): each note takes the timbre at its onset's position in the piece."""
+(GANSynth's Bach-prelude demo): each note takes the timbre at its onset's position in the piece.
+
+Pitch bends move the sounding notes (range from RPN 0, else the General MIDI default of 2 semitones) and
+the modulation wheel (CC 1) adds vibrato, up to 50 cents at 5.5 Hz, each note's starting at its onset.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from audiogan.timbre.convert import NoteEvent, overlap_add
+from audiogan.timbre.convert import RELEASE_SECONDS, NoteEvent, overlap_add
+from audiogan.timbre.expression import BEND_HOP
 from audiogan.timbre.inference import Timbre, TimbreModel
 
 log = logging.getLogger(__name__)
 BATCH = 64
+DEFAULT_BEND_RANGE = 2.0  # semitones, General MIDI
+VIBRATO_CENTS = 50.0      # at full modulation wheel
+VIBRATO_HZ = 5.5
 
 
-def read_notes(path: str | Path, max_seconds: float = 1800.0) -> tuple[list[NoteEvent], float]:
-    """Every non-drum note of a MIDI file, sorted by onset, and the piece's length in seconds."""
+def bend_range(instrument: Any) -> float:
+    """The pitch-bend range in semitones the track sets with RPN 0 (CC 101/100 = 0, then CC 6 and 38)."""
+    rpn, semitones, cents = [None, None], DEFAULT_BEND_RANGE, 0.0
+    # At one instant the RPN select goes first: pretty_midi's writer reorders simultaneous events.
+    for cc in sorted(instrument.control_changes, key=lambda c: (c.time, c.number not in (100, 101))):
+        if cc.number in (101, 100):
+            rpn[cc.number == 100] = cc.value
+        elif cc.number == 6 and rpn == [0, 0]:
+            semitones = float(cc.value)
+        elif cc.number == 38 and rpn == [0, 0]:
+            cents = float(cc.value)
+    return semitones + cents / 100
+
+
+def _steps(times: list[float], values: list[float], at: np.ndarray) -> np.ndarray:
+    """The value of a step function (each value holds from its time on, 0 before the first) at times ``at``."""
+    if not times:
+        return np.zeros(len(at))
+    order = np.argsort(times, kind="stable")
+    t, v = np.asarray(times)[order], np.concatenate([[0.0], np.asarray(values, dtype=np.float64)[order]])
+    return v[np.searchsorted(t, at, side="right")]
+
+
+def _contours(instrument: Any, notes: list[Any], rate: int) -> list[np.ndarray | None]:
+    """Each note's pitch contour in cents (BEND_HOP frames from its onset, through its release)."""
+    bends = [(b.time, b.pitch) for b in instrument.pitch_bends]
+    wheel = [(c.time, c.value) for c in instrument.control_changes if c.number == 1]
+    if not bends and not wheel:
+        return [None] * len(notes)
+    scale = bend_range(instrument) * 100 / 8192
+    out: list[np.ndarray | None] = []
+    for n in notes:
+        frames = int((n.end - n.start + RELEASE_SECONDS) * rate / BEND_HOP) + 2
+        since = np.arange(frames) * BEND_HOP / rate
+        at = n.start + since
+        cents = _steps([t for t, _ in bends], [p * scale for _, p in bends], at)
+        depth = _steps([t for t, _ in wheel], [v / 127 * VIBRATO_CENTS for _, v in wheel], at)
+        cents = cents + depth * np.sin(2 * np.pi * VIBRATO_HZ * since)
+        out.append(cents if np.any(cents) else None)
+    return out
+
+
+def read_notes(path: str | Path, rate: int = 16000, max_seconds: float = 1800.0) -> tuple[list[NoteEvent], float]:
+    """Every non-drum note of a MIDI file with its pitch contour at ``rate``, sorted by onset, and the
+    piece's length in seconds."""
     import pretty_midi
 
     try:
         midi = pretty_midi.PrettyMIDI(str(path))
     except Exception as exc:  # pretty_midi/mido raise many types for a broken file
         raise ValueError(f"cannot read MIDI {path}: {exc}") from None
-    notes = sorted((n for inst in midi.instruments if not inst.is_drum for n in inst.notes), key=lambda n: n.start)
-    if not notes:
-        raise ValueError(f"MIDI {path} has no (non-drum) notes")
     end = float(midi.get_end_time())
     if end > max_seconds:
         raise ValueError(f"MIDI {path} lasts {end:.0f} s; the limit is {max_seconds:g} s")
-    events = [NoteEvent(float(n.start), float(n.end), int(n.pitch), max(1, int(n.velocity))) for n in notes]
-    return events, end
+    events = [NoteEvent(float(n.start), float(n.end), int(n.pitch), max(1, int(n.velocity)), bend)
+              for inst in midi.instruments if not inst.is_drum
+              for n, bend in zip(inst.notes, _contours(inst, inst.notes, rate), strict=True)]
+    if not events:
+        raise ValueError(f"MIDI {path} has no (non-drum) notes")
+    return sorted(events, key=lambda e: e.onset), end
 
 
 def fold_into_range(pitch: int, lo: int, hi: int) -> int:
@@ -44,7 +97,7 @@ def fold_into_range(pitch: int, lo: int, hi: int) -> int:
 
 def render_midi(model: TimbreModel, path: str | Path, instrument: Timbre, to: Timbre | None = None,
                 mode: str = "slerp", seed: int = 0) -> np.ndarray:
-    events, end = read_notes(path)
+    events, end = read_notes(path, model.sample_rate)
     lo, hi = model.cfg.pitch_min, model.cfg.pitch_max
     folded = [fold_into_range(e.pitch, lo, hi) for e in events]
     moved = sum(f != e.pitch for f, e in zip(folded, events, strict=True))

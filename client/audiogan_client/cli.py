@@ -34,7 +34,7 @@ def cmd_say(client: AudioGanClient, args: argparse.Namespace) -> None:
     text = Path(args.file).read_text(encoding="utf-8") if args.file else args.text
     if not text:
         raise SystemExit("say: give TEXT or --file")
-    kwargs = {"voice": args.voice, "sample_rate": args.sample_rate, "speed": args.speed}
+    kwargs = {"voice": args.voice, "sample_rate": args.sample_rate, "speed": args.speed, "speaker": args.speaker}
     if not args.stream:
         _save(client.synthesize(text, **kwargs), args.output)
         return
@@ -78,7 +78,7 @@ def cmd_interpolate(client: AudioGanClient, args: argparse.Namespace) -> None:
 
 
 def cmd_convert(client: AudioGanClient, args: argparse.Namespace) -> None:
-    _save(client.convert(args.input, to=_timbre(args.to), sample_rate=args.sample_rate), args.output)
+    _save(client.convert(args.input, to=_timbre(args.to), sample_rate=args.sample_rate, flat=args.flat), args.output)
 
 
 def cmd_voices(client: AudioGanClient, args: argparse.Namespace) -> None:
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", help="read the text from this UTF-8 file")
     p.add_argument("--voice", default="", help="voice name (see `voices`)")
     p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--speaker", type=int, default=0, help="a multi-speaker voice's speaker (see `voices`)")
     p.add_argument("--stream", action="store_true", help="use the streaming call")
     p.add_argument("--raw", action="store_true", help="with --stream: write raw PCM16 to stdout as it arrives")
     p.set_defaults(func=cmd_say)
@@ -140,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("convert", "re-render a recording with another timbre")
     p.add_argument("input", help="WAV/FLAC/OGG file")
     p.add_argument("--to", required=True, help="instrument name, or a latent (comma list or .npy)")
+    p.add_argument("--flat", action="store_true",
+                   help="hold every note on its semitone (default: follow the recording's vibrato and bends)")
     p.set_defaults(func=cmd_convert)
 
     sub.add_parser("voices", help="list voices and vocoders").set_defaults(func=cmd_voices)

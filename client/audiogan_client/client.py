@@ -84,12 +84,12 @@ class AudioGanClient:
         return pb.Timbre(latent=pb.Latent(values=[float(v) for v in np.asarray(spec).ravel()]))
 
     def _synthesize_request(self, text: str | None, mel: np.ndarray | None, voice: str, vocoder: str,
-                            sample_rate: int, encoding: str | int, speed: float,
-                            pitch_shift: float) -> pb.SynthesizeRequest:
+                            sample_rate: int, encoding: str | int, speed: float, pitch_shift: float,
+                            speaker: int) -> pb.SynthesizeRequest:
         if (text is None) == (mel is None):
             raise ValueError("give exactly one of text= or mel=")
         request = pb.SynthesizeRequest(voice_name=voice, vocoder=vocoder, speed=speed, pitch_shift=pitch_shift,
-                                       format=self._format(sample_rate, encoding))
+                                       speaker=speaker, format=self._format(sample_rate, encoding))
         if text is not None:
             request.text = text
         else:
@@ -98,16 +98,18 @@ class AudioGanClient:
 
     def synthesize(self, text: str | None = None, *, mel: np.ndarray | None = None, voice: str = "",
                    vocoder: str = "", sample_rate: int = 0, encoding: str | int = "float32", speed: float = 1.0,
-                   pitch_shift: float = 0.0) -> AudioResult:
-        """Text (through a voice) or a log-mel (through a vocoder) -> the whole audio."""
-        request = self._synthesize_request(text, mel, voice, vocoder, sample_rate, encoding, speed, pitch_shift)
+                   pitch_shift: float = 0.0, speaker: int = 0) -> AudioResult:
+        """Text (through a voice, as one of its speakers) or a log-mel (through a vocoder) -> the whole audio."""
+        request = self._synthesize_request(text, mel, voice, vocoder, sample_rate, encoding, speed, pitch_shift,
+                                           speaker)
         return self._result(self._retry(lambda: self.stub.Synthesize(request, timeout=self.timeout)))
 
     def stream_chunks(self, text: str | None = None, *, mel: np.ndarray | None = None, voice: str = "",
                       vocoder: str = "", sample_rate: int = 0, encoding: str | int = "float32", speed: float = 1.0,
-                      pitch_shift: float = 0.0) -> Iterator[pb.AudioChunk]:
+                      pitch_shift: float = 0.0, speaker: int = 0) -> Iterator[pb.AudioChunk]:
         """The raw ``AudioChunk`` messages of ``SynthesizeStream`` (sequence, sample offset, final flag)."""
-        request = self._synthesize_request(text, mel, voice, vocoder, sample_rate, encoding, speed, pitch_shift)
+        request = self._synthesize_request(text, mel, voice, vocoder, sample_rate, encoding, speed, pitch_shift,
+                                           speaker)
         yield from self._retry(
             lambda: self._first_then_rest(self.stub.SynthesizeStream(request, timeout=self.timeout)))
 
@@ -163,10 +165,12 @@ class AudioGanClient:
         return [self._result(n) for n in response.notes], list(response.alphas)
 
     def convert(self, audio: str | Path | bytes, *, to: TimbreLike, model: str = "", sample_rate: int = 0,
-                encoding: str | int = "float32") -> AudioResult:
-        """Upload a WAV/FLAC/OGG (path or file bytes) in chunks; return it re-rendered with timbre ``to``."""
+                encoding: str | int = "float32", flat: bool = False) -> AudioResult:
+        """Upload a WAV/FLAC/OGG (path or file bytes) in chunks; return it re-rendered with timbre ``to``,
+        following the recording's vibrato and bends (or each note held on its semitone if ``flat``)."""
         data = audio if isinstance(audio, bytes) else Path(audio).read_bytes()
-        options = pb.ConvertOptions(target=self.timbre(to), model=model, format=self._format(sample_rate, encoding))
+        options = pb.ConvertOptions(target=self.timbre(to), model=model, format=self._format(sample_rate, encoding),
+                                    flat=flat)
 
         def upload() -> Iterator[pb.ConvertTimbreRequest]:
             yield pb.ConvertTimbreRequest(options=options)
@@ -192,4 +196,4 @@ class AudioGanClient:
 
 def _info(model: pb.ModelInfo) -> dict[str, Any]:
     return {"name": model.name, "sample_rate": model.sample_rate_hz, "language_code": model.language_code,
-            "card": json.loads(model.card_json) if model.card_json else {}}
+            "speakers": model.speakers, "card": json.loads(model.card_json) if model.card_json else {}}

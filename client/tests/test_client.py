@@ -75,6 +75,9 @@ def test_errors_surface_with_code_and_message(client, mel):
     with pytest.raises(grpc.RpcError) as info:
         client.synthesize("Hello.", voice="nobody")
     assert info.value.code() == grpc.StatusCode.NOT_FOUND and "tts-lj-16k" in info.value.details()
+    with pytest.raises(grpc.RpcError) as info:
+        client.synthesize("Hello.", speaker=1)  # the bundled voice has one speaker
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "speakers 0..0" in info.value.details()
 
 
 @needs_server
@@ -82,6 +85,7 @@ def test_listing(client):
     listing = client.list_voices()
     assert [v["name"] for v in listing["vocoders"]] == ["vocoder-16k-harmonic"]
     assert [v["name"] for v in listing["voices"]] == ["tts-lj-16k"]
+    assert [v["speakers"] for v in listing["voices"]] == [1]
 
 
 @needs_server

@@ -107,6 +107,7 @@ class Sentence:
     tokens: list[int]
     speed: float
     pitch_shift: float
+    speaker: int
 
 
 class VoiceEngine:
@@ -125,8 +126,8 @@ class VoiceEngine:
         return json.dumps(self.tts.card)
 
     def _run(self, sentences: list[Sentence]) -> Sequence[torch.Tensor]:
-        # One acoustic pass takes one speed and one pitch shift.
-        return run_grouped(sentences, lambda s: (s.speed, s.pitch_shift),
+        # One acoustic pass takes one speed, one pitch shift and one speaker.
+        return run_grouped(sentences, lambda s: (s.speed, s.pitch_shift, s.speaker),
                            lambda k, group: [m.cpu() for m in self.tts.mels([s.tokens for s in group], *k)])
 
     async def sentences(self, text: str) -> list[list[int]]:
@@ -134,8 +135,8 @@ class VoiceEngine:
 
         return [ids for _, ids in await asyncio.to_thread(self.tts.sentences, text)]
 
-    async def mel(self, tokens: list[int], speed: float, pitch_shift: float) -> torch.Tensor:
-        return await self.acoustic.submit(Sentence(tokens, speed, pitch_shift))
+    async def mel(self, tokens: list[int], speed: float, pitch_shift: float, speaker: int = 0) -> torch.Tensor:
+        return await self.acoustic.submit(Sentence(tokens, speed, pitch_shift, speaker))
 
     def gap(self) -> torch.Tensor:
         return self.tts.gap()

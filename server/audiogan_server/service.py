@@ -80,6 +80,9 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         voice = self.registry.voice(request.voice_name)
         if request.vocoder and request.vocoder != voice.vocoder.name:
             raise invalid("vocoder", f"voice {voice.name!r} speaks through vocoder {voice.vocoder.name!r}")
+        if not 0 <= request.speaker < voice.tts.speakers:
+            raise invalid("speaker", f"{request.speaker} is out of range: voice {voice.name!r} has speakers "
+                                     f"0..{voice.tts.speakers - 1}")
         return voice
 
     async def _sentences(self, voice: VoiceEngine, text: str) -> list[list[int]]:
@@ -101,7 +104,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         size = self.config.batching.max_batch
         mels: list[torch.Tensor] = []
         for start in range(0, len(tokens), size):
-            mels += await asyncio.gather(*(voice.mel(t, request.speed or 1.0, request.pitch_shift)
+            mels += await asyncio.gather(*(voice.mel(t, request.speed or 1.0, request.pitch_shift, request.speaker)
                                            for t in tokens[start:start + size]))
         self._check_length(sum(m.shape[-1] for m in mels), voice)
         waves: list[torch.Tensor] = []
@@ -109,10 +112,10 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             waves += await asyncio.gather(*(voice.vocoder.vocode(m) for m in mels[start:start + size]))
         return voice.tts.join(waves)
 
-    async def _spoken(self, voice: VoiceEngine, tokens: list[list[int]], speed: float,
-                      pitch_shift: float) -> AsyncIterator[torch.Tensor]:
+    async def _spoken(self, voice: VoiceEngine, tokens: list[list[int]], speed: float, pitch_shift: float,
+                      speaker: int) -> AsyncIterator[torch.Tensor]:
         """Sentence by sentence, vocoded in chunks; the next sentence's mel is computed meanwhile."""
-        pending = asyncio.ensure_future(voice.mel(tokens[0], speed, pitch_shift))
+        pending = asyncio.ensure_future(voice.mel(tokens[0], speed, pitch_shift, speaker))
         frames = 0
         try:
             for i in range(len(tokens)):
@@ -120,7 +123,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                 frames += mel.shape[-1]
                 self._check_length(frames, voice)
                 if i + 1 < len(tokens):
-                    pending = asyncio.ensure_future(voice.mel(tokens[i + 1], speed, pitch_shift))
+                    pending = asyncio.ensure_future(voice.mel(tokens[i + 1], speed, pitch_shift, speaker))
                 if i:
                     yield voice.gap()
                 async for chunk in voice.vocoder.stream(mel):
@@ -133,6 +136,8 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             raise invalid("input", "set text or mel")
         if request.speed not in (0.0, 1.0) or request.pitch_shift:
             raise invalid("speed", "speed and pitch_shift apply to text input only")
+        if request.speaker:
+            raise invalid("speaker", "applies to text input only")
         engine = self.registry.vocoder(request.vocoder)
         return engine, self._mel(request.mel, engine)
 
@@ -187,7 +192,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         if request.WhichOneof("input") == "text":
             voice = self._voice(request)
             tokens = await self._sentences(voice, request.text)
-            pieces = self._spoken(voice, tokens, request.speed or 1.0, request.pitch_shift)
+            pieces = self._spoken(voice, tokens, request.speed or 1.0, request.pitch_shift, request.speaker)
             native = voice.vocoder.sample_rate
         else:
             engine, mel = self._mel_input(request)
@@ -303,7 +308,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         engine = self.registry.timbre(options.model)
         target = self._timbre_vector(engine, options.target, "options.target")
         try:
-            converted = await asyncio.to_thread(convert, engine.model, wave.numpy(), rate, target)
+            converted = await asyncio.to_thread(convert, engine.model, wave.numpy(), rate, target, 0, options.flat)
         except ValueError as exc:  # nothing pitched, or a polyphonic recording
             raise invalid("audio_chunk", str(exc)) from None
         encoding = options.format.encoding or pb.PCM16
@@ -328,7 +333,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         vocoders = [pb.ModelInfo(name=e.name, sample_rate_hz=e.sample_rate, card_json=e.card_json)
                     for e in self.registry.vocoders.values()]
         voices = [pb.ModelInfo(name=v.name, sample_rate_hz=v.vocoder.sample_rate, card_json=v.card_json,
-                               language_code=v.tts.language.replace("en-us", "en-US"))
+                               language_code=v.tts.language.replace("en-us", "en-US"), speakers=v.tts.speakers)
                   for v in self.registry.voices.values()]
         return pb.ListVoicesResponse(voices=voices, vocoders=vocoders)
 

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61udiogan/v1/audiogan.proto\x12\x0b\x61udiogan.v1\"S\n\x0b\x41udioFormat\x12,\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x1a.audiogan.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\"#\n\x03Mel\x12\x0e\n\x06n_mels\x18\x01 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x8b\x01\n\x05\x41udio\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12,\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x1a.audiogan.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\x05\x12\x13\n\x0bnum_samples\x18\x04 \x01(\x03\x12\x18\n\x10\x64uration_seconds\x18\x05 \x01(\x01\"\x99\x01\n\nAudioChunk\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x15\n\rsample_offset\x18\x02 \x01(\x03\x12\r\n\x05\x61udio\x18\x03 \x01(\x0c\x12,\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1a.audiogan.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x05 \x01(\x05\x12\r\n\x05\x66inal\x18\x06 \x01(\x08\"\xd7\x01\n\x11SynthesizeRequest\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x1f\n\x03mel\x18\x02 \x01(\x0b\x32\x10.audiogan.v1.MelH\x00\x12\x12\n\nvoice_name\x18\x03 \x01(\t\x12\x15\n\rlanguage_code\x18\x04 \x01(\t\x12(\n\x06\x66ormat\x18\x05 \x01(\x0b\x32\x18.audiogan.v1.AudioFormat\x12\r\n\x05speed\x18\x06 \x01(\x02\x12\x13\n\x0bpitch_shift\x18\x07 \x01(\x02\x12\x0f\n\x07vocoder\x18\x08 \x01(\tB\x07\n\x05input\"i\n\rVocodeRequest\x12\x1d\n\x03mel\x18\x01 \x01(\x0b\x32\x10.audiogan.v1.Mel\x12\x0f\n\x07vocoder\x18\x02 \x01(\t\x12(\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x18.audiogan.v1.AudioFormat\"O\n\x06Timbre\x12\x14\n\ninstrument\x18\x01 \x01(\tH\x00\x12%\n\x06latent\x18\x02 \x01(\x0b\x32\x13.audiogan.v1.LatentH\x00\x42\x08\n\x06source\"\x18\n\x06Latent\x12\x0e\n\x06values\x18\x01 \x03(\x02\"o\n\x08NoteSpec\x12\r\n\x05pitch\x18\x01 \x01(\x05\x12#\n\x06timbre\x18\x02 \x01(\x0b\x32\x13.audiogan.v1.Timbre\x12\x10\n\x08velocity\x18\x03 \x01(\x05\x12\x0f\n\x07seconds\x18\x04 \x01(\x02\x12\x0c\n\x04seed\x18\x05 \x01(\x04\"u\n\x14GenerateNotesRequest\x12$\n\x05notes\x18\x01 \x03(\x0b\x32\x15.audiogan.v1.NoteSpec\x12\r\n\x05model\x18\x02 \x01(\t\x12(\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x18.audiogan.v1.AudioFormat\":\n\x15GenerateNotesResponse\x12!\n\x05notes\x18\x01 \x03(\x0b\x32\x12.audiogan.v1.Audio\"\xff\x01\n\x18InterpolateTimbreRequest\x12\x1e\n\x01\x61\x18\x01 \x01(\x0b\x32\x13.audiogan.v1.Timbre\x12\x1e\n\x01\x62\x18\x02 \x01(\x0b\x32\x13.audiogan.v1.Timbre\x12\r\n\x05\x61lpha\x18\x03 \x01(\x02\x12\r\n\x05steps\x18\x04 \x01(\x05\x12\r\n\x05pitch\x18\x05 \x01(\x05\x12\x10\n\x08velocity\x18\x06 \x01(\x05\x12\x0f\n\x07seconds\x18\x07 \x01(\x02\x12\x0c\n\x04mode\x18\x08 \x01(\t\x12\x0c\n\x04seed\x18\t \x01(\x04\x12\r\n\x05model\x18\n \x01(\t\x12(\n\x06\x66ormat\x18\x0b \x01(\x0b\x32\x18.audiogan.v1.AudioFormat\"N\n\x19InterpolateTimbreResponse\x12!\n\x05notes\x18\x01 \x03(\x0b\x32\x12.audiogan.v1.Audio\x12\x0e\n\x06\x61lphas\x18\x02 \x03(\x02\"n\n\x0e\x43onvertOptions\x12#\n\x06target\x18\x01 \x01(\x0b\x32\x13.audiogan.v1.Timbre\x12\r\n\x05model\x18\x02 \x01(\t\x12(\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x18.audiogan.v1.AudioFormat\"e\n\x14\x43onvertTimbreRequest\x12.\n\x07options\x18\x01 \x01(\x0b\x32\x1b.audiogan.v1.ConvertOptionsH\x00\x12\x15\n\x0b\x61udio_chunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"[\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\x12\x15\n\rlanguage_code\x18\x03 \x01(\t\x12\x11\n\tcard_json\x18\x04 \x01(\t\"\x13\n\x11ListVoicesRequest\"f\n\x12ListVoicesResponse\x12&\n\x06voices\x18\x01 \x03(\x0b\x32\x16.audiogan.v1.ModelInfo\x12(\n\x08vocoders\x18\x02 \x03(\x0b\x32\x16.audiogan.v1.ModelInfo\"\'\n\x16ListInstrumentsRequest\x12\r\n\x05model\x18\x01 \x01(\t\"9\n\nInstrument\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"o\n\x17ListInstrumentsResponse\x12,\n\x0binstruments\x18\x01 \x03(\x0b\x32\x17.audiogan.v1.Instrument\x12&\n\x06models\x18\x02 \x03(\x0b\x32\x16.audiogan.v1.ModelInfo*Z\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\t\n\x05PCM16\x10\x01\x12\x0b\n\x07\x46LOAT32\x10\x02\x12\x07\n\x03WAV\x10\x03\x12\x08\n\x04\x46LAC\x10\x04\x32\x8f\x05\n\x08\x41udioGan\x12@\n\nSynthesize\x12\x1e.audiogan.v1.SynthesizeRequest\x1a\x12.audiogan.v1.Audio\x12M\n\x10SynthesizeStream\x12\x1e.audiogan.v1.SynthesizeRequest\x1a\x17.audiogan.v1.AudioChunk0\x01\x12\x38\n\x06Vocode\x12\x1a.audiogan.v1.VocodeRequest\x1a\x12.audiogan.v1.Audio\x12V\n\rGenerateNotes\x12!.audiogan.v1.GenerateNotesRequest\x1a\".audiogan.v1.GenerateNotesResponse\x12\x62\n\x11InterpolateTimbre\x12%.audiogan.v1.InterpolateTimbreRequest\x1a&.audiogan.v1.InterpolateTimbreResponse\x12O\n\rConvertTimbre\x12!.audiogan.v1.ConvertTimbreRequest\x1a\x17.audiogan.v1.AudioChunk(\x01\x30\x01\x12M\n\nListVoices\x12\x1e.audiogan.v1.ListVoicesRequest\x1a\x1f.audiogan.v1.ListVoicesResponse\x12\\\n\x0fListInstruments\x12#.audiogan.v1.ListInstrumentsRequest\x1a$.audiogan.v1.ListInstrumentsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61udiogan/v1/audiogan.proto\x12\x0b\x61udiogan.v1\"S\n\x0b\x41udioFormat\x12,\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x1a.audiogan.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\"#\n\x03Mel\x12\x0e\n\x06n_mels\x18\x01 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x8b\x01\n\x05\x41udio\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12,\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x1a.audiogan.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\x05\x12\x13\n\x0bnum_samples\x18\x04 \x01(\x03\x12\x18\n\x10\x64uration_seconds\x18\x05 \x01(\x01\"\x99\x01\n\nAudioChunk\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x15\n\rsample_offset\x18\x02 \x01(\x03\x12\r\n\x05\x61udio\x18\x03 \x01(\x0c\x12,\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1a.audiogan.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x05 \x01(\x05\x12\r\n\x05\x66inal\x18\x06 \x01(\x08\"\xe8\x01\n\x11SynthesizeRequest\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x1f\n\x03mel\x18\x02 \x01(\x0b\x32\x10.audiogan.v1.MelH\x00\x12\x12\n\nvoice_name\x18\x03 \x01(\t\x12\x15\n\rlanguage_code\x18\x04 \x01(\t\x12(\n\x06\x66ormat\x18\x05 \x01(\x0b\x32\x18.audiogan.v1.AudioFormat\x12\r\n\x05speed\x18\x06 \x01(\x02\x12\x13\n\x0bpitch_shift\x18\x07 \x01(\x02\x12\x0f\n\x07vocoder\x18\x08 \x01(\t\x12\x0f\n\x07speaker\x18\t \x01(\x05\x42\x07\n\x05input\"i\n\rVocodeRequest\x12\x1d\n\x03mel\x18\x01 \x01(\x0b\x32\x10.audiogan.v1.Mel\x12\x0f\n\x07vocoder\x18\x02 \x01(\t\x12(\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x18.audiogan.v1.AudioFormat\"O\n\x06Timbre\x12\x14\n\ninstrument\x18\x01 \x01(\tH\x00\x12%\n\x06latent\x18\x02 \x01(\x0b\x32\x13.audiogan.v1.LatentH\x00\x42\x08\n\x06source\"\x18\n\x06Latent\x12\x0e\n\x06values\x18\x01 \x03(\x02\"o\n\x08NoteSpec\x12\r\n\x05pitch\x18\x01 \x01(\x05\x12#\n\x06timbre\x18\x02 \x01(\x0b\x32\x13.audiogan.v1.Timbre\x12\x10\n\x08velocity\x18\x03 \x01(\x05\x12\x0f\n\x07seconds\x18\x04 \x01(\x02\x12\x0c\n\x04seed\x18\x05 \x01(\x04\"u\n\x14GenerateNotesRequest\x12$\n\x05notes\x18\x01 \x03(\x0b\x32\x15.audiogan.v1.NoteSpec\x12\r\n\x05model\x18\x02 \x01(\t\x12(\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x18.audiogan.v1.AudioFormat\":\n\x15GenerateNotesResponse\x12!\n\x05notes\x18\x01 \x03(\x0b\x32\x12.audiogan.v1.Audio\"\xff\x01\n\x18InterpolateTimbreRequest\x12\x1e\n\x01\x61\x18\x01 \x01(\x0b\x32\x13.audiogan.v1.Timbre\x12\x1e\n\x01\x62\x18\x02 \x01(\x0b\x32\x13.audiogan.v1.Timbre\x12\r\n\x05\x61lpha\x18\x03 \x01(\x02\x12\r\n\x05steps\x18\x04 \x01(\x05\x12\r\n\x05pitch\x18\x05 \x01(\x05\x12\x10\n\x08velocity\x18\x06 \x01(\x05\x12\x0f\n\x07seconds\x18\x07 \x01(\x02\x12\x0c\n\x04mode\x18\x08 \x01(\t\x12\x0c\n\x04seed\x18\t \x01(\x04\x12\r\n\x05model\x18\n \x01(\t\x12(\n\x06\x66ormat\x18\x0b \x01(\x0b\x32\x18.audiogan.v1.AudioFormat\"N\n\x19InterpolateTimbreResponse\x12!\n\x05notes\x18\x01 \x03(\x0b\x32\x12.audiogan.v1.Audio\x12\x0e\n\x06\x61lphas\x18\x02 \x03(\x02\"|\n\x0e\x43onvertOptions\x12#\n\x06target\x18\x01 \x01(\x0b\x32\x13.audiogan.v1.Timbre\x12\r\n\x05model\x18\x02 \x01(\t\x12(\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x18.audiogan.v1.AudioFormat\x12\x0c\n\x04\x66lat\x18\x04 \x01(\x08\"e\n\x14\x43onvertTimbreRequest\x12.\n\x07options\x18\x01 \x01(\x0b\x32\x1b.audiogan.v1.ConvertOptionsH\x00\x12\x15\n\x0b\x61udio_chunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"m\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\x12\x15\n\rlanguage_code\x18\x03 \x01(\t\x12\x11\n\tcard_json\x18\x04 \x01(\t\x12\x10\n\x08speakers\x18\x05 \x01(\x05\"\x13\n\x11ListVoicesRequest\"f\n\x12ListVoicesResponse\x12&\n\x06voices\x18\x01 \x03(\x0b\x32\x16.audiogan.v1.ModelInfo\x12(\n\x08vocoders\x18\x02 \x03(\x0b\x32\x16.audiogan.v1.ModelInfo\"\'\n\x16ListInstrumentsRequest\x12\r\n\x05model\x18\x01 \x01(\t\"9\n\nInstrument\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"o\n\x17ListInstrumentsResponse\x12,\n\x0binstruments\x18\x01 \x03(\x0b\x32\x17.audiogan.v1.Instrument\x12&\n\x06models\x18\x02 \x03(\x0b\x32\x16.audiogan.v1.ModelInfo*Z\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\t\n\x05PCM16\x10\x01\x12\x0b\n\x07\x46LOAT32\x10\x02\x12\x07\n\x03WAV\x10\x03\x12\x08\n\x04\x46LAC\x10\x04\x32\x8f\x05\n\x08\x41udioGan\x12@\n\nSynthesize\x12\x1e.audiogan.v1.SynthesizeRequest\x1a\x12.audiogan.v1.Audio\x12M\n\x10SynthesizeStream\x12\x1e.audiogan.v1.SynthesizeRequest\x1a\x17.audiogan.v1.AudioChunk0\x01\x12\x38\n\x06Vocode\x12\x1a.audiogan.v1.VocodeRequest\x1a\x12.audiogan.v1.Audio\x12V\n\rGenerateNotes\x12!.audiogan.v1.GenerateNotesRequest\x1a\".audiogan.v1.GenerateNotesResponse\x12\x62\n\x11InterpolateTimbre\x12%.audiogan.v1.InterpolateTimbreRequest\x1a&.audiogan.v1.InterpolateTimbreResponse\x12O\n\rConvertTimbre\x12!.audiogan.v1.ConvertTimbreRequest\x1a\x17.audiogan.v1.AudioChunk(\x01\x30\x01\x12M\n\nListVoices\x12\x1e.audiogan.v1.ListVoicesRequest\x1a\x1f.audiogan.v1.ListVoicesResponse\x12\\\n\x0fListInstruments\x12#.audiogan.v1.ListInstrumentsRequest\x1a$.audiogan.v1.ListInstrumentsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'audiogan.v1.audiogan_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDIOENCODING']._serialized_start=2171
-  _globals['_AUDIOENCODING']._serialized_end=2261
+  _globals['_AUDIOENCODING']._serialized_start=2220
+  _globals['_AUDIOENCODING']._serialized_end=2310
   _globals['_AUDIOFORMAT']._serialized_start=43
   _globals['_AUDIOFORMAT']._serialized_end=126
   _globals['_MEL']._serialized_start=128
@@ -43,39 +43,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUDIOCHUNK']._serialized_start=308
   _globals['_AUDIOCHUNK']._serialized_end=461
   _globals['_SYNTHESIZEREQUEST']._serialized_start=464
-  _globals['_SYNTHESIZEREQUEST']._serialized_end=679
-  _globals['_VOCODEREQUEST']._serialized_start=681
-  _globals['_VOCODEREQUEST']._serialized_end=786
-  _globals['_TIMBRE']._serialized_start=788
-  _globals['_TIMBRE']._serialized_end=867
-  _globals['_LATENT']._serialized_start=869
-  _globals['_LATENT']._serialized_end=893
-  _globals['_NOTESPEC']._serialized_start=895
-  _globals['_NOTESPEC']._serialized_end=1006
-  _globals['_GENERATENOTESREQUEST']._serialized_start=1008
-  _globals['_GENERATENOTESREQUEST']._serialized_end=1125
-  _globals['_GENERATENOTESRESPONSE']._serialized_start=1127
-  _globals['_GENERATENOTESRESPONSE']._serialized_end=1185
-  _globals['_INTERPOLATETIMBREREQUEST']._serialized_start=1188
-  _globals['_INTERPOLATETIMBREREQUEST']._serialized_end=1443
-  _globals['_INTERPOLATETIMBRERESPONSE']._serialized_start=1445
-  _globals['_INTERPOLATETIMBRERESPONSE']._serialized_end=1523
-  _globals['_CONVERTOPTIONS']._serialized_start=1525
-  _globals['_CONVERTOPTIONS']._serialized_end=1635
-  _globals['_CONVERTTIMBREREQUEST']._serialized_start=1637
-  _globals['_CONVERTTIMBREREQUEST']._serialized_end=1738
-  _globals['_MODELINFO']._serialized_start=1740
-  _globals['_MODELINFO']._serialized_end=1831
-  _globals['_LISTVOICESREQUEST']._serialized_start=1833
-  _globals['_LISTVOICESREQUEST']._serialized_end=1852
-  _globals['_LISTVOICESRESPONSE']._serialized_start=1854
-  _globals['_LISTVOICESRESPONSE']._serialized_end=1956
-  _globals['_LISTINSTRUMENTSREQUEST']._serialized_start=1958
-  _globals['_LISTINSTRUMENTSREQUEST']._serialized_end=1997
-  _globals['_INSTRUMENT']._serialized_start=1999
-  _globals['_INSTRUMENT']._serialized_end=2056
-  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_start=2058
-  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_end=2169
-  _globals['_AUDIOGAN']._serialized_start=2264
-  _globals['_AUDIOGAN']._serialized_end=2919
+  _globals['_SYNTHESIZEREQUEST']._serialized_end=696
+  _globals['_VOCODEREQUEST']._serialized_start=698
+  _globals['_VOCODEREQUEST']._serialized_end=803
+  _globals['_TIMBRE']._serialized_start=805
+  _globals['_TIMBRE']._serialized_end=884
+  _globals['_LATENT']._serialized_start=886
+  _globals['_LATENT']._serialized_end=910
+  _globals['_NOTESPEC']._serialized_start=912
+  _globals['_NOTESPEC']._serialized_end=1023
+  _globals['_GENERATENOTESREQUEST']._serialized_start=1025
+  _globals['_GENERATENOTESREQUEST']._serialized_end=1142
+  _globals['_GENERATENOTESRESPONSE']._serialized_start=1144
+  _globals['_GENERATENOTESRESPONSE']._serialized_end=1202
+  _globals['_INTERPOLATETIMBREREQUEST']._serialized_start=1205
+  _globals['_INTERPOLATETIMBREREQUEST']._serialized_end=1460
+  _globals['_INTERPOLATETIMBRERESPONSE']._serialized_start=1462
+  _globals['_INTERPOLATETIMBRERESPONSE']._serialized_end=1540
+  _globals['_CONVERTOPTIONS']._serialized_start=1542
+  _globals['_CONVERTOPTIONS']._serialized_end=1666
+  _globals['_CONVERTTIMBREREQUEST']._serialized_start=1668
+  _globals['_CONVERTTIMBREREQUEST']._serialized_end=1769
+  _globals['_MODELINFO']._serialized_start=1771
+  _globals['_MODELINFO']._serialized_end=1880
+  _globals['_LISTVOICESREQUEST']._serialized_start=1882
+  _globals['_LISTVOICESREQUEST']._serialized_end=1901
+  _globals['_LISTVOICESRESPONSE']._serialized_start=1903
+  _globals['_LISTVOICESRESPONSE']._serialized_end=2005
+  _globals['_LISTINSTRUMENTSREQUEST']._serialized_start=2007
+  _globals['_LISTINSTRUMENTSREQUEST']._serialized_end=2046
+  _globals['_INSTRUMENT']._serialized_start=2048
+  _globals['_INSTRUMENT']._serialized_end=2105
+  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_start=2107
+  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_end=2218
+  _globals['_AUDIOGAN']._serialized_start=2313
+  _globals['_AUDIOGAN']._serialized_end=2968
 # @@protoc_insertion_point(module_scope)

@@ -67,7 +67,7 @@ class AudioChunk(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., sample_offset: _Optional[int] = ..., audio: _Optional[bytes] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., final: _Optional[bool] = ...) -> None: ...
 
 class SynthesizeRequest(_message.Message):
-    __slots__ = ("text", "mel", "voice_name", "language_code", "format", "speed", "pitch_shift", "vocoder")
+    __slots__ = ("text", "mel", "voice_name", "language_code", "format", "speed", "pitch_shift", "vocoder", "speaker")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     MEL_FIELD_NUMBER: _ClassVar[int]
     VOICE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,7 @@ class SynthesizeRequest(_message.Message):
     SPEED_FIELD_NUMBER: _ClassVar[int]
     PITCH_SHIFT_FIELD_NUMBER: _ClassVar[int]
     VOCODER_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
     text: str
     mel: Mel
     voice_name: str
@@ -84,7 +85,8 @@ class SynthesizeRequest(_message.Message):
     speed: float
     pitch_shift: float
     vocoder: str
-    def __init__(self, text: _Optional[str] = ..., mel: _Optional[_Union[Mel, _Mapping]] = ..., voice_name: _Optional[str] = ..., language_code: _Optional[str] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ..., speed: _Optional[float] = ..., pitch_shift: _Optional[float] = ..., vocoder: _Optional[str] = ...) -> None: ...
+    speaker: int
+    def __init__(self, text: _Optional[str] = ..., mel: _Optional[_Union[Mel, _Mapping]] = ..., voice_name: _Optional[str] = ..., language_code: _Optional[str] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ..., speed: _Optional[float] = ..., pitch_shift: _Optional[float] = ..., vocoder: _Optional[str] = ..., speaker: _Optional[int] = ...) -> None: ...
 
 class VocodeRequest(_message.Message):
     __slots__ = ("mel", "vocoder", "format")
@@ -175,14 +177,16 @@ class InterpolateTimbreResponse(_message.Message):
     def __init__(self, notes: _Optional[_Iterable[_Union[Audio, _Mapping]]] = ..., alphas: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ConvertOptions(_message.Message):
-    __slots__ = ("target", "model", "format")
+    __slots__ = ("target", "model", "format", "flat")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    FLAT_FIELD_NUMBER: _ClassVar[int]
     target: Timbre
     model: str
     format: AudioFormat
-    def __init__(self, target: _Optional[_Union[Timbre, _Mapping]] = ..., model: _Optional[str] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ...) -> None: ...
+    flat: bool
+    def __init__(self, target: _Optional[_Union[Timbre, _Mapping]] = ..., model: _Optional[str] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ..., flat: _Optional[bool] = ...) -> None: ...
 
 class ConvertTimbreRequest(_message.Message):
     __slots__ = ("options", "audio_chunk")
@@ -193,16 +197,18 @@ class ConvertTimbreRequest(_message.Message):
     def __init__(self, options: _Optional[_Union[ConvertOptions, _Mapping]] = ..., audio_chunk: _Optional[bytes] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "sample_rate_hz", "language_code", "card_json")
+    __slots__ = ("name", "sample_rate_hz", "language_code", "card_json", "speakers")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_CODE_FIELD_NUMBER: _ClassVar[int]
     CARD_JSON_FIELD_NUMBER: _ClassVar[int]
+    SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     sample_rate_hz: int
     language_code: str
     card_json: str
-    def __init__(self, name: _Optional[str] = ..., sample_rate_hz: _Optional[int] = ..., language_code: _Optional[str] = ..., card_json: _Optional[str] = ...) -> None: ...
+    speakers: int
+    def __init__(self, name: _Optional[str] = ..., sample_rate_hz: _Optional[int] = ..., language_code: _Optional[str] = ..., card_json: _Optional[str] = ..., speakers: _Optional[int] = ...) -> None: ...
 
 class ListVoicesRequest(_message.Message):
     __slots__ = ()
