@@ -24,6 +24,10 @@ RELEASE_SECONDS = 0.08
 ATTACK_SECONDS = 0.005
 POLYPHONY_THRESHOLD = 0.65
 MAX_BEND_CENTS = 100.0
+# pYIN's pitch grid, in semitones. Segmentation needs semitones (the contour comes from YIN), and 20-cent
+# bins instead of the default 10 make the analysis 4x faster: on 39 test inputs (melodies, a violin
+# performance, 36 soundfont notes) the notes found differed only by one frame in two onsets.
+PYIN_RESOLUTION = 0.2
 
 
 @dataclass
@@ -50,7 +54,7 @@ def analyse(wave: np.ndarray, rate: int, pitch_range: tuple[int, int] = (24, 96)
     fmin = max(32.0, float(librosa.midi_to_hz(pitch_range[0] - 1)))
     fmax = float(librosa.midi_to_hz(pitch_range[1] + 1))
     f0, voiced, probability = librosa.pyin(wave, fmin=fmin, fmax=fmax, sr=rate, frame_length=2048,
-                                           hop_length=HOP)
+                                           hop_length=HOP, resolution=PYIN_RESOLUTION)
     rms = librosa.feature.rms(y=wave, frame_length=512, hop_length=HOP)[0]
     n = min(len(f0), len(rms))
     f0, voiced, probability, rms = f0[:n], voiced[:n], probability[:n], rms[:n]
