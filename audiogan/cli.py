@@ -299,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", default="default", help="timbre model name or .safetensors path")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--flat", action="store_true",
-                   help="snap every note to its semitone (default: follow the recording's vibrato and bends)")
+                   help="play the notes as the model makes them, held on their semitones at one level "
+                        "(default: follow the recording's vibrato, bends and dynamics within each note)")
     c.add_argument("--device", default="auto")
     c.set_defaults(func=_convert)
 

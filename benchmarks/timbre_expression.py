@@ -33,6 +33,16 @@ MELODY = [(62, 0.0, 0.9), (66, 1.0, 1.9), (69, 2.0, 2.9), (74, 3.0, 4.4)]  # pit
 VIBRATO_HZ, VIBRATO_CENTS = 5.5, 35.0
 
 
+SHAPES = ("crescendo", "tremolo", "diminuendo", "swell")  # the dynamics of MELODY's four notes
+
+
+def shape_db(shape: str, t: np.ndarray, length: float) -> np.ndarray:
+    """A note's level in dB over its time ``t`` (seconds): 18 dB ramps, a 4 Hz +-5 dB tremolo, a 12 dB swell."""
+    x = t / length
+    return {"crescendo": -18 + 18 * x, "tremolo": 5 * np.sin(2 * np.pi * 4 * t) - 5,
+            "diminuendo": -18 * x, "swell": -12 + 12 * np.sin(np.pi * x)}[shape]
+
+
 def f0_cents(wave: np.ndarray) -> np.ndarray:
     """pYIN f0 in cents relative to MIDI 0, NaN where unvoiced."""
     import librosa
@@ -57,7 +67,18 @@ def synthetic() -> np.ndarray:
     return wave.astype(np.float32)
 
 
-def fluidsynth_violin(soundfont: str) -> np.ndarray:
+def synthetic_dynamics() -> np.ndarray:
+    """Steady harmonic tones at MELODY's pitches, each with one of SHAPES as its loudness."""
+    wave = np.zeros(int(4.8 * RATE))
+    for (pitch, start, end), shape in zip(MELODY, SHAPES, strict=True):
+        t = np.arange(int((end - start) * RATE)) / RATE
+        f = 440 * 2 ** ((pitch - 69) / 12)
+        tone = sum(np.sin(2 * np.pi * f * k * t) / k for k in range(1, 6)) * np.minimum(1, t / 0.02)
+        wave[int(start * RATE):int(start * RATE) + len(t)] += 0.25 * tone * 10 ** (shape_db(shape, t, end - start) / 20)
+    return wave.astype(np.float32)
+
+
+def fluidsynth_violin(soundfont: str, dynamics: bool = False) -> np.ndarray:
     from audiogan.timbre.notes_data import NoteRenderer, RenderSpec, _write_float
 
     renderer = NoteRenderer(RenderSpec(soundfont, RATE))
@@ -72,6 +93,11 @@ def fluidsynth_violin(soundfont: str) -> np.ndarray:
                 cents = VIBRATO_CENTS * np.sin(2 * np.pi * VIBRATO_HZ * t) * min(1.0, t / 0.3)
                 if i == len(MELODY) - 1:
                     cents += 100 * np.clip((t - 0.8) / 0.3, 0, 1)
+                if dynamics:  # expression (CC 11) follows the note's shape instead of the vibrato
+                    # The judge measures the input's loudness from its audio, so CC 11's curve need not be exact.
+                    level = 10 ** (shape_db(SHAPES[i], np.array([t]), end - start)[0] / 40)
+                    synth.cc(0, 11, int(np.clip(127 * level, 1, 127)))
+                    cents = 0.0
                 synth.pitch_bend(0, round(cents / 100 * 4096))  # default range: 2 semitones = 8192
                 pieces.append(_write_float(synth, block))
             synth.noteoff(0, pitch)
@@ -142,6 +168,25 @@ def score(reference: np.ndarray, output: np.ndarray) -> tuple[float, float, floa
     return error, corr, depth, correlation(ref_vib[keep], out_vib[keep])
 
 
+def level_score(reference: np.ndarray, output: np.ndarray) -> tuple[float, float, float]:
+    """Loudness within notes: (mean |dB error| after removing each note's mean, correlation, output range
+    over input range as standard deviations), on frames within 30 dB of the input's peak."""
+    from audiogan.timbre.expression import frame_rms
+
+    ref, out = (20 * np.log10(np.maximum(frame_rms(w), 1e-6)) for w in (reference, output))
+    n = min(len(ref), len(out))
+    ref, out = ref[:n], out[:n]
+    times = np.arange(n) * HOP / RATE
+    ref_moves, out_moves, keep = np.zeros(n), np.zeros(n), np.zeros(n, bool)
+    for _, a, b in MELODY:
+        note = (times >= a + 0.06) & (times <= b - 0.06) & (ref > ref.max() - 30)
+        if note.sum() > 3:
+            ref_moves[note], out_moves[note] = ref[note] - ref[note].mean(), out[note] - out[note].mean()
+            keep |= note
+    error = float(np.mean(np.abs(ref_moves[keep] - out_moves[keep])))
+    return error, correlation(ref_moves[keep], out_moves[keep]), float(out_moves[keep].std() / ref_moves[keep].std())
+
+
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0
 
@@ -210,6 +255,14 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, mode, error, corr, depth, vibrato in rows:
         print(f"| {name} | {mode} | {error:.0f} | {corr:.2f} | {depth:.2f} | {vibrato:.2f} |")
+    print("\n| input (dynamics) | loudness | mean abs error (dB) | correlation | range |")
+    print("|---|---|---|---|---|")
+    for name, wave in (("synthetic", synthetic_dynamics()), ("fluidsynth violin, CC 11",
+                                                            fluidsynth_violin(args.soundfont, dynamics=True))):
+        for flat in (True, False):
+            error, corr, spread = level_score(wave, convert(model, wave, RATE, args.to, flat=flat))
+            print(f"| {name} | {'as the model plays (flat)' if flat else 'followed'} | {error:.1f} | {corr:.2f} | "
+                  f"{spread:.2f} |")
 
 
 if __name__ == "__main__":

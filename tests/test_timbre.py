@@ -279,7 +279,26 @@ def test_analysis_finds_the_melody():
         analyse(np.zeros(100, np.float32), 16000)
 
 
-def test_analysis_keeps_each_notes_pitch_contour():
+def test_level_following_shapes_a_sustained_note_and_keeps_a_decay():
+    from audiogan.timbre.expression import BEND_HOP, follow_level, frame_rms
+
+    rate = 16000
+    t = np.arange(rate) / rate
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    frames = np.arange(len(tone) // BEND_HOP + 1) * BEND_HOP / rate
+    crescendo = 10 ** ((-18 + 18 * frames) / 20)
+    assert np.array_equal(follow_level(tone, None), tone)
+    shaped = frame_rms(follow_level(tone, crescendo))
+    inner = slice(4, -4)  # clear of the zero-padded edge frames
+    np.testing.assert_allclose(20 * np.log10(shaped[inner] / shaped.max()),
+                               20 * np.log10(crescendo[inner] / crescendo.max()), atol=0.5)
+    decaying = (tone * np.exp(-4 * t)).astype(np.float32)  # a piano-like note under a steady performance
+    np.testing.assert_allclose(follow_level(decaying, np.ones(10)), decaying, atol=1e-6)
+    with pytest.raises(ValueError, match="non-negative"):
+        follow_level(tone, np.array([1.0, -1.0]))
+
+
+def test_analysis_keeps_each_notes_pitch_and_level_contours():
     from audiogan.timbre.convert import HOP, analyse
 
     plain = analyse(melody(), 16000)
@@ -287,6 +306,9 @@ def test_analysis_keeps_each_notes_pitch_contour():
         assert event.bend is not None and np.abs(event.bend[3:-3]).max() < 10
     events = analyse(melody(vibrato_cents=35), 16000)
     assert [e.pitch for e in events] == [p for p, _, _ in MELODY]
+    for event in events:  # the tones decay: so does each note's level contour
+        assert event.level is not None and len(event.level) == len(event.bend)
+        assert event.level[-3] < 0.8 * event.level[2]
     for event, (_, start, _) in zip(events, MELODY, strict=True):
         since = event.onset - start + np.arange(len(event.bend)) * HOP / 16000
         truth = 35 * np.sin(2 * np.pi * VIBRATO_HZ * since)
@@ -424,6 +446,37 @@ def test_midi_pitch_bends_and_modulation_wheel(tmp_path):
     np.testing.assert_allclose(wheel[1].bend, VIBRATO_CENTS * np.sin(2 * np.pi * VIBRATO_HZ * since), atol=1e-9)
 
 
+def test_midi_volume_expression_and_sustain_pedal(timbre_model, tmp_path):
+    import pretty_midi
+
+    from audiogan.timbre.midi import read_notes, render_midi
+
+    def song(notes, controls=()):
+        midi = pretty_midi.PrettyMIDI()
+        track = pretty_midi.Instrument(program=0)
+        track.notes = [pretty_midi.Note(velocity=100, pitch=p, start=a, end=b) for p, a, b in notes]
+        track.control_changes = [pretty_midi.ControlChange(n, v, t) for n, v, t in controls]
+        midi.instruments.append(track)
+        midi.write(str(tmp_path / "song.mid"))
+        return tmp_path / "song.mid"
+
+    two = [(60, 0.0, 0.6), (60, 1.0, 1.6)]
+    assert [e.gain for e in read_notes(song(two))[0]] == [None, None]
+    first, second = read_notes(song(two, [(7, 64, 0.8), (11, 127, 0.0)]))[0]
+    np.testing.assert_allclose(first.gain, (100 / 127) ** 2)  # the GM default volume until the change
+    np.testing.assert_allclose(second.gain, (64 / 127) ** 2)  # 40 log10(64/127) = -11.9 dB
+    loud, quiet = (np.abs(part).max() for part in np.split(render_midi(timbre_model, song(two, [(7, 64, 0.8)]),
+                                                                      "flute")[:32000], 2))
+    assert 20 * np.log10(quiet / loud) == pytest.approx(20 * np.log10((64 / 100) ** 2), abs=0.5)
+
+    pedal = [(64, 127, 0.1), (64, 0, 2.5)]
+    notes = [(60, 0.0, 0.5), (64, 0.0, 0.5), (60, 1.2, 1.5), (67, 2.6, 3.0)]
+    ends = [(e.pitch, e.onset, e.offset) for e in read_notes(song(notes, pedal))[0]]
+    # held by the pedal until its key is struck again (60), until the pedal lifts (64, the second 60);
+    # a note after the pedal lifts is as written
+    assert ends == [(60, 0.0, 1.2), (64, 0.0, 2.5), (60, 1.2, 2.5), (67, 2.6, 3.0)]
+
+
 def test_inversion_finds_a_closer_timbre(timbre_model):
     target = timbre_model.note(60, instrument="violin", seed=0)
     latent, losses = timbre_model.invert(target, 16000, pitch=60, steps=60)
@@ -493,6 +546,16 @@ def test_bundled_model_plays_a_performances_vibrato(bundled):
             scores.append(np.corrcoef(ref[ok], out[ok])[0, 1] if out[ok].std() > 0 else 0.0)
         # measured: 0.94-0.99 per note with the contour; -0.10 to 0.26 flat
         assert all(expected[0] < c < expected[1] for c in scores), (flat, np.round(scores, 2))
+
+
+def test_bundled_model_follows_a_performances_dynamics(bundled):
+    from audiogan.timbre.convert import convert
+    from benchmarks.timbre_expression import level_score, synthetic_dynamics
+
+    wave = synthetic_dynamics()  # crescendo, tremolo, diminuendo, swell
+    _, followed, _ = level_score(wave, convert(bundled, wave, 16000, "flute"))
+    _, flat, _ = level_score(wave, convert(bundled, wave, 16000, "flute", flat=True))
+    assert followed > 0.9 and flat < 0.5, (followed, flat)  # measured: 0.97 and 0.10
 
 
 def test_bundled_model_converts_a_melody_at_its_pitches(bundled):

@@ -98,7 +98,8 @@ def kind_specs() -> dict[str, KindSpec]:
                  (Param("input", str, "audio file", required=True, is_input_path=True),
                   Param("to", str, "target instrument", required=True),
                   Param("model", str, "timbre model name or .safetensors path (default: 'default')"),
-                  Param("flat", bool, "hold every note on its semitone (default false: follow vibrato and bends)"),
+                  Param("flat", bool, "notes as the model plays them (default false: follow the recording's "
+                        "pitch and loudness within each note)"),
                   SAMPLE_RATE, SEED)),
         KindSpec("midi", "a MIDI file rendered with the timbre model",
                  (Param("input", str, "MIDI file", required=True, is_input_path=True),

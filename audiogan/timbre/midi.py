@@ -1,8 +1,9 @@
 """MIDI rendering with the note model, optionally morphing the timbre from A to B across the piece
 (GANSynth's Bach-prelude demo): each note takes the timbre at its onset's position in the piece.
 
-Pitch bends move the sounding notes (range from RPN 0, else the General MIDI default of 2 semitones) and
-the modulation wheel (CC 1) adds vibrato, up to 50 cents at 5.5 Hz, each note's starting at its onset.
+Pitch bends move the sounding notes (range from RPN 0, else the General MIDI default of 2 semitones), the
+modulation wheel (CC 1) adds vibrato, up to 50 cents at 5.5 Hz, each note's starting at its onset, volume
+(CC 7) and expression (CC 11) shape the level, and the sustain pedal (CC 64) holds notes on.
 """
 
 from __future__ import annotations
@@ -38,37 +39,64 @@ def bend_range(instrument: Any) -> float:
     return semitones + cents / 100
 
 
-def _steps(times: list[float], values: list[float], at: np.ndarray) -> np.ndarray:
-    """The value of a step function (each value holds from its time on, 0 before the first) at times ``at``."""
+def _steps(times: list[float], values: list[float], at: np.ndarray, initial: float = 0.0) -> np.ndarray:
+    """A step function (each value holds from its time on, ``initial`` before the first) at times ``at``."""
     if not times:
-        return np.zeros(len(at))
+        return np.full(len(at), initial)
     order = np.argsort(times, kind="stable")
-    t, v = np.asarray(times)[order], np.concatenate([[0.0], np.asarray(values, dtype=np.float64)[order]])
+    t, v = np.asarray(times)[order], np.concatenate([[initial], np.asarray(values, dtype=np.float64)[order]])
     return v[np.searchsorted(t, at, side="right")]
 
 
-def _contours(instrument: Any, notes: list[Any], rate: int) -> list[np.ndarray | None]:
-    """Each note's pitch contour in cents (BEND_HOP frames from its onset, through its release)."""
+def _controller(instrument: Any, number: int) -> tuple[list[float], list[float]]:
+    changes = [c for c in instrument.control_changes if c.number == number]
+    return [c.time for c in changes], [float(c.value) for c in changes]
+
+
+def sustained_ends(instrument: Any, piece_end: float) -> list[float]:
+    """Each note's end with the sustain pedal (CC 64 >= 64): a note released while the pedal is down
+    sounds on until the pedal lifts, its key is struck again, or the piece ends."""
+    times, values = _controller(instrument, 64)
+    order = np.argsort(times, kind="stable")
+    t, down = np.asarray(times, dtype=np.float64)[order], np.asarray(values)[order] >= 64
+    ends = []
+    for n in instrument.notes:
+        i = int(np.searchsorted(t, n.end, side="right")) - 1
+        if i < 0 or not down[i]:
+            ends.append(float(n.end))
+            continue
+        lifts = t[i + 1:][~down[i + 1:]]
+        restrikes = [float(m.start) for m in instrument.notes if m.pitch == n.pitch and n.end <= m.start]
+        ends.append(min([piece_end, *lifts[:1].tolist(), *restrikes]))
+    return ends
+
+
+def _contours(instrument: Any, spans: list[tuple[float, float]],
+              rate: int) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+    """Each note's (pitch contour in cents, gain) over BEND_HOP frames from its onset through its release.
+    Gain is volume and expression as General MIDI 2 gives them: 40 log10(cc7 / 127) + 40 log10(cc11 / 127)
+    dB, from the GM defaults 100 and 127."""
     bends = [(b.time, b.pitch) for b in instrument.pitch_bends]
-    wheel = [(c.time, c.value) for c in instrument.control_changes if c.number == 1]
-    if not bends and not wheel:
-        return [None] * len(notes)
+    wheel, volume, expression = (_controller(instrument, n) for n in (1, 7, 11))
     scale = bend_range(instrument) * 100 / 8192
-    out: list[np.ndarray | None] = []
-    for n in notes:
-        frames = int((n.end - n.start + RELEASE_SECONDS) * rate / BEND_HOP) + 2
+    out: list[tuple[np.ndarray | None, np.ndarray | None]] = []
+    for start, end in spans:
+        frames = int((end - start + RELEASE_SECONDS) * rate / BEND_HOP) + 2
         since = np.arange(frames) * BEND_HOP / rate
-        at = n.start + since
+        at = start + since
         cents = _steps([t for t, _ in bends], [p * scale for _, p in bends], at)
-        depth = _steps([t for t, _ in wheel], [v / 127 * VIBRATO_CENTS for _, v in wheel], at)
+        depth = _steps(wheel[0], [v / 127 * VIBRATO_CENTS for v in wheel[1]], at)
         cents = cents + depth * np.sin(2 * np.pi * VIBRATO_HZ * since)
-        out.append(cents if np.any(cents) else None)
+        gain = None
+        if volume[0] or expression[0]:
+            gain = (_steps(*volume, at, initial=100.0) / 127) ** 2 * (_steps(*expression, at, initial=127.0) / 127) ** 2
+        out.append((cents if np.any(cents) else None, gain))
     return out
 
 
 def read_notes(path: str | Path, rate: int = 16000, max_seconds: float = 1800.0) -> tuple[list[NoteEvent], float]:
-    """Every non-drum note of a MIDI file with its pitch contour at ``rate``, sorted by onset, and the
-    piece's length in seconds."""
+    """Every non-drum note of a MIDI file (held on while the sustain pedal is down) with its pitch contour
+    and gain at ``rate``, sorted by onset, and the piece's length in seconds."""
     import pretty_midi
 
     try:
@@ -78,9 +106,11 @@ def read_notes(path: str | Path, rate: int = 16000, max_seconds: float = 1800.0)
     end = float(midi.get_end_time())
     if end > max_seconds:
         raise ValueError(f"MIDI {path} lasts {end:.0f} s; the limit is {max_seconds:g} s")
-    events = [NoteEvent(float(n.start), float(n.end), int(n.pitch), max(1, int(n.velocity)), bend)
-              for inst in midi.instruments if not inst.is_drum
-              for n, bend in zip(inst.notes, _contours(inst, inst.notes, rate), strict=True)]
+    events = []
+    for inst in (i for i in midi.instruments if not i.is_drum):
+        spans = [(float(n.start), e) for n, e in zip(inst.notes, sustained_ends(inst, end), strict=True)]
+        for n, (a, b), (bend, gain) in zip(inst.notes, spans, _contours(inst, spans, rate), strict=True):
+            events.append(NoteEvent(a, b, int(n.pitch), max(1, int(n.velocity)), bend, gain=gain))
     if not events:
         raise ValueError(f"MIDI {path} has no (non-drum) notes")
     return sorted(events, key=lambda e: e.onset), end

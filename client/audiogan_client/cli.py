@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="WAV/FLAC/OGG file")
     p.add_argument("--to", required=True, help="instrument name, or a latent (comma list or .npy)")
     p.add_argument("--flat", action="store_true",
-                   help="hold every note on its semitone (default: follow the recording's vibrato and bends)")
+                   help="play the notes as the model makes them, held on their semitones at one level "
+                        "(default: follow the recording's vibrato, bends and dynamics within each note)")
     p.set_defaults(func=cmd_convert)
 
     sub.add_parser("voices", help="list voices and vocoders").set_defaults(func=cmd_voices)

@@ -167,7 +167,8 @@ class AudioGanClient:
     def convert(self, audio: str | Path | bytes, *, to: TimbreLike, model: str = "", sample_rate: int = 0,
                 encoding: str | int = "float32", flat: bool = False) -> AudioResult:
         """Upload a WAV/FLAC/OGG (path or file bytes) in chunks; return it re-rendered with timbre ``to``,
-        following the recording's vibrato and bends (or each note held on its semitone if ``flat``)."""
+        following the recording's vibrato, bends and dynamics within each note (or, if ``flat``, each note as
+        the model plays it)."""
         data = audio if isinstance(audio, bytes) else Path(audio).read_bytes()
         options = pb.ConvertOptions(target=self.timbre(to), model=model, format=self._format(sample_rate, encoding),
                                     flat=flat)
