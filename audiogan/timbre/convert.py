@@ -48,7 +48,7 @@ def analyse(wave: np.ndarray, rate: int, pitch_range: tuple[int, int] = (24, 96)
 
     Notes are runs of loud frames (short-window RMS within 35 dB of the peak), cut where the rounded pYIN
     pitch changes for two frames or where the level dips by half and rises again (a repeated note). Each
-    note's ``bend`` is its f0 in cents from its semitone, held across unvoiced frames.
+    note's ``bend`` is its f0 in cents from its semitone (see ``contour``) and its ``level`` its frame RMS.
     """
     import librosa
 

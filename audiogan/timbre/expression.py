@@ -43,7 +43,6 @@ def apply_bend(note: np.ndarray, cents: np.ndarray | None, hop: int = BEND_HOP,
     return np.interp(position * OVERSAMPLE, np.arange(len(up)), up.numpy(), right=0.0).astype(np.float32)
 
 
-
 def frame_rms(wave: np.ndarray, hop: int = BEND_HOP, window: int = LEVEL_WINDOW) -> np.ndarray:
     """RMS of ``window``-sample frames centred every ``hop`` samples (zero-padded at the ends)."""
     padded = np.pad(np.asarray(wave, dtype=np.float64), window // 2)
