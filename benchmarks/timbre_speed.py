@@ -28,20 +28,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-comb", action="store_true", help="without the half-harmonic comb on each note")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.recipe:
         cfg = load_yaml(TimbreTrainingConfig, args.recipe)
         cfg.model.instruments = ["a"]
         torch.manual_seed(0)
-        model = TimbreModel(Generator(cfg.model), {"name": f"{args.recipe} (untrained)"}, args.device)
+        model = TimbreModel(Generator(cfg.model), {"name": f"{args.recipe} (untrained)"}, args.device,
+                            comb=not args.no_comb)
     else:
-        model = TimbreModel.load(args.model, device=args.device)
+        model = TimbreModel.load(args.model, device=args.device, comb=not args.no_comb)
     seconds = model.cfg.spectral.seconds
     instrument = model.instruments[0]
     params = sum(p.numel() for p in model.G.parameters()) / 1e6
     print(f"{model.card.get('name')}: {params:.2f} M parameters, {seconds:.3f} s notes, device {args.device}, "
-          f"{args.threads} CPU threads")
+          f"{args.threads} CPU threads, comb {'off' if args.no_comb else 'on'}")
     print("| batch | notes/s | x real time |")
     print("|---|---|---|")
     for batch in args.batch:

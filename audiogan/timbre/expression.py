@@ -7,7 +7,8 @@ semitones at most leave the timbre's formants almost where they were), and then 
 the performance is quieter than the note's own envelope.
 
 Contours hold one value per ``BEND_HOP`` samples at the rendering rate, from the note's onset: cents for
-pitch, frame RMS (``LEVEL_WINDOW`` samples, centred) for loudness.
+pitch, frame RMS (``LEVEL_WINDOW`` samples, centred) for loudness. ``harmonic_comb`` is the clean-up every
+generated note gets before any of this.
 """
 
 from __future__ import annotations
@@ -64,3 +65,25 @@ def follow_level(note: np.ndarray, level: np.ndarray | None, hop: int = BEND_HOP
     wanted = np.interp(np.arange(len(own)), np.arange(len(level)), level / max(float(level.max()), 1e-9))
     gain = np.minimum(1.0, wanted / np.maximum(own, 1e-4))
     return (note * np.interp(np.arange(len(note)), np.arange(len(gain)) * hop, gain)).astype(np.float32)
+
+
+def harmonic_comb(audio: torch.Tensor, f0: torch.Tensor, rate: int, harmonics: float = 10.0) -> torch.Tensor:
+    """[B, samples] notes with f0 [B] (Hz) -> the same with the energy between the first ``harmonics``
+    harmonics removed: gain |cos(pi f / f0)|, 1 at every harmonic and 0 at every half-harmonic (f0 / 2,
+    1.5 f0, ...), fading to 1 between 0.8 and 1.2 times the ``harmonics``-th, zero-phase.
+
+    Why: the note model's low notes carry period-doubling energy at the half-harmonics, as strong as the
+    harmonics at MIDI 36 (real notes: about -60 dB), which is heard, and tracked, an octave down. Above the
+    first harmonics a comb would start to cut stretched (piano) and inharmonic (mallet) partials.
+    """
+    n = audio.shape[-1]
+    # Zero-padded so the filter's ringing lands in the pad, not on the note's start: the comb's impulse
+    # response has taps every period falling as 1/k^2, -60 dB by 8192 samples even at MIDI 24.
+    size = n + 8192
+    spectrum = torch.fft.rfft(audio, n=size)
+    freqs = torch.fft.rfftfreq(size, 1 / rate, device=audio.device)
+    ratio = freqs[None, :] / f0[:, None]  # frequency in harmonics
+    comb = torch.cos(torch.pi * ratio).abs()
+    fade = ((ratio - 0.8 * harmonics) / (0.4 * harmonics)).clamp(0, 1)
+    gain = comb + (1 - comb) * fade
+    return torch.fft.irfft(spectrum * gain, n=size)[..., :n]

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from audiogan import weights
+from audiogan.timbre.expression import harmonic_comb
 from audiogan.timbre.model import slerp
 from audiogan.timbre.spectral import NoteSpectrogram
 from audiogan.vocoder.inference import pick_device
@@ -18,19 +19,22 @@ Timbre = str | Sequence[float] | torch.Tensor
 
 
 class TimbreModel:
-    def __init__(self, generator: torch.nn.Module, card: dict[str, Any], device: str | torch.device = "cpu") -> None:
+    def __init__(self, generator: torch.nn.Module, card: dict[str, Any], device: str | torch.device = "cpu",
+                 comb: bool = True) -> None:
         self.device = pick_device(device)
+        self.comb = comb  # clean the half-harmonics out of generated notes (expression.harmonic_comb)
         self.G = generator.eval().to(self.device).requires_grad_(False)  # inversion optimises a latent only
         self.cfg = generator.cfg
         self.card = card
         self.spectral = NoteSpectrogram(self.cfg.spectral).to(self.device)
 
     @classmethod
-    def load(cls, name_or_path: str | Path = "default", device: str | torch.device = "auto") -> TimbreModel:
+    def load(cls, name_or_path: str | Path = "default", device: str | torch.device = "auto",
+             comb: bool = True) -> TimbreModel:
         from audiogan.train.timbre_trainer import load_generator
 
         G, card = load_generator(weights.resolve(name_or_path, "timbre"))
-        return cls(G, card, device)
+        return cls(G, card, device, comb)
 
     @property
     def instruments(self) -> list[str]:
@@ -78,6 +82,9 @@ class TimbreModel:
         timbre = torch.stack([self.timbre(t) for t in timbres])
         spec = self.G(z, torch.tensor(list(pitches), device=self.device), timbre)
         audio = self.spectral.decode(spec.float())
+        if self.comb:
+            f0 = 440.0 * 2 ** ((torch.tensor(list(pitches), device=self.device, dtype=torch.float32) - 69) / 12)
+            audio = harmonic_comb(audio, f0, self.sample_rate)
         # Notes are trained loudness-normalised per velocity layer; velocity sets the output level.
         peak = audio.abs().amax(dim=1, keepdim=True).clamp(min=1e-6)
         gain = torch.tensor(velocities, device=self.device, dtype=torch.float32)[:, None] / 127 * 0.9
