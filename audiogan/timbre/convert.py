@@ -109,9 +109,11 @@ def contour(wave: np.ndarray, rate: int, start: int, end: int, voiced: np.ndarra
             pitch: int) -> np.ndarray | None:
     """Frames ``start:end`` of a note -> its f0 in cents from ``pitch``.
 
-    YIN within a semitone and a half of the note, on a window of at least 1024 samples that holds two
-    periods (1024 at 16 kHz from MIDI 27 up). pYIN's 2048-sample window, which segmentation needs for bass
-    notes, measured a +-35 cent, 5.5 Hz vibrato on a D4 at a third of the depth a 1024 window measured.
+    YIN within a semitone and a half of the note, on the shortest power-of-two frame of at least 1024
+    samples that spans 7 periods (1024 at 16 kHz from MIDI 45 up, 4096 at MIDI 24-32): on steady harmonic
+    tones that kept YIN within 4 cents, where a 1024 frame is 24 cents off at MIDI 28. pYIN's
+    2048-sample window, which segmentation needs for bass notes, measured a +-35 cent, 5.5 Hz vibrato on
+    a D4 at a third of the depth a 1024 window measured.
     Frames more than a semitone off (the tracker slipping to a neighbouring note at a legato boundary)
     and unvoiced ones are filled from their neighbours.
     """
@@ -119,9 +121,13 @@ def contour(wave: np.ndarray, rate: int, start: int, end: int, voiced: np.ndarra
 
     centre = 440.0 * 2 ** ((pitch - 69) / 12)
     fmin, fmax = centre * 2 ** (-1.5 / 12), centre * 2 ** (1.5 / 12)
-    frame = max(1024, 1 << int(np.ceil(np.log2(2.2 * rate / fmin))))
-    f0 = librosa.yin(wave[start * HOP:end * HOP], fmin=fmin, fmax=fmax, sr=rate, frame_length=frame,
-                     hop_length=HOP)[: end - start]
+    frame = max(1024, 1 << int(np.ceil(np.log2(7 * rate / centre))))
+    # Each frame centred on its sample with the recording around it, not zero padding: a short note's
+    # edge frames would otherwise be measured on half a window (+27..80 cents on a 3-frame E1).
+    lo, hi = start * HOP - frame // 2, (end - 1) * HOP + frame // 2
+    segment = np.pad(wave[max(lo, 0):max(hi, 0)], (max(-lo, 0), max(hi - len(wave), 0)))
+    f0 = librosa.yin(segment, fmin=fmin, fmax=fmax, sr=rate, frame_length=frame, hop_length=HOP,
+                     center=False)[: end - start]
     cents = 1200 * np.log2(f0 / centre)
     known = np.flatnonzero(voiced[start:start + len(f0)] & (np.abs(cents) <= MAX_BEND_CENTS))
     if not len(known):
