@@ -17,6 +17,7 @@ import numpy as np
 
 from audiogan.timbre.expression import BEND_HOP, LEVEL_WINDOW, apply_bend, follow_level
 from audiogan.timbre.inference import Timbre, TimbreModel
+from audiogan.timbre.spectral import midi_to_hz
 
 log = logging.getLogger(__name__)
 HOP = BEND_HOP  # one contour value per analysis frame
@@ -119,7 +120,7 @@ def contour(wave: np.ndarray, rate: int, start: int, end: int, voiced: np.ndarra
     """
     import librosa
 
-    centre = 440.0 * 2 ** ((pitch - 69) / 12)
+    centre = midi_to_hz(pitch)
     fmin, fmax = centre * 2 ** (-1.5 / 12), centre * 2 ** (1.5 / 12)
     frame = max(1024, 1 << int(np.ceil(np.log2(7 * rate / centre))))
     # Each frame centred on its sample with the recording around it, not zero padding: a short note's

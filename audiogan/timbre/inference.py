@@ -12,7 +12,7 @@ import torch
 from audiogan import weights
 from audiogan.timbre.expression import harmonic_comb
 from audiogan.timbre.model import slerp
-from audiogan.timbre.spectral import NoteSpectrogram
+from audiogan.timbre.spectral import NoteSpectrogram, midi_to_hz
 from audiogan.vocoder.inference import pick_device
 
 Timbre = str | Sequence[float] | torch.Tensor
@@ -83,7 +83,7 @@ class TimbreModel:
         spec = self.G(z, torch.tensor(list(pitches), device=self.device), timbre)
         audio = self.spectral.decode(spec.float())
         if self.comb:
-            f0 = 440.0 * 2 ** ((torch.tensor(list(pitches), device=self.device, dtype=torch.float32) - 69) / 12)
+            f0 = midi_to_hz(torch.tensor(list(pitches), device=self.device, dtype=torch.float32))
             audio = harmonic_comb(audio, f0, self.sample_rate)
         # Notes are trained loudness-normalised per velocity layer; velocity sets the output level.
         peak = audio.abs().amax(dim=1, keepdim=True).clamp(min=1e-6)

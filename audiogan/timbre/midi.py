@@ -9,6 +9,7 @@ modulation wheel (CC 1) adds vibrato, up to 50 cents at 5.5 Hz, each note's star
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,35 +40,47 @@ def bend_range(instrument: Any) -> float:
     return semitones + cents / 100
 
 
-def _steps(times: list[float], values: list[float], at: np.ndarray, initial: float = 0.0) -> np.ndarray:
-    """A step function (each value holds from its time on, ``initial`` before the first) at times ``at``."""
-    if not times:
-        return np.full(len(at), initial)
+def _steps(times: list[float], values: list[float], initial: float = 0.0) -> Callable[[np.ndarray], np.ndarray]:
+    """A step function (each value holds from its time on, ``initial`` before the first), sorted once and
+    then read at any array of times."""
     order = np.argsort(times, kind="stable")
-    t, v = np.asarray(times)[order], np.concatenate([[initial], np.asarray(values, dtype=np.float64)[order]])
-    return v[np.searchsorted(t, at, side="right")]
+    t = np.asarray(times, dtype=np.float64)[order]
+    v = np.concatenate([[initial], np.asarray(values, dtype=np.float64)[order]])
+    return lambda at: v[np.searchsorted(t, at, side="right")]
 
 
-def _controller(instrument: Any, number: int) -> tuple[list[float], list[float]]:
+def _controller(instrument: Any, number: int, initial: float = 0.0,
+                scale: float = 1.0) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A controller's value over time (times ``scale``), or None when the track never sends it."""
     changes = [c for c in instrument.control_changes if c.number == number]
-    return [c.time for c in changes], [float(c.value) for c in changes]
+    return _steps([c.time for c in changes], [c.value * scale for c in changes], initial) if changes else None
 
 
 def sustained_ends(instrument: Any, piece_end: float) -> list[float]:
     """Each note's end with the sustain pedal (CC 64 >= 64): a note released while the pedal is down
     sounds on until the pedal lifts, its key is struck again, or the piece ends."""
-    times, values = _controller(instrument, 64)
-    order = np.argsort(times, kind="stable")
-    t, down = np.asarray(times, dtype=np.float64)[order], np.asarray(values)[order] >= 64
+    pedal = sorted(((c.time, c.value >= 64) for c in instrument.control_changes if c.number == 64),
+                   key=lambda p: p[0])
+    if not pedal:
+        return [float(n.end) for n in instrument.notes]
+    t, down = np.array([p[0] for p in pedal]), np.array([p[1] for p in pedal])
+    lifts = np.flatnonzero(~down)  # indices of the pedal-up events
+    onsets = {pitch: np.sort([m.start for m in instrument.notes if m.pitch == pitch])
+              for pitch in {n.pitch for n in instrument.notes}}
     ends = []
     for n in instrument.notes:
         i = int(np.searchsorted(t, n.end, side="right")) - 1
         if i < 0 or not down[i]:
             ends.append(float(n.end))
             continue
-        lifts = t[i + 1:][~down[i + 1:]]
-        restrikes = [float(m.start) for m in instrument.notes if m.pitch == n.pitch and n.end <= m.start]
-        ends.append(min([piece_end, *lifts[:1].tolist(), *restrikes]))
+        candidates = [piece_end]
+        lift = int(np.searchsorted(lifts, i, side="right"))  # the first pedal-up after event i
+        if lift < len(lifts):
+            candidates.append(float(t[lifts[lift]]))
+        strike = int(np.searchsorted(onsets[n.pitch], n.end, side="left"))
+        if strike < len(onsets[n.pitch]):
+            candidates.append(float(onsets[n.pitch][strike]))
+        ends.append(min(candidates))
     return ends
 
 
@@ -76,20 +89,23 @@ def _contours(instrument: Any, spans: list[tuple[float, float]],
     """Each note's (pitch contour in cents, gain) over BEND_HOP frames from its onset through its release.
     Gain is volume and expression as General MIDI 2 gives them: 40 log10(cc7 / 127) + 40 log10(cc11 / 127)
     dB, from the GM defaults 100 and 127."""
-    bends = [(b.time, b.pitch) for b in instrument.pitch_bends]
-    wheel, volume, expression = (_controller(instrument, n) for n in (1, 7, 11))
     scale = bend_range(instrument) * 100 / 8192
+    bend = _steps([b.time for b in instrument.pitch_bends], [b.pitch * scale for b in instrument.pitch_bends]) \
+        if instrument.pitch_bends else None
+    wheel = _controller(instrument, 1, scale=VIBRATO_CENTS / 127)
+    volume, expression = _controller(instrument, 7, 100.0), _controller(instrument, 11, 127.0)
     out: list[tuple[np.ndarray | None, np.ndarray | None]] = []
     for start, end in spans:
         frames = int((end - start + RELEASE_SECONDS) * rate / BEND_HOP) + 2
         since = np.arange(frames) * BEND_HOP / rate
         at = start + since
-        cents = _steps([t for t, _ in bends], [p * scale for _, p in bends], at)
-        depth = _steps(wheel[0], [v / 127 * VIBRATO_CENTS for v in wheel[1]], at)
-        cents = cents + depth * np.sin(2 * np.pi * VIBRATO_HZ * since)
+        cents = np.zeros(frames) if bend is None else bend(at)
+        if wheel is not None:
+            cents = cents + wheel(at) * np.sin(2 * np.pi * VIBRATO_HZ * since)
         gain = None
-        if volume[0] or expression[0]:
-            gain = (_steps(*volume, at, initial=100.0) / 127) ** 2 * (_steps(*expression, at, initial=127.0) / 127) ** 2
+        if volume is not None or expression is not None:
+            gain = ((volume(at) if volume else np.full(frames, 100.0)) / 127) ** 2 \
+                * ((expression(at) if expression else np.full(frames, 127.0)) / 127) ** 2
         out.append((cents if np.any(cents) else None, gain))
     return out
 

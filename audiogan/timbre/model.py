@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiogan.timbre.spectral import SpectralConfig
+from audiogan.timbre.spectral import SpectralConfig, midi_to_hz
 
 
 @dataclass
@@ -91,7 +91,7 @@ class HarmonicTemplate(nn.Module):
 
     def forward(self, pitch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.cfg
-        f0 = 440.0 * 2 ** ((pitch.float()[:, None] - 69) / 12)
+        f0 = midi_to_hz(pitch.float()[:, None])
         harmonic = torch.round(self.hz / f0).clamp(min=1)
         distance = (self.hz - harmonic * f0) * c.n_fft / c.sample_rate
         comb = torch.exp(-0.5 * (distance / self.width) ** 2)

@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+
+def midi_to_hz(pitch: Any) -> Any:
+    """Equal-tempered frequency of a MIDI pitch (A4 = 69 = 440 Hz); floats, arrays and tensors alike."""
+    return 440.0 * 2 ** ((pitch - 69) / 12)
 
 
 @dataclass(frozen=True)
