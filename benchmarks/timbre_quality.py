@@ -10,7 +10,8 @@ classifier trained on real notes), diversity (NDB) and interpolation smoothness.
   velocities other than the held-out one, scored on the held-out velocity (ceiling) and on generated notes.
 - NDB (Richardson & Weiss 2018, as in GANSynth): k-means bins of real notes' features; the number of bins
   whose share of generated notes differs from the real share (two-proportion z-test, p < 0.05).
-- Interpolation: the spectral-centroid path of an 8-step slerp, share of steps moving monotonically.
+- Interpolation: the spectral-centroid path of an 8-step slerp, share of steps moving monotonically
+  (2 pairs at pitch 60, as first reported; and 9 pairs at pitches 48/60/72).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def features(audio: np.ndarray, rate: int = 16000) -> np.ndarray:
 
 
 def timbre_scores(real_dir: str, held_velocity: int, model_path: str | None, pitch_step: int,
-                  comb: bool = True) -> None:
+                  comb: bool = True, phase_lock: bool = True, swap_phase: bool = False) -> None:
     import soundfile as sf
     from sklearn.cluster import KMeans
     from sklearn.linear_model import LogisticRegression
@@ -66,7 +67,7 @@ def timbre_scores(real_dir: str, held_velocity: int, model_path: str | None, pit
         return
     from audiogan.timbre import TimbreModel
 
-    model = TimbreModel.load(model_path, device="cpu", comb=comb)
+    model = TimbreModel.load(model_path, device="cpu", comb=comb, phase_lock=phase_lock)
     lo, hi = model.cfg.pitch_min, model.cfg.pitch_max
     real = [(r.pitch, r.instrument) for r, h in zip(notes, held, strict=True)
             if h and r.instrument in model.instruments and lo <= r.pitch <= hi]
@@ -76,26 +77,66 @@ def timbre_scores(real_dir: str, held_velocity: int, model_path: str | None, pit
     g = np.stack([features(a) for a in audio])
     print(f"instrument classifier on {len(g)} generated notes (same pitches and instruments): "
           f"{100 * classifier.score(g, [n for _, n in real]):.1f} %")
+    if swap_phase:
+        paths = [r.path for r, h in zip(notes, held, strict=True)
+                 if h and r.instrument in model.instruments and lo <= r.pitch <= hi]
+        swapped_phase_scores(model, classifier, paths, real)
     bins = KMeans(n_clusters=50, n_init=4, random_state=0).fit(x)
     real_share = np.bincount(bins.labels_, minlength=50) / len(x)
     gen_share = np.bincount(bins.predict(g), minlength=50) / len(g)
     pooled = (real_share * len(x) + gen_share * len(g)) / (len(x) + len(g))
     z = (gen_share - real_share) / np.sqrt(pooled * (1 - pooled) * (1 / len(x) + 1 / len(g)) + 1e-12)
     print(f"NDB: {int((np.abs(z) > 1.96).sum())} of 50 bins differ (p < 0.05)")
-    centroid_moves = []
     import librosa
 
-    for a, b in [(model.instruments[0], model.instruments[-1]), (model.instruments[1], model.instruments[-2])]:
-        steps, _ = model.interpolate(a, b, pitch=60, steps=8)
+    def monotone_steps(a: str, b: str, pitch: int) -> list[bool]:
+        steps, _ = model.interpolate(a, b, pitch=pitch, steps=8)
         path = [float(librosa.feature.spectral_centroid(y=s, sr=16000).mean()) for s in steps]
         direction = np.sign(path[-1] - path[0])
-        centroid_moves += [np.sign(q - p) == direction for p, q in itertools.pairwise(path)]
-    print(f"interpolation: {100 * np.mean(centroid_moves):.0f} % of slerp steps move the spectral centroid "
-          "monotonically from a to b")
+        return [np.sign(q - p) == direction for p, q in itertools.pairwise(path)]
+
+    names = model.instruments
+    first = [monotone_steps(a, b, 60) for a, b in ((names[0], names[-1]), (names[1], names[-2]))]
+    print(f"interpolation, 2 pairs at pitch 60: {100 * np.mean(first):.0f} % of slerp steps move the spectral "
+          "centroid monotonically from a to b")
+    # Fourteen steps tell little; pairs across the whole list and three octaves tell more.
+    broad = [monotone_steps(names[i], names[(i + len(names) // 2) % len(names)], pitch)
+             for i in range(0, len(names), 4) for pitch in (48, 60, 72)]
+    print(f"interpolation, {len(broad)} pairs x pitches: {100 * np.mean(broad):.0f} % of "
+          f"{sum(map(len, broad))} slerp steps monotone")
+
+
+def swapped_phase_scores(model, classifier, paths: list, conditions: list[tuple[int, str]]) -> None:
+    """Where identity is lost: the classifier on real and generated log-magnitude and IF mixed, each decoded
+    bin by bin and phase-locked (no comb, so that only the spectrogram's parts differ)."""
+    import soundfile as sf
+    import torch
+
+    n = model.cfg.spectral.samples
+    scores: dict[str, list[np.ndarray]] = defaultdict(list)
+    for i in range(0, len(paths), 32):
+        waves = [torch.from_numpy(sf.read(p, dtype="float32")[0][:n]) for p in paths[i:i + 32]]
+        real = model.spectral.encode(torch.stack([torch.nn.functional.pad(w, (0, n - len(w))) for w in waves]))
+        batch = conditions[i:i + 32]
+        z = torch.stack([torch.randn(model.cfg.latent_dim, generator=torch.Generator().manual_seed(i + j))
+                         for j in range(len(batch))])
+        with torch.inference_mode():
+            fake = model.G(z, torch.tensor([p for p, _ in batch]), torch.stack([model.timbre(t) for _, t in batch]))
+        for mag_name, mag in (("real", real), ("generated", fake.float())):
+            for if_name, inst in (("real", real), ("generated", fake.float())):
+                spec = torch.stack([mag[:, 0], inst[:, 1]], dim=1)
+                for lock in (False, True):
+                    audio = model.spectral.decode(spec, lock_phase=lock).numpy()
+                    scores[f"{mag_name} magnitude, {if_name} IF, {'locked' if lock else 'bin by bin'}"] += [
+                        features(a) for a in audio]
+    labels = [t for _, t in conditions]
+    print("| log-magnitude, IF, decoding | instrument classifier |\n|---|---|")
+    for name, rows in scores.items():
+        print(f"| {name} | {100 * classifier.score(np.stack(rows), labels):.1f} % |")
 
 
 def plot_notes(path: str, real_dir: str, model_path: str, instruments: list[str], pitch: int = 60,
-               comb: bool = True) -> None:
+               comb: bool = True, phase_lock: bool = True) -> None:
     """Real (top) and generated (bottom) log-magnitude spectrograms of one pitch for a few instruments."""
     import matplotlib
     import soundfile as sf
@@ -106,7 +147,7 @@ def plot_notes(path: str, real_dir: str, model_path: str, instruments: list[str]
 
     from audiogan.timbre import TimbreModel
 
-    model = TimbreModel.load(model_path, device="cpu", comb=comb)
+    model = TimbreModel.load(model_path, device="cpu", comb=comb, phase_lock=phase_lock)
     real = {r.instrument: r.path for r in load_examples(real_dir) if r.pitch == pitch and r.velocity == 50}
     generated = model.generate([pitch] * len(instruments), instruments, [100] * len(instruments))
     bin_hz = model.sample_rate / model.cfg.spectral.n_fft
@@ -153,7 +194,11 @@ def main() -> None:
     parser.add_argument("--velocity", type=int, default=100)
     parser.add_argument("--image", help="with --real and --model: write a PNG of real and generated notes")
     parser.add_argument("--no-comb", action="store_true", help="judge the notes without the half-harmonic comb")
+    parser.add_argument("--no-lock", action="store_true", help="decode the notes without phase locking")
+    parser.add_argument("--swap-phase", action="store_true",
+                        help="with --real: also score real and generated magnitude and IF mixed (a diagnosis)")
     args = parser.parse_args()
+    options = {"comb": not args.no_comb, "phase_lock": not args.no_lock}
     if args.real:
         import soundfile as sf
 
@@ -163,7 +208,7 @@ def main() -> None:
     if args.model:
         from audiogan.timbre import TimbreModel
 
-        model = TimbreModel.load(args.model, device="cpu", comb=not args.no_comb)
+        model = TimbreModel.load(args.model, device="cpu", **options)
         family = dict(zip(model.instruments, model.cfg.families or model.instruments, strict=True))
         pitches = [p for p in range(model.cfg.pitch_min, model.cfg.pitch_max + 1) if p % args.pitch_step == 0]
         rows = []
@@ -172,10 +217,10 @@ def main() -> None:
             rows += [(family[name], p, cents_off(a, p)) for p, a in zip(pitches, audio, strict=True)]
         report(rows, f"generated by {model.card.get('name')}")
     if args.real:
-        timbre_scores(args.real, 50, args.model, args.pitch_step, comb=not args.no_comb)
+        timbre_scores(args.real, 50, args.model, args.pitch_step, swap_phase=args.swap_phase, **options)
     if args.image and args.real and args.model:
         plot_notes(args.image, args.real, args.model, ["acoustic_grand_piano", "violin", "flute", "trumpet"],
-                   comb=not args.no_comb)
+                   **options)
     if not (args.real or args.model):
         parser.error("give --real and/or --model")
     print(json.dumps({"note": "pYIN fmin 31.25 Hz, fmax 2500 Hz, frame 1024"}))

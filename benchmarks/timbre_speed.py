@@ -29,21 +29,23 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-comb", action="store_true", help="without the half-harmonic comb on each note")
+    parser.add_argument("--no-lock", action="store_true", help="decode without phase locking")
     args = parser.parse_args()
+    options = {"comb": not args.no_comb, "phase_lock": not args.no_lock}
     torch.set_num_threads(args.threads)
     if args.recipe:
         cfg = load_yaml(TimbreTrainingConfig, args.recipe)
         cfg.model.instruments = ["a"]
         torch.manual_seed(0)
-        model = TimbreModel(Generator(cfg.model), {"name": f"{args.recipe} (untrained)"}, args.device,
-                            comb=not args.no_comb)
+        model = TimbreModel(Generator(cfg.model), {"name": f"{args.recipe} (untrained)"}, args.device, **options)
     else:
-        model = TimbreModel.load(args.model, device=args.device, comb=not args.no_comb)
+        model = TimbreModel.load(args.model, device=args.device, **options)
     seconds = model.cfg.spectral.seconds
     instrument = model.instruments[0]
     params = sum(p.numel() for p in model.G.parameters()) / 1e6
     print(f"{model.card.get('name')}: {params:.2f} M parameters, {seconds:.3f} s notes, device {args.device}, "
-          f"{args.threads} CPU threads, comb {'off' if args.no_comb else 'on'}")
+          f"{args.threads} CPU threads, comb {'off' if args.no_comb else 'on'}, "
+          f"phase lock {'off' if args.no_lock else 'on'}")
     print("| batch | notes/s | x real time |")
     print("|---|---|---|")
     for batch in args.batch:

@@ -20,9 +20,10 @@ Timbre = str | Sequence[float] | torch.Tensor
 
 class TimbreModel:
     def __init__(self, generator: torch.nn.Module, card: dict[str, Any], device: str | torch.device = "cpu",
-                 comb: bool = True) -> None:
+                 comb: bool = True, phase_lock: bool = True) -> None:
         self.device = pick_device(device)
         self.comb = comb  # clean the half-harmonics out of generated notes (expression.harmonic_comb)
+        self.phase_lock = phase_lock  # decode with the partials' phases locked (spectral.locked_phase)
         self.G = generator.eval().to(self.device).requires_grad_(False)  # inversion optimises a latent only
         self.cfg = generator.cfg
         self.card = card
@@ -30,11 +31,11 @@ class TimbreModel:
 
     @classmethod
     def load(cls, name_or_path: str | Path = "default", device: str | torch.device = "auto",
-             comb: bool = True) -> TimbreModel:
+             comb: bool = True, phase_lock: bool = True) -> TimbreModel:
         from audiogan.train.timbre_trainer import load_generator
 
         G, card = load_generator(weights.resolve(name_or_path, "timbre"))
-        return cls(G, card, device, comb)
+        return cls(G, card, device, comb, phase_lock)
 
     @property
     def instruments(self) -> list[str]:
@@ -81,7 +82,7 @@ class TimbreModel:
                          for s in seeds]).to(self.device)
         timbre = torch.stack([self.timbre(t) for t in timbres])
         spec = self.G(z, torch.tensor(list(pitches), device=self.device), timbre)
-        audio = self.spectral.decode(spec.float())
+        audio = self.spectral.decode(spec.float(), lock_phase=self.phase_lock)
         if self.comb:
             f0 = midi_to_hz(torch.tensor(list(pitches), device=self.device, dtype=torch.float32))
             audio = harmonic_comb(audio, f0, self.sample_rate)

@@ -38,7 +38,7 @@ class RunLog:
             self.writer.flush()
         log.info("step %d  %s", step, "  ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
 
-    def mel_image(self, tag: str, mel: torch.Tensor, step: int) -> None:
+    def spectrogram_image(self, tag: str, mel: torch.Tensor, step: int) -> None:
         if self.writer:
             m = mel.float().cpu()
             m = (m - m.min()) / (m.max() - m.min() + 1e-8)

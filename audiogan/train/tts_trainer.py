@@ -297,7 +297,7 @@ class TTSTrainer:
         ratio = (frames.float() / batch["mel_lens"].float()).mean()
         self.model.train()
         if self.runlog:
-            self.runlog.mel_image("valid/predicted_mel", mel[0, :, : int(frames[0])], self.step)
+            self.runlog.spectrogram_image("valid/predicted_mel", mel[0, :, : int(frames[0])], self.step)
         return {f"valid_{k}": float(v) for k, v in losses.items()} | {"valid_length_ratio": float(ratio)}
 
     def device_minutes(self) -> float:

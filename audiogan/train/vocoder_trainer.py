@@ -410,7 +410,7 @@ class VocoderTrainer:
                 stois.append(s)
             if self.runlog and i < 3:
                 self.runlog.audio(f"valid/{i}", fake[0], self.step, sr)
-                self.runlog.mel_image(f"valid_mel/{i}", fake_mel[0], self.step)
+                self.runlog.spectrogram_image(f"valid_mel/{i}", fake_mel[0], self.step)
         self.G.train()
         out = {"valid_mel_l1": float(np.mean(mel_l1))}
         if pesqs:
