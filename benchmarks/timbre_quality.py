@@ -4,6 +4,7 @@ classifier trained on real notes), diversity (NDB) and interpolation smoothness.
     python -m benchmarks.timbre_quality --real /tmp/gm_notes                 # real notes: the ceilings
     python -m benchmarks.timbre_quality --real /tmp/gm_notes --model runs/timbre/timbre-gm-16k.safetensors
     python -m benchmarks.timbre_quality --real /tmp/gm_notes --model default --image docs/images/timbre_notes.png
+    python -m benchmarks.timbre_quality --real /tmp/gm_notes --model default --swap-phase   # magnitude or IF?
 
 - Pitch: on pitch when the median pYIN f0 over voiced frames (first 2.5 s) is within ±50 cents. Target >= 95 %.
 - Timbre identity: logistic regression on per-note log-mel statistics, trained on the real notes of
@@ -20,6 +21,8 @@ import argparse
 import itertools
 import json
 from collections import defaultdict
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +109,7 @@ def timbre_scores(real_dir: str, held_velocity: int, model_path: str | None, pit
           f"{sum(map(len, broad))} slerp steps monotone")
 
 
-def swapped_phase_scores(model, classifier, paths: list, conditions: list[tuple[int, str]]) -> None:
+def swapped_phase_scores(model: Any, classifier: Any, paths: list[Path], conditions: list[tuple[int, str]]) -> None:
     """Where identity is lost: the classifier on real and generated log-magnitude and IF mixed, each decoded
     bin by bin and phase-locked (no comb, so that only the spectrogram's parts differ)."""
     import soundfile as sf

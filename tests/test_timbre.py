@@ -155,7 +155,7 @@ def test_reconstruction_target_weighs_if_and_mel_as_configured():
     cfg = SpectralConfig(hop_length=512, frames=128)
     real = torch.rand(2, 2, cfg.bins, cfg.frames) * 2 - 1
     quieter, detuned = real.clone(), real.clone()
-    quieter[:, 0, :40] -= 0.1  # the lowest 40 bins (0-625 Hz) 8 dB down: a fifth of the mel bands
+    quieter[:, 0, :40] -= 0.1  # the lowest 40 bins (0-625 Hz) 8 dB down: few bins, many mel bands
     detuned[:, 1] = torch.remainder(detuned[:, 1] + 1.5, 2) - 1
     fb = note_mel_filters(cfg)
     assert fb.shape == (cfg.bins, 64)
@@ -602,7 +602,7 @@ def test_bundled_model_decodes_what_it_generates(bundled):
             magnitude = [torch.exp(x[:, 0] * c.log_scale - c.log_offset) for x in (asked, heard)]
             return float(torch.linalg.norm(magnitude[0] - magnitude[1]) / torch.linalg.norm(magnitude[0]))
 
-        assert mismatch(True) < 0.5 * mismatch(False), (mismatch(True), mismatch(False))  # measured: 0.15, 0.57
+        assert mismatch(True) < 0.5 * mismatch(False), (mismatch(True), mismatch(False))  # measured: 0.14, 0.70
 
 
 @pytest.fixture(scope="module")

@@ -38,9 +38,10 @@ class RunLog:
             self.writer.flush()
         log.info("step %d  %s", step, "  ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
 
-    def spectrogram_image(self, tag: str, mel: torch.Tensor, step: int) -> None:
+    def spectrogram_image(self, tag: str, spec: torch.Tensor, step: int) -> None:
+        """[frequency, time] (a mel, a log-magnitude) as a greyscale image, min to max."""
         if self.writer:
-            m = mel.float().cpu()
+            m = spec.float().cpu()
             m = (m - m.min()) / (m.max() - m.min() + 1e-8)
             self.writer.add_image(tag, m.flip(0).unsqueeze(0), step)  # low frequencies at the bottom
 

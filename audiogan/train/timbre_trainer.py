@@ -280,8 +280,8 @@ class TimbreTrainer:
         for i, k in enumerate(pick.tolist()):
             tag = f"notes/{self.cfg.model.instruments[int(self.instrument[k])]}-{int(self.pitch[k])}"
             self.runlog.audio(tag, audio[i], self.step, sr)
-            self.runlog.spectrogram_image(f"{tag} real|generated", torch.cat([self.specs[k, 0].float(), fake[i, 0]], 1),
-                                  self.step)
+            side_by_side = torch.cat([self.specs[k, 0].float(), fake[i, 0]], dim=1)
+            self.runlog.spectrogram_image(f"{tag} real|generated", side_by_side, self.step)
 
     def device_minutes(self) -> float:
         return self.prior_minutes + (time.monotonic() - self.t0) / 60 * self.dist.world
