@@ -60,9 +60,16 @@ def timbre_scores(real_dir: str, held_velocity: int, model_path: str | None, pit
     from sklearn.preprocessing import StandardScaler
 
     notes = [r for r in load_examples(real_dir) if r.pitch % pitch_step == 0]
-    x = np.stack([features(sf.read(r.path, dtype="float32")[0]) for r in notes])
-    y = np.array([r.instrument for r in notes])
     held = np.array([r.velocity == held_velocity for r in notes])
+    held_waves: dict[Path, np.ndarray] = {}  # kept for --swap-phase, which re-encodes them
+    rows = []
+    for r, h in zip(notes, held, strict=True):
+        wave = sf.read(r.path, dtype="float32")[0]
+        if h and swap_phase:
+            held_waves[r.path] = wave
+        rows.append(features(wave))
+    x = np.stack(rows)
+    y = np.array([r.instrument for r in notes])
     classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x[~held], y[~held])
     print(f"instrument classifier ({len(set(y))} classes, {int((~held).sum())} training notes): "
           f"{100 * classifier.score(x[held], y[held]):.1f} % on real notes of held-out velocity {held_velocity}")
@@ -81,9 +88,9 @@ def timbre_scores(real_dir: str, held_velocity: int, model_path: str | None, pit
     print(f"instrument classifier on {len(g)} generated notes (same pitches and instruments): "
           f"{100 * classifier.score(g, [n for _, n in real]):.1f} %")
     if swap_phase:
-        paths = [r.path for r, h in zip(notes, held, strict=True)
+        waves = [held_waves[r.path] for r, h in zip(notes, held, strict=True)
                  if h and r.instrument in model.instruments and lo <= r.pitch <= hi]
-        swapped_phase_scores(model, classifier, paths, real)
+        swapped_phase_scores(model, classifier, waves, real)
     bins = KMeans(n_clusters=50, n_init=4, random_state=0).fit(x)
     real_share = np.bincount(bins.labels_, minlength=50) / len(x)
     gen_share = np.bincount(bins.predict(g), minlength=50) / len(g)
@@ -109,24 +116,25 @@ def timbre_scores(real_dir: str, held_velocity: int, model_path: str | None, pit
           f"{sum(map(len, broad))} slerp steps monotone")
 
 
-def swapped_phase_scores(model: Any, classifier: Any, paths: list[Path], conditions: list[tuple[int, str]]) -> None:
+def swapped_phase_scores(model: Any, classifier: Any, waves: list[np.ndarray],
+                         conditions: list[tuple[int, str]]) -> None:
     """Where identity is lost: the classifier on real and generated log-magnitude and IF mixed, each decoded
     bin by bin and phase-locked (no comb, so that only the spectrogram's parts differ)."""
-    import soundfile as sf
     import torch
 
     n = model.cfg.spectral.samples
     scores: dict[str, list[np.ndarray]] = defaultdict(list)
-    for i in range(0, len(paths), 32):
-        waves = [torch.from_numpy(sf.read(p, dtype="float32")[0][:n]) for p in paths[i:i + 32]]
-        real = model.spectral.encode(torch.stack([torch.nn.functional.pad(w, (0, n - len(w))) for w in waves]))
+    for i in range(0, len(waves), 32):
+        clips = [torch.from_numpy(w[:n]) for w in waves[i:i + 32]]
+        real = model.spectral.encode(torch.stack([torch.nn.functional.pad(w, (0, n - len(w))) for w in clips]))
         batch = conditions[i:i + 32]
         z = torch.stack([torch.randn(model.cfg.latent_dim, generator=torch.Generator().manual_seed(i + j))
                          for j in range(len(batch))])
         with torch.inference_mode():
-            fake = model.G(z, torch.tensor([p for p, _ in batch]), torch.stack([model.timbre(t) for _, t in batch]))
-        for mag_name, mag in (("real", real), ("generated", fake.float())):
-            for if_name, inst in (("real", real), ("generated", fake.float())):
+            fake = model.G(z, torch.tensor([p for p, _ in batch]),
+                           torch.stack([model.timbre(t) for _, t in batch])).float()
+        for mag_name, mag in (("real", real), ("generated", fake)):
+            for if_name, inst in (("real", real), ("generated", fake)):
                 spec = torch.stack([mag[:, 0], inst[:, 1]], dim=1)
                 for lock in (False, True):
                     audio = model.spectral.decode(spec, lock_phase=lock).numpy()

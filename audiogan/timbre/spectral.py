@@ -58,7 +58,7 @@ class NoteSpectrogram(torch.nn.Module):
     def encode(self, wave: torch.Tensor) -> torch.Tensor:
         """[B, samples] -> [B, 2, bins, frames]: channel 0 scaled log-magnitude, channel 1 IF."""
         c = self.cfg
-        wave = torch.nn.functional.pad(wave, (0, max(0, c.samples - wave.shape[-1])))[..., : c.samples]
+        wave = F.pad(wave, (0, max(0, c.samples - wave.shape[-1])))[..., : c.samples]
         spec = torch.stft(wave, c.n_fft, c.hop_length, window=self.window, center=True, return_complex=True)
         spec = spec[:, : c.bins, : c.frames]
         log_mag = (torch.log(spec.abs() + c.log_floor) + c.log_offset) / c.log_scale
@@ -77,7 +77,7 @@ class NoteSpectrogram(torch.nn.Module):
         else:
             phase = torch.cumsum(features[:, 1] * math.pi, dim=-1)
         spec = torch.polar(mag, phase)
-        spec = torch.nn.functional.pad(spec, (0, 1, 0, 1))  # restore the Nyquist bin and the last frame
+        spec = F.pad(spec, (0, 1, 0, 1))  # restore the Nyquist bin and the last frame
         return torch.istft(spec, c.n_fft, c.hop_length, window=self.window, center=True, length=c.samples)
 
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from audiogan import weights
 from audiogan.audio.io import load_audio
+from audiogan.audio.mel import MelConfig, MelSpectrogram
 from audiogan.config import from_dict, to_dict
 from audiogan.timbre.model import Discriminator, Generator, NoteGANConfig
 from audiogan.timbre.notes_data import NoteRecord, load_examples
@@ -110,12 +111,10 @@ def reconstruction_loss(fake: torch.Tensor, real: torch.Tensor, log_scale: float
 
 
 def note_mel_filters(cfg: SpectralConfig, mels: int = 64) -> torch.Tensor:
-    """Slaney mel filters [bins, mels] over the note spectrogram's bins (Nyquist dropped, as there)."""
-    import torchaudio
-
-    fb = torchaudio.functional.melscale_fbanks(cfg.n_fft // 2 + 1, 0.0, cfg.sample_rate / 2, mels, cfg.sample_rate,
-                                               norm="slaney", mel_scale="slaney")
-    return fb[: cfg.bins]
+    """The mel front end's (Slaney) filters [bins, mels] over the note spectrogram's bins (Nyquist dropped,
+    as there)."""
+    mel = MelConfig(cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_fft, mels, 0.0, cfg.sample_rate / 2)
+    return MelSpectrogram(mel).filterbank[: cfg.bins].clone()
 
 
 class TimbreTrainer:
