@@ -200,6 +200,37 @@ def test_init_generator_continues_an_export_with_a_fresh_discriminator(tiny_timb
         TimbreTrainer(cfg, [str(notes_dir)], tmp_path / "other", device="cpu", init_generator=str(exported))
 
 
+def test_velocity_input_is_added_to_an_export_at_zero_and_learned(tiny_timbre, notes_dir, tmp_path):
+    from audiogan.config import load_yaml
+    from audiogan.timbre import TimbreModel
+    from audiogan.train.timbre_trainer import TimbreTrainer, TimbreTrainingConfig
+
+    cfg = load_yaml(TimbreTrainingConfig, REPO / "configs" / "timbre" / "tiny_test.yaml")
+    cfg.model.velocity_conditioning = True
+    cfg.train.reconstruction_weight, cfg.train.adversarial_start, cfg.train.max_steps = 10.0, 10**9, 50
+    trainer = TimbreTrainer(cfg, [str(notes_dir)], tmp_path, device="cpu", init_generator=str(tiny_timbre[0]))
+    assert trainer.cfg.model.velocity_range == [80, 127]
+    before = TimbreModel.load(tiny_timbre[0], device="cpu")
+    z = torch.randn(2, cfg.model.latent_dim)
+    pitch, timbre = torch.tensor([60, 66]), trainer.G.instrument(torch.tensor([0, 1]))
+    with torch.no_grad():
+        old = before.G(z, pitch, timbre)
+        # the new input starts at zero: every velocity makes the export's notes
+        for v in (1, 80, 127):
+            assert torch.equal(trainer.G(z, pitch, timbre, torch.tensor([v, v])), old)
+    trainer.fit()
+    model = TimbreModel.load(tmp_path / "timbre-tiny.safetensors", device="cpu")
+    assert model.cfg.velocity_range == [80, 127]
+    soft, loud, below = (model.generate([60], [model.instruments[0]], [v]) for v in (80, 127, 20))
+    shape = [a[0] / np.abs(a[0]).max() for a in (soft, loud, below)]
+    assert np.abs(shape[0] - shape[1]).max() > 1e-3  # the timbre follows velocity ...
+    np.testing.assert_allclose(shape[2], shape[0], atol=1e-5)  # ... and below the trained range is the softest
+    assert np.abs(below).max() < np.abs(soft).max()  # while the level still follows the asked velocity
+    cfg.data.validation = ["*-127.wav"]  # only one velocity left to learn from
+    with pytest.raises(ValueError, match="more than one velocity"):
+        TimbreTrainer(cfg, [str(notes_dir)], tmp_path / "one", device="cpu")
+
+
 @pytest.fixture(scope="module")
 def timbre_model(tiny_timbre):
     from audiogan.timbre import TimbreModel

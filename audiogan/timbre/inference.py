@@ -81,7 +81,8 @@ class TimbreModel:
         z = torch.stack([torch.randn(self.cfg.latent_dim, generator=torch.Generator().manual_seed(int(s)))
                          for s in seeds]).to(self.device)
         timbre = torch.stack([self.timbre(t) for t in timbres])
-        spec = self.G(z, torch.tensor(list(pitches), device=self.device), timbre)
+        spec = self.G(z, torch.tensor(list(pitches), device=self.device), timbre,
+                      torch.tensor(velocities, device=self.device))
         audio = self.spectral.decode(spec.float(), lock_phase=self.phase_lock)
         if self.comb:
             f0 = midi_to_hz(torch.tensor(list(pitches), device=self.device, dtype=torch.float32))

@@ -31,11 +31,21 @@ class NoteGANConfig:
     # Hand the output layer the asked pitch's harmonic comb and the phase advance of each harmonic, so the
     # network learns how loud each partial is rather than where the partials are (see HarmonicTemplate).
     harmonic_prior: bool = False
+    # Condition on velocity too: a soundfont's velocity layers differ in brightness and attack, not only in
+    # level, and without it the generator can only learn their average. The trainer sets velocity_range to
+    # the training notes' lowest and highest; asked velocities outside it take the nearest end's timbre, and
+    # the level follows the asked velocity either way (TimbreModel.generate).
+    velocity_conditioning: bool = False
+    velocity_range: list[int] = field(default_factory=lambda: [0, 0])
     spectral: SpectralConfig = field(default_factory=SpectralConfig)
 
     @property
     def pitches(self) -> int:
         return self.pitch_max - self.pitch_min + 1
+
+    @property
+    def velocity_conditioned(self) -> bool:
+        return self.velocity_conditioning and self.velocity_range[1] > self.velocity_range[0]
 
 
 class Generator(nn.Module):
@@ -50,6 +60,11 @@ class Generator(nn.Module):
         self.seed_h = cfg.spectral.bins // 2 ** len(cfg.channels)
         self.seed_w = cfg.spectral.frames // 2 ** len(cfg.channels)
         self.project = nn.Linear(cfg.latent_dim + cfg.pitches + cfg.timbre_dim, c0 * self.seed_h * self.seed_w)
+        # Velocity enters as one more input of the projection, kept as its own layer so that a generator
+        # trained without it gains it at zero (same notes as before) and learns it from there.
+        self.velocity = nn.Linear(1, c0 * self.seed_h * self.seed_w, bias=False) if cfg.velocity_conditioned else None
+        if self.velocity is not None:
+            nn.init.zeros_(self.velocity.weight)
         blocks = []
         for c_in, c_out in zip(cfg.channels[:-1], cfg.channels[1:], strict=True):
             blocks.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
@@ -65,8 +80,20 @@ class Generator(nn.Module):
     def pitch_onehot(self, pitch: torch.Tensor) -> torch.Tensor:
         return F.one_hot(pitch - self.cfg.pitch_min, self.cfg.pitches).float()
 
-    def forward(self, z: torch.Tensor, pitch: torch.Tensor, timbre: torch.Tensor) -> torch.Tensor:
+    def velocity_input(self, velocity: torch.Tensor) -> torch.Tensor:
+        """MIDI velocities [B] -> [B, 1] in [-1, 1] over the trained range (clamped to it)."""
+        lo, hi = self.cfg.velocity_range
+        return (2 * (velocity.float().clamp(lo, hi) - lo) / (hi - lo) - 1)[:, None]
+
+    def forward(self, z: torch.Tensor, pitch: torch.Tensor, timbre: torch.Tensor,
+                velocity: torch.Tensor | None = None) -> torch.Tensor:
+        """velocity [B] (MIDI): used by a velocity-conditioned generator, which takes the middle of its
+        range when none is given; ignored by one without."""
         x = self.project(torch.cat([z, self.pitch_onehot(pitch), timbre], dim=1))
+        if self.velocity is not None:
+            if velocity is None:
+                velocity = torch.full((len(z),), sum(self.cfg.velocity_range) / 2, device=z.device)
+            x = x + self.velocity(self.velocity_input(velocity))
         x = F.leaky_relu(x, 0.2).view(-1, self.cfg.channels[0], self.seed_h, self.seed_w)
         y = self.out(self.blocks(x))
         if self.template is None:

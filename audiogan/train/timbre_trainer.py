@@ -3,6 +3,7 @@ convergence monitors, bf16, resume, DDP, export."""
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import logging
 import math
@@ -139,8 +140,15 @@ class TimbreTrainer:
         config.model.instruments = sorted({r.instrument for r in self.records})
         family = {r.instrument: r.family for r in self.records}
         config.model.families = [family[name] for name in config.model.instruments]
+        if config.model.velocity_conditioning:
+            velocities = [r.velocity for r in self.records]
+            config.model.velocity_range = [min(velocities), max(velocities)]
+            if not config.model.velocity_conditioned:
+                raise ValueError(f"model.velocity_conditioning needs notes of more than one velocity; the "
+                                 f"training notes all have velocity {velocities[0]}")
         self.spectral = NoteSpectrogram(config.model.spectral).to(self.device)
         self.specs, self.pitch, self.instrument = self._load(self.records)
+        self.velocity = torch.tensor([r.velocity for r in self.records], device=self.device)
         self.mel_filters = note_mel_filters(config.model.spectral).to(self.device) if tc.mel_weight > 0 else None
         self.G = Generator(config.model).to(self.device)
         self.D = Discriminator(config.model).to(self.device)
@@ -179,7 +187,16 @@ class TimbreTrainer:
     def _init_generator(self, path: str) -> None:
         """Continue from an exported generator (across sessions only it is kept) with a fresh discriminator;
         the step count and device minutes go on from its card, so the next card states the whole cost."""
-        wpath, card, state = read_export(path, "timbre", NoteGANConfig, self.cfg.model)
+        own = self.cfg.model
+        exported = from_dict(NoteGANConfig, weights.read_card(weights.resolve(path, "timbre"))["config"])
+        adding_velocity = own.velocity_conditioned and not exported.velocity_conditioned
+        if adding_velocity:  # the export's notes, unchanged at first: the new velocity input starts at zero
+            own = dataclasses.replace(own, velocity_conditioning=False, velocity_range=[0, 0])
+        wpath, card, state = read_export(path, "timbre", NoteGANConfig, own)
+        if adding_velocity:
+            state["velocity.weight"] = torch.zeros_like(self.G.velocity.weight)
+            log.info("%s has no velocity input: added at zero for velocities %d-%d", wpath.name,
+                     *self.cfg.model.velocity_range)
         self.G.load_state_dict(state)
         self.step = int(card["training"]["steps"])
         self.prior_minutes = float(card["training"]["device_minutes"])
@@ -209,7 +226,7 @@ class TimbreTrainer:
     def train_step(self) -> torch.Tensor:
         tc = self.cfg.train
         idx = torch.randint(len(self.records), (tc.batch_size,), generator=self.gen).to(self.device)
-        real, pitch, inst = self.specs[idx].float(), self.pitch[idx], self.instrument[idx]
+        real, pitch, inst, velocity = self.specs[idx].float(), self.pitch[idx], self.instrument[idx], self.velocity[idx]
         pitch_class = pitch - self.cfg.model.pitch_min
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
                                   enabled=tc.bf16 and self.device.type == "cuda")
@@ -217,7 +234,7 @@ class TimbreTrainer:
         d_loss = real_acc = fake_acc = real_pitch_acc = fake_pitch_acc = d_norm = g_adv = nan
         adversarial = self.step >= tc.adversarial_start
         with autocast:
-            fake = self.g_run(self._z(len(idx)), pitch, _unwrap(self.G).instrument(inst))
+            fake = self.g_run(self._z(len(idx)), pitch, _unwrap(self.G).instrument(inst), velocity)
             if adversarial:
                 # Real and fake in one discriminator call: DDP allows one forward per backward.
                 scores, pitches = self.d_run(torch.cat([real, fake.detach()]))
@@ -258,7 +275,8 @@ class TimbreTrainer:
         pick = torch.randint(len(self.records), (conditions,), generator=self.gen).to(self.device)
         pitch = self.pitch[pick].repeat_interleave(samples)
         timbre = self.G.instrument(self.instrument[pick]).repeat_interleave(samples, 0)
-        fake = self.G(self._z(len(pitch)), pitch, timbre).view(conditions, samples, -1)
+        velocity = self.velocity[pick].repeat_interleave(samples)
+        fake = self.G(self._z(len(pitch)), pitch, timbre, velocity).view(conditions, samples, -1)
         spread = torch.cdist(fake, fake, p=1).sum((1, 2)) / (samples * (samples - 1)) / fake.shape[-1]
         real = self.specs[pick].float().flatten(1)
         real_spread = torch.cdist(real[None], real[None], p=1).sum() / (conditions * (conditions - 1)) / real.shape[-1]
@@ -273,7 +291,7 @@ class TimbreTrainer:
         G = _unwrap(self.G)
         pick = torch.linspace(0, len(self.records) - 1, count).long().to(self.device)
         z = torch.randn(count, self.cfg.model.latent_dim, generator=torch.Generator().manual_seed(0)).to(self.device)
-        fake = G(z, self.pitch[pick], G.instrument(self.instrument[pick])).float()
+        fake = G(z, self.pitch[pick], G.instrument(self.instrument[pick]), self.velocity[pick]).float()
         audio = self.spectral.decode(fake, lock_phase=True)
         sr = self.cfg.model.spectral.sample_rate
         for i, k in enumerate(pick.tolist()):
