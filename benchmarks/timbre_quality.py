@@ -182,6 +182,9 @@ def velocity_scores(real_dir: str, model: Any, pitch_step: int, soft: int = 75, 
                 nearer.append(np.linalg.norm(g[v] - r[v]) < np.linalg.norm(g[v] - r[other]))
             real_shift.append(float(np.mean(r[loud] - r[soft])))
             fake_shift.append(float(np.mean(g[loud] - g[soft])))
+    if not nearer:
+        print(f"velocity: the real notes at {soft} and {loud} are the same note for all {same} pairs")
+        return
     # The layers are peak-normalised, so the mean log-mel change from soft to loud is one of shape and
     # envelope (a brighter, denser loud note), not of level.
     corr = np.corrcoef(real_shift, fake_shift)[0, 1] if np.std(fake_shift) > 0 else float("nan")
@@ -276,9 +279,7 @@ def main() -> None:
     if args.real:
         timbre_scores(args.real, 50, args.model, args.pitch_step, swap_phase=args.swap_phase, **options)
     if args.real and args.model:
-        from audiogan.timbre import TimbreModel
-
-        velocity_scores(args.real, TimbreModel.load(args.model, device="cpu", **options), args.pitch_step)
+        velocity_scores(args.real, model, args.pitch_step)
     if args.image and args.real and args.model:
         plot_notes(args.image, args.real, args.model, ["acoustic_grand_piano", "violin", "flute", "trumpet"],
                    **options)

@@ -140,15 +140,15 @@ class TimbreTrainer:
         config.model.instruments = sorted({r.instrument for r in self.records})
         family = {r.instrument: r.family for r in self.records}
         config.model.families = [family[name] for name in config.model.instruments]
+        velocities = [r.velocity for r in self.records]
         if config.model.velocity_conditioning:
-            velocities = [r.velocity for r in self.records]
             config.model.velocity_range = [min(velocities), max(velocities)]
             if not config.model.velocity_conditioned:
                 raise ValueError(f"model.velocity_conditioning needs notes of more than one velocity; the "
                                  f"training notes all have velocity {velocities[0]}")
         self.spectral = NoteSpectrogram(config.model.spectral).to(self.device)
         self.specs, self.pitch, self.instrument = self._load(self.records)
-        self.velocity = torch.tensor([r.velocity for r in self.records], device=self.device)
+        self.velocity = torch.tensor(velocities, device=self.device)
         self.mel_filters = note_mel_filters(config.model.spectral).to(self.device) if tc.mel_weight > 0 else None
         self.G = Generator(config.model).to(self.device)
         self.D = Discriminator(config.model).to(self.device)
