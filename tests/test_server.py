@@ -110,6 +110,9 @@ def test_stream_chunks_concatenate_to_the_unary_result(client, mel, rate):
     offsets = np.cumsum([0] + [len(a) for a in audio[:-1]])
     assert [c.sample_offset for c in chunks] == offsets.tolist()
     assert {c.sample_rate_hz for c in chunks} == {unary_rate}
+    if rate == 0:  # at the model's rate, chunk lengths are whole frames: 8, 16, 32 and then 64 at most
+        frames = [len(a) // 256 for a in audio]
+        assert frames[:4] == [8, 16, 32, 64] and max(frames) == 64 and sum(frames) == mel.shape[-1]
     joined = np.concatenate(audio)
     assert joined.shape == unary.shape
     np.testing.assert_allclose(joined, unary, atol=1e-4)
@@ -371,6 +374,12 @@ def test_server_cli_rejects_bad_settings():
     done = subprocess.run([sys.executable, "-m", "audiogan_server.main", "--set", "limits.max_queue=lots"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "max_queue" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "audiogan_server.main", "--set", "batching.first_chunk_frames=128"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "first_chunk_frames (128) <= stream_chunk_frames (64)" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "audiogan_server.main", "--set", "batching.chunk_growth=1"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "chunk_growth must be > 1" in done.stderr
     done = subprocess.run([sys.executable, "-m", "audiogan_server.main", "--port", "0",
                            "--vocoder", "/no/such.safetensors"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no vocoder weights" in done.stderr

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from audiogan.config import ConfigError
+
 
 @dataclass
 class Limits:
@@ -21,8 +23,22 @@ class Limits:
 class Batching:
     max_batch: int = 16
     max_wait_ms: float = 5.0          # how long the first request of a batch waits for company
-    stream_chunk_frames: int = 32     # mel frames per streamed chunk (32 x 256 / 16 kHz = 0.5 s)
+    stream_chunk_frames: int = 64     # largest streamed chunk, in mel frames (64 x 256 / 16 kHz = 1 s)
     first_chunk_frames: int = 8       # a short first chunk: time to first audio
+    # Each chunk up to this many times the last, until stream_chunk_frames. Every chunk is vocoded with the
+    # receptive field's context on both sides, so small chunks cost several times their own frames.
+    chunk_growth: float = 2.0
+
+    def check(self) -> None:
+        if not 1 <= self.first_chunk_frames <= self.stream_chunk_frames:
+            raise ConfigError(f"batching: need 1 <= first_chunk_frames ({self.first_chunk_frames}) <= "
+                              f"stream_chunk_frames ({self.stream_chunk_frames})")
+        if self.chunk_growth <= 1:
+            raise ConfigError(f"batching.chunk_growth must be > 1, got {self.chunk_growth}")
+
+    def next_chunk(self, frames: int) -> int:
+        """The size of the chunk after one of ``frames``."""
+        return min(self.stream_chunk_frames, max(frames + 1, int(frames * self.chunk_growth)))
 
 
 @dataclass

@@ -141,6 +141,7 @@ def load_config(args: argparse.Namespace) -> ServerConfig:
     config = from_dict(ServerConfig, data)
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    config.batching.check()
     return config
 
 

@@ -52,8 +52,7 @@ class VocoderEngine:
         self.name = name
         self.vocoder = vocoder
         self.executor = executor
-        self.first_chunk_frames = config.batching.first_chunk_frames
-        self.chunk_frames = config.batching.stream_chunk_frames
+        self.batching = config.batching
         self.whole = make_batcher(f"vocode:{name}", self._run, executor, config, metrics)
         self.chunks = make_batcher(f"stream:{name}", self._run, executor, config, metrics)
 
@@ -87,11 +86,11 @@ class VocoderEngine:
         with the receptive field's context on both sides, so the joins are seamless."""
         cond = await self._condition(mel)
         frames = cond.shape[-1]
-        start, size = 0, self.first_chunk_frames
+        start, size = 0, self.batching.first_chunk_frames
         while start < frames:
             end = min(frames, start + size)
             yield await self.chunks.submit(self._span(cond, start, end))
-            start, size = end, self.chunk_frames
+            start, size = end, self.batching.next_chunk(size)
 
     def start(self) -> None:
         self.whole.start()
