@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The speed figures the open issues still owe from a GPU, as a prepared device-tool call.
+#
+# Here, once per session (needs PyPI; writes the git-ignored .whl/ and .gpu/speed/):
+#     bash scripts/gpu_checks.sh prepare
+# There, through the device tool: run(carry=[".whl", ".gpu/speed"], timeout_s=600, command=
+#     "bash scripts/gpu_checks.sh run train notes")            # about 5 minutes on an H100
+#     "bash scripts/gpu_checks.sh run render server vocoder")  # about 5 minutes
+# Every step has its own time limit, prints its table and appends it to $OUT/gpu_checks.md, so a step
+# that runs over costs only itself. Here, `QUICK=1 PYTHON=.venv/bin/python bash scripts/gpu_checks.sh run`
+# rehearses every step on the CPU with tiny sizes, with the modules the device image lacks hidden.
+#
+# Steps (issue): train (2: vocoder training steps/s, the reference V1 in fp32 against bf16 + compile),
+# notes (4: batched note generation, target >= 50,000x real time), render (6: 1,000 notes and 1,000 mels
+# batched vs one by one), server (5: concurrent mel streams, target >= 256 in real time, TTFA p50 <= 30 ms;
+# text streams need espeak-ng, which the device image lacks), vocoder (2: inference x real time).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ALL_STEPS=(train notes render server vocoder)
+
+prepare() {
+    mkdir -p .whl .gpu/speed
+    # What the device image lacks (soundfile and its cffi), or may hold in versions older than the
+    # generated stubs need (grpcio, protobuf), for its Python 3.12 on x86-64.
+    local platforms=(--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)
+    for pkg in soundfile==0.14.0 cffi==2.1.1 pycparser==3.12 grpcio==1.85.3 grpcio-health-checking==1.85.1 \
+               grpcio-reflection==1.85.1 protobuf==7.36.2; do
+        python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+            "${platforms[@]}" -d .whl "$pkg" || exit 1
+    done
+    # Training speed needs real clips, not many: one shared speaker (6.6 MB of FLAC, Apache-2.0).
+    cp -r "${SPEECH:-../shared/data/speech}/aishell1_S0913" .gpu/speed/
+    du -sh .whl .gpu/speed
+}
+
+run_steps() {
+    local out=${OUT:-/tmp/gpu_checks} py=${PYTHON:-python3} quick=${QUICK:-0}
+    mkdir -p "$out"
+    if [ -d .whl ] && [ "$quick" = 0 ]; then
+        "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+            .whl/*.whl || exit 1
+        export PYTHONPATH=/tmp/site
+    fi
+    if [ "$quick" = 1 ]; then
+        # The rehearsal hides what the device image lacks and the wheels do not bring.
+        mkdir -p "$out/shim"
+        cat >"$out/shim/sitecustomize.py" <<'PY'
+import sys
+
+
+class HideModules:
+    names = {"librosa", "pesq", "pystoi", "pretty_midi", "phonemizer"}
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in self.names:
+            raise ImportError(f"{name}: not on the device image")
+
+
+sys.meta_path.insert(0, HideModules())
+PY
+        export PYTHONPATH="$out/shim"
+    fi
+    export PYTHONPATH="$PWD:$PWD/server:$PWD/client${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+    local report="$out/gpu_checks.md"
+    echo "# gpu_checks $(date -u +%FT%TZ) on $("$py" -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")')" >>"$report"
+    local steps=("$@")
+    [ ${#steps[@]} -gt 0 ] || steps=("${ALL_STEPS[@]}")
+    for step in "${steps[@]}"; do
+        local limit cmd
+        case "$step:$quick" in
+            train:0) limit=330; cmd=(benchmarks/train_speed.py --data .gpu/speed/aishell1_S0913 --device cuda
+                                     --variants v1-fp32-eager v1-bf16-compile istft-bf16-compile --steps 60 --warmup 10) ;;
+            train:1) limit=300; cmd=(benchmarks/train_speed.py --data .gpu/speed/aishell1_S0913 --device cpu
+                                     --variants istft-fp32-eager --steps 1 --warmup 1) ;;
+            notes:0) limit=120; cmd=(-m benchmarks.timbre_speed --device cuda --batch 1 64 256 1024 --repeats 10) ;;
+            notes:1) limit=120; cmd=(-m benchmarks.timbre_speed --device cpu --batch 1 2 --repeats 1) ;;
+            render:0) limit=240; cmd=(-m benchmarks.batch_render --kind notes --jobs 1000 --batch-sizes 1 64 --device cuda) ;;
+            render:1) limit=120; cmd=(-m benchmarks.batch_render --kind notes --jobs 6 --batch-sizes 1 3 --device cpu) ;;
+            server:0) limit=200; cmd=(-m benchmarks.server_load --streams 16 64 256 --seconds 10 --soak 1000
+                                      --concurrency 32 --server-args "--device cuda --voice none") ;;
+            server:1) limit=150; cmd=(-m benchmarks.server_load --streams 2 --seconds 2 --soak 10 --concurrency 2
+                                      --server-args "--device cpu --voice none") ;;
+            vocoder:0) limit=120; cmd=(-m benchmarks.vocoder_speed --models default hifigan_v1 istft_16k --repeats 10) ;;
+            vocoder:1) limit=120; cmd=(-m benchmarks.vocoder_speed --models default --seconds 1 --repeats 1) ;;
+            *) echo "unknown step $step (steps: ${ALL_STEPS[*]})" >&2; exit 2 ;;
+        esac
+        echo "## $step: python ${cmd[*]}" | tee -a "$report"
+        local started=$SECONDS
+        timeout "$limit" "$py" "${cmd[@]}" 2>&1 | tee "$out/$step.log" | grep -E '^\||steps/s|^[a-z].*x real' >>"$report"
+        local rc=${PIPESTATUS[0]}
+        echo "(rc $rc, $((SECONDS - started)) s; full output in $step.log)" | tee -a "$report"
+    done
+    cat "$report"
+}
+
+case "${1:-}" in
+    prepare) prepare ;;
+    run) shift; run_steps "$@" ;;
+    *) sed -n '2,16p' "$0"; exit 2 ;;
+esac
