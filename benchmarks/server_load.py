@@ -5,12 +5,18 @@
     python -m benchmarks.server_load --target host:port    # an already running server (no RSS figures)
     python -m benchmarks.server_load --text                # speech: text -> the bundled voice -> audio
     python -m benchmarks.server_load --text --note-clients 2   # plus 2 clients asking for notes/morphs
+    python -m benchmarks.server_load --text --paced --stagger 7 --seconds 40   # listeners, not a stress test
 
 Streams are mel -> audio (SynthesizeStream with the bundled 5 s mel) or, with --text, a 20-word sentence
 through the server's default voice (text -> phonemes -> acoustic model -> vocoder, all on the server).
 Note clients alternate GenerateNotes (4 notes of 2 s, random pitches and instruments) and
 InterpolateTimbre (4 steps of 2 s) back to back while the streams run. A stream is "real time" when,
 playing from its first chunk's arrival, no later chunk arrives after its audio was due (no underrun).
+
+By default every client asks again as soon as its last chunk arrives, all starting together: a stress test
+in which N clients ask for several times N streams' worth of real-time audio. With --paced a client asks
+again only once the audio it received has finished playing, so N clients are N people listening without
+a break; --stagger S spreads their first requests evenly over S seconds instead of starting them together.
 """
 
 from __future__ import annotations
@@ -82,9 +88,11 @@ def note_call(client: AudioGanClient, rng: np.random.Generator, instruments: lis
     return sum(len(n.samples) / n.sample_rate for n in notes)
 
 
-def stream_load(target: str, source: dict, streams: int, seconds: float, note_clients: int = 0) -> dict[str, float]:
-    """``streams`` clients each stream back to back for ``seconds`` of wall time, while ``note_clients``
-    clients ask for notes and morphs."""
+def stream_load(target: str, source: dict, streams: int, seconds: float, note_clients: int = 0,
+                paced: bool = False, stagger: float = 0.0) -> dict[str, float]:
+    """``streams`` clients each stream back to back for ``seconds`` of wall time (``paced``: each waits for
+    its audio to finish playing before asking again; ``stagger``: first requests spread over that many
+    seconds), while ``note_clients`` clients ask for notes and morphs."""
     results: list[StreamStats] = []
     errors: list[str] = []
     note_latency: list[float] = []
@@ -109,9 +117,11 @@ def stream_load(target: str, source: dict, streams: int, seconds: float, note_cl
                         errors.append(err.code().name)
                 i += 1
 
-    def worker() -> None:
+    def worker(k: int) -> None:
         with AudioGanClient(target, timeout=120) as client:
+            time.sleep(k * stagger / streams)
             while time.perf_counter() < stop_at:
+                start = time.perf_counter()
                 try:
                     stats = one_stream(client, source)
                     with lock:
@@ -119,9 +129,12 @@ def stream_load(target: str, source: dict, streams: int, seconds: float, note_cl
                 except grpc.RpcError as err:
                     with lock:
                         errors.append(err.code().name)
+                    continue
+                if paced:  # the listener hears the whole answer before asking again
+                    time.sleep(max(0.0, start + stats.first_audio + stats.audio_seconds - time.perf_counter()))
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(streams)]
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(streams)]
     threads += [threading.Thread(target=note_worker, args=(k,)) for k in range(note_clients)]
     for t in threads:
         t.start()
@@ -178,6 +191,10 @@ def main() -> None:
     parser.add_argument("--text", action="store_true", help="stream speech from text instead of a mel")
     parser.add_argument("--note-clients", type=int, default=0,
                         help="clients asking for notes and timbre morphs during each stream level")
+    parser.add_argument("--paced", action="store_true",
+                        help="each client asks again only after its audio has played (listeners, not a stress test)")
+    parser.add_argument("--stagger", type=float, default=0.0, metavar="S",
+                        help="spread the clients' first requests over S seconds (default: all at once)")
     args = parser.parse_args()
     mel = np.load(DEMO_MEL)  # 5.06 s of speech
     source = {"text": SENTENCE} if args.text else {"mel": mel}
@@ -187,13 +204,16 @@ def main() -> None:
             print(f"text: {len(SENTENCE.split())} words through the server's default voice")
         else:
             print(f"mel: {mel.shape[1]} frames = {mel.shape[1] * 256 / 16000:.2f} s of audio per request")
+        print(("paced clients (each asks again once its audio has played)" if args.paced else
+               "clients ask back to back") + (f", first requests spread over {args.stagger:g} s" if args.stagger else
+                                              ", all starting together"))
         notes = args.note_clients > 0
         extra = " note clients | note requests | note p50 ms | note p99 ms | note audio x RT |" if notes else ""
         print("| streams | requests | errors | TTFA p50 ms | TTFA p99 ms | RTF median | real-time % | audio x RT |"
               + extra)
         print("|---|---|---|---|---|---|---|---|" + "---|" * 5 * notes)
         for n in args.streams:
-            r = stream_load(target, source, n, args.seconds, args.note_clients)
+            r = stream_load(target, source, n, args.seconds, args.note_clients, args.paced, args.stagger)
             row = (f"| {n} | {r['requests']} | {r['errors']} | {r['ttfa_p50_ms']:.0f} | {r['ttfa_p99_ms']:.0f} | "
                    f"{r['rtf_median']:.3f} | {r['realtime_pct']:.0f} | {r['audio_x_realtime']:.1f} |")
             if notes:

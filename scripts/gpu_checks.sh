@@ -11,7 +11,7 @@
 # rehearses every step on the CPU with tiny sizes, with the modules the device image lacks hidden.
 #
 # Steps (issue): train (2: vocoder training steps/s, the reference V1 in fp32 against bf16 + compile),
-# notes (4: batched note generation, target >= 50,000x real time), render (6: 1,000 notes and 1,000 mels
+# notes (4: batched note generation, target >= 50,000x real time), render (6: 1,000 notes rendered
 # batched vs one by one), server (5: concurrent mel streams, target >= 256 in real time, TTFA p50 <= 30 ms;
 # text streams need espeak-ng, which the device image lacks), vocoder (2: inference x real time).
 set -uo pipefail
