@@ -5,7 +5,7 @@
 #     bash scripts/gpu_checks.sh prepare
 # There, through the device tool: run(carry=[".whl", ".gpu/speed"], timeout_s=600, command=
 #     "bash scripts/gpu_checks.sh run train notes")            # about 5 minutes on an H100
-#     "bash scripts/gpu_checks.sh run render server vocoder")  # about 5 minutes
+#     "bash scripts/gpu_checks.sh run render server listeners vocoder")  # about 6 minutes
 # Every step has its own time limit, prints its table and appends it to $OUT/gpu_checks.md, so a step
 # that runs over costs only itself. Here, `QUICK=1 PYTHON=.venv/bin/python bash scripts/gpu_checks.sh run`
 # rehearses every step on the CPU with tiny sizes, with the modules the device image lacks hidden.
@@ -13,10 +13,11 @@
 # Steps (issue): train (2: vocoder training steps/s, the reference V1 in fp32 against bf16 + compile),
 # notes (4: batched note generation, target >= 50,000x real time), render (6: 1,000 notes rendered
 # batched vs one by one), server (5: concurrent mel streams, target >= 256 in real time, TTFA p50 <= 30 ms;
-# text streams need espeak-ng, which the device image lacks), vocoder (2: inference x real time).
+# text streams need espeak-ng, which the device image lacks), listeners (5: the same streams paced like
+# people listening, first requests staggered), vocoder (2: inference x real time).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-ALL_STEPS=(train notes render server vocoder)
+ALL_STEPS=(train notes render server listeners vocoder)
 
 prepare() {
     mkdir -p .whl .gpu/speed
@@ -74,13 +75,17 @@ PY
                                      --variants istft-fp32-eager --steps 1 --warmup 1) ;;
             notes:0) limit=120; cmd=(-m benchmarks.timbre_speed --device cuda --batch 1 64 256 1024 --repeats 10) ;;
             notes:1) limit=120; cmd=(-m benchmarks.timbre_speed --device cpu --batch 1 2 --repeats 1) ;;
-            render:0) limit=240; cmd=(-m benchmarks.batch_render --kind notes --jobs 1000 --batch-sizes 1 64 --device cuda) ;;
+            render:0) limit=180; cmd=(-m benchmarks.batch_render --kind notes --jobs 1000 --batch-sizes 1 64 --device cuda) ;;
             render:1) limit=120; cmd=(-m benchmarks.batch_render --kind notes --jobs 6 --batch-sizes 1 3 --device cpu) ;;
-            server:0) limit=200; cmd=(-m benchmarks.server_load --streams 16 64 256 --seconds 10 --soak 1000
+            server:0) limit=180; cmd=(-m benchmarks.server_load --streams 16 64 256 --seconds 10 --soak 1000
                                       --concurrency 32 --server-args "--device cuda --voice none") ;;
             server:1) limit=150; cmd=(-m benchmarks.server_load --streams 2 --seconds 2 --soak 10 --concurrency 2
                                       --server-args "--device cpu --voice none") ;;
-            vocoder:0) limit=120; cmd=(-m benchmarks.vocoder_speed --models default hifigan_v1 istft_16k --repeats 10) ;;
+            listeners:0) limit=100; cmd=(-m benchmarks.server_load --paced --stagger 5 --streams 64 256 --seconds 30
+                                         --soak 0 --server-args "--device cuda --voice none") ;;
+            listeners:1) limit=100; cmd=(-m benchmarks.server_load --paced --stagger 1 --streams 2 --seconds 3
+                                         --soak 0 --server-args "--device cpu --voice none") ;;
+            vocoder:0) limit=90; cmd=(-m benchmarks.vocoder_speed --models default hifigan_v1 istft_16k --repeats 10) ;;
             vocoder:1) limit=120; cmd=(-m benchmarks.vocoder_speed --models default --seconds 1 --repeats 1) ;;
             *) echo "unknown step $step (steps: ${ALL_STEPS[*]})" >&2; exit 2 ;;
         esac
