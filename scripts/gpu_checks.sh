@@ -37,12 +37,12 @@ prepare() {
 run_steps() {
     local out=${OUT:-/tmp/gpu_checks} py=${PYTHON:-python3} quick=${QUICK:-0}
     mkdir -p "$out"
-    if [ -d .whl ] && [ "$quick" = 0 ]; then
+    if [ "$quick" = 0 ]; then
+        [ -d .whl ] || { echo "no .whl/: run 'bash scripts/gpu_checks.sh prepare' here and carry .whl" >&2; exit 1; }
         "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
             .whl/*.whl || exit 1
         export PYTHONPATH=/tmp/site
-    fi
-    if [ "$quick" = 1 ]; then
+    else
         # The rehearsal hides what the device image lacks and the wheels do not bring.
         mkdir -p "$out/shim"
         cat >"$out/shim/sitecustomize.py" <<'PY'

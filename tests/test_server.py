@@ -371,20 +371,19 @@ def test_client_cli(server, mel, tmp_path):
 
 
 def test_server_cli_rejects_bad_settings():
-    done = subprocess.run([sys.executable, "-m", "audiogan_server.main", "--set", "limits.max_queue=lots"],
-                          capture_output=True, text=True, timeout=120)
+    def server_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "audiogan_server.main", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    done = server_cli("--set", "limits.max_queue=lots")
     assert done.returncode != 0 and "max_queue" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "audiogan_server.main", "--set", "batching.first_chunk_frames=128"],
-                          capture_output=True, text=True, timeout=120)
+    done = server_cli("--set", "batching.first_chunk_frames=128")
     assert done.returncode != 0 and "first_chunk_frames (128) <= stream_chunk_frames (64)" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "audiogan_server.main", "--set", "batching.chunk_growth=1"],
-                          capture_output=True, text=True, timeout=120)
+    done = server_cli("--set", "batching.chunk_growth=1")
     assert done.returncode != 0 and "chunk_growth must be > 1" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "audiogan_server.main", "--port", "0",
-                           "--vocoder", "/no/such.safetensors"], capture_output=True, text=True, timeout=120)
+    done = server_cli("--port", "0", "--vocoder", "/no/such.safetensors")
     assert done.returncode == 2 and "no vocoder weights" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "audiogan_server.main", "--port", "0", "--timbre", "none",
-                           "--voice", "default", "--voice", "tts-lj-16k"], capture_output=True, text=True, timeout=120)
+    done = server_cli("--port", "0", "--timbre", "none", "--voice", "default", "--voice", "tts-lj-16k")
     assert done.returncode == 2 and "'tts-lj-16k' is already loaded" in done.stderr
 
 
