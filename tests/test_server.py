@@ -90,7 +90,9 @@ def metric(port: int, name: str, **labels: str) -> float:
 def test_vocode_equals_the_library(client, vocoder, mel):
     audio, rate = client.vocode(mel)
     assert rate == vocoder.sample_rate
-    np.testing.assert_array_equal(audio, vocoder(mel).numpy())
+    # Not bit-exact: the server's thread count may differ from this process's (OMP_NUM_THREADS), which
+    # changes the order of float sums.
+    np.testing.assert_allclose(audio, vocoder(mel).numpy(), rtol=0, atol=1e-5)
 
 
 def test_synthesize_with_mel_equals_vocode(client, mel):
