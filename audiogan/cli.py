@@ -61,7 +61,7 @@ def _say(args: argparse.Namespace) -> int:
     else:
         raise ValueError("say needs TEXT or --file")
     vocoder = Vocoder.load(args.vocoder, device=args.device, phase_iterations=args.phase_iterations)
-    tts = TTS.load(args.voice, vocoder=vocoder, device=args.device)
+    tts = TTS.load(args.voice, vocoder=vocoder, device=args.device, lexicon=args.lexicon)
     wave, rate = tts(text, speed=args.speed, pitch_shift=args.pitch_shift, progress=True, speaker=args.speaker)
     out = save_audio(args.output, wave, rate)
     print(f"wrote {out} ({len(wave) / rate:.2f} s at {rate} Hz) with voice {tts.name}")
@@ -268,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default="say.wav", help="output .wav or .flac (default: %(default)s)")
     s.add_argument("--voice", default="default", help="bundled voice name or .safetensors path")
     s.add_argument("--vocoder", default="default", help="bundled vocoder name or .safetensors path")
+    s.add_argument("--lexicon", help="your pronunciations: a file of lines 'WORD respelling' or 'WORD /phonemes/' "
+                                     "(docs in audiogan/tts/lexicon.py)")
     _phase_flag(s)
     s.add_argument("--speed", type=float, default=1.0, help="0.25..4 (default: %(default)s)")
     s.add_argument("--pitch-shift", type=float, default=0.0, help="semitones, -12..12")

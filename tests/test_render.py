@@ -288,6 +288,32 @@ def test_tts_jobs_with_a_voice(tmp_path, tiny_voice):
     assert "pronounceable" in errors["t/bad.wav"] and "speaker 1 is out of range" in errors["t/nobody.wav"]
 
 
+def test_tts_jobs_with_a_lexicon(tmp_path, tiny_voice):
+    from audiogan.tts import TTS
+
+    voice = str(tiny_voice[0])
+    (tmp_path / "names.txt").write_text("Nguyen win\n", encoding="utf-8")
+    (tmp_path / "bad.txt").write_text("Nguyen /wɪʁ/\n", encoding="utf-8")
+    lines = [{"kind": "tts", "text": "Nguyen is here.", "voice": voice, "lexicon": "names.txt", "output": "a.wav"},
+             {"kind": "tts", "text": "Nguyen is here.", "voice": voice, "output": "b.wav"},
+             {"kind": "tts", "text": "Nguyen is here.", "voice": voice, "lexicon": "bad.txt", "output": "c.wav"},
+             {"kind": "tts", "text": "Hi.", "voice": voice, "lexicon": "none.txt", "output": "d.wav"}]
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    reasons = {e.line: e.reason for e in manifest.errors}
+    assert sorted(reasons) == [3, 4] and "'ʁ' is no phoneme of this voice" in reasons[3]
+    assert "none.txt" in reasons[4]
+    summary = run(manifest.jobs, str(tmp_path / "render"), device="cpu", progress=False)
+    assert summary.rendered == 2
+    said, _ = TTS.load(voice, device="cpu", lexicon=tmp_path / "names.txt")("Nguyen is here.")
+    audio, _ = sf.read(tmp_path / "render" / "a.wav", dtype="float32")
+    np.testing.assert_allclose(audio, said, atol=16 / 32768)
+    assert audio.shape != sf.read(tmp_path / "render" / "b.wav")[0].shape  # "win" is not "Nguyen"
+    # An edited lexicon is another rendering: the job that names it is rendered again, the other skipped.
+    (tmp_path / "names.txt").write_text("Nguyen nuh when\n", encoding="utf-8")
+    summary = run(manifest.jobs, str(tmp_path / "render"), device="cpu", progress=False)
+    assert (summary.rendered, summary.skipped) == (1, 1)
+
+
 def test_tts_jobs_need_a_voice(tmp_path):
     manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", [
         {"kind": "tts", "text": "Hi.", "voice": "/no/voice.safetensors", "output": "x.wav"}]))
@@ -302,7 +328,7 @@ def test_note_jobs_with_a_model(tmp_path, tiny_timbre):
              {"kind": "notes", "pitch": 66, "instrument": "flute", "model": model, "output": "n/f66.flac"},
              {"kind": "notes", "pitch": 60, "instrument": "tuba", "model": model, "output": "n/t.wav"}]
     manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
-    assert [e.line for e in manifest.errors] == [3] and "'tuba' is not one of" in manifest.errors[0].reason
+    assert [e.line for e in manifest.errors] == [3] and "unknown instrument 'tuba'" in manifest.errors[0].reason
     summary = run(manifest.jobs, str(tmp_path / "render"), device="cpu", progress=False)
     assert summary.rendered == 2
     local = TimbreModel.load(model, device="cpu")
@@ -315,7 +341,7 @@ def test_note_jobs_default_to_the_bundled_model(tmp_path):
     lines = [{"kind": "notes", "pitch": 48, "instrument": "cello", "seconds": 1.0, "output": "c48.wav"},
              {"kind": "notes", "pitch": 72, "instrument": "harp", "output": "h.wav"}]
     manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
-    assert [e.line for e in manifest.errors] == [2] and "'harp' is not one of" in manifest.errors[0].reason
+    assert [e.line for e in manifest.errors] == [2] and "unknown instrument 'harp'" in manifest.errors[0].reason
     summary = run(manifest.jobs, str(tmp_path / "render"), device="cpu", progress=False)
     audio, rate = sf.read(tmp_path / "render" / "c48.wav", dtype="float32")
     assert summary.rendered == 1 and rate == 16000 and len(audio) == 16000 and np.abs(audio).max() > 0.1

@@ -387,6 +387,8 @@ def test_server_cli_rejects_bad_settings():
     assert done.returncode == 2 and "no vocoder weights" in done.stderr
     done = server_cli("--port", "0", "--timbre", "none", "--voice", "default", "--voice", "tts-lj-16k")
     assert done.returncode == 2 and "'tts-lj-16k' is already loaded" in done.stderr
+    done = server_cli("--port", "0", "--timbre", "none", "--lexicon", str(REPO / "README.md"))
+    assert done.returncode == 2 and "lexicon README.md line" in done.stderr
 
 
 def test_generated_stubs_are_up_to_date():
@@ -524,6 +526,13 @@ def test_note_errors_with_a_model(timbre_server):
         for name, (call, code) in checks.items():
             assert code_of(call) == code, name
         assert len(client.notes([{"pitch": 60, "timbre": "violin"}])) == 1
+        # Names as a person types them are found; a near miss is answered with the nearest name.
+        np.testing.assert_array_equal(client.notes([{"pitch": 60, "timbre": "Violin", "seed": 2}])[0].samples,
+                                      client.notes([{"pitch": 60, "timbre": "violin", "seed": 2}])[0].samples)
+        with pytest.raises(grpc.RpcError) as caught:
+            client.notes([{"pitch": 60, "timbre": "violn"}])
+        message = caught.value.details()
+        assert "notes[0].timbre.instrument: unknown instrument 'violn' (did you mean 'violin'?)" in message
 
 
 def test_conversion_over_grpc(timbre_server, tiny_timbre):

@@ -277,6 +277,18 @@ def test_bad_requests_are_clear_errors(timbre_model, call, message):
         call(timbre_model)
 
 
+def test_instrument_names_as_a_person_types_them():
+    from audiogan.timbre.inference import resolve_instrument
+
+    known = ["acoustic_grand_piano", "violin", "viola_da_gamba"]
+    assert resolve_instrument("Acoustic Grand Piano", known) == "acoustic_grand_piano"
+    assert resolve_instrument("acoustic-grand-piano", known) == "acoustic_grand_piano"
+    with pytest.raises(ValueError, match=r"unknown instrument 'violn' \(did you mean 'violin'\?\)"):
+        resolve_instrument("violn", known)
+    with pytest.raises(ValueError, match=r"unknown instrument 'tuba'; this model knows: acoustic_grand_piano"):
+        resolve_instrument("tuba", known)
+
+
 def test_missing_soundfont_is_a_clear_error(tmp_path):
     if shutil.which("fluidsynth") is None:
         pytest.skip("needs fluidsynth")

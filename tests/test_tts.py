@@ -32,16 +32,54 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="nee
     ("the 21st and 3rd", "the twenty first and third"),
     ("in 1984 and 2005", "in nineteen eighty four and two thousand five"),
     ("the 1990s", "the nineteen nineties"),
-    ("at 10:30 p.m.", "at ten thirty p m"),
+    ("at 10:30 p.m.", "at ten thirty p m."),  # the suffix's period also ends the sentence
     ("at 9:05", "at nine oh five"),
     ("45% of 2,500", "forty five percent of two thousand five hundred"),
     ("pages 10-20, then", "pages ten to twenty, then"),
     ("3.14", "three point one four"),
     ("1,000,000", "one million"),
     ("You & me", "You and me"),
+    # dates, months and days
+    ("on Jan. 5th, 2024", "on January fifth, twenty twenty four"),
+    ("due 12/25/2023 or 25/12/23", "due December twenty fifth, twenty twenty three or December twenty fifth, "
+                                   "twenty three"),
+    ("from 2024-03-15 on", "from March fifteenth, twenty twenty four on"),
+    ("It was 5 Jan.", "It was the fifth of January."),
+    ("Open Mon. to Fri.", "Open Monday to Friday."),
+    # times without minutes
+    ("at 3pm or 11 a.m. sharp", "at three p m or eleven a m sharp"),
+    # units, temperatures, phone numbers, web addresses
+    ("70kg, 1 km, 1.5 km and 20 min.", "seventy kilograms, one kilometer, one point five kilometers and twenty "
+                                       "minutes."),
+    ("a 6 ft wall at 60 mph", "a six feet wall at sixty miles per hour"),
+    ("-5°C, 5-10°F", "minus five degrees Celsius, five to ten degrees Fahrenheit"),
+    ("Call 555-1234 or (555) 123-4567.", "Call five five five, one two three four or five five five, one two "
+                                         "three, four five six seven."),
+    ("me@x.com or https://www.example.org/docs/", "me at x dot com or w w w dot example dot org slash docs"),
+    # fractions, ranges, signs, alphanumerics
+    ("3/4 full, 1/2 mile, 24/7", "three quarters full, one half mile, twenty four seven"),
+    ("a 4x4, -3, .25, 007", "a four by four, minus three, point two five, zero zero seven"),
+    ("221B Baker St. in 42k", "two hundred twenty one B Baker Street in forty two k"),
+    ("the '90s and the 1900s", "the nineties and the nineteen hundreds"),
+    ("$5k and $2.5bn", "five thousand dollars and two point five billion dollars"),
+    # abbreviations by context
+    ("St. Louis, Main St.", "Saint Louis, Main Street."),
+    ("no. 7, pp. 12-15, vol. 3", "number seven, pages twelve to fifteen, volume three"),
+    ("The answer was no.", "The answer was no."),
+    ("apples, pears, etc.", "apples, pears, et cetera."),
+    ("Henry VIII, World War II, Chapter IV", "Henry the eighth, World War two, Chapter four"),
+    ("An IV drip. Then I left.", "An IV drip. Then I left."),
+    ("Paris \u2013 a city; 10\u201320", "Paris, a city; ten to twenty"),
 ])
 def test_normalisation(text, spoken):
     assert normalize(text) == spoken
+
+
+def test_sentences_do_not_end_at_abbreviations_or_initials():
+    text = ("J. K. Rowling met Dr. Smith on Jan. 5. See no. 7 now. I said no. "
+            "Go to St. Louis. It was in the U.S. Then it ended.")
+    assert split_sentences(text) == ["J. K. Rowling met Dr. Smith on Jan. 5.", "See no. 7 now.", "I said no.",
+                                     "Go to St. Louis.", "It was in the U.S.", "Then it ended."]
 
 
 def test_sentence_splitting_keeps_everything():
@@ -61,6 +99,44 @@ def test_symbol_table_round_trip():
     again = SymbolTable.from_dict(json.loads(json.dumps(table.to_dict())))
     assert again.symbols == table.symbols and again.version == table.version
     assert table.encode(["h", "🙂", "ə"]) == table.encode(["h", "ə"])  # unknown: dropped with a warning
+
+
+def test_lexicon_entries_and_their_errors(tmp_path):
+    from audiogan.tts.lexicon import Lexicon, phoneme_tokens
+
+    table = SymbolTable()
+    path = tmp_path / "lexicon.txt"
+    path.write_text("# names\nNguyen   win\nSiobhan\t/ʃɪvˈɔːn/  # IPA\nSQL sequel\n\n", encoding="utf-8")
+    lexicon = Lexicon.read(path, table)
+    assert lexicon.entries == {"nguyen": "win", "siobhan": ["ʃ", "ɪ", "v", "ˈ", "ɔː", "n"], "SQL": "sequel"}
+    assert lexicon.segments("NGUYEN met siobhan, then SQL and sql.") == [
+        "win met ", ["ʃ", "ɪ", "v", "ˈ", "ɔː", "n"], ", then sequel and sql."]
+    assert lexicon.segments("Nguyens and Nguyen's stay") == ["Nguyens and Nguyen's stay"]  # whole words only
+    assert phoneme_tokens("tʃˈiːz bɔːɹd", table) == ["tʃ", "ˈ", "iː", "z", " ", "b", "ɔːɹ", "d"]
+    for text, message in [("Nguyen\n", "line 1: 'Nguyen' has no pronunciation"),
+                          ("x /wɪn\n", "line 1: phonemes go between two slashes"),
+                          ("\nx /wɪʁ/\n", "line 2: 'ʁ' is no phoneme of this voice; it knows"),
+                          ("New York /nuː/\n", "phonemes go between two slashes"),
+                          ("a,b c\n", "'a,b' is not one word")]:
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ValueError, match=message):
+            Lexicon.read(path, table)
+    path.write_bytes(b"caf\xe9 cafe")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        Lexicon.read(path, table)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Lexicon.read(tmp_path / "none.txt", table)
+
+
+@needs_espeak
+def test_lexicon_says_words_its_way():
+    from audiogan.tts.lexicon import Lexicon
+
+    lexicon = Lexicon({"Nguyen": "win", "Siobhan": ["ʃ", "ɪ", "v", "ˈ", "ɔː", "n"]})
+    said = lexicon.phonemize(["Nguyen met Siobhan, then left.", "Hello there."])
+    plain = phonemize(["win met", ", then left.", "Hello there."])
+    assert said[0] == [*plain[0], " ", "ʃ", "ɪ", "v", "ˈ", "ɔː", "n", *plain[1]]
+    assert said[1] == plain[2]
 
 
 @needs_espeak
@@ -373,6 +449,19 @@ def test_bad_text_gives_clear_errors(tts):
         tts("Hello.", speaker=1)
 
 
+def test_a_voice_with_a_lexicon(tiny_voice, tts, tmp_path):
+    from audiogan.tts import TTS
+
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("Nguyen win\n", encoding="utf-8")
+    voice = TTS.load(tiny_voice[0], device="cpu", lexicon=lexicon)
+    def ids(voice, text):
+        return [ids for _, ids in voice.sentences(text)]
+
+    assert ids(voice, "Nguyen is here.") == ids(tts, "win is here.")
+    assert ids(voice, "Nguyen is here.") != ids(tts, "Nguyen is here.")
+
+
 def test_hundred_thousand_characters_come_out_whole(tts):
     text = ("This is sentence number 12, and it is not short. " * 2000)[:100_000]
     start = time.monotonic()
@@ -395,6 +484,13 @@ def test_say_cli(tiny_voice, tmp_path):
                            str(tiny_voice[0]), "-o", str(tmp_path / "x.wav")], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 2 and "not UTF-8" in done.stderr
+    book.write_text("Nguyen is here.")
+    (tmp_path / "lexicon.txt").write_text("Nguyen /wɪʁ/\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "audiogan.cli", "say", "--file", str(book), "--voice",
+                           str(tiny_voice[0]), "--lexicon", str(tmp_path / "lexicon.txt"), "-o",
+                           str(tmp_path / "x.wav")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "lexicon lexicon.txt line 1: 'ʁ' is no phoneme of this voice" in done.stderr
 
 
 # -- the bundled voice ---------------------------------------------------------------------------------------

@@ -17,7 +17,10 @@ from audiogan import weights
 from audiogan.audio.io import load_audio
 from audiogan.render.manifest import Job
 from audiogan.timbre import TimbreModel
+from audiogan.timbre.inference import resolve_instrument
 from audiogan.tts import TTS
+from audiogan.tts.lexicon import Lexicon
+from audiogan.tts.phonemes import SymbolTable
 from audiogan.vocoder.inference import Vocoder
 
 
@@ -26,9 +29,14 @@ def unavailable_reason(kind: str, params: dict[str, Any]) -> str | None:
     """Why a job of this kind cannot run on this installation, or None."""
     if kind == "tts":
         try:
-            weights.resolve(params.get("voice", "default"), "tts")
+            path = weights.resolve(params.get("voice", "default"), "tts")
         except FileNotFoundError as exc:
             return f"{exc} (\"voice\" takes a bundled name or a .safetensors path)"
+        if "lexicon" in params:
+            try:
+                Lexicon.read(params["lexicon"], SymbolTable.from_dict(weights.read_card(path)["symbols"]))
+            except (OSError, ValueError) as exc:
+                return str(exc)
     if kind in ("notes", "convert", "midi"):
         try:
             path = weights.resolve(params.get("model", "default"), "timbre")
@@ -36,8 +44,10 @@ def unavailable_reason(kind: str, params: dict[str, Any]) -> str | None:
             return f"{exc} (\"model\" takes a bundled name or a .safetensors path)"
         instruments = weights.read_card(path)["config"]["instruments"]
         for wanted in (params[k] for k in ("instrument", "to") if k in params):
-            if wanted not in instruments:
-                return f"instrument {wanted!r} is not one of {', '.join(instruments)}"
+            try:
+                resolve_instrument(wanted, instruments)
+            except ValueError as exc:
+                return str(exc)
     return None
 
 
@@ -127,28 +137,37 @@ class TTSRenderer(Renderer):
         self.ids: dict[str, str] = {}
         self.lock = threading.Lock()
 
-    def voice(self, name: str) -> TTS:
+    def voice(self, name: str, lexicon: str | None = None) -> TTS:
+        """A voice, with a lexicon if one is named; each pair is loaded once."""
+        key = json.dumps([name, lexicon])
         with self.lock:
-            if name not in self.voices:
+            if key not in self.voices:
                 path = weights.resolve(name, "tts")
-                self.voices[name] = TTS.load(path, vocoder=self.vocode.vocoder("default"))
-                self.ids[name] = f"{path.name}:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
-            return self.voices[name]
+                self.voices[key] = TTS.load(path, vocoder=self.vocode.vocoder("default"), lexicon=lexicon)
+                # Its content, not its name: an edited lexicon is another rendering.
+                files = [path, *([Path(lexicon)] if lexicon else [])]
+                self.ids[key] = "+".join(f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()[:16]}" for f in files)
+            return self.voices[key]
 
     def group(self, job: Job) -> str:
         # One pass takes one speed, pitch shift and speaker, so they are part of the group.
         return json.dumps([job.params.get("voice", "default"), job.params.get("speed", 1.0),
-                           job.params.get("pitch_shift", 0.0), job.params.get("speaker", 0)])
+                           job.params.get("pitch_shift", 0.0), job.params.get("speaker", 0),
+                           job.params.get("lexicon")])
 
     def length(self, job: Job) -> int:
         return len(job.params["text"])
 
+    def _voice_of(self, group: str) -> TTS:
+        name, *_, lexicon = json.loads(group)
+        return self.voice(name, lexicon)
+
     def prepare(self, job: Job) -> list[list[int]]:
-        return [ids for _, ids in self.voice(json.loads(self.group(job))[0]).sentences(job.params["text"])]
+        return [ids for _, ids in self._voice_of(self.group(job)).sentences(job.params["text"])]
 
     def render(self, group: str, items: list[Any]) -> list[torch.Tensor]:
-        name, speed, shift, speaker = json.loads(group)
-        tts = self.voice(name)
+        _, speed, shift, speaker, _ = json.loads(group)
+        tts = self._voice_of(group)
         flat = [ids for sentences in items for ids in sentences]
         waves = tts.vocoder.batch(tts.mels(flat, speed, shift, speaker))
         out, start = [], 0
@@ -158,12 +177,12 @@ class TTSRenderer(Renderer):
         return out
 
     def sample_rate(self, group: str) -> int:
-        return self.voice(json.loads(group)[0]).sample_rate
+        return self._voice_of(group).sample_rate
 
     def model_id(self, group: str) -> str:
-        name = json.loads(group)[0]
-        self.voice(name)
-        return f"{self.ids[name]}+{self.vocode.model_id('default')}"
+        name, *_, lexicon = json.loads(group)
+        self.voice(name, lexicon)
+        return f"{self.ids[json.dumps([name, lexicon])]}+{self.vocode.model_id('default')}"
 
 
 class NotesRenderer(Renderer):

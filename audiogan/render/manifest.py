@@ -87,6 +87,8 @@ def kind_specs() -> dict[str, KindSpec]:
                   Param("voice", str, "voice name"), Param("speed", float, "0.25..4", check=_range(0.25, 4)),
                   Param("pitch_shift", float, "semitones", check=_range(-12, 12)),
                   Param("speaker", int, "a multi-speaker voice's speaker (default 0)", check=_range(0, 2**31 - 1)),
+                  Param("lexicon", str, "a file of your pronunciations, lines 'WORD respelling' or 'WORD /phonemes/'",
+                        is_input_path=True),
                   SAMPLE_RATE, SEED)),
         KindSpec("notes", "one instrument note",
                  (Param("pitch", int, "MIDI note number", required=True, check=_range(0, 127)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,19 @@ from audiogan.timbre.spectral import NoteSpectrogram, midi_to_hz
 from audiogan.vocoder.inference import pick_device
 
 Timbre = str | Sequence[float] | torch.Tensor
+
+
+def resolve_instrument(name: str, instruments: Sequence[str]) -> str:
+    """A model's name for an instrument as a person may type it ("Acoustic Grand Piano" is
+    acoustic_grand_piano); a clear error, with the nearest names, for one it does not know."""
+    if name in instruments:
+        return name
+    key = re.sub(r"[\s-]+", "_", name.strip().lower())
+    if key in instruments:
+        return key
+    near = difflib.get_close_matches(key, list(instruments), n=3, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
+    raise ValueError(f"unknown instrument {name!r}{hint}; this model knows: {', '.join(instruments)}")
 
 
 class TimbreModel:
@@ -45,12 +60,13 @@ class TimbreModel:
     def sample_rate(self) -> int:
         return self.cfg.spectral.sample_rate
 
+    def instrument_name(self, name: str) -> str:
+        return resolve_instrument(name, self.cfg.instruments)
+
     def timbre(self, spec: Timbre) -> torch.Tensor:
         """An instrument name or a point of the timbre space -> [timbre_dim]."""
         if isinstance(spec, str):
-            if spec not in self.cfg.instruments:
-                raise ValueError(f"unknown instrument {spec!r}; this model knows: {', '.join(self.instruments)}")
-            index = torch.tensor([self.cfg.instruments.index(spec)], device=self.device)
+            index = torch.tensor([self.cfg.instruments.index(self.instrument_name(spec))], device=self.device)
             return self.G.instrument(index)[0].detach()
         vector = torch.as_tensor(spec, dtype=torch.float32, device=self.device).flatten()
         if vector.numel() != self.cfg.timbre_dim:

@@ -11,6 +11,7 @@ import torch
 
 from audiogan import weights
 from audiogan.config import from_dict
+from audiogan.tts.lexicon import Lexicon
 from audiogan.tts.model import AcousticConfig, AcousticModel
 from audiogan.tts.normalize import normalize, split_sentences
 from audiogan.tts.phonemes import SymbolTable, phonemize
@@ -23,7 +24,8 @@ MAX_BATCH_TOKENS = 4096  # per acoustic-model pass: long texts go through in sev
 class TTS:
     """An acoustic model plus the vocoder it was matched to (same mel config, checked at load)."""
 
-    def __init__(self, model: AcousticModel, symbols: SymbolTable, card: dict[str, Any], vocoder: Vocoder) -> None:
+    def __init__(self, model: AcousticModel, symbols: SymbolTable, card: dict[str, Any], vocoder: Vocoder,
+                 lexicon: Lexicon | None = None) -> None:
         if model.cfg.mel != vocoder.config.mel:
             raise ValueError(f"TTS model {card.get('name')!r} predicts a different mel than vocoder "
                              f"{vocoder.card.get('name')!r}: {model.cfg.mel} vs {vocoder.config.mel}")
@@ -33,10 +35,13 @@ class TTS:
         self.vocoder = vocoder
         self.language = str(card.get("language", "en-us"))
         self.stats = card["stats"]
+        self.lexicon = lexicon
 
     @classmethod
     def load(cls, name_or_path: str | Path = "default", vocoder: str | Path | Vocoder = "default",
-             device: str | torch.device = "auto") -> TTS:
+             device: str | torch.device = "auto", lexicon: str | Path | None = None) -> TTS:
+        """A voice by bundled name or path; ``lexicon``: a file of the user's pronunciations
+        (:mod:`audiogan.tts.lexicon`)."""
         path = weights.resolve(name_or_path, "tts")
         card = weights.read_card(path)
         symbols = SymbolTable.from_dict(card["symbols"])
@@ -44,7 +49,7 @@ class TTS:
         state = {k: v.float() for k, v in weights.read_weights(path).items()}
         model.load_export(state, str(path))
         voc = vocoder if isinstance(vocoder, Vocoder) else Vocoder.load(vocoder, device=pick_device(device))
-        return cls(model, symbols, card, voc)
+        return cls(model, symbols, card, voc, Lexicon.read(lexicon, symbols) if lexicon else None)
 
     @property
     def sample_rate(self) -> int:
@@ -65,7 +70,7 @@ class TTS:
             raise ValueError("text is empty")
         sentences = [normalize(s) for s in split_sentences(text)]
         sentences = [s for s in sentences if s]
-        phones = phonemize(sentences, self.language)
+        phones = (self.lexicon.phonemize if self.lexicon else phonemize)(sentences, self.language)
         pairs = [(s, self.symbols.encode(p)) for s, p in zip(sentences, phones, strict=True)]
         pairs = [(s, ids) for s, ids in pairs if any(self.symbols.symbols[i] not in " ,.!?;:\"()-'" for i in ids)]
         if not pairs:

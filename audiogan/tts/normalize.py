@@ -1,8 +1,11 @@
 """English text normalisation: what the reader would say, written out in words, punctuation kept.
 
-Numbers, ordinals, years, currency, percentages, times and common abbreviations become words before the
-phonemizer sees them (espeak reads "$3.50" as "dollar three point five zero"). Sentence splitting keeps
-long input whole: every character of a 5,000-word text ends up in some sentence.
+Numbers, ordinals, years, dates, currency, percentages, times, units, phone numbers, web addresses,
+Roman numerals and common abbreviations become words before the phonemizer sees them (espeak reads
+"$3.50" as "dollar three point five zero" and "12/25/2023" as three numbers). The rules run in a fixed
+order, most specific first, because a later rule would misread an earlier one's input: a phone number
+is not a range, a date is not a fraction. Sentence splitting keeps long input whole: every character
+of a 5,000-word text ends up in some sentence.
 """
 
 from __future__ import annotations
@@ -10,75 +13,130 @@ from __future__ import annotations
 import re
 import unicodedata
 
-ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-        "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
-TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-SCALES = [(10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand")]
-ORDINAL_WORDS = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
-                 "nine": "ninth", "twelve": "twelfth"}
-ABBREVIATIONS = {
-    "mr": "mister", "mrs": "missus", "ms": "miss", "dr": "doctor", "st": "saint", "prof": "professor",
-    "jr": "junior", "sr": "senior", "co": "company", "ltd": "limited", "inc": "incorporated", "vs": "versus",
-    "etc": "et cetera", "no": "number", "gen": "general", "capt": "captain", "lt": "lieutenant", "col": "colonel",
-    "sgt": "sergeant", "rev": "reverend", "hon": "honorable", "mt": "mount", "ft": "fort", "approx": "approximately",
-    "dept": "department", "e.g": "for example", "i.e": "that is", "a.m": "a m", "p.m": "p m",
+from audiogan.tts.numbers import (
+    ONES,
+    TENS,
+    digit_words,
+    fraction_words,
+    number_words,
+    ordinal_words,
+    plural_words,
+    roman_value,
+    year_words,
+)
+
+# Expanded wherever they stand before a period. Titles and place words precede a name, so a sentence
+# never ends at them: the splitter keeps "Dr. Smith" together.
+TITLES = {
+    "mr": "mister", "mrs": "missus", "ms": "miss", "dr": "doctor", "prof": "professor", "rev": "reverend",
+    "hon": "honorable", "gen": "general", "capt": "captain", "lt": "lieutenant", "col": "colonel",
+    "sgt": "sergeant", "gov": "governor", "sen": "senator", "rep": "representative", "pres": "president",
+    "mt": "mount", "vs": "versus", "approx": "approximately", "e.g": "for example", "i.e": "that is",
+    "cf": "compare",
+}
+# May end a sentence: a period that follows them at the end of the text is kept.
+TRAILING = {
+    "jr": "junior", "sr": "senior", "co": "company", "corp": "corporation", "ltd": "limited",
+    "inc": "incorporated", "etc": "et cetera", "dept": "department", "univ": "university", "ave": "avenue",
+    "blvd": "boulevard", "rd": "road", "a.m": "a m", "p.m": "p m",
+}
+# Only before a number: "no. 7" is "number seven", but "the answer was no." stays "no".
+BEFORE_NUMBERS = {"no": "number", "nos": "numbers", "p": "page", "pp": "pages", "vol": "volume",
+                  "ch": "chapter", "fig": "figure", "ca": "circa", "approx": "approximately"}
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December"]
+# Capitalised only: "Jan." and "Wed." are months and days; "mar" or "sat" are verbs.
+CAPITALISED = {**{m[:3]: m for m in MONTHS}, "Sept": "September", "Mon": "Monday", "Tue": "Tuesday",
+               "Tues": "Tuesday", "Wed": "Wednesday", "Thu": "Thursday", "Thur": "Thursday", "Thurs": "Thursday",
+               "Fri": "Friday", "Sat": "Saturday", "Sun": "Sunday", "Ft": "Fort"}
+# Words after which a Roman numeral is a count ("World War two"); after other names it is a regnal
+# ordinal ("Henry the eighth").
+COUNTING_WORDS = {"chapter", "part", "book", "volume", "act", "scene", "war", "section", "article", "phase",
+                  "stage", "level", "type", "class", "round", "episode", "season", "grade", "appendix", "title",
+                  "canto", "psalm", "series", "vol"}
+# Capitalised words that are no name: "An IV drip" is not "an the fourth drip".
+NOT_NAMES = {"A", "An", "The", "In", "On", "At", "Of", "For", "To", "And", "Or", "But", "So", "If", "With", "By",
+             "From", "As", "Is", "Was", "My", "His", "Her", "Our", "Their", "Its", "This", "That", "Get", "Got"}
+# Case-sensitive unit symbols after a number: (singular, plural). Left out on purpose: "m" (metres or
+# millions), "in" (inches or the word), "s", "h", "l" and "V" (too often something else).
+UNITS = {
+    "km": ("kilometer", "kilometers"), "cm": ("centimeter", "centimeters"), "mm": ("millimeter", "millimeters"),
+    "nm": ("nanometer", "nanometers"), "kg": ("kilogram", "kilograms"), "g": ("gram", "grams"),
+    "mg": ("milligram", "milligrams"), "lb": ("pound", "pounds"), "lbs": ("pound", "pounds"),
+    "oz": ("ounce", "ounces"), "mi": ("mile", "miles"), "ft": ("foot", "feet"), "yd": ("yard", "yards"),
+    "mph": ("mile per hour", "miles per hour"), "km/h": ("kilometer per hour", "kilometers per hour"),
+    "kph": ("kilometer per hour", "kilometers per hour"), "Hz": ("hertz", "hertz"),
+    "kHz": ("kilohertz", "kilohertz"), "MHz": ("megahertz", "megahertz"), "GHz": ("gigahertz", "gigahertz"),
+    "KB": ("kilobyte", "kilobytes"), "kB": ("kilobyte", "kilobytes"), "MB": ("megabyte", "megabytes"),
+    "GB": ("gigabyte", "gigabytes"), "TB": ("terabyte", "terabytes"),
+    "Mbps": ("megabit per second", "megabits per second"), "Gbps": ("gigabit per second", "gigabits per second"),
+    "ms": ("millisecond", "milliseconds"), "sec": ("second", "seconds"), "secs": ("second", "seconds"),
+    "min": ("minute", "minutes"), "mins": ("minute", "minutes"), "hr": ("hour", "hours"),
+    "hrs": ("hour", "hours"), "ml": ("milliliter", "milliliters"), "mL": ("milliliter", "milliliters"),
+    "kW": ("kilowatt", "kilowatts"), "kWh": ("kilowatt hour", "kilowatt hours"), "W": ("watt", "watts"),
+    "dB": ("decibel", "decibels"), "px": ("pixel", "pixels"), "fps": ("frame per second", "frames per second"),
+    "rpm": ("revolution per minute", "revolutions per minute"), "bpm": ("beat per minute", "beats per minute"),
 }
 CURRENCIES = {"$": ("dollar", "dollars", "cent", "cents"), "£": ("pound", "pounds", "penny", "pence"),
               "€": ("euro", "euros", "cent", "cents"), "¥": ("yen", "yen", "sen", "sen")}
-SYMBOLS = {"&": " and ", "%": " percent", "+": " plus ", "=": " equals ", "@": " at ", "#": " number "}
+CURRENCY_SCALES = {"k": "thousand", "m": "million", "mn": "million", "b": "billion", "bn": "billion"}
+SYMBOLS = {"&": " and ", "%": " percent", "+": " plus ", "=": " equals ", "@": " at ", "#": " number ",
+           "°": " degrees", "~": " about ", "×": " times "}
+TOP_LEVEL_DOMAINS = "com|org|net|edu|gov|io|ai|dev|info|co|uk|us|de|fr|eu|ca|au"
+
+_NUM = r"\d+(?:,\d{3})*(?:\.\d+)?"
+_MONTH_RE = (r"(Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+             r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
 
 
-def number_words(n: int) -> str:
-    """0 <= n < 10**15 in words: 1234 -> 'one thousand two hundred thirty four'."""
-    if n < 0:
-        return "minus " + number_words(-n)
-    if n < 20:
-        return ONES[n]
-    if n < 100:
-        return TENS[n // 10] + ("" if n % 10 == 0 else " " + ONES[n % 10])
-    if n < 1000:
-        rest = n % 100
-        return ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + number_words(rest))
-    for value, name in SCALES:
-        if n >= value:
-            if n >= value * 1000:
-                break  # beyond trillions: read digit by digit
-            rest = n % value
-            return number_words(n // value) + " " + name + ("" if rest == 0 else " " + number_words(rest))
-    return " ".join(ONES[int(d)] for d in str(n))
+def _month(name: str) -> str:
+    return next(m for m in MONTHS if m.startswith(name[:3]))
 
 
-def ordinal_words(n: int) -> str:
-    words = number_words(n).split()
-    last = words[-1]
-    if last in ORDINAL_WORDS:
-        words[-1] = ORDINAL_WORDS[last]
-    elif last.endswith("y"):
-        words[-1] = last[:-1] + "ieth"
-    else:
-        words[-1] = last + "th"
-    return " ".join(words)
+def _two_digit_year(text: str) -> str:
+    n = int(text)
+    return year_words(n) if len(text) == 4 else ("oh " + ONES[n] if n < 10 else number_words(n))
 
 
-def year_words(n: int) -> str:
-    """1984 -> 'nineteen eighty four', 2005 -> 'two thousand five', 1900 -> 'nineteen hundred'."""
-    if 2000 <= n < 2010 or n < 1000 or n >= 10000:
-        return number_words(n)
-    high, low = divmod(n, 100)
-    if low == 0:
-        return number_words(high) + " hundred"
-    return number_words(high) + " " + ("oh " + ONES[low] if low < 10 else number_words(low))
+def _email(m: re.Match[str]) -> str:
+    user, domain = m.group(1), m.group(2)
+    return f"{user.replace('.', ' dot ')} at {domain.replace('.', ' dot ')}"
 
 
-def _digits_words(text: str) -> str:
-    return " ".join(ONES[int(d)] for d in text)
+def _web(m: re.Match[str]) -> str:
+    host, path = m.group(1), m.group(2) or ""
+    parts = ["w w w" if p.lower() == "www" else p for p in host.split(".")]
+    words = " dot ".join(parts)
+    path = path.rstrip("/")
+    return words + (" slash " + " slash ".join(p for p in path.strip("/").split("/") if p) if path else "")
 
 
-def _currency(match: re.Match[str]) -> str:
-    symbol, whole, frac, scale = match.group(1), match.group(2).replace(",", ""), match.group(3), match.group(4)
+def _phone(m: re.Match[str]) -> str:
+    groups = [g for g in m.groups() if g]
+    return ", ".join(digit_words(g) for g in groups)
+
+
+def _numeric_date(m: re.Match[str]) -> str:
+    a, b, year = int(m.group(1)), int(m.group(2)), m.group(3)
+    month, day = (a, b) if a <= 12 else (b, a)  # US order unless the first cannot be a month
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return m.group(0)
+    return f"{MONTHS[month - 1]} {ordinal_words(day)}, {_two_digit_year(year)}"
+
+
+def _iso_date(m: re.Match[str]) -> str:
+    year, month, day = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return m.group(0)
+    return f"{MONTHS[month - 1]} {ordinal_words(day)}, {year_words(year)}"
+
+
+def _currency(m: re.Match[str]) -> str:
+    symbol, whole, frac, scale = m.group(1), m.group(2).replace(",", ""), m.group(3), m.group(4)
     one, many, sub_one, sub_many = CURRENCIES[symbol]
     if scale:  # $3.5 million -> three point five million dollars
-        amount = number_words(int(whole)) + (" point " + _digits_words(frac) if frac else "")
+        scale = CURRENCY_SCALES.get(scale.lower(), scale.lower())
+        amount = number_words(int(whole)) + (" point " + digit_words(frac) if frac else "")
         return f"{amount} {scale} {many}"
     units, cents = int(whole), int((frac or "0").ljust(2, "0")[:2])
     parts = []
@@ -89,8 +147,8 @@ def _currency(match: re.Match[str]) -> str:
     return " and ".join(parts)
 
 
-def _time(match: re.Match[str]) -> str:
-    hours, minutes, suffix = int(match.group(1)), int(match.group(2)), match.group(3)
+def _time(m: re.Match[str]) -> str:
+    hours, minutes, suffix = int(m.group(1)), int(m.group(2) or 0), m.group(3)
     words = number_words(hours)
     if minutes:
         words += " " + ("oh " + ONES[minutes] if minutes < 10 else number_words(minutes))
@@ -98,31 +156,117 @@ def _time(match: re.Match[str]) -> str:
         words += " o'clock"
     if suffix:
         words += " " + " ".join(suffix.lower().replace(".", "").strip())
-    return words
+    # The suffix's last period may also end the sentence; keep it where the text ends.
+    return words + ("." if suffix and suffix.endswith(".") and m.end() == len(m.string) else "")
 
 
-def _number(match: re.Match[str]) -> str:
-    text = match.group(0)
+def _temperature(m: re.Match[str]) -> str:
+    scale = {"C": "Celsius", "F": "Fahrenheit"}[m.group(3)]
+    return f"{'minus ' if m.group(1) else ''}{m.group(2)} degrees {scale}"
+
+
+def _unit(m: re.Match[str]) -> str:
+    one, many = UNITS[m.group(2)]
+    return f"{m.group(1)} {one if m.group(1) == '1' else many}"
+
+
+def _fraction(m: re.Match[str]) -> str:
+    numerator, denominator = int(m.group(1)), int(m.group(2))
+    if 0 < numerator < denominator <= 100:
+        return fraction_words(numerator, denominator)
+    return f"{m.group(1)} {m.group(2)}"  # 24/7, 50/50
+
+
+def _roman(m: re.Match[str]) -> str:
+    word, numeral = m.group(1), m.group(2)
+    value = roman_value(numeral)
+    counting = word.lower().rstrip(".") in COUNTING_WORDS
+    if value is None or word in NOT_NAMES or (len(numeral) == 1 and not counting):
+        return m.group(0)
+    if counting:
+        return f"{word} {number_words(value)}"
+    return f"{word} the {ordinal_words(value)}"
+
+
+def _abbreviation(table: dict[str, str]):
+    def expand(m: re.Match[str]) -> str:
+        word = m.group(1)
+        expansion = table[word.lower()]
+        expansion = expansion.capitalize() if word[0].isupper() else expansion
+        # Its period may also end the sentence: keep one where the text ends.
+        return expansion + ("" if m.string[m.end():].strip(" \"')]") else ".")
+    return expand
+
+
+def _saint_or_street(m: re.Match[str]) -> str:
+    after = m.string[m.end():]
+    return "Saint" if re.match(r"\s+[A-Z]", after) else "Street" + ("" if after.strip() else ".")
+
+
+def _decade(m: re.Match[str]) -> str:
+    century, decade, bare = m.groups()
+    if century:
+        return plural_words(year_words(int(century + decade + "0")))
+    return plural_words(TENS[int(bare)])  # the '90s
+
+
+def _number(m: re.Match[str]) -> str:
+    text = m.group(0)
     whole, _, frac = text.replace(",", "").partition(".")
     if not frac and "," not in text and len(whole) == 4 and 1100 <= int(whole) <= 2099:
         return year_words(int(whole))
-    words = number_words(int(whole)) if len(whole) <= 15 else _digits_words(whole)
-    return words + (" point " + _digits_words(frac) if frac else "")
+    if len(whole) > 15 or (len(whole) > 1 and whole.startswith("0")):
+        words = digit_words(whole)  # 007, account numbers
+    else:
+        words = number_words(int(whole))
+    return words + (" point " + digit_words(frac) if frac else "")
 
 
-def _abbreviation(match: re.Match[str]) -> str:
-    word = match.group(1)
-    expansion = ABBREVIATIONS[word.lower().rstrip(".")]
-    return expansion.capitalize() if word[0].isupper() else expansion
+def _words(table: dict[str, str]) -> str:
+    return "|".join(re.escape(a) for a in sorted(table, key=len, reverse=True))
 
 
-_ABBREV_RE = re.compile(r"\b(" + "|".join(re.escape(a) for a in sorted(ABBREVIATIONS, key=len, reverse=True))
-                        + r")\.(?=\s|$)", re.IGNORECASE)
-_CURRENCY_RE = re.compile(r"([$£€¥])\s?(\d+(?:,\d{3})*)(?:\.(\d+))?(?:\s?(thousand|million|billion|trillion)\b)?")
-_TIME_RE = re.compile(r"\b(\d{1,2}):(\d{2})\s?([ap]\.?m\.?)?(?=\W|$)", re.IGNORECASE)
-_ORDINAL_RE = re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.IGNORECASE)
-_DECADE_RE = re.compile(r"\b(1[1-9]|20)(\d)0s\b")
-_NUMBER_RE = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+# (pattern, replacement) in the order they run; see the module docstring for why order matters.
+RULES: list[tuple[re.Pattern[str], object]] = [
+    (re.compile(r"\b([\w.+-]+)@([\w-]+(?:\.[\w-]+)+)\b"), _email),
+    (re.compile(r"\b(?:https?://)?((?:[\w-]+\.)+(?:" + TOP_LEVEL_DOMAINS + r"))\b(/[\w/.-]*)?", re.IGNORECASE),
+     _web),
+    (re.compile(r"(?<![\w-])(?:\((\d{3})\)\s?|(\d{3})[ .-])(\d{3})[ .-](\d{4})(?![\w-])"), _phone),
+    (re.compile(r"(?<![\w-])(\d{3})-(\d{4})(?![\w-])"), _phone),
+    (re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b"), _iso_date),
+    (re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b"), _numeric_date),
+    (re.compile(r"([$£€¥])\s?(\d+(?:,\d{3})*)(?:\.(\d+))?(?:\s?(thousand|million|billion|trillion|k|mn|m|bn|b)\b)?",
+                re.IGNORECASE), _currency),
+    (re.compile(r"\b(\d+)\s?¢"), lambda m: f"{number_words(int(m.group(1)))} cent{'' if m.group(1) == '1' else 's'}"),
+    (re.compile(r"\b(\d{1,2}):(\d{2})\s?([ap]\.?m\b\.?)?", re.IGNORECASE), _time),
+    (re.compile(r"\b(\d{1,2})()\s?([ap]\.m\.|[ap]m\b)", re.IGNORECASE), _time),
+    (re.compile(r"\b" + _MONTH_RE + r"\.?\s+(\d{1,2})(?:st|nd|rd|th)?\b(?![:\d])"),
+     lambda m: f"{_month(m.group(1))} {ordinal_words(int(m.group(2)))}"),
+    (re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH_RE + r"\b(?:\.(?!\s*$))?"),
+     lambda m: f"the {ordinal_words(int(m.group(1)))} of {_month(m.group(2))}"),
+    (re.compile(r"(?:(?<![\w.])(-))?(\d+(?:\.\d+)?)\s?°\s?([CF])\b"), _temperature),
+    (re.compile(r"(?<![\w.])(" + _NUM + r")\s?(" + _words(UNITS) + r")(?![\w/])"), _unit),
+    (re.compile(r"\b(" + _words(BEFORE_NUMBERS) + r")\.(?=\s?[#\d])", re.IGNORECASE),
+     _abbreviation(BEFORE_NUMBERS)),
+    (re.compile(r"\b(" + _words(TITLES) + r")\.(?=\s|$)", re.IGNORECASE), _abbreviation(TITLES)),
+    (re.compile(r"\b(" + _words(TRAILING) + r")\.(?=[\s\"')\]]|$)", re.IGNORECASE),
+     _abbreviation(TRAILING)),
+    (re.compile(r"\b(" + _words(CAPITALISED) + r")\.(?=\s|$)"),
+     _abbreviation({k.lower(): v for k, v in CAPITALISED.items()})),
+    (re.compile(r"\bvs\b"), "versus"),
+    (re.compile(r"\bSt\.(?=\s|$)"), _saint_or_street),
+    (re.compile(r"\b([A-Z][a-z]+\.?)\s+([IVX]+)\b(?!['\w])"), _roman),
+    (re.compile(r"(?<![\w'])(?:(1[1-9]|20)(\d)|'?([2-9]))0'?s\b"), _decade),
+    (re.compile(r"\b(\d+)(?:st|nd|rd|th)\b", re.IGNORECASE), lambda m: ordinal_words(int(m.group(1)))),
+    (re.compile(r"(?<=\d)\s*%"), " percent"),
+    (re.compile(r"(?<![\w/])(\d{1,3})/(\d{1,3})(?![\w/])"), _fraction),
+    (re.compile(r"(?<=\d)\s?[x×]\s?(?=\d)"), " by "),
+    (re.compile(r"(?<=\d)\s?[-–]\s?(?=\d)"), " to "),
+    (re.compile(r"(?<![\w.)])-(?=\d)"), "minus "),
+    (re.compile(r"(?<![\w.])\.(\d+)"), lambda m: "point " + digit_words(m.group(1))),
+    (re.compile(r"(?<=\d)(?=[A-Za-z])|(?<=[A-Za-z])(?=\d)"), " "),
+    (re.compile(_NUM), _number),
+]
 _SPACES_RE = re.compile(r"\s+")
 
 
@@ -130,27 +274,29 @@ def normalize(text: str) -> str:
     """Written English -> spoken-form English, punctuation kept as prosody hints."""
     text = unicodedata.normalize("NFKC", text)
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
-    text = text.replace("\u2014", ", ").replace("\u2013", " to ").replace("\u2026", "...")
-    text = _CURRENCY_RE.sub(_currency, text)
-    text = re.sub(r"\b(\d+)\s?¢", lambda m: f"{number_words(int(m.group(1)))} cent{'' if m.group(1) == '1' else 's'}",
-                  text)
-    text = _TIME_RE.sub(_time, text)
-    text = _ABBREV_RE.sub(_abbreviation, text)
-    text = _DECADE_RE.sub(lambda m: year_words(int(m.group(1) + m.group(2) + "0"))[:-1] + "ies"
-                          if year_words(int(m.group(1) + m.group(2) + "0")).endswith("y")
-                          else year_words(int(m.group(1) + m.group(2) + "0")) + "s", text)
-    text = _ORDINAL_RE.sub(lambda m: ordinal_words(int(m.group(1))), text)
-    text = re.sub(r"(?<=\d)\s*%", " percent", text)
-    text = re.sub(r"(?<=\d)-(?=\d)", " to ", text)
-    text = _NUMBER_RE.sub(_number, text)
+    text = text.replace("\u2212", "-").replace("\u2014", ", ").replace("\u2026", "...")
+    # An en dash between numbers is a range (a rule below); elsewhere it is a pause.
+    text = re.sub(r"\s*\u2013\s*(?!\d)|(?<!\d)\s*\u2013\s*", ", ", text)
+    for pattern, replacement in RULES:
+        text = pattern.sub(replacement, text)  # type: ignore[arg-type]
     for symbol, words in SYMBOLS.items():
         text = text.replace(symbol, words)
-    return _SPACES_RE.sub(" ", text).strip()
+    text = _SPACES_RE.sub(" ", text).strip()
+    return re.sub(r"\s+(?=[,.;:!?])", "", text)
 
 
-_ENDS_WITH_ABBREVIATION = re.compile(r"\b(" + "|".join(re.escape(a) for a in ABBREVIATIONS) + r")\.$",
-                                     re.IGNORECASE)
+# A period after these never ends a sentence: a name follows (titles, "St.", months), or a number
+# ("no. 7", "pp. 12"), or they are an initial ("J. K. Rowling").
+_BEFORE_NAMES = re.compile(r"(?:\b(?i:" + "|".join(re.escape(a) for a in [*TITLES, "st", "ft", "sept",
+                                                                         *(m[:3].lower() for m in MONTHS)])
+                           + r")|(?<![\w.])[A-Z])\.$")
+_BEFORE_NUMBERS = re.compile(r"\b(?:" + _words(BEFORE_NUMBERS) + r")\.$", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+def _continues(previous: str, piece: str) -> bool:
+    """Whether the split between two pieces fell after an abbreviation, not at a sentence's end."""
+    return bool(_BEFORE_NAMES.search(previous) or (_BEFORE_NUMBERS.search(previous) and piece[:1].isdigit()))
 
 
 def split_sentences(text: str, max_chars: int = 300) -> list[str]:
@@ -160,7 +306,7 @@ def split_sentences(text: str, max_chars: int = 300) -> list[str]:
     for paragraph in re.split(r"\n\s*\n", text):
         pieces: list[str] = []
         for piece in _SENTENCE_END.split(_SPACES_RE.sub(" ", paragraph).strip()):
-            if pieces and _ENDS_WITH_ABBREVIATION.search(pieces[-1]):
+            if pieces and _continues(pieces[-1], piece):
                 pieces[-1] += " " + piece  # "Mr. Smith" is one sentence
             else:
                 pieces.append(piece)

@@ -53,6 +53,8 @@ class ServerConfig:
     # TTS voices (bundled names or .safetensors paths); "default" is skipped quietly when no voice is bundled,
     # and ["none"] serves no text input.
     voices: list[str] = field(default_factory=lambda: ["default"])
+    # a file of the user's pronunciations applied by every voice (audiogan/tts/lexicon.py); "" = none
+    lexicon: str = ""
     # timbre (note) models, likewise; the first is the default
     timbres: list[str] = field(default_factory=lambda: ["default"])
     grace_seconds: float = 10.0       # SIGTERM: how long in-flight calls may finish

@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voice", action="append", dest="voices",
                    help="TTS voice (bundled name or .safetensors path); repeat for several; first is default; "
                         "none: no text input")
+    p.add_argument("--lexicon", help="your pronunciations for every voice: lines 'WORD respelling' or "
+                                     "'WORD /phonemes/' (audiogan/tts/lexicon.py)")
     p.add_argument("--timbre", action="append", dest="timbres",
                    help="timbre (note) model (bundled name or .safetensors path); repeat for several; none: no notes")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")

@@ -243,7 +243,7 @@ class ModelRegistry:
             self.default_vocoder = self.default_vocoder or name
         for path in _optional_models(config.voices, "tts"):
             engine = self.vocoders[self.default_vocoder]
-            tts = TTS.load(path, vocoder=engine.vocoder)
+            tts = TTS.load(path, vocoder=engine.vocoder, lexicon=config.lexicon or None)
             self.voices[_unique(tts.name, self.voices, path)] = VoiceEngine(tts, engine, executor, config, metrics)
             self.default_voice = self.default_voice or tts.name
         for path in _optional_models(config.timbres, "timbre"):

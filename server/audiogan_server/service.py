@@ -218,10 +218,12 @@ class AudioGanService(pb_grpc.AudioGanServicer):
     def _timbre_vector(self, engine: TimbreEngine, timbre: pb.Timbre, field: str) -> torch.Tensor:
         model = engine.model
         if timbre.WhichOneof("source") == "instrument":
-            if timbre.instrument not in model.instruments:
-                raise RequestError(grpc.StatusCode.NOT_FOUND, f"{field}.instrument: unknown instrument "
-                                   f"{timbre.instrument!r}; model {engine.name!r} knows {', '.join(model.instruments)}")
-            return model.timbre(timbre.instrument)
+            try:
+                name = model.instrument_name(timbre.instrument)
+            except ValueError as exc:
+                raise RequestError(grpc.StatusCode.NOT_FOUND, f"{field}.instrument: {exc} (model {engine.name!r})"
+                                   ) from None
+            return model.timbre(name)
         if len(timbre.latent.values) != model.cfg.timbre_dim:
             raise invalid(f"{field}.latent", f"{len(timbre.latent.values)} values; model {engine.name!r} "
                                               f"takes {model.cfg.timbre_dim}")
