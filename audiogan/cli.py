@@ -47,21 +47,36 @@ def _say(args: argparse.Namespace) -> int:
     import torch
 
     from audiogan import Vocoder, save_audio
+    from audiogan.audio.io import pcm16
     from audiogan.tts import TTS
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.file:
+        source = "standard input" if args.file == "-" else args.file
         try:
-            text = Path(args.file).read_bytes().decode("utf-8")
+            data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+            text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ValueError(f"{args.file} is not UTF-8 text (byte {exc.start}); convert it first") from None
+            raise ValueError(f"{source} is not UTF-8 text (byte {exc.start}); convert it first") from None
     elif args.text:
         text = args.text
     else:
         raise ValueError("say needs TEXT or --file")
     vocoder = Vocoder.load(args.vocoder, device=args.device, phase_iterations=args.phase_iterations)
     tts = TTS.load(args.voice, vocoder=vocoder, device=args.device, lexicon=args.lexicon)
+    rate = tts.sample_rate
+    if args.raw or args.output == "-":
+        # Piper-style piping: little-endian PCM16 on stdout as each piece is vocoded, e.g. into
+        # `aplay -r 16000 -f S16_LE -t raw -`; the report goes to stderr, out of the audio's way.
+        samples = 0
+        for chunk in tts.stream(text, speed=args.speed, pitch_shift=args.pitch_shift, speaker=args.speaker):
+            sys.stdout.buffer.write(pcm16(chunk))
+            sys.stdout.buffer.flush()
+            samples += len(chunk)
+        print(f"streamed {samples / rate:.2f} s of raw PCM16 at {rate} Hz, mono, with voice {tts.name}",
+              file=sys.stderr)
+        return 0
     wave, rate = tts(text, speed=args.speed, pitch_shift=args.pitch_shift, progress=True, speaker=args.speaker)
     out = save_audio(args.output, wave, rate)
     print(f"wrote {out} ({len(wave) / rate:.2f} s at {rate} Hz) with voice {tts.name}")
@@ -264,8 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("say", help="text -> speech with a TTS voice")
     s.add_argument("text", nargs="?", help="the text (or --file)")
-    s.add_argument("--file", help="a UTF-8 text file of any length (a progress bar shows the sentences)")
-    s.add_argument("-o", "--output", default="say.wav", help="output .wav or .flac (default: %(default)s)")
+    s.add_argument("--file", help="a UTF-8 text file of any length (a progress bar shows the sentences); "
+                                  "- reads standard input")
+    s.add_argument("-o", "--output", default="say.wav",
+                   help="output .wav or .flac (default: %(default)s); - streams raw PCM16 to stdout, as --raw")
+    s.add_argument("--raw", action="store_true",
+                   help="stream little-endian PCM16 mono to stdout as each sentence is vocoded (pipe it to "
+                        "aplay -r 16000 -f S16_LE -t raw -)")
     s.add_argument("--voice", default="default", help="bundled voice name or .safetensors path")
     s.add_argument("--vocoder", default="default", help="bundled vocoder name or .safetensors path")
     s.add_argument("--lexicon", help="your pronunciations: a file of lines 'WORD respelling' or 'WORD /phonemes/' "

@@ -471,6 +471,21 @@ def test_hundred_thousand_characters_come_out_whole(tts):
     assert time.monotonic() - start < 120
 
 
+def test_say_pipes_raw_pcm_from_stdin_to_stdout(tiny_voice, tts):
+    import numpy as np
+
+    text = "Piped in. Piped out."
+    done = subprocess.run([sys.executable, "-m", "audiogan.cli", "say", "--file", "-", "-o", "-", "--voice",
+                           str(tiny_voice[0]), "--device", "cpu"], input=text.encode(), capture_output=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    audio = np.frombuffer(done.stdout, dtype="<i2").astype(np.float32) / 32767
+    expected, rate = tts(text)
+    assert rate == 16000
+    assert len(audio) == len(expected) and f"raw PCM16 at {rate} Hz" in done.stderr.decode()
+    np.testing.assert_allclose(audio, expected, atol=16 / 32768)
+
+
 def test_say_cli(tiny_voice, tmp_path):
     book = tmp_path / "book.txt"
     book.write_text("Chapter 1. It was 1984. The end.")

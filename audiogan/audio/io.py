@@ -66,6 +66,12 @@ def encode_audio(wave: torch.Tensor | np.ndarray, sample_rate: int, suffix: str)
     return buffer.getvalue()
 
 
+def pcm16(wave: torch.Tensor | np.ndarray) -> bytes:
+    """Mono samples in [-1, 1] -> raw little-endian 16-bit PCM (clipped, rounded): streams and pipes."""
+    data = wave.detach().cpu().float().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave, np.float32)
+    return (np.clip(data.reshape(-1), -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+
+
 def write_atomic(path: str | Path, data: bytes) -> Path:
     """Write a file via temp file + rename, so readers never see half of it; usual umask permissions."""
     path = Path(path)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from audiogan_client._proto import audiogan_pb2 as pb
 
-from audiogan.audio.io import encode_audio, resample
+from audiogan.audio.io import encode_audio, pcm16, resample
 from audiogan_server.config import Limits
 from audiogan_server.errors import invalid
 
@@ -29,10 +28,9 @@ def output_rate(fmt: pb.AudioFormat, native: int) -> int:
 
 
 def encode_raw(wave: torch.Tensor, encoding: int) -> bytes:
-    samples = wave.detach().float().cpu().numpy()
     if encoding == pb.FLOAT32:
-        return samples.astype("<f4").tobytes()
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+        return wave.detach().float().cpu().numpy().astype("<f4").tobytes()
+    return pcm16(wave)
 
 
 def encode(wave: torch.Tensor, native_rate: int, fmt: pb.AudioFormat) -> pb.Audio:
