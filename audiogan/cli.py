@@ -83,6 +83,40 @@ def _say(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(args: argparse.Namespace) -> int:
+    import json
+
+    from audiogan import weights
+
+    paths = ([weights.resolve(m, kind) for m in args.models for kind in [_kind_of(m)]] if args.models
+             else [weights.WEIGHTS_DIR / f"{n}.safetensors" for k in weights.DEFAULTS for n in weights.bundled(k)])
+    if args.card:
+        print(json.dumps({str(p): weights.read_card(p) for p in paths}, indent=2))
+        return 0
+    print("| model | kind | parameters | MB | trained | measured |")
+    print("|---|---|---|---|---|---|")
+    for path in paths:
+        d = weights.describe(path)
+        trained = f"{d['steps']:,} steps, {d['minutes']:.0f} {d['trained_on']} min" if d["steps"] else "?"
+        trained += ", warm-started (--card: from what)" if d["warm_started"] else ""
+        print(f"| {d['name']}{' (default)' if d['default'] else ''} | {d['kind']} | {d['parameters'] or 0:,} "
+              f"| {d['megabytes']} | {trained} | {d['measured']} |")
+    return 0
+
+
+def _kind_of(name_or_path: str) -> str:
+    """A model's kind from its card, for names and paths alike."""
+    from audiogan import weights
+
+    for kind in weights.DEFAULTS:
+        try:
+            return str(weights.read_card(weights.resolve(name_or_path, kind)).get("kind", kind))
+        except FileNotFoundError:
+            continue
+    known = ", ".join(n for k in weights.DEFAULTS for n in weights.bundled(k))
+    raise FileNotFoundError(f"no model at {name_or_path!r}; bundled: {known}")
+
+
 def _train(args: argparse.Namespace) -> int:
     from audiogan.config import load_yaml, override_recipe
 
@@ -345,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--device", default="auto")
     m.set_defaults(func=_render_midi)
+
+    mo = sub.add_parser("models", help="the bundled models (or those named) with their training and measured "
+                                       "quality, from their model cards")
+    mo.add_argument("models", nargs="*", help="bundled names or .safetensors paths (default: every bundled model)")
+    mo.add_argument("--card", action="store_true", help="print the whole model cards as JSON")
+    mo.set_defaults(func=_models)
 
     t = sub.add_parser("train", help="train a model").add_subparsers(dest="model_kind", required=True)
     for kind, what, data in (("tts", "the acoustic model (text -> mel)", "LJSpeech-format folders"),

@@ -2,6 +2,7 @@
 
     python -m benchmarks.tts_intelligibility --voice runs/tts/tts-lj-16k.safetensors
     python -m benchmarks.tts_intelligibility            # human recordings only (no voice given)
+    python -m benchmarks.tts_intelligibility --voice default --phase-iterations 8   # the vocoder's refinement
 
 Word error rate on the 50 sentences of benchmarks/data/tts_sentences.txt (written for this benchmark, so
 never in any training set) and on the held-out LJ-prompts sentences, synthesized and, for comparison,
@@ -114,6 +115,8 @@ def main() -> None:
     parser.add_argument("--vocoder", default="default", help="vocoder (bundled name or .safetensors path)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--speed", type=float, default=1.0, help="tts(..., speed=): > 1 speaks faster")
+    parser.add_argument("--phase-iterations", type=int, default=None, metavar="N",
+                        help="the vocoder's fast Griffin-Lim refinement (default: its card's)")
     parser.add_argument("--image", help="write a PNG: human and synthesized mel of the first held-out prompt")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -138,9 +141,11 @@ def main() -> None:
     if not args.voice:
         print("(no --voice: synthesized rows skipped)")
         return
+    from audiogan import Vocoder
     from audiogan.tts import TTS
 
-    tts = TTS.load(args.voice, vocoder=args.vocoder, device="cpu")
+    vocoder = Vocoder.load(args.vocoder, device="cpu", phase_iterations=args.phase_iterations)
+    tts = TTS.load(args.voice, vocoder=vocoder, device="cpu")
     if held_out:
         # The vocoder alone on the recordings' own mels: how much of the gap to the human row is the vocoder's.
         row(f"human recordings, copy-synthesized by {tts.vocoder.card.get('name', args.vocoder)}",

@@ -73,7 +73,8 @@ def test_vocode_a_mel_file(tmp_path, default_vocoder, demo_wave):
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
-    (["--help"], ["vocode", "train", "export"]),
+    (["--help"], ["vocode", "train", "export", "models"]),
+    (["say", "--help"], ["--lexicon", "--raw", "--file"]),
     (["vocode", "--help"], ["--mel", "--output", "--model"]),
     (["train", "vocoder", "--help"], ["--config", "--data", "--resume", "--init-generator", "--set"]),
     (["train", "timbre", "--help"], ["--config", "--data", "--resume", "--init-generator", "--set"]),
@@ -153,3 +154,21 @@ def test_train_with_missing_config_or_data_exits_2(tmp_path, monkeypatch, demo_d
             "--device", "cpu"]
     assert main(argv) == 2
     assert "data folder not found" in capsys.readouterr().err
+
+
+def test_models_lists_the_bundled_models_with_their_measured_quality(capsys):
+    from audiogan import weights
+
+    assert main(["models"]) == 0
+    table = capsys.readouterr().out
+    for kind, name in weights.DEFAULTS.items():
+        row = next(line for line in table.splitlines() if line.startswith(f"| {name} (default) | {kind} |"))
+        card = weights.read_card(weights.resolve(name, kind))
+        assert f"{card['parameters']:,}" in row and weights.headline(card) in row
+    vocoder = weights.read_card(weights.resolve("default", "vocoder"))
+    assert f"PESQ-wb {vocoder['validation']['pesq_wb']:.3f}" in table
+    assert main(["models", "tts-lj-16k", "--card"]) == 0
+    (card,) = json.loads(capsys.readouterr().out).values()
+    assert card["kind"] == "tts" and "symbols" in card
+    assert main(["models", "no-such-model"]) == 2
+    assert "no model at 'no-such-model'; bundled: " in capsys.readouterr().err

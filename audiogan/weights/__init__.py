@@ -34,6 +34,35 @@ def bundled(kind: str) -> list[str]:
     return names
 
 
+def headline(card: dict[str, Any]) -> str:
+    """The measured figures a person compares models by, from a card (blank where none were judged)."""
+    kind, val = card.get("kind"), card.get("validation", {})
+    if kind == "vocoder" and "pesq_wb" in val:
+        return f"PESQ-wb {val['pesq_wb']:.3f}, STOI {val['stoi']:.3f} on {val.get('clips', '?')} held-out clips"
+    if kind == "tts" and "intelligibility" in card:
+        own = next((v for k, v in card["intelligibility"].items() if k.startswith("own_sentences")), {})
+        if own:
+            return f"WER {own['wer_sentence_lm']:.3f} (sentence LM), {own['wer_general_lm']:.3f} (general LM)"
+    if kind == "timbre" and "judged" in val:
+        judged = val["judged"]
+        return (f"pitch {judged['pitch_within_50_cents']:.1%} within 50 cents, instrument identity "
+                f"{judged['instrument_identity']:.1%} (real notes {judged['instrument_identity_real_ceiling']:.1%})")
+    return ""
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """One row about a model: what it is, how it was trained, how good it measured."""
+    card = read_card(path)
+    training = card.get("training", {})
+    return {"name": card.get("name", path.stem), "kind": card.get("kind", "?"),
+            "default": DEFAULTS.get(card.get("kind", "")) == path.stem and path.parent == WEIGHTS_DIR,
+            "parameters": card.get("parameters"), "megabytes": round(path.stat().st_size / 2**20, 1),
+            "steps": training.get("steps"), "trained_on": training.get("device"),
+            "minutes": training.get("device_minutes"), "measured": headline(card), "path": str(path),
+            # A warm start's minutes are not in device_minutes; a continuation's are.
+            "warm_started": bool(training.get("warm_start"))}
+
+
 def read_card(weights: Path) -> dict[str, Any]:
     card = weights.with_suffix(".json")
     if not card.is_file():
