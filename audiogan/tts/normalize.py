@@ -228,9 +228,11 @@ def _words(table: dict[str, str]) -> str:
 
 # (pattern, replacement) in the order they run; see the module docstring for why order matters.
 RULES: list[tuple[re.Pattern[str], object]] = [
-    (re.compile(r"\b([\w.+-]+)@([\w-]+(?:\.[\w-]+)+)\b"), _email),
-    (re.compile(r"\b(?:https?://)?((?:[\w-]+\.)+(?:" + TOP_LEVEL_DOMAINS + r"))\b(/[\w/.-]*)?", re.IGNORECASE),
-     _web),
+    # Each address rule starts only where a token starts: from every character of a long dotted run it
+    # would rescan the run (quadratic time).
+    (re.compile(r"(?<![\w.+-])([\w.+-]+)@([\w-]+(?:\.[\w-]+)+)\b"), _email),
+    (re.compile(r"(?<![\w.:/-])(?:https?://)?((?:[\w-]+\.)+(?:" + TOP_LEVEL_DOMAINS + r"))\b(/[\w/.-]*)?",
+                re.IGNORECASE), _web),
     (re.compile(r"(?<![\w-])(?:\((\d{3})\)\s?|(\d{3})[ .-])(\d{3})[ .-](\d{4})(?![\w-])"), _phone),
     (re.compile(r"(?<![\w-])(\d{3})-(\d{4})(?![\w-])"), _phone),
     (re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b"), _iso_date),
@@ -244,7 +246,7 @@ RULES: list[tuple[re.Pattern[str], object]] = [
      lambda m: f"{_month(m.group(1))} {ordinal_words(int(m.group(2)))}"),
     (re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH_RE + r"\b(?:\.(?!\s*$))?"),
      lambda m: f"the {ordinal_words(int(m.group(1)))} of {_month(m.group(2))}"),
-    (re.compile(r"(?:(?<![\w.])(-))?(\d+(?:\.\d+)?)\s?°\s?([CF])\b"), _temperature),
+    (re.compile(r"(?:(?<![\w.])(-))?(?<![\d.])(\d+(?:\.\d+)?)\s?°\s?([CF])\b"), _temperature),
     (re.compile(r"(?<![\w.])(" + _NUM + r")\s?(" + _words(UNITS) + r")(?![\w/])"), _unit),
     (re.compile(r"\b(" + _words(BEFORE_NUMBERS) + r")\.(?=\s?[#\d])", re.IGNORECASE),
      _abbreviation(BEFORE_NUMBERS)),
