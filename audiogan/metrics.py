@@ -39,6 +39,23 @@ def stoi(ref: np.ndarray, deg: np.ndarray, sample_rate: int = 16000) -> float | 
     return float(_stoi(r, d, sample_rate, extended=False))
 
 
+DNSMOS_KEYS = ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")
+
+
+def dnsmos(wave: np.ndarray, sample_rate: int = 16000) -> dict[str, float] | None:
+    """DNSMOS (Reddy et al. 2022): a non-intrusive predictor of listeners' P.835 scores (overall, signal,
+    background; 1-5) and P.808 MOS, from the models the speechmos wheel ships; no reference needed, so it
+    also judges synthetic speech. None when speechmos is not installed."""
+    try:
+        from speechmos import dnsmos as _dnsmos
+    except ImportError:
+        return None
+    if sample_rate != 16000:
+        raise ValueError("DNSMOS needs 16 kHz audio")
+    scores = _dnsmos.run(np.clip(np.asarray(wave, np.float32), -1.0, 1.0), 16000, return_df=False)
+    return {k: float(scores[k]) for k in DNSMOS_KEYS}
+
+
 def voicing(wave: np.ndarray, sample_rate: int, hop: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """pYIN f0 (Hz, NaN when unvoiced), voiced flag and voiced probability per frame."""
     import librosa

@@ -11,7 +11,9 @@ the held-out human recordings of the same speaker, and those recordings copy-syn
 one whose language model is built from exactly the evaluated sentences (pocketsphinx.lm.ArpaBoLM), which
 asks "which of these sentences was said, word by word" and forgives much, and one with pocketsphinx's
 general en-us language model, which hears words with no hint (a weak recogniser: it misses 4 words in 10
-of clean human speech). Also: real-time factor and time to first audio of ``stream`` on 2 CPU threads.
+of clean human speech). Where speechmos is installed, DNSMOS also scores every row as listeners would
+(P.835 overall, signal, background; P.808), with no reference. Also: real-time factor and time to first
+audio of ``stream`` on 2 CPU threads.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from audiogan import metrics
 from audiogan.audio.io import load_audio
 from audiogan.config import load_yaml
 from audiogan.train.tts_data import held_out as held_out_ids
@@ -130,11 +133,17 @@ def main() -> None:
     judges = (Judge(own + [t for t, _ in held_out]), Judge())
     print(f"judges: pocketsphinx en-us with an LM of the {len(own) + len(held_out)} evaluated sentences, "
           "and with its general en-us LM")
-    print("| audio | sentences | WER, LM of the sentences | WER, general LM |")
-    print("|---|---|---|---|")
+    mos = metrics.dnsmos(np.zeros(16000, np.float32)) is not None
+    print("| audio | sentences | WER, LM of the sentences | WER, general LM |"
+          + (" DNSMOS overall | signal | background | P.808 |" if mos else ""))
+    print("|---|---|---|---|" + ("---|---|---|---|" if mos else ""))
 
     def row(name: str, pairs: list[tuple[str, np.ndarray]]) -> None:
-        print(f"| {name} | {len(pairs)} | {judges[0].wer(pairs):.3f} | {judges[1].wer(pairs):.3f} |")
+        line = f"| {name} | {len(pairs)} | {judges[0].wer(pairs):.3f} | {judges[1].wer(pairs):.3f} |"
+        if mos:  # listeners' scores as DNSMOS predicts them, a mean over the sentences
+            scores = [metrics.dnsmos(audio) for _, audio in pairs]
+            line += "".join(f" {np.mean([s[k] for s in scores]):.2f} |" for k in metrics.DNSMOS_KEYS)
+        print(line)
 
     if held_out:
         row("human recordings, held-out LJ prompts", held_out)

@@ -5,6 +5,7 @@
     python benchmarks/vocoder_quality.py --oracle-phase     # + each iSTFT model's magnitude with the true phase
     python benchmarks/vocoder_quality.py --phase-iterations 0 4 8   # the default with fast Griffin-Lim refinement
     python benchmarks/vocoder_quality.py --phase-sources    # + a harmonic-phase model's harmonic or free phase alone
+    python benchmarks/vocoder_quality.py --dnsmos           # + DNSMOS, the recordings' own scores as the ceiling
 
 The held-out clips are the validation set of configs/vocoder/istft_16k.yaml (LibriSpeech speakers never
 seen in training, plus a few clips of the other sets). Prints a Markdown table.
@@ -78,8 +79,8 @@ class PhaseSource:
 
 
 def evaluate(name: str, render, mel_fn: MelSpectrogram, clips: list[torch.Tensor], sr: int,
-             pitch: bool) -> dict[str, float | str]:
-    """``render``: recording -> its copy-synthesis."""
+             pitch: bool, mos: bool = False) -> dict[str, float | str]:
+    """``render``: recording -> its copy-synthesis; ``mos`` adds DNSMOS's overall and P.808 scores."""
     rows = []
     for wave in tqdm(clips, desc=name, leave=False):
         with torch.inference_mode():
@@ -92,6 +93,11 @@ def evaluate(name: str, render, mel_fn: MelSpectrogram, clips: list[torch.Tensor
                "level_db": float(10 * np.log10(np.mean(deg ** 2) / max(np.mean(ref ** 2), 1e-12)))}
         if pitch:
             row.update(metrics.pitch_metrics(ref, deg, sr))
+        if mos:
+            scores = metrics.dnsmos(deg, sr)
+            if scores is None:
+                raise SystemExit("--dnsmos needs speechmos and onnxruntime: pip install -e .[bench]")
+            row.update(dnsmos_ovrl=scores["ovrl_mos"], dnsmos_p808=scores["p808_mos"])
         rows.append(row)
     keys = rows[0].keys()
     return {"model": name, **{k: float(np.mean([r[k] for r in rows if r[k] is not None])) for k in keys}}
@@ -127,6 +133,8 @@ def main() -> None:
     p.add_argument("--image", type=Path, help="write a PNG: 0-2 kHz spectrogram of 3 s of the first clip per model")
     p.add_argument("--phase-iterations", type=int, nargs="+", default=[None], metavar="N",
                    help="score iSTFT models with these fast Griffin-Lim refinements (default: as configured)")
+    p.add_argument("--dnsmos", action="store_true",
+                   help="also judge each output by DNSMOS (no reference: the recordings get a row of their own)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, help="write the rows here")
     p.add_argument("--write-card", action="store_true", help="store the figures in each model's JSON card")
@@ -141,6 +149,8 @@ def main() -> None:
     clips = [load_audio(f, sr)[0] for f in files]
     mel_fn = base.mel_transform
     results = []
+    if args.dnsmos:  # the ceiling of a reference-free judge: what it thinks of the recordings themselves
+        results.append(evaluate("recordings", lambda wave: wave, mel_fn, clips, sr, False, mos=True))
     pictures: dict[str, torch.Tensor] = {"recording": clips[0][: 3 * sr]}
     runs = [(name, n) for name in args.models for n in ([None] if name == "griffin-lim" else args.phase_iterations)]
     for name, n in runs:
@@ -149,7 +159,7 @@ def main() -> None:
         def render(wave: torch.Tensor, synth=synth) -> torch.Tensor:
             return synth(mel_fn(wave))
 
-        row = evaluate(label, render, mel_fn, clips, sr, not args.no_pitch)
+        row = evaluate(label, render, mel_fn, clips, sr, not args.no_pitch, args.dnsmos)
         if args.image:
             with torch.inference_mode():
                 pictures[label] = render(pictures["recording"]).float()
@@ -176,14 +186,14 @@ def main() -> None:
                 if source == "harmonic":
                     print(f"{label}: the gate gives the harmonic phase {np.mean(alone.shares):.1%} of the energy")
                 results.append(row)
-    cols = [c for c in ("pesq_wb", "stoi", "mel_l1", "level_db", "vuv_f1", "periodicity_rmse", "pitch_rmse_cents")
-            if c in results[0]]
+    cols = [c for c in ("pesq_wb", "stoi", "mel_l1", "level_db", "vuv_f1", "periodicity_rmse", "pitch_rmse_cents",
+                        "dnsmos_ovrl", "dnsmos_p808") if c in results[-1]]
     print(f"\nCopy-synthesis of {len(clips)} held-out clips at {sr} Hz (CPU, torch {torch.__version__})\n")
     print("| model | steps | device min | " + " | ".join(cols) + " |")
     print("|---|---|---|" + "---|" * len(cols))
     for r in results:
         print(f"| {r['model']} | {r.get('steps', '-')} | {r.get('device_minutes', '-')} | "
-              + " | ".join(f"{r[c]:.3f}" for c in cols) + " |")
+              + " | ".join(f"{r[c]:.3f}" if c in r else "-" for c in cols) + " |")
     if args.image:
         write_image(pictures, args.image, base)
     if args.json:
