@@ -19,16 +19,20 @@ audio of ``stream`` on 2 CPU threads.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
+import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from audiogan import metrics
+from audiogan import metrics, weights
 from audiogan.audio.io import load_audio
 from audiogan.config import load_yaml
 from audiogan.train.tts_data import held_out as held_out_ids
@@ -121,6 +125,8 @@ def main() -> None:
     parser.add_argument("--phase-iterations", type=int, default=None, metavar="N",
                         help="the vocoder's fast Griffin-Lim refinement (default: its card's)")
     parser.add_argument("--image", help="write a PNG: human and synthesized mel of the first held-out prompt")
+    parser.add_argument("--write-card", action="store_true",
+                        help="store the figures as the 'intelligibility' block of the voice's JSON card")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     own = [line.strip() for line in SENTENCES.read_text().splitlines() if line.strip()]
@@ -138,15 +144,19 @@ def main() -> None:
           + (" DNSMOS overall | signal | background | P.808 |" if mos else ""))
     print("|---|---|---|---|" + ("---|---|---|---|" if mos else ""))
 
-    def row(name: str, pairs: list[tuple[str, np.ndarray]]) -> None:
-        line = f"| {name} | {len(pairs)} | {judges[0].wer(pairs):.3f} | {judges[1].wer(pairs):.3f} |"
+    figures: dict[str, dict[str, float]] = {}
+
+    def row(name: str, pairs: list[tuple[str, np.ndarray]], key: str) -> None:
+        found = {"wer_sentence_lm": judges[0].wer(pairs), "wer_general_lm": judges[1].wer(pairs)}
         if mos:  # listeners' scores as DNSMOS predicts them, a mean over the sentences
             scores = [metrics.dnsmos(audio) for _, audio in pairs]
-            line += "".join(f" {np.mean([s[k] for s in scores]):.2f} |" for k in metrics.DNSMOS_KEYS)
-        print(line)
+            found.update({f"dnsmos_{k}": float(np.mean([s[k] for s in scores])) for k in metrics.DNSMOS_KEYS})
+        figures[f"{key}_{len(pairs)}"] = {k: round(v, 3) for k, v in found.items()}
+        print(f"| {name} | {len(pairs)} | " + " | ".join(f"{v:.3f}" if k.startswith("wer") else f"{v:.2f}"
+                                                        for k, v in found.items()) + " |")
 
     if held_out:
-        row("human recordings, held-out LJ prompts", held_out)
+        row("human recordings, held-out LJ prompts", held_out, "human_heldout_lj_prompts")
     if not args.voice:
         print("(no --voice: synthesized rows skipped)")
         return
@@ -158,15 +168,15 @@ def main() -> None:
     if held_out:
         # The vocoder alone on the recordings' own mels: how much of the gap to the human row is the vocoder's.
         row(f"human recordings, copy-synthesized by {tts.vocoder.card.get('name', args.vocoder)}",
-            [(t, tts.vocoder.copy_synthesize(a).numpy()) for t, a in held_out])
+            [(t, tts.vocoder.copy_synthesize(a).numpy()) for t, a in held_out], "copy_synthesized_heldout_lj_prompts")
     start = time.perf_counter()
     synth_own = [(t, tts(t, speed=args.speed)[0]) for t in own]
     elapsed = time.perf_counter() - start
     seconds = sum(len(a) for _, a in synth_own) / tts.sample_rate
-    row(f"{tts.name}, own sentences", synth_own)
+    row(f"{tts.name}, own sentences", synth_own, "own_sentences")
     if held_out:
         synth_held = [(t, tts(t, speed=args.speed)[0]) for t, _ in held_out]
-        row(f"{tts.name}, held-out LJ prompts", synth_held)
+        row(f"{tts.name}, held-out LJ prompts", synth_held, "heldout_lj_prompts")
         if args.image:
             plot_pair(args.image, held_out[0], synth_held[0][1], tts)
     twenty = "The quick brown fox jumps over the lazy dog while the farmer sells fresh bread at the busy market today."
@@ -179,6 +189,19 @@ def main() -> None:
           f"({seconds:.1f} s of speech in {elapsed:.1f} s)")
     print(f"time to first audio, stream() of a {len(twenty.split())}-word sentence: "
           f"median {1000 * float(np.median(firsts)):.0f} ms over 5 runs")
+    if args.write_card:
+        path = weights.resolve(args.voice, "tts").with_suffix(".json")
+        card = json.loads(path.read_text())
+        card["intelligibility"] = {
+            "judge": "pocketsphinx en-us acoustic model; LM of the evaluated sentences / general en-us LM"
+                     + ("; DNSMOS P.835 and P.808 (speechmos)" if mos else ""),
+            "vocoder": tts.vocoder.card.get("name", args.vocoder), **figures,
+            "real_time_factor": round(elapsed / seconds, 4), "threads": args.threads,
+            "time_to_first_audio_ms_20_words": round(1000 * float(np.median(firsts))),
+            "command": " ".join(["python -m benchmarks.tts_intelligibility", *sys.argv[1:]]),
+            "date": date.today().isoformat(), "machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}"}
+        path.write_text(json.dumps(card, indent=2) + "\n")
+        print(f"wrote the figures into {path}")
 
 
 if __name__ == "__main__":

@@ -38,11 +38,16 @@ def headline(card: dict[str, Any]) -> str:
     """The measured figures a person compares models by, from a card (blank where none were judged)."""
     kind, val = card.get("kind"), card.get("validation", {})
     if kind == "vocoder" and "pesq_wb" in val:
-        return f"PESQ-wb {val['pesq_wb']:.3f}, STOI {val['stoi']:.3f} on {val.get('clips', '?')} held-out clips"
+        mos = f", DNSMOS {val['dnsmos_ovrl']:.2f}" if "dnsmos_ovrl" in val else ""
+        return f"PESQ-wb {val['pesq_wb']:.3f}, STOI {val['stoi']:.3f}{mos} on {val.get('clips', '?')} held-out clips"
     if kind == "tts" and "intelligibility" in card:
-        own = next((v for k, v in card["intelligibility"].items() if k.startswith("own_sentences")), {})
+        judged = card["intelligibility"]
+        own = next((v for k, v in judged.items() if k.startswith("own_sentences")), {})
+        human = next((v for k, v in judged.items() if k.startswith("human")), {})
         if own:
-            return f"WER {own['wer_sentence_lm']:.3f} (sentence LM), {own['wer_general_lm']:.3f} (general LM)"
+            mos = (f"; DNSMOS {own['dnsmos_ovrl_mos']:.2f} (recordings {human['dnsmos_ovrl_mos']:.2f})"
+                   if "dnsmos_ovrl_mos" in own and "dnsmos_ovrl_mos" in human else "")
+            return f"WER {own['wer_sentence_lm']:.3f} (sentence LM), {own['wer_general_lm']:.3f} (general LM){mos}"
     if kind == "timbre" and "judged" in val:
         judged = val["judged"]
         return (f"pitch {judged['pitch_within_50_cents']:.1%} within 50 cents, instrument identity "
