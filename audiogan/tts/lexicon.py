@@ -111,12 +111,13 @@ def phoneme_tokens(text: str, symbols: SymbolTable, where: str = "phonemes") -> 
     """'ʃɪvˈɔːn' -> ['ʃ', 'ɪ', 'v', 'ˈ', 'ɔː', 'n']: the longest symbols of the voice's table first; a
     character it cannot place is an error naming the symbols the voice knows."""
     known = [s for s in symbols.symbols[1:] if s not in PUNCTUATION]
+    longest_first = sorted((s for s in known if s != SPACE), key=len, reverse=True)
     tokens: list[str] = []
     for w, word in enumerate(text.split()):
         if w:
             tokens.append(SPACE)
         while word:
-            match = next((s for s in sorted(known, key=len, reverse=True) if s != SPACE and word.startswith(s)), None)
+            match = next((s for s in longest_first if word.startswith(s)), None)
             if match is None:
                 phones = " ".join(s for s in known if s not in (SPACE, *STRESS))
                 raise ValueError(f"{where}: {word[0]!r} is no phoneme of this voice; it knows {phones}")
