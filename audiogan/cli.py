@@ -88,7 +88,7 @@ def _models(args: argparse.Namespace) -> int:
 
     from audiogan import weights
 
-    paths = ([weights.resolve(m, kind) for m in args.models for kind in [_kind_of(m)]] if args.models
+    paths = ([weights.resolve_any(m) for m in args.models] if args.models
              else [weights.WEIGHTS_DIR / f"{n}.safetensors" for k in weights.DEFAULTS for n in weights.bundled(k)])
     if args.card:
         print(json.dumps({str(p): weights.read_card(p) for p in paths}, indent=2))
@@ -102,19 +102,6 @@ def _models(args: argparse.Namespace) -> int:
         print(f"| {d['name']}{' (default)' if d['default'] else ''} | {d['kind']} | {d['parameters'] or 0:,} "
               f"| {d['megabytes']} | {trained} | {d['measured']} |")
     return 0
-
-
-def _kind_of(name_or_path: str) -> str:
-    """A model's kind from its card, for names and paths alike."""
-    from audiogan import weights
-
-    for kind in weights.DEFAULTS:
-        try:
-            return str(weights.read_card(weights.resolve(name_or_path, kind)).get("kind", kind))
-        except FileNotFoundError:
-            continue
-    known = ", ".join(n for k in weights.DEFAULTS for n in weights.bundled(k))
-    raise FileNotFoundError(f"no model at {name_or_path!r}; bundled: {known}")
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -139,7 +139,7 @@ class TTSRenderer(Renderer):
 
     def voice(self, name: str, lexicon: str | None = None) -> TTS:
         """A voice, with a lexicon if one is named; each pair is loaded once."""
-        key = json.dumps([name, lexicon])
+        key = self._key(name, lexicon)
         with self.lock:
             if key not in self.voices:
                 path = weights.resolve(name, "tts")
@@ -148,6 +148,10 @@ class TTSRenderer(Renderer):
                 files = [path, *([Path(lexicon)] if lexicon else [])]
                 self.ids[key] = "+".join(f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()[:16]}" for f in files)
             return self.voices[key]
+
+    @staticmethod
+    def _key(name: str, lexicon: str | None) -> str:
+        return json.dumps([name, lexicon])
 
     def group(self, job: Job) -> str:
         # One pass takes one speed, pitch shift and speaker, so they are part of the group.
@@ -182,7 +186,7 @@ class TTSRenderer(Renderer):
     def model_id(self, group: str) -> str:
         name, *_, lexicon = json.loads(group)
         self.voice(name, lexicon)
-        return f"{self.ids[json.dumps([name, lexicon])]}+{self.vocode.model_id('default')}"
+        return f"{self.ids[self._key(name, lexicon)]}+{self.vocode.model_id('default')}"
 
 
 class NotesRenderer(Renderer):

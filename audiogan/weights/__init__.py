@@ -24,6 +24,17 @@ def resolve(name_or_path: str | Path, kind: str) -> Path:
     raise FileNotFoundError(f"no {kind} weights at {name_or_path!r}; bundled: {bundled(kind) or 'none'}")
 
 
+def resolve_any(name_or_path: str | Path) -> Path:
+    """Like :func:`resolve` for a model of any kind: the first kind whose bundled name or path fits."""
+    for kind in DEFAULTS:
+        try:
+            return resolve(name_or_path, kind)
+        except FileNotFoundError:
+            continue
+    known = ", ".join(n for k in DEFAULTS for n in bundled(k))
+    raise FileNotFoundError(f"no model at {name_or_path!r}; bundled: {known}")
+
+
 def bundled(kind: str) -> list[str]:
     """Names of the bundled models of one kind (the card says which kind)."""
     names = []
