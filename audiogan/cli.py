@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_vocode)
 
     s = sub.add_parser("say", help="text -> speech with a TTS voice")
-    s.add_argument("text", nargs="?", help="the text (or --file)")
+    s.add_argument("text", nargs="?", help="the text (or --file); SSML when it starts with <speak>")
     s.add_argument("--file", help="a UTF-8 text file of any length (a progress bar shows the sentences); "
                                   "- reads standard input")
     s.add_argument("-o", "--output", default="say.wav",

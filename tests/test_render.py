@@ -18,6 +18,7 @@ import soundfile as sf
 from audiogan import Vocoder
 from audiogan.render import json_schema, read_manifest, run
 from audiogan.render.output import STATE_FILE, OutputBusyError, OutputDir
+from audiogan.tts import ssml
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_MEL = REPO / "audiogan" / "samples" / "demo_mel.npy"
@@ -312,6 +313,23 @@ def test_tts_jobs_with_a_lexicon(tmp_path, tiny_voice):
     (tmp_path / "names.txt").write_text("Nguyen nuh when\n", encoding="utf-8")
     summary = run(manifest.jobs, str(tmp_path / "render"), device="cpu", progress=False)
     assert (summary.rendered, summary.skipped) == (1, 1)
+
+
+def test_tts_jobs_in_ssml(tmp_path, tiny_voice):
+    from audiogan.tts import TTS
+
+    voice = str(tiny_voice[0])
+    text = '<speak>One.<break time="400ms"/><prosody pitch="+3st">Two.</prosody></speak>'
+    lines = [{"kind": "tts", "text": text, "voice": voice, "output": "a.wav"},
+             {"kind": "tts", "text": "<speak>One. <b>Two.</b></speak>", "voice": voice, "output": "b.wav"}]
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    assert [(e.line, e.reason) for e in manifest.errors] == [
+        (2, "text: SSML element <b> is not supported; the voices understand " + ", ".join(
+            f"<{e}>" for e in ssml.ELEMENTS))]
+    assert run(manifest.jobs, str(tmp_path / "render"), device="cpu", progress=False).rendered == 1
+    said, _ = TTS.load(voice, device="cpu")(text)
+    audio, _ = sf.read(tmp_path / "render" / "a.wav", dtype="float32")
+    np.testing.assert_allclose(audio, said, atol=16 / 32768)
 
 
 def test_tts_jobs_need_a_voice(tmp_path):

@@ -431,6 +431,27 @@ def test_text_synthesis_with_a_voice(voice_server, tiny_voice):
         assert rate == 24000 and abs(len(resampled) - len(audio) * 1.5) <= 2
 
 
+def test_ssml_with_a_voice(voice_server, tiny_voice):
+    from audiogan.tts import TTS
+
+    local = TTS.load(tiny_voice[0], device="cpu")
+    text = ('<speak><break time="250ms"/>Hello <prosody rate="slow" volume="-6dB">there</prosody>.'
+            '<break time="500ms"/>Code <say-as interpret-as="characters">AB</say-as>.</speak>')
+    with AudioGanClient(voice_server.target, retries=0) as client:
+        audio, _ = client.synthesize(text)
+        expected, rate = local(text)
+        assert audio.shape == expected.shape and not audio[: round(0.25 * rate)].any()
+        np.testing.assert_allclose(audio, expected, atol=5e-4)
+        np.testing.assert_allclose(np.concatenate(list(client.stream(text))), audio, atol=5e-4)
+        for bad, field_and_reason in [("<speak>Hi <audio/></speak>", "text: SSML element <audio>"),
+                                      ("<speak>Hi", "text: SSML is not well-formed")]:
+            for call in (client.synthesize, lambda text: list(client.stream(text))):
+                with pytest.raises(grpc.RpcError) as caught:
+                    call(bad)
+                assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert field_and_reason in caught.value.details()
+
+
 def test_text_errors_with_a_voice(voice_server):
     with AudioGanClient(voice_server.target, retries=0) as client:
         checks = {"unknown voice": (lambda: client.synthesize("Hi.", voice="nobody"), grpc.StatusCode.NOT_FOUND),

@@ -294,15 +294,15 @@ def test_speed_perturbed_copies_are_pseudo_speakers_and_never_leak_the_held_out(
     assert trainer.data_info["augmentation"] == {"speed_perturbation": [0.9, 1.1], "pseudo_speakers": 2}
     tokens = train[0].tokens[None]
     trainer.model.eval()
-    unnamed, _ = trainer.model.infer(tokens)
-    first, _ = trainer.model.infer(tokens, speakers=torch.tensor([0]))
-    other, _ = trainer.model.infer(tokens, speakers=torch.tensor([2]))
+    unnamed, *_ = trainer.model.infer(tokens)
+    first, *_ = trainer.model.infer(tokens, speakers=torch.tensor([0]))
+    other, *_ = trainer.model.infer(tokens, speakers=torch.tensor([2]))
     assert torch.equal(unnamed, first) and not torch.equal(unnamed[..., :5], other[..., :5])
     from audiogan.tts import TTS
 
     voice = TTS.load(tmp_path / "run" / "tts-tiny.safetensors", device="cpu")
     assert voice.speakers == 3
-    ids = [voice.sentences("Hello there.")[0][1]]
+    ids = [voice.lines("Hello there.")[0].ids]
     assert torch.equal(voice.mels(ids)[0], voice.mels(ids, speaker=0)[0])
     assert not torch.equal(voice.mels(ids)[0][:, :5], voice.mels(ids, speaker=2)[0][:, :5])
     wave, _ = voice("Hello there.", speaker=2)
@@ -420,17 +420,17 @@ def test_card_and_weights(tiny_voice):
 def test_speech_comes_out_and_speed_changes_length(tts):
     wave, rate = tts("The quick brown fox.")
     assert rate == 16000 and wave.ndim == 1 and len(wave) > 0
-    (ids,) = [p[1] for p in tts.sentences("The quick brown fox jumps.")]
+    (ids,) = [line.ids for line in tts.lines("The quick brown fox jumps.")]
     normal, fast, slow = (tts.mels([ids], speed=s)[0].shape[-1] for s in (1.0, 2.0, 0.5))
     assert fast < normal < slow
     assert abs(fast / normal - 0.5) < 0.25 and abs(slow / normal - 2.0) < 0.5
 
 
 def test_batched_sentences_equal_one_by_one(tts):
-    pairs = tts.sentences("First one here. And a much longer second sentence follows it. Third.")
-    together = tts.mels([ids for _, ids in pairs])
-    for (_, ids), mel in zip(pairs, together, strict=True):
-        torch.testing.assert_close(tts.mels([ids])[0], mel, atol=1e-4, rtol=1e-4)
+    lines = tts.lines("First one here. And a much longer second sentence follows it. Third.")
+    together = tts.mels(lines)
+    for line, mel in zip(lines, together, strict=True):
+        torch.testing.assert_close(tts.mels([line.ids])[0], mel, atol=1e-4, rtol=1e-4)
 
 
 def test_stream_equals_whole(tts):
@@ -464,7 +464,7 @@ def test_a_voice_with_a_lexicon(tiny_voice, tts, tmp_path):
     lexicon.write_text("Nguyen win\n", encoding="utf-8")
     voice = TTS.load(tiny_voice[0], device="cpu", lexicon=lexicon)
     def ids(voice, text):
-        return [ids for _, ids in voice.sentences(text)]
+        return [line.ids for line in voice.lines(text)]
 
     assert ids(voice, "Nguyen is here.") == ids(tts, "win is here.")
     assert ids(voice, "Nguyen is here.") != ids(tts, "Nguyen is here.")
@@ -473,9 +473,9 @@ def test_a_voice_with_a_lexicon(tiny_voice, tts, tmp_path):
 def test_hundred_thousand_characters_come_out_whole(tts):
     text = ("This is sentence number 12, and it is not short. " * 2000)[:100_000]
     start = time.monotonic()
-    pairs = tts.sentences(text)
-    mels = tts.mels([ids for _, ids in pairs])
-    assert len(pairs) == len(split_sentences(text)) == len(mels) == 2000
+    lines = tts.lines(text)
+    mels = tts.mels(lines)
+    assert len(lines) == len(split_sentences(text)) == len(mels) == 2000
     assert time.monotonic() - start < 120
 
 

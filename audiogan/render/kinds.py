@@ -20,6 +20,7 @@ from audiogan.timbre import TimbreModel
 from audiogan.timbre.inference import resolve_instrument
 from audiogan.tts import TTS
 from audiogan.tts.lexicon import Lexicon
+from audiogan.tts.lines import Line
 from audiogan.tts.phonemes import SymbolTable
 from audiogan.vocoder.inference import Vocoder
 
@@ -166,18 +167,18 @@ class TTSRenderer(Renderer):
         name, *_, lexicon = json.loads(group)
         return self.voice(name, lexicon)
 
-    def prepare(self, job: Job) -> list[list[int]]:
-        return [ids for _, ids in self._voice_of(self.group(job)).sentences(job.params["text"])]
+    def prepare(self, job: Job) -> list[Line]:
+        return self._voice_of(self.group(job)).lines(job.params["text"])
 
     def render(self, group: str, items: list[Any]) -> list[torch.Tensor]:
         _, speed, shift, speaker, _ = json.loads(group)
         tts = self._voice_of(group)
-        flat = [ids for sentences in items for ids in sentences]
+        flat = [line for lines in items for line in lines]
         waves = tts.vocoder.batch(tts.mels(flat, speed, shift, speaker))
         out, start = [], 0
-        for sentences in items:
-            out.append(tts.join(waves[start:start + len(sentences)]).cpu())
-            start += len(sentences)
+        for lines in items:
+            out.append(tts.join(waves[start:start + len(lines)], lines).cpu())
+            start += len(lines)
         return out
 
     def sample_rate(self, group: str) -> int:

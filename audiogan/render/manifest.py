@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from audiogan.tts import ssml
+
 AUDIO_SUFFIXES = (".wav", ".flac")
 
 
@@ -66,6 +68,12 @@ def _range(lo: float, hi: float) -> Callable[[Any], str | None]:
     return lambda v: None if lo <= v <= hi else f"{v} is out of range {lo:g}..{hi:g}"
 
 
+def _text(v: str) -> str | None:
+    if not v.strip():
+        return "is empty"
+    return ssml.problem(v) if ssml.is_ssml(v) else None
+
+
 def _positive(v: Any) -> str | None:
     return None if v > 0 else f"{v} must be > 0"
 
@@ -83,7 +91,7 @@ def kind_specs() -> dict[str, KindSpec]:
                   SAMPLE_RATE, SEED),
                  exactly_one_of=("mel", "audio")),
         KindSpec("tts", "text through a TTS voice",
-                 (Param("text", str, "the text", required=True, check=lambda v: None if v.strip() else "is empty"),
+                 (Param("text", str, "the text, or SSML starting with <speak>", required=True, check=_text),
                   Param("voice", str, "voice name"), Param("speed", float, "0.25..4", check=_range(0.25, 4)),
                   Param("pitch_shift", float, "semitones", check=_range(-12, 12)),
                   Param("speaker", int, "a multi-speaker voice's speaker (default 0)", check=_range(0, 2**31 - 1)),

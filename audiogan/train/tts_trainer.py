@@ -293,7 +293,7 @@ class TTSTrainer:
                          batch["voiced"], batch["prior"], batch["speakers"])
         losses = tts_losses(out, batch, self.cfg.train, self.step - self.align_from)
         # Free-running: predicted durations against the aligner's, as a total-length ratio.
-        mel, frames = self.model.infer(batch["tokens"], speakers=batch["speakers"])
+        mel, frames, _ = self.model.infer(batch["tokens"], speakers=batch["speakers"])
         ratio = (frames.float() / batch["mel_lens"].float()).mean()
         self.model.train()
         if self.runlog:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,14 @@ import torch
 
 from audiogan import weights
 from audiogan.config import from_dict
-from audiogan.tts.lexicon import Lexicon
+from audiogan.tts import ssml
+from audiogan.tts.lexicon import Lexicon, phoneme_tokens
+from audiogan.tts.lines import Line, to_lines
 from audiogan.tts.model import AcousticConfig, AcousticModel
-from audiogan.tts.normalize import normalize, split_sentences
-from audiogan.tts.phonemes import SymbolTable, phonemize
+from audiogan.tts.phonemes import SymbolTable
+from audiogan.tts.script import plain
 from audiogan.vocoder.inference import Vocoder, pick_device
 
-SENTENCE_GAP_SECONDS = 0.12
 MAX_BATCH_TOKENS = 4096  # per acoustic-model pass: long texts go through in several batches
 
 
@@ -59,8 +61,8 @@ class TTS:
     def name(self) -> str:
         return str(self.card.get("name", "tts"))
 
-    def sentences(self, text: str | bytes) -> list[tuple[str, list[int]]]:
-        """Text -> (sentence, phoneme ids) per sentence; nothing dropped except unpronounceable symbols."""
+    def lines(self, text: str | bytes) -> list[Line]:
+        """Text or SSML -> one :class:`Line` per sentence; nothing dropped except unpronounceable symbols."""
         if isinstance(text, bytes):
             try:
                 text = text.decode("utf-8")
@@ -68,14 +70,14 @@ class TTS:
                 raise ValueError(f"text is not valid UTF-8 (byte {exc.start})") from None
         if not text.strip():
             raise ValueError("text is empty")
-        sentences = [normalize(s) for s in split_sentences(text)]
-        sentences = [s for s in sentences if s]
-        phones = (self.lexicon.phonemize if self.lexicon else phonemize)(sentences, self.language)
-        pairs = [(s, self.symbols.encode(p)) for s, p in zip(sentences, phones, strict=True)]
-        pairs = [(s, ids) for s, ids in pairs if any(self.symbols.symbols[i] not in " ,.!?;:\"()-'" for i in ids)]
-        if not pairs:
+        if ssml.is_ssml(text):
+            script = ssml.parse(text, lambda ipa, where: phoneme_tokens(ipa, self.symbols, where))
+        else:
+            script = plain(text)
+        lines = to_lines(script, self.symbols, self.language, self.lexicon)
+        if not lines:
             raise ValueError("text has nothing pronounceable")
-        return pairs
+        return lines
 
     @property
     def speakers(self) -> int:
@@ -84,60 +86,81 @@ class TTS:
         return self.model.cfg.n_speakers
 
     @torch.inference_mode()
-    def mels(self, token_lists: list[list[int]], speed: float = 1.0, pitch_shift: float = 0.0,
+    def mels(self, lines: Sequence[Line | list[int]], speed: float = 1.0, pitch_shift: float = 0.0,
              speaker: int = 0) -> list[torch.Tensor]:
-        """Phoneme ids -> one mel per sentence; sentences share passes of up to MAX_BATCH_TOKENS."""
+        """Lines (or bare phoneme ids) -> one mel per line; lines share passes of up to MAX_BATCH_TOKENS.
+        A line's styles scale ``speed``, add to ``pitch_shift`` and set each word's loudness."""
         if not 0 <= speaker < self.speakers:
             raise ValueError(f"speaker {speaker} is out of range: {self.name} knows speakers 0..{self.speakers - 1}")
         if not 0.25 <= speed <= 4.0:
             raise ValueError(f"speed {speed} is out of range 0.25..4")
         if not -12.0 <= pitch_shift <= 12.0:
             raise ValueError(f"pitch_shift {pitch_shift} is out of range -12..12 semitones")
-        order = sorted(range(len(token_lists)), key=lambda i: len(token_lists[i]))
-        out: list[torch.Tensor | None] = [None] * len(token_lists)
-        shift = pitch_shift / self.stats["pitch_std"]
+        lines = [x if isinstance(x, Line) else Line.of(x) for x in lines]
+        order = sorted(range(len(lines)), key=lambda i: len(lines[i].ids))
+        out: list[torch.Tensor | None] = [None] * len(lines)
+        device = self.vocoder.device
         start = 0
         while start < len(order):
-            longest = len(token_lists[order[start]])
+            longest = len(lines[order[start]].ids)
             end = start + 1
-            while end < len(order) and len(token_lists[order[end]]) * (end - start + 1) <= MAX_BATCH_TOKENS:
-                longest = len(token_lists[order[end]])
+            while end < len(order) and len(lines[order[end]].ids) * (end - start + 1) <= MAX_BATCH_TOKENS:
+                longest = len(lines[order[end]].ids)
                 end += 1
-            group = order[start:end]
+            group = [lines[i] for i in order[start:end]]
             tokens = torch.zeros(len(group), longest, dtype=torch.long)
-            for row, i in enumerate(group):
-                tokens[row, : len(token_lists[i])] = torch.tensor(token_lists[i])
-            speakers = torch.full((len(group),), speaker, dtype=torch.long, device=self.vocoder.device)
-            mel, frames = self.model.infer(tokens.to(self.vocoder.device), speed, shift, speakers)
-            for row, i in enumerate(group):
-                out[i] = mel[row, :, : int(frames[row])].float()
+            rates = torch.full((len(group), longest), speed)
+            shifts = torch.full((len(group), longest), pitch_shift)
+            for row, line in enumerate(group):
+                n = len(line.ids)
+                tokens[row, :n] = torch.tensor(line.ids)
+                rates[row, :n] = torch.tensor([speed * s.rate for s in line.styles]).clamp(0.25, 4.0)
+                shifts[row, :n] = torch.tensor([pitch_shift + s.pitch for s in line.styles]).clamp(-12.0, 12.0)
+            speakers = torch.full((len(group),), speaker, dtype=torch.long, device=device)
+            mel, frames, durations = self.model.infer(tokens.to(device), rates.to(device),
+                                                      shifts.to(device) / self.stats["pitch_std"], speakers)
+            for row, (i, line) in enumerate(zip(order[start:end], group, strict=True)):
+                out[i] = self._loudness(mel[row, :, : int(frames[row])].float(), line, durations[row])
             start = end
         return [m for m in out if m is not None]
 
-    def gap(self, device: str | torch.device = "cpu") -> torch.Tensor:
-        """The silence between two sentences."""
-        return torch.zeros(int(SENTENCE_GAP_SECONDS * self.sample_rate), device=device)
+    @staticmethod
+    def _loudness(mel: torch.Tensor, line: Line, durations: torch.Tensor) -> torch.Tensor:
+        """Each word at its style's volume: a gain in dB is an offset of the log-magnitude mel, and the
+        vocoder follows it (within 0.2 dB from -12 to +6 dB, until its output clips)."""
+        if all(s.volume == 0.0 for s in line.styles):
+            return mel
+        decibels = torch.tensor([s.volume for s in line.styles], device=mel.device)
+        per_frame = decibels.repeat_interleave(durations[: len(line.ids)].to(mel.device))
+        return mel + per_frame[None, : mel.shape[-1]] * (math.log(10.0) / 20.0)
 
-    def join(self, waves: list[torch.Tensor]) -> torch.Tensor:
-        """Sentence waveforms -> one, with a short pause between sentences (on the waveforms' device)."""
-        gap = self.gap(waves[0].device if waves else "cpu")
-        return torch.cat([x for w in waves for x in (w, gap)][:-1])
+    def silence(self, seconds: float, device: str | torch.device = "cpu") -> torch.Tensor:
+        return torch.zeros(round(seconds * self.sample_rate), device=device)
+
+    def join(self, waves: list[torch.Tensor], lines: Sequence[Line]) -> torch.Tensor:
+        """Line waveforms -> one, with each line's silences (on the waveforms' device)."""
+        device = waves[0].device if waves else "cpu"
+        parts = [self.silence(lines[0].lead, device)] if lines else []
+        for wave, line in zip(waves, lines, strict=True):
+            parts += [wave, self.silence(line.pause, device)]
+        return torch.cat(parts) if parts else torch.zeros(0)
 
     @torch.inference_mode()
     def __call__(self, text: str | bytes, speed: float = 1.0, pitch_shift: float = 0.0,
                  progress: bool = False, speaker: int = 0) -> tuple[np.ndarray, int]:
-        """The whole text as one waveform (float32 numpy) at ``sample_rate``; sentences in batched passes."""
+        """The whole text (plain or SSML) as one waveform (float32 numpy) at ``sample_rate``; sentences in
+        batched passes."""
         from tqdm import tqdm
 
-        pairs = self.sentences(text)
+        lines = self.lines(text)
         waves: list[torch.Tensor] = []
         group = 64  # sentences per pass: bounds memory on book-length input
-        with tqdm(total=len(pairs), unit="sentence", disable=not progress) as bar:
-            for start in range(0, len(pairs), group):
-                ids = [p[1] for p in pairs[start:start + group]]
-                waves += self.vocoder.batch(self.mels(ids, speed, pitch_shift, speaker))
-                bar.update(len(ids))
-        return self.join(waves).cpu().numpy(), self.sample_rate
+        with tqdm(total=len(lines), unit="sentence", disable=not progress) as bar:
+            for start in range(0, len(lines), group):
+                batch = lines[start:start + group]
+                waves += self.vocoder.batch(self.mels(batch, speed, pitch_shift, speaker))
+                bar.update(len(batch))
+        return self.join(waves, lines).cpu().numpy(), self.sample_rate
 
     @torch.inference_mode()
     def stream(self, text: str | bytes, speed: float = 1.0, pitch_shift: float = 0.0,
@@ -145,16 +168,14 @@ class TTS:
         """Audio chunks as soon as each is ready: the first sentence alone (fast first audio), the rest in
         batched passes; each sentence vocoded chunk by chunk with exact joins. Concatenated, equal to
         ``tts(text)`` up to float rounding."""
-        pairs = self.sentences(text)
-        gap = self.gap().numpy()
-        first = self.mels([pairs[0][1]], speed, pitch_shift, speaker)
-        rest_ids = [ids for _, ids in pairs[1:]]
-        for index, mel in enumerate(first):
-            if index:
-                yield gap
-            for chunk in self.vocoder.stream(mel, chunk_frames):
+        lines = self.lines(text)
+        mels = self.mels(lines[:1], speed, pitch_shift, speaker)
+        if lines[0].lead:
+            yield self.silence(lines[0].lead).numpy()
+        for index, line in enumerate(lines):
+            if index == 1:
+                mels += self.mels(lines[1:], speed, pitch_shift, speaker)
+            for chunk in self.vocoder.stream(mels[index], chunk_frames):
                 yield chunk.cpu().numpy()
-        for mel in self.mels(rest_ids, speed, pitch_shift, speaker) if rest_ids else []:
-            yield gap
-            for chunk in self.vocoder.stream(mel, chunk_frames):
-                yield chunk.cpu().numpy()
+            if line.pause:
+                yield self.silence(line.pause).numpy()

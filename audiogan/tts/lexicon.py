@@ -15,9 +15,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from audiogan.tts.phonemes import PUNCTUATION, SPACE, STRESS, SymbolTable, phonemize
-
-Segment = str | list[str]  # text for espeak-ng, or phoneme tokens given by the lexicon
+from audiogan.tts.phonemes import PUNCTUATION, SPACE, STRESS, Segment, SymbolTable, phonemize_segments
 
 
 class Lexicon:
@@ -89,27 +87,14 @@ class Lexicon:
 
     def phonemize(self, sentences: Sequence[str], language: str = "en-us") -> list[list[str]]:
         """Token lists as :func:`phonemize` gives them, the lexicon's words said its way (one espeak call)."""
-        cut = [self.segments(s) for s in sentences]
-        texts = [seg for segs in cut for seg in segs if isinstance(seg, str) and seg.strip()]
-        spoken = iter(phonemize(texts, language))
-        result = []
-        for segs in cut:
-            tokens: list[str] = []
-            for seg in segs:
-                if isinstance(seg, str) and not seg.strip():
-                    continue
-                part = next(spoken) if isinstance(seg, str) else seg
-                # Words are parted by a space token, but punctuation clings to the word before it.
-                if tokens and part and tokens[-1] != SPACE and part[0] not in (SPACE, *PUNCTUATION):
-                    tokens.append(SPACE)
-                tokens += part
-            result.append(tokens)
-        return result
+        return [tokens for tokens, _ in phonemize_segments([self.segments(s) for s in sentences], language)]
 
 
 def phoneme_tokens(text: str, symbols: SymbolTable, where: str = "phonemes") -> list[str]:
     """'ʃɪvˈɔːn' -> ['ʃ', 'ɪ', 'v', 'ˈ', 'ɔː', 'n']: the longest symbols of the voice's table first; a
     character it cannot place is an error naming the symbols the voice knows."""
+    # Two ASCII look-alikes people type for IPA: g for ɡ, a colon for the length mark.
+    text = text.replace("g", "\u0261").replace(":", "\u02d0")
     known = [s for s in symbols.symbols[1:] if s not in PUNCTUATION]
     longest_first = sorted((s for s in known if s != SPACE), key=len, reverse=True)
     tokens: list[str] = []

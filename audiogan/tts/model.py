@@ -193,12 +193,13 @@ class AcousticModel(nn.Module):
                 "frame_mask": frame_mask}
 
     @torch.no_grad()
-    def infer(self, tokens: torch.Tensor, speed: float | torch.Tensor = 1.0, pitch_shift: float = 0.0,
-              speakers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """tokens [B, N] (0 = pad) -> (mel [B, n_mels, T], frames per item [B])."""
+    def infer(self, tokens: torch.Tensor, speed: float | torch.Tensor = 1.0, pitch_shift: float | torch.Tensor = 0.0,
+              speakers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """tokens [B, N] (0 = pad) -> (mel [B, n_mels, T], frames per item [B], frames per token [B, N]);
+        ``speed`` and ``pitch_shift`` (normalised units) are one value or one per token [B, N]."""
         h, mask = self.encode(tokens, speakers)
         durations = (torch.exp(self.duration(h, mask)) - 1).clamp(min=0) / speed
         durations = (durations.round().clamp(min=1) * mask).long()
         pitch = (self.pitch(h, mask) + pitch_shift) * mask
         mel, frame_mask = self._decode(h, mask, pitch, self.energy(h, mask), durations, None)
-        return mel, frame_mask.sum(1)
+        return mel, frame_mask.sum(1), durations

@@ -7,6 +7,8 @@ import logging
 import threading
 from collections.abc import Sequence
 
+Segment = str | list[str]  # text for espeak-ng, or phoneme tokens given outright
+
 log = logging.getLogger("audiogan.tts")
 _ESPEAK_LOCK = threading.Lock()
 
@@ -120,4 +122,31 @@ def phonemize(sentences: Sequence[str], language: str = "en-us") -> list[list[st
             for phone in word.split():
                 tokens += split_phone(phone, known)
         result.append(tokens)
+    return result
+
+
+def phonemize_segments(sentences: Sequence[Sequence[Segment]],
+                       language: str = "en-us") -> list[tuple[list[str], list[tuple[int, int]]]]:
+    """Sentences given in segments -> each sentence's tokens, and for each token the segment and the word
+    of that segment it came from; one espeak call for all of them."""
+    texts = [seg for segs in sentences for seg in segs if isinstance(seg, str) and seg.strip()]
+    spoken = iter(phonemize(texts, language))
+    result = []
+    for segs in sentences:
+        tokens: list[str] = []
+        owners: list[tuple[int, int]] = []
+        for index, seg in enumerate(segs):
+            if isinstance(seg, str) and not seg.strip():
+                continue
+            part = next(spoken) if isinstance(seg, str) else seg
+            # Words are parted by a space token, but punctuation clings to the word before it.
+            if tokens and part and tokens[-1] != SPACE and part[0] not in (SPACE, *PUNCTUATION):
+                tokens.append(SPACE)
+                owners.append(owners[-1])
+            word = 0
+            for token in part:
+                word += token == SPACE
+                tokens.append(token)
+                owners.append((index, word))
+        result.append((tokens, owners))
     return result

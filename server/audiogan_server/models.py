@@ -18,6 +18,7 @@ import torch
 from audiogan import Vocoder, weights
 from audiogan.timbre import TimbreModel
 from audiogan.tts import TTS
+from audiogan.tts.lines import Line
 from audiogan_server.batching import DynamicBatcher, run_grouped
 from audiogan_server.config import ServerConfig
 from audiogan_server.errors import RequestError
@@ -103,7 +104,7 @@ class VocoderEngine:
 
 @dataclass
 class Sentence:
-    tokens: list[int]
+    line: Line
     speed: float
     pitch_shift: float
     speaker: int
@@ -127,18 +128,18 @@ class VoiceEngine:
     def _run(self, sentences: list[Sentence]) -> Sequence[torch.Tensor]:
         # One acoustic pass takes one speed, one pitch shift and one speaker.
         return run_grouped(sentences, lambda s: (s.speed, s.pitch_shift, s.speaker),
-                           lambda k, group: [m.cpu() for m in self.tts.mels([s.tokens for s in group], *k)])
+                           lambda k, group: [m.cpu() for m in self.tts.mels([s.line for s in group], *k)])
 
-    async def sentences(self, text: str) -> list[list[int]]:
+    async def lines(self, text: str) -> list[Line]:
         import asyncio
 
-        return [ids for _, ids in await asyncio.to_thread(self.tts.sentences, text)]
+        return await asyncio.to_thread(self.tts.lines, text)
 
-    async def mel(self, tokens: list[int], speed: float, pitch_shift: float, speaker: int = 0) -> torch.Tensor:
-        return await self.acoustic.submit(Sentence(tokens, speed, pitch_shift, speaker))
+    async def mel(self, line: Line, speed: float, pitch_shift: float, speaker: int = 0) -> torch.Tensor:
+        return await self.acoustic.submit(Sentence(line, speed, pitch_shift, speaker))
 
-    def gap(self) -> torch.Tensor:
-        return self.tts.gap()
+    def silence(self, seconds: float) -> torch.Tensor:
+        return self.tts.silence(seconds)
 
     def start(self) -> None:
         self.acoustic.start()

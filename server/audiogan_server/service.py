@@ -16,6 +16,7 @@ from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
 from audiogan.audio.io import AudioError, load_audio
 from audiogan.audio.stream import StreamResampler
 from audiogan.timbre.convert import convert
+from audiogan.tts.lines import Line
 from audiogan_server.config import ServerConfig
 from audiogan_server.encoding import check_format, encode, encode_raw, output_rate
 from audiogan_server.errors import RequestError, invalid, rpc
@@ -85,9 +86,9 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                                      f"0..{voice.tts.speakers - 1}")
         return voice
 
-    async def _sentences(self, voice: VoiceEngine, text: str) -> list[list[int]]:
+    async def _lines(self, voice: VoiceEngine, text: str) -> list[Line]:
         try:
-            return await voice.sentences(text)
+            return await voice.lines(text)
         except ValueError as exc:
             raise invalid("text", str(exc)) from None
 
@@ -100,34 +101,36 @@ class AudioGanService(pb_grpc.AudioGanServicer):
     async def _speak(self, voice: VoiceEngine, request: pb.SynthesizeRequest) -> torch.Tensor:
         """Whole text -> audio: all sentences through the acoustic batcher, then the vocoder batcher,
         in waves of ``max_batch`` so that a long text cannot flood the queues."""
-        tokens = await self._sentences(voice, request.text)
+        lines = await self._lines(voice, request.text)
         size = self.config.batching.max_batch
         mels: list[torch.Tensor] = []
-        for start in range(0, len(tokens), size):
-            mels += await asyncio.gather(*(voice.mel(t, request.speed or 1.0, request.pitch_shift, request.speaker)
-                                           for t in tokens[start:start + size]))
+        for start in range(0, len(lines), size):
+            mels += await asyncio.gather(*(voice.mel(x, request.speed or 1.0, request.pitch_shift, request.speaker)
+                                           for x in lines[start:start + size]))
         self._check_length(sum(m.shape[-1] for m in mels), voice)
         waves: list[torch.Tensor] = []
         for start in range(0, len(mels), size):
             waves += await asyncio.gather(*(voice.vocoder.vocode(m) for m in mels[start:start + size]))
-        return voice.tts.join(waves)
+        return voice.tts.join(waves, lines)
 
-    async def _spoken(self, voice: VoiceEngine, tokens: list[list[int]], speed: float, pitch_shift: float,
+    async def _spoken(self, voice: VoiceEngine, lines: list[Line], speed: float, pitch_shift: float,
                       speaker: int) -> AsyncIterator[torch.Tensor]:
         """Sentence by sentence, vocoded in chunks; the next sentence's mel is computed meanwhile."""
-        pending = asyncio.ensure_future(voice.mel(tokens[0], speed, pitch_shift, speaker))
+        pending = asyncio.ensure_future(voice.mel(lines[0], speed, pitch_shift, speaker))
         frames = 0
         try:
-            for i in range(len(tokens)):
+            if lines[0].lead:
+                yield voice.silence(lines[0].lead)
+            for i, line in enumerate(lines):
                 mel = await pending
                 frames += mel.shape[-1]
                 self._check_length(frames, voice)
-                if i + 1 < len(tokens):
-                    pending = asyncio.ensure_future(voice.mel(tokens[i + 1], speed, pitch_shift, speaker))
-                if i:
-                    yield voice.gap()
+                if i + 1 < len(lines):
+                    pending = asyncio.ensure_future(voice.mel(lines[i + 1], speed, pitch_shift, speaker))
                 async for chunk in voice.vocoder.stream(mel):
                     yield chunk
+                if line.pause:
+                    yield voice.silence(line.pause)
         finally:
             pending.cancel()
 
@@ -191,8 +194,8 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         pieces: AsyncIterator[torch.Tensor]
         if request.WhichOneof("input") == "text":
             voice = self._voice(request)
-            tokens = await self._sentences(voice, request.text)
-            pieces = self._spoken(voice, tokens, request.speed or 1.0, request.pitch_shift, request.speaker)
+            lines = await self._lines(voice, request.text)
+            pieces = self._spoken(voice, lines, request.speed or 1.0, request.pitch_shift, request.speaker)
             native = voice.vocoder.sample_rate
         else:
             engine, mel = self._mel_input(request)

@@ -1,0 +1,45 @@
+"""What a voice is asked to say, before phonemes: sentences made of pieces, each piece in its own style.
+
+Plain text is one piece per sentence in the default style; SSML (:mod:`audiogan.tts.ssml`) gives pieces
+their own rate, pitch and loudness, spells or respells them, or names their phonemes outright, and puts
+pauses of its own between sentences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from audiogan.tts.normalize import normalize, split_sentences
+
+SENTENCE_GAP_SECONDS = 0.12  # the pause between two sentences unless the text asks for another
+
+
+@dataclass(frozen=True)
+class Style:
+    rate: float = 1.0     # multiplies the caller's speed
+    pitch: float = 0.0    # semitones, added to the caller's pitch shift
+    volume: float = 0.0   # dB
+
+
+PLAIN = Style()
+
+
+@dataclass
+class Piece:
+    """Spoken-form words (already normalised) or phoneme tokens, said in one style."""
+    said: str | list[str]
+    style: Style = PLAIN
+
+
+@dataclass
+class Sentence:
+    pieces: list[Piece]
+    gap: float = SENTENCE_GAP_SECONDS  # silence before the next sentence, if one follows
+    pause: float = 0.0                 # silence asked for explicitly: kept even at the very end
+                                       # (a sentence with no pieces is a pause alone)
+    text: str = ""                     # as written, for progress reports and errors
+
+
+def plain(text: str) -> list[Sentence]:
+    """Plain text: split into sentences, each normalised, one style throughout."""
+    return [Sentence([Piece(normalize(s))], text=s) for s in split_sentences(text)]

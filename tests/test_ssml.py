@@ -1,0 +1,161 @@
+"""SSML: parsing, what each element does to the bundled voice's audio, and clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audiogan.tts import ssml
+
+SENTENCE = "The rainbow is a division of white light into many beautiful colors."
+
+
+@pytest.fixture(scope="module")
+def voice():
+    from audiogan.tts import TTS
+
+    return TTS.load("default", device="cpu")
+
+
+def _decibels(wave: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(wave**2))))
+
+
+def _median_f0(wave: np.ndarray, rate: int) -> float:
+    import librosa
+
+    return float(np.median(librosa.yin(wave, fmin=60, fmax=400, sr=rate, frame_length=1024)))
+
+
+def test_ssml_without_markup_says_what_plain_text_says(voice):
+    text = "Hello there. How are you today, Dr. Smith?"
+    plain, ssml_lines = voice.lines(text), voice.lines(f"<speak>\n  {text}\n</speak>")
+    assert [x.ids for x in plain] == [x.ids for x in ssml_lines]
+    assert [(x.lead, x.pause) for x in plain] == [(x.lead, x.pause) for x in ssml_lines] == [(0, 0.12), (0, 0)]
+
+
+def test_breaks_paragraphs_and_sentences_set_the_silences(voice):
+    lines = voice.lines('<speak><break time="300ms"/>One.<break time="0.7s"/>Two <s>three</s>'
+                        '<p>Four.</p><p>Five.</p><break strength="x-strong"/></speak>')
+    assert [x.text for x in lines] == ["One.", "Two", "three", "Four.", "Five."]
+    assert lines[0].lead == pytest.approx(0.3)
+    assert [x.pause for x in lines] == pytest.approx([0.7, 0.12, ssml.PARAGRAPH_GAP_SECONDS,
+                                                      ssml.PARAGRAPH_GAP_SECONDS, 1.0])
+    # The audio holds exactly those silences around each sentence's own waveform.
+    wave, rate = voice('<speak>One.<break time="700ms"/>Two.</speak>')
+    one, _ = voice("One.")
+    two, _ = voice("Two.")
+    assert len(wave) == len(one) + round(0.7 * rate) + len(two)
+    assert np.abs(wave[len(one):len(one) + round(0.7 * rate)]).max() == 0
+
+
+def test_prosody_rate_pitch_and_volume_change_the_audio_as_asked(voice):
+    base, rate = voice(SENTENCE)
+
+    def styled(attributes: str) -> np.ndarray:
+        return voice(f"<speak><prosody {attributes}>{SENTENCE}</prosody></speak>")[0]
+
+    assert len(styled('rate="50%"')) / len(base) == pytest.approx(2.0, abs=0.15)
+    assert len(styled('rate="x-fast"')) / len(base) == pytest.approx(1 / 1.6, abs=0.1)
+    assert 12 * np.log2(_median_f0(styled('pitch="+4st"'), rate) / _median_f0(base, rate)) == pytest.approx(4, abs=1)
+    assert _decibels(styled('volume="+6dB"')) - _decibels(base) == pytest.approx(6, abs=0.5)
+    assert _decibels(styled('volume="soft"')) - _decibels(base) == pytest.approx(-6, abs=0.5)
+    assert np.abs(styled('volume="silent"')).max() < 1e-3
+    # A style is the same as the call's own speed and pitch shift.
+    np.testing.assert_array_equal(styled('rate="200%" pitch="+2st"'), voice(SENTENCE, speed=2.0, pitch_shift=2)[0])
+
+
+def test_a_style_applies_to_its_words_only(voice):
+    plain = voice.lines("The rainbow is a division of white light.")[0]
+    (line,) = voice.lines('<speak>The rainbow is a <prosody rate="50%" volume="loud">division</prosody> '
+                          "of white light.</speak>")
+    assert line.ids == plain.ids
+    styled = [s for s in line.styles if s != ssml.PLAIN]
+    assert 6 <= len(styled) <= 12 and all(s.rate == 0.5 and s.volume == ssml.VOLUMES["loud"] for s in styled)
+    slow, normal = voice.mels([line])[0], voice.mels([plain])[0]
+    assert 1.05 < slow.shape[-1] / normal.shape[-1] < 1.6
+
+
+def test_nested_styles_combine(voice):
+    (line,) = voice.lines('<speak><prosody rate="50%" pitch="+1st"><prosody rate="200%" volume="-3dB">'
+                          '<emphasis level="strong">Now</emphasis></prosody></prosody>.</speak>')
+    strong = ssml.EMPHASIS["strong"]
+    assert {s for s in line.styles if s != ssml.PLAIN} == {
+        ssml.Style(0.5 * 2.0 * strong.rate, 1 + strong.pitch, -3 + strong.volume)}
+
+
+def test_say_as_sub_and_phoneme_say_what_they_mean(voice):
+    from audiogan.tts.phonemes import phonemize
+
+    def same(marked: str, written: str) -> None:
+        assert [x.ids for x in voice.lines(f"<speak>{marked}</speak>")] == [x.ids for x in voice.lines(written)]
+
+    same('Code <say-as interpret-as="characters">XK7</say-as>.', "Code ex kay seven.")
+    same('<say-as interpret-as="cardinal">1,234.5</say-as> apples.', "one thousand two hundred thirty four "
+                                                                     "point five apples.")
+    same('The <say-as interpret-as="ordinal">21st</say-as> time.', "The twenty first time.")
+    same('Dial <say-as interpret-as="telephone">555-0142</say-as>.', "Dial five five five, zero one four two.")
+    same('On <say-as interpret-as="date" format="dmy">25/12/23</say-as>.', "On December twenty fifth, twenty "
+                                                                          "twenty three.")
+    same('<sub alias="World Wide Web Consortium">W3C</sub> agrees.', "World Wide Web Consortium agrees.")
+    win = "".join(phonemize(["win"])[0])
+    same(f'<phoneme alphabet="ipa" ph="{win}">Nguyen</phoneme> is here.', "win is here.")
+
+
+@pytest.mark.parametrize(("kind", "fmt", "text", "words"), [
+    ("digits", "", "0451", "zero four five one"),
+    ("number", "", "-12", "minus twelve"),
+    ("fraction", "", "3/4", "three quarters"),
+    ("date", "ymd", "2024-03-15", "March fifteenth, twenty twenty four"),
+    ("date", "my", "3/1999", "March nineteen ninety nine"),
+    ("date", "d", "5", "the fifth"),
+    ("telephone", "", "+1 (555) 010-4477", "plus one, five five five, zero one zero, four four seven seven"),
+    ("spell-out", "", "a-b", "ay bee"),
+    ("time", "", "3:30pm", "three thirty p m"),
+])
+def test_say_as_kinds(kind, fmt, text, words):
+    assert ssml.say_as(text, kind, fmt) == words
+
+
+def test_stream_equals_whole_with_markup(voice):
+    text = ('<speak><break time="200ms"/>First <prosody pitch="+2st" volume="-4dB">part</prosody>.'
+            '<break time="400ms"/><p>Then <emphasis>more</emphasis>.</p><break time="300ms"/></speak>')
+    whole, rate = voice(text)
+    chunks = list(voice.stream(text, chunk_frames=8))
+    np.testing.assert_allclose(np.concatenate(chunks), whole, atol=1e-4)
+    assert np.abs(whole[: round(0.2 * rate)]).max() == 0 and np.abs(whole[-round(0.3 * rate):]).max() == 0
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("<speak>Hello <b>there</b>.</speak>", r"<b> is not supported"),
+    ("<speak>Hello", "not well-formed"),
+    ('<!DOCTYPE speak [<!ENTITY a "aaaa">]><speak>&a;</speak>', "DOCTYPE"),
+    ("<speak><speak>Hi.</speak></speak>", "may not be nested"),
+    ('<speak><break time="soon"/>Hi.</speak>', r"give a time like"),
+    ('<speak><break time="20s"/>Hi.</speak>', "longer than 10 s"),
+    ('<speak><break strength="huge"/>Hi.</speak>', "use one of none, x-weak"),
+    ('<speak><prosody rate="10%">Hi.</prosody></speak>', r"out of range 25%\.\.400%"),
+    ('<speak><prosody pitch="+30Hz">Hi.</prosody></speak>', "semitones"),
+    ('<speak><prosody pitch="+20st">Hi.</prosody></speak>', "out of range -12st"),
+    ('<speak><prosody volume="+30dB">Hi.</prosody></speak>', "out of range -40dB"),
+    ('<speak><prosody duration="2s">Hi.</prosody></speak>', r"duration=\.\.\.> is not supported"),
+    ('<speak><emphasis level="max">Hi.</emphasis></speak>', "use one of strong"),
+    ("<speak><sub>WWW</sub></speak>", r'needs a alias="\.\.\."'),
+    ('<speak><say-as interpret-as="expletive">darn</say-as></speak>', "is not supported"),
+    ('<speak><say-as interpret-as="cardinal">many</say-as></speak>', "'many' is not a number"),
+    ('<speak><say-as interpret-as="date" format="dmy">2024</say-as></speak>', "does not have the 3 numbers"),
+    ('<speak><say-as interpret-as="date" format="mdy">13/40/2024</say-as></speak>', "is not a date"),
+    ('<speak><say-as interpret-as="characters">x<b/></say-as></speak>', "holds text only"),
+    ('<speak><phoneme alphabet="x-sampa" ph="w I n">win</phoneme></speak>', "use alphabet=\"ipa\""),
+    ('<speak><phoneme ph="wɪ§n">win</phoneme></speak>', "'§' is no phoneme of this voice"),
+    ("<speak><break/></speak>", "nothing pronounceable"),
+])
+def test_bad_markup_is_a_clear_error(voice, text, message):
+    with pytest.raises(ValueError, match=message):
+        voice(text)
+
+
+def test_problem_checks_markup_without_a_voice():
+    assert ssml.problem("<speak>Fine <break/> text.</speak>") is None
+    assert "not well-formed" in ssml.problem("<speak>broken")
+    assert ssml.is_ssml("  \n<speak>x</speak>") and not ssml.is_ssml("I speak <b>loudly</b>")
