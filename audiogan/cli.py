@@ -49,6 +49,7 @@ def _say(args: argparse.Namespace) -> int:
     from audiogan import Vocoder, save_audio
     from audiogan.audio.io import pcm16
     from audiogan.tts import TTS
+    from audiogan.tts.timing import check_path
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -63,6 +64,10 @@ def _say(args: argparse.Namespace) -> int:
         text = args.text
     else:
         raise ValueError("say needs TEXT or --file")
+    if args.timings and (args.raw or args.output == "-"):
+        raise ValueError("--timings needs the audio in a file, not streamed raw to stdout")
+    if args.timings:
+        check_path(args.timings)
     vocoder = Vocoder.load(args.vocoder, device=args.device, phase_iterations=args.phase_iterations)
     tts = TTS.load(args.voice, vocoder=vocoder, device=args.device, lexicon=args.lexicon)
     rate = tts.sample_rate
@@ -77,9 +82,13 @@ def _say(args: argparse.Namespace) -> int:
         print(f"streamed {samples / rate:.2f} s of raw PCM16 at {rate} Hz, mono, with voice {tts.name}",
               file=sys.stderr)
         return 0
-    wave, rate = tts(text, speed=args.speed, pitch_shift=args.pitch_shift, progress=True, speaker=args.speaker)
+    wave, rate, timings = tts.synthesize(text, speed=args.speed, pitch_shift=args.pitch_shift, progress=True,
+                                         speaker=args.speaker)
     out = save_audio(args.output, wave, rate)
     print(f"wrote {out} ({len(wave) / rate:.2f} s at {rate} Hz) with voice {tts.name}")
+    if args.timings:
+        timings.write(args.timings)
+        print(f"wrote {args.timings}: {len(timings.sentences)} sentences, {len(timings.words)} words timed")
     return 0
 
 
@@ -312,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lexicon", help="your pronunciations: a file of lines 'WORD respelling' or 'WORD /phonemes/' "
                                      "(docs in audiogan/tts/lexicon.py)")
     _phase_flag(s)
+    s.add_argument("--timings", metavar="PATH",
+                   help="also write when each sentence and word is said: .json (sentences and words), .vtt or "
+                        ".srt (captions, one cue a sentence)")
     s.add_argument("--speed", type=float, default=1.0, help="0.25..4 (default: %(default)s)")
     s.add_argument("--pitch-shift", type=float, default=0.0, help="semitones, -12..12")
     s.add_argument("--speaker", type=int, default=0,

@@ -332,6 +332,31 @@ def test_tts_jobs_in_ssml(tmp_path, tiny_voice):
     np.testing.assert_allclose(audio, said, atol=16 / 32768)
 
 
+def test_tts_jobs_write_timings_beside_the_audio(tmp_path, tiny_voice):
+    from audiogan.tts import TTS
+
+    voice = str(tiny_voice[0])
+    text = "Hello there. It is late."
+    lines = [{"kind": "tts", "text": text, "voice": voice, "timings": "vtt", "output": "book/a.wav"},
+             {"kind": "tts", "text": text, "voice": voice, "timings": "json", "output": "book/b.flac"},
+             {"kind": "tts", "text": text, "voice": voice, "output": "book/c.wav"},
+             {"kind": "tts", "text": text, "voice": voice, "timings": "vtt", "output": "book/a.flac"},
+             {"kind": "tts", "text": text, "voice": voice, "timings": "txt", "output": "book/d.wav"}]
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    assert [(e.line, e.reason) for e in manifest.errors] == [
+        (4, "output: 'book/a.vtt' is also written by line 1"), (5, "timings: 'txt' is not json, vtt or srt")]
+    out = tmp_path / "render"
+    assert run(manifest.jobs, str(out), device="cpu", progress=False).rendered == 3
+    expected = TTS.load(voice, device="cpu").synthesize(text).timings
+    assert (out / "book" / "a.vtt").read_text() == expected.to_vtt()
+    assert json.loads((out / "book" / "b.json").read_text())["words"][0]["text"] == "Hello"
+    assert sorted(p.name for p in (out / "book").iterdir()) == ["a.vtt", "a.wav", "b.flac", "b.json", "c.wav"]
+    # Resume: a lost caption file is written again with its audio; the others are skipped.
+    (out / "book" / "a.vtt").unlink()
+    summary = run(manifest.jobs, str(out), device="cpu", progress=False)
+    assert (summary.rendered, summary.skipped) == (1, 2) and (out / "book" / "a.vtt").is_file()
+
+
 def test_tts_jobs_need_a_voice(tmp_path):
     manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", [
         {"kind": "tts", "text": "Hi.", "voice": "/no/voice.safetensors", "output": "x.wav"}]))

@@ -452,6 +452,31 @@ def test_ssml_with_a_voice(voice_server, tiny_voice):
                 assert field_and_reason in caught.value.details()
 
 
+def test_timings_with_a_voice(voice_server, tiny_voice):
+    from audiogan.tts import TTS
+
+    text = '<speak>Hello there.<break time="300ms"/>It is 10:30 now, said <sub alias="doctor">Dr.</sub> Lee.</speak>'
+    expected = TTS.load(tiny_voice[0], device="cpu").synthesize(text).timings
+    with AudioGanClient(voice_server.target, retries=0) as client:
+        timed = client.synthesize_timed(text)
+        assert [s["text"] for s in timed.sentences] == ["Hello there.", "It is 10:30 now, said Dr. Lee."]
+        assert [(w["text"], w["start"], w["end"]) for w in timed.words] == [
+            (w.text, pytest.approx(w.start), pytest.approx(w.end)) for w in expected.words]
+        assert timed.sentences[-1]["end"] == pytest.approx(len(timed.samples) / timed.sample_rate)
+        # Streamed: each sentence's timings come on the chunk where its audio begins, none before.
+        chunks = list(client.stream_chunks(text, timings=True))
+        assert [w.text for c in chunks for w in c.words] == [w["text"] for w in timed.words]
+        for chunk in chunks:
+            for sentence in chunk.sentences:
+                start = round(sentence.start_seconds * chunk.sample_rate_hz)
+                assert chunk.sample_offset <= start < chunk.sample_offset + len(chunk.audio) // 4
+        assert not any(c.words for c in client.stream_chunks(text))  # only when asked
+        request = pb.SynthesizeRequest(mel=pb.Mel(data=np.zeros((80, 4), "<f4").tobytes(), n_mels=80), timings=True)
+        with pytest.raises(grpc.RpcError) as caught:
+            client.stub.Synthesize(request)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "timings" in caught.value.details()
+
+
 def test_text_errors_with_a_voice(voice_server):
     with AudioGanClient(voice_server.target, retries=0) as client:
         checks = {"unknown voice": (lambda: client.synthesize("Hi.", voice="nobody"), grpc.StatusCode.NOT_FOUND),

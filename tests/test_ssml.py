@@ -110,8 +110,8 @@ def test_say_as_sub_and_phoneme_say_what_they_mean(voice):
     ("date", "my", "3/1999", "March nineteen ninety nine"),
     ("date", "d", "5", "the fifth"),
     ("telephone", "", "+1 (555) 010-4477", "plus one, five five five, zero one zero, four four seven seven"),
-    ("spell-out", "", "a-b", "ay bee"),
-    ("time", "", "3:30pm", "three thirty p m"),
+    ("spell-out", "", "a-b", "eigh bee"),
+    ("time", "", "3:30pm", "three thirty pee em"),
 ])
 def test_say_as_kinds(kind, fmt, text, words):
     assert ssml.say_as(text, kind, fmt) == words

@@ -32,7 +32,7 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="nee
     ("the 21st and 3rd", "the twenty first and third"),
     ("in 1984 and 2005", "in nineteen eighty four and two thousand five"),
     ("the 1990s", "the nineteen nineties"),
-    ("at 10:30 p.m.", "at ten thirty p m."),  # the suffix's period also ends the sentence
+    ("at 10:30 p.m.", "at ten thirty pee em."),  # the suffix's period also ends the sentence
     ("at 9:05", "at nine oh five"),
     ("45% of 2,500", "forty five percent of two thousand five hundred"),
     ("pages 10-20, then", "pages ten to twenty, then"),
@@ -47,7 +47,7 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="nee
     ("It was 5 Jan.", "It was the fifth of January."),
     ("Open Mon. to Fri.", "Open Monday to Friday."),
     # times without minutes
-    ("at 3pm or 11 a.m. sharp", "at three p m or eleven a m sharp"),
+    ("at 3pm or 11 a.m. sharp", "at three pee em or eleven eigh em sharp"),
     # units, temperatures, phone numbers, web addresses
     ("70kg, 1 km, 1.5 km and 20 min.", "seventy kilograms, one kilometer, one point five kilometers and twenty "
                                        "minutes."),
@@ -118,7 +118,9 @@ def test_lexicon_entries_and_their_errors(tmp_path):
     lexicon = Lexicon.read(path, table)
     assert lexicon.entries == {"nguyen": "win", "siobhan": ["ʃ", "ɪ", "v", "ˈ", "ɔː", "n"], "SQL": "sequel"}
     assert lexicon.segments("NGUYEN met siobhan, then SQL and sql.") == [
-        "win met ", ["ʃ", "ɪ", "v", "ˈ", "ɔː", "n"], ", then sequel and sql."]
+        "win", " met ", ["ʃ", "ɪ", "v", "ˈ", "ɔː", "n"], ", then ", "sequel", " and sql."]
+    assert [getattr(s, "word", None) for s in lexicon.segments("NGUYEN met siobhan.")] == [
+        "NGUYEN", None, "siobhan", None]
     assert lexicon.segments("Nguyens and Nguyen's stay") == ["Nguyens and Nguyen's stay"]  # whole words only
     assert phoneme_tokens("tʃˈiːz bɔːɹd", table) == ["tʃ", "ˈ", "iː", "z", " ", "b", "ɔːɹ", "d"]
     for text, message in [("Nguyen\n", "line 1: 'Nguyen' has no pronunciation"),
@@ -139,12 +141,17 @@ def test_lexicon_entries_and_their_errors(tmp_path):
 @needs_espeak
 def test_lexicon_says_words_its_way():
     from audiogan.tts.lexicon import Lexicon
+    from audiogan.tts.lines import to_lines
+    from audiogan.tts.script import plain
 
+    table = SymbolTable()
     lexicon = Lexicon({"Nguyen": "win", "Siobhan": ["ʃ", "ɪ", "v", "ˈ", "ɔː", "n"]})
-    said = lexicon.phonemize(["Nguyen met Siobhan, then left.", "Hello there."])
-    plain = phonemize(["win met", ", then left.", "Hello there."])
-    assert said[0] == [*plain[0], " ", "ʃ", "ɪ", "v", "ˈ", "ɔː", "n", *plain[1]]
-    assert said[1] == plain[2]
+    said = to_lines(plain("Nguyen met Siobhan, then left. Hello there."), table, "en-us", lexicon)
+    spoken = phonemize(["win met", ", then left.", "Hello there."])
+    assert said[0].ids == table.encode([*spoken[0], " ", "ʃ", "ɪ", "v", "ˈ", "ɔː", "n", *spoken[1]])
+    assert said[1].ids == table.encode(spoken[2])
+    # Timings name the written words, not their respellings.
+    assert said[0].words == ["Nguyen", "met", "Siobhan", "then", "left"]
 
 
 @needs_espeak

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from audiogan.render.kinds import Renderer, make_renderers
-from audiogan.render.manifest import Job
+from audiogan.render.kinds import Rendered, Renderer, make_renderers
+from audiogan.render.manifest import Job, beside
 from audiogan.render.output import OutputDir, encode_file
 from audiogan.vocoder.inference import pick_device
 
@@ -45,6 +45,7 @@ class Outcome:
     data: bytes = b""
     seconds: float = 0.0
     error: str = ""
+    sidecars: dict[str, bytes] = field(default_factory=dict)  # output-relative path -> bytes
 
 
 @dataclass
@@ -98,11 +99,12 @@ def _prepare(renderer: Renderer, jobs: list[Job]) -> list[Any | Exception]:
     return prepared
 
 
-def _forward(renderer: Renderer, batch: Batch, prepared: list[Any | Exception]) -> list[torch.Tensor | Exception]:
+def _forward(renderer: Renderer, batch: Batch,
+             prepared: list[Any | Exception]) -> list[torch.Tensor | Rendered | Exception]:
     """The batched pass; if it fails, each item alone, so one bad job cannot sink its batch."""
     ready = [(i, item) for i, item in enumerate(prepared) if not isinstance(item, Exception)]
-    results: list[torch.Tensor | Exception] = [item if isinstance(item, Exception) else RuntimeError()
-                                               for item in prepared]
+    results: list[torch.Tensor | Rendered | Exception] = [item if isinstance(item, Exception) else RuntimeError()
+                                                          for item in prepared]
     if not ready:
         return results
     try:
@@ -119,16 +121,19 @@ def _forward(renderer: Renderer, batch: Batch, prepared: list[Any | Exception]) 
     return results
 
 
-def _encode(renderer: Renderer, batch: Batch, waves: list[torch.Tensor | Exception]) -> list[Outcome]:
+def _encode(renderer: Renderer, batch: Batch, waves: list[torch.Tensor | Rendered | Exception]) -> list[Outcome]:
     outcomes = []
     rate = renderer.sample_rate(batch.group)
     for job, wave in zip(batch.jobs, waves, strict=True):
         if isinstance(wave, Exception):
             outcomes.append(Outcome(job, error=f"{type(wave).__name__}: {wave}"))
             continue
+        rendered = wave if isinstance(wave, Rendered) else Rendered(wave)
+        sidecars = {beside(job.output, suffix): data for suffix, data in rendered.sidecars.items()}
         try:
-            data, seconds = encode_file(wave, rate, job.params.get("sample_rate"), PurePosixPath(job.output).suffix)
-            outcomes.append(Outcome(job, data, seconds))
+            data, seconds = encode_file(rendered.wave, rate, job.params.get("sample_rate"),
+                                        PurePosixPath(job.output).suffix)
+            outcomes.append(Outcome(job, data, seconds, sidecars=sidecars))
         except Exception as exc:
             outcomes.append(Outcome(job, error=f"{type(exc).__name__}: {exc}"))
     return outcomes
@@ -155,7 +160,7 @@ class Progress:
         job = outcome.job
         if not outcome.error:
             try:
-                self.out.write(job.output, self.keys[job.output], outcome.data)
+                self.out.write(job.output, self.keys[job.output], outcome.data, outcome.sidecars)
             except OSError as exc:
                 outcome.error = f"cannot write {job.output}: {exc}"
         if outcome.error:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import threading
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from audiogan.tts import TTS
 from audiogan.tts.lexicon import Lexicon
 from audiogan.tts.lines import Line
 from audiogan.tts.phonemes import SymbolTable
+from audiogan.tts.timing import Timings
 from audiogan.vocoder.inference import Vocoder
 
 
@@ -52,6 +54,13 @@ def unavailable_reason(kind: str, params: dict[str, Any]) -> str | None:
     return None
 
 
+@dataclass
+class Rendered:
+    """A job's audio, and files to write beside it, by suffix (".vtt": captions of a tts job)."""
+    wave: torch.Tensor
+    sidecars: dict[str, bytes] = field(default_factory=dict)
+
+
 class Renderer(ABC):
     """One job kind. Jobs in the same ``group`` (same model) may share a forward pass."""
 
@@ -67,7 +76,7 @@ class Renderer(ABC):
         """CPU work before the model (decode, features); runs in worker threads."""
 
     @abstractmethod
-    def render(self, group: str, items: list[Any]) -> list[torch.Tensor]:
+    def render(self, group: str, items: list[Any]) -> list[torch.Tensor] | list[Rendered]:
         """One batched forward pass; audio at ``sample_rate(group)``, one result per item."""
 
     @abstractmethod
@@ -167,18 +176,24 @@ class TTSRenderer(Renderer):
         name, *_, lexicon = json.loads(group)
         return self.voice(name, lexicon)
 
-    def prepare(self, job: Job) -> list[Line]:
-        return self._voice_of(self.group(job)).lines(job.params["text"])
+    def prepare(self, job: Job) -> tuple[list[Line], str | None]:
+        return self._voice_of(self.group(job)).lines(job.params["text"]), job.params.get("timings")
 
-    def render(self, group: str, items: list[Any]) -> list[torch.Tensor]:
+    def render(self, group: str, items: list[Any]) -> list[Rendered]:
         _, speed, shift, speaker, _ = json.loads(group)
         tts = self._voice_of(group)
-        flat = [line for lines in items for line in lines]
-        waves = tts.vocoder.batch(tts.mels(flat, speed, shift, speaker))
+        flat = [line for lines, _ in items for line in lines]
+        mels, durations = zip(*tts.acoustic(flat, speed, shift, speaker), strict=True)
+        waves = tts.vocoder.batch(list(mels))
         out, start = [], 0
-        for lines in items:
-            out.append(tts.join(waves[start:start + len(lines)], lines).cpu())
-            start += len(lines)
+        for lines, timings_format in items:
+            end = start + len(lines)
+            rendered = Rendered(tts.join(waves[start:end], lines).cpu())
+            if timings_format:
+                timings = Timings.of(lines, durations[start:end], tts.vocoder.hop_length, tts.sample_rate)
+                rendered.sidecars["." + timings_format] = timings.text(timings_format).encode("utf-8")
+            out.append(rendered)
+            start = end
         return out
 
     def sample_rate(self, group: str) -> int:

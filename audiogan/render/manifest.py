@@ -47,6 +47,17 @@ class Job:
                                sort_keys=True)
         self.key = hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
+    @property
+    def files(self) -> list[str]:
+        """Every file the job writes: its output, then its timings beside it if it asks for them."""
+        timings = self.params.get("timings")
+        return [self.output, *([beside(self.output, "." + timings)] if timings else [])]
+
+
+def beside(output: str, suffix: str) -> str:
+    """The path of a file written next to an output: 'book/ch1.wav', '.vtt' -> 'book/ch1.vtt'."""
+    return str(PurePosixPath(output).with_suffix(suffix))
+
 
 @dataclass
 class ManifestError:
@@ -97,6 +108,9 @@ def kind_specs() -> dict[str, KindSpec]:
                   Param("speaker", int, "a multi-speaker voice's speaker (default 0)", check=_range(0, 2**31 - 1)),
                   Param("lexicon", str, "a file of your pronunciations, lines 'WORD respelling' or 'WORD /phonemes/'",
                         is_input_path=True),
+                  Param("timings", str, "also write when each sentence and word is said, beside the output: "
+                                        "json, vtt or srt (captions)",
+                        check=lambda v: None if v in ("json", "vtt", "srt") else f"{v!r} is not json, vtt or srt"),
                   SAMPLE_RATE, SEED)),
         KindSpec("notes", "one instrument note",
                  (Param("pitch", int, "MIDI note number", required=True, check=_range(0, 127)),
@@ -234,14 +248,15 @@ def read_manifest(path: str | Path,
     for line, record in records:
         job = ManifestError(line, record) if isinstance(record, str) else _job(record, line, path.parent, from_csv)
         if isinstance(job, Job):
-            if job.output in seen:
-                job = ManifestError(line, f"output: {job.output!r} is also written by line {seen[job.output]}")
+            clash = next((f for f in job.files if f in seen), None)
+            if clash:
+                job = ManifestError(line, f"output: {clash!r} is also written by line {seen[clash]}")
             elif reason := unavailable(job.kind, job.params):
                 job = ManifestError(line, f"kind {job.kind!r} cannot run here: {reason}")
         if isinstance(job, ManifestError):
             manifest.errors.append(job)
         else:
-            seen[job.output] = line
+            seen.update(dict.fromkeys(job.files, line))
             manifest.jobs.append(job)
     return manifest
 

@@ -49,12 +49,14 @@ class OutputDir:
             stale.unlink()
         self.lock = threading.Lock()
         self.done: dict[str, str] = {}
+        self.sidecars: dict[str, list[str]] = {}  # output -> files written beside it (captions)
         state = self.root / STATE_FILE
         if state.is_file():
             for line in state.read_text().splitlines():
                 try:
                     entry = json.loads(line)
                     self.done[entry["output"]] = entry["key"]
+                    self.sidecars[entry["output"]] = list(entry.get("sidecars", []))
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue  # a line cut short by a kill
         self._state = open(state, "a", encoding="utf-8")  # noqa: SIM115 -- held for the run
@@ -67,13 +69,19 @@ class OutputDir:
         return target
 
     def is_done(self, output: str, key: str) -> bool:
-        return self.done.get(output) == key and self.path(output).is_file()
+        files = [output, *self.sidecars.get(output, [])]
+        return self.done.get(output) == key and all(self.path(f).is_file() for f in files)
 
-    def write(self, output: str, key: str, data: bytes) -> None:
+    def write(self, output: str, key: str, data: bytes, sidecars: dict[str, bytes] | None = None) -> None:
+        """The output and any files beside it; the sidecars first, so a logged output has them all."""
+        for name, content in (sidecars or {}).items():
+            write_atomic(self.path(name), content)
         write_atomic(self.path(output), data)
         with self.lock:
             self.done[output] = key
-            self._state.write(json.dumps({"output": output, "key": key}) + "\n")
+            self.sidecars[output] = list(sidecars or {})
+            entry = {"output": output, "key": key, **({"sidecars": list(sidecars)} if sidecars else {})}
+            self._state.write(json.dumps(entry) + "\n")
             self._state.flush()
 
     def error(self, line: int, output: str, kind: str, reason: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -18,9 +18,16 @@ from audiogan.tts.lines import Line, to_lines
 from audiogan.tts.model import AcousticConfig, AcousticModel
 from audiogan.tts.phonemes import SymbolTable
 from audiogan.tts.script import plain
+from audiogan.tts.timing import Timings
 from audiogan.vocoder.inference import Vocoder, pick_device
 
 MAX_BATCH_TOKENS = 4096  # per acoustic-model pass: long texts go through in several batches
+
+
+class Speech(NamedTuple):
+    wave: np.ndarray  # float32
+    sample_rate: int
+    timings: Timings
 
 
 class TTS:
@@ -85,11 +92,16 @@ class TTS:
         augmentation); 0 is the first folder's."""
         return self.model.cfg.n_speakers
 
-    @torch.inference_mode()
     def mels(self, lines: Sequence[Line | list[int]], speed: float = 1.0, pitch_shift: float = 0.0,
              speaker: int = 0) -> list[torch.Tensor]:
         """Lines (or bare phoneme ids) -> one mel per line; lines share passes of up to MAX_BATCH_TOKENS.
         A line's styles scale ``speed``, add to ``pitch_shift`` and set each word's loudness."""
+        return [mel for mel, _ in self.acoustic(lines, speed, pitch_shift, speaker)]
+
+    @torch.inference_mode()
+    def acoustic(self, lines: Sequence[Line | list[int]], speed: float = 1.0, pitch_shift: float = 0.0,
+                 speaker: int = 0) -> list[tuple[torch.Tensor, list[int]]]:
+        """As :meth:`mels`, each mel with its phonemes' lengths in frames (for :class:`Timings`)."""
         if not 0 <= speaker < self.speakers:
             raise ValueError(f"speaker {speaker} is out of range: {self.name} knows speakers 0..{self.speakers - 1}")
         if not 0.25 <= speed <= 4.0:
@@ -98,7 +110,7 @@ class TTS:
             raise ValueError(f"pitch_shift {pitch_shift} is out of range -12..12 semitones")
         lines = [x if isinstance(x, Line) else Line.of(x) for x in lines]
         order = sorted(range(len(lines)), key=lambda i: len(lines[i].ids))
-        out: list[torch.Tensor | None] = [None] * len(lines)
+        out: list[tuple[torch.Tensor, list[int]] | None] = [None] * len(lines)
         device = self.vocoder.device
         start = 0
         while start < len(order):
@@ -120,7 +132,8 @@ class TTS:
             mel, frames, durations = self.model.infer(tokens.to(device), rates.to(device),
                                                       shifts.to(device) / self.stats["pitch_std"], speakers)
             for row, (i, line) in enumerate(zip(order[start:end], group, strict=True)):
-                out[i] = self._loudness(mel[row, :, : int(frames[row])].float(), line, durations[row])
+                out[i] = (self._loudness(mel[row, :, : int(frames[row])].float(), line, durations[row]),
+                          durations[row, : len(line.ids)].tolist())
             start = end
         return [m for m in out if m is not None]
 
@@ -145,22 +158,32 @@ class TTS:
             parts += [wave, self.silence(line.pause, device)]
         return torch.cat(parts) if parts else torch.zeros(0)
 
-    @torch.inference_mode()
     def __call__(self, text: str | bytes, speed: float = 1.0, pitch_shift: float = 0.0,
                  progress: bool = False, speaker: int = 0) -> tuple[np.ndarray, int]:
         """The whole text (plain or SSML) as one waveform (float32 numpy) at ``sample_rate``; sentences in
         batched passes."""
+        speech = self.synthesize(text, speed, pitch_shift, progress, speaker)
+        return speech.wave, speech.sample_rate
+
+    @torch.inference_mode()
+    def synthesize(self, text: str | bytes, speed: float = 1.0, pitch_shift: float = 0.0,
+                   progress: bool = False, speaker: int = 0) -> Speech:
+        """As ``tts(text)``, with when each sentence and word is said."""
         from tqdm import tqdm
 
         lines = self.lines(text)
         waves: list[torch.Tensor] = []
+        durations: list[list[int]] = []
         group = 64  # sentences per pass: bounds memory on book-length input
         with tqdm(total=len(lines), unit="sentence", disable=not progress) as bar:
             for start in range(0, len(lines), group):
                 batch = lines[start:start + group]
-                waves += self.vocoder.batch(self.mels(batch, speed, pitch_shift, speaker))
+                mels, lengths = zip(*self.acoustic(batch, speed, pitch_shift, speaker), strict=True)
+                waves += self.vocoder.batch(list(mels))
+                durations += lengths
                 bar.update(len(batch))
-        return self.join(waves, lines).cpu().numpy(), self.sample_rate
+        timings = Timings.of(lines, durations, self.vocoder.hop_length, self.sample_rate)
+        return Speech(self.join(waves, lines).cpu().numpy(), self.sample_rate, timings)
 
     @torch.inference_mode()
     def stream(self, text: str | bytes, speed: float = 1.0, pitch_shift: float = 0.0,

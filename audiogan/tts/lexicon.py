@@ -12,10 +12,9 @@ Entries apply to the normalised text, so they see "doctor", not "Dr.", and whole
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
-from audiogan.tts.phonemes import PUNCTUATION, SPACE, STRESS, Segment, SymbolTable, phonemize_segments
+from audiogan.tts.phonemes import PUNCTUATION, SPACE, STRESS, Phonemes, Respelling, Segment, SymbolTable
 
 
 class Lexicon:
@@ -70,24 +69,16 @@ class Lexicon:
         return cls(entries)
 
     def segments(self, sentence: str) -> list[Segment]:
-        """A sentence with respellings applied, cut where an entry gives phonemes."""
+        """A sentence cut at the lexicon's words, each said its way (a respelling or phonemes)."""
         out: list[Segment] = []
-        text, start = "", 0
+        start = 0
         for m in self._pattern.finditer(sentence):
             word = m.group(1)
             said = self.entries[word] if word in self.entries else self.entries[word.lower()]
-            text += sentence[start:m.start()]
-            if isinstance(said, str):
-                text += said
-            else:
-                out += [text, said]
-                text = ""
+            out += [sentence[start:m.start()],
+                    Respelling(said, word) if isinstance(said, str) else Phonemes(said, word)]
             start = m.end()
-        return [s for s in [*out, text + sentence[start:]] if s]
-
-    def phonemize(self, sentences: Sequence[str], language: str = "en-us") -> list[list[str]]:
-        """Token lists as :func:`phonemize` gives them, the lexicon's words said its way (one espeak call)."""
-        return [tokens for tokens, _ in phonemize_segments([self.segments(s) for s in sentences], language)]
+        return [s for s in [*out, sentence[start:]] if s]
 
 
 def phoneme_tokens(text: str, symbols: SymbolTable, where: str = "phonemes") -> list[str]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from audiogan.tts.lexicon import Lexicon
-from audiogan.tts.phonemes import PUNCTUATION, Segment, SymbolTable, phonemize_segments
+from audiogan.tts.phonemes import PUNCTUATION, STRESS, Segment, SymbolTable, phonemize_segments
 from audiogan.tts.script import PLAIN, Sentence, Style
 
 SILENT_SYMBOLS = frozenset(" ,.!?;:\"()-'")
+_NOT_WORD = ",.!?;:\"()-"  # stripped from a word's ends for its timing's text; an apostrophe may stay inside
 
 
 @dataclass
@@ -19,10 +20,12 @@ class Line:
     styles: list[Style]      # one per id
     pause: float = 0.0       # seconds of silence after it
     lead: float = 0.0        # seconds of silence before it (the first line only)
+    words: list[str] = field(default_factory=list)    # as said ("three dollars", not "$3")
+    word_of: list[int] = field(default_factory=list)  # per id: its word, or -1 (spaces, punctuation)
 
     @classmethod
     def of(cls, ids: list[int]) -> Line:
-        return cls("", list(ids), [PLAIN] * len(ids))
+        return cls("", list(ids), [PLAIN] * len(ids), word_of=[-1] * len(ids))
 
 
 def to_lines(sentences: list[Sentence], symbols: SymbolTable, language: str,
@@ -31,23 +34,36 @@ def to_lines(sentences: list[Sentence], symbols: SymbolTable, language: str,
     silence it asked for is kept."""
     cuts = [_segments(sentence, lexicon) for sentence in sentences]
     spoken: list[tuple[int, Line]] = []  # (sentence number, line)
-    phonemized = phonemize_segments([segs for segs, _ in cuts], language)
-    for number, (sentence, (_, pieces_of), (tokens, owners)) in enumerate(zip(sentences, cuts, phonemized,
-                                                                               strict=True)):
+    phonemized = phonemize_segments([cut.segments for cut in cuts], language)
+    for number, (sentence, cut, (tokens, owners)) in enumerate(zip(sentences, cuts, phonemized, strict=True)):
         symbols.encode(tokens)  # warns once about symbols the table lacks
-        words_out = [0] * len(pieces_of)
-        for segment, word in owners:
-            words_out[segment] = max(words_out[segment], word + 1)
-        kept = []
+        line = Line(sentence.text, [], [])
+        said: dict[int, list[int]] = {}  # per segment, the phonemes in each word espeak-ng said
         for token, (segment, word) in zip(tokens, owners, strict=True):
-            if token in symbols.ids:
-                # espeak-ng may join or part words; then the words are matched up in proportion.
-                words_in = pieces_of[segment]
-                piece = words_in[min(word * len(words_in) // max(words_out[segment], len(words_in)),
-                                     len(words_in) - 1)] if words_out[segment] != len(words_in) else words_in[word]
-                kept.append((symbols.ids[token], sentence.pieces[piece].style))
-        if any(symbols.symbols[i] not in SILENT_SYMBOLS for i, _ in kept):
-            spoken.append((number, Line(sentence.text, [i for i, _ in kept], [s for _, s in kept])))
+            lengths = said.setdefault(segment, [])
+            lengths += [0] * (word + 1 - len(lengths))
+            lengths[word] += token not in SILENT_SYMBOLS and token not in STRESS
+        groups = {segment: _match_words([text for _, text in cut.words_of[segment]], lengths)
+                  for segment, lengths in said.items()}
+        numbered: dict[tuple[int, ...], int] = {}  # written words -> their index in line.words
+        for token, (segment, word) in zip(tokens, owners, strict=True):
+            if token not in symbols.ids:
+                continue
+            written = groups[segment][word]
+            line.ids.append(symbols.ids[token])
+            line.styles.append(sentence.pieces[cut.pieces_of[segment][written[0]]].style)
+            named = dict(cut.words_of[segment][i] for i in written)  # written word number -> its text
+            text = " ".join(t.strip(_NOT_WORD) for t in named.values()).strip()
+            if token in SILENT_SYMBOLS or not text:
+                line.word_of.append(-1)
+                continue
+            key = tuple(named)
+            if key not in numbered:
+                numbered[key] = len(line.words)
+                line.words.append(text)
+            line.word_of.append(numbered[key])
+        if any(symbols.symbols[i] not in SILENT_SYMBOLS for i in line.ids):
+            spoken.append((number, line))
     if not spoken:
         return []
     first = spoken[0][0]
@@ -61,21 +77,79 @@ def to_lines(sentences: list[Sentence], symbols: SymbolTable, language: str,
     return [line for _, line in spoken]
 
 
-def _segments(sentence: Sentence, lexicon: Lexicon | None) -> tuple[list[Segment], list[list[int]]]:
-    """A sentence's pieces -> segments for espeak-ng, and for each segment the piece of each of its words.
+@dataclass
+class _Cut:
+    segments: list[Segment]                 # for espeak-ng
+    pieces_of: list[list[int]]              # per segment, the piece of each word it holds
+    words_of: list[list[tuple[int, str]]]   # per segment, each word's written word: (number, text)
+
+
+def _segments(sentence: Sentence, lexicon: Lexicon | None) -> _Cut:
+    """A sentence's pieces -> segments for espeak-ng, with the piece and the written word of each word said.
     Neighbouring text pieces form one segment whatever their styles, so that espeak-ng reads each word in
-    its sentence ("a" before a styled word is still the article); only given phonemes cut the text."""
-    segments: list[Segment] = []
-    pieces_of: list[list[int]] = []
+    its sentence ("a" before a styled word is still the article); only given phonemes cut the text. Words
+    said for one written word ("ex kay seven" for "XK7", a lexicon's respelling) share its number."""
+    cut = _Cut([], [], [])
+    written = 0
     for index, piece in enumerate(sentence.pieces):
-        cut = lexicon.segments(piece.said) if lexicon and isinstance(piece.said, str) else [piece.said]
-        for segment in cut:
-            if isinstance(segment, str) and segments and isinstance(segments[-1], str):
+        parts = lexicon.segments(piece.said) if lexicon and isinstance(piece.said, str) else [piece.said]
+        for part in parts:
+            said = part.split() if isinstance(part, str) else [""]
+            glued = False
+            if isinstance(part, str) and cut.segments and isinstance(cut.segments[-1], str):
                 # Punctuation that opens a piece clings to the word before it, as in the text.
-                glued = segment.lstrip()[:1] in PUNCTUATION
-                segments[-1] = f"{segments[-1]}{'' if glued else ' '}{segment.lstrip()}"
-                pieces_of[-1] += [index] * (len(segment.split()) - glued)
+                glued = part.lstrip()[:1] in PUNCTUATION
+                cut.segments[-1] = f"{cut.segments[-1]}{'' if glued else ' '}{part.lstrip()}"
             else:
-                segments.append(segment)
-                pieces_of.append([index] * (len(segment.split()) if isinstance(segment, str) else 1))
-    return segments, pieces_of
+                cut.segments.append(part)
+                cut.pieces_of.append([])
+                cut.words_of.append([])
+            said = said[glued:]
+            as_one = piece.written if piece.written is not None else getattr(part, "word", None)
+            if as_one is not None:
+                words = [(written, as_one)] * len(said)
+                written += 1
+            else:
+                words = list(enumerate(said, start=written))
+                written += len(said)
+            cut.pieces_of[-1] += [index] * len(said)
+            cut.words_of[-1] += words
+    return cut
+
+
+def _match_words(written: list[str], said: list[int]) -> list[list[int]]:
+    """For each word espeak-ng said (given as its number of phonemes), the written words it stands for.
+    espeak-ng runs some words together ("in the" becomes one word) and, rarely, parts one; the match is the
+    monotone grouping whose phoneme counts best follow the written words' letter counts."""
+    n, m = len(written), len(said)
+    if n == m or not n or not m:
+        return [[min(j, n - 1)] for j in range(m)] if n else []
+    letters = [max(1, sum(c.isalnum() for c in w)) for w in written]
+    scale = sum(said) / sum(letters)
+    inf = float("inf")
+    cost = [[inf] * (m + 1) for _ in range(n + 1)]
+    step: dict[tuple[int, int], tuple[int, int]] = {}
+    cost[0][0] = 0.0
+    for i in range(n + 1):
+        for j in range(m + 1):
+            if cost[i][j] == inf:
+                continue
+            # a written words said as one word (a >= 1), or one written word said as b words (b >= 2)
+            moves = [(a, 1) for a in range(1, 5)] + [(1, b) for b in range(2, 4)]
+            for a, b in moves:
+                if i + a > n or j + b > m:
+                    continue
+                c = cost[i][j] + abs(scale * sum(letters[i:i + a]) - sum(said[j:j + b])) + 2.0 * (a + b - 2)
+                if c < cost[i + a][j + b]:
+                    cost[i + a][j + b] = c
+                    step[i + a, j + b] = (a, b)
+    if cost[n][m] == inf:
+        return [[min(j * n // m, n - 1)] for j in range(m)]
+    groups: list[list[int]] = [[] for _ in range(m)]
+    i, j = n, m
+    while i or j:
+        a, b = step[i, j]
+        for k in range(j - b, j):
+            groups[k] = list(range(i - a, i))
+        i, j = i - a, j - b
+    return groups

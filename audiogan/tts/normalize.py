@@ -38,8 +38,13 @@ TITLES = {
 TRAILING = {
     "jr": "junior", "sr": "senior", "co": "company", "corp": "corporation", "ltd": "limited",
     "inc": "incorporated", "etc": "et cetera", "dept": "department", "univ": "university", "ave": "avenue",
-    "blvd": "boulevard", "rd": "road", "a.m": "a m", "p.m": "p m",
+    "blvd": "boulevard", "rd": "road", "a.m": "eigh em", "p.m": "pee em",
 }
+# Letters said by name, respelled so that espeak-ng cannot take one for a word ("a" alone is the article).
+LETTER_NAMES = dict(zip("abcdefghijklmnopqrstuvwxyz",
+                        ["eigh", "bee", "see", "dee", "ee", "ef", "gee", "aitch", "eye", "jay", "kay", "el", "em",
+                         "en", "oh", "pee", "cue", "ar", "ess", "tee", "yoo", "vee", "double you", "ex", "why",
+                         "zee"], strict=True))
 # Only before a number: "no. 7" is "number seven", but "the answer was no." stays "no".
 BEFORE_NUMBERS = {"no": "number", "nos": "numbers", "p": "page", "pp": "pages", "vol": "volume",
                   "ch": "chapter", "fig": "figure", "ca": "circa", "approx": "approximately"}
@@ -155,7 +160,7 @@ def _time(m: re.Match[str]) -> str:
     elif not suffix:
         words += " o'clock"
     if suffix:
-        words += " " + " ".join(suffix.lower().replace(".", "").strip())
+        words += " " + " ".join(LETTER_NAMES[c] for c in suffix.lower() if c.isalpha())
     # The suffix's last period may also end the sentence; keep it where the text ends.
     return words + ("." if suffix and suffix.endswith(".") and m.end() == len(m.string) else "")
 

@@ -9,6 +9,25 @@ from collections.abc import Sequence
 
 Segment = str | list[str]  # text for espeak-ng, or phoneme tokens given outright
 
+
+class Phonemes(list):
+    """Phoneme tokens given outright for one written word (a lexicon entry, an SSML <phoneme>)."""
+
+    def __init__(self, tokens: Sequence[str], word: str = "") -> None:
+        super().__init__(tokens)
+        self.word = word
+
+
+class Respelling(str):
+    """Text said in place of one written word (a lexicon entry)."""
+
+    word: str
+
+    def __new__(cls, text: str, word: str) -> Respelling:
+        said = super().__new__(cls, text)
+        said.word = word
+        return said
+
 log = logging.getLogger("audiogan.tts")
 _ESPEAK_LOCK = threading.Lock()
 

@@ -29,6 +29,7 @@ class Piece:
     """Spoken-form words (already normalised) or phoneme tokens, said in one style."""
     said: str | list[str]
     style: Style = PLAIN
+    written: str | None = None  # how the text wrote it, where that differs ("XK7" said "ex kay seven")
 
 
 @dataclass

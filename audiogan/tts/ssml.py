@@ -23,7 +23,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from audiogan.tts.normalize import MONTHS, normalize, split_sentences
+from audiogan.tts.normalize import LETTER_NAMES, MONTHS, normalize, split_sentences
 from audiogan.tts.numbers import digit_words, fraction_words, number_words, ordinal_words, year_words
 from audiogan.tts.script import PLAIN, SENTENCE_GAP_SECONDS, Piece, Sentence, Style
 
@@ -41,10 +41,6 @@ VOLUMES = {"silent": SILENT_DB, "x-soft": -12.0, "soft": -6.0, "medium": 0.0, "l
 # Emphasis as a speaker makes it: slower, higher, louder (or the reverse, reduced).
 EMPHASIS = {"strong": Style(0.85, 2.0, 3.0), "moderate": Style(0.92, 1.0, 1.5), "none": PLAIN,
             "reduced": Style(1.1, -1.0, -3.0)}
-LETTERS = dict(zip("abcdefghijklmnopqrstuvwxyz",
-                   ["ay", "bee", "see", "dee", "ee", "eff", "gee", "aitch", "eye", "jay", "kay", "el", "em", "en",
-                    "oh", "pee", "cue", "ar", "ess", "tee", "you", "vee", "double you", "ex", "why", "zee"],
-                   strict=True))
 DATE_FORMATS = ("mdy", "dmy", "ymd", "ydm", "md", "dm", "ym", "my", "y", "m", "d")
 ELEMENTS = ("speak", "p", "paragraph", "s", "sentence", "break", "prosody", "emphasis", "sub", "say-as",
             "phoneme")
@@ -90,6 +86,7 @@ class _Run:
     said: str | list[str]
     style: Style
     atomic: bool  # said as given: spelled-out letters, an alias, phonemes
+    written: str | None = None
 
 
 class _Reader:
@@ -139,16 +136,17 @@ class _Reader:
         content = (element.text or "").strip()
         if tag == "sub":
             alias = _required(element, "alias")
-            self.runs.append(_Run(normalize(alias), style, atomic=True))
+            self.runs.append(_Run(normalize(alias), style, atomic=True, written=content))
         elif tag == "say-as":
             words = say_as(content, _required(element, "interpret-as"), element.get("format", ""))
-            self.runs.append(_Run(words, style, atomic=True))
+            self.runs.append(_Run(words, style, atomic=True, written=content))
         else:
             alphabet = element.get("alphabet", "ipa")
             if alphabet != "ipa":
                 raise ValueError(f"SSML <phoneme alphabet={alphabet!r}> is not supported; use alphabet=\"ipa\"")
             ipa = _required(element, "ph")
-            self.runs.append(_Run(self.phonemes(ipa, f"SSML <phoneme ph={ipa!r}>"), style, atomic=True))
+            tokens = self.phonemes(ipa, f"SSML <phoneme ph={ipa!r}>")
+            self.runs.append(_Run(tokens, style, atomic=True, written=content))
 
     def close(self, gap: float, pause: float) -> None:
         """End the current sentence(s) here, with this much silence after."""
@@ -175,6 +173,7 @@ def _split(runs: list[_Run]) -> list[Sentence]:
         position = start + len(part)
         pieces: list[Piece] = []
         said_atoms: set[int] = set()
+        written = ""  # the sentence as the markup wrote it, for captions
         begin = start
         while begin < position:
             end = begin
@@ -184,12 +183,15 @@ def _split(runs: list[_Run]) -> list[Sentence]:
             if run.atomic:
                 if owner[begin] not in said_atoms and text[begin:end].strip():
                     said_atoms.add(owner[begin])
-                    pieces.append(Piece(run.said, run.style))
-            elif words := normalize(text[begin:end]):
-                pieces.append(Piece(words, run.style))
+                    pieces.append(Piece(run.said, run.style, run.written))
+                    written += f" {run.written} "
+            else:
+                written += text[begin:end]
+                if words := normalize(text[begin:end]):
+                    pieces.append(Piece(words, run.style))
             begin = end
         if pieces:
-            written = " ".join(p.said if isinstance(p.said, str) else "/" + "".join(p.said) + "/" for p in pieces)
+            written = re.sub(r"\s+", " ", written).strip()
             sentences.append(Sentence(pieces, text=re.sub(r"\s+(?=[,.;:!?])", "", written)))
     return sentences
 
@@ -283,7 +285,7 @@ def say_as(text: str, interpret_as: str, format: str = "") -> str:
     if not text:
         raise ValueError(f"{where} is empty")
     if kind in ("characters", "spell-out", "verbatim", "letters"):
-        said = [LETTERS.get(c.lower()) or (digit_words(c) if c.isdigit() else "") for c in text]
+        said = [LETTER_NAMES.get(c.lower()) or (digit_words(c) if c.isdigit() else "") for c in text]
         if not any(said):
             raise ValueError(f"{where}: {text!r} has no letters or digits to spell")
         return " ".join(s for s in said if s)

@@ -35,6 +35,16 @@ def cmd_say(client: AudioGanClient, args: argparse.Namespace) -> None:
     if not text:
         raise SystemExit("say: give TEXT or --file")
     kwargs = {"voice": args.voice, "sample_rate": args.sample_rate, "speed": args.speed, "speaker": args.speaker}
+    if args.timings and args.stream:
+        raise SystemExit("say: --timings comes with the whole-audio call, not --stream")
+    if args.timings:
+        result = client.synthesize_timed(text, **kwargs)
+        _save(AudioResult(result.samples, result.sample_rate), args.output)
+        Path(args.timings).write_text(json.dumps({"sentences": result.sentences, "words": result.words}, indent=1,
+                                                 ensure_ascii=False), encoding="utf-8")
+        print(f"wrote {args.timings}: {len(result.sentences)} sentences, {len(result.words)} words timed",
+              file=sys.stderr)
+        return
     if not args.stream:
         _save(client.synthesize(text, **kwargs), args.output)
         return
@@ -107,12 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("say", "text -> speech")
-    p.add_argument("text", nargs="?", help="the text (or use --file)")
+    p.add_argument("text", nargs="?", help="the text (or use --file); SSML when it starts with <speak>")
     p.add_argument("--file", help="read the text from this UTF-8 file")
     p.add_argument("--voice", default="", help="voice name (see `voices`)")
     p.add_argument("--speed", type=float, default=1.0)
     p.add_argument("--speaker", type=int, default=0, help="a multi-speaker voice's speaker (see `voices`)")
     p.add_argument("--stream", action="store_true", help="use the streaming call")
+    p.add_argument("--timings", metavar="PATH.json", help="also write when each sentence and word is said (JSON)")
     p.add_argument("--raw", action="store_true", help="with --stream: write raw PCM16 to stdout as it arrives")
     p.set_defaults(func=cmd_say)
 

@@ -25,6 +25,17 @@ class AudioResult(NamedTuple):
     sample_rate: int
 
 
+class TimedAudio(NamedTuple):
+    samples: np.ndarray
+    sample_rate: int
+    sentences: list[dict[str, Any]]  # {"text", "start", "end"} in seconds: each sentence as written
+    words: list[dict[str, Any]]      # the same for each word as said ("three dollars" for "$3")
+
+
+def timed(spans: Iterable[pb.TimedText]) -> list[dict[str, Any]]:
+    return [{"text": s.text, "start": s.start_seconds, "end": s.end_seconds} for s in spans]
+
+
 class AudioGanClient:
     """Client for an ``audiogan-server``.
 
@@ -85,11 +96,11 @@ class AudioGanClient:
 
     def _synthesize_request(self, text: str | None, mel: np.ndarray | None, voice: str, vocoder: str,
                             sample_rate: int, encoding: str | int, speed: float, pitch_shift: float,
-                            speaker: int) -> pb.SynthesizeRequest:
+                            speaker: int, timings: bool = False) -> pb.SynthesizeRequest:
         if (text is None) == (mel is None):
             raise ValueError("give exactly one of text= or mel=")
         request = pb.SynthesizeRequest(voice_name=voice, vocoder=vocoder, speed=speed, pitch_shift=pitch_shift,
-                                       speaker=speaker, format=self._format(sample_rate, encoding))
+                                       speaker=speaker, format=self._format(sample_rate, encoding), timings=timings)
         if text is not None:
             request.text = text
         else:
@@ -104,12 +115,21 @@ class AudioGanClient:
                                            speaker)
         return self._result(self._retry(lambda: self.stub.Synthesize(request, timeout=self.timeout)))
 
+    def synthesize_timed(self, text: str, *, voice: str = "", sample_rate: int = 0, encoding: str | int = "float32",
+                         speed: float = 1.0, pitch_shift: float = 0.0, speaker: int = 0) -> TimedAudio:
+        """As :meth:`synthesize`, with when each sentence and word is said (captions, highlighting, lip sync)."""
+        request = self._synthesize_request(text, None, voice, "", sample_rate, encoding, speed, pitch_shift,
+                                           speaker, timings=True)
+        audio = self._retry(lambda: self.stub.Synthesize(request, timeout=self.timeout))
+        return TimedAudio(*self._result(audio), timed(audio.sentences), timed(audio.words))
+
     def stream_chunks(self, text: str | None = None, *, mel: np.ndarray | None = None, voice: str = "",
                       vocoder: str = "", sample_rate: int = 0, encoding: str | int = "float32", speed: float = 1.0,
-                      pitch_shift: float = 0.0, speaker: int = 0) -> Iterator[pb.AudioChunk]:
-        """The raw ``AudioChunk`` messages of ``SynthesizeStream`` (sequence, sample offset, final flag)."""
+                      pitch_shift: float = 0.0, speaker: int = 0, timings: bool = False) -> Iterator[pb.AudioChunk]:
+        """The raw ``AudioChunk`` messages of ``SynthesizeStream`` (sequence, sample offset, final flag; with
+        ``timings``, each sentence's timings on the chunk where its audio begins)."""
         request = self._synthesize_request(text, mel, voice, vocoder, sample_rate, encoding, speed, pitch_shift,
-                                           speaker)
+                                           speaker, timings)
         yield from self._retry(
             lambda: self._first_then_rest(self.stub.SynthesizeStream(request, timeout=self.timeout)))
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -97,6 +98,22 @@ def test_bundled_voice_speaks_and_streams(client):
     chunks = list(client.stream(text))
     assert len(chunks) > 1
     np.testing.assert_allclose(np.concatenate(chunks), whole, atol=1e-4)
+
+
+@needs_server
+def test_ssml_and_timings_from_the_bundled_voice(client, tmp_path):
+    text = '<speak>Call <say-as interpret-as="characters">XK7</say-as>.<break time="700ms"/>Now.</speak>'
+    timed = client.synthesize_timed(text)
+    assert [s["text"] for s in timed.sentences] == ["Call XK7.", "Now."]
+    assert [w["text"] for w in timed.words] == ["Call", "XK7", "Now"]
+    assert timed.sentences[1]["start"] - timed.sentences[0]["end"] == pytest.approx(0.7)
+    gap = timed.samples[round(timed.sentences[0]["end"] * 16000):round(timed.sentences[1]["start"] * 16000)]
+    assert len(gap) == round(0.7 * 16000) and not gap.any()
+    base = [sys.executable, "-m", "audiogan_client.cli", "--target", TARGET]
+    done = subprocess.run([*base, "say", text, "-o", str(tmp_path / "x.wav"), "--timings", str(tmp_path / "x.json")],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "x.json").read_text())["words"][1]["text"] == "XK7"
 
 
 @needs_server

@@ -19,6 +19,7 @@ from audiogan import Vocoder, weights
 from audiogan.timbre import TimbreModel
 from audiogan.tts import TTS
 from audiogan.tts.lines import Line
+from audiogan.tts.timing import Timings
 from audiogan_server.batching import DynamicBatcher, run_grouped
 from audiogan_server.config import ServerConfig
 from audiogan_server.errors import RequestError
@@ -125,18 +126,23 @@ class VoiceEngine:
     def card_json(self) -> str:
         return json.dumps(self.tts.card)
 
-    def _run(self, sentences: list[Sentence]) -> Sequence[torch.Tensor]:
+    def _run(self, sentences: list[Sentence]) -> Sequence[tuple[torch.Tensor, list[int]]]:
         # One acoustic pass takes one speed, one pitch shift and one speaker.
         return run_grouped(sentences, lambda s: (s.speed, s.pitch_shift, s.speaker),
-                           lambda k, group: [m.cpu() for m in self.tts.mels([s.line for s in group], *k)])
+                           lambda k, group: [(m.cpu(), d) for m, d in self.tts.acoustic([s.line for s in group], *k)])
 
     async def lines(self, text: str) -> list[Line]:
         import asyncio
 
         return await asyncio.to_thread(self.tts.lines, text)
 
-    async def mel(self, line: Line, speed: float, pitch_shift: float, speaker: int = 0) -> torch.Tensor:
+    async def mel(self, line: Line, speed: float, pitch_shift: float,
+                  speaker: int = 0) -> tuple[torch.Tensor, list[int]]:
+        """A line's mel, with its phonemes' lengths in frames."""
         return await self.acoustic.submit(Sentence(line, speed, pitch_shift, speaker))
+
+    def timings(self, lines: Sequence[Line], durations: Sequence[list[int]], start: int = 0) -> Timings:
+        return Timings.of(lines, durations, self.vocoder.vocoder.hop_length, self.vocoder.sample_rate, start)
 
     def silence(self, seconds: float) -> torch.Tensor:
         return self.tts.silence(seconds)

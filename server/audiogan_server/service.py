@@ -17,6 +17,7 @@ from audiogan.audio.io import AudioError, load_audio
 from audiogan.audio.stream import StreamResampler
 from audiogan.timbre.convert import convert
 from audiogan.tts.lines import Line
+from audiogan.tts.timing import Span, Timings
 from audiogan_server.config import ServerConfig
 from audiogan_server.encoding import check_format, encode, encode_raw, output_rate
 from audiogan_server.errors import RequestError, invalid, rpc
@@ -98,33 +99,40 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             raise invalid("text", f"{seconds:.0f} s of speech exceeds this server's limit of "
                                   f"{self.limits.max_audio_seconds:g} s per call")
 
-    async def _speak(self, voice: VoiceEngine, request: pb.SynthesizeRequest) -> torch.Tensor:
+    async def _speak(self, voice: VoiceEngine, request: pb.SynthesizeRequest) -> tuple[torch.Tensor, Timings]:
         """Whole text -> audio: all sentences through the acoustic batcher, then the vocoder batcher,
         in waves of ``max_batch`` so that a long text cannot flood the queues."""
         lines = await self._lines(voice, request.text)
         size = self.config.batching.max_batch
-        mels: list[torch.Tensor] = []
+        acoustic: list[tuple[torch.Tensor, list[int]]] = []
         for start in range(0, len(lines), size):
-            mels += await asyncio.gather(*(voice.mel(x, request.speed or 1.0, request.pitch_shift, request.speaker)
-                                           for x in lines[start:start + size]))
+            acoustic += await asyncio.gather(*(voice.mel(x, request.speed or 1.0, request.pitch_shift,
+                                                         request.speaker) for x in lines[start:start + size]))
+        mels = [mel for mel, _ in acoustic]
         self._check_length(sum(m.shape[-1] for m in mels), voice)
         waves: list[torch.Tensor] = []
         for start in range(0, len(mels), size):
             waves += await asyncio.gather(*(voice.vocoder.vocode(m) for m in mels[start:start + size]))
-        return voice.tts.join(waves, lines)
+        return voice.tts.join(waves, lines), voice.timings(lines, [d for _, d in acoustic])
 
     async def _spoken(self, voice: VoiceEngine, lines: list[Line], speed: float, pitch_shift: float,
-                      speaker: int) -> AsyncIterator[torch.Tensor]:
-        """Sentence by sentence, vocoded in chunks; the next sentence's mel is computed meanwhile."""
+                      speaker: int, timed: list[Timings] | None = None) -> AsyncIterator[torch.Tensor]:
+        """Sentence by sentence, vocoded in chunks; the next sentence's mel is computed meanwhile. With
+        ``timed``, each sentence's timings are put there as its audio is about to be yielded."""
         pending = asyncio.ensure_future(voice.mel(lines[0], speed, pitch_shift, speaker))
-        frames = 0
+        frames = position = 0
         try:
             if lines[0].lead:
                 yield voice.silence(lines[0].lead)
             for i, line in enumerate(lines):
-                mel = await pending
+                mel, durations = await pending
                 frames += mel.shape[-1]
                 self._check_length(frames, voice)
+                if timed is not None:
+                    timed.append(voice.timings([line], [durations], position))
+                rate = voice.vocoder.sample_rate
+                position += round(line.lead * rate) + sum(durations) * voice.vocoder.vocoder.hop_length
+                position += round(line.pause * rate)
                 if i + 1 < len(lines):
                     pending = asyncio.ensure_future(voice.mel(lines[i + 1], speed, pitch_shift, speaker))
                 async for chunk in voice.vocoder.stream(mel):
@@ -141,6 +149,8 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             raise invalid("speed", "speed and pitch_shift apply to text input only")
         if request.speaker:
             raise invalid("speaker", "applies to text input only")
+        if request.timings:
+            raise invalid("timings", "apply to text input only")
         engine = self.registry.vocoder(request.vocoder)
         return engine, self._mel(request.mel, engine)
 
@@ -173,8 +183,12 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         check_format(request.format, self.limits)
         if request.WhichOneof("input") == "text":
             voice = self._voice(request)
-            wave = await self._speak(voice, request)
-            return await self._encode(wave, voice.vocoder.sample_rate, request.format, "Synthesize")
+            wave, timings = await self._speak(voice, request)
+            audio = await self._encode(wave, voice.vocoder.sample_rate, request.format, "Synthesize")
+            if request.timings:
+                audio.sentences.extend(_timed(timings.sentences))
+                audio.words.extend(_timed(timings.words))
+            return audio
         engine, mel = self._mel_input(request)
         wave = await engine.vocode(mel)
         return await self._encode(wave, engine.sample_rate, request.format, "Synthesize")
@@ -192,10 +206,11 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         start = time.perf_counter()
         check_format(request.format, self.limits, stream=True)
         pieces: AsyncIterator[torch.Tensor]
+        timed: list[Timings] | None = [] if request.timings else None
         if request.WhichOneof("input") == "text":
             voice = self._voice(request)
             lines = await self._lines(voice, request.text)
-            pieces = self._spoken(voice, lines, request.speed or 1.0, request.pitch_shift, request.speaker)
+            pieces = self._spoken(voice, lines, request.speed or 1.0, request.pitch_shift, request.speaker, timed)
             native = voice.vocoder.sample_rate
         else:
             engine, mel = self._mel_input(request)
@@ -208,8 +223,14 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             audio = resampler.push(wave)
             if sequence == 0:
                 self.metrics.first_audio.labels("SynthesizeStream").observe(time.perf_counter() - start)
-            yield pb.AudioChunk(sequence=sequence, sample_offset=offset, audio=encode_raw(audio, encoding),
-                                encoding=encoding, sample_rate_hz=rate)
+            chunk = pb.AudioChunk(sequence=sequence, sample_offset=offset, audio=encode_raw(audio, encoding),
+                                  encoding=encoding, sample_rate_hz=rate)
+            for timings in timed or []:
+                chunk.sentences.extend(_timed(timings.sentences))
+                chunk.words.extend(_timed(timings.words))
+            if timed:
+                timed.clear()
+            yield chunk
             sequence, offset = sequence + 1, offset + audio.numel()
         tail = resampler.flush()
         self.metrics.audio_seconds.labels("SynthesizeStream").inc((offset + tail.numel()) / rate)
@@ -351,3 +372,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                                                                 [""] * len(e.model.instruments), strict=True)]
         models = [pb.ModelInfo(name=e.name, sample_rate_hz=e.model.sample_rate, card_json=e.card_json) for e in engines]
         return pb.ListInstrumentsResponse(instruments=instruments, models=models)
+
+
+def _timed(spans: list[Span]) -> list[pb.TimedText]:
+    return [pb.TimedText(text=s.text, start_seconds=s.start, end_seconds=s.end) for s in spans]

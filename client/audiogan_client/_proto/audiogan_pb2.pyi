@@ -37,37 +37,55 @@ class Mel(_message.Message):
     def __init__(self, n_mels: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Audio(_message.Message):
-    __slots__ = ("audio", "encoding", "sample_rate_hz", "num_samples", "duration_seconds")
+    __slots__ = ("audio", "encoding", "sample_rate_hz", "num_samples", "duration_seconds", "sentences", "words")
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SENTENCES_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
     audio: bytes
     encoding: AudioEncoding
     sample_rate_hz: int
     num_samples: int
     duration_seconds: float
-    def __init__(self, audio: _Optional[bytes] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., num_samples: _Optional[int] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
+    sentences: _containers.RepeatedCompositeFieldContainer[TimedText]
+    words: _containers.RepeatedCompositeFieldContainer[TimedText]
+    def __init__(self, audio: _Optional[bytes] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., num_samples: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., sentences: _Optional[_Iterable[_Union[TimedText, _Mapping]]] = ..., words: _Optional[_Iterable[_Union[TimedText, _Mapping]]] = ...) -> None: ...
+
+class TimedText(_message.Message):
+    __slots__ = ("text", "start_seconds", "end_seconds")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    start_seconds: float
+    end_seconds: float
+    def __init__(self, text: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
-    __slots__ = ("sequence", "sample_offset", "audio", "encoding", "sample_rate_hz", "final")
+    __slots__ = ("sequence", "sample_offset", "audio", "encoding", "sample_rate_hz", "final", "sentences", "words")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_OFFSET_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
+    SENTENCES_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     sample_offset: int
     audio: bytes
     encoding: AudioEncoding
     sample_rate_hz: int
     final: bool
-    def __init__(self, sequence: _Optional[int] = ..., sample_offset: _Optional[int] = ..., audio: _Optional[bytes] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., final: _Optional[bool] = ...) -> None: ...
+    sentences: _containers.RepeatedCompositeFieldContainer[TimedText]
+    words: _containers.RepeatedCompositeFieldContainer[TimedText]
+    def __init__(self, sequence: _Optional[int] = ..., sample_offset: _Optional[int] = ..., audio: _Optional[bytes] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., final: _Optional[bool] = ..., sentences: _Optional[_Iterable[_Union[TimedText, _Mapping]]] = ..., words: _Optional[_Iterable[_Union[TimedText, _Mapping]]] = ...) -> None: ...
 
 class SynthesizeRequest(_message.Message):
-    __slots__ = ("text", "mel", "voice_name", "language_code", "format", "speed", "pitch_shift", "vocoder", "speaker")
+    __slots__ = ("text", "mel", "voice_name", "language_code", "format", "speed", "pitch_shift", "vocoder", "speaker", "timings")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     MEL_FIELD_NUMBER: _ClassVar[int]
     VOICE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +95,7 @@ class SynthesizeRequest(_message.Message):
     PITCH_SHIFT_FIELD_NUMBER: _ClassVar[int]
     VOCODER_FIELD_NUMBER: _ClassVar[int]
     SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
     text: str
     mel: Mel
     voice_name: str
@@ -86,7 +105,8 @@ class SynthesizeRequest(_message.Message):
     pitch_shift: float
     vocoder: str
     speaker: int
-    def __init__(self, text: _Optional[str] = ..., mel: _Optional[_Union[Mel, _Mapping]] = ..., voice_name: _Optional[str] = ..., language_code: _Optional[str] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ..., speed: _Optional[float] = ..., pitch_shift: _Optional[float] = ..., vocoder: _Optional[str] = ..., speaker: _Optional[int] = ...) -> None: ...
+    timings: bool
+    def __init__(self, text: _Optional[str] = ..., mel: _Optional[_Union[Mel, _Mapping]] = ..., voice_name: _Optional[str] = ..., language_code: _Optional[str] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ..., speed: _Optional[float] = ..., pitch_shift: _Optional[float] = ..., vocoder: _Optional[str] = ..., speaker: _Optional[int] = ..., timings: _Optional[bool] = ...) -> None: ...
 
 class VocodeRequest(_message.Message):
     __slots__ = ("mel", "vocoder", "format")
