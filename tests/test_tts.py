@@ -148,8 +148,8 @@ def test_lexicon_says_words_its_way():
     lexicon = Lexicon({"Nguyen": "win", "Siobhan": ["ʃ", "ɪ", "v", "ˈ", "ɔː", "n"]})
     said = to_lines(plain("Nguyen met Siobhan, then left. Hello there."), table, "en-us", lexicon)
     spoken = phonemize(["win met", ", then left.", "Hello there."])
-    assert said[0].ids == table.encode([*spoken[0], " ", "ʃ", "ɪ", "v", "ˈ", "ɔː", "n", *spoken[1]])
-    assert said[1].ids == table.encode(spoken[2])
+    assert said[0].ids == table.encode([" ", *spoken[0], " ", "ʃ", "ɪ", "v", "ˈ", "ɔː", "n", *spoken[1]])
+    assert said[1].ids == table.encode([" ", *spoken[2]])
     # Timings name the written words, not their respellings.
     assert said[0].words == ["Nguyen", "met", "Siobhan", "then", "left"]
 
@@ -447,7 +447,9 @@ def test_stream_equals_whole(tts):
     whole, _ = tts(text)
     chunks = list(tts.stream(text, chunk_frames=8))
     assert len(chunks) > 2
-    np.testing.assert_allclose(np.concatenate(chunks), whole, atol=1e-4)
+    # The stream's first sentence has an acoustic pass of its own, the whole call batches both; with the
+    # untrained tiny voice the padding's float rounding reaches ~4e-4 after the vocoder (as in test_server).
+    np.testing.assert_allclose(np.concatenate(chunks), whole, atol=5e-4)
 
 
 def test_bad_text_gives_clear_errors(tts):

@@ -9,6 +9,11 @@ from audiogan.tts.phonemes import PUNCTUATION, STRESS, Segment, SymbolTable, pho
 from audiogan.tts.script import PLAIN, Sentence, Style
 
 SILENT_SYMBOLS = frozenset(" ,.!?;:\"()-'")
+# Every line starts with a word space. The voices are trained on phonemes without a silence symbol, so the
+# aligner gives a recording's lead-in silence to the first phoneme: said alone at inference, that phoneme
+# is stretched into silence ("The" 0.42 s) or, for a short vowel, all but dropped ("It" 16 ms). A space in
+# front takes the silence instead (benchmarks/RESULTS.md: general-LM WER 0.686 -> 0.614).
+LEAD_IN = " "
 _NOT_WORD = ",.!?;:\"()-"  # stripped from a word's ends for its timing's text; an apostrophe may stay inside
 
 
@@ -63,6 +68,9 @@ def to_lines(sentences: list[Sentence], symbols: SymbolTable, language: str,
                 line.words.append(text)
             line.word_of.append(numbered[key])
         if any(symbols.symbols[i] not in SILENT_SYMBOLS for i in line.ids):
+            line.ids.insert(0, symbols.ids[LEAD_IN])
+            line.styles.insert(0, line.styles[0])
+            line.word_of.insert(0, -1)
             spoken.append((number, line))
     if not spoken:
         return []
