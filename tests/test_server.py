@@ -456,7 +456,8 @@ def test_ssml_with_a_voice(voice_server, tiny_voice):
 def test_timings_with_a_voice(voice_server, tiny_voice):
     from audiogan.tts import TTS
 
-    text = '<speak>Hello there.<break time="300ms"/>It is 10:30 now, said <sub alias="doctor">Dr.</sub> Lee.</speak>'
+    text = ('<speak>Hello there.<break time="300ms"/><mark name="second"/>It is 10:30 now, said '
+            '<sub alias="doctor">Dr.</sub> Lee.</speak>')
     expected = TTS.load(tiny_voice[0], device="cpu").synthesize(text).timings
     with AudioGanClient(voice_server.target, retries=0) as client:
         timed = client.synthesize_timed(text)
@@ -464,9 +465,12 @@ def test_timings_with_a_voice(voice_server, tiny_voice):
         assert [(w["text"], w["start"], w["end"]) for w in timed.words] == [
             (w.text, pytest.approx(w.start), pytest.approx(w.end)) for w in expected.words]
         assert timed.sentences[-1]["end"] == pytest.approx(len(timed.samples) / timed.sample_rate)
+        assert [(m["text"], m["start"]) for m in timed.marks] == [("second", pytest.approx(expected.marks[0].start))]
+        assert timed.marks[0]["start"] == pytest.approx(timed.words[2]["start"])  # "It"
         # Streamed: each sentence's timings come on the chunk where its audio begins, none before.
         chunks = list(client.stream_chunks(text, timings=True))
         assert [w.text for c in chunks for w in c.words] == [w["text"] for w in timed.words]
+        assert [m.text for c in chunks for m in c.marks] == ["second"]
         for chunk in chunks:
             for sentence in chunk.sentences:
                 start = round(sentence.start_seconds * chunk.sample_rate_hz)

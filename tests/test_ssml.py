@@ -149,6 +149,7 @@ def test_stream_equals_whole_with_markup(voice):
     ('<speak><phoneme alphabet="x-sampa" ph="w I n">win</phoneme></speak>', "use alphabet=\"ipa\""),
     ('<speak><phoneme ph="wɪ§n">win</phoneme></speak>', "'§' is no phoneme of this voice"),
     ("<speak><break/></speak>", "nothing pronounceable"),
+    ("<speak>Hi <mark/> there.</speak>", r'<mark> needs a name="\.\.\."'),
 ])
 def test_bad_markup_is_a_clear_error(voice, text, message):
     with pytest.raises(ValueError, match=message):

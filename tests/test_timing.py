@@ -73,6 +73,17 @@ def test_timings_name_written_words_and_keep_asked_pauses(voice):
     assert timings.sentences[1].start - timings.sentences[0].end == pytest.approx(1.0)
 
 
+def test_marks_fall_where_the_next_word_begins(voice):
+    speech = voice.synthesize('<speak><mark name="a"/>Hello <mark name="b"/>world. <mark name="c"/>'
+                              '<break time="1s"/> Again <prosody rate="slow">slow</prosody>. <mark name="e"/></speak>')
+    marks, words = {m.text: m.start for m in speech.timings.marks}, speech.timings.words
+    assert list(marks) == ["a", "b", "c", "e"] and all(m.start == m.end for m in speech.timings.marks)
+    assert marks["a"] == words[0].start and words[0].end <= marks["b"] <= words[1].start
+    assert marks["c"] == words[2].start and marks["c"] - words[1].end > 1.0  # after the break, not before
+    assert marks["e"] == pytest.approx(len(speech.wave) / speech.sample_rate)
+    assert '"marks"' in speech.timings.to_json() and "marks" not in voice.synthesize("Hi.").timings.to_json()
+
+
 def test_said_words_are_matched_to_written_ones():
     from audiogan.tts.lines import _match_words
 

@@ -27,6 +27,7 @@ class Line:
     lead: float = 0.0        # seconds of silence before it (the first line only)
     words: list[str] = field(default_factory=list)    # as said ("three dollars", not "$3")
     word_of: list[int] = field(default_factory=list)  # per id: its word, or -1 (spaces, punctuation)
+    marks: list[tuple[str, int]] = field(default_factory=list)  # SSML <mark>: (name, id it comes before)
 
     @classmethod
     def of(cls, ids: list[int]) -> Line:
@@ -39,6 +40,7 @@ def to_lines(sentences: list[Sentence], symbols: SymbolTable, language: str,
     silence it asked for is kept."""
     cuts = [_segments(sentence, lexicon) for sentence in sentences]
     spoken: list[tuple[int, Line]] = []  # (sentence number, line)
+    marks: list[str] = []  # waiting for the next token (their own pieces had none)
     phonemized = phonemize_segments([cut.segments for cut in cuts], language)
     for number, (sentence, cut, (tokens, owners)) in enumerate(zip(sentences, cuts, phonemized, strict=True)):
         symbols.encode(tokens)  # warns once about symbols the table lacks
@@ -51,12 +53,19 @@ def to_lines(sentences: list[Sentence], symbols: SymbolTable, language: str,
         groups = {segment: _match_words([text for _, text in cut.words_of[segment]], lengths)
                   for segment, lengths in said.items()}
         numbered: dict[tuple[int, ...], int] = {}  # written words -> their index in line.words
+        marked: set[int] = set()  # pieces whose marks are placed
         for token, (segment, word) in zip(tokens, owners, strict=True):
             if token not in symbols.ids:
                 continue
             written = groups[segment][word]
+            piece = cut.pieces_of[segment][written[0]]
+            if piece not in marked:
+                marked.add(piece)
+                marks += sentence.pieces[piece].marks
+            line.marks += [(name, len(line.ids)) for name in marks]
+            marks = []
             line.ids.append(symbols.ids[token])
-            line.styles.append(sentence.pieces[cut.pieces_of[segment][written[0]]].style)
+            line.styles.append(sentence.pieces[piece].style)
             named = dict(cut.words_of[segment][i] for i in written)  # written word number -> its text
             text = " ".join(t.strip(_NOT_WORD) for t in named.values()).strip()
             if token in SILENT_SYMBOLS or not text:
@@ -67,13 +76,20 @@ def to_lines(sentences: list[Sentence], symbols: SymbolTable, language: str,
                 numbered[key] = len(line.words)
                 line.words.append(text)
             line.word_of.append(numbered[key])
+        marks += [m for k, p in enumerate(sentence.pieces) if k not in marked for m in p.marks]
+        marks += sentence.end_marks
         if any(symbols.symbols[i] not in SILENT_SYMBOLS for i in line.ids):
             line.ids.insert(0, symbols.ids[LEAD_IN])
             line.styles.insert(0, line.styles[0])
             line.word_of.insert(0, -1)
+            line.marks = [(name, at + 1) for name, at in line.marks] + [(name, len(line.ids)) for name in marks]
+            marks = []
             spoken.append((number, line))
+        else:  # nothing said: its marks go where the next word begins
+            marks = [name for name, _ in line.marks] + marks
     if not spoken:
         return []
+    spoken[-1][1].marks += [(name, len(spoken[-1][1].ids)) for name in marks]
     first = spoken[0][0]
     spoken[0][1].lead = sum(s.pause for s in sentences[:first])
     ends = [number for number, _ in spoken[1:]] + [len(sentences)]

@@ -7,7 +7,7 @@ pauses of its own between sentences.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from audiogan.tts.normalize import normalize, split_sentences
 
@@ -30,6 +30,7 @@ class Piece:
     said: str | list[str]
     style: Style = PLAIN
     written: str | None = None  # how the text wrote it, where that differs ("XK7" said "ex kay seven")
+    marks: list[str] = field(default_factory=list)  # SSML <mark> names placed where this piece begins
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Sentence:
     pause: float = 0.0                 # silence asked for explicitly: kept even at the very end
                                        # (a sentence with no pieces is a pause alone)
     text: str = ""                     # as written, for progress reports and errors
+    end_marks: list[str] = field(default_factory=list)  # SSML <mark> names after its last word
 
 
 def plain(text: str) -> list[Sentence]:

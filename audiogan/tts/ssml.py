@@ -11,7 +11,8 @@ the cloud voices read it::
     </speak>
 
 Elements: ``speak``, ``p``/``paragraph``, ``s``/``sentence``, ``break`` (time or strength), ``prosody``
-(rate, pitch, volume), ``emphasis``, ``sub``, ``say-as`` and ``phoneme`` (IPA in the voice's symbols).
+(rate, pitch, volume), ``emphasis``, ``sub``, ``say-as``, ``phoneme`` (IPA in the voice's symbols) and
+``mark`` (its time, where the next word begins, is reported with the timings).
 Anything else is an error that names it, never silently skipped: a user who marks something up means it.
 """
 
@@ -43,7 +44,7 @@ EMPHASIS = {"strong": Style(0.85, 2.0, 3.0), "moderate": Style(0.92, 1.0, 1.5), 
             "reduced": Style(1.1, -1.0, -3.0)}
 DATE_FORMATS = ("mdy", "dmy", "ymd", "ydm", "md", "dm", "ym", "my", "y", "m", "d")
 ELEMENTS = ("speak", "p", "paragraph", "s", "sentence", "break", "prosody", "emphasis", "sub", "say-as",
-            "phoneme")
+            "phoneme", "mark")
 # Said as one unit: never split into sentences or normalised again.
 _ATOM = "Zq"
 
@@ -69,6 +70,9 @@ def parse(text: str, phonemes: PhonemeReader | None = None) -> list[Sentence]:
     reader = _Reader(phonemes or (lambda ipa, where: list(ipa.replace(" ", ""))))
     reader.children(root, PLAIN)
     reader.close(0.0, 0.0)
+    spoken = [s for s in reader.sentences if s.pieces]
+    if spoken:
+        spoken[-1].end_marks += reader.marks  # after the last word
     return reader.sentences
 
 
@@ -87,6 +91,7 @@ class _Run:
     style: Style
     atomic: bool  # said as given: spelled-out letters, an alias, phonemes
     written: str | None = None
+    mark: str | None = None  # a <mark>: says nothing, names a point in time
 
 
 class _Reader:
@@ -96,6 +101,7 @@ class _Reader:
         self.phonemes = phonemes
         self.sentences: list[Sentence] = []
         self.runs: list[_Run] = []
+        self.marks: list[str] = []  # marks not yet placed: they go where the next word begins
 
     def children(self, element: ET.Element, style: Style) -> None:
         if element.text:
@@ -119,6 +125,8 @@ class _Reader:
             self.close(gap, 0.0)
         elif tag == "break":
             self.close(SENTENCE_GAP_SECONDS, _break_seconds(element))
+        elif tag == "mark":
+            self.runs.append(_Run("", style, atomic=False, mark=_required(element, "name")))
         elif tag == "prosody":
             self.children(element, _prosody(element, style))
         elif tag == "emphasis":
@@ -150,17 +158,23 @@ class _Reader:
 
     def close(self, gap: float, pause: float) -> None:
         """End the current sentence(s) here, with this much silence after."""
-        sentences = _split(self.runs) or [Sentence([])]
+        sentences, self.marks = _split(self.runs, self.marks)
+        sentences = sentences or [Sentence([])]
         self.runs = []
         sentences[-1].gap, sentences[-1].pause = gap, pause
         self.sentences += sentences
 
 
-def _split(runs: list[_Run]) -> list[Sentence]:
+def _split(runs: list[_Run], marks: list[str]) -> tuple[list[Sentence], list[str]]:
     """Runs -> sentences: the text is split as plain text is, then each sentence is cut back into the runs
-    (styles) it came from. An atomic run stands in the text as one capitalised word."""
+    (styles) it came from. An atomic run stands in the text as one capitalised word. ``marks`` (and the
+    runs' own) go to the piece that begins at or after them; those left over are returned."""
     text, owner = "", []
+    placed = [(0, name) for name in marks]  # (position in the text, mark)
     for index, run in enumerate(runs):
+        if run.mark is not None:
+            placed.append((len(text), run.mark))
+            continue
         written = f" {_ATOM} " if run.atomic else re.sub(r"\s+", " ", str(run.said))
         for char in written:
             if char == " " and (not text or text[-1] == " "):
@@ -180,6 +194,7 @@ def _split(runs: list[_Run]) -> list[Sentence]:
             while end < position and owner[end] == owner[begin]:
                 end += 1
             run = runs[owner[begin]]
+            before = len(pieces)
             if run.atomic:
                 if owner[begin] not in said_atoms and text[begin:end].strip():
                     said_atoms.add(owner[begin])
@@ -189,11 +204,14 @@ def _split(runs: list[_Run]) -> list[Sentence]:
                 written += text[begin:end]
                 if words := normalize(text[begin:end]):
                     pieces.append(Piece(words, run.style))
+            if len(pieces) > before:  # a new piece: the marks before its end are where it begins
+                pieces[-1].marks = [name for at, name in placed if at < end]
+                placed = [(at, name) for at, name in placed if at >= end]
             begin = end
         if pieces:
             written = re.sub(r"\s+", " ", written).strip()
             sentences.append(Sentence(pieces, text=re.sub(r"\s+(?=[,.;:!?])", "", written)))
-    return sentences
+    return sentences, [name for _, name in placed]
 
 
 def _tag(element: ET.Element) -> str:

@@ -26,6 +26,7 @@ class Span:
 class Timings:
     sentences: list[Span] = field(default_factory=list)  # as written
     words: list[Span] = field(default_factory=list)      # as said ("three dollars", not "$3")
+    marks: list[Span] = field(default_factory=list)      # SSML <mark> names; start == end
 
     @classmethod
     def of(cls, lines: Sequence[Line], durations: Sequence[Sequence[int]], hop_length: int, sample_rate: int,
@@ -36,6 +37,10 @@ class Timings:
         position = start + (round(lines[0].lead * sample_rate) if lines else 0)  # in samples, as join counts
         for line, frames in zip(lines, durations, strict=True):
             start, words = position, {}
+            ends = [position]
+            for length in frames:
+                ends.append(ends[-1] + length * hop_length)
+            timings.marks += [Span(name, ends[at] / sample_rate, ends[at] / sample_rate) for name, at in line.marks]
             for word, length in zip(line.word_of, frames, strict=True):
                 if word >= 0:
                     first, _ = words.get(word, (position, 0))
@@ -48,8 +53,8 @@ class Timings:
         return timings
 
     def to_json(self) -> str:
-        return json.dumps({"sentences": [asdict(s) for s in self.sentences],
-                           "words": [asdict(w) for w in self.words]}, indent=1, ensure_ascii=False)
+        spans = {"sentences": self.sentences, "words": self.words, **({"marks": self.marks} if self.marks else {})}
+        return json.dumps({k: [asdict(s) for s in v] for k, v in spans.items()}, indent=1, ensure_ascii=False)
 
     def to_vtt(self) -> str:
         cues = [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{s.text}\n" for s in self.sentences]

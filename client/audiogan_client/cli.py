@@ -40,8 +40,8 @@ def cmd_say(client: AudioGanClient, args: argparse.Namespace) -> None:
     if args.timings:
         result = client.synthesize_timed(text, **kwargs)
         _save(AudioResult(result.samples, result.sample_rate), args.output)
-        Path(args.timings).write_text(json.dumps({"sentences": result.sentences, "words": result.words}, indent=1,
-                                                 ensure_ascii=False), encoding="utf-8")
+        spans = {"sentences": result.sentences, "words": result.words, "marks": result.marks}
+        Path(args.timings).write_text(json.dumps(spans, indent=1, ensure_ascii=False), encoding="utf-8")
         print(f"wrote {args.timings}: {len(result.sentences)} sentences, {len(result.words)} words timed",
               file=sys.stderr)
         return

@@ -30,6 +30,7 @@ class TimedAudio(NamedTuple):
     sample_rate: int
     sentences: list[dict[str, Any]]  # {"text", "start", "end"} in seconds: each sentence as written
     words: list[dict[str, Any]]      # the same for each word as said ("three dollars" for "$3")
+    marks: list[dict[str, Any]]      # SSML <mark name="..."> (text) at "start" seconds
 
 
 def timed(spans: Iterable[pb.TimedText]) -> list[dict[str, Any]]:
@@ -121,7 +122,7 @@ class AudioGanClient:
         request = self._synthesize_request(text, None, voice, "", sample_rate, encoding, speed, pitch_shift,
                                            speaker, timings=True)
         audio = self._retry(lambda: self.stub.Synthesize(request, timeout=self.timeout))
-        return TimedAudio(*self._result(audio), timed(audio.sentences), timed(audio.words))
+        return TimedAudio(*self._result(audio), timed(audio.sentences), timed(audio.words), timed(audio.marks))
 
     def stream_chunks(self, text: str | None = None, *, mel: np.ndarray | None = None, voice: str = "",
                       vocoder: str = "", sample_rate: int = 0, encoding: str | int = "float32", speed: float = 1.0,

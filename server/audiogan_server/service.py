@@ -17,7 +17,7 @@ from audiogan.audio.io import AudioError, load_audio
 from audiogan.audio.stream import StreamResampler
 from audiogan.timbre.convert import convert
 from audiogan.tts.lines import Line
-from audiogan.tts.timing import Span, Timings
+from audiogan.tts.timing import Timings
 from audiogan_server.config import ServerConfig
 from audiogan_server.encoding import check_format, encode, encode_raw, output_rate
 from audiogan_server.errors import RequestError, invalid, rpc
@@ -186,8 +186,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             wave, timings = await self._speak(voice, request)
             audio = await self._encode(wave, voice.vocoder.sample_rate, request.format, "Synthesize")
             if request.timings:
-                audio.sentences.extend(_timed(timings.sentences))
-                audio.words.extend(_timed(timings.words))
+                _add_timings(audio, timings)
             return audio
         engine, mel = self._mel_input(request)
         wave = await engine.vocode(mel)
@@ -226,8 +225,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             chunk = pb.AudioChunk(sequence=sequence, sample_offset=offset, audio=encode_raw(audio, encoding),
                                   encoding=encoding, sample_rate_hz=rate)
             for timings in timed or []:
-                chunk.sentences.extend(_timed(timings.sentences))
-                chunk.words.extend(_timed(timings.words))
+                _add_timings(chunk, timings)
             if timed:
                 timed.clear()
             yield chunk
@@ -374,5 +372,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         return pb.ListInstrumentsResponse(instruments=instruments, models=models)
 
 
-def _timed(spans: list[Span]) -> list[pb.TimedText]:
-    return [pb.TimedText(text=s.text, start_seconds=s.start, end_seconds=s.end) for s in spans]
+def _add_timings(message: pb.Audio | pb.AudioChunk, timings: Timings) -> None:
+    for field, spans in (("sentences", timings.sentences), ("words", timings.words), ("marks", timings.marks)):
+        getattr(message, field).extend(pb.TimedText(text=s.text, start_seconds=s.start, end_seconds=s.end)
+                                       for s in spans)

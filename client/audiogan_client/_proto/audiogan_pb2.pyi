@@ -37,7 +37,7 @@ class Mel(_message.Message):
     def __init__(self, n_mels: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Audio(_message.Message):
-    __slots__ = ("audio", "encoding", "sample_rate_hz", "num_samples", "duration_seconds", "sentences", "words")
+    __slots__ = ("audio", "encoding", "sample_rate_hz", "num_samples", "duration_seconds", "sentences", "words", "marks")
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class Audio(_message.Message):
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SENTENCES_FIELD_NUMBER: _ClassVar[int]
     WORDS_FIELD_NUMBER: _ClassVar[int]
+    MARKS_FIELD_NUMBER: _ClassVar[int]
     audio: bytes
     encoding: AudioEncoding
     sample_rate_hz: int
@@ -52,7 +53,8 @@ class Audio(_message.Message):
     duration_seconds: float
     sentences: _containers.RepeatedCompositeFieldContainer[TimedText]
     words: _containers.RepeatedCompositeFieldContainer[TimedText]
-    def __init__(self, audio: _Optional[bytes] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., num_samples: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., sentences: _Optional[_Iterable[_Union[TimedText, _Mapping]]] = ..., words: _Optional[_Iterable[_Union[TimedText, _Mapping]]] = ...) -> None: ...
+    marks: _containers.RepeatedCompositeFieldContainer[TimedText]
+    def __init__(self, audio: _Optional[bytes] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., num_samples: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., sentences: _Optional[_Iterable[_Union[TimedText, _Mapping]]] = ..., words: _Optional[_Iterable[_Union[TimedText, _Mapping]]] = ..., marks: _Optional[_Iterable[_Union[TimedText, _Mapping]]] = ...) -> None: ...
 
 class TimedText(_message.Message):
     __slots__ = ("text", "start_seconds", "end_seconds")
@@ -65,7 +67,7 @@ class TimedText(_message.Message):
     def __init__(self, text: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
-    __slots__ = ("sequence", "sample_offset", "audio", "encoding", "sample_rate_hz", "final", "sentences", "words")
+    __slots__ = ("sequence", "sample_offset", "audio", "encoding", "sample_rate_hz", "final", "sentences", "words", "marks")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_OFFSET_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +76,7 @@ class AudioChunk(_message.Message):
     FINAL_FIELD_NUMBER: _ClassVar[int]
     SENTENCES_FIELD_NUMBER: _ClassVar[int]
     WORDS_FIELD_NUMBER: _ClassVar[int]
+    MARKS_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     sample_offset: int
     audio: bytes
@@ -82,7 +85,8 @@ class AudioChunk(_message.Message):
     final: bool
     sentences: _containers.RepeatedCompositeFieldContainer[TimedText]
     words: _containers.RepeatedCompositeFieldContainer[TimedText]
-    def __init__(self, sequence: _Optional[int] = ..., sample_offset: _Optional[int] = ..., audio: _Optional[bytes] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., final: _Optional[bool] = ..., sentences: _Optional[_Iterable[_Union[TimedText, _Mapping]]] = ..., words: _Optional[_Iterable[_Union[TimedText, _Mapping]]] = ...) -> None: ...
+    marks: _containers.RepeatedCompositeFieldContainer[TimedText]
+    def __init__(self, sequence: _Optional[int] = ..., sample_offset: _Optional[int] = ..., audio: _Optional[bytes] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., final: _Optional[bool] = ..., sentences: _Optional[_Iterable[_Union[TimedText, _Mapping]]] = ..., words: _Optional[_Iterable[_Union[TimedText, _Mapping]]] = ..., marks: _Optional[_Iterable[_Union[TimedText, _Mapping]]] = ...) -> None: ...
 
 class SynthesizeRequest(_message.Message):
     __slots__ = ("text", "mel", "voice_name", "language_code", "format", "speed", "pitch_shift", "vocoder", "speaker", "timings")
