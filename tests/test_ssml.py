@@ -128,6 +128,8 @@ def test_stream_equals_whole_with_markup(voice):
 
 @pytest.mark.parametrize(("text", "message"), [
     ("<speak>Hello <b>there</b>.</speak>", r"<b> is not supported"),
+    ('<speak xmlns:amazon="http://amazon.com/ssml">Hi <amazon:effect name="whispered">there</amazon:effect>'
+     "</speak>", r"<effect> \(a vendor extension, namespace http://amazon.com/ssml\) is not supported"),
     ("<speak>Hello", "not well-formed"),
     ('<!DOCTYPE speak [<!ENTITY a "aaaa">]><speak>&a;</speak>', "DOCTYPE"),
     ("<speak><speak>Hi.</speak></speak>", "may not be nested"),
@@ -154,6 +156,13 @@ def test_stream_equals_whole_with_markup(voice):
 def test_bad_markup_is_a_clear_error(voice, text, message):
     with pytest.raises(ValueError, match=message):
         voice(text)
+
+
+def test_the_w3c_namespace_and_declaration_are_welcome(voice):
+    text = ('<?xml version="1.0"?>\n<speak version="1.1" xmlns="http://www.w3.org/2001/10/synthesis" '
+            'xml:lang="en-US"><p><s>Hello <prosody rate="90%">there</prosody>.</s></p></speak>')
+    (line,) = voice.lines(text)
+    assert line.text == "Hello there." and {s.rate for s in line.styles} == {1.0, 0.9}
 
 
 def test_problem_checks_markup_without_a_voice():

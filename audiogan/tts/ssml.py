@@ -45,6 +45,7 @@ EMPHASIS = {"strong": Style(0.85, 2.0, 3.0), "moderate": Style(0.92, 1.0, 1.5), 
 DATE_FORMATS = ("mdy", "dmy", "ymd", "ydm", "md", "dm", "ym", "my", "y", "m", "d")
 ELEMENTS = ("speak", "p", "paragraph", "s", "sentence", "break", "prosody", "emphasis", "sub", "say-as",
             "phoneme", "mark")
+SSML_NAMESPACE = "http://www.w3.org/2001/10/synthesis"
 # Said as one unit: never split into sentences or normalised again.
 _ATOM = "Zq"
 
@@ -113,8 +114,10 @@ class _Reader:
 
     def element(self, element: ET.Element, style: Style) -> None:
         tag = _tag(element)
-        if tag not in ELEMENTS:
-            raise ValueError(f"SSML element <{tag}> is not supported; the voices understand "
+        namespace = element.tag[1:].split("}", 1)[0] if element.tag.startswith("{") else SSML_NAMESPACE
+        if tag not in ELEMENTS or namespace != SSML_NAMESPACE:
+            vendor = f" (a vendor extension, namespace {namespace})" if namespace != SSML_NAMESPACE else ""
+            raise ValueError(f"SSML element <{tag}>{vendor} is not supported; the voices understand "
                              + ", ".join(f"<{e}>" for e in ELEMENTS))
         if tag == "speak":
             raise ValueError("SSML <speak> may not be nested")
