@@ -64,8 +64,8 @@ def _say(args: argparse.Namespace) -> int:
         text = args.text
     else:
         raise ValueError("say needs TEXT or --file")
-    if args.timings and (args.raw or args.output == "-"):
-        raise ValueError("--timings needs the audio in a file, not streamed raw to stdout")
+    if (args.timings or args.plot) and (args.raw or args.output == "-"):
+        raise ValueError("--timings and --plot need the audio in a file, not streamed raw to stdout")
     if args.timings:
         check_path(args.timings)
     vocoder = Vocoder.load(args.vocoder, device=args.device, phase_iterations=args.phase_iterations)
@@ -89,6 +89,14 @@ def _say(args: argparse.Namespace) -> int:
     if args.timings:
         timings.write(args.timings)
         print(f"wrote {args.timings}: {len(timings.sentences)} sentences, {len(timings.words)} words timed")
+    if args.plot:
+        from audiogan.plots import plot_mels
+
+        mel = tts.vocoder.mel(torch.from_numpy(wave).to(tts.vocoder.device))
+        spans = [(w.text, w.start, w.end) for w in timings.words]
+        png = plot_mels({f"{tts.name}: {len(wave) / rate:.1f} s": mel}, args.plot, tts.vocoder.config.mel,
+                        words=spans)
+        print(f"wrote {png}: the spoken mel, each word marked")
     return 0
 
 
@@ -324,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timings", metavar="PATH",
                    help="also write when each sentence and word is said: .json (sentences and words), .vtt or "
                         ".srt (captions, one cue a sentence)")
+    s.add_argument("--plot", metavar="PNG", help="also draw the spoken mel with each word marked where it is said")
     s.add_argument("--speed", type=float, default=1.0, help="0.25..4 (default: %(default)s)")
     s.add_argument("--pitch-shift", type=float, default=0.0, help="semitones, -12..12")
     s.add_argument("--speaker", type=int, default=0,

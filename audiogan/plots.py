@@ -10,9 +10,10 @@ from audiogan.audio.mel import MelConfig
 
 
 def plot_mels(mels: dict[str, torch.Tensor], path: str | Path, config: MelConfig, ylabel: str = "mel bin",
-              top: float | None = None) -> Path:
+              top: float | None = None, words: list[tuple[str, float, float]] | None = None) -> Path:
     """Stack log-mels [n_mels, T] (or other log spectra, with ``ylabel`` and the top row's value ``top``)
-    vertically with a shared colour scale and a time axis in seconds."""
+    vertically with a shared colour scale and a time axis in seconds; ``words`` (text, start, end in
+    seconds) are marked on the bottom one."""
     try:
         import matplotlib
 
@@ -32,6 +33,13 @@ def plot_mels(mels: dict[str, torch.Tensor], path: str | Path, config: MelConfig
         ax.set_title(title)
         ax.set_ylabel(ylabel)
     axes[-1, 0].set_xlabel("time (s)")
+    for n, (text, start, end) in enumerate(words or []):
+        ax = axes[-1, 0]
+        row = 0.965 - 0.07 * (n % 2)  # alternate rows, so that short neighbours' labels do not overprint
+        ax.axvspan(start, end, ymin=row - 0.035, ymax=row + 0.035, color="white", alpha=0.4, linewidth=0)
+        ax.axvline(start, color="white", linewidth=0.6, alpha=0.8)
+        ax.text((start + end) / 2, row, text, transform=ax.get_xaxis_transform(), ha="center", va="center",
+                fontsize=7, color="black", clip_on=True)
     fig.colorbar(im, ax=axes[:, 0].tolist(), label="log magnitude")
     path = Path(path)
     fig.savefig(path, dpi=100)

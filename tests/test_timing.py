@@ -109,8 +109,10 @@ def test_captions_and_json():
 def test_say_writes_captions(tmp_path):
     out = tmp_path / "hi.wav"
     done = subprocess.run([sys.executable, "-m", "audiogan.cli", "say", "Hello there. Good bye.", "-o", str(out),
-                           "--timings", str(tmp_path / "hi.vtt")], capture_output=True, text=True, timeout=300)
+                           "--timings", str(tmp_path / "hi.vtt"), "--plot", str(tmp_path / "hi.png")],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    assert (tmp_path / "hi.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     vtt = (tmp_path / "hi.vtt").read_text()
     assert vtt.startswith("WEBVTT") and "Hello there.\n" in vtt and "Good bye.\n" in vtt
     bad = subprocess.run([sys.executable, "-m", "audiogan.cli", "say", "Hi.", "-o", str(out), "--timings",
