@@ -147,7 +147,7 @@ class _Reader:
         content = (element.text or "").strip()
         if tag == "sub":
             alias = _required(element, "alias")
-            self.runs.append(_Run(normalize(alias), style, atomic=True, written=content))
+            self.runs.append(_Run(normalize(alias), style, atomic=True, written=content or alias))
         elif tag == "say-as":
             words = say_as(content, _required(element, "interpret-as"), element.get("format", ""))
             self.runs.append(_Run(words, style, atomic=True, written=content))
@@ -157,7 +157,7 @@ class _Reader:
                 raise ValueError(f"SSML <phoneme alphabet={alphabet!r}> is not supported; use alphabet=\"ipa\"")
             ipa = _required(element, "ph")
             tokens = self.phonemes(ipa, f"SSML <phoneme ph={ipa!r}>")
-            self.runs.append(_Run(tokens, style, atomic=True, written=content))
+            self.runs.append(_Run(tokens, style, atomic=True, written=content or ipa))
 
     def close(self, gap: float, pause: float) -> None:
         """End the current sentence(s) here, with this much silence after."""
