@@ -141,15 +141,15 @@ def test_lexicon_entries_and_their_errors(tmp_path):
 @needs_espeak
 def test_lexicon_says_words_its_way():
     from audiogan.tts.lexicon import Lexicon
-    from audiogan.tts.lines import to_lines
+    from audiogan.tts.lines import LEAD_IN, to_lines
     from audiogan.tts.script import plain
 
     table = SymbolTable()
     lexicon = Lexicon({"Nguyen": "win", "Siobhan": ["ʃ", "ɪ", "v", "ˈ", "ɔː", "n"]})
     said = to_lines(plain("Nguyen met Siobhan, then left. Hello there."), table, "en-us", lexicon)
     spoken = phonemize(["win met", ", then left.", "Hello there."])
-    assert said[0].ids == table.encode([" ", *spoken[0], " ", "ʃ", "ɪ", "v", "ˈ", "ɔː", "n", *spoken[1]])
-    assert said[1].ids == table.encode([" ", *spoken[2]])
+    assert said[0].ids == table.encode([LEAD_IN, *spoken[0], " ", "ʃ", "ɪ", "v", "ˈ", "ɔː", "n", *spoken[1]])
+    assert said[1].ids == table.encode([LEAD_IN, *spoken[2]])
     # Timings name the written words, not their respellings.
     assert said[0].words == ["Nguyen", "met", "Siobhan", "then", "left"]
 
