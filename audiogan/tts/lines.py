@@ -5,17 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from audiogan.tts.lexicon import Lexicon
-from audiogan.tts.phonemes import PUNCTUATION, STRESS, Segment, SymbolTable, phonemize_segments
+from audiogan.tts.phonemes import PUNCTUATION, SPACE, STRESS, Segment, SymbolTable, phonemize_segments
 from audiogan.tts.script import PLAIN, Sentence, Style
 
-SILENT_SYMBOLS = frozenset(" ,.!?;:\"()-'")
+SILENT_SYMBOLS = frozenset((SPACE, *PUNCTUATION))
 # Every line starts with an opening quote mark. The voices are trained on phonemes without a silence
 # symbol, so the aligner gives a recording's lead-in silence to the first phoneme: said alone at inference,
 # that phoneme is stretched into silence ("The" 0.42 s) or, for a short vowel, all but dropped ("It" 16 ms).
 # Some training texts open with a quote, so the voice knows that symbol as the place for the lead-in; a
 # word space does much the same, less well by both judges (benchmarks/RESULTS.md, 2026-12-03).
 LEAD_IN = '"'
-_NOT_WORD = ",.!?;:\"()-"  # stripped from a word's ends for its timing's text; an apostrophe may stay inside
+# Stripped from a word's ends for its timing's text; an apostrophe may stay ("Smith's").
+_NOT_WORD = "".join(p for p in PUNCTUATION if p != "'")
 
 
 @dataclass

@@ -20,6 +20,10 @@ class Style:
     pitch: float = 0.0    # semitones, added to the caller's pitch shift
     volume: float = 0.0   # dB
 
+    def then(self, inner: Style) -> Style:
+        """This style with ``inner`` nested in it: rates multiply, pitch and volume offsets add."""
+        return Style(self.rate * inner.rate, self.pitch + inner.pitch, self.volume + inner.volume)
+
 
 PLAIN = Style()
 

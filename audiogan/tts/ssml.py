@@ -22,7 +22,7 @@ import math
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from audiogan.tts.normalize import LETTER_NAMES, MONTHS, normalize, split_sentences
 from audiogan.tts.numbers import digit_words, fraction_words, number_words, ordinal_words, year_words
@@ -133,10 +133,7 @@ class _Reader:
         elif tag == "prosody":
             self.children(element, _prosody(element, style))
         elif tag == "emphasis":
-            level = _attribute(element, "level", "moderate", EMPHASIS)
-            emphasis = EMPHASIS[level]
-            self.children(element, Style(style.rate * emphasis.rate, style.pitch + emphasis.pitch,
-                                         style.volume + emphasis.volume))
+            self.children(element, style.then(EMPHASIS[_attribute(element, "level", "moderate", EMPHASIS)]))
         else:
             self.atom(element, tag, style)
 
@@ -253,8 +250,7 @@ def _prosody(element: ET.Element, style: Style) -> Style:
     if unknown:
         raise ValueError(f"SSML <prosody {unknown[0]}=...> is not supported; use rate, pitch and volume")
     value = {name: _prosody_value(name, element.attrib[name]) for name in PROSODY if name in element.attrib}
-    return replace(style, rate=style.rate * value.get("rate", 1.0), pitch=style.pitch + value.get("pitch", 0.0),
-                   volume=style.volume + value.get("volume", 0.0))
+    return style.then(Style(value.get("rate", 1.0), value.get("pitch", 0.0), value.get("volume", 0.0)))
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ class Timings:
     sentences: list[Span] = field(default_factory=list)  # as written
     words: list[Span] = field(default_factory=list)      # as said ("three dollars", not "$3")
     marks: list[Span] = field(default_factory=list)      # SSML <mark> names; start == end
+    next_start: int = 0  # the sample where audio after these lines begins (their last pause included)
 
     @classmethod
     def of(cls, lines: Sequence[Line], durations: Sequence[Sequence[int]], hop_length: int, sample_rate: int,
@@ -50,6 +51,7 @@ class Timings:
                               sorted(words.items())]
             timings.sentences.append(Span(line.text, start / sample_rate, position / sample_rate))
             position += round(line.pause * sample_rate)
+        timings.next_start = position
         return timings
 
     def to_json(self) -> str:

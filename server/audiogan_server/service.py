@@ -130,9 +130,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                 self._check_length(frames, voice)
                 if timed is not None:
                     timed.append(voice.timings([line], [durations], position))
-                rate = voice.vocoder.sample_rate
-                position += round(line.lead * rate) + sum(durations) * voice.vocoder.vocoder.hop_length
-                position += round(line.pause * rate)
+                    position = timed[-1].next_start
                 if i + 1 < len(lines):
                     pending = asyncio.ensure_future(voice.mel(lines[i + 1], speed, pitch_shift, speaker))
                 async for chunk in voice.vocoder.stream(mel):
