@@ -59,10 +59,15 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
 
 
 def override(obj: T, assignment: str) -> T:
-    """A copy of dataclass ``obj`` with one ``KEY=VALUE`` (VALUE parsed as YAML) applied and type-checked."""
+    """A copy of dataclass ``obj`` with one ``KEY=VALUE`` (VALUE parsed as YAML) applied and type-checked;
+    a dotted KEY reaches into nested dataclasses (``spectral.frequency_scale=mel``)."""
     key, sep, value = assignment.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {assignment!r} is not KEY=VALUE")
+    head, dot, rest = key.partition(".")
+    inner = getattr(obj, head, None)
+    if dot and dataclasses.is_dataclass(inner):
+        return dataclasses.replace(obj, **{head: override(inner, f"{rest}={value}")})  # type: ignore[type-var]
     return from_dict(type(obj), {**to_dict(obj), key: yaml.safe_load(value)}, where=type(obj).__name__)
 
 

@@ -5,6 +5,7 @@ classifier trained on real notes), diversity (NDB) and interpolation smoothness.
     python -m benchmarks.timbre_quality --real /tmp/gm_notes --model runs/timbre/timbre-gm-16k.safetensors
     python -m benchmarks.timbre_quality --real /tmp/gm_notes --model default --image docs/images/timbre_notes.png
     python -m benchmarks.timbre_quality --real /tmp/gm_notes --model default --swap-phase   # magnitude or IF?
+    python -m benchmarks.timbre_quality --real /tmp/gm_notes --ceilings    # what each representation keeps
 
 - Pitch: on pitch when the median pYIN f0 over voiced frames (first 2.5 s) is within ±50 cents. Target >= 95 %.
 - Timbre identity: logistic regression on per-note log-mel statistics, trained on the real notes of
@@ -53,7 +54,8 @@ def features(audio: np.ndarray, rate: int = 16000) -> np.ndarray:
 
 
 def timbre_scores(real_dir: str, held_velocity: int, model_path: str | None, pitch_step: int,
-                  comb: bool = True, phase_lock: bool = True, swap_phase: bool = False) -> None:
+                  comb: bool = True, phase_lock: bool = True, swap_phase: bool = False,
+                  ceilings: bool = False) -> None:
     import soundfile as sf
     from sklearn.cluster import KMeans
     from sklearn.linear_model import LogisticRegression
@@ -62,11 +64,11 @@ def timbre_scores(real_dir: str, held_velocity: int, model_path: str | None, pit
 
     notes = [r for r in load_examples(real_dir) if r.pitch % pitch_step == 0]
     held = np.array([r.velocity == held_velocity for r in notes])
-    held_waves: dict[Path, np.ndarray] = {}  # kept for --swap-phase, which re-encodes them
+    held_waves: dict[Path, np.ndarray] = {}  # kept for --swap-phase and --ceilings, which re-encode them
     rows = []
     for r, h in zip(notes, held, strict=True):
         wave = sf.read(r.path, dtype="float32")[0]
-        if h and swap_phase:
+        if h and (swap_phase or ceilings):
             held_waves[r.path] = wave
         rows.append(features(wave))
     x = np.stack(rows)
@@ -74,6 +76,9 @@ def timbre_scores(real_dir: str, held_velocity: int, model_path: str | None, pit
     classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x[~held], y[~held])
     print(f"instrument classifier ({len(set(y))} classes, {int((~held).sum())} training notes): "
           f"{100 * classifier.score(x[held], y[held]):.1f} % on real notes of held-out velocity {held_velocity}")
+    if ceilings:
+        held_notes = [r for r, h in zip(notes, held, strict=True) if h]
+        representation_ceilings(classifier, held_notes, [held_waves[r.path] for r in held_notes])
     if not model_path:
         return
     from audiogan.timbre import TimbreModel
@@ -115,6 +120,39 @@ def timbre_scores(real_dir: str, held_velocity: int, model_path: str | None, pit
              for i in range(0, len(names), 4) for pitch in (48, 60, 72)]
     print(f"interpolation, {len(broad)} pairs x pitches: {100 * np.mean(broad):.0f} % of "
           f"{sum(map(len, broad))} slerp steps monotone")
+
+
+def representation_ceilings(classifier: Any, notes: list[Any], waves: list[np.ndarray]) -> None:
+    """The classifier (and, on every other note, pYIN) on real held-out notes after each way a generator's
+    output becomes audio: encoded and decoded as linear IF and as IF-Mel (bin by bin and phase-locked),
+    and as a log-mel copy-synthesized by the bundled (speech) vocoder, the alternative to an IF output."""
+    import torch
+
+    from audiogan.timbre.spectral import NoteSpectrogram, SpectralConfig
+    from audiogan.vocoder.inference import Vocoder
+
+    labels = [r.instrument for r in notes]
+    checked = [i for i, r in enumerate(notes) if r.pitch % 8 == 0]
+    ways: dict[str, list[np.ndarray]] = defaultdict(list)
+    for scale in ("linear", "mel"):
+        spec = NoteSpectrogram(SpectralConfig(hop_length=512, frames=128, frequency_scale=scale))
+        n = spec.cfg.samples
+        for i in range(0, len(waves), 32):
+            batch = torch.stack([torch.nn.functional.pad(torch.from_numpy(w[:n]), (0, max(0, n - len(w))))
+                                 for w in waves[i:i + 32]])
+            features_ = spec.encode(batch)
+            for lock in (False, True):
+                name = f"{'IF-Mel' if scale == 'mel' else 'linear IF'}, {'locked' if lock else 'bin by bin'}"
+                ways[name] += list(spec.decode(features_, lock_phase=lock).numpy())
+    vocoder = Vocoder.load("default", device="cpu")
+    ways[f"log-mel, vocoded by {vocoder.card.get('name', 'the bundled vocoder')}"] = [
+        vocoder.copy_synthesize(w).numpy().ravel()[: len(w)] for w in waves]
+    print(f"| real held-out notes, decoded as | instrument classifier | pitch within ±50 cents ({len(checked)}) |"
+          "\n|---|---|---|")
+    for name, audio in [("recorded (no decoding)", waves), *ways.items()]:
+        identity = 100 * classifier.score(np.stack([features(a) for a in audio]), labels)
+        on_pitch = np.mean([abs(cents_off(audio[i], notes[i].pitch)) <= 50 for i in checked])
+        print(f"| {name} | {identity:.1f} % | {100 * on_pitch:.1f} % |")
 
 
 def swapped_phase_scores(model: Any, classifier: Any, waves: list[np.ndarray],
@@ -257,6 +295,8 @@ def main() -> None:
     parser.add_argument("--no-lock", action="store_true", help="decode the notes without phase locking")
     parser.add_argument("--swap-phase", action="store_true",
                         help="with --real: also score real and generated magnitude and IF mixed (a diagnosis)")
+    parser.add_argument("--ceilings", action="store_true",
+                        help="with --real: score real notes decoded from linear IF, IF-Mel and the vocoder's log-mel")
     args = parser.parse_args()
     options = {"comb": not args.no_comb, "phase_lock": not args.no_lock}
     if args.real:
@@ -277,7 +317,8 @@ def main() -> None:
             rows += [(family[name], p, cents_off(a, p)) for p, a in zip(pitches, audio, strict=True)]
         report(rows, f"generated by {model.card.get('name')}")
     if args.real:
-        timbre_scores(args.real, 50, args.model, args.pitch_step, swap_phase=args.swap_phase, **options)
+        timbre_scores(args.real, 50, args.model, args.pitch_step, swap_phase=args.swap_phase,
+                      ceilings=args.ceilings, **options)
     if args.real and args.model:
         velocity_scores(args.real, model, args.pitch_step)
     if args.image and args.real and args.model:

@@ -93,3 +93,17 @@ def test_overrides_reach_any_section_and_bare_keys_go_to_train():
         override_recipe(cfg, "model.n_speaker=3")
     with pytest.raises(ValueError, match="augment_speeds"):
         override_recipe(cfg, "data.augment_speeds=[1.0]")
+
+
+def test_overrides_reach_nested_sections():
+    from audiogan.config import override_recipe
+    from audiogan.train.timbre_trainer import TimbreTrainingConfig
+
+    cfg = override_recipe(TimbreTrainingConfig(), "model.spectral.frequency_scale=mel")
+    cfg = override_recipe(cfg, "model.spectral.hop_length=512")
+    assert (cfg.model.spectral.frequency_scale, cfg.model.spectral.hop_length, cfg.model.spectral.n_fft) == (
+        "mel", 512, 1024)
+    with pytest.raises(ConfigError, match="hop"):
+        override_recipe(cfg, "model.spectral.hop=3")
+    with pytest.raises(ValueError, match="frequency_scale"):
+        override_recipe(cfg, "model.spectral.frequency_scale=bark")

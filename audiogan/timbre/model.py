@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiogan.timbre.spectral import SpectralConfig, midi_to_hz
+from audiogan.timbre.spectral import MelWarp, SpectralConfig, midi_to_hz
 
 
 @dataclass
@@ -107,7 +107,8 @@ class Generator(nn.Module):
 class HarmonicTemplate(nn.Module):
     """For MIDI pitches: [B] -> (comb, advance), each [B, bins, 1]. comb is 1 on the bins of the harmonics
     of the pitch and falls off as a Gaussian of one bin; advance is the IF a steady partial at the nearest
-    harmonic gives every bin (its phase advance per hop, scaled like the IF channel). Learning partials
+    harmonic gives every bin (its phase advance per hop, scaled like the IF channel); for IF-Mel both are
+    warped to the mel rows as the features are, so they blur exactly as the data does. Learning partials
     bin by bin from a pitch one-hot took a CPU budget's worth of steps and still came out blurred."""
 
     def __init__(self, cfg: SpectralConfig, width_bins: float = 1.0) -> None:
@@ -115,6 +116,7 @@ class HarmonicTemplate(nn.Module):
         self.cfg, self.width = cfg, width_bins
         hz = torch.arange(cfg.bins, dtype=torch.float32) * cfg.sample_rate / cfg.n_fft
         self.register_buffer("hz", hz, persistent=False)
+        self.warp = MelWarp(cfg) if cfg.frequency_scale == "mel" else None
 
     def forward(self, pitch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.cfg
@@ -124,7 +126,11 @@ class HarmonicTemplate(nn.Module):
         comb = torch.exp(-0.5 * (distance / self.width) ** 2)
         advance = torch.remainder(2 * math.pi * harmonic * f0 * c.hop_length / c.sample_rate + math.pi,
                                   2 * math.pi) - math.pi
-        return comb[..., None], (advance / math.pi)[..., None]
+        comb, advance = comb[..., None], advance[..., None]
+        if self.warp is not None:  # IF-Mel: the linear template warped as the features are
+            _, advance = self.warp.to_mel(comb, advance)
+            comb = self.warp.forward_matrix @ comb
+        return comb, advance / math.pi
 
 
 class Discriminator(nn.Module):

@@ -2,8 +2,8 @@
 
 IF is the frame-to-frame phase advance, wrapped to (-pi, pi] and scaled to (-1, 1]: smooth for harmonic
 sounds, where raw phase looks like noise. Integrating IF back along time recovers the phase exactly
-(mod 2 pi), so encode -> decode is lossless up to the magnitude floor. This is the linear-frequency IF
-variant; GANSynth's best (IF-Mel) additionally warps frequency to a mel scale.
+(mod 2 pi), so encode -> decode is lossless up to the magnitude floor. ``frequency_scale: mel`` gives
+GANSynth's best variant, IF-Mel: the same number of rows, spaced evenly in mel (``MelWarp``).
 
 A generated spectrogram's IF is not exact: the bins of one partial's main lobe disagree a little, and
 integrated separately they drift apart and beat. ``decode(..., lock_phase=True)`` locks every bin to the
@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def midi_to_hz(pitch: Any) -> Any:
@@ -35,6 +36,14 @@ class SpectralConfig:
     # log-magnitude -> about [-1, 1]: log(1e-6) = -13.8 maps to -1, log(100) = 4.6 to +1
     log_offset: float = 4.6
     log_scale: float = 9.2
+    # "linear": one row per STFT bin (IF). "mel": as many rows spaced evenly in mel (IF-Mel). The STFT's
+    # resolution is the same; what changes is where the generator's rows go: below 2.5 kHz, where a note's
+    # pitch and most of its energy are, each bin gets several rows, and above, rows average a few bins.
+    frequency_scale: str = "linear"
+
+    def __post_init__(self) -> None:
+        if self.frequency_scale not in ("linear", "mel"):
+            raise ValueError(f"spectral.frequency_scale must be 'linear' or 'mel', not {self.frequency_scale!r}")
 
     @property
     def samples(self) -> int:
@@ -54,6 +63,7 @@ class NoteSpectrogram(torch.nn.Module):
         super().__init__()
         self.cfg = cfg or SpectralConfig()
         self.register_buffer("window", torch.hann_window(self.cfg.n_fft), persistent=False)
+        self.warp = MelWarp(self.cfg) if self.cfg.frequency_scale == "mel" else None
 
     def encode(self, wave: torch.Tensor) -> torch.Tensor:
         """[B, samples] -> [B, 2, bins, frames]: channel 0 scaled log-magnitude, channel 1 IF."""
@@ -61,24 +71,76 @@ class NoteSpectrogram(torch.nn.Module):
         wave = F.pad(wave, (0, max(0, c.samples - wave.shape[-1])))[..., : c.samples]
         spec = torch.stft(wave, c.n_fft, c.hop_length, window=self.window, center=True, return_complex=True)
         spec = spec[:, : c.bins, : c.frames]
-        log_mag = (torch.log(spec.abs() + c.log_floor) + c.log_offset) / c.log_scale
         phase = torch.angle(spec)
-        advance = torch.diff(phase, dim=-1, prepend=torch.zeros_like(phase[..., :1]))
-        inst_freq = torch.remainder(advance + math.pi, 2 * math.pi) - math.pi
-        return torch.stack([log_mag, inst_freq / math.pi], dim=1)
+        advance = wrap(torch.diff(phase, dim=-1, prepend=torch.zeros_like(phase[..., :1])))
+        mag = spec.abs()
+        if self.warp is not None:
+            mag, advance = self.warp.to_mel(mag, advance)
+        log_mag = (torch.log(mag + c.log_floor) + c.log_offset) / c.log_scale
+        return torch.stack([log_mag, advance / math.pi], dim=1)
 
     def decode(self, features: torch.Tensor, lock_phase: bool = False) -> torch.Tensor:
         """[B, 2, bins, frames] -> [B, samples]. lock_phase: phase-locked to the peaks (for generated
         spectrograms; an encoded recording decodes exactly without it)."""
         c = self.cfg
         mag = (torch.exp(features[:, 0] * c.log_scale - c.log_offset) - c.log_floor).clamp(min=0)
-        if lock_phase:
-            phase = locked_phase(features[:, 0], features[:, 1] * math.pi)
-        else:
-            phase = torch.cumsum(features[:, 1] * math.pi, dim=-1)
+        advance, log_mag = features[:, 1] * math.pi, features[:, 0]
+        if self.warp is not None:
+            mag, advance = self.warp.to_linear(mag, advance)
+            log_mag = torch.log(mag + c.log_floor)  # only its peaks matter to locked_phase
+        phase = locked_phase(log_mag, advance) if lock_phase else torch.cumsum(advance, dim=-1)
         spec = torch.polar(mag, phase)
         spec = F.pad(spec, (0, 1, 0, 1))  # restore the Nyquist bin and the last frame
         return torch.istft(spec, c.n_fft, c.hop_length, window=self.window, center=True, length=c.samples)
+
+
+def wrap(angle: torch.Tensor) -> torch.Tensor:
+    """Radians -> [-pi, pi)."""
+    return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
+
+
+def mel_warp_matrix(cfg: SpectralConfig) -> torch.Tensor:
+    """[rows, bins]: row j is a triangle over the linear bins centred on the j-th of ``bins`` frequencies
+    spaced evenly in (HTK) mel from 0 Hz to the top bin, each side as wide as the gap to the neighbouring
+    centre or one linear bin, whichever is wider, and normalised to sum to 1. Where the mel gap is narrower
+    than a bin (below about 2.5 kHz at 1024 points and 16 kHz) a row is a linear interpolation between two
+    bins, which the pseudo-inverse undoes; above, rows average several bins, and that detail is lost."""
+    bin_hz = cfg.sample_rate / cfg.n_fft
+    top = 2595 * math.log10(1 + (cfg.bins - 1) * bin_hz / 700)
+    centres = 700 * (10 ** (torch.linspace(0, top, cfg.bins, dtype=torch.float64) / 2595) - 1) / bin_hz  # in bins
+    gaps = torch.diff(centres).clamp(min=1.0)
+    left = torch.cat([gaps[:1], gaps])
+    right = torch.cat([gaps, gaps[-1:]])
+    offset = torch.arange(cfg.bins, dtype=torch.float64)[None] - centres[:, None]
+    rows = torch.where(offset < 0, 1 + offset / left[:, None], 1 - offset / right[:, None]).clamp(min=0)
+    return (rows / rows.sum(1, keepdim=True)).float()
+
+
+class MelWarp(nn.Module):
+    """Linear STFT rows <-> mel-spaced rows (IF-Mel). Power is warped as it adds (so a row holds the power
+    of the band it covers) and phase advances as unit phasors, so that two bins at +pi and -pi (the same
+    advance) meet at pi, not at 0 as a plain average of the angles would put them."""
+
+    def __init__(self, cfg: SpectralConfig) -> None:
+        super().__init__()
+        matrix = mel_warp_matrix(cfg)
+        self.register_buffer("forward_matrix", matrix, persistent=False)
+        self.register_buffer("inverse_matrix", torch.linalg.pinv(matrix.double()).float(), persistent=False)
+
+    @staticmethod
+    def _warp(matrix: torch.Tensor, mag: torch.Tensor, advance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        frames = mag.shape[-1]
+        # One real matrix product for power, cosine and sine together: a complex one costs four.
+        warped = matrix @ torch.cat([mag.square(), torch.cos(advance), torch.sin(advance)], dim=-1)
+        power, cos, sin = warped.split(frames, dim=-1)
+        return power.clamp(min=0).sqrt(), torch.atan2(sin, cos)
+
+    def to_mel(self, mag: torch.Tensor, advance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, bins, frames] linear magnitude and phase advance (radians) -> the same on mel rows."""
+        return self._warp(self.forward_matrix, mag, advance)
+
+    def to_linear(self, mag: torch.Tensor, advance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._warp(self.inverse_matrix, mag, advance)
 
 
 def peak_of_each_bin(log_mag: torch.Tensor) -> torch.Tensor:

@@ -123,6 +123,9 @@ class TimbreTrainer:
                  device: str = "auto", resume: str | None = None, init_generator: str | None = None) -> None:
         self.cfg = config
         tc = config.train
+        if tc.mel_weight > 0 and config.model.spectral.frequency_scale == "mel":
+            raise ValueError("train.mel_weight is for linear-frequency spectrograms: IF-Mel rows are on the mel "
+                             "scale already, so the plain log-magnitude L1 weighs them as the ear does")
         if tc.adversarial_start > 0 and tc.reconstruction_weight <= 0:
             raise ValueError("train.adversarial_start needs train.reconstruction_weight > 0: before the "
                              "discriminator joins, the reconstruction target is the only loss")
