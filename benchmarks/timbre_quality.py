@@ -135,7 +135,7 @@ def representation_ceilings(classifier: Any, notes: list[Any], waves: list[np.nd
     labels = [r.instrument for r in notes]
     checked = [i for i, r in enumerate(notes) if r.pitch % 16 == 0]  # pYIN is the slow part
     ways: dict[str, list[np.ndarray]] = defaultdict(list)
-    for scale in ("linear", "mel"):
+    for scale in ("linear", "mel"):  # at the bundled model's STFT (gm_notes_cpu.yaml: hop 512, 128 frames)
         spec = NoteSpectrogram(SpectralConfig(hop_length=512, frames=128, frequency_scale=scale))
         n = spec.cfg.samples
         for i in range(0, len(waves), 32):

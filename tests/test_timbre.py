@@ -54,11 +54,30 @@ def test_velocity_layers_share_one_gain_per_instrument(notes_dir):
     assert min(loud) < 0.89
 
 
+def violin_note(notes_dir: Path, cfg: SpectralConfig) -> torch.Tensor:
+    """The fixture's violin at MIDI 60, velocity 127, padded to cfg's length: [1, samples]."""
+    audio, _ = sf.read(next((notes_dir / "audio").glob("string_*-060-127.wav")), dtype="float32")
+    return torch.nn.functional.pad(torch.from_numpy(audio), (0, cfg.samples - len(audio)))[None]
+
+
+def a3_tone(cfg: SpectralConfig) -> torch.Tensor:
+    """Five harmonics of MIDI 57 (A3, 220 Hz) at 1/h: [1, samples]."""
+    t = torch.arange(cfg.samples) / cfg.sample_rate
+    return sum(torch.sin(2 * torch.pi * h * 220.0 * t) / h for h in range(1, 6))[None]
+
+
+def check_harmonic_generator(cfg: SpectralConfig) -> None:
+    from audiogan.timbre.model import Generator, NoteGANConfig
+
+    G = Generator(NoteGANConfig(channels=[32, 16, 8], harmonic_prior=True, instruments=["a"], spectral=cfg))
+    out = G(torch.randn(2, 256), torch.tensor([30, 80]), G.instrument(torch.tensor([0, 0])))
+    assert out.shape == (2, 2, 512, 128) and out.abs().max() <= 1
+
+
 @pytest.mark.parametrize("cfg", [SpectralConfig(), SpectralConfig(hop_length=512, frames=128)],
                          ids=["4x overlap", "2x overlap"])
 def test_if_round_trip_reconstructs_a_real_note(notes_dir, cfg):
-    audio, _ = sf.read(next((notes_dir / "audio").glob("string_*-060-127.wav")), dtype="float32")
-    wave = torch.nn.functional.pad(torch.from_numpy(audio), (0, cfg.samples - len(audio)))[None]
+    wave = violin_note(notes_dir, cfg)
     spec = NoteSpectrogram(cfg)
     features = spec.encode(wave)
     assert features.shape == (1, 2, 512, cfg.frames) and features[:, 1].abs().max() <= 1.0
@@ -85,8 +104,7 @@ def test_if_mel_rows_undo_exactly_where_they_interpolate():
 
 def test_if_mel_round_trip_keeps_a_real_note(notes_dir):
     cfg = SpectralConfig(hop_length=512, frames=128, frequency_scale="mel")
-    audio, _ = sf.read(next((notes_dir / "audio").glob("string_*-060-127.wav")), dtype="float32")
-    wave = torch.nn.functional.pad(torch.from_numpy(audio), (0, cfg.samples - len(audio)))[None]
+    wave = violin_note(notes_dir, cfg)
     spec = NoteSpectrogram(cfg)
     features = spec.encode(wave)
     assert features.shape == (1, 2, 512, 128) and features[:, 1].abs().max() <= 1.0
@@ -124,41 +142,32 @@ def test_phase_locking_makes_a_partials_bins_agree():
 
 
 def test_harmonic_template_matches_a_synthetic_note():
-    from audiogan.timbre.model import Generator, HarmonicTemplate, NoteGANConfig
+    from audiogan.timbre.model import HarmonicTemplate
 
     cfg = SpectralConfig(hop_length=512, frames=128)
-    t = torch.arange(cfg.samples) / cfg.sample_rate
-    f0 = 440.0 * 2 ** ((57 - 69) / 12)  # MIDI 57, A3
-    wave = sum(torch.sin(2 * torch.pi * h * f0 * t) / h for h in range(1, 6))[None]
-    features = NoteSpectrogram(cfg).encode(wave)[0]
+    features = NoteSpectrogram(cfg).encode(a3_tone(cfg))[0]
     comb, advance = HarmonicTemplate(cfg)(torch.tensor([57]))
-    near = [round(h * f0 * cfg.n_fft / cfg.sample_rate) for h in range(1, 6)]
+    near = [round(h * 220.0 * cfg.n_fft / cfg.sample_rate) for h in range(1, 6)]
     loudest = torch.tensor([k - 2 + int(features[0, k - 2:k + 3, 64].argmax()) for k in near])  # each partial's peak
     assert (comb[0, loudest, 0] > 0.6).all()
     error = (features[1, loudest, 20:100] - advance[0, loudest]).abs()
     assert torch.minimum(error, 2 - error).max() < 0.02  # IF is in units of pi and wraps at +-1
-    G = Generator(NoteGANConfig(channels=[32, 16, 8], harmonic_prior=True, instruments=["a"], spectral=cfg))
-    out = G(torch.randn(2, 256), torch.tensor([30, 80]), G.instrument(torch.tensor([0, 0])))
-    assert out.shape == (2, 2, 512, 128) and out.abs().max() <= 1
+    check_harmonic_generator(cfg)
 
 
 def test_harmonic_template_follows_an_if_mel_note():
     from audiogan.timbre.model import Generator, HarmonicTemplate, NoteGANConfig
 
     cfg = SpectralConfig(hop_length=512, frames=128, frequency_scale="mel")
-    t = torch.arange(cfg.samples) / cfg.sample_rate
-    f0 = 440.0 * 2 ** ((57 - 69) / 12)
-    wave = sum(torch.sin(2 * torch.pi * h * f0 * t) / h for h in range(1, 6))[None]
-    features = NoteSpectrogram(cfg).encode(wave)[0]
+    features = NoteSpectrogram(cfg).encode(a3_tone(cfg))[0]
     comb, advance = HarmonicTemplate(cfg)(torch.tensor([57]))
     loud = features[0, :, 64] > features[0, :, 64].max() - 0.15  # rows within 14 dB of the loudest
     assert loud.sum() >= 10  # a partial spans several mel rows
     assert (comb[0, loud, 0] > 0.25).all()
     error = (features[1, loud, 20:100] - advance[0, loud]).abs()
     assert torch.minimum(error, 2 - error).max() < 0.02
+    check_harmonic_generator(cfg)
     G = Generator(NoteGANConfig(channels=[32, 16, 8], harmonic_prior=True, instruments=["a"], spectral=cfg))
-    out = G(torch.randn(2, 256), torch.tensor([30, 80]), G.instrument(torch.tensor([0, 0])))
-    assert out.shape == (2, 2, 512, 128) and out.abs().max() <= 1
     assert not any("warp" in k for k in G.state_dict())  # derived from the config, not stored in weights
 
 

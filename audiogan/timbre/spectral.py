@@ -12,6 +12,7 @@ spectral peak it belongs to (identity phase locking, Laroche & Dolson 1999), as 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -116,6 +117,14 @@ def mel_warp_matrix(cfg: SpectralConfig) -> torch.Tensor:
     return (rows / rows.sum(1, keepdim=True)).float()
 
 
+@functools.cache
+def mel_warp_matrices(cfg: SpectralConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The warp and its pseudo-inverse, computed once per configuration: a generator's harmonic prior and
+    its decoder both hold them (never modified in place)."""
+    matrix = mel_warp_matrix(cfg)
+    return matrix, torch.linalg.pinv(matrix.double()).float()
+
+
 class MelWarp(nn.Module):
     """Linear STFT rows <-> mel-spaced rows (IF-Mel). Power is warped as it adds (so a row holds the power
     of the band it covers) and phase advances as unit phasors, so that two bins at +pi and -pi (the same
@@ -123,9 +132,9 @@ class MelWarp(nn.Module):
 
     def __init__(self, cfg: SpectralConfig) -> None:
         super().__init__()
-        matrix = mel_warp_matrix(cfg)
-        self.register_buffer("forward_matrix", matrix, persistent=False)
-        self.register_buffer("inverse_matrix", torch.linalg.pinv(matrix.double()).float(), persistent=False)
+        forward, inverse = mel_warp_matrices(cfg)
+        self.register_buffer("forward_matrix", forward, persistent=False)
+        self.register_buffer("inverse_matrix", inverse, persistent=False)
 
     @staticmethod
     def _warp(matrix: torch.Tensor, mag: torch.Tensor, advance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
