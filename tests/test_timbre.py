@@ -233,6 +233,27 @@ def test_an_if_mel_generator_trains_and_decodes(notes_dir, tmp_path):
         TimbreTrainer(cfg, [str(notes_dir)], tmp_path, device="cpu")
 
 
+def test_a_linear_export_continues_on_the_mel_axis(tiny_timbre, notes_dir, tmp_path):
+    from audiogan.config import load_yaml, override_recipe
+    from audiogan.timbre import TimbreModel
+    from audiogan.train.timbre_trainer import TimbreTrainer, TimbreTrainingConfig, load_generator
+
+    cfg = load_yaml(TimbreTrainingConfig, REPO / "configs" / "timbre" / "tiny_test.yaml")
+    cfg = override_recipe(cfg, "model.spectral.frequency_scale=mel")
+    cfg.train.max_steps, cfg.train.adversarial_start, cfg.train.reconstruction_weight = 33, 1_000_000, 10.0
+    trainer = TimbreTrainer(cfg, [str(notes_dir)], tmp_path, device="cpu", init_generator=str(tiny_timbre[0]))
+    G, card = load_generator(tiny_timbre[0])
+    assert card["config"]["spectral"].get("frequency_scale", "linear") == "linear"
+    assert all(torch.equal(a, b.float()) for a, b in zip(trainer.G.state_dict().values(), G.state_dict().values(),
+                                                         strict=True))
+    trainer.fit()
+    model = TimbreModel.load(tmp_path / "timbre-tiny.safetensors", device="cpu")
+    assert model.cfg.spectral.frequency_scale == "mel"
+    lineage = json.loads((tmp_path / "timbre-tiny.json").read_text())["training"]["continued_from"]
+    assert lineage["frequency_scale"] == "linear" and lineage["steps"] == 30
+    assert np.isfinite(model.note(60, instrument="violin")).all()
+
+
 def test_reconstruction_target_weighs_if_and_mel_as_configured():
     from audiogan.train.timbre_trainer import note_mel_filters, reconstruction_loss
 

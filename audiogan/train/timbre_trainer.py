@@ -195,7 +195,15 @@ class TimbreTrainer:
         adding_velocity = own.velocity_conditioned and not exported.velocity_conditioned
         if adding_velocity:  # the export's notes, unchanged at first: the new velocity input starts at zero
             own = dataclasses.replace(own, velocity_conditioning=False, velocity_range=[0, 0])
+        # A new frequency axis keeps every parameter's shape; the trunk's timbre and pitch features carry
+        # over and the output layers re-learn where the harmonics lie.
+        new_scale, old_scale = own.spectral.frequency_scale, exported.spectral.frequency_scale
+        if new_scale != old_scale:
+            own = dataclasses.replace(own, spectral=dataclasses.replace(own.spectral, frequency_scale=old_scale))
         wpath, card, state = read_export(path, "timbre", NoteGANConfig, own)
+        if new_scale != old_scale:
+            log.info("%s was trained on the %s frequency axis: it continues on the %s axis", wpath.name,
+                     old_scale, new_scale)
         if adding_velocity:
             state["velocity.weight"] = torch.zeros_like(self.G.velocity.weight)
             log.info("%s has no velocity input: added at zero for velocities %d-%d", wpath.name,
@@ -205,6 +213,8 @@ class TimbreTrainer:
         self.prior_minutes = float(card["training"]["device_minutes"])
         self.head_start_until = self.step + self.cfg.train.disc_head_start_steps
         self.continued_from = continuation(card, wpath)
+        if new_scale != old_scale:
+            self.continued_from["frequency_scale"] = old_scale
         log.info("initialised generator from %s (step %d); a discriminator joining before step %d trains alone",
                  wpath, self.step, self.head_start_until)
 
