@@ -129,7 +129,7 @@ def representation_ceilings(classifier: Any, notes: list[Any], waves: list[np.nd
     an IF output."""
     import torch
 
-    from audiogan.timbre.spectral import NoteSpectrogram, SpectralConfig
+    from audiogan.timbre.spectral import NoteSpectrogram, SpectralConfig, fit_length
     from audiogan.vocoder.inference import Vocoder
 
     labels = [r.instrument for r in notes]
@@ -139,8 +139,7 @@ def representation_ceilings(classifier: Any, notes: list[Any], waves: list[np.nd
         spec = NoteSpectrogram(SpectralConfig(hop_length=512, frames=128, frequency_scale=scale))
         n = spec.cfg.samples
         for i in range(0, len(waves), 32):
-            batch = torch.stack([torch.nn.functional.pad(torch.from_numpy(w[:n]), (0, max(0, n - len(w))))
-                                 for w in waves[i:i + 32]])
+            batch = torch.stack([fit_length(torch.from_numpy(w), n) for w in waves[i:i + 32]])
             features_ = spec.encode(batch)
             for lock in (False, True):
                 name = f"{'IF-Mel' if scale == 'mel' else 'linear IF'}, {'locked' if lock else 'bin by bin'}"

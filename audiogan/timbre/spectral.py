@@ -69,7 +69,7 @@ class NoteSpectrogram(torch.nn.Module):
     def encode(self, wave: torch.Tensor) -> torch.Tensor:
         """[B, samples] -> [B, 2, bins, frames]: channel 0 scaled log-magnitude, channel 1 IF."""
         c = self.cfg
-        wave = F.pad(wave, (0, max(0, c.samples - wave.shape[-1])))[..., : c.samples]
+        wave = fit_length(wave, c.samples)
         spec = torch.stft(wave, c.n_fft, c.hop_length, window=self.window, center=True, return_complex=True)
         spec = spec[:, : c.bins, : c.frames]
         phase = torch.angle(spec)
@@ -93,6 +93,11 @@ class NoteSpectrogram(torch.nn.Module):
         spec = torch.polar(mag, phase)
         spec = F.pad(spec, (0, 1, 0, 1))  # restore the Nyquist bin and the last frame
         return torch.istft(spec, c.n_fft, c.hop_length, window=self.window, center=True, length=c.samples)
+
+
+def fit_length(wave: torch.Tensor, samples: int) -> torch.Tensor:
+    """Cut or zero-pad the last axis to ``samples``: every note is one fixed length."""
+    return F.pad(wave, (0, max(0, samples - wave.shape[-1])))[..., :samples]
 
 
 def wrap(angle: torch.Tensor) -> torch.Tensor:

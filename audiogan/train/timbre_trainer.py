@@ -24,7 +24,7 @@ from audiogan.audio.mel import MelConfig, MelSpectrogram
 from audiogan.config import from_dict, to_dict
 from audiogan.timbre.model import Discriminator, Generator, NoteGANConfig
 from audiogan.timbre.notes_data import NoteRecord, load_examples
-from audiogan.timbre.spectral import NoteSpectrogram, SpectralConfig
+from audiogan.timbre.spectral import NoteSpectrogram, SpectralConfig, fit_length
 from audiogan.train.checkpoint import (
     continuation,
     load_checkpoint,
@@ -197,13 +197,9 @@ class TimbreTrainer:
             own = dataclasses.replace(own, velocity_conditioning=False, velocity_range=[0, 0])
         # A new frequency axis keeps every parameter's shape; the trunk's timbre and pitch features carry
         # over and the output layers re-learn where the harmonics lie.
-        new_scale, old_scale = own.spectral.frequency_scale, exported.spectral.frequency_scale
-        if new_scale != old_scale:
-            own = dataclasses.replace(own, spectral=dataclasses.replace(own.spectral, frequency_scale=old_scale))
+        old_scale = exported.spectral.frequency_scale
+        own = dataclasses.replace(own, spectral=dataclasses.replace(own.spectral, frequency_scale=old_scale))
         wpath, card, state = read_export(path, "timbre", NoteGANConfig, own)
-        if new_scale != old_scale:
-            log.info("%s was trained on the %s frequency axis: it continues on the %s axis", wpath.name,
-                     old_scale, new_scale)
         if adding_velocity:
             state["velocity.weight"] = torch.zeros_like(self.G.velocity.weight)
             log.info("%s has no velocity input: added at zero for velocities %d-%d", wpath.name,
@@ -213,8 +209,10 @@ class TimbreTrainer:
         self.prior_minutes = float(card["training"]["device_minutes"])
         self.head_start_until = self.step + self.cfg.train.disc_head_start_steps
         self.continued_from = continuation(card, wpath)
-        if new_scale != old_scale:
+        if old_scale != self.cfg.model.spectral.frequency_scale:
             self.continued_from["frequency_scale"] = old_scale
+            log.info("%s was trained on the %s frequency axis: it continues on the %s axis", wpath.name,
+                     old_scale, self.cfg.model.spectral.frequency_scale)
         log.info("initialised generator from %s (step %d); a discriminator joining before step %d trains alone",
                  wpath, self.step, self.head_start_until)
 
@@ -227,7 +225,7 @@ class TimbreTrainer:
                           disable=not self.dist.main):
             waves = [load_audio(r.path, self.cfg.model.spectral.sample_rate)[0] for r in records[start:start + 64]]
             n = self.cfg.model.spectral.samples
-            batch = torch.stack([F.pad(w, (0, max(0, n - w.numel())))[:n] for w in waves]).to(self.device)
+            batch = torch.stack([fit_length(w, n) for w in waves]).to(self.device)
             specs.append(self.spectral.encode(batch).to(dtype))
         pitch = torch.tensor([r.pitch for r in records], device=self.device)
         instrument = torch.tensor([index[r.instrument] for r in records], device=self.device)
