@@ -395,7 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     mo.set_defaults(func=_models)
 
     t = sub.add_parser("train", help="train a model").add_subparsers(dest="model_kind", required=True)
-    for kind, what, data in (("tts", "the acoustic model (text -> mel)", "LJSpeech-format folders"),
+    for kind, what, data in (("tts", "the acoustic model (text -> mel)",
+                              "LJSpeech-format folders (recordings without a metadata.csv: the recipe's "
+                              "data.transcripts; one voice in several folders: data.speakers)"),
                              ("timbre", "the note GAN", "NSynth-format folders (examples.json + audio/)")):
         tk = t.add_parser(kind, help=f"train {what} on {data}")
         tk.add_argument("--config", required=True, help=f"configs/{kind}/NAME.yaml")

@@ -320,6 +320,49 @@ def test_speed_perturbed_copies_are_pseudo_speakers_and_never_leak_the_held_out(
         cfg.data.__class__(augment_speeds=[1.0])
 
 
+def test_a_folder_without_metadata_trains_from_a_transcript_file_as_the_same_speaker(espeak_corpus, tmp_path):
+    from audiogan.train.tts_data import build_features
+    from audiogan.train.tts_trainer import TTSTrainer, TTSTrainingConfig
+
+    cfg = load_yaml(TTSTrainingConfig, REPO / "configs" / "tts" / "tiny_test.yaml")
+    cfg.data.cache_dir = str(tmp_path / "cache")
+    bare = tmp_path / "second_take"  # the same voice's recordings, shipped without a metadata.csv
+    shutil.copytree(espeak_corpus / "wavs", bare / "wavs")
+    transcripts = tmp_path / "second_take.csv"
+    transcripts.write_text("\n".join((espeak_corpus / "metadata.csv").read_text().splitlines()[:3]) + "\n")
+    folders = [str(espeak_corpus), str(bare)]
+    with pytest.raises(FileNotFoundError, match=r"data\.transcripts"):
+        build_features(folders, cfg.data, cfg.model.mel, SymbolTable())
+    cfg.data.transcripts = {"second_take": str(tmp_path / "missing.csv")}
+    with pytest.raises(FileNotFoundError, match=r"missing\.csv is not a file"):
+        build_features(folders, cfg.data, cfg.model.mel, SymbolTable())
+
+    cfg.data.transcripts = {"second_take": str(transcripts)}
+    two = build_features(folders, cfg.data, cfg.model.mel, SymbolTable())
+    n_first = len((espeak_corpus / "metadata.csv").read_text().splitlines())
+    assert len(two) == n_first + 3  # only the transcribed clips of the bare folder
+    assert {u.speaker for u in two} == {0, 1}  # unnamed folders are speakers of their own
+    cfg.data.speakers = {"second_take": 0}  # the named folder takes 0, so the unnamed one is another voice
+    assert {u.speaker for u in build_features(folders, cfg.data, cfg.model.mel, SymbolTable())} == {0, 1}
+    cfg.data.speakers = {espeak_corpus.name: 0, "second_take": 0}
+    one = build_features(folders, cfg.data, cfg.model.mel, SymbolTable())
+    assert {u.speaker for u in one} == {0}
+    same = {u.id: u for u in one[n_first:]}
+    for u in one[:3]:  # the same recording under the same text: the same features, another cache entry
+        assert torch.equal(same[u.id].mel, u.mel) and torch.equal(same[u.id].tokens, u.tokens)
+
+    cfg.train.max_steps = 2
+    trainer = TTSTrainer(cfg, folders, tmp_path / "run", device="cpu")  # one voice: no speaker table needed
+    trainer.fit()
+    assert trainer.data_info["utterances"]["train"] + trainer.data_info["utterances"]["validation"] == len(one)
+    cfg.data.speakers = {"second_take": 2}
+    with pytest.raises(ValueError, match="without a gap"):
+        build_features(folders, cfg.data, cfg.model.mel, SymbolTable())
+    cfg.data.speakers = {"elsewhere": 0}
+    with pytest.raises(ValueError, match="not among the data folders"):
+        build_features(folders, cfg.data, cfg.model.mel, SymbolTable())
+
+
 def test_mel_windows_cut_the_same_valid_frames_from_both():
     from audiogan.tts.mel_discriminator import mel_windows
 

@@ -37,13 +37,34 @@ class TTSDataConfig:
     fmax: float = 500.0
     # Speed perturbation (resampling: tempo and pitch move together, as in Kaldi's ASR recipes). Each factor
     # adds a copy of every clip as a pseudo-speaker, so the model learns what is shared across them without
-    # averaging the voices; speakers 0 .. folders-1 stay the real recordings, which inference uses.
+    # averaging the voices; the recorded speakers keep numbers 0 .. n-1, and inference speaks as them.
     augment_speeds: list[float] = field(default_factory=list)
+    # Folder name -> an LJSpeech-format metadata file for a folder of recordings that ships none (a relative
+    # path is looked up from the working directory, then from the project root).
+    transcripts: dict[str, str] = field(default_factory=dict)
+    # Folder name -> speaker number, for one voice recorded into several folders; a folder not named here is
+    # its own speaker. Numbers must run 0 .. speakers-1; speaker 0 is the one inference speaks as by default.
+    speakers: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         bad = [f for f in self.augment_speeds if not 0.5 <= f <= 2.0 or f == 1.0]
         if bad:
             raise ValueError(f"data.augment_speeds: {bad} must lie in [0.5, 2.0] and differ from 1.0")
+
+    def speaker_numbers(self, roots: list[str | Path]) -> list[int]:
+        """The speaker of each data folder: ``speakers`` where it names the folder, else a number of its own."""
+        names = [Path(r).name for r in roots]
+        unknown = sorted(set(self.speakers) - set(names))
+        if unknown:
+            raise ValueError(f"data.speakers names {unknown}, which are not among the data folders {names}")
+        numbers: list[int] = []
+        for name in names:
+            used = set(self.speakers.values()) | set(numbers)
+            numbers.append(self.speakers[name] if name in self.speakers else min(set(range(len(used) + 1)) - used))
+        if sorted(set(numbers)) != list(range(len(set(numbers)))):
+            raise ValueError(f"data.speakers: the folders' speaker numbers {numbers} must run 0 .. "
+                             f"{len(set(numbers)) - 1} without a gap")
+        return numbers
 
 
 @dataclass
@@ -66,11 +87,23 @@ def speed_perturb(wave: torch.Tensor, sample_rate: int, factor: float) -> torch.
     return AF.resample(wave, round(sample_rate * factor), sample_rate)
 
 
-def read_metadata(root: Path) -> list[tuple[str, str, Path]]:
-    """(id, text, audio path) from an LJSpeech-format folder (the normalised column when present)."""
-    meta = root / "metadata.csv"
+def transcript_file(path: str) -> Path:
+    """A ``data.transcripts`` entry: as given, else under the project root (where the repo's files are)."""
+    given = Path(path)
+    for candidate in (given, Path(__file__).resolve().parents[2] / given):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"data.transcripts: {path} is not a file (looked in the working directory and the "
+                            f"project root)")
+
+
+def read_metadata(root: Path, meta: Path | None = None) -> list[tuple[str, str, Path]]:
+    """(id, text, audio path) from an LJSpeech-format folder (the normalised column when present), or from
+    the metadata file ``meta`` for the recordings in ``root``."""
+    meta = meta or root / "metadata.csv"
     if not meta.is_file():
-        raise FileNotFoundError(f"{root} is not an LJSpeech-format folder (no metadata.csv)")
+        raise FileNotFoundError(f"{root} is not an LJSpeech-format folder (no metadata.csv); for recordings "
+                                f"without one, name a transcript file in data.transcripts")
     rows = []
     with meta.open(newline="", encoding="utf-8") as fh:
         for row in csv.reader(fh, delimiter="|", quoting=csv.QUOTE_NONE):
@@ -99,10 +132,13 @@ def pitch_track(wave: np.ndarray, mel: MelConfig, frames: int, fmin: float, fmax
     return semitones.astype(np.float32), voiced
 
 
-def _cache_path(rows: list[tuple[str, str, Path]], cfg: TTSDataConfig, mel: MelConfig, table: SymbolTable) -> Path:
+def _cache_path(rows: list[tuple[tuple[str, str, Path], int]], cfg: TTSDataConfig, mel: MelConfig,
+                table: SymbolTable) -> Path:
     # File names and sizes, not full paths: the cache stays valid where the corpus sits elsewhere (a GPU
     # machine that has no espeak-ng or librosa gets the corpus under /tmp and this file beside it).
-    h = hashlib.sha256(json.dumps([[r[0], r[1], r[2].name, r[2].stat().st_size] for r in rows]).encode())
+    h = hashlib.sha256(json.dumps([[r[0], r[1], r[2].name, r[2].stat().st_size] for r, _ in rows]).encode())
+    if any(s for _, s in rows):  # speakers other than 0 (one-speaker caches keep their earlier names)
+        h.update(json.dumps([s for _, s in rows]).encode())
     h.update(json.dumps([mel.__dict__, table.version, cfg.language, cfg.fmin, cfg.fmax]
                         + ([cfg.augment_speeds] if cfg.augment_speeds else []), default=str).encode())
     return Path(cfg.cache_dir) / f"tts-features-{h.hexdigest()[:16]}.pt"
@@ -110,9 +146,15 @@ def _cache_path(rows: list[tuple[str, str, Path]], cfg: TTSDataConfig, mel: MelC
 
 def build_features(roots: list[str | Path], cfg: TTSDataConfig, mel_cfg: MelConfig,
                    table: SymbolTable) -> list[Utterance]:
-    """All utterances of the folders (speaker = folder index), from the cache when it exists."""
-    rows = [(r, s) for s, root in enumerate(roots) for r in read_metadata(Path(root))]
-    cache = _cache_path([r for r, _ in rows], cfg, mel_cfg, table)
+    """All utterances of the folders (speakers: :meth:`TTSDataConfig.speaker_numbers`), from the cache when it
+    exists."""
+    numbers = cfg.speaker_numbers(roots)
+    real = len(set(numbers))
+    metas = [transcript_file(cfg.transcripts[Path(r).name]) if Path(r).name in cfg.transcripts else None
+             for r in roots]
+    rows = [(r, s) for s, root, meta in zip(numbers, roots, metas, strict=True)
+            for r in read_metadata(Path(root), meta)]
+    cache = _cache_path(rows, cfg, mel_cfg, table)
     if cache.is_file():
         log.info("TTS features from cache %s", cache)
         return [Utterance(**u) for u in torch.load(cache, weights_only=False)]
@@ -134,7 +176,7 @@ def build_features(roots: list[str | Path], cfg: TTSDataConfig, mel_cfg: MelConf
                 mel = transform(wave)
             pitch, voiced = pitch_track(wave.numpy(), mel_cfg, mel.shape[-1], cfg.fmin, cfg.fmax)
             utterances.append(Utterance(uid, text, ids, mel, torch.from_numpy(pitch), torch.from_numpy(voiced),
-                                        mel.mean(0), speaker + len(roots) * k, factor))
+                                        mel.mean(0), speaker + real * k, factor))
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # ranks of a torchrun job may build it side by side
     torch.save([u.__dict__ for u in utterances], tmp)

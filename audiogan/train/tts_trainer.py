@@ -147,8 +147,9 @@ class TTSTrainer:
             torch.distributed.barrier()
         self.train_set, self.valid_set = split(utterances, config.data)
         speakers = 1 + max((u.speaker for u in utterances), default=0)  # build_features numbers them
+        recorded = len(set(config.data.speaker_numbers(data_dirs)))
         if speakers > 1 and config.model.n_speakers < speakers:
-            raise ValueError(f"{len(data_dirs)} data folder(s) with {len(config.data.augment_speeds)} speed "
+            raise ValueError(f"{recorded} speaker(s) in the data folders with {len(config.data.augment_speeds)} speed "
                              f"perturbation(s) make {speakers} speakers: set model.n_speakers to {speakers} "
                              f"(it is {config.model.n_speakers})")
         if not self.train_set:
@@ -160,9 +161,11 @@ class TTSTrainer:
                                         "train_minutes": round(sum(u.mel.shape[-1] for u in self.train_set)
                                                                * config.model.mel.hop_length
                                                                / config.model.mel.sample_rate / 60, 2)}
+        if config.data.transcripts:
+            self.data_info["transcripts"] = dict(config.data.transcripts)
         if config.data.augment_speeds:
             self.data_info["augmentation"] = {"speed_perturbation": config.data.augment_speeds,
-                                              "pseudo_speakers": speakers - len(data_dirs)}
+                                              "pseudo_speakers": speakers - recorded}
         self.model = AcousticModel(config.model, len(self.table)).to(self.device)
         self.params = list(self.model.parameters())
         named = list(self.model.named_parameters())
