@@ -361,6 +361,9 @@ def test_a_folder_without_metadata_trains_from_a_transcript_file_as_the_same_spe
     cfg.data.speakers = {"elsewhere": 0}
     with pytest.raises(ValueError, match="not among the data folders"):
         build_features(folders, cfg.data, cfg.model.mel, SymbolTable())
+    cfg.data.speakers, cfg.data.transcripts = {}, {"second_tke": str(transcripts)}  # a typo names no folder
+    with pytest.raises(ValueError, match=r"data\.transcripts names \['second_tke'\]"):
+        build_features(folders, cfg.data, cfg.model.mel, SymbolTable())
 
 
 def test_mel_windows_cut_the_same_valid_frames_from_both():

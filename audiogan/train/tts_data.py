@@ -150,6 +150,9 @@ def build_features(roots: list[str | Path], cfg: TTSDataConfig, mel_cfg: MelConf
     exists."""
     numbers = cfg.speaker_numbers(roots)
     real = len(set(numbers))
+    unknown = sorted(set(cfg.transcripts) - {Path(r).name for r in roots})
+    if unknown:
+        raise ValueError(f"data.transcripts names {unknown}, which are not among the data folders")
     metas = [transcript_file(cfg.transcripts[Path(r).name]) if Path(r).name in cfg.transcripts else None
              for r in roots]
     rows = [(r, s) for s, root, meta in zip(numbers, roots, metas, strict=True)
