@@ -348,13 +348,14 @@ def test_a_folder_without_metadata_trains_from_a_transcript_file_as_the_same_spe
     one = build_features(folders, cfg.data, cfg.model.mel, SymbolTable())
     assert {u.speaker for u in one} == {0}
     same = {u.id: u for u in one[n_first:]}
-    for u in one[:3]:  # the same recording under the same text: the same features, another cache entry
+    for u in one[:3]:  # the same recording under the same text gives the same features
         assert torch.equal(same[u.id].mel, u.mel) and torch.equal(same[u.id].tokens, u.tokens)
 
     cfg.train.max_steps = 2
     trainer = TTSTrainer(cfg, folders, tmp_path / "run", device="cpu")  # one voice: no speaker table needed
     trainer.fit()
     assert trainer.data_info["utterances"]["train"] + trainer.data_info["utterances"]["validation"] == len(one)
+    assert trainer.data_info["transcripts"] == {"second_take": str(transcripts)}  # recorded in the model card
     cfg.data.speakers = {"second_take": 2}
     with pytest.raises(ValueError, match="without a gap"):
         build_features(folders, cfg.data, cfg.model.mel, SymbolTable())
