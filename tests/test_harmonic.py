@@ -189,7 +189,7 @@ def test_chunks_need_the_whole_utterance_phase(harmonic_vocoder, demo_wave):
     alone = harmonic_vocoder(mel[:, 100:200])
     assert (alone[40 * HOP:60 * HOP] - whole[140 * HOP:160 * HOP]).abs().max() > 1e-3
     cond = harmonic_vocoder.condition(mel)
-    assert cond.shape == (MEL.n_mels + 2, mel.shape[-1])
+    assert harmonic_vocoder.needs_conditioning and cond.shape == (MEL.n_mels + 2, mel.shape[-1])
     [sliced] = harmonic_vocoder.generate([cond[:, 100 - 40:200 + 40]])
     assert (sliced[80 * HOP:100 * HOP] - whole[140 * HOP:160 * HOP]).abs().max() < 1e-4
 
@@ -304,3 +304,52 @@ def test_warm_start_from_an_unrelated_model_is_refused(tmp_path, demo_data_dir, 
     cfg.model.generator.istft.intermediate_dim = 96
     with pytest.raises(ValueError, match="shares no tensor"):
         VocoderTrainer(cfg, [str(demo_data_dir)], tmp_path / "run", device="cpu", warm_start=str(exported))
+
+
+# ----- the vector head: the harmonic head's free phase alone -----------------------------------------------------
+def vector_config(tmp_path: Path, **train: object) -> VocoderTrainingConfig:
+    cfg = harmonic_config(tmp_path, pitch_weight=0.0, **train)
+    cfg.model.generator.istft.phase = "vector"
+    cfg.name = "tiny-vector"
+    return cfg
+
+
+def test_vector_head_needs_no_conditioning_pass_and_streams_exactly(tmp_path, demo_wave):
+    cfg = vector_config(tmp_path).model
+    torch.manual_seed(5)
+    vocoder = Vocoder(build_generator(cfg), cfg, device="cpu")
+    assert vocoder.generator.pitch is None and not vocoder.needs_conditioning
+    mel = vocoder.mel(demo_wave)
+    assert torch.equal(vocoder.condition(mel), mel)
+    whole = vocoder(mel)
+    for k in (1, 64):
+        streamed = torch.cat(list(vocoder.stream(mel, chunk_frames=k)))
+        assert (streamed - whole).abs().max() < 1e-4
+    # a chunk's mel vocoded on its own matches the whole away from its edges: no phase integrated from frame 0
+    alone = vocoder(mel[:, 100:200])
+    assert (alone[40 * HOP:60 * HOP] - whole[140 * HOP:160 * HOP]).abs().max() < 1e-4
+
+
+def test_vector_head_warm_started_from_a_harmonic_export_keeps_its_free_phase(tmp_path, demo_data_dir, demo_wave):
+    harmonic = VocoderTrainer(harmonic_config(tmp_path, max_steps=2, log_every=2), [str(demo_data_dir)],
+                              tmp_path / "harmonic", device="cpu")
+    harmonic.fit()
+    exported = harmonic.export(tmp_path / "harmonic" / "tiny-harmonic.safetensors")
+    vector = VocoderTrainer(vector_config(tmp_path), [str(demo_data_dir)], tmp_path / "vector", device="cpu",
+                            warm_start=str(exported))
+    assert vector.warm_start["fresh_tensors"] == []  # the gate and pitch tracker are dropped, nothing is new
+    source = Vocoder.load(exported, device="cpu").generator.eval()
+    target = vector.G.eval()
+    mel = MelSpectrogram(MEL)(demo_wave[None, : 80 * HOP])
+    with torch.inference_mode():
+        log_mag, _, free, _ = source.phase_parts(source.condition(mel))
+        same_mag, phase = target.spectrum(target.condition(mel))
+    assert (same_mag - log_mag).abs().max() < 1e-5
+    assert (torch.polar(torch.ones_like(phase), phase) - torch.polar(torch.ones_like(free), free)).abs().max() < 1e-4
+
+
+def test_an_unknown_phase_head_is_refused(tmp_path):
+    cfg = vector_config(tmp_path).model
+    cfg.generator.istft.phase = "complex"
+    with pytest.raises(ValueError, match="unknown phase head 'complex'"):
+        build_generator(cfg)

@@ -60,6 +60,8 @@ class ResBlock2(nn.Module):
 class HiFiGANGenerator(nn.Module):
     """Mel [B, n_mels, T] -> waveform [B, T * prod(upsample_rates)]."""
 
+    conditions = False  # condition() returns the mel itself
+
     def __init__(self, n_mels: int, config: HiFiGANConfig) -> None:
         super().__init__()
         if len(config.upsample_rates) != len(config.upsample_kernel_sizes):

@@ -73,6 +73,11 @@ class Vocoder:
     def hop_length(self) -> int:
         return self.config.mel.hop_length
 
+    @property
+    def needs_conditioning(self) -> bool:
+        """Whether :meth:`condition` adds to the mel (a pass over the whole utterance) or returns it as is."""
+        return bool(self.generator.conditions)
+
     @torch.inference_mode()
     def mel(self, wave: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Audio at ``sample_rate`` -> the log-mel this vocoder was trained on."""

@@ -22,7 +22,8 @@ from audiogan.vocoder.heads import (
     harmonic_phase,
 )
 
-PHASE_HEADS = ("direct", "harmonic")
+PHASE_HEADS = ("direct", "vector", "harmonic")
+HEAD_PARTS = {"direct": 2, "vector": 3, "harmonic": 4}  # per bin: log-magnitude, then the phase's parts
 
 
 @dataclass
@@ -40,8 +41,10 @@ class ISTFTNetConfig:
     # Fast Griffin-Lim iterations from the predicted phase, at inference only (0: off). Each costs about
     # one STFT and one iSTFT and widens the streaming context by n_fft / hop frames.
     phase_iterations: int = 0
-    # "direct": one phase value per bin and frame (Vocos). "harmonic": a pitch tracker's integrated
-    # fundamental phase times each bin's harmonic number, gated per bin against a free phase.
+    # "direct": one phase value per bin and frame (Vocos). "vector": the phase as the angle of a
+    # predicted (re, im) pair, which has no wrap-around for the network to learn. "harmonic": a pitch
+    # tracker's integrated fundamental phase times each bin's harmonic number, gated per bin against a
+    # "vector" phase.
     phase: str = "direct"
     pitch_channels: int = 256
 
@@ -160,8 +163,8 @@ class ISTFTNetGenerator(nn.Module):
         )
         self.final_norm = nn.LayerNorm(config.dim, eps=1e-6)
         harmonic = config.phase == "harmonic"
-        # direct: log-magnitude, phase. harmonic: log-magnitude, free phase as (re, im), harmonic gate.
-        self.out = nn.Linear(config.dim, self.bins * (4 if harmonic else 2))
+        # direct: log-magnitude, phase. vector: log-magnitude, phase as (re, im). harmonic: the same and a gate.
+        self.out = nn.Linear(config.dim, self.bins * HEAD_PARTS[config.phase])
         self.istft = ISTFT(mel.n_fft, mel.hop_length)
         self.stft = FramedSTFT(mel.n_fft, mel.hop_length)
         self.prior = MelMagnitudePrior(mel) if config.magnitude_prior else None
@@ -181,6 +184,11 @@ class ISTFTNetGenerator(nn.Module):
             nn.init.trunc_normal_(m.weight, std=0.02)
             nn.init.zeros_(m.bias)
 
+    @property
+    def conditions(self) -> bool:
+        """Whether :meth:`condition` adds to the mel: only the harmonic head's pitch track does."""
+        return self.pitch is not None
+
     def condition(self, mel: torch.Tensor) -> torch.Tensor:
         """Mel [B, n_mels, T] -> the generator's input: the mel itself, or with harmonic phase
         [mel; f0; theta] where theta is integrated from the first frame (so slice it, don't recompute)."""
@@ -196,8 +204,11 @@ class ISTFTNetGenerator(nn.Module):
     def spectrum(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Conditioned input -> (log-magnitude, phase), each [B, n_fft/2+1, T] float32."""
         log_mag, h = self._magnitude(x)
-        if self.pitch is None:
+        if self.config.phase == "direct":
             return log_mag, h[:, self.bins:]
+        if self.pitch is None:
+            cos, sin = self._free_phase(h)
+            return log_mag, torch.atan2(sin, cos)
         harm, (cos, sin), gate = self._phases(x, h)
         # Unit vectors mixed, then their angle: real arithmetic only (compiles, no complex autograd).
         re = gate * torch.cos(harm) + (1 - gate) * cos
@@ -233,9 +244,24 @@ class ISTFTNetGenerator(nn.Module):
         b = self.bins
         f0, theta = x[:, self.n_mels].float(), x[:, self.n_mels + 1].float()
         harm = harmonic_phase(theta, f0, self.n_fft, self.mel_config.sample_rate)
+        return harm, self._free_phase(h), torch.sigmoid(h[:, 3 * b:])
+
+    def _free_phase(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The backbone's (re, im) phase outputs as a unit vector (cos, sin)."""
+        b = self.bins
         re, im = h[:, b:2 * b], h[:, 2 * b:3 * b]
         norm = torch.sqrt(re.square() + im.square()).clamp(min=1e-6)
-        return harm, (re / norm, im / norm), torch.sigmoid(h[:, 3 * b:])
+        return re / norm, im / norm
+
+    def carry_over(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """An exported state for this generator's heads: a harmonic head's output layer is a vector head's
+        (log-magnitude; phase as re, im) followed by its gate, so a vector head keeps the trained free phase
+        and drops the gate (the pitch tracker's tensors simply find no place)."""
+        w, b = state.get("out.weight"), state.get("out.bias")
+        parts = HEAD_PARTS["vector"] * self.bins
+        if self.config.phase == "vector" and w is not None and b is not None and w.shape[0] == 4 * self.bins:
+            return {**state, "out.weight": w[:parts], "out.bias": b[:parts]}
+        return state
 
     def synthesize(self, log_mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
         """Spectrum -> waveform; in eval mode the phase is refined by ``phase_iterations`` (training sees the

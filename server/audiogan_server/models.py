@@ -71,6 +71,8 @@ class VocoderEngine:
         return [w[s.keep_from:s.keep_to].cpu() for w, s in zip(waves, spans, strict=True)]
 
     async def _condition(self, mel: torch.Tensor) -> torch.Tensor:
+        if not self.vocoder.needs_conditioning:
+            return mel  # no trip through the busy model thread for a mel that stays as it is
         # On the compute thread: a harmonic-phase vocoder runs its pitch tracker over the whole mel here.
         return await asyncio.get_running_loop().run_in_executor(self.executor, self.vocoder.condition, mel)
 
