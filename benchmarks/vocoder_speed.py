@@ -3,8 +3,8 @@
     python benchmarks/vocoder_speed.py [--threads 2] [--seconds 10] [--models default hifigan_v1 ...]
     python benchmarks/vocoder_speed.py --models default --phase-iterations 0 4 8   # the refinement's cost
 
-'default' is the bundled trained vocoder; recipe names (configs/vocoder/NAME.yaml) are timed with
-random weights, which cost the same as trained ones. Prints a Markdown table.
+'default' is the bundled trained vocoder and a .safetensors path another trained one; recipe names
+(configs/vocoder/NAME.yaml) are timed with random weights, which cost the same as trained ones. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def main() -> None:
     runs = [(name, n) for name in args.models for n in args.phase_iterations]
     for name, n in runs:
         try:
-            voc = Vocoder.load(name, device="cpu", phase_iterations=n) if name == "default" \
-                else untrained_vocoder(name, n)
+            trained = name == "default" or name.endswith(".safetensors")
+            voc = Vocoder.load(name, device="cpu", phase_iterations=n) if trained else untrained_vocoder(name, n)
         except ValueError as exc:  # a HiFi-GAN has no phase to refine
             print(f"skipped {phase_label(name, n)}: {exc}", flush=True)
             continue

@@ -139,7 +139,7 @@ def test_weights_without_a_card_are_refused(trained_tiny, tmp_path):
 
 def test_bundled_weights_match_their_card():
     path = weights.resolve("default", "vocoder")
-    assert path.name == "vocoder-16k-harmonic.safetensors"
+    assert path.name == "vocoder-16k-vector.safetensors"
     assert 0 < path.stat().st_size < MAX_BYTES
     card = strict_json(path.with_suffix(".json"))
     tensors = weights.read_weights(path)

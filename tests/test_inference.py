@@ -160,14 +160,14 @@ def test_empty_audio_is_a_clear_error(tiny_vocoder):
 
 
 def test_missing_weights_are_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"no vocoder weights at .*absent.*bundled: \['vocoder-16k-harmonic'\]"):
+    with pytest.raises(FileNotFoundError, match=r"no vocoder weights at .*absent.*bundled: \['vocoder-16k-vector'\]"):
         Vocoder.load(tmp_path / "absent.safetensors", device="cpu")
 
 
 def test_default_vocoder_card(default_vocoder):
     assert default_vocoder.sample_rate == 16000
     assert default_vocoder.hop_length == HOP
-    assert default_vocoder.card["name"] == "vocoder-16k-harmonic"
+    assert default_vocoder.card["name"] == "vocoder-16k-vector"
     params = sum(p.numel() for p in default_vocoder.generator.parameters())
     assert params == default_vocoder.card["parameters"]
     assert not default_vocoder.generator.training

@@ -139,15 +139,15 @@ def test_wav_bytes_are_a_wav_file(client, mel, tmp_path):
 
 
 def test_concurrent_calls_are_batched_and_each_gets_its_own_result(client, vocoder, mel, metrics_port):
-    before_count = metric(metrics_port, "audiogan_batch_size_count", batcher="vocode:vocoder-16k-harmonic")
-    before_sum = metric(metrics_port, "audiogan_batch_size_sum", batcher="vocode:vocoder-16k-harmonic")
+    before_count = metric(metrics_port, "audiogan_batch_size_count", batcher="vocode:vocoder-16k-vector")
+    before_sum = metric(metrics_port, "audiogan_batch_size_sum", batcher="vocode:vocoder-16k-vector")
     mels = [mel[:, i * 20: i * 20 + 60 + 7 * i] for i in range(8)]  # different content and lengths
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda m: client.vocode(m).samples, mels))
     for m, audio in zip(mels, results, strict=True):
         np.testing.assert_allclose(audio, vocoder(m).numpy(), atol=1e-5)
-    passes = metric(metrics_port, "audiogan_batch_size_count", batcher="vocode:vocoder-16k-harmonic") - before_count
-    items = metric(metrics_port, "audiogan_batch_size_sum", batcher="vocode:vocoder-16k-harmonic") - before_sum
+    passes = metric(metrics_port, "audiogan_batch_size_count", batcher="vocode:vocoder-16k-vector") - before_count
+    items = metric(metrics_port, "audiogan_batch_size_sum", batcher="vocode:vocoder-16k-vector") - before_sum
     assert items == 8
     assert passes < 8, f"8 concurrent calls ran in {passes:g} forward passes: no batching"
 
@@ -164,7 +164,7 @@ def test_listings(client):
     listing = client.list_voices()
     assert listing["voices"] == []  # started with --voice none
     (vocoder,) = listing["vocoders"]
-    assert vocoder["name"] == "vocoder-16k-harmonic" and vocoder["sample_rate"] == 16000
+    assert vocoder["name"] == "vocoder-16k-vector" and vocoder["sample_rate"] == 16000
     assert vocoder["card"]["config"]["mel"]["n_mels"] == 80
     assert client.list_instruments() == []
 
@@ -370,7 +370,7 @@ def test_client_cli(server, mel, tmp_path):
     with wavemod.open(str(tmp_path / "out.wav")) as w:
         assert w.getframerate() == 22050 and w.getnframes() > 100_000
     voices = run("voices")
-    assert json.loads(voices.stdout)["vocoders"][0]["name"] == "vocoder-16k-harmonic"
+    assert json.loads(voices.stdout)["vocoders"][0]["name"] == "vocoder-16k-vector"
     said = run("say", "hello", "-o", str(tmp_path / "say.wav"))
     assert said.returncode != 0 and "UNIMPLEMENTED" in said.stderr
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 WEIGHTS_DIR = Path(__file__).parent
-DEFAULTS = {"vocoder": "vocoder-16k-harmonic", "tts": "tts-lj-16k", "timbre": "timbre-gm-16k"}
+DEFAULTS = {"vocoder": "vocoder-16k-vector", "tts": "tts-lj-16k", "timbre": "timbre-gm-16k"}
 
 
 def resolve(name_or_path: str | Path, kind: str) -> Path:

@@ -84,7 +84,7 @@ def test_errors_surface_with_code_and_message(client, mel):
 @needs_server
 def test_listing(client):
     listing = client.list_voices()
-    assert [v["name"] for v in listing["vocoders"]] == ["vocoder-16k-harmonic"]
+    assert [v["name"] for v in listing["vocoders"]] == ["vocoder-16k-vector"]
     assert [v["name"] for v in listing["voices"]] == ["tts-lj-16k"]
     assert [v["speakers"] for v in listing["voices"]] == [1]
 
