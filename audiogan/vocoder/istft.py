@@ -206,7 +206,7 @@ class ISTFTNetGenerator(nn.Module):
         log_mag, h = self._magnitude(x)
         if self.config.phase == "direct":
             return log_mag, h[:, self.bins:]
-        if self.pitch is None:
+        if self.config.phase == "vector":
             cos, sin = self._free_phase(h)
             return log_mag, torch.atan2(sin, cos)
         harm, (cos, sin), gate = self._phases(x, h)

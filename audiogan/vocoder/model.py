@@ -27,8 +27,9 @@ class VocoderConfig:
 
 
 def build_generator(config: VocoderConfig) -> nn.Module:
-    """Every generator maps mel [B, n_mels, T] to audio [B, T * hop] and exposes ``context_frames`` and
-    ``condition(mel)``, the whole-utterance input that chunked vocoding slices (the mel, for most)."""
+    """Every generator maps mel [B, n_mels, T] to audio [B, T * hop] and exposes ``context_frames``,
+    ``condition(mel)``, the whole-utterance input that chunked vocoding slices (the mel, for most), and
+    ``conditions``, whether that input is more than the mel."""
     g, mel = config.generator, config.mel
     if g.kind == "hifigan":
         model = HiFiGANGenerator(mel.n_mels, g.hifigan)
