@@ -3,8 +3,8 @@
     python benchmarks/vocoder_speed.py [--threads 2] [--seconds 10] [--models default hifigan_v1 ...]
     python benchmarks/vocoder_speed.py --models default --phase-iterations 0 4 8   # the refinement's cost
 
-'default' is the bundled trained vocoder and a .safetensors path another trained one; recipe names
-(configs/vocoder/NAME.yaml) are timed with random weights, which cost the same as trained ones. Prints a Markdown table.
+'default', a bundled name or a .safetensors path are trained weights; recipe names (configs/vocoder/NAME.yaml)
+are timed with random weights, which cost the same as trained ones. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from audiogan import Vocoder
+from audiogan import Vocoder, weights
 from benchmarks.common import phase_label, untrained_vocoder
 
 
@@ -46,7 +46,7 @@ def main() -> None:
     runs = [(name, n) for name in args.models for n in args.phase_iterations]
     for name, n in runs:
         try:
-            trained = name == "default" or name.endswith(".safetensors")
+            trained = name == "default" or name.endswith(".safetensors") or name in weights.bundled("vocoder")
             voc = Vocoder.load(name, device="cpu", phase_iterations=n) if trained else untrained_vocoder(name, n)
         except ValueError as exc:  # a HiFi-GAN has no phase to refine
             print(f"skipped {phase_label(name, n)}: {exc}", flush=True)

@@ -27,7 +27,7 @@ from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
 from audiogan.train.pitch_targets import pitch_targets
 from audiogan.train.runlog import RunLog, finish_run
 from audiogan.vocoder.discriminators import build_discriminators
-from audiogan.vocoder.istft import FramedSTFT, ISTFTNetGenerator
+from audiogan.vocoder.istft import FramedSTFT
 from audiogan.vocoder.losses import discriminator_accuracy, discriminator_loss, feature_loss, generator_loss
 from audiogan.vocoder.model import VocoderConfig, build_generator
 from audiogan.vocoder.spectral_losses import pitch_loss, spectral_losses
@@ -256,7 +256,7 @@ class VocoderTrainer:
         card = weights.read_card(wpath)
         own = self.G.state_dict()
         theirs = {k: v.float() for k, v in weights.read_weights(wpath).items()}
-        if isinstance(self.G, ISTFTNetGenerator):
+        if hasattr(self.G, "carry_over"):  # heads that can take another head's trained parts
             theirs = self.G.carry_over(theirs)
         taken = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
         if not taken:

@@ -259,7 +259,8 @@ class ISTFTNetGenerator(nn.Module):
         and drops the gate (the pitch tracker's tensors simply find no place)."""
         w, b = state.get("out.weight"), state.get("out.bias")
         parts = HEAD_PARTS["vector"] * self.bins
-        if self.config.phase == "vector" and w is not None and b is not None and w.shape[0] == 4 * self.bins:
+        harmonic = HEAD_PARTS["harmonic"] * self.bins
+        if self.config.phase == "vector" and w is not None and b is not None and w.shape[0] == harmonic:
             return {**state, "out.weight": w[:parts], "out.bias": b[:parts]}
         return state
 
