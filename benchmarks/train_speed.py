@@ -21,21 +21,32 @@ from audiogan.config import load_yaml
 from audiogan.train.vocoder_trainer import VocoderTrainer, VocoderTrainingConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = {
-    # name: (config, bf16, torch.compile)
-    "v1-fp32-eager": ("hifigan_v1.yaml", False, False),
-    "v1-bf16-compile": ("hifigan_v1.yaml", True, True),
-    "istft-fp32-eager": ("istft_16k.yaml", False, False),
-    "istft-bf16-compile": ("istft_16k.yaml", True, True),
+# The bundled vocoder's recipe with its discriminators on from the first step (its CPU run left them off).
+VECTOR_GAN = {"adversarial_start": 0}
+VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
+    # name: (config, train overrides)
+    "v1-fp32-eager": ("hifigan_v1.yaml", {"bf16": False, "compile": False}),
+    "v1-bf16-compile": ("hifigan_v1.yaml", {"bf16": True, "compile": True}),
+    "istft-fp32-eager": ("istft_16k.yaml", {"bf16": False, "compile": False}),
+    "istft-bf16-compile": ("istft_16k.yaml", {"bf16": True, "compile": True}),
+    "vector-fp32-eager": ("vector_16k_cpu.yaml", {**VECTOR_GAN, "bf16": False, "compile": False}),
+    "vector-bf16-compile": ("vector_16k_cpu.yaml", {**VECTOR_GAN, "bf16": True, "compile": True}),
+    "vector-bf16-graphs": ("vector_16k_cpu.yaml", {**VECTOR_GAN, "bf16": True, "compile": True,
+                                                   "compile_mode": "reduce-overhead"}),
+    "vector-mrd-bf16-compile": ("vector_16k_cpu.yaml", {**VECTOR_GAN, "bf16": True, "compile": True,
+                                                        "discriminators": ["mrd"]}),
 }
 
 
 def measure(name: str, data: list[str], steps: int, warmup: int, device: str) -> dict[str, float | str]:
-    config_file, bf16, compiled = VARIANTS[name]
+    config_file, overrides = VARIANTS[name]
     cfg = load_yaml(VocoderTrainingConfig, ROOT / "configs" / "vocoder" / config_file)
-    cfg.train.bf16, cfg.train.compile = bf16, compiled
+    for key, value in overrides.items():
+        setattr(cfg.train, key, value)
     with tempfile.TemporaryDirectory() as run:
         trainer = VocoderTrainer(cfg, data, run, device)
+        if trainer.cuda:  # each variant's own peak, not the largest so far
+            torch.cuda.reset_peak_memory_stats()
         batch = cfg.train.batch_size
         t0 = time.perf_counter()
         for _ in range(warmup):
@@ -50,7 +61,8 @@ def measure(name: str, data: list[str], steps: int, warmup: int, device: str) ->
         dt = time.perf_counter() - t0
         mem = torch.cuda.max_memory_allocated() / 2**30 if trainer.cuda else 0.0
         return {"variant": name, "steps_per_s": steps / dt, "warmup_s": warm_s, "peak_mem_gib": mem,
-                "mel_l1_last": float(stats[3]), "batch": f"{batch}x{cfg.train.segment_size}"}
+                "mel_l1_last": float(stats[3]), "batch": f"{batch}x{cfg.train.segment_size}",
+                "discriminators": "+".join(cfg.train.discriminators)}
 
 
 def main() -> None:
@@ -71,11 +83,12 @@ def main() -> None:
               f"peak {r['peak_mem_gib']:.1f} GiB", flush=True)
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    print(f"\n| variant | steps/s | warm-up s | peak GiB | batch |   ({dev}, torch {torch.__version__})")
-    print("|---|---|---|---|---|")
+    print(f"\n| variant | discriminators | steps/s | warm-up s | peak GiB | batch |"
+          f"   ({dev}, torch {torch.__version__})")
+    print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['variant']} | {r['steps_per_s']:.2f} | {r['warmup_s']:.0f} | {r['peak_mem_gib']:.1f} "
-              f"| {r['batch']} |")
+        print(f"| {r['variant']} | {r['discriminators']} | {r['steps_per_s']:.2f} | {r['warmup_s']:.0f} "
+              f"| {r['peak_mem_gib']:.1f} | {r['batch']} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 
