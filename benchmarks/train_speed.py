@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 VECTOR_GAN = {"adversarial_start": 0}
 VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     # name: (config, train overrides)
-    "v1-fp32-eager": ("hifigan_v1.yaml", {"bf16": False, "compile": False}),
+    "v1-fp32-eager": ("hifigan_v1.yaml", {"bf16": False, "compile": False}),  # TF32 convolutions
+    "v1-fp32-strict-eager": ("hifigan_v1.yaml", {"bf16": False, "compile": False, "tf32": False}),
     "v1-bf16-compile": ("hifigan_v1.yaml", {"bf16": True, "compile": True}),
     "istft-fp32-eager": ("istft_16k.yaml", {"bf16": False, "compile": False}),
     "istft-bf16-compile": ("istft_16k.yaml", {"bf16": True, "compile": True}),
@@ -35,6 +36,8 @@ VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
                                                    "compile_mode": "reduce-overhead"}),
     "vector-mrd-bf16-compile": ("vector_16k_cpu.yaml", {**VECTOR_GAN, "bf16": True, "compile": True,
                                                         "discriminators": ["mrd"]}),
+    "vector-mrd-bf16-graphs": ("vector_16k_cpu.yaml", {**VECTOR_GAN, "bf16": True, "compile": True,
+                                                       "compile_mode": "reduce-overhead", "discriminators": ["mrd"]}),
 }
 
 

@@ -10,7 +10,7 @@
 # rehearses every step on the CPU with tiny sizes, with the modules the device image lacks hidden.
 #
 # Steps (issue): train (2: vocoder training steps/s, the reference V1 in fp32 against the bundled recipe
-# in bf16 + compile, with CUDA graphs, with MRD alone),
+# in bf16 + compile with CUDA graphs; first measured 2026-12-04 on an H200, benchmarks/RESULTS.md),
 # notes (4: batched note generation, target >= 50,000x real time), render (6: 1,000 notes rendered
 # batched vs one by one), server (5: concurrent mel streams, target >= 256 in real time, TTFA p50 <= 30 ms;
 # text streams need espeak-ng, which the device image lacks), listeners (5: the same streams paced like
@@ -71,8 +71,8 @@ PY
         case "$step:$quick" in
             # Most wanted first: a variant cut off by the limit costs only the limit.
             train:0) limit=290; cmd=(benchmarks/train_speed.py --data .gpu/speed/aishell1_S0913 --device cuda
-                                     --variants v1-fp32-eager vector-bf16-compile vector-bf16-graphs
-                                     vector-mrd-bf16-compile v1-bf16-compile --steps 60 --warmup 10) ;;
+                                     --variants v1-fp32-strict-eager v1-fp32-eager vector-mrd-bf16-graphs
+                                     vector-bf16-graphs vector-bf16-compile --steps 60 --warmup 10) ;;
             train:1) limit=300; cmd=(benchmarks/train_speed.py --data .gpu/speed/aishell1_S0913 --device cpu
                                      --variants vector-fp32-eager --steps 1 --warmup 1) ;;
             notes:0) limit=45; cmd=(-m benchmarks.timbre_speed --device cuda --batch 1 64 256 1024 --repeats 10) ;;
@@ -80,7 +80,8 @@ PY
             render:0) limit=70; cmd=(-m benchmarks.batch_render --kind notes --jobs 1000 --batch-sizes 1 64 --device cuda) ;;
             render:1) limit=120; cmd=(-m benchmarks.batch_render --kind notes --jobs 6 --batch-sizes 1 3 --device cpu) ;;
             server:0) limit=100; cmd=(-m benchmarks.server_load --streams 16 64 256 --seconds 8 --soak 1000
-                                      --concurrency 32 --server-args "--device cuda --voice none") ;;
+                                      --concurrency 32
+                                      --server-args "--device cuda --voice none --set limits.max_concurrent=320") ;;
             server:1) limit=150; cmd=(-m benchmarks.server_load --streams 2 --seconds 2 --soak 10 --concurrency 2
                                       --server-args "--device cpu --voice none") ;;
             listeners:0) limit=45; cmd=(-m benchmarks.server_load --paced --stagger 5 --streams 256 --seconds 15
