@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# A GAN phase for the bundled vocoder on a lent GPU, as prepared device-tool calls (docs/gpu-training.md).
+#
+# Here, once per session (needs PyPI for the wheels; writes the git-ignored .whl/ and .gpu/p1 .. pN):
+#     bash scripts/gpu_train.sh prepare
+# There, back to back on one warm machine (it is given back ~30 s after a call returns, and a run with it):
+#     run(carry=[".gpu/p1"], command="bash scripts/gpu_train.sh receive p1")        # each part in turn
+#     run(carry=[".whl"], timeout_s=600,
+#         command="bash scripts/gpu_train.sh start MINUTES [--set KEY=VALUE ...] && bash scripts/gpu_train.sh wait 540")
+#     run(command="bash scripts/gpu_train.sh wait 540")     # until the run ends; its outputs then come back
+# A part and the repository travel together, and the device tool takes 64 MiB in all: hence parts of
+# 36 MiB beside a ~25 MiB tree, and the wheels in a call of their own. `start` runs the bundled vector
+# recipe with its discriminators from the first step (after their head start), bf16 and CUDA graphs;
+# extra --set arguments override it, e.g. --set 'discriminators=[mrd]' (twice the steps per second,
+# quality not yet measured on a GPU).
+# Here, `PYTHON=.venv/bin/python bash scripts/gpu_train.sh rehearse` runs receive, start and wait on the
+# CPU with one small speaker for half a minute of training.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-/tmp/data}
+RUN=${RUN:-/tmp/run}
+PY=${PYTHON:-python3}
+
+prepare() {
+    [ -d .whl ] || bash scripts/gpu_checks.sh prepare || exit 1
+    rm -rf .gpu/p[0-9]*
+    "$PY" scripts/pack_speech.py "${SPEECH:-../shared/data/speech}"/* --out .gpu --max-mib 36 || exit 1
+    du -sh .gpu/p[0-9]* .whl
+}
+
+receive() {
+    local part=${1:?which part (p1, p2, ...)}
+    [ -d ".gpu/$part" ] || { echo "no .gpu/$part here: name it in carry" >&2; exit 1; }
+    mkdir -p "$DATA"
+    cp -r ".gpu/$part/." "$DATA/"
+    echo "received $part: $(du -sh "$DATA" | cut -f1) under $DATA in $(ls "$DATA" | wc -l) folders"
+}
+
+start() {
+    local minutes=${1:?how many minutes of training}
+    shift
+    [ -n "$(ls -A "$DATA" 2>/dev/null)" ] || { echo "nothing under $DATA: receive the parts first" >&2; exit 1; }
+    if [ "${QUICK:-0}" = 0 ]; then
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+            .whl/*.whl || exit 1
+        export PYTHONPATH=/tmp/site
+    fi
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+    local device=${DEVICE:-cuda} snapshots
+    snapshots=$(awk -v m="$minutes" 'BEGIN { print (m / 4 > 0.5 ? m / 4 : 0.5) }')
+    mkdir -p "$RUN"
+    setsid nohup "$PY" -m audiogan.cli train vocoder --config "${CONFIG:-configs/vocoder/vector_16k_cpu.yaml}" \
+        --data "$DATA"/* --run-dir "$RUN" --device "$device" \
+        --init-generator audiogan/weights/vocoder-16k-vector.safetensors \
+        --set bf16=true --set compile=true --set compile_mode=reduce-overhead --set adversarial_start=0 \
+        --set max_minutes="$minutes" --set snapshot_every_minutes="$snapshots" \
+        --set validate_every_minutes="$snapshots" --set log_every=200 "$@" >"$RUN/train.log" 2>&1 &
+    echo $! >"$RUN/pid"
+    echo "training started (pid $(cat "$RUN/pid")), $minutes minutes, log $RUN/train.log"
+}
+
+wait_run() {
+    local seconds=${1:-540} out=${OUT:-/tmp/gpu_train} started=$SECONDS
+    [ -f "$RUN/pid" ] || { echo "no run was started on this machine (a fresh one?)" >&2; exit 1; }
+    while kill -0 "$(cat "$RUN/pid")" 2>/dev/null && [ $((SECONDS - started)) -lt "$seconds" ]; do
+        sleep 15
+        grep -E "step [0-9]+ " "$RUN/train.log" | tail -1 | cut -c1-220
+    done
+    grep -E "Error|error:|Traceback" "$RUN/train.log" | tail -5
+    if kill -0 "$(cat "$RUN/pid")" 2>/dev/null; then
+        echo "still training after ${seconds} s: call wait again"
+        return 0
+    fi
+    # At most 8 files come back: the export and its card, the metrics, the log, and the last two
+    # snapshots with their cards (weights load only beside their card).
+    mkdir -p "$out"
+    cp "$RUN"/*.safetensors "$RUN"/*.json "$RUN"/metrics.jsonl "$RUN"/train.log "$out"/ 2>/dev/null
+    local snap
+    for snap in $(find "$RUN/snapshots" -name '*.safetensors' 2>/dev/null | sort | tail -2); do
+        cp "$snap" "${snap%.safetensors}.json" "$out"/
+    done
+    tail -3 "$RUN/train.log" | cut -c1-300
+    ls -la "$out"
+}
+
+rehearse() {
+    # The whole sequence on the CPU with a tiny part, a stand-in for the device tool's calls.
+    local tmp=/tmp/gpu_train_rehearsal
+    rm -rf "$tmp" && mkdir -p "$tmp/data"
+    cp -r "${SPEECH:-../shared/data/speech}/aishell1_S0913" "$tmp/data/"
+    "$PY" scripts/pack_speech.py "$tmp/data/aishell1_S0913" --out "$tmp/pack" --max-mib 36 >/dev/null
+    mkdir -p .gpu && rm -rf .gpu/p0 && mv "$tmp/pack/p1" .gpu/p0
+    DATA=$tmp/received receive p0 || exit 1
+    DATA=$tmp/received RUN=$tmp/run DEVICE=cpu QUICK=1 start 0.5 --set compile=false --set bf16=false \
+        --set log_every=1 || exit 1
+    DATA=$tmp/received RUN=$tmp/run OUT=$tmp/out wait_run 240
+    rm -rf .gpu/p0
+}
+
+case "${1:-}" in
+    prepare) prepare ;;
+    receive) shift; receive "$@" ;;
+    start) shift; start "$@" ;;
+    wait) shift; wait_run "$@" ;;
+    rehearse) rehearse ;;
+    *) sed -n '2,17p' "$0"; exit 2 ;;
+esac
