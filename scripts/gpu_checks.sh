@@ -6,8 +6,9 @@
 # There, through the device tool, in one call (a task is lent 15 device minutes, starts included):
 #     run(carry=[".whl", ".gpu/speed"], timeout_s=600, command="bash scripts/gpu_checks.sh run")
 # Every step has its own time limit (together under 10 minutes), prints its table and appends it to
-# $OUT/gpu_checks.md, so a step that runs over costs only itself. Here, `QUICK=1 PYTHON=.venv/bin/python bash scripts/gpu_checks.sh run`
-# rehearses every step on the CPU with tiny sizes, with the modules the device image lacks hidden.
+# $OUT/gpu_checks.md, so a step that runs over costs only itself. Here,
+# `QUICK=1 PYTHON=.venv/bin/python bash scripts/gpu_checks.sh run` rehearses every step on the CPU with
+# tiny sizes, with the modules the device image lacks hidden.
 #
 # Steps (issue): train (2: vocoder training steps/s, the reference V1 in fp32 against the bundled recipe
 # in bf16 + compile with CUDA graphs; first measured 2026-12-04 on an H200, benchmarks/RESULTS.md),
@@ -70,7 +71,7 @@ PY
         local limit cmd
         case "$step:$quick" in
             # Most wanted first: a variant cut off by the limit costs only the limit.
-            train:0) limit=290; cmd=(benchmarks/train_speed.py --data .gpu/speed/aishell1_S0913 --device cuda
+            train:0) limit=280; cmd=(benchmarks/train_speed.py --data .gpu/speed/aishell1_S0913 --device cuda
                                      --variants v1-fp32-strict-eager v1-fp32-eager vector-mrd-bf16-graphs
                                      vector-bf16-graphs vector-bf16-compile --steps 60 --warmup 10) ;;
             train:1) limit=300; cmd=(benchmarks/train_speed.py --data .gpu/speed/aishell1_S0913 --device cpu
@@ -88,7 +89,7 @@ PY
                                          --soak 0 --server-args "--device cuda --voice none") ;;
             listeners:1) limit=100; cmd=(-m benchmarks.server_load --paced --stagger 1 --streams 2 --seconds 3
                                          --soak 0 --server-args "--device cpu --voice none") ;;
-            vocoder:0) limit=40; cmd=(-m benchmarks.vocoder_speed --models default hifigan_v1 istft_16k --repeats 10) ;;
+            vocoder:0) limit=60; cmd=(-m benchmarks.vocoder_speed --models default hifigan_v1 --repeats 5) ;;
             vocoder:1) limit=120; cmd=(-m benchmarks.vocoder_speed --models default --seconds 1 --repeats 1) ;;
             *) echo "unknown step $step (steps: ${ALL_STEPS[*]})" >&2; exit 2 ;;
         esac
@@ -104,5 +105,5 @@ PY
 case "${1:-}" in
     prepare) prepare ;;
     run) shift; run_steps "$@" ;;
-    *) sed -n '2,16p' "$0"; exit 2 ;;
+    *) sed -n '2,18p' "$0"; exit 2 ;;
 esac

@@ -192,11 +192,11 @@ def test_init_generator_with_a_different_model_config_is_refused(trained_tiny, t
                        init_generator=str(exported))
 
 
-
 def test_unknown_compile_mode_is_refused_before_any_work(tmp_path, demo_data_dir, tiny_config):
     with pytest.raises(ValueError, match="compile_mode 'fast': choose one of default, reduce-overhead"):
         VocoderTrainer(tiny_config(compile_mode="fast"), [str(demo_data_dir)], tmp_path / "run", device="cpu")
     assert not (tmp_path / "run").exists()
+
 
 # ----- NaN guard -------------------------------------------------------------------------------------------------
 def nan_mel_loss(monkeypatch, when=lambda: True):
