@@ -71,16 +71,16 @@ PY
         local limit cmd
         case "$step:$quick" in
             # Most wanted first: a variant cut off by the limit costs only the limit.
-            train:0) limit=280; cmd=(benchmarks/train_speed.py --data .gpu/speed/aishell1_S0913 --device cuda
+            train:0) limit=270; cmd=(benchmarks/train_speed.py --data .gpu/speed/aishell1_S0913 --device cuda
                                      --variants v1-fp32-strict-eager v1-fp32-eager vector-mrd-bf16-graphs
                                      vector-bf16-graphs vector-bf16-compile --steps 60 --warmup 10) ;;
             train:1) limit=300; cmd=(benchmarks/train_speed.py --data .gpu/speed/aishell1_S0913 --device cpu
                                      --variants vector-fp32-eager --steps 1 --warmup 1) ;;
             notes:0) limit=45; cmd=(-m benchmarks.timbre_speed --device cuda --batch 1 64 256 1024 --repeats 10) ;;
             notes:1) limit=120; cmd=(-m benchmarks.timbre_speed --device cpu --batch 1 2 --repeats 1) ;;
-            render:0) limit=70; cmd=(-m benchmarks.batch_render --kind notes --jobs 1000 --batch-sizes 1 64 --device cuda) ;;
+            render:0) limit=60; cmd=(-m benchmarks.batch_render --kind notes --jobs 1000 --batch-sizes 1 64 --device cuda) ;;
             render:1) limit=120; cmd=(-m benchmarks.batch_render --kind notes --jobs 6 --batch-sizes 1 3 --device cpu) ;;
-            server:0) limit=100; cmd=(-m benchmarks.server_load --streams 16 64 256 --seconds 8 --soak 1000
+            server:0) limit=95; cmd=(-m benchmarks.server_load --streams 16 64 256 --seconds 8 --soak 1000
                                       --concurrency 32
                                       --server-args "--device cuda --voice none --set limits.max_concurrent=320") ;;
             server:1) limit=150; cmd=(-m benchmarks.server_load --streams 2 --seconds 2 --soak 10 --concurrency 2
