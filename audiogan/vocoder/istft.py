@@ -206,9 +206,9 @@ class ISTFTNetGenerator(nn.Module):
         log_mag, h = self._magnitude(x)
         if self.config.phase == "direct":
             return log_mag, h[:, self.bins:]
-        if self.config.phase == "vector":
-            cos, sin = self._free_phase(h)
-            return log_mag, torch.atan2(sin, cos)
+        if self.config.phase == "vector":  # the angle needs no unit vector: atan2 ignores the length
+            b = self.bins
+            return log_mag, torch.atan2(h[:, 2 * b:3 * b], h[:, b:2 * b])
         harm, (cos, sin), gate = self._phases(x, h)
         # Unit vectors mixed, then their angle: real arithmetic only (compiles, no complex autograd).
         re = gate * torch.cos(harm) + (1 - gate) * cos
