@@ -23,9 +23,12 @@ PY=${PYTHON:-python3}
 
 prepare() {
     [ -d .whl ] || bash scripts/gpu_checks.sh prepare || exit 1
-    rm -rf .gpu/p[0-9]*
-    "$PY" scripts/pack_speech.py "${SPEECH:-../shared/data/speech}"/* --out .gpu --max-mib 36 || exit 1
-    du -sh .gpu/p[0-9]* .whl
+    rm -rf .gpu/p[0-9]* .gpu/wheels
+    "$PY" scripts/pack_speech.py "${SPEECH:-../shared/data/speech}"/* --out .gpu --max-mib "${MAX_MIB:-36}" || exit 1
+    # Training needs only soundfile (to read the FLAC) and its two dependencies: 1.6 MB that can ride
+    # with the last part instead of taking a call of their own.
+    mkdir -p .gpu/wheels && cp .whl/soundfile-*.whl .whl/cffi-*.whl .whl/pycparser-*.whl .gpu/wheels/ || exit 1
+    du -sh .gpu/p[0-9]* .gpu/wheels
 }
 
 receive() {
@@ -33,6 +36,7 @@ receive() {
     [ -d ".gpu/$part" ] || { echo "no .gpu/$part here: name it in carry" >&2; exit 1; }
     mkdir -p "$DATA"
     cp -r ".gpu/$part/." "$DATA/"
+    if [ -d .gpu/wheels ]; then mkdir -p "$DATA.wheels" && cp .gpu/wheels/*.whl "$DATA.wheels/"; fi
     echo "received $part: $(du -sh "$DATA" | cut -f1) under $DATA in $(ls "$DATA" | wc -l) folders"
 }
 
@@ -41,8 +45,10 @@ start() {
     shift
     [ -n "$(ls -A "$DATA" 2>/dev/null)" ] || { echo "nothing under $DATA: receive the parts first" >&2; exit 1; }
     if [ "${QUICK:-0}" = 0 ]; then
+        local wheels=.whl
+        [ -d "$DATA.wheels" ] && wheels=$DATA.wheels
         "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-            .whl/*.whl || exit 1
+            "$wheels"/*.whl || exit 1
         export PYTHONPATH=/tmp/site
     fi
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -59,26 +65,33 @@ start() {
     echo "training started (pid $(cat "$RUN/pid")), $minutes minutes, log $RUN/train.log"
 }
 
+collect() {
+    # At most 8 files come back: the export and its card, the metrics, the log, and the last two
+    # snapshots with their cards (weights load only beside their card). Called while waiting too, so
+    # that a call cut off at its time limit still brings back the newest snapshots.
+    local out=$1 snap
+    mkdir -p "$out"
+    rm -f "$out"/step*
+    cp "$RUN"/*.safetensors "$RUN"/*.json "$RUN"/metrics.jsonl "$RUN"/train.log "$out"/ 2>/dev/null
+    for snap in $(find "$RUN/snapshots" -name '*.safetensors' 2>/dev/null | sort | tail -2); do
+        cp "$snap" "${snap%.safetensors}.json" "$out"/
+    done
+}
+
 wait_run() {
     local seconds=${1:-540} out=${OUT:-/tmp/gpu_train} started=$SECONDS
     [ -f "$RUN/pid" ] || { echo "no run was started on this machine (a fresh one?)" >&2; exit 1; }
     while kill -0 "$(cat "$RUN/pid")" 2>/dev/null && [ $((SECONDS - started)) -lt "$seconds" ]; do
         sleep 15
         grep -E "step [0-9]+ " "$RUN/train.log" | tail -1 | cut -c1-220
+        collect "$out"
     done
     grep -E "Error|error:|Traceback" "$RUN/train.log" | tail -5
+    collect "$out"
     if kill -0 "$(cat "$RUN/pid")" 2>/dev/null; then
         echo "still training after ${seconds} s: call wait again"
         return 0
     fi
-    # At most 8 files come back: the export and its card, the metrics, the log, and the last two
-    # snapshots with their cards (weights load only beside their card).
-    mkdir -p "$out"
-    cp "$RUN"/*.safetensors "$RUN"/*.json "$RUN"/metrics.jsonl "$RUN"/train.log "$out"/ 2>/dev/null
-    local snap
-    for snap in $(find "$RUN/snapshots" -name '*.safetensors' 2>/dev/null | sort | tail -2); do
-        cp "$snap" "${snap%.safetensors}.json" "$out"/
-    done
     tail -3 "$RUN/train.log" | cut -c1-300
     ls -la "$out"
 }
