@@ -114,7 +114,8 @@ def _models(args: argparse.Namespace) -> int:
     print("|---|---|---|---|---|---|")
     for path in paths:
         d = weights.describe(path)
-        trained = f"{d['steps']:,} steps, {d['minutes']:.0f} {d['trained_on']} min" if d["steps"] else "?"
+        spent = ", then ".join(f"{s['minutes']:.0f} {s['device']} min" for s in d["segments"])
+        trained = f"{d['steps']:,} steps, {spent}" if d["steps"] else "?"
         trained += ", warm-started (--card: from what)" if d["warm_started"] else ""
         print(f"| {d['name']}{' (default)' if d['default'] else ''} | {d['kind']} | {d['parameters'] or 0:,} "
               f"| {d['megabytes']} | {trained} | {d['measured']} |")

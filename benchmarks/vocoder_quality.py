@@ -8,7 +8,8 @@
     python benchmarks/vocoder_quality.py --dnsmos           # + DNSMOS, the recordings' own scores as the ceiling
 
 The held-out clips are the validation set of configs/vocoder/istft_16k.yaml (LibriSpeech speakers never
-seen in training, plus a few clips of the other sets). Prints a Markdown table.
+seen in training, plus a few clips of the other sets). Prints a Markdown table and, for two or more models,
+each one's per-clip differences from the first named, with a 95 % interval: whether the clips show them.
 """
 
 from __future__ import annotations
@@ -100,7 +101,32 @@ def evaluate(name: str, render, mel_fn: MelSpectrogram, clips: list[torch.Tensor
             row.update(dnsmos_ovrl=scores["ovrl_mos"], dnsmos_p808=scores["p808_mos"])
         rows.append(row)
     keys = rows[0].keys()
-    return {"model": name, **{k: float(np.mean([r[k] for r in rows if r[k] is not None])) for k in keys}}
+    return {"model": name, **{k: float(np.mean([r[k] for r in rows if r[k] is not None])) for k in keys},
+            "per_clip": rows}
+
+
+# Which way is better, for the paired comparison: +1 higher, -1 lower.
+BETTER = {"pesq_wb": 1, "stoi": 1, "mel_l1": -1, "vuv_f1": 1, "dnsmos_ovrl": 1, "dnsmos_p808": 1}
+
+
+def paired_table(base: dict, others: list[dict]) -> list[str]:
+    """Each model against ``base`` on the same clips: mean per-clip difference with its 95 % t-interval, and
+    in how many clips it is better. A difference whose interval spans 0 is not shown by these clips."""
+    from scipy import stats
+
+    cols = [c for c in BETTER if c in base]
+    lines = [f"\nPer-clip differences from {base['model']} (mean [95 % interval], clips better)\n",
+             "| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for other in others:
+        cells = []
+        for c in cols:
+            d = np.array([o[c] - b[c] for o, b in zip(other["per_clip"], base["per_clip"], strict=True)
+                          if o.get(c) is not None and b.get(c) is not None])
+            half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+            cells.append(f"{d.mean():+.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}], "
+                         f"{int((np.sign(d) == BETTER[c]).sum())}/{len(d)}")
+        lines.append(f"| {other['model']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_image(waves: dict[str, torch.Tensor], path: Path, vocoder: Vocoder) -> None:
@@ -194,6 +220,9 @@ def main() -> None:
     for r in results:
         print(f"| {r['model']} | {r.get('steps', '-')} | {r.get('device_minutes', '-')} | "
               + " | ".join(f"{r[c]:.3f}" if c in r else "-" for c in cols) + " |")
+    models = [r for r in results if r["model"] != "recordings"]
+    if len(models) > 1:
+        print("\n".join(paired_table(models[0], models[1:])))
     if args.image:
         write_image(pictures, args.image, base)
     if args.json:

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # A GAN phase for the bundled vocoder on a lent GPU, as prepared device-tool calls (docs/gpu-training.md).
 #
-# Here, once per session (needs PyPI for the wheels; writes the git-ignored .whl/ and .gpu/p1 .. pN):
+# Here, once per session (needs PyPI for the wheels; writes the git-ignored .whl/, .gpu/p1 .. pN, .gpu/wheels):
 #     bash scripts/gpu_train.sh prepare
 # There, back to back on one warm machine (it is given back ~30 s after a call returns, and a run with it):
-#     run(carry=[".gpu/p1"], command="bash scripts/gpu_train.sh receive p1")        # each part in turn
-#     run(carry=[".whl"], timeout_s=600,
-#         command="bash scripts/gpu_train.sh start MINUTES [--set KEY=VALUE ...] && bash scripts/gpu_train.sh wait 540")
+#     run(carry=[".gpu/p1"], command="bash scripts/gpu_train.sh receive p1")        # each part in turn,
+#     run(carry=[".gpu/p3", ".gpu/wheels"], command="bash scripts/gpu_train.sh receive p3")   # wheels last
+#     run(timeout_s=600,
+#         command="bash scripts/gpu_train.sh start MINUTES [--set KEY=VALUE ...] && bash scripts/gpu_train.sh wait 575")
 #     run(command="bash scripts/gpu_train.sh wait 540")     # until the run ends; its outputs then come back
 # A part and the repository travel together, and the device tool takes 64 MiB in all: hence parts of
-# 36 MiB beside a ~25 MiB tree, and the wheels in a call of their own. `start` runs the bundled vector
-# recipe with its discriminators from the first step (after their head start), bf16 and CUDA graphs;
+# 37 MiB beside a ~24 MiB tree (three parts for the four shared sets). `start` continues the bundled vector
+# vocoder with its discriminators from the first step (after their head start), bf16 and CUDA graphs;
 # extra --set arguments override it, e.g. --set 'discriminators=[mrd]' (twice the steps per second,
-# quality not yet measured on a GPU).
+# quality not yet measured on a GPU). On 2026-12-04 an H200 took 3-5 s per warm receive call and ran 11
+# minutes of training at 20 steps/s (benchmarks/RESULTS.md).
 # Here, `PYTHON=.venv/bin/python bash scripts/gpu_train.sh rehearse` runs receive, start and wait on the
 # CPU with one small speaker for half a minute of training.
 set -uo pipefail
@@ -24,7 +26,7 @@ PY=${PYTHON:-python3}
 prepare() {
     [ -d .whl ] || bash scripts/gpu_checks.sh prepare || exit 1
     rm -rf .gpu/p[0-9]* .gpu/wheels
-    "$PY" scripts/pack_speech.py "${SPEECH:-../shared/data/speech}"/* --out .gpu --max-mib "${MAX_MIB:-36}" || exit 1
+    "$PY" scripts/pack_speech.py "${SPEECH:-../shared/data/speech}"/* --out .gpu --max-mib "${MAX_MIB:-37}" || exit 1
     # Training needs only soundfile (to read the FLAC) and its two dependencies: 1.6 MB that can ride
     # with the last part instead of taking a call of their own.
     mkdir -p .gpu/wheels && cp .whl/soundfile-*.whl .whl/cffi-*.whl .whl/pycparser-*.whl .gpu/wheels/ || exit 1
@@ -101,7 +103,7 @@ rehearse() {
     local tmp=/tmp/gpu_train_rehearsal
     rm -rf "$tmp" && mkdir -p "$tmp/data"
     cp -r "${SPEECH:-../shared/data/speech}/aishell1_S0913" "$tmp/data/"
-    "$PY" scripts/pack_speech.py "$tmp/data/aishell1_S0913" --out "$tmp/pack" --max-mib 36 >/dev/null
+    "$PY" scripts/pack_speech.py "$tmp/data/aishell1_S0913" --out "$tmp/pack" >/dev/null
     mkdir -p .gpu && rm -rf .gpu/p0 && mv "$tmp/pack/p1" .gpu/p0
     DATA=$tmp/received receive p0 || exit 1
     DATA=$tmp/received RUN=$tmp/run DEVICE=cpu QUICK=1 start 0.5 --set compile=false --set bf16=false \
@@ -116,5 +118,5 @@ case "${1:-}" in
     start) shift; start "$@" ;;
     wait) shift; wait_run "$@" ;;
     rehearse) rehearse ;;
-    *) sed -n '2,17p' "$0"; exit 2 ;;
+    *) sed -n '2,19p' "$0"; exit 2 ;;
 esac

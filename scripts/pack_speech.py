@@ -1,11 +1,11 @@
 """Pack speech folders into parts small enough to carry to a remote GPU machine.
 
-    python scripts/pack_speech.py ../shared/data/speech/* --out .gpu --sample-rate 16000 --max-mib 36
+    python scripts/pack_speech.py ../shared/data/speech/* --out .gpu --sample-rate 16000 --max-mib 37
 
 Audio is resampled to the training rate and stored as 16-bit FLAC (the trainer would resample it
 anyway), keeping each folder's relative layout and metadata.csv, then split into parts p1, p2, ... of at
 most --max-mib each. Copy all parts into one folder on the far side and pass its subfolders as --data.
-A part travels with the repository (about 25 MiB) and the device tool carries 64 MiB per call, hence 36.
+A part travels with the repository (about 24 MiB) and the device tool carries 64 MiB per call, hence 37.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def main() -> None:
     p.add_argument("folders", nargs="+", type=Path)
     p.add_argument("--out", type=Path, default=Path(".gpu"))
     p.add_argument("--sample-rate", type=int, default=16000)
-    p.add_argument("--max-mib", type=float, default=36.0)
+    p.add_argument("--max-mib", type=float, default=37.0)
     args = p.parse_args()
     staging = args.out / "all"
     jobs = []

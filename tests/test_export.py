@@ -12,7 +12,7 @@ from audiogan import Vocoder, weights
 from audiogan.cli import main
 from audiogan.config import to_dict
 from audiogan.train.checkpoint import load_checkpoint
-from audiogan.train.vocoder_trainer import export_generator
+from audiogan.train.vocoder_trainer import VocoderTrainer, export_checkpoint, export_generator
 from audiogan.vocoder import build_generator
 
 MAX_BYTES = 16 * 2**20
@@ -145,3 +145,35 @@ def test_bundled_weights_match_their_card():
     tensors = weights.read_weights(path)
     assert sum(t.numel() for t in tensors.values()) == card["parameters"]
     assert {str(t.dtype).removeprefix("torch.") for t in tensors.values()} == {card["dtype"]}
+
+
+def test_a_continued_export_keeps_what_each_device_spent(trained_tiny, tmp_path, tiny_config):
+    first = trained_tiny.trainer.export(tmp_path / "tiny.safetensors")
+    before = weights.read_card(first)["training"]
+    trainer = VocoderTrainer(tiny_config(disc_head_start_steps=1), [str(trained_tiny.data_dir)], tmp_path / "run",
+                             device="cpu", init_generator=str(first))
+    trainer.train_step(*trainer.bank.sample(2, trainer.gen))
+    card = weights.read_card(trainer.export(tmp_path / "continued.safetensors"))
+    training = card["training"]
+    assert training["steps"] == before["steps"] + 1
+    assert training["continued_from"]["steps"] == before["steps"]
+    assert training["continued_from"]["device"] == "cpu"
+    assert training["continued_from"]["recipe"] == before["recipe"]
+    # Both runs were on the CPU: one segment holding every step.
+    assert [(s["device"], s["steps"]) for s in weights.segments(training)] == [("cpu", before["steps"] + 1)]
+    # A checkpoint of the continued run exports the same lineage.
+    exported = trainer.checkpoint()
+    again = weights.read_card(export_checkpoint(exported, tmp_path / "from_checkpoint.safetensors"))
+    assert again["training"]["continued_from"] == training["continued_from"]
+
+
+def test_segments_split_a_models_cost_by_device():
+    training = {"steps": 21000, "device_minutes": 51.85, "device": "NVIDIA H200",
+                "continued_from": {"steps": 9400, "device_minutes": 40.61, "device": "cpu",
+                                   # cards before the device was recorded: counted with the next link
+                                   "earlier": {"steps": 100, "device_minutes": 1.0}}}
+    got = weights.segments(training)
+    assert [(s["device"], s["steps"]) for s in got] == [("cpu", 9400), ("NVIDIA H200", 11600)]
+    assert [s["minutes"] for s in got] == pytest.approx([40.61, 11.24])
+    assert weights.segments({"steps": 5, "device_minutes": 2.0, "device": "cpu"}) == [
+        {"device": "cpu", "steps": 5, "minutes": 2.0}]

@@ -288,7 +288,7 @@ def test_warm_start_copies_the_shared_backbone_and_the_card_says_so(trained_tiny
     own = trainer.G.state_dict()
     assert torch.equal(own["blocks.0.dwconv.weight"], source["blocks.0.dwconv.weight"].float())
     assert own["out.weight"].shape != source["out.weight"].shape  # the new heads start fresh
-    assert "out.weight" in trainer.warm_start["fresh_tensors"]
+    assert "out.weight" in trainer.lineage["warm_start"]["fresh_tensors"]
     trainer.fit()
     card = json.loads((tmp_path / "run" / "tiny-harmonic.json").read_text())
     assert card["training"]["warm_start"]["from"] == "tiny"
@@ -337,7 +337,7 @@ def test_vector_head_warm_started_from_a_harmonic_export_keeps_its_free_phase(tm
     exported = harmonic.export(tmp_path / "harmonic" / "tiny-harmonic.safetensors")
     vector = VocoderTrainer(vector_config(tmp_path), [str(demo_data_dir)], tmp_path / "vector", device="cpu",
                             warm_start=str(exported))
-    assert vector.warm_start["fresh_tensors"] == []  # the gate and pitch tracker are dropped, nothing is new
+    assert vector.lineage["warm_start"]["fresh_tensors"] == []  # the gate and pitch tracker are dropped, nothing is new
     source = Vocoder.load(exported, device="cpu").generator.eval()
     target = vector.G.eval()
     mel = MelSpectrogram(MEL)(demo_wave[None, : 80 * HOP])

@@ -67,5 +67,6 @@ def continuation(card: dict[str, Any], wpath: Path) -> dict[str, Any]:
     earlier phases' recipes stay on record beside the new one."""
     training = card["training"]
     return {"from": card.get("name", wpath.stem), "steps": training["steps"],
-            "device_minutes": training["device_minutes"], "recipe": training.get("recipe", {}),
+            "device_minutes": training["device_minutes"], "device": training.get("device", "unknown"),
+            "recipe": training.get("recipe", {}),
             **({"earlier": training["continued_from"]} if "continued_from" in training else {})}

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from audiogan import metrics, weights
 from audiogan.audio.mel import MelSpectrogram
 from audiogan.config import from_dict, to_dict
+from audiogan.train import checkpoint as ck_io
 from audiogan.train.checkpoint import load_checkpoint, read_export, rng_state, save_checkpoint, set_rng_state
 from audiogan.train.data import ClipBank, DataConfig, find_audio, load_many, split_files
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
@@ -142,7 +143,9 @@ class VocoderTrainer:
         self.t0 = time.monotonic()
         self.head_start_until = 0
         self.data_files: dict[str, Any] = {}
-        self.warm_start: dict[str, Any] = {}
+        # What the starting weights cost and where they came from ("warm_start", "continued_from"): the
+        # card keeps it, so that quality per GPU-minute stays honest across runs and devices.
+        self.lineage: dict[str, Any] = {}
         if sum(map(bool, (resume, init_generator, warm_start))) > 1:
             raise ValueError("choose one of resume, init_generator and warm_start")
         if resume:
@@ -245,7 +248,7 @@ class VocoderTrainer:
         self.step = ck["step"]
         self.prior_minutes = ck["device_minutes"]
         self.head_start_until = ck.get("head_start_until", 0)
-        self.warm_start = ck.get("warm_start", {})
+        self.lineage = _lineage(ck)
         set_rng_state(ck["rng"])
         self.gen.set_state(ck["data_rng"].cpu())
         log.info("resumed from %s at step %d", path, self.step)
@@ -257,6 +260,9 @@ class VocoderTrainer:
         self.step = int(card["training"]["steps"])
         self.prior_minutes = float(card["training"]["device_minutes"])
         self.head_start_until = self.step + self.cfg.train.disc_head_start_steps
+        self.lineage = {"continued_from": ck_io.continuation(card, wpath)}
+        if "warm_start" in card["training"]:
+            self.lineage["warm_start"] = card["training"]["warm_start"]
         log.info("initialised generator from %s (step %d); discriminators train alone until step %d",
                  wpath, self.step, self.head_start_until)
 
@@ -276,12 +282,12 @@ class VocoderTrainer:
         fresh = sorted(k for k in own if k not in taken)
         log.info("warm start from %s: %d tensors copied, %d fresh (%s)", wpath.name, len(taken), len(fresh),
                  ", ".join(fresh) or "none")
-        # The card keeps what the copied weights cost, so that quality per GPU-minute stays honest.
-        self.warm_start = {"from": card.get("name", wpath.stem), "steps": card["training"]["steps"],
-                           "device_minutes": card["training"]["device_minutes"],
-                           "device": card["training"].get("device", "unknown"), "fresh_tensors": fresh}
+        warm = {"from": card.get("name", wpath.stem), "steps": card["training"]["steps"],
+                "device_minutes": card["training"]["device_minutes"],
+                "device": card["training"].get("device", "unknown"), "fresh_tensors": fresh}
         if earlier := card["training"].get("warm_start"):
-            self.warm_start["earlier"] = earlier  # a chain of warm starts keeps every link's cost
+            warm["earlier"] = earlier  # a chain of warm starts keeps every link's cost
+        self.lineage = {"warm_start": warm}
 
     # ----- one step ----------------------------------------------------------------------------------------------
     def _clip_and_guard(self, params: list[nn.Parameter], loss: torch.Tensor, opt: torch.optim.Optimizer,
@@ -443,12 +449,12 @@ class VocoderTrainer:
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "step": self.step, "device_minutes": self.device_minutes(), "head_start_until": self.head_start_until,
             "rng": rng_state(), "data_rng": self.gen.get_state(), "config": to_dict(self.cfg),
-            "device": device_name(self.device), "data": self.data_files, "warm_start": self.warm_start,
+            "device": device_name(self.device), "data": self.data_files, "lineage": self.lineage,
         })
 
     def export(self, path: Path, validation: dict[str, float] | None = None) -> Path:
         return export_generator(self.G, self.cfg, path, self.step, self.device_minutes(),
-                                device_name(self.device), self.data_files, validation or {}, self.warm_start)
+                                device_name(self.device), self.data_files, validation or {}, self.lineage)
 
     # ----- the loop ----------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, float]:
@@ -517,7 +523,7 @@ def device_name(device: torch.device) -> str:
 
 def export_generator(G: nn.Module, cfg: VocoderTrainingConfig, path: Path, step: int, minutes: float,
                      device: str, data: dict[str, Any], validation: dict[str, float],
-                     warm_start: dict[str, Any] | None = None, dtype: torch.dtype = torch.float16) -> Path:
+                     lineage: dict[str, Any] | None = None, dtype: torch.dtype = torch.float16) -> Path:
     """The inference generator as safetensors (fp16 by default) plus its JSON model card."""
     G = _unwrap(G)
     card = {
@@ -528,7 +534,7 @@ def export_generator(G: nn.Module, cfg: VocoderTrainingConfig, path: Path, step:
         "dtype": str(dtype).removeprefix("torch."),
         "training": {"steps": step, "device_minutes": round(minutes, 2), "device": device,
                      "recipe": to_dict(cfg.train), "date": date.today().isoformat(),
-                     **({"warm_start": warm_start} if warm_start else {})},
+                     **(lineage or {})},
         "data": data,
         "validation": validation,
     }
@@ -548,4 +554,11 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: torch.dtyp
             row = json.loads(line)
             validation.update({k: v for k, v in row.items() if k.startswith("valid")})
     return export_generator(G, cfg, Path(out), ck["step"], ck["device_minutes"], ck.get("device", "unknown"),
-                            ck.get("data", {}), validation, ck.get("warm_start"), dtype)
+                            ck.get("data", {}), validation, _lineage(ck), dtype)
+
+
+def _lineage(ck: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's lineage; older checkpoints kept only the warm start."""
+    if "lineage" in ck:
+        return ck["lineage"]
+    return {"warm_start": ck["warm_start"]} if ck.get("warm_start") else {}

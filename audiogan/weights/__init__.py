@@ -73,10 +73,32 @@ def describe(path: Path) -> dict[str, Any]:
     return {"name": card.get("name", path.stem), "kind": card.get("kind", "?"),
             "default": DEFAULTS.get(card.get("kind", "")) == path.stem and path.parent == WEIGHTS_DIR,
             "parameters": card.get("parameters"), "megabytes": round(path.stat().st_size / 2**20, 1),
-            "steps": training.get("steps"), "trained_on": training.get("device"),
-            "minutes": training.get("device_minutes"), "measured": headline(card), "path": str(path),
+            "steps": training.get("steps"), "segments": segments(training), "measured": headline(card),
+            "path": str(path),
             # A warm start's minutes are not in device_minutes; a continuation's are.
             "warm_started": bool(training.get("warm_start"))}
+
+
+def segments(training: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where a model's steps and device minutes went, one entry per device in the order used: a run that
+    continued an export records the export's totals and device (``continued_from``, nested)."""
+    chain, link = [training], training.get("continued_from")
+    while link:
+        chain.insert(0, link)
+        link = link.get("earlier")
+    out: list[dict[str, Any]] = []
+    steps, minutes = 0, 0.0
+    for link in chain:
+        if "device" not in link and link is not training:
+            continue  # older cards did not record the device: its minutes count with the next link's
+        device = link.get("device", "?")
+        delta = {"steps": link.get("steps", 0) - steps, "minutes": link.get("device_minutes", 0.0) - minutes}
+        if out and out[-1]["device"] == device:
+            out[-1] = {"device": device, **{k: out[-1][k] + delta[k] for k in delta}}
+        else:
+            out.append({"device": device, **delta})
+        steps, minutes = link.get("steps", 0), link.get("device_minutes", 0.0)
+    return out
 
 
 def read_card(weights: Path) -> dict[str, Any]:
