@@ -3,6 +3,7 @@
     python -m benchmarks.tts_intelligibility --voice runs/tts/tts-lj-16k.safetensors
     python -m benchmarks.tts_intelligibility            # human recordings only (no voice given)
     python -m benchmarks.tts_intelligibility --voice default --phase-iterations 8   # the vocoder's refinement
+    python -m benchmarks.tts_intelligibility --voice default --against runs/old-vocoder.safetensors
 
 Word error rate on the 50 sentences of benchmarks/data/tts_sentences.txt (written for this benchmark, so
 never in any training set) and on the held-out LJ-prompts sentences, synthesized and, for comparison,
@@ -13,7 +14,9 @@ asks "which of these sentences was said, word by word" and forgives much, and on
 general en-us language model, which hears words with no hint (a weak recogniser: it misses 4 words in 10
 of clean human speech). Where speechmos is installed, DNSMOS also scores every row as listeners would
 (P.835 overall, signal, background; P.808), with no reference. Also: real-time factor and time to first
-audio of ``stream`` on 2 CPU threads.
+audio of ``stream`` on 2 CPU threads. ``--against VOCODER`` also renders the same mels through a second
+vocoder and prints, per row, the change in word error rate with a 95 % interval from resampling the
+sentences: whether a vocoder's effect on the judge exceeds the luck of which sentences were drawn.
 """
 
 from __future__ import annotations
@@ -88,13 +91,24 @@ class Judge:
         hyp = self.decoder.hyp()
         return [w for w in (hyp.hypstr.split() if hyp else []) if not w.startswith("<")]
 
+    def errors(self, pairs: list[tuple[str, np.ndarray]]) -> np.ndarray:
+        """Per sentence: [word errors, reference words]."""
+        return np.array([[edit_distance(words(text), self.hear(audio)), len(words(text))] for text, audio in pairs])
+
     def wer(self, pairs: list[tuple[str, np.ndarray]]) -> float:
-        errors = total = 0
-        for text, audio in pairs:
-            ref = words(text)
-            errors += edit_distance(ref, self.hear(audio))
-            total += len(ref)
-        return errors / max(total, 1)
+        counts = self.errors(pairs)
+        return float(counts[:, 0].sum() / max(counts[:, 1].sum(), 1))
+
+
+def paired_wer_change(before: np.ndarray, after: np.ndarray, draws: int = 4000) -> tuple[float, float, float]:
+    """WER(after) - WER(before) on the same sentences ([errors, words] rows), with a 95 % interval from
+    resampling the sentences (paired: each draw takes the same sentences from both)."""
+    words_ = before[:, 1]
+    change = float((after[:, 0].sum() - before[:, 0].sum()) / words_.sum())
+    picks = np.random.default_rng(0).integers(0, len(words_), size=(draws, len(words_)))
+    drawn = (after[picks, 0].sum(1) - before[picks, 0].sum(1)) / words_[picks].sum(1)
+    low, high = np.percentile(drawn, [2.5, 97.5])
+    return change, float(low), float(high)
 
 
 def plot_pair(path: str, human: tuple[str, np.ndarray], synthesized: np.ndarray, tts: TTS) -> None:
@@ -120,6 +134,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--voice", help="TTS weights (.safetensors); without it only the human baseline runs")
     parser.add_argument("--vocoder", default="default", help="vocoder (bundled name or .safetensors path)")
+    parser.add_argument("--against", metavar="VOCODER",
+                        help="also through this vocoder: each row's WER change from it, with a 95 %% interval")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--speed", type=float, default=1.0, help="tts(..., speed=): > 1 speaks faster")
     parser.add_argument("--phase-iterations", type=int, default=None, metavar="N",
@@ -179,6 +195,10 @@ def main() -> None:
         row(f"{tts.name}, held-out LJ prompts", synth_held, "heldout_lj_prompts")
         if args.image:
             plot_pair(args.image, held_out[0], synth_held[0][1], tts)
+    if args.against:
+        compare(args.against, tts, judges, {"human recordings, copy-synthesized": held_out,
+                                            "own sentences": [(t, None) for t in own],
+                                            "held-out LJ prompts": [(t, None) for t, _ in held_out]}, args)
     twenty = "The quick brown fox jumps over the lazy dog while the farmer sells fresh bread at the busy market today."
     firsts = []
     for _ in range(5):
@@ -202,6 +222,34 @@ def main() -> None:
             "date": date.today().isoformat(), "machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}"}
         path.write_text(json.dumps(card, indent=2) + "\n")
         print(f"wrote the figures into {path}")
+
+
+def compare(against: str, tts: TTS, judges: tuple[Judge, Judge], sets: dict[str, list], args) -> None:
+    """Each set through ``tts``'s vocoder and through ``against`` (the same mels: the acoustic model is
+    deterministic): the change in WER, per judge, with its paired 95 % interval."""
+    from audiogan import Vocoder
+
+    other = Vocoder.load(against, device="cpu", phase_iterations=args.phase_iterations)
+    names = (tts.vocoder.card.get("name", args.vocoder), Path(against).stem)
+    print(f"\nWER through {names[0]} minus through {names[1]}, same mels (95 % interval over sentences)\n")
+    print("| audio | sentences | judge | WER, " + " | WER, ".join(names) + " | change [95 % interval] |")
+    print("|---|---|---|---|---|---|")
+    for label, pairs in sets.items():
+        if not pairs:
+            continue
+        with torch.inference_mode():
+            if pairs[0][1] is not None:  # recordings: each vocoder on their own mel
+                mels = [tts.vocoder.mel(a) for _, a in pairs]
+            else:  # a text's sentences back to back, without the pauses tts() puts between them
+                mels = [torch.cat([m for m, _ in tts.acoustic(tts.lines(t), speed=args.speed)], dim=-1)
+                        for t, _ in pairs]
+            ours = [(t, tts.vocoder(m).numpy()) for (t, _), m in zip(pairs, mels, strict=True)]
+            theirs = [(t, other(m).numpy()) for (t, _), m in zip(pairs, mels, strict=True)]
+        for judge, name in zip(judges, ("sentence LM", "general LM"), strict=True):
+            a, b = judge.errors(theirs), judge.errors(ours)
+            change, low, high = paired_wer_change(a, b)
+            print(f"| {label} | {len(pairs)} | {name} | {b[:, 0].sum() / b[:, 1].sum():.3f} | "
+                  f"{a[:, 0].sum() / a[:, 1].sum():.3f} | {change:+.3f} [{low:+.3f}, {high:+.3f}] |")
 
 
 if __name__ == "__main__":

@@ -574,6 +574,25 @@ def test_say_cli(tiny_voice, tmp_path):
 
 # -- the bundled voice ---------------------------------------------------------------------------------------
 
+def test_paired_wer_change_tells_a_real_difference_from_the_luck_of_the_sentences():
+    import numpy as np
+
+    from benchmarks.tts_intelligibility import paired_wer_change
+
+    rng = np.random.default_rng(1)
+    words = rng.integers(8, 20, size=50)
+    before = np.stack([rng.binomial(words, 0.4), words], axis=1)
+    assert paired_wer_change(before, before) == (0.0, 0.0, 0.0)
+    # One error fewer in every sentence: about -0.07, and the interval excludes 0.
+    better = before - np.array([1, 0])
+    change, low, high = paired_wer_change(before, better)
+    assert change == pytest.approx(-50 / words.sum()) and low <= change <= high < 0
+    # The same errors shuffled among the sentences: a change of 0 stays inside the interval.
+    shuffled = np.stack([rng.permutation(before[:, 0]), words], axis=1)
+    change, low, high = paired_wer_change(before, shuffled)
+    assert low < 0 < high
+
+
 def test_bundled_voice_is_understood_by_a_recogniser_we_did_not_train():
     pytest.importorskip("pocketsphinx")
     from audiogan.tts import TTS
