@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
 # The speed figures the open issues still owe from a GPU, as a prepared device-tool call.
 #
-# Here, once per session (needs PyPI; writes the git-ignored .whl/ and .gpu/speed/):
+# Here, once per session (needs PyPI; writes the git-ignored .whl/, .gpu/speed/ and .gpu/espeak/):
 #     bash scripts/gpu_checks.sh prepare
 # There, through the device tool, in one call (a task is lent 15 device minutes, starts included):
-#     run(carry=[".whl", ".gpu/speed"], timeout_s=600, command="bash scripts/gpu_checks.sh run")
+#     run(carry=[".whl", ".gpu/speed", ".gpu/espeak"], timeout_s=600, command="bash scripts/gpu_checks.sh run")
 # Every step has its own time limit (together under 10 minutes), prints its table and appends it to
 # $OUT/gpu_checks.md, so a step that runs over costs only itself. Here,
 # `QUICK=1 PYTHON=.venv/bin/python bash scripts/gpu_checks.sh run` rehearses every step on the CPU with
 # tiny sizes, with the modules the device image lacks hidden.
 #
-# Steps (issue): train (2: vocoder training steps/s, the reference V1 in fp32 against the bundled recipe
-# in bf16 + compile with CUDA graphs; first measured 2026-12-04 on an H200, benchmarks/RESULTS.md),
-# notes (4: batched note generation, target >= 50,000x real time), render (6: 1,000 notes rendered
-# batched vs one by one), server (5: concurrent mel streams, target >= 256 in real time, TTFA p50 <= 30 ms;
-# text streams need espeak-ng, which the device image lacks), listeners (5: the same streams paced like
-# people listening, first requests staggered), vocoder (2: inference x real time).
+# Steps (issue), the default ones in this order: text (5: speech streams from text, the server doing
+# phonemes, acoustic model and vocoder; espeak-ng and phonemizer travel in .gpu/espeak, built by
+# scripts/espeak/bundle.sh), tts_render (6: 1,000 lines of speech rendered batched vs one by one),
+# server (5: concurrent mel streams, target >= 256 in real time, TTFA p50 <= 30 ms), notes (4: batched
+# note generation, target >= 50,000x real time), listeners (5: the mel streams paced like people
+# listening, first requests staggered), render (6: 1,000 notes batched vs one by one), vocoder (2:
+# inference x real time). Only when named: train (2: vocoder training steps/s, the reference V1 in fp32
+# against the bundled recipe in bf16 + compile with CUDA graphs; measured 2026-12-04 on an H200,
+# benchmarks/RESULTS.md), which alone takes 4.5 of the 10 minutes a call may run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-ALL_STEPS=(train notes vocoder server render listeners)
+ALL_STEPS=(text tts_render server notes listeners render vocoder)
 
 prepare() {
     mkdir -p .whl .gpu/speed
@@ -32,7 +35,8 @@ prepare() {
     done
     # Training speed needs real clips, not many: one shared speaker (6.6 MB of FLAC, Apache-2.0).
     cp -r "${SPEECH:-../shared/data/speech}/aishell1_S0913" .gpu/speed/
-    du -sh .whl .gpu/speed
+    bash scripts/espeak/bundle.sh .gpu/espeak || exit 1
+    du -sh .whl .gpu/speed .gpu/espeak
 }
 
 run_steps() {
@@ -43,15 +47,23 @@ run_steps() {
         "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
             .whl/*.whl || exit 1
         export PYTHONPATH=/tmp/site
+        # Without the bundle the text steps fail at once, saying espeak-ng is missing; the rest still run.
+        if [ -f .gpu/espeak/env.sh ]; then PYTHON=$py source .gpu/espeak/env.sh || exit 1; fi
     else
-        # The rehearsal hides what the device image lacks and the wheels do not bring.
+        # The rehearsal hides what the device image lacks and the wheels do not bring; phonemizer comes
+        # from the espeak bundle when there is one (its libraries and data first on every path).
+        local hidden='"librosa", "pesq", "pystoi", "pretty_midi", "phonemizer"'
+        if [ -f .gpu/espeak/env.sh ]; then
+            PYTHON=$py source .gpu/espeak/env.sh || exit 1
+            hidden=${hidden%, \"phonemizer\"}
+        fi
         mkdir -p "$out/shim"
-        cat >"$out/shim/sitecustomize.py" <<'PY'
+        cat >"$out/shim/sitecustomize.py" <<PY
 import sys
 
 
 class HideModules:
-    names = {"librosa", "pesq", "pystoi", "pretty_midi", "phonemizer"}
+    names = {$hidden}
 
     def find_spec(self, name, path=None, target=None):
         if name.partition(".")[0] in self.names:
@@ -60,7 +72,7 @@ class HideModules:
 
 sys.meta_path.insert(0, HideModules())
 PY
-        export PYTHONPATH="$out/shim"
+        export PYTHONPATH="$out/shim${PYTHONPATH:+:$PYTHONPATH}"
     fi
     export PYTHONPATH="$PWD:$PWD/server:$PWD/client${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
     local report="$out/gpu_checks.md"
@@ -70,6 +82,14 @@ PY
     for step in "${steps[@]}"; do
         local limit cmd
         case "$step:$quick" in
+            text:0) limit=100; cmd=(-m benchmarks.server_load --text --streams 16 64 256 --seconds 8 --soak 0
+                                    --server-args "--device cuda --set limits.max_concurrent=320") ;;
+            text:1) limit=150; cmd=(-m benchmarks.server_load --text --streams 2 --seconds 2 --soak 0
+                                    --server-args "--device cpu") ;;
+            tts_render:0) limit=150; cmd=(-m benchmarks.batch_render --kind tts --jobs 1000 --batch-sizes 1 64
+                                          --device cuda) ;;
+            tts_render:1) limit=150; cmd=(-m benchmarks.batch_render --kind tts --jobs 4 --batch-sizes 1 2
+                                          --device cpu) ;;
             # Most wanted first: a variant cut off by the limit costs only the limit.
             train:0) limit=270; cmd=(benchmarks/train_speed.py --data .gpu/speed/aishell1_S0913 --device cuda
                                      --variants v1-fp32-strict-eager v1-fp32-eager vector-mrd-bf16-graphs
