@@ -20,6 +20,11 @@ from audiogan.timbre.model import Generator
 from audiogan.train.timbre_trainer import TimbreTrainingConfig
 
 
+def memory_format(generator: torch.nn.Module) -> str:
+    conv = next(m for m in generator.modules() if isinstance(m, torch.nn.Conv2d))
+    return "channels-last" if conv.weight.is_contiguous(memory_format=torch.channels_last) else "contiguous"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default", help="bundled name or .safetensors (default: %(default)s)")
@@ -30,8 +35,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-comb", action="store_true", help="without the half-harmonic comb on each note")
     parser.add_argument("--no-lock", action="store_true", help="decode without phase locking")
+    parser.add_argument("--memory-format", choices=["auto", "channels-last", "contiguous"], default="auto",
+                        help="the generator's weights: auto is channels-last on CPU only (default: %(default)s)")
     args = parser.parse_args()
-    options = {"comb": not args.no_comb, "phase_lock": not args.no_lock}
+    channels_last = {"auto": None, "channels-last": True, "contiguous": False}[args.memory_format]
+    options = {"comb": not args.no_comb, "phase_lock": not args.no_lock, "channels_last": channels_last}
     torch.set_num_threads(args.threads)
     if args.recipe:
         cfg = load_yaml(TimbreTrainingConfig, args.recipe)
@@ -45,7 +53,7 @@ def main() -> None:
     params = sum(p.numel() for p in model.G.parameters()) / 1e6
     print(f"{model.card.get('name')}: {params:.2f} M parameters, {seconds:.3f} s notes, device {args.device}, "
           f"{args.threads} CPU threads, comb {'off' if args.no_comb else 'on'}, "
-          f"phase lock {'off' if args.no_lock else 'on'}")
+          f"phase lock {'off' if args.no_lock else 'on'}, generator {memory_format(model.G)}")
     print("| batch | notes/s | x real time |")
     print("|---|---|---|")
     for batch in args.batch:

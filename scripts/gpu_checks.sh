@@ -18,7 +18,8 @@
 # listening, first requests staggered), render (6: 1,000 notes batched vs one by one), vocoder (2:
 # inference x real time). Only when named: train (2: vocoder training steps/s, the reference V1 in fp32
 # against the bundled recipe in bf16 + compile with CUDA graphs; measured 2026-12-04 on an H200,
-# benchmarks/RESULTS.md), which alone takes 4.5 of the 10 minutes a call may run.
+# benchmarks/RESULTS.md), which alone takes 4.5 of the 10 minutes a call may run; notes_layout (4: the
+# notes step with the generator's weights channels-last, as on the CPU, to set TimbreModel's GPU default).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ALL_STEPS=(text tts_render server notes listeners render vocoder)
@@ -98,6 +99,10 @@ PY
                                      --variants vector-fp32-eager --steps 1 --warmup 1) ;;
             notes:0) limit=45; cmd=(-m benchmarks.timbre_speed --device cuda --batch 1 64 256 1024 --repeats 10) ;;
             notes:1) limit=120; cmd=(-m benchmarks.timbre_speed --device cpu --batch 1 2 --repeats 1) ;;
+            notes_layout:0) limit=45; cmd=(-m benchmarks.timbre_speed --device cuda --batch 1 64 256 1024 --repeats 10
+                                           --memory-format channels-last) ;;
+            notes_layout:1) limit=120; cmd=(-m benchmarks.timbre_speed --device cpu --batch 1 2 --repeats 1
+                                           --memory-format contiguous) ;;
             render:0) limit=60; cmd=(-m benchmarks.batch_render --kind notes --jobs 1000 --batch-sizes 1 64 --device cuda) ;;
             render:1) limit=120; cmd=(-m benchmarks.batch_render --kind notes --jobs 6 --batch-sizes 1 3 --device cpu) ;;
             server:0) limit=95; cmd=(-m benchmarks.server_load --streams 16 64 256 --seconds 8 --soak 1000
@@ -125,5 +130,5 @@ PY
 case "${1:-}" in
     prepare) prepare ;;
     run) shift; run_steps "$@" ;;
-    *) sed -n '2,18p' "$0"; exit 2 ;;
+    *) sed -n '2,22p' "$0"; exit 2 ;;
 esac

@@ -35,22 +35,26 @@ def resolve_instrument(name: str, instruments: Sequence[str]) -> str:
 
 class TimbreModel:
     def __init__(self, generator: torch.nn.Module, card: dict[str, Any], device: str | torch.device = "cpu",
-                 comb: bool = True, phase_lock: bool = True) -> None:
+                 comb: bool = True, phase_lock: bool = True, channels_last: bool | None = None) -> None:
         self.device = pick_device(device)
         self.comb = comb  # clean the half-harmonics out of generated notes (expression.harmonic_comb)
         self.phase_lock = phase_lock  # decode with the partials' phases locked (spectral.locked_phase)
         self.G = generator.eval().to(self.device).requires_grad_(False)  # inversion optimises a latent only
+        # Channels-last weights take oneDNN's blocked convolutions: the generator ran 1.2-1.6x faster on CPU
+        # (benchmarks/RESULTS.md, "channels-last note generator"). Not yet measured on a GPU, so off there.
+        if self.device.type == "cpu" if channels_last is None else channels_last:
+            self.G.to(memory_format=torch.channels_last)
         self.cfg = generator.cfg
         self.card = card
         self.spectral = NoteSpectrogram(self.cfg.spectral).to(self.device)
 
     @classmethod
     def load(cls, name_or_path: str | Path = "default", device: str | torch.device = "auto",
-             comb: bool = True, phase_lock: bool = True) -> TimbreModel:
+             comb: bool = True, phase_lock: bool = True, channels_last: bool | None = None) -> TimbreModel:
         from audiogan.train.timbre_trainer import load_generator
 
         G, card = load_generator(weights.resolve(name_or_path, "timbre"))
-        return cls(G, card, device, comb, phase_lock)
+        return cls(G, card, device, comb, phase_lock, channels_last)
 
     @property
     def instruments(self) -> list[str]:

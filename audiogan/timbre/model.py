@@ -95,7 +95,7 @@ class Generator(nn.Module):
                 velocity = torch.full((len(z),), sum(self.cfg.velocity_range) / 2, device=z.device)
             x = x + self.velocity(self.velocity_input(velocity))
         x = F.leaky_relu(x, 0.2).view(-1, self.cfg.channels[0], self.seed_h, self.seed_w)
-        y = self.out(self.blocks(x))
+        y = self.out(self.blocks(x)).contiguous()  # channels-last weights (CPU) must not leak a layout out
         if self.template is None:
             return torch.tanh(y)
         comb, advance = self.template(pitch)
