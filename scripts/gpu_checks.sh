@@ -53,27 +53,12 @@ run_steps() {
     else
         # The rehearsal hides what the device image lacks and the wheels do not bring; phonemizer comes
         # from the espeak bundle when there is one (its libraries and data first on every path).
-        local hidden='"librosa", "pesq", "pystoi", "pretty_midi", "phonemizer"'
+        local hidden=librosa,pesq,pystoi,pretty_midi,phonemizer
         if [ -f .gpu/espeak/env.sh ]; then
             PYTHON=$py source .gpu/espeak/env.sh || exit 1
-            hidden=${hidden%, \"phonemizer\"}
+            hidden=${hidden%,phonemizer}
         fi
-        mkdir -p "$out/shim"
-        cat >"$out/shim/sitecustomize.py" <<PY
-import sys
-
-
-class HideModules:
-    names = {$hidden}
-
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in self.names:
-            raise ImportError(f"{name}: not on the device image")
-
-
-sys.meta_path.insert(0, HideModules())
-PY
-        export PYTHONPATH="$out/shim${PYTHONPATH:+:$PYTHONPATH}"
+        export AUDIOGAN_HIDE_MODULES=$hidden PYTHONPATH="$PWD/scripts/device_shim${PYTHONPATH:+:$PYTHONPATH}"
     fi
     export PYTHONPATH="$PWD:$PWD/server:$PWD/client${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
     local report="$out/gpu_checks.md"

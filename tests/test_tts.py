@@ -224,6 +224,27 @@ def test_checkpoint_resume_continues(espeak_corpus, tiny_voice, tmp_path):
     assert trainer.step == 45
 
 
+def test_snapshots_are_exports_a_lease_can_bring_back(espeak_corpus, tiny_voice, tmp_path):
+    from audiogan import weights
+    from audiogan.train.tts_trainer import TTSTrainer, TTSTrainingConfig
+
+    cfg = load_yaml(TTSTrainingConfig, REPO / "configs" / "tts" / "tiny_test.yaml")
+    cfg.data.cache_dir = str(tiny_voice[0].parent / "cache")
+    cfg.train.max_steps, cfg.train.log_every, cfg.train.snapshot_every_minutes = 43, 1, 1e-9
+    trainer = TTSTrainer(cfg, [str(espeak_corpus)], tmp_path, device="cpu",
+                         resume=str(tiny_voice[0].parent / "checkpoint.pt"))
+    trainer.fit()
+    snaps = sorted((tmp_path / "snapshots").glob("*.safetensors"))
+    assert [p.name for p in snaps] == ["step0000041.safetensors", "step0000042.safetensors",
+                                       "step0000043.safetensors"]
+    card = weights.read_card(snaps[-1])
+    assert card["training"]["steps"] == 43 and card["symbols"] == weights.read_card(tiny_voice[0])["symbols"]
+    final = weights.read_weights(tmp_path / tiny_voice[0].name)
+    last = weights.read_weights(snaps[-1])
+    assert last.keys() == final.keys() and all(torch.equal(last[k], final[k]) for k in final)
+    assert all(p.stat().st_size < 16 * 2**20 for p in snaps)
+
+
 def test_init_generator_continues_an_export_with_a_fresh_aligner(espeak_corpus, tiny_voice, tmp_path):
     from audiogan import weights
     from audiogan.train.tts_trainer import TTSTrainer, TTSTrainingConfig

@@ -76,6 +76,9 @@ class TTSTrainConfig:
     log_every: int = 50
     validate_every_minutes: float = 5.0
     checkpoint_every_minutes: float = 5.0
+    # >0: export the model (fp16, with a card) into snapshots/ every so often: a GPU lease returns files of
+    # at most 16 MiB, which the export is and a checkpoint with optimizer state is not.
+    snapshot_every_minutes: float = 0.0
     seed: int = 1234
 
 
@@ -323,7 +326,7 @@ class TTSTrainer:
     def fit(self) -> dict[str, float]:
         tc = self.cfg.train
         self.prior_minutes, self.t0 = self.device_minutes(), time.monotonic()
-        last_val = last_ck = last_log = self.t0
+        last_val = last_ck = last_log = last_snap = self.t0
         acc = torch.zeros(len(self.loss_names), device=self.device)
         n = 0
         row: dict[str, Any] = {}
@@ -353,6 +356,10 @@ class TTSTrainer:
             if self.dist.main and now - last_ck >= tc.checkpoint_every_minutes * 60:
                 self.checkpoint()
                 last_ck = now
+            if self.dist.main and tc.snapshot_every_minutes > 0 and now - last_snap >= tc.snapshot_every_minutes * 60:
+                self.export(self.run_dir / "snapshots" / f"step{self.step:07d}.safetensors",
+                            {k: v for k, v in row.items() if k.startswith("valid_")})
+                last_snap = now
             if timed_out:
                 log.info("time budget of %.1f min reached at step %d", tc.max_minutes, self.step)
                 break
