@@ -7,6 +7,10 @@ the duration predictor and drive the length regulator. None of the shared data s
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,29 +70,43 @@ def monotonic_alignment_search(log_probs: torch.Tensor, text_lens: torch.Tensor,
                                mel_lens: torch.Tensor) -> torch.Tensor:
     """The best monotonic path: each frame takes one phoneme, phonemes in order, each at least one frame.
 
-    log_probs [B, T, N] -> hard alignment [B, T, N] of 0/1. Dynamic programming over frames, vectorised over
-    the batch and phonemes: value[t, n] = lp[t, n] + max(value[t-1, n], value[t-1, n-1]).
+    log_probs [B, T, N] -> hard alignment [B, T, N] of 0/1 on the same device. Dynamic programming over
+    frames, value[t, n] = lp[t, n] + max(value[t-1, n], value[t-1, n-1]), in float32 as the scores are.
+    It runs compiled on the CPU: as a torch loop over frames it launched several kernels per frame and
+    synchronised with the host once per frame of the backtrack (hundreds of times per training step on a
+    GPU), and took 66 ms for a batch of 16 on 2 CPU cores against 3 ms this way (benchmarks/RESULTS.md,
+    "alignment search compiled").
     """
-    b, t_max, n_max = log_probs.shape
-    device = log_probs.device
-    neg = torch.tensor(-1e9, device=device)
-    lp = log_probs.float().masked_fill(
-        (torch.arange(n_max, device=device)[None, None, :] >= text_lens[:, None, None]), -1e9)
-    value = torch.full((b, n_max), -1e9, device=device)
-    value[:, 0] = lp[:, 0, 0]
-    came_diagonal = torch.zeros((b, t_max, n_max), dtype=torch.bool, device=device)
-    for t in range(1, t_max):
-        shifted = torch.cat([neg.expand(b, 1), value[:, :-1]], dim=1)
-        diagonal = shifted > value
-        came_diagonal[:, t] = diagonal
-        value = torch.where(diagonal, shifted, value) + lp[:, t]
-    # Backtrack from the last phoneme at each item's last frame.
-    path = torch.zeros((b, t_max, n_max), device=device)
-    index = (text_lens - 1).clone()
-    rows = torch.arange(b, device=device)
-    for t in range(t_max - 1, -1, -1):
-        active = t < mel_lens
-        path[rows[active], t, index[active]] = 1.0
-        step = came_diagonal[rows, t, index] & active & (index > 0)
-        index = index - step.long()
-    return path
+    lp = log_probs.detach().float().cpu().numpy()
+    path = np.zeros(lp.shape, dtype=np.float32)
+    _search_kernel()(lp, text_lens.cpu().numpy().astype(np.int64), mel_lens.cpu().numpy().astype(np.int64), path)
+    return torch.from_numpy(path).to(log_probs.device)
+
+
+@functools.cache
+def _search_kernel() -> Callable[..., None]:
+    import numba  # librosa's dependency, so installed with audiogan; compiled once per process (~1 s)
+
+    @numba.njit(nogil=True)
+    def search(lp: np.ndarray, text_lens: np.ndarray, mel_lens: np.ndarray, path: np.ndarray) -> None:
+        neg = np.float32(-1e9)
+        for b in range(lp.shape[0]):
+            phones, frames = text_lens[b], mel_lens[b]
+            value = np.full(phones, neg, dtype=np.float32)
+            value[0] = lp[b, 0, 0]
+            came_diagonal = np.zeros((frames, phones), dtype=np.bool_)
+            for t in range(1, frames):
+                for n in range(phones - 1, -1, -1):  # downwards, so value[n - 1] still holds frame t - 1
+                    diagonal = value[n - 1] if n > 0 else neg
+                    if diagonal > value[n]:
+                        came_diagonal[t, n] = True
+                        value[n] = diagonal + lp[b, t, n]
+                    else:
+                        value[n] = value[n] + lp[b, t, n]
+            n = phones - 1  # backtrack from the last phoneme at the last frame
+            for t in range(frames - 1, -1, -1):
+                path[b, t, n] = 1.0
+                if n > 0 and came_diagonal[t, n]:
+                    n -= 1
+
+    return search
