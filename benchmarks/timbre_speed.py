@@ -3,6 +3,7 @@
     python -m benchmarks.timbre_speed                       # CPU, 2 threads, the bundled note model
     python -m benchmarks.timbre_speed --recipe configs/timbre/gm_notes.yaml     # a recipe's generator, untrained
     python -m benchmarks.timbre_speed --model runs/timbre/timbre-gm-16k.safetensors --device cuda --batch 256
+    python -m benchmarks.timbre_speed --device cuda --batch 64 256 --profile   # and where the time goes
 
 With --recipe the generator is randomly initialised: speed does not depend on the weights.
 """
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-comb", action="store_true", help="without the half-harmonic comb on each note")
     parser.add_argument("--no-lock", action="store_true", help="decode without phase locking")
+    parser.add_argument("--profile", action="store_true", help="then profile one call at the largest batch")
     parser.add_argument("--memory-format", choices=["auto", "channels-last", "contiguous"], default="auto",
                         help="the generator's weights: auto is channels-last on CPU only (default: %(default)s)")
     args = parser.parse_args()
@@ -67,6 +69,24 @@ def main() -> None:
             torch.cuda.synchronize()
         rate = batch * args.repeats / (time.perf_counter() - start)
         print(f"| {batch} | {rate:.1f} | {rate * seconds:.0f} |", flush=True)
+    if args.profile:
+        profile(model, max(args.batch), instrument, args.device)
+
+
+def profile(model: TimbreModel, batch: int, instrument: str, device: str) -> None:
+    """Where one batched call's time goes, by operator: on a GPU the table sorts by device time, so host
+    synchronisations and launch-bound stretches show up as the gap between the two columns."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    cuda = device.startswith("cuda")
+    if cuda:
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        model.generate([60] * batch, [instrument] * batch, seeds=list(range(batch)))
+        if cuda:
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    print(f"\nprofile of one call at batch {batch}:")
+    print(prof.key_averages().table(sort_by=key, row_limit=20, max_name_column_width=40))
 
 
 if __name__ == "__main__":

@@ -82,8 +82,8 @@ run_steps() {
                                      vector-bf16-graphs vector-bf16-compile --steps 60 --warmup 10) ;;
             train:1) limit=300; cmd=(benchmarks/train_speed.py --data .gpu/speed/aishell1_S0913 --device cpu
                                      --variants vector-fp32-eager --steps 1 --warmup 1) ;;
-            notes:0) limit=45; cmd=(-m benchmarks.timbre_speed --device cuda --batch 1 64 256 1024 --repeats 10) ;;
-            notes:1) limit=120; cmd=(-m benchmarks.timbre_speed --device cpu --batch 1 2 --repeats 1) ;;
+            notes:0) limit=45; cmd=(-m benchmarks.timbre_speed --device cuda --batch 1 64 256 1024 --repeats 10 --profile) ;;
+            notes:1) limit=120; cmd=(-m benchmarks.timbre_speed --device cpu --batch 1 2 --repeats 1 --profile) ;;
             notes_layout:0) limit=45; cmd=(-m benchmarks.timbre_speed --device cuda --batch 1 64 256 1024 --repeats 10
                                            --memory-format channels-last) ;;
             notes_layout:1) limit=120; cmd=(-m benchmarks.timbre_speed --device cpu --batch 1 2 --repeats 1
