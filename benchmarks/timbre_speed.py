@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-comb", action="store_true", help="without the half-harmonic comb on each note")
     parser.add_argument("--no-lock", action="store_true", help="decode without phase locking")
+    parser.add_argument("--pass-size", type=int, help="notes per forward pass (default: the model's, 8 on CPU "
+                        "and 64 on a GPU); a batch is generated in passes of this size")
     parser.add_argument("--profile", action="store_true", help="then profile one call at the largest batch")
     parser.add_argument("--memory-format", choices=["auto", "channels-last", "contiguous"], default="auto",
                         help="the generator's weights: auto is channels-last on CPU only (default: %(default)s)")
@@ -50,12 +52,15 @@ def main() -> None:
         model = TimbreModel(Generator(cfg.model), {"name": f"{args.recipe} (untrained)"}, args.device, **options)
     else:
         model = TimbreModel.load(args.model, device=args.device, **options)
+    if args.pass_size:
+        model.pass_size = args.pass_size
     seconds = model.cfg.spectral.seconds
     instrument = model.instruments[0]
     params = sum(p.numel() for p in model.G.parameters()) / 1e6
     print(f"{model.card.get('name')}: {params:.2f} M parameters, {seconds:.3f} s notes, device {args.device}, "
           f"{args.threads} CPU threads, comb {'off' if args.no_comb else 'on'}, "
-          f"phase lock {'off' if args.no_lock else 'on'}, generator {memory_format(model.G)}")
+          f"phase lock {'off' if args.no_lock else 'on'}, generator {memory_format(model.G)}, "
+          f"passes of up to {model.pass_size} notes")
     print("| batch | notes/s | x real time |")
     print("|---|---|---|")
     for batch in args.batch:

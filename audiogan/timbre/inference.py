@@ -44,6 +44,10 @@ class TimbreModel:
         # (benchmarks/RESULTS.md, "channels-last note generator"). Not yet measured on a GPU, so off there.
         if self.device.type == "cpu" if channels_last is None else channels_last:
             self.G.to(memory_format=torch.channels_last)
+        # Notes per forward pass; more are generated in passes of this size. Past it, the time per note
+        # grew: on 2 CPU cores 10 ms at 8 against 16 ms at 64, and an H200 ran batches of 256 and 1,024
+        # at 55 % of the notes/s of batches of 64 (benchmarks/RESULTS.md, "notes in passes").
+        self.pass_size = 8 if self.device.type == "cpu" else 64
         self.cfg = generator.cfg
         self.card = card
         self.spectral = NoteSpectrogram(self.cfg.spectral).to(self.device)
@@ -90,7 +94,8 @@ class TimbreModel:
     @torch.inference_mode()
     def generate(self, pitches: Sequence[int], timbres: Sequence[Timbre], velocities: Sequence[int] | None = None,
                  seeds: Sequence[int] | None = None, seconds: float | None = None) -> np.ndarray:
-        """Many notes in one parallel pass -> [N, samples] float32. Same seed and condition, same note."""
+        """Many notes, each generated whole, in parallel passes of up to ``pass_size`` notes -> [N, samples]
+        float32. Same seed and condition, same note."""
         n = len(pitches)
         velocities = list(velocities or [100] * n)
         seeds = list(seeds or [0] * n)
@@ -98,6 +103,12 @@ class TimbreModel:
             raise ValueError("pitches, timbres, velocities and seeds must be non-empty and the same length")
         for p, v in zip(pitches, velocities, strict=True):
             self._check(int(p), int(v), seconds)
+        step = self.pass_size
+        return np.concatenate([self._generate(pitches[i:i + step], timbres[i:i + step], velocities[i:i + step],
+                                              seeds[i:i + step], seconds) for i in range(0, n, step)])
+
+    def _generate(self, pitches: Sequence[int], timbres: Sequence[Timbre], velocities: list[int], seeds: list[int],
+                  seconds: float | None) -> np.ndarray:
         z = torch.stack([torch.randn(self.cfg.latent_dim, generator=torch.Generator().manual_seed(int(s)))
                          for s in seeds]).to(self.device)
         timbre = torch.stack([self.timbre(t) for t in timbres])
