@@ -458,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     r.add_argument("--cpus-per-actor", type=float, default=1.0, help="Ray: CPUs per model actor on CPU clusters")
     r.add_argument("--batch-size", type=int, default=0,
-                   help="jobs per forward pass (default: 1 on CPU, where batching measured no gain; 32 on CUDA)")
+                   help="jobs per forward pass (default on CPU: 64 for notes, 1 for the rest, where batching "
+                        "measured no gain; 32 on CUDA)")
     r.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     r.add_argument("--workers", type=int, default=2, help="threads preparing and encoding (default: %(default)s)")
     r.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")

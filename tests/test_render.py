@@ -380,6 +380,18 @@ def test_note_jobs_with_a_model(tmp_path, tiny_timbre):
     np.testing.assert_allclose(audio, local.note(60, instrument="violin", seed=4), atol=2 / 32768)
 
 
+def test_on_cpu_note_jobs_share_batches_and_speech_jobs_do_not(tmp_path, mels):
+    from audiogan.render.engine import plan_batches
+    from audiogan.render.kinds import make_renderers
+
+    notes = [{"kind": "notes", "pitch": 40 + i, "instrument": "cello", "output": f"n/{i}.wav"} for i in range(70)]
+    jobs = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels)[:3] + notes)).jobs
+    renderers = make_renderers("cpu")
+    batches = plan_batches(jobs, renderers, {kind: r.cpu_batch_size for kind, r in renderers.items()})
+    assert sorted((b.kind, len(b.jobs)) for b in batches) == [("notes", 6), ("notes", 64)] + [("vocode", 1)] * 3
+    assert {r.cpu_batch_size for k, r in renderers.items() if k in ("convert", "midi", "tts")} == {1}
+
+
 def test_note_jobs_default_to_the_bundled_model(tmp_path):
     lines = [{"kind": "notes", "pitch": 48, "instrument": "cello", "seconds": 1.0, "output": "c48.wav"},
              {"kind": "notes", "pitch": 72, "instrument": "harp", "output": "h.wav"}]

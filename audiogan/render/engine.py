@@ -71,8 +71,9 @@ def job_key(job: Job, renderer: Renderer) -> str:
     return f"{job.key}:{renderer.model_id(renderer.group(job))}"
 
 
-def plan_batches(jobs: Iterable[Job], renderers: dict[str, Renderer], batch_size: int) -> list[Batch]:
-    """Group by kind and model, sort by length (then output, for determinism), cut into batches."""
+def plan_batches(jobs: Iterable[Job], renderers: dict[str, Renderer], batch_size: int | dict[str, int]) -> list[Batch]:
+    """Group by kind and model, sort by length (then output, for determinism), cut into batches of
+    ``batch_size`` jobs (one size, or one per kind)."""
     groups: dict[tuple[str, str], list[tuple[int, str, Job]]] = {}
     for job in jobs:
         renderer = renderers[job.kind]
@@ -84,8 +85,9 @@ def plan_batches(jobs: Iterable[Job], renderers: dict[str, Renderer], batch_size
     batches = []
     for (kind, group), items in sorted(groups.items()):
         items.sort(key=lambda t: (t[0], t[1]))
-        for start in range(0, len(items), batch_size):
-            batches.append(Batch(kind, group, [job for _, _, job in items[start:start + batch_size]]))
+        size = batch_size if isinstance(batch_size, int) else batch_size[kind]
+        for start in range(0, len(items), size):
+            batches.append(Batch(kind, group, [job for _, _, job in items[start:start + size]]))
     return batches
 
 
@@ -210,14 +212,15 @@ def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int
         ray_cpus_per_actor: float = 1.0, phase_iterations: int | None = None) -> Summary:
     """Render ``jobs`` into ``out_dir``, skipping those already done with the same key.
 
-    ``batch_size`` 0 picks 1 on CPU (benchmarks/RESULTS.md: batching the vocoder gained nothing on 2 cores,
-    padding cost up to 30 %) and 32 on CUDA. ``phase_iterations`` overrides the vocoders' phase refinement;
-    outputs rendered with another setting are re-rendered.
+    ``batch_size`` 0 picks each kind's ``cpu_batch_size`` on CPU (1 for speech, where batching the vocoder
+    gained nothing on 2 cores and padding cost up to 30 %; 64 for notes) and 32 on CUDA.
+    ``phase_iterations`` overrides the vocoders' phase refinement; outputs rendered with another setting are
+    re-rendered.
     """
     start = time.perf_counter()
     device = str(pick_device(device))
-    batch_size = batch_size or (1 if device == "cpu" else 32)
     renderers = make_renderers(device, phase_iterations)
+    sizes = {kind: batch_size or (r.cpu_batch_size if device == "cpu" else 32) for kind, r in renderers.items()}
     out = OutputDir(out_dir)
     summary = Summary(jobs=len(jobs))
     keys: dict[str, str] = {}
@@ -230,7 +233,7 @@ def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int
             todo.append(job)
     if summary.skipped:
         log.info("%d of %d jobs already rendered with the same parameters: skipped", summary.skipped, len(jobs))
-    batches = plan_batches(todo, renderers, batch_size)
+    batches = plan_batches(todo, renderers, sizes)
     bar = Progress(out, summary, len(todo), keys, progress)
     try:
         if engine == "ray":

@@ -64,6 +64,10 @@ class Rendered:
 class Renderer(ABC):
     """One job kind. Jobs in the same ``group`` (same model) may share a forward pass."""
 
+    # Jobs per batch on a CPU unless the user sets one: batching the vocoder (and so speech) gained nothing
+    # on 2 cores (benchmarks/RESULTS.md, "Offline rendering, batched vs one by one").
+    cpu_batch_size = 1
+
     @abstractmethod
     def group(self, job: Job) -> str: ...
 
@@ -208,6 +212,10 @@ class TTSRenderer(Renderer):
 class NotesRenderer(Renderer):
     """Note jobs: one generator pass per batch; notes of one length share a group."""
 
+    # TimbreModel runs a batch in passes of a cache-sized number of notes: batches of 64 jobs rendered
+    # 1.13-1.44x the jobs/s of single jobs on 2 cores (benchmarks/RESULTS.md, "notes in passes").
+    cpu_batch_size = 64
+
     def __init__(self, device: str) -> None:
         self.device = device
         self.models: dict[str, TimbreModel] = {}
@@ -250,6 +258,8 @@ class NotesRenderer(Renderer):
 class ConvertRenderer(NotesRenderer):
     """Recording conversion: analysis in the worker threads, note generation batched per recording."""
 
+    cpu_batch_size = 1  # each recording is rendered on its own: a batch only groups them
+
     def group(self, job: Job) -> str:
         return json.dumps([job.params.get("model", "default"), None])
 
@@ -269,6 +279,8 @@ class ConvertRenderer(NotesRenderer):
 
 class MidiRenderer(NotesRenderer):
     """MIDI files: each rendered whole (its notes batched), optionally morphing from one timbre to another."""
+
+    cpu_batch_size = 1  # each file is rendered on its own: a batch only groups them
 
     def group(self, job: Job) -> str:
         return json.dumps([job.params.get("model", "default"), None])
