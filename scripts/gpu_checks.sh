@@ -53,12 +53,11 @@ run_steps() {
     else
         # The rehearsal hides what the device image lacks and the wheels do not bring; phonemizer comes
         # from the espeak bundle when there is one (its libraries and data first on every path).
-        local hidden=librosa,pesq,pystoi,pretty_midi,phonemizer
         if [ -f .gpu/espeak/env.sh ]; then
             PYTHON=$py source .gpu/espeak/env.sh || exit 1
-            hidden=${hidden%,phonemizer}
+            export AUDIOGAN_DEVICE_HAS=phonemizer
         fi
-        export AUDIOGAN_HIDE_MODULES=$hidden PYTHONPATH="$PWD/scripts/device_shim${PYTHONPATH:+:$PYTHONPATH}"
+        export PYTHONPATH="$PWD/scripts/device_shim${PYTHONPATH:+:$PYTHONPATH}"
     fi
     export PYTHONPATH="$PWD:$PWD/server:$PWD/client${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
     local report="$out/gpu_checks.md"

@@ -138,22 +138,20 @@ wait_run() {
 rehearse() {
     # The whole sequence on the CPU, a stand-in for the device tool's calls: a tiny vocoder part, or the
     # voice's parts as `prepare tts` builds them, with the modules the image lacks hidden.
-    local tmp=/tmp/gpu_train_rehearsal kind=${1:-vocoder}
+    local tmp=/tmp/gpu_train_rehearsal kind=${1:-vocoder} shim=$PWD/scripts/device_shim
     rm -rf "$tmp" && mkdir -p "$tmp/data"
-    export AUDIOGAN_HIDE_MODULES=librosa,pesq,pystoi,pretty_midi,phonemizer
-    export PYTHONPATH="$PWD/scripts/device_shim${PYTHONPATH:+:$PYTHONPATH}"
     if [ "$kind" = tts ]; then
         [ -f .gpu/t2/tts-args ] || { echo "run 'bash scripts/gpu_train.sh prepare tts' first" >&2; exit 1; }
         DATA=$tmp/received receive t1 && DATA=$tmp/received receive t2 || exit 1
-        DATA=$tmp/received RUN=$tmp/run DEVICE=cpu QUICK=1 start tts 0.5 --set bf16=false --set log_every=1 \
-            || exit 1
+        PYTHONPATH=$shim DATA=$tmp/received RUN=$tmp/run DEVICE=cpu QUICK=1 start tts 0.5 --set bf16=false \
+            --set log_every=1 || exit 1
     else
         cp -r "${SPEECH:-../shared/data/speech}/aishell1_S0913" "$tmp/data/"
-        AUDIOGAN_HIDE_MODULES='' "$PY" scripts/pack_speech.py "$tmp/data/aishell1_S0913" --out "$tmp/pack" >/dev/null
+        "$PY" scripts/pack_speech.py "$tmp/data/aishell1_S0913" --out "$tmp/pack" >/dev/null
         mkdir -p .gpu && rm -rf .gpu/p0 && mv "$tmp/pack/p1" .gpu/p0
         DATA=$tmp/received receive p0 || exit 1
-        DATA=$tmp/received RUN=$tmp/run DEVICE=cpu QUICK=1 start 0.5 --set compile=false --set bf16=false \
-            --set log_every=1 || exit 1
+        PYTHONPATH=$shim DATA=$tmp/received RUN=$tmp/run DEVICE=cpu QUICK=1 start 0.5 --set compile=false \
+            --set bf16=false --set log_every=1 || exit 1
         rm -rf .gpu/p0
     fi
     DATA=$tmp/received RUN=$tmp/run OUT=$tmp/out wait_run 240

@@ -71,9 +71,9 @@ def job_key(job: Job, renderer: Renderer) -> str:
     return f"{job.key}:{renderer.model_id(renderer.group(job))}"
 
 
-def plan_batches(jobs: Iterable[Job], renderers: dict[str, Renderer], batch_size: int | dict[str, int]) -> list[Batch]:
+def plan_batches(jobs: Iterable[Job], renderers: dict[str, Renderer], sizes: dict[str, int]) -> list[Batch]:
     """Group by kind and model, sort by length (then output, for determinism), cut into batches of
-    ``batch_size`` jobs (one size, or one per kind)."""
+    ``sizes[kind]`` jobs."""
     groups: dict[tuple[str, str], list[tuple[int, str, Job]]] = {}
     for job in jobs:
         renderer = renderers[job.kind]
@@ -85,7 +85,7 @@ def plan_batches(jobs: Iterable[Job], renderers: dict[str, Renderer], batch_size
     batches = []
     for (kind, group), items in sorted(groups.items()):
         items.sort(key=lambda t: (t[0], t[1]))
-        size = batch_size if isinstance(batch_size, int) else batch_size[kind]
+        size = sizes[kind]
         for start in range(0, len(items), size):
             batches.append(Batch(kind, group, [job for _, _, job in items[start:start + size]]))
     return batches

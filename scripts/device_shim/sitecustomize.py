@@ -1,9 +1,12 @@
-"""Imported by Python at start-up when this folder is on PYTHONPATH. The CPU rehearsals of the device calls
-(scripts/gpu_checks.sh, scripts/gpu_train.sh) list in AUDIOGAN_HIDE_MODULES (comma-separated) the modules
-the GPU image lacks, so that a step which would need one there fails here too."""
+"""Imported by Python at start-up when this folder is on PYTHONPATH: the CPU rehearsals of the device calls
+(scripts/gpu_checks.sh, scripts/gpu_train.sh) hide the modules the GPU image lacks, so that a step which
+would need one there fails here too. AUDIOGAN_DEVICE_HAS (comma-separated) names those a call brings
+along, such as phonemizer from the espeak bundle."""
 
 import os
 import sys
+
+DEVICE_LACKS = {"librosa", "pesq", "pystoi", "pretty_midi", "phonemizer"}
 
 
 class HideModules:
@@ -15,6 +18,4 @@ class HideModules:
             raise ImportError(f"{name}: not on the device image")
 
 
-_names = {n for n in os.environ.get("AUDIOGAN_HIDE_MODULES", "").split(",") if n}
-if _names:
-    sys.meta_path.insert(0, HideModules(_names))
+sys.meta_path.insert(0, HideModules(DEVICE_LACKS - set(os.environ.get("AUDIOGAN_DEVICE_HAS", "").split(","))))
