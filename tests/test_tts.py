@@ -70,6 +70,14 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="nee
     ("Henry VIII, World War II, Chapter IV", "Henry the eighth, World War two, Chapter four"),
     ("An IV drip. Then I left.", "An IV drip. Then I left."),
     ("Paris \u2013 a city; 10\u201320", "Paris, a city; ten to twenty"),
+    # dotted numbers: versions, addresses, day-first dates
+    ("torch 2.11.0 or v1.2.3", "torch two point eleven point zero or version one point two point three"),
+    ("ping 192.168.0.1 now", "ping one hundred ninety two dot one hundred sixty eight dot zero dot one now"),
+    ("on 5.12.2024 we met", "on the fifth of December, twenty twenty four we met"),
+    # heights, kitchen units, eras
+    ("5'11\" tall, 2 tsp, 1 tbsp", "five feet eleven inches tall, two teaspoons, one tablespoon"),
+    ("in 55 BC, AD 800 and 1066 A.D.", "in fifty five bee see, eigh dee eight hundred and ten sixty six eigh dee."),
+    ("the year 1066", "the year ten sixty six"),
 ])
 def test_normalisation(text, spoken):
     assert normalize(text) == spoken

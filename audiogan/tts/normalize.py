@@ -1,11 +1,11 @@
 """English text normalisation: what the reader would say, written out in words, punctuation kept.
 
-Numbers, ordinals, years, dates, currency, percentages, times, units, phone numbers, web addresses,
-Roman numerals and common abbreviations become words before the phonemizer sees them (espeak reads
-"$3.50" as "dollar three point five zero" and "12/25/2023" as three numbers). The rules run in a fixed
-order, most specific first, because a later rule would misread an earlier one's input: a phone number
-is not a range, a date is not a fraction. Sentence splitting keeps long input whole: every character
-of a 5,000-word text ends up in some sentence.
+Numbers, ordinals, years and eras, dates, currency, percentages, times, units, heights, phone
+numbers, web and IP addresses, version numbers, Roman numerals and common abbreviations become words
+before the phonemizer sees them (espeak reads "$3.50" as "dollar three point five zero" and
+"12/25/2023" as three numbers). The rules run in a fixed order, most specific first, because a later
+rule would misread an earlier one's input: a phone number is not a range, a date is not a fraction.
+Sentence splitting keeps long input whole: every character of a 5,000-word text ends up in some sentence.
 """
 
 from __future__ import annotations
@@ -81,7 +81,12 @@ UNITS = {
     "kW": ("kilowatt", "kilowatts"), "kWh": ("kilowatt hour", "kilowatt hours"), "W": ("watt", "watts"),
     "dB": ("decibel", "decibels"), "px": ("pixel", "pixels"), "fps": ("frame per second", "frames per second"),
     "rpm": ("revolution per minute", "revolutions per minute"), "bpm": ("beat per minute", "beats per minute"),
+    "tsp": ("teaspoon", "teaspoons"), "tbsp": ("tablespoon", "tablespoons"), "qt": ("quart", "quarts"),
+    "gal": ("gallon", "gallons"),
 }
+# Eras after a year: said letter by letter ("AD" alone would be read as the word "ad").
+ERAS = {"AD": "eigh dee", "A.D.": "eigh dee", "BC": "bee see", "B.C.": "bee see", "BCE": "bee see ee",
+        "CE": "see ee"}
 CURRENCIES = {"$": ("dollar", "dollars", "cent", "cents"), "£": ("pound", "pounds", "penny", "pence"),
               "€": ("euro", "euros", "cent", "cents"), "¥": ("yen", "yen", "sen", "sen")}
 CURRENCY_SCALES = {"k": "thousand", "m": "million", "mn": "million", "b": "billion", "bn": "billion"}
@@ -165,6 +170,27 @@ def _time(m: re.Match[str]) -> str:
     return words + ("." if suffix and suffix.endswith(".") and m.end() == len(m.string) else "")
 
 
+def _dotted(m: re.Match[str]) -> str:
+    """Three or more dot-separated numbers: a day-first date (5.12.2024), an IP address, or a version."""
+    groups = m.group(0).split(".")
+    if len(groups) == 3 and len(groups[2]) == 4 and 1 <= int(groups[1]) <= 12 and 1 <= int(groups[0]) <= 31:
+        return f"the {ordinal_words(int(groups[0]))} of {MONTHS[int(groups[1]) - 1]}, {year_words(int(groups[2]))}"
+    said = [digit_words(g) if len(g) > 1 and g.startswith("0") else number_words(int(g)) for g in groups]
+    is_address = len(groups) == 4 and all(int(g) <= 255 for g in groups)
+    return (" dot " if is_address else " point ").join(said)
+
+
+def _feet_inches(m: re.Match[str]) -> str:
+    feet, inches = int(m.group(1)), int(m.group(2))
+    return (f"{number_words(feet)} {'foot' if feet == 1 else 'feet'} "
+            f"{number_words(inches)} {'inch' if inches == 1 else 'inches'}")
+
+
+def _era(m: re.Match[str]) -> str:
+    return f"{year_words(int(m.group(1)))} {ERAS[m.group(2)]}" + ("." if m.group(2).endswith(".")
+                                                                 and m.end() == len(m.string) else "")
+
+
 def _temperature(m: re.Match[str]) -> str:
     scale = {"C": "Celsius", "F": "Fahrenheit"}[m.group(3)]
     return f"{'minus ' if m.group(1) else ''}{m.group(2)} degrees {scale}"
@@ -241,6 +267,12 @@ RULES: list[tuple[re.Pattern[str], object]] = [
     (re.compile(r"(?<![\w-])(?:\((\d{3})\)\s?|(\d{3})[ .-])(\d{3})[ .-](\d{4})(?![\w-])"), _phone),
     (re.compile(r"(?<![\w-])(\d{3})-(\d{4})(?![\w-])"), _phone),
     (re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b"), _iso_date),
+    (re.compile(r"(?<![\w.])[vV](?=\d+\.\d)"), "version "),
+    (re.compile(r"(?<![\w.])\d+(?:\.\d+){2,}(?![\w]|\.\d)"), _dotted),
+    (re.compile(r"(?<![\w.'])(\d{1,2})'\s?(\d{1,2})(?:\"|'')"), _feet_inches),
+    (re.compile(r"\b(\d{1,4})\s?(" + _words(ERAS) + r")(?!\w|\.\w)"), _era),
+    (re.compile(r"(?<![\w.])(AD|A\.D\.)\s?(\d{1,4})\b"), lambda m: f"{ERAS[m.group(1)]} {year_words(int(m.group(2)))}"),
+    (re.compile(r"\b([Yy]ear\s+)(\d{4})\b(?!\.\d)"), lambda m: m.group(1) + year_words(int(m.group(2)))),
     (re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b"), _numeric_date),
     (re.compile(r"([$£€¥])\s?(\d+(?:,\d{3})*)(?:\.(\d+))?(?:\s?(thousand|million|billion|trillion|k|mn|m|bn|b)\b)?",
                 re.IGNORECASE), _currency),
