@@ -12,7 +12,7 @@ from audiogan import Vocoder
 from audiogan.config import load_yaml
 from audiogan.train.data import find_audio, split_files
 from audiogan.train.vocoder_trainer import VocoderTrainingConfig
-from audiogan.vocoder.inference import with_phase_iterations
+from audiogan.vocoder.inference import with_inference_phase, with_phase_iterations
 from audiogan.vocoder.model import build_generator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,16 +29,18 @@ def held_out_clips(data_dirs: list[Path], recipe: Path = DEFAULT_RECIPE) -> list
     return clips
 
 
-def untrained_vocoder(config_name: str, phase_iterations: int | None = None) -> Vocoder:
+def untrained_vocoder(config_name: str, phase_iterations: int | None = None, phase: str | None = None) -> Vocoder:
     """A randomly initialised generator of a recipe: enough for speed, meaningless for quality."""
     cfg = load_yaml(VocoderTrainingConfig, ROOT / "configs" / "vocoder" / f"{config_name}.yaml")
     model = cfg.model if phase_iterations is None else with_phase_iterations(cfg.model, phase_iterations)
+    model = model if phase is None else with_inference_phase(model, phase)
     torch.manual_seed(0)
     return Vocoder(build_generator(model), model, {"name": f"{config_name} (untrained)"}, "cpu")
 
 
-def phase_label(name: str, iterations: int | None) -> str:
-    return name if iterations is None else f"{name}, {iterations} GL iterations"
+def phase_label(name: str, iterations: int | None, source: str | None = None) -> str:
+    label = name if source is None else f"{name}, {source} phase"
+    return label if iterations is None else f"{label}, {iterations} GL iterations"
 
 
 def seconds_per_step(step: Callable[[], object], steps: int, device: torch.device | str, warmup: int = 1) -> float:

@@ -4,6 +4,7 @@
     python -m benchmarks.tts_intelligibility            # human recordings only (no voice given)
     python -m benchmarks.tts_intelligibility --voice default --phase-iterations 8   # the vocoder's refinement
     python -m benchmarks.tts_intelligibility --voice default --against runs/old-vocoder.safetensors
+    python -m benchmarks.tts_intelligibility --voice default --phase rtpghi --against default   # phase source
 
 Word error rate on the 50 sentences of benchmarks/data/tts_sentences.txt (written for this benchmark, so
 never in any training set) and on the held-out LJ-prompts sentences, synthesized and, for comparison,
@@ -140,6 +141,8 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=1.0, help="tts(..., speed=): > 1 speaks faster")
     parser.add_argument("--phase-iterations", type=int, default=None, metavar="N",
                         help="the vocoder's fast Griffin-Lim refinement (default: its card's)")
+    parser.add_argument("--phase", choices=["network", "rtpghi"],
+                        help="where the vocoder's phase comes from (default: its card's; --against keeps its own)")
     parser.add_argument("--image", help="write a PNG: human and synthesized mel of the first held-out prompt")
     parser.add_argument("--write-card", action="store_true",
                         help="store the figures as the 'intelligibility' block of the voice's JSON card")
@@ -179,7 +182,7 @@ def main() -> None:
     from audiogan import Vocoder
     from audiogan.tts import TTS
 
-    vocoder = Vocoder.load(args.vocoder, device="cpu", phase_iterations=args.phase_iterations)
+    vocoder = Vocoder.load(args.vocoder, device="cpu", phase_iterations=args.phase_iterations, phase=args.phase)
     tts = TTS.load(args.voice, vocoder=vocoder, device="cpu")
     if held_out:
         # The vocoder alone on the recordings' own mels: how much of the gap to the human row is the vocoder's.

@@ -4,6 +4,7 @@
     python benchmarks/vocoder_quality.py --models default runs/x/snapshots/*.safetensors griffin-lim
     python benchmarks/vocoder_quality.py --oracle-phase     # + each iSTFT model's magnitude with the true phase
     python benchmarks/vocoder_quality.py --phase-iterations 0 4 8   # the default with fast Griffin-Lim refinement
+    python benchmarks/vocoder_quality.py --phase network rtpghi     # the phase head against phase from magnitude
     python benchmarks/vocoder_quality.py --phase-sources    # + a harmonic-phase model's harmonic or free phase alone
     python benchmarks/vocoder_quality.py --dnsmos           # + DNSMOS, the recordings' own scores as the ceiling
 
@@ -159,6 +160,8 @@ def main() -> None:
     p.add_argument("--image", type=Path, help="write a PNG: 0-2 kHz spectrogram of 3 s of the first clip per model")
     p.add_argument("--phase-iterations", type=int, nargs="+", default=[None], metavar="N",
                    help="score iSTFT models with these fast Griffin-Lim refinements (default: as configured)")
+    p.add_argument("--phase", nargs="+", default=[None], choices=["network", "rtpghi"],
+                   help="score iSTFT models with the phase from these sources (default: as configured)")
     p.add_argument("--dnsmos", action="store_true",
                    help="also judge each output by DNSMOS (no reference: the recordings get a row of their own)")
     p.add_argument("--threads", type=int, default=2)
@@ -178,10 +181,13 @@ def main() -> None:
     if args.dnsmos:  # the ceiling of a reference-free judge: what it thinks of the recordings themselves
         results.append(evaluate("recordings", lambda wave: wave, mel_fn, clips, sr, False, mos=True))
     pictures: dict[str, torch.Tensor] = {"recording": clips[0][: 3 * sr]}
-    runs = [(name, n) for name in args.models for n in ([None] if name == "griffin-lim" else args.phase_iterations)]
-    for name, n in runs:
-        synth = GriffinLim(base) if name == "griffin-lim" else Vocoder.load(name, device="cpu", phase_iterations=n)
-        label = phase_label(Path(name).stem if name.endswith(".safetensors") else name, n)
+    runs = [(name, source, n) for name in args.models
+            for source in ([None] if name == "griffin-lim" else args.phase)
+            for n in ([None] if name == "griffin-lim" else args.phase_iterations)]
+    for name, source, n in runs:
+        synth = (GriffinLim(base) if name == "griffin-lim"
+                 else Vocoder.load(name, device="cpu", phase_iterations=n, phase=source))
+        label = phase_label(Path(name).stem if name.endswith(".safetensors") else name, n, source)
         def render(wave: torch.Tensor, synth=synth) -> torch.Tensor:
             return synth(mel_fn(wave))
 
@@ -192,8 +198,10 @@ def main() -> None:
         if name != "griffin-lim":
             card = synth.card
             row.update(steps=card["training"]["steps"], device_minutes=card["training"]["device_minutes"])
-            own = card["config"]["generator"].get("istft", {}).get("phase_iterations", 0)
-            if args.write_card and n in (None, own):  # the card's figures are for its own setting
+            istft = card["config"]["generator"].get("istft", {})
+            own = istft.get("phase_iterations", 0)
+            own_source = istft.get("inference_phase", "network")
+            if args.write_card and n in (None, own) and source in (None, own_source):  # the card's own setting
                 path = resolve(name, "vocoder").with_suffix(".json")
                 card["validation"] = {
                     **{k: round(v, 4) for k, v in row.items() if isinstance(v, float) and k != "device_minutes"},
@@ -202,14 +210,15 @@ def main() -> None:
                 }
                 path.write_text(json.dumps(card, indent=2) + "\n")
         results.append(row)
-        if args.oracle_phase and name != "griffin-lim" and n is None and hasattr(synth.generator, "spectrum"):
+        own_setting = name != "griffin-lim" and n is None and source is None
+        if args.oracle_phase and own_setting and hasattr(synth.generator, "spectrum"):
             oracle = evaluate(f"{label}, true phase", OraclePhase(synth), mel_fn, clips, sr, not args.no_pitch)
             results.append(oracle)
-        if args.phase_sources and n is None and getattr(synth.generator, "pitch", None) is not None:
-            for source in ("harmonic", "free"):
-                alone = PhaseSource(synth, source)
-                row = evaluate(f"{label}, {source} phase alone", alone, mel_fn, clips, sr, not args.no_pitch)
-                if source == "harmonic":
+        if args.phase_sources and own_setting and getattr(synth.generator, "pitch", None) is not None:
+            for part in ("harmonic", "free"):
+                alone = PhaseSource(synth, part)
+                row = evaluate(f"{label}, {part} phase alone", alone, mel_fn, clips, sr, not args.no_pitch)
+                if part == "harmonic":
                     print(f"{label}: the gate gives the harmonic phase {np.mean(alone.shares):.1%} of the energy")
                 results.append(row)
     cols = [c for c in ("pesq_wb", "stoi", "mel_l1", "level_db", "vuv_f1", "periodicity_rmse", "pitch_rmse_cents",

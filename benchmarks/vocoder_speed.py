@@ -2,6 +2,7 @@
 
     python benchmarks/vocoder_speed.py [--threads 2] [--seconds 10] [--models default hifigan_v1 ...]
     python benchmarks/vocoder_speed.py --models default --phase-iterations 0 4 8   # the refinement's cost
+    python benchmarks/vocoder_speed.py --models default --phase network rtpghi     # phase from the magnitude
 
 'default', a bundled name or a .safetensors path are trained weights; recipe names (configs/vocoder/NAME.yaml)
 are timed with random weights, which cost the same as trained ones. Prints a Markdown table.
@@ -39,23 +40,26 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--phase-iterations", type=int, nargs="+", default=[None], metavar="N",
                    help="time iSTFT models with these fast Griffin-Lim refinements (default: as configured)")
+    p.add_argument("--phase", nargs="+", default=[None], choices=["network", "rtpghi"],
+                   help="time iSTFT models with the phase from these sources (default: as configured)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cuda = torch.cuda.is_available()
     rows = []
-    runs = [(name, n) for name in args.models for n in args.phase_iterations]
-    for name, n in runs:
+    runs = [(name, source, n) for name in args.models for source in args.phase for n in args.phase_iterations]
+    for name, source, n in runs:
         try:
             trained = name == "default" or name.endswith(".safetensors") or name in weights.bundled("vocoder")
-            voc = Vocoder.load(name, device="cpu", phase_iterations=n) if trained else untrained_vocoder(name, n)
+            voc = (Vocoder.load(name, device="cpu", phase_iterations=n, phase=source) if trained
+                   else untrained_vocoder(name, n, source))
         except ValueError as exc:  # a HiFi-GAN has no phase to refine
-            print(f"skipped {phase_label(name, n)}: {exc}", flush=True)
+            print(f"skipped {phase_label(name, n, source)}: {exc}", flush=True)
             continue
         frames = int(args.seconds * voc.sample_rate / voc.hop_length)
         mel = torch.randn(voc.config.mel.n_mels, frames) - 5
         params = sum(p.numel() for p in voc.generator.parameters()) / 1e6
         cpu = args.seconds / time_call(lambda v=voc, m=mel: v(m), lambda: None, args.repeats)
-        row = {"model": phase_label(name, n), "params_m": params, "cpu_x": cpu}
+        row = {"model": phase_label(name, n, source), "params_m": params, "cpu_x": cpu}
         if cuda:
             voc.generator.cuda()
             voc.device = torch.device("cuda")

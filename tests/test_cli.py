@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiogan import load_audio
+from audiogan import Vocoder, load_audio
 from audiogan.audio import resample
 from audiogan.cli import main
 
@@ -40,6 +40,17 @@ def test_vocode_with_phase_refinement_is_closer_to_the_recording(tmp_path, capsy
     capsys.readouterr()
     assert main(["vocode", "-o", str(tmp_path / "x.wav"), "--phase-iterations", "-1"]) == 2
     assert "phase_iterations must be >= 0" in capsys.readouterr().err
+
+
+def test_vocode_with_the_integrated_phase(tmp_path, capsys, demo_wave):
+    out = tmp_path / "rtpghi.wav"
+    assert main(["vocode", "-o", str(out), "--phase", "rtpghi"]) == 0
+    audio = load_audio(out)[0]
+    expected = Vocoder.load(device="cpu", phase="rtpghi").copy_synthesize(demo_wave)
+    assert audio.shape == expected.shape and (audio - expected).abs().max() < 2e-3
+    with pytest.raises(SystemExit):
+        main(["vocode", "-o", str(out), "--phase", "griffin"])
+    assert "invalid choice" in capsys.readouterr().err
 
 
 def test_vocode_with_a_spectrogram_plot(tmp_path, capsys):

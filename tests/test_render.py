@@ -147,6 +147,18 @@ def test_phase_iterations_refine_the_render_and_a_change_of_them_rerenders(tmp_p
     assert np.abs(plain - refined[0]).max() > 1e-3
 
 
+def test_the_integrated_phase_renders_as_the_library_and_a_change_of_source_rerenders(tmp_path, mels):
+    jobs = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels[:2]))).jobs
+    out = Path(tmp_path / "render")
+    assert run(jobs, str(out), phase="rtpghi", progress=False).rendered == 2
+    integrated = Vocoder.load(device="cpu", phase="rtpghi")
+    for i, name in enumerate(mels[:2]):
+        audio = sf.read(out / f"out/{i}.wav", dtype="float32")[0]
+        np.testing.assert_allclose(audio, integrated(np.load(tmp_path / name)).numpy(), atol=2 / 32768)
+    assert run(jobs, str(out), phase="rtpghi", progress=False).skipped == 2
+    assert run(jobs, str(out), phase="network", progress=False).rendered == 2
+
+
 def test_resume_skips_done_jobs_and_rerenders_changed_ones(tmp_path, mels):
     lines = vocode_jobs(mels)
     out = str(tmp_path / "render")

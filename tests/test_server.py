@@ -160,6 +160,21 @@ def test_concurrent_streams_interleave_and_match(client, mel):
         np.testing.assert_allclose(s, unary, atol=1e-4)
 
 
+def test_integrated_phase_streams_concurrently_and_matches_the_library(mel):
+    """--phase rtpghi: each stream carries its own phase track through shared batched passes."""
+    local = Vocoder.load(device="cpu", phase="rtpghi")
+    with launch("--voice", "none", "--timbre", "none", "--phase", "rtpghi", "--threads", "2",
+                "--set", "batching.max_wait_ms=30") as proc, AudioGanClient(proc.target, timeout=60) as client:
+        unary, _ = client.vocode(mel)
+        np.testing.assert_allclose(unary, local(mel).numpy(), atol=1e-3)
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            streams = list(pool.map(lambda _: np.concatenate(list(client.stream(mel=mel))), range(3)))
+    for s in streams:
+        assert s.shape == unary.shape
+        # Up to float rounding, which can reorder the integration at a near-tie (tests/test_pghi.py).
+        assert np.mean(np.abs(s - unary) > 1e-4) < 0.01 and np.abs(s - unary).max() < 5e-3
+
+
 def test_listings(client):
     listing = client.list_voices()
     assert listing["voices"] == []  # started with --voice none

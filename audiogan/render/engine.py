@@ -209,17 +209,18 @@ def render_local(batches: list[Batch], progress: Progress, renderers: dict[str, 
 
 def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int = 0, device: str = "auto",
         workers: int = 2, progress: bool = True, ray_address: str | None = None,
-        ray_cpus_per_actor: float = 1.0, phase_iterations: int | None = None) -> Summary:
+        ray_cpus_per_actor: float = 1.0, phase_iterations: int | None = None,
+        phase: str | None = None) -> Summary:
     """Render ``jobs`` into ``out_dir``, skipping those already done with the same key.
 
     ``batch_size`` 0 picks each kind's ``cpu_batch_size`` on CPU (1 for speech, where batching the vocoder
     gained nothing on 2 cores and padding cost up to 30 %; 64 for notes) and 32 on CUDA.
-    ``phase_iterations`` overrides the vocoders' phase refinement; outputs rendered with another setting are
-    re-rendered.
+    ``phase`` and ``phase_iterations`` override where the vocoders' phase comes from and its refinement;
+    outputs rendered with another setting are re-rendered.
     """
     start = time.perf_counter()
     device = str(pick_device(device))
-    renderers = make_renderers(device, phase_iterations)
+    renderers = make_renderers(device, phase_iterations, phase)
     sizes = {kind: batch_size or (r.cpu_batch_size if device == "cpu" else 32) for kind, r in renderers.items()}
     out = OutputDir(out_dir)
     summary = Summary(jobs=len(jobs))
@@ -240,7 +241,7 @@ def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int
             from audiogan.render.ray_engine import render_ray
 
             render_ray(batches, bar, device=device, address=ray_address, cpus_per_actor=ray_cpus_per_actor,
-                       phase_iterations=phase_iterations)
+                       phase_iterations=phase_iterations, phase=phase)
         else:
             render_local(batches, bar, renderers, workers)
     finally:

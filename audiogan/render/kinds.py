@@ -92,9 +92,10 @@ class Renderer(ABC):
 
 
 class VocodeRenderer(Renderer):
-    def __init__(self, device: str = "cpu", phase_iterations: int | None = None) -> None:
+    def __init__(self, device: str = "cpu", phase_iterations: int | None = None, phase: str | None = None) -> None:
         self.device = device
         self.phase_iterations = phase_iterations
+        self.phase = phase
         self.vocoders: dict[str, Vocoder] = {}
         self.ids: dict[str, str] = {}
         self.lock = threading.Lock()
@@ -103,10 +104,13 @@ class VocodeRenderer(Renderer):
         with self.lock:
             if name not in self.vocoders:
                 path = weights.resolve(name, "vocoder")
-                self.vocoders[name] = Vocoder.load(path, device=self.device, phase_iterations=self.phase_iterations)
+                self.vocoders[name] = Vocoder.load(path, device=self.device, phase_iterations=self.phase_iterations,
+                                                   phase=self.phase)
                 self.ids[name] = f"{path.name}:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
                 if self.phase_iterations is not None:  # another refinement is another rendering
                     self.ids[name] += f"+phase_iterations={self.phase_iterations}"
+                if self.phase is not None:
+                    self.ids[name] += f"+phase={self.phase}"
             return self.vocoders[name]
 
     def group(self, job: Job) -> str:
@@ -299,8 +303,10 @@ class MidiRenderer(NotesRenderer):
                                              seed=j.seed % 2**31)) for j in items]
 
 
-def make_renderers(device: str = "cpu", phase_iterations: int | None = None) -> dict[str, Renderer]:
-    """``phase_iterations`` (None: each card's) refines every iSTFT vocoder's phase, for vocode and tts jobs."""
-    vocode = VocodeRenderer(device, phase_iterations)
+def make_renderers(device: str = "cpu", phase_iterations: int | None = None,
+                   phase: str | None = None) -> dict[str, Renderer]:
+    """``phase`` and ``phase_iterations`` (None: each card's) set where every iSTFT vocoder's phase comes
+    from and its refinement, for vocode and tts jobs."""
+    vocode = VocodeRenderer(device, phase_iterations, phase)
     return {"vocode": vocode, "tts": TTSRenderer(vocode), "notes": NotesRenderer(device),
             "convert": ConvertRenderer(device), "midi": MidiRenderer(device)}

@@ -20,16 +20,17 @@ log = logging.getLogger("audiogan.render")
 
 
 class RenderActor:
-    def __init__(self, device: str, threads: int, phase_iterations: int | None) -> None:
+    def __init__(self, device: str, threads: int, phase_iterations: int | None, phase: str | None) -> None:
         torch.set_num_threads(threads)
-        self.renderers = make_renderers(device, phase_iterations)
+        self.renderers = make_renderers(device, phase_iterations, phase)
 
     def run(self, batch: Batch) -> list[Outcome]:
         return render_batch(self.renderers[batch.kind], batch)
 
 
 def render_ray(batches: list[Batch], progress: Progress, *, device: str = "cpu", address: str | None = None,
-               cpus_per_actor: float = 1.0, phase_iterations: int | None = None) -> None:
+               cpus_per_actor: float = 1.0, phase_iterations: int | None = None,
+               phase: str | None = None) -> None:
     try:
         import ray
         from ray.util import ActorPool
@@ -47,7 +48,8 @@ def render_ray(batches: list[Batch], progress: Progress, *, device: str = "cpu",
         count = min(count, len(batches))
         actor = ray.remote(num_cpus=cpus_per_actor, num_gpus=1 if gpus else 0)(RenderActor)
         threads = max(1, int(cpus_per_actor))
-        actors = [actor.remote("cuda" if gpus else "cpu", threads, phase_iterations) for _ in range(count)]
+        actors = [actor.remote("cuda" if gpus else "cpu", threads, phase_iterations, phase)
+                  for _ in range(count)]
         log.info("ray: %d actor(s) on %s", count, f"{gpus} GPU(s)" if gpus else f"{resources.get('CPU', 0):g} CPUs")
         for outcomes in ActorPool(actors).map_unordered(lambda a, b: a.run.remote(b), batches):
             for outcome in outcomes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,9 @@ import torch
 from audiogan import weights
 from audiogan.audio.mel import MelSpectrogram
 from audiogan.config import from_dict
+from audiogan.vocoder.istft import INFERENCE_PHASES
 from audiogan.vocoder.model import VocoderConfig, build_generator
+from audiogan.vocoder.pghi import PhaseTrack
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -33,6 +35,27 @@ def with_phase_iterations(config: VocoderConfig, iterations: int) -> VocoderConf
     return replace(config, generator=replace(config.generator, istft=istft))
 
 
+def with_inference_phase(config: VocoderConfig, source: str) -> VocoderConfig:
+    if source not in INFERENCE_PHASES:
+        raise ValueError(f"unknown phase source {source!r}; choose from {INFERENCE_PHASES}")
+    if config.generator.kind != "istft":
+        if source != "network":
+            raise ValueError(f"{source} phase needs an iSTFT generator; this one is {config.generator.kind!r}")
+        return config
+    istft = replace(config.generator.istft, inference_phase=source)
+    return replace(config, generator=replace(config.generator, istft=istft))
+
+
+@dataclass
+class Window:
+    """Where a slice of a conditioned mel sits in its utterance, for a vocoder that integrates its phase
+    along the utterance: the stream's track, the slice's first frame, and how far the track may store."""
+
+    track: PhaseTrack
+    first_frame: int
+    keep: int
+
+
 class Vocoder:
     """A trained generator plus its mel front end.
 
@@ -49,15 +72,20 @@ class Vocoder:
         self.generator = generator.eval().to(self.device)
         self.mel_transform = MelSpectrogram(config.mel).to(self.device)
         self.context_frames: int = generator.context_frames
+        g = config.generator
+        self.integrates_phase = g.kind == "istft" and g.istft.inference_phase == "rtpghi"
 
     @classmethod
     def load(cls, name_or_path: str | Path = "default", device: str | torch.device = "auto",
-             phase_iterations: int | None = None) -> Vocoder:
-        """``phase_iterations`` overrides the card's fast Griffin-Lim refinement of an iSTFT model's phase:
-        more is closer to the recording and slower (see benchmarks/RESULTS.md for the trade)."""
+             phase_iterations: int | None = None, phase: str | None = None) -> Vocoder:
+        """``phase`` overrides where an iSTFT model's phase comes from ("network" or "rtpghi", integrated
+        from the magnitude), ``phase_iterations`` the card's fast Griffin-Lim refinement of it: more is
+        closer to the recording and slower (see benchmarks/RESULTS.md for the trade)."""
         path = weights.resolve(name_or_path, "vocoder")
         card = weights.read_card(path)
         config = from_dict(VocoderConfig, card["config"])
+        if phase is not None:
+            config = with_inference_phase(config, phase)
         if phase_iterations is not None:
             config = with_phase_iterations(config, phase_iterations)
         generator = build_generator(config)
@@ -99,7 +127,22 @@ class Vocoder:
         return mel.to(self.device)
 
     def _run(self, cond: torch.Tensor) -> torch.Tensor:
+        if self.integrates_phase:
+            return torch.stack(self.generate(list(cond)))
         return self.generator(cond).clamp(-1.0, 1.0)
+
+    def phase_track(self) -> PhaseTrack | None:
+        """A stream's phase state, for a vocoder that integrates phase (None for one that predicts it)."""
+        return PhaseTrack(self.config.mel.n_fft, self.hop_length) if self.integrates_phase else None
+
+    def span(self, total: int, start: int, end: int) -> tuple[int, int, int]:
+        """Frames [lo, hi) of an utterance of ``total`` frames that vocode frames [start, end) exactly, and
+        the frame up to which a phase track may store what it integrates over them: the iSTFT windows of
+        the last kept samples reach n_fft / 2 past them, and what lies further out sees a cut-off context
+        (unless the utterance really ends there)."""
+        lo, hi = max(0, start - self.context_frames), min(total, end + self.context_frames)
+        keep = hi if hi == total else end + self.config.mel.n_fft // (2 * self.hop_length)
+        return lo, hi, keep
 
     @torch.inference_mode()
     def condition(self, mel: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -129,20 +172,20 @@ class Vocoder:
         return self.generate([self.generator.condition(m[None])[0] for m in items])
 
     @torch.inference_mode()
-    def generate(self, conds: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def generate(self, conds: Sequence[torch.Tensor], windows: Sequence[Window | None] | None = None,
+                 ) -> list[torch.Tensor]:
         """Audio for conditioned inputs (:meth:`condition`, or slices of one) in one padded pass.
 
         Padding only disturbs the last ``context_frames`` of a shorter item, so those tails are
-        recomputed from their own frames in a second, small pass.
+        recomputed from their own frames in a second, small pass. With an integrated phase, ``windows``
+        places slices in their streams (None: a whole utterance).
         """
         if not conds:
             return []
-        lengths = [c.shape[-1] for c in conds]
-        longest = max(lengths)
-        padded = torch.zeros((len(conds), conds[0].shape[0], longest), device=self.device)
-        padded[:, : self.config.mel.n_mels] = float(np.log(self.config.mel.log_floor))
-        for i, c in enumerate(conds):
-            padded[i, :, : c.shape[-1]] = c.to(self.device)
+        if self.integrates_phase:
+            return self._integrate(conds, windows or [None] * len(conds))
+        padded, lengths = self._pad(conds)
+        longest = padded.shape[-1]
         out = self._run(padded)
         hop, ctx = self.hop_length, self.context_frames
         results = []
@@ -154,11 +197,43 @@ class Vocoder:
             results.append(wave)
         return results
 
-    def _window(self, cond: torch.Tensor, start: int, end: int) -> torch.Tensor:
+    def _pad(self, conds: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+        """Conditioned inputs of different lengths in one batch, padded with silence, and their lengths."""
+        lengths = [c.shape[-1] for c in conds]
+        padded = torch.zeros((len(conds), conds[0].shape[0], max(lengths)), device=self.device)
+        padded[:, : self.config.mel.n_mels] = float(np.log(self.config.mel.log_floor))
+        for i, c in enumerate(conds):
+            padded[i, :, : c.shape[-1]] = c.to(self.device)
+        return padded, lengths
+
+    def _integrate(self, conds: Sequence[torch.Tensor], windows: Sequence[Window | None]) -> list[torch.Tensor]:
+        """The magnitudes in one padded pass (shorter items' tails recomputed alone), then each item's phase
+        integrated along its frames, then the inverse STFT."""
+        g = self.generator
+        padded, lengths = self._pad(conds)
+        longest = padded.shape[-1]
+        log_mags = g.spectrum(padded)[0]
+        results = []
+        for i, (c, t, window) in enumerate(zip(conds, lengths, windows, strict=True)):
+            log_mag = log_mags[i, :, :t].clone()
+            if t < longest:
+                start = max(0, t - self.context_frames)
+                lo = max(0, start - self.context_frames)
+                log_mag[:, start:] = g.spectrum(c[None, :, lo:t].to(self.device))[0][0, :, start - lo:]
+            if window is None:
+                window = Window(PhaseTrack(self.config.mel.n_fft, self.hop_length), 0, t)
+            phase = window.track.extend(log_mag.cpu().numpy(), window.first_frame, window.keep)
+            phase_t = torch.from_numpy(phase).to(device=self.device, dtype=torch.float32)
+            results.append(g.synthesize(log_mag[None], phase_t[None])[0].clamp(-1.0, 1.0))
+        return results
+
+    def _window(self, cond: torch.Tensor, start: int, end: int, track: PhaseTrack | None = None) -> torch.Tensor:
         """Audio for frames [start, end) of a conditioned input, computed from that span plus its context."""
-        lo = max(0, start - self.context_frames)
-        hi = min(cond.shape[-1], end + self.context_frames)
-        wave = self._run(cond[None, :, lo:hi])[0]
+        lo, hi, keep = self.span(cond.shape[-1], start, end)
+        if track is None:
+            wave = self._run(cond[None, :, lo:hi])[0]
+        else:
+            wave = self._integrate([cond[:, lo:hi]], [Window(track, lo, keep)])[0]
         hop = self.hop_length
         return wave[(start - lo) * hop: (end - lo) * hop]
 
@@ -171,8 +246,9 @@ class Vocoder:
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
         cond = self.generator.condition(mel[None])[0]
+        track = self.phase_track()
         for start in range(0, cond.shape[-1], chunk_frames):
-            yield self._window(cond, start, min(start + chunk_frames, cond.shape[-1]))
+            yield self._window(cond, start, min(start + chunk_frames, cond.shape[-1]), track)
 
     @torch.inference_mode()
     def copy_synthesize(self, wave: torch.Tensor | np.ndarray) -> torch.Tensor:

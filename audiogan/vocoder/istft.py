@@ -23,6 +23,7 @@ from audiogan.vocoder.heads import (
 )
 
 PHASE_HEADS = ("direct", "vector", "harmonic")
+INFERENCE_PHASES = ("network", "rtpghi")
 HEAD_PARTS = {"direct": 2, "vector": 3, "harmonic": 4}  # per bin: log-magnitude, then the phase's parts
 
 
@@ -41,6 +42,9 @@ class ISTFTNetConfig:
     # Fast Griffin-Lim iterations from the predicted phase, at inference only (0: off). Each costs about
     # one STFT and one iSTFT and widens the streaming context by n_fft / hop frames.
     phase_iterations: int = 0
+    # Where inference takes the phase from: "network" (the phase head below) or "rtpghi", integrated from
+    # the predicted magnitude alone (audiogan/vocoder/pghi.py). Training always uses the network's.
+    inference_phase: str = "network"
     # "direct": one phase value per bin and frame (Vocos). "vector": the phase as the angle of a
     # predicted (re, im) pair, which has no wrap-around for the network to learn. "harmonic": a pitch
     # tracker's integrated fundamental phase times each bin's harmonic number, gated per bin against a
@@ -151,6 +155,8 @@ class ISTFTNetGenerator(nn.Module):
         super().__init__()
         if config.phase not in PHASE_HEADS:
             raise ValueError(f"unknown phase head {config.phase!r}; choose from {PHASE_HEADS}")
+        if config.inference_phase not in INFERENCE_PHASES:
+            raise ValueError(f"unknown inference phase {config.inference_phase!r}; choose from {INFERENCE_PHASES}")
         self.config = config
         self.mel_config = mel
         self.n_mels, self.n_fft, self.hop = mel.n_mels, mel.n_fft, mel.hop_length

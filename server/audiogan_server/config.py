@@ -50,6 +50,8 @@ class ServerConfig:
     vocoders: list[str] = field(default_factory=lambda: ["default"])
     # fast Griffin-Lim iterations refining iSTFT vocoders' phase: more is better and slower; -1 = each card's
     phase_iterations: int = -1
+    # where iSTFT vocoders' phase comes from: "network" (the phase head) or "rtpghi"; "" = each card's
+    phase: str = ""
     # TTS voices (bundled names or .safetensors paths); "default" is skipped quietly when no voice is bundled,
     # and ["none"] serves no text input.
     voices: list[str] = field(default_factory=lambda: ["default"])

@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase-iterations", type=int,
                    help="fast Griffin-Lim iterations refining the vocoders' phase (default: each model card's; "
                         "4 beats Griffin-Lim on PESQ-wb and STOI at ~0.8x the speed: benchmarks/RESULTS.md)")
+    p.add_argument("--phase", choices=["network", "rtpghi"],
+                   help="where the vocoders' phase comes from: the phase head, or rtpghi, integrated from the "
+                        "magnitude (default: each model card's; benchmarks/RESULTS.md has the trade)")
     p.add_argument("--voice", action="append", dest="voices",
                    help="TTS voice (bundled name or .safetensors path); repeat for several; first is default; "
                         "none: no text input")

@@ -20,6 +20,8 @@ from audiogan.timbre import TimbreModel
 from audiogan.tts import TTS
 from audiogan.tts.lines import Line
 from audiogan.tts.timing import Timings
+from audiogan.vocoder.inference import Window
+from audiogan.vocoder.pghi import PhaseTrack
 from audiogan_server.batching import DynamicBatcher, run_grouped
 from audiogan_server.config import ServerConfig
 from audiogan_server.errors import RequestError
@@ -32,11 +34,12 @@ T = TypeVar("T")
 @dataclass
 class MelSpan:
     """Frames [lo, hi) of a conditioned mel (``Vocoder.condition``, context included); the caller keeps
-    samples [keep_from, keep_to)."""
+    samples [keep_from, keep_to). ``window`` places a stream's slice for a vocoder that integrates phase."""
 
     cond: torch.Tensor
     keep_from: int
     keep_to: int
+    window: Window | None = None
 
 
 def make_batcher(name: str, run: Callable[[list[Any]], Sequence[Any]], executor: Executor, config: ServerConfig,
@@ -67,7 +70,7 @@ class VocoderEngine:
         return json.dumps(self.vocoder.card)
 
     def _run(self, spans: list[MelSpan]) -> Sequence[torch.Tensor]:
-        waves = self.vocoder.generate([s.cond for s in spans])
+        waves = self.vocoder.generate([s.cond for s in spans], [s.window for s in spans])
         return [w[s.keep_from:s.keep_to].cpu() for w, s in zip(waves, spans, strict=True)]
 
     async def _condition(self, mel: torch.Tensor) -> torch.Tensor:
@@ -80,10 +83,11 @@ class VocoderEngine:
         cond = await self._condition(mel)
         return await self.whole.submit(MelSpan(cond, 0, mel.shape[-1] * self.vocoder.hop_length))
 
-    def _span(self, cond: torch.Tensor, start: int, end: int) -> MelSpan:
-        ctx, hop = self.vocoder.context_frames, self.vocoder.hop_length
-        lo, hi = max(0, start - ctx), min(cond.shape[-1], end + ctx)
-        return MelSpan(cond[:, lo:hi], (start - lo) * hop, (end - lo) * hop)
+    def _span(self, cond: torch.Tensor, start: int, end: int, track: PhaseTrack | None) -> MelSpan:
+        lo, hi, keep = self.vocoder.span(cond.shape[-1], start, end)
+        hop = self.vocoder.hop_length
+        window = None if track is None else Window(track, lo, keep)
+        return MelSpan(cond[:, lo:hi], (start - lo) * hop, (end - lo) * hop, window)
 
     async def stream(self, mel: torch.Tensor) -> AsyncIterator[torch.Tensor]:
         """Chunks whose concatenation equals ``vocode(mel)``: each is a slice of the whole conditioned mel
@@ -91,9 +95,10 @@ class VocoderEngine:
         cond = await self._condition(mel)
         frames = cond.shape[-1]
         start, size = 0, self.batching.first_chunk_frames
+        track = self.vocoder.phase_track()  # chunks go in order, so the phase carries from one to the next
         while start < frames:
             end = min(frames, start + size)
-            yield await self.chunks.submit(self._span(cond, start, end))
+            yield await self.chunks.submit(self._span(cond, start, end, track))
             start, size = end, self.batching.next_chunk(size)
 
     def start(self) -> None:
@@ -246,7 +251,7 @@ class ModelRegistry:
         for spec in config.vocoders:
             path = weights.resolve(spec, "vocoder")
             iterations = None if config.phase_iterations < 0 else config.phase_iterations
-            vocoder = Vocoder.load(path, device=config.device, phase_iterations=iterations)
+            vocoder = Vocoder.load(path, device=config.device, phase_iterations=iterations, phase=config.phase or None)
             name = _unique(str(vocoder.card.get("name") or path.stem), self.vocoders, path)
             self.vocoders[name] = VocoderEngine(name, vocoder, executor, config, metrics)
             self.default_vocoder = self.default_vocoder or name
