@@ -60,6 +60,7 @@ def test_a_track_fed_in_windows_gives_the_whole_utterances_phase():
         phase = track.extend(log_mag[:, lo:hi], lo, keep)
         pieces.append(phase[:, start - lo: end - lo])
     assert track.frames == frames
+    assert track.phase.shape[1] == frames - 90 + 9  # only the last window's frames are held
     # Equal but for the rounding of moving stored phases between conventions (~1e-13).
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), whole, rtol=0, atol=1e-9)
 
@@ -69,6 +70,9 @@ def test_a_track_refuses_gaps_and_other_sizes():
     track.extend(np.zeros((N_FFT // 2 + 1, 10)), 0, 8)
     with pytest.raises(ValueError, match="must overlap"):
         track.extend(np.zeros((N_FFT // 2 + 1, 10)), 8, 16)
+    track.extend(np.zeros((N_FFT // 2 + 1, 10)), 5, 13)
+    with pytest.raises(ValueError, match="goes back before frame 5"):
+        track.extend(np.zeros((N_FFT // 2 + 1, 10)), 2, 10)
     with pytest.raises(ValueError, match="bins"):
         track.extend(np.zeros((100, 10)), 0, 8)
 

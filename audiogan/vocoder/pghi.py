@@ -118,17 +118,20 @@ class PhaseTrack:
     first frame not yet integrated) and returns the phase of every frame in it; frames up to ``keep``
     are stored, so a later window continues from them. A window's last frame is integrated with a
     one-sided slope, which is exact only at the utterance's real end: store no further than the
-    second-to-last frame of a window that stops short of it.
+    second-to-last frame of a window that stops short of it. Windows move forward, so what lies before
+    the latest window's start is dropped: a stream of any length holds only about a window of phase.
     """
 
     def __init__(self, n_fft: int, hop: int) -> None:
         self.n_fft, self.hop = n_fft, hop
         self.bins = n_fft // 2 + 1
+        self.start = 0  # the frame that the first stored column holds
         self.phase = np.zeros((self.bins, 0))
 
     @property
     def frames(self) -> int:
-        return self.phase.shape[1]
+        """Frames integrated so far (stored or already dropped)."""
+        return self.start + self.phase.shape[1]
 
     def extend(self, log_mag: np.ndarray, first_frame: int, keep: int) -> np.ndarray:
         """``log_mag`` [bins, T] for frames [first_frame, first_frame + T) -> their phase [bins, T]
@@ -140,15 +143,21 @@ class PhaseTrack:
             # The frame before the first new one must be in the window: its magnitude sets the step.
             raise ValueError(f"a window starting at frame {first_frame} must overlap the {self.frames} "
                              "frames integrated so far")
+        if first_frame < self.start:
+            raise ValueError(f"a window starting at frame {first_frame} goes back before frame {self.start}, "
+                             "where an earlier window started")
         slog = np.ascontiguousarray(log_mag, dtype=np.float64)
         tgrad, fgrad = gradients(slog, self.n_fft, self.hop)
         known = min(self.frames - first_frame, width)
-        previous = self.phase[:, first_frame + known - 1] - self.shift if known else np.zeros(bins)
+        stored = self.phase[:, first_frame - self.start: first_frame - self.start + known]
+        previous = stored[:, -1] - self.shift if known else np.zeros(bins)
         fresh = _compiled()(slog, tgrad, fgrad, np.ascontiguousarray(previous), known, TOLERANCE)
-        phase = np.concatenate([self.phase[:, first_frame: first_frame + known], fresh + self.shift[:, None]], axis=1)
+        phase = np.concatenate([stored, fresh + self.shift[:, None]], axis=1)
         keep = min(keep, first_frame + width)
         if keep > self.frames:
             self.phase = np.concatenate([self.phase, phase[:, self.frames - first_frame: keep - first_frame]], axis=1)
+        self.phase = self.phase[:, first_frame - self.start:]
+        self.start = first_frame
         return phase
 
     @property
