@@ -299,7 +299,7 @@ def _phase_flag(parser: argparse.ArgumentParser) -> None:
                              "recording (default: the model card's; benchmarks/RESULTS.md has the trade)")
     parser.add_argument("--phase", choices=["network", "rtpghi"],
                         help="where the vocoder's phase comes from: its phase head, or rtpghi, integrated from "
-                             "the magnitude (higher PESQ-wb and STOI, ~11 ms per second of audio on one core; "
+                             "the magnitude (higher PESQ-wb and STOI, ~10 ms per second of audio on one core; "
                              "default: the model card's)")
 
 

@@ -157,6 +157,7 @@ def test_the_integrated_phase_renders_as_the_library_and_a_change_of_source_rere
         np.testing.assert_allclose(audio, integrated(np.load(tmp_path / name)).numpy(), atol=2 / 32768)
     assert run(jobs, str(out), phase="rtpghi", progress=False).skipped == 2
     assert run(jobs, str(out), phase="network", progress=False).rendered == 2
+    assert run(jobs, str(out), progress=False).skipped == 2  # the card's own source, named or not, is one rendering
 
 
 def test_resume_skips_done_jobs_and_rerenders_changed_ones(tmp_path, mels):

@@ -109,8 +109,8 @@ class VocodeRenderer(Renderer):
                 self.ids[name] = f"{path.name}:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
                 if self.phase_iterations is not None:  # another refinement is another rendering
                     self.ids[name] += f"+phase_iterations={self.phase_iterations}"
-                if self.phase is not None:
-                    self.ids[name] += f"+phase={self.phase}"
+                if self.vocoders[name].integrates_phase:  # the card's own phase head needs no mark
+                    self.ids[name] += "+phase=rtpghi"
             return self.vocoders[name]
 
     def group(self, job: Job) -> str:
