@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from audiogan.vocoder.istft import INFERENCE_PHASES
+
 DEMO_CLIP = Path(__file__).parent / "samples" / "demo.flac"
 
 
@@ -297,7 +299,7 @@ def _phase_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phase-iterations", type=int, metavar="N",
                         help="fast Griffin-Lim iterations refining the vocoder's phase: slower, closer to the "
                              "recording (default: the model card's; benchmarks/RESULTS.md has the trade)")
-    parser.add_argument("--phase", choices=["network", "rtpghi"],
+    parser.add_argument("--phase", choices=INFERENCE_PHASES,
                         help="where the vocoder's phase comes from: its phase head, or rtpghi, integrated from "
                              "the magnitude (higher PESQ-wb and STOI, ~10 ms per second of audio on one core; "
                              "default: the model card's)")

@@ -42,6 +42,7 @@ from audiogan.config import load_yaml
 from audiogan.train.tts_data import held_out as held_out_ids
 from audiogan.train.tts_data import read_metadata
 from audiogan.train.tts_trainer import TTSTrainingConfig
+from audiogan.vocoder.istft import INFERENCE_PHASES
 
 if TYPE_CHECKING:
     from audiogan.tts import TTS
@@ -141,7 +142,7 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=1.0, help="tts(..., speed=): > 1 speaks faster")
     parser.add_argument("--phase-iterations", type=int, default=None, metavar="N",
                         help="the vocoder's fast Griffin-Lim refinement (default: its card's)")
-    parser.add_argument("--phase", choices=["network", "rtpghi"],
+    parser.add_argument("--phase", choices=INFERENCE_PHASES,
                         help="where the vocoder's phase comes from (default: its card's; --against keeps its own)")
     parser.add_argument("--image", help="write a PNG: human and synthesized mel of the first held-out prompt")
     parser.add_argument("--write-card", action="store_true",

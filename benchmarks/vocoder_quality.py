@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from audiogan import Vocoder, load_audio, metrics
 from audiogan.audio.mel import MelSpectrogram
+from audiogan.vocoder.istft import INFERENCE_PHASES
 from audiogan.weights import resolve
 from benchmarks.common import SHARED_SPEECH, held_out_clips, phase_label
 
@@ -160,7 +161,7 @@ def main() -> None:
     p.add_argument("--image", type=Path, help="write a PNG: 0-2 kHz spectrogram of 3 s of the first clip per model")
     p.add_argument("--phase-iterations", type=int, nargs="+", default=[None], metavar="N",
                    help="score iSTFT models with these fast Griffin-Lim refinements (default: as configured)")
-    p.add_argument("--phase", nargs="+", default=[None], choices=["network", "rtpghi"],
+    p.add_argument("--phase", nargs="+", default=[None], choices=INFERENCE_PHASES,
                    help="score iSTFT models with the phase from these sources (default: as configured)")
     p.add_argument("--dnsmos", action="store_true",
                    help="also judge each output by DNSMOS (no reference: the recordings get a row of their own)")

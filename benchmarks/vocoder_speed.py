@@ -17,6 +17,7 @@ import time
 import torch
 
 from audiogan import Vocoder, weights
+from audiogan.vocoder.istft import INFERENCE_PHASES
 from benchmarks.common import phase_label, untrained_vocoder
 
 
@@ -40,7 +41,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--phase-iterations", type=int, nargs="+", default=[None], metavar="N",
                    help="time iSTFT models with these fast Griffin-Lim refinements (default: as configured)")
-    p.add_argument("--phase", nargs="+", default=[None], choices=["network", "rtpghi"],
+    p.add_argument("--phase", nargs="+", default=[None], choices=INFERENCE_PHASES,
                    help="time iSTFT models with the phase from these sources (default: as configured)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)

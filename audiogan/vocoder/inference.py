@@ -27,22 +27,23 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
 def with_phase_iterations(config: VocoderConfig, iterations: int) -> VocoderConfig:
     if iterations < 0:
         raise ValueError(f"phase_iterations must be >= 0, got {iterations}")
-    if config.generator.kind != "istft":
-        if iterations:
-            raise ValueError(f"phase refinement needs an iSTFT generator; this one is {config.generator.kind!r}")
-        return config
-    istft = replace(config.generator.istft, phase_iterations=iterations)
-    return replace(config, generator=replace(config.generator, istft=istft))
+    return _with_istft(config, "phase refinement", bool(iterations), phase_iterations=iterations)
 
 
 def with_inference_phase(config: VocoderConfig, source: str) -> VocoderConfig:
     if source not in INFERENCE_PHASES:
         raise ValueError(f"unknown phase source {source!r}; choose from {INFERENCE_PHASES}")
+    return _with_istft(config, f"{source} phase", source != "network", inference_phase=source)
+
+
+def _with_istft(config: VocoderConfig, what: str, needs_istft: bool, **changes: Any) -> VocoderConfig:
+    """``config`` with iSTFT inference settings changed; other generators take only the settings they
+    already have (no refinement, the network's phase)."""
     if config.generator.kind != "istft":
-        if source != "network":
-            raise ValueError(f"{source} phase needs an iSTFT generator; this one is {config.generator.kind!r}")
+        if needs_istft:
+            raise ValueError(f"{what} needs an iSTFT generator; this one is {config.generator.kind!r}")
         return config
-    istft = replace(config.generator.istft, inference_phase=source)
+    istft = replace(config.generator.istft, **changes)
     return replace(config, generator=replace(config.generator, istft=istft))
 
 
@@ -221,7 +222,7 @@ class Vocoder:
                 lo = max(0, start - self.context_frames)
                 log_mag[:, start:] = g.spectrum(c[None, :, lo:t].to(self.device))[0][0, :, start - lo:]
             if window is None:
-                window = Window(PhaseTrack(self.config.mel.n_fft, self.hop_length), 0, t)
+                window = Window(self.phase_track(), 0, t)
             phase = window.track.extend(log_mag.cpu().numpy(), window.first_frame, window.keep)
             phase_t = torch.from_numpy(phase).to(device=self.device, dtype=torch.float32)
             results.append(g.synthesize(log_mag[None], phase_t[None])[0].clamp(-1.0, 1.0))

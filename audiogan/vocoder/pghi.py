@@ -126,6 +126,9 @@ class PhaseTrack:
         self.n_fft, self.hop = n_fft, hop
         self.bins = n_fft // 2 + 1
         self.start = 0  # the frame that the first stored column holds
+        # From the integration's reference (each window's centre) to torch.stft's (its first sample):
+        # n_fft / 2 samples later is pi per bin.
+        self.shift = np.pi * np.arange(self.bins)
         self.phase = np.zeros((self.bins, 0))
 
     @property
@@ -159,9 +162,3 @@ class PhaseTrack:
         self.phase = self.phase[:, first_frame - self.start:]
         self.start = first_frame
         return phase
-
-    @property
-    def shift(self) -> np.ndarray:
-        """From the integration's reference (each window's centre) to torch.stft's (its first sample):
-        n_fft / 2 samples later is pi per bin."""
-        return np.pi * np.arange(self.bins)

@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from audiogan.config import ConfigError, from_dict, load_yaml, override, to_dict
+from audiogan.vocoder.istft import INFERENCE_PHASES
 from audiogan_server.config import ServerConfig
 from audiogan_server.metrics import Metrics
 from audiogan_server.models import ModelRegistry
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase-iterations", type=int,
                    help="fast Griffin-Lim iterations refining the vocoders' phase (default: each model card's; "
                         "4 beats Griffin-Lim on PESQ-wb and STOI at ~0.8x the speed: benchmarks/RESULTS.md)")
-    p.add_argument("--phase", choices=["network", "rtpghi"],
+    p.add_argument("--phase", choices=INFERENCE_PHASES,
                    help="where the vocoders' phase comes from: the phase head, or rtpghi, integrated from the "
                         "magnitude (default: each model card's; benchmarks/RESULTS.md has the trade)")
     p.add_argument("--voice", action="append", dest="voices",
