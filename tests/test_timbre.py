@@ -210,6 +210,36 @@ def test_reconstruction_warm_up_trains_the_generator_alone(notes_dir, tmp_path):
         TimbreTrainer(cfg, [str(notes_dir)], tmp_path, device="cpu")
 
 
+def test_resume_reproduces_an_uninterrupted_run(notes_dir, tmp_path):
+    """Split at a step where only the first half ends (and runs its end-of-run checks), then resumed: the
+    same losses and the same weights as one run; a resume takes the recipe's learning rate."""
+    from audiogan.config import load_yaml
+    from audiogan.train.timbre_trainer import STATS, TimbreTrainer, TimbreTrainingConfig
+
+    def run(max_steps: int, name: str, resume: str | None = None, lr: float = 1e-3) -> TimbreTrainer:
+        cfg = load_yaml(TimbreTrainingConfig, REPO / "configs" / "timbre" / "tiny_test.yaml")
+        cfg.train.reconstruction_weight, cfg.train.adversarial_start = 10.0, 8
+        cfg.train.max_steps, cfg.train.learning_rate = max_steps, lr
+        trainer = TimbreTrainer(cfg, [str(notes_dir)], tmp_path / name, device="cpu", resume=resume)
+        trainer.fit()
+        return trainer
+
+    def losses(name: str) -> dict[int, list[float]]:
+        rows = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        return {r["step"]: [r.get(k) for k in STATS] for r in rows}  # NaN figures are left out of a row
+
+    whole = run(20, "whole")
+    run(15, "first")
+    second = run(20, "second", resume=str(tmp_path / "first" / "checkpoint.pt"))
+    split = {**losses("first"), **losses("second")}
+    assert sorted(split) == sorted(losses("whole")) == [5, 10, 15, 20]
+    assert split == losses("whole")
+    for a, b in [(whole.G, second.G), (whole.D, second.D)]:
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    slower = run(16, "slower", resume=str(tmp_path / "first" / "checkpoint.pt"), lr=1e-4)
+    assert {g["lr"] for g in [*slower.opt_g.param_groups, *slower.opt_d.param_groups]} == {1e-4}
+
+
 def test_an_if_mel_generator_trains_and_decodes(notes_dir, tmp_path):
     from audiogan.config import load_yaml, override_recipe
     from audiogan.timbre import TimbreModel

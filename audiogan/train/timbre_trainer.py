@@ -176,6 +176,8 @@ class TimbreTrainer:
             self.D.load_state_dict(ck["discriminator"])
             self.opt_g.load_state_dict(ck["opt_g"])
             self.opt_d.load_state_dict(ck["opt_d"])
+            for group in [*self.opt_g.param_groups, *self.opt_d.param_groups]:
+                group["lr"] = tc.learning_rate  # the recipe's, as the other trainers: --set may change it
             self.step, self.prior_minutes = ck["step"], ck["device_minutes"]
             self.head_start_until = ck.get("head_start_until", 0)
             self.continued_from = ck.get("continued_from", {})
@@ -236,8 +238,8 @@ class TimbreTrainer:
         instrument = torch.tensor([index[r.instrument] for r in records], device=self.device)
         return torch.cat(specs), pitch, instrument
 
-    def _z(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.cfg.model.latent_dim, generator=self.gen).to(self.device)
+    def _z(self, n: int, gen: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.cfg.model.latent_dim, generator=gen or self.gen).to(self.device)
 
     def train_step(self) -> torch.Tensor:
         tc = self.cfg.train
@@ -288,11 +290,14 @@ class TimbreTrainer:
         """Mode-collapse monitor: mean pairwise L1 between notes of one (pitch, instrument) made from
         different z, relative to the same spread among real notes of random conditions. Near 0: collapse."""
         self.G.eval()
-        pick = torch.randint(len(self.records), (conditions,), generator=self.gen).to(self.device)
+        # Its own draws, not the training stream's: a check at the end of a run (which an uninterrupted run
+        # skips) must not shift the batches a resumed run goes on with.
+        gen = torch.Generator().manual_seed(self.cfg.train.seed + self.step)
+        pick = torch.randint(len(self.records), (conditions,), generator=gen).to(self.device)
         pitch = self.pitch[pick].repeat_interleave(samples)
         timbre = self.G.instrument(self.instrument[pick]).repeat_interleave(samples, 0)
         velocity = self.velocity[pick].repeat_interleave(samples)
-        fake = self.G(self._z(len(pitch)), pitch, timbre, velocity).view(conditions, samples, -1)
+        fake = self.G(self._z(len(pitch), gen), pitch, timbre, velocity).view(conditions, samples, -1)
         spread = torch.cdist(fake, fake, p=1).sum((1, 2)) / (samples * (samples - 1)) / fake.shape[-1]
         real = self.specs[pick].float().flatten(1)
         real_spread = torch.cdist(real[None], real[None], p=1).sum() / (conditions * (conditions - 1)) / real.shape[-1]
