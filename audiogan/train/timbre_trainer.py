@@ -239,7 +239,7 @@ class TimbreTrainer:
         return torch.cat(specs), pitch, instrument
 
     def _z(self, n: int, gen: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.cfg.model.latent_dim, generator=gen or self.gen).to(self.device)
+        return torch.randn(n, self.cfg.model.latent_dim, generator=self.gen if gen is None else gen).to(self.device)
 
     def train_step(self) -> torch.Tensor:
         tc = self.cfg.train
