@@ -25,8 +25,13 @@ RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" torch==2.11.0 to
     && rm -rf /wheels
 USER 1000
 WORKDIR /home/audiogan
-EXPOSE 50051
+# One port for the server and its health check: change it with -e AUDIOGAN_PORT=..., not --port. A server
+# started with --tls-cert/--tls-key needs -e AUDIOGAN_TLS_CA=<CA or self-signed certificate, mounted> for
+# its health check to speak TLS (and AUDIOGAN_TLS_NAME when the certificate does not name 127.0.0.1).
+ENV AUDIOGAN_PORT=50051
+EXPOSE ${AUDIOGAN_PORT}
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-m", "audiogan_server.healthcheck", "127.0.0.1:50051"]
-ENTRYPOINT ["audiogan-server"]
+    CMD ["python", "-m", "audiogan_server.healthcheck"]
+# A shell only to expand $AUDIOGAN_PORT (exec: the server is PID 1 and gets SIGTERM); arguments still append.
+ENTRYPOINT ["/bin/sh", "-c", "exec audiogan-server --port \"$AUDIOGAN_PORT\" \"$@\"", "audiogan-server"]
 CMD ["--host", "0.0.0.0"]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError
 
 from audiogan.vocoder.istft import INFERENCE_PHASES
 
@@ -24,7 +25,7 @@ def _vocode(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     vocoder = Vocoder.load(args.model, device=args.device, phase_iterations=args.phase_iterations, phase=args.phase)
     if args.mel:
-        mel = np.load(args.mel)
+        mel = _read_mel(args.mel, vocoder.config.mel)
         wave = vocoder(mel)
         source = args.mel
     else:
@@ -43,6 +44,35 @@ def _vocode(args: argparse.Namespace) -> int:
                         vocoder.config.mel)
         print(f"wrote {png}")
     return 0
+
+
+def _read_mel(path: str, mel_config: Any) -> np.ndarray:
+    """A --mel file as one [n_mels, frames] float array, or an error that says what it holds instead."""
+    try:
+        mel = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"cannot read {path} as a mel: {exc} (expected a .npy array written by np.save)") from None
+    if not isinstance(mel, np.ndarray):
+        with mel:
+            raise ValueError(f"{path} is an .npz archive ({', '.join(mel.files)}); save the mel alone with np.save")
+    if not np.issubdtype(mel.dtype, np.floating):
+        raise ValueError(f"{path} holds {mel.dtype} values; a mel is real floats (natural-log magnitudes)")
+    if mel.ndim == 3 and mel.shape[0] == 1:
+        mel = mel[0]
+    if mel.ndim == 3:  # the vocoder would return a batch, which one output file cannot hold
+        raise ValueError(f"{path} holds a batch of {mel.shape[0]} mels; vocode one [n_mels, frames] mel per file")
+    n_mels = mel_config.n_mels
+    if mel.ndim == 2 and mel.shape[0] != n_mels and mel.shape[1] == n_mels:
+        raise ValueError(f"{path} has shape {list(mel.shape)}, the vocoder takes [{n_mels}, frames]: stored as "
+                         "[frames, n_mels]? transpose it")
+    floor = float(np.log(mel_config.log_floor))
+    if mel.size and mel.min() < floor - 1:  # the front end clamps at the floor; a dB or power mel goes far below
+        print(f"audiogan: warning: {path} goes down to {mel.min():.1f}, below the vocoder's floor "
+              f"ln({mel_config.log_floor:g}) = {floor:.1f}: a dB or power mel? it takes natural-log magnitudes",
+              file=sys.stderr)
+    return mel
 
 
 def _say(args: argparse.Namespace) -> int:
@@ -204,11 +234,15 @@ def _convert(args: argparse.Namespace) -> int:
     from audiogan.timbre import TimbreModel
     from audiogan.timbre.convert import convert
 
+    if args.morph and not args.to_b:
+        raise ValueError("--morph needs --to-b, the timbre at the last note")
     model = TimbreModel.load(args.model, device=args.device)
     wave, rate = load_audio(args.input)
-    out = convert(model, wave.numpy(), rate, _timbre(args.to), seed=args.seed, flat=args.flat)
+    out = convert(model, wave.numpy(), rate, _timbre(args.to), seed=args.seed, flat=args.flat,
+                  to_b=_timbre(args.to_b) if args.to_b else None, mode=args.mode)
     path = save_audio(args.output, out, model.sample_rate)
-    print(f"wrote {path} ({len(out) / model.sample_rate:.2f} s, played by {args.to})")
+    played = f"morphing from {args.to} to {args.to_b}" if args.to_b else f"played by {args.to}"
+    print(f"wrote {path} ({len(out) / model.sample_rate:.2f} s, {played})")
     return 0
 
 
@@ -285,7 +319,7 @@ def _render(args: argparse.Namespace) -> int:
         summary = run(manifest.jobs, args.out, engine=args.engine, batch_size=args.batch_size, device=args.device,
                       workers=args.workers, progress=not args.quiet, ray_address=args.address,
                       ray_cpus_per_actor=args.cpus_per_actor, phase_iterations=args.phase_iterations,
-                      phase=args.phase)
+                      phase=args.phase, invalid=manifest.errors, threads=args.threads)
     except OutputBusyError as exc:
         print(f"audiogan: error: {exc}", file=sys.stderr)
         return 2
@@ -368,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert", help="re-render a monophonic recording with another instrument's timbre")
     c.add_argument("input", help="WAV/FLAC/OGG, any rate, mono or stereo (mixed down)")
     c.add_argument("--to", required=True, help="target instrument (`audiogan note --list`) or a .npy latent")
+    c.add_argument("--to-b", metavar="NAME", help="morph: the timbre at the last note (--to is the first's); "
+                                                   "each note takes the mix at its onset")
+    c.add_argument("--morph", action="store_true", help="morph from --to to --to-b (implied by --to-b)")
+    c.add_argument("--mode", choices=["slerp", "lerp"], default="slerp", help="how a morph mixes the timbres")
     c.add_argument("-o", "--output", default="converted.wav")
     c.add_argument("--model", default="default", help="timbre model name or .safetensors path")
     c.add_argument("--seed", type=int, default=0)
@@ -470,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "measured no gain; 32 on CUDA)")
     r.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     r.add_argument("--workers", type=int, default=2, help="threads preparing and encoding (default: %(default)s)")
-    r.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    r.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default: torch's choice; on Ray, one per CPU an actor holds)")
     _phase_flag(r)
     r.add_argument("--skip-invalid", action="store_true", help="render the valid lines even if others are bad")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -493,9 +532,15 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError, FloatingPointError) as exc:
         print(f"audiogan: error: {exc}", file=sys.stderr)
         return 2
+    except SafetensorError as exc:  # its message does not say which file, nor what is wrong with it
+        print(f"audiogan: error: unreadable .safetensors weights (corrupt or partial?): {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # a trainer has logged the checkpoint it wrote
+        print("audiogan: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

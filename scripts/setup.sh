@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 # soundfont (a ~120 MB package) for rendering instrument-note training data and its tests.
 APT_PACKAGES=(espeak-ng)
 if [ "${1:-}" = "dev" ]; then APT_PACKAGES+=(fluidsynth fluid-soundfont-gm); fi
+PY=${PYTHON:-python3}
+# Debian and Ubuntu ship `python3 -m venv` without ensurepip, in a package of its own.
+if [ ! -x .venv/bin/python ] && ! "$PY" -c "import ensurepip" 2>/dev/null; then APT_PACKAGES+=(python3-venv); fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -19,7 +22,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
-PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || { echo "setup: creating .venv"; "$PY" -m venv .venv; }
 extras="server,train"
 [ "${1:-}" = "dev" ] && extras="dev"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import soundfile as sf
 import torch
 
 from audiogan.audio import AudioError, load_audio, normalize_loudness, normalize_peak, resample, save_audio
+from audiogan.audio.io import encode_audio
 
 PCM16_STEP = 1 / 32768
 
@@ -133,6 +135,8 @@ def test_empty_file_is_a_clear_error(tmp_path):
         load_audio(path)
     wave, sr = load_audio(path, allow_empty=True)
     assert wave.numel() == 0 and sr == 16000
+    wave, sr = load_audio(path, 22050, allow_empty=True)  # nothing to resample
+    assert wave.numel() == 0 and sr == 22050
 
 
 def test_corrupt_file_is_a_clear_error(tmp_path):
@@ -157,3 +161,29 @@ def test_non_finite_samples_are_a_clear_error(tmp_path, demo_wave):
     sf.write(tmp_path / "nan.wav", data, 16000, subtype="FLOAT")
     with pytest.raises(AudioError, match="NaN or Inf"):
         load_audio(tmp_path / "nan.wav")
+
+
+@pytest.mark.parametrize("rate", [8001, 11127, 44101])
+def test_odd_source_rates_resample_fast_to_the_right_length(tmp_path, rate):
+    """gcd(8001, 16000) = 1: the exact sinc kernel would take gigabytes; a nearby ratio takes a small one."""
+    n = int(0.05 * rate)
+    tone = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(n) / rate).astype(np.float32)
+    sf.write(tmp_path / "odd.wav", tone, rate, subtype="FLOAT")
+    start = time.monotonic()
+    wave, sr = load_audio(tmp_path / "odd.wav", 16000)
+    assert time.monotonic() - start < 5
+    assert sr == 16000 and wave.numel() == math.ceil(n * 16000 / rate)
+    spectrum = np.abs(np.fft.rfft(wave.numpy() * np.hanning(wave.numel())))
+    assert abs(spectrum.argmax() * 16000 / wave.numel() - 1000) < 16000 / wave.numel()  # the tone stays at 1 kHz
+
+
+def test_saving_refuses_what_would_not_play_as_the_mono_clip_given(tmp_path):
+    with pytest.raises(AudioError, match="NaN or Inf"):
+        save_audio(tmp_path / "nan.wav", torch.tensor([0.1, float("nan"), 0.2]), 16000)
+    with pytest.raises(AudioError, match=r"mono audio .*got shape \[2, 100\]"):
+        save_audio(tmp_path / "stereo.wav", torch.zeros(2, 100), 16000)
+    with pytest.raises(AudioError, match=r"got shape \[100, 1\]"):
+        encode_audio(np.zeros((100, 1), np.float32), 16000, ".flac")
+    assert list(tmp_path.iterdir()) == []
+    path = save_audio(tmp_path / "one.wav", torch.full((1, 100), 0.25), 16000)  # [1, samples] is one clip
+    assert sf.info(path).frames == 100

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import types
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
-from audiogan import Vocoder, load_audio
+from audiogan import Vocoder, load_audio, weights
 from audiogan.audio import resample
 from audiogan.cli import main
+from audiogan.train import vocoder_trainer
+from audiogan.train.checkpoint import load_checkpoint
 
 HOP = 256
 
@@ -127,6 +133,57 @@ def test_mel_with_wrong_bins_exits_2(tmp_path, capsys):
     assert "64 mel bins" in capsys.readouterr().err
 
 
+def flat_mel(frames: int = 5) -> np.ndarray:
+    return np.full((80, frames), -5.0, np.float32)
+
+
+@pytest.mark.parametrize(("array", "message"), [
+    (np.stack([flat_mel()] * 3), "holds a batch of 3 mels; vocode one"),
+    (flat_mel().T.copy(), r"has shape \[5, 80\], the vocoder takes \[80, frames\]: stored as \[frames, n_mels\]\? "
+                          "transpose it"),
+    (flat_mel().astype(np.complex64), "holds complex64 values"),
+    (flat_mel().astype(np.int16), "holds int16 values"),
+])
+def test_a_mel_file_that_is_not_one_mel_exits_2(tmp_path, capsys, array, message):
+    np.save(tmp_path / "m.npy", array)
+    out = tmp_path / "o.wav"
+    assert main(["vocode", "--mel", str(tmp_path / "m.npy"), "-o", str(out)]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_an_unreadable_mel_file_exits_2(tmp_path, capsys):
+    np.savez(tmp_path / "m.npz", mel=flat_mel())
+    (tmp_path / "text.npy").write_text("hello")
+    assert main(["vocode", "--mel", str(tmp_path / "m.npz"), "-o", str(tmp_path / "o.wav")]) == 2
+    assert "m.npz is an .npz archive (mel); save the mel alone with np.save" in capsys.readouterr().err
+    assert main(["vocode", "--mel", str(tmp_path / "text.npy"), "-o", str(tmp_path / "o.wav")]) == 2
+    assert re.search(r"error: cannot read .*text\.npy as a mel: .*\(expected a \.npy array", capsys.readouterr().err)
+
+
+def test_a_batch_of_one_mel_is_vocoded_and_a_db_mel_is_warned_about(tmp_path, capsys):
+    np.save(tmp_path / "one.npy", flat_mel(7)[None])
+    assert main(["vocode", "--mel", str(tmp_path / "one.npy"), "-o", str(tmp_path / "one.wav")]) == 0
+    assert sf.info(tmp_path / "one.wav").frames == 7 * HOP
+    assert "warning" not in capsys.readouterr().err
+    np.save(tmp_path / "db.npy", flat_mel() * 20 / np.log(10) - 60)  # a dB mel: -103 dB, far under ln(1e-5)
+    assert main(["vocode", "--mel", str(tmp_path / "db.npy"), "-o", str(tmp_path / "db.wav")]) == 0
+    assert "goes down to -103.4, below the vocoder's floor ln(1e-05) = -11.5: a dB or power mel?" in \
+        capsys.readouterr().err
+
+
+def test_weights_of_another_kind_or_corrupt_exit_2(tmp_path, capsys):
+    out = tmp_path / "o.wav"
+    assert main(["vocode", "--model", "tts-lj-16k", "-o", str(out)]) == 2
+    assert "tts-lj-16k.safetensors is a tts model, not a vocoder model" in capsys.readouterr().err
+    bad = tmp_path / "bad.safetensors"
+    shutil.copy(weights.resolve("default", "vocoder").with_suffix(".json"), bad.with_suffix(".json"))
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      ")
+    assert main(["vocode", "--model", str(bad), "-o", str(out)]) == 2
+    assert "error: unreadable .safetensors weights (corrupt or partial?)" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_unsupported_output_format_exits_2(tmp_path, capsys):
     assert main(["vocode", "-o", str(tmp_path / "o.mp3")]) == 2
     assert "unsupported output format" in capsys.readouterr().err
@@ -146,6 +203,39 @@ def test_train_and_resume_from_the_command_line(tmp_path, monkeypatch, demo_data
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if not r.get("final")] == [1, 2, 3, 4, 5]
     assert json.loads((run / "tiny.json").read_text())["training"]["steps"] == 5
+
+
+def test_ctrl_c_in_training_writes_a_checkpoint_to_resume_from(tmp_path, monkeypatch, demo_data_dir, configs_dir,
+                                                               capsys, caplog):
+    monkeypatch.chdir(tmp_path)
+    base = ["train", "vocoder", "--config", str(configs_dir / "tiny_test.yaml"), "--data", str(demo_data_dir),
+            "--run-dir", "run", "--device", "cpu", "--set", "log_every=1"]
+    step = vocoder_trainer.VocoderTrainer.train_step
+
+    def interrupted_at_2(trainer, *args):
+        if trainer.step == 2:
+            raise KeyboardInterrupt
+        return step(trainer, *args)
+
+    monkeypatch.setattr(vocoder_trainer.VocoderTrainer, "train_step", interrupted_at_2)
+    assert main([*base, "--set", "max_steps=5"]) == 130
+    assert "audiogan: interrupted" in capsys.readouterr().err
+    assert "interrupted at step 2: wrote run/checkpoint.pt (continue with --resume run/checkpoint.pt)" in caplog.text
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt", torch.device("cpu"))["step"] == 2
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    assert main([*base, "--set", "max_steps=3", "--resume", "run/checkpoint.pt"]) == 0
+    assert "done at step 3" in capsys.readouterr().out
+
+
+def test_training_stopped_by_the_nan_guard_exits_2(tmp_path, monkeypatch, demo_data_dir, configs_dir, capsys):
+    monkeypatch.chdir(tmp_path)
+    l1 = torch.nn.functional.l1_loss  # a NaN mel loss on every step: every generator update is skipped
+    monkeypatch.setattr(vocoder_trainer, "F", types.SimpleNamespace(l1_loss=lambda a, b: l1(a, b) * float("nan")))
+    argv = ["train", "vocoder", "--config", str(configs_dir / "tiny_test.yaml"), "--data", str(demo_data_dir),
+            "--run-dir", "run", "--device", "cpu", "--set", "log_every=1", "--set", "nan_patience=2"]
+    assert main(argv) == 2
+    assert "audiogan: error: 2 non-finite steps in a row at step 2; stopping" in capsys.readouterr().err
 
 
 def test_train_with_a_mistyped_override_exits_2(tmp_path, monkeypatch, demo_data_dir, configs_dir, capsys):

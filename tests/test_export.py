@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -128,6 +130,49 @@ def test_cli_export_of_a_missing_checkpoint_fails_clearly(tmp_path, capsys):
     assert rc == 2
     assert "checkpoint not found" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export_takes_the_validation_of_the_checkpoints_step(tmp_path, demo_data_dir, tiny_config):
+    """The run folder's log goes on past an older checkpoint: its later, better figures are not this model's."""
+    trainer = VocoderTrainer(tiny_config(), [str(demo_data_dir)], tmp_path / "run", device="cpu")
+    trainer.step = 20
+    checkpoint = trainer.checkpoint()
+    rows = [{"step": 10, "mel_l1": 0.9, "valid_mel_l1": 0.8}, {"step": 20, "mel_l1": 0.7},
+            {"step": 20, "valid_mel_l1": 0.6, "valid_stoi": 0.5, "final": True},
+            {"step": 30, "valid_mel_l1": 0.4, "valid_pesq_wb": 2.0}]
+    (tmp_path / "run" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    card = weights.read_card(export_checkpoint(checkpoint, tmp_path / "out.safetensors"))
+    assert card["validation"] == {"step": 20, "valid_mel_l1": 0.6, "valid_stoi": 0.5}
+    trainer.step = 15
+    card = weights.read_card(export_checkpoint(trainer.checkpoint(), tmp_path / "out.safetensors"))
+    assert card["validation"] == {"step": 10, "valid_mel_l1": 0.8}
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", r"zero\.pt is not a training checkpoint \(corrupt or partial\?\): Ran out of input"),
+    ("half", r"half\.pt is not a training checkpoint \(corrupt or partial\?\): PytorchStreamReader failed"),
+    ("export", r"is not a training checkpoint \(it is an export; training continues from one with --init-generator"),
+    ({"model": {}, "opt": {}, "step": 3, "config": {}, "stats": {}, "symbols": {}},
+     r"tts\.pt is not a vocoder training checkpoint: it lacks generator, .*; it looks like a tts checkpoint"),
+])
+def test_cli_export_of_something_else_than_a_vocoder_checkpoint_fails_clearly(tmp_path, capsys, content, message):
+    if content == "export":
+        path = tmp_path / "export.safetensors"
+        shutil.copy(weights.resolve("default", "vocoder"), path)
+    elif content == "half":
+        path = tmp_path / "half.pt"
+        torch.save({"generator": {"w": torch.zeros(1000)}}, path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif isinstance(content, bytes):
+        path = tmp_path / "zero.pt"
+        path.write_bytes(content)
+    else:
+        path = tmp_path / "tts.pt"
+        torch.save(content, path)
+    assert main(["export", "vocoder", str(path), "-o", str(tmp_path / "out.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and err.count("\n") == 1
+    assert not (tmp_path / "out.safetensors").exists()
 
 
 def test_weights_without_a_card_are_refused(trained_tiny, tmp_path):

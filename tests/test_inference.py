@@ -164,6 +164,19 @@ def test_missing_weights_are_a_clear_error(tmp_path):
         Vocoder.load(tmp_path / "absent.safetensors", device="cpu")
 
 
+def test_weights_of_another_kind_are_refused_by_their_card():
+    from audiogan.timbre import TimbreModel
+
+    with pytest.raises(ValueError, match=r"tts-lj-16k\.safetensors is a tts model, not a vocoder model"):
+        Vocoder.load("tts-lj-16k", device="cpu")
+    with pytest.raises(ValueError, match=r"vocoder-16k-vector\.safetensors is a vocoder model, not a timbre model"):
+        TimbreModel.load("vocoder-16k-vector", device="cpu")
+    from audiogan.tts import TTS
+
+    with pytest.raises(ValueError, match=r"timbre-gm-16k\.safetensors is a timbre model, not a tts model"):
+        TTS.load("timbre-gm-16k", device="cpu")
+
+
 def test_default_vocoder_card(default_vocoder):
     assert default_vocoder.sample_rate == 16000
     assert default_vocoder.hop_length == HOP

@@ -16,7 +16,8 @@ import pytest
 import soundfile as sf
 
 from audiogan import Vocoder
-from audiogan.render import json_schema, read_manifest, run
+from audiogan.render import ManifestError, json_schema, read_manifest, run
+from audiogan.render.engine import Outcome, Progress, Summary
 from audiogan.render.output import STATE_FILE, OutputBusyError, OutputDir
 from audiogan.tts import ssml
 
@@ -99,6 +100,80 @@ def test_csv_manifests(tmp_path, mels):
     assert "is not a int" in manifest.errors[0].reason and "more values" in manifest.errors[1].reason
 
 
+def test_excel_csv_with_a_byte_order_mark_and_a_cell_over_two_lines(tmp_path):
+    # Excel's "CSV UTF-8": a BOM, CRLF rows, a bare LF inside a quoted cell.
+    (tmp_path / "jobs.csv").write_bytes("\ufeffkind,text,output\r\n"
+                                        'tts,"Hello.\nThere.",a.wav\r\n'
+                                        "tts,Hi.,b.mp3\r\n".encode())
+    manifest = read_manifest(tmp_path / "jobs.csv")
+    assert [(j.line, j.params["text"]) for j in manifest.jobs] == [(2, "Hello.\nThere.")]
+    assert [e.line for e in manifest.errors] == [4] and "must end in" in manifest.errors[0].reason
+
+
+def test_jsonl_lines_end_only_at_newlines(tmp_path):
+    # U+2028, U+2029 and U+0085 are legal raw inside JSON strings; str.splitlines() would cut there.
+    text = "One\u2028two\u2029three\x85four."
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(json.dumps({"kind": "tts", "text": text, "output": "a.wav"}, ensure_ascii=False) + "\r\n"
+                    + json.dumps({"kind": "sing", "output": "b.wav"}) + "\n", encoding="utf-8")
+    manifest = read_manifest(path)
+    assert [(j.line, j.params["text"]) for j in manifest.jobs] == [(1, text)]
+    assert [e.line for e in manifest.errors] == [2]
+
+
+def test_non_finite_numbers_are_refused(tmp_path):
+    lines = ['{"kind": "notes", "pitch": 60, "instrument": "cello", "seconds": Infinity, "output": "a.wav"}',
+             '{"kind": "tts", "text": "Hi.", "speed": NaN, "output": "b.wav"}',
+             '{"kind": "notes", "pitch": 60, "instrument": "cello", "seconds": -Infinity, "output": "c.wav"}']
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    assert not manifest.jobs
+    assert [e.reason for e in manifest.errors] == ["seconds: inf is not a finite number",
+                                                   "speed: nan is not a finite number",
+                                                   "seconds: -inf is not a finite number"]
+    (tmp_path / "jobs.csv").write_text("kind,pitch,instrument,seconds,output\nnotes,60,cello,inf,a.wav\n")
+    assert "not a finite number" in read_manifest(tmp_path / "jobs.csv").errors[0].reason
+
+
+def test_lines_their_model_cannot_render_are_refused_up_front(tmp_path):
+    np.save(tmp_path / "m.npy", np.zeros((80, 10), np.float32))
+    lines = [
+        {"kind": "vocode", "mel": "m.npy", "vocoder": "no-such-vocoder", "output": "v1.wav"},             # 1
+        {"kind": "vocode", "mel": "m.npy", "vocoder": "timbre-gm-16k", "output": "v2.wav"},               # 2
+        {"kind": "notes", "pitch": 60, "instrument": "cello", "model": "tts-lj-16k", "output": "n1.wav"},  # 3
+        {"kind": "tts", "text": "Hi.", "voice": "vocoder-16k-vector", "output": "t1.wav"},                 # 4
+        {"kind": "notes", "pitch": 100, "instrument": "cello", "output": "n2.wav"},                        # 5
+        {"kind": "notes", "pitch": 60, "instrument": "cello", "seconds": 5.0, "output": "n3.wav"},         # 6
+        {"kind": "notes", "pitch": 84, "instrument": "cello", "seconds": 4.0, "output": "n4.wav"},         # 7 fine
+        {"kind": "vocode", "mel": "m.npy", "vocoder": "vocoder-16k-vector", "output": "v3.wav"},          # 8 fine
+    ]
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    assert [j.line for j in manifest.jobs] == [7, 8]
+    reasons = {e.line: e.reason for e in manifest.errors}
+    # The limits are the bundled note model's card's: pitches 24..84, notes of 128 x 512 / 16000 s.
+    expected = {1: "no vocoder weights at 'no-such-vocoder'", 2: "'timbre-gm-16k' is not a vocoder model",
+                3: "'tts-lj-16k' is not a timbre model", 4: "'vocoder-16k-vector' is not a tts model",
+                5: "pitch 100 is outside this model's range 24..84", 6: "seconds 5.0 is out of range (0, 4.096]"}
+    assert set(reasons) == set(expected), reasons
+    for line, fragment in expected.items():
+        assert fragment in reasons[line], (line, reasons[line])
+
+
+def test_resume_keys_follow_input_content_not_the_manifests_spelling(tmp_path, mels, monkeypatch):
+    path = write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels[:1]))
+    monkeypatch.chdir(tmp_path.parent)
+    relative = read_manifest(Path(tmp_path.name) / "jobs.jsonl").jobs
+    absolute = read_manifest(path).jobs
+    assert relative[0].params["mel"] != absolute[0].params["mel"] and relative[0].key == absolute[0].key
+    out = str(tmp_path / "render")
+    assert run(relative, out, progress=False).rendered == 1
+    assert run(absolute, out, progress=False).skipped == 1
+    np.save(tmp_path / mels[0], np.load(tmp_path / mels[1]))  # the same name, another mel
+    replaced = read_manifest(path).jobs
+    assert replaced[0].key != absolute[0].key
+    assert run(replaced, out, progress=False).rendered == 1
+    assert sf.info(tmp_path / "render" / "out/0.wav").frames == np.load(tmp_path / mels[1]).shape[1] * 256
+
+
 def test_invalid_manifest_renders_nothing_unless_told(tmp_path, mels):
     jobs = write_jsonl(tmp_path / "jobs.jsonl", [*vocode_jobs(mels[:2]), {"kind": "vocode", "output": "../evil.wav"}])
     out = tmp_path / "render"
@@ -110,6 +185,9 @@ def test_invalid_manifest_renders_nothing_unless_told(tmp_path, mels):
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.rglob("*.wav")) == ["0.wav", "1.wav"]
     assert not (tmp_path / "evil.wav").exists()
+    assert [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()] == [
+        {"line": 3, "output": None, "kind": None,
+         "error": "invalid: output: '../evil.wav' leaves the output folder ('..' is refused)"}]
 
 
 def test_rendered_files_are_the_vocoders_audio(tmp_path, mels):
@@ -222,6 +300,67 @@ def test_failures_go_to_errors_jsonl_and_the_rest_render(tmp_path, mels):
     assert len(list((tmp_path / "render" / "out").glob("*.wav"))) == 3
 
 
+def test_errors_jsonl_lists_only_the_last_runs_failures(tmp_path, mels):
+    np.save(tmp_path / "nan.npy", np.full((80, 30), np.nan, np.float32))
+    path = write_jsonl(tmp_path / "jobs.jsonl", [{"kind": "vocode", "mel": "nan.npy", "output": "a.wav"}])
+    out = tmp_path / "render"
+    assert run(read_manifest(path).jobs, str(out), progress=False).failed == 1
+    first = (out / "errors.jsonl").read_text()
+    assert "NaN" in first
+    np.save(tmp_path / "nan.npy", np.load(tmp_path / mels[0]))  # mended
+    summary = run(read_manifest(path).jobs, str(out), progress=False,
+                  invalid=[ManifestError(2, "kind: 'sing' is not one of ...")])
+    assert (summary.rendered, summary.failed) == (1, 0)
+    assert [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()] == [
+        {"line": 2, "output": None, "kind": None, "error": "invalid: kind: 'sing' is not one of ..."}]
+    assert (out / "errors.prev.jsonl").read_text() == first
+
+
+def test_a_job_whose_weights_cannot_load_fails_alone(tmp_path, mels):
+    lines = [*vocode_jobs(mels[:1]), {"kind": "vocode", "mel": mels[1], "vocoder": "no-such-vocoder",
+                                      "output": "out/bad.wav"}]
+    # Past the up-front check (as weights deleted after it would be): the run itself must cope.
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines), unavailable=lambda kind, params: None)
+    assert len(manifest.jobs) == 2
+    summary = run(manifest.jobs, str(tmp_path / "render"), progress=False)
+    assert (summary.rendered, summary.failed) == (1, 1)
+    errors = [json.loads(x) for x in (tmp_path / "render" / "errors.jsonl").read_text().splitlines()]
+    assert [(e["line"], e["output"]) for e in errors] == [(2, "out/bad.wav")]
+    assert errors[0]["error"].startswith("FileNotFoundError: no vocoder weights at 'no-such-vocoder'")
+
+
+def test_an_output_a_symlink_takes_outside_fails_before_rendering(tmp_path, mels):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "render").mkdir()
+    (tmp_path / "render" / "link").symlink_to(tmp_path / "elsewhere")
+    lines = [{"kind": "vocode", "mel": mels[0], "output": "ok.wav"},
+             {"kind": "vocode", "mel": mels[1], "output": "link/escape.wav"}]
+    summary = run(read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines)).jobs, str(tmp_path / "render"),
+                  progress=False)
+    assert (summary.rendered, summary.failed) == (1, 1)
+    errors = [json.loads(x) for x in (tmp_path / "render" / "errors.jsonl").read_text().splitlines()]
+    assert [e["output"] for e in errors] == ["link/escape.wav"] and "outside" in errors[0]["error"]
+    assert not list((tmp_path / "elsewhere").iterdir())
+
+
+def test_a_write_refused_as_outside_is_recorded_not_raised(tmp_path):
+    # A symlink made while the run goes on: the write's ValueError is a failed job, not a crash.
+    out = OutputDir(tmp_path / "render")
+    try:
+        (tmp_path / "render" / "link").symlink_to(tmp_path)
+        job = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", [{"kind": "notes", "pitch": 60,
+                                                                   "instrument": "cello",
+                                                                   "output": "link/x.wav"}])).jobs[0]
+        summary = Summary(jobs=1)
+        progress = Progress(out, summary, 1, {job.output: "key"}, show=False)
+        progress.record(Outcome(job, b"RIFF", 1.0))
+        progress.close()
+    finally:
+        out.close()
+    assert summary.failed == 1 and not (tmp_path / "x.wav").exists()
+    assert "outside" in json.loads((tmp_path / "render" / "errors.jsonl").read_text())["error"]
+
+
 def test_outputs_cannot_escape_through_a_symlink(tmp_path):
     out = OutputDir(tmp_path / "render")
     try:
@@ -254,26 +393,73 @@ def test_schema_file_is_current():
         "regenerate with: audiogan render --schema > docs/render-manifest.schema.json"
 
 
+def test_the_schema_and_the_manifest_check_agree(tmp_path):
+    jsonschema = pytest.importorskip("jsonschema")
+    np.save(tmp_path / "m.npy", np.zeros((80, 10), np.float32))
+    vocode = '{"kind": "vocode", "mel": "m.npy", '
+    notes = '{"kind": "notes", "pitch": 60, "instrument": "cello", '
+    tts = '{"kind": "tts", "text": "Hi.", '
+    outputs = ["x.wav", "x.WAV", "d/x.Flac", "a\\b.wav", "a..b.wav", "..wav", "/x.wav", "\\x.wav", "C:x.wav",
+               "c:/x.wav", "../x.wav", "a/../x.wav", "..\\x.wav", "a\\..\\x.wav", "a/..", "x.mp3", ".wav",
+               "d/.wav", "x.wav/", "x.wav.txt", "", " "]
+    lines = [vocode + f'"output": {json.dumps(o)}}}' for o in outputs] + [
+        vocode + '"output": "x.wav", "sample_rate": 22050}', vocode + '"output": "x.wav", "sample_rate": 22050.0}',
+        vocode + '"output": "x.wav", "sample_rate": 22050.5}', vocode + '"output": "x.wav", "sample_rate": 7999}',
+        vocode + '"output": "x.wav", "sample_rate": 96001}', vocode + '"output": "x.wav", "sample_rate": true}',
+        vocode + '"output": "x.wav", "sample_rate": "fast"}', vocode + '"output": "x.wav", "seed": -1}',
+        vocode + f'"output": "x.wav", "seed": {2**63}}}', vocode + f'"output": "x.wav", "seed": {2**63 - 1}}}',
+        vocode + '"output": "x.wav", "vocoder": ""}', vocode + '"output": "x.wav", "audio": "m.npy"}',
+        vocode + '"output": "x.wav", "volume": 3}', '{"kind": "vocode", "output": "x.wav"}',
+        notes + '"output": "x.wav"}', notes + '"output": "x.wav", "seconds": 0}',
+        notes + '"output": "x.wav", "seconds": -1}', notes + '"output": "x.wav", "seconds": 0.5}',
+        notes + '"output": "x.wav", "seconds": Infinity}', notes + '"output": "x.wav", "velocity": 0}',
+        notes + '"output": "x.wav", "velocity": 127}', notes + '"output": "x.wav", "model": " "}',
+        '{"kind": "notes", "pitch": 60, "instrument": "", "output": "x.wav"}',
+        '{"kind": "notes", "pitch": 60, "output": "x.wav"}',
+        tts + '"output": "x.wav"}', '{"kind": "tts", "text": "  ", "output": "x.wav"}',
+        tts + '"output": "x.wav", "speed": 0.2}', tts + '"output": "x.wav", "speed": 4}',
+        tts + '"output": "x.wav", "speed": NaN}', tts + '"output": "x.wav", "pitch_shift": -12.5}',
+        tts + '"output": "x.wav", "speaker": -1}', tts + '"output": "x.wav", "timings": "vtt"}',
+        tts + '"output": "x.wav", "timings": "txt"}', tts + '"output": "x.wav", "timings": "VTT"}',
+        '{"kind": "sing", "output": "x.wav"}', '{"output": "x.wav"}',
+    ]
+    validator = jsonschema.Draft202012Validator(json_schema())
+
+    def schema_accepts(line: str) -> bool:
+        def strict(constant: str) -> float:  # JSON itself has no NaN or Infinity
+            raise ValueError(constant)
+        try:
+            return validator.is_valid(json.loads(line, parse_constant=strict))
+        except ValueError:
+            return False
+
+    disagree = []
+    for i, line in enumerate(lines):
+        manifest = read_manifest(write_jsonl(tmp_path / f"{i}.jsonl", [line]))
+        if bool(manifest.jobs) != schema_accepts(line):
+            disagree.append((line, [e.reason for e in manifest.errors]))
+    assert not disagree
+    assert sum(schema_accepts(line) for line in lines) >= 15  # both sides see valid lines too
+
+
 def test_ray_engine_renders_what_the_local_engine_does(tmp_path, mels):
     pytest.importorskip("ray")
     lines = vocode_jobs(mels)
     lines.append({"kind": "vocode", "audio": str(REPO / "audiogan" / "samples" / "demo.flac"), "output": "c.flac",
                   "sample_rate": 22050})
     jobs = write_jsonl(tmp_path / "jobs.jsonl", lines)
-    local = render_cli(str(jobs), "--out", str(tmp_path / "local"), "--batch-size", "3")
+    # One thread on both sides: the same float sums, so the same bytes.
+    local = render_cli(str(jobs), "--out", str(tmp_path / "local"), "--batch-size", "3", "--threads", "1")
     assert local.returncode == 0, local.stderr
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     ray = subprocess.run([sys.executable, "-m", "audiogan.cli", "render", str(jobs), "--out", str(tmp_path / "ray"),
-                          "--engine", "ray", "--batch-size", "3", "--quiet"],
+                          "--engine", "ray", "--batch-size", "3", "--quiet", "--threads", "1"],
                          capture_output=True, text=True, timeout=600, env=env)
     assert ray.returncode == 0, ray.stderr[-3000:]
     assert "9 rendered" in ray.stdout
     for line in lines:
-        # Ray workers pick their own thread counts, so float sums may round the other way: one PCM16 step.
-        a, rate_a = sf.read(tmp_path / "local" / line["output"], dtype="int16")
-        b, rate_b = sf.read(tmp_path / "ray" / line["output"], dtype="int16")
-        assert rate_a == rate_b and a.shape == b.shape, line["output"]
-        assert np.abs(a.astype(np.int32) - b).max() <= 1, line["output"]
+        assert (tmp_path / "local" / line["output"]).read_bytes() == (tmp_path / "ray" / line["output"]).read_bytes(), \
+            line["output"]
 
 
 def test_tts_jobs_with_a_voice(tmp_path, tiny_voice):
@@ -397,7 +583,7 @@ def test_on_cpu_note_jobs_share_batches_and_speech_jobs_do_not(tmp_path, mels):
     from audiogan.render.engine import plan_batches
     from audiogan.render.kinds import make_renderers
 
-    notes = [{"kind": "notes", "pitch": 40 + i, "instrument": "cello", "output": f"n/{i}.wav"} for i in range(70)]
+    notes = [{"kind": "notes", "pitch": 40 + i % 40, "instrument": "cello", "output": f"n/{i}.wav"} for i in range(70)]
     jobs = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels)[:3] + notes)).jobs
     renderers = make_renderers("cpu")
     batches = plan_batches(jobs, renderers, {kind: r.cpu_batch_size for kind, r in renderers.items()})
@@ -420,13 +606,19 @@ def test_convert_jobs_with_a_model(tmp_path, tiny_timbre):
 
     sf.write(tmp_path / "tune.wav", melody(), 16000)
     lines = [{"kind": "convert", "input": "tune.wav", "to": "flute", "model": str(tiny_timbre[0]),
-              "output": "c/tune.wav"}]
+              "output": "c/tune.wav"},
+             {"kind": "convert", "input": "tune.wav", "to": "flute", "to_b": "violin", "model": str(tiny_timbre[0]),
+              "output": "c/morph.wav"},
+             {"kind": "convert", "input": "tune.wav", "to": "flute", "to_b": "kazoo", "model": str(tiny_timbre[0]),
+              "output": "c/bad.wav"}]
     manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
-    assert not manifest.errors
+    assert [e.line for e in manifest.errors] == [3] and "'kazoo'" in manifest.errors[0].reason
     summary = run(manifest.jobs, str(tmp_path / "render"), device="cpu", progress=False)
-    assert summary.rendered == 1
+    assert summary.rendered == 2
     audio, rate = sf.read(tmp_path / "render" / "c/tune.wav")
     assert rate == 16000 and len(audio) == len(melody())
+    morph, _ = sf.read(tmp_path / "render" / "c/morph.wav")
+    assert len(morph) == len(audio) and np.abs(morph - audio).max() > 1e-2  # the last notes are violin's
 
 
 def test_midi_jobs_with_a_model(tmp_path, tiny_timbre):

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import contextlib
+import io
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import wave as wavemod
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -20,7 +27,14 @@ import soundfile as sf
 import torch
 from audiogan_client import AudioGanClient
 from audiogan_client._proto import audiogan_pb2 as pb
+from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
+from audiogan_server.batching import DynamicBatcher
+from audiogan_server.errors import rpc
+from audiogan_server.main import build_parser, load_config
+from audiogan_server.metrics import Metrics
+from audiogan_server.models import ModelRegistry, VocoderEngine
 from audiogan_server.process import launch
+from audiogan_server.service import AudioGanService
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -195,6 +209,14 @@ def test_health_and_reflection(server):
         (answer,) = list(reflection.ServerReflectionInfo(iter([request]), timeout=10))
         names = {s.name for s in answer.list_services_response.service}
         assert {"audiogan.v1.AudioGan", "grpc.health.v1.Health"} <= names
+    # The image's HEALTHCHECK: no argument, the port from the environment the server's command line uses too.
+    done = healthcheck(AUDIOGAN_PORT=str(server.port))
+    assert done.returncode == 0 and "SERVING" in done.stdout, done.stderr
+
+
+def healthcheck(**env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "audiogan_server.healthcheck"], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60)
 
 
 # -- calls whose model is not loaded ------------------------------------------------------------------------
@@ -217,8 +239,6 @@ def test_text_and_timbre_calls_say_their_model_is_missing(client, demo_path):
 # -- bad input -------------------------------------------------------------------------------------------
 
 def _wav_bytes(rate: int) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     with wavemod.open(buffer, "wb") as w:
         w.setnchannels(1)
@@ -247,6 +267,7 @@ def bad_calls(client: AudioGanClient, mel: np.ndarray, demo_path: Path) -> dict[
         "ragged mel bytes": (lambda: client.stub.Vocode(pb.VocodeRequest(mel=pb.Mel(n_mels=80, data=b"\0" * 100))),
                              invalid, "mel.data"),
         "empty mel": (lambda: client.stub.Vocode(pb.VocodeRequest(mel=pb.Mel(n_mels=80))), invalid, "mel.data"),
+        "1-frame mel": (lambda: client.vocode(mel[:, :1]), invalid, "mel.data"),
         "mel too long": (lambda: client.vocode(np.zeros((80, 130 * 16000 // 256), np.float32)), invalid, "mel"),
         "speed with mel": (lambda: client.synthesize(mel=mel, speed=2.0), invalid, "speed"),
         "unknown vocoder": (lambda: client.vocode(mel, vocoder="nope"), not_found, "vocoder"),
@@ -263,10 +284,6 @@ def bad_calls(client: AudioGanClient, mel: np.ndarray, demo_path: Path) -> dict[
         "pitch 200": (lambda: client.notes([{"pitch": 200, "timbre": "violin"}]), invalid, "pitch"),
         "NaN latent": (lambda: client.notes([{"pitch": 60, "timbre": [0.1, float("nan")]}]), invalid, "latent"),
         "no timbre": (lambda: client.notes([{"pitch": 60}]), invalid, "timbre"),
-        "corrupt upload": (lambda: client.convert(b"RIFF" + bytes(range(200)), to="violin"), invalid, "audio"),
-        "truncated upload": (lambda: client.convert(flac[:30], to="violin"), invalid, "audio"),
-        "0 Hz upload": (lambda: client.convert(_wav_bytes(0), to="violin"), invalid, "audio"),
-        "empty upload": (lambda: client.convert(b"", to="violin"), invalid, "audio_chunk"),
         "options missing": (lambda: list(client.stub.ConvertTimbre(
             iter([pb.ConvertTimbreRequest(audio_chunk=flac)]))), invalid, "options"),
     }
@@ -326,6 +343,63 @@ def test_upload_limit(tight_server, demo_path):
         assert "20000 bytes" in info.value.details()
 
 
+def _flac_declaring(seconds: float) -> bytes:
+    """One second of silence as FLAC whose header declares ``seconds``: STREAMINFO's 36-bit sample count,
+    the low bits of the 5 bytes after "fLaC", its block header and 13 bytes of STREAMINFO."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(16000, np.float32), 16000, format="FLAC")
+    data, at = bytearray(buffer.getvalue()), 4 + 4 + 13
+    fields = int.from_bytes(data[at:at + 5], "big") & ~(2**36 - 1)
+    data[at:at + 5] = (fields | round(seconds * 16000)).to_bytes(5, "big")
+    return bytes(data)
+
+
+def test_bad_uploads(tight_server, demo_path):
+    """On a server with a note model: ConvertTimbre looks it up before it takes the upload."""
+    flac = demo_path.read_bytes()
+    uploads = {"corrupt": (b"RIFF" + bytes(range(200)), "audio"), "truncated": (flac[:30], "audio"),
+               "0 Hz": (_wav_bytes(0), "audio"), "empty": (b"", "audio_chunk"),
+               # Decoded, it would take 230 MB; the header alone is enough to refuse it.
+               "an hour by its header": (_flac_declaring(3600), "audio_chunk: its header declares 3600.0 s")}
+    with AudioGanClient(tight_server.target, retries=0) as client:
+        for name, (data, message) in uploads.items():
+            with pytest.raises(grpc.RpcError) as info:
+                client.convert(data, to="violin")
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {info.value.details()}"
+            assert message in info.value.details(), f"{name}: {info.value.details()!r}"
+        # Over max_upload_bytes too, but the unknown instrument is said first: before the upload is taken.
+        assert code_of(lambda: client.convert(demo_path, to="tuba")) == grpc.StatusCode.NOT_FOUND
+
+
+def test_conversion_limit_and_a_cancelled_upload_frees_its_turn():
+    """An empty upload answers at once: INVALID_ARGUMENT while a turn is free, RESOURCE_EXHAUSTED while the
+    one conversion allowed is holding it."""
+    with launch("--set", "limits.max_conversions=1") as proc, AudioGanClient(proc.target, retries=0) as client:
+        release = threading.Event()
+
+        def held() -> Iterator[pb.ConvertTimbreRequest]:
+            yield pb.ConvertTimbreRequest(options=pb.ConvertOptions(target=pb.Timbre(instrument="violin")))
+            release.wait(60)
+
+        def empty_upload() -> grpc.StatusCode:
+            return code_of(lambda: client.convert(b"", to="violin"))
+
+        assert empty_upload() == grpc.StatusCode.INVALID_ARGUMENT
+        call = client.stub.ConvertTimbre(held())
+        for _ in range(100):  # until the server has read the first call's options
+            if (code := empty_upload()) == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                break
+            time.sleep(0.05)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        call.cancel()
+        release.set()
+        for _ in range(100):
+            if (code := empty_upload()) == grpc.StatusCode.INVALID_ARGUMENT:
+                break
+            time.sleep(0.05)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_queue_limit():
     with launch("--set", "limits.max_queue=1", "--set", "batching.max_batch=1") as proc, \
             AudioGanClient(proc.target, retries=0) as client:
@@ -372,6 +446,126 @@ def test_tls(tmp_path, mel):
             assert client.vocode(mel[:, :10]).samples.size == 2560
         with AudioGanClient(proc.target, retries=0, timeout=5) as plain, pytest.raises(grpc.RpcError):
             plain.vocode(mel[:, :10])
+        done = healthcheck(AUDIOGAN_PORT=str(proc.port), AUDIOGAN_TLS_CA=str(cert))
+        assert done.returncode == 0 and "SERVING" in done.stdout, done.stderr
+        assert healthcheck(AUDIOGAN_PORT=str(proc.port)).returncode != 0, "plaintext to a TLS server"
+
+
+# -- failures inside the server: in this process, to patch its insides -------------------------------------
+
+@contextlib.contextmanager
+def in_process_server(*args: str) -> Iterator[str]:
+    """A vocoding server on an event loop thread of this process; patch before entering (the engines bind
+    their methods as they load). Yields its target."""
+    config = load_config(build_parser().parse_args(["--voice", "none", "--timbre", "none", "--threads", "2", *args]))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    compute = concurrent.futures.ThreadPoolExecutor(1)
+    registry = ModelRegistry()
+
+    async def start() -> tuple[grpc.aio.Server, int]:
+        service = AudioGanService(config, registry, Metrics())
+        server = grpc.aio.server()
+        pb_grpc.add_AudioGanServicer_to_server(service, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        registry.load(config, compute, service.metrics)
+        registry.start()
+        service.ready = True
+        await server.start()
+        return server, port
+
+    def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(120)
+
+    server, port = run(start())
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        run(server.stop(0))
+        run(registry.stop())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
+        compute.shutdown()
+
+
+def test_a_batcher_that_dies_fails_its_calls_instead_of_hanging(monkeypatch, mel, caplog):
+    async def dies(self: DynamicBatcher) -> None:
+        await self.arrived.wait()  # a call is waiting when the loop dies
+        raise RuntimeError("a bug in the batching loop")
+
+    monkeypatch.setattr(DynamicBatcher, "_loop", dies)
+    with in_process_server() as target, AudioGanClient(target, timeout=20, retries=0) as client:
+        for when in ("waiting as it died", "after it died"):
+            with pytest.raises(grpc.RpcError) as info:
+                client.vocode(mel[:, :10])
+            assert info.value.code() == grpc.StatusCode.INTERNAL, f"{when}: {info.value.details()}"
+            assert "vocode:vocoder-16k-vector stopped (RuntimeError)" in info.value.details(), when
+    assert "batcher vocode:vocoder-16k-vector died" in caplog.text
+
+
+def test_a_bad_item_fails_alone_not_the_calls_batched_with_it(monkeypatch, mel):
+    poison = 7.0  # a mel of this value stands for an input the model fails on only inside a batch
+    shared: list[int] = []  # the sizes of the passes the bad item was in
+    run = VocoderEngine._run
+
+    def flaky(self: VocoderEngine, spans: list) -> list:
+        if any(bool((span.cond == poison).all()) for span in spans):
+            shared.append(len(spans))
+            raise RuntimeError("a bad item")
+        return run(self, spans)
+
+    monkeypatch.setattr(VocoderEngine, "_run", flaky)
+    # With phase refinement a mel needs 2 frames (its STFT's reflect padding), 1 is refused up front.
+    good = [mel[:, :2], mel[:, 20:50], mel[:, 60:97]]
+    local = Vocoder.load(device="cpu", phase_iterations=2)
+    with in_process_server("--phase-iterations", "2", "--set", "batching.max_wait_ms=300") as target, \
+            AudioGanClient(target, retries=0) as client:
+        def call(m: np.ndarray) -> np.ndarray | grpc.StatusCode:
+            try:
+                return client.vocode(m).samples
+            except grpc.RpcError as err:
+                return err.code()
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            *results, bad = pool.map(call, [*good, np.full((80, 20), poison, np.float32)])
+        assert code_of(lambda: client.vocode(mel[:, :1])) == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad == grpc.StatusCode.INTERNAL
+    assert shared[0] > 1 and shared[-1] == 1, f"passes with the bad item: {shared}"
+    for m, audio in zip(good, results, strict=True):
+        np.testing.assert_allclose(audio, local(m).numpy(), atol=1e-4)
+
+
+def test_a_stream_closed_early_counts_as_cancelled_after_its_clean_up():
+    events: list[str] = []
+
+    class Recorded(Metrics):
+        def observe_request(self, method: str, code: str, seconds: float) -> None:
+            events.append(f"{method} {code}")
+
+    class Servicer:
+        metrics = Recorded()
+
+        @contextlib.asynccontextmanager
+        async def admit(self) -> AsyncIterator[None]:
+            yield
+
+        @rpc
+        async def Stream(self, request: None, context: None) -> AsyncIterator[int]:
+            try:
+                yield 1
+                yield 2
+            finally:
+                events.append("clean-up")
+
+    async def consume_one() -> None:
+        stream = Servicer().Stream(None, None)
+        assert await anext(stream) == 1
+        # What the event loop's finalizer does to a stream gRPC left unfinished (a server stop, an abort).
+        await stream.aclose()
+
+    asyncio.run(consume_one())
+    assert events == ["clean-up", "Stream CANCELLED"]
 
 
 # -- command lines -------------------------------------------------------------------------------------------
@@ -508,6 +702,33 @@ def test_text_errors_with_a_voice(voice_server):
         assert client.synthesize("Still here.").samples.size > 0
 
 
+def test_language_code_must_be_the_voices(voice_server):
+    with AudioGanClient(voice_server.target, retries=0) as client:
+        def say(code: str) -> pb.Audio:
+            return client.stub.Synthesize(pb.SynthesizeRequest(text="Hi there.", language_code=code), timeout=60)
+
+        for code in ("", "en-US", "en_us", "EN", "en"):
+            assert say(code).num_samples > 0, code
+        for code in ("de-DE", "en-GB", "e"):
+            with pytest.raises(grpc.RpcError) as caught:
+                say(code)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, code
+            assert f"language_code: {code!r}: voice 'tts-tiny' speaks en-US" in caught.value.details()
+
+
+def test_text_over_the_audio_limit_is_refused_before_all_of_it_is_spoken(tiny_voice):
+    port = free_port()
+    # Any sentence is longer than 10 ms: the first wave of 2 sentences is already over.
+    with launch("--voice", str(tiny_voice[0]), "--timbre", "none", "--metrics-port", str(port),
+                "--set", "batching.max_batch=2", "--set", "limits.max_audio_seconds=0.01") as proc, \
+            AudioGanClient(proc.target, retries=0) as client:
+        with pytest.raises(grpc.RpcError) as caught:
+            client.synthesize(" ".join(f"This is sentence {i}." for i in range(20)))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "text: " in caught.value.details()
+        passes = metric(port, "audiogan_batch_size_count", batcher="tts:tts-tiny")
+        assert 1 <= passes <= 2, f"{passes:g} acoustic passes over 20 sentences: the limit was checked late"
+
+
 @pytest.fixture(scope="module")
 def three_speaker_voice(espeak_corpus, tmp_path_factory) -> Path:
     """The tiny voice with room for three speakers, trained two steps on one: enough to tell speakers apart."""
@@ -605,8 +826,6 @@ def test_note_errors_with_a_model(timbre_server):
 
 
 def test_conversion_over_grpc(timbre_server, tiny_timbre):
-    import io
-
     from test_timbre import melody
 
     buffer = io.BytesIO()
@@ -619,15 +838,23 @@ def test_conversion_over_grpc(timbre_server, tiny_timbre):
         sf.write(buffer, melody(vibrato_cents=35), 16000, format="WAV")
         bent, _ = client.convert(buffer.getvalue(), to="violin")
         flat, _ = client.convert(buffer.getvalue(), to="violin", flat=True)
+        morph, _ = client.convert(buffer.getvalue(), to="flute", to_b="violin", mode="lerp")
+        with pytest.raises(grpc.RpcError) as caught:
+            client.convert(buffer.getvalue(), to="flute", to_b="violin", mode="slrep")
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "options.mode" in caught.value.details()
+        assert code_of(lambda: client.convert(buffer.getvalue(), to="flute", to_b="tuba")) == grpc.StatusCode.NOT_FOUND
     from audiogan.timbre import TimbreModel
     from audiogan.timbre.convert import convert
 
     local = TimbreModel.load(tiny_timbre[0], device="cpu")
-    for got, is_flat in ((bent, False), (flat, True)):
+    wave = melody(vibrato_cents=35)
+    for got, expected in ((bent, convert(local, wave, 16000, "violin")),
+                          (flat, convert(local, wave, 16000, "violin", flat=True)),
+                          (morph, convert(local, wave, 16000, "flute", to_b="violin", mode="lerp"))):
         # The server's thread count rounds the generator differently: measured up to 1.0e-4 on 2 samples.
-        np.testing.assert_allclose(got, convert(local, melody(vibrato_cents=35), 16000, "violin", flat=is_flat),
-                                   atol=5e-4)
+        np.testing.assert_allclose(got, expected, atol=5e-4)
     assert np.abs(bent - flat).max() > 1e-2
+    assert np.abs(morph - convert(local, wave, 16000, "flute", mode="lerp")).max() > 1e-2  # the morph moved
 
 
 def test_the_shipped_server_config_is_the_defaults():

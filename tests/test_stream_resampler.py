@@ -38,3 +38,18 @@ def test_output_comes_out_while_input_arrives():
 def test_bad_rates_are_refused():
     with pytest.raises(ValueError, match="positive"):
         StreamResampler(16000, 0)
+
+
+def test_an_odd_rate_streams_with_a_small_kernel_and_equals_the_whole_file_path():
+    from audiogan.audio.io import resample
+
+    # 16000 -> 44101 Hz exactly would need a kernel of 7e8 taps (gigabytes); a nearby ratio stands in.
+    signal = torch.sin(2 * torch.pi * 1000 * torch.arange(16000) / 16000)
+    resampler = StreamResampler(16000, 44101)
+    streamed = torch.cat([resampler.push(signal[:7000]), resampler.push(signal[7000:]), resampler.flush()])
+    whole = resample(signal, 16000, 44101)
+    assert abs(streamed.numel() - 44101) <= 44 and whole.numel() == 44101
+    n = min(streamed.numel(), whole.numel())
+    torch.testing.assert_close(streamed[:n], whole[:n], atol=2e-6, rtol=0)
+    peak = torch.fft.rfft(streamed).abs().argmax().item() * 44101 / streamed.numel()
+    assert abs(peak - 1000) < 2  # still a 1 kHz tone

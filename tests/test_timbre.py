@@ -406,6 +406,8 @@ def test_interpolation_end_points_are_the_pure_instruments(timbre_model):
     (lambda m: m.interpolate("flute", "violin", pitch=60, steps=1), "steps"),
     (lambda m: m.note(60, latent=[0.0, 1.0]), "latent has"),
     (lambda m: m.note(60, instrument="violin", seconds=10), "seconds"),
+    (lambda m: m.mix("flute", "violin", [0.5], mode="linear"), "mode 'linear' is not slerp or lerp"),
+    (lambda m: m.interpolate("flute", "violin", pitch=60, steps=3, mode="slurp"), "mode 'slurp'"),
 ])
 def test_bad_requests_are_clear_errors(timbre_model, call, message):
     with pytest.raises(ValueError, match=message):
@@ -574,6 +576,39 @@ def test_conversion_follows_the_contour_unless_flat(timbre_model):
     assert np.abs(flat - bent).max() > 1e-2
 
 
+def test_conversion_morphs_from_the_first_note_to_the_last(timbre_model):
+    from audiogan.timbre.convert import convert, morph_timbres
+
+    mixed = morph_timbres(timbre_model, "flute", "violin", [0.3, 0.8, 1.3])  # alphas 0, 0.5, 1
+    torch.testing.assert_close(torch.stack(mixed), timbre_model.mix("flute", "violin", [0.0, 0.5, 1.0]))
+    (lone,) = morph_timbres(timbre_model, "flute", "violin", [0.3])
+    torch.testing.assert_close(lone, timbre_model.timbre("flute"))
+    wave = melody()
+    morph = convert(timbre_model, wave, 16000, "flute", to_b="violin")
+    flute, violin = (convert(timbre_model, wave, 16000, name) for name in ("flute", "violin"))
+    first, last = slice(0, int(0.4 * 16000)), slice(int(2.05 * 16000), None)  # MELODY's first and last notes
+
+    def same(a: np.ndarray, b: np.ndarray) -> bool:  # up to each output's own normalisation
+        return np.abs(a / np.abs(a).max() - b / np.abs(b).max()).max() < 1e-4
+
+    assert same(morph[first], flute[first]) and not same(morph[first], violin[first])
+    assert same(morph[last], violin[last]) and not same(morph[last], flute[last])
+    lerp = convert(timbre_model, wave, 16000, "flute", to_b="violin", mode="lerp")
+    assert same(lerp[first], flute[first]) and not same(lerp, morph)
+
+
+def test_notes_longer_than_the_model_plays_are_shortened_with_a_warning(caplog):
+    from audiogan.timbre.convert import NoteEvent, overlap_add
+
+    notes = np.ones((2, 16000), np.float32)  # 1 s notes
+    events = [NoteEvent(0.0, 0.5, 60, 100), NoteEvent(1.0, 4.0, 62, 100)]
+    with caplog.at_level("WARNING", logger="audiogan.timbre"):
+        out = overlap_add(events, notes, 5 * 16000, 16000)
+    assert out[16000:2 * 16000].any() and not out[2 * 16000:].any()  # the second note sounds 1 s, not 3 s
+    (record,) = caplog.records
+    assert "1 of 2 notes last longer than the model's notes: shortened to 1.00 s" in record.getMessage()
+
+
 def test_conversion_keeps_length_and_accepts_stereo_48k(timbre_model, tmp_path):
     from audiogan.timbre.convert import convert
 
@@ -595,6 +630,13 @@ def test_conversion_keeps_length_and_accepts_stereo_48k(timbre_model, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert sf.read(tmp_path / "flat.wav")[0].shape == audio.shape
+    done = subprocess.run([*base, "--to-b", "flute", "--morph", str(tmp_path / "stereo48k.wav"), "-o",
+                           str(tmp_path / "morph.wav")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "morphing from violin to flute" in done.stdout, done.stderr
+    assert sf.read(tmp_path / "morph.wav")[0].shape == audio.shape
+    done = subprocess.run([*base, "--morph", str(tmp_path / "stereo48k.wav"), "-o", str(tmp_path / "x.wav")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "--morph needs --to-b" in done.stderr
     done = subprocess.run([*base, str(tmp_path / "corrupt.wav"), "-o", str(tmp_path / "x.wav")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "cannot read audio" in done.stderr
@@ -652,11 +694,15 @@ def test_midi_rendering(timbre_model, tmp_path):
     plain = render_midi(timbre_model, song, "flute")
     morph = render_midi(timbre_model, song, "flute", to="violin")
     assert len(plain) == len(morph) == int(2.5 * 16000) and np.isfinite(morph).all()
-    # The first note starts at alpha 0: pure flute in both renderings, up to the shared normalisation.
+    # The first note is at alpha 0: pure flute in both renderings, up to the shared normalisation.
     head = slice(0, 4000)
     np.testing.assert_allclose(morph[head] / np.abs(morph).max(), plain[head] / np.abs(plain).max(), atol=1e-4)
-    late = slice(16000, 24000)  # the third note (alpha 0.5 in the morph)
-    assert np.abs(morph[late] / np.abs(morph).max() - plain[late] / np.abs(plain).max()).max() > 1e-3
+    # The last note is at alpha 1: pure violin, as a violin rendering plays it (after the second's release).
+    violin = render_midi(timbre_model, song, "violin")
+    last = slice(int(1.1 * 16000), 24000)
+    np.testing.assert_allclose(morph[last] / np.abs(morph[last]).max(), violin[last] / np.abs(violin[last]).max(),
+                               atol=1e-4)
+    assert np.abs(morph[last] / np.abs(morph[last]).max() - plain[last] / np.abs(plain[last]).max()).max() > 1e-3
     with pytest.raises(ValueError, match="no \\(non-drum\\) notes"):
         render_midi(timbre_model, write_midi(tmp_path / "drums.mid", [(36, 0, 1)], drums=True), "flute")
     (tmp_path / "broken.mid").write_bytes(b"MThd" + bytes(10))

@@ -78,9 +78,62 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="nee
     ("5'11\" tall, 2 tsp, 1 tbsp", "five feet eleven inches tall, two teaspoons, one tablespoon"),
     ("in 55 BC, AD 800 and 1066 A.D.", "in fifty five bee see, eigh dee eight hundred and ten sixty six eigh dee."),
     ("the year 1066", "the year ten sixty six"),
+    # a date's own "the" is not doubled
+    ("the 1st of May, on the 5th of June", "the first of May, on the fifth of June"),
+    ("The 3rd of Jan.", "The third of January."),
+    ("on the 5.12.2024 we met", "on the fifth of December, twenty twenty four we met"),
+    # Unicode fractions (NFKC writes "3½" as "31⁄2") and mixed numbers read as 1/2 is
+    ("½ cup, 3½ hours, ¾ full", "one half cup, three and one half hours, three quarters full"),
+    ("3 1/2 miles or 1\u20442", "three and one half miles or one half"),
+    # signed money
+    ("a loss of -$5.20, $-5 or -£3.5m", "a loss of minus five dollars and twenty cents, minus five dollars or "
+                                        "minus three point five million pounds"),
+    ("$5-$10 or £3 - £4", "five dollars to ten dollars or three pounds to four pounds"),  # ranges, not signs
+    # times with seconds, the 24-hour clock's midnight hour
+    ("at 10:30:15 or 10:00:01", "at ten thirty and fifteen seconds or ten o'clock and one second"),
+    ("at 00:15 or 00:00", "at twelve fifteen eigh em or twelve eigh em"),
+    ("at 9:05 or 10:30 and", "at nine oh five or ten thirty and"),  # the space after a time is kept
 ])
 def test_normalisation(text, spoken):
     assert normalize(text) == spoken
+
+
+@pytest.mark.parametrize(("text", "spoken", "dropped"), [
+    ("I ❤ you ★", "I you", "'❤' (U+2764), '★' (U+2605)"),
+    ("日本 is Japan, Москва Moscow", "is Japan, Moscow", "'日' (U+65E5), '本' (U+672C), 'М' (U+041C)"),
+    ("Hello\x00 world and more.", "Hello world and more.", "'\\x00' (U+0000)"),
+    ("Ελλάδα or Greece", "or Greece", "'Ε' (U+0395)"),  # a Greek word; a lone letter ("β") is kept
+])
+def test_characters_the_voice_cannot_say_are_dropped_with_a_warning(text, spoken, dropped, caplog):
+    with caplog.at_level("WARNING", logger="audiogan.tts"):
+        assert normalize(text) == spoken
+    (record,) = caplog.records
+    assert "cannot say" in record.getMessage() and dropped in record.getMessage()
+
+
+def test_what_the_voice_can_say_is_kept_without_a_warning(caplog):
+    text = "Café naïve, ± 3, the β test, © 2024, 5€, 20°, co\u00adoperate « yes »"  # \u00ad: a soft hyphen
+    with caplog.at_level("WARNING", logger="audiogan.tts"):
+        assert normalize(text) == ("Café naïve, ± three, the β test, copyright twenty twenty four, five€, twenty "
+                                   "degrees, cooperate « yes »")
+    assert not caplog.records
+
+
+def test_one_warning_for_a_whole_text(caplog):
+    from audiogan.tts.normalize import one_drop_warning
+    from audiogan.tts.script import plain
+
+    with caplog.at_level("WARNING", logger="audiogan.tts"), one_drop_warning():
+        sentences = plain("I ❤ you. And ★ you. Once more ❤.")
+        assert not caplog.records  # warned once, at the end
+    assert [s.pieces[0].said for s in sentences] == ["I you.", "And you.", "Once more."]
+    (record,) = caplog.records
+    assert "'❤' (U+2764), '★' (U+2605)" in record.getMessage()
+
+
+@needs_espeak
+def test_a_nul_byte_no_longer_ends_the_sentence():
+    assert phonemize([normalize("Hello\x00 world and more.")]) == phonemize(["Hello world and more."])
 
 
 def test_normalisation_of_long_runs_never_hangs():
@@ -526,6 +579,25 @@ def test_stream_equals_whole(tts):
     # The stream's first sentence has an acoustic pass of its own, the whole call batches both; with the
     # untrained tiny voice the padding's float rounding reaches ~4e-4 after the vocoder (as in test_server).
     np.testing.assert_allclose(np.concatenate(chunks), whole, atol=5e-4)
+
+
+def test_stream_computes_mels_in_bounded_passes_as_it_goes(tts, monkeypatch):
+    from audiogan.tts import inference
+
+    passes: list[int] = []
+    mels = tts.mels
+
+    def counted(lines, *args):
+        passes.append(len(lines))
+        return mels(lines, *args)
+
+    monkeypatch.setattr(tts, "mels", counted)
+    monkeypatch.setattr(inference, "SENTENCES_PER_PASS", 4)
+    stream = tts.stream(" ".join(f"Sentence {i} is here." for i in range(12)), chunk_frames=8)
+    next(stream)
+    assert passes == [1]  # first audio after the first sentence's pass alone
+    list(stream)
+    assert passes == [1, 2, 4, 4, 1]
 
 
 def test_bad_text_gives_clear_errors(tts):

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
+import torch.nn.functional as F
 import torchaudio.functional as AF
+
+# torchaudio's sinc kernel has about (orig/g) x (target/g) taps (g = gcd): under a million for the usual rates,
+# gigabytes for an odd one (8001 -> 16000 Hz). Past this size the rate ratio is approximated by a nearby one
+# with a small kernel: from 1 Hz-800 kHz to 16 or 22.05 kHz that was within 5e-4 (0.9 cents, inaudible).
+MAX_KERNEL_TAPS = 1_000_000
+MAX_RATIO_ERROR = 1e-3
 
 
 class AudioError(ValueError):
@@ -20,9 +29,28 @@ class AudioError(ValueError):
 def resample(wave: torch.Tensor, orig_sr: int, target_sr: int) -> torch.Tensor:
     if orig_sr <= 0 or target_sr <= 0:
         raise AudioError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
-    if orig_sr == target_sr:
+    if orig_sr == target_sr or wave.shape[-1] == 0:  # torchaudio fails on 0 samples
         return wave
-    return AF.resample(wave, orig_sr, target_sr)
+    kernel_in, kernel_out = kernel_rates(orig_sr, target_sr)
+    out = AF.resample(wave, kernel_in, kernel_out)
+    if (kernel_in, kernel_out) == (orig_sr, target_sr):
+        return out
+    length = -(-wave.shape[-1] * target_sr // orig_sr)  # what the exact ratio gives, as torchaudio counts
+    return F.pad(out, (0, max(0, length - out.shape[-1])))[..., :length]
+
+
+def kernel_rates(orig_sr: int, target_sr: int) -> tuple[int, int]:
+    """The rate pair to hand torchaudio's resampler: the true one, or for an odd pair a nearby ratio
+    whose kernel stays small (see MAX_KERNEL_TAPS)."""
+    g = math.gcd(orig_sr, target_sr)
+    if (orig_sr // g) * (target_sr // g) <= MAX_KERNEL_TAPS:
+        return orig_sr, target_sr
+    ratio = Fraction(target_sr, orig_sr)
+    near = ratio.limit_denominator(max(1, math.isqrt(int(MAX_KERNEL_TAPS / ratio))))
+    if near == 0 or abs(near / ratio - 1) > MAX_RATIO_ERROR:
+        raise AudioError(f"cannot resample {orig_sr} Hz to {target_sr} Hz (no close rate ratio with a kernel "
+                         "of bounded size); convert the file to a common rate first")
+    return near.denominator, near.numerator
 
 
 def load_audio(
@@ -61,8 +89,14 @@ def encode_audio(wave: torch.Tensor | np.ndarray, sample_rate: int, suffix: str)
     fmt = {".wav": "WAV", ".flac": "FLAC"}.get(suffix.lower())
     if fmt is None:
         raise AudioError(f"unsupported output format {suffix!r}: use .wav or .flac")
+    if data.ndim == 2 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 1:  # flattened, a batch or channels would play one after another as one mono clip
+        raise AudioError(f"expected mono audio [samples] or [1, samples], got shape {list(data.shape)}")
+    if not np.isfinite(data).all():  # NaN would be written as arbitrary PCM values
+        raise AudioError("audio contains NaN or Inf samples")
     buffer = io.BytesIO()
-    sf.write(buffer, np.clip(data.reshape(-1), -1.0, 1.0), sample_rate, format=fmt, subtype="PCM_16")
+    sf.write(buffer, np.clip(data, -1.0, 1.0), sample_rate, format=fmt, subtype="PCM_16")
     return buffer.getvalue()
 
 

@@ -7,6 +7,8 @@ import math
 import torch
 import torchaudio.functional as AF
 
+from audiogan.audio.io import kernel_rates
+
 
 class StreamResampler:
     """``push()`` pieces, then ``flush()``; the outputs concatenated equal ``torchaudio``'s
@@ -22,8 +24,10 @@ class StreamResampler:
         if orig_sr <= 0 or target_sr <= 0:
             raise ValueError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
         self.orig_sr, self.target_sr = orig_sr, target_sr
-        g = math.gcd(orig_sr, target_sr)
-        self.p, self.q = orig_sr // g, target_sr // g
+        # An odd pair (16000 -> 44101 Hz) would need a kernel of gigabytes: a nearby ratio stands in.
+        self.kernel_in, self.kernel_out = kernel_rates(orig_sr, target_sr)
+        g = math.gcd(self.kernel_in, self.kernel_out)
+        self.p, self.q = self.kernel_in // g, self.kernel_out // g
         # torchaudio's half-width, in input samples (same formula as its kernel builder).
         self.width = math.ceil(lowpass_filter_width * self.p / (min(self.p, self.q) * rolloff))
         self.history_blocks = math.ceil(self.width / self.p)
@@ -33,7 +37,7 @@ class StreamResampler:
         self.total_in = 0
 
     def _resample(self, piece: torch.Tensor) -> torch.Tensor:
-        return AF.resample(piece, self.orig_sr, self.target_sr)
+        return AF.resample(piece, self.kernel_in, self.kernel_out)
 
     def _emit(self, last_block: int, final: bool) -> torch.Tensor:
         """Output blocks [next_block, last_block), from a buffer window that starts on a block boundary."""

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from audiogan.render.kinds import Rendered, Renderer, make_renderers
-from audiogan.render.manifest import Job, beside
+from audiogan.render.manifest import Job, ManifestError, beside
 from audiogan.render.output import OutputDir, encode_file
 from audiogan.vocoder.inference import pick_device
 
@@ -64,6 +64,12 @@ class Summary:
         return (f"{self.jobs} jobs: {self.rendered} rendered ({kinds}), {self.skipped} already done, "
                 f"{self.failed} failed; {self.audio_seconds / 3600:.3f} h of audio in {self.wall_seconds:.1f} s "
                 f"= {speed:.1f}x real time")
+
+
+def _failed(out: OutputDir, summary: Summary, job: Job, reason: str) -> None:
+    summary.failed += 1
+    out.error(job.line, job.output, job.kind, reason)
+    log.warning("line %d (%s) failed: %s", job.line, job.output, reason)
 
 
 def job_key(job: Job, renderer: Renderer) -> str:
@@ -163,12 +169,10 @@ class Progress:
         if not outcome.error:
             try:
                 self.out.write(job.output, self.keys[job.output], outcome.data, outcome.sidecars)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a path that resolves outside --out
                 outcome.error = f"cannot write {job.output}: {exc}"
         if outcome.error:
-            self.summary.failed += 1
-            self.out.error(job.line, job.output, job.kind, outcome.error)
-            log.warning("line %d (%s) failed: %s", job.line, job.output, outcome.error)
+            _failed(self.out, self.summary, job, outcome.error)
         else:
             self.summary.rendered += 1
             self.summary.by_kind[job.kind] += 1
@@ -210,8 +214,11 @@ def render_local(batches: list[Batch], progress: Progress, renderers: dict[str, 
 def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int = 0, device: str = "auto",
         workers: int = 2, progress: bool = True, ray_address: str | None = None,
         ray_cpus_per_actor: float = 1.0, phase_iterations: int | None = None,
-        phase: str | None = None) -> Summary:
+        phase: str | None = None, invalid: Sequence[ManifestError] = (), threads: int = 0) -> Summary:
     """Render ``jobs`` into ``out_dir``, skipping those already done with the same key.
+
+    ``invalid`` (the manifest lines skipped as invalid) are listed in errors.jsonl with this run's failures.
+    ``threads`` (0: each engine's own choice) is what Ray actors compute with; the caller sets this process's.
 
     ``batch_size`` 0 picks each kind's ``cpu_batch_size`` on CPU (1 for speech, where batching the vocoder
     gained nothing on 2 cores and padding cost up to 30 %; 64 for notes) and 32 on CUDA.
@@ -219,33 +226,52 @@ def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int
     outputs rendered with another setting are re-rendered.
     """
     start = time.perf_counter()
-    device = str(pick_device(device))
-    renderers = make_renderers(device, phase_iterations, phase)
-    sizes = {kind: batch_size or (r.cpu_batch_size if device == "cpu" else 32) for kind, r in renderers.items()}
     out = OutputDir(out_dir)
     summary = Summary(jobs=len(jobs))
-    keys: dict[str, str] = {}
-    todo = []
-    for job in jobs:
-        keys[job.output] = job_key(job, renderers[job.kind])
-        if out.is_done(job.output, keys[job.output]):
-            summary.skipped += 1
-        else:
-            todo.append(job)
-    if summary.skipped:
-        log.info("%d of %d jobs already rendered with the same parameters: skipped", summary.skipped, len(jobs))
-    batches = plan_batches(todo, renderers, sizes)
-    bar = Progress(out, summary, len(todo), keys, progress)
+    bar: Progress | None = None
+    cluster = None
     try:
         if engine == "ray":
-            from audiogan.render.ray_engine import render_ray
+            from audiogan.render.ray_engine import connect, render_ray
 
-            render_ray(batches, bar, device=device, address=ray_address, cpus_per_actor=ray_cpus_per_actor,
-                       phase_iterations=phase_iterations, phase=phase)
+            cluster = connect(ray_address, device)
+            device = cluster.device
+        else:
+            device = str(pick_device(device))
+        # On Ray this driver only plans and keys the jobs: its models load on the CPU, whatever the actors use.
+        renderers = make_renderers("cpu" if cluster else device, phase_iterations, phase)
+        sizes = {kind: batch_size or (r.cpu_batch_size if device == "cpu" else 32) for kind, r in renderers.items()}
+        for error in invalid:
+            out.error(error.line, None, None, f"invalid: {error.reason}")
+        keys: dict[str, str] = {}
+        todo = []
+        for job in jobs:
+            try:
+                for name in job.files:
+                    out.path(name)  # a symlink inside --out may lead outside it: refuse before rendering
+                keys[job.output] = job_key(job, renderers[job.kind])
+                done = out.is_done(job.output, keys[job.output])
+            except Exception as exc:  # one job's unusable weights or path must not sink the others
+                _failed(out, summary, job, f"{type(exc).__name__}: {exc}")
+                continue
+            if done:
+                summary.skipped += 1
+            else:
+                todo.append(job)
+        if summary.skipped:
+            log.info("%d of %d jobs already rendered with the same parameters: skipped", summary.skipped, len(jobs))
+        batches = plan_batches(todo, renderers, sizes)
+        bar = Progress(out, summary, len(todo), keys, progress)
+        if cluster:
+            render_ray(batches, bar, cluster, cpus_per_actor=ray_cpus_per_actor, phase_iterations=phase_iterations,
+                       phase=phase, threads=threads)
         else:
             render_local(batches, bar, renderers, workers)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         out.close()
+        if cluster:
+            cluster.close()
         summary.wall_seconds = time.perf_counter() - start
     return summary

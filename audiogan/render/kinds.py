@@ -16,9 +16,11 @@ import torch
 
 from audiogan import weights
 from audiogan.audio.io import load_audio
+from audiogan.config import from_dict
 from audiogan.render.manifest import Job
 from audiogan.timbre import TimbreModel
 from audiogan.timbre.inference import resolve_instrument
+from audiogan.timbre.model import NoteGANConfig
 from audiogan.tts import TTS
 from audiogan.tts.lexicon import Lexicon
 from audiogan.tts.lines import Line
@@ -27,30 +29,62 @@ from audiogan.tts.timing import Timings
 from audiogan.vocoder.inference import Vocoder
 
 
-# Kinds whose models do not exist yet; each turns on when its model ships (see the issues).
+def _card(params: dict[str, Any], field: str, kind: str) -> tuple[Path, dict[str, Any]] | str:
+    """The weights a job names in ``field`` (a name or a path) and their card, or why they cannot serve
+    as a ``kind`` model."""
+    name = params.get(field, "default")
+    try:
+        path = weights.resolve(name, kind)
+        card = weights.read_card(path)
+    except (OSError, ValueError) as exc:  # missing, unreadable, or a card that is not JSON
+        return f"{exc} (\"{field}\" takes a bundled name or a .safetensors path)"
+    # resolve() finds any bundled name or file; only the card says what the weights are.
+    found = card.get("kind") if isinstance(card, dict) else None
+    if found != kind:
+        return f"{name!r} is not a {kind} model (its card says {found!r})"
+    return path, card
+
+
 def unavailable_reason(kind: str, params: dict[str, Any]) -> str | None:
-    """Why a job of this kind cannot run on this installation, or None."""
+    """Why a job of this kind cannot run on this installation, or None: everything the renderer would
+    refuse later that its model's card can tell now, so that a run never fails on a line that passed."""
+    if kind == "vocode":
+        found = _card(params, "vocoder", "vocoder")
+        return found if isinstance(found, str) else None
     if kind == "tts":
-        try:
-            path = weights.resolve(params.get("voice", "default"), "tts")
-        except FileNotFoundError as exc:
-            return f"{exc} (\"voice\" takes a bundled name or a .safetensors path)"
+        found = _card(params, "voice", "tts")
+        if isinstance(found, str):
+            return found
         if "lexicon" in params:
             try:
-                Lexicon.read(params["lexicon"], SymbolTable.from_dict(weights.read_card(path)["symbols"]))
-            except (OSError, ValueError) as exc:
+                Lexicon.read(params["lexicon"], SymbolTable.from_dict(found[1]["symbols"]))
+            except (OSError, KeyError, ValueError) as exc:
                 return str(exc)
     if kind in ("notes", "convert", "midi"):
+        found = _card(params, "model", "timbre")
+        if isinstance(found, str):
+            return found
+        path, card = found
         try:
-            path = weights.resolve(params.get("model", "default"), "timbre")
-        except FileNotFoundError as exc:
-            return f"{exc} (\"model\" takes a bundled name or a .safetensors path)"
-        instruments = weights.read_card(path)["config"]["instruments"]
-        for wanted in (params[k] for k in ("instrument", "to") if k in params):
+            cfg = from_dict(NoteGANConfig, card["config"])
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:  # ConfigError is a ValueError
+            return f"the card of {path.name} is unreadable: {exc}"
+        for wanted in (params[k] for k in ("instrument", "to", "to_b") if k in params):
             try:
-                resolve_instrument(wanted, instruments)
+                resolve_instrument(wanted, cfg.instruments)
             except ValueError as exc:
                 return str(exc)
+        if kind == "notes":
+            return _note_problem(cfg, params["pitch"], params.get("seconds"))
+    return None
+
+
+def _note_problem(cfg: NoteGANConfig, pitch: int, seconds: float | None) -> str | None:
+    """The limits TimbreModel._check enforces when it renders (velocity's 1..127 is the manifest's own)."""
+    if not cfg.pitch_min <= pitch <= cfg.pitch_max:
+        return f"pitch {pitch} is outside this model's range {cfg.pitch_min}..{cfg.pitch_max}"
+    if seconds is not None and not 0 < seconds <= cfg.spectral.seconds:
+        return f"seconds {seconds} is out of range (0, {cfg.spectral.seconds:g}]"
     return None
 
 
@@ -270,15 +304,17 @@ class ConvertRenderer(NotesRenderer):
     def length(self, job: Job) -> int:
         return int(sf.info(job.params["input"]).frames)
 
-    def prepare(self, job: Job) -> tuple[np.ndarray, int, str, int, bool]:
+    def prepare(self, job: Job) -> tuple[np.ndarray, int, Job]:
         wave, rate = load_audio(job.params["input"])
-        return wave.numpy(), rate, job.params["to"], job.seed % 2**31, job.params.get("flat", False)
+        return wave.numpy(), rate, job
 
     def render(self, group: str, items: list[Any]) -> list[torch.Tensor]:
         from audiogan.timbre.convert import convert
 
         model = self.model(json.loads(group)[0])
-        return [torch.from_numpy(convert(model, wave, rate, to, seed, flat)) for wave, rate, to, seed, flat in items]
+        return [torch.from_numpy(convert(model, wave, rate, j.params["to"], j.seed % 2**31, j.params.get("flat", False),
+                                         j.params.get("to_b"), j.params.get("mode", "slerp")))
+                for wave, rate, j in items]
 
 
 class MidiRenderer(NotesRenderer):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -13,16 +16,30 @@ from typing import Any
 from audiogan.tts import ssml
 
 AUDIO_SUFFIXES = (".wav", ".flac")
+# The output rules, shared by check_output and the schema's pattern so the two cannot drift. Written for
+# ECMA-262 as well as Python (JSON Schema's regex dialect has no inline flags, hence the spelled-out case).
+_ABSOLUTE = r"[/\\]|[A-Za-z]:"  # matched at the start: '/x', '\\x', 'C:x'
+_PARENT = r"(^|[/\\])\.\.([/\\]|$)"  # a '..' part, with either separator
+_AUDIO = r"[^/\\]\.([wW][aA][vV]|[fF][lL][aA][cC])$"  # a named .wav or .flac file, any case
+OUTPUT_PATTERN = rf"^(?!{_ABSOLUTE})(?!.*{_PARENT}).*{_AUDIO}"
+_NON_BLANK = r"\S"
 
 
 @dataclass(frozen=True)
 class Param:
+    """One field of a kind. The bounds are declarative so that the validator (``_bounds``) and the JSON
+    Schema (``json_schema``) read the same ones; ``check`` is for what a schema cannot say (SSML).
+    Strings are never blank."""
     name: str
     type: type
     help: str
     required: bool = False
     is_input_path: bool = False  # resolved against the manifest's folder and checked to exist
     check: Callable[[Any], str | None] | None = None  # returns a reason when the value is bad
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: float | None = None
+    enum: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -40,10 +57,14 @@ class Job:
     output: str
     params: dict[str, Any]
     seed: int = 0
+    inputs: dict[str, str] = field(default_factory=dict)  # input-file field -> sha256 of the file
     key: str = ""
 
     def __post_init__(self) -> None:
-        canonical = json.dumps({"kind": self.kind, "output": self.output, "params": self.params, "seed": self.seed},
+        # Input files count by content, not path: the key survives another spelling of the manifest's path,
+        # and a replaced input is another rendering.
+        params = {**self.params, **{name: f"sha256:{digest}" for name, digest in self.inputs.items()}}
+        canonical = json.dumps({"kind": self.kind, "output": self.output, "params": params, "seed": self.seed},
                                sort_keys=True)
         self.key = hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -75,22 +96,12 @@ class Manifest:
     errors: list[ManifestError] = field(default_factory=list)
 
 
-def _range(lo: float, hi: float) -> Callable[[Any], str | None]:
-    return lambda v: None if lo <= v <= hi else f"{v} is out of range {lo:g}..{hi:g}"
-
-
-def _text(v: str) -> str | None:
-    if not v.strip():
-        return "is empty"
+def _ssml(v: str) -> str | None:
     return ssml.problem(v) if ssml.is_ssml(v) else None
 
 
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else f"{v} must be > 0"
-
-
-SAMPLE_RATE = Param("sample_rate", int, "output sample rate in Hz (default: the model's)", check=_range(8000, 96000))
-SEED = Param("seed", int, "random seed (default: derived from the output path)", check=_range(0, 2**63 - 1))
+SAMPLE_RATE = Param("sample_rate", int, "output sample rate in Hz (default: the model's)", minimum=8000, maximum=96000)
+SEED = Param("seed", int, "random seed (default: derived from the output path)", minimum=0, maximum=2**63 - 1)
 
 
 def kind_specs() -> dict[str, KindSpec]:
@@ -102,25 +113,26 @@ def kind_specs() -> dict[str, KindSpec]:
                   SAMPLE_RATE, SEED),
                  exactly_one_of=("mel", "audio")),
         KindSpec("tts", "text through a TTS voice",
-                 (Param("text", str, "the text, or SSML starting with <speak>", required=True, check=_text),
-                  Param("voice", str, "voice name"), Param("speed", float, "0.25..4", check=_range(0.25, 4)),
-                  Param("pitch_shift", float, "semitones", check=_range(-12, 12)),
-                  Param("speaker", int, "a multi-speaker voice's speaker (default 0)", check=_range(0, 2**31 - 1)),
+                 (Param("text", str, "the text, or SSML starting with <speak>", required=True, check=_ssml),
+                  Param("voice", str, "voice name"), Param("speed", float, "0.25..4", minimum=0.25, maximum=4),
+                  Param("pitch_shift", float, "semitones", minimum=-12, maximum=12),
+                  Param("speaker", int, "a multi-speaker voice's speaker (default 0)", minimum=0, maximum=2**31 - 1),
                   Param("lexicon", str, "a file of your pronunciations, lines 'WORD respelling' or 'WORD /phonemes/'",
                         is_input_path=True),
                   Param("timings", str, "also write when each sentence and word is said, beside the output: "
-                                        "json, vtt or srt (captions)",
-                        check=lambda v: None if v in ("json", "vtt", "srt") else f"{v!r} is not json, vtt or srt"),
+                                        "json, vtt or srt (captions)", enum=("json", "vtt", "srt")),
                   SAMPLE_RATE, SEED)),
         KindSpec("notes", "one instrument note",
-                 (Param("pitch", int, "MIDI note number", required=True, check=_range(0, 127)),
+                 (Param("pitch", int, "MIDI note number", required=True, minimum=0, maximum=127),
                   Param("instrument", str, "instrument name", required=True),
                   Param("model", str, "timbre model name or .safetensors path (default: 'default')"),
-                  Param("velocity", int, "1..127", check=_range(1, 127)),
-                  Param("seconds", float, "note length", check=_positive), SAMPLE_RATE, SEED)),
+                  Param("velocity", int, "1..127", minimum=1, maximum=127),
+                  Param("seconds", float, "note length", exclusive_minimum=0), SAMPLE_RATE, SEED)),
         KindSpec("convert", "a recording re-rendered with another timbre",
                  (Param("input", str, "audio file", required=True, is_input_path=True),
                   Param("to", str, "target instrument", required=True),
+                  Param("to_b", str, "morph: the instrument of the last note ('to' plays the first)"),
+                  Param("mode", str, "how a morph mixes the two: slerp (default) or lerp", enum=("slerp", "lerp")),
                   Param("model", str, "timbre model name or .safetensors path (default: 'default')"),
                   Param("flat", bool, "notes as the model plays them (default false: follow the recording's "
                         "pitch and loudness within each note)"),
@@ -136,16 +148,29 @@ def kind_specs() -> dict[str, KindSpec]:
 
 
 def check_output(output: Any) -> str | None:
-    """Outputs stay inside --out: relative, no '..', an audio suffix."""
+    """Outputs stay inside --out: relative, no '..', an audio suffix (the rules of OUTPUT_PATTERN)."""
     if not isinstance(output, str) or not output.strip():
         return "output: missing (a relative path such as 'speech/line1.wav')"
-    path = PurePosixPath(output.replace("\\", "/"))
-    if path.is_absolute() or output.startswith(("/", "\\")) or (len(output) > 1 and output[1] == ":"):
+    if re.match(_ABSOLUTE, output):
         return f"output: {output!r} is absolute; outputs must be relative to --out"
-    if ".." in path.parts:
+    if re.search(_PARENT, output):
         return f"output: {output!r} leaves the output folder ('..' is refused)"
-    if path.suffix.lower() not in AUDIO_SUFFIXES:
+    if not re.search(_AUDIO, output):
         return f"output: {output!r} must end in {' or '.join(AUDIO_SUFFIXES)}"
+    return None
+
+
+def _bounds(param: Param, value: Any) -> str | None:
+    """The declarative bounds of ``param`` (those the schema states too), or None."""
+    if param.type is str and not re.search(_NON_BLANK, value):
+        return "is empty"
+    if param.enum and value not in param.enum:
+        return f"{value!r} is not {', '.join(param.enum[:-1])} or {param.enum[-1]}"
+    lo, hi = param.minimum, param.maximum
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        return f"{value} is out of range {'' if lo is None else lo}..{'' if hi is None else hi}"
+    if param.exclusive_minimum is not None and not value > param.exclusive_minimum:
+        return f"{value} must be > {param.exclusive_minimum:g}"
     return None
 
 
@@ -162,14 +187,29 @@ def _coerce(param: Param, value: Any, from_csv: bool) -> tuple[Any, str | None]:
             return value, f"{param.name}: {value!r} is not a {param.type.__name__}"
     if param.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if param.type is int and isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON (and so JSON Schema's "integer") does not tell 22050.0 from 22050
     if not isinstance(value, param.type) or (isinstance(value, bool) and param.type is not bool):
         return value, f"{param.name}: expected {param.type.__name__}, got {json.dumps(value)}"
-    if param.check and (reason := param.check(value)):
+    if isinstance(value, float) and not math.isfinite(value):  # json.loads takes NaN and Infinity
+        return value, f"{param.name}: {value} is not a finite number"
+    if reason := _bounds(param, value) or (param.check and param.check(value)):
         return value, f"{param.name}: {reason}"
     return value, None
 
 
-def _job(record: dict[str, Any], line: int, base: Path, from_csv: bool) -> Job | ManifestError:
+def _digest(path: Path, cache: dict[Path, str]) -> str:
+    if path not in cache:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:  # hashlib.file_digest is 3.11+; the project supports 3.10
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        cache[path] = digest.hexdigest()
+    return cache[path]
+
+
+def _job(record: dict[str, Any], line: int, base: Path, from_csv: bool,
+         digests: dict[Path, str]) -> Job | ManifestError:
     specs = kind_specs()
     kind = record.get("kind")
     if kind not in specs:
@@ -183,6 +223,7 @@ def _job(record: dict[str, Any], line: int, base: Path, from_csv: bool) -> Job |
     if unknown:
         return ManifestError(line, f"unknown field(s) {unknown} for kind {kind!r}; known: {sorted(known)}")
     params: dict[str, Any] = {}
+    inputs: dict[str, str] = {}
     for name, value in given.items():
         value, reason = _coerce(known[name], value, from_csv)
         if reason:
@@ -191,6 +232,10 @@ def _job(record: dict[str, Any], line: int, base: Path, from_csv: bool) -> Job |
             path = Path(value) if Path(value).is_absolute() else base / value
             if not path.is_file():
                 return ManifestError(line, f"{name}: file not found: {path}")
+            try:
+                inputs[name] = _digest(path, digests)
+            except OSError as exc:
+                return ManifestError(line, f"{name}: cannot read {path}: {exc}")
             value = str(path)
         params[name] = value
     missing = [p.name for p in spec.params if p.required and p.name not in params]
@@ -203,23 +248,33 @@ def _job(record: dict[str, Any], line: int, base: Path, from_csv: bool) -> Job |
     seed = params.pop("seed", None)
     if seed is None:
         seed = int.from_bytes(hashlib.sha256(output.encode()).digest()[:8], "little") >> 1
-    return Job(line, kind, output, params, seed)
+    return Job(line, kind, output, params, seed, inputs)
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # what io's newline="" counts as one line break
 
 
 def _records(path: Path) -> tuple[list[tuple[int, dict[str, Any] | str]], bool]:
     """(line number, record or parse error) for each job line; CSV when the suffix says so."""
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte-order mark
     if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines())
+        # newline="": a quoted cell keeps its line breaks, and line_num counts the file's lines.
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         rows: list[tuple[int, dict[str, Any] | str]] = []
         for row in reader:
+            # line_num is the row's last line; a row is reported by its first.
+            cells = [*(v for k, v in row.items() if k is not None), *row.get(None, [])]
+            first = reader.line_num - sum(len(_LINE_BREAK.findall(v or "")) for v in cells)
             if None in row:
-                rows.append((reader.line_num, "more values than header columns"))
+                rows.append((first, "more values than header columns"))
             else:
-                rows.append((reader.line_num, dict(row)))
+                rows.append((first, dict(row)))
         return rows, True
     records: list[tuple[int, dict[str, Any] | str]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a line: str.splitlines() would also split at U+2028, U+0085 or a form feed, which
+    # JSON allows inside strings.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
@@ -245,8 +300,10 @@ def read_manifest(path: str | Path,
     manifest = Manifest(path)
     records, from_csv = _records(path)
     seen: dict[str, int] = {}
+    digests: dict[Path, str] = {}  # an input named by many lines is read once
     for line, record in records:
-        job = ManifestError(line, record) if isinstance(record, str) else _job(record, line, path.parent, from_csv)
+        job = (ManifestError(line, record) if isinstance(record, str)
+               else _job(record, line, path.parent, from_csv, digests))
         if isinstance(job, Job):
             clash = next((f for f in job.files if f in seen), None)
             if clash:
@@ -267,10 +324,15 @@ def json_schema() -> dict[str, Any]:
     variants = []
     for spec in kind_specs().values():
         props: dict[str, Any] = {"kind": {"const": spec.name},
-                                 "output": {"type": "string", "pattern": r"^(?!/)(?!.*(^|/)\.\.(/|$)).*\.(wav|flac)$",
+                                 "output": {"type": "string", "pattern": OUTPUT_PATTERN,
                                             "description": "path relative to --out"}}
         for p in spec.params:
-            props[p.name] = {"type": names[p.type], "description": p.help}
+            prop: dict[str, Any] = {"type": names[p.type], "description": p.help}
+            if p.type is str:
+                prop["pattern"] = _NON_BLANK
+            bounds = {"minimum": p.minimum, "maximum": p.maximum, "exclusiveMinimum": p.exclusive_minimum,
+                      "enum": list(p.enum) or None}
+            props[p.name] = prop | {k: v for k, v in bounds.items() if v is not None}
         variant: dict[str, Any] = {"title": spec.name, "description": spec.help, "type": "object",
                                    "properties": props, "additionalProperties": False,
                                    "required": ["kind", "output", *(p.name for p in spec.params if p.required)]}

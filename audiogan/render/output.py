@@ -15,6 +15,7 @@ from audiogan.audio.io import encode_audio, resample, write_atomic
 STATE_FILE = ".audiogan-render.jsonl"
 LOCK_FILE = ".audiogan-render.lock"
 ERRORS_FILE = "errors.jsonl"
+PREVIOUS_ERRORS_FILE = "errors.prev.jsonl"
 
 
 def encode_file(wave: torch.Tensor, native_rate: int, rate: int | None, suffix: str) -> tuple[bytes, float]:
@@ -29,7 +30,8 @@ class OutputBusyError(RuntimeError):
 
 
 class OutputDir:
-    """``--out``: atomic file writes plus two append-only logs, the resume state and errors.jsonl.
+    """``--out``: atomic file writes plus two logs: the resume state, appended across runs, and errors.jsonl,
+    this run's failures (the last run's become errors.prev.jsonl).
 
     A job counts as done only once its file is in place *and* its key is logged, so a run killed at
     any point leaves every logged output complete; anything else is rendered again.
@@ -47,6 +49,10 @@ class OutputDir:
         # Alone in the folder: temp files are leftovers of a killed run.
         for stale in self.root.rglob(".*.tmp"):
             stale.unlink()
+        # Failures of an earlier run may since have been rendered: errors.jsonl lists only this run's.
+        errors = self.root / ERRORS_FILE
+        if errors.is_file():
+            errors.replace(self.root / PREVIOUS_ERRORS_FILE)
         self.lock = threading.Lock()
         self.done: dict[str, str] = {}
         self.sidecars: dict[str, list[str]] = {}  # output -> files written beside it (captions)
@@ -84,7 +90,7 @@ class OutputDir:
             self._state.write(json.dumps(entry) + "\n")
             self._state.flush()
 
-    def error(self, line: int, output: str, kind: str, reason: str) -> None:
+    def error(self, line: int, output: str | None, kind: str | None, reason: str) -> None:
         with self.lock:
             if self._errors is None:
                 self._errors = open(self.root / ERRORS_FILE, "a", encoding="utf-8")  # noqa: SIM115

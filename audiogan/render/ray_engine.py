@@ -10,6 +10,7 @@ with the local engine and no shared filesystem is needed for outputs.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 
@@ -28,32 +29,56 @@ class RenderActor:
         return render_batch(self.renderers[batch.kind], batch)
 
 
-def render_ray(batches: list[Batch], progress: Progress, *, device: str = "cpu", address: str | None = None,
-               cpus_per_actor: float = 1.0, phase_iterations: int | None = None,
-               phase: str | None = None) -> None:
+@dataclass
+class Cluster:
+    """The Ray cluster a render runs on, and the device its actors use."""
+
+    device: str
+    gpus: int
+    cpus: float
+    started_here: bool
+
+    def close(self) -> None:
+        if self.started_here:
+            import ray
+
+            ray.shutdown()
+
+
+def connect(address: str | None, device: str) -> Cluster:
+    """Join (or start) Ray and pick the actors' device from the cluster, not from this driver: a head node
+    without a GPU still sends work to the workers' GPUs. ``device`` auto takes GPUs where the cluster has any."""
     try:
         import ray
-        from ray.util import ActorPool
     except ImportError:
         raise SystemExit("--engine ray needs Ray: pip install 'audiogan[ray]'") from None
-    if not batches:
-        return
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    try:
-        resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0)) if device != "cpu" else 0
-        count = gpus or max(1, int(resources.get("CPU", 1) // cpus_per_actor))
-        count = min(count, len(batches))
-        actor = ray.remote(num_cpus=cpus_per_actor, num_gpus=1 if gpus else 0)(RenderActor)
-        threads = max(1, int(cpus_per_actor))
-        actors = [actor.remote("cuda" if gpus else "cpu", threads, phase_iterations, phase)
-                  for _ in range(count)]
-        log.info("ray: %d actor(s) on %s", count, f"{gpus} GPU(s)" if gpus else f"{resources.get('CPU', 0):g} CPUs")
-        for outcomes in ActorPool(actors).map_unordered(lambda a, b: a.run.remote(b), batches):
-            for outcome in outcomes:
-                progress.record(outcome)
-    finally:
-        if started_here:
-            ray.shutdown()
+    resources = ray.cluster_resources()
+    gpus, cpus = int(resources.get("GPU", 0)), float(resources.get("CPU", 1))
+    if device not in ("auto", "cpu", "cuda"):
+        raise SystemExit(f"--engine ray takes --device auto, cpu or cuda (actors choose their GPU), not {device!r}")
+    if device == "cuda" and not gpus:
+        raise SystemExit("--device cuda: the Ray cluster has no GPUs")
+    chosen = "cpu" if device == "cpu" or not gpus else "cuda"
+    return Cluster(chosen, gpus if chosen == "cuda" else 0, cpus, started_here)
+
+
+def render_ray(batches: list[Batch], progress: Progress, cluster: Cluster, *, cpus_per_actor: float = 1.0,
+               phase_iterations: int | None = None, phase: str | None = None, threads: int = 0) -> None:
+    """``threads`` per actor, else one per CPU it holds: the same count as a local run gives the same
+    float sums, so byte-identical files."""
+    import ray
+    from ray.util import ActorPool
+
+    if not batches:
+        return
+    count = min(cluster.gpus or max(1, int(cluster.cpus // cpus_per_actor)), len(batches))
+    actor = ray.remote(num_cpus=cpus_per_actor, num_gpus=1 if cluster.gpus else 0)(RenderActor)
+    threads = threads or max(1, int(cpus_per_actor))
+    actors = [actor.remote(cluster.device, threads, phase_iterations, phase) for _ in range(count)]
+    log.info("ray: %d actor(s) on %s", count, f"{cluster.gpus} GPU(s)" if cluster.gpus else f"{cluster.cpus:g} CPUs")
+    for outcomes in ActorPool(actors).map_unordered(lambda a, b: a.run.remote(b), batches):
+        for outcome in outcomes:
+            progress.record(outcome)

@@ -11,6 +11,7 @@ the input.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -138,12 +139,16 @@ def contour(wave: np.ndarray, rate: int, start: int, end: int, voiced: np.ndarra
 
 def overlap_add(events: list[NoteEvent], notes: np.ndarray, total: int, rate: int) -> np.ndarray:
     """Place generated notes at their events' onsets, each moved along its event's pitch contour, shaped by
-    its level contour and gain, and cut to its event's duration plus a release fade."""
+    its level contour and gain, and cut to its event's duration plus a release fade. A note can sound no
+    longer than the model's notes: a longer event is cut short, with a warning."""
     out = np.zeros(total, dtype=np.float32)
     attack, release = int(ATTACK_SECONDS * rate), int(RELEASE_SECONDS * rate)
+    shortened = 0
     for event, note in zip(events, notes, strict=True):
         start = int(event.onset * rate)
-        length = min(len(note), int((event.offset - event.onset) * rate) + release, total - start)
+        wanted = min(int((event.offset - event.onset) * rate) + release, total - start)
+        shortened += wanted > len(note)
+        length = min(len(note), wanted)
         if length <= 0:
             continue
         envelope = np.ones(length, dtype=np.float32)
@@ -154,14 +159,29 @@ def overlap_add(events: list[NoteEvent], notes: np.ndarray, total: int, rate: in
         if event.gain is not None:
             envelope *= np.interp(np.arange(length), np.arange(len(event.gain)) * HOP, event.gain).astype(np.float32)
         out[start:start + length] += shaped * envelope
+    if shortened:
+        log.warning("%d of %d notes last longer than the model's notes: shortened to %.2f s", shortened,
+                    len(events), notes.shape[1] / rate)
     return out
 
 
+def morph_timbres(model: TimbreModel, start: Timbre, end: Timbre | None, onsets: Sequence[float],
+                  mode: str = "slerp") -> list[Timbre]:
+    """Each note's timbre: ``start`` throughout, or, with an ``end``, the mix at its onset's place between
+    the first onset (``start``) and the last (``end``); a lone note (or one onset for all) is ``start``."""
+    if end is None:
+        return [start] * len(onsets)
+    first, span = min(onsets), max(onsets) - min(onsets)
+    alphas = [(onset - first) / span if span > 0 else 0.0 for onset in onsets]
+    return list(model.mix(start, end, alphas, mode))
+
+
 def convert(model: TimbreModel, wave: np.ndarray, rate: int, to: Timbre, seed: int = 0,
-            flat: bool = False) -> np.ndarray:
-    """The recording (mono, at ``rate``) played by timbre ``to``, at the model's sample rate. The notes follow
-    the performance's pitch and loudness within each note unless ``flat``, which holds each on its semitone
-    and lets it sound as the model plays it."""
+            flat: bool = False, to_b: Timbre | None = None, mode: str = "slerp") -> np.ndarray:
+    """The recording (mono, at ``rate``) played by timbre ``to``, at the model's sample rate; with ``to_b``,
+    morphing from ``to`` at the first note to ``to_b`` at the last (``mode``: slerp or lerp). The notes
+    follow the performance's pitch and loudness within each note unless ``flat``, which holds each on its
+    semitone and lets it sound as the model plays it."""
     import librosa
 
     if rate != model.sample_rate:
@@ -171,7 +191,8 @@ def convert(model: TimbreModel, wave: np.ndarray, rate: int, to: Timbre, seed: i
     if flat:
         events = [replace(e, bend=None, level=None) for e in events]
     log.info("converting %d notes", len(events))
-    notes = model.generate([e.pitch for e in events], [to] * len(events), [e.velocity for e in events],
+    timbres = morph_timbres(model, to, to_b, [e.onset for e in events], mode)
+    notes = model.generate([e.pitch for e in events], timbres, [e.velocity for e in events],
                            [seed + i for i in range(len(events))])
     out = overlap_add(events, notes, len(wave), rate)
     peak = np.abs(out).max()

@@ -18,6 +18,7 @@ from audiogan.timbre.spectral import NoteSpectrogram, midi_to_hz
 from audiogan.vocoder.inference import pick_device
 
 Timbre = str | Sequence[float] | torch.Tensor
+MODES = ("slerp", "lerp")  # ways of mixing two timbres: spherical or straight-line interpolation
 
 
 def resolve_instrument(name: str, instruments: Sequence[str]) -> str:
@@ -146,8 +147,6 @@ class TimbreModel:
             raise ValueError(f"alpha {alpha} is out of range 0..1")
         if steps is not None and steps < 2:
             raise ValueError(f"steps must be >= 2, got {steps}")
-        if mode not in ("slerp", "lerp"):
-            raise ValueError(f"mode {mode!r} is not slerp or lerp")
         alphas = [alpha] if alpha is not None else [i / (steps - 1) for i in range(steps)]  # type: ignore[operator]
         mixed = self.mix(a, b, alphas, mode)
         notes = self.generate([pitch] * len(alphas), list(mixed), [velocity] * len(alphas), [seed] * len(alphas),
@@ -157,6 +156,8 @@ class TimbreModel:
     @torch.no_grad()
     def mix(self, a: Timbre, b: Timbre, alphas: Sequence[float], mode: str = "slerp") -> torch.Tensor:
         """Timbre vectors along the way from a to b, [len(alphas), timbre_dim]."""
+        if mode not in MODES:  # else a typo would quietly mix in a straight line
+            raise ValueError(f"mode {mode!r} is not {' or '.join(MODES)}")
         ta, tb = self.timbre(a), self.timbre(b)
         w = torch.tensor(list(alphas), device=self.device, dtype=torch.float32)
         if mode == "slerp":

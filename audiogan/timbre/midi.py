@@ -1,5 +1,6 @@
 """MIDI rendering with the note model, optionally morphing the timbre from A to B across the piece
-(GANSynth's Bach-prelude demo): each note takes the timbre at its onset's position in the piece.
+(GANSynth's Bach-prelude demo): each note takes the timbre at its onset's place between the first note
+(A) and the last (B).
 
 Pitch bends move the sounding notes (range from RPN 0, else the General MIDI default of 2 semitones), the
 modulation wheel (CC 1) adds vibrato, up to 50 cents at 5.5 Hz, each note's starting at its onset, volume
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from audiogan.timbre.convert import RELEASE_SECONDS, NoteEvent, overlap_add
+from audiogan.timbre.convert import RELEASE_SECONDS, NoteEvent, morph_timbres, overlap_add
 from audiogan.timbre.expression import BEND_HOP
 from audiogan.timbre.inference import Timbre, TimbreModel
 
@@ -149,8 +150,7 @@ def render_midi(model: TimbreModel, path: str | Path, instrument: Timbre, to: Ti
     moved = sum(f != e.pitch for f, e in zip(folded, events, strict=True))
     if moved:
         log.warning("%d of %d notes moved by octaves into the model's range %d..%d", moved, len(events), lo, hi)
-    alphas = [e.onset / end for e in events] if to is not None else [0.0] * len(events)
-    timbres = list(model.mix(instrument, to if to is not None else instrument, alphas, mode))
+    timbres = morph_timbres(model, instrument, to, [e.onset for e in events], mode)
     notes = np.concatenate([
         model.generate(folded[i:i + BATCH], timbres[i:i + BATCH], [e.velocity for e in events[i:i + BATCH]],
                        [seed + j for j in range(i, min(i + BATCH, len(events)))])

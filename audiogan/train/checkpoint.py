@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,74 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, device: torch.device) -> dict[str, Any]:
+# What each trainer's checkpoint always holds: resume and export read these unconditionally.
+CHECKPOINT_KEYS = {
+    "vocoder": ("generator", "discriminators", "opt_g", "opt_d", "step", "device_minutes", "rng", "data_rng",
+                "config"),
+    "tts": ("model", "opt", "step", "device_minutes", "rng", "data_rng", "config", "stats", "symbols"),
+    "timbre": ("generator", "discriminator", "opt_g", "opt_d", "step", "device_minutes", "rng", "data_rng",
+               "config"),
+}
+
+
+def load_checkpoint(path: str | Path, device: torch.device, kind: str | None = None) -> dict[str, Any]:
+    """A training checkpoint; with ``kind``, refused unless it holds what that trainer's checkpoints hold."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location=device, weights_only=False)
+    why = ("it is an export; training continues from one with --init-generator" if path.suffix == ".safetensors"
+           else "corrupt or partial?")
+    try:
+        ck = torch.load(path, map_location=device, weights_only=False)
+    except OSError:
+        raise
+    except Exception as exc:  # unpickling junk raises nearly anything: UnpicklingError, EOFError, RuntimeError...
+        first = str(exc).split(". ", 1)[0]  # torch's zip reader goes on for a paragraph
+        raise ValueError(f"{path} is not a training checkpoint ({why}): {first}") from exc
+    if not isinstance(ck, dict):
+        raise ValueError(f"{path} is not a training checkpoint: it holds a {type(ck).__name__}")
+    missing = [k for k in CHECKPOINT_KEYS.get(kind, ()) if k not in ck]
+    if missing:
+        other = _written_by(ck)
+        looks = f"; it looks like a {other} checkpoint" if other and other != kind else ""
+        raise ValueError(f"{path} is not a {kind} training checkpoint: it lacks {', '.join(missing)}{looks}")
+    return ck
+
+
+def _written_by(ck: dict[str, Any]) -> str | None:
+    """Which trainer a checkpoint seems to come from, by the key only that one writes ("model" first: the TTS
+    trainer's optional mel critic is a "discriminator" too)."""
+    for kind, key in (("tts", "model"), ("vocoder", "discriminators"), ("timbre", "discriminator")):
+        if key in ck:
+            return kind
+    return None
+
+
+def check_model_config(source: str, saved: dict[str, Any], config_type: type, own: Any) -> None:
+    """Refuse weights trained with another model config than ``own`` (the recipe's): training on would
+    mislabel them, and the exported card with them. Compared through ``config_type``, so that a config
+    written before a field existed compares by its default; the error names the keys that differ."""
+    from audiogan.config import from_dict, to_dict
+
+    theirs, ours = _flat(to_dict(from_dict(config_type, saved))), _flat(to_dict(own))
+    differing = sorted(k for k in theirs.keys() | ours.keys() if theirs.get(k) != ours.get(k))
+    if differing:
+        shown = "; ".join(f"{k}: {reprlib.repr(theirs.get(k))} there, {reprlib.repr(ours.get(k))} here"
+                          for k in differing[:6])
+        more = f" and {len(differing) - 6} more" if len(differing) > 6 else ""
+        raise ValueError(f"{source} was trained with a different model config than this recipe "
+                         f"({shown}{more}); use the recipe it was trained with")
+
+
+def _flat(tree: dict[str, Any], prefix: str = "model.") -> dict[str, Any]:
+    """Nested config dicts as {"model.mel.sample_rate": 16000, ...}."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def rng_state() -> dict[str, Any]:
@@ -48,17 +112,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def read_export(path: str | Path, kind: str, config_type: type, own_config: Any,
                 ) -> tuple[Path, dict[str, Any], dict[str, torch.Tensor]]:
-    """An exported generator to continue training from: (path, card, float32 weights). Refuses one whose
-    model config differs from ``own_config``; compared through ``config_type``, so that cards written
-    before a field existed compare by its default."""
+    """An exported generator to continue training from: (path, card, float32 weights). Refuses another kind
+    of model, and one whose model config differs from ``own_config`` (:func:`check_model_config`)."""
     from audiogan import weights
-    from audiogan.config import from_dict, to_dict
 
     wpath = weights.resolve(path, kind)
-    card = weights.read_card(wpath)
-    if to_dict(from_dict(config_type, card["config"])) != to_dict(own_config):
-        raise ValueError(f"{wpath.name} was trained with a different model config than this recipe "
-                         "(and, for a note model, its data's instruments)")
+    card = weights.read_card(wpath, kind)
+    check_model_config(wpath.name, card["config"], config_type, own_config)
     return wpath, card, {k: v.float() for k, v in weights.read_weights(wpath).items()}
 
 

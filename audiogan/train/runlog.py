@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 log = logging.getLogger(__name__)
+Fit = TypeVar("Fit", bound=Callable[..., Any])
 
 
 class RunLog:
@@ -75,3 +78,21 @@ def finish_run(trainer: Any, row: dict[str, Any], validate: bool = True) -> dict
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return row
+
+
+def checkpoint_on_interrupt(fit: Fit) -> Fit:
+    """For a trainer's ``fit``: on Ctrl-C, rank 0 writes a checkpoint of the steps done so far before the
+    interrupt goes on, so that --resume loses at most the step it cut short (whose partial update, say the
+    discriminator's, the checkpoint keeps; its step is not counted)."""
+
+    @functools.wraps(fit)
+    def run(trainer: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fit(trainer, *args, **kwargs)
+        except KeyboardInterrupt:
+            if trainer.dist.main:
+                path = trainer.checkpoint()
+                log.warning("interrupted at step %d: wrote %s (continue with --resume %s)", trainer.step, path, path)
+            raise
+
+    return run  # type: ignore[return-value]

@@ -26,6 +26,7 @@ from audiogan.timbre.model import Discriminator, Generator, NoteGANConfig
 from audiogan.timbre.notes_data import NoteRecord, load_examples
 from audiogan.timbre.spectral import NoteSpectrogram, SpectralConfig, fit_length
 from audiogan.train.checkpoint import (
+    check_model_config,
     continuation,
     load_checkpoint,
     read_export,
@@ -34,7 +35,7 @@ from audiogan.train.checkpoint import (
     set_rng_state,
 )
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
-from audiogan.train.runlog import RunLog, finish_run
+from audiogan.train.runlog import RunLog, checkpoint_on_interrupt, finish_run
 from audiogan.train.vocoder_trainer import _unwrap, device_name
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,9 @@ class TimbreTrainer:
             if not config.model.velocity_conditioned:
                 raise ValueError(f"model.velocity_conditioning needs notes of more than one velocity; the "
                                  f"training notes all have velocity {velocities[0]}")
+        ck = load_checkpoint(resume, self.device, "timbre") if resume else None
+        if ck is not None:  # before the notes are encoded; the model config includes the data's instruments
+            check_model_config(resume, ck["config"]["model"], NoteGANConfig, config.model)
         self.spectral = NoteSpectrogram(config.model.spectral).to(self.device)
         self.specs, self.pitch, self.instrument = self._load(self.records)
         self.velocity = torch.tensor(velocities, device=self.device)
@@ -170,8 +174,7 @@ class TimbreTrainer:
             raise ValueError("choose one of resume and init_generator")
         if init_generator:
             self._init_generator(init_generator)
-        if resume:
-            ck = load_checkpoint(resume, self.device)
+        if ck is not None:
             self.G.load_state_dict(ck["generator"])
             self.D.load_state_dict(ck["discriminator"])
             self.opt_g.load_state_dict(ck["opt_g"])
@@ -198,7 +201,7 @@ class TimbreTrainer:
         """Continue from an exported generator (across sessions only it is kept) with a fresh discriminator;
         the step count and device minutes go on from its card, so the next card states the whole cost."""
         own = self.cfg.model
-        exported = from_dict(NoteGANConfig, weights.read_card(weights.resolve(path, "timbre"))["config"])
+        exported = from_dict(NoteGANConfig, weights.read_card(weights.resolve(path, "timbre"), "timbre")["config"])
         adding_velocity = own.velocity_conditioned and not exported.velocity_conditioned
         if adding_velocity:  # the export's notes, unchanged at first: the new velocity input starts at zero
             own = dataclasses.replace(own, velocity_conditioning=False, velocity_range=[0, 0])
@@ -336,6 +339,7 @@ class TimbreTrainer:
         return export_timbre(self.G, self.cfg, path, self.step, self.device_minutes(), device_name(self.device),
                              len(self.records), metrics, continued_from=self.continued_from)
 
+    @checkpoint_on_interrupt
     def fit(self) -> dict[str, float]:
         tc = self.cfg.train
         self.prior_minutes, self.t0 = self.device_minutes(), time.monotonic()
@@ -403,7 +407,7 @@ def export_timbre(G: torch.nn.Module, cfg: TimbreTrainingConfig, path: Path, ste
 
 def export_timbre_checkpoint(checkpoint: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
     """`audiogan export timbre`: a training checkpoint -> inference weights + card."""
-    ck = load_checkpoint(checkpoint, torch.device("cpu"))
+    ck = load_checkpoint(checkpoint, torch.device("cpu"), "timbre")
     cfg = from_dict(TimbreTrainingConfig, ck["config"])
     G = Generator(cfg.model)
     G.load_state_dict(ck["generator"])
@@ -412,7 +416,7 @@ def export_timbre_checkpoint(checkpoint: str | Path, out: str | Path, dtype: tor
 
 
 def load_generator(path: Path) -> tuple[Generator, dict[str, Any]]:
-    card = weights.read_card(path)
+    card = weights.read_card(path, "timbre")
     G = Generator(from_dict(NoteGANConfig, card["config"]))
     G.load_state_dict({k: v.float() for k, v in weights.read_weights(path).items()})
     return G.eval(), card

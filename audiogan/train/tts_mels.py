@@ -31,9 +31,7 @@ def write_predicted_mels(checkpoint: str | Path, data_dirs: list[str], out_dir: 
     training-only and left out of exports.
     """
     dev = torch.device(device)
-    ck = load_checkpoint(checkpoint, dev)
-    if "symbols" not in ck or "stats" not in ck:
-        raise ValueError(f"{checkpoint} is not a TTS training checkpoint (train one with `audiogan train tts`)")
+    ck = load_checkpoint(checkpoint, dev, "tts")
     cfg, table, model = model_from_checkpoint(ck)
     model.to(dev).eval()
     # Only the acoustic model's training clips: a vocoder fine-tuned on them then has not heard the held-out

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from audiogan import weights
 from audiogan.config import from_dict, to_dict
 from audiogan.train.checkpoint import (
+    check_model_config,
     continuation,
     load_checkpoint,
     read_export,
@@ -27,7 +28,7 @@ from audiogan.train.checkpoint import (
     set_rng_state,
 )
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
-from audiogan.train.runlog import RunLog, finish_run
+from audiogan.train.runlog import RunLog, checkpoint_on_interrupt, finish_run
 from audiogan.train.tts_data import TTSDataConfig, Utterance, build_features, collate, split, statistics
 from audiogan.train.vocoder_trainer import _unwrap, device_name
 from audiogan.tts.alignment import beta_binomial_prior, forward_sum_loss
@@ -139,6 +140,9 @@ class TTSTrainer:
         if resume and init_generator:
             raise ValueError("choose one of resume and init_generator")
         export = read_export(init_generator, "tts", AcousticConfig, config.model) if init_generator else None
+        ck = load_checkpoint(resume, self.device, "tts") if resume else None
+        if ck is not None:  # before the features are built: a recipe that does not fit fails at once
+            check_model_config(resume, ck["config"]["model"], AcousticConfig, config.model)
         # A continued model keeps the symbol table its embedding rows were trained for.
         self.table = SymbolTable.from_dict(export[1]["symbols"]) if export else SymbolTable()
         # Rank 0 computes the feature cache alone; the other ranks then read it. Parallel builds would do the
@@ -186,8 +190,7 @@ class TTSTrainer:
         self.loss_names = LOSSES + (GAN_LOSSES if self.D is not None else ())
         if export:
             self._init_generator(*export)
-        if resume:
-            ck = load_checkpoint(resume, self.device)
+        if ck is not None:
             self.model.load_state_dict(ck["model"])
             self.opt.load_state_dict(ck["opt"])
             self.step, self.prior_minutes = ck["step"], ck["device_minutes"]
@@ -323,6 +326,7 @@ class TTSTrainer:
         return export_tts(self.model, self.cfg, path, self.step, self.device_minutes(), device_name(self.device),
                           self.data_info, self.stats, self.table, validation or {}, continued_from=self.continued_from)
 
+    @checkpoint_on_interrupt
     def fit(self) -> dict[str, float]:
         tc = self.cfg.train
         self.prior_minutes, self.t0 = self.device_minutes(), time.monotonic()
@@ -392,7 +396,7 @@ def model_from_checkpoint(ck: dict[str, Any]) -> tuple[TTSTrainingConfig, Symbol
 
 
 def export_tts_checkpoint(checkpoint: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
-    ck = load_checkpoint(checkpoint, torch.device("cpu"))
+    ck = load_checkpoint(checkpoint, torch.device("cpu"), "tts")
     cfg, table, model = model_from_checkpoint(ck)
     return export_tts(model, cfg, Path(out), ck["step"], ck["device_minutes"], ck.get("device", "unknown"),
                       ck.get("data", {}), ck["stats"], table, {}, dtype, ck.get("continued_from"))

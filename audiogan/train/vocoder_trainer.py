@@ -26,7 +26,7 @@ from audiogan.train.checkpoint import load_checkpoint, read_export, rng_state, s
 from audiogan.train.data import ClipBank, DataConfig, find_audio, load_many, split_files
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
 from audiogan.train.pitch_targets import pitch_targets
-from audiogan.train.runlog import RunLog, finish_run
+from audiogan.train.runlog import RunLog, checkpoint_on_interrupt, finish_run
 from audiogan.vocoder.discriminators import build_discriminators
 from audiogan.vocoder.istft import FramedSTFT
 from audiogan.vocoder.losses import discriminator_accuracy, discriminator_loss, feature_loss, generator_loss
@@ -240,7 +240,8 @@ class VocoderTrainer:
         return out
 
     def _resume(self, path: str) -> None:
-        ck = load_checkpoint(path, self.device)
+        ck = load_checkpoint(path, self.device, "vocoder")
+        ck_io.check_model_config(path, ck["config"]["model"], VocoderConfig, self.cfg.model)
         self.G.load_state_dict(ck["generator"])
         self.D.load_state_dict(ck["discriminators"])
         self.opt_g.load_state_dict(ck["opt_g"])
@@ -270,7 +271,7 @@ class VocoderTrainer:
         """Copy every tensor whose name and shape match from an exported generator (say, the backbone of a
         model with other heads); the rest stays freshly initialised and training counts from step 0."""
         wpath = weights.resolve(path, "vocoder")
-        card = weights.read_card(wpath)
+        card = weights.read_card(wpath, "vocoder")
         own = self.G.state_dict()
         theirs = {k: v.float() for k, v in weights.read_weights(wpath).items()}
         if hasattr(self.G, "carry_over"):  # heads that can take another head's trained parts
@@ -457,6 +458,7 @@ class VocoderTrainer:
                                 device_name(self.device), self.data_files, validation or {}, self.lineage)
 
     # ----- the loop ----------------------------------------------------------------------------------------------
+    @checkpoint_on_interrupt
     def fit(self) -> dict[str, float]:
         tc = self.cfg.train
         self.prior_minutes = self.device_minutes()
@@ -543,18 +545,27 @@ def export_generator(G: nn.Module, cfg: VocoderTrainingConfig, path: Path, step:
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
     """`audiogan export vocoder`: a training checkpoint -> inference weights + card."""
-    ck = load_checkpoint(checkpoint, torch.device("cpu"))
+    ck = load_checkpoint(checkpoint, torch.device("cpu"), "vocoder")
     cfg = from_dict(VocoderTrainingConfig, ck["config"])
     G = build_generator(cfg.model)
     G.load_state_dict(ck["generator"])
-    metrics_file = Path(checkpoint).parent / "metrics.jsonl"
-    validation: dict[str, float] = {}
+    validation = _validation_at(Path(checkpoint).parent / "metrics.jsonl", ck["step"])
+    return export_generator(G, cfg, Path(out), ck["step"], ck["device_minutes"], ck.get("device", "unknown"),
+                            ck.get("data", {}), validation, _lineage(ck), dtype)
+
+
+def _validation_at(metrics_file: Path, step: int) -> dict[str, float]:
+    """The last validation logged at or before ``step``, with the step it was measured at. The run folder's
+    log may go on past the checkpoint (a run that continued, or rows left from before a resume), and those
+    figures are not this checkpoint's."""
+    found: dict[str, float] = {}
     if metrics_file.is_file():
         for line in metrics_file.read_text().splitlines():
             row = json.loads(line)
-            validation.update({k: v for k, v in row.items() if k.startswith("valid")})
-    return export_generator(G, cfg, Path(out), ck["step"], ck["device_minutes"], ck.get("device", "unknown"),
-                            ck.get("data", {}), validation, _lineage(ck), dtype)
+            valid = {k: v for k, v in row.items() if k.startswith("valid")}
+            if valid and row.get("step", step + 1) <= step:
+                found = {"step": row["step"], **valid}
+    return found
 
 
 def _lineage(ck: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,12 +17,14 @@ from audiogan.tts import ssml
 from audiogan.tts.lexicon import Lexicon, phoneme_tokens
 from audiogan.tts.lines import Line, to_lines
 from audiogan.tts.model import AcousticConfig, AcousticModel
+from audiogan.tts.normalize import one_drop_warning
 from audiogan.tts.phonemes import SymbolTable
 from audiogan.tts.script import plain
 from audiogan.tts.timing import Timings
 from audiogan.vocoder.inference import Vocoder, pick_device
 
 MAX_BATCH_TOKENS = 4096  # per acoustic-model pass: long texts go through in several batches
+SENTENCES_PER_PASS = 64  # bounds memory on book-length input, and a stream's wait between two passes
 
 
 class Speech(NamedTuple):
@@ -52,7 +55,7 @@ class TTS:
         """A voice by bundled name or path; ``lexicon``: a file of the user's pronunciations
         (:mod:`audiogan.tts.lexicon`)."""
         path = weights.resolve(name_or_path, "tts")
-        card = weights.read_card(path)
+        card = weights.read_card(path, "tts")
         symbols = SymbolTable.from_dict(card["symbols"])
         model = AcousticModel(from_dict(AcousticConfig, card["config"]), len(symbols))
         state = {k: v.float() for k, v in weights.read_weights(path).items()}
@@ -77,10 +80,11 @@ class TTS:
                 raise ValueError(f"text is not valid UTF-8 (byte {exc.start})") from None
         if not text.strip():
             raise ValueError("text is empty")
-        if ssml.is_ssml(text):
-            script = ssml.parse(text, lambda ipa, where: phoneme_tokens(ipa, self.symbols, where))
-        else:
-            script = plain(text)
+        with one_drop_warning():
+            if ssml.is_ssml(text):
+                script = ssml.parse(text, lambda ipa, where: phoneme_tokens(ipa, self.symbols, where))
+            else:
+                script = plain(text)
         lines = to_lines(script, self.symbols, self.language, self.lexicon)
         if not lines:
             raise ValueError("text has nothing pronounceable")
@@ -174,10 +178,9 @@ class TTS:
         lines = self.lines(text)
         waves: list[torch.Tensor] = []
         durations: list[list[int]] = []
-        group = 64  # sentences per pass: bounds memory on book-length input
         with tqdm(total=len(lines), unit="sentence", disable=not progress) as bar:
-            for start in range(0, len(lines), group):
-                batch = lines[start:start + group]
+            for start in range(0, len(lines), SENTENCES_PER_PASS):
+                batch = lines[start:start + SENTENCES_PER_PASS]
                 mels, lengths = zip(*self.acoustic(batch, speed, pitch_shift, speaker), strict=True)
                 waves += self.vocoder.batch(list(mels))
                 durations += lengths
@@ -189,16 +192,26 @@ class TTS:
     def stream(self, text: str | bytes, speed: float = 1.0, pitch_shift: float = 0.0,
                chunk_frames: int = 32, speaker: int = 0) -> Iterator[np.ndarray]:
         """Audio chunks as soon as each is ready: the first sentence alone (fast first audio), the rest in
-        batched passes; each sentence vocoded chunk by chunk with exact joins. Concatenated, equal to
-        ``tts(text)`` up to float rounding."""
+        batched passes made only as the stream reaches them; each sentence vocoded chunk by chunk with
+        exact joins. Concatenated, equal to ``tts(text)`` up to float rounding."""
         lines = self.lines(text)
-        mels = self.mels(lines[:1], speed, pitch_shift, speaker)
+        mels = self._mels_in_passes(lines, speed, pitch_shift, speaker)
+        first = next(mels)  # before any audio, so that a bad speed or speaker fails before the lead-in
         if lines[0].lead:
             yield self.silence(lines[0].lead).numpy()
-        for index, line in enumerate(lines):
-            if index == 1:
-                mels += self.mels(lines[1:], speed, pitch_shift, speaker)
-            for chunk in self.vocoder.stream(mels[index], chunk_frames):
+        for line, mel in zip(lines, itertools.chain([first], mels), strict=True):
+            for chunk in self.vocoder.stream(mel, chunk_frames):
                 yield chunk.cpu().numpy()
             if line.pause:
                 yield self.silence(line.pause).numpy()
+
+    def _mels_in_passes(self, lines: Sequence[Line], speed: float, pitch_shift: float,
+                        speaker: int) -> Iterator[torch.Tensor]:
+        """Each line's mel, a pass at a time as they are asked for: one line, then passes that double up to
+        SENTENCES_PER_PASS lines. A book's second sentence then waits for a pass of two, not of the whole
+        book, and the batching pays off from there on."""
+        start, size = 0, 1
+        while start < len(lines):
+            yield from self.mels(lines[start:start + size], speed, pitch_shift, speaker)
+            start += size
+            size = min(2 * size, SENTENCES_PER_PASS)

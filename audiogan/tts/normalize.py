@@ -6,12 +6,18 @@ before the phonemizer sees them (espeak reads "$3.50" as "dollar three point fiv
 "12/25/2023" as three numbers). The rules run in a fixed order, most specific first, because a later
 rule would misread an earlier one's input: a phone number is not a range, a date is not a fraction.
 Sentence splitting keeps long input whole: every character of a 5,000-word text ends up in some sentence.
+What the voice cannot say is dropped with a warning (see ``_unsayable``): espeak-ng reads an emoji by its
+name ("red heart"), CJK as "Chinese letter", and stops reading a sentence at a NUL byte.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from audiogan.tts.numbers import (
     ONES,
@@ -24,6 +30,8 @@ from audiogan.tts.numbers import (
     roman_value,
     year_words,
 )
+
+log = logging.getLogger(__name__)
 
 # Expanded wherever they stand before a period. Titles and place words precede a name, so a sentence
 # never ends at them: the splitter keeps "Dr. Smith" together.
@@ -91,7 +99,7 @@ CURRENCIES = {"$": ("dollar", "dollars", "cent", "cents"), "£": ("pound", "poun
               "€": ("euro", "euros", "cent", "cents"), "¥": ("yen", "yen", "sen", "sen")}
 CURRENCY_SCALES = {"k": "thousand", "m": "million", "mn": "million", "b": "billion", "bn": "billion"}
 SYMBOLS = {"&": " and ", "%": " percent", "+": " plus ", "=": " equals ", "@": " at ", "#": " number ",
-           "°": " degrees", "~": " about ", "×": " times "}
+           "°": " degrees", "~": " about ", "×": " times ", "©": " copyright "}
 TOP_LEVEL_DOMAINS = "com|org|net|edu|gov|io|ai|dev|info|co|uk|us|de|fr|eu|ca|au"
 
 _NUM = r"\d+(?:,\d{3})*(?:\.\d+)?"
@@ -142,23 +150,28 @@ def _iso_date(m: re.Match[str]) -> str:
 
 
 def _currency(m: re.Match[str]) -> str:
-    symbol, whole, frac, scale = m.group(1), m.group(2).replace(",", ""), m.group(3), m.group(4)
-    one, many, sub_one, sub_many = CURRENCIES[symbol]
+    whole, frac, scale = m["whole"].replace(",", ""), m["frac"], m["scale"]
+    one, many, sub_one, sub_many = CURRENCIES[m["symbol"]]
+    sign = "minus " if m["minus"] or m["minus_after"] else ""  # -$5 and $-5
     if scale:  # $3.5 million -> three point five million dollars
         scale = CURRENCY_SCALES.get(scale.lower(), scale.lower())
         amount = number_words(int(whole)) + (" point " + digit_words(frac) if frac else "")
-        return f"{amount} {scale} {many}"
+        return f"{sign}{amount} {scale} {many}"
     units, cents = int(whole), int((frac or "0").ljust(2, "0")[:2])
     parts = []
     if units or not cents:
         parts.append(f"{number_words(units)} {one if units == 1 else many}")
     if cents:
         parts.append(f"{number_words(cents)} {sub_one if cents == 1 else sub_many}")
-    return " and ".join(parts)
+    return sign + " and ".join(parts)
 
 
 def _time(m: re.Match[str]) -> str:
-    hours, minutes, suffix = int(m.group(1)), int(m.group(2) or 0), m.group(3)
+    found = m.groupdict()
+    hours, minutes, seconds = (int(found.get(part) or 0) for part in ("hours", "minutes", "seconds"))
+    suffix = found["suffix"]
+    if found["hours"] == "00" and not suffix:  # the 24-hour clock's midnight hour: 00:15 is 12:15 a.m.
+        hours, suffix = 12, "am"
     words = number_words(hours)
     if minutes:
         words += " " + ("oh " + ONES[minutes] if minutes < 10 else number_words(minutes))
@@ -166,18 +179,25 @@ def _time(m: re.Match[str]) -> str:
         words += " o'clock"
     if suffix:
         words += " " + " ".join(LETTER_NAMES[c] for c in suffix.lower() if c.isalpha())
+    if seconds:
+        words += f" and {number_words(seconds)} second{'' if seconds == 1 else 's'}"
     # The suffix's last period may also end the sentence; keep it where the text ends.
     return words + ("." if suffix and suffix.endswith(".") and m.end() == len(m.string) else "")
 
 
+def _day_of_month(article: str | None, day: int, month: str) -> str:
+    """'the fifth of December', keeping the text's own article where it has one ("on the 5th of June")."""
+    return f"{article or 'the'} {ordinal_words(day)} of {month}"
+
+
 def _dotted(m: re.Match[str]) -> str:
     """Three or more dot-separated numbers: a day-first date (5.12.2024), an IP address, or a version."""
-    groups = m.group(0).split(".")
+    article, groups = m.group(1), m.group(2).split(".")
     if len(groups) == 3 and len(groups[2]) == 4 and 1 <= int(groups[1]) <= 12 and 1 <= int(groups[0]) <= 31:
-        return f"the {ordinal_words(int(groups[0]))} of {MONTHS[int(groups[1]) - 1]}, {year_words(int(groups[2]))}"
+        return f"{_day_of_month(article, int(groups[0]), MONTHS[int(groups[1]) - 1])}, {year_words(int(groups[2]))}"
     said = [digit_words(g) if len(g) > 1 and g.startswith("0") else number_words(int(g)) for g in groups]
     is_address = len(groups) == 4 and all(int(g) <= 255 for g in groups)
-    return (" dot " if is_address else " point ").join(said)
+    return (f"{article} " if article else "") + (" dot " if is_address else " point ").join(said)
 
 
 def _feet_inches(m: re.Match[str]) -> str:
@@ -202,10 +222,10 @@ def _unit(m: re.Match[str]) -> str:
 
 
 def _fraction(m: re.Match[str]) -> str:
-    numerator, denominator = int(m.group(1)), int(m.group(2))
+    whole, numerator, denominator = m.group(1), int(m.group(2)), int(m.group(3))
     if 0 < numerator < denominator <= 100:
-        return fraction_words(numerator, denominator)
-    return f"{m.group(1)} {m.group(2)}"  # 24/7, 50/50
+        return (f"{number_words(int(whole))} and " if whole else "") + fraction_words(numerator, denominator)
+    return f"{whole + ' ' if whole else ''}{m.group(2)} {m.group(3)}"  # 24/7, 50/50
 
 
 def _roman(m: re.Match[str]) -> str:
@@ -268,21 +288,24 @@ RULES: list[tuple[re.Pattern[str], object]] = [
     (re.compile(r"(?<![\w-])(\d{3})-(\d{4})(?![\w-])"), _phone),
     (re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b"), _iso_date),
     (re.compile(r"(?<![\w.])[vV](?=\d+\.\d)"), "version "),
-    (re.compile(r"(?<![\w.])\d+(?:\.\d+){2,}(?![\w]|\.\d)"), _dotted),
+    (re.compile(r"(?:\b((?i:the))\s+)?(?<![\w.])(\d+(?:\.\d+){2,})(?![\w]|\.\d)"), _dotted),
     (re.compile(r"(?<![\w.'])(\d{1,2})'\s?(\d{1,2})(?:\"|'')"), _feet_inches),
     (re.compile(r"\b(\d{1,4})\s?(" + _words(ERAS) + r")(?!\w|\.\w)"), _era),
     (re.compile(r"(?<![\w.])(AD|A\.D\.)\s?(\d{1,4})\b"), lambda m: f"{ERAS[m.group(1)]} {year_words(int(m.group(2)))}"),
     (re.compile(r"\b([Yy]ear\s+)(\d{4})\b(?!\.\d)"), lambda m: m.group(1) + year_words(int(m.group(2)))),
     (re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b"), _numeric_date),
-    (re.compile(r"([$£€¥])\s?(\d+(?:,\d{3})*)(?:\.(\d+))?(?:\s?(thousand|million|billion|trillion|k|mn|m|bn|b)\b)?",
+    (re.compile(r"(?<=\d)\s?[-–]\s?(?=[$£€¥]\d)"), " to "),  # $5-$10: a range, before the sign rule below
+    (re.compile(r"(?:(?<![\w.])(?P<minus>-))?(?P<symbol>[$£€¥])\s?(?P<minus_after>-)?(?P<whole>\d+(?:,\d{3})*)"
+                r"(?:\.(?P<frac>\d+))?(?:\s?(?P<scale>thousand|million|billion|trillion|k|mn|m|bn|b)\b)?",
                 re.IGNORECASE), _currency),
     (re.compile(r"\b(\d+)\s?¢"), lambda m: f"{number_words(int(m.group(1)))} cent{'' if m.group(1) == '1' else 's'}"),
-    (re.compile(r"\b(\d{1,2}):(\d{2})\s?([ap]\.?m\b\.?)?", re.IGNORECASE), _time),
-    (re.compile(r"\b(\d{1,2})()\s?([ap]\.m\.|[ap]m\b)", re.IGNORECASE), _time),
+    (re.compile(r"\b(?P<hours>\d{1,2}):(?P<minutes>\d{2})(?::(?P<seconds>\d{2})\b)?(?:\s?(?P<suffix>[ap]\.?m\b\.?))?",
+                re.IGNORECASE), _time),
+    (re.compile(r"\b(?P<hours>\d{1,2})\s?(?P<suffix>[ap]\.m\.|[ap]m\b)", re.IGNORECASE), _time),
     (re.compile(r"\b" + _MONTH_RE + r"\.?\s+(\d{1,2})(?:st|nd|rd|th)?\b(?![:\d])"),
      lambda m: f"{_month(m.group(1))} {ordinal_words(int(m.group(2)))}"),
-    (re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH_RE + r"\b(?:\.(?!\s*$))?"),
-     lambda m: f"the {ordinal_words(int(m.group(1)))} of {_month(m.group(2))}"),
+    (re.compile(r"(?:\b((?i:the))\s+)?\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH_RE + r"\b(?:\.(?!\s*$))?"),
+     lambda m: _day_of_month(m.group(1), int(m.group(2)), _month(m.group(3)))),
     (re.compile(r"(?:(?<![\w.])(-))?(?<![\d.])(\d+(?:\.\d+)?)\s?°\s?([CF])\b"), _temperature),
     (re.compile(r"(?<![\w.])(" + _NUM + r")\s?(" + _words(UNITS) + r")(?![\w/])"), _unit),
     (re.compile(r"\b(" + _words(BEFORE_NUMBERS) + r")\.(?=\s?[#\d])", re.IGNORECASE),
@@ -298,7 +321,7 @@ RULES: list[tuple[re.Pattern[str], object]] = [
     (re.compile(r"(?<![\w'])(?:(1[1-9]|20)(\d)|'?([2-9]))0'?s\b"), _decade),
     (re.compile(r"\b(\d+)(?:st|nd|rd|th)\b", re.IGNORECASE), lambda m: ordinal_words(int(m.group(1)))),
     (re.compile(r"(?<=\d)\s*%"), " percent"),
-    (re.compile(r"(?<![\w/])(\d{1,3})/(\d{1,3})(?![\w/])"), _fraction),
+    (re.compile(r"(?:(?<![\w/.,])(\d+) )?(?<![\w/])(\d{1,3})/(\d{1,3})(?![\w/])"), _fraction),  # 3 1/2, 3/4
     (re.compile(r"(?<=\d)\s?[x×]\s?(?=\d)"), " by "),
     (re.compile(r"(?<=\d)\s?[-–]\s?(?=\d)"), " to "),
     (re.compile(r"(?<![\w.)])-(?=\d)"), "minus "),
@@ -307,11 +330,71 @@ RULES: list[tuple[re.Pattern[str], object]] = [
     (re.compile(_NUM), _number),
 ]
 _SPACES_RE = re.compile(r"\s+")
+# NFKC writes "3½" as "31⁄2": the whole number is parted from the fraction first ("three and one half").
+_WHOLE_BEFORE_FRACTION = re.compile(r"(?<=\d)(?=[¼-¾⅐-⅞])")
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
+_SHOWN_DROPPED = 20  # characters a warning names; a page of CJK would otherwise fill the log
+_DROPPED: ContextVar[dict[str, None] | None] = ContextVar("dropped characters", default=None)
+
+
+@contextmanager
+def one_drop_warning() -> Iterator[None]:
+    """Calls of :func:`normalize` inside share one warning, at the end, naming every character they dropped
+    (one per text, not one per sentence)."""
+    if _DROPPED.get() is not None:  # an enclosing one warns
+        yield
+        return
+    dropped: dict[str, None] = {}  # ordered as first met
+    token = _DROPPED.set(dropped)
+    try:
+        yield
+    finally:
+        _DROPPED.reset(token)
+        _warn_dropped(dropped)
+
+
+def _warn_dropped(dropped: dict[str, None]) -> None:
+    if not dropped:
+        return
+    shown = [f"{c!r} (U+{ord(c):04X})" for c in list(dropped)[:_SHOWN_DROPPED]]
+    more = f" and {len(dropped) - _SHOWN_DROPPED} more" if len(dropped) > _SHOWN_DROPPED else ""
+    log.warning("dropped characters the voice cannot say: %s%s", ", ".join(shown), more)
+
+
+def _is_greek(char: str) -> bool:
+    return unicodedata.name(char, "").startswith("GREEK")
+
+
+def _unsayable(m: re.Match[str], dropped: dict[str, None]) -> str:
+    """A character outside printable ASCII -> itself where espeak-ng says it well, else a space ("" for
+    what has no width), noting what is dropped. Kept: Latin letters, punctuation, math and currency
+    signs (espeak-ng names them: "±" is "plus or minus", "₹" "rupee"), numbers, and a Greek letter
+    standing alone ("β", "π"). Dropped: controls (a NUL ends espeak-ng's reading of the sentence),
+    other symbols (emoji, "★"), and letters of other scripts, including whole Greek words (espeak-ng
+    spells them letter by letter by name, or reads "Chinese letter")."""
+    char = m.group(0)
+    if char.isspace():
+        return " "
+    category = unicodedata.category(char)
+    if category in ("Cf", "Mn", "Mc", "Me"):  # zero-width formatting, and marks (of dropped letters)
+        return ""
+    if category[0] == "L":
+        if unicodedata.name(char, "").startswith("LATIN"):
+            return char
+        text, at = m.string, m.start()
+        if _is_greek(char) and not (at and _is_greek(text[at - 1])) and not (
+                at + 1 < len(text) and _is_greek(text[at + 1])):
+            return char
+    elif category[0] in "PNZ" or category in ("Sm", "Sc", "Sk"):
+        return char
+    dropped[char] = None
+    return " "
 
 
 def normalize(text: str) -> str:
-    """Written English -> spoken-form English, punctuation kept as prosody hints."""
-    text = unicodedata.normalize("NFKC", text)
+    """Written English -> spoken-form English, punctuation kept as prosody hints; characters the voice
+    cannot say are dropped, with one warning per call (or per :func:`one_drop_warning`)."""
+    text = unicodedata.normalize("NFKC", _WHOLE_BEFORE_FRACTION.sub(" ", text)).replace("\u2044", "/")
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
     text = text.replace("\u2212", "-").replace("\u2014", ", ").replace("\u2026", "...")
     # An en dash between numbers is a range (a rule below); elsewhere it is a pause.
@@ -320,6 +403,12 @@ def normalize(text: str) -> str:
         text = pattern.sub(replacement, text)  # type: ignore[arg-type]
     for symbol, words in SYMBOLS.items():
         text = text.replace(symbol, words)
+    if not (text.isascii() and text.isprintable()):
+        gathering = _DROPPED.get()
+        dropped = {} if gathering is None else gathering
+        text = _NOT_PRINTABLE_ASCII.sub(lambda m: _unsayable(m, dropped), text)
+        if gathering is None:
+            _warn_dropped(dropped)
     text = _SPACES_RE.sub(" ", text).strip()
     return re.sub(r"\s+(?=[,.;:!?])", "", text)
 

@@ -83,7 +83,7 @@ class Vocoder:
         from the magnitude), ``phase_iterations`` the card's fast Griffin-Lim refinement of it: more is
         closer to the recording and slower (see benchmarks/RESULTS.md for the trade)."""
         path = weights.resolve(name_or_path, "vocoder")
-        card = weights.read_card(path)
+        card = weights.read_card(path, "vocoder")
         config = from_dict(VocoderConfig, card["config"])
         if phase is not None:
             config = with_inference_phase(config, phase)

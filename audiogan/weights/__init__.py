@@ -101,11 +101,17 @@ def segments(training: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def read_card(weights: Path) -> dict[str, Any]:
-    card = weights.with_suffix(".json")
-    if not card.is_file():
-        raise FileNotFoundError(f"model card {card} missing beside {weights.name}")
-    return json.loads(card.read_text())
+def read_card(weights: Path, kind: str | None = None) -> dict[str, Any]:
+    """The model card beside ``weights``; with ``kind``, refused if the card says it is another kind of model
+    (its config would otherwise fail to parse with a confusing error about unknown keys)."""
+    card_path = weights.with_suffix(".json")
+    if not card_path.is_file():
+        raise FileNotFoundError(f"model card {card_path} missing beside {weights.name}")
+    card = json.loads(card_path.read_text())
+    found = card.get("kind", kind)  # hand-written cards may not say
+    if kind is not None and found != kind:
+        raise ValueError(f"{weights.name} is a {found} model, not a {kind} model")
+    return card
 
 
 def write_weights(path: Path, state: dict[str, torch.Tensor], card: dict[str, Any], dtype: torch.dtype) -> Path:

@@ -88,7 +88,9 @@ def cmd_interpolate(client: AudioGanClient, args: argparse.Namespace) -> None:
 
 
 def cmd_convert(client: AudioGanClient, args: argparse.Namespace) -> None:
-    _save(client.convert(args.input, to=_timbre(args.to), sample_rate=args.sample_rate, flat=args.flat), args.output)
+    to_b = _timbre(args.to_b) if args.to_b else None
+    _save(client.convert(args.input, to=_timbre(args.to), sample_rate=args.sample_rate, flat=args.flat, to_b=to_b,
+                         mode=args.mode), args.output)
 
 
 def cmd_voices(client: AudioGanClient, args: argparse.Namespace) -> None:
@@ -155,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flat", action="store_true",
                    help="play the notes as the model makes them, held on their semitones at one level "
                         "(default: follow the recording's vibrato, bends and dynamics within each note)")
+    p.add_argument("--to-b", help="morph: the timbre of the last note (--to is the first's), name or latent")
+    p.add_argument("--mode", choices=["slerp", "lerp"], default="slerp", help="how a morph mixes the timbres")
     p.set_defaults(func=cmd_convert)
 
     sub.add_parser("voices", help="list voices and vocoders").set_defaults(func=cmd_voices)

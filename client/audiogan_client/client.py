@@ -186,13 +186,17 @@ class AudioGanClient:
         return [self._result(n) for n in response.notes], list(response.alphas)
 
     def convert(self, audio: str | Path | bytes, *, to: TimbreLike, model: str = "", sample_rate: int = 0,
-                encoding: str | int = "float32", flat: bool = False) -> AudioResult:
+                encoding: str | int = "float32", flat: bool = False, to_b: TimbreLike | None = None,
+                mode: str = "slerp") -> AudioResult:
         """Upload a WAV/FLAC/OGG (path or file bytes) in chunks; return it re-rendered with timbre ``to``,
         following the recording's vibrato, bends and dynamics within each note (or, if ``flat``, each note as
-        the model plays it)."""
+        the model plays it). With ``to_b`` the timbre morphs from ``to`` at the first note to ``to_b`` at the
+        last (``mode``: "slerp" or "lerp")."""
         data = audio if isinstance(audio, bytes) else Path(audio).read_bytes()
         options = pb.ConvertOptions(target=self.timbre(to), model=model, format=self._format(sample_rate, encoding),
-                                    flat=flat)
+                                    flat=flat, mode=mode)
+        if to_b is not None:
+            options.target_b.CopyFrom(self.timbre(to_b))
 
         def upload() -> Iterator[pb.ConvertTimbreRequest]:
             yield pb.ConvertTimbreRequest(options=options)

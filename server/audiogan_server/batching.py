@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import grpc
 
 from audiogan_server.errors import RequestError
 
+log = logging.getLogger("audiogan.server")
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
 
@@ -30,7 +32,8 @@ class DynamicBatcher(Generic[I, O]):
     The first item of a batch waits at most ``max_wait_s`` for others; while a batch runs on the executor
     new items queue up, so under load batches grow on their own. An item whose caller went away
     (cancelled, deadline) is dropped before the batch runs. ``run`` returns one result per item, or an
-    ``Exception`` for an item that failed alone.
+    ``Exception`` for an item that failed alone; when a whole pass fails, its items are rerun one by one so
+    that only the bad one fails. Should the loop itself die, every waiting and later caller gets an error.
     """
 
     def __init__(self, name: str, run: Callable[[list[I]], Sequence[O | Exception]], executor: Executor,
@@ -46,9 +49,26 @@ class DynamicBatcher(Generic[I, O]):
         self.queue: collections.deque[_Waiting[I]] = collections.deque()
         self.arrived = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.running: list[_Waiting[I]] = []  # taken off the queue, results not yet handed out
+        self.ended: tuple[grpc.StatusCode, str] | None = None  # set once the loop is gone
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.name}")
+        self.task.add_done_callback(self._loop_ended)
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """Without this a dead loop is silent and its callers, present and future, wait forever."""
+        exc = None if task.cancelled() else task.exception()
+        if exc is None:
+            self.ended = (grpc.StatusCode.UNAVAILABLE, f"{self.name} has stopped: the server is shutting down")
+        else:
+            log.error("batcher %s died; its calls fail from now on", self.name, exc_info=exc)
+            self.ended = (grpc.StatusCode.INTERNAL, f"internal error: {self.name} stopped ({type(exc).__name__})")
+        for waiting in [*self.running, *self.queue]:
+            if not waiting.future.done():
+                waiting.future.set_exception(RequestError(*self.ended))
+        self.running.clear()
+        self.queue.clear()
 
     async def stop(self) -> None:
         if self.task:
@@ -56,6 +76,8 @@ class DynamicBatcher(Generic[I, O]):
             await asyncio.gather(self.task, return_exceptions=True)
 
     async def submit(self, item: I) -> O:
+        if self.ended:
+            raise RequestError(*self.ended)
         if len(self.queue) >= self.max_queue:
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                f"{self.name} queue is full ({self.max_queue} waiting); retry later")
@@ -76,22 +98,22 @@ class DynamicBatcher(Generic[I, O]):
                 self.arrived.clear()
                 try:
                     await asyncio.wait_for(self.arrived.wait(), wait)
-                except TimeoutError:
+                except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
                     break
                 wait = self.queue[0].enqueued + self.max_wait_s - loop.time() if self.queue else 0
-            batch: list[_Waiting[I]] = []
+            batch = self.running  # so that, should the loop die mid-pass, _loop_ended fails these callers too
             while self.queue and len(batch) < self.max_batch:
                 waiting = self.queue.popleft()
                 if not waiting.future.done():
                     batch.append(waiting)
             if not batch:
                 continue
-            if self.on_batch:
-                self.on_batch(self.name, len(batch))
             try:
-                results = await loop.run_in_executor(self.executor, self.run, [w.item for w in batch])
-            except Exception as exc:  # the whole pass failed: every caller learns why
-                results = [exc] * len(batch)
+                results = await self._pass([w.item for w in batch])
+            except Exception as exc:
+                # One bad item must not fail the calls that merely shared its pass: each is rerun alone
+                # (unless its caller has gone meanwhile).
+                results = [exc if len(batch) == 1 or w.future.done() else await self._alone(w.item) for w in batch]
             for waiting, result in zip(batch, results, strict=True):
                 if waiting.future.done():
                     continue
@@ -99,6 +121,19 @@ class DynamicBatcher(Generic[I, O]):
                     waiting.future.set_exception(result)
                 else:
                     waiting.future.set_result(result)
+            batch.clear()
+
+    async def _pass(self, items: list[I]) -> Sequence[O | Exception]:
+        if self.on_batch:
+            self.on_batch(self.name, len(items))
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.run, items)
+
+    async def _alone(self, item: I) -> O | Exception:
+        try:
+            (result,) = await self._pass([item])
+        except Exception as exc:
+            return exc
+        return result
 
 
 K = TypeVar("K")

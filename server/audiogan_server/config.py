@@ -15,6 +15,7 @@ class Limits:
     max_upload_bytes: int = 50 * 1024 * 1024
     max_audio_seconds: float = 600.0  # of audio produced by one call
     max_notes: int = 64               # per GenerateNotes call, and interpolation steps
+    max_conversions: int = 4          # ConvertTimbre calls converting or waiting their turn; more -> RESOURCE_EXHAUSTED
     min_sample_rate: int = 8000
     max_sample_rate: int = 96000
 

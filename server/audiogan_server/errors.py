@@ -53,6 +53,9 @@ async def _guarded(servicer: Any, name: str, context: grpc.aio.ServicerContext) 
         remaining = context.time_remaining()
         code = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
         raise
+    except GeneratorExit:  # gRPC closed the stream before its end: not an OK call
+        code = "CANCELLED"
+        raise
     except grpc.aio.AbortError:
         raise
     except Exception as exc:
@@ -70,8 +73,9 @@ def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
     if inspect.isasyncgenfunction(method):
         @functools.wraps(method)
         async def stream(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            async with _guarded(self, name, context):
-                async for item in method(self, request, context):
+            # aclosing: a stream closed early runs the method's own clean-up now, not whenever it is collected.
+            async with _guarded(self, name, context), contextlib.aclosing(method(self, request, context)) as items:
+                async for item in items:
                     yield item
         return stream
 

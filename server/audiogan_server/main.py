@@ -98,6 +98,7 @@ async def serve(config: ServerConfig) -> None:
     await server.stop(config.grace_seconds)
     await registry.stop()
     compute.shutdown(wait=False)
+    service.conversions.shutdown(wait=False, cancel_futures=True)
     log.info("stopped")
 
 
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vocoder weights (bundled name or .safetensors path); repeat for several; first is default")
     p.add_argument("--phase-iterations", type=int,
                    help="fast Griffin-Lim iterations refining the vocoders' phase (default: each model card's; "
-                        "4 beats Griffin-Lim on PESQ-wb and STOI at ~0.8x the speed: benchmarks/RESULTS.md)")
+                        "4 beats Griffin-Lim on PESQ-wb and STOI at ~0.65x the speed: benchmarks/RESULTS.md)")
     p.add_argument("--phase", choices=INFERENCE_PHASES,
                    help="where the vocoders' phase comes from: the phase head, or rtpghi, integrated from the "
                         "magnitude (default: each model card's; benchmarks/RESULTS.md has the trade)")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
+import soundfile as sf
 import torch
 from audiogan_client._proto import audiogan_pb2 as pb
 from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
@@ -16,6 +19,7 @@ from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
 from audiogan.audio.io import AudioError, load_audio
 from audiogan.audio.stream import StreamResampler
 from audiogan.timbre.convert import convert
+from audiogan.timbre.inference import MODES
 from audiogan.tts.lines import Line
 from audiogan.tts.timing import Timings
 from audiogan_server.config import ServerConfig
@@ -33,6 +37,10 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         self.metrics = metrics
         self.ready = False
         self.in_flight = 0
+        # Conversions take their turns on a thread of their own: a long recording neither holds the default
+        # pool that encodes every other call's audio, nor runs once its caller has gone while it waited.
+        self.conversions = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convert")
+        self.converting = 0
 
     @contextlib.asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
@@ -60,6 +68,10 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             raise invalid(f"{field}.data", f"{size} bytes is not n_mels x frames little-endian float32 values "
                                            f"(a positive multiple of {4 * expected} bytes)")
         mel = np.frombuffer(message.data, dtype="<f4").reshape(expected, -1)
+        shortest = _min_frames(engine)
+        if mel.shape[1] < shortest:
+            raise invalid(f"{field}.data", f"{mel.shape[1]} frame(s) is too short: vocoder {engine.name!r} "
+                                           f"needs at least {shortest}")
         if not np.isfinite(mel).all():
             raise invalid(f"{field}.data", "contains NaN or Inf values")
         seconds = mel.shape[1] * engine.vocoder.hop_length / engine.sample_rate
@@ -80,6 +92,9 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         if not -12.0 <= request.pitch_shift <= 12.0:
             raise invalid("pitch_shift", f"{request.pitch_shift:g} semitones is out of range -12..12")
         voice = self.registry.voice(request.voice_name)
+        if request.language_code and not _speaks(voice, request.language_code):
+            raise invalid("language_code", f"{request.language_code!r}: voice {voice.name!r} speaks "
+                                           f"{_language_code(voice)}")
         if request.vocoder and request.vocoder != voice.vocoder.name:
             raise invalid("vocoder", f"voice {voice.name!r} speaks through vocoder {voice.vocoder.name!r}")
         if not 0 <= request.speaker < voice.tts.speakers:
@@ -105,11 +120,14 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         lines = await self._lines(voice, request.text)
         size = self.config.batching.max_batch
         acoustic: list[tuple[torch.Tensor, list[int]]] = []
+        frames = 0
         for start in range(0, len(lines), size):
-            acoustic += await asyncio.gather(*(voice.mel(x, request.speed or 1.0, request.pitch_shift,
-                                                         request.speaker) for x in lines[start:start + size]))
+            group = await asyncio.gather(*(voice.mel(x, request.speed or 1.0, request.pitch_shift,
+                                                     request.speaker) for x in lines[start:start + size]))
+            acoustic += group
+            frames += sum(mel.shape[-1] for mel, _ in group)
+            self._check_length(frames, voice)  # after each wave: a text far over the limit stops early
         mels = [mel for mel, _ in acoustic]
-        self._check_length(sum(m.shape[-1] for m in mels), voice)
         waves: list[torch.Tensor] = []
         for start in range(0, len(mels), size):
             waves += await asyncio.gather(*(voice.vocoder.vocode(m) for m in mels[start:start + size]))
@@ -161,6 +179,10 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         if source == "latent" and not all(np.isfinite(timbre.latent.values)):
             raise invalid(f"{field}.latent", "contains NaN or Inf values")
 
+    def _mode(self, mode: str, field: str) -> None:
+        if mode and mode not in MODES:
+            raise invalid(field, f"{mode!r} is not {' or '.join(MODES)}")
+
     def _note(self, pitch: int, velocity: int, seconds: float, field: str) -> None:
         if not 0 <= pitch <= 127:
             raise invalid(f"{field}pitch", f"{pitch} is not a MIDI note number (0..127)")
@@ -168,6 +190,27 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             raise invalid(f"{field}velocity", f"{velocity} is out of range 1..127 (0 = default)")
         if not 0.0 <= seconds <= self.limits.max_audio_seconds:
             raise invalid(f"{field}seconds", f"{seconds:g} is out of range 0..{self.limits.max_audio_seconds:g}")
+
+    def _upload(self, data: bytes) -> tuple[torch.Tensor, int]:
+        """An uploaded file, decoded only once its header shows it within the limit: a small file of silence
+        can decode to gigabytes. soundfile never decodes more frames than the header declares."""
+        try:
+            info = sf.info(io.BytesIO(data))
+        except (RuntimeError, TypeError):  # unreadable: load_audio below says why
+            info = None
+        if info is not None and info.samplerate > 0:
+            self._check_upload_length(info.frames / info.samplerate, "its header declares ")
+        try:
+            wave, rate = load_audio(data)
+        except AudioError as exc:
+            raise invalid("audio_chunk", str(exc)) from None
+        self._check_upload_length(wave.numel() / rate)
+        return wave, rate
+
+    def _check_upload_length(self, seconds: float, source: str = "") -> None:
+        if seconds > self.limits.max_audio_seconds:
+            raise invalid("audio_chunk", f"{source}{seconds:.1f} s of audio, over this server's limit of "
+                                         f"{self.limits.max_audio_seconds:g} s")
 
     # -- speech and vocoding -----------------------------------------------------------------------------
 
@@ -289,8 +332,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             raise invalid("alpha", f"{request.alpha:g} is out of range 0..1")
         if request.steps and not 2 <= request.steps <= self.limits.max_notes:
             raise invalid("steps", f"{request.steps} is out of range 2..{self.limits.max_notes} (0 = use alpha)")
-        if request.mode not in ("", "slerp", "lerp"):
-            raise invalid("mode", f"{request.mode!r} is not slerp or lerp")
+        self._mode(request.mode, "mode")
         self._note(request.pitch, request.velocity, request.seconds, "")
         engine = self.registry.timbre(request.model)
         a, b = self._timbre_vector(engine, request.a, "a"), self._timbre_vector(engine, request.b, "b")
@@ -307,9 +349,30 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         first = await anext(aiter(requests), None)
         if first is None or first.WhichOneof("part") != "options":
             raise invalid("options", "the first message must carry the options")
-        options = first.options
+        if self.converting >= self.limits.max_conversions:
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{self.converting} conversions under way, "
+                                                                   f"the limit is {self.limits.max_conversions}; "
+                                                                   "retry later")
+        self.converting += 1
+        try:
+            async with contextlib.aclosing(self._convert(first.options, requests)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            self.converting -= 1
+
+    async def _convert(self, options: pb.ConvertOptions,
+                       requests: AsyncIterator[pb.ConvertTimbreRequest]) -> AsyncIterator[pb.AudioChunk]:
         check_format(options.format, self.limits, "options.format", stream=True)
         self._timbre(options.target, "options.target")
+        morph = options.HasField("target_b")
+        if morph:
+            self._timbre(options.target_b, "options.target_b")
+        self._mode(options.mode, "options.mode")
+        # Before the upload: a missing model or instrument is said at once, not after megabytes.
+        engine = self.registry.timbre(options.model)
+        target = self._timbre_vector(engine, options.target, "options.target")
+        target_b = self._timbre_vector(engine, options.target_b, "options.target_b") if morph else None
         upload = bytearray()
         async for part in requests:
             if part.WhichOneof("part") != "audio_chunk":
@@ -320,17 +383,11 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                                              f"{self.limits.max_upload_bytes} bytes")
         if not upload:
             raise invalid("audio_chunk", "no audio was uploaded")
+        wave, rate = await asyncio.to_thread(self._upload, bytes(upload))
         try:
-            wave, rate = await asyncio.to_thread(load_audio, bytes(upload))
-        except AudioError as exc:
-            raise invalid("audio_chunk", str(exc)) from None
-        if wave.numel() / rate > self.limits.max_audio_seconds:
-            raise invalid("audio_chunk", f"{wave.numel() / rate:.1f} s of audio exceeds this server's limit of "
-                                         f"{self.limits.max_audio_seconds:g} s")
-        engine = self.registry.timbre(options.model)
-        target = self._timbre_vector(engine, options.target, "options.target")
-        try:
-            converted = await asyncio.to_thread(convert, engine.model, wave.numpy(), rate, target, 0, options.flat)
+            converted = await asyncio.get_running_loop().run_in_executor(
+                self.conversions, convert, engine.model, wave.numpy(), rate, target, 0, options.flat, target_b,
+                options.mode or "slerp")
         except ValueError as exc:  # nothing pitched, or a polyphonic recording
             raise invalid("audio_chunk", str(exc)) from None
         encoding = options.format.encoding or pb.PCM16
@@ -355,7 +412,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         vocoders = [pb.ModelInfo(name=e.name, sample_rate_hz=e.sample_rate, card_json=e.card_json)
                     for e in self.registry.vocoders.values()]
         voices = [pb.ModelInfo(name=v.name, sample_rate_hz=v.vocoder.sample_rate, card_json=v.card_json,
-                               language_code=v.tts.language.replace("en-us", "en-US"), speakers=v.tts.speakers)
+                               language_code=_language_code(v), speakers=v.tts.speakers)
                   for v in self.registry.voices.values()]
         return pb.ListVoicesResponse(voices=voices, vocoders=vocoders)
 
@@ -368,6 +425,27 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                                                                 [""] * len(e.model.instruments), strict=True)]
         models = [pb.ModelInfo(name=e.name, sample_rate_hz=e.model.sample_rate, card_json=e.card_json) for e in engines]
         return pb.ListInstrumentsResponse(instruments=instruments, models=models)
+
+
+def _min_frames(engine: VocoderEngine) -> int:
+    """The shortest mel a vocoder takes: with phase refinement, its STFT reflect-pads (n_fft - hop) / 2
+    samples on each side, which needs more samples than that (audiogan/vocoder/istft.py: FramedSTFT).
+    Required whether or not this server refines, so that what a call accepts does not hang on a flag."""
+    mel = engine.vocoder.config.mel
+    return (mel.n_fft - mel.hop_length) // 2 // mel.hop_length + 1
+
+
+def _language_code(voice: VoiceEngine) -> str:
+    return voice.tts.language.replace("en-us", "en-US")
+
+
+def _speaks(voice: VoiceEngine, code: str) -> bool:
+    """Whether a request's BCP-47 language (any case, '-' or '_') is the voice's, or its bare prefix
+    ('en' for an en-US voice)."""
+    def norm(tag: str) -> str:
+        return tag.strip().lower().replace("_", "-")
+    asked, spoken = norm(code), norm(voice.tts.language)
+    return spoken == asked or spoken.startswith(f"{asked}-")
 
 
 def _add_timings(message: pb.Audio | pb.AudioChunk, timings: Timings) -> None:

@@ -1,0 +1,76 @@
+"""What the three trainers share about checkpoints: Ctrl-C leaves one to resume from, and a resume or a
+continued export is refused when the recipe's model config no longer matches it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from audiogan.config import load_yaml, override_recipe
+from audiogan.train.timbre_trainer import TimbreTrainer, TimbreTrainingConfig
+from audiogan.train.tts_trainer import TTSTrainer, TTSTrainingConfig
+from audiogan.train.vocoder_trainer import VocoderTrainer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def interrupt_at(monkeypatch: pytest.MonkeyPatch, trainer_type: type, step: int) -> None:
+    """Ctrl-C as ``trainer_type``'s training step ``step`` begins."""
+    real = trainer_type.train_step
+
+    def train_step(trainer, *args):
+        if trainer.step == step:
+            raise KeyboardInterrupt
+        return real(trainer, *args)
+
+    monkeypatch.setattr(trainer_type, "train_step", train_step)
+
+
+def test_vocoder_resume_with_another_model_config_is_refused_before_reading_data(tmp_path, demo_data_dir,
+                                                                                 tiny_config):
+    checkpoint = VocoderTrainer(tiny_config(), [str(demo_data_dir)], tmp_path / "run", device="cpu").checkpoint()
+    changed = override_recipe(tiny_config(), "model.mel.sample_rate=22050")
+    with pytest.raises(ValueError, match=r"checkpoint\.pt was trained with a different model config than this "
+                                         r"recipe \(model\.mel\.sample_rate: 16000 there, 22050 here\)"):
+        VocoderTrainer(changed, [str(tmp_path / "no-data")], tmp_path / "run2", device="cpu", resume=str(checkpoint))
+
+
+def test_vocoder_init_from_another_kind_of_model_is_refused(tmp_path, demo_data_dir, tiny_config):
+    with pytest.raises(ValueError, match=r"tts-lj-16k\.safetensors is a tts model, not a vocoder model"):
+        VocoderTrainer(tiny_config(), [str(demo_data_dir)], tmp_path / "run", device="cpu", init_generator="tts-lj-16k")
+
+
+def tts_config(tmp_path: Path) -> TTSTrainingConfig:
+    cfg = load_yaml(TTSTrainingConfig, REPO / "configs" / "tts" / "tiny_test.yaml")
+    cfg.data.cache_dir = str(tmp_path / "cache")
+    return cfg
+
+
+def timbre_config() -> TimbreTrainingConfig:
+    return load_yaml(TimbreTrainingConfig, REPO / "configs" / "timbre" / "tiny_test.yaml")
+
+
+@pytest.mark.parametrize(("trainer_type", "data", "config", "change", "message"), [
+    (TTSTrainer, "espeak_corpus", "tts", ("dim", 48), r"\(model\.dim: 32 there, 48 here\)"),
+    (TimbreTrainer, "notes_dir", "timbre", ("latent_dim", 8), r"\(model\.latent_dim: 16 there, 8 here\)"),
+])
+def test_ctrl_c_checkpoint_resumes_and_a_changed_model_is_refused(trainer_type, data, config, change, message,
+                                                                  request, tmp_path, monkeypatch, caplog):
+    folder = str(request.getfixturevalue(data))
+
+    def recipe():
+        return tts_config(tmp_path) if config == "tts" else timbre_config()
+
+    trainer = trainer_type(recipe(), [folder], tmp_path / "run", device="cpu")
+    interrupt_at(monkeypatch, trainer_type, 2)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    assert f"interrupted at step 2: wrote {checkpoint}" in caplog.text
+    monkeypatch.undo()
+    assert trainer_type(recipe(), [folder], tmp_path / "run2", device="cpu", resume=str(checkpoint)).step == 2
+    changed = recipe()
+    setattr(changed.model, *change)
+    with pytest.raises(ValueError, match="different model config .*" + message):
+        trainer_type(changed, [folder], tmp_path / "run3", device="cpu", resume=str(checkpoint))
