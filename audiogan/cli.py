@@ -57,18 +57,14 @@ def _read_mel(path: str, mel_config: Any) -> np.ndarray:
     if not isinstance(mel, np.ndarray):
         with mel:
             raise ValueError(f"{path} is an .npz archive ({', '.join(mel.files)}); save the mel alone with np.save")
-    if not np.issubdtype(mel.dtype, np.floating):
-        raise ValueError(f"{path} holds {mel.dtype} values; a mel is real floats (natural-log magnitudes)")
     if mel.ndim == 3 and mel.shape[0] == 1:
         mel = mel[0]
     if mel.ndim == 3:  # the vocoder would return a batch, which one output file cannot hold
         raise ValueError(f"{path} holds a batch of {mel.shape[0]} mels; vocode one [n_mels, frames] mel per file")
-    n_mels = mel_config.n_mels
-    if mel.ndim == 2 and mel.shape[0] != n_mels and mel.shape[1] == n_mels:
-        raise ValueError(f"{path} has shape {list(mel.shape)}, the vocoder takes [{n_mels}, frames]: stored as "
-                         "[frames, n_mels]? transpose it")
+    # Its dtype and orientation are checked by the vocoder, for library callers too.
     floor = float(np.log(mel_config.log_floor))
-    if mel.size and mel.min() < floor - 1:  # the front end clamps at the floor; a dB or power mel goes far below
+    # The front end clamps at the floor; a dB or power mel goes far below. (Other dtypes: the vocoder refuses.)
+    if np.issubdtype(mel.dtype, np.floating) and mel.size and mel.min() < floor - 1:
         print(f"audiogan: warning: {path} goes down to {mel.min():.1f}, below the vocoder's floor "
               f"ln({mel_config.log_floor:g}) = {floor:.1f}: a dB or power mel? it takes natural-log magnitudes",
               file=sys.stderr)

@@ -150,8 +150,9 @@ def test_lines_their_model_cannot_render_are_refused_up_front(tmp_path):
     assert [j.line for j in manifest.jobs] == [7, 8]
     reasons = {e.line: e.reason for e in manifest.errors}
     # The limits are the bundled note model's card's: pitches 24..84, notes of 128 x 512 / 16000 s.
-    expected = {1: "no vocoder weights at 'no-such-vocoder'", 2: "'timbre-gm-16k' is not a vocoder model",
-                3: "'tts-lj-16k' is not a timbre model", 4: "'vocoder-16k-vector' is not a tts model",
+    expected = {1: "no vocoder weights at 'no-such-vocoder'", 2: "timbre-gm-16k.safetensors is a timbre model, not a "
+                "vocoder model", 3: "tts-lj-16k.safetensors is a tts model, not a timbre model",
+                4: "vocoder-16k-vector.safetensors is a vocoder model, not a tts model",
                 5: "pitch 100 is outside this model's range 24..84", 6: "seconds 5.0 is out of range (0, 4.096]"}
     assert set(reasons) == set(expected), reasons
     for line, fragment in expected.items():

@@ -116,9 +116,17 @@ class Vocoder:
         return self.mel_transform(wave)
 
     def _check(self, mel: torch.Tensor | np.ndarray) -> torch.Tensor:
+        dtype = mel.dtype if isinstance(mel, torch.Tensor) else np.asarray(mel).dtype
+        if not (dtype.is_floating_point if isinstance(dtype, torch.dtype) else np.issubdtype(dtype, np.floating)):
+            # a complex mel would otherwise lose its imaginary part with only a warning
+            raise ValueError(f"mel holds {dtype} values; a mel is real floats (natural-log magnitudes)")
         mel = torch.as_tensor(mel, dtype=torch.float32)
         if mel.dim() not in (2, 3):
             raise ValueError(f"mel must be [n_mels, frames] or [batch, n_mels, frames], got shape {tuple(mel.shape)}")
+        n_mels = self.config.mel.n_mels
+        if mel.shape[-2] != n_mels and mel.shape[-1] == n_mels:
+            raise ValueError(f"mel has shape {list(mel.shape)}, the vocoder takes [{n_mels}, frames]: stored as "
+                             "[frames, n_mels]? transpose it")
         if mel.shape[-2] != self.config.mel.n_mels:
             raise ValueError(f"mel has {mel.shape[-2]} mel bins, this vocoder expects {self.config.mel.n_mels}")
         if mel.shape[-1] == 0:
