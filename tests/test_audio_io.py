@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from audiogan.audio import AudioError, load_audio, normalize_loudness, normalize_peak, resample, save_audio
-from audiogan.audio.io import encode_audio
+from audiogan.audio.io import encode_audio, float32_le, pcm16
 
 PCM16_STEP = 1 / 32768
 
@@ -187,3 +187,15 @@ def test_saving_refuses_what_would_not_play_as_the_mono_clip_given(tmp_path):
     assert list(tmp_path.iterdir()) == []
     path = save_audio(tmp_path / "one.wav", torch.full((1, 100), 0.25), 16000)  # [1, samples] is one clip
     assert sf.info(path).frames == 100
+
+
+@pytest.mark.parametrize("encode", [pcm16, float32_le])
+def test_raw_stream_encoders_refuse_what_a_player_would_mishear(encode):
+    """Raw chunks carry no header: two channels flattened would play as one clip at half speed, NaN as noise."""
+    with pytest.raises(AudioError, match="NaN or Inf"):
+        encode(torch.tensor([0.1, float("nan")]))
+    with pytest.raises(AudioError, match=r"got shape \[2, 3\]"):
+        encode(np.zeros((2, 3), np.float32))
+    samples = np.frombuffer(encode(torch.tensor([[0.5, -2.0, 1.0]])), "<i2" if encode is pcm16 else "<f4")
+    expected = [16384, -32767, 32767] if encode is pcm16 else [0.5, -2.0, 1.0]  # PCM16 clips, floats do not
+    assert samples.tolist() == expected

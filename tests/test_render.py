@@ -330,6 +330,32 @@ def test_a_job_whose_weights_cannot_load_fails_alone(tmp_path, mels):
     assert errors[0]["error"].startswith("FileNotFoundError: no vocoder weights at 'no-such-vocoder'")
 
 
+def test_resume_keys_name_the_weights_without_loading_them(tmp_path):
+    """A Ray driver keys every job; it must not hold every model the actors load."""
+    import shutil
+
+    from audiogan import weights
+    from audiogan.render.kinds import make_renderers
+
+    def keyed(renderers, timbre="default"):
+        return [renderers["vocode"].model_id("default"), renderers["tts"].model_id(json.dumps(["default", None])),
+                renderers["notes"].model_id(json.dumps([timbre, None]))]
+
+    renderers = make_renderers()
+    ids = keyed(renderers)
+    assert not renderers["vocode"].vocoders and not renderers["tts"].voices and not renderers["notes"].models
+    assert ids[0].startswith("vocoder-16k-vector.safetensors:") and ids[1].endswith("+" + ids[0])
+    assert keyed(make_renderers(phase="rtpghi"))[0] == ids[0] + "+phase=rtpghi"
+    copy = tmp_path / "timbre.safetensors"
+    shutil.copy(weights.resolve("default", "timbre"), copy)
+    shutil.copy(weights.resolve("default", "timbre").with_suffix(".json"), copy.with_suffix(".json"))
+    first = keyed(make_renderers(), str(copy))[2]
+    with copy.open("r+b") as f:  # retrained weights under the same name are another rendering
+        f.seek(-4, os.SEEK_END)
+        f.write(b"\x01\x02\x03\x04")
+    assert keyed(make_renderers(), str(copy))[2] != first and first.startswith("timbre.safetensors:")
+
+
 def test_an_output_a_symlink_takes_outside_fails_before_rendering(tmp_path, mels):
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "render").mkdir()

@@ -64,6 +64,9 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="nee
     ("$5k and $2.5bn", "five thousand dollars and two point five billion dollars"),
     # abbreviations by context
     ("St. Louis, Main St.", "Saint Louis, Main Street."),
+    ("Dr. Lee lives at 12 Oak Dr. in Elk City, near Sunset Dr., and Dr. Who on Elm Dr. Then",
+     "Doctor Lee lives at twelve Oak Drive in Elk City, near Sunset Drive, and Doctor Who on Elm Drive. Then"),
+    ("Ask Dr. Ray, see the Dr. now, on Mulholland Dr.", "Ask Doctor Ray, see the Doctor now, on Mulholland Drive."),
     ("no. 7, pp. 12-15, vol. 3", "number seven, pages twelve to fifteen, volume three"),
     ("The answer was no.", "The answer was no."),
     ("apples, pears, etc.", "apples, pears, et cetera."),

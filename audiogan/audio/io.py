@@ -85,25 +85,35 @@ def load_audio(
 
 def encode_audio(wave: torch.Tensor | np.ndarray, sample_rate: int, suffix: str) -> bytes:
     """Mono audio -> the bytes of a complete 16-bit WAV or FLAC file (by ``suffix``: '.wav' / '.flac')."""
-    data = wave.detach().cpu().float().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave, np.float32)
     fmt = {".wav": "WAV", ".flac": "FLAC"}.get(suffix.lower())
     if fmt is None:
         raise AudioError(f"unsupported output format {suffix!r}: use .wav or .flac")
+    data = mono_samples(wave)
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(data, -1.0, 1.0), sample_rate, format=fmt, subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def mono_samples(wave: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Float32 samples of one mono clip, or AudioError: what every encoder may write."""
+    data = wave.detach().cpu().float().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave, np.float32)
     if data.ndim == 2 and data.shape[0] == 1:
         data = data[0]
     if data.ndim != 1:  # flattened, a batch or channels would play one after another as one mono clip
         raise AudioError(f"expected mono audio [samples] or [1, samples], got shape {list(data.shape)}")
     if not np.isfinite(data).all():  # NaN would be written as arbitrary PCM values
         raise AudioError("audio contains NaN or Inf samples")
-    buffer = io.BytesIO()
-    sf.write(buffer, np.clip(data, -1.0, 1.0), sample_rate, format=fmt, subtype="PCM_16")
-    return buffer.getvalue()
+    return data
 
 
 def pcm16(wave: torch.Tensor | np.ndarray) -> bytes:
     """Mono samples in [-1, 1] -> raw little-endian 16-bit PCM (clipped, rounded): streams and pipes."""
-    data = wave.detach().cpu().float().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave, np.float32)
-    return (np.clip(data.reshape(-1), -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+    return (np.clip(mono_samples(wave), -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+
+
+def float32_le(wave: torch.Tensor | np.ndarray) -> bytes:
+    """Mono samples -> raw little-endian 32-bit floats, unclipped."""
+    return mono_samples(wave).astype("<f4").tobytes()
 
 
 def write_atomic(path: str | Path, data: bytes) -> Path:

@@ -238,7 +238,7 @@ def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int
             device = cluster.device
         else:
             device = str(pick_device(device))
-        # On Ray this driver only plans and keys the jobs: its models load on the CPU, whatever the actors use.
+        # On Ray this driver only plans and keys the jobs, which loads no model (the actors load theirs).
         renderers = make_renderers("cpu" if cluster else device, phase_iterations, phase)
         sizes = {kind: batch_size or (r.cpu_batch_size if device == "cpu" else 32) for kind, r in renderers.items()}
         for error in invalid:

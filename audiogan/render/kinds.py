@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from abc import ABC, abstractmethod
@@ -26,7 +25,7 @@ from audiogan.tts.lexicon import Lexicon
 from audiogan.tts.lines import Line
 from audiogan.tts.phonemes import SymbolTable
 from audiogan.tts.timing import Timings
-from audiogan.vocoder.inference import Vocoder
+from audiogan.vocoder.inference import Vocoder, integrates_phase
 
 
 def _card(params: dict[str, Any], field: str, kind: str) -> tuple[Path, dict[str, Any]] | str:
@@ -133,14 +132,8 @@ class VocodeRenderer(Renderer):
     def vocoder(self, name: str) -> Vocoder:
         with self.lock:
             if name not in self.vocoders:
-                path = weights.resolve(name, "vocoder")
-                self.vocoders[name] = Vocoder.load(path, device=self.device, phase_iterations=self.phase_iterations,
+                self.vocoders[name] = Vocoder.load(name, device=self.device, phase_iterations=self.phase_iterations,
                                                    phase=self.phase)
-                self.ids[name] = f"{path.name}:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
-                if self.phase_iterations is not None:  # another refinement is another rendering
-                    self.ids[name] += f"+phase_iterations={self.phase_iterations}"
-                if self.vocoders[name].integrates_phase:  # the card's own phase head needs no mark
-                    self.ids[name] += "+phase=rtpghi"
             return self.vocoders[name]
 
     def group(self, job: Job) -> str:
@@ -172,8 +165,16 @@ class VocodeRenderer(Renderer):
         return self.vocoder(group).sample_rate
 
     def model_id(self, group: str) -> str:
-        self.vocoder(group)
-        return self.ids[group]
+        # From the card and file, not a loaded model: a Ray driver keys jobs without loading any.
+        with self.lock:
+            if group not in self.ids:
+                path, _, config = Vocoder.settings(group, self.phase_iterations, self.phase)
+                self.ids[group] = weights.identity(path)
+                if self.phase_iterations is not None:  # another refinement is another rendering
+                    self.ids[group] += f"+phase_iterations={self.phase_iterations}"
+                if integrates_phase(config):  # the card's own phase head needs no mark
+                    self.ids[group] += "+phase=rtpghi"
+            return self.ids[group]
 
 
 class TTSRenderer(Renderer):
@@ -190,11 +191,8 @@ class TTSRenderer(Renderer):
         key = self._key(name, lexicon)
         with self.lock:
             if key not in self.voices:
-                path = weights.resolve(name, "tts")
-                self.voices[key] = TTS.load(path, vocoder=self.vocode.vocoder("default"), lexicon=lexicon)
-                # Its content, not its name: an edited lexicon is another rendering.
-                files = [path, *([Path(lexicon)] if lexicon else [])]
-                self.ids[key] = "+".join(f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()[:16]}" for f in files)
+                self.voices[key] = TTS.load(weights.resolve(name, "tts"), vocoder=self.vocode.vocoder("default"),
+                                            lexicon=lexicon)
             return self.voices[key]
 
     @staticmethod
@@ -239,8 +237,13 @@ class TTSRenderer(Renderer):
 
     def model_id(self, group: str) -> str:
         name, *_, lexicon = json.loads(group)
-        self.voice(name, lexicon)
-        return f"{self.ids[self._key(name, lexicon)]}+{self.vocode.model_id('default')}"
+        key = self._key(name, lexicon)
+        with self.lock:
+            if key not in self.ids:
+                # Its content, not its name: an edited lexicon is another rendering.
+                files = [weights.resolve(name, "tts"), *([Path(lexicon)] if lexicon else [])]
+                self.ids[key] = "+".join(weights.identity(f) for f in files)
+        return f"{self.ids[key]}+{self.vocode.model_id('default')}"
 
 
 class NotesRenderer(Renderer):
@@ -259,9 +262,7 @@ class NotesRenderer(Renderer):
     def model(self, name: str) -> TimbreModel:
         with self.lock:
             if name not in self.models:
-                path = weights.resolve(name, "timbre")
-                self.models[name] = TimbreModel.load(path, device=self.device)
-                self.ids[name] = f"{path.name}:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
+                self.models[name] = TimbreModel.load(weights.resolve(name, "timbre"), device=self.device)
             return self.models[name]
 
     def group(self, job: Job) -> str:
@@ -285,8 +286,10 @@ class NotesRenderer(Renderer):
 
     def model_id(self, group: str) -> str:
         name = json.loads(group)[0]
-        self.model(name)
-        return self.ids[name]
+        with self.lock:
+            if name not in self.ids:
+                self.ids[name] = weights.identity(weights.resolve(name, "timbre"))
+            return self.ids[name]
 
 
 class ConvertRenderer(NotesRenderer):

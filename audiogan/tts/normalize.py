@@ -254,6 +254,14 @@ def _saint_or_street(m: re.Match[str]) -> str:
     return "Saint" if re.match(r"\s+[A-Z]", after) else "Street" + ("" if after.strip() else ".")
 
 
+def _drive(m: re.Match[str]) -> str:
+    """"Dr." right after a capitalised name inside a sentence ("at 12 Oak Dr.", "on Sunset Dr. Then") is
+    a street; "told Mary Dr. Lee" reads wrong, but is rarer than a street name in text read aloud."""
+    after = m.string[m.end():]
+    # Before a capital or at the end, its period also ends the sentence.
+    return m.group(1) + "Drive" + ("." if re.match(r"\s+[A-Z]", after) or not after.strip() else "")
+
+
 def _decade(m: re.Match[str]) -> str:
     century, decade, bare = m.groups()
     if century:
@@ -310,6 +318,8 @@ RULES: list[tuple[re.Pattern[str], object]] = [
     (re.compile(r"(?<![\w.])(" + _NUM + r")\s?(" + _words(UNITS) + r")(?![\w/])"), _unit),
     (re.compile(r"\b(" + _words(BEFORE_NUMBERS) + r")\.(?=\s?[#\d])", re.IGNORECASE),
      _abbreviation(BEFORE_NUMBERS)),
+    # A word (or house number) before the capitalised name: a sentence's first word is no street name.
+    (re.compile(r"(?<![\w.])((?:\d+|[a-z,]+)\s+(?:[A-Z][\w'-]*\s+){1,3})Dr\.(?=[\s,;:)]|$)"), _drive),
     (re.compile(r"\b(" + _words(TITLES) + r")\.(?=\s|$)", re.IGNORECASE), _abbreviation(TITLES)),
     (re.compile(r"\b(" + _words(TRAILING) + r")\.(?=[\s\"')\]]|$)", re.IGNORECASE),
      _abbreviation(TRAILING)),

@@ -36,6 +36,12 @@ def with_inference_phase(config: VocoderConfig, source: str) -> VocoderConfig:
     return _with_istft(config, f"{source} phase", source != "network", inference_phase=source)
 
 
+def integrates_phase(config: VocoderConfig) -> bool:
+    """Whether the phase is integrated from the magnitude (RTPGHI) rather than the network's."""
+    g = config.generator
+    return g.kind == "istft" and g.istft.inference_phase == "rtpghi"
+
+
 def _with_istft(config: VocoderConfig, what: str, needs_istft: bool, **changes: Any) -> VocoderConfig:
     """``config`` with iSTFT inference settings changed; other generators take only the settings they
     already have (no refinement, the network's phase)."""
@@ -73,8 +79,7 @@ class Vocoder:
         self.generator = generator.eval().to(self.device)
         self.mel_transform = MelSpectrogram(config.mel).to(self.device)
         self.context_frames: int = generator.context_frames
-        g = config.generator
-        self.integrates_phase = g.kind == "istft" and g.istft.inference_phase == "rtpghi"
+        self.integrates_phase = integrates_phase(config)
 
     @classmethod
     def load(cls, name_or_path: str | Path = "default", device: str | torch.device = "auto",
@@ -82,6 +87,16 @@ class Vocoder:
         """``phase`` overrides where an iSTFT model's phase comes from ("network" or "rtpghi", integrated
         from the magnitude), ``phase_iterations`` the card's fast Griffin-Lim refinement of it: more is
         closer to the recording and slower (see benchmarks/RESULTS.md for the trade)."""
+        path, card, config = cls.settings(name_or_path, phase_iterations, phase)
+        generator = build_generator(config)
+        state = {k: v.float() for k, v in weights.read_weights(path).items()}
+        generator.load_state_dict(state)
+        return cls(generator, config, card, device)
+
+    @staticmethod
+    def settings(name_or_path: str | Path = "default", phase_iterations: int | None = None,
+                 phase: str | None = None) -> tuple[Path, dict[str, Any], VocoderConfig]:
+        """The weights file, its card and the config :meth:`load` would run them with, without loading them."""
         path = weights.resolve(name_or_path, "vocoder")
         card = weights.read_card(path, "vocoder")
         config = from_dict(VocoderConfig, card["config"])
@@ -89,10 +104,7 @@ class Vocoder:
             config = with_inference_phase(config, phase)
         if phase_iterations is not None:
             config = with_phase_iterations(config, phase_iterations)
-        generator = build_generator(config)
-        state = {k: v.float() for k, v in weights.read_weights(path).items()}
-        generator.load_state_dict(state)
-        return cls(generator, config, card, device)
+        return path, card, config
 
     @property
     def sample_rate(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from audiogan_client._proto import audiogan_pb2 as pb
 
-from audiogan.audio.io import encode_audio, pcm16, resample
+from audiogan.audio.io import encode_audio, float32_le, pcm16, resample
 from audiogan_server.config import Limits
 from audiogan_server.errors import invalid
 
@@ -29,7 +29,7 @@ def output_rate(fmt: pb.AudioFormat, native: int) -> int:
 
 def encode_raw(wave: torch.Tensor, encoding: int) -> bytes:
     if encoding == pb.FLOAT32:
-        return wave.detach().float().cpu().numpy().astype("<f4").tobytes()
+        return float32_le(wave)
     return pcm16(wave)
 
 
