@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import io
 import logging
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,72 @@ from safetensors import SafetensorError
 from audiogan.vocoder.istft import INFERENCE_PHASES
 
 DEMO_CLIP = Path(__file__).parent / "samples" / "demo.flac"
+AUDIO_OUT = (".wav", ".flac")
+PLOT_OUT = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+MAX_SEED = 2**63 - 1  # as a render manifest's seed
+
+
+def _count(least: int, most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in least..most, refused at parse time rather than deep in the work."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least or (most is not None and value > most):
+            raise argparse.ArgumentTypeError(f"{value} is out of range {least}..{'' if most is None else most}")
+        return value
+    parse.__name__ = "whole number"
+    return parse
+
+
+def _number(least: float, most: float) -> Callable[[str], float]:
+    """An argparse type: a finite number in least..most."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not least <= value <= most:  # NaN fails this too
+            raise argparse.ArgumentTypeError(f"{text} is out of range {least:g}..{most:g}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+def _threads(text: str) -> int:
+    """0 (torch's choice) up to this machine's CPUs: thousands of threads stall a run for minutes."""
+    return _count(0, os.cpu_count() or 1)(text)
+
+
+def _output(path: str, suffixes: tuple[str, ...], what: str = "-o") -> str:
+    """Refuse an output before the work that would fill it: a wrong suffix, a folder, or nowhere to write."""
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"{what} {path} is a folder; name a file in it")
+    if target.suffix.lower() not in suffixes:
+        raise ValueError(f"{what} {path}: name a {' or '.join(suffixes)} file")
+    # Missing folders are created on writing: the nearest existing one must be a writable folder.
+    existing = next(p for p in [target.parent, *target.parent.parents, Path(".")] if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{what} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path}: no permission to write in {existing}")
+    return path
+
+
+def _read_array(path: str, what: str) -> np.ndarray:
+    """A .npy file, or an error naming ``what`` was expected (never a hint to load pickled data)."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} file not found: {path}") from None
+    except (OSError, ValueError, EOFError):  # numpy's reason suggests unpickling, unsafe for a file of unknown origin
+        raise ValueError(f"cannot read {path} as {what}: not a .npy array written by np.save") from None
+    if not isinstance(data, np.ndarray):
+        with data:
+            raise ValueError(f"{path} is an .npz archive ({', '.join(data.files)}); save {what} alone with np.save")
+    return data
 
 
 def _vocode(args: argparse.Namespace) -> int:
@@ -21,6 +90,11 @@ def _vocode(args: argparse.Namespace) -> int:
 
     from audiogan import Vocoder, load_audio, save_audio
 
+    if args.mel and args.input:
+        raise ValueError("vocode takes an INPUT recording or --mel, not both")
+    _output(args.output, AUDIO_OUT)
+    if args.plot:
+        _output(args.plot, PLOT_OUT, "--plot")
     if args.threads:
         torch.set_num_threads(args.threads)
     vocoder = Vocoder.load(args.model, device=args.device, phase_iterations=args.phase_iterations, phase=args.phase)
@@ -48,15 +122,7 @@ def _vocode(args: argparse.Namespace) -> int:
 
 def _read_mel(path: str, mel_config: Any) -> np.ndarray:
     """A --mel file as one [n_mels, frames] float array, or an error that says what it holds instead."""
-    try:
-        mel = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"cannot read {path} as a mel: {exc} (expected a .npy array written by np.save)") from None
-    if not isinstance(mel, np.ndarray):
-        with mel:
-            raise ValueError(f"{path} is an .npz archive ({', '.join(mel.files)}); save the mel alone with np.save")
+    mel = _read_array(path, "a mel")
     if mel.ndim == 3 and mel.shape[0] == 1:
         mel = mel[0]
     if mel.ndim == 3:  # the vocoder would return a batch, which one output file cannot hold
@@ -79,6 +145,15 @@ def _say(args: argparse.Namespace) -> int:
     from audiogan.tts import TTS
     from audiogan.tts.timing import check_path
 
+    if args.file and args.text:
+        raise ValueError("say takes TEXT or --file, not both")
+    if args.raw and args.output not in (None, "-"):
+        raise ValueError("--raw streams PCM to standard output; drop -o, or drop --raw to write a file")
+    args.output = args.output or "say.wav"
+    if args.output != "-":
+        _output(args.output, AUDIO_OUT)
+    if args.plot:
+        _output(args.plot, PLOT_OUT, "--plot")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.file:
@@ -96,9 +171,12 @@ def _say(args: argparse.Namespace) -> int:
         raise ValueError("--timings and --plot need the audio in a file, not streamed raw to stdout")
     if args.timings:
         check_path(args.timings)
+        _output(args.timings, (".json", ".vtt", ".srt"), "--timings")
     vocoder = Vocoder.load(args.vocoder, device=args.device, phase_iterations=args.phase_iterations,
                            phase=args.phase)
     tts = TTS.load(args.voice, vocoder=vocoder, device=args.device, lexicon=args.lexicon)
+    if args.speaker >= tts.speakers:  # before the progress bar of a long text starts
+        raise ValueError(f"--speaker {args.speaker}: {tts.name} knows speakers 0..{tts.speakers - 1}")
     rate = tts.sample_rate
     if args.raw or args.output == "-":
         # Piper-style piping: little-endian PCM16 on stdout as each piece is vocoded, e.g. into
@@ -139,10 +217,10 @@ def _models(args: argparse.Namespace) -> int:
     if args.card:
         print(json.dumps({str(p): weights.read_card(p) for p in paths}, indent=2))
         return 0
+    described = [weights.describe(path) for path in paths]  # every error before any of the table
     print("| model | kind | parameters | MB | trained | measured |")
     print("|---|---|---|---|---|---|")
-    for path in paths:
-        d = weights.describe(path)
+    for d in described:
         spent = ", then ".join(f"{s['minutes']:.0f} {s['device']} min" for s in d["segments"])
         trained = f"{d['steps']:,} steps, {spent}" if d["steps"] else "?"
         trained += ", warm-started (--card: from what)" if d["warm_started"] else ""
@@ -182,6 +260,7 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import torch
 
+    _output(args.output, (".safetensors",))
     if args.model_kind == "vocoder":
         from audiogan.train.vocoder_trainer import export_checkpoint
     elif args.model_kind == "timbre":
@@ -196,7 +275,7 @@ def _export(args: argparse.Namespace) -> int:
 def _timbre(spec: str) -> Any:
     """An instrument name, or a .npy timbre latent (from `audiogan invert`)."""
     if spec.endswith(".npy"):
-        return np.load(spec)
+        return _read_array(spec, "a timbre latent")
     return spec
 
 
@@ -204,6 +283,8 @@ def _note(args: argparse.Namespace) -> int:
     from audiogan import save_audio
     from audiogan.timbre import TimbreModel
 
+    if not args.list:
+        _output(args.output, AUDIO_OUT)
     model = TimbreModel.load(args.model, device=args.device)
     if args.list:
         print("\n".join(model.instruments))
@@ -229,10 +310,15 @@ def _convert(args: argparse.Namespace) -> int:
     from audiogan import load_audio, save_audio
     from audiogan.timbre import TimbreModel
     from audiogan.timbre.convert import convert
+    from audiogan.timbre.inference import resolve_instrument
 
     if args.morph and not args.to_b:
         raise ValueError("--morph needs --to-b, the timbre at the last note")
+    _output(args.output, AUDIO_OUT)
     model = TimbreModel.load(args.model, device=args.device)
+    for timbre in (args.to, args.to_b):  # before the pitch analysis, not after it
+        if timbre and not timbre.endswith(".npy"):
+            resolve_instrument(timbre, model.instruments)
     wave, rate = load_audio(args.input)
     out = convert(model, wave.numpy(), rate, _timbre(args.to), seed=args.seed, flat=args.flat,
                   to_b=_timbre(args.to_b) if args.to_b else None, mode=args.mode)
@@ -247,6 +333,7 @@ def _render_midi(args: argparse.Namespace) -> int:
     from audiogan.timbre import TimbreModel
     from audiogan.timbre.midi import render_midi
 
+    _output(args.output, AUDIO_OUT)
     model = TimbreModel.load(args.model, device=args.device)
     out = render_midi(model, args.input, _timbre(args.instrument), _timbre(args.to) if args.to else None, args.mode,
                       args.seed)
@@ -258,12 +345,16 @@ def _render_midi(args: argparse.Namespace) -> int:
 
 def _invert(args: argparse.Namespace) -> int:
     from audiogan import load_audio
+    from audiogan.audio.io import write_atomic
     from audiogan.timbre import TimbreModel
 
+    _output(args.output, (".npy",))  # np.save would add .npy to any other name, and timbres are told by it
     model = TimbreModel.load(args.model, device=args.device)
     wave, rate = load_audio(args.input)
     latent, losses = model.invert(wave.numpy(), rate, args.pitch, args.steps)
-    np.save(args.output, latent.cpu().numpy())
+    buffer = io.BytesIO()
+    np.save(buffer, latent.cpu().numpy())
+    write_atomic(args.output, buffer.getvalue())
     print(f"wrote {args.output}: the timbre of {args.input} (spectral loss {losses[0]:.3f} -> {losses[-1]:.3f}); "
           f"use it as a timbre, e.g. audiogan-client interpolate --from {args.output} --to violin")
     return 0
@@ -272,10 +363,10 @@ def _invert(args: argparse.Namespace) -> int:
 def _data_notes(args: argparse.Namespace) -> int:
     from audiogan.timbre.notes_data import GM_PROGRAMS, RenderSpec, parse_range, render_dataset
 
-    programs = sorted(GM_PROGRAMS) if args.programs == "default" else parse_range(args.programs)
+    programs = sorted(GM_PROGRAMS) if args.programs == "default" else parse_range(args.programs, what="--programs")
     spec = RenderSpec(args.soundfont, args.sample_rate, args.seconds, args.hold)
-    meta = render_dataset(args.out, programs, parse_range(args.pitches), parse_range(args.velocities), spec,
-                          args.workers)
+    meta = render_dataset(args.out, programs, parse_range(args.pitches, what="--pitches"),
+                          parse_range(args.velocities, 1, what="--velocities"), spec, args.workers)
     print(f"wrote {meta}")
     return 0
 
@@ -291,14 +382,16 @@ def _data_tts_mels(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     import json
 
-    from audiogan.render import json_schema, read_manifest, run
-    from audiogan.render.output import OutputBusyError
+    from audiogan.render import OutputBusyError, json_schema, read_manifest, record_invalid, run
 
     if args.schema:
         print(json.dumps(json_schema(), indent=2))
         return 0
     if not args.manifest or not args.out:
         print("audiogan: error: render needs MANIFEST and --out DIR", file=sys.stderr)
+        return 2
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        print(f"audiogan: error: --out {args.out} is a file; name a folder (created if missing)", file=sys.stderr)
         return 2
     if args.threads:
         import torch
@@ -310,6 +403,10 @@ def _render(args: argparse.Namespace) -> int:
     if manifest.errors and not args.skip_invalid:
         print(f"audiogan: {len(manifest.errors)} invalid line(s); nothing was rendered "
               "(fix them, or pass --skip-invalid to render the rest)", file=sys.stderr)
+        try:  # errors.jsonl lists this run's problems, not a stale run's
+            record_invalid(args.out, manifest.errors)
+        except OutputBusyError as exc:
+            print(f"audiogan: error: {exc}", file=sys.stderr)
         return 2
     try:
         summary = run(manifest.jobs, args.out, engine=args.engine, batch_size=args.batch_size, device=args.device,
@@ -320,13 +417,14 @@ def _render(args: argparse.Namespace) -> int:
         print(f"audiogan: error: {exc}", file=sys.stderr)
         return 2
     print(f"{summary}; invalid lines skipped: {len(manifest.errors)}")
-    if summary.failed:
+    if summary.failed or manifest.errors:
         print(f"failures are listed in {Path(args.out) / 'errors.jsonl'}", file=sys.stderr)
-    return 1 if summary.failed else 0
+    # A skipped line is a job not done: a script must see it as it sees a failed one.
+    return 1 if summary.failed or manifest.errors else 0
 
 
 def _phase_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--phase-iterations", type=int, metavar="N",
+    parser.add_argument("--phase-iterations", type=_count(0), metavar="N",
                         help="fast Griffin-Lim iterations refining the vocoder's phase: slower, closer to the "
                              "recording (default: the model card's; benchmarks/RESULTS.md has the trade)")
     parser.add_argument("--phase", choices=INFERENCE_PHASES,
@@ -338,8 +436,25 @@ def _phase_flag(parser: argparse.ArgumentParser) -> None:
 SET_HELP = "override a train: field (max_minutes=20), or any section's: SECTION.FIELD (data.augment_speeds=[0.9,1.1])"
 
 
+class _DefaultsShown(argparse.HelpFormatter):
+    """Every option's default in --help, unless its text already says it or there is none to say."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        none = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "default" in text or none or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsShown)  # subcommands' parsers are built by this class too
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="audiogan", description="GAN audio synthesis: vocoders, TTS, timbre.")
+    p = _Parser(prog="audiogan", description="GAN audio synthesis: vocoders, TTS, timbre.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -349,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-o", "--output", default="vocoded.wav", help="output .wav or .flac (default: %(default)s)")
     v.add_argument("--model", default="default", help="bundled name or .safetensors path (default: %(default)s)")
     v.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    v.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    v.add_argument("--threads", type=_threads, default=0, help="CPU threads (default: torch's choice)")
     _phase_flag(v)
     v.add_argument("--plot", metavar="PNG", help="also save input and output mel spectrograms side by side")
     v.set_defaults(func=_vocode)
@@ -358,8 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("text", nargs="?", help="the text (or --file); SSML when it starts with <speak>")
     s.add_argument("--file", help="a UTF-8 text file of any length (a progress bar shows the sentences); "
                                   "- reads standard input")
-    s.add_argument("-o", "--output", default="say.wav",
-                   help="output .wav or .flac (default: %(default)s); - streams raw PCM16 to stdout, as --raw")
+    s.add_argument("-o", "--output",
+                   help="output .wav or .flac (default: say.wav); - streams raw PCM16 to stdout, as --raw")
     s.add_argument("--raw", action="store_true",
                    help="stream little-endian PCM16 mono to stdout as each sentence is vocoded (pipe it to "
                         "aplay -r 16000 -f S16_LE -t raw -)")
@@ -372,27 +487,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write when each sentence and word is said: .json (sentences and words), .vtt or "
                         ".srt (captions, one cue a sentence)")
     s.add_argument("--plot", metavar="PNG", help="also draw the spoken mel with each word marked where it is said")
-    s.add_argument("--speed", type=float, default=1.0, help="0.25..4 (default: %(default)s)")
-    s.add_argument("--pitch-shift", type=float, default=0.0, help="semitones, -12..12")
-    s.add_argument("--speaker", type=int, default=0,
+    s.add_argument("--speed", type=_number(0.25, 4.0), default=1.0, help="0.25..4 (default: %(default)s)")
+    s.add_argument("--pitch-shift", type=_number(-12.0, 12.0), default=0.0, help="semitones, -12..12")
+    s.add_argument("--speaker", type=_count(0), default=0,
                    help="speaker of a multi-speaker voice: its training folders in order (default: %(default)s)")
-    s.add_argument("--device", default="auto")
-    s.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    s.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    s.add_argument("--threads", type=_threads, default=0, help="CPU threads (default: torch's choice)")
     s.set_defaults(func=_say)
 
     n = sub.add_parser("note", help="one instrument note, or a timbre morph (--to) in steps, with the note model")
-    n.add_argument("--pitch", type=int, default=60, help="MIDI pitch (default: %(default)s)")
+    n.add_argument("--pitch", type=_count(0, 127), default=60, help="MIDI pitch (default: %(default)s)")
     n.add_argument("--instrument", help="instrument name, or a .npy timbre latent from `audiogan invert`")
     n.add_argument("--to", help="morph to this timbre in --steps notes")
-    n.add_argument("--steps", type=int, default=8, help="notes in a morph (default: %(default)s)")
-    n.add_argument("--mode", choices=["slerp", "lerp"], default="slerp")
-    n.add_argument("--velocity", type=int, default=100)
+    n.add_argument("--steps", type=_count(2), default=8, help="notes in a morph (default: %(default)s)")
+    n.add_argument("--mode", choices=["slerp", "lerp"], default="slerp", help="how a morph mixes the timbres")
+    n.add_argument("--velocity", type=_count(1, 127), default=100, help="MIDI velocity, 1..127")
     n.add_argument("--seconds", type=float, help="note length (default: the model's, 4.096 s)")
-    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--seed", type=_count(0, MAX_SEED), default=0, help="the note's random latent")
     n.add_argument("--list", action="store_true", help="print the instruments the model knows")
-    n.add_argument("-o", "--output", default="note.wav")
+    n.add_argument("-o", "--output", default="note.wav", help="output .wav or .flac")
     n.add_argument("--model", default="default", help="timbre model name or .safetensors path")
-    n.add_argument("--device", default="auto")
+    n.add_argument("--device", default="auto", help="auto, cpu or cuda")
     n.set_defaults(func=_note)
 
     c = sub.add_parser("convert", help="re-render a monophonic recording with another instrument's timbre")
@@ -402,33 +517,33 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "each note takes the mix at its onset")
     c.add_argument("--morph", action="store_true", help="morph from --to to --to-b (implied by --to-b)")
     c.add_argument("--mode", choices=["slerp", "lerp"], default="slerp", help="how a morph mixes the timbres")
-    c.add_argument("-o", "--output", default="converted.wav")
+    c.add_argument("-o", "--output", default="converted.wav", help="output .wav or .flac")
     c.add_argument("--model", default="default", help="timbre model name or .safetensors path")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=_count(0, MAX_SEED), default=0, help="the notes' random latents")
     c.add_argument("--flat", action="store_true",
                    help="play the notes as the model makes them, held on their semitones at one level "
                         "(default: follow the recording's vibrato, bends and dynamics within each note)")
-    c.add_argument("--device", default="auto")
+    c.add_argument("--device", default="auto", help="auto, cpu or cuda")
     c.set_defaults(func=_convert)
 
     iv = sub.add_parser("invert", help="find the timbre latent of a recorded note (.npy), for use as a timbre")
     iv.add_argument("input", help="a recording of one note")
-    iv.add_argument("-o", "--output", default="timbre.npy")
-    iv.add_argument("--pitch", type=int, help="its MIDI pitch (default: estimated with pYIN)")
-    iv.add_argument("--steps", type=int, default=200, help="optimisation steps (default: %(default)s)")
+    iv.add_argument("-o", "--output", default="timbre.npy", help="output .npy latent")
+    iv.add_argument("--pitch", type=_count(0, 127), help="its MIDI pitch (default: estimated with pYIN)")
+    iv.add_argument("--steps", type=_count(1), default=200, help="optimisation steps (default: %(default)s)")
     iv.add_argument("--model", default="default", help="timbre model name or .safetensors path")
-    iv.add_argument("--device", default="auto")
+    iv.add_argument("--device", default="auto", help="auto, cpu or cuda")
     iv.set_defaults(func=_invert)
 
     m = sub.add_parser("render-midi", help="render a MIDI file with the note model, optionally morphing A -> B")
     m.add_argument("input", help="a .mid file (drum tracks are skipped)")
     m.add_argument("--instrument", required=True, help="timbre at the start")
     m.add_argument("--to", help="timbre at the end: each note takes the mix at its onset")
-    m.add_argument("--mode", choices=["slerp", "lerp"], default="slerp")
-    m.add_argument("-o", "--output", default="midi.wav")
+    m.add_argument("--mode", choices=["slerp", "lerp"], default="slerp", help="how a morph mixes the timbres")
+    m.add_argument("-o", "--output", default="midi.wav", help="output .wav or .flac")
     m.add_argument("--model", default="default", help="timbre model name or .safetensors path")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--device", default="auto")
+    m.add_argument("--seed", type=_count(0, MAX_SEED), default=0, help="the notes' random latents")
+    m.add_argument("--device", default="auto", help="auto, cpu or cuda")
     m.set_defaults(func=_render_midi)
 
     mo = sub.add_parser("models", help="the bundled models (or those named) with their training and measured "
@@ -446,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
         tk.add_argument("--config", required=True, help=f"configs/{kind}/NAME.yaml")
         tk.add_argument("--data", nargs="+", required=True, help=data)
         tk.add_argument("--run-dir", default=f"runs/{kind}", help="checkpoints, logs, exports (default: %(default)s)")
-        tk.add_argument("--device", default="auto")
+        tk.add_argument("--device", default="auto", help="auto, cpu or cuda")
         tk.add_argument("--resume", help="checkpoint.pt to continue exactly")
         fresh = ("discriminator, which trains alone for disc_head_start_steps" if kind == "timbre" else
                  "aligner, which trains alone against the frozen model for align_head_start_steps")
@@ -457,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--config", required=True, help="configs/vocoder/NAME.yaml")
     tv.add_argument("--data", nargs="+", required=True, help="LJSpeech-format or plain audio folders")
     tv.add_argument("--run-dir", default="runs/vocoder", help="checkpoints, logs, exports (default: %(default)s)")
-    tv.add_argument("--device", default="auto")
+    tv.add_argument("--device", default="auto", help="auto, cpu or cuda")
     tv.add_argument("--resume", help="checkpoint.pt to continue exactly")
     tv.add_argument("--init-generator", help="exported .safetensors to start from (fresh discriminators)")
     tv.add_argument("--warm-start", help="exported .safetensors whose matching tensors (e.g. the backbone) start "
@@ -473,11 +588,11 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--programs", default="default",
                     help="GM programs, 0-based, e.g. '0,40,73' or '0-7' (default: 34 programs over all families)")
     dn.add_argument("--pitches", default="24-84", help="MIDI pitches (default: %(default)s)")
-    dn.add_argument("--velocities", default="50,75,100,127", help="(default: %(default)s)")
+    dn.add_argument("--velocities", default="50,75,100,127", help="MIDI velocities, 1..127")
     dn.add_argument("--seconds", type=float, default=4.0, help="note length (default: %(default)s)")
     dn.add_argument("--hold", type=float, default=3.0, help="note-on time before release (default: %(default)s)")
-    dn.add_argument("--sample-rate", type=int, default=16000)
-    dn.add_argument("--workers", type=int, default=2, help="parallel processes (default: %(default)s)")
+    dn.add_argument("--sample-rate", type=_count(8000, 192000), default=16000, help="Hz")
+    dn.add_argument("--workers", type=_count(1), default=2, help="parallel processes (default: %(default)s)")
     dn.add_argument("--out", required=True, help="output folder (audio/*.wav + examples.json)")
     dn.set_defaults(func=_data_notes)
     dm = d.add_parser("tts-mels", help="a TTS checkpoint's teacher-forced mels, to fine-tune a vocoder on",
@@ -488,23 +603,24 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "aligner that fixes the durations)")
     dm.add_argument("--data", nargs="+", required=True, help="LJSpeech-format folders (those it was trained on)")
     dm.add_argument("--out", required=True, help="output folder")
-    dm.add_argument("--device", default="cpu")
+    dm.add_argument("--device", default="cpu", help="auto, cpu or cuda")
     dm.set_defaults(func=_data_tts_mels)
 
     r = sub.add_parser("render", help="render a JSONL/CSV manifest of jobs into a folder (resumable)",
                        description="Render every job of a manifest. Rerunning skips finished jobs whose parameters "
                                    "are unchanged. Schema of a line: audiogan render --schema; docs/render.md.")
-    r.add_argument("manifest", nargs="?", help="jobs, one per line (.jsonl) or row (.csv)")
-    r.add_argument("--out", help="output folder; job outputs are relative paths inside it")
-    r.add_argument("--engine", choices=["local", "ray"], default="local")
+    r.add_argument("manifest", nargs="?", help="jobs, one per line (.jsonl) or row (.csv); required unless --schema")
+    r.add_argument("--out", help="output folder; job outputs are relative paths inside it; required unless --schema")
+    r.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process; ray: model actors on a Ray cluster (pip install 'audiogan[ray]')")
     r.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     r.add_argument("--cpus-per-actor", type=float, default=1.0, help="Ray: CPUs per model actor on CPU clusters")
-    r.add_argument("--batch-size", type=int, default=0,
+    r.add_argument("--batch-size", type=_count(0), default=0,
                    help="jobs per forward pass (default on CPU: 64 for notes, 1 for the rest, where batching "
                         "measured no gain; 32 on CUDA)")
     r.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    r.add_argument("--workers", type=int, default=2, help="threads preparing and encoding (default: %(default)s)")
-    r.add_argument("--threads", type=int, default=0,
+    r.add_argument("--workers", type=_count(1), default=2, help="threads preparing and encoding (default: %(default)s)")
+    r.add_argument("--threads", type=_threads, default=0,
                    help="torch CPU threads (default: torch's choice; on Ray, one per CPU an actor holds)")
     _phase_flag(r)
     r.add_argument("--skip-invalid", action="store_true", help="render the valid lines even if others are bad")
@@ -515,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="export inference weights").add_subparsers(dest="model_kind", required=True)
     for kind in ("vocoder", "tts", "timbre"):
         ek = e.add_parser(kind, help=f"a {kind} checkpoint.pt -> .safetensors + model card")
-        ek.add_argument("checkpoint")
+        ek.add_argument("checkpoint", help=f"checkpoint.pt of `audiogan train {kind}`")
         ek.add_argument("-o", "--output", required=True, help="output .safetensors path")
         ek.add_argument("--fp32", dest="fp16", action="store_false", help="keep float32 (default: float16)")
         ek.set_defaults(func=_export)
@@ -530,6 +646,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (FileNotFoundError, ValueError, RuntimeError, FloatingPointError) as exc:
         print(f"audiogan: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `audiogan say -o - | head`: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 1
+    except OSError as exc:  # unwritable output, a folder given as a file: the message names the path
+        print(f"audiogan: error: {exc.strerror or exc}: {exc.filename}" if exc.filename else
+              f"audiogan: error: {exc}", file=sys.stderr)
         return 2
     except SafetensorError as exc:  # its message does not say which file, nor what is wrong with it
         print(f"audiogan: error: unreadable .safetensors weights (corrupt or partial?): {exc}", file=sys.stderr)

@@ -58,6 +58,19 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     return cls(**kwargs)
 
 
+def check_run_numbers(section: Any, nonzero: tuple[str, ...] = ("batch_size", "max_steps", "learning_rate",
+                                                                  "log_every")) -> None:
+    """A training section's numbers: none is meaningful below zero, and a run cannot use a zero ``nonzero``
+    (``max_steps=-1`` would export an untrained model as if it had trained; ``batch_size=0`` fails deep in an FFT)."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if value < 0 or (value == 0 and f.name in nonzero):
+            least = "above 0" if f.name in nonzero else "0 or more"
+            raise ConfigError(f"{type(section).__name__}.{f.name} = {value}: must be {least}")
+
+
 def override(obj: T, assignment: str) -> T:
     """A copy of dataclass ``obj`` with one ``KEY=VALUE`` (VALUE parsed as YAML) applied and type-checked;
     a dotted KEY reaches into nested dataclasses (``spectral.frequency_scale=mel``)."""
@@ -91,5 +104,10 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path} is not a YAML config: {exc}") from None
+    if not isinstance(data, dict):  # a stray text or audio file parses as one string
+        raise ConfigError(f"{path} holds a {type(data).__name__}, not a YAML mapping of settings")
     return from_dict(cls, data, where=path.name)

@@ -151,8 +151,8 @@ def test_corrupt_file_is_a_clear_error(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(AudioError, match=r"audio file not found: .*nothing\.flac"):
         load_audio(tmp_path / "nothing.flac")
-    with pytest.raises(AudioError, match="not found"):
-        load_audio(tmp_path)  # a folder is not an audio file
+    with pytest.raises(AudioError, match="is a folder, not an audio file"):
+        load_audio(tmp_path)
 
 
 def test_non_finite_samples_are_a_clear_error(tmp_path, demo_wave):

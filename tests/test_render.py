@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from audiogan import Vocoder
-from audiogan.render import ManifestError, json_schema, read_manifest, run
+from audiogan.render import ManifestError, json_schema, read_manifest, record_invalid, run
 from audiogan.render.engine import Outcome, Progress, Summary
 from audiogan.render.output import STATE_FILE, OutputBusyError, OutputDir
 from audiogan.tts import ssml
@@ -97,7 +97,7 @@ def test_csv_manifests(tmp_path, mels):
     manifest = read_manifest(tmp_path / "jobs.csv")
     assert [(j.output, j.params.get("sample_rate")) for j in manifest.jobs] == [("a.wav", 22050), ("b.flac", None)]
     assert [e.line for e in manifest.errors] == [4, 5]
-    assert "is not a int" in manifest.errors[0].reason and "more values" in manifest.errors[1].reason
+    assert "is not an int" in manifest.errors[0].reason and "more values" in manifest.errors[1].reason
 
 
 def test_excel_csv_with_a_byte_order_mark_and_a_cell_over_two_lines(tmp_path):
@@ -145,15 +145,18 @@ def test_lines_their_model_cannot_render_are_refused_up_front(tmp_path):
         {"kind": "notes", "pitch": 60, "instrument": "cello", "seconds": 5.0, "output": "n3.wav"},         # 6
         {"kind": "notes", "pitch": 84, "instrument": "cello", "seconds": 4.0, "output": "n4.wav"},         # 7 fine
         {"kind": "vocode", "mel": "m.npy", "vocoder": "vocoder-16k-vector", "output": "v3.wav"},          # 8 fine
+        {"kind": "tts", "text": "Hi.", "speaker": 3, "output": "t2.wav"},                                 # 9
+        {"kind": "tts", "text": "Hi.", "speaker": 0, "output": "t3.wav"},                                 # 10 fine
     ]
     manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
-    assert [j.line for j in manifest.jobs] == [7, 8]
+    assert [j.line for j in manifest.jobs] == [7, 8, 10]
     reasons = {e.line: e.reason for e in manifest.errors}
     # The limits are the bundled note model's card's: pitches 24..84, notes of 128 x 512 / 16000 s.
     expected = {1: "no vocoder weights at 'no-such-vocoder'", 2: "timbre-gm-16k.safetensors is a timbre model, not a "
                 "vocoder model", 3: "tts-lj-16k.safetensors is a tts model, not a timbre model",
                 4: "vocoder-16k-vector.safetensors is a vocoder model, not a tts model",
-                5: "pitch 100 is outside this model's range 24..84", 6: "seconds 5.0 is out of range (0, 4.096]"}
+                5: "pitch 100 is outside this model's range 24..84", 6: "seconds 5.0 is out of range (0, 4.096]",
+                9: "speaker 3 is out of range: tts-lj-16k knows speakers 0..0"}
     assert set(reasons) == set(expected), reasons
     for line, fragment in expected.items():
         assert fragment in reasons[line], (line, reasons[line])
@@ -181,14 +184,17 @@ def test_invalid_manifest_renders_nothing_unless_told(tmp_path, mels):
     done = render_cli(str(jobs), "--out", str(out))
     assert done.returncode == 2
     assert "line 3: output: '../evil.wav' leaves the output folder" in done.stderr
-    assert not out.exists() or not list(out.rglob("*.wav"))
+    assert not list(out.rglob("*.wav"))
+    invalid = [{"line": 3, "output": None, "kind": None,
+                "error": "invalid: output: '../evil.wav' leaves the output folder ('..' is refused)"}]
+    # The refused run's errors.jsonl says why, rather than what an older run left there.
+    assert [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()] == invalid
     done = render_cli(str(jobs), "--out", str(out), "--skip-invalid")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # a skipped line is a job not done: scripts must see it
+    assert "2 rendered" in done.stdout and "invalid lines skipped: 1" in done.stdout
     assert sorted(p.name for p in out.rglob("*.wav")) == ["0.wav", "1.wav"]
     assert not (tmp_path / "evil.wav").exists()
-    assert [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()] == [
-        {"line": 3, "output": None, "kind": None,
-         "error": "invalid: output: '../evil.wav' leaves the output folder ('..' is refused)"}]
+    assert [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()] == invalid
 
 
 def test_rendered_files_are_the_vocoders_audio(tmp_path, mels):
@@ -224,6 +230,7 @@ def test_phase_iterations_refine_the_render_and_a_change_of_them_rerenders(tmp_p
     assert (again.rendered, again.skipped) == (3, 0)
     plain = sf.read(out / "out/0.wav", dtype="float32")[0]
     assert np.abs(plain - refined[0]).max() > 1e-3
+    assert run(jobs, str(out), phase_iterations=0, progress=False).skipped == 3  # the card's own, named
 
 
 def test_the_integrated_phase_renders_as_the_library_and_a_change_of_source_rerenders(tmp_path, mels):
@@ -315,6 +322,10 @@ def test_errors_jsonl_lists_only_the_last_runs_failures(tmp_path, mels):
     assert [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()] == [
         {"line": 2, "output": None, "kind": None, "error": "invalid: kind: 'sing' is not one of ..."}]
     assert (out / "errors.prev.jsonl").read_text() == first
+    second = (out / "errors.jsonl").read_text()
+    record_invalid(out, [ManifestError(3, "output: missing")])  # a run refused before rendering rotates too
+    assert json.loads((out / "errors.jsonl").read_text())["error"] == "invalid: output: missing"
+    assert (out / "errors.prev.jsonl").read_text() == second
 
 
 def test_a_job_whose_weights_cannot_load_fails_alone(tmp_path, mels):
@@ -346,6 +357,9 @@ def test_resume_keys_name_the_weights_without_loading_them(tmp_path):
     assert not renderers["vocode"].vocoders and not renderers["tts"].voices and not renderers["notes"].models
     assert ids[0].startswith("vocoder-16k-vector.safetensors:") and ids[1].endswith("+" + ids[0])
     assert keyed(make_renderers(phase="rtpghi"))[0] == ids[0] + "+phase=rtpghi"
+    # The card's own refinement (0 for the bundled vocoder), named or not, is one rendering; another is not.
+    assert keyed(make_renderers(phase_iterations=0))[:2] == ids[:2]
+    assert keyed(make_renderers(phase_iterations=2))[0] == ids[0] + "+phase_iterations=2"
     copy = tmp_path / "timbre.safetensors"
     shutil.copy(weights.resolve("default", "timbre"), copy)
     shutil.copy(weights.resolve("default", "timbre").with_suffix(".json"), copy.with_suffix(".json"))
@@ -428,7 +442,8 @@ def test_the_schema_and_the_manifest_check_agree(tmp_path):
     tts = '{"kind": "tts", "text": "Hi.", '
     outputs = ["x.wav", "x.WAV", "d/x.Flac", "a\\b.wav", "a..b.wav", "..wav", "/x.wav", "\\x.wav", "C:x.wav",
                "c:/x.wav", "../x.wav", "a/../x.wav", "..\\x.wav", "a\\..\\x.wav", "a/..", "x.mp3", ".wav",
-               "d/.wav", "x.wav/", "x.wav.txt", "", " "]
+               "d/.wav", "x.wav/", "x.wav.txt", "", " ", "x.wav\n", "x\u0000.wav", "a\tb.wav", "x\u2028.wav",
+               "x\u0085.wav", "caf\u00e9.wav"]
     lines = [vocode + f'"output": {json.dumps(o)}}}' for o in outputs] + [
         vocode + '"output": "x.wav", "sample_rate": 22050}', vocode + '"output": "x.wav", "sample_rate": 22050.0}',
         vocode + '"output": "x.wav", "sample_rate": 22050.5}', vocode + '"output": "x.wav", "sample_rate": 7999}',
@@ -437,6 +452,8 @@ def test_the_schema_and_the_manifest_check_agree(tmp_path):
         vocode + f'"output": "x.wav", "seed": {2**63}}}', vocode + f'"output": "x.wav", "seed": {2**63 - 1}}}',
         vocode + '"output": "x.wav", "vocoder": ""}', vocode + '"output": "x.wav", "audio": "m.npy"}',
         vocode + '"output": "x.wav", "volume": 3}', '{"kind": "vocode", "output": "x.wav"}',
+        '{"kind": "vocode", "mel": "m.npy\\n", "output": "x.wav"}',
+        vocode + '"output": "x.wav", "vocoder": "a\\u0000"}',
         notes + '"output": "x.wav"}', notes + '"output": "x.wav", "seconds": 0}',
         notes + '"output": "x.wav", "seconds": -1}', notes + '"output": "x.wav", "seconds": 0.5}',
         notes + '"output": "x.wav", "seconds": Infinity}', notes + '"output": "x.wav", "velocity": 0}',
@@ -499,9 +516,12 @@ def test_tts_jobs_with_a_voice(tmp_path, tiny_voice):
              {"kind": "tts", "text": "... ?", "voice": voice, "output": "t/bad.wav"},
              {"kind": "tts", "text": "Hello there.", "voice": voice, "speaker": 1, "output": "t/nobody.wav"}]
     manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
-    assert not manifest.errors
+    # The voice's card says how many speakers it knows: a line for another fails up front, not mid-run.
+    assert [(e.line, e.reason) for e in manifest.errors] == [
+        (5, "kind 'tts' cannot run here: speaker 1 is out of range: "
+            f"{TTS.load(voice, device='cpu').name} knows speakers 0..0")]
     summary = run(manifest.jobs, str(tmp_path / "render"), batch_size=8, device="cpu", progress=False)
-    assert (summary.rendered, summary.failed) == (3, 2)
+    assert (summary.rendered, summary.failed) == (3, 1)
     tts = TTS.load(voice, device="cpu")
     for line in lines[:3]:
         audio, rate = sf.read(tmp_path / "render" / line["output"], dtype="float32")
@@ -512,7 +532,7 @@ def test_tts_jobs_with_a_voice(tmp_path, tiny_voice):
         np.testing.assert_allclose(audio, expected, atol=16 / 32768)
     errors = {e["output"]: e["error"] for e in map(json.loads, (tmp_path / "render" / "errors.jsonl").read_text()
                                                     .splitlines())}
-    assert "pronounceable" in errors["t/bad.wav"] and "speaker 1 is out of range" in errors["t/nobody.wav"]
+    assert "pronounceable" in errors["t/bad.wav"] and "t/nobody.wav" not in errors
 
 
 def test_tts_jobs_with_a_lexicon(tmp_path, tiny_voice):
@@ -662,3 +682,205 @@ def test_midi_jobs_with_a_model(tmp_path, tiny_timbre):
     assert summary.rendered == 1
     audio, rate = sf.read(tmp_path / "render" / "m/song.wav")
     assert rate == 16000 and len(audio) == int(1.5 * 16000)
+
+
+def test_a_batch_size_below_zero_or_no_workers_is_refused_not_an_empty_run(tmp_path, mels):
+    from audiogan.render.engine import plan_batches
+    from audiogan.render.kinds import make_renderers
+
+    jobs = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels[:2]))).jobs
+    out = tmp_path / "render"
+    with pytest.raises(ValueError, match="batch size"):
+        run(jobs, str(out), batch_size=-1, progress=False)
+    with pytest.raises(ValueError, match="workers"):
+        run(jobs, str(out), workers=0, progress=False)
+    assert not out.exists()  # refused before the output folder is touched
+    renderers = make_renderers("cpu")
+    with pytest.raises(ValueError, match="'vocode'"):
+        plan_batches(jobs, renderers, {kind: 0 for kind in renderers})
+    assert run(jobs, str(out), batch_size=0, progress=False).rendered == 2  # 0: each kind's default
+
+
+def test_csv_int_cells_take_whole_numbers_written_as_floats_like_json(tmp_path):
+    header = "kind,output,pitch,instrument,seconds,sample_rate\n"
+    (tmp_path / "jobs.csv").write_text(header + "notes,a.wav,60.0,flute,1.0,22050.0\n"
+                                       "notes,b.wav,60.5,flute,,\n"
+                                       "notes,c.wav,sixty,flute,,\n")
+    manifest = read_manifest(tmp_path / "jobs.csv")
+    assert [(j.output, j.params["pitch"], j.params["sample_rate"]) for j in manifest.jobs] == [("a.wav", 60, 22050)]
+    assert isinstance(manifest.jobs[0].params["pitch"], int)
+    as_json = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", [
+        {"kind": "notes", "output": "a.wav", "pitch": 60.0, "instrument": "flute", "seconds": 1.0,
+         "sample_rate": 22050.0}])).jobs
+    assert as_json[0].key == manifest.jobs[0].key  # the same job, whichever format said it
+    assert [(e.line, e.reason) for e in manifest.errors] == [(3, "pitch: expected int, got 60.5"),
+                                                             (4, "pitch: 'sixty' is not an int")]
+
+
+def copy_weights(kind: str, to: Path) -> Path:
+    import shutil
+
+    from audiogan import weights
+
+    source = weights.resolve("default", kind)
+    to.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, to)
+    shutil.copy(source.with_suffix(".json"), to.with_suffix(".json"))
+    return to
+
+
+def test_weights_paths_are_relative_to_the_manifest_not_the_working_directory(tmp_path, mels, monkeypatch):
+    copy_weights("timbre", tmp_path / "models" / "mine.safetensors")
+    copy_weights("vocoder", tmp_path / "models" / "voc.safetensors")
+    copy_weights("tts", tmp_path / "models" / "voice.safetensors")
+    (tmp_path / "lex.txt").write_text("Nguyen win\n", encoding="utf-8")
+    lines = [{"kind": "notes", "pitch": 60, "instrument": "cello", "model": "models/mine.safetensors",
+              "output": "n.wav"},
+             {"kind": "vocode", "mel": mels[0], "vocoder": "models/voc", "output": "v.wav"},
+             {"kind": "notes", "pitch": 62, "instrument": "cello", "model": "timbre-gm-16k", "output": "b.wav"},
+             {"kind": "notes", "pitch": 62, "instrument": "cello", "model": "models/none.safetensors",
+              "output": "x.wav"},
+             {"kind": "tts", "text": "Nguyen.", "voice": "models/voice.safetensors", "lexicon": "lex.txt",
+              "output": "t.wav"},
+             {"kind": "notes", "pitch": 62, "instrument": "cello", "model": "m" * 300, "output": "y.wav"},
+             {"kind": "vocode", "mel": "m" * 300, "output": "z.wav"}]
+    path = write_jsonl(tmp_path / "jobs.jsonl", lines)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # where the relative weights paths do not exist
+    manifest = read_manifest(path)
+    assert [j.line for j in manifest.jobs] == [1, 2, 3, 5]
+    assert [e.line for e in manifest.errors] == [4, 6, 7]
+    assert str(tmp_path / "models" / "none") in manifest.errors[0].reason
+    assert "File name too long" in manifest.errors[1].reason  # a reason, not a crash
+    assert "mel: file not found" in manifest.errors[2].reason
+    assert manifest.jobs[0].params["model"] == str(tmp_path / "models" / "mine.safetensors")
+    assert manifest.jobs[2].params["model"] == "timbre-gm-16k"  # a bundled name stays a name
+    summary = run(manifest.jobs, "render", device="cpu", progress=False)
+    assert (summary.rendered, summary.failed) == (4, 0)
+    # Resume keys do not follow the spelling of the manifest's path either.
+    monkeypatch.chdir(tmp_path.parent)
+    again = read_manifest(Path(tmp_path.name) / "jobs.jsonl")
+    assert [j.key for j in again.jobs] == [j.key for j in manifest.jobs]
+    assert run(again.jobs, str(elsewhere / "render"), device="cpu", progress=False).skipped == 4
+
+
+def test_rewriting_an_output_removes_the_captions_of_its_earlier_rendering(tmp_path):
+    out = OutputDir(tmp_path / "render")
+    try:
+        out.write("book/a.wav", "k1", b"RIFF1", {"book/a.vtt": b"WEBVTT old", "book/a.srt": b"1 old"})
+        out.write("book/b.wav", "k1", b"RIFF1", {"book/b.vtt": b"WEBVTT b"})
+        (tmp_path / "render" / "book" / "b.json").write_text("{}")  # left by some earlier run, unlogged
+        out.write("book/b.flac", "k1", b"fLaC", {})  # another output; b.wav's logged captions stay
+        out.write("book/a.wav", "k2", b"RIFF2", {"book/a.json": b"{}"})  # re-rendered with json timings
+        out.write("book/b.wav", "k2", b"RIFF2")  # re-rendered without timings
+    finally:
+        out.close()
+    assert sorted(p.name for p in (tmp_path / "render" / "book").iterdir()) == ["a.json", "a.wav", "b.flac", "b.wav"]
+    reopened = OutputDir(tmp_path / "render")
+    try:
+        assert reopened.is_done("book/a.wav", "k2") and reopened.is_done("book/b.wav", "k2")
+    finally:
+        reopened.close()
+
+
+def test_a_tts_job_rerendered_with_other_timings_leaves_no_old_captions(tmp_path, tiny_voice):
+    line = {"kind": "tts", "text": "Hello there.", "voice": str(tiny_voice[0]), "output": "a.wav"}
+    out = tmp_path / "render"
+    for timings, expected in (("vtt", ["a.vtt", "a.wav"]), ("json", ["a.json", "a.wav"]), (None, ["a.wav"])):
+        lines = [{**line, "timings": timings} if timings else line]
+        summary = run(read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines)).jobs, str(out), device="cpu",
+                      progress=False)
+        assert summary.rendered == 1
+        assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == expected
+
+
+def test_startup_removes_only_the_temp_files_of_the_renderers_own_writes(tmp_path):
+    import tempfile
+
+    root = tmp_path / "render"
+    (root / "book").mkdir(parents=True)
+    ours = [Path(tempfile.mkstemp(dir=root / "book", prefix=f".{name}.", suffix=".tmp")[1])
+            for name in ("a.wav", "a.FLAC", "a.vtt", "a.srt", "a.json")]  # as write_atomic names them
+    theirs = [root / ".session.tmp", root / "book" / ".notes.txt.x1y2z3ab.tmp", root / ".wav.tmp",
+              root / ".take.wav.old.tmp"]
+    for path in theirs:
+        path.write_text("mine")
+    OutputDir(root).close()
+    assert not any(p.exists() for p in ours)
+    assert all(p.read_text() == "mine" for p in theirs)
+
+
+def test_names_with_control_characters_are_refused_when_the_manifest_is_read(tmp_path):
+    (tmp_path / "m.npy\n").write_bytes(b"")  # a file by that name exists: the name itself is refused
+    lines = ['{"kind": "notes", "pitch": 60, "instrument": "cello", "output": "nl.wav\\n"}',
+             '{"kind": "notes", "pitch": 61, "instrument": "cello", "output": "nul\\u0000.wav"}',
+             '{"kind": "vocode", "mel": "m.npy\\n", "output": "v.wav"}',
+             '{"kind": "notes", "pitch": 62, "instrument": "cello", "model": "x\\u0000", "output": "n.wav"}',
+             '{"kind": "notes", "pitch": 60, "instrument": "cello", "output": "nl.wav"}']
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    assert [j.output for j in manifest.jobs] == ["nl.wav"]
+    assert [(e.line, e.reason) for e in manifest.errors] == [
+        (1, "output: 'nl.wav\\n' contains a control character or line break"),
+        (2, "output: 'nul\\x00.wav' contains a control character or line break"),
+        (3, "mel: 'm.npy\\n' contains a control character or line break"),
+        (4, "model: 'x\\x00' contains a control character or line break")]
+
+
+def test_the_summary_reads_well_for_short_and_all_skipped_runs():
+    short = Summary(jobs=2, rendered=2, audio_seconds=3.2, wall_seconds=1.6)
+    short.by_kind["notes"] = 2
+    assert str(short) == ("2 jobs: 2 rendered (notes 2), 0 already done, 0 failed; 3.2 s of audio in 1.6 s "
+                          "= 2.0x real time")
+    assert str(Summary(jobs=3, skipped=3, wall_seconds=0.4)) == (
+        "3 jobs: 0 rendered (none), 3 already done, 0 failed; 0.0 s of audio in 0.4 s")
+    assert "12.5 min of audio" in str(Summary(jobs=1, rendered=1, audio_seconds=750, wall_seconds=10))
+    assert "2.50 h of audio in 100.0 s = 90.0x real time" in str(Summary(jobs=1, rendered=1, audio_seconds=9000,
+                                                                          wall_seconds=100))
+
+
+def test_a_ray_rerun_with_nothing_to_do_joins_no_cluster(tmp_path, mels, monkeypatch):
+    from audiogan.render import ray_engine
+
+    class Joined(Exception):
+        pass
+
+    def connect(address, device):
+        raise Joined
+
+    monkeypatch.setattr(ray_engine, "connect", connect)
+    lines = vocode_jobs(mels[:2])
+    out = str(tmp_path / "render")
+    assert run(read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines)).jobs, out, progress=False).rendered == 2
+    summary = run(read_manifest(tmp_path / "jobs.jsonl").jobs, out, engine="ray", progress=False)
+    assert (summary.skipped, summary.rendered) == (2, 0)
+    with pytest.raises(SystemExit, match="--device auto, cpu or cuda"):  # still checked up front
+        run(read_manifest(tmp_path / "jobs.jsonl").jobs, out, engine="ray", device="cuda:1", progress=False)
+    with pytest.raises(Joined):  # work to do: the cluster is joined
+        run(read_manifest(write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels[:3]))).jobs, out, engine="ray",
+            progress=False)
+
+
+def test_log_lines_go_above_the_progress_bar_not_into_it(tmp_path, capsys):
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)  # as the CLI's logging.basicConfig sets up (stderr captured)
+    handler.setFormatter(logging.Formatter("LOG %(message)s"))
+    logging.root.addHandler(handler)
+    out = OutputDir(tmp_path / "render")
+    try:
+        progress = Progress(out, Summary(jobs=2), 2, {}, show=True)
+        progress.bar.update(1)
+        progress.bar.refresh()
+        logging.getLogger("audiogan.render").warning("mid-run news")
+        progress.close()
+        assert logging.root.handlers.count(handler) == 1  # logging is as it was
+        logging.getLogger("audiogan.render").warning("after the bar")
+    finally:
+        out.close()
+        logging.root.removeHandler(handler)
+    err = capsys.readouterr().err
+    before = err[:err.index("LOG mid-run news")]
+    assert before.endswith(("\r", "\n")), repr(err)  # the bar's line was cleared, not written after
+    assert "1/2" in err[err.index("LOG mid-run news"):]  # and drawn again below the message
+    assert "LOG after the bar" in err

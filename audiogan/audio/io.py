@@ -62,7 +62,8 @@ def load_audio(
     """
     name = "(uploaded bytes)" if isinstance(source, bytes) else str(source)
     if not isinstance(source, bytes) and not Path(source).is_file():
-        raise AudioError(f"audio file not found: {name}")
+        raise AudioError(f"{name} is a folder, not an audio file" if Path(source).is_dir()
+                         else f"audio file not found: {name}")
     try:
         data, sr = sf.read(io.BytesIO(source) if isinstance(source, bytes) else str(source),
                            dtype="float32", always_2d=True)

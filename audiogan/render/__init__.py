@@ -2,5 +2,7 @@
 
 from audiogan.render.engine import Summary, run
 from audiogan.render.manifest import Job, Manifest, ManifestError, json_schema, read_manifest
+from audiogan.render.output import OutputBusyError, record_invalid
 
-__all__ = ["Job", "Manifest", "ManifestError", "Summary", "json_schema", "read_manifest", "run"]
+__all__ = ["Job", "Manifest", "ManifestError", "OutputBusyError", "Summary", "json_schema", "read_manifest",
+           "record_invalid", "run"]

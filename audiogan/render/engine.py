@@ -9,7 +9,9 @@ write byte-identical files.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
+import sys
 import threading
 import time
 from collections import Counter
@@ -21,6 +23,7 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from audiogan.render.kinds import Rendered, Renderer, make_renderers
 from audiogan.render.manifest import Job, ManifestError, beside
@@ -59,11 +62,21 @@ class Summary:
     by_kind: Counter[str] = field(default_factory=Counter)
 
     def __str__(self) -> str:
-        speed = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.by_kind.items())) or "none"
-        return (f"{self.jobs} jobs: {self.rendered} rendered ({kinds}), {self.skipped} already done, "
-                f"{self.failed} failed; {self.audio_seconds / 3600:.3f} h of audio in {self.wall_seconds:.1f} s "
-                f"= {speed:.1f}x real time")
+        text = (f"{self.jobs} jobs: {self.rendered} rendered ({kinds}), {self.skipped} already done, "
+                f"{self.failed} failed; {_duration(self.audio_seconds)} of audio in {self.wall_seconds:.1f} s")
+        if self.rendered and self.audio_seconds and self.wall_seconds:  # a speed of nothing rendered means nothing
+            text += f" = {self.audio_seconds / self.wall_seconds:.1f}x real time"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    """Audio length in the unit that shows it: a short run's seconds read '0.000 h' in hours."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
 
 
 def _failed(out: OutputDir, summary: Summary, job: Job, reason: str) -> None:
@@ -77,9 +90,21 @@ def job_key(job: Job, renderer: Renderer) -> str:
     return f"{job.key}:{renderer.model_id(renderer.group(job))}"
 
 
+def check_settings(batch_size: int, workers: int) -> None:
+    """Refuse settings that would render nothing or hang: a batch size below 0 (0 means each kind's
+    default) once made ``range`` yield no batches, so a run reported 0 rendered and succeeded."""
+    if batch_size < 0:
+        raise ValueError(f"batch size must be 0 (each kind's default) or more, not {batch_size}")
+    if workers < 1:
+        raise ValueError(f"workers must be 1 or more, not {workers}")
+
+
 def plan_batches(jobs: Iterable[Job], renderers: dict[str, Renderer], sizes: dict[str, int]) -> list[Batch]:
     """Group by kind and model, sort by length (then output, for determinism), cut into batches of
-    ``sizes[kind]`` jobs."""
+    ``sizes[kind]`` jobs (each at least 1)."""
+    for kind, size in sizes.items():
+        if size < 1:  # range(0, n, size) would silently drop every job of the kind
+            raise ValueError(f"batch size of {kind!r} jobs must be 1 or more, not {size}")
     groups: dict[tuple[str, str], list[tuple[int, str, Job]]] = {}
     for job in jobs:
         renderer = renderers[job.kind]
@@ -159,6 +184,10 @@ class Progress:
         self.out, self.summary, self.keys = out, summary, keys
         self.bar = tqdm(total=total, unit="job", disable=not show, dynamic_ncols=True)
         self.lock = threading.Lock()
+        # A log line written while the bar is drawn lands in the middle of it: go through tqdm.write instead.
+        self.redirect = contextlib.ExitStack()
+        if show and _logs_to_console():
+            self.redirect.enter_context(logging_redirect_tqdm())
 
     def record(self, outcome: Outcome) -> None:
         with self.lock:
@@ -182,6 +211,14 @@ class Progress:
 
     def close(self) -> None:
         self.bar.close()
+        self.redirect.close()
+
+
+def _logs_to_console() -> bool:
+    """Whether the root logger prints to the terminal; where it does not, the bar needs no redirect (one would
+    add a handler and print what was not printed before)."""
+    return any(isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in (sys.stdout, sys.stderr)
+               for h in logging.root.handlers)
 
 
 def render_local(batches: list[Batch], progress: Progress, renderers: dict[str, Renderer],
@@ -224,7 +261,9 @@ def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int
     gained nothing on 2 cores and padding cost up to 30 %; 64 for notes) and 32 on CUDA.
     ``phase`` and ``phase_iterations`` override where the vocoders' phase comes from and its refinement;
     outputs rendered with another setting are re-rendered.
+    Raises ValueError, before touching ``out_dir``, for ``batch_size`` < 0 or ``workers`` < 1.
     """
+    check_settings(batch_size, workers)
     start = time.perf_counter()
     out = OutputDir(out_dir)
     summary = Summary(jobs=len(jobs))
@@ -232,17 +271,14 @@ def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int
     cluster = None
     try:
         if engine == "ray":
-            from audiogan.render.ray_engine import connect, render_ray
+            from audiogan.render.ray_engine import check_device, connect, render_ray
 
-            cluster = connect(ray_address, device)
-            device = cluster.device
+            check_device(device)
         else:
             device = str(pick_device(device))
         # On Ray this driver only plans and keys the jobs, which loads no model (the actors load theirs).
-        renderers = make_renderers("cpu" if cluster else device, phase_iterations, phase)
-        sizes = {kind: batch_size or (r.cpu_batch_size if device == "cpu" else 32) for kind, r in renderers.items()}
-        for error in invalid:
-            out.error(error.line, None, None, f"invalid: {error.reason}")
+        renderers = make_renderers("cpu" if engine == "ray" else device, phase_iterations, phase)
+        out.invalid(invalid)
         keys: dict[str, str] = {}
         todo = []
         for job in jobs:
@@ -260,6 +296,10 @@ def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int
                 todo.append(job)
         if summary.skipped:
             log.info("%d of %d jobs already rendered with the same parameters: skipped", summary.skipped, len(jobs))
+        if engine == "ray" and todo:  # keys come from weight files: a rerun with nothing to do needs no cluster
+            cluster = connect(ray_address, device)
+            device = cluster.device
+        sizes = {kind: batch_size or (r.cpu_batch_size if device == "cpu" else 32) for kind, r in renderers.items()}
         batches = plan_batches(todo, renderers, sizes)
         bar = Progress(out, summary, len(todo), keys, progress)
         if cluster:

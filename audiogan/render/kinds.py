@@ -26,6 +26,7 @@ from audiogan.tts.lines import Line
 from audiogan.tts.phonemes import SymbolTable
 from audiogan.tts.timing import Timings
 from audiogan.vocoder.inference import Vocoder, integrates_phase
+from audiogan.vocoder.model import VocoderConfig
 
 
 def _card(params: dict[str, Any], field: str, kind: str) -> tuple[Path, dict[str, Any]] | str:
@@ -50,6 +51,8 @@ def unavailable_reason(kind: str, params: dict[str, Any]) -> str | None:
         found = _card(params, "voice", "tts")
         if isinstance(found, str):
             return found
+        if reason := _speaker_problem(*found, params.get("speaker", 0)):
+            return reason
         if "lexicon" in params:
             try:
                 Lexicon.read(params["lexicon"], SymbolTable.from_dict(found[1]["symbols"]))
@@ -71,6 +74,18 @@ def unavailable_reason(kind: str, params: dict[str, Any]) -> str | None:
                 return str(exc)
         if kind == "notes":
             return _note_problem(cfg, params["pitch"], params.get("seconds"))
+    return None
+
+
+def _speaker_problem(path: Path, card: dict[str, Any], speaker: int) -> str | None:
+    """The speaker check TTS.acoustic makes when it renders, from the voice's card."""
+    try:
+        speakers = int(card["config"].get("n_speakers", 1))
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        return f"the card of {path.name} is unreadable: {exc}"
+    if not 0 <= speaker < speakers:
+        name = card.get("name", path.stem)
+        return f"speaker {speaker} is out of range: {name} knows speakers 0..{speakers - 1}"
     return None
 
 
@@ -118,6 +133,12 @@ class Renderer(ABC):
     @abstractmethod
     def model_id(self, group: str) -> str:
         """Identifies the weights: outputs rendered by other weights are re-rendered on resume."""
+
+
+def _refinement(config: VocoderConfig) -> int | None:
+    """The phase refinement a vocoder runs with (None: a generator without one)."""
+    g = config.generator
+    return g.istft.phase_iterations if g.kind == "istft" else None
 
 
 class VocodeRenderer(Renderer):
@@ -169,8 +190,10 @@ class VocodeRenderer(Renderer):
         with self.lock:
             if group not in self.ids:
                 path, _, config = Vocoder.settings(group, self.phase_iterations, self.phase)
+                _, _, own = Vocoder.settings(group)
                 self.ids[group] = weights.identity(path)
-                if self.phase_iterations is not None:  # another refinement is another rendering
+                # Another refinement is another rendering; the card's own, named or not, is the same one.
+                if _refinement(config) != _refinement(own):
                     self.ids[group] += f"+phase_iterations={self.phase_iterations}"
                 if integrates_phase(config):  # the card's own phase head needs no mark
                     self.ids[group] += "+phase=rtpghi"

@@ -21,8 +21,13 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 _ABSOLUTE = r"[/\\]|[A-Za-z]:"  # matched at the start: '/x', '\\x', 'C:x'
 _PARENT = r"(^|[/\\])\.\.([/\\]|$)"  # a '..' part, with either separator
 _AUDIO = r"[^/\\]\.([wW][aA][vV]|[fF][lL][aA][cC])$"  # a named .wav or .flac file, any case
-OUTPUT_PATTERN = rf"^(?!{_ABSOLUTE})(?!.*{_PARENT}).*{_AUDIO}"
+# Control characters (C0, DEL, C1) and line separators in a file name: a NUL cannot be opened and a newline
+# slipped past '$' (Python's matches before a last '\n'); both once failed only at render time.
+_CONTROL = r"[\u0000-\u001f\u007f-\u009f\u2028\u2029]"  # U+2028/9: line breaks to ECMA's '.', not Python's
+_NO_CONTROL = rf"(?!.*{_CONTROL})"  # '.' stops at a newline, where the class matches it
+OUTPUT_PATTERN = rf"^(?!{_ABSOLUTE})(?!.*{_PARENT}){_NO_CONTROL}.*{_AUDIO}"
 _NON_BLANK = r"\S"
+PATH_PATTERN = rf"^{_NO_CONTROL}.*{_NON_BLANK}"  # input and weights paths: non-blank, no control characters
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class Param:
     help: str
     required: bool = False
     is_input_path: bool = False  # resolved against the manifest's folder and checked to exist
+    is_weights: bool = False  # a bundled model name, or a .safetensors path relative to the manifest's folder
     check: Callable[[Any], str | None] | None = None  # returns a reason when the value is bad
     minimum: float | None = None
     maximum: float | None = None
@@ -58,12 +64,15 @@ class Job:
     params: dict[str, Any]
     seed: int = 0
     inputs: dict[str, str] = field(default_factory=dict)  # input-file field -> sha256 of the file
+    weights: tuple[str, ...] = ()  # fields naming a weights file by path (resolved against the manifest)
     key: str = ""
 
     def __post_init__(self) -> None:
         # Input files count by content, not path: the key survives another spelling of the manifest's path,
-        # and a replaced input is another rendering.
-        params = {**self.params, **{name: f"sha256:{digest}" for name, digest in self.inputs.items()}}
+        # and a replaced input is another rendering. Weights files count in the resume key's model part
+        # (their name and content), so their absolute path must not move the key either.
+        params = {**self.params, **{name: f"sha256:{digest}" for name, digest in self.inputs.items()},
+                  **{name: "file:" + Path(self.params[name]).name for name in self.weights}}
         canonical = json.dumps({"kind": self.kind, "output": self.output, "params": params, "seed": self.seed},
                                sort_keys=True)
         self.key = hashlib.sha256(canonical.encode()).hexdigest()[:16]
@@ -73,6 +82,10 @@ class Job:
         """Every file the job writes: its output, then its timings beside it if it asks for them."""
         timings = self.params.get("timings")
         return [self.output, *([beside(self.output, "." + timings)] if timings else [])]
+
+
+TIMINGS_FORMATS = ("json", "vtt", "srt")
+SIDECAR_SUFFIXES = tuple("." + f for f in TIMINGS_FORMATS)  # what a job may write beside its output
 
 
 def beside(output: str, suffix: str) -> str:
@@ -109,23 +122,26 @@ def kind_specs() -> dict[str, KindSpec]:
         KindSpec("vocode", "a log-mel (.npy [n_mels, frames]) or a recording (copy-synthesis) through a vocoder",
                  (Param("mel", str, "path of a .npy log-mel", is_input_path=True),
                   Param("audio", str, "path of an audio file to copy-synthesize", is_input_path=True),
-                  Param("vocoder", str, "bundled vocoder name or .safetensors path (default: 'default')"),
+                  Param("vocoder", str, "bundled vocoder name or .safetensors path (default: 'default')",
+                        is_weights=True),
                   SAMPLE_RATE, SEED),
                  exactly_one_of=("mel", "audio")),
         KindSpec("tts", "text through a TTS voice",
                  (Param("text", str, "the text, or SSML starting with <speak>", required=True, check=_ssml),
-                  Param("voice", str, "voice name"), Param("speed", float, "0.25..4", minimum=0.25, maximum=4),
+                  Param("voice", str, "voice name", is_weights=True),
+                  Param("speed", float, "0.25..4", minimum=0.25, maximum=4),
                   Param("pitch_shift", float, "semitones", minimum=-12, maximum=12),
                   Param("speaker", int, "a multi-speaker voice's speaker (default 0)", minimum=0, maximum=2**31 - 1),
                   Param("lexicon", str, "a file of your pronunciations, lines 'WORD respelling' or 'WORD /phonemes/'",
                         is_input_path=True),
                   Param("timings", str, "also write when each sentence and word is said, beside the output: "
-                                        "json, vtt or srt (captions)", enum=("json", "vtt", "srt")),
+                                        "json, vtt or srt (captions)", enum=TIMINGS_FORMATS),
                   SAMPLE_RATE, SEED)),
         KindSpec("notes", "one instrument note",
                  (Param("pitch", int, "MIDI note number", required=True, minimum=0, maximum=127),
                   Param("instrument", str, "instrument name", required=True),
-                  Param("model", str, "timbre model name or .safetensors path (default: 'default')"),
+                  Param("model", str, "timbre model name or .safetensors path (default: 'default')",
+                        is_weights=True),
                   Param("velocity", int, "1..127", minimum=1, maximum=127),
                   Param("seconds", float, "note length", exclusive_minimum=0), SAMPLE_RATE, SEED)),
         KindSpec("convert", "a recording re-rendered with another timbre",
@@ -133,7 +149,8 @@ def kind_specs() -> dict[str, KindSpec]:
                   Param("to", str, "target instrument", required=True),
                   Param("to_b", str, "morph: the instrument of the last note ('to' plays the first)"),
                   Param("mode", str, "how a morph mixes the two: slerp (default) or lerp", enum=("slerp", "lerp")),
-                  Param("model", str, "timbre model name or .safetensors path (default: 'default')"),
+                  Param("model", str, "timbre model name or .safetensors path (default: 'default')",
+                        is_weights=True),
                   Param("flat", bool, "notes as the model plays them (default false: follow the recording's "
                         "pitch and loudness within each note)"),
                   SAMPLE_RATE, SEED)),
@@ -141,29 +158,60 @@ def kind_specs() -> dict[str, KindSpec]:
                  (Param("input", str, "MIDI file", required=True, is_input_path=True),
                   Param("instrument", str, "timbre at the start", required=True),
                   Param("to", str, "timbre at the end (the piece morphs from instrument to this)"),
-                  Param("model", str, "timbre model name or .safetensors path (default: 'default')"),
+                  Param("model", str, "timbre model name or .safetensors path (default: 'default')",
+                        is_weights=True),
                   SAMPLE_RATE, SEED)),
     ]
     return {s.name: s for s in specs}
+
+
+WEIGHTS_SUFFIX = ".safetensors"
+
+
+def weights_path(value: str, base: Path) -> Path | None:
+    """Where a weights field's value names a file, resolved against the manifest's folder ``base``, or None
+    for a bundled name. A path is what has a separator, ends in .safetensors or names a file in ``base``
+    (with or without the suffix, as ``weights.resolve`` accepts); 'default' is always the bundled one."""
+    if value == "default":
+        return None
+    path = Path(value)
+    spelled_as_path = "/" in value or "\\" in value or path.suffix.lower() == WEIGHTS_SUFFIX
+    here = (base / path).absolute()  # absolute: later loads must not depend on the working directory
+    return here if spelled_as_path or _is_file(here) or _is_file(here.with_suffix(WEIGHTS_SUFFIX)) else None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the filesystem: not a file here, and the model check says why
+        return False
 
 
 def check_output(output: Any) -> str | None:
     """Outputs stay inside --out: relative, no '..', an audio suffix (the rules of OUTPUT_PATTERN)."""
     if not isinstance(output, str) or not output.strip():
         return "output: missing (a relative path such as 'speech/line1.wav')"
+    if re.search(_CONTROL, output):
+        return f"output: {output!r} contains a control character or line break"
     if re.match(_ABSOLUTE, output):
         return f"output: {output!r} is absolute; outputs must be relative to --out"
     if re.search(_PARENT, output):
         return f"output: {output!r} leaves the output folder ('..' is refused)"
-    if not re.search(_AUDIO, output):
+    if not re.fullmatch(OUTPUT_PATTERN, output):  # fullmatch: '$' alone would pass 'x.wav\n'
         return f"output: {output!r} must end in {' or '.join(AUDIO_SUFFIXES)}"
     return None
+
+
+def _is_path(param: Param) -> bool:
+    return param.is_input_path or param.is_weights
 
 
 def _bounds(param: Param, value: Any) -> str | None:
     """The declarative bounds of ``param`` (those the schema states too), or None."""
     if param.type is str and not re.search(_NON_BLANK, value):
         return "is empty"
+    if _is_path(param) and re.search(_CONTROL, value):
+        return f"{value!r} contains a control character or line break"
     if param.enum and value not in param.enum:
         return f"{value!r} is not {', '.join(param.enum[:-1])} or {param.enum[-1]}"
     lo, hi = param.minimum, param.maximum
@@ -174,6 +222,21 @@ def _bounds(param: Param, value: Any) -> str | None:
     return None
 
 
+def _article(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
+def _csv_number(kind: type, text: str) -> int | float:
+    """A CSV cell as a number. An int cell may read '60.0' as JSON's 60.0 does (spreadsheets write whole
+    numbers so); the integral check in ``_coerce`` then takes it and refuses '60.5', as for JSON."""
+    try:
+        return kind(text)
+    except ValueError:
+        if kind is not int:
+            raise
+        return float(text)
+
+
 def _coerce(param: Param, value: Any, from_csv: bool) -> tuple[Any, str | None]:
     if from_csv and isinstance(value, str) and param.type is bool:
         words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -182,9 +245,9 @@ def _coerce(param: Param, value: Any, from_csv: bool) -> tuple[Any, str | None]:
         value = words[value.strip().lower()]
     elif from_csv and isinstance(value, str) and param.type is not str:
         try:
-            value = param.type(value)
+            value = _csv_number(param.type, value)
         except ValueError:
-            return value, f"{param.name}: {value!r} is not a {param.type.__name__}"
+            return value, f"{param.name}: {value!r} is not {_article(param.type.__name__)}"
     if param.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if param.type is int and isinstance(value, float) and value.is_integer():
@@ -224,19 +287,23 @@ def _job(record: dict[str, Any], line: int, base: Path, from_csv: bool,
         return ManifestError(line, f"unknown field(s) {unknown} for kind {kind!r}; known: {sorted(known)}")
     params: dict[str, Any] = {}
     inputs: dict[str, str] = {}
+    weights: list[str] = []
     for name, value in given.items():
         value, reason = _coerce(known[name], value, from_csv)
         if reason:
             return ManifestError(line, reason)
         if known[name].is_input_path:
             path = Path(value) if Path(value).is_absolute() else base / value
-            if not path.is_file():
+            if not _is_file(path):
                 return ManifestError(line, f"{name}: file not found: {path}")
             try:
                 inputs[name] = _digest(path, digests)
             except OSError as exc:
                 return ManifestError(line, f"{name}: cannot read {path}: {exc}")
             value = str(path)
+        elif known[name].is_weights and (found := weights_path(value, base)) is not None:
+            value = str(found)
+            weights.append(name)
         params[name] = value
     missing = [p.name for p in spec.params if p.required and p.name not in params]
     if missing:
@@ -248,7 +315,7 @@ def _job(record: dict[str, Any], line: int, base: Path, from_csv: bool,
     seed = params.pop("seed", None)
     if seed is None:
         seed = int.from_bytes(hashlib.sha256(output.encode()).digest()[:8], "little") >> 1
-    return Job(line, kind, output, params, seed, inputs)
+    return Job(line, kind, output, params, seed, inputs, tuple(weights))
 
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # what io's newline="" counts as one line break
@@ -256,7 +323,10 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # what io's newline="" counts as one li
 
 def _records(path: Path) -> tuple[list[tuple[int, dict[str, Any] | str]], bool]:
     """(line number, record or parse error) for each job line; CSV when the suffix says so."""
-    text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte-order mark
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte-order mark
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"manifest {path} is not UTF-8 text (byte {exc.start}): a .jsonl or .csv file?") from None
     if path.suffix.lower() == ".csv":
         # newline="": a quoted cell keeps its line breaks, and line_num counts the file's lines.
         reader = csv.DictReader(io.StringIO(text, newline=""))
@@ -296,7 +366,8 @@ def read_manifest(path: str | Path,
         from audiogan.render.kinds import unavailable_reason as unavailable
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"manifest not found: {path}")
+        raise FileNotFoundError(f"manifest {path} is a folder, not a file" if path.is_dir()
+                                else f"manifest not found: {path}")
     manifest = Manifest(path)
     records, from_csv = _records(path)
     seen: dict[str, int] = {}
@@ -329,7 +400,7 @@ def json_schema() -> dict[str, Any]:
         for p in spec.params:
             prop: dict[str, Any] = {"type": names[p.type], "description": p.help}
             if p.type is str:
-                prop["pattern"] = _NON_BLANK
+                prop["pattern"] = PATH_PATTERN if _is_path(p) else _NON_BLANK
             bounds = {"minimum": p.minimum, "maximum": p.maximum, "exclusiveMinimum": p.exclusive_minimum,
                       "enum": list(p.enum) or None}
             props[p.name] = prop | {k: v for k, v in bounds.items() if v is not None}

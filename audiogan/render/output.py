@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
 import torch
 
 from audiogan.audio.io import encode_audio, resample, write_atomic
+from audiogan.render.manifest import AUDIO_SUFFIXES, SIDECAR_SUFFIXES, ManifestError, beside
 
 STATE_FILE = ".audiogan-render.jsonl"
 LOCK_FILE = ".audiogan-render.lock"
 ERRORS_FILE = "errors.jsonl"
 PREVIOUS_ERRORS_FILE = "errors.prev.jsonl"
+
+
+# The temp names write_atomic gives an output or a sidecar: '.NAME.SUFFIX.' + mkstemp's random part (8 of
+# [a-z0-9_]) + '.tmp'. Nothing else is ours to delete: a user's '.session.tmp' once went too.
+_WRITTEN = "|".join(s.lstrip(".") for s in (*AUDIO_SUFFIXES, *SIDECAR_SUFFIXES))
+LEFTOVER = re.compile(rf"\..+\.(?i:{_WRITTEN})\.[a-z0-9_]{{8}}\.tmp")
 
 
 def encode_file(wave: torch.Tensor, native_rate: int, rate: int | None, suffix: str) -> tuple[bytes, float]:
@@ -46,9 +55,10 @@ class OutputDir:
         except BlockingIOError:
             self._lockfile.close()
             raise OutputBusyError(f"another render is writing into {self.root}") from None
-        # Alone in the folder: temp files are leftovers of a killed run.
+        # Alone in the folder: our temp files are leftovers of a killed run (a user's own are not ours).
         for stale in self.root.rglob(".*.tmp"):
-            stale.unlink()
+            if LEFTOVER.fullmatch(stale.name) and (stale.is_file() or stale.is_symlink()):
+                stale.unlink()
         # Failures of an earlier run may since have been rendered: errors.jsonl lists only this run's.
         errors = self.root / ERRORS_FILE
         if errors.is_file():
@@ -79,16 +89,31 @@ class OutputDir:
         return self.done.get(output) == key and all(self.path(f).is_file() for f in files)
 
     def write(self, output: str, key: str, data: bytes, sidecars: dict[str, bytes] | None = None) -> None:
-        """The output and any files beside it; the sidecars first, so a logged output has them all."""
+        """The output and any files beside it; the sidecars first, so a logged output has them all, and
+        none left from an earlier rendering of it."""
+        target = self.path(output)  # first: it also checks the folder the sidecars are dropped from
         for name, content in (sidecars or {}).items():
             write_atomic(self.path(name), content)
-        write_atomic(self.path(output), data)
+        self._drop_stale_sidecars(output, set(sidecars or {}))
+        write_atomic(target, data)
         with self.lock:
             self.done[output] = key
             self.sidecars[output] = list(sidecars or {})
             entry = {"output": output, "key": key, **({"sidecars": list(sidecars)} if sidecars else {})}
             self._state.write(json.dumps(entry) + "\n")
             self._state.flush()
+
+    def _drop_stale_sidecars(self, output: str, keep: set[str]) -> None:
+        """Captions an earlier rendering of ``output`` wrote beside it describe the old audio. Outputs are
+        .wav or .flac, so a same-stem sidecar is one; another output's logged sidecars (a.wav's a.vtt
+        beside a.flac) are kept."""
+        with self.lock:
+            claimed = {name for other, names in self.sidecars.items() if other != output for name in names}
+        for suffix in SIDECAR_SUFFIXES:
+            name = beside(output, suffix)
+            stale = self.root / name  # not resolved: a symlink here is removed, not what it points to
+            if name not in keep and name not in claimed and (stale.is_symlink() or stale.is_file()):
+                stale.unlink()
 
     def error(self, line: int, output: str | None, kind: str | None, reason: str) -> None:
         with self.lock:
@@ -97,9 +122,25 @@ class OutputDir:
             self._errors.write(json.dumps({"line": line, "output": output, "kind": kind, "error": reason}) + "\n")
             self._errors.flush()
 
+    def invalid(self, errors: Iterable[ManifestError]) -> None:
+        """Manifest lines refused as invalid, listed with this run's failures (``output`` and ``kind`` null)."""
+        for error in errors:
+            self.error(error.line, None, None, f"invalid: {error.reason}")
+
     def close(self) -> None:
         self._state.close()
         if self._errors is not None:
             self._errors.close()
         self._lockfile.close()
 
+
+
+def record_invalid(out_dir: str | Path, errors: Iterable[ManifestError]) -> None:
+    """A run refused for invalid manifest lines renders nothing, yet errors.jsonl must then list this run's
+    problems, not the last run's failures: under the folder's lock, rotate it and list the invalid lines.
+    Raises OutputBusyError while another render writes there."""
+    out = OutputDir(out_dir)
+    try:
+        out.invalid(errors)
+    finally:
+        out.close()

@@ -45,6 +45,12 @@ class Cluster:
             ray.shutdown()
 
 
+def check_device(device: str) -> None:
+    """Refuse a device the actors cannot take, before any work (the cluster is joined only when there is some)."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise SystemExit(f"--engine ray takes --device auto, cpu or cuda (actors choose their GPU), not {device!r}")
+
+
 def connect(address: str | None, device: str) -> Cluster:
     """Join (or start) Ray and pick the actors' device from the cluster, not from this driver: a head node
     without a GPU still sends work to the workers' GPUs. ``device`` auto takes GPUs where the cluster has any."""
@@ -57,8 +63,7 @@ def connect(address: str | None, device: str) -> Cluster:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), float(resources.get("CPU", 1))
-    if device not in ("auto", "cpu", "cuda"):
-        raise SystemExit(f"--engine ray takes --device auto, cpu or cuda (actors choose their GPU), not {device!r}")
+    check_device(device)
     if device == "cuda" and not gpus:
         raise SystemExit("--device cuda: the Ray cluster has no GPUs")
     chosen = "cpu" if device == "cpu" or not gpus else "cuda"

@@ -48,6 +48,12 @@ class RenderSpec:
     hold: float = 3.0
     peak: float = 0.9
 
+    def __post_init__(self) -> None:
+        if not self.seconds > 0:
+            raise ValueError(f"note length {self.seconds} s: must be above 0")
+        if not 0 < self.hold <= self.seconds:
+            raise ValueError(f"hold {self.hold} s: must be above 0 and at most the note length, {self.seconds} s")
+
 
 def _write_float(synth: Any, frames: int) -> np.ndarray:
     """Float samples straight from FluidSynth (get_samples() dithers to int16), mixed to mono."""
@@ -178,11 +184,19 @@ def load_examples(root: str | Path) -> list[NoteRecord]:
     return records
 
 
-def parse_range(text: str) -> list[int]:
-    """'24-84' or '40,56,73' or '24-84:12' (step) -> ints."""
+def parse_range(text: str, least: int = 0, most: int = 127, what: str = "values") -> list[int]:
+    """'24-84' or '40,56,73' or '24-84:12' (step) -> ints, each in least..most (MIDI's 0..127 by default)."""
     values: list[int] = []
     for part in text.split(","):
-        span, _, step = part.partition(":")
+        span, _, step = part.strip().partition(":")
         lo, _, hi = span.partition("-")
-        values += list(range(int(lo), int(hi or lo) + 1, int(step or 1)))
+        try:
+            first, last, stride = int(lo), int(hi or lo), int(step or 1)
+        except ValueError:
+            raise ValueError(f"{what} {text!r}: {part!r} is not N, N-M or N-M:STEP") from None
+        if first > last or stride < 1:
+            raise ValueError(f"{what} {text!r}: {part!r} is empty (a range runs low-high, with a step of 1 or more)")
+        if first < least or last > most:
+            raise ValueError(f"{what} {text!r}: {part!r} leaves {least}..{most}")
+        values += list(range(first, last + 1, stride))
     return values

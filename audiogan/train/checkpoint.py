@@ -39,7 +39,8 @@ def load_checkpoint(path: str | Path, device: torch.device, kind: str | None = N
     """A training checkpoint; with ``kind``, refused unless it holds what that trainer's checkpoints hold."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"{path} is a folder, not a checkpoint file" if path.is_dir()
+                                else f"checkpoint not found: {path}")
     why = ("it is an export; training continues from one with --init-generator" if path.suffix == ".safetensors"
            else "corrupt or partial?")
     try:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from audiogan import weights
 from audiogan.audio.io import load_audio
 from audiogan.audio.mel import MelConfig, MelSpectrogram
-from audiogan.config import from_dict, to_dict
+from audiogan.config import check_run_numbers, from_dict, to_dict
 from audiogan.timbre.model import Discriminator, Generator, NoteGANConfig
 from audiogan.timbre.notes_data import NoteRecord, load_examples
 from audiogan.timbre.spectral import NoteSpectrogram, SpectralConfig, fit_length
@@ -74,6 +74,9 @@ class TimbreTrainConfig:
     checkpoint_every_minutes: float = 5.0
     diversity_every: int = 500  # steps between mode-collapse checks
     seed: int = 1234
+
+    def __post_init__(self) -> None:
+        check_run_numbers(self)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from audiogan import weights
-from audiogan.config import from_dict, to_dict
+from audiogan.config import check_run_numbers, from_dict, to_dict
 from audiogan.train.checkpoint import (
     check_model_config,
     continuation,
@@ -81,6 +81,9 @@ class TTSTrainConfig:
     # at most 16 MiB, which the export is and a checkpoint with optimizer state is not.
     snapshot_every_minutes: float = 0.0
     seed: int = 1234
+
+    def __post_init__(self) -> None:
+        check_run_numbers(self)
 
 
 @dataclass

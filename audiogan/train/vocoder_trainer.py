@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from audiogan import metrics, weights
 from audiogan.audio.mel import MelSpectrogram
-from audiogan.config import from_dict, to_dict
+from audiogan.config import check_run_numbers, from_dict, to_dict
 from audiogan.train import checkpoint as ck_io
 from audiogan.train.checkpoint import load_checkpoint, read_export, rng_state, save_checkpoint, set_rng_state
 from audiogan.train.data import ClipBank, DataConfig, find_audio, load_many, split_files
@@ -85,6 +85,9 @@ class TrainConfig:
     # Steps on the mel and spectral losses alone before the discriminators join; they then get the
     # head start above. Regression converges in CPU-minutes where a GAN needs GPU-hours.
     adversarial_start: int = 0
+
+    def __post_init__(self) -> None:
+        check_run_numbers(self)
 
 
 @dataclass

@@ -63,6 +63,10 @@ class Window:
     keep: int
 
 
+# Mels of audio in [-1, 1] stay below ln(n_fft / 2); e**20 is far above any real signal's magnitude.
+MEL_CEILING = 20.0
+
+
 class Vocoder:
     """A trained generator plus its mel front end.
 
@@ -145,6 +149,10 @@ class Vocoder:
             raise ValueError("mel has 0 frames")
         if not torch.isfinite(mel).all():
             raise ValueError("mel contains NaN or Inf values")
+        if mel.max() > MEL_CEILING:  # would overflow into NaN audio, blamed on the output otherwise
+            raise ValueError(f"mel values reach {mel.max().item():.4g}; the vocoder takes natural-log magnitudes "
+                             f"from ln({self.config.mel.log_floor:g}) = {np.log(self.config.mel.log_floor):.1f} to a "
+                             f"few units: a linear or power mel?")
         return mel.to(self.device)
 
     def _run(self, cond: torch.Tensor) -> torch.Tensor:

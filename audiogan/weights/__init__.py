@@ -108,7 +108,12 @@ def read_card(weights: Path, kind: str | None = None) -> dict[str, Any]:
     card_path = weights.with_suffix(".json")
     if not card_path.is_file():
         raise FileNotFoundError(f"model card {card_path} missing beside {weights.name}")
-    card = json.loads(card_path.read_text())
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"model card {card_path} is not valid JSON: {exc}") from None
+    if not isinstance(card, dict):
+        raise ValueError(f"model card {card_path} holds a {type(card).__name__}, not a JSON object")
     found = card.get("kind", kind)  # hand-written cards may not say
     if kind is not None and found != kind:
         raise ValueError(f"{weights.name} is a {found} model, not a {kind} model")
