@@ -257,6 +257,15 @@ def test_a_folder_or_a_broken_card_is_named_as_what_it_is(tmp_path, capsys):
     assert "as a timbre latent: not a .npy array" in err and "allow_pickle" not in err
 
 
+@pytest.mark.parametrize(("device", "message"), [("gpu", "unknown device 'gpu': use auto, cpu, cuda or cuda:N"),
+                                                 ("cuda", "no CUDA GPU is available here")])
+def test_a_device_that_cannot_run_is_named(tmp_path, capsys, device, message):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["vocode", "-o", str(tmp_path / "o.wav"), "--device", device]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_a_closed_pipe_ends_say_quietly(tmp_path):
     import subprocess
     import sys

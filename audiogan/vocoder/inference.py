@@ -19,9 +19,16 @@ from audiogan.vocoder.pghi import PhaseTrack
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" (a GPU where there is one), or the device named, refused here rather than deep in a model."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:  # torch lists its two dozen device types
+        raise ValueError(f"unknown device {str(device)!r}: use auto, cpu, cuda or cuda:N") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: no CUDA GPU is available here; use auto or cpu")
+    return chosen
 
 
 def with_phase_iterations(config: VocoderConfig, iterations: int) -> VocoderConfig:
