@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -107,6 +108,13 @@ def test_vocode_equals_the_library(client, vocoder, mel):
     # Not bit-exact: the server's thread count may differ from this process's (OMP_NUM_THREADS), which
     # changes the order of float sums.
     np.testing.assert_allclose(audio, vocoder(mel).numpy(), rtol=0, atol=1e-5)
+
+
+def test_a_long_mel_vocoded_in_pieces_equals_the_library(client, vocoder, mel):
+    long_mel = np.tile(mel, (1, 3))
+    assert long_mel.shape[1] > 8 * 64, "longer than one piece"
+    audio, _ = client.vocode(long_mel)
+    np.testing.assert_allclose(audio, vocoder(long_mel).numpy(), rtol=0, atol=1e-4)
 
 
 def test_synthesize_with_mel_equals_vocode(client, mel):
@@ -263,6 +271,9 @@ def bad_calls(client: AudioGanClient, mel: np.ndarray, demo_path: Path) -> dict[
         "speed 10": (lambda: client.synthesize("hi", speed=10), invalid, "speed"),
         "no input": (lambda: client.stub.Synthesize(pb.SynthesizeRequest()), invalid, "input"),
         "NaN mel": (lambda: client.vocode(nan_mel), invalid, "mel.data"),
+        "mel of 100s": (lambda: client.vocode(np.full((80, 20), 100.0, np.float32)), invalid, "mel.data: values span"),
+        "mel of 1e30": (lambda: client.vocode(np.full((80, 20), 1e30, np.float32)), invalid, "natural-log magnitudes"),
+        "mel of -1e30": (lambda: client.vocode(np.full((80, 20), -1e30, np.float32)), invalid, "mel.data"),
         "wrong mel bins": (lambda: client.vocode(mel[:64]), invalid, "mel.n_mels"),
         "ragged mel bytes": (lambda: client.stub.Vocode(pb.VocodeRequest(mel=pb.Mel(n_mels=80, data=b"\0" * 100))),
                              invalid, "mel.data"),
@@ -304,6 +315,46 @@ def test_deadline_exceeded_then_the_server_still_answers(server, mel):
         assert code_of(lambda: hasty.vocode(long_mel)) == grpc.StatusCode.DEADLINE_EXCEEDED
     with AudioGanClient(server.target) as patient:
         assert patient.vocode(mel[:, :10]).samples.size == 2560
+
+
+def test_a_stream_past_its_deadline_is_counted_as_deadline_exceeded(server, mel, metrics_port):
+    labels = {"code": "DEADLINE_EXCEEDED", "method": "SynthesizeStream"}  # in the order Prometheus writes them
+    before = metric(metrics_port, "audiogan_requests_total", **labels)
+    long_mel = np.tile(mel, (1, 20))
+    with AudioGanClient(server.target, timeout=1.0, retries=0) as hasty:
+        chunks = hasty.stream_chunks(mel=long_mel)
+        next(chunks)  # then read no more: flow control holds the server in its yield until the deadline
+        time.sleep(1.5)
+        with pytest.raises(grpc.RpcError):
+            list(chunks)
+    for _ in range(50):  # the server records the call as it notices its end
+        if metric(metrics_port, "audiogan_requests_total", **labels) == before + 1:
+            break
+        time.sleep(0.1)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    assert metric(metrics_port, "audiogan_requests_total", **labels) == before + 1, text
+
+
+def test_every_finished_call_gets_one_log_line(server, mel):
+    with AudioGanClient(server.target, retries=0) as client:
+        client.vocode(mel[:, :10])  # 10 frames x 256 / 16 kHz = 0.16 s
+        list(client.stream_chunks(mel=mel[:, :20], encoding="pcm16"))
+        code_of(lambda: client.vocode(mel[:40]))
+        call = client.stub.SynthesizeStream(pb.SynthesizeRequest(
+            mel=pb.Mel(n_mels=80, data=np.tile(mel, (1, 20)).astype("<f4").tobytes())))
+        next(call)
+        call.cancel()
+    with AudioGanClient(server.target, timeout=0.05, retries=0) as hasty:
+        code_of(lambda: hasty.vocode(np.tile(mel, (1, 20))))
+    patterns = [r"Vocode OK in \d+ ms, 0\.16 s of audio", r"SynthesizeStream OK in \d+ ms, 0\.32 s of audio",
+                r"Vocode INVALID_ARGUMENT in \d+ ms: mel\.n_mels", r"SynthesizeStream CANCELLED in \d+ ms",
+                r"Vocode DEADLINE_EXCEEDED in \d+ ms"]
+    for _ in range(50):  # the server logs an abandoned call as it notices its end
+        if all(re.search(p, server.log_text()) for p in patterns):
+            break
+        time.sleep(0.1)
+    for pattern in patterns:
+        assert re.search(pattern, server.log_text()), pattern
 
 
 # -- limits, cancellation, shutdown ------------------------------------------------------------------------
@@ -536,6 +587,33 @@ def test_a_bad_item_fails_alone_not_the_calls_batched_with_it(monkeypatch, mel):
         np.testing.assert_allclose(audio, local(m).numpy(), atol=1e-4)
 
 
+def test_a_long_vocode_goes_in_pieces_that_stop_when_its_caller_goes(monkeypatch, mel):
+    frames_run: list[int] = []  # the mel frames of each pass, context included
+    run = VocoderEngine._run
+
+    def slow(self: VocoderEngine, spans: list) -> list:
+        frames_run.append(sum(span.cond.shape[-1] for span in spans))
+        time.sleep(0.2)  # every pass takes a while: the deadline falls within the first pieces
+        return run(self, spans)
+
+    monkeypatch.setattr(VocoderEngine, "_run", slow)
+    long_mel = np.tile(mel, (1, 20))  # about 100 s: 13 pieces of 512 frames
+    with in_process_server() as target, AudioGanClient(target, retries=0) as client:
+        with AudioGanClient(target, timeout=0.3, retries=0) as hasty:
+            assert code_of(lambda: hasty.vocode(long_mel)) == grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(1.0)  # time for pieces that would still run, were the abandoned call not stopped
+        assert sum(frames_run) < long_mel.shape[1] / 2, f"passes of {frames_run} frames for a call gone"
+        # A short call waits for one piece, not for all of a long one.
+        finished: list[str] = []
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            done = pool.submit(lambda: finished.append("long") if client.vocode(long_mel) else None)
+            time.sleep(0.1)
+            assert client.vocode(mel[:, :10]).samples.size == 2560
+            finished.append("short")
+            done.result()
+        assert finished == ["short", "long"]
+
+
 def test_a_stream_closed_early_counts_as_cancelled_after_its_clean_up():
     events: list[str] = []
 
@@ -601,6 +679,46 @@ def test_server_cli_rejects_bad_settings():
     assert done.returncode == 2 and "'tts-lj-16k' is already loaded" in done.stderr
     done = server_cli("--port", "0", "--timbre", "none", "--lexicon", str(REPO / "README.md"))
     assert done.returncode == 2 and "lexicon README.md line" in done.stderr
+
+
+def test_client_cli_stops_quietly_when_its_reader_goes(server, mel, tmp_path):
+    np.save(tmp_path / "mel.npy", mel)
+    for args in (["voices"], ["vocode", str(tmp_path / "mel.npy"), "-o", "-"]):
+        cli = subprocess.Popen([sys.executable, "-m", "audiogan_client.cli", "--target", server.target, *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert cli.stdout is not None and cli.stderr is not None
+        cli.stdout.close()  # a reader that stops at once (`| head -0`): every write finds the pipe broken
+        assert cli.wait(120) == 1, args
+        assert cli.stderr.read() == b"", f"{args}: no traceback, no message: the reader chose to stop"
+
+
+def test_the_client_takes_responses_over_grpcs_4_mb_default(client, mel):
+    audio, _ = client.vocode(np.tile(mel, (1, 20)), encoding="float32")  # about 100 s: 6.4 MB
+    assert audio.nbytes > 4 * 1024 * 1024
+
+
+def test_server_start_up_failures_are_one_line_errors(server, metrics_port, tmp_path):
+    """A taken port (even by another audiogan-server: no SO_REUSEPORT sharing), a taken metrics port, an
+    unknown device, missing TLS files, a foreign host, ports out of range: one line, exit 2, no traceback."""
+    cases = {
+        ("--port", str(server.port)): f"cannot listen on 127.0.0.1:{server.port}",
+        ("--port", "0", "--metrics-port", str(metrics_port)): f"cannot serve metrics on 127.0.0.1:{metrics_port}",
+        ("--port", "0", "--device", "tpu"): "unknown device 'tpu': use auto, cpu, cuda or cuda:N",
+        ("--port", "0", "--device", "cuda:99"): "device 'cuda:99': ",  # no GPU here, or not 99 of them
+        ("--port", "0", "--tls-cert", str(tmp_path / "c.pem"), "--tls-key", str(tmp_path / "k.pem")):
+            "cannot read TLS file",
+        ("--port", "0", "--host", "192.0.2.1"): "cannot listen on 192.0.2.1:0",
+        ("--port", "70000"): "port 70000 is out of range 0..65535",
+        ("--metrics-port", "-1"): "metrics_port -1 is out of range 0..65535",
+    }
+    for args, message in cases.items():
+        done = subprocess.run([sys.executable, "-m", "audiogan_server.main", "--voice", "none", "--timbre", "none",
+                               *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, (args, done.stderr)
+        assert f"audiogan-server: error: {message}" in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr and "never awaited" not in done.stderr, (args, done.stderr)
+    with AudioGanClient(server.target) as client:  # the first server kept its port
+        assert client.list_voices()["vocoders"]
 
 
 def test_generated_stubs_are_up_to_date():
@@ -726,7 +844,32 @@ def test_text_over_the_audio_limit_is_refused_before_all_of_it_is_spoken(tiny_vo
             client.synthesize(" ".join(f"This is sentence {i}." for i in range(20)))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "text: " in caught.value.details()
         passes = metric(port, "audiogan_batch_size_count", batcher="tts:tts-tiny")
-        assert 1 <= passes <= 2, f"{passes:g} acoustic passes over 20 sentences: the limit was checked late"
+        # 0 passes: the gaps between the sentences alone are over 10 ms, and they count too.
+        assert passes <= 2, f"{passes:g} acoustic passes over 20 sentences: the limit was checked late"
+
+
+def test_pauses_count_toward_the_audio_limit_before_any_audio_is_sent(tiny_voice):
+    port = free_port()
+    # 3 x 10 s of breaks around two short sentences: over a 25 s limit on pauses alone.
+    text = '<speak>Hi.<break time="10s"/>Hi.<break time="10s"/><break time="10s"/>Hi.</speak>'
+    with launch("--voice", str(tiny_voice[0]), "--timbre", "none", "--metrics-port", str(port),
+                "--set", "limits.max_audio_seconds=25") as proc, AudioGanClient(proc.target, retries=0) as client:
+        for call in (lambda: client.synthesize(text), lambda: next(client.stream_chunks(text))):
+            with pytest.raises(grpc.RpcError) as caught:
+                call()
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert re.search(r"text: 30\.\d s of speech and pauses exceeds this server's limit of 25 s",
+                             caught.value.details()), caught.value.details()
+        assert metric(port, "audiogan_batch_size_count", batcher="tts:tts-tiny") == 0, "refused before speaking"
+        # Just under: the stream stops before the sentence that crosses, never after delivering it.
+        streamed = client.stream_chunks('<speak>Hi.<break time="10s"/>Hi.<break time="10s"/>'
+                                        '<break time="4.5s"/>Hi there, all of you, once more.</speak>')
+        received = 0.0
+        with pytest.raises(grpc.RpcError) as caught:
+            for chunk in streamed:
+                received += len(chunk.audio) / 2 / chunk.sample_rate_hz
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert received <= 25.0
 
 
 @pytest.fixture(scope="module")
@@ -798,6 +941,35 @@ def test_notes_and_interpolation_over_grpc(timbre_server, tiny_timbre):
         np.testing.assert_allclose(by_latent.samples, expected[0], atol=1e-5)
 
 
+def client_cli(target: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", target, *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_client_cli_interpolate_keeps_the_server_address(timbre_server, tmp_path):
+    out = tmp_path / "morph.wav"
+    done = client_cli(timbre_server.target, "interpolate", "--from", "violin", "--to", "flute", "--steps", "3",
+                      "--seconds", "0.5", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "alphas: 0.000 0.500 1.000" in done.stderr
+    with wavemod.open(str(out)) as w:  # three half-second notes, each followed by a quarter-second gap
+        assert w.getnframes() == 3 * (8000 + 4000)
+
+
+def test_client_cli_names_note_files_inside_the_output_folder(timbre_server, tiny_timbre, tmp_path):
+    from audiogan.timbre import TimbreModel
+
+    latent = TimbreModel.load(tiny_timbre[0], device="cpu").timbre("violin").numpy()
+    (tmp_path / "elsewhere").mkdir()
+    np.save(tmp_path / "elsewhere" / "lat.npy", latent)
+    out = tmp_path / "out"
+    for spec in (str(tmp_path / "elsewhere" / "lat.npy"), ",".join(f"{v:.6f}" for v in latent), "violin"):
+        done = client_cli(timbre_server.target, "notes", f"--instrument={spec}", "--seconds", "0.5", "-o", str(out))
+        assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["lat-060.wav", "latent-060.wav", "violin-060.wav"]
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == ["lat.npy"]
+
+
 def test_note_errors_with_a_model(timbre_server):
     with AudioGanClient(timbre_server.target, retries=0) as client:
         checks = {
@@ -815,6 +987,9 @@ def test_note_errors_with_a_model(timbre_server):
         }
         for name, (call, code) in checks.items():
             assert code_of(call) == code, name
+        with pytest.raises(grpc.RpcError) as caught:
+            client.notes([{"pitch": 30, "timbre": "violin"}])
+        assert "notes[0].pitch: 30 is outside the range 48..72 of model 'timbre-tiny'" in caught.value.details()
         assert len(client.notes([{"pitch": 60, "timbre": "violin"}])) == 1
         # Names as a person types them are found; a near miss is answered with the nearest name.
         np.testing.assert_array_equal(client.notes([{"pitch": 60, "timbre": "Violin", "seed": 2}])[0].samples,
@@ -823,6 +998,24 @@ def test_note_errors_with_a_model(timbre_server):
             client.notes([{"pitch": 60, "timbre": "violn"}])
         message = caught.value.details()
         assert "notes[0].timbre.instrument: unknown instrument 'violn' (did you mean 'violin'?)" in message
+
+
+def test_ambiguous_interpolation_and_vanishing_notes_are_refused(timbre_server):
+    with AudioGanClient(timbre_server.target, retries=0) as client:
+        both = pb.InterpolateTimbreRequest(a=client.timbre("violin"), b=client.timbre("flute"), pitch=60,
+                                           alpha=0.5, steps=3)
+        with pytest.raises(grpc.RpcError) as caught:
+            client.stub.InterpolateTimbre(both, timeout=60)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "alpha" in caught.value.details() and "steps" in caught.value.details()
+        with pytest.raises(ValueError, match="steps=0"):
+            client.interpolate("violin", "flute", pitch=60, steps=0)
+        with pytest.raises(grpc.RpcError) as caught:
+            client.notes([{"pitch": 60, "timbre": "violin", "seconds": 1e-9}])
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "notes[0].seconds: 1e-09 is shorter than one frame" in caught.value.details()
+        (shortest,) = client.notes([{"pitch": 60, "timbre": "violin", "seconds": 0.016}])
+        assert len(shortest.samples) == 256
 
 
 def test_conversion_over_grpc(timbre_server, tiny_timbre):
@@ -855,6 +1048,41 @@ def test_conversion_over_grpc(timbre_server, tiny_timbre):
         np.testing.assert_allclose(got, expected, atol=5e-4)
     assert np.abs(bent - flat).max() > 1e-2
     assert np.abs(morph - convert(local, wave, 16000, "flute", mode="lerp")).max() > 1e-2  # the morph moved
+
+
+def test_a_conversion_goes_a_pass_at_a_time_and_stops_when_its_caller_goes(monkeypatch, tiny_timbre):
+    from test_timbre import melody
+
+    from audiogan.timbre import TimbreModel
+
+    passes: list[int] = []  # the notes of each generator pass
+    generate = TimbreModel.generate
+
+    def slow(self: TimbreModel, pitches: list, *args: Any, **kwargs: Any) -> np.ndarray:
+        passes.append(len(pitches))
+        time.sleep(0.3)  # every pass takes a while: the deadline falls within the first ones
+        return generate(self, pitches, *args, **kwargs)
+
+    monkeypatch.setattr(TimbreModel, "generate", slow)
+    buffer = io.BytesIO()
+    sf.write(buffer, np.tile(melody(), 8), 16000, format="WAV")  # 8 x the melody's notes: several passes
+    with in_process_server("--timbre", str(tiny_timbre[0])) as target:
+        with AudioGanClient(target, timeout=60, retries=0) as client:
+            client.convert(buffer.getvalue(), to="violin")  # the first pays for pYIN's compilation
+            passes.clear()
+            started = time.perf_counter()
+            whole = client.convert(buffer.getvalue(), to="violin")
+            elapsed = time.perf_counter() - started
+        assert len(passes) >= 4 and max(passes) == 8, passes
+        total, passes[:] = len(passes), []
+        # A deadline about halfway through the passes, which come after the recording's analysis.
+        with AudioGanClient(target, timeout=elapsed - 0.3 * total / 2, retries=0) as hasty:
+            assert code_of(lambda: hasty.convert(buffer.getvalue(), to="violin")) == \
+                grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(1.5)  # time for passes that would still run, were the abandoned call not stopped
+        assert len(passes) < total, f"{len(passes)} of {total} passes ran for a call gone"
+        with AudioGanClient(target, timeout=60, retries=0) as client:  # and the next one is as before
+            np.testing.assert_array_equal(client.convert(buffer.getvalue(), to="violin").samples, whole.samples)
 
 
 def test_the_shipped_server_config_is_the_defaults():

@@ -176,24 +176,47 @@ def morph_timbres(model: TimbreModel, start: Timbre, end: Timbre | None, onsets:
     return list(model.mix(start, end, alphas, mode))
 
 
+@dataclass
+class Conversion:
+    """A recording's conversion up to its notes: the recording at the model's rate, the notes played in it
+    and each one's timbre. Its notes can be made in any number of passes (a server stops between them when
+    its caller has gone): each note's seed is ``seed`` + its index, so the result is the same."""
+
+    wave: np.ndarray
+    events: list[NoteEvent]
+    timbres: list[Timbre]
+
+    @classmethod
+    def plan(cls, model: TimbreModel, wave: np.ndarray, rate: int, to: Timbre, flat: bool = False,
+             to_b: Timbre | None = None, mode: str = "slerp") -> Conversion:
+        import librosa
+
+        if rate != model.sample_rate:
+            wave = librosa.resample(wave, orig_sr=rate, target_sr=model.sample_rate)
+        events = analyse(wave, model.sample_rate, (model.cfg.pitch_min, model.cfg.pitch_max))
+        if flat:
+            events = [replace(e, bend=None, level=None) for e in events]
+        return cls(wave, events, morph_timbres(model, to, to_b, [e.onset for e in events], mode))
+
+    def notes(self, model: TimbreModel, seed: int, start: int = 0, end: int | None = None) -> np.ndarray:
+        """Notes ``start`` to ``end`` (default: the last) -> [n, samples]."""
+        part = self.events[start:end]
+        return model.generate([e.pitch for e in part], self.timbres[start:start + len(part)],
+                              [e.velocity for e in part], [seed + start + i for i in range(len(part))])
+
+    def mix(self, notes: np.ndarray, rate: int) -> np.ndarray:
+        """All the notes placed and shaped into one recording, at the recording's peak (at most 0.99)."""
+        out = overlap_add(self.events, notes, len(self.wave), rate)
+        peak = np.abs(out).max()
+        return out * (min(0.99, float(np.abs(self.wave).max())) / peak) if peak > 0 else out
+
+
 def convert(model: TimbreModel, wave: np.ndarray, rate: int, to: Timbre, seed: int = 0,
             flat: bool = False, to_b: Timbre | None = None, mode: str = "slerp") -> np.ndarray:
     """The recording (mono, at ``rate``) played by timbre ``to``, at the model's sample rate; with ``to_b``,
     morphing from ``to`` at the first note to ``to_b`` at the last (``mode``: slerp or lerp). The notes
     follow the performance's pitch and loudness within each note unless ``flat``, which holds each on its
     semitone and lets it sound as the model plays it."""
-    import librosa
-
-    if rate != model.sample_rate:
-        wave = librosa.resample(wave, orig_sr=rate, target_sr=model.sample_rate)
-    rate = model.sample_rate
-    events = analyse(wave, rate, (model.cfg.pitch_min, model.cfg.pitch_max))
-    if flat:
-        events = [replace(e, bend=None, level=None) for e in events]
-    log.info("converting %d notes", len(events))
-    timbres = morph_timbres(model, to, to_b, [e.onset for e in events], mode)
-    notes = model.generate([e.pitch for e in events], timbres, [e.velocity for e in events],
-                           [seed + i for i in range(len(events))])
-    out = overlap_add(events, notes, len(wave), rate)
-    peak = np.abs(out).max()
-    return out * (min(0.99, float(np.abs(wave).max())) / peak) if peak > 0 else out
+    conversion = Conversion.plan(model, wave, rate, to, flat, to_b, mode)
+    log.info("converting %d notes", len(conversion.events))
+    return conversion.mix(conversion.notes(model, seed), model.sample_rate)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -21,6 +23,16 @@ def _timbre(spec: str) -> str | list[float]:
     if "," in spec:
         return [float(v) for v in spec.split(",")]
     return spec
+
+
+def _label(spec: str) -> str:
+    """A short, safe file-name stem for a timbre spec: the spec itself may be an absolute path (which would
+    put the file outside the output folder) or hundreds of comma-separated numbers (too long a name)."""
+    if spec.endswith(".npy"):
+        spec = Path(spec).stem
+    elif "," in spec:
+        spec = "latent"
+    return re.sub(r"[^\w.-]+", "_", spec).strip("._")[:64] or "timbre"
 
 
 def _save(result: AudioResult, out: str) -> None:
@@ -73,11 +85,11 @@ def cmd_notes(client: AudioGanClient, args: argparse.Namespace) -> None:
     results = client.notes(notes, sample_rate=args.sample_rate)
     out = Path(args.output)
     for pitch, result in zip(args.pitches, results, strict=True):
-        _save(result, str(out / f"{args.instrument}-{pitch:03d}.wav"))
+        _save(result, str(out / f"{_label(args.instrument)}-{pitch:03d}.wav"))
 
 
 def cmd_interpolate(client: AudioGanClient, args: argparse.Namespace) -> None:
-    results, alphas = client.interpolate(_timbre(args.source), _timbre(args.target), pitch=args.pitch,
+    results, alphas = client.interpolate(_timbre(args.timbre_from), _timbre(args.timbre_to), pitch=args.pitch,
                                          steps=args.steps, seconds=args.seconds, mode=args.mode,
                                          sample_rate=args.sample_rate)
     # One file: the steps one after another, so the morph can be heard in a single listen.
@@ -105,20 +117,35 @@ def cmd_instruments(client: AudioGanClient, args: argparse.Namespace) -> None:
     print(json.dumps(client.list_instruments(), indent=2))
 
 
+def _seconds(value: str) -> float:
+    """--timeout: a deadline of 0 or less would fail every call at once, with a puzzling DEADLINE_EXCEEDED."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not seconds > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{value!r}: give a deadline in seconds > 0")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audiogan-client", description=__doc__)
     parser.add_argument("--target", default="127.0.0.1:50051", help="server address (default %(default)s)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="per-call deadline in seconds")
+    parser.add_argument("--timeout", type=_seconds, default=120.0,
+                        help="per-call deadline in seconds, > 0 (default %(default)g)")
     parser.add_argument("--tls-ca", help="PEM root certificate: connect with TLS")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, help_text: str, out_default: str = "out.wav") -> argparse.ArgumentParser:
+    def add(name: str, help_text: str, out_default: str = "out.wav",
+            out_help: str = "output WAV (default %(default)s; '-' writes the WAV to stdout)",
+            ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("-o", "--output", default=out_default, help="output (default %(default)s; '-' = stdout)")
+        p.add_argument("-o", "--output", default=out_default, help=out_help)
         p.add_argument("--sample-rate", type=int, default=0, help="output rate in Hz (default: the model's)")
         return p
 
-    p = add("say", "text -> speech")
+    p = add("say", "text -> speech", out_help="output WAV (default %(default)s); '-' writes the WAV to stdout, or "
+                                              "with --stream raw little-endian PCM16 as it arrives")
     p.add_argument("text", nargs="?", help="the text (or use --file); SSML when it starts with <speak>")
     p.add_argument("--file", help="read the text from this UTF-8 file")
     p.add_argument("--voice", default="", help="voice name (see `voices`)")
@@ -134,8 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocoder", default="")
     p.set_defaults(func=cmd_vocode)
 
-    p = add("notes", "instrument notes, one WAV per pitch in the output folder", out_default="notes")
-    p.add_argument("--instrument", required=True, help="instrument name, or a latent (comma list or .npy)")
+    p = add("notes", "instrument notes, one WAV per pitch in the output folder", out_default="notes",
+            out_help="output folder (default %(default)s)")
+    p.add_argument("--instrument", required=True,
+                   help="instrument name, or a latent (comma list or .npy; a list that starts with '-' goes as "
+                        "--instrument=-0.1,...); files are named after the name, the .npy's stem, or 'latent'")
     p.add_argument("--pitches", type=int, nargs="+", default=[60])
     p.add_argument("--velocity", type=int, default=100)
     p.add_argument("--seconds", type=float, default=0.0)
@@ -143,8 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_notes)
 
     p = add("interpolate", "a timbre morph: steps notes from one timbre to another, joined in one WAV")
-    p.add_argument("--from", dest="source", required=True)
-    p.add_argument("--to", dest="target", required=True)
+    # Not dest="target": that is the global server address, which --to would silently replace.
+    p.add_argument("--from", dest="timbre_from", required=True, help="instrument name, or a latent")
+    p.add_argument("--to", dest="timbre_to", required=True, help="instrument name, or a latent")
     p.add_argument("--pitch", type=int, default=60)
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--seconds", type=float, default=0.0)
@@ -166,14 +197,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_broken_pipe() -> None:
+    """The reader of stdout (``| head``) has gone: stop without a traceback. Python would flush stdout
+    again at exit and complain, so stdout is pointed at /dev/null first (the recipe in Python's docs)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     root = Path(args.tls_ca).read_bytes() if args.tls_ca else None
     try:
         with AudioGanClient(args.target, timeout=args.timeout, root_certificates=root) as client:
             args.func(client, args)
+            sys.stdout.flush()  # here, where a reader gone is caught, not at exit as "Exception ignored"
     except grpc.RpcError as err:
         raise SystemExit(f"audiogan-client: {err.code().name}: {err.details()}") from None
+    except BrokenPipeError:
+        _quiet_broken_pipe()
     except (OSError, ValueError) as err:
         raise SystemExit(f"audiogan-client: {err}") from None
 

@@ -178,6 +178,8 @@ class AudioGanClient:
         """Notes along the way from timbre a to b: one at ``alpha`` or ``steps`` evenly spaced ones."""
         if (alpha is None) == (steps is None):
             raise ValueError("give exactly one of alpha= or steps=")
+        if steps is not None and steps <= 0:  # 0 on the wire means "use alpha": it would ask for one note
+            raise ValueError(f"steps={steps}: give 2 or more (or alpha= for one note)")
         request = pb.InterpolateTimbreRequest(
             a=self.timbre(a), b=self.timbre(b), alpha=alpha or 0.0, steps=steps or 0, pitch=pitch,
             velocity=velocity, seconds=seconds, mode=mode, seed=seed, model=model,

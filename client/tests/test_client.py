@@ -175,3 +175,22 @@ def test_cli_vocode_and_raw_stream(tmp_path, mel):
         assert w.getnframes() == mel.shape[1] * 256
     done = subprocess.run([*base, "--help"], capture_output=True, text=True, timeout=60)
     assert "say" in done.stdout and "convert" in done.stdout
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "soon"])
+def test_cli_refuses_a_deadline_that_is_not_positive(timeout):
+    done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--timeout", timeout, "voices"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "argument --timeout" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_interpolate_refuses_zero_steps_before_calling():
+    with AudioGanClient("127.0.0.1:1", retries=0) as c, pytest.raises(ValueError, match="steps=0"):
+        c.interpolate("violin", "flute", pitch=60, steps=0)
+
+
+def test_cli_help_says_what_output_dash_writes():
+    done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "say", "--help"], capture_output=True,
+                          text=True, timeout=60)
+    assert "raw little-endian PCM16" in " ".join(done.stdout.split())

@@ -9,13 +9,16 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from audiogan_client._proto import audiogan_pb2 as pb
 
 from audiogan.audio.io import AudioError
 
 log = logging.getLogger("audiogan.server")
+DEADLINE_SLACK_S = 0.25
 
 
 class RequestError(Exception):
@@ -42,29 +45,66 @@ def _status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
 
 
+def _ended_early(context: grpc.aio.ServicerContext | None) -> str:
+    """Why a call stopped before its end: its deadline passed, or else its caller went away. A client whose
+    own deadline timer fires first cancels the call a little before the server's timer, which starts
+    later (when the request arrives): a call ended this close to its deadline counts as past it."""
+    remaining = context.time_remaining() if context is not None else None
+    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= DEADLINE_SLACK_S else "CANCELLED"
+
+
+@dataclass
+class _Call:
+    """What one call's log line says beyond its method and time."""
+
+    code: str = "OK"
+    message: str = ""
+    audio_seconds: float = 0.0
+
+    def saw(self, response: Any) -> None:
+        if isinstance(response, pb.AudioChunk):  # a stream's chunks end where the audio so far ends
+            self.audio_seconds = max(self.audio_seconds, _chunk_end(response))
+        elif isinstance(response, pb.Audio):
+            self.audio_seconds = response.duration_seconds
+        elif isinstance(response, (pb.GenerateNotesResponse, pb.InterpolateTimbreResponse)):
+            self.audio_seconds = sum(note.duration_seconds for note in response.notes)
+
+
+def _chunk_end(chunk: pb.AudioChunk) -> float:
+    width = 4 if chunk.encoding == pb.FLOAT32 else 2  # streams are raw FLOAT32 or PCM16
+    return (chunk.sample_offset + len(chunk.audio) // width) / chunk.sample_rate_hz if chunk.sample_rate_hz else 0.0
+
+
+def _log_call(name: str, call: _Call, seconds: float) -> None:
+    """One line per finished call, successes and abandoned calls included: what an operator looks for."""
+    audio = f", {call.audio_seconds:.2f} s of audio" if call.audio_seconds else ""
+    message = f": {call.message}" if call.message else ""
+    log.info("%s %s in %.0f ms%s%s", name, call.code, seconds * 1000, audio, message)
+
+
 @contextlib.asynccontextmanager
-async def _guarded(servicer: Any, name: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-    """Admission, exceptions mapped to status codes, and the request's metrics, around one call."""
-    start, code = time.perf_counter(), "OK"
+async def _guarded(servicer: Any, name: str, context: grpc.aio.ServicerContext) -> AsyncIterator[_Call]:
+    """Admission, exceptions mapped to status codes, and the request's metrics and log line, around one call."""
+    start, call = time.perf_counter(), _Call()
     try:
         async with servicer.admit():
-            yield
+            yield call
     except asyncio.CancelledError:
-        remaining = context.time_remaining()
-        code = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+        call.code = _ended_early(context)
         raise
-    except GeneratorExit:  # gRPC closed the stream before its end: not an OK call
-        code = "CANCELLED"
+    except GeneratorExit:  # gRPC closed the stream before its end (its deadline, or the caller): not an OK call
+        call.code = _ended_early(context)
         raise
     except grpc.aio.AbortError:
         raise
     except Exception as exc:
-        status, message = _status(exc)
-        code = status.name
-        log.info("%s -> %s: %s", name, code, message)
-        await context.abort(status, message)
+        status, call.message = _status(exc)
+        call.code = status.name
+        await context.abort(status, call.message)
     finally:
-        servicer.metrics.observe_request(name, code, time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        servicer.metrics.observe_request(name, call.code, elapsed)
+        _log_call(name, call, elapsed)
 
 
 def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -74,13 +114,17 @@ def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(method)
         async def stream(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             # aclosing: a stream closed early runs the method's own clean-up now, not whenever it is collected.
-            async with _guarded(self, name, context), contextlib.aclosing(method(self, request, context)) as items:
+            async with _guarded(self, name, context) as call, \
+                    contextlib.aclosing(method(self, request, context)) as items:
                 async for item in items:
+                    call.saw(item)
                     yield item
         return stream
 
     @functools.wraps(method)
     async def unary(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        async with _guarded(self, name, context):
-            return await method(self, request, context)
+        async with _guarded(self, name, context) as call:
+            response = await method(self, request, context)
+            call.saw(response)
+            return response
     return unary

@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from audiogan.config import ConfigError, from_dict, load_yaml, override, to_dict
+from audiogan.vocoder.inference import pick_device
 from audiogan.vocoder.istft import INFERENCE_PHASES
 from audiogan_server.config import ServerConfig
 from audiogan_server.metrics import Metrics
@@ -45,29 +46,66 @@ def setup_logging(fmt: str) -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
+class StartupError(Exception):
+    """The server cannot start as configured: said in one line, with no traceback."""
+
+
+def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    if not config.tls_cert:
+        return None
+    try:
+        return grpc.ssl_server_credentials([(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())])
+    except OSError as exc:
+        raise StartupError(f"cannot read TLS file {exc.filename}: {exc.strerror}") from None
+
+
+def _bind(server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials | None) -> int:
+    try:
+        return server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
+    except RuntimeError:  # grpc says only "Failed to bind": the likely causes are these two
+        raise StartupError(f"cannot listen on {address}: the port is in use or the host is not an address "
+                           "of this machine") from None
+
+
+def _serve_metrics(metrics: Metrics, config: ServerConfig) -> None:
+    try:
+        metrics.serve(config.metrics_port, config.host)
+    except OSError as exc:
+        raise StartupError(f"cannot serve metrics on {config.host}:{config.metrics_port}: {exc.strerror}") from None
+
+
+async def _start(config: ServerConfig, server: grpc.aio.Server, metrics: Metrics) -> int:
+    """Bind and start; on failure the server is stopped inside the loop, so that its finalizer does not
+    try to shut it down on a closed loop (a second traceback)."""
+    try:
+        port = _bind(server, f"{config.host}:{config.port}", _credentials(config))
+        await server.start()
+        if config.metrics_port:
+            _serve_metrics(metrics, config)
+    except BaseException:
+        await server.stop(0)
+        raise
+    return port
+
+
 async def serve(config: ServerConfig) -> None:
     metrics = Metrics()
     registry = ModelRegistry()
     service = AudioGanService(config, registry, metrics)
     health_servicer = health.aio.HealthServicer()
+    # so_reuseport off: by default a second server on a taken port would bind too and share its traffic.
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                                      ("grpc.max_send_message_length", 256 * 1024 * 1024)])
+                                      ("grpc.max_send_message_length", 256 * 1024 * 1024),
+                                      ("grpc.so_reuseport", 0)])
     pb_grpc.add_AudioGanServicer_to_server(service, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    address = f"{config.host}:{config.port}"
-    if config.tls_cert or config.tls_key:
-        creds = grpc.ssl_server_credentials([(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())])
-        port = server.add_secure_port(address, creds)
-    else:
-        port = server.add_insecure_port(address)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    await server.start()
+    port = await _start(config, server, metrics)
     # Listening before the models load lets health checks and clients see UNAVAILABLE instead of a refusal.
     log.info("listening on %s:%d (%s)", config.host, port, "TLS" if config.tls_cert else "plaintext")
     if config.metrics_port:
-        metrics.serve(config.metrics_port, config.host)
         log.info("Prometheus metrics on http://%s:%d/metrics", config.host, config.metrics_port)
 
     stopping = asyncio.Event()
@@ -83,6 +121,9 @@ async def serve(config: ServerConfig) -> None:
         log.error("cannot load models: %s", exc)
         await server.stop(0)
         raise SystemExit(2) from None
+    except BaseException:
+        await server.stop(0)  # in the loop: no "Event loop is closed" from the finalizer after the traceback
+        raise
     registry.start()
     service.ready = True
     for name in ("", SERVICE_NAME):
@@ -124,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timbre", action="append", dest="timbres",
                    help="timbre (note) model (bundled name or .safetensors path); repeat for several; none: no notes")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (default 0: none)")
     p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
     p.add_argument("--log-format", choices=["text", "json"])
@@ -148,8 +189,24 @@ def load_config(args: argparse.Namespace) -> ServerConfig:
     config = from_dict(ServerConfig, data)
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    _check_port("port", config.port, "0 = any free port")
+    _check_port("metrics_port", config.metrics_port, "0 = no metrics")
+    _check_device(config.device)
     config.batching.check()
     return config
+
+
+def _check_port(name: str, port: int, zero: str) -> None:
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{name} {port} is out of range 0..65535 ({zero})")
+
+
+def _check_device(device: str) -> None:
+    """A misspelt or absent device is said before anything loads, not from the model thread."""
+    try:
+        pick_device(device)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -157,9 +214,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         config = load_config(args)
     except ConfigError as exc:
-        raise SystemExit(f"audiogan-server: {exc}") from None
+        print(f"audiogan-server: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     setup_logging(config.log_format)
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except StartupError as exc:
+        print(f"audiogan-server: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ from audiogan_server.metrics import Metrics
 
 log = logging.getLogger("audiogan.server")
 T = TypeVar("T")
+# A unary mel longer than this many stream chunks (8 x 64 frames: about 8 s at 16 kHz) is vocoded in pieces
+# of that size. Each piece recomputes the receptive field's context on both sides: a few % more work.
+PIECE_CHUNKS = 8
 
 
 @dataclass
@@ -81,7 +84,18 @@ class VocoderEngine:
 
     async def vocode(self, mel: torch.Tensor) -> torch.Tensor:
         cond = await self._condition(mel)
-        return await self.whole.submit(MelSpan(cond, 0, mel.shape[-1] * self.vocoder.hop_length))
+        frames, piece = cond.shape[-1], self.batching.stream_chunk_frames * PIECE_CHUNKS
+        if frames <= piece:
+            return await self.whole.submit(MelSpan(cond, 0, frames * self.vocoder.hop_length))
+        # A long mel goes through the one model thread in pieces, each with its context like a stream's
+        # chunks (so the result is the same): other calls' work runs between pieces instead of waiting for
+        # the whole, and a caller that has gone (deadline, cancel) stops at the next piece, which the
+        # batcher drops, instead of holding the thread for all of it.
+        track = self.vocoder.phase_track()
+        waves = []
+        for start in range(0, frames, piece):
+            waves.append(await self.whole.submit(self._span(cond, start, min(frames, start + piece), track)))
+        return torch.cat(waves)
 
     def _span(self, cond: torch.Tensor, start: int, end: int, track: PhaseTrack | None) -> MelSpan:
         lo, hi, keep = self.vocoder.span(cond.shape[-1], start, end)

@@ -18,15 +18,21 @@ from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
 
 from audiogan.audio.io import AudioError, load_audio
 from audiogan.audio.stream import StreamResampler
-from audiogan.timbre.convert import convert
+from audiogan.timbre import TimbreModel
+from audiogan.timbre.convert import Conversion
 from audiogan.timbre.inference import MODES
 from audiogan.tts.lines import Line
 from audiogan.tts.timing import Timings
+from audiogan.vocoder.inference import MEL_CEILING
 from audiogan_server.config import ServerConfig
 from audiogan_server.encoding import check_format, encode, encode_raw, output_rate
 from audiogan_server.errors import RequestError, invalid, rpc
 from audiogan_server.metrics import Metrics
 from audiogan_server.models import ModelRegistry, NoteItem, TimbreEngine, VocoderEngine, VoiceEngine
+
+# The lowest mel value taken, far below any log floor (ln(1e-5) = -11.5); the ceiling is the Vocoder's own,
+# checked here first to name the request's field.
+MEL_FLOOR = -100.0
 
 
 class AudioGanService(pb_grpc.AudioGanServicer):
@@ -74,11 +80,24 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                                            f"needs at least {shortest}")
         if not np.isfinite(mel).all():
             raise invalid(f"{field}.data", "contains NaN or Inf values")
+        self._mel_range(mel, engine, field)
         seconds = mel.shape[1] * engine.vocoder.hop_length / engine.sample_rate
         if seconds > self.limits.max_audio_seconds:
             raise invalid(field, f"{seconds:.1f} s of audio exceeds this server's limit of "
                                  f"{self.limits.max_audio_seconds:g} s per call")
         return torch.from_numpy(mel.astype(np.float32))
+
+    @staticmethod
+    def _mel_range(mel: np.ndarray, engine: VocoderEngine, field: str) -> None:
+        """Finite but absurd values (a linear or power mel, garbage) would come back as NaN audio, blamed
+        on the output; natural-log magnitudes lie between the mel's log floor and a few units."""
+        low, high = float(mel.min()), float(mel.max())
+        if low >= MEL_FLOOR and high <= MEL_CEILING:
+            return
+        floor = engine.vocoder.config.mel.log_floor
+        raise invalid(f"{field}.data", f"values span {low:.4g}..{high:.4g}, outside {MEL_FLOOR:g}..{MEL_CEILING:g}: "
+                                       f"vocoder {engine.name!r} takes natural-log magnitudes, from "
+                                       f"ln({floor:g}) = {np.log(floor):.1f} to a few units (a linear or power mel?)")
 
     def _voice(self, request: pb.SynthesizeRequest) -> VoiceEngine:
         """Check a text request's fields, then find its voice."""
@@ -108,16 +127,20 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         except ValueError as exc:
             raise invalid("text", str(exc)) from None
 
-    def _check_length(self, frames: int, voice: VoiceEngine) -> None:
-        seconds = frames * voice.vocoder.vocoder.hop_length / voice.vocoder.sample_rate
+    def _check_length(self, frames: int, voice: VoiceEngine, silence: float) -> None:
+        """``frames`` of speech so far plus the text's pauses, all known from its lines: a lower bound on the
+        call's audio, so a text is refused as soon as it is sure to cross the limit, not after."""
+        seconds = frames * voice.vocoder.vocoder.hop_length / voice.vocoder.sample_rate + silence
         if seconds > self.limits.max_audio_seconds:
-            raise invalid("text", f"{seconds:.0f} s of speech exceeds this server's limit of "
+            raise invalid("text", f"{seconds:.1f} s of speech and pauses exceeds this server's limit of "
                                   f"{self.limits.max_audio_seconds:g} s per call")
 
     async def _speak(self, voice: VoiceEngine, request: pb.SynthesizeRequest) -> tuple[torch.Tensor, Timings]:
         """Whole text -> audio: all sentences through the acoustic batcher, then the vocoder batcher,
         in waves of ``max_batch`` so that a long text cannot flood the queues."""
         lines = await self._lines(voice, request.text)
+        silence = _silence_seconds(lines)
+        self._check_length(0, voice, silence)
         size = self.config.batching.max_batch
         acoustic: list[tuple[torch.Tensor, list[int]]] = []
         frames = 0
@@ -126,7 +149,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                                                      request.speaker) for x in lines[start:start + size]))
             acoustic += group
             frames += sum(mel.shape[-1] for mel, _ in group)
-            self._check_length(frames, voice)  # after each wave: a text far over the limit stops early
+            self._check_length(frames, voice, silence)  # after each wave: a text far over the limit stops early
         mels = [mel for mel, _ in acoustic]
         waves: list[torch.Tensor] = []
         for start in range(0, len(mels), size):
@@ -137,6 +160,8 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                       speaker: int, timed: list[Timings] | None = None) -> AsyncIterator[torch.Tensor]:
         """Sentence by sentence, vocoded in chunks; the next sentence's mel is computed meanwhile. With
         ``timed``, each sentence's timings are put there as its audio is about to be yielded."""
+        silence = _silence_seconds(lines)
+        self._check_length(0, voice, silence)  # pauses alone over the limit: refused before any audio
         pending = asyncio.ensure_future(voice.mel(lines[0], speed, pitch_shift, speaker))
         frames = position = 0
         try:
@@ -145,7 +170,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             for i, line in enumerate(lines):
                 mel, durations = await pending
                 frames += mel.shape[-1]
-                self._check_length(frames, voice)
+                self._check_length(frames, voice, silence)  # before this sentence's audio is sent
                 if timed is not None:
                     timed.append(voice.timings([line], [durations], position))
                     position = timed[-1].next_start
@@ -296,10 +321,14 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                    seed: int, field: str) -> NoteItem:
         cfg = engine.model.cfg
         if not cfg.pitch_min <= pitch <= cfg.pitch_max:
-            raise invalid(f"{field}pitch", f"{pitch} is outside model {engine.name!r}'s range "
-                                           f"{cfg.pitch_min}..{cfg.pitch_max}")
+            raise invalid(f"{field}pitch", f"{pitch} is outside the range {cfg.pitch_min}..{cfg.pitch_max} of "
+                                           f"model {engine.name!r}")
         if seconds > cfg.spectral.seconds:
             raise invalid(f"{field}seconds", f"{seconds:g} exceeds the model's note length {cfg.spectral.seconds:g}")
+        shortest = cfg.spectral.hop_length / engine.model.sample_rate
+        if 0 < seconds < shortest:  # else a note of 0 samples comes back as if all were well
+            raise invalid(f"{field}seconds", f"{seconds:g} is shorter than one frame of model {engine.name!r} "
+                                             f"({shortest:.3f} s); 0 = the model's full note length")
         return NoteItem(pitch, timbre, velocity or 100, seed, seconds or None)
 
     async def _notes(self, engine: TimbreEngine, items: list[NoteItem], fmt: pb.AudioFormat) -> list[pb.Audio]:
@@ -330,6 +359,8 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         self._timbre(request.b, "b")
         if not 0.0 <= request.alpha <= 1.0:
             raise invalid("alpha", f"{request.alpha:g} is out of range 0..1")
+        if request.steps and request.alpha:
+            raise invalid("alpha", "and steps are both set: set alpha for one note or steps for several, not both")
         if request.steps and not 2 <= request.steps <= self.limits.max_notes:
             raise invalid("steps", f"{request.steps} is out of range 2..{self.limits.max_notes} (0 = use alpha)")
         self._mode(request.mode, "mode")
@@ -385,9 +416,8 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             raise invalid("audio_chunk", "no audio was uploaded")
         wave, rate = await asyncio.to_thread(self._upload, bytes(upload))
         try:
-            converted = await asyncio.get_running_loop().run_in_executor(
-                self.conversions, convert, engine.model, wave.numpy(), rate, target, 0, options.flat, target_b,
-                options.mode or "slerp")
+            converted = await self._converted(engine.model, wave.numpy(), rate, target, options.flat, target_b,
+                                              options.mode or "slerp")
         except ValueError as exc:  # nothing pitched, or a polyphonic recording
             raise invalid("audio_chunk", str(exc)) from None
         encoding = options.format.encoding or pb.PCM16
@@ -403,6 +433,17 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         tail = resampler.flush()
         yield pb.AudioChunk(sequence=sequence, sample_offset=offset, audio=encode_raw(tail, encoding),
                             encoding=encoding, sample_rate_hz=out_rate, final=True)
+
+    async def _converted(self, model: TimbreModel, wave: np.ndarray, rate: int, to: torch.Tensor, flat: bool,
+                         to_b: torch.Tensor | None, mode: str) -> np.ndarray:
+        """``audiogan.timbre.convert.convert`` on the conversions thread, its notes a pass at a time: a caller
+        gone (deadline, cancel) stops at the next pass instead of holding the thread for every note, and
+        other conversions take turns between passes. Same seeds, same result."""
+        loop = asyncio.get_running_loop()
+        plan = await loop.run_in_executor(self.conversions, Conversion.plan, model, wave, rate, to, flat, to_b, mode)
+        notes = [await loop.run_in_executor(self.conversions, plan.notes, model, 0, start, start + model.pass_size)
+                 for start in range(0, len(plan.events), model.pass_size)]
+        return plan.mix(np.concatenate(notes), model.sample_rate)
 
     # -- listings ------------------------------------------------------------------------------------------
 
@@ -433,6 +474,11 @@ def _min_frames(engine: VocoderEngine) -> int:
     Required whether or not this server refines, so that what a call accepts does not hang on a flag."""
     mel = engine.vocoder.config.mel
     return (mel.n_fft - mel.hop_length) // 2 // mel.hop_length + 1
+
+
+def _silence_seconds(lines: list[Line]) -> float:
+    """The pauses ``TTS.join`` puts around a text's lines."""
+    return (lines[0].lead if lines else 0.0) + sum(line.pause for line in lines)
 
 
 def _language_code(voice: VoiceEngine) -> str:
