@@ -199,3 +199,22 @@ def test_raw_stream_encoders_refuse_what_a_player_would_mishear(encode):
     samples = np.frombuffer(encode(torch.tensor([[0.5, -2.0, 1.0]])), "<i2" if encode is pcm16 else "<f4")
     expected = [16384, -32767, 32767] if encode is pcm16 else [0.5, -2.0, 1.0]  # PCM16 clips, floats do not
     assert samples.tolist() == expected
+
+
+def test_integer_pcm_is_scaled_and_other_types_are_refused(tmp_path, demo_wave, default_vocoder):
+    """int16 as floats would be 32,767 times too loud: saved, it was a clipped square wave."""
+    pcm = (demo_wave.numpy() * 32767).astype(np.int16)
+    wave, _ = load_audio(save_audio(tmp_path / "pcm.wav", pcm, 16000))
+    assert (wave - demo_wave).abs().max() < 2 / 32768
+    quiet_to_loud = default_vocoder.mel(demo_wave) > -6  # above int16's quantisation floor
+    assert (default_vocoder.mel(pcm) - default_vocoder.mel(demo_wave))[quiet_to_loud].abs().max() < 0.05
+    for bad, message in [(np.zeros(100, np.complex64), "complex64"), (np.zeros(100, bool), "bool"),
+                         (np.full(100, np.nan, np.float32), "NaN or Inf")]:
+        with pytest.raises(AudioError if message != "NaN or Inf" else ValueError, match=message):
+            default_vocoder.mel(bad)
+
+
+@pytest.mark.parametrize("rate", [0, -1, 16000.0])
+def test_saving_at_a_rate_that_is_not_one_is_a_clear_error(tmp_path, rate):
+    with pytest.raises(AudioError, match="must be a positive whole number of Hz"):
+        save_audio(tmp_path / "x.wav", np.zeros(10, np.float32), rate)

@@ -258,6 +258,7 @@ def test_a_folder_or_a_broken_card_is_named_as_what_it_is(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("device", "message"), [("gpu", "unknown device 'gpu': use auto, cpu, cuda or cuda:N"),
+                                                 ("meta", "unknown device 'meta'"),
                                                  ("cuda", "no CUDA GPU is available here")])
 def test_a_device_that_cannot_run_is_named(tmp_path, capsys, device, message):
     if device == "cuda" and torch.cuda.is_available():

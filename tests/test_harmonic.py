@@ -245,8 +245,9 @@ def test_phase_iterations_override_at_load_and_its_bad_values():
     refined = Vocoder.load("default", device="cpu", phase_iterations=2)
     assert refined.config.generator.istft.phase_iterations == 2
     assert refined.context_frames == Vocoder.load("default", device="cpu").context_frames + 2 * N_FFT // HOP
-    with pytest.raises(ValueError, match="phase_iterations must be >= 0"):
-        Vocoder.load("default", device="cpu", phase_iterations=-1)
+    for bad in (-1, 2.5):
+        with pytest.raises(ValueError, match="phase_iterations must be a whole number >= 0"):
+            Vocoder.load("default", device="cpu", phase_iterations=bad)
     hifigan = load_yaml(VocoderTrainingConfig, REPO / "configs" / "vocoder" / "hifigan_v3.yaml").model
     with pytest.raises(ValueError, match="needs an iSTFT generator"):
         with_phase_iterations(hifigan, 4)

@@ -155,7 +155,7 @@ def test_lines_their_model_cannot_render_are_refused_up_front(tmp_path):
     expected = {1: "no vocoder weights at 'no-such-vocoder'", 2: "timbre-gm-16k.safetensors is a timbre model, not a "
                 "vocoder model", 3: "tts-lj-16k.safetensors is a tts model, not a timbre model",
                 4: "vocoder-16k-vector.safetensors is a vocoder model, not a tts model",
-                5: "pitch 100 is outside this model's range 24..84", 6: "seconds 5.0 is out of range (0, 4.096]",
+                5: "pitch 100 is outside this model's range 24..84", 6: "seconds 5.0 is out of range 0.032..4.096",
                 9: "speaker 3 is out of range: tts-lj-16k knows speakers 0..0"}
     assert set(reasons) == set(expected), reasons
     for line, fragment in expected.items():
@@ -884,3 +884,10 @@ def test_log_lines_go_above_the_progress_bar_not_into_it(tmp_path, capsys):
     assert before.endswith(("\r", "\n")), repr(err)  # the bar's line was cleared, not written after
     assert "1/2" in err[err.index("LOG mid-run news"):]  # and drawn again below the message
     assert "LOG after the bar" in err
+
+
+def test_an_unknown_engine_is_refused(tmp_path, mels):
+    jobs = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels[:1]))).jobs
+    with pytest.raises(ValueError, match="unknown engine 'bogus': local or ray"):
+        run(jobs, str(tmp_path / "render"), engine="bogus", progress=False)
+    assert not (tmp_path / "render").exists()

@@ -891,3 +891,23 @@ def test_bundled_model_converts_a_melody_at_its_pitches(bundled):
         f0, voiced, _ = librosa.pyin(segment, fmin=60, fmax=1000, sr=16000, frame_length=1024)
         cents = 1200 * np.log2(np.nanmedian(f0[voiced]) / (440 * 2 ** ((pitch - 69) / 12)))
         assert abs(cents) < 50, (pitch, cents)  # measured: within 1 cent for all five notes
+
+
+def test_generate_takes_numpy_velocities_and_seeds(timbre_model):
+    name = timbre_model.instruments[0]
+    as_lists = timbre_model.generate([60, 64], [name, name], [80, 100], [1, 2])
+    as_arrays = timbre_model.generate([60, 64], [name, name], np.array([80, 100]), np.array([1, 2]))
+    np.testing.assert_array_equal(as_lists, as_arrays)
+
+
+def test_values_a_note_cannot_take_are_refused_not_rounded(timbre_model):
+    name = timbre_model.instruments[0]
+    for call, message in [(lambda: timbre_model.note(60.5, instrument=name), "pitch 60.5 is not a whole number"),
+                          (lambda: timbre_model.note(60, instrument=name, velocity=100.7), "velocity 100.7"),
+                          (lambda: timbre_model.note(60, instrument=name, seconds=1e-6), r"seconds 1e-06 is out"),
+                          (lambda: timbre_model.mix(name, name, [2.0]), "alphas must lie in 0..1"),
+                          (lambda: timbre_model.invert(np.full(4000, np.nan), 16000, 60), "NaN or Inf"),
+                          (lambda: timbre_model.invert(np.zeros(4000), 0, 60), "sample rate 0")]:
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert timbre_model.note(60.0, instrument=name).shape == timbre_model.note(60, instrument=name).shape

@@ -609,6 +609,9 @@ def test_bad_text_gives_clear_errors(tts):
             tts(text)
     with pytest.raises(ValueError, match="UTF-8"):
         tts("caf\xe9".encode("latin-1"))
+    for text in (["One.", "Two."], None):  # not an AttributeError from deep inside
+        with pytest.raises(TypeError, match=f"text must be a str .*not {type(text).__name__}"):
+            tts(text)
     with pytest.raises(ValueError, match="pronounceable"):
         tts("... !!! ?")
     with pytest.raises(ValueError, match="speed"):

@@ -89,15 +89,32 @@ def encode_audio(wave: torch.Tensor | np.ndarray, sample_rate: int, suffix: str)
     fmt = {".wav": "WAV", ".flac": "FLAC"}.get(suffix.lower())
     if fmt is None:
         raise AudioError(f"unsupported output format {suffix!r}: use .wav or .flac")
+    check_rate(sample_rate)
     data = mono_samples(wave)
     buffer = io.BytesIO()
     sf.write(buffer, np.clip(data, -1.0, 1.0), sample_rate, format=fmt, subtype="PCM_16")
     return buffer.getvalue()
 
 
+# Integer PCM as soundfile reads it into floats: divided by its full scale.
+_PCM_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31,
+              torch.int16: 2.0**15, torch.int32: 2.0**31}
+
+
+def float_samples(wave: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Samples as float32: floats as they are, int16/int32 PCM scaled to [-1, 1]; anything else refused (as
+    floats, int16 PCM would be 32,767 times too loud; complex would lose its imaginary part)."""
+    tensor = wave.detach() if isinstance(wave, torch.Tensor) else torch.from_numpy(np.asarray(wave))
+    if tensor.dtype in _PCM_SCALE:
+        return tensor.float() / _PCM_SCALE[tensor.dtype]
+    if not tensor.dtype.is_floating_point or tensor.is_complex():
+        raise AudioError(f"audio holds {tensor.dtype} values; give float samples in [-1, 1] or int16/int32 PCM")
+    return tensor.float()
+
+
 def mono_samples(wave: torch.Tensor | np.ndarray) -> np.ndarray:
     """Float32 samples of one mono clip, or AudioError: what every encoder may write."""
-    data = wave.detach().cpu().float().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave, np.float32)
+    data = float_samples(wave).cpu().numpy()
     if data.ndim == 2 and data.shape[0] == 1:
         data = data[0]
     if data.ndim != 1:  # flattened, a batch or channels would play one after another as one mono clip
@@ -105,6 +122,18 @@ def mono_samples(wave: torch.Tensor | np.ndarray) -> np.ndarray:
     if not np.isfinite(data).all():  # NaN would be written as arbitrary PCM values
         raise AudioError("audio contains NaN or Inf samples")
     return data
+
+
+def check_rate(rate: int) -> None:
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
+        raise AudioError(f"sample rate {rate!r} must be a positive whole number of Hz")
+
+
+def recording(wave: torch.Tensor | np.ndarray, rate: int) -> np.ndarray:
+    """A mono recording handed to an analysis (pitch tracking, resampling) as float32 samples, or a clear
+    error here instead of one from deep inside librosa."""
+    check_rate(rate)
+    return mono_samples(wave)
 
 
 def pcm16(wave: torch.Tensor | np.ndarray) -> bytes:

@@ -90,9 +90,14 @@ def job_key(job: Job, renderer: Renderer) -> str:
     return f"{job.key}:{renderer.model_id(renderer.group(job))}"
 
 
-def check_settings(batch_size: int, workers: int) -> None:
+ENGINES = ("local", "ray")
+
+
+def check_settings(batch_size: int, workers: int, engine: str = "local") -> None:
     """Refuse settings that would render nothing or hang: a batch size below 0 (0 means each kind's
     default) once made ``range`` yield no batches, so a run reported 0 rendered and succeeded."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}: {' or '.join(ENGINES)}")
     if batch_size < 0:
         raise ValueError(f"batch size must be 0 (each kind's default) or more, not {batch_size}")
     if workers < 1:
@@ -263,7 +268,7 @@ def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int
     outputs rendered with another setting are re-rendered.
     Raises ValueError, before touching ``out_dir``, for ``batch_size`` < 0 or ``workers`` < 1.
     """
-    check_settings(batch_size, workers)
+    check_settings(batch_size, workers, engine)
     start = time.perf_counter()
     out = OutputDir(out_dir)
     summary = Summary(jobs=len(jobs))

@@ -93,8 +93,9 @@ def _note_problem(cfg: NoteGANConfig, pitch: int, seconds: float | None) -> str 
     """The limits TimbreModel._check enforces when it renders (velocity's 1..127 is the manifest's own)."""
     if not cfg.pitch_min <= pitch <= cfg.pitch_max:
         return f"pitch {pitch} is outside this model's range {cfg.pitch_min}..{cfg.pitch_max}"
-    if seconds is not None and not 0 < seconds <= cfg.spectral.seconds:
-        return f"seconds {seconds} is out of range (0, {cfg.spectral.seconds:g}]"
+    shortest = cfg.spectral.hop_length / cfg.spectral.sample_rate  # one frame, as TimbreModel._check
+    if seconds is not None and not shortest <= seconds <= cfg.spectral.seconds:
+        return f"seconds {seconds} is out of range {shortest:.3f}..{cfg.spectral.seconds:g}"
     return None
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from audiogan.audio.io import recording
 from audiogan.timbre.expression import BEND_HOP, LEVEL_WINDOW, apply_bend, follow_level
 from audiogan.timbre.inference import Timbre, TimbreModel
 from audiogan.timbre.spectral import midi_to_hz
@@ -191,6 +192,7 @@ class Conversion:
              to_b: Timbre | None = None, mode: str = "slerp") -> Conversion:
         import librosa
 
+        wave = recording(wave, rate)
         if rate != model.sample_rate:
             wave = librosa.resample(wave, orig_sr=rate, target_sr=model.sample_rate)
         events = analyse(wave, model.sample_rate, (model.cfg.pitch_min, model.cfg.pitch_max))

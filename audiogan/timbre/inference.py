@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from audiogan import weights
+from audiogan.audio.io import recording
 from audiogan.timbre.expression import harmonic_comb
 from audiogan.timbre.model import slerp
 from audiogan.timbre.spectral import NoteSpectrogram, midi_to_hz
@@ -85,12 +86,17 @@ class TimbreModel:
         return vector
 
     def _check(self, pitch: int, velocity: int, seconds: float | None) -> None:
+        for name, value in (("pitch", pitch), ("velocity", velocity)):  # 60.5 once ran as 60, or crashed in torch
+            if isinstance(value, (bool, str)) or not isinstance(value, (int, np.integer, float, np.floating)) \
+                    or value != int(value):
+                raise ValueError(f"{name} {value!r} is not a whole number (a MIDI {name})")
         if not self.cfg.pitch_min <= pitch <= self.cfg.pitch_max:
             raise ValueError(f"pitch {pitch} is outside this model's range {self.cfg.pitch_min}..{self.cfg.pitch_max}")
         if not 1 <= velocity <= 127:
             raise ValueError(f"velocity {velocity} is out of range 1..127")
-        if seconds is not None and not 0 < seconds <= self.cfg.spectral.seconds:
-            raise ValueError(f"seconds {seconds} is out of range (0, {self.cfg.spectral.seconds:g}]")
+        shortest = self.cfg.spectral.hop_length / self.sample_rate  # below one frame a note has no samples
+        if seconds is not None and not shortest <= seconds <= self.cfg.spectral.seconds:
+            raise ValueError(f"seconds {seconds} is out of range {shortest:.3f}..{self.cfg.spectral.seconds:g}")
 
     @torch.inference_mode()
     def generate(self, pitches: Sequence[int], timbres: Sequence[Timbre], velocities: Sequence[int] | None = None,
@@ -98,12 +104,14 @@ class TimbreModel:
         """Many notes, each generated whole, in parallel passes of up to ``pass_size`` notes -> [N, samples]
         float32. Same seed and condition, same note."""
         n = len(pitches)
-        velocities = list(velocities or [100] * n)
-        seeds = list(seeds or [0] * n)
+        # "is None", not "or": an array's truth value is ambiguous
+        velocities = [100] * n if velocities is None else list(velocities)
+        seeds = [0] * n if seeds is None else list(seeds)
         if not n or len(timbres) != n or len(velocities) != n or len(seeds) != n:
             raise ValueError("pitches, timbres, velocities and seeds must be non-empty and the same length")
         for p, v in zip(pitches, velocities, strict=True):
-            self._check(int(p), int(v), seconds)
+            self._check(p, v, seconds)
+        pitches, velocities = [int(p) for p in pitches], [int(v) for v in velocities]
         step = self.pass_size
         return np.concatenate([self._generate(pitches[i:i + step], timbres[i:i + step], velocities[i:i + step],
                                               seeds[i:i + step], seconds) for i in range(0, n, step)])
@@ -160,6 +168,8 @@ class TimbreModel:
             raise ValueError(f"mode {mode!r} is not {' or '.join(MODES)}")
         ta, tb = self.timbre(a), self.timbre(b)
         w = torch.tensor(list(alphas), device=self.device, dtype=torch.float32)
+        if not ((w >= 0) & (w <= 1)).all():  # beyond the end points slerp extrapolates; NaN poisons the latent
+            raise ValueError(f"alphas must lie in 0..1, got {[float(x) for x in w]}")
         if mode == "slerp":
             mixed = slerp(ta.expand(len(w), -1), tb.expand(len(w), -1), w)
         else:
@@ -175,6 +185,7 @@ class TimbreModel:
         timbre, e.g. as an interpolation end point."""
         import librosa
 
+        wave = recording(wave, rate)
         if rate != self.sample_rate:
             wave = librosa.resample(wave, orig_sr=rate, target_sr=self.sample_rate)
         if pitch is None:

@@ -78,6 +78,8 @@ class TTS:
                 text = text.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise ValueError(f"text is not valid UTF-8 (byte {exc.start})") from None
+        if not isinstance(text, str):  # a list of sentences: join them, the splitter finds them again
+            raise TypeError(f"text must be a str (or UTF-8 bytes), not {type(text).__name__}")
         if not text.strip():
             raise ValueError("text is empty")
         with one_drop_warning():
@@ -106,7 +108,7 @@ class TTS:
     def acoustic(self, lines: Sequence[Line | list[int]], speed: float = 1.0, pitch_shift: float = 0.0,
                  speaker: int = 0) -> list[tuple[torch.Tensor, list[int]]]:
         """As :meth:`mels`, each mel with its phonemes' lengths in frames (for :class:`Timings`)."""
-        if not 0 <= speaker < self.speakers:
+        if isinstance(speaker, bool) or not isinstance(speaker, (int, np.integer)) or not 0 <= speaker < self.speakers:
             raise ValueError(f"speaker {speaker} is out of range: {self.name} knows speakers 0..{self.speakers - 1}")
         if not 0.25 <= speed <= 4.0:
             raise ValueError(f"speed {speed} is out of range 0.25..4")

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from audiogan import weights
+from audiogan.audio.io import float_samples
 from audiogan.audio.mel import MelSpectrogram
 from audiogan.config import from_dict
 from audiogan.vocoder.istft import INFERENCE_PHASES
@@ -25,7 +26,9 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     try:
         chosen = torch.device(device)
     except RuntimeError:  # torch lists its two dozen device types
-        raise ValueError(f"unknown device {str(device)!r}: use auto, cpu, cuda or cuda:N") from None
+        chosen = None
+    if chosen is None or chosen.type not in ("cpu", "cuda"):  # mps, xpu, meta...: not what the models run on
+        raise ValueError(f"unknown device {str(device)!r}: use auto, cpu, cuda or cuda:N")
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r}: no CUDA GPU is available here; use auto or cpu")
     if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
@@ -35,8 +38,8 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def with_phase_iterations(config: VocoderConfig, iterations: int) -> VocoderConfig:
-    if iterations < 0:
-        raise ValueError(f"phase_iterations must be >= 0, got {iterations}")
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 0:
+        raise ValueError(f"phase_iterations must be a whole number >= 0, got {iterations!r}")
     return _with_istft(config, "phase refinement", bool(iterations), phase_iterations=iterations)
 
 
@@ -136,9 +139,11 @@ class Vocoder:
     @torch.inference_mode()
     def mel(self, wave: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Audio at ``sample_rate`` -> the log-mel this vocoder was trained on."""
-        wave = torch.as_tensor(wave, dtype=torch.float32, device=self.device)
+        wave = float_samples(wave).to(self.device)
         if wave.numel() == 0:
             raise ValueError("audio is empty (0 samples)")
+        if not torch.isfinite(wave).all():
+            raise ValueError("audio contains NaN or Inf samples")
         return self.mel_transform(wave)
 
     def _check(self, mel: torch.Tensor | np.ndarray) -> torch.Tensor:
