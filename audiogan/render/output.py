@@ -134,7 +134,6 @@ class OutputDir:
         self._lockfile.close()
 
 
-
 def record_invalid(out_dir: str | Path, errors: Iterable[ManifestError]) -> None:
     """A run refused for invalid manifest lines renders nothing, yet errors.jsonl must then list this run's
     problems, not the last run's failures: under the folder's lock, rotate it and list the invalid lines.
