@@ -150,7 +150,7 @@ def _say(args: argparse.Namespace) -> int:
     if args.raw and args.output not in (None, "-"):
         raise ValueError("--raw streams PCM to standard output; drop -o, or drop --raw to write a file")
     args.output = args.output or "say.wav"
-    if args.output != "-":
+    if not args.raw and args.output != "-":  # a raw stream writes no file, so needs no writable folder
         _output(args.output, AUDIO_OUT)
     if args.plot:
         _output(args.plot, PLOT_OUT, "--plot")
