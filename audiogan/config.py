@@ -8,6 +8,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import yaml
 
 T = TypeVar("T")
@@ -56,6 +57,11 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         raise ConfigError(f"{where or cls.__name__}: unknown keys {sorted(unknown)}; known: {sorted(names)}")
     kwargs = {k: _build(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def is_int(value: object) -> bool:
+    """A Python or numpy integer, not a bool (an int subclass) nor a float that happens to be whole."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def check_run_numbers(section: Any, nonzero: tuple[str, ...] = ("batch_size", "max_steps", "learning_rate",

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 import torchaudio.functional as AF
 
+from audiogan.config import is_int
+
 # torchaudio's sinc kernel has about (orig/g) x (target/g) taps (g = gcd): under a million for the usual rates,
 # gigabytes for an odd one (8001 -> 16000 Hz). Past this size the rate ratio is approximated by a nearby one
 # with a small kernel: from 1 Hz-800 kHz to 16 or 22.05 kHz that was within 5e-4 (0.9 cents, inaudible).
@@ -125,7 +127,7 @@ def mono_samples(wave: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def check_rate(rate: int) -> None:
-    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
+    if not is_int(rate) or rate <= 0:
         raise AudioError(f"sample rate {rate!r} must be a positive whole number of Hz")
 
 

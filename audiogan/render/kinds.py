@@ -18,7 +18,7 @@ from audiogan.audio.io import load_audio
 from audiogan.config import from_dict
 from audiogan.render.manifest import Job
 from audiogan.timbre import TimbreModel
-from audiogan.timbre.inference import resolve_instrument
+from audiogan.timbre.inference import note_problem, resolve_instrument
 from audiogan.timbre.model import NoteGANConfig
 from audiogan.tts import TTS
 from audiogan.tts.lexicon import Lexicon
@@ -73,7 +73,7 @@ def unavailable_reason(kind: str, params: dict[str, Any]) -> str | None:
             except ValueError as exc:
                 return str(exc)
         if kind == "notes":
-            return _note_problem(cfg, params["pitch"], params.get("seconds"))
+            return note_problem(cfg, params["pitch"], params.get("seconds"))  # velocity: the manifest's bounds
     return None
 
 
@@ -86,16 +86,6 @@ def _speaker_problem(path: Path, card: dict[str, Any], speaker: int) -> str | No
     if not 0 <= speaker < speakers:
         name = card.get("name", path.stem)
         return f"speaker {speaker} is out of range: {name} knows speakers 0..{speakers - 1}"
-    return None
-
-
-def _note_problem(cfg: NoteGANConfig, pitch: int, seconds: float | None) -> str | None:
-    """The limits TimbreModel._check enforces when it renders (velocity's 1..127 is the manifest's own)."""
-    if not cfg.pitch_min <= pitch <= cfg.pitch_max:
-        return f"pitch {pitch} is outside this model's range {cfg.pitch_min}..{cfg.pitch_max}"
-    shortest = cfg.spectral.hop_length / cfg.spectral.sample_rate  # one frame, as TimbreModel._check
-    if seconds is not None and not shortest <= seconds <= cfg.spectral.seconds:
-        return f"seconds {seconds} is out of range {shortest:.3f}..{cfg.spectral.seconds:g}"
     return None
 
 

@@ -14,12 +14,22 @@ import torch
 from audiogan import weights
 from audiogan.audio.io import recording
 from audiogan.timbre.expression import harmonic_comb
-from audiogan.timbre.model import slerp
+from audiogan.timbre.model import NoteGANConfig, slerp
 from audiogan.timbre.spectral import NoteSpectrogram, midi_to_hz
 from audiogan.vocoder.inference import pick_device
 
 Timbre = str | Sequence[float] | torch.Tensor
 MODES = ("slerp", "lerp")  # ways of mixing two timbres: spherical or straight-line interpolation
+
+
+def note_problem(cfg: NoteGANConfig, pitch: int, seconds: float | None) -> str | None:
+    """Why a model with ``cfg`` cannot make this note, or None: its card alone tells (render checks lines so)."""
+    if not cfg.pitch_min <= pitch <= cfg.pitch_max:
+        return f"pitch {pitch} is outside this model's range {cfg.pitch_min}..{cfg.pitch_max}"
+    spectral = cfg.spectral
+    if seconds is not None and not spectral.frame_seconds <= seconds <= spectral.seconds:
+        return f"seconds {seconds} is out of range {spectral.frame_seconds:.3f}..{spectral.seconds:g}"
+    return None
 
 
 def resolve_instrument(name: str, instruments: Sequence[str]) -> str:
@@ -90,13 +100,10 @@ class TimbreModel:
             if isinstance(value, (bool, str)) or not isinstance(value, (int, np.integer, float, np.floating)) \
                     or value != int(value):
                 raise ValueError(f"{name} {value!r} is not a whole number (a MIDI {name})")
-        if not self.cfg.pitch_min <= pitch <= self.cfg.pitch_max:
-            raise ValueError(f"pitch {pitch} is outside this model's range {self.cfg.pitch_min}..{self.cfg.pitch_max}")
         if not 1 <= velocity <= 127:
             raise ValueError(f"velocity {velocity} is out of range 1..127")
-        shortest = self.cfg.spectral.hop_length / self.sample_rate  # below one frame a note has no samples
-        if seconds is not None and not shortest <= seconds <= self.cfg.spectral.seconds:
-            raise ValueError(f"seconds {seconds} is out of range {shortest:.3f}..{self.cfg.spectral.seconds:g}")
+        if problem := note_problem(self.cfg, pitch, seconds):
+            raise ValueError(problem)
 
     @torch.inference_mode()
     def generate(self, pitches: Sequence[int], timbres: Sequence[Timbre], velocities: Sequence[int] | None = None,

@@ -55,6 +55,11 @@ class SpectralConfig:
         return self.samples / self.sample_rate
 
     @property
+    def frame_seconds(self) -> float:
+        """The shortest note: below one frame a note has no samples."""
+        return self.hop_length / self.sample_rate
+
+    @property
     def bins(self) -> int:
         return self.n_fft // 2  # the Nyquist bin is dropped: a power of two suits the conv stacks
 

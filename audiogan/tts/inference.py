@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from audiogan import weights
-from audiogan.config import from_dict
+from audiogan.config import from_dict, is_int
 from audiogan.tts import ssml
 from audiogan.tts.lexicon import Lexicon, phoneme_tokens
 from audiogan.tts.lines import Line, to_lines
@@ -108,7 +108,7 @@ class TTS:
     def acoustic(self, lines: Sequence[Line | list[int]], speed: float = 1.0, pitch_shift: float = 0.0,
                  speaker: int = 0) -> list[tuple[torch.Tensor, list[int]]]:
         """As :meth:`mels`, each mel with its phonemes' lengths in frames (for :class:`Timings`)."""
-        if isinstance(speaker, bool) or not isinstance(speaker, (int, np.integer)) or not 0 <= speaker < self.speakers:
+        if not is_int(speaker) or not 0 <= speaker < self.speakers:
             raise ValueError(f"speaker {speaker} is out of range: {self.name} knows speakers 0..{self.speakers - 1}")
         if not 0.25 <= speed <= 4.0:
             raise ValueError(f"speed {speed} is out of range 0.25..4")

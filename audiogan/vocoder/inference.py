@@ -13,7 +13,7 @@ import torch
 from audiogan import weights
 from audiogan.audio.io import float_samples
 from audiogan.audio.mel import MelSpectrogram
-from audiogan.config import from_dict
+from audiogan.config import from_dict, is_int
 from audiogan.vocoder.istft import INFERENCE_PHASES
 from audiogan.vocoder.model import VocoderConfig, build_generator
 from audiogan.vocoder.pghi import PhaseTrack
@@ -38,7 +38,7 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def with_phase_iterations(config: VocoderConfig, iterations: int) -> VocoderConfig:
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 0:
+    if not is_int(iterations) or iterations < 0:
         raise ValueError(f"phase_iterations must be a whole number >= 0, got {iterations!r}")
     return _with_istft(config, "phase refinement", bool(iterations), phase_iterations=iterations)
 

@@ -325,10 +325,9 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                                            f"model {engine.name!r}")
         if seconds > cfg.spectral.seconds:
             raise invalid(f"{field}seconds", f"{seconds:g} exceeds the model's note length {cfg.spectral.seconds:g}")
-        shortest = cfg.spectral.hop_length / engine.model.sample_rate
-        if 0 < seconds < shortest:  # else a note of 0 samples comes back as if all were well
+        if 0 < seconds < cfg.spectral.frame_seconds:  # else a note of 0 samples comes back as if all were well
             raise invalid(f"{field}seconds", f"{seconds:g} is shorter than one frame of model {engine.name!r} "
-                                             f"({shortest:.3f} s); 0 = the model's full note length")
+                                             f"({cfg.spectral.frame_seconds:.3f} s); 0 = the model's full note length")
         return NoteItem(pitch, timbre, velocity or 100, seed, seconds or None)
 
     async def _notes(self, engine: TimbreEngine, items: list[NoteItem], fmt: pb.AudioFormat) -> list[pb.Audio]:
