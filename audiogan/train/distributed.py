@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 
 @dataclass
@@ -53,3 +55,9 @@ def rank0_decides(flag: bool, d: Dist, device: torch.device) -> bool:
 def mean_row(acc: torch.Tensor, n: int, names: tuple[str, ...], d: Dist) -> dict[str, float]:
     """Summed per-step statistics -> their mean over steps and ranks, by name (one host sync)."""
     return dict(zip(names, (all_reduce_mean(acc.clone(), d) / n).tolist(), strict=True))
+
+
+def unwrap(m: nn.Module) -> nn.Module:
+    """The model inside torch.compile's and DDP's wrappers: what is saved, exported and inspected."""
+    m = getattr(m, "_orig_mod", m)
+    return m.module if isinstance(m, DDP) else m

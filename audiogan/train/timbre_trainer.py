@@ -34,9 +34,9 @@ from audiogan.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
+from audiogan.train.distributed import init_distributed, mean_row, rank0_decides, unwrap
 from audiogan.train.runlog import RunLog, checkpoint_on_interrupt, finish_run
-from audiogan.train.vocoder_trainer import _unwrap, device_name
+from audiogan.train.vocoder_trainer import device_name
 
 log = logging.getLogger(__name__)
 STATS = ("d_loss", "g_loss", "d_real_acc", "d_fake_acc", "pitch_acc_real", "pitch_acc_fake", "g_grad_norm",
@@ -258,7 +258,7 @@ class TimbreTrainer:
         d_loss = real_acc = fake_acc = real_pitch_acc = fake_pitch_acc = d_norm = g_adv = nan
         adversarial = self.step >= tc.adversarial_start
         with autocast:
-            fake = self.g_run(self._z(len(idx)), pitch, _unwrap(self.G).instrument(inst), velocity)
+            fake = self.g_run(self._z(len(idx)), pitch, unwrap(self.G).instrument(inst), velocity)
             if adversarial:
                 # Real and fake in one discriminator call: DDP allows one forward per backward.
                 scores, pitches = self.d_run(torch.cat([real, fake.detach()]))
@@ -315,7 +315,7 @@ class TimbreTrainer:
     def log_samples(self, count: int = 4) -> None:
         """The same few notes every time (fixed noise, pitches and instruments, spread over the data) to
         TensorBoard: their audio, and real beside generated log-magnitude as one image per note."""
-        G = _unwrap(self.G)
+        G = unwrap(self.G)
         pick = torch.linspace(0, len(self.records) - 1, count).long().to(self.device)
         z = torch.randn(count, self.cfg.model.latent_dim, generator=torch.Generator().manual_seed(0)).to(self.device)
         fake = G(z, self.pitch[pick], G.instrument(self.instrument[pick]), self.velocity[pick]).float()
@@ -398,7 +398,7 @@ class TimbreTrainer:
 def export_timbre(G: torch.nn.Module, cfg: TimbreTrainingConfig, path: Path, step: int, minutes: float,
                   device: str, notes: int, metrics: dict[str, float], dtype: torch.dtype = torch.float16,
                   continued_from: dict[str, Any] | None = None) -> Path:
-    G = _unwrap(G)
+    G = unwrap(G)
     card = {"name": path.stem, "kind": "timbre", "config": to_dict(cfg.model),
             "parameters": sum(p.numel() for p in G.parameters()), "dtype": str(dtype).removeprefix("torch."),
             "training": {"steps": step, "device_minutes": round(minutes, 2), "device": device,

@@ -27,10 +27,10 @@ from audiogan.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
+from audiogan.train.distributed import init_distributed, mean_row, rank0_decides, unwrap
 from audiogan.train.runlog import RunLog, checkpoint_on_interrupt, finish_run
 from audiogan.train.tts_data import TTSDataConfig, Utterance, build_features, collate, split, statistics
-from audiogan.train.vocoder_trainer import _unwrap, device_name
+from audiogan.train.vocoder_trainer import device_name
 from audiogan.tts.alignment import beta_binomial_prior, forward_sum_loss
 from audiogan.tts.mel_discriminator import MelDiscriminator, mel_windows
 from audiogan.tts.model import AcousticConfig, AcousticModel
@@ -378,7 +378,7 @@ def export_tts(model: nn.Module, cfg: TTSTrainingConfig, path: Path, step: int, 
                data: dict[str, Any], stats: dict[str, float], table: SymbolTable, validation: dict[str, float],
                dtype: torch.dtype = torch.float16, continued_from: dict[str, Any] | None = None) -> Path:
     """Inference weights (the aligner is training-only and left out) plus the model card."""
-    state = {k: v for k, v in _unwrap(model).state_dict().items() if not k.startswith("aligner.")}
+    state = {k: v for k, v in unwrap(model).state_dict().items() if not k.startswith("aligner.")}
     card = {"name": path.stem, "kind": "tts", "language": cfg.data.language, "config": to_dict(cfg.model),
             "symbols": table.to_dict(), "stats": stats, "parameters": sum(v.numel() for v in state.values()),
             "dtype": str(dtype).removeprefix("torch."),

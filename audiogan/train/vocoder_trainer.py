@@ -24,7 +24,7 @@ from audiogan.config import check_run_numbers, from_dict, to_dict
 from audiogan.train import checkpoint as ck_io
 from audiogan.train.checkpoint import load_checkpoint, read_export, rng_state, save_checkpoint, set_rng_state
 from audiogan.train.data import ClipBank, DataConfig, find_audio, load_many, split_files
-from audiogan.train.distributed import init_distributed, mean_row, rank0_decides
+from audiogan.train.distributed import init_distributed, mean_row, rank0_decides, unwrap
 from audiogan.train.pitch_targets import pitch_targets
 from audiogan.train.runlog import RunLog, checkpoint_on_interrupt, finish_run
 from audiogan.vocoder.discriminators import build_discriminators
@@ -98,11 +98,6 @@ class VocoderTrainingConfig:
     data: DataConfig = field(default_factory=DataConfig)
     # data folder name -> license / attribution line, copied into the model card
     sources: dict[str, str] = field(default_factory=dict)
-
-
-def _unwrap(m: nn.Module) -> nn.Module:
-    m = getattr(m, "_orig_mod", m)
-    return m.module if isinstance(m, DDP) else m
 
 
 class VocoderTrainer:
@@ -530,7 +525,7 @@ def export_generator(G: nn.Module, cfg: VocoderTrainingConfig, path: Path, step:
                      device: str, data: dict[str, Any], validation: dict[str, float],
                      lineage: dict[str, Any] | None = None, dtype: torch.dtype = torch.float16) -> Path:
     """The inference generator as safetensors (fp16 by default) plus its JSON model card."""
-    G = _unwrap(G)
+    G = unwrap(G)
     card = {
         "name": path.stem,
         "kind": "vocoder",
