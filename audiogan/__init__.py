@@ -1,4 +1,4 @@
-"""audiogan: GAN audio synthesis — vocoders, text-to-speech, and (soon) instrument timbre."""
+"""audiogan: GAN audio synthesis — vocoders, text-to-speech and instrument timbre."""
 
 from audiogan.audio import MelConfig, MelSpectrogram, load_audio, save_audio
 from audiogan.tts import TTS

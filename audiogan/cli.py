@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError
 
+from audiogan.render.engine import ENGINES
+from audiogan.timbre.inference import MODES
 from audiogan.vocoder.istft import INFERENCE_PHASES
 
 DEMO_CLIP = Path(__file__).parent / "samples" / "demo.flac"
@@ -224,9 +225,13 @@ def _models(args: argparse.Namespace) -> int:
         spent = ", then ".join(f"{s['minutes']:.0f} {s['device']} min" for s in d["segments"])
         trained = f"{d['steps']:,} steps, {spent}" if d["steps"] else "?"
         trained += ", warm-started (--card: from what)" if d["warm_started"] else ""
+        trained = "**cannot load: see below**" if d["problem"] else trained
         print(f"| {d['name']}{' (default)' if d['default'] else ''} | {d['kind']} | {d['parameters'] or 0:,} "
               f"| {d['megabytes']} | {trained} | {d['measured']} |")
-    return 0
+    broken = [d for d in described if d["problem"]]
+    for d in broken:  # the card alone reads well: say which files would fail to load, and exit so a script knows
+        print(f"audiogan: error: {d['path']}: {d['problem']}", file=sys.stderr)
+    return 1 if broken else 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -351,11 +356,13 @@ def _invert(args: argparse.Namespace) -> int:
     _output(args.output, (".npy",))  # np.save would add .npy to any other name, and timbres are told by it
     model = TimbreModel.load(args.model, device=args.device)
     wave, rate = load_audio(args.input)
-    latent, losses = model.invert(wave.numpy(), rate, args.pitch, args.steps)
+    pitch = model.note_pitch(wave.numpy(), rate) if args.pitch is None else args.pitch
+    latent, losses = model.invert(wave.numpy(), rate, pitch, args.steps)
     buffer = io.BytesIO()
     np.save(buffer, latent.cpu().numpy())
     write_atomic(args.output, buffer.getvalue())
-    print(f"wrote {args.output}: the timbre of {args.input} (spectral loss {losses[0]:.3f} -> {losses[-1]:.3f}); "
+    print(f"wrote {args.output}: the timbre of {args.input} at pitch {pitch}"
+          f"{' (found in it)' if args.pitch is None else ''} (spectral loss {losses[0]:.3f} -> {losses[-1]:.3f}); "
           f"use it as a timbre, e.g. audiogan-client interpolate --from {args.output} --to violin")
     return 0
 
@@ -500,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--instrument", help="instrument name, or a .npy timbre latent from `audiogan invert`")
     n.add_argument("--to", help="morph to this timbre in --steps notes")
     n.add_argument("--steps", type=_count(2), default=8, help="notes in a morph (default: %(default)s)")
-    n.add_argument("--mode", choices=["slerp", "lerp"], default="slerp", help="how a morph mixes the timbres")
+    n.add_argument("--mode", choices=MODES, default="slerp", help="how a morph mixes the timbres")
     n.add_argument("--velocity", type=_count(1, 127), default=100, help="MIDI velocity, 1..127")
     n.add_argument("--seconds", type=float, help="note length (default: the model's, 4.096 s)")
     n.add_argument("--seed", type=_count(0, MAX_SEED), default=0, help="the note's random latent")
@@ -516,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--to-b", metavar="NAME", help="morph: the timbre at the last note (--to is the first's); "
                                                    "each note takes the mix at its onset")
     c.add_argument("--morph", action="store_true", help="morph from --to to --to-b (implied by --to-b)")
-    c.add_argument("--mode", choices=["slerp", "lerp"], default="slerp", help="how a morph mixes the timbres")
+    c.add_argument("--mode", choices=MODES, default="slerp", help="how a morph mixes the timbres")
     c.add_argument("-o", "--output", default="converted.wav", help="output .wav or .flac")
     c.add_argument("--model", default="default", help="timbre model name or .safetensors path")
     c.add_argument("--seed", type=_count(0, MAX_SEED), default=0, help="the notes' random latents")
@@ -539,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("input", help="a .mid file (drum tracks are skipped)")
     m.add_argument("--instrument", required=True, help="timbre at the start")
     m.add_argument("--to", help="timbre at the end: each note takes the mix at its onset")
-    m.add_argument("--mode", choices=["slerp", "lerp"], default="slerp", help="how a morph mixes the timbres")
+    m.add_argument("--mode", choices=MODES, default="slerp", help="how a morph mixes the timbres")
     m.add_argument("-o", "--output", default="midi.wav", help="output .wav or .flac")
     m.add_argument("--model", default="default", help="timbre model name or .safetensors path")
     m.add_argument("--seed", type=_count(0, MAX_SEED), default=0, help="the notes' random latents")
@@ -611,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "are unchanged. Schema of a line: audiogan render --schema; docs/render.md.")
     r.add_argument("manifest", nargs="?", help="jobs, one per line (.jsonl) or row (.csv); required unless --schema")
     r.add_argument("--out", help="output folder; job outputs are relative paths inside it; required unless --schema")
-    r.add_argument("--engine", choices=["local", "ray"], default="local",
+    r.add_argument("--engine", choices=ENGINES, default="local",
                    help="local: this process; ray: model actors on a Ray cluster (pip install 'audiogan[ray]')")
     r.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     r.add_argument("--cpus-per-actor", type=float, default=1.0, help="Ray: CPUs per model actor on CPU clusters")
@@ -653,9 +660,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # unwritable output, a folder given as a file: the message names the path
         print(f"audiogan: error: {exc.strerror or exc}: {exc.filename}" if exc.filename else
               f"audiogan: error: {exc}", file=sys.stderr)
-        return 2
-    except SafetensorError as exc:  # its message does not say which file, nor what is wrong with it
-        print(f"audiogan: error: unreadable .safetensors weights (corrupt or partial?): {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a trainer has logged the checkpoint it wrote
         print("audiogan: interrupted", file=sys.stderr)

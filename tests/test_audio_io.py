@@ -59,8 +59,10 @@ def test_save_rejects_unknown_format(tmp_path, demo_wave):
 def test_load_from_bytes_equals_load_from_file(demo_path):
     from_file, sr_file = load_audio(demo_path)
     from_bytes, sr_bytes = load_audio(demo_path.read_bytes())
-    assert sr_file == sr_bytes == 16000
-    assert torch.equal(from_file, from_bytes)
+    with demo_path.open("rb") as f:
+        from_object, sr_object = load_audio(f)
+    assert sr_file == sr_bytes == sr_object == 16000
+    assert torch.equal(from_file, from_bytes) and torch.equal(from_file, from_object)
 
 
 def test_stereo_is_mixed_down_to_mono(tmp_path, demo_wave):
@@ -146,6 +148,8 @@ def test_corrupt_file_is_a_clear_error(tmp_path):
         load_audio(path)
     with pytest.raises(AudioError, match=r"cannot read audio \(uploaded bytes\)"):
         load_audio(path.read_bytes())
+    with path.open("rb") as f, pytest.raises(AudioError, match=r"cannot read audio .*noise\.wav: "):
+        load_audio(f)  # named by its file, its reason without the file object's repr
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

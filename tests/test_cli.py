@@ -178,7 +178,7 @@ def test_weights_of_another_kind_or_corrupt_exit_2(tmp_path, capsys):
     shutil.copy(weights.resolve("default", "vocoder").with_suffix(".json"), bad.with_suffix(".json"))
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      ")
     assert main(["vocode", "--model", str(bad), "-o", str(out)]) == 2
-    assert "error: unreadable .safetensors weights (corrupt or partial?)" in capsys.readouterr().err
+    assert f"error: {bad}: unreadable .safetensors weights (corrupt or partial?)" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -381,3 +381,17 @@ def test_models_lists_the_bundled_models_with_their_measured_quality(capsys):
     assert card["kind"] == "tts" and "symbols" in card
     assert main(["models", "no-such-model"]) == 2
     assert "no model at 'no-such-model'; bundled: " in capsys.readouterr().err
+
+
+def test_models_names_weights_that_cannot_load(tmp_path, capsys):
+    """A card reads well beside weights cut short in a copy: the table must not pass them as fine."""
+    source = weights.resolve("default", "vocoder")
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(source.read_bytes()[:100_000])
+    shutil.copy(source.with_suffix(".json"), cut.with_suffix(".json"))
+    assert main(["models", str(source), str(cut)]) == 1
+    captured = capsys.readouterr()
+    rows = [line for line in captured.out.splitlines() if line.startswith("| vocoder-16k-vector")]
+    assert len(rows) == 2 and "cannot load" not in rows[0] and "**cannot load: see below**" in rows[1]
+    assert f"audiogan: error: {cut}: unreadable .safetensors weights (corrupt or partial?): " in captured.err
+    assert str(source) not in captured.err

@@ -39,7 +39,7 @@ from audiogan_server.service import AudioGanService
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from audiogan import Vocoder
+from audiogan import Vocoder, weights
 
 REPO = Path(__file__).resolve().parents[1]
 REPO_DEMO = REPO / "audiogan" / "samples" / "demo.flac"
@@ -698,10 +698,15 @@ def test_the_client_takes_responses_over_grpcs_4_mb_default(client, mel):
 
 
 def test_server_start_up_failures_are_one_line_errors(server, metrics_port, tmp_path):
-    """A taken port (even by another audiogan-server: no SO_REUSEPORT sharing), a taken metrics port, an
-    unknown device, missing TLS files, a foreign host, ports out of range: one line, exit 2, no traceback."""
+    """A taken port (even by another audiogan-server: no SO_REUSEPORT sharing), a taken metrics port, weights
+    cut short, an unknown device, missing TLS files, a foreign host, ports out of range: one line, exit 2, no
+    traceback."""
+    cut = tmp_path / "cut.safetensors"  # a copy that stopped short
+    cut.write_bytes(weights.resolve("default", "vocoder").read_bytes()[:100_000])
+    shutil.copy(weights.resolve("default", "vocoder").with_suffix(".json"), cut.with_suffix(".json"))
     cases = {
         ("--port", str(server.port)): f"cannot listen on 127.0.0.1:{server.port}",
+        ("--port", "0", "--vocoder", str(cut)): f"cannot load models: {cut}: unreadable .safetensors weights",
         ("--port", "0", "--metrics-port", str(metrics_port)): f"cannot serve metrics on 127.0.0.1:{metrics_port}",
         ("--port", "0", "--device", "tpu"): "unknown device 'tpu': use auto, cpu, cuda or cuda:N",
         ("--port", "0", "--device", "cuda:99"): "device 'cuda:99': ",  # no GPU here, or not 99 of them

@@ -843,6 +843,7 @@ def held_out_violin(tmp_path_factory) -> Path:
 
 def test_bundled_model_inverts_a_real_note(bundled, held_out_violin):
     wave, rate = sf.read(held_out_violin, dtype="float32")
+    assert bundled.note_pitch(wave, rate) == 60  # what invert uses when no pitch is given
     latent, losses = bundled.invert(wave, rate, pitch=60, steps=60)
     assert losses[-1] < 0.75 * losses[0], losses[::10]  # measured: 0.59
     # The recovered timbre lands among the strings: measured, its nearest instruments are cello, string
@@ -891,6 +892,19 @@ def test_bundled_model_converts_a_melody_at_its_pitches(bundled):
         f0, voiced, _ = librosa.pyin(segment, fmin=60, fmax=1000, sr=16000, frame_length=1024)
         cents = 1200 * np.log2(np.nanmedian(f0[voiced]) / (440 * 2 ** ((pitch - 69) / 12)))
         assert abs(cents) < 50, (pitch, cents)  # measured: within 1 cent for all five notes
+
+
+def test_inversion_refuses_noise_and_silence_instead_of_fitting_them(timbre_model):
+    """Without these checks white noise got a timbre at a pitch pYIN guessed (35 Hz), and so did silence."""
+    noise = 0.3 * np.random.default_rng(0).standard_normal(32000).astype(np.float32)
+    with pytest.raises(ValueError, match="polyphonic or unpitched"):
+        timbre_model.invert(noise, 16000, steps=1)
+    with pytest.raises(ValueError, match="the recording is silent"):
+        timbre_model.invert(np.zeros(32000, np.float32), 16000, pitch=60, steps=1)
+    quiet = np.zeros(32000, np.float32)
+    quiet[2000] = 1e-3  # a click alone: nothing pYIN can call a note
+    with pytest.raises(ValueError, match="no pitched note found in the input"):
+        timbre_model.invert(quiet, 16000, steps=1)
 
 
 def test_generate_takes_numpy_velocities_and_seeds(timbre_model):

@@ -8,6 +8,7 @@ import os
 import tempfile
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -56,22 +57,29 @@ def kernel_rates(orig_sr: int, target_sr: int) -> tuple[int, int]:
 
 
 def load_audio(
-    source: str | Path | bytes, sample_rate: int | None = None, *, allow_empty: bool = False
+    source: str | Path | bytes | BinaryIO, sample_rate: int | None = None, *, allow_empty: bool = False
 ) -> tuple[torch.Tensor, int]:
-    """Read any file soundfile understands (WAV, FLAC, OGG, ...) as mono float32.
+    """Read any file soundfile understands (WAV, FLAC, OGG, ...) as mono float32: from a path, the file's
+    bytes, or an open binary file (an upload, a member of an archive).
 
     Returns ``(wave [samples], sample_rate)``; with ``sample_rate`` given the audio is resampled to it.
     """
-    name = "(uploaded bytes)" if isinstance(source, bytes) else str(source)
-    if not isinstance(source, bytes) and not Path(source).is_file():
-        raise AudioError(f"{name} is a folder, not an audio file" if Path(source).is_dir()
-                         else f"audio file not found: {name}")
+    opened = hasattr(source, "read")
+    if isinstance(source, bytes):
+        name = "(uploaded bytes)"
+    elif opened:
+        name = str(getattr(source, "name", "(file object)"))
+    else:
+        name = str(source)
+        if not Path(source).is_file():
+            raise AudioError(f"{name} is a folder, not an audio file" if Path(source).is_dir()
+                             else f"audio file not found: {name}")
     try:
-        data, sr = sf.read(io.BytesIO(source) if isinstance(source, bytes) else str(source),
+        data, sr = sf.read(io.BytesIO(source) if isinstance(source, bytes) else source if opened else name,
                            dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         # libsndfile's message starts with the repr of the file object; keep only its reason.
-        reason = str(exc).rsplit(": ", 1)[-1] if isinstance(source, bytes) else str(exc)
+        reason = str(exc) if isinstance(source, (str, Path)) else str(exc).rsplit(": ", 1)[-1]
         raise AudioError(f"cannot read audio {name}: {reason}") from exc
     if sr <= 0:
         raise AudioError(f"audio {name} declares a sample rate of {sr} Hz")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from audiogan.timbre.inference import MODES
 from audiogan.tts import ssml
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -148,7 +149,7 @@ def kind_specs() -> dict[str, KindSpec]:
                  (Param("input", str, "audio file", required=True, is_input_path=True),
                   Param("to", str, "target instrument", required=True),
                   Param("to_b", str, "morph: the instrument of the last note ('to' plays the first)"),
-                  Param("mode", str, "how a morph mixes the two: slerp (default) or lerp", enum=("slerp", "lerp")),
+                  Param("mode", str, "how a morph mixes the two: slerp (default) or lerp", enum=MODES),
                   Param("model", str, "timbre model name or .safetensors path (default: 'default')",
                         is_weights=True),
                   Param("flat", bool, "notes as the model plays them (default false: follow the recording's "

@@ -69,8 +69,8 @@ def analyse(wave: np.ndarray, rate: int, pitch_range: tuple[int, int] = (24, 96)
     # a synthetic melody, 0.54 on a major triad, 0.01 on white noise.
     if active.any() and float(np.mean(probability[active])) < POLYPHONY_THRESHOLD:
         raise ValueError(f"pYIN finds one clear pitch in only {100 * np.mean(probability[active]):.0f} % of the "
-                         "loud audio: the input looks polyphonic or unpitched; conversion handles monophonic "
-                         "performances")
+                         "loud audio: the input looks polyphonic or unpitched; the note model follows one pitched "
+                         "note at a time")
     midi = np.where(voiced, np.round(librosa.hz_to_midi(np.nan_to_num(f0, nan=440.0))), -1).astype(int)
     events: list[NoteEvent] = []
     start, pitch, peak, dip = None, -1, 0.0, np.inf

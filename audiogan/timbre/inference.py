@@ -19,6 +19,7 @@ from audiogan.timbre.spectral import NoteSpectrogram, midi_to_hz
 from audiogan.vocoder.inference import pick_device
 
 Timbre = str | Sequence[float] | torch.Tensor
+SILENCE = 1e-4  # a peak below -80 dBFS: nothing to match
 MODES = ("slerp", "lerp")  # ways of mixing two timbres: spherical or straight-line interpolation
 
 
@@ -184,6 +185,15 @@ class TimbreModel:
         # Exact end points: alpha 0 and 1 are the pure timbres, not a rounding of them.
         return torch.where(w[:, None] == 0, ta, torch.where(w[:, None] == 1, tb, mixed))
 
+    def note_pitch(self, wave: np.ndarray, rate: int) -> int:
+        """The MIDI pitch a recorded note is played at: the longest note conversion's analysis finds in its
+        first two seconds. Noise, drums and chords are refused as conversion refuses them."""
+        from audiogan.timbre.convert import analyse  # lazily: conversion builds on this module
+
+        wave = recording(wave, rate)
+        events = analyse(wave[: 2 * rate], rate, (self.cfg.pitch_min, self.cfg.pitch_max))  # never empty
+        return max(events, key=lambda e: e.offset - e.onset).pitch
+
     def invert(self, wave: np.ndarray, rate: int, pitch: int | None = None, steps: int = 200, lr: float = 0.05,
                seed: int = 0) -> tuple[torch.Tensor, list[float]]:
         """The timbre latent whose note best matches a recorded note: gradient descent on the latent, the
@@ -195,13 +205,10 @@ class TimbreModel:
         wave = recording(wave, rate)
         if rate != self.sample_rate:
             wave = librosa.resample(wave, orig_sr=rate, target_sr=self.sample_rate)
+        if float(np.abs(wave[: self.cfg.spectral.samples]).max(initial=0.0)) < SILENCE:
+            raise ValueError("the recording is silent: there is no timbre to match")
         if pitch is None:
-            f0, voiced, _ = librosa.pyin(wave[: 2 * self.sample_rate], fmin=32, fmax=2100, sr=self.sample_rate,
-                                         frame_length=2048)
-            if not np.any(voiced):
-                raise ValueError("no pitch found in the recording; pass pitch=")
-            pitch = int(np.clip(round(float(librosa.hz_to_midi(np.nanmedian(f0[voiced])))),
-                                self.cfg.pitch_min, self.cfg.pitch_max))
+            pitch = self.note_pitch(wave, self.sample_rate)
         self._check(pitch, 100, None)
         n = self.cfg.spectral.samples
         target_wave = torch.zeros(1, n, device=self.device)

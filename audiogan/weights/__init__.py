@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 WEIGHTS_DIR = Path(__file__).parent
@@ -75,7 +76,7 @@ def describe(path: Path) -> dict[str, Any]:
             "default": DEFAULTS.get(card.get("kind", "")) == path.stem and path.parent == WEIGHTS_DIR,
             "parameters": card.get("parameters"), "megabytes": round(path.stat().st_size / 2**20, 1),
             "steps": training.get("steps"), "segments": segments(training), "measured": headline(card),
-            "path": str(path),
+            "path": str(path), "problem": weights_problem(path),
             # A warm start's minutes are not in device_minutes; a continuation's are.
             "warm_started": bool(training.get("warm_start"))}
 
@@ -145,4 +146,21 @@ def identity(path: Path) -> str:
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except SafetensorError as exc:  # its message names neither the file nor the likely cause
+        raise ValueError(f"{path}: {_UNREADABLE}: {exc}") from None
+
+
+def weights_problem(path: Path) -> str | None:
+    """Why ``path`` cannot load (cut short in a copy, not safetensors at all), or None: from its header and
+    size alone, so a whole folder of models is checked at once."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            f.keys()
+    except SafetensorError as exc:
+        return f"{_UNREADABLE}: {exc}"
+    return None
+
+
+_UNREADABLE = "unreadable .safetensors weights (corrupt or partial?)"

@@ -118,9 +118,8 @@ async def serve(config: ServerConfig) -> None:
     try:
         await loop.run_in_executor(compute, registry.load, config, compute, metrics)
     except (FileNotFoundError, ConfigError, ValueError) as exc:
-        log.error("cannot load models: %s", exc)
         await server.stop(0)
-        raise SystemExit(2) from None
+        raise StartupError(f"cannot load models: {exc}") from None
     except BaseException:
         await server.stop(0)  # in the loop: no "Event loop is closed" from the finalizer after the traceback
         raise
