@@ -147,7 +147,10 @@ def test_lines_their_model_cannot_render_are_refused_up_front(tmp_path):
         {"kind": "vocode", "mel": "m.npy", "vocoder": "vocoder-16k-vector", "output": "v3.wav"},          # 8 fine
         {"kind": "tts", "text": "Hi.", "speaker": 3, "output": "t2.wav"},                                 # 9
         {"kind": "tts", "text": "Hi.", "speaker": 0, "output": "t3.wav"},                                 # 10 fine
+        {"kind": "vocode", "mel": "m.npy", "vocoder": "cut.safetensors", "output": "v4.wav"},             # 11
     ]
+    cut = copy_weights("vocoder", tmp_path / "cut.safetensors")
+    cut.write_bytes(cut.read_bytes()[:100_000])  # a copy that stopped short: its card still reads well
     manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
     assert [j.line for j in manifest.jobs] == [7, 8, 10]
     reasons = {e.line: e.reason for e in manifest.errors}
@@ -156,7 +159,8 @@ def test_lines_their_model_cannot_render_are_refused_up_front(tmp_path):
                 "vocoder model", 3: "tts-lj-16k.safetensors is a tts model, not a timbre model",
                 4: "vocoder-16k-vector.safetensors is a vocoder model, not a tts model",
                 5: "pitch 100 is outside this model's range 24..84", 6: "seconds 5.0 is out of range 0.032..4.096",
-                9: "speaker 3 is out of range: tts-lj-16k knows speakers 0..0"}
+                9: "speaker 3 is out of range: tts-lj-16k knows speakers 0..0",
+                11: f"{cut}: unreadable .safetensors weights (corrupt or partial?)"}
     assert set(reasons) == set(expected), reasons
     for line, fragment in expected.items():
         assert fragment in reasons[line], (line, reasons[line])
@@ -329,16 +333,22 @@ def test_errors_jsonl_lists_only_the_last_runs_failures(tmp_path, mels):
 
 
 def test_a_job_whose_weights_cannot_load_fails_alone(tmp_path, mels):
+    cut = copy_weights("vocoder", tmp_path / "cut.safetensors")
+    cut.write_bytes(cut.read_bytes()[:100_000])
     lines = [*vocode_jobs(mels[:1]), {"kind": "vocode", "mel": mels[1], "vocoder": "no-such-vocoder",
-                                      "output": "out/bad.wav"}]
-    # Past the up-front check (as weights deleted after it would be): the run itself must cope.
+                                      "output": "out/bad.wav"},
+             {"kind": "vocode", "mel": mels[1], "vocoder": str(cut), "output": "out/cut.wav"}]
+    # Past the up-front check (as weights deleted or damaged after it would be): the run itself must cope.
     manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines), unavailable=lambda kind, params: None)
-    assert len(manifest.jobs) == 2
+    assert len(manifest.jobs) == 3
     summary = run(manifest.jobs, str(tmp_path / "render"), progress=False)
-    assert (summary.rendered, summary.failed) == (1, 1)
-    errors = [json.loads(x) for x in (tmp_path / "render" / "errors.jsonl").read_text().splitlines()]
-    assert [(e["line"], e["output"]) for e in errors] == [(2, "out/bad.wav")]
-    assert errors[0]["error"].startswith("FileNotFoundError: no vocoder weights at 'no-such-vocoder'")
+    assert (summary.rendered, summary.failed) == (1, 2)
+    errors = {json.loads(x)["line"]: json.loads(x) for x in
+              (tmp_path / "render" / "errors.jsonl").read_text().splitlines()}
+    assert {line: e["output"] for line, e in errors.items()} == {2: "out/bad.wav", 3: "out/cut.wav"}
+    assert errors[2]["error"].startswith("FileNotFoundError: no vocoder weights at 'no-such-vocoder'")
+    # The key is made from the file's bytes; the load fails where the batch's sample rate is asked for.
+    assert errors[3]["error"].startswith(f"ValueError: {cut}: unreadable .safetensors weights")
 
 
 def test_resume_keys_name_the_weights_without_loading_them(tmp_path):

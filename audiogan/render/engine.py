@@ -160,11 +160,15 @@ def _forward(renderer: Renderer, batch: Batch,
 
 
 def _encode(renderer: Renderer, batch: Batch, waves: list[torch.Tensor | Rendered | Exception]) -> list[Outcome]:
+    try:
+        rate = renderer.sample_rate(batch.group)
+    except Exception as exc:  # the group's model does not load: its jobs fail (with the reason), not the run
+        return [Outcome(job, error=_reason(wave if isinstance(wave, Exception) else exc))
+                for job, wave in zip(batch.jobs, waves, strict=True)]
     outcomes = []
-    rate = renderer.sample_rate(batch.group)
     for job, wave in zip(batch.jobs, waves, strict=True):
         if isinstance(wave, Exception):
-            outcomes.append(Outcome(job, error=f"{type(wave).__name__}: {wave}"))
+            outcomes.append(Outcome(job, error=_reason(wave)))
             continue
         rendered = wave if isinstance(wave, Rendered) else Rendered(wave)
         sidecars = {beside(job.output, suffix): data for suffix, data in rendered.sidecars.items()}
@@ -173,8 +177,12 @@ def _encode(renderer: Renderer, batch: Batch, waves: list[torch.Tensor | Rendere
                                         PurePosixPath(job.output).suffix)
             outcomes.append(Outcome(job, data, seconds, sidecars=sidecars))
         except Exception as exc:
-            outcomes.append(Outcome(job, error=f"{type(exc).__name__}: {exc}"))
+            outcomes.append(Outcome(job, error=_reason(exc)))
     return outcomes
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def render_batch(renderer: Renderer, batch: Batch) -> list[Outcome]:
@@ -293,7 +301,7 @@ def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int
                 keys[job.output] = job_key(job, renderers[job.kind])
                 done = out.is_done(job.output, keys[job.output])
             except Exception as exc:  # one job's unusable weights or path must not sink the others
-                _failed(out, summary, job, f"{type(exc).__name__}: {exc}")
+                _failed(out, summary, job, _reason(exc))
                 continue
             if done:
                 summary.skipped += 1

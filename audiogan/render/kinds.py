@@ -36,9 +36,12 @@ def _card(params: dict[str, Any], field: str, kind: str) -> tuple[Path, dict[str
     try:
         path = weights.resolve(name, kind)
         # resolve() finds any bundled name or file; only the card says what the weights are.
-        return path, weights.read_card(path, kind)
+        card = weights.read_card(path, kind)
     except (OSError, ValueError) as exc:  # missing, unreadable, another kind, or a card that is not JSON
         return f"{exc} (\"{field}\" takes a bundled name or a .safetensors path)"
+    if problem := weights.weights_problem(path):  # a good card beside a file cut short
+        return f"{path}: {problem}"
+    return path, card
 
 
 def unavailable_reason(kind: str, params: dict[str, Any]) -> str | None:
