@@ -4,6 +4,7 @@ and the bundled vocoder reconstructs real speech."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -175,6 +176,38 @@ def test_weights_of_another_kind_are_refused_by_their_card():
 
     with pytest.raises(ValueError, match=r"timbre-gm-16k\.safetensors is a timbre model, not a tts model"):
         TTS.load("timbre-gm-16k", device="cpu")
+
+
+@pytest.mark.parametrize("kind", ["vocoder", "tts", "timbre"])
+def test_weights_that_do_not_fit_their_card_are_named_in_a_line(kind, tmp_path):
+    """Another model's weights beside a card (or a card copied beside the wrong file): a short account of
+    what differs, not every key of the model."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from audiogan import weights
+    from audiogan.timbre import TimbreModel
+    from audiogan.tts import TTS
+
+    load = {"vocoder": lambda p: Vocoder.load(p, device="cpu"), "tts": lambda p: TTS.load(p, device="cpu"),
+            "timbre": lambda p: TimbreModel.load(p, device="cpu")}[kind]
+    source = weights.resolve("default", kind)
+    state = weights.read_weights(source)
+    first = next(iter(state))
+    for name, tensors, message in [
+        ("stranger", {"x": torch.zeros(3)},
+         r"tensors: \d+ missing \(.*, \.\.\. \d+ more\), 1 unknown to the model \(x\)$"),
+        ("reshaped", {**state, first: torch.zeros(2, 2)},
+         rf"tensors: 1 of another shape \({re.escape(first)} \(2, 2\) where"),
+    ]:
+        path = tmp_path / f"{name}.safetensors"
+        save_file(tensors, str(path))
+        shutil.copy(source.with_suffix(".json"), path.with_suffix(".json"))
+        with pytest.raises(ValueError, match=rf"{name}\.safetensors does not fit the model its card describes; "
+                                             rf"{message}") as caught:
+            load(path)
+        assert len(str(caught.value)) < 400, str(caught.value)
 
 
 def test_default_vocoder_card(default_vocoder):

@@ -217,7 +217,7 @@ class TimbreTrainer:
             state["velocity.weight"] = torch.zeros_like(self.G.velocity.weight)
             log.info("%s has no velocity input: added at zero for velocities %d-%d", wpath.name,
                      *self.cfg.model.velocity_range)
-        self.G.load_state_dict(state)
+        weights.load_into(self.G, state, wpath)
         self.step = int(card["training"]["steps"])
         self.prior_minutes = float(card["training"]["device_minutes"])
         self.head_start_until = self.step + self.cfg.train.disc_head_start_steps
@@ -421,5 +421,5 @@ def export_timbre_checkpoint(checkpoint: str | Path, out: str | Path, dtype: tor
 def load_generator(path: Path) -> tuple[Generator, dict[str, Any]]:
     card = weights.read_card(path, "timbre")
     G = Generator(from_dict(NoteGANConfig, card["config"]))
-    G.load_state_dict({k: v.float() for k, v in weights.read_weights(path).items()})
+    weights.load_into(G, {k: v.float() for k, v in weights.read_weights(path).items()}, path)
     return G.eval(), card

@@ -255,7 +255,7 @@ class VocoderTrainer:
     def _init_generator(self, path: str) -> None:
         """Start from an exported generator with fresh discriminators, which get a head start."""
         wpath, card, state = read_export(path, "vocoder", VocoderConfig, self.cfg.model)
-        self.G.load_state_dict(state)
+        weights.load_into(self.G, state, wpath)
         self.step = int(card["training"]["steps"])
         self.prior_minutes = float(card["training"]["device_minutes"])
         self.head_start_until = self.step + self.cfg.train.disc_head_start_steps

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiogan import weights
 from audiogan.audio.mel import MelConfig
 from audiogan.tts.alignment import Aligner
 
@@ -162,11 +163,7 @@ class AcousticModel(nn.Module):
 
     def load_export(self, state: dict[str, torch.Tensor], source: str) -> None:
         """Exported weights: everything but the training-only aligner, which keeps its current values."""
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("aligner.")]
-        if missing or unexpected:
-            raise ValueError(f"{source} does not fit this acoustic model's config: missing {missing}, "
-                             f"unexpected {unexpected}")
+        weights.load_into(self, state, source, skip=("aligner.",))
 
     def encode(self, tokens: torch.Tensor, speakers: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         mask = tokens != 0

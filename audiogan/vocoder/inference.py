@@ -106,8 +106,7 @@ class Vocoder:
         closer to the recording and slower (see benchmarks/RESULTS.md for the trade)."""
         path, card, config = cls.settings(name_or_path, phase_iterations, phase)
         generator = build_generator(config)
-        state = {k: v.float() for k, v in weights.read_weights(path).items()}
-        generator.load_state_dict(state)
+        weights.load_into(generator, {k: v.float() for k, v in weights.read_weights(path).items()}, path)
         return cls(generator, config, card, device)
 
     @staticmethod

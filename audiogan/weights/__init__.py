@@ -152,6 +152,28 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path}: {_UNREADABLE}: {exc}") from None
 
 
+def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path,
+              skip: tuple[str, ...] = ()) -> None:
+    """``state`` into ``module``, or a ValueError naming ``source`` and how the two differ in a few names:
+    weights beside another model's card would otherwise fail with every key of the model listed. Tensors
+    of ``module`` under a ``skip`` prefix may be absent (parts that exports leave out)."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state and not k.startswith(skip)]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [f"{k} {tuple(state[k].shape)} where the model has {tuple(v.shape)}"
+                for k, v in own.items() if k in state and state[k].shape != v.shape]
+    differences = [f"{len(keys)} {what} ({_few(keys)})" for what, keys in
+                   (("missing", missing), ("unknown to the model", unexpected), ("of another shape", reshaped))
+                   if keys]
+    if differences:
+        raise ValueError(f"{source} does not fit the model its card describes; tensors: {', '.join(differences)}")
+    module.load_state_dict(state, strict=not skip)
+
+
+def _few(names: list[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (f", ... {len(names) - shown} more" if len(names) > shown else "")
+
+
 def weights_problem(path: Path) -> str | None:
     """Why ``path`` cannot load (cut short in a copy, not safetensors at all), or None: from its header and
     size alone, so a whole folder of models is checked at once."""
