@@ -708,6 +708,9 @@ def test_midi_rendering(timbre_model, tmp_path):
     (tmp_path / "broken.mid").write_bytes(b"MThd" + bytes(10))
     with pytest.raises(ValueError, match="cannot read MIDI"):
         render_midi(timbre_model, tmp_path / "broken.mid", "flute")
+    (tmp_path / "cut.mid").write_bytes(b"MThd garbage")  # mido's EOFError has no message: its type is the reason
+    with pytest.raises(ValueError, match=r"cannot read MIDI .*cut\.mid: EOFError \(not a Standard MIDI File\?\)"):
+        render_midi(timbre_model, tmp_path / "cut.mid", "flute")
 
 
 def test_midi_pitch_bends_and_modulation_wheel(tmp_path):

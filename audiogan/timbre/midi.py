@@ -119,7 +119,8 @@ def read_notes(path: str | Path, rate: int = 16000, max_seconds: float = 1800.0)
     try:
         midi = pretty_midi.PrettyMIDI(str(path))
     except Exception as exc:  # pretty_midi/mido raise many types for a broken file
-        raise ValueError(f"cannot read MIDI {path}: {exc or type(exc).__name__} (not a Standard MIDI File?)") from None
+        reason = str(exc) or type(exc).__name__  # mido's EOFError for a file cut short says nothing
+        raise ValueError(f"cannot read MIDI {path}: {reason} (not a Standard MIDI File?)") from None
     end = float(midi.get_end_time())
     if end > max_seconds:
         raise ValueError(f"MIDI {path} lasts {end:.0f} s; the limit is {max_seconds:g} s")
