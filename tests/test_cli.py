@@ -296,6 +296,25 @@ def test_train_and_resume_from_the_command_line(tmp_path, monkeypatch, demo_data
     assert json.loads((run / "tiny.json").read_text())["training"]["steps"] == 5
 
 
+def test_training_on_folders_without_usable_audio_says_what_it_looked_for(tmp_path, monkeypatch, configs_dir,
+                                                                         capsys, caplog):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty" / "notes").mkdir(parents=True)
+    (tmp_path / "empty" / "notes" / "readme.txt").write_text("no audio here")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.wav").write_bytes(b"RIFF" + bytes(40))
+    base = ["train", "vocoder", "--config", str(configs_dir / "tiny_test.yaml"), "--run-dir", "run", "--device",
+            "cpu", "--data"]
+    assert main([*base, "empty"]) == 2
+    assert "error: no audio in empty: a folder takes an LJSpeech metadata.csv with wavs/, or audio files (.wav, " \
+        in capsys.readouterr().err
+    assert main([*base, "broken"]) == 2
+    assert "skipping broken/a.wav: cannot read audio" in caplog.text
+    assert "error: no training audio could be read (the log names each file skipped, and why)" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
 def test_ctrl_c_in_training_writes_a_checkpoint_to_resume_from(tmp_path, monkeypatch, demo_data_dir, configs_dir,
                                                                capsys, caplog):
     monkeypatch.chdir(tmp_path)

@@ -205,7 +205,7 @@ def test_clip_bank_sampling_is_reproducible(demo_wave):
 
 
 def test_clip_bank_needs_audio():
-    with pytest.raises(ValueError, match="no training audio found"):
+    with pytest.raises(ValueError, match="no training audio could be read"):
         ClipBank([], 1024, torch.device("cpu"))
 
 

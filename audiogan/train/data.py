@@ -112,7 +112,7 @@ class ClipBank:
     def __init__(self, waves: list[np.ndarray], segment: int, device: torch.device, peak: float = 0.95,
                  mels: list[np.ndarray] | None = None, hop: int = 256) -> None:
         if not waves:
-            raise ValueError("no training audio found")
+            raise ValueError("no training audio could be read (the log names each file skipped, and why)")
         if mels is not None and len(mels) != len(waves):
             raise ValueError(f"{len(mels)} mels for {len(waves)} clips")
         if mels is not None and segment % hop:

@@ -23,7 +23,7 @@ from audiogan.audio.mel import MelSpectrogram
 from audiogan.config import check_run_numbers, from_dict, to_dict
 from audiogan.train import checkpoint as ck_io
 from audiogan.train.checkpoint import load_checkpoint, read_export, rng_state, save_checkpoint, set_rng_state
-from audiogan.train.data import ClipBank, DataConfig, find_audio, load_many, split_files
+from audiogan.train.data import AUDIO_SUFFIXES, ClipBank, DataConfig, find_audio, load_many, split_files
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides, unwrap
 from audiogan.train.pitch_targets import pitch_targets
 from audiogan.train.runlog import RunLog, checkpoint_on_interrupt, finish_run
@@ -194,6 +194,9 @@ class VocoderTrainer:
     def _find(self, dirs: list[str]) -> tuple[list[Path], list[Path]]:
         train, valid = [], []
         found = {d: find_audio(d) for d in dirs}
+        if not any(found.values()):
+            raise ValueError(f"no audio in {', '.join(dirs)}: a folder takes an LJSpeech metadata.csv with wavs/, "
+                             f"or audio files ({', '.join(AUDIO_SUFFIXES)}) anywhere under it")
         for pattern in self.cfg.data.validation:
             if not any(fnmatch.fnmatch(f.as_posix(), pattern) for files in found.values() for f in files):
                 log.warning("validation pattern %r matches no file in %s", pattern, dirs)
