@@ -170,7 +170,8 @@ def load_examples(root: str | Path) -> list[NoteRecord]:
     root = Path(root)
     meta = root / "examples.json"
     if not meta.is_file():
-        raise FileNotFoundError(f"{root} has no examples.json (NSynth format expected)")
+        raise FileNotFoundError(f"{root} has no examples.json (NSynth format expected; `audiogan data notes --out "
+                                f"DIR` renders one from a soundfont)")
     records = []
     for key, row in json.loads(meta.read_text()).items():
         path = root / "audio" / f"{key}.wav"
