@@ -357,7 +357,7 @@ def _invert(args: argparse.Namespace) -> int:
     model = TimbreModel.load(args.model, device=args.device)
     wave, rate = load_audio(args.input)
     pitch = model.note_pitch(wave.numpy(), rate) if args.pitch is None else args.pitch
-    latent, losses = model.invert(wave.numpy(), rate, pitch, args.steps)
+    latent, losses = model.invert(wave.numpy(), rate, pitch, args.steps, progress=True)
     buffer = io.BytesIO()
     np.save(buffer, latent.cpu().numpy())
     write_atomic(args.output, buffer.getvalue())

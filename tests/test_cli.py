@@ -402,6 +402,22 @@ def test_models_lists_the_bundled_models_with_their_measured_quality(capsys):
     assert "no model at 'no-such-model'; bundled: " in capsys.readouterr().err
 
 
+def test_invert_says_the_pitch_it_found_and_refuses_noise(tmp_path, capsys):
+    from audiogan.timbre import TimbreModel
+
+    model = TimbreModel.load(device="cpu")
+    sf.write(tmp_path / "cello.wav", model.note(48, instrument="cello"), model.sample_rate)
+    out = tmp_path / "cello.npy"
+    assert main(["invert", str(tmp_path / "cello.wav"), "--steps", "3", "-o", str(out), "--device", "cpu"]) == 0
+    assert "at pitch 48 (found in it)" in capsys.readouterr().out
+    assert np.load(out).shape == (model.cfg.timbre_dim,)
+    noise = 0.3 * np.random.default_rng(0).standard_normal(32000)
+    sf.write(tmp_path / "noise.wav", noise, 16000)
+    assert main(["invert", str(tmp_path / "noise.wav"), "-o", str(tmp_path / "noise.npy")]) == 2
+    assert "the input looks polyphonic or unpitched" in capsys.readouterr().err
+    assert not (tmp_path / "noise.npy").exists()
+
+
 def test_models_names_weights_that_cannot_load(tmp_path, capsys):
     """A card reads well beside weights cut short in a copy: the table must not pass them as fine."""
     source = weights.resolve("default", "vocoder")

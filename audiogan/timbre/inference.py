@@ -195,12 +195,13 @@ class TimbreModel:
         return max(events, key=lambda e: e.offset - e.onset).pitch
 
     def invert(self, wave: np.ndarray, rate: int, pitch: int | None = None, steps: int = 200, lr: float = 0.05,
-               seed: int = 0) -> tuple[torch.Tensor, list[float]]:
+               seed: int = 0, progress: bool = False) -> tuple[torch.Tensor, list[float]]:
         """The timbre latent whose note best matches a recorded note: gradient descent on the latent, the
         noise fixed, matching log-magnitude spectrograms with the level taken out (the generator's notes are
         level-normalised). Returns (latent [timbre_dim], loss per step); the latent can be used as any
-        timbre, e.g. as an interpolation end point."""
+        timbre, e.g. as an interpolation end point. ``progress``: a bar with the loss."""
         import librosa
+        from tqdm import tqdm
 
         wave = recording(wave, rate)
         if rate != self.sample_rate:
@@ -223,12 +224,15 @@ class TimbreModel:
         opt = torch.optim.Adam([latent], lr=lr)
         p = torch.tensor([pitch], device=self.device)
         losses = []
-        for _ in range(steps):
-            with torch.enable_grad():
-                spec = self.G(z, p, latent)[:, 0]
-                loss = (spec - spec.mean() - target).abs().mean()
-                opt.zero_grad()
-                loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
+        with tqdm(total=steps, desc="invert", unit="step", disable=not progress) as bar:
+            for _ in range(steps):
+                with torch.enable_grad():
+                    spec = self.G(z, p, latent)[:, 0]
+                    loss = (spec - spec.mean() - target).abs().mean()
+                    opt.zero_grad()
+                    loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+                bar.update()
         return latent.detach()[0], losses
