@@ -326,7 +326,7 @@ def _convert(args: argparse.Namespace) -> int:
             resolve_instrument(timbre, model.instruments)
     wave, rate = load_audio(args.input)
     out = convert(model, wave.numpy(), rate, _timbre(args.to), seed=args.seed, flat=args.flat,
-                  to_b=_timbre(args.to_b) if args.to_b else None, mode=args.mode)
+                  to_b=_timbre(args.to_b) if args.to_b else None, mode=args.mode, progress=True)
     path = save_audio(args.output, out, model.sample_rate)
     played = f"morphing from {args.to} to {args.to_b}" if args.to_b else f"played by {args.to}"
     print(f"wrote {path} ({len(out) / model.sample_rate:.2f} s, {played})")
@@ -341,7 +341,7 @@ def _render_midi(args: argparse.Namespace) -> int:
     _output(args.output, AUDIO_OUT)
     model = TimbreModel.load(args.model, device=args.device)
     out = render_midi(model, args.input, _timbre(args.instrument), _timbre(args.to) if args.to else None, args.mode,
-                      args.seed)
+                      args.seed, progress=True)
     path = save_audio(args.output, out, model.sample_rate)
     morph = f", morphing to {args.to}" if args.to else ""
     print(f"wrote {path} ({len(out) / model.sample_rate:.1f} s, {args.instrument}{morph})")

@@ -214,11 +214,20 @@ class Conversion:
 
 
 def convert(model: TimbreModel, wave: np.ndarray, rate: int, to: Timbre, seed: int = 0,
-            flat: bool = False, to_b: Timbre | None = None, mode: str = "slerp") -> np.ndarray:
+            flat: bool = False, to_b: Timbre | None = None, mode: str = "slerp", progress: bool = False) -> np.ndarray:
     """The recording (mono, at ``rate``) played by timbre ``to``, at the model's sample rate; with ``to_b``,
     morphing from ``to`` at the first note to ``to_b`` at the last (``mode``: slerp or lerp). The notes
     follow the performance's pitch and loudness within each note unless ``flat``, which holds each on its
-    semitone and lets it sound as the model plays it."""
+    semitone and lets it sound as the model plays it. ``progress``: a bar over the notes as they are made
+    (a pass at a time; the same notes as in one call)."""
+    from tqdm import tqdm
+
+    log.info("analysing %.1f s of audio: pitch, onsets, loudness", len(wave) / rate)
     conversion = Conversion.plan(model, wave, rate, to, flat, to_b, mode)
     log.info("converting %d notes", len(conversion.events))
-    return conversion.mix(conversion.notes(model, seed), model.sample_rate)
+    parts = []
+    with tqdm(total=len(conversion.events), desc="convert", unit="note", disable=not progress) as bar:
+        for start in range(0, len(conversion.events), model.pass_size):
+            parts.append(conversion.notes(model, seed, start, start + model.pass_size))
+            bar.update(len(parts[-1]))
+    return conversion.mix(np.concatenate(parts), model.sample_rate)

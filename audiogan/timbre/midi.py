@@ -144,7 +144,10 @@ def fold_into_range(pitch: int, lo: int, hi: int) -> int:
 
 
 def render_midi(model: TimbreModel, path: str | Path, instrument: Timbre, to: Timbre | None = None,
-                mode: str = "slerp", seed: int = 0) -> np.ndarray:
+                mode: str = "slerp", seed: int = 0, progress: bool = False) -> np.ndarray:
+    """``progress``: a bar over the notes as they are made."""
+    from tqdm import tqdm
+
     events, end = read_notes(path, model.sample_rate)
     lo, hi = model.cfg.pitch_min, model.cfg.pitch_max
     folded = [fold_into_range(e.pitch, lo, hi) for e in events]
@@ -152,10 +155,14 @@ def render_midi(model: TimbreModel, path: str | Path, instrument: Timbre, to: Ti
     if moved:
         log.warning("%d of %d notes moved by octaves into the model's range %d..%d", moved, len(events), lo, hi)
     timbres = morph_timbres(model, instrument, to, [e.onset for e in events], mode)
-    notes = np.concatenate([
-        model.generate(folded[i:i + BATCH], timbres[i:i + BATCH], [e.velocity for e in events[i:i + BATCH]],
-                       [seed + j for j in range(i, min(i + BATCH, len(events)))])
-        for i in range(0, len(events), BATCH)])
+    parts = []
+    with tqdm(total=len(events), desc="render-midi", unit="note", disable=not progress) as bar:
+        for i in range(0, len(events), BATCH):
+            parts.append(model.generate(folded[i:i + BATCH], timbres[i:i + BATCH],
+                                        [e.velocity for e in events[i:i + BATCH]],
+                                        [seed + j for j in range(i, min(i + BATCH, len(events)))]))
+            bar.update(len(parts[-1]))
+    notes = np.concatenate(parts)
     rate = model.sample_rate
     out = overlap_add(events, notes, int((end + 0.5) * rate), rate)
     peak = np.abs(out).max()
