@@ -496,6 +496,19 @@ def test_bend_moves_the_pitch_continuously():
         apply_bend(tone, np.array([0.0, np.nan]))
 
 
+def test_a_conversion_made_in_passes_is_the_conversion_made_at_once(timbre_model):
+    """convert() makes its notes a pass at a time (for its progress bar; the server, to stop between them):
+    each note keeps its seed, so the audio is the same as all notes in one call."""
+    from audiogan.timbre.convert import Conversion, convert
+
+    name = timbre_model.instruments[0]
+    wave = np.tile(melody(), 3)
+    plan = Conversion.plan(timbre_model, wave, 16000, name)
+    assert len(plan.events) > timbre_model.pass_size
+    whole = plan.mix(plan.notes(timbre_model, 7), timbre_model.sample_rate)
+    np.testing.assert_array_equal(convert(timbre_model, wave, 16000, name, seed=7, progress=True), whole)
+
+
 def test_analysis_finds_the_melody():
     from audiogan.timbre.convert import analyse
 
