@@ -206,6 +206,10 @@ class Conversion:
         return model.generate([e.pitch for e in part], self.timbres[start:start + len(part)],
                               [e.velocity for e in part], [seed + start + i for i in range(len(part))])
 
+    def passes(self, model: TimbreModel) -> list[tuple[int, int]]:
+        """The notes' ranges (start, end) a generator pass at a time: where a caller may report or stop."""
+        return [(start, start + model.pass_size) for start in range(0, len(self.events), model.pass_size)]
+
     def mix(self, notes: np.ndarray, rate: int) -> np.ndarray:
         """All the notes placed and shaped into one recording, at the recording's peak (at most 0.99)."""
         out = overlap_add(self.events, notes, len(self.wave), rate)
@@ -227,7 +231,7 @@ def convert(model: TimbreModel, wave: np.ndarray, rate: int, to: Timbre, seed: i
     log.info("converting %d notes", len(conversion.events))
     parts = []
     with tqdm(total=len(conversion.events), desc="convert", unit="note", disable=not progress) as bar:
-        for start in range(0, len(conversion.events), model.pass_size):
-            parts.append(conversion.notes(model, seed, start, start + model.pass_size))
+        for start, end in conversion.passes(model):
+            parts.append(conversion.notes(model, seed, start, end))
             bar.update(len(parts[-1]))
     return conversion.mix(np.concatenate(parts), model.sample_rate)

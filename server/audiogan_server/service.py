@@ -440,8 +440,8 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         other conversions take turns between passes. Same seeds, same result."""
         loop = asyncio.get_running_loop()
         plan = await loop.run_in_executor(self.conversions, Conversion.plan, model, wave, rate, to, flat, to_b, mode)
-        notes = [await loop.run_in_executor(self.conversions, plan.notes, model, 0, start, start + model.pass_size)
-                 for start in range(0, len(plan.events), model.pass_size)]
+        notes = [await loop.run_in_executor(self.conversions, plan.notes, model, 0, start, end)
+                 for start, end in plan.passes(model)]
         return plan.mix(np.concatenate(notes), model.sample_rate)
 
     # -- listings ------------------------------------------------------------------------------------------
