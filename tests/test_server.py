@@ -1090,6 +1090,36 @@ def test_a_conversion_goes_a_pass_at_a_time_and_stops_when_its_caller_goes(monke
             np.testing.assert_array_equal(client.convert(buffer.getvalue(), to="violin").samples, whole.samples)
 
 
+def test_a_conversion_analyses_a_piece_at_a_time_and_stops_when_its_caller_goes(monkeypatch, tiny_timbre):
+    from test_timbre import melody
+
+    from audiogan.timbre.pitch import PitchTracker
+
+    pieces: list[int] = []  # the first frame of each piece tracked
+    step = PitchTracker.step
+
+    def slow(self: PitchTracker) -> bool:
+        pieces.append(self.done)
+        time.sleep(0.3)  # every piece takes a while: the deadline falls within the first ones
+        return step(self)
+
+    monkeypatch.setattr(PitchTracker, "step", slow)
+    buffer = io.BytesIO()
+    sf.write(buffer, np.tile(melody(), 24), 16000, format="WAV")  # 67 s: 9 pieces of 512 frames
+    with in_process_server("--timbre", str(tiny_timbre[0])) as target:
+        with AudioGanClient(target, timeout=60, retries=0) as client:
+            whole = client.convert(buffer.getvalue(), to="violin")
+        total, pieces[:] = len(pieces), []
+        assert total >= 8
+        with AudioGanClient(target, timeout=0.3 * total / 2, retries=0) as hasty:  # about halfway through
+            assert code_of(lambda: hasty.convert(buffer.getvalue(), to="violin")) == \
+                grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(1.5)  # time for pieces that would still run, were the abandoned call not stopped
+        assert 0 < len(pieces) < total, f"{len(pieces)} of {total} pieces ran for a call gone"
+        with AudioGanClient(target, timeout=60, retries=0) as client:  # and the next one is as before
+            np.testing.assert_array_equal(client.convert(buffer.getvalue(), to="violin").samples, whole.samples)
+
+
 def test_the_shipped_server_config_is_the_defaults():
     from audiogan_server.config import ServerConfig
 

@@ -637,6 +637,7 @@ def test_conversion_keeps_length_and_accepts_stereo_48k(timbre_model, tmp_path):
     done = subprocess.run([*base, str(tmp_path / "stereo48k.wav"), "-o", str(tmp_path / "out.wav")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    assert "analyse: 100%" in done.stderr and "convert: 100%" in done.stderr  # the bars: analysis, then notes
     audio, rate = sf.read(tmp_path / "out.wav")
     assert rate == 16000 and abs(len(audio) - len(melody())) <= 2
     done = subprocess.run([*base, "--flat", str(tmp_path / "stereo48k.wav"), "-o", str(tmp_path / "flat.wav")],

@@ -435,11 +435,15 @@ class AudioGanService(pb_grpc.AudioGanServicer):
 
     async def _converted(self, model: TimbreModel, wave: np.ndarray, rate: int, to: torch.Tensor, flat: bool,
                          to_b: torch.Tensor | None, mode: str) -> np.ndarray:
-        """``audiogan.timbre.convert.convert`` on the conversions thread, its notes a pass at a time: a caller
-        gone (deadline, cancel) stops at the next pass instead of holding the thread for every note, and
-        other conversions take turns between passes. Same seeds, same result."""
+        """``audiogan.timbre.convert.convert`` on the conversions thread, its analysis a piece of the recording
+        at a time and its notes a pass at a time: a caller gone (deadline, cancel) stops at the next piece or
+        pass instead of holding the thread to the end, and other conversions take turns in between. Same
+        seeds, same result."""
         loop = asyncio.get_running_loop()
-        plan = await loop.run_in_executor(self.conversions, Conversion.plan, model, wave, rate, to, flat, to_b, mode)
+        analysis = await loop.run_in_executor(self.conversions, Conversion.analysis, model, wave, rate)
+        while not await loop.run_in_executor(self.conversions, analysis.step):
+            pass
+        plan = await loop.run_in_executor(self.conversions, Conversion.of, model, analysis, to, flat, to_b, mode)
         notes = [await loop.run_in_executor(self.conversions, plan.notes, model, 0, start, end)
                  for start, end in plan.passes(model)]
         return plan.mix(np.concatenate(notes), model.sample_rate)
