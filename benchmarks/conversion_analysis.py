@@ -1,4 +1,4 @@
-"""Conversion's pitch analysis: audiogan's pYIN (``audiogan.timbre.pitch``, banded Viterbi, a piece at a
+"""Conversion's pitch analysis: audiogan's pYIN (``audiogan.audio.pitch``, banded Viterbi, a piece at a
 time) against ``librosa.pyin`` at the same settings (conversion's: 2048-sample frames, hop 256, 20-cent
 bins, MIDI 23-97), on the same audio: do they decode the same, and how long does each take?
 
@@ -57,8 +57,8 @@ def compare(wave: np.ndarray) -> tuple[int, int, int, float, float]:
     """Frames, frames voiced differently, frames voiced in both with another f0, seconds (librosa, ours)."""
     import librosa
 
+    from audiogan.audio.pitch import pyin
     from audiogan.timbre.convert import HOP, PYIN_RESOLUTION
-    from audiogan.timbre.pitch import pyin
 
     started = time.perf_counter()
     theirs = librosa.pyin(wave, fmin=FMIN, fmax=FMAX, sr=RATE, frame_length=2048, hop_length=HOP,

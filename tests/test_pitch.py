@@ -1,4 +1,4 @@
-"""Conversion's pYIN (audiogan.timbre.pitch) against librosa's, and in pieces against at once."""
+"""audiogan's pYIN (audiogan.audio.pitch) against librosa's, and in pieces against at once."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from test_timbre import melody
 
+from audiogan.audio.pitch import PitchTracker, pyin
 from audiogan.timbre.convert import HOP, PYIN_RESOLUTION
-from audiogan.timbre.pitch import PitchTracker, pyin
 
 RATE = 16000
 FMIN, FMAX = 32.70, 2217.46  # conversion's range: MIDI 23-97
@@ -36,12 +36,37 @@ def test_pyin_decodes_as_librosa_pyin():
     np.testing.assert_allclose(ours[2], probability, atol=1e-9)
 
 
+@pytest.mark.parametrize(("fmin", "fmax", "frame", "resolution", "center"), [
+    (60.0, 500.0, 1024, 0.1, True),   # the TTS trainer's pitch targets
+    (50.0, 600.0, 1024, 0.1, False),  # the harmonic vocoder's, framed like the mel
+])
+def test_pyin_decodes_speech_settings_as_librosa_pyin(fmin, fmax, frame, resolution, center):
+    import librosa
+
+    wave = performance()
+    expected = librosa.pyin(wave, fmin=fmin, fmax=fmax, sr=RATE, frame_length=frame, hop_length=256,
+                            resolution=resolution, center=center)
+    ours = pyin(wave, RATE, fmin, fmax, frame, 256, resolution, center)
+    np.testing.assert_array_equal(ours[1], expected[1])
+    np.testing.assert_array_equal(ours[0], expected[0])
+
+
+@pytest.mark.parametrize(("bins", "width"), [(370, 36), (431, 71), (61, 11), (61, 12), (5, 3), (10, 1)])
+def test_the_transition_window_is_librosas(bins, width):
+    import librosa
+
+    from audiogan.audio.pitch import _local
+
+    np.testing.assert_array_equal(_local(bins, width),
+                                  librosa.sequence.transition_local(bins, width, window="triangle", wrap=False))
+
+
 def test_the_banded_decoder_finds_the_dense_decoders_path():
     """Random observations, each state likely somewhere: the band holds every transition the model allows,
     so the dense search over all 2 x bins states and the banded one agree state for state."""
     import librosa
 
-    from audiogan.timbre import pitch
+    from audiogan.audio import pitch
 
     bins, width, frames = 60, 11, 400
     rng = np.random.default_rng(0)
@@ -82,3 +107,9 @@ def test_tracking_in_pieces_equals_tracking_at_once():
 def test_impossible_ranges_are_refused(fmin, fmax, message):
     with pytest.raises(ValueError, match=message):
         PitchTracker(np.zeros(RATE, np.float32), RATE, fmin, fmax)
+
+
+def test_a_recording_shorter_than_a_frame_needs_centring():
+    assert PitchTracker(np.zeros(1000, np.float32), RATE, 60.0, 500.0, 2048).frames == 1 + 1000 // 512
+    with pytest.raises(ValueError, match="hold no 2048-sample frame"):
+        PitchTracker(np.zeros(1000, np.float32), RATE, 60.0, 500.0, 2048, center=False)

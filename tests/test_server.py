@@ -1093,7 +1093,7 @@ def test_a_conversion_goes_a_pass_at_a_time_and_stops_when_its_caller_goes(monke
 def test_a_conversion_analyses_a_piece_at_a_time_and_stops_when_its_caller_goes(monkeypatch, tiny_timbre):
     from test_timbre import melody
 
-    from audiogan.timbre.pitch import PitchTracker
+    from audiogan.audio.pitch import PitchTracker
 
     pieces: list[int] = []  # the first frame of each piece tracked
     step = PitchTracker.step

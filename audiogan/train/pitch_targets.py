@@ -14,20 +14,21 @@ from audiogan.audio.mel import MelConfig
 
 log = logging.getLogger(__name__)
 FMIN, FMAX = 50.0, 600.0  # Hz: speech, male bass to child
+# librosa.pyin made v1; audiogan's decoder tracks as it did (up to rounding in near-silent frames), so v1
+# caches stay valid.
 VERSION = "pyin-v1"
 
 
 def pitch_track(wave: np.ndarray, mel: MelConfig) -> np.ndarray:
     """[2, samples // hop]: f0 in Hz (0 where unvoiced) and the voiced flag, frame t centred on t*hop + hop/2."""
-    import librosa
+    from audiogan.audio.pitch import pyin
 
     pad = (mel.n_fft - mel.hop_length) // 2
     mode = "reflect" if len(wave) > pad else "constant"
     padded = np.pad(np.asarray(wave, np.float32), (pad, pad), mode=mode)
     if len(padded) < mel.n_fft:
         padded = np.pad(padded, (0, mel.n_fft - len(padded)))
-    f0, voiced, _ = librosa.pyin(padded, fmin=FMIN, fmax=FMAX, sr=mel.sample_rate, frame_length=mel.n_fft,
-                                 hop_length=mel.hop_length, center=False)
+    f0, voiced, _ = pyin(padded, mel.sample_rate, FMIN, FMAX, mel.n_fft, mel.hop_length, center=False)
     frames = len(wave) // mel.hop_length
     out = np.zeros((2, frames), np.float32)
     n = min(frames, len(f0))
@@ -50,8 +51,8 @@ def pitch_targets(files: list[Path], waves: list[np.ndarray], mel: MelConfig, ca
                   workers: int = 2) -> list[np.ndarray]:
     """One [2, frames] track per clip; missing ones are computed in ``workers`` processes and cached.
 
-    The cache is keyed on file names and sizes, so a GPU machine without librosa can reuse it when the
-    corpus sits in another folder there.
+    The cache is keyed on file names and sizes, so a GPU machine can reuse it when the corpus sits in
+    another folder there.
     """
     cache = Path(cache_dir)
     paths = [cache / f"{_key(f, mel)}.f0.npy" for f in files]
@@ -59,7 +60,7 @@ def pitch_targets(files: list[Path], waves: list[np.ndarray], mel: MelConfig, ca
     if todo:
         log.info("pitch targets: pYIN on %d clips (cached in %s for later runs)", len(todo), cache)
         cache.mkdir(parents=True, exist_ok=True)
-        # Compile librosa's numba kernels here first: fresh processes compiling them side by side
+        # Compile the numba kernels here first: fresh processes compiling librosa's side by side
         # corrupted its cache in an earlier session.
         pitch_track(np.zeros(mel.n_fft * 2, np.float32), mel)
         jobs = [(waves[i], mel) for i in todo]

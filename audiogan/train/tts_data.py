@@ -1,6 +1,6 @@
 """TTS training features: LJSpeech-format folders -> phoneme ids, mels, pitch, energy; computed once, cached.
 
-The cache is one file that a GPU machine can use without espeak-ng or librosa (they run here, once).
+The cache is one file that a GPU machine can use without espeak-ng (it runs here, once).
 """
 
 from __future__ import annotations
@@ -119,11 +119,12 @@ def read_metadata(root: Path, meta: Path | None = None) -> list[tuple[str, str, 
 
 
 def pitch_track(wave: np.ndarray, mel: MelConfig, frames: int, fmin: float, fmax: float) -> tuple[np.ndarray, ...]:
-    """Per-frame F0 with pYIN (librosa), aligned to the mel frames: (semitones above 55 Hz, voiced 0/1)."""
-    import librosa
+    """Per-frame F0 with pYIN, aligned to the mel frames: (semitones above 55 Hz, voiced 0/1). It decodes
+    as librosa.pyin did (up to rounding in near-silent frames: benchmarks/RESULTS.md), so feature caches
+    made with librosa stay valid."""
+    from audiogan.audio.pitch import pyin
 
-    f0, voiced, _ = librosa.pyin(wave, fmin=fmin, fmax=fmax, sr=mel.sample_rate, frame_length=mel.n_fft,
-                                 hop_length=mel.hop_length, center=True)
+    f0, voiced, _ = pyin(wave, mel.sample_rate, fmin, fmax, mel.n_fft, mel.hop_length)
     f0, voiced = f0[:frames], voiced[:frames].astype(np.float32)
     pad = frames - len(f0)
     if pad > 0:
@@ -135,7 +136,7 @@ def pitch_track(wave: np.ndarray, mel: MelConfig, frames: int, fmin: float, fmax
 def _cache_path(rows: list[tuple[tuple[str, str, Path], int]], cfg: TTSDataConfig, mel: MelConfig,
                 table: SymbolTable) -> Path:
     # File names and sizes, not full paths: the cache stays valid where the corpus sits elsewhere (a GPU
-    # machine that has no espeak-ng or librosa gets the corpus under /tmp and this file beside it).
+    # machine that has no espeak-ng gets the corpus under /tmp and this file beside it).
     h = hashlib.sha256(json.dumps([[r[0], r[1], r[2].name, r[2].stat().st_size] for r, _ in rows]).encode())
     if any(s for _, s in rows):  # speakers other than 0 (one-speaker caches keep their earlier names)
         h.update(json.dumps([s for _, s in rows]).encode())

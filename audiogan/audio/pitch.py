@@ -1,6 +1,6 @@
 """pYIN f0 tracking (Mauch & Dixon, "pYIN: a fundamental frequency estimator using probabilistic threshold
-distributions", ICASSP 2014) for conversion's analysis: a piece of the recording at a time, with a banded
-Viterbi.
+distributions", ICASSP 2014): librosa.pyin's model, decoded a piece of the recording at a time with a
+banded Viterbi. Conversion's analysis and the trainers' pitch targets use it.
 
 The model is librosa.pyin's, with its defaults: each frame's pitch candidates are the troughs of YIN's
 cumulative mean normalised difference (de Cheveigné & Kawahara 2002), weighted by a Beta(2, 18) prior over
@@ -14,7 +14,8 @@ conversion's analysis time. Outside the window a transition has probability zero
 looks only at the states it can come from (72 of 740): the same decoding, except where the dense decoder
 takes a transition of probability ~1e-308 (its log floor), a jump the model rules out. Frames are
 observed and decoded a piece at a time, so a caller can report progress or stop between pieces; only
-the way back through the pointers waits for the last piece.
+the way back through the pointers waits for the last piece. It needs numpy, scipy and numba, not
+librosa: the GPU machine, which has no librosa, can run it.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ PIECE_FRAMES = 512  # 8 s of 16 kHz audio at hop 256: ~0.1 s of work on one CPU 
 class PitchTracker:
     """pYIN over one recording. ``step()`` observes and decodes the next piece of frames; ``result()``
     (once ``step()`` has returned True) gives f0 in Hz (NaN where unvoiced), the voicing flags and each
-    frame's voicing probability, as ``librosa.pyin(..., center=True)`` returns them."""
+    frame's voicing probability, as ``librosa.pyin`` returns them (``center``: frames centred on t * hop,
+    the recording zero-padded by half a frame at each end; else frame t starts at t * hop)."""
 
     def __init__(self, wave: np.ndarray, rate: int, fmin: float, fmax: float, frame_length: int = 2048,
-                 hop: int = 512, resolution: float = 0.1, piece: int = PIECE_FRAMES) -> None:
+                 hop: int = 512, resolution: float = 0.1, center: bool = True, piece: int = PIECE_FRAMES) -> None:
         if not 0 < fmin < fmax <= rate / 2:
             raise ValueError(f"need 0 < fmin < fmax <= {rate / 2} Hz, got fmin={fmin}, fmax={fmax}")
         if rate / fmin >= frame_length - 1:
@@ -51,7 +53,10 @@ class PitchTracker:
         self.max_period = min(int(np.ceil(rate / fmin)), frame_length - 1)
         self.per_semitone = int(np.ceil(1 / resolution))
         self.bins = int(np.floor(12 * self.per_semitone * np.log2(fmax / fmin))) + 1
-        self.padded = np.pad(np.asarray(wave, np.float32), frame_length // 2)  # float32, as librosa
+        wave = np.asarray(wave, np.float32)  # float32, as librosa
+        self.padded = np.pad(wave, frame_length // 2) if center else wave
+        if len(self.padded) < frame_length:
+            raise ValueError(f"{len(wave)} samples hold no {frame_length}-sample frame (pad, or center=True)")
         self.frames = 1 + (len(self.padded) - frame_length) // hop
         width = round(MAX_TRANSITION_RATE * 12 * hop / rate) * self.per_semitone + 1
         self.lows, self.band = _band(self.bins, width)
@@ -119,11 +124,11 @@ class PitchTracker:
 
 
 def pyin(wave: np.ndarray, rate: int, fmin: float, fmax: float, frame_length: int = 2048, hop: int = 512,
-         resolution: float = 0.1, progress: Callable[[float], None] | None = None
+         resolution: float = 0.1, center: bool = True, progress: Callable[[float], None] | None = None
          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """f0 (Hz, NaN where unvoiced), voicing flags and voicing probabilities of ``wave``, a frame per
-    ``hop`` samples centred on it. ``progress``: called with the share tracked after each piece."""
-    tracker = PitchTracker(wave, rate, fmin, fmax, frame_length, hop, resolution)
+    ``hop`` samples (see ``PitchTracker``). ``progress``: called with the share tracked after each piece."""
+    tracker = PitchTracker(wave, rate, fmin, fmax, frame_length, hop, resolution, center)
     while not tracker.step():
         if progress is not None:
             progress(tracker.share)
@@ -154,19 +159,34 @@ def _beta_weights() -> np.ndarray:
     return np.diff(scipy.stats.beta.cdf(np.linspace(0, 1, N_THRESHOLDS + 1), *BETA))
 
 
+def _local(bins: int, width: int) -> np.ndarray:
+    """P(bin j | bin i) within a copy: a symmetric triangular window of ``width`` bins placed at bin i as
+    librosa's ``transition_local(bins, width, window="triangle", wrap=False)`` places it (an even window
+    reaches one bin further up than down), cut at the ends of the range, each row summing to 1."""
+    import scipy.signal
+
+    window = scipy.signal.windows.triang(width, sym=True)
+    start = (bins - width) // 2 + bins // 2 + 1  # where the window's first value lands for bin 0, mod bins
+    local = np.zeros((bins, bins))
+    for i in range(bins):
+        columns = (start + i + np.arange(width)) % bins
+        keep = (columns >= i - width // 2) & (columns <= i + width // 2)
+        local[i, columns[keep]] = window[keep]
+    return local / local.sum(axis=1, keepdims=True)
+
+
 @cache
 def _band(bins: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """The model's log transition probabilities into each state from the states that can reach it.
 
     Returns ``lows`` [bins]: the lowest pitch bin that reaches bin j, and ``band`` [2 bins, 2, span]:
-    log P(state J <- copy c's bin lows[J % bins] + k), -inf past the window. The probabilities are
-    librosa's (``transition_local`` with a triangular window, not wrapped, times the voicing switch), and
-    so is the log floor, so that the numbers the two decoders compare are the same.
+    log P(state J <- copy c's bin lows[J % bins] + k), -inf past the window. They are librosa's numbers
+    (the window times the voicing switch, with its log floor), so that the two decoders compare the same
+    scores.
     """
-    import librosa
-
-    local = librosa.sequence.transition_local(bins, width, window="triangle", wrap=False)
-    switch = librosa.sequence.transition_loop(2, 1 - SWITCH_PROBABILITY)
+    local = _local(bins, width)
+    stay = 1 - SWITCH_PROBABILITY
+    switch = np.array([[stay, 1 - stay], [1 - stay, stay]])  # 1 - stay, as librosa rounds it: 0.010000000000000009
     log_transition = np.log(np.kron(switch, local) + TINY)
     reach = local > 0  # reach[i, j]: bin i can move to bin j
     lows = reach.argmax(axis=0)
