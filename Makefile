@@ -16,7 +16,7 @@ demo: setup
 serve: setup
 	.venv/bin/audiogan-server --metrics-port 9464
 
-# numba (librosa's pYIN) caches compiled code per checkout, not inside the shared venv.
+# numba (pYIN, phase integration, alignment search) caches compiled code per checkout, not in the shared venv.
 export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
 
 test: setup-dev

@@ -17,7 +17,7 @@
 # quality not yet measured on a GPU). On 2026-12-04 an H200 took 3-5 s per warm receive call and ran 11
 # minutes of training at 20 steps/s (benchmarks/RESULTS.md).
 # The voice: `prepare tts [--config FILE] [--set KEY=VALUE ...]` copies its corpus into .gpu/t1 and builds
-# the feature cache here (phonemes need espeak-ng and pitch needs librosa, which the image lacks) into
+# the feature cache here (phonemes need espeak-ng, which the image lacks) into
 # .gpu/t2 with the arguments it will train with; then `receive t1`, `receive t2` (with .gpu/wheels), and
 # `start tts MINUTES [--set ...]`, `wait` as above. Snapshots (fp16 exports) come back every quarter of the run.
 # Here, `PYTHON=.venv/bin/python bash scripts/gpu_train.sh rehearse [tts]` runs receive, start and wait on

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from test_timbre import melody
 
-from audiogan.audio.pitch import PitchTracker, pyin
+from audiogan.audio.pitch import PitchTracker, pyin, yin
 from audiogan.timbre.convert import HOP, PYIN_RESOLUTION
 
 RATE = 16000
@@ -49,6 +49,17 @@ def test_pyin_decodes_speech_settings_as_librosa_pyin(fmin, fmax, frame, resolut
     ours = pyin(wave, RATE, fmin, fmax, frame, 256, resolution, center)
     np.testing.assert_array_equal(ours[1], expected[1])
     np.testing.assert_array_equal(ours[0], expected[0])
+
+
+@pytest.mark.parametrize(("fmin", "fmax", "frame", "center"), [
+    (200.0, 400.0, 1024, False),  # conversion's note contour: 1.5 semitones around a note
+    (32.7, 2217.46, 2048, True)])
+def test_yin_is_librosas(fmin, fmax, frame, center):
+    import librosa
+
+    wave = performance()
+    expected = librosa.yin(wave, fmin=fmin, fmax=fmax, sr=RATE, frame_length=frame, hop_length=256, center=center)
+    np.testing.assert_array_equal(yin(wave, RATE, fmin, fmax, frame, 256, center=center), expected)
 
 
 @pytest.mark.parametrize(("bins", "width"), [(370, 36), (431, 71), (61, 11), (61, 12), (5, 3), (10, 1)])

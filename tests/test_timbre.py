@@ -656,6 +656,33 @@ def test_conversion_keeps_length_and_accepts_stereo_48k(timbre_model, tmp_path):
     assert done.returncode == 2 and "cannot read audio" in done.stderr
 
 
+def test_conversion_inversion_and_midi_need_no_librosa(timbre_model, tmp_path):
+    """librosa is a training and benchmark extra (the judges' pYIN), not a dependency: a plain install
+    converts, inverts and renders MIDI without it."""
+    import pretty_midi
+
+    score = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    piano.notes += [pretty_midi.Note(100, p, 0.5 * i, 0.5 * i + 0.4) for i, p in enumerate((60, 64, 67))]
+    score.instruments.append(piano)
+    score.write(str(tmp_path / "tune.mid"))
+    code = f"""
+import sys
+sys.modules["librosa"] = None  # any import of it now fails
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_timbre import melody
+from audiogan.timbre import TimbreModel
+from audiogan.timbre.convert import convert
+from audiogan.timbre.midi import render_midi
+model = TimbreModel.load({str(timbre_model.card_path)!r}, device="cpu")
+print(len(convert(model, melody(), 16000, "violin")), len(model.invert(melody(), 16000, steps=3)[1]),
+      len(render_midi(model, {str(tmp_path / "tune.mid")!r}, "flute")) > 16000)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(len(melody())), "3", "True"]
+
+
 def test_note_cli_plays_morphs_and_lists(timbre_model, tmp_path):
     base = [sys.executable, "-m", "audiogan.cli", "note", "--model", str(timbre_model.card_path), "--device", "cpu"]
     run = lambda *a: subprocess.run([*base, *a], capture_output=True, text=True, timeout=300)  # noqa: E731

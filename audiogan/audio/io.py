@@ -141,7 +141,7 @@ def check_rate(rate: int) -> None:
 
 def recording(wave: torch.Tensor | np.ndarray, rate: int) -> np.ndarray:
     """A mono recording handed to an analysis (pitch tracking, resampling) as float32 samples, or a clear
-    error here instead of one from deep inside librosa."""
+    error here instead of one from deep inside an analysis."""
     check_rate(rate)
     return mono_samples(wave)
 

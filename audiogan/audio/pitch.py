@@ -43,21 +43,11 @@ class PitchTracker:
 
     def __init__(self, wave: np.ndarray, rate: int, fmin: float, fmax: float, frame_length: int = 2048,
                  hop: int = 512, resolution: float = 0.1, center: bool = True, piece: int = PIECE_FRAMES) -> None:
-        if not 0 < fmin < fmax <= rate / 2:
-            raise ValueError(f"need 0 < fmin < fmax <= {rate / 2} Hz, got fmin={fmin}, fmax={fmax}")
-        if rate / fmin >= frame_length - 1:
-            raise ValueError(f"a {frame_length}-sample frame holds no period of fmin={fmin} Hz")
-        self.rate, self.fmin, self.hop, self.piece = rate, fmin, hop, piece
-        self.frame_length = frame_length
-        self.min_period = int(np.floor(rate / fmax))
-        self.max_period = min(int(np.ceil(rate / fmin)), frame_length - 1)
+        self.framing = _Framing(wave, rate, fmin, fmax, frame_length, hop, center)
+        self.rate, self.fmin, self.piece = rate, fmin, piece
         self.per_semitone = int(np.ceil(1 / resolution))
         self.bins = int(np.floor(12 * self.per_semitone * np.log2(fmax / fmin))) + 1
-        wave = np.asarray(wave, np.float32)  # float32, as librosa
-        self.padded = np.pad(wave, frame_length // 2) if center else wave
-        if len(self.padded) < frame_length:
-            raise ValueError(f"{len(wave)} samples hold no {frame_length}-sample frame (pad, or center=True)")
-        self.frames = 1 + (len(self.padded) - frame_length) // hop
+        self.frames = self.framing.frames
         width = round(MAX_TRANSITION_RATE * 12 * hop / rate) * self.per_semitone + 1
         self.lows, self.band = _band(self.bins, width)
         self.value = np.full(2 * self.bins, np.log(1 / (2 * self.bins) + TINY))
@@ -74,9 +64,9 @@ class PitchTracker:
         """Track the next piece of frames; True once all are tracked."""
         start, end = self.done, min(self.done + self.piece, self.frames)
         if start < end:
-            cmnd, shifts = self._difference(start, end)
+            cmnd, shifts = self.framing.difference(start, end)
             observed, self.probability[start:end] = _kernels()[0](
-                cmnd, shifts, self.rate, self.min_period, self.fmin, self.bins, self.per_semitone,
+                cmnd, shifts, self.rate, self.framing.min_period, self.fmin, self.bins, self.per_semitone,
                 _thresholds(), _beta_weights(), BOLTZMANN, NO_TROUGH_PROBABILITY)
             log_observed = np.log(observed + TINY)
             if start == 0:  # the first frame has no predecessor: the uniform prior instead
@@ -101,26 +91,62 @@ class PitchTracker:
         f0 = np.where(voiced, freqs[states % self.bins], np.nan)
         return f0, voiced, self.probability.copy()
 
-    def _difference(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+class _Framing:
+    """A recording cut into frames for YIN: its cumulative mean normalised difference, frames at a time."""
+
+    def __init__(self, wave: np.ndarray, rate: int, fmin: float, fmax: float, frame_length: int, hop: int,
+                 center: bool) -> None:
+        if not 0 < fmin < fmax <= rate / 2:
+            raise ValueError(f"need 0 < fmin < fmax <= {rate / 2} Hz, got fmin={fmin}, fmax={fmax}")
+        if rate / fmin >= frame_length - 1:
+            raise ValueError(f"a {frame_length}-sample frame holds no period of fmin={fmin} Hz")
+        self.length, self.hop = frame_length, hop
+        self.min_period = int(np.floor(rate / fmax))
+        self.max_period = min(int(np.ceil(rate / fmin)), frame_length - 1)
+        wave = np.asarray(wave, np.float32)  # float32, as librosa
+        self.padded = np.pad(wave, frame_length // 2) if center else wave
+        if len(self.padded) < frame_length:
+            raise ValueError(f"{len(wave)} samples hold no {frame_length}-sample frame (pad, or center=True)")
+        self.frames = 1 + (len(self.padded) - frame_length) // hop
+
+    def difference(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         """Frames [start, end) -> YIN's cumulative mean normalised difference over periods
         min_period..max_period [frames, periods] and each period's parabolic refinement (in periods)."""
         import scipy.fft
 
-        length = self.frame_length
-        span = self.padded[start * self.hop:(end - 1) * self.hop + length]
-        frames = np.lib.stride_tricks.sliding_window_view(span, length)[::self.hop]
+        length, hop = self.length, self.hop
+        span = self.padded[start * hop:(end - 1) * hop + length]
+        frames = np.lib.stride_tricks.sliding_window_view(span, length)[::hop]
         size = scipy.fft.next_fast_len(2 * length - 1, real=True)
         spectrum = scipy.fft.rfft(frames, n=size, axis=1)
         acf = scipy.fft.irfft(spectrum.real ** 2 + spectrum.imag ** 2, n=size, axis=1)[:, :self.max_period + 1]
         energy = np.cumsum(frames ** 2, axis=1)
+        energy[:, 0] = 0
         # The difference function as librosa.yin takes it: 2 (r(0) - r(k)) less the energy of the first k
-        # samples (the frame's tail, which the lag moves out of the window, is not subtracted).
+        # samples (the frame's tail, which the lag moves out of the window, is not subtracted), and nothing
+        # at lag 1, where librosa zeroes the first sample's energy.
         diff = np.zeros_like(acf)
         diff[:, 1:] = 2 * (acf[:, :1] - acf[:, 1:]) - energy[:, :self.max_period]
         mean = np.cumsum(diff[:, 1:], axis=1) / np.arange(1, self.max_period + 1)
         denominator = mean[:, self.min_period - 1:self.max_period]
         cmnd = diff[:, self.min_period:] / (denominator + np.finfo(denominator.dtype).tiny)
         return np.ascontiguousarray(cmnd, dtype=np.float64), _parabolic_shifts(cmnd)
+
+
+def yin(wave: np.ndarray, rate: int, fmin: float, fmax: float, frame_length: int = 2048, hop: int = 512,
+        threshold: float = 0.1, center: bool = True) -> np.ndarray:
+    """YIN's f0 (Hz) per frame, as ``librosa.yin`` gives it: the shortest period whose normalised
+    difference is a trough below ``threshold``, else the deepest, refined by a parabola. Frames as in
+    ``PitchTracker``."""
+    framing = _Framing(wave, rate, fmin, fmax, frame_length, hop, center)
+    cmnd, shifts = framing.difference(0, framing.frames)
+    troughs = np.zeros(cmnd.shape, dtype=bool)
+    troughs[:, 0] = cmnd[:, 0] < cmnd[:, 1]
+    troughs[:, 1:-1] = (cmnd[:, 1:-1] < cmnd[:, :-2]) & (cmnd[:, 1:-1] <= cmnd[:, 2:])
+    troughs[:, -1] = cmnd[:, -1] < cmnd[:, -2]
+    deep = troughs & (cmnd < threshold)
+    period = np.where(deep.any(axis=1), deep.argmax(axis=1), cmnd.argmin(axis=1))
+    return rate / (framing.min_period + period + shifts[np.arange(len(period)), period])
 
 
 def pyin(wave: np.ndarray, rate: int, fmin: float, fmax: float, frame_length: int = 2048, hop: int = 512,
@@ -140,9 +166,12 @@ def _parabolic_shifts(cmnd: np.ndarray) -> np.ndarray:
     (0 at the ends and where the vertex is more than one period away)."""
     shifts = np.zeros(cmnd.shape, dtype=np.float64)
     left, mid, right = cmnd[:, :-2], cmnd[:, 1:-1], cmnd[:, 2:]
-    curvature, slope = right + left - 2 * mid, (right - left) / 2
+    # Sums of neighbours in the input's precision, the rest in float64, the shift kept in the input's
+    # precision: librosa's rounding, step for step, so that both give the same periods.
+    curvature = (right + left).astype(np.float64) - 2 * mid.astype(np.float64)
+    slope = (right - left).astype(np.float64) / 2
     inside = np.abs(slope) < np.abs(curvature)
-    shifts[:, 1:-1] = np.where(inside, -slope / np.where(inside, curvature, 1), 0)
+    shifts[:, 1:-1] = np.where(inside, -slope / np.where(inside, curvature, 1), 0).astype(cmnd.dtype)
     return shifts
 
 

@@ -15,10 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 
-from audiogan.audio.io import recording
-from audiogan.audio.pitch import PitchTracker
-from audiogan.timbre.expression import BEND_HOP, LEVEL_WINDOW, apply_bend, follow_level
+from audiogan.audio.io import recording, resample
+from audiogan.audio.pitch import PitchTracker, yin
+from audiogan.timbre.expression import BEND_HOP, LEVEL_WINDOW, apply_bend, follow_level, frame_rms
 from audiogan.timbre.inference import Timbre, TimbreModel
 from audiogan.timbre.spectral import midi_to_hz
 
@@ -76,11 +77,9 @@ class Analysis:
         note). Each note's ``bend`` is its f0 in cents from its semitone (see ``contour``) and its
         ``level`` its frame RMS.
         """
-        import librosa
-
         wave, rate, pitch_range = self.wave, self.rate, self.pitch_range
         f0, voiced, probability = self.tracker.result()
-        rms = librosa.feature.rms(y=wave, frame_length=LEVEL_WINDOW, hop_length=HOP)[0]
+        rms = frame_rms(wave, HOP, LEVEL_WINDOW)
         n = min(len(f0), len(rms))
         f0, voiced, probability, rms = f0[:n], voiced[:n], probability[:n], rms[:n]
         active = rms > max(1e-4, float(rms.max()) * 10 ** (-35 / 20))
@@ -90,7 +89,7 @@ class Analysis:
             raise ValueError(f"pYIN finds one clear pitch in only {100 * np.mean(probability[active]):.0f} % of "
                              "the loud audio: the input looks polyphonic or unpitched; the note model follows "
                              "one pitched note at a time")
-        midi = np.where(voiced, np.round(librosa.hz_to_midi(np.nan_to_num(f0, nan=440.0))), -1).astype(int)
+        midi = np.where(voiced, np.round(69 + 12 * np.log2(np.nan_to_num(f0, nan=440.0) / 440)), -1).astype(int)
         events: list[NoteEvent] = []
         start, pitch, peak, dip = None, -1, 0.0, np.inf
 
@@ -148,8 +147,6 @@ def contour(wave: np.ndarray, rate: int, start: int, end: int, voiced: np.ndarra
     Frames more than a semitone off (the tracker slipping to a neighbouring note at a legato boundary)
     and unvoiced ones are filled from their neighbours.
     """
-    import librosa
-
     centre = midi_to_hz(pitch)
     fmin, fmax = centre * 2 ** (-1.5 / 12), centre * 2 ** (1.5 / 12)
     frame = max(1024, 1 << int(np.ceil(np.log2(7 * rate / centre))))
@@ -157,8 +154,7 @@ def contour(wave: np.ndarray, rate: int, start: int, end: int, voiced: np.ndarra
     # edge frames would otherwise be measured on half a window (+27..80 cents on a 3-frame E1).
     lo, hi = start * HOP - frame // 2, (end - 1) * HOP + frame // 2
     segment = np.pad(wave[max(lo, 0):max(hi, 0)], (max(-lo, 0), max(hi - len(wave), 0)))
-    f0 = librosa.yin(segment, fmin=fmin, fmax=fmax, sr=rate, frame_length=frame, hop_length=HOP,
-                     center=False)[: end - start]
+    f0 = yin(segment, rate, fmin, fmax, frame, HOP, center=False)[: end - start]
     cents = 1200 * np.log2(f0 / centre)
     known = np.flatnonzero(voiced[start:start + len(f0)] & (np.abs(cents) <= MAX_BEND_CENTS))
     if not len(known):
@@ -218,11 +214,7 @@ class Conversion:
     @classmethod
     def analysis(cls, model: TimbreModel, wave: np.ndarray, rate: int) -> Analysis:
         """The recording, checked and at the model's rate, ready to be analysed a piece at a time."""
-        import librosa
-
-        wave = recording(wave, rate)
-        if rate != model.sample_rate:
-            wave = librosa.resample(wave, orig_sr=rate, target_sr=model.sample_rate)
+        wave = resample(torch.from_numpy(recording(wave, rate)), rate, model.sample_rate).numpy()
         return Analysis(wave, model.sample_rate, (model.cfg.pitch_min, model.cfg.pitch_max))
 
     @classmethod

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from audiogan import weights
-from audiogan.audio.io import recording
+from audiogan.audio.io import recording, resample
 from audiogan.timbre.expression import harmonic_comb
 from audiogan.timbre.model import NoteGANConfig, slerp
 from audiogan.timbre.spectral import NoteSpectrogram, midi_to_hz
@@ -200,12 +200,9 @@ class TimbreModel:
         noise fixed, matching log-magnitude spectrograms with the level taken out (the generator's notes are
         level-normalised). Returns (latent [timbre_dim], loss per step); the latent can be used as any
         timbre, e.g. as an interpolation end point. ``progress``: a bar with the loss."""
-        import librosa
         from tqdm import tqdm
 
-        wave = recording(wave, rate)
-        if rate != self.sample_rate:
-            wave = librosa.resample(wave, orig_sr=rate, target_sr=self.sample_rate)
+        wave = resample(torch.from_numpy(recording(wave, rate)), rate, self.sample_rate).numpy()
         if float(np.abs(wave[: self.cfg.spectral.samples]).max(initial=0.0)) < SILENCE:
             raise ValueError("the recording is silent: there is no timbre to match")
         if pitch is None:

@@ -14,8 +14,7 @@ from audiogan.audio.mel import MelConfig
 
 log = logging.getLogger(__name__)
 FMIN, FMAX = 50.0, 600.0  # Hz: speech, male bass to child
-# librosa.pyin made v1; audiogan's decoder tracks as it did (up to rounding in near-silent frames), so v1
-# caches stay valid.
+# librosa.pyin made v1; audiogan's decoder tracks as it did (tests/test_pitch.py), so v1 caches stay valid.
 VERSION = "pyin-v1"
 
 

@@ -120,8 +120,7 @@ def read_metadata(root: Path, meta: Path | None = None) -> list[tuple[str, str, 
 
 def pitch_track(wave: np.ndarray, mel: MelConfig, frames: int, fmin: float, fmax: float) -> tuple[np.ndarray, ...]:
     """Per-frame F0 with pYIN, aligned to the mel frames: (semitones above 55 Hz, voiced 0/1). It decodes
-    as librosa.pyin did (up to rounding in near-silent frames: benchmarks/RESULTS.md), so feature caches
-    made with librosa stay valid."""
+    as librosa.pyin did (tests/test_pitch.py), so feature caches made with librosa stay valid."""
     from audiogan.audio.pitch import pyin
 
     f0, voiced, _ = pyin(wave, mel.sample_rate, fmin, fmax, mel.n_fft, mel.hop_length)
