@@ -6,6 +6,7 @@ import argparse
 import io
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,10 @@ DEMO_CLIP = Path(__file__).parent / "samples" / "demo.flac"
 AUDIO_OUT = (".wav", ".flac")
 PLOT_OUT = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 MAX_SEED = 2**63 - 1  # as a render manifest's seed
+# Optional imports (pyproject's extras) -> the extra that installs them: what a plain install lacks.
+EXTRAS = {"fluidsynth": "train", "tensorboard": "train", "matplotlib": "train", "pesq": "train",
+          "pystoi": "train", "librosa": "train", "ray": "ray", "grpc": "server", "prometheus_client": "server",
+          "pocketsphinx": "bench", "speechmos": "bench", "onnxruntime": "bench"}
 
 
 def _count(least: int, most: int | None = None) -> Callable[[str], int]:
@@ -651,6 +656,16 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
+    except ModuleNotFoundError as exc:  # an optional package that is not installed
+        quoted = re.findall(r"'([^']+)'", str(exc))  # from a worker process, only the message may survive
+        module = (exc.name or (quoted[0] if quoted else str(exc))).split(".")[0]
+        extra = EXTRAS.get(module)
+        print(f"audiogan: error: this command needs the Python package {module!r}, which is not installed"
+              + (f": pip install 'audiogan[{extra}]'" if extra else ""), file=sys.stderr)
+        return 2
+    except ImportError as exc:  # installed but unusable: pyfluidsynth without the FluidSynth library
+        print(f"audiogan: error: {exc}", file=sys.stderr)
+        return 2
     except (FileNotFoundError, ValueError, RuntimeError, FloatingPointError) as exc:
         print(f"audiogan: error: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import types
@@ -237,6 +238,27 @@ def test_data_notes_ranges_are_checked_before_fluidsynth_starts(tmp_path, capsys
         assert main(["data", "notes", "--out", str(tmp_path / "notes"), *args]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "notes").exists()
+
+
+def test_a_missing_optional_package_names_the_extra_that_installs_it(tmp_path):
+    """A plain install lacks the train extra's pyfluidsynth: rendering notes says what to install, in a
+    line, also when the import fails in the renderer's worker processes."""
+    import subprocess
+    import sys
+
+    hidden = tmp_path / "hidden" / "fluidsynth"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'fluidsynth'\", "
+                                        "name='fluidsynth')\n")
+    done = subprocess.run([sys.executable, "-m", "audiogan.cli", "data", "notes", "--programs", "0", "--pitches",
+                           "60-61", "--velocities", "100", "--out", str(tmp_path / "notes")],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(hidden.parent)})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "audiogan: error: this command needs the Python package 'fluidsynth', which is not installed: "
+        "pip install 'audiogan[train]'")
+    assert "Traceback" not in done.stderr
 
 
 def test_a_folder_or_a_broken_card_is_named_as_what_it_is(tmp_path, capsys):

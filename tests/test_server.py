@@ -724,6 +724,14 @@ def test_server_start_up_failures_are_one_line_errors(server, metrics_port, tmp_
         assert "Traceback" not in done.stderr and "never awaited" not in done.stderr, (args, done.stderr)
     with AudioGanClient(server.target) as client:  # the first server kept its port
         assert client.list_voices()["vocoders"]
+    hidden = tmp_path / "hidden" / "grpc"  # a plain `pip install audiogan`: the command, not its extra
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'grpc'\", name='grpc')\n")
+    done = subprocess.run([sys.executable, "-m", "audiogan_server.main", "--port", "0"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(hidden.parent)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "'grpc' is not installed; the server needs its extra and the client's stubs: pip install " \
+           "'audiogan[server]' ./client" in done.stderr
 
 
 def test_generated_stubs_are_up_to_date():

@@ -12,19 +12,24 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import grpc
-from audiogan_client._proto import audiogan_pb2 as pb
-from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+try:
+    import grpc
+    from audiogan_client._proto import audiogan_pb2 as pb
+    from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
 
-from audiogan.config import ConfigError, from_dict, load_yaml, override, to_dict
-from audiogan.vocoder.inference import pick_device
-from audiogan.vocoder.istft import INFERENCE_PHASES
-from audiogan_server.config import ServerConfig
-from audiogan_server.metrics import Metrics
-from audiogan_server.models import ModelRegistry
-from audiogan_server.service import AudioGanService
+    from audiogan.config import ConfigError, from_dict, load_yaml, override, to_dict
+    from audiogan.vocoder.inference import pick_device
+    from audiogan.vocoder.istft import INFERENCE_PHASES
+    from audiogan_server.config import ServerConfig
+    from audiogan_server.metrics import Metrics
+    from audiogan_server.models import ModelRegistry
+    from audiogan_server.service import AudioGanService
+except ModuleNotFoundError as _missing:  # `pip install audiogan` alone installs this command, not its packages
+    print(f"audiogan-server: error: the Python package {_missing.name!r} is not installed; the server needs "
+          "its extra and the client's stubs: pip install 'audiogan[server]' ./client", file=sys.stderr)
+    sys.exit(2)  # as every other start-up failure
 
 log = logging.getLogger("audiogan.server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AudioGan"].full_name
