@@ -32,7 +32,7 @@ MAX_TRANSITION_RATE = 35.92  # octaves per second
 SWITCH_PROBABILITY = 0.01
 NO_TROUGH_PROBABILITY = 0.01
 TINY = np.finfo(np.float64).tiny  # the log floor: log(0) is never taken
-PIECE_FRAMES = 512  # 8 s of 16 kHz audio at hop 256: ~0.1 s of work on one CPU core
+PIECE_FRAMES = 512  # 8 s of 16 kHz audio at hop 256: ~0.05 s of work on one CPU core (benchmarks/RESULTS.md)
 
 
 class PitchTracker:
@@ -90,6 +90,7 @@ class PitchTracker:
         voiced = states < self.bins
         f0 = np.where(voiced, freqs[states % self.bins], np.nan)
         return f0, voiced, self.probability.copy()
+
 
 class _Framing:
     """A recording cut into frames for YIN: its cumulative mean normalised difference, frames at a time."""
