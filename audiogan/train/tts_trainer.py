@@ -149,7 +149,7 @@ class TTSTrainer:
         # A continued model keeps the symbol table its embedding rows were trained for.
         self.table = SymbolTable.from_dict(export[1]["symbols"]) if export else SymbolTable()
         # Rank 0 computes the feature cache alone; the other ranks then read it. Parallel builds would do the
-        # work twice and race on librosa's numba cache (two fresh processes compiling pYIN corrupted it).
+        # work twice and race on numba's cache (two fresh processes compiling librosa's pYIN corrupted it).
         if self.dist.world > 1 and not self.dist.main:
             torch.distributed.barrier()
         utterances = build_features(data_dirs, config.data, config.model.mel, self.table)

@@ -226,7 +226,7 @@ class VocoderTrainer:
 
     def _pitch_targets(self, waves: list[np.ndarray], mels: list[np.ndarray] | None) -> list[np.ndarray]:
         """pYIN tracks [2, frames] per clip, after the predicted mels' channels when there are any."""
-        # Rank 0 computes the cache alone (librosa's numba cache breaks when compiled side by side).
+        # Rank 0 computes the cache alone (numba's cache broke when librosa's pYIN compiled side by side).
         if self.dist.world > 1 and not self.dist.main:
             torch.distributed.barrier()
         tracks = pitch_targets(self.train_files, waves, self.cfg.model.mel, self.cfg.data.cache_dir)
