@@ -66,8 +66,8 @@ class PitchTracker:
         if start < end:
             cmnd, shifts = self.framing.difference(start, end)
             observed, self.probability[start:end] = _kernels()[0](
-                cmnd, shifts, self.rate, self.framing.min_period, self.fmin, self.bins, self.per_semitone,
-                _thresholds(), _beta_weights(), BOLTZMANN, NO_TROUGH_PROBABILITY)
+                cmnd, _troughs(cmnd), shifts, self.rate, self.framing.min_period, self.fmin, self.bins,
+                self.per_semitone, _thresholds(), _beta_weights(), BOLTZMANN, NO_TROUGH_PROBABILITY)
             log_observed = np.log(observed + TINY)
             if start == 0:  # the first frame has no predecessor: the uniform prior instead
                 self.value = self.value + log_observed[0]
@@ -141,11 +141,7 @@ def yin(wave: np.ndarray, rate: int, fmin: float, fmax: float, frame_length: int
     ``PitchTracker``."""
     framing = _Framing(wave, rate, fmin, fmax, frame_length, hop, center)
     cmnd, shifts = framing.difference(0, framing.frames)
-    troughs = np.zeros(cmnd.shape, dtype=bool)
-    troughs[:, 0] = cmnd[:, 0] < cmnd[:, 1]
-    troughs[:, 1:-1] = (cmnd[:, 1:-1] < cmnd[:, :-2]) & (cmnd[:, 1:-1] <= cmnd[:, 2:])
-    troughs[:, -1] = cmnd[:, -1] < cmnd[:, -2]
-    deep = troughs & (cmnd < threshold)
+    deep = _troughs(cmnd) & (cmnd < threshold)
     period = np.where(deep.any(axis=1), deep.argmax(axis=1), cmnd.argmin(axis=1))
     return rate / (framing.min_period + period + shifts[np.arange(len(period)), period])
 
@@ -160,6 +156,16 @@ def pyin(wave: np.ndarray, rate: int, fmin: float, fmax: float, frame_length: in
         if progress is not None:
             progress(tracker.share)
     return tracker.result()
+
+
+def _troughs(cmnd: np.ndarray) -> np.ndarray:
+    """Each frame's local minima over the periods (below the left neighbour, not above the right one; at
+    the ends, below the one neighbour): YIN's and pYIN's period candidates, as librosa marks them."""
+    troughs = np.zeros(cmnd.shape, dtype=bool)
+    troughs[:, 0] = cmnd[:, 0] < cmnd[:, 1]
+    troughs[:, 1:-1] = (cmnd[:, 1:-1] < cmnd[:, :-2]) & (cmnd[:, 1:-1] <= cmnd[:, 2:])
+    troughs[:, -1] = cmnd[:, -1] < cmnd[:, -2]
+    return troughs
 
 
 def _parabolic_shifts(cmnd: np.ndarray) -> np.ndarray:
@@ -240,10 +246,11 @@ def _kernels() -> tuple[Callable[..., tuple[np.ndarray, np.ndarray]], Callable[.
     return compile_(_observe), compile_(_forward)
 
 
-def _observe(cmnd: np.ndarray, shifts: np.ndarray, rate: int, min_period: int, fmin: float, bins: int,
-             per_semitone: int, thresholds: np.ndarray, weights: np.ndarray, boltzmann: float,
+def _observe(cmnd: np.ndarray, is_trough: np.ndarray, shifts: np.ndarray, rate: int, min_period: int, fmin: float,
+             bins: int, per_semitone: int, thresholds: np.ndarray, weights: np.ndarray, boltzmann: float,
              no_trough: float) -> tuple[np.ndarray, np.ndarray]:
-    """Frames' normalised differences -> P(observation | state) [frames, 2 bins] and voicing probability."""
+    """Frames' normalised differences and their troughs -> P(observation | state) [frames, 2 bins] and
+    voicing probability."""
     frames, periods = cmnd.shape
     observed = np.zeros((frames, 2 * bins))
     voicing = np.zeros(frames)
@@ -254,13 +261,7 @@ def _observe(cmnd: np.ndarray, shifts: np.ndarray, rate: int, min_period: int, f
         y = cmnd[t]
         count = 0
         for m in range(periods):
-            if m == 0:
-                low = periods > 1 and y[0] < y[1]
-            elif m == periods - 1:
-                low = y[m] < y[m - 1]
-            else:
-                low = y[m] < y[m - 1] and y[m] <= y[m + 1]
-            if low:
+            if is_trough[t, m]:
                 troughs[count] = m
                 count += 1
         if count == 0:

@@ -15,9 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 
-from audiogan.audio.io import recording, resample
 from audiogan.audio.pitch import PitchTracker, yin
 from audiogan.timbre.expression import BEND_HOP, LEVEL_WINDOW, apply_bend, follow_level, frame_rms
 from audiogan.timbre.inference import Timbre, TimbreModel
@@ -214,8 +212,7 @@ class Conversion:
     @classmethod
     def analysis(cls, model: TimbreModel, wave: np.ndarray, rate: int) -> Analysis:
         """The recording, checked and at the model's rate, ready to be analysed a piece at a time."""
-        wave = resample(torch.from_numpy(recording(wave, rate)), rate, model.sample_rate).numpy()
-        return Analysis(wave, model.sample_rate, (model.cfg.pitch_min, model.cfg.pitch_max))
+        return Analysis(model.at_rate(wave, rate), model.sample_rate, (model.cfg.pitch_min, model.cfg.pitch_max))
 
     @classmethod
     def of(cls, model: TimbreModel, analysis: Analysis, to: Timbre, flat: bool = False,

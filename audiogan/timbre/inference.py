@@ -185,6 +185,10 @@ class TimbreModel:
         # Exact end points: alpha 0 and 1 are the pure timbres, not a rounding of them.
         return torch.where(w[:, None] == 0, ta, torch.where(w[:, None] == 1, tb, mixed))
 
+    def at_rate(self, wave: np.ndarray, rate: int) -> np.ndarray:
+        """A mono recording at ``rate`` (checked) -> float32 samples at the model's rate, to analyse or match."""
+        return resample(torch.from_numpy(recording(wave, rate)), rate, self.sample_rate).numpy()
+
     def note_pitch(self, wave: np.ndarray, rate: int) -> int:
         """The MIDI pitch a recorded note is played at: the longest note conversion's analysis finds in its
         first two seconds. Noise, drums and chords are refused as conversion refuses them."""
@@ -202,7 +206,7 @@ class TimbreModel:
         timbre, e.g. as an interpolation end point. ``progress``: a bar with the loss."""
         from tqdm import tqdm
 
-        wave = resample(torch.from_numpy(recording(wave, rate)), rate, self.sample_rate).numpy()
+        wave = self.at_rate(wave, rate)
         if float(np.abs(wave[: self.cfg.spectral.samples]).max(initial=0.0)) < SILENCE:
             raise ValueError("the recording is silent: there is no timbre to match")
         if pitch is None:
