@@ -680,7 +680,8 @@ print(len(convert(model, melody(), 16000, "violin")), len(model.invert(melody(),
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == [str(len(melody())), "3", "True"]
+    # The last line only: under CI=1, pyfluidsynth (imported by pretty_midi) prints where it found its library.
+    assert done.stdout.splitlines()[-1].split() == [str(len(melody())), "3", "True"]
 
 
 def test_note_cli_plays_morphs_and_lists(timbre_model, tmp_path):
