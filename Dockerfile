@@ -1,6 +1,7 @@
 # audiogan server image.
 #   docker build -t audiogan .                       (CPU torch; --build-arg TORCH_INDEX=... for CUDA)
 #   docker run --rm -p 50051:50051 audiogan          (then: audiogan-client vocode mel.npy -o out.wav)
+#   scripts/docker_check.sh                          (build, then serve every kind of call from the image)
 # Multi-stage: wheels are built in a throwaway stage so the runtime image carries no build tools.
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -32,6 +33,7 @@ ENV AUDIOGAN_PORT=50051
 EXPOSE ${AUDIOGAN_PORT}
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-m", "audiogan_server.healthcheck"]
-# A shell only to expand $AUDIOGAN_PORT (exec: the server is PID 1 and gets SIGTERM); arguments still append.
-ENTRYPOINT ["/bin/sh", "-c", "exec audiogan-server --port \"$AUDIOGAN_PORT\" \"$@\"", "audiogan-server"]
-CMD ["--host", "0.0.0.0"]
+# A shell only to expand $AUDIOGAN_PORT (exec: the server is PID 1 and gets SIGTERM). All interfaces are in
+# the entrypoint, not in CMD, so that `docker run audiogan --device cuda` still listens where -p can reach it;
+# arguments append, and a later --host wins.
+ENTRYPOINT ["/bin/sh", "-c", "exec audiogan-server --host 0.0.0.0 --port \"$AUDIOGAN_PORT\" \"$@\"", "audiogan-server"]
