@@ -625,7 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output folder; job outputs are relative paths inside it; required unless --schema")
     r.add_argument("--engine", choices=ENGINES, default="local",
                    help="local: this process; ray: model actors on a Ray cluster (pip install 'audiogan[ray]')")
-    r.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    r.add_argument("--address", help="Ray cluster address, or 'auto' for the one `ray start` began on this "
+                                     "machine (default: $RAY_ADDRESS, else a new local Ray)")
     r.add_argument("--cpus-per-actor", type=float, default=1.0, help="Ray: CPUs per model actor on CPU clusters")
     r.add_argument("--batch-size", type=_count(0), default=0,
                    help="jobs per forward pass (default on CPU: 64 for notes, 1 for the rest, where batching "

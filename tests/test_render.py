@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -171,9 +172,15 @@ def test_resume_keys_follow_input_content_not_the_manifests_spelling(tmp_path, m
     monkeypatch.chdir(tmp_path.parent)
     relative = read_manifest(Path(tmp_path.name) / "jobs.jsonl").jobs
     absolute = read_manifest(path).jobs
-    assert relative[0].params["mel"] != absolute[0].params["mel"] and relative[0].key == absolute[0].key
+    # Inputs resolve to absolute paths (a Ray actor's working directory is not the driver's)
+    assert relative[0].params["mel"] == absolute[0].params["mel"] == str(tmp_path / mels[0])
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    (moved / mels[0]).write_bytes((tmp_path / mels[0]).read_bytes())
+    elsewhere = read_manifest(write_jsonl(moved / "jobs.jsonl", vocode_jobs(mels[:1]))).jobs
+    assert elsewhere[0].params["mel"] != absolute[0].params["mel"] and elsewhere[0].key == absolute[0].key
     out = str(tmp_path / "render")
-    assert run(relative, out, progress=False).rendered == 1
+    assert run(elsewhere, out, progress=False).rendered == 1
     assert run(absolute, out, progress=False).skipped == 1
     np.save(tmp_path / mels[0], np.load(tmp_path / mels[1]))  # the same name, another mel
     replaced = read_manifest(path).jobs
@@ -514,6 +521,108 @@ def test_ray_engine_renders_what_the_local_engine_does(tmp_path, mels):
     for line in lines:
         assert (tmp_path / "local" / line["output"]).read_bytes() == (tmp_path / "ray" / line["output"]).read_bytes(), \
             line["output"]
+
+
+def test_ray_actors_render_files_their_node_cannot_see(tmp_path, mels):
+    """A cluster without a shared filesystem: the driver's input and weights paths are not on the actors'
+    machines, so the driver sends the files, and an actor renders from copies of its own, the same bytes."""
+    import shutil
+
+    from test_timbre import write_midi
+
+    from audiogan.render.engine import plan_batches, render_batch
+    from audiogan.render.kinds import make_renderers
+    from audiogan.render.shipping import NodeFiles, Shipper
+
+    src = tmp_path / "src"
+    copy_weights("vocoder", src / "voc.safetensors")
+    for i, mel in enumerate(mels[:3]):
+        shutil.copy(tmp_path / mel, src / f"{i}.npy")
+    write_midi(src / "song.mid", [(60, 0.0, 0.3), (64, 0.3, 0.6)])
+    lines = [{"kind": "vocode", "mel": f"{i}.npy", "vocoder": "voc.safetensors", "output": f"{i}.wav"}
+             for i in range(3)]
+    lines.append({"kind": "midi", "input": "song.mid", "instrument": "flute", "output": "song.wav"})
+    renderers = make_renderers("cpu")
+    batches = plan_batches(read_manifest(write_jsonl(src / "jobs.jsonl", lines)).jobs, renderers,
+                           dict.fromkeys(renderers, 2))
+    assert len(batches) == 3  # the vocoder's weights serve two batches
+    expected = {o.job.output: o.data for b in batches for o in render_batch(renderers[b.kind], b)}
+
+    store: list[bytes] = []
+    shipper = Shipper(lambda data: store.append(data) or len(store) - 1)
+    sent = [(batch, shipper.units(batch)) for batch in batches]
+    assert len(store) == 2 + 4  # the weights and their card once, each input once
+
+    fetched: list[int] = []
+    shared = NodeFiles(lambda ref: fetched.append(ref) or store[ref])
+    for batch, units in sent:  # a node that sees the driver's files reads them there
+        assert shared.localise(batch, units, renderers[batch.kind].group) == batch
+    assert not fetched
+
+    (src).rename(tmp_path / "gone")  # a node without them
+    node = NodeFiles(lambda ref: fetched.append(ref) or store[ref])
+    got = {}
+    for batch, units in sent:
+        local = node.localise(batch, units, renderers[batch.kind].group)
+        assert str(src) not in json.dumps([local.group, *[job.params for job in local.jobs]])
+        got.update((o.job.output, o.data) for o in render_batch(renderers[local.kind], local))
+        node.drop_inputs()
+    assert got == expected
+    assert sorted(fetched) == list(range(len(store)))  # each file once: the weights stay between batches
+    node.close()
+    assert not node.root.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode,
+                    reason="needs root's unshare -m to hide a folder from a second Ray node")
+def test_a_ray_cluster_node_that_cannot_see_the_inputs_renders_them(tmp_path, mels):
+    """`--address` to a running two-node cluster whose only worker node has the manifest's folder hidden
+    under an empty tmpfs (its own mount namespace): every job renders, byte for byte the local engine's."""
+    import shutil
+    import socket
+    import tempfile
+
+    pytest.importorskip("ray")
+    src = tmp_path / "src"
+    copy_weights("vocoder", src / "voc.safetensors")
+    for i, mel in enumerate(mels[:2]):
+        shutil.copy(tmp_path / mel, src / f"{i}.npy")
+    lines = [{"kind": "vocode", "mel": "0.npy", "output": "a.wav"},
+             {"kind": "vocode", "mel": "1.npy", "vocoder": "voc.safetensors", "output": "b.wav"}]
+    jobs = write_jsonl(src / "jobs.jsonl", lines)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ray = [str(Path(sys.executable).with_name("ray")), "start", "--block", "--disable-usage-stats"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    # A folder of its own (short: Ray's socket paths must fit), so that a killed head leaves no address
+    # file behind in /tmp/ray for a later ray.init() on this machine to wait on.
+    own = tempfile.mkdtemp(prefix="ag-ray-", dir="/tmp")
+    nodes = [subprocess.Popen([*ray, "--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
+                               f"--temp-dir={own}"],
+                              env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        time.sleep(3)
+        hide = f"mount -t tmpfs none {src} && exec {' '.join(ray)} --address=127.0.0.1:{port} --num-cpus=1"
+        nodes.append(subprocess.Popen(["unshare", "-m", "sh", "-c", hide], env=env, start_new_session=True,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        done = subprocess.run([sys.executable, "-m", "audiogan.cli", "render", str(jobs), "--out",
+                               str(tmp_path / "ray"), "--engine", "ray", "--address", f"127.0.0.1:{port}",
+                               "--threads", "1", "--quiet"], capture_output=True, text=True, timeout=300, env=env)
+    finally:
+        for node in reversed(nodes):
+            os.killpg(node.pid, signal.SIGTERM)
+        time.sleep(2)
+        for node in nodes:
+            with contextlib.suppress(ProcessLookupError):  # `ray start --block` may outlive a SIGTERM
+                os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
+        shutil.rmtree(own, ignore_errors=True)
+    assert done.returncode == 0 and "2 rendered" in done.stdout, done.stdout + done.stderr[-3000:]
+    local = render_cli(str(jobs), "--out", str(tmp_path / "local"), "--threads", "1", "--device", "cpu")
+    assert local.returncode == 0, local.stderr
+    for line in lines:
+        assert (tmp_path / "ray" / line["output"]).read_bytes() == (tmp_path / "local" / line["output"]).read_bytes()
 
 
 def test_tts_jobs_with_a_voice(tmp_path, tiny_voice):
@@ -869,6 +978,24 @@ def test_a_ray_rerun_with_nothing_to_do_joins_no_cluster(tmp_path, mels, monkeyp
     with pytest.raises(Joined):  # work to do: the cluster is joined
         run(read_manifest(write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels[:3]))).jobs, out, engine="ray",
             progress=False)
+
+
+def test_without_an_address_ray_starts_its_own_not_a_cluster_left_on_the_machine(monkeypatch):
+    """ray.init() alone joins the cluster a `ray start` last began here, and waits on it if it died: the
+    engine asks for $RAY_ADDRESS, else a Ray of its own, as --help says."""
+    ray = pytest.importorskip("ray")
+    from audiogan.render import ray_engine
+
+    asked = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda address=None, **_: asked.append(address))
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray_engine.connect(None, "auto")
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.7:6379")
+    ray_engine.connect(None, "auto")
+    ray_engine.connect("auto", "cpu")
+    assert asked == ["local", "10.0.0.7:6379", "auto"]
 
 
 def test_log_lines_go_above_the_progress_bar_not_into_it(tmp_path, capsys):

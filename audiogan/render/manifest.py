@@ -262,13 +262,18 @@ def _coerce(param: Param, value: Any, from_csv: bool) -> tuple[Any, str | None]:
     return value, None
 
 
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, in hex."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:  # hashlib.file_digest is 3.11+; the project supports 3.10
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _digest(path: Path, cache: dict[Path, str]) -> str:
     if path not in cache:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:  # hashlib.file_digest is 3.11+; the project supports 3.10
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        cache[path] = digest.hexdigest()
+        cache[path] = file_digest(path)
     return cache[path]
 
 
@@ -294,7 +299,7 @@ def _job(record: dict[str, Any], line: int, base: Path, from_csv: bool,
         if reason:
             return ManifestError(line, reason)
         if known[name].is_input_path:
-            path = Path(value) if Path(value).is_absolute() else base / value
+            path = (base / value).absolute()  # as for weights: a Ray actor's working directory is not ours
             if not _is_file(path):
                 return ManifestError(line, f"{name}: file not found: {path}")
             try:

@@ -4,29 +4,50 @@ Actors rather than Ray Data: a render job is "load a model once, then run many s
 exactly an actor's lifetime, and the batches are already planned (length-sorted, per model) by
 ``plan_batches``, so Ray Data's repartitioning would only undo that. Actors return the encoded file
 bytes; the driver writes them, so output paths, atomic writes, resume state and errors.jsonl behave as
-with the local engine and no shared filesystem is needed for outputs.
+with the local engine and no shared filesystem is needed for outputs. Nor for inputs and weights files:
+the driver sends those too (:mod:`audiogan.render.shipping`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import torch
 
 from audiogan.render.engine import Batch, Outcome, Progress, render_batch
 from audiogan.render.kinds import make_renderers
+from audiogan.render.shipping import NodeFiles, Shipper, Unit
 
 log = logging.getLogger("audiogan.render")
 
 
 class RenderActor:
     def __init__(self, device: str, threads: int, phase_iterations: int | None, phase: str | None) -> None:
+        import ray
+
         torch.set_num_threads(threads)
         self.renderers = make_renderers(device, phase_iterations, phase)
+        self.files = NodeFiles(ray.get)
 
-    def run(self, batch: Batch) -> list[Outcome]:
-        return render_batch(self.renderers[batch.kind], batch)
+    def run(self, batch: Batch, units: dict[str, list[Unit]]) -> list[Outcome]:
+        """Render with the files at this node's paths; the outcomes name the driver's jobs."""
+        renderer = self.renderers[batch.kind]
+        try:
+            try:
+                local = self.files.localise(batch, units, renderer.group)
+            except Exception as exc:  # the files could not come here (a full disk): the batch fails, not the run
+                return [Outcome(job, error=f"cannot copy its files to this Ray node: {exc}") for job in batch.jobs]
+            outcomes = render_batch(renderer, local)
+        finally:
+            self.files.drop_inputs()
+        for outcome, job in zip(outcomes, batch.jobs, strict=True):
+            outcome.job = job
+        return outcomes
+
+    def close(self) -> None:
+        self.files.close()
 
 
 @dataclass
@@ -60,6 +81,9 @@ def connect(address: str | None, device: str) -> Cluster:
         raise SystemExit("--engine ray needs Ray: pip install 'audiogan[ray]'") from None
     started_here = not ray.is_initialized()
     if started_here:
+        # Without --address: $RAY_ADDRESS, else a Ray of our own. Never ray.init()'s own choice, the cluster
+        # a `ray start` last began on this machine, which it waits on for long when that one has died.
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), float(resources.get("CPU", 1))
@@ -84,6 +108,10 @@ def render_ray(batches: list[Batch], progress: Progress, cluster: Cluster, *, cp
     threads = threads or max(1, int(cpus_per_actor))
     actors = [actor.remote(cluster.device, threads, phase_iterations, phase) for _ in range(count)]
     log.info("ray: %d actor(s) on %s", count, f"{cluster.gpus} GPU(s)" if cluster.gpus else f"{cluster.cpus:g} CPUs")
-    for outcomes in ActorPool(actors).map_unordered(lambda a, b: a.run.remote(b), batches):
-        for outcome in outcomes:
-            progress.record(outcome)
+    shipper = Shipper(ray.put)  # the pool calls this as an actor comes free, so inputs are put a batch at a time
+    try:
+        for outcomes in ActorPool(actors).map_unordered(lambda a, b: a.run.remote(b, shipper.units(b)), batches):
+            for outcome in outcomes:
+                progress.record(outcome)
+    finally:
+        ray.wait([a.close.remote() for a in actors], num_returns=len(actors), timeout=30)
