@@ -12,6 +12,11 @@ if [ "${1:-}" = "dev" ]; then APT_PACKAGES+=(fluidsynth fluid-soundfont-gm); fi
 PY=${PYTHON:-python3}
 # Debian and Ubuntu ship `python3 -m venv` without ensurepip, in a package of its own.
 if [ ! -x .venv/bin/python ] && ! "$PY" -c "import ensurepip" 2>/dev/null; then APT_PACKAGES+=(python3-venv); fi
+# pesq (PESQ validation, in the train extra) is published as source only: building it takes a C compiler and
+# Python's headers, which a fresh Debian lacks (the build failed there with "x86_64-linux-gnu-gcc: not found").
+command -v gcc >/dev/null || APT_PACKAGES+=(gcc)
+"$PY" -c 'import os, sys, sysconfig; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || APT_PACKAGES+=(python3-dev)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
