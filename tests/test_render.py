@@ -588,7 +588,8 @@ def can_hide_a_folder() -> bool:
         os.rmdir(folder)
 
 
-@pytest.mark.skipif(not can_hide_a_folder(), reason="needs unshare -m and mount (root) to hide a folder from a node")
+@pytest.mark.skipif(not can_hide_a_folder(),
+                    reason="hiding a folder from a node needs unshare -m and mount (root, outside a container)")
 def test_a_ray_cluster_node_that_cannot_see_the_inputs_renders_them(tmp_path, mels):
     """`--address` to a running two-node cluster whose only worker node has the manifest's folder hidden
     under an empty tmpfs (its own mount namespace): every job renders, byte for byte the local engine's."""
