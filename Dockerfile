@@ -28,7 +28,8 @@ USER 1000
 WORKDIR /home/audiogan
 # One port for the server and its health check: change it with -e AUDIOGAN_PORT=..., not --port. A server
 # started with --tls-cert/--tls-key needs -e AUDIOGAN_TLS_CA=<CA or self-signed certificate, mounted> for
-# its health check to speak TLS (and AUDIOGAN_TLS_NAME when the certificate does not name 127.0.0.1).
+# its health check to speak TLS (and AUDIOGAN_TLS_NAME when the certificate does not name 127.0.0.1); the
+# mounted key must be readable by uid 1000, else the server stops at once, saying so.
 ENV AUDIOGAN_PORT=50051
 EXPOSE ${AUDIOGAN_PORT}
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \

@@ -26,15 +26,19 @@ target=$($docker port $name 50051 | head -1)
 metrics=$($docker port $name 9464 | head -1)
 echo "ok (gRPC $target, metrics $metrics)"
 
+healthy() {  # healthy CONTAINER: wait for its HEALTHCHECK to pass
+    local start=$SECONDS
+    until [ "$($docker inspect -f '{{.State.Health.Status}}' "$1")" = healthy ]; do
+        if [ $((SECONDS - start)) -ge "${HEALTHY_WITHIN:-180}" ] \
+            || [ "$($docker inspect -f '{{.State.Running}}' "$1")" != true ]; then
+            echo "FAILED"; $docker logs "$1"; exit 1
+        fi
+        sleep 1
+    done
+    echo "ok (after $((SECONDS - start)) s)"
+}
 step "HEALTHCHECK says healthy"
-start=$SECONDS
-until [ "$($docker inspect -f '{{.State.Health.Status}}' $name)" = healthy ]; do
-    if [ $((SECONDS - start)) -ge "${HEALTHY_WITHIN:-180}" ] || [ "$($docker inspect -f '{{.State.Running}}' $name)" != true ]; then
-        echo "FAILED"; $docker logs $name; exit 1
-    fi
-    sleep 1
-done
-echo "ok (after $((SECONDS - start)) s)"
+healthy $name
 
 call() {  # call LABEL CLIENT-ARGS...: one client command against the container, its last line as the result
     step "$1"; shift
@@ -69,6 +73,27 @@ if command -v curl >/dev/null; then
     echo "ok ($count method/code series of audiogan_requests_total)"
 else
     echo "skipped (no curl)"
+fi
+
+step "TLS, the health check trusting it"
+if command -v openssl >/dev/null; then
+    mkdir "$work/certs"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$work/certs/key.pem" -out "$work/certs/cert.pem" 2>/dev/null
+    chmod a+r "$work/certs/key.pem"  # the server runs as uid 1000; a throwaway key
+    $docker run -d --name $name-tls -p 127.0.0.1::50051 -v "$work/certs:/certs:ro" \
+        -e AUDIOGAN_TLS_CA=/certs/cert.pem "$image" --tls-cert /certs/cert.pem --tls-key /certs/key.pem >/dev/null
+    trap '$docker rm -f $name $name-tls >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+    healthy $name-tls
+    tls_port=$($docker port $name-tls 50051 | head -1 | cut -d: -f2)
+    step "say over TLS"
+    out=$($client --target "localhost:$tls_port" --tls-ca "$work/certs/cert.pem" say "Sealed." -o "$work/tls.wav" \
+        2>&1) || { echo "FAILED"; echo "$out"; $docker logs $name-tls; exit 1; }
+    echo "ok: $(tail -1 <<<"$out")"
+    $docker rm -f $name-tls >/dev/null
+else
+    echo "skipped (no openssl)"
 fi
 
 step "docker stop (SIGTERM drains)"
