@@ -736,9 +736,11 @@ def test_midi_rendering(timbre_model, tmp_path):
     plain = render_midi(timbre_model, song, "flute")
     morph = render_midi(timbre_model, song, "flute", to="violin")
     assert len(plain) == len(morph) == int(2.5 * 16000) and np.isfinite(morph).all()
-    # The first note is at alpha 0: pure flute in both renderings, up to the shared normalisation.
+    # The first note is at alpha 0: pure flute in both renderings, up to each rendering's own peak scaling,
+    # which the later notes may set (they differ), hence compared at the note's own peak.
     head = slice(0, 4000)
-    np.testing.assert_allclose(morph[head] / np.abs(morph).max(), plain[head] / np.abs(plain).max(), atol=1e-4)
+    np.testing.assert_allclose(morph[head] / np.abs(morph[head]).max(), plain[head] / np.abs(plain[head]).max(),
+                               atol=1e-4)
     # The last note is at alpha 1: pure violin, as a violin rendering plays it (after the second's release).
     violin = render_midi(timbre_model, song, "violin")
     last = slice(int(1.1 * 16000), 24000)
