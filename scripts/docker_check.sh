@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the server image, start it as a user would (an extra flag appended, ports published), wait for its
-# HEALTHCHECK, make every kind of call with the torch-free client, read its metrics, stop it with SIGTERM.
-# Needs a Docker engine and the dev venv (make setup-dev) for the client. Not part of make test: CI machines
-# have no Docker engine.
+# HEALTHCHECK, make every kind of call with the torch-free client, read its metrics, serve TLS from a second
+# container (a throwaway certificate), stop it with SIGTERM. Needs a Docker engine, the dev venv (make
+# setup-dev) for the client, and openssl for the TLS step. Not part of make test: CI machines have no Docker
+# engine.
 #   Usage: bash scripts/docker_check.sh [docker build options, e.g. --build-arg TORCH_INDEX=...]
 #   Env:   DOCKER (default docker), IMAGE (default audiogan), HEALTHY_WITHIN seconds (default 180)
 set -euo pipefail
