@@ -15,6 +15,7 @@ from typing import Any
 
 from audiogan.timbre.inference import MODES
 from audiogan.tts import ssml
+from audiogan.weights import file_digest
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 # The output rules, shared by check_output and the schema's pattern so the two cannot drift. Written for
@@ -260,15 +261,6 @@ def _coerce(param: Param, value: Any, from_csv: bool) -> tuple[Any, str | None]:
     if reason := _bounds(param, value) or (param.check and param.check(value)):
         return value, f"{param.name}: {reason}"
     return value, None
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes, in hex."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:  # hashlib.file_digest is 3.11+; the project supports 3.10
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _digest(path: Path, cache: dict[Path, str]) -> str:

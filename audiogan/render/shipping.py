@@ -18,7 +18,7 @@ from typing import Any
 
 from audiogan import weights
 from audiogan.render.engine import Batch
-from audiogan.render.manifest import Job, file_digest
+from audiogan.render.manifest import Job
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class NodeFiles:
         key = (carried.path, carried.digest)
         if key not in self.here:
             try:
-                self.here[key] = file_digest(Path(carried.path)) == carried.digest
+                self.here[key] = weights.file_digest(Path(carried.path)) == carried.digest
             except OSError:
                 self.here[key] = False
         return self.here[key]

@@ -136,13 +136,18 @@ def write_weights(path: Path, state: dict[str, torch.Tensor], card: dict[str, An
     return path
 
 
-def identity(path: Path) -> str:
-    """The file's name and a hash of its bytes: outputs made by other weights under the same name differ."""
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, in hex."""
     digest = hashlib.sha256()
-    with path.open("rb") as f:
+    with path.open("rb") as f:  # hashlib.file_digest is 3.11+; the project supports 3.10
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return f"{path.name}:{digest.hexdigest()[:16]}"
+    return digest.hexdigest()
+
+
+def identity(path: Path) -> str:
+    """The file's name and a hash of its bytes: outputs made by other weights under the same name differ."""
+    return f"{path.name}:{file_digest(path)[:16]}"
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
