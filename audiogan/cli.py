@@ -88,6 +88,8 @@ def _read_array(path: str, what: str) -> np.ndarray:
     if not isinstance(data, np.ndarray):
         with data:
             raise ValueError(f"{path} is an .npz archive ({', '.join(data.files)}); save {what} alone with np.save")
+    if data.dtype.kind not in "iuf":  # text, complex, bool: no timbre, no mel
+        raise ValueError(f"{path} holds {data.dtype} values; {what} is an array of real numbers")
     return data
 
 
@@ -254,6 +256,7 @@ def _train(args: argparse.Namespace) -> int:
         from audiogan.train.tts_trainer import TTSTrainer as Trainer  # type: ignore[assignment]
         from audiogan.train.tts_trainer import TTSTrainingConfig as Config  # type: ignore[assignment]
         extra = {"init_generator": args.init_generator}
+    _data_folders(args.data)
     cfg = load_yaml(Config, args.config)
     for assignment in args.set or []:
         cfg = override_recipe(cfg, assignment)
@@ -265,6 +268,21 @@ def _train(args: argparse.Namespace) -> int:
         print(f"done at step {trainer.step}: exported {trainer.run_dir / (cfg.name + '.safetensors')}; " +
               ", ".join(f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float)))
     return 0
+
+
+def _data_folders(folders: list[str]) -> None:
+    """Each --data an existing folder, each once: a folder named twice trained twice as often as the card said."""
+    seen: dict[str, str] = {}
+    for folder in folders:
+        path = Path(folder)
+        if not path.is_dir():
+            raise FileNotFoundError(f"--data {folder}: " + ("a file; --data takes folders" if path.exists()
+                                                             else "no such folder"))
+        real = os.path.realpath(path)
+        if real in seen:
+            raise ValueError(f"--data names {seen[real]} twice" + (f" (also as {folder})" if folder != seen[real]
+                                                                    else ""))
+        seen[real] = folder
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -326,12 +344,18 @@ def _convert(args: argparse.Namespace) -> int:
         raise ValueError("--morph needs --to-b, the timbre at the last note")
     _output(args.output, AUDIO_OUT)
     model = TimbreModel.load(args.model, device=args.device)
-    for timbre in (args.to, args.to_b):  # before the pitch analysis, not after it
-        if timbre and not timbre.endswith(".npy"):
+    to, to_b = _timbre(args.to), _timbre(args.to_b) if args.to_b else None
+    for timbre in (to, to_b):  # before the pitch analysis, not after it
+        if isinstance(timbre, str):
             resolve_instrument(timbre, model.instruments)
+        elif timbre is not None:
+            model.timbre(timbre)
     wave, rate = load_audio(args.input)
-    out = convert(model, wave.numpy(), rate, _timbre(args.to), seed=args.seed, flat=args.flat,
-                  to_b=_timbre(args.to_b) if args.to_b else None, mode=args.mode, progress=True)
+    try:
+        out = convert(model, wave.numpy(), rate, to, seed=args.seed, flat=args.flat, to_b=to_b, mode=args.mode,
+                      progress=True)
+    except ValueError as exc:  # nothing pitched, a chord, too short: say which file
+        raise ValueError(f"{args.input}: {exc}") from None
     path = save_audio(args.output, out, model.sample_rate)
     played = f"morphing from {args.to} to {args.to_b}" if args.to_b else f"played by {args.to}"
     print(f"wrote {path} ({len(out) / model.sample_rate:.2f} s, {played})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -36,6 +37,10 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
         args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:  # a fixed size: tuple[float, float]
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+            return tuple(_build(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
         item = args[0] if args else Any
         built = [_build(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(built) if origin is tuple else built
@@ -43,9 +48,18 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
     if tp is float and isinstance(value, int):
         return float(value)
+    if tp is float and isinstance(value, str) and _finite_number(value):
+        return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string; nobody means the text
     if tp in (int, float, str, bool) and not isinstance(value, tp):
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
     return value
+
+
+def _finite_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
@@ -103,7 +117,16 @@ def override_recipe(recipe: T, assignment: str, default: str = "train") -> T:
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
-    return dataclasses.asdict(obj)
+    """The config as JSON and YAML hold it: fixed-size tuples (``betas``) as lists, as cards store them."""
+    return _plain(dataclasses.asdict(obj))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def load_yaml(cls: type[T], path: str | Path) -> T:

@@ -46,6 +46,7 @@ prepare_tts() {
     [ -d .whl ] || bash scripts/gpu_checks.sh prepare || exit 1
     rm -rf .gpu/t1 .gpu/t2 .gpu/wheels && mkdir -p .gpu/t1 .gpu/t2 .gpu/wheels
     cp -r "${SPEECH:-../shared/data/speech}/$corpus" .gpu/t1/ || exit 1
+    rm -rf /tmp/gpu_train_cache  # a run folder with a checkpoint is only continued with --resume
     "$PY" -m audiogan.cli train tts "${args[@]}" --data ".gpu/t1/$corpus" --run-dir /tmp/gpu_train_cache \
         --device cpu --set max_steps=1 --set data.cache_dir=.gpu/t2/tts-cache >/tmp/gpu_train_cache.log 2>&1 \
         || { tail -5 /tmp/gpu_train_cache.log; exit 1; }

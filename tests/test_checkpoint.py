@@ -3,6 +3,8 @@ continued export is refused when the recipe's model config no longer matches it.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,37 @@ def test_ctrl_c_checkpoint_resumes_and_a_changed_model_is_refused(trainer_type, 
     setattr(changed.model, *change)
     with pytest.raises(ValueError, match="different model config .*" + message):
         trainer_type(changed, [folder], tmp_path / "run3", device="cpu", resume=str(checkpoint))
+
+
+def test_a_run_folder_holds_one_run(tmp_path, demo_data_dir, tiny_config):
+    run = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pathlib import Path; from audiogan.train.rundir import claim_run_dir; "
+         "claim_run_dir(Path(sys.argv[1]), None); print('held', flush=True); sys.stdin.read()", str(run)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match=rf"run is in use by another training run \(pid {holder.pid}\); give "
+                                             r"each run its own --run-dir"):
+            VocoderTrainer(tiny_config(), [str(tmp_path / "no-data")], run, device="cpu")  # before any data
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    checkpoint = VocoderTrainer(tiny_config(), [str(demo_data_dir)], run, device="cpu").checkpoint()  # free now
+    written = checkpoint.read_bytes()
+    # Rerunning the same command used to restart at step 0 over the checkpoint.
+    for trainer_type, recipe in ((VocoderTrainer, tiny_config()), (TTSTrainer, tts_config(tmp_path)),
+                                 (TimbreTrainer, timbre_config())):
+        with pytest.raises(ValueError, match=rf"run holds a run's checkpoint already: continue it with --resume "
+                                             rf"{checkpoint}, or start afresh with another --run-dir"):
+            trainer_type(recipe, [str(tmp_path / "no-data")], run, device="cpu")
+    assert checkpoint.read_bytes() == written
+    assert VocoderTrainer(tiny_config(), [str(demo_data_dir)], run, device="cpu", resume=str(checkpoint)).step == 0
+
+
+def test_changed_discriminators_are_named_on_resume(tmp_path, demo_data_dir, tiny_config):
+    checkpoint = VocoderTrainer(tiny_config(), [str(demo_data_dir)], tmp_path / "run", device="cpu").checkpoint()
+    changed = override_recipe(tiny_config(), "discriminators=[mrd, msd]")
+    with pytest.raises(ValueError, match=r"trained with discriminators \['mrd'\], this recipe has \['mrd', 'msd'\] "
+                                         r"\(train.discriminators\)"):
+        VocoderTrainer(changed, [str(demo_data_dir)], tmp_path / "run2", device="cpu", resume=str(checkpoint))

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import types
 
 import numpy as np
@@ -234,7 +235,8 @@ def test_data_notes_ranges_are_checked_before_fluidsynth_starts(tmp_path, capsys
                           (["--pitches", "70-60"], "'70-60' is empty"),
                           (["--pitches", "abc"], "'abc' is not N, N-M or N-M:STEP"),
                           (["--velocities", "0,50"], "leaves 1..127"),
-                          (["--hold", "3", "--seconds", "2"], "hold 3.0 s: must be above 0 and at most")]:
+                          (["--hold", "3", "--seconds", "2"], "hold 3.0 s: must be above 0 and at most"),
+                          (["--seconds", "inf"], "note length inf s: must be above 0 and at most 60 s")]:
         assert main(["data", "notes", "--out", str(tmp_path / "notes"), *args]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "notes").exists()
@@ -277,6 +279,9 @@ def test_a_folder_or_a_broken_card_is_named_as_what_it_is(tmp_path, capsys):
     assert main(["note", "--instrument", str(tmp_path / "fake.npy"), "-o", str(tmp_path / "n.wav")]) == 2
     err = capsys.readouterr().err
     assert "as a timbre latent: not a .npy array" in err and "allow_pickle" not in err
+    np.save(tmp_path / "words.npy", np.array(["violin"] * 16))  # used to end in a TypeError traceback
+    assert main(["note", "--instrument", str(tmp_path / "words.npy"), "-o", str(tmp_path / "n.wav")]) == 2
+    assert "words.npy holds <U6 values; a timbre latent is an array of real numbers" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("device", "message"), [("gpu", "unknown device 'gpu': use auto, cpu, cuda or cuda:N"),
@@ -335,6 +340,14 @@ def test_training_on_folders_without_usable_audio_says_what_it_looked_for(tmp_pa
     assert "error: no training audio could be read (the log names each file skipped, and why)" in \
         capsys.readouterr().err
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    (tmp_path / "a.flac").write_bytes(b"")
+    for data, message in ((["a.flac"], "--data a.flac: a file; --data takes folders"),
+                          (["nowhere"], "--data nowhere: no such folder"),
+                          (["broken", "broken/"], "--data names broken twice (also as broken/)")):
+        assert main([*base, *data]) == 2
+        assert message in capsys.readouterr().err
+    assert main([*base, "broken", "--set", "segment_size=4000"]) == 2  # the mel loss compares whole frames
+    assert "train.segment_size 4000 must be a multiple of the hop length (256)" in capsys.readouterr().err
 
 
 def test_ctrl_c_in_training_writes_a_checkpoint_to_resume_from(tmp_path, monkeypatch, demo_data_dir, configs_dir,
@@ -358,6 +371,36 @@ def test_ctrl_c_in_training_writes_a_checkpoint_to_resume_from(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     assert main([*base, "--set", "max_steps=3", "--resume", "run/checkpoint.pt"]) == 0
     assert "done at step 3" in capsys.readouterr().out
+
+
+def test_sigterm_in_training_checkpoints_and_a_rerun_does_not_overwrite_it(tmp_path, monkeypatch, demo_data_dir,
+                                                                         configs_dir, capsys, caplog):
+    """docker stop, Slurm preemption and a lease's end send SIGTERM; rerunning the same line afterwards used to
+    start again at step 0 over the checkpoint."""
+    monkeypatch.chdir(tmp_path)
+    base = ["train", "vocoder", "--config", str(configs_dir / "tiny_test.yaml"), "--data", str(demo_data_dir),
+            "--run-dir", "run", "--device", "cpu", "--set", "log_every=1", "--set", "max_steps=5"]
+    step = vocoder_trainer.VocoderTrainer.train_step
+
+    def terminated_at_2(trainer, *args):
+        if trainer.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(trainer, *args)
+
+    monkeypatch.setattr(vocoder_trainer.VocoderTrainer, "train_step", terminated_at_2)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(base) == 130
+    assert "interrupted at step 2: wrote run/checkpoint.pt (continue with --resume run/checkpoint.pt)" in caplog.text
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    assert load_checkpoint(checkpoint, torch.device("cpu"))["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) is before  # the trainer's handler lasts as long as fit
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(base) == 2
+    assert ("error: run holds a run's checkpoint already: continue it with --resume run/checkpoint.pt"
+            in capsys.readouterr().err)
+    assert load_checkpoint(checkpoint, torch.device("cpu"))["step"] == 2
 
 
 def test_training_stopped_by_the_nan_guard_exits_2(tmp_path, monkeypatch, demo_data_dir, configs_dir, capsys):
@@ -403,7 +446,7 @@ def test_train_with_missing_config_or_data_exits_2(tmp_path, monkeypatch, demo_d
     argv = ["train", "vocoder", "--config", str(configs_dir / "tiny_test.yaml"), "--data", "no_such_folder",
             "--device", "cpu"]
     assert main(argv) == 2
-    assert "data folder not found" in capsys.readouterr().err
+    assert "--data no_such_folder: no such folder" in capsys.readouterr().err
 
 
 def test_models_lists_the_bundled_models_with_their_measured_quality(capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from audiogan.audio import MelConfig
-from audiogan.config import ConfigError, from_dict, load_yaml, to_dict
+from audiogan.config import ConfigError, from_dict, load_yaml, override_recipe, to_dict
 from audiogan.train.vocoder_trainer import VocoderTrainingConfig
 from audiogan.vocoder import VocoderConfig
 
@@ -61,7 +61,20 @@ def test_wrong_types_are_named(tmp_path):
 def test_ints_are_accepted_for_floats(tmp_path):
     cfg = load_yaml(VocoderTrainingConfig, write(tmp_path, "train: {learning_rate: 1, betas: [0, 1]}\n"))
     assert cfg.train.learning_rate == 1.0 and isinstance(cfg.train.learning_rate, float)
-    assert cfg.train.betas == [0.0, 1.0] and all(isinstance(b, float) for b in cfg.train.betas)
+    assert cfg.train.betas == (0.0, 1.0) and all(isinstance(b, float) for b in cfg.train.betas)
+
+
+def test_exponents_without_a_dot_are_numbers_and_pairs_are_pairs(tmp_path):
+    # YAML 1.1 reads 1e-3 as a string; nobody writing a learning rate means the text.
+    cfg = load_yaml(VocoderTrainingConfig, write(tmp_path, "train: {learning_rate: 1e-3}\n"))
+    assert cfg.train.learning_rate == 1e-3
+    assert override_recipe(cfg, "learning_rate=2E-4").train.learning_rate == 2e-4
+    with pytest.raises(ConfigError, match=r"train.learning_rate: expected float, got 'nan'"):
+        load_yaml(VocoderTrainingConfig, write(tmp_path, "train: {learning_rate: nan}\n"))
+    with pytest.raises(ConfigError, match=r"TrainConfig.betas: expected 2 values, got 1"):
+        override_recipe(cfg, "betas=[0.8]")
+    with pytest.raises(ConfigError, match=r"train.gain_range: expected 2 values, got 3"):
+        load_yaml(VocoderTrainingConfig, write(tmp_path, "train: {gain_range: [0.1, 0.5, 1.0]}\n"))
 
 
 def test_empty_file_gives_defaults(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import shutil
 from pathlib import Path
 
@@ -63,6 +64,35 @@ def test_plain_folder_is_searched_recursively(tmp_path, demo_path):
                                        root / "top.ogg"])
 
 
+def test_linked_folders_are_searched_once_each(tmp_path, demo_path, caplog):
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    shutil.copy(demo_path, corpus / "sub" / "one.flac")
+    root = tmp_path / "assembled"  # a folder of links to corpora
+    root.mkdir()
+    (root / "first").symlink_to(corpus)
+    (root / "again").symlink_to(corpus)  # the same corpus twice: its files once
+    (corpus / "sub" / "loop").symlink_to(corpus)  # a link back up the tree ends, not recurses
+    (root / "gone.wav").symlink_to(tmp_path / "missing.wav")
+    with caplog.at_level(logging.WARNING, "audiogan.train.data"):
+        found = find_audio(root)
+    assert len(found) == 1 and found[0].name == "one.flac" and found[0].read_bytes() == demo_path.read_bytes()
+    assert f"skipping {root / 'gone.wav'}: a broken link" in caplog.text
+
+
+def test_metadata_with_a_byte_order_mark_or_in_another_encoding(tmp_path, demo_path):
+    root = tmp_path / "lj"
+    (root / "wavs").mkdir(parents=True)
+    shutil.copy(demo_path, root / "wavs" / "LJ001-0001.flac")
+    shutil.copy(demo_path, root / "wavs" / "LJ001-0002.flac")
+    (root / "metadata.csv").write_text("LJ001-0001|One.|One.\nLJ001-0002|Two.|Two.\n", encoding="utf-8-sig")
+    assert find_audio(root) == [root / "wavs" / "LJ001-0001.flac", root / "wavs" / "LJ001-0002.flac"]
+    (root / "metadata.csv").write_text("LJ001-0001|One.|One.\nLJ001-0002|Caf\u00e9.|Caf\u00e9.\n",
+                                       encoding="latin-1")
+    with pytest.raises(ValueError, match=r"metadata.csv line 2: not UTF-8 text \(byte 0xe9\); save it as UTF-8"):
+        find_audio(root)
+
+
 def test_shared_plain_folder(speech_dir):
     root = speech_dir / "aishell1_S0913"
     expected = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
@@ -115,39 +145,50 @@ def test_recipe_patterns_on_shared_data(speech_dir, configs_dir):
 
 
 # ----- decode cache ----------------------------------------------------------------------------------------------
-def test_load_many_resamples_caches_and_skips_bad_files(tmp_path, demo_path, demo_wave, monkeypatch):
+def test_load_many_resamples_caches_and_skips_bad_files(tmp_path, demo_path, demo_wave, monkeypatch, caplog):
     folder = tmp_path / "clips"
     folder.mkdir()
     shutil.copy(demo_path, folder / "a.flac")
     sf.write(folder / "b.wav", resample(demo_wave[:16000], 16000, 22050).numpy(), 22050, subtype="FLOAT")
     (folder / "c.wav").write_bytes(b"RIFF but not really a wave file" * 10)
     sf.write(folder / "d.wav", np.zeros(0, np.float32), 16000)
+    # Silence, 1-LSB dither, and a stereo file whose channels cancel: peak normalisation would have trained
+    # on them as full-scale noise.
+    sf.write(folder / "e.wav", np.zeros(16000, np.int16), 16000)
+    dither = np.random.default_rng(0).integers(-1, 2, 16000).astype(np.int16)
+    sf.write(folder / "f.wav", dither, 16000)
+    left = demo_wave[:16000].numpy()
+    sf.write(folder / "g.wav", np.stack([left, -left], 1), 16000, subtype="FLOAT")
     cache = tmp_path / "cache"
 
-    waves = load_many(sorted(folder.iterdir()), 16000, cache, workers=2)
-    assert len(waves) == 2  # the corrupt and the empty file are skipped
+    with caplog.at_level(logging.WARNING, "audiogan.train.data"):
+        read, waves = load_many(sorted(folder.iterdir()), 16000, cache, workers=2)
+    assert read == [folder / "a.flac", folder / "b.wav"]  # corrupt, empty and silent files are skipped
+    assert len(waves) == 2
+    assert "skipping 3 silent file(s) (peak below -60 dBFS)" in caplog.text
+    assert all(str(folder / n) in caplog.text for n in ("e.wav", "f.wav", "g.wav"))
     np.testing.assert_array_equal(waves[0], demo_wave.numpy())
     assert abs(waves[1].size - 16000) <= 1
     assert all(w.dtype == np.float32 for w in waves)
     cached = sorted(cache.glob("*.npy"))
-    assert len(cached) == 2 and not list(cache.glob(".*"))
+    assert len(cached) == 5 and not list(cache.glob(".*"))  # the silent ones are decoded once, too
 
     def no_decoding(*args, **kwargs):
         raise RuntimeError("decoded again instead of reading the cache")
 
     with monkeypatch.context() as patch:
         patch.setattr(data_module, "load_audio", no_decoding)
-        again = load_many([folder / "a.flac", folder / "b.wav"], 16000, cache, workers=2)
+        _, again = load_many([folder / "a.flac", folder / "b.wav"], 16000, cache, workers=2)
     for a, b in zip(waves, again, strict=True):
         np.testing.assert_array_equal(a, b)
     assert sorted(cache.glob("*.npy")) == cached
 
     # Rewriting a file invalidates its cache entry.
     sf.write(folder / "a.flac", demo_wave[:8000].numpy(), 16000)
-    (changed,) = load_many([folder / "a.flac"], 16000, cache, workers=1)
+    _, (changed,) = load_many([folder / "a.flac"], 16000, cache, workers=1)
     np.testing.assert_allclose(changed, demo_wave[:8000].numpy(), atol=1 / 32768)
     # A different target rate is a different cache entry.
-    (at8k,) = load_many([folder / "a.flac"], 8000, cache, workers=1)
+    _, (at8k,) = load_many([folder / "a.flac"], 8000, cache, workers=1)
     assert abs(at8k.size - 4000) <= 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import shutil
 import subprocess
@@ -403,6 +404,52 @@ def test_speed_perturbed_copies_are_pseudo_speakers_and_never_leak_the_held_out(
         voice("Hello there.", speaker=3)
     with pytest.raises(ValueError, match="augment_speeds"):
         cfg.data.__class__(augment_speeds=[1.0])
+
+
+def test_messy_transcripts_and_recordings_cost_their_own_clips_only(espeak_corpus, tmp_path, caplog):
+    """A blank transcript used to shift every later clip onto its neighbour's phonemes, silently."""
+    import soundfile as sf
+
+    from audiogan.train.tts_data import build_features
+    from audiogan.train.tts_trainer import TTSTrainingConfig
+
+    cfg = load_yaml(TTSTrainingConfig, REPO / "configs" / "tts" / "tiny_test.yaml")
+    cfg.data.cache_dir = str(tmp_path / "cache")
+    plain = {u.id: u for u in build_features([str(espeak_corpus)], cfg.data, cfg.model.mel, SymbolTable())}
+    messy = tmp_path / "messy"
+    shutil.copytree(espeak_corpus, messy)
+    texts = [line.split("|")[1] for line in (espeak_corpus / "metadata.csv").read_text().splitlines()]
+    rows = ["E000||", f"E001|{texts[1]}|{texts[1]}", "E002|\U0001f600|\U0001f600", f"E003|{texts[3]}|{texts[3]}",
+            f"E004|He said a|b and left.|{texts[4]}|{texts[4]}", f"E005|{texts[5]}|{texts[5]}"]
+    (messy / "metadata.csv").write_text("\n".join(rows) + "\n", encoding="utf-8-sig")  # with a byte-order mark
+    sf.write(messy / "wavs" / "E005.wav", [0.0] * 8000, 16000)  # silence: nothing to learn
+    with caplog.at_level(logging.WARNING):
+        feats = build_features([str(messy)], cfg.data, cfg.model.mel, SymbolTable())
+    assert [u.id for u in feats] == ["E001", "E003"]
+    for u in feats:
+        assert torch.equal(u.tokens, plain[u.id].tokens) and torch.equal(u.mel, plain[u.id].mel)
+    assert "skipping 2 clip(s) whose text has nothing to say (empty, or only characters the voice cannot say): " \
+        "E000, E002" in caplog.text
+    assert "metadata.csv line 5: skipped: expected id|text or id|text|normalized text, got 5 field(s) (a '|' " \
+        "inside the text?)" in caplog.text
+    assert f"skipping 1 silent file(s) (peak below -60 dBFS): {messy / 'wavs' / 'E005.wav'}" in caplog.text
+
+    # A recording edited in place at the same size (here: made quieter) is not read from the stale cache.
+    edited = messy / "wavs" / "E001.wav"
+    audio, rate = sf.read(edited, dtype="int16")
+    sf.write(edited, audio // 2, rate, subtype="PCM_16")
+    again = {u.id: u for u in build_features([str(messy)], cfg.data, cfg.model.mel, SymbolTable())}
+    assert not torch.equal(again["E001"].mel, plain["E001"].mel)
+
+
+def test_a_corpus_without_voiced_frames_is_refused_before_training(espeak_corpus, tmp_path):
+    from audiogan.train.tts_trainer import TTSTrainer, TTSTrainingConfig
+
+    cfg = load_yaml(TTSTrainingConfig, REPO / "configs" / "tts" / "tiny_test.yaml")
+    cfg.data.cache_dir = str(tmp_path / "cache")
+    cfg.data.fmin, cfg.data.fmax = 1000.0, 1200.0  # no voice there: NaN statistics, NaN losses, "done"
+    with pytest.raises(ValueError, match=r"no voiced frame in the training clips \(pitch searched at 1000-1200 Hz"):
+        TTSTrainer(cfg, [str(espeak_corpus)], tmp_path / "run", device="cpu")
 
 
 def test_a_folder_without_metadata_trains_from_a_transcript_file_as_the_same_speaker(espeak_corpus, tmp_path):

@@ -16,7 +16,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """torch.save to a temp file in the same folder, then rename: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two writers never rename each other's file
     try:
         torch.save(state, tmp)
         os.replace(tmp, path)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import fnmatch
 import hashlib
+import io
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,8 @@ from audiogan.audio.io import AudioError, load_audio, normalize_peak
 
 log = logging.getLogger(__name__)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+SILENT_DBFS = -60
+SILENT_PEAK = 10 ** (SILENT_DBFS / 20)
 
 
 @dataclass
@@ -41,18 +45,48 @@ def find_audio(root: str | Path) -> list[Path]:
     meta = root / "metadata.csv"
     if meta.is_file() and (root / "wavs").is_dir():
         files = []
-        with meta.open(newline="", encoding="utf-8") as fh:
-            for row in csv.reader(fh, delimiter="|", quoting=csv.QUOTE_NONE):
-                if not row:
-                    continue
-                hits = [root / "wavs" / f"{row[0]}{s}" for s in AUDIO_SUFFIXES]
-                found = next((h for h in hits if h.is_file()), None)
-                if found is None:
-                    log.warning("metadata.csv names %s but no audio file exists for it", row[0])
-                else:
-                    files.append(found)
+        for _, row in metadata_rows(meta):
+            hits = [root / "wavs" / f"{row[0]}{s}" for s in AUDIO_SUFFIXES]
+            found = next((h for h in hits if h.is_file()), None)
+            if found is None:
+                log.warning("metadata.csv names %s but no audio file exists for it", row[0])
+            else:
+                files.append(found)
         return files
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    return sorted(_walk_audio(root))
+
+
+def _walk_audio(root: Path) -> list[Path]:
+    """Audio files under ``root``, through linked folders too (a folder of links to corpora is a common
+    way to assemble a training set), each real folder once."""
+    found, seen = [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back up the tree, or two links to one corpus
+            subfolders.clear()
+            continue
+        seen.add(real)
+        for name in names:
+            path = Path(folder) / name
+            if path.suffix.lower() in AUDIO_SUFFIXES:
+                if path.is_file():
+                    found.append(path)
+                elif path.is_symlink():
+                    log.warning("skipping %s: a broken link", path)
+    return found
+
+
+def metadata_rows(meta: Path) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of each non-empty line of an LJSpeech-format metadata.csv. A byte-order mark
+    is ignored (Windows editors write one, and it became part of the first clip's id)."""
+    raw = meta.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{meta} line {line}: not UTF-8 text (byte {raw[exc.start]:#x}); save it as UTF-8") from None
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter="|", quoting=csv.QUOTE_NONE)
+    return [(n, row) for n, row in enumerate(rows, 1) if row and row[0].strip()]
 
 
 def split_files(files: list[Path], config: DataConfig) -> tuple[list[Path], list[Path]]:
@@ -86,7 +120,9 @@ def load_cached(path: Path, sample_rate: int, cache_dir: Path) -> np.ndarray:
     return arr
 
 
-def load_many(files: list[Path], sample_rate: int, cache_dir: str | Path, workers: int = 8) -> list[np.ndarray]:
+def load_many(files: list[Path], sample_rate: int, cache_dir: str | Path,
+              workers: int = 8) -> tuple[list[Path], list[np.ndarray]]:
+    """(the files read, their audio): unreadable and silent files are left out, each named in the log."""
     cache = Path(cache_dir)
 
     def one(p: Path) -> np.ndarray | None:
@@ -98,7 +134,22 @@ def load_many(files: list[Path], sample_rate: int, cache_dir: str | Path, worker
 
     with ThreadPoolExecutor(workers) as pool:
         waves = list(pool.map(one, files))
-    return [w for w in waves if w is not None]
+    silent = [p for p, w in zip(files, waves, strict=True) if w is not None and is_silent(w)]
+    warn_silent(silent)
+    kept = [(p, w) for p, w in zip(files, waves, strict=True) if w is not None and p not in silent]
+    return [p for p, _ in kept], [w for _, w in kept]
+
+
+def is_silent(wave: np.ndarray | torch.Tensor) -> bool:
+    """Nothing to learn from: peak normalisation would blow dither or a stereo file's cancelled residue up
+    to full-scale noise."""
+    return len(wave) == 0 or float(abs(wave).max()) < SILENT_PEAK
+
+
+def warn_silent(paths: list[Path]) -> None:
+    if paths:
+        shown = ", ".join(str(p) for p in paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        log.warning("skipping %d silent file(s) (peak below %d dBFS): %s", len(paths), SILENT_DBFS, shown)
 
 
 class ClipBank:

@@ -7,6 +7,8 @@ import gc
 import json
 import logging
 import math
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -95,12 +97,15 @@ def _unwrap_ddp(trainer: Any) -> None:
 
 
 def checkpoint_on_interrupt(fit: Fit) -> Fit:
-    """For a trainer's ``fit``: on Ctrl-C, rank 0 writes a checkpoint of the steps done so far before the
-    interrupt goes on, so that --resume loses at most the step it cut short (whose partial update, say the
-    discriminator's, the checkpoint keeps; its step is not counted)."""
+    """For a trainer's ``fit``: on Ctrl-C or SIGTERM, rank 0 writes a checkpoint of the steps done so far
+    before the interrupt goes on, so that --resume loses at most the step it cut short (whose partial update,
+    say the discriminator's, the checkpoint keeps; its step is not counted). SIGTERM is how docker stop,
+    Slurm preemption and a lease's end say stop."""
 
     @functools.wraps(fit)
     def run(trainer: Any, *args: Any, **kwargs: Any) -> Any:
+        main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+        previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
         try:
             return fit(trainer, *args, **kwargs)
         except KeyboardInterrupt:
@@ -108,5 +113,12 @@ def checkpoint_on_interrupt(fit: Fit) -> Fit:
                 path = trainer.checkpoint()
                 log.warning("interrupted at step %d: wrote %s (continue with --resume %s)", trainer.step, path, path)
             raise
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
 
     return run  # type: ignore[return-value]
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from audiogan import weights
-from audiogan.audio.io import load_audio
+from audiogan.audio.io import AudioError, load_audio
 from audiogan.audio.mel import MelConfig, MelSpectrogram
 from audiogan.config import check_run_numbers, from_dict, to_dict
 from audiogan.timbre.model import Discriminator, Generator, NoteGANConfig
@@ -34,7 +34,9 @@ from audiogan.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from audiogan.train.data import is_silent, warn_silent
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides, unwrap
+from audiogan.train.rundir import claim_run_dir
 from audiogan.train.runlog import RunLog, checkpoint_on_interrupt, finish_run
 from audiogan.train.vocoder_trainer import device_name
 
@@ -47,7 +49,7 @@ STATS = ("d_loss", "g_loss", "d_real_acc", "d_fake_acc", "pitch_acc_real", "pitc
 class TimbreTrainConfig:
     batch_size: int = 16
     learning_rate: float = 2e-4
-    betas: list[float] = field(default_factory=lambda: [0.0, 0.99])
+    betas: tuple[float, float] = (0.0, 0.99)
     pitch_weight: float = 1.0
     # A direct target besides the GAN loss: the real note of the same pitch and instrument (any velocity).
     # Rendered soundfont notes hold one note per condition, so this target is well defined, and it makes
@@ -135,6 +137,7 @@ class TimbreTrainer:
                              "discriminator joins, the reconstruction target is the only loss")
         self.dist, self.device = init_distributed(device)
         self.run_dir = Path(run_dir)
+        self.run_lock = claim_run_dir(self.run_dir, resume) if self.dist.main else None
         torch.manual_seed(tc.seed + self.dist.rank)
         self.gen = torch.Generator().manual_seed(tc.seed + 1000 * self.dist.rank)
         records = [r for d in data_dirs for r in load_examples(d)
@@ -157,8 +160,8 @@ class TimbreTrainer:
         if ck is not None:  # before the notes are encoded; the model config includes the data's instruments
             check_model_config(resume, ck["config"]["model"], NoteGANConfig, config.model)
         self.spectral = NoteSpectrogram(config.model.spectral).to(self.device)
-        self.specs, self.pitch, self.instrument = self._load(self.records)
-        self.velocity = torch.tensor(velocities, device=self.device)
+        self.records, self.specs, self.pitch, self.instrument = self._load(self.records)
+        self.velocity = torch.tensor([r.velocity for r in self.records], device=self.device)
         self.mel_filters = note_mel_filters(config.model.spectral).to(self.device) if tc.mel_weight > 0 else None
         self.G = Generator(config.model).to(self.device)
         self.D = Discriminator(config.model).to(self.device)
@@ -229,20 +232,36 @@ class TimbreTrainer:
         log.info("initialised generator from %s (step %d); a discriminator joining before step %d trains alone",
                  wpath, self.step, self.head_start_until)
 
-    def _load(self, records: list[NoteRecord]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Every note as an IF spectrogram, held on the device in bf16/fp16 (NSynth-sized sets fit an H100)."""
+    def _load(self, records: list[NoteRecord]) -> tuple[list[NoteRecord], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every note that is not silent, and its IF spectrogram, held on the device in bf16/fp16 (NSynth-sized
+        sets fit an H100)."""
         index = {name: i for i, name in enumerate(self.cfg.model.instruments)}
-        specs = []
+        specs, kept, silent = [], [], []
         dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         for start in tqdm(range(0, len(records), 64), desc="IF spectrograms", unit="batch",
                           disable=not self.dist.main):
-            waves = [load_audio(r.path, self.cfg.model.spectral.sample_rate)[0] for r in records[start:start + 64]]
-            n = self.cfg.model.spectral.samples
-            batch = torch.stack([fit_length(w, n) for w in waves]).to(self.device)
-            specs.append(self.spectral.encode(batch).to(dtype))
-        pitch = torch.tensor([r.pitch for r in records], device=self.device)
-        instrument = torch.tensor([index[r.instrument] for r in records], device=self.device)
-        return torch.cat(specs), pitch, instrument
+            chunk = [(r, self._read(r.path)) for r in records[start:start + 64]]
+            silent += [r.path for r, w in chunk if w is not None and is_silent(w)]
+            loud = [(r, w) for r, w in chunk if w is not None and not is_silent(w)]
+            if loud:
+                kept += [r for r, _ in loud]
+                batch = torch.stack([fit_length(w, self.cfg.model.spectral.samples) for _, w in loud])
+                specs.append(self.spectral.encode(batch.to(self.device)).to(dtype))
+        warn_silent(silent)
+        if not kept:
+            raise ValueError("no training note could be used: each is silent or unreadable (see the warnings)")
+        pitch = torch.tensor([r.pitch for r in kept], device=self.device)
+        instrument = torch.tensor([index[r.instrument] for r in kept], device=self.device)
+        return kept, torch.cat(specs), pitch, instrument
+
+    def _read(self, path: Path) -> torch.Tensor | None:
+        """A note's audio at the model's rate, or None (and a warning) for a file that cannot be read: one
+        bad file costs its note, not the run, as in the other trainers."""
+        try:
+            return load_audio(path, self.cfg.model.spectral.sample_rate)[0]
+        except AudioError as exc:
+            log.warning("skipping %s: %s", path, exc)
+            return None
 
     def _z(self, n: int, gen: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.cfg.model.latent_dim, generator=self.gen if gen is None else gen).to(self.device)

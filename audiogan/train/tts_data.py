@@ -5,7 +5,6 @@ The cache is one file that a GPU machine can use without espeak-ng (it runs here
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -18,10 +17,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from audiogan.audio.io import load_audio, normalize_peak
+from audiogan.audio.io import AudioError, load_audio, normalize_peak
 from audiogan.audio.mel import MelConfig, MelSpectrogram
+from audiogan.train.data import is_silent, metadata_rows, warn_silent
 from audiogan.tts.normalize import normalize
-from audiogan.tts.phonemes import SymbolTable, phonemize
+from audiogan.tts.phonemes import PHONES, SymbolTable, phonemize
+from audiogan.weights import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -105,16 +106,17 @@ def read_metadata(root: Path, meta: Path | None = None) -> list[tuple[str, str, 
         raise FileNotFoundError(f"{root} is not an LJSpeech-format folder (no metadata.csv); for recordings "
                                 f"without one, name a transcript file in data.transcripts")
     rows = []
-    with meta.open(newline="", encoding="utf-8") as fh:
-        for row in csv.reader(fh, delimiter="|", quoting=csv.QUOTE_NONE):
-            if len(row) < 2:
-                continue
-            path = next((root / "wavs" / f"{row[0]}{s}" for s in (".wav", ".flac")
-                         if (root / "wavs" / f"{row[0]}{s}").is_file()), None)
-            if path is None:
-                log.warning("%s: no audio for %s", root, row[0])
-                continue
-            rows.append((row[0], row[-1], path))
+    for line, row in metadata_rows(meta):
+        if len(row) not in (2, 3):
+            log.warning("%s line %d: skipped: expected id|text or id|text|normalized text, got %d field(s)%s",
+                        meta, line, len(row), " (a '|' inside the text?)" if len(row) > 3 else "")
+            continue
+        path = next((root / "wavs" / f"{row[0]}{s}" for s in (".wav", ".flac")
+                     if (root / "wavs" / f"{row[0]}{s}").is_file()), None)
+        if path is None:
+            log.warning("%s: no audio for %s", root, row[0])
+            continue
+        rows.append((row[0], row[2] if len(row) == 3 and row[2].strip() else row[1], path))
     return rows
 
 
@@ -134,9 +136,11 @@ def pitch_track(wave: np.ndarray, mel: MelConfig, frames: int, fmin: float, fmax
 
 def _cache_path(rows: list[tuple[tuple[str, str, Path], int]], cfg: TTSDataConfig, mel: MelConfig,
                 table: SymbolTable) -> Path:
-    # File names and sizes, not full paths: the cache stays valid where the corpus sits elsewhere (a GPU
-    # machine that has no espeak-ng gets the corpus under /tmp and this file beside it).
-    h = hashlib.sha256(json.dumps([[r[0], r[1], r[2].name, r[2].stat().st_size] for r, _ in rows]).encode())
+    # File names and contents, not full paths or times: the cache stays valid where the corpus is copied
+    # elsewhere (a GPU machine that has no espeak-ng gets the corpus under /tmp and this file beside it), and
+    # goes stale when a recording is edited in place at the same size (a gain change, a click repaired).
+    # Hashing took 0.14 s for the voice's 22 MB corpus on the 2-core machine; building its features, minutes.
+    h = hashlib.sha256(json.dumps([[r[0], r[1], r[2].name, file_digest(r[2])] for r, _ in rows]).encode())
     if any(s for _, s in rows):  # speakers other than 0 (one-speaker caches keep their earlier names)
         h.update(json.dumps([s for _, s in rows]).encode())
     h.update(json.dumps([mel.__dict__, table.version, cfg.language, cfg.fmin, cfg.fmax]
@@ -163,11 +167,25 @@ def build_features(roots: list[str | Path], cfg: TTSDataConfig, mel_cfg: MelConf
         return [Utterance(**u) for u in torch.load(cache, weights_only=False)]
     transform = MelSpectrogram(mel_cfg)
     phones = phonemize([normalize(text) for (_, text, _), _ in rows], cfg.language)
+    sayable = [any(t in PHONES for t in tokens) for tokens in phones]
+    if not all(sayable):
+        dropped = [uid for ((uid, _, _), _), ok in zip(rows, sayable, strict=True) if not ok]
+        log.warning("skipping %d clip(s) whose text has nothing to say (empty, or only characters the voice "
+                    "cannot say): %s", len(dropped), ", ".join(dropped))
+        rows = [r for r, ok in zip(rows, sayable, strict=True) if ok]
+        phones = [p for p, ok in zip(phones, sayable, strict=True) if ok]
     speeds = [1.0, *cfg.augment_speeds]
-    utterances = []
+    utterances, silent = [], []
     for ((uid, text, path), speaker), tokens in tqdm(list(zip(rows, phones, strict=True)), desc="TTS features",
                                                      unit="clip"):
-        recording, _ = load_audio(path, mel_cfg.sample_rate)
+        try:
+            recording, _ = load_audio(path, mel_cfg.sample_rate)
+        except AudioError as exc:  # as the vocoder's data: one bad file costs its clip, not the run
+            log.warning("skipping %s: %s", path, exc)
+            continue
+        if is_silent(recording):
+            silent.append(path)
+            continue
         ids = torch.tensor(table.encode(tokens), dtype=torch.long)
         for k, factor in enumerate(speeds):
             wave = recording if factor == 1.0 else speed_perturb(recording, mel_cfg.sample_rate, factor)
@@ -180,6 +198,7 @@ def build_features(roots: list[str | Path], cfg: TTSDataConfig, mel_cfg: MelConf
             pitch, voiced = pitch_track(wave.numpy(), mel_cfg, mel.shape[-1], cfg.fmin, cfg.fmax)
             utterances.append(Utterance(uid, text, ids, mel, torch.from_numpy(pitch), torch.from_numpy(voiced),
                                         mel.mean(0), speaker + real * k, factor))
+    warn_silent(silent)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # ranks of a torchrun job may build it side by side
     torch.save([u.__dict__ for u in utterances], tmp)
@@ -212,6 +231,8 @@ def statistics(utterances: list[Utterance]) -> dict[str, float]:
     utterances = [u for u in utterances if u.speed == 1.0] or utterances
     voiced = torch.cat([u.pitch[u.voiced > 0] for u in utterances])
     energy = torch.cat([u.energy for u in utterances])
+    if voiced.numel() < 2:  # NaN: the trainer refuses such a corpus, naming the pitch search range
+        voiced = torch.full((2,), float("nan"))
     return {"pitch_mean": float(voiced.mean()), "pitch_std": float(voiced.std().clamp(min=1e-3)),
             "energy_mean": float(energy.mean()), "energy_std": float(energy.std().clamp(min=1e-3))}
 
@@ -234,3 +255,4 @@ def collate(batch: list[Utterance], stats: dict[str, float], device: torch.devic
         out["voiced"][i, :m] = u.voiced
         out["energy"][i, :m] = (u.energy - stats["energy_mean"]) / stats["energy_std"]
     return {k: v.to(device) for k, v in out.items()}
+

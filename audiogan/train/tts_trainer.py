@@ -28,6 +28,7 @@ from audiogan.train.checkpoint import (
     set_rng_state,
 )
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides, unwrap
+from audiogan.train.rundir import claim_run_dir
 from audiogan.train.runlog import RunLog, checkpoint_on_interrupt, finish_run
 from audiogan.train.tts_data import TTSDataConfig, Utterance, build_features, collate, split, statistics
 from audiogan.train.vocoder_trainer import device_name
@@ -38,7 +39,7 @@ from audiogan.tts.phonemes import SymbolTable
 from audiogan.vocoder.losses import discriminator_accuracy, discriminator_loss, feature_loss, generator_loss
 
 log = logging.getLogger(__name__)
-LOSSES = ("loss", "mel_l1", "duration", "pitch", "energy", "align", "bin", "grad_norm")
+LOSSES = ("loss", "mel_l1", "duration", "pitch", "energy", "align", "bin", "grad_norm", "skipped")
 GAN_LOSSES = ("adversarial", "feature", "d_loss", "d_acc")
 
 
@@ -46,10 +47,11 @@ GAN_LOSSES = ("adversarial", "feature", "d_loss", "d_acc")
 class TTSTrainConfig:
     batch_size: int = 16
     learning_rate: float = 1e-3
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    betas: tuple[float, float] = (0.9, 0.98)
     weight_decay: float = 1e-6
     warmup_steps: int = 1000
     grad_clip: float = 1.0
+    nan_patience: int = 20          # this many non-finite steps in a row stop the run (no update is applied)
     length_buckets: int = 4        # draw this many batches' worth, sort by length, train on one group
     duration_weight: float = 0.1
     pitch_weight: float = 0.1
@@ -138,6 +140,7 @@ class TTSTrainer:
         tc = config.train
         self.dist, self.device = init_distributed(device)
         self.run_dir = Path(run_dir)
+        self.run_lock = claim_run_dir(self.run_dir, resume) if self.dist.main else None
         torch.manual_seed(tc.seed + self.dist.rank)
         self.gen = torch.Generator().manual_seed(tc.seed + 1000 * self.dist.rank)
         if resume and init_generator:
@@ -166,6 +169,10 @@ class TTSTrainer:
             raise ValueError(f"no training utterances in {data_dirs}")
         # A continued model keeps the normalisation its pitch and energy predictors learned.
         self.stats = dict(export[1]["stats"]) if export else statistics(self.train_set)
+        if not all(math.isfinite(v) for v in self.stats.values()):
+            raise ValueError(f"no voiced frame in the training clips (pitch searched at {config.data.fmin:g}-"
+                             f"{config.data.fmax:g} Hz, data.fmin/data.fmax): silent or unpitched audio, or a "
+                             f"search range that misses the voice")
         self.data_info = {Path(d).name: self.cfg.sources.get(Path(d).name, "unspecified") for d in data_dirs}
         self.data_info["utterances"] = {"train": len(self.train_set), "validation": len(self.valid_set),
                                         "train_minutes": round(sum(u.mel.shape[-1] for u in self.train_set)
@@ -269,7 +276,9 @@ class TTSTrainer:
         self.opt.zero_grad(set_to_none=True)
         losses["alignment" if aligning_only else "loss"].backward()
         losses["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.params, tc.grad_clip)
-        if torch.isfinite(losses["grad_norm"]):
+        finite = torch.isfinite(losses["grad_norm"])
+        losses["skipped"] = (~finite).float()
+        if finite:
             self.opt.step()
         self.step += 1
         return torch.stack([losses[k].detach().float() for k in self.loss_names])
@@ -340,9 +349,14 @@ class TTSTrainer:
         bar = tqdm(total=tc.max_steps, initial=self.step, disable=not self.dist.main, mininterval=5,
                    desc="train tts", unit="step")
         self.model.train()
+        skipped = self.loss_names.index("skipped")
+        streak = worst = torch.zeros((), device=self.device)
         while self.step < tc.max_steps:
-            acc += self.train_step()
+            stats = self.train_step()
+            acc += stats
             n += 1
+            streak = (streak + stats[skipped]) * stats[skipped]
+            worst = torch.maximum(worst, streak)
             bar.update(1)
             if self.step % tc.log_every and self.step < tc.max_steps:
                 continue
@@ -350,8 +364,14 @@ class TTSTrainer:
             timed_out = rank0_decides(tc.max_minutes > 0 and (now - self.t0) / 60 >= tc.max_minutes,
                                       self.dist, self.device)
             row = mean_row(acc, n, self.loss_names, self.dist)
+            row["skipped"] *= n
             row.update(step=self.step, lr=self._lr(), device_minutes=self.device_minutes(),
                        steps_per_s=n / max(now - last_log, 1e-9))
+            if worst.item() >= tc.nan_patience:
+                raise FloatingPointError(f"{int(worst.item())} non-finite steps in a row at step {self.step}; "
+                                         "stopping (lower the learning rate or check the data)")
+            if row["skipped"]:
+                log.warning("step %d: skipped %d non-finite updates", self.step, int(row["skipped"]))
             acc.zero_()
             n, last_log = 0, now
             if self.dist.main and now - last_val >= tc.validate_every_minutes * 60:

@@ -26,6 +26,7 @@ from audiogan.train.checkpoint import load_checkpoint, read_export, rng_state, s
 from audiogan.train.data import AUDIO_SUFFIXES, ClipBank, DataConfig, find_audio, load_many, split_files
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides, unwrap
 from audiogan.train.pitch_targets import pitch_targets
+from audiogan.train.rundir import claim_run_dir
 from audiogan.train.runlog import RunLog, checkpoint_on_interrupt, finish_run
 from audiogan.vocoder.discriminators import build_discriminators
 from audiogan.vocoder.istft import FramedSTFT
@@ -46,7 +47,7 @@ class TrainConfig:
     batch_size: int = 16
     segment_size: int = 8192
     learning_rate: float = 2e-4
-    betas: list[float] = field(default_factory=lambda: [0.8, 0.99])
+    betas: tuple[float, float] = (0.8, 0.99)
     weight_decay: float = 0.01
     lr_decay: float = 0.999
     lr_decay_every: int = 800  # steps per decay; HiFi-GAN decays once per LJSpeech epoch (~800 steps)
@@ -54,7 +55,7 @@ class TrainConfig:
     mel_weight: float = 45.0
     fm_weight: float = 2.0
     grad_clip: float = 1000.0  # high: only a guard against blow-ups, HiFi-GAN does not clip
-    gain_range: list[float] = field(default_factory=lambda: [0.3, 1.0])
+    gain_range: tuple[float, float] = (0.3, 1.0)
     max_steps: int = 1_000_000
     max_minutes: float = 0.0  # 0 = no time limit
     bf16: bool = True
@@ -108,8 +109,12 @@ class VocoderTrainer:
         tc = config.train
         if tc.compile_mode not in COMPILE_MODES:
             raise ValueError(f"train.compile_mode {tc.compile_mode!r}: choose one of {', '.join(COMPILE_MODES)}")
+        if tc.segment_size % config.model.mel.hop_length:  # the mel loss compares whole frames
+            raise ValueError(f"train.segment_size {tc.segment_size} must be a multiple of the hop length "
+                             f"({config.model.mel.hop_length})")
         self.dist, self.device = init_distributed(device)
         self.run_dir = Path(run_dir)
+        self.run_lock = claim_run_dir(self.run_dir, resume) if self.dist.main else None
         self.cuda = self.device.type == "cuda"
         if self.cuda:
             torch.backends.cudnn.benchmark = True
@@ -159,18 +164,19 @@ class VocoderTrainer:
         mels = None
         if config.data.predicted_mels:
             self.train_files, mels = self._pair_with_mels(Path(config.data.predicted_mels))
-        waves = load_many(self.train_files, config.model.mel.sample_rate, config.data.cache_dir)
-        if len(waves) != len(self.train_files) and (mels is not None or self.wants_pitch):
-            raise ValueError("some training clips could not be read (see the warnings above); "
-                             "remove them, their paired mels or pitch targets would be misaligned")
+        read, waves = load_many(self.train_files, config.model.mel.sample_rate, config.data.cache_dir)
+        if mels is not None and len(read) != len(self.train_files):  # keep each mel with its clip
+            kept = set(read)
+            mels = [m for f, m in zip(self.train_files, mels, strict=True) if f in kept]
+        self.train_files = read
         self.mel_channels = 0 if mels is None else config.model.mel.n_mels
         paired = mels
         if self.wants_pitch:
             paired = self._pitch_targets(waves, mels)
         self.bank = ClipBank(waves, tc.segment_size, self.device, config.data.peak, paired,
                              config.model.mel.hop_length)
-        self.valid = [torch.from_numpy(w) for w in
-                      load_many(self.valid_files, config.model.mel.sample_rate, config.data.cache_dir)]
+        self.valid_files, valid = load_many(self.valid_files, config.model.mel.sample_rate, config.data.cache_dir)
+        self.valid = [torch.from_numpy(w) for w in valid]
         if self.dist.main:
             log.info("training on %d clips (%.1f min), validating on %d held-out clips",
                      len(waves), self.bank.audio.numel() / config.model.mel.sample_rate / 60, len(self.valid))
@@ -201,6 +207,8 @@ class VocoderTrainer:
             if not any(fnmatch.fnmatch(f.as_posix(), pattern) for files in found.values() for f in files):
                 log.warning("validation pattern %r matches no file in %s", pattern, dirs)
         for d, files in found.items():
+            if not files:
+                log.warning("no audio in %s: nothing is trained from it", d)
             t, v = split_files(files, self.cfg.data)
             train += t
             valid += v
@@ -243,6 +251,11 @@ class VocoderTrainer:
     def _resume(self, path: str) -> None:
         ck = load_checkpoint(path, self.device, "vocoder")
         ck_io.check_model_config(path, ck["config"]["model"], VocoderConfig, self.cfg.model)
+        theirs = ck["config"].get("train", {}).get("discriminators", self.cfg.train.discriminators)
+        if list(theirs) != list(self.cfg.train.discriminators):
+            raise ValueError(f"{path} trained with discriminators {theirs}, this recipe has "
+                             f"{self.cfg.train.discriminators} (train.discriminators): resume with the same, or "
+                             f"start a run of its own from the export with --init-generator")
         self.G.load_state_dict(ck["generator"])
         self.D.load_state_dict(ck["discriminators"])
         self.opt_g.load_state_dict(ck["opt_g"])

@@ -125,22 +125,28 @@ def phonemize(sentences: Sequence[str], language: str = "en-us") -> list[list[st
     """Normalised sentences -> token lists (phones, stress, punctuation, word spaces), in one espeak call."""
     from phonemizer.separator import Separator
 
-    if not sentences:
-        return []
+    # phonemizer drops blank lines, and with punctuation preserved that shifted every later sentence onto
+    # the wrong line (a blank transcript mid-corpus paired clips with their neighbours' phonemes): blanks
+    # never reach it.
+    spoken = [i for i, s in enumerate(sentences) if s.strip()]
+    if not spoken:
+        return [[] for _ in sentences]
     with _ESPEAK_LOCK:  # libespeak-ng holds global state: concurrent calls garble each other's lines
-        lines = _backend(language).phonemize([s.replace("\n", " ") for s in sentences],
+        lines = _backend(language).phonemize([sentences[i].replace("\n", " ") for i in spoken],
                                              separator=Separator(phone=" ", word=" | ", syllable=""),
                                              strip=True, njobs=1)
+    if len(lines) != len(spoken):
+        raise RuntimeError(f"espeak-ng returned {len(lines)} lines for {len(spoken)} sentences")
     known = frozenset(PHONES)
-    result = []
-    for line in lines:
+    result: list[list[str]] = [[] for _ in sentences]
+    for i, line in zip(spoken, lines, strict=True):
         tokens: list[str] = []
         for w, word in enumerate(line.split(" | ")):
             if w:
                 tokens.append(SPACE)
             for phone in word.split():
                 tokens += split_phone(phone, known)
-        result.append(tokens)
+        result[i] = tokens
     return result
 
 
