@@ -405,13 +405,24 @@ def _flac_declaring(seconds: float) -> bytes:
     return bytes(data)
 
 
+def _encoded(samples: np.ndarray, rate: int, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format=fmt)
+    return buffer.getvalue()
+
+
 def test_bad_uploads(tight_server, demo_path):
     """On a server with a note model: ConvertTimbre looks it up before it takes the upload."""
     flac = demo_path.read_bytes()
     uploads = {"corrupt": (b"RIFF" + bytes(range(200)), "audio"), "truncated": (flac[:30], "audio"),
                "0 Hz": (_wav_bytes(0), "audio"), "empty": (b"", "audio_chunk"),
                # Decoded, it would take 230 MB; the header alone is enough to refuse it.
-               "an hour by its header": (_flac_declaring(3600), "audio_chunk: its header declares 3600.0 s")}
+               "an hour by its header": (_flac_declaring(3600), "audio_chunk: its header declares 3600.0 s"),
+               # Compressed silence is tiny at any rate and channel count; decoded, it was not.
+               "655 kHz": (_encoded(np.zeros(65535, np.float32), 655350, "FLAC"),
+                           "audio_chunk: its header declares 655350 Hz; uploads may be at most 192000 Hz"),
+               "3 channels": (_encoded(np.zeros((1600, 3), np.float32), 16000, "WAV"),
+                              "audio_chunk: its header declares 3 channels; uploads may have at most 2")}
     with AudioGanClient(tight_server.target, retries=0) as client:
         for name, (data, message) in uploads.items():
             with pytest.raises(grpc.RpcError) as info:
@@ -449,6 +460,28 @@ def test_conversion_limit_and_a_cancelled_upload_frees_its_turn():
                 break
             time.sleep(0.05)
         assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_stalled_upload_is_cut_off_and_its_slot_freed():
+    """Idle uploads used to hold their call's slot for as long as they stayed connected: 64 of them shut every
+    caller out while health said SERVING."""
+    with launch("--set", "limits.upload_idle_seconds=1", "--set", "limits.max_concurrent=2") as proc, \
+            AudioGanClient(proc.target, retries=0) as client:
+        options = pb.ConvertTimbreRequest(options=pb.ConvertOptions(target=pb.Timbre(instrument="violin")))
+
+        def stalled(after_options: bool) -> Iterator[pb.ConvertTimbreRequest]:
+            if after_options:
+                yield options
+            time.sleep(30)
+
+        for after_options in (False, True):
+            start = time.monotonic()
+            with pytest.raises(grpc.RpcError) as info:
+                list(client.stub.ConvertTimbre(stalled(after_options), timeout=60))
+            assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert "the upload stalled: nothing arrived for 1 s (limits.upload_idle_seconds)" in info.value.details()
+            assert time.monotonic() - start < 15
+        assert client.vocode(np.full((80, 10), -4.0, np.float32)).samples.size == 2560  # the slots are free
 
 
 def test_queue_limit():
@@ -673,6 +706,14 @@ def test_server_cli_rejects_bad_settings():
     assert done.returncode != 0 and "first_chunk_frames (128) <= stream_chunk_frames (64)" in done.stderr
     done = server_cli("--set", "batching.chunk_growth=1")
     assert done.returncode != 0 and "chunk_growth must be > 1" in done.stderr
+    # Each of these used to start and say SERVING, then refuse every call (or, max_batch=0, answer none).
+    for setting, message in (("batching.max_batch=0", "batching.max_batch must be 1 or more, got 0"),
+                             ("limits.max_concurrent=0", "limits.max_concurrent must be above 0, got 0"),
+                             ("limits.max_queue=-5", "limits.max_queue must be above 0, got -5"),
+                             ("limits.min_sample_rate=100000", "min_sample_rate (100000) is above max_sample_rate"),
+                             ("grace_seconds=-1", "grace_seconds must be 0 or more, got -1")):
+        done = server_cli("--set", setting)
+        assert done.returncode != 0 and message in done.stderr, (setting, done.stderr[-500:])
     done = server_cli("--port", "0", "--vocoder", "/no/such.safetensors")
     assert done.returncode == 2 and "no vocoder weights" in done.stderr
     done = server_cli("--port", "0", "--timbre", "none", "--voice", "default", "--voice", "tts-lj-16k")

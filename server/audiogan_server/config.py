@@ -10,14 +10,28 @@ from audiogan.config import ConfigError
 @dataclass
 class Limits:
     max_concurrent: int = 64          # RPCs in flight; more -> RESOURCE_EXHAUSTED at once
-    max_queue: int = 256              # work items waiting for a model; more -> RESOURCE_EXHAUSTED
+    # Work items (sentences, vocoder pieces, notes) waiting for one model; more -> RESOURCE_EXHAUSTED. A call
+    # queues at most max(batching.max_batch, max_notes) items at once, so at the defaults (64 x 64) a call
+    # once admitted never finds a queue full, nor does a stream half-way through.
+    max_queue: int = 4096
     max_text_chars: int = 100_000
     max_upload_bytes: int = 50 * 1024 * 1024
+    upload_idle_seconds: float = 15.0  # ConvertTimbre: an upload that sends nothing this long is cut off
     max_audio_seconds: float = 600.0  # of audio produced by one call
     max_notes: int = 64               # per GenerateNotes call, and interpolation steps
     max_conversions: int = 4          # ConvertTimbre calls converting or waiting their turn; more -> RESOURCE_EXHAUSTED
     min_sample_rate: int = 8000
     max_sample_rate: int = 96000
+
+    def check(self) -> None:
+        """Settings under which the server would refuse every call, or never answer, are refused at start."""
+        for name in ("max_concurrent", "max_queue", "max_text_chars", "max_upload_bytes", "upload_idle_seconds",
+                     "max_audio_seconds", "max_notes", "max_conversions", "min_sample_rate"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"limits.{name} must be above 0, got {getattr(self, name)}")
+        if self.min_sample_rate > self.max_sample_rate:
+            raise ConfigError(f"limits: min_sample_rate ({self.min_sample_rate}) is above max_sample_rate "
+                              f"({self.max_sample_rate})")
 
 
 @dataclass
@@ -31,6 +45,10 @@ class Batching:
     chunk_growth: float = 2.0
 
     def check(self) -> None:
+        if self.max_batch < 1:  # the batcher would spin without yielding, and the server stop answering
+            raise ConfigError(f"batching.max_batch must be 1 or more, got {self.max_batch}")
+        if self.max_wait_ms < 0:
+            raise ConfigError(f"batching.max_wait_ms must be 0 or more, got {self.max_wait_ms}")
         if not 1 <= self.first_chunk_frames <= self.stream_chunk_frames:
             raise ConfigError(f"batching: need 1 <= first_chunk_frames ({self.first_chunk_frames}) <= "
                               f"stream_chunk_frames ({self.stream_chunk_frames})")

@@ -197,6 +197,9 @@ def load_config(args: argparse.Namespace) -> ServerConfig:
     _check_port("metrics_port", config.metrics_port, "0 = no metrics")
     _check_device(config.device)
     config.batching.check()
+    config.limits.check()
+    if config.grace_seconds < 0:
+        raise ConfigError(f"grace_seconds must be 0 or more, got {config.grace_seconds}")
     return config
 
 

@@ -33,6 +33,10 @@ from audiogan_server.models import ModelRegistry, NoteItem, TimbreEngine, Vocode
 # The lowest mel value taken, far below any log floor (ln(1e-5) = -11.5); the ceiling is the Vocoder's own,
 # checked here first to name the request's field.
 MEL_FLOOR = -100.0
+# Uploads decode to at most max_audio_seconds x 192 kHz x 2 channels: compressed silence is tiny, and a header
+# may declare any rate and channel count (0.24 MB of FLAC at 655 kHz took 928 MB to decode).
+MAX_UPLOAD_RATE = 192_000
+MAX_UPLOAD_CHANNELS = 2
 
 
 class AudioGanService(pb_grpc.AudioGanServicer):
@@ -223,6 +227,12 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             info = sf.info(io.BytesIO(data))
         except (RuntimeError, TypeError):  # unreadable: load_audio below says why
             info = None
+        if info is not None and info.samplerate > MAX_UPLOAD_RATE:
+            raise invalid("audio_chunk", f"its header declares {info.samplerate} Hz; uploads may be at most "
+                                         f"{MAX_UPLOAD_RATE} Hz")
+        if info is not None and info.channels > MAX_UPLOAD_CHANNELS:
+            raise invalid("audio_chunk", f"its header declares {info.channels} channels; uploads may have at "
+                                         f"most {MAX_UPLOAD_CHANNELS} (mono or stereo)")
         if info is not None and info.samplerate > 0:
             self._check_upload_length(info.frames / info.samplerate, "its header declares ")
         try:
@@ -376,7 +386,8 @@ class AudioGanService(pb_grpc.AudioGanServicer):
     @rpc
     async def ConvertTimbre(self, requests: AsyncIterator[pb.ConvertTimbreRequest],
                             context: grpc.aio.ServicerContext) -> AsyncIterator[pb.AudioChunk]:
-        first = await anext(aiter(requests), None)
+        requests = aiter(requests)
+        first = await self._upload_part(requests)
         if first is None or first.WhichOneof("part") != "options":
             raise invalid("options", "the first message must carry the options")
         if self.converting >= self.limits.max_conversions:
@@ -391,6 +402,17 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         finally:
             self.converting -= 1
 
+    async def _upload_part(self, requests: AsyncIterator[pb.ConvertTimbreRequest]) -> pb.ConvertTimbreRequest | None:
+        """The upload's next message, None at its end. A caller that sends nothing for
+        ``limits.upload_idle_seconds`` is cut off: an idle upload held a call slot and a conversion slot for
+        as long as it stayed connected, and enough of them shut every caller out."""
+        try:
+            return await asyncio.wait_for(anext(requests, None), self.limits.upload_idle_seconds)
+        except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
+            raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                               f"the upload stalled: nothing arrived for {self.limits.upload_idle_seconds:g} s "
+                               f"(limits.upload_idle_seconds)") from None
+
     async def _convert(self, options: pb.ConvertOptions,
                        requests: AsyncIterator[pb.ConvertTimbreRequest]) -> AsyncIterator[pb.AudioChunk]:
         check_format(options.format, self.limits, "options.format", stream=True)
@@ -404,7 +426,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         target = self._timbre_vector(engine, options.target, "options.target")
         target_b = self._timbre_vector(engine, options.target_b, "options.target_b") if morph else None
         upload = bytearray()
-        async for part in requests:
+        while (part := await self._upload_part(requests)) is not None:
             if part.WhichOneof("part") != "audio_chunk":
                 raise invalid("options", "only the first message may carry options")
             upload += part.audio_chunk

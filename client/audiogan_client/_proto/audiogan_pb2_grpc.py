@@ -88,7 +88,8 @@ class AudioGanServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SynthesizeStream(self, request, context):
-        """The same, as audio chunks sent as soon as each is ready. Concatenated, they equal Synthesize's audio.
+        """The same, as audio chunks sent as soon as each is ready. Concatenated, they equal Synthesize's audio
+        to within rounding (PCM16: one step).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
