@@ -50,8 +50,10 @@ class Analysis:
     or stop between them, see ``step``), then the notes (``notes``)."""
 
     def __init__(self, wave: np.ndarray, rate: int, pitch_range: tuple[int, int] = (24, 96)) -> None:
-        if wave.ndim != 1 or len(wave) < rate // 10:
-            raise ValueError("input must be mono audio of at least 0.1 s")
+        if wave.ndim != 1:
+            raise ValueError(f"input must be mono audio, got an array of shape {list(wave.shape)}")
+        if len(wave) < rate // 10:
+            raise ValueError(f"input lasts {len(wave) / rate:.3f} s; the analysis needs at least 0.1 s")
         self.wave, self.rate, self.pitch_range = wave, rate, pitch_range
         fmin = max(32.0, float(midi_to_hz(pitch_range[0] - 1)))
         fmax = float(midi_to_hz(pitch_range[1] + 1))

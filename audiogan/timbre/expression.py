@@ -51,6 +51,14 @@ def frame_rms(wave: np.ndarray, hop: int = BEND_HOP, window: int = LEVEL_WINDOW)
     return np.sqrt(np.mean(frames**2, axis=1))
 
 
+def sound_onset(wave: np.ndarray, floor_db: float = -35.0) -> int:
+    """The sample where a recording's sound begins: the start of the first frame within ``floor_db`` of its
+    loudest (conversion's test for a loud frame); 0 for silence."""
+    rms = frame_rms(wave)
+    loud = np.flatnonzero(rms > float(rms.max(initial=0.0)) * 10 ** (floor_db / 20))
+    return max(0, int(loud[0]) * BEND_HOP - LEVEL_WINDOW // 2) if len(loud) else 0
+
+
 def follow_level(note: np.ndarray, level: np.ndarray | None, hop: int = BEND_HOP) -> np.ndarray:
     """``note`` made quieter wherever the performance's ``level`` (relative to its peak) is below the note's
     own envelope (relative to its peak): gain min(1, level / own). A sustained instrument swells, fades and

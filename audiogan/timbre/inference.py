@@ -13,7 +13,7 @@ import torch
 
 from audiogan import weights
 from audiogan.audio.io import recording, resample
-from audiogan.timbre.expression import harmonic_comb
+from audiogan.timbre.expression import harmonic_comb, sound_onset
 from audiogan.timbre.model import NoteGANConfig, slerp
 from audiogan.timbre.spectral import NoteSpectrogram, midi_to_hz
 from audiogan.vocoder.inference import pick_device
@@ -99,7 +99,7 @@ class TimbreModel:
     def _check(self, pitch: int, velocity: int, seconds: float | None) -> None:
         for name, value in (("pitch", pitch), ("velocity", velocity)):  # 60.5 once ran as 60, or crashed in torch
             if isinstance(value, (bool, str)) or not isinstance(value, (int, np.integer, float, np.floating)) \
-                    or value != int(value):
+                    or not np.isfinite(value) or value != int(value):
                 raise ValueError(f"{name} {value!r} is not a whole number (a MIDI {name})")
         if not 1 <= velocity <= 127:
             raise ValueError(f"velocity {velocity} is out of range 1..127")
@@ -186,17 +186,23 @@ class TimbreModel:
         return torch.where(w[:, None] == 0, ta, torch.where(w[:, None] == 1, tb, mixed))
 
     def at_rate(self, wave: np.ndarray, rate: int) -> np.ndarray:
-        """A mono recording at ``rate`` (checked) -> float32 samples at the model's rate, to analyse or match."""
-        return resample(torch.from_numpy(recording(wave, rate)), rate, self.sample_rate).numpy()
+        """A mono recording at ``rate`` (checked) -> float32 samples at the model's rate, to analyse or match,
+        without its DC offset (a cheap interface's offset made the rests between notes loud frames without a
+        pitch, and conversion refused a melody as polyphonic)."""
+        wave = recording(wave, rate)
+        wave = (wave - wave.mean(dtype=np.float64)).astype(np.float32) if len(wave) else wave
+        return resample(torch.from_numpy(wave), rate, self.sample_rate).numpy()
 
     def note_pitch(self, wave: np.ndarray, rate: int) -> int:
-        """The MIDI pitch a recorded note is played at: the longest note conversion's analysis finds in its
-        first two seconds. Noise, drums and chords are refused as conversion refuses them."""
+        """The MIDI pitch a recorded note is played at: the longest note conversion's analysis finds in the
+        two seconds from where the recording's sound begins. Noise, drums and chords are refused as
+        conversion refuses them."""
         from audiogan.timbre.convert import analyse  # lazily: conversion builds on this module
 
         wave = recording(wave, rate)
-        events = analyse(wave[: 2 * rate], rate, (self.cfg.pitch_min, self.cfg.pitch_max))  # never empty
-        return max(events, key=lambda e: e.offset - e.onset).pitch
+        start = sound_onset(wave)
+        events = analyse(wave[start:start + 2 * rate], rate, (self.cfg.pitch_min, self.cfg.pitch_max))
+        return max(events, key=lambda e: e.offset - e.onset).pitch  # analyse never returns none
 
     def invert(self, wave: np.ndarray, rate: int, pitch: int | None = None, steps: int = 200, lr: float = 0.05,
                seed: int = 0, progress: bool = False) -> tuple[torch.Tensor, list[float]]:
@@ -207,6 +213,9 @@ class TimbreModel:
         from tqdm import tqdm
 
         wave = self.at_rate(wave, rate)
+        # Generated notes sound from their first sample: a recording's lead-in silence shifted every frame of
+        # the match, and 0.3 s of it inverted a violin to a flute.
+        wave = wave[sound_onset(wave):]
         if float(np.abs(wave[: self.cfg.spectral.samples]).max(initial=0.0)) < SILENCE:
             raise ValueError("the recording is silent: there is no timbre to match")
         if pitch is None:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from audiogan.timbre.convert import RELEASE_SECONDS, NoteEvent, morph_timbres, overlap_add
-from audiogan.timbre.expression import BEND_HOP
+from audiogan.timbre.expression import BEND_HOP, MAX_CENTS
 from audiogan.timbre.inference import Timbre, TimbreModel
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,9 @@ def sustained_ends(instrument: Any, piece_end: float) -> list[float]:
 def _contours(instrument: Any, spans: list[tuple[float, float]],
               rate: int) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
     """Each note's (pitch contour in cents, gain) over BEND_HOP frames from its onset through its release.
-    Gain is volume and expression as General MIDI 2 gives them: 40 log10(cc7 / 127) + 40 log10(cc11 / 127)
-    dB, from the GM defaults 100 and 127."""
+    Gain is volume and expression as General MIDI 2 gives them, 40 log10(cc7 / 127) + 40 log10(cc11 / 127)
+    dB, relative to the GM defaults 100 and 127: a track that sends none (gain None) plays as loud as one
+    that sends the defaults, not 4.2 dB louder."""
     scale = bend_range(instrument) * 100 / 8192
     bend = _steps([b.time for b in instrument.pitch_bends], [b.pitch * scale for b in instrument.pitch_bends]) \
         if instrument.pitch_bends else None
@@ -105,7 +106,7 @@ def _contours(instrument: Any, spans: list[tuple[float, float]],
             cents = cents + wheel(at) * np.sin(2 * np.pi * VIBRATO_HZ * since)
         gain = None
         if volume is not None or expression is not None:
-            gain = ((volume(at) if volume else np.full(frames, 100.0)) / 127) ** 2 \
+            gain = ((volume(at) if volume else np.full(frames, 100.0)) / 100) ** 2 \
                 * ((expression(at) if expression else np.full(frames, 127.0)) / 127) ** 2
         out.append((cents if np.any(cents) else None, gain))
     return out
@@ -131,7 +132,24 @@ def read_notes(path: str | Path, rate: int = 16000, max_seconds: float = 1800.0)
             events.append(NoteEvent(a, b, int(n.pitch), max(1, int(n.velocity)), bend, gain=gain))
     if not events:
         raise ValueError(f"MIDI {path} has no (non-drum) notes")
+    struck = _note_ons(path)
+    if struck > len(events):  # pretty_midi drops them without a word
+        log.warning("%d of %d notes struck in %s are not rendered: a note-on without a note-off, or a note of "
+                    "zero length", struck - len(events), struck, path)
+    bent = sum(e.bend is not None and float(np.abs(e.bend).max()) > MAX_CENTS for e in events)
+    if bent:
+        log.warning("%d note(s) bend further than the %g semitones a note can move: held there", bent,
+                    MAX_CENTS / 100)
     return sorted(events, key=lambda e: e.onset), end
+
+
+def _note_ons(path: str | Path) -> int:
+    """The file's note-ons outside the drum channel: what its notes would number were every one closed and
+    of some length."""
+    import mido
+
+    return sum(1 for track in mido.MidiFile(str(path)).tracks for m in track
+               if m.type == "note_on" and m.velocity > 0 and m.channel != 9)
 
 
 def fold_into_range(pitch: int, lo: int, hi: int) -> int:

@@ -40,6 +40,9 @@ GM_PROGRAMS: dict[int, tuple[str, str]] = {
 NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 
 
+MAX_NOTE_SECONDS = 60.0  # far past any instrument's note; an infinite one overflowed the buffer size
+
+
 @dataclass(frozen=True)
 class RenderSpec:
     soundfont: str
@@ -49,8 +52,10 @@ class RenderSpec:
     peak: float = 0.9
 
     def __post_init__(self) -> None:
-        if not self.seconds > 0:
-            raise ValueError(f"note length {self.seconds} s: must be above 0")
+        if not 0 < self.seconds <= MAX_NOTE_SECONDS:
+            raise ValueError(f"note length {self.seconds} s: must be above 0 and at most {MAX_NOTE_SECONDS:g} s")
+        if round(self.seconds * self.sample_rate) < 1:  # no sample at all: an empty data set, "done"
+            raise ValueError(f"note length {self.seconds} s is shorter than one sample at {self.sample_rate} Hz")
         if not 0 < self.hold <= self.seconds:
             raise ValueError(f"hold {self.hold} s: must be above 0 and at most the note length, {self.seconds} s")
 
@@ -150,6 +155,9 @@ def render_dataset(out: str | Path, programs: Sequence[int], pitches: Sequence[i
         for rows in pool.map(_render_layer, jobs):
             examples.update({r["note_str"]: r for r in rows})
             bar.update(len(pitches))
+    if not examples:  # an empty data set is no data set: say so rather than "done"
+        raise ValueError(f"no note made a sound: {spec.seconds:g} s notes held {spec.hold:g} s are too short, or "
+                         f"the soundfont has nothing at these programs and pitches")
     (out / "examples.json").write_text(json.dumps(dict(sorted(examples.items())), indent=1))
     log.info("rendered %d notes into %s", len(examples), out)
     return out / "examples.json"
@@ -172,17 +180,40 @@ def load_examples(root: str | Path) -> list[NoteRecord]:
     if not meta.is_file():
         raise FileNotFoundError(f"{root} has no examples.json (NSynth format expected; `audiogan data notes --out "
                                 f"DIR` renders one from a soundfont)")
-    records = []
-    for key, row in json.loads(meta.read_text()).items():
+    try:
+        listing = json.loads(meta.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{meta} is not valid JSON: {exc}") from None
+    if not isinstance(listing, dict):
+        raise ValueError(f"{meta}: expected an object of notes by name (NSynth's examples.json)")
+    records, missing = [], []
+    for key, row in listing.items():
         path = root / "audio" / f"{key}.wav"
         if not path.is_file():
             path = path.with_suffix(".flac")
-        if path.is_file():
-            records.append(NoteRecord(path, int(row["pitch"]), int(row["velocity"]), str(row["instrument_str"]),
-                                      str(row.get("instrument_family_str", ""))))
+        if not path.is_file():
+            missing.append(key)
+            continue
+        try:
+            records.append(NoteRecord(path, _midi_number(row["pitch"]), _midi_number(row["velocity"]),
+                                      str(row["instrument_str"]), str(row.get("instrument_family_str", ""))))
+        except KeyError as exc:
+            raise ValueError(f"{meta}: note {key!r} has no {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{meta}: note {key!r}: {exc}") from None
+    if missing:
+        log.warning("%s: %d listed note(s) have no audio in %s, skipped: %s%s", meta, len(missing), root / "audio",
+                    ", ".join(missing[:5]), " ..." if len(missing) > 5 else "")
     if not records:
         raise ValueError(f"{meta} lists no note whose audio exists in {root / 'audio'}")
     return records
+
+
+def _midi_number(value: object) -> int:
+    """A pitch or velocity as NSynth writes it: a whole number 0..127 (60, or 60.0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 127 or value != int(value):
+        raise ValueError(f"{value!r} is not a MIDI number (a whole number 0..127)")
+    return int(value)
 
 
 def parse_range(text: str, least: int = 0, most: int = 127, what: str = "values") -> list[int]:
