@@ -3,6 +3,8 @@ continued export is refused when the recipe's model config no longer matches it.
 
 from __future__ import annotations
 
+import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +112,20 @@ def test_changed_discriminators_are_named_on_resume(tmp_path, demo_data_dir, tin
     with pytest.raises(ValueError, match=r"trained with discriminators \['mrd'\], this recipe has \['mrd', 'msd'\] "
                                          r"\(train.discriminators\)"):
         VocoderTrainer(changed, [str(demo_data_dir)], tmp_path / "run2", device="cpu", resume=str(checkpoint))
+
+
+def test_a_resumed_run_logs_each_step_once(tmp_path, demo_data_dir, tiny_config, caplog):
+    """A run killed after logging past its last checkpoint repeats those steps; the log keeps them once."""
+    run = tmp_path / "run"
+    VocoderTrainer(tiny_config(max_steps=2, log_every=1), [str(demo_data_dir)], run, device="cpu").fit()
+    metrics = run / "metrics.jsonl"
+    with metrics.open("a") as fh:  # what a SIGKILL after two more logged steps leaves
+        fh.writelines(json.dumps({"step": s, "mel_l1": 9.9}) + "\n" for s in (3, 4))
+    with caplog.at_level(logging.INFO, "audiogan.train.runlog"):
+        resumed = VocoderTrainer(tiny_config(max_steps=4, log_every=1), [str(demo_data_dir)], run, device="cpu",
+                                 resume=str(run / "checkpoint.pt"))
+    assert "dropped 2 rows logged after step 2, the checkpoint's" in caplog.text
+    resumed.fit()
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["step"] for r in rows if not r.get("final")] == [1, 2, 3, 4]
+    assert all(r["mel_l1"] != 9.9 for r in rows)

@@ -24,9 +24,11 @@ Fit = TypeVar("Fit", bound=Callable[..., Any])
 class RunLog:
     """Owned by rank 0. Keys starting with ``valid_`` go under TensorBoard's ``valid/``, others ``train/``."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, resumed_at: int | None = None) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.path = run_dir / "metrics.jsonl"
+        if resumed_at is not None:
+            self._forget_after(resumed_at)
         self.writer: Any = None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -34,6 +36,20 @@ class RunLog:
             self.writer = SummaryWriter(str(run_dir / "tensorboard"))
         except ImportError:
             log.warning("tensorboard not installed: logging to metrics.jsonl only")
+
+    def _forget_after(self, step: int) -> None:
+        """Drop the rows a run logged past the checkpoint it is resumed from (it was killed after logging
+        them): the resumed run logs those steps again, and each step should be in the log once."""
+        if not self.path.is_file():
+            return
+        lines = self.path.read_text().splitlines()
+        kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+        if len(kept) < len(lines):
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            tmp.write_text("".join(f"{line}\n" for line in kept))
+            tmp.replace(self.path)
+            log.info("%s: dropped %d rows logged after step %d, the checkpoint's", self.path, len(lines) - len(kept),
+                     step)
 
     def row(self, step: int, row: dict[str, Any]) -> None:
         row = measured(row)

@@ -192,11 +192,12 @@ class TimbreTrainer:
             self.continued_from = ck.get("continued_from", {})
             set_rng_state(ck["rng"])
             self.gen.set_state(ck["data_rng"])
+            log.info("resumed from %s at step %d", resume, self.step)
         self.g_run, self.d_run = self.G, self.D
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g_run, self.d_run = DDP(self.G, device_ids=ids), DDP(self.D, device_ids=ids)
-        self.runlog = RunLog(self.run_dir) if self.dist.main else None
+        self.runlog = RunLog(self.run_dir, self.step if resume else None) if self.dist.main else None
         if self.runlog:
             log.info("timbre GAN: %d notes, %d instruments, pitches %d-%d, G %.1f M / D %.1f M parameters",
                      len(self.records), len(config.model.instruments), config.data.pitch_min,

@@ -225,7 +225,7 @@ class TTSTrainer:
             self.run_model = DDP(self.model, device_ids=ids, find_unused_parameters=self.step < self.head_start_until)
             if self.D is not None:
                 self.d_run = DDP(self.D, device_ids=ids)
-        self.runlog = RunLog(self.run_dir) if self.dist.main else None
+        self.runlog = RunLog(self.run_dir, self.step if resume else None) if self.dist.main else None
         if self.runlog:
             log.info("TTS: %d training / %d validation utterances, %.1f M parameters", len(self.train_set),
                      len(self.valid_set), sum(p.numel() for p in self.params) / 1e6)

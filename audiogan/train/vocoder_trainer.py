@@ -194,7 +194,7 @@ class VocoderTrainer:
             g, d = torch.compile(g, mode=tc.compile_mode), torch.compile(d, mode=tc.compile_mode)
         self.graphs = self.cuda and tc.compile and tc.compile_mode == "reduce-overhead"
         self.g_run, self.d_run = g, d
-        self.runlog = RunLog(self.run_dir) if self.dist.main else None
+        self.runlog = RunLog(self.run_dir, self.step if resume else None) if self.dist.main else None
 
     # ----- setup -------------------------------------------------------------------------------------------------
     def _find(self, dirs: list[str]) -> tuple[list[Path], list[Path]]:
