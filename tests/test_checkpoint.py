@@ -119,12 +119,13 @@ def test_a_resumed_run_logs_each_step_once(tmp_path, demo_data_dir, tiny_config,
     run = tmp_path / "run"
     VocoderTrainer(tiny_config(max_steps=2, log_every=1), [str(demo_data_dir)], run, device="cpu").fit()
     metrics = run / "metrics.jsonl"
-    with metrics.open("a") as fh:  # what a SIGKILL after two more logged steps leaves
+    with metrics.open("a") as fh:  # what a SIGKILL after two more logged steps, mid-write, leaves
         fh.writelines(json.dumps({"step": s, "mel_l1": 9.9}) + "\n" for s in (3, 4))
+        fh.write('{"step": 5, "mel_')
     with caplog.at_level(logging.INFO, "audiogan.train.runlog"):
         resumed = VocoderTrainer(tiny_config(max_steps=4, log_every=1), [str(demo_data_dir)], run, device="cpu",
                                  resume=str(run / "checkpoint.pt"))
-    assert "dropped 2 rows logged after step 2, the checkpoint's" in caplog.text
+    assert "dropped 3 rows logged after step 2, the checkpoint's" in caplog.text
     resumed.fit()
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [r["step"] for r in rows if not r.get("final")] == [1, 2, 3, 4]

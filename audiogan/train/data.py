@@ -136,7 +136,7 @@ def load_many(files: list[Path], sample_rate: int, cache_dir: str | Path,
         waves = list(pool.map(one, files))
     silent = [p for p, w in zip(files, waves, strict=True) if w is not None and is_silent(w)]
     warn_silent(silent)
-    kept = [(p, w) for p, w in zip(files, waves, strict=True) if w is not None and p not in silent]
+    kept = [(p, w) for p, w in zip(files, waves, strict=True) if w is not None and not is_silent(w)]
     return [p for p, _ in kept], [w for _, w in kept]
 
 

@@ -43,7 +43,7 @@ class RunLog:
         if not self.path.is_file():
             return
         lines = self.path.read_text().splitlines()
-        kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+        kept = [line for line in lines if _step_of(line) <= step]  # a line cut short by the kill goes too
         if len(kept) < len(lines):
             tmp = self.path.with_name(f".{self.path.name}.tmp")
             tmp.write_text("".join(f"{line}\n" for line in kept))
@@ -72,6 +72,13 @@ class RunLog:
     def audio(self, tag: str, wave: torch.Tensor, step: int, sample_rate: int) -> None:
         if self.writer:
             self.writer.add_audio(tag, wave.float().cpu(), step, sample_rate)
+
+
+def _step_of(line: str) -> float:
+    try:
+        return json.loads(line).get("step", 0)
+    except ValueError:
+        return math.inf
 
 
 def measured(row: dict[str, Any]) -> dict[str, Any]:

@@ -575,7 +575,10 @@ def _validation_at(metrics_file: Path, step: int) -> dict[str, float]:
     found: dict[str, float] = {}
     if metrics_file.is_file():
         for line in metrics_file.read_text().splitlines():
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except ValueError:  # the last line of a killed run, cut short
+                continue
             valid = {k: v for k, v in row.items() if k.startswith("valid")}
             if valid and row.get("step", step + 1) <= step:
                 found = {"step": row["step"], **valid}
