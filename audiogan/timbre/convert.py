@@ -162,32 +162,53 @@ def contour(wave: np.ndarray, rate: int, start: int, end: int, voiced: np.ndarra
     return np.interp(np.arange(end - start), known, cents[known])
 
 
+class Mixdown:
+    """Generated notes placed into one recording as they are made, each moved along its event's pitch
+    contour, shaped by its level contour and gain, and cut to its event's duration plus a release fade.
+    Memory holds the recording and one pass of notes: holding every note first took 1.5 GB for a 10-minute
+    MIDI file of 1,200 notes. A note can sound no longer than the model's notes: a longer event is cut
+    short, with one warning for all of them."""
+
+    def __init__(self, total: int, rate: int) -> None:
+        self.out = np.zeros(total, dtype=np.float32)
+        self.rate = rate
+        self.placed = self.shortened = 0
+        self.note_seconds = 0.0
+
+    def add(self, events: Sequence[NoteEvent], notes: np.ndarray) -> None:
+        rate, total = self.rate, len(self.out)
+        attack, release = int(ATTACK_SECONDS * rate), int(RELEASE_SECONDS * rate)
+        self.note_seconds = notes.shape[1] / rate
+        for event, note in zip(events, notes, strict=True):
+            self.placed += 1
+            start = int(event.onset * rate)
+            wanted = min(int((event.offset - event.onset) * rate) + release, total - start)
+            self.shortened += wanted > len(note)
+            length = min(len(note), wanted)
+            if length <= 0:
+                continue
+            envelope = np.ones(length, dtype=np.float32)
+            envelope[: min(attack, length)] = np.linspace(0, 1, min(attack, length))
+            fade = min(release, length)
+            envelope[length - fade:] *= np.linspace(1, 0, fade)
+            shaped = follow_level(apply_bend(note, event.bend, length=length), event.level)
+            if event.gain is not None:
+                envelope *= np.interp(np.arange(length), np.arange(len(event.gain)) * HOP,
+                                      event.gain).astype(np.float32)
+            self.out[start:start + length] += shaped * envelope
+
+    def result(self) -> np.ndarray:
+        if self.shortened:
+            log.warning("%d of %d notes last longer than the model's notes: shortened to %.2f s", self.shortened,
+                        self.placed, self.note_seconds)
+        return self.out
+
+
 def overlap_add(events: list[NoteEvent], notes: np.ndarray, total: int, rate: int) -> np.ndarray:
-    """Place generated notes at their events' onsets, each moved along its event's pitch contour, shaped by
-    its level contour and gain, and cut to its event's duration plus a release fade. A note can sound no
-    longer than the model's notes: a longer event is cut short, with a warning."""
-    out = np.zeros(total, dtype=np.float32)
-    attack, release = int(ATTACK_SECONDS * rate), int(RELEASE_SECONDS * rate)
-    shortened = 0
-    for event, note in zip(events, notes, strict=True):
-        start = int(event.onset * rate)
-        wanted = min(int((event.offset - event.onset) * rate) + release, total - start)
-        shortened += wanted > len(note)
-        length = min(len(note), wanted)
-        if length <= 0:
-            continue
-        envelope = np.ones(length, dtype=np.float32)
-        envelope[: min(attack, length)] = np.linspace(0, 1, min(attack, length))
-        fade = min(release, length)
-        envelope[length - fade:] *= np.linspace(1, 0, fade)
-        shaped = follow_level(apply_bend(note, event.bend, length=length), event.level)
-        if event.gain is not None:
-            envelope *= np.interp(np.arange(length), np.arange(len(event.gain)) * HOP, event.gain).astype(np.float32)
-        out[start:start + length] += shaped * envelope
-    if shortened:
-        log.warning("%d of %d notes last longer than the model's notes: shortened to %.2f s", shortened,
-                    len(events), notes.shape[1] / rate)
-    return out
+    """All ``notes`` placed at their ``events`` in a recording of ``total`` samples (see ``Mixdown``)."""
+    mix = Mixdown(total, rate)
+    mix.add(events, notes)
+    return mix.result()
 
 
 def morph_timbres(model: TimbreModel, start: Timbre, end: Timbre | None, onsets: Sequence[float],
@@ -246,11 +267,27 @@ class Conversion:
         """The notes' ranges (start, end) a generator pass at a time: where a caller may report or stop."""
         return [(start, start + model.pass_size) for start in range(0, len(self.events), model.pass_size)]
 
-    def mix(self, notes: np.ndarray, rate: int) -> np.ndarray:
-        """All the notes placed and shaped into one recording, at the recording's peak (at most 0.99)."""
-        out = overlap_add(self.events, notes, len(self.wave), rate)
+    def mixdown(self, rate: int) -> Mixdown:
+        """An empty recording as long as this one, for ``play`` to place the notes into."""
+        return Mixdown(len(self.wave), rate)
+
+    def play(self, model: TimbreModel, seed: int, start: int, end: int, mix: Mixdown) -> int:
+        """Notes ``start`` to ``end`` made (see ``notes``) and placed into ``mix``; returns how many."""
+        notes = self.notes(model, seed, start, end)
+        mix.add(self.events[start:start + len(notes)], notes)
+        return len(notes)
+
+    def level(self, mix: Mixdown) -> np.ndarray:
+        """The finished ``mix`` at the recording's peak (at most 0.99)."""
+        out = mix.result()
         peak = np.abs(out).max()
         return out * (min(0.99, float(np.abs(self.wave).max())) / peak) if peak > 0 else out
+
+    def mix(self, notes: np.ndarray, rate: int) -> np.ndarray:
+        """All the notes, made at once, placed and shaped into one recording at the recording's peak."""
+        mix = self.mixdown(rate)
+        mix.add(self.events, notes)
+        return self.level(mix)
 
 
 def convert(model: TimbreModel, wave: np.ndarray, rate: int, to: Timbre, seed: int = 0,
@@ -270,9 +307,8 @@ def convert(model: TimbreModel, wave: np.ndarray, rate: int, to: Timbre, seed: i
                                      lambda share: bar.update(round(share * seconds, 1) - bar.n))
         bar.update(seconds - bar.n)
     log.info("converting %d notes", len(conversion.events))
-    parts = []
+    mix = conversion.mixdown(model.sample_rate)
     with tqdm(total=len(conversion.events), desc="convert", unit="note", disable=not progress) as bar:
         for start, end in conversion.passes(model):
-            parts.append(conversion.notes(model, seed, start, end))
-            bar.update(len(parts[-1]))
-    return conversion.mix(np.concatenate(parts), model.sample_rate)
+            bar.update(conversion.play(model, seed, start, end, mix))
+    return conversion.level(mix)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from audiogan.timbre.convert import RELEASE_SECONDS, NoteEvent, morph_timbres, overlap_add
+from audiogan.timbre.convert import RELEASE_SECONDS, Mixdown, NoteEvent, morph_timbres
 from audiogan.timbre.expression import BEND_HOP, MAX_CENTS
 from audiogan.timbre.inference import Timbre, TimbreModel
 
@@ -173,15 +173,13 @@ def render_midi(model: TimbreModel, path: str | Path, instrument: Timbre, to: Ti
     if moved:
         log.warning("%d of %d notes moved by octaves into the model's range %d..%d", moved, len(events), lo, hi)
     timbres = morph_timbres(model, instrument, to, [e.onset for e in events], mode)
-    parts = []
+    mix = Mixdown(int((end + 0.5) * model.sample_rate), model.sample_rate)
     with tqdm(total=len(events), desc="render-midi", unit="note", disable=not progress) as bar:
         for i in range(0, len(events), BATCH):
-            parts.append(model.generate(folded[i:i + BATCH], timbres[i:i + BATCH],
-                                        [e.velocity for e in events[i:i + BATCH]],
-                                        [seed + j for j in range(i, min(i + BATCH, len(events)))]))
-            bar.update(len(parts[-1]))
-    notes = np.concatenate(parts)
-    rate = model.sample_rate
-    out = overlap_add(events, notes, int((end + 0.5) * rate), rate)
+            notes = model.generate(folded[i:i + BATCH], timbres[i:i + BATCH], [e.velocity for e in events[i:i + BATCH]],
+                                   [seed + j for j in range(i, min(i + BATCH, len(events)))])
+            mix.add(events[i:i + BATCH], notes)
+            bar.update(len(notes))
+    out = mix.result()
     peak = np.abs(out).max()
     return out * (0.9 / peak) if peak > 0 else out

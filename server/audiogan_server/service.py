@@ -466,9 +466,10 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         while not await loop.run_in_executor(self.conversions, analysis.step):
             pass
         plan = await loop.run_in_executor(self.conversions, Conversion.of, model, analysis, to, flat, to_b, mode)
-        notes = [await loop.run_in_executor(self.conversions, plan.notes, model, 0, start, end)
-                 for start, end in plan.passes(model)]
-        return plan.mix(np.concatenate(notes), model.sample_rate)
+        mix = plan.mixdown(model.sample_rate)
+        for start, end in plan.passes(model):
+            await loop.run_in_executor(self.conversions, plan.play, model, 0, start, end, mix)
+        return await loop.run_in_executor(self.conversions, plan.level, mix)
 
     # -- listings ------------------------------------------------------------------------------------------
 
