@@ -548,7 +548,9 @@ def test_a_conversion_made_in_passes_is_the_conversion_made_at_once(timbre_model
     wave = np.tile(melody(), 3)
     plan = Conversion.plan(timbre_model, wave, 16000, name)
     assert len(plan.events) > timbre_model.pass_size
-    whole = plan.mix(plan.notes(timbre_model, 7), timbre_model.sample_rate)
+    mix = plan.mixdown(timbre_model.sample_rate)
+    mix.add(plan.events, plan.notes(timbre_model, 7))  # every note in one call
+    whole = plan.level(mix)
     np.testing.assert_array_equal(convert(timbre_model, wave, 16000, name, seed=7, progress=True), whole)
 
 
@@ -654,12 +656,15 @@ def test_conversion_morphs_from_the_first_note_to_the_last(timbre_model):
 
 
 def test_notes_longer_than_the_model_plays_are_shortened_with_a_warning(caplog):
-    from audiogan.timbre.convert import NoteEvent, overlap_add
+    from audiogan.timbre.convert import Mixdown, NoteEvent
 
     notes = np.ones((2, 16000), np.float32)  # 1 s notes
     events = [NoteEvent(0.0, 0.5, 60, 100), NoteEvent(1.0, 4.0, 62, 100)]
     with caplog.at_level("WARNING", logger="audiogan.timbre"):
-        out = overlap_add(events, notes, 5 * 16000, 16000)
+        mix = Mixdown(5 * 16000, 16000)
+        for event, note in zip(events, notes, strict=True):  # a pass at a time: one warning for all
+            mix.add([event], note[None])
+        out = mix.result()
     assert out[16000:2 * 16000].any() and not out[2 * 16000:].any()  # the second note sounds 1 s, not 3 s
     (record,) = caplog.records
     assert "1 of 2 notes last longer than the model's notes: shortened to 1.00 s" in record.getMessage()

@@ -204,13 +204,6 @@ class Mixdown:
         return self.out
 
 
-def overlap_add(events: list[NoteEvent], notes: np.ndarray, total: int, rate: int) -> np.ndarray:
-    """All ``notes`` placed at their ``events`` in a recording of ``total`` samples (see ``Mixdown``)."""
-    mix = Mixdown(total, rate)
-    mix.add(events, notes)
-    return mix.result()
-
-
 def morph_timbres(model: TimbreModel, start: Timbre, end: Timbre | None, onsets: Sequence[float],
                   mode: str = "slerp") -> list[Timbre]:
     """Each note's timbre: ``start`` throughout, or, with an ``end``, the mix at its onset's place between
@@ -282,12 +275,6 @@ class Conversion:
         out = mix.result()
         peak = np.abs(out).max()
         return out * (min(0.99, float(np.abs(self.wave).max())) / peak) if peak > 0 else out
-
-    def mix(self, notes: np.ndarray, rate: int) -> np.ndarray:
-        """All the notes, made at once, placed and shaped into one recording at the recording's peak."""
-        mix = self.mixdown(rate)
-        mix.add(self.events, notes)
-        return self.level(mix)
 
 
 def convert(model: TimbreModel, wave: np.ndarray, rate: int, to: Timbre, seed: int = 0,

@@ -134,9 +134,9 @@ def load_many(files: list[Path], sample_rate: int, cache_dir: str | Path,
 
     with ThreadPoolExecutor(workers) as pool:
         waves = list(pool.map(one, files))
-    silent = [p for p, w in zip(files, waves, strict=True) if w is not None and is_silent(w)]
-    warn_silent(silent)
-    kept = [(p, w) for p, w in zip(files, waves, strict=True) if w is not None and not is_silent(w)]
+    read = [(p, w, is_silent(w)) for p, w in zip(files, waves, strict=True) if w is not None]
+    warn_silent([p for p, _, silent in read if silent])
+    kept = [(p, w) for p, w, silent in read if not silent]
     return [p for p, _ in kept], [w for _, w in kept]
 
 

@@ -42,14 +42,13 @@ class RunLog:
         them): the resumed run logs those steps again, and each step should be in the log once."""
         if not self.path.is_file():
             return
-        lines = self.path.read_text().splitlines()
-        kept = [line for line in lines if _step_of(line) <= step]  # a line cut short by the kill goes too
-        if len(kept) < len(lines):
+        lines = len(self.path.read_text().splitlines())
+        kept = [row for row in read_rows(self.path) if row.get("step", 0) <= step]  # a line cut short goes too
+        if len(kept) < lines:
             tmp = self.path.with_name(f".{self.path.name}.tmp")
-            tmp.write_text("".join(f"{line}\n" for line in kept))
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
             tmp.replace(self.path)
-            log.info("%s: dropped %d rows logged after step %d, the checkpoint's", self.path, len(lines) - len(kept),
-                     step)
+            log.info("%s: dropped %d rows logged after step %d, the checkpoint's", self.path, lines - len(kept), step)
 
     def row(self, step: int, row: dict[str, Any]) -> None:
         row = measured(row)
@@ -74,11 +73,37 @@ class RunLog:
             self.writer.add_audio(tag, wave.float().cpu(), step, sample_rate)
 
 
-def _step_of(line: str) -> float:
-    try:
-        return json.loads(line).get("step", 0)
-    except ValueError:
-        return math.inf
+class NonFiniteSteps:
+    """Skipped (non-finite) updates, counted on the device with no host sync per step; ``check``, at a log
+    step, stops the run after ``patience`` of them in a row and warns about the others."""
+
+    def __init__(self, patience: int, device: torch.device) -> None:
+        self.patience = patience
+        self.streak = self.worst = torch.zeros((), device=device)
+
+    def add(self, skipped: torch.Tensor) -> None:
+        """One step's 0/1 ``skipped``."""
+        self.streak = (self.streak + skipped) * skipped
+        self.worst = torch.maximum(self.worst, self.streak)
+
+    def check(self, step: int, skipped: float) -> None:
+        """``skipped``: the updates skipped since the last check."""
+        if self.worst.item() >= self.patience:
+            raise FloatingPointError(f"{int(self.worst.item())} non-finite steps in a row at step {step}; "
+                                     "stopping (lower the learning rate or check the data)")
+        if skipped:
+            log.warning("step %d: skipped %d non-finite updates", step, int(skipped))
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.jsonl, without a last line a killed run cut short."""
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
 
 
 def measured(row: dict[str, Any]) -> dict[str, Any]:

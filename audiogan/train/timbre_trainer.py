@@ -241,9 +241,9 @@ class TimbreTrainer:
         dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         for start in tqdm(range(0, len(records), 64), desc="IF spectrograms", unit="batch",
                           disable=not self.dist.main):
-            chunk = [(r, self._read(r.path)) for r in records[start:start + 64]]
-            silent += [r.path for r, w in chunk if w is not None and is_silent(w)]
-            loud = [(r, w) for r, w in chunk if w is not None and not is_silent(w)]
+            chunk = [(r, w, is_silent(w)) for r in records[start:start + 64] if (w := self._read(r.path)) is not None]
+            silent += [r.path for r, _, quiet in chunk if quiet]
+            loud = [(r, w) for r, w, quiet in chunk if not quiet]
             if loud:
                 kept += [r for r, _ in loud]
                 batch = torch.stack([fit_length(w, self.cfg.model.spectral.samples) for _, w in loud])

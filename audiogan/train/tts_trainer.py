@@ -29,7 +29,7 @@ from audiogan.train.checkpoint import (
 )
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides, unwrap
 from audiogan.train.rundir import claim_run_dir
-from audiogan.train.runlog import RunLog, checkpoint_on_interrupt, finish_run
+from audiogan.train.runlog import NonFiniteSteps, RunLog, checkpoint_on_interrupt, finish_run
 from audiogan.train.tts_data import TTSDataConfig, Utterance, build_features, collate, split, statistics
 from audiogan.train.vocoder_trainer import device_name
 from audiogan.tts.alignment import beta_binomial_prior, forward_sum_loss
@@ -350,13 +350,12 @@ class TTSTrainer:
                    desc="train tts", unit="step")
         self.model.train()
         skipped = self.loss_names.index("skipped")
-        streak = worst = torch.zeros((), device=self.device)
+        bad = NonFiniteSteps(tc.nan_patience, self.device)
         while self.step < tc.max_steps:
             stats = self.train_step()
             acc += stats
             n += 1
-            streak = (streak + stats[skipped]) * stats[skipped]
-            worst = torch.maximum(worst, streak)
+            bad.add(stats[skipped])
             bar.update(1)
             if self.step % tc.log_every and self.step < tc.max_steps:
                 continue
@@ -367,11 +366,7 @@ class TTSTrainer:
             row["skipped"] *= n
             row.update(step=self.step, lr=self._lr(), device_minutes=self.device_minutes(),
                        steps_per_s=n / max(now - last_log, 1e-9))
-            if worst.item() >= tc.nan_patience:
-                raise FloatingPointError(f"{int(worst.item())} non-finite steps in a row at step {self.step}; "
-                                         "stopping (lower the learning rate or check the data)")
-            if row["skipped"]:
-                log.warning("step %d: skipped %d non-finite updates", self.step, int(row["skipped"]))
+            bad.check(self.step, row["skipped"])
             acc.zero_()
             n, last_log = 0, now
             if self.dist.main and now - last_val >= tc.validate_every_minutes * 60:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from audiogan.train.data import AUDIO_SUFFIXES, ClipBank, DataConfig, find_audio
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides, unwrap
 from audiogan.train.pitch_targets import pitch_targets
 from audiogan.train.rundir import claim_run_dir
-from audiogan.train.runlog import RunLog, checkpoint_on_interrupt, finish_run
+from audiogan.train.runlog import NonFiniteSteps, RunLog, checkpoint_on_interrupt, finish_run, read_rows
 from audiogan.vocoder.discriminators import build_discriminators
 from audiogan.vocoder.istft import FramedSTFT
 from audiogan.vocoder.losses import discriminator_accuracy, discriminator_loss, feature_loss, generator_loss
@@ -479,8 +478,7 @@ class VocoderTrainer:
         self.t0 = time.monotonic()
         last_val = last_ck = last_snap = last_log = self.t0
         acc = torch.zeros(len(METRIC_NAMES), device=self.device)
-        streak = torch.zeros((), device=self.device)
-        worst = torch.zeros((), device=self.device)
+        bad = NonFiniteSteps(tc.nan_patience, self.device)
         n_acc = 0
         result: dict[str, float] = {}
         bar = tqdm(total=tc.max_steps, initial=self.step, disable=not self.dist.main, mininterval=5,
@@ -491,8 +489,7 @@ class VocoderTrainer:
             stats = self.train_step(*self.bank.sample(tc.batch_size, self.gen))
             acc += stats
             n_acc += 1
-            streak = (streak + stats[-1]) * stats[-1]
-            worst = torch.maximum(worst, streak)
+            bad.add(stats[-1])
             bar.update(1)
             if self.step % tc.log_every and self.step < tc.max_steps:
                 continue
@@ -508,11 +505,7 @@ class VocoderTrainer:
             last_log = now
             acc.zero_()
             n_acc = 0
-            if worst.item() >= tc.nan_patience:
-                raise FloatingPointError(f"{int(worst.item())} non-finite steps in a row at step {self.step}; "
-                                         "stopping (lower the learning rate or check the data)")
-            if row["skipped"]:
-                log.warning("step %d: skipped %d non-finite updates", self.step, int(row["skipped"]))
+            bad.check(self.step, row["skipped"])
             if self.dist.main and now - last_val >= tc.validate_every_minutes * 60:
                 row.update(self.validate())
                 last_val = now
@@ -574,11 +567,7 @@ def _validation_at(metrics_file: Path, step: int) -> dict[str, float]:
     figures are not this checkpoint's."""
     found: dict[str, float] = {}
     if metrics_file.is_file():
-        for line in metrics_file.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:  # the last line of a killed run, cut short
-                continue
+        for row in read_rows(metrics_file):
             valid = {k: v for k, v in row.items() if k.startswith("valid")}
             if valid and row.get("step", step + 1) <= step:
                 found = {"step": row["step"], **valid}

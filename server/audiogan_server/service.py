@@ -227,14 +227,15 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             info = sf.info(io.BytesIO(data))
         except (RuntimeError, TypeError):  # unreadable: load_audio below says why
             info = None
-        if info is not None and info.samplerate > MAX_UPLOAD_RATE:
-            raise invalid("audio_chunk", f"its header declares {info.samplerate} Hz; uploads may be at most "
-                                         f"{MAX_UPLOAD_RATE} Hz")
-        if info is not None and info.channels > MAX_UPLOAD_CHANNELS:
-            raise invalid("audio_chunk", f"its header declares {info.channels} channels; uploads may have at "
-                                         f"most {MAX_UPLOAD_CHANNELS} (mono or stereo)")
-        if info is not None and info.samplerate > 0:
-            self._check_upload_length(info.frames / info.samplerate, "its header declares ")
+        if info is not None:
+            if info.samplerate > MAX_UPLOAD_RATE:
+                raise invalid("audio_chunk", f"its header declares {info.samplerate} Hz; uploads may be at most "
+                                             f"{MAX_UPLOAD_RATE} Hz")
+            if info.channels > MAX_UPLOAD_CHANNELS:
+                raise invalid("audio_chunk", f"its header declares {info.channels} channels; uploads may have at "
+                                             f"most {MAX_UPLOAD_CHANNELS} (mono or stereo)")
+            if info.samplerate > 0:
+                self._check_upload_length(info.frames / info.samplerate, "its header declares ")
         try:
             wave, rate = load_audio(data)
         except AudioError as exc:
