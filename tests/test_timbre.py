@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import shutil
@@ -568,6 +569,47 @@ def test_analysis_finds_the_melody():
         analyse(np.zeros(100, np.float32), 16000)
 
 
+def test_analysis_marks_glides_and_slurs_legato():
+    """A note reached without a break or a dip (a glide's next semitone, a slur) continues the one before:
+    re-attacking each made a 7-semitone glide a run of 13 struck notes."""
+    from audiogan.timbre.convert import analyse
+    from benchmarks.timbre_expression import glide_tone
+
+    glide = analyse(glide_tone([(0.6, 60, 60), (0.5, 60, 67), (0.6, 67, 67), (0.3, 67, 62), (0.5, 62, 62)]), 16000)
+    assert [e.pitch for e in glide] == [*range(60, 68), *range(66, 61, -1)]
+    assert [e.legato for e in glide] == [False] + [True] * (len(glide) - 1)
+    assert all(b.onset == a.offset for a, b in itertools.pairwise(glide))
+    slur = analyse(glide_tone([(0.5, 60, 60), (0.5, 64, 64), (0.5, 67, 67)]), 16000)
+    assert [(e.pitch, e.legato) for e in slur] == [(60, False), (64, True), (67, True)]
+    # Rests between notes, and a note repeated after a dip (MELODY's 67, 67), are attacked afresh.
+    assert not any(e.legato for e in analyse(melody(), 16000))
+    fast = analyse(glide_tone([(0.4, 60, 60), (0.1, 60, 66), (0.4, 66, 66)]), 16000)  # 17 ms a semitone
+    assert fast[0].pitch == 60 and fast[-1].pitch == 66 and all(e.legato for e in fast[1:])
+    assert all(b.onset == a.offset for a, b in itertools.pairwise(fast))  # no semitone left silent
+
+
+def test_a_legato_note_enters_in_phase_with_the_note_before():
+    """Two notes of a glide meet at one pitch: at a chance phase their crossfade would cancel."""
+    from audiogan.timbre.convert import Mixdown, NoteEvent
+    from audiogan.timbre.expression import coherent_lag, frame_rms
+
+    rate = 16000
+    t = np.arange(rate) / rate
+    period = rate / 220
+    lag, correlation = coherent_lag(np.sin(2 * np.pi * 220 * t + np.pi), np.sin(2 * np.pi * 220 * t[:1280]),
+                                    int(np.ceil(period)))
+    assert lag == pytest.approx(period / 2, abs=1) and correlation > 0.99
+    note = np.sin(2 * np.pi * 220 * t).astype(np.float32)
+    # The second note in every phase relative to the first, and at another pitch (a slur: unrelated signals).
+    seconds = [np.sin(2 * np.pi * 220 * t + shift) for shift in np.linspace(0, 2 * np.pi, 7)[:-1]]
+    for second in [*seconds, np.sin(2 * np.pi * 277.2 * t)]:
+        mix = Mixdown(rate, rate)
+        mix.add([NoteEvent(0.0, 0.5, 57, 100), NoteEvent(0.5, 0.9, 57, 100, legato=True)],
+                np.stack([note, second.astype(np.float32)]))
+        level = frame_rms(mix.result())[4:52]  # 0.06 to 0.8 s: across the crossfade, clear of the edges
+        assert level.min() > 0.89 * level.max(), level.min() / level.max()  # within 1 dB
+
+
 def test_level_following_shapes_a_sustained_note_and_keeps_a_decay():
     from audiogan.timbre.expression import BEND_HOP, follow_level, frame_rms
 
@@ -615,12 +657,13 @@ def test_analysis_keeps_each_notes_pitch_and_level_contours():
     events = analyse(melody(vibrato_cents=35), 16000)
     assert [e.pitch for e in events] == [p for p, _, _ in MELODY]
     for event in events:  # the tones decay: so does each note's level contour
-        assert event.level is not None and len(event.level) == len(event.bend)
+        assert event.level is not None and len(event.level) == round((event.offset - event.onset) * 16000 / HOP)
+        assert len(event.bend) == len(event.level) + 5  # on through the 80 ms release
         assert event.level[-3] < 0.8 * event.level[2]
     for event, (_, start, _) in zip(events, MELODY, strict=True):
-        since = event.onset - start + np.arange(len(event.bend)) * HOP / 16000
+        since = event.onset - start + np.arange(len(event.level)) * HOP / 16000
         truth = 35 * np.sin(2 * np.pi * VIBRATO_HZ * since)
-        inner = slice(3, len(truth) - 3)
+        inner = slice(3, len(event.level) - 3)  # the note itself: silence follows it
         assert np.corrcoef(event.bend[inner], truth[inner])[0, 1] > 0.9
         assert 0.7 < event.bend[inner].std() / truth[inner].std() < 1.3
 
@@ -1028,6 +1071,26 @@ def test_bundled_model_follows_a_performances_dynamics(bundled):
     _, followed, _ = level_score(wave, convert(bundled, wave, 16000, "flute"))
     _, flat, _ = level_score(wave, convert(bundled, wave, 16000, "flute", flat=True))
     assert followed > 0.9 and flat < 0.5, (followed, flat)  # measured: 0.97 and 0.10
+
+
+def test_bundled_model_glides_without_re_attacks(bundled):
+    from dataclasses import replace
+
+    from audiogan.timbre.convert import Conversion
+    from benchmarks.timbre_expression import glide_tone, level_dips
+
+    wave = glide_tone([(0.6, 60, 60), (0.5, 60, 67), (0.6, 67, 67), (0.3, 67, 62), (0.5, 62, 62)])
+
+    def dips(legato: bool) -> list[float]:
+        conversion = Conversion.plan(bundled, wave, 16000, "violin")
+        conversion.events = [replace(e, legato=e.legato and legato) for e in conversion.events]
+        mix = conversion.mixdown(16000)
+        for start, end in conversion.passes(bundled):
+            conversion.play(bundled, 0, start, end, mix)
+        return level_dips(conversion.level(mix), len(wave))
+
+    # measured: none crossfaded; 5 dips of up to 7.6 dB with each semitone re-attacked
+    assert dips(True) == [] and len(dips(False)) >= 3
 
 
 def test_bundled_model_converts_a_melody_at_its_pitches(bundled):

@@ -17,7 +17,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from audiogan.audio.pitch import PitchTracker, yin
-from audiogan.timbre.expression import BEND_HOP, LEVEL_WINDOW, apply_bend, follow_level, frame_rms
+from audiogan.timbre.expression import (
+    BEND_HOP,
+    LEVEL_WINDOW,
+    apply_bend,
+    coherent_lag,
+    crossfade_in,
+    follow_level,
+    frame_rms,
+    sustain_start,
+)
 from audiogan.timbre.inference import Timbre, TimbreModel
 from audiogan.timbre.spectral import midi_to_hz
 
@@ -40,9 +49,10 @@ class NoteEvent:
     offset: float     # seconds
     pitch: int        # MIDI
     velocity: int     # 1..127
-    bend: np.ndarray | None = None   # cents from ``pitch``, one per BEND_HOP samples from the onset
+    bend: np.ndarray | None = None   # cents from ``pitch``, one per BEND_HOP samples from the onset (held after)
     level: np.ndarray | None = None  # the performance's frame RMS over the note, on the same frames
     gain: np.ndarray | None = None   # a gain to apply (MIDI volume and expression), on the same frames
+    legato: bool = False  # continues the previous note with no new attack (a glide or slur): crossfaded into it
 
 
 class Analysis:
@@ -74,8 +84,10 @@ class Analysis:
 
         Notes are runs of loud frames (short-window RMS within 35 dB of the peak), cut where the rounded
         pYIN pitch changes for two frames or where the level dips by half and rises again (a repeated
-        note). Each note's ``bend`` is its f0 in cents from its semitone (see ``contour``) and its
-        ``level`` its frame RMS.
+        note). A note cut from the previous one by its pitch alone is ``legato``: a glide passes through
+        one such note per semitone, too short ones (under ``MIN_NOTE_SECONDS``) joining the note before.
+        Each note's ``bend`` is its f0 in cents from its semitone (see ``contour``) and its ``level`` its
+        frame RMS.
         """
         wave, rate, pitch_range = self.wave, self.rate, self.pitch_range
         f0, voiced, probability = self.tracker.result()
@@ -91,32 +103,44 @@ class Analysis:
                              "one pitched note at a time")
         midi = np.where(voiced, np.round(69 + 12 * np.log2(np.nan_to_num(f0, nan=440.0) / 440)), -1).astype(int)
         events: list[NoteEvent] = []
-        start, pitch, peak, dip = None, -1, 0.0, np.inf
+        starts: list[int] = []  # each event's first frame
+        release = int(np.ceil(RELEASE_SECONDS * rate / HOP))
+        start, pitch, peak, dip, legato = None, -1, 0.0, np.inf, False
+
+        def note_event(first: int, end: int, note: int, tied: bool) -> NoteEvent:
+            level = 20 * np.log10(max(float(rms[first:end].max()), 1e-5))
+            velocity = int(np.clip(127 * (1 + level / 50), 1, 127))
+            # The contour runs on through the release: under a legato note's entry, the pitch goes on gliding.
+            bend = contour(wave, rate, first, min(n, end + release), voiced, note)
+            return NoteEvent(first * HOP / rate, end * HOP / rate, note, velocity, bend, rms[first:end].copy(),
+                             legato=tied)
 
         def close(end: int) -> None:
             if start is None:
                 return
             pitches = midi[start:end][midi[start:end] >= 0]
+            joins = legato and events and events[-1].offset == start * HOP / rate
             if (end - start) * HOP / rate < MIN_NOTE_SECONDS or not len(pitches):
+                if joins:  # a semitone a fast glide passes through: the note before bends on through it
+                    events[-1] = note_event(starts[-1], end, events[-1].pitch, events[-1].legato)
                 return
             note = int(np.median(pitches))
             if pitch_range[0] <= note <= pitch_range[1]:
-                level = 20 * np.log10(max(float(rms[start:end].max()), 1e-5))
-                velocity = int(np.clip(127 * (1 + level / 50), 1, 127))
-                events.append(NoteEvent(start * HOP / rate, end * HOP / rate, note, velocity,
-                                        contour(wave, rate, start, end, voiced, note), rms[start:end].copy()))
+                events.append(note_event(start, end, note, bool(joins)))
+                starts.append(start)
 
         for t in range(n + 1):
             loud = t < n and active[t]
+            tied = False
             if start is not None:
                 changed = (t + 1 < n and midi[t] >= 0 and pitch >= 0 and midi[t] != pitch
                            and midi[t + 1] == midi[t])
                 repeated = loud and dip < 0.5 * peak and rms[t] > 1.5 * dip
                 if not loud or changed or repeated:
                     close(t)
-                    start = None
+                    start, tied = None, loud and not repeated
             if start is None and loud:
-                start, pitch, peak, dip = t, -1, float(rms[t]), np.inf
+                start, pitch, peak, dip, legato = t, -1, float(rms[t]), np.inf, tied
             if start is not None:
                 if pitch < 0 and midi[t] >= 0:  # the first voiced frame sets the note's pitch
                     pitch = int(midi[t])
@@ -183,15 +207,29 @@ class Mixdown:
             self.placed += 1
             start = int(event.onset * rate)
             wanted = min(int((event.offset - event.onset) * rate) + release, total - start)
+            if event.legato:  # entered without the instrument's attack, under the release of the note before
+                note = note[sustain_start(note, rate):]
             self.shortened += wanted > len(note)
             length = min(len(note), wanted)
             if length <= 0:
                 continue
+            correlation = 0.0
+            if event.legato:
+                period = int(np.ceil(rate / midi_to_hz(event.pitch)))
+                bent = apply_bend(note, event.bend, length=length + period)
+                lag, correlation = coherent_lag(bent, self.out[start:start + release], period)
+                bent = bent[lag:lag + length]
+                length = len(bent)
+            else:
+                bent = apply_bend(note, event.bend, length=length)
             envelope = np.ones(length, dtype=np.float32)
-            envelope[: min(attack, length)] = np.linspace(0, 1, min(attack, length))
+            if event.legato:
+                envelope[: min(release, length)] = crossfade_in(release, correlation)[:length]
+            else:
+                envelope[: min(attack, length)] = np.linspace(0, 1, min(attack, length))
             fade = min(release, length)
             envelope[length - fade:] *= np.linspace(1, 0, fade)
-            shaped = follow_level(apply_bend(note, event.bend, length=length), event.level)
+            shaped = follow_level(bent, event.level)
             if event.gain is not None:
                 envelope *= np.interp(np.arange(length), np.arange(len(event.gain)) * HOP,
                                       event.gain).astype(np.float32)

@@ -59,6 +59,37 @@ def sound_onset(wave: np.ndarray, floor_db: float = -35.0) -> int:
     return max(0, int(loud[0]) * BEND_HOP - LEVEL_WINDOW // 2) if len(loud) else 0
 
 
+def sustain_start(note: np.ndarray, rate: int, within: float = 0.3) -> int:
+    """Where a note's attack is over: the start of its first frame within 3 dB of its loudest in its first
+    ``within`` seconds. A legato note is read from there, entering without its instrument's attack (a bow's
+    or breath's onset, a swell from silence); a struck note peaks at once and loses nothing."""
+    head = frame_rms(note[: int(within * rate)])
+    if not len(head) or head.max() <= 0:
+        return 0
+    return int(np.flatnonzero(head >= head.max() * 10 ** (-3 / 20))[0]) * BEND_HOP
+
+
+def coherent_lag(note: np.ndarray, before: np.ndarray, period: int) -> tuple[int, float]:
+    """(lag, correlation): the lag under one ``period`` at which ``note`` best matches ``before`` (the sound
+    it is crossfaded into), and their normalised correlation there. A glide's two notes meet at one pitch,
+    where a chance phase could cancel them to -14 dB midway through the crossfade."""
+    if not np.any(before) or len(note) < len(before) + period:
+        return 0, 0.0
+    scores = np.correlate(note[: len(before) + period], before, mode="valid")
+    lag = int(np.argmax(scores))
+    norm = float(np.linalg.norm(note[lag:lag + len(before)]) * np.linalg.norm(before))
+    return lag, float(np.clip(scores[lag] / norm, 0.0, 1.0)) if norm > 0 else 0.0
+
+
+def crossfade_in(length: int, correlation: float) -> np.ndarray:
+    """A fade-in over ``length`` samples that keeps the sum's power steady under a linear fade-out of the
+    same length, for two signals of that ``correlation``: linear for one signal continuing in phase, the
+    equal-power sqrt(1 - (1 - x)^2) for unrelated ones, which a linear fade would dip by 3 dB midway."""
+    x = np.linspace(0.0, 1.0, length)
+    out = 1.0 - x
+    return (-correlation * out + np.sqrt(1.0 - (1.0 - correlation**2) * out**2)).astype(np.float32)
+
+
 def follow_level(note: np.ndarray, level: np.ndarray | None, hop: int = BEND_HOP) -> np.ndarray:
     """``note`` made quieter wherever the performance's ``level`` (relative to its peak) is below the note's
     own envelope (relative to its peak): gain min(1, level / own). A sustained instrument swells, fades and
