@@ -11,6 +11,12 @@ the synthetic and FluidR3 violin performances of ``benchmarks.timbre_expression`
 fluidsynth and its soundfont); and speech clips from the shared data (pitched, unlike a melody between
 its words: the hardest case for an HMM's voicing). Both trackers are run once to compile before timing.
 
+``--voicing``: the refusal of polyphonic input. FluidR3 renders single notes of 12 instruments (MIDI 24-60,
+every 2nd) and dyads, triads and octaves on piano, strings and guitar (roots 28-64, every 4th); the table
+gives pYIN's median voicing probability over the single notes' loud frames by pitch (conversion's curve
+``CLEAN_VOICING`` comes from it), then how many of each the analysis refuses as polyphonic, judged by the
+plain mean probability (the rule before) and against that curve (now).
+
 ``--abandoned S``: what an abandoned conversion costs the next one. A server with the bundled note model
 (one conversions thread) gets an S-second melody whose caller gives up after 1 s, then at once the 4.8 s
 synthetic performance; its time is compared with the same conversion alone (median of 3).
@@ -58,7 +64,7 @@ def compare(wave: np.ndarray) -> tuple[int, int, int, float, float]:
     import librosa
 
     from audiogan.audio.pitch import pyin
-    from audiogan.timbre.convert import HOP, PYIN_RESOLUTION
+    from audiogan.timbre.analysis import HOP, PYIN_RESOLUTION
 
     started = time.perf_counter()
     theirs = librosa.pyin(wave, fmin=FMIN, fmax=FMAX, sr=RATE, frame_length=2048, hop_length=HOP,
@@ -104,6 +110,63 @@ def abandoned(seconds: float) -> None:
           f"conversion abandoned at 1 s: {behind:.2f} s")
 
 
+VOICING_PROGRAMS = {32: "acoustic bass", 33: "finger bass", 38: "synth bass", 42: "cello", 43: "contrabass",
+                    71: "clarinet", 70: "bassoon", 57: "trombone", 58: "tuba", 0: "piano", 19: "church organ",
+                    24: "nylon guitar"}
+CHORDS = {"minor third": (0, 3), "major third": (0, 4), "fourth": (0, 5), "fifth": (0, 7), "major triad": (0, 4, 7),
+          "minor triad": (0, 3, 7), "octave": (0, 12)}
+
+
+def refusals(soundfont: str) -> None:
+    from audiogan.timbre.analysis import POLYPHONY_THRESHOLD, Analysis, clear_pitch_share
+    from audiogan.timbre.expression import frame_rms
+    from audiogan.timbre.notes_data import NoteRenderer, RenderSpec
+
+    def measured(wave: np.ndarray) -> tuple[float, float, float]:
+        """(mean probability over the loud frames, the same judged against CLEAN_VOICING, median MIDI)."""
+        wave = (0.5 * wave / np.abs(wave).max()).astype(np.float32)
+        analysis = Analysis(wave, RATE)
+        while not analysis.step():
+            pass
+        f0, voiced, probability = analysis.tracker.result()
+        active = frame_rms(wave)[: len(f0)]
+        active = active > active.max() * 10 ** (-35 / 20)
+        midi = 69 + 12 * np.log2(np.nan_to_num(f0[active & voiced], nan=440.0) / 440)
+        return (float(probability[active].mean()), clear_pitch_share(wave, RATE, f0, voiced, probability, active),
+                float(np.median(midi)) if len(midi) else float("nan"))
+
+    renderer = NoteRenderer(RenderSpec(soundfont, RATE))
+    try:
+        singles = {(name, pitch): measured(renderer.note(program, pitch, 100)[: 2 * RATE])
+                   for program, name in VOICING_PROGRAMS.items() for pitch in range(24, 62, 2)
+                   if np.abs(renderer.note(program, pitch, 100)).max() > 1e-3}
+        chords = {(name, program, root): measured(sum(renderer.note(program, root + i, 100)[: 2 * RATE] for i in iv))
+                  for name, iv in CHORDS.items() for program in (0, 48, 24) for root in range(28, 66, 4)}
+    finally:
+        renderer.close()
+    print("| MIDI | periods in pYIN's frame | median probability, single notes | lowest (instrument) |")
+    print("|---|---|---|---|")
+    for pitch in range(24, 62, 2):
+        row = {name: v[0] for (name, p), v in singles.items() if p == pitch and name != "piano"}
+        low = min(row, key=row.get)
+        print(f"| {pitch} | {2048 * 440 * 2 ** ((pitch - 69) / 12) / RATE:.1f} | {np.median(list(row.values())):.2f} | "
+              f"{row[low]:.2f} ({low}) |")
+    print(f"\nrefused as polyphonic (threshold {POLYPHONY_THRESHOLD}):\n")
+    print("| input | count | mean probability (before) | against the clean curve (now) |")
+    print("|---|---|---|---|")
+    groups = {"single notes, 11 instruments": [v for k, v in singles.items() if k[0] != "piano"],
+              "single notes, piano": [v for k, v in singles.items() if k[0] == "piano"],
+              "dyads and triads": [v for k, v in chords.items() if k[0] != "octave"],
+              "octaves": [v for k, v in chords.items() if k[0] == "octave"]}
+    for name, values in groups.items():
+        before = sum(v[0] < POLYPHONY_THRESHOLD for v in values)
+        now = sum(v[1] < POLYPHONY_THRESHOLD for v in values)
+        print(f"| {name} | {len(values)} | {before} | {now} |")
+    passed = sorted((k, v) for k, v in chords.items() if k[0] != "octave" and v[1] >= POLYPHONY_THRESHOLD)
+    print("\nchords let through now (instrument program, root; probability, judged, tracked MIDI): "
+          + "; ".join(f"{k[0]} {k[1]}/{k[2]} {v[0]:.2f} {v[1]:.2f} {v[2]:.0f}" for k, v in passed))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--speech", type=Path, default=SHARED_SPEECH, help="a folder of speech clips (recursive)")
@@ -111,7 +174,11 @@ def main() -> None:
     parser.add_argument("--soundfont", default="/usr/share/sounds/sf2/FluidR3_GM.sf2")
     parser.add_argument("--abandoned", type=float, metavar="S",
                         help="instead: the next conversion's time after an S-second one abandoned (a server)")
+    parser.add_argument("--voicing", action="store_true",
+                        help="instead: which single notes and chords are refused as polyphonic (FluidSynth)")
     args = parser.parse_args()
+    if args.voicing:
+        return refusals(args.soundfont)
     if args.abandoned:
         return abandoned(args.abandoned)
     warnings.filterwarnings("ignore")

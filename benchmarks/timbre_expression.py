@@ -260,7 +260,8 @@ def time_conversion(model_name: str, to: str, soundfont: str, repeats: int) -> N
     import torch
 
     from audiogan.timbre import TimbreModel
-    from audiogan.timbre.convert import analyse, convert
+    from audiogan.timbre.analysis import analyse
+    from audiogan.timbre.convert import convert
 
     torch.set_num_threads(2)
     model = TimbreModel.load(model_name, device="cpu")

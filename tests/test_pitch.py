@@ -7,7 +7,7 @@ import pytest
 from test_timbre import melody
 
 from audiogan.audio.pitch import PitchTracker, pyin, yin
-from audiogan.timbre.convert import HOP, PYIN_RESOLUTION
+from audiogan.timbre.analysis import HOP, PYIN_RESOLUTION
 
 RATE = 16000
 FMIN, FMAX = 32.70, 2217.46  # conversion's range: MIDI 23-97

@@ -13,6 +13,7 @@ import torch
 
 from audiogan import weights
 from audiogan.audio.io import recording, resample
+from audiogan.timbre.analysis import analyse
 from audiogan.timbre.expression import harmonic_comb, sound_onset
 from audiogan.timbre.model import NoteGANConfig, slerp
 from audiogan.timbre.spectral import NoteSpectrogram, midi_to_hz
@@ -197,8 +198,6 @@ class TimbreModel:
         """The MIDI pitch a recorded note is played at: the longest note conversion's analysis finds in the
         two seconds from where the recording's sound begins. Noise, drums and chords are refused as
         conversion refuses them."""
-        from audiogan.timbre.convert import analyse  # lazily: conversion builds on this module
-
         wave = recording(wave, rate)
         start = sound_onset(wave)
         events = analyse(wave[start:start + 2 * rate], rate, (self.cfg.pitch_min, self.cfg.pitch_max))

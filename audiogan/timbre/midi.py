@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from audiogan.timbre.convert import RELEASE_SECONDS, Mixdown, NoteEvent, morph_timbres
+from audiogan.timbre.analysis import RELEASE_SECONDS, NoteEvent
+from audiogan.timbre.convert import Mixdown, morph_timbres
 from audiogan.timbre.expression import BEND_HOP, MAX_CENTS
 from audiogan.timbre.inference import Timbre, TimbreModel
 

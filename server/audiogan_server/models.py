@@ -287,7 +287,7 @@ class ModelRegistry:
             n_mels = engine.vocoder.config.mel.n_mels
             engine.vocoder(np.full((n_mels, 16), -5.0, dtype=np.float32))
         if self.timbres:  # conversion's pitch analysis compiles (or loads) its numba kernels on first use
-            from audiogan.timbre.convert import analyse
+            from audiogan.timbre.analysis import analyse
 
             rate = 16000
             analyse((0.3 * np.sin(2 * np.pi * 440 * np.arange(rate // 2) / rate)).astype(np.float32), rate)
