@@ -28,6 +28,7 @@ CLEAN_VOICING = ((4.2, 4.7, 5.3, 5.9, 6.6, 7.5, 8.4, 9.4, 10.5, 11.8, 13.3, 14.9
                  (0.28, 0.34, 0.40, 0.49, 0.55, 0.59, 0.66, 0.71, 0.76, 0.79, 0.82, 0.85, 0.87, 0.91, 0.92))
 LOW_HARMONICS_SHARE = 0.01
 MAX_BEND_CENTS = 100.0
+SHORT_WINDOW = 1024  # YIN's frame for a note's vibrato (samples)
 # pYIN's pitch grid, in semitones. Segmentation needs semitones (the contour comes from YIN), and 20-cent
 # bins instead of the default 10 make the analysis 4x faster: on 39 test inputs (melodies, a violin
 # performance, 36 soundfont notes) the notes found differed only by one frame in two onsets.
@@ -197,24 +198,68 @@ def contour(wave: np.ndarray, rate: int, start: int, end: int, voiced: np.ndarra
             pitch: int) -> np.ndarray | None:
     """Frames ``start:end`` of a note -> its f0 in cents from ``pitch``.
 
-    YIN within a semitone and a half of the note, on the shortest power-of-two frame of at least 1024
-    samples that spans 7 periods (1024 at 16 kHz from MIDI 45 up, 4096 at MIDI 24-32): on steady harmonic
-    tones that kept YIN within 4 cents, where a 1024 frame is 24 cents off at MIDI 28. pYIN's
-    2048-sample window, which segmentation needs for bass notes, measured a +-35 cent, 5.5 Hz vibrato on
-    a D4 at a third of the depth a 1024 window measured.
+    YIN within a semitone and a half of the note. Its tuning and slow bends come from the shortest
+    power-of-two frame of at least 1024 samples that spans 7 periods (1024 at 16 kHz from MIDI 45 up,
+    4096 at MIDI 24-32): on steady harmonic tones that kept YIN within 4 cents, where a 1024 frame is 24
+    cents off at MIDI 28. Its faster movement (vibrato) comes from a 1024 frame, which a longer one
+    averages away (see ``unsmooth``).
     Frames more than a semitone off (the tracker slipping to a neighbouring note at a legato boundary)
     and unvoiced ones are filled from their neighbours.
     """
     centre = midi_to_hz(pitch)
-    fmin, fmax = centre * 2 ** (-1.5 / 12), centre * 2 ** (1.5 / 12)
-    frame = max(1024, 1 << int(np.ceil(np.log2(7 * rate / centre))))
-    # Each frame centred on its sample with the recording around it, not zero padding: a short note's
-    # edge frames would otherwise be measured on half a window (+27..80 cents on a 3-frame E1).
-    lo, hi = start * HOP - frame // 2, (end - 1) * HOP + frame // 2
-    segment = np.pad(wave[max(lo, 0):max(hi, 0)], (max(-lo, 0), max(hi - len(wave), 0)))
-    f0 = yin(segment, rate, fmin, fmax, frame, HOP, center=False)[: end - start]
-    cents = 1200 * np.log2(f0 / centre)
-    known = np.flatnonzero(voiced[start:start + len(f0)] & (np.abs(cents) <= MAX_BEND_CENTS))
+    long = max(SHORT_WINDOW, 1 << int(np.ceil(np.log2(7 * rate / centre))))
+    tracks = {window: _yin_cents(wave, rate, start, end, centre, window) for window in {long, SHORT_WINDOW}}
+    known = np.flatnonzero(voiced[start:start + end - start] & (np.abs(tracks[long]) <= MAX_BEND_CENTS))
     if not len(known):
         return None
-    return np.interp(np.arange(end - start), known, cents[known])
+    frames = np.arange(end - start)
+    slow = np.interp(frames, known, tracks[long][known])
+    fast = tracks[SHORT_WINDOW]
+    near = known[np.abs(fast[known] - slow[known]) <= MAX_BEND_CENTS]  # the short frame slips more often
+    fast = np.interp(frames, near, fast[near]) if len(near) else slow
+    fmin = centre * 2 ** (-1.5 / 12)
+    return unsmooth(slow, averaged(long, fmin, rate), fast, averaged(SHORT_WINDOW, fmin, rate), rate / HOP)
+
+
+def averaged(window: int, fmin: float, rate: int) -> float:
+    """The span (seconds) YIN's f0 is in effect the mean over, on a ``window``-sample frame searched down
+    to ``fmin``: the frame less part of the longest period searched. Fitted to how deep a 3-8 Hz vibrato
+    came out on steady tones at MIDI 28-60: 0.94 x 1024 samples less 0.52 of the longest period."""
+    return (0.94 * window - 0.52 * rate / fmin) / rate
+
+
+def _yin_cents(wave: np.ndarray, rate: int, start: int, end: int, centre: float, window: int) -> np.ndarray:
+    """YIN's f0 within 1.5 semitones of ``centre``, in cents from it, on frames ``start:end``."""
+    fmin, fmax = centre * 2 ** (-1.5 / 12), centre * 2 ** (1.5 / 12)
+    # Each frame centred on its sample with the recording around it, not zero padding: a short note's
+    # edge frames would otherwise be measured on half a window (+27..80 cents on a 3-frame E1).
+    lo, hi = start * HOP - window // 2, (end - 1) * HOP + window // 2
+    segment = np.pad(wave[max(lo, 0):max(hi, 0)], (max(-lo, 0), max(hi - len(wave), 0)))
+    f0 = yin(segment, rate, fmin, fmax, window, HOP, center=False)[: end - start]
+    return 1200 * np.log2(f0 / centre)
+
+
+def unsmooth(slow: np.ndarray, slow_span: float, fast: np.ndarray, fast_span: float,
+             frame_rate: float) -> np.ndarray:
+    """One contour from two YIN contours of a note, with their averaging over spans (seconds) undone.
+
+    YIN reads about the mean f0 over a span (``averaged``), which passes a movement of f Hz at
+    sinc(f span) of its depth (measured: 0.86 of a 5 Hz vibrato and 0.66 of an 8 Hz one at MIDI 60 on a
+    1024-sample frame at 16 kHz; a 4096-sample frame inverts a 6 Hz one). Each movement is taken from
+    ``slow`` while its span passes it at 0.7 or more, else from ``fast`` while its span passes it at 0.4 or
+    more, else dropped rather than amplified further.
+    """
+    if len(slow) < 8:
+        return slow
+    pad = min(len(slow) - 1, 64)  # mirrored, so that the ends do not wrap into each other
+    spectra = [np.fft.rfft(np.pad(x, pad, mode="reflect")) for x in (slow, fast)]
+    freqs = np.fft.rfftfreq(len(slow) + 2 * pad, 1 / frame_rate)
+
+    def passed(span: float) -> np.ndarray:  # up to the first zero only: past it YIN inverts the movement
+        return np.where(freqs * span < 1, np.sinc(freqs * span), 0.0)
+
+    from_slow, from_fast = passed(slow_span), passed(fast_span)
+    use_slow = from_slow >= 0.7
+    spectrum = np.where(use_slow, spectra[0] / np.maximum(from_slow, 0.7),
+                        np.where(from_fast >= 0.4, spectra[1] / np.maximum(from_fast, 0.4), 0.0))
+    return np.fft.irfft(spectrum, n=len(slow) + 2 * pad)[pad:pad + len(slow)]
