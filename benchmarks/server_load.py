@@ -6,6 +6,7 @@
     python -m benchmarks.server_load --text                # speech: text -> the bundled voice -> audio
     python -m benchmarks.server_load --text --note-clients 2   # plus 2 clients asking for notes/morphs
     python -m benchmarks.server_load --text --paced --stagger 7 --seconds 40   # listeners, not a stress test
+    python -m benchmarks.server_load --reply-memory        # memory that whole (unary) replies take
 
 Streams are mel -> audio (SynthesizeStream with the bundled 5 s mel) or, with --text, a 20-word sentence
 through the server's default voice (text -> phonemes -> acoustic model -> vocoder, all on the server).
@@ -22,9 +23,11 @@ a break; --stagger S spreads their first requests evenly over S seconds instead 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +49,55 @@ class StreamStats:
     underrun: bool
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def reply_memory(calls: int) -> None:
+    """The server's peak memory growth for one unary call of each kind (the second of two, once its
+    allocator has warmed up), then for ``calls`` concurrent 300 s Vocodes at 96 kHz with no reply budget
+    (limits.max_reply_mb=1e9, as before there was one), with the default (2048) and with 512. Linux only (/proc)."""
+    mel = np.load(DEMO_MEL)[:, :1]
+    cases = [("Vocode 600 s", 600, 16000, "pcm16"), ("Vocode 600 s", 600, 48000, "flac"),
+             ("Vocode 600 s", 600, 96000, "pcm16"), ("Vocode 600 s", 600, 96000, "float32"),
+             ("Vocode 300 s", 300, 96000, "float32"), ("GenerateNotes 64 x 4.1 s", 64, 96000, "float32")]
+
+    def call(client: AudioGanClient, kind: str, amount: int, rate: int, encoding: str) -> None:
+        if kind.startswith("Vocode"):
+            client.vocode(np.repeat(mel, int(amount * 16000 / 256), axis=1), sample_rate=rate, encoding=encoding)
+        else:
+            client.notes([{"pitch": 60, "timbre": "flute"}] * amount, sample_rate=rate, encoding=encoding)
+
+    def peak(pid: int, work: Callable[[], object]) -> float:
+        time.sleep(1)
+        base = rss_mib(pid)
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets the peak (VmHWM) to the present
+        work()
+        return rss_mib(pid, "VmHWM") - base
+
+    print("| call | output | peak growth (MiB) | estimated by the budget (MiB) |\n|---|---|---|---|")
+    from audiogan_server.budget import reply_bytes
+
+    with launch("--set", "limits.max_audio_seconds=600") as server, \
+            AudioGanClient(server.target, timeout=900, retries=0) as client:
+        for kind, amount, rate, encoding in cases:
+            grew = [peak(server.process.pid, functools.partial(call, client, kind, amount, rate, encoding))
+                    for _ in range(2)]
+            estimate = reply_bytes(amount * (4.096 if kind.startswith("Generate") else 1.0), 16000, rate) / 2**20
+            print(f"| {kind} | {rate} Hz {encoding} | {grew[1]:.0f} | {estimate:.0f} |")
+    print(f"\n{calls} concurrent Vocode 300 s at 96 kHz float32:\n\n| limits.max_reply_mb | peak growth (MiB) | "
+          "wall (s) |\n|---|---|---|")
+    for budget in ("1e9", "2048", "512"):
+        with launch("--set", "limits.max_audio_seconds=600", "--set", f"limits.max_reply_mb={budget}") as server, \
+                AudioGanClient(server.target, timeout=1800, retries=0) as client, ThreadPoolExecutor(calls) as pool:
+            peak(server.process.pid, lambda: call(client, "Vocode", 300, 96000, "float32"))  # warm-up
+            start = time.perf_counter()
+            grew = peak(server.process.pid, lambda: list(pool.map(
+                lambda _: call(client, "Vocode", 300, 96000, "float32"), range(calls))))
+            print(f"| {budget} | {grew:.0f} | {time.perf_counter() - start:.0f} |", flush=True)
 
 
 SENTENCE = "The quick brown fox jumps over the lazy dog while the farmer sells fresh bread at the busy market today."
@@ -195,7 +242,11 @@ def main() -> None:
                         help="each client asks again only after its audio has played (listeners, not a stress test)")
     parser.add_argument("--stagger", type=float, default=0.0, metavar="S",
                         help="spread the clients' first requests over S seconds (default: all at once)")
+    parser.add_argument("--reply-memory", type=int, nargs="?", const=8, metavar="CALLS",
+                        help="instead: the memory unary replies take, alone and CALLS (8) at once")
     args = parser.parse_args()
+    if args.reply_memory:
+        return reply_memory(args.reply_memory)
     mel = np.load(DEMO_MEL)  # 5.06 s of speech
     source = {"text": SENTENCE} if args.text else {"mel": mel}
 

@@ -386,6 +386,66 @@ def test_concurrency_limit_and_cancellation_frees_the_slot(tight_server, mel):
             pytest.fail("the cancelled stream never gave its slot back")
 
 
+def test_reply_budget_takes_calls_in_turn_and_refuses_what_never_fits():
+    from audiogan_server.budget import ReplyBudget
+    from audiogan_server.errors import RequestError
+
+    mb = 2**20
+    reports: list[tuple[int, int]] = []
+
+    async def scenario() -> list[str]:
+        budget, order = ReplyBudget(10, lambda held, waiting: reports.append((held, waiting))), []
+        first_done = asyncio.Event()
+
+        async def call(name: str, size: int, until: asyncio.Event | None = None) -> None:
+            async with budget.hold(size * mb, name):
+                order.append(name)
+                if until is not None:
+                    await until.wait()
+
+        first = asyncio.create_task(call("first", 6, first_done))
+        await asyncio.sleep(0)
+        large = asyncio.create_task(call("large", 6))
+        await asyncio.sleep(0)
+        small = asyncio.create_task(call("small", 1))  # fits now, but waits behind the large one
+        gone = asyncio.create_task(call("gone", 1))
+        await asyncio.sleep(0.01)
+        assert order == ["first"] and budget.used == 6 * mb and len(budget.waiting) == 3
+        gone.cancel()  # a caller that leaves while waiting leaves the queue
+        await asyncio.sleep(0.01)
+        assert len(budget.waiting) == 2
+        first_done.set()
+        await asyncio.gather(first, large, small)
+        with pytest.raises(RequestError, match=r"about 11 MB to make, more than this server's limits.max_reply_mb"):
+            async with budget.hold(11 * mb, "this call"):
+                pass
+        assert budget.used == 0 and not budget.waiting
+        return order
+
+    assert asyncio.run(scenario()) == ["first", "large", "small"]
+    assert reports[-1] == (0, 0) and max(waiting for _, waiting in reports) == 3
+
+
+def test_replies_wait_for_memory_and_one_too_large_is_refused(mel):
+    """A unary reply holds its audio resampled and encoded at once: 64 calls of 600 s at 96 kHz (the
+    default limits) would have taken about 50 GB. limits.max_reply_mb bounds what replies hold together."""
+    port = free_port()
+    ten_seconds = np.tile(mel, (1, 1 + 625 // mel.shape[1]))[:, :625]  # 625 frames x 256 / 16 kHz = 10 s
+    with launch("--voice", "none", "--timbre", "none", "--metrics-port", str(port),
+                "--set", "limits.max_reply_mb=5") as proc, AudioGanClient(proc.target, retries=0) as client:
+        # 12 bytes x 10 s x (16 + 96 kHz) = 13 MB: never fits
+        with pytest.raises(grpc.RpcError) as info:
+            client.vocode(ten_seconds, sample_rate=96000)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "limits.max_reply_mb (5)" in info.value.details()
+        alone = client.vocode(ten_seconds).samples  # 3.7 MB at 16 kHz: fits, but not two at once
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(lambda _: client.vocode(ten_seconds).samples, range(3)))
+        for result in results:  # each waited its turn, none was refused
+            np.testing.assert_array_equal(result, alone)
+        assert metric(port, "audiogan_reply_bytes") == 0 and metric(port, "audiogan_reply_waiting") == 0
+
+
 def test_upload_limit(tight_server, demo_path):
     with AudioGanClient(tight_server.target, retries=0) as client:
         with pytest.raises(grpc.RpcError) as info:

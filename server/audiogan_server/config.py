@@ -20,13 +20,16 @@ class Limits:
     max_audio_seconds: float = 600.0  # of audio produced by one call
     max_notes: int = 64               # per GenerateNotes call, and interpolation steps
     max_conversions: int = 4          # ConvertTimbre calls converting or waiting their turn; more -> RESOURCE_EXHAUSTED
+    # Memory for unary replies being made at once, estimated from their audio (audiogan_server.budget): a
+    # call that does not fit waits its turn. 600 s at 96 kHz takes about 770 MB, 10 s at 16 kHz 4 MB.
+    max_reply_mb: float = 2048.0
     min_sample_rate: int = 8000
     max_sample_rate: int = 96000
 
     def check(self) -> None:
         """Settings under which the server would refuse every call, or never answer, are refused at start."""
         for name in ("max_concurrent", "max_queue", "max_text_chars", "max_upload_bytes", "upload_idle_seconds",
-                     "max_audio_seconds", "max_notes", "max_conversions", "min_sample_rate"):
+                     "max_audio_seconds", "max_notes", "max_conversions", "max_reply_mb", "min_sample_rate"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"limits.{name} must be above 0, got {getattr(self, name)}")
         if self.min_sample_rate > self.max_sample_rate:

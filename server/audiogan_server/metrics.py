@@ -22,10 +22,18 @@ class Metrics:
         self.in_flight = Gauge("audiogan_in_flight", "RPCs being served", registry=self.registry)
         self.audio_seconds = Counter("audiogan_audio_seconds", "seconds of audio produced", ["method"],
                                      registry=self.registry)
+        self.reply_bytes = Gauge("audiogan_reply_bytes", "memory held by unary replies being made (estimated)",
+                                 registry=self.registry)
+        self.reply_waiting = Gauge("audiogan_reply_waiting", "unary calls waiting for memory for their reply",
+                                   registry=self.registry)
 
     def observe_request(self, method: str, code: str, seconds: float) -> None:
         self.requests.labels(method, code).inc()
         self.latency.labels(method).observe(seconds)
+
+    def observe_replies(self, held: int, waiting: int) -> None:
+        self.reply_bytes.set(held)
+        self.reply_waiting.set(waiting)
 
     def observe_batch(self, batcher: str, size: int) -> None:
         self.batch_size.labels(batcher).observe(size)

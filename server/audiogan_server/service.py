@@ -24,6 +24,7 @@ from audiogan.timbre.inference import MODES
 from audiogan.tts.lines import Line
 from audiogan.tts.timing import Timings
 from audiogan.vocoder.inference import MEL_CEILING
+from audiogan_server.budget import ReplyBudget, reply_bytes
 from audiogan_server.config import ServerConfig
 from audiogan_server.encoding import check_format, encode, encode_raw, output_rate
 from audiogan_server.errors import RequestError, invalid, rpc
@@ -51,6 +52,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         # pool that encodes every other call's audio, nor runs once its caller has gone while it waited.
         self.conversions = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convert")
         self.converting = 0
+        self.replies = ReplyBudget(self.limits.max_reply_mb, metrics.observe_replies)
 
     @contextlib.asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
@@ -139,9 +141,10 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             raise invalid("text", f"{seconds:.1f} s of speech and pauses exceeds this server's limit of "
                                   f"{self.limits.max_audio_seconds:g} s per call")
 
-    async def _speak(self, voice: VoiceEngine, request: pb.SynthesizeRequest) -> tuple[torch.Tensor, Timings]:
-        """Whole text -> audio: all sentences through the acoustic batcher, then the vocoder batcher,
-        in waves of ``max_batch`` so that a long text cannot flood the queues."""
+    async def _speak(self, voice: VoiceEngine, request: pb.SynthesizeRequest) -> pb.Audio:
+        """Whole text -> audio: all sentences through the acoustic batcher, then (once the reply's memory
+        is free, see ``ReplyBudget``) the vocoder batcher, in waves of ``max_batch`` so that a long text
+        cannot flood the queues."""
         lines = await self._lines(voice, request.text)
         silence = _silence_seconds(lines)
         self._check_length(0, voice, silence)
@@ -155,10 +158,17 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             frames += sum(mel.shape[-1] for mel, _ in group)
             self._check_length(frames, voice, silence)  # after each wave: a text far over the limit stops early
         mels = [mel for mel, _ in acoustic]
-        waves: list[torch.Tensor] = []
-        for start in range(0, len(mels), size):
-            waves += await asyncio.gather(*(voice.vocoder.vocode(m) for m in mels[start:start + size]))
-        return voice.tts.join(waves, lines), voice.timings(lines, [d for _, d in acoustic])
+        rate = voice.vocoder.sample_rate
+        seconds = frames * voice.vocoder.vocoder.hop_length / rate + silence
+        size_bytes = reply_bytes(seconds, rate, output_rate(request.format, rate))
+        async with self.replies.hold(size_bytes, "this text's audio"):
+            waves: list[torch.Tensor] = []
+            for start in range(0, len(mels), size):
+                waves += await asyncio.gather(*(voice.vocoder.vocode(m) for m in mels[start:start + size]))
+            audio = await self._encode(voice.tts.join(waves, lines), rate, request.format, "Synthesize")
+        if request.timings:
+            _add_timings(audio, voice.timings(lines, [d for _, d in acoustic]))
+        return audio
 
     async def _spoken(self, voice: VoiceEngine, lines: list[Line], speed: float, pitch_shift: float,
                       speaker: int, timed: list[Timings] | None = None) -> AsyncIterator[torch.Tensor]:
@@ -255,26 +265,26 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         # Resampling and FLAC encoding run off the event loop, beside the model thread.
         return await asyncio.to_thread(encode, wave, rate, fmt)
 
+    async def _vocoded(self, engine: VocoderEngine, mel: torch.Tensor, fmt: pb.AudioFormat, method: str) -> pb.Audio:
+        """A whole mel -> an ``Audio`` reply, once the reply's memory is free (``ReplyBudget``)."""
+        seconds = mel.shape[-1] * engine.vocoder.hop_length / engine.sample_rate
+        rate = engine.sample_rate
+        async with self.replies.hold(reply_bytes(seconds, rate, output_rate(fmt, rate)), "this mel's audio"):
+            return await self._encode(await engine.vocode(mel), rate, fmt, method)
+
     @rpc
     async def Synthesize(self, request: pb.SynthesizeRequest, context: grpc.aio.ServicerContext) -> pb.Audio:
         check_format(request.format, self.limits)
         if request.WhichOneof("input") == "text":
-            voice = self._voice(request)
-            wave, timings = await self._speak(voice, request)
-            audio = await self._encode(wave, voice.vocoder.sample_rate, request.format, "Synthesize")
-            if request.timings:
-                _add_timings(audio, timings)
-            return audio
+            return await self._speak(self._voice(request), request)
         engine, mel = self._mel_input(request)
-        wave = await engine.vocode(mel)
-        return await self._encode(wave, engine.sample_rate, request.format, "Synthesize")
+        return await self._vocoded(engine, mel, request.format, "Synthesize")
 
     @rpc
     async def Vocode(self, request: pb.VocodeRequest, context: grpc.aio.ServicerContext) -> pb.Audio:
         check_format(request.format, self.limits)
         engine = self.registry.vocoder(request.vocoder)
-        wave = await engine.vocode(self._mel(request.mel, engine))
-        return await self._encode(wave, engine.sample_rate, request.format, "Vocode")
+        return await self._vocoded(engine, self._mel(request.mel, engine), request.format, "Vocode")
 
     @rpc
     async def SynthesizeStream(self, request: pb.SynthesizeRequest,
@@ -342,8 +352,11 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         return NoteItem(pitch, timbre, velocity or 100, seed, seconds or None)
 
     async def _notes(self, engine: TimbreEngine, items: list[NoteItem], fmt: pb.AudioFormat) -> list[pb.Audio]:
-        waves = await asyncio.gather(*(engine.note(item) for item in items))
-        return list(await asyncio.gather(*(self._encode(w, engine.model.sample_rate, fmt, "notes") for w in waves)))
+        rate = engine.model.sample_rate
+        seconds = sum(item.seconds or engine.model.cfg.spectral.seconds for item in items)
+        async with self.replies.hold(reply_bytes(seconds, rate, output_rate(fmt, rate)), "these notes"):
+            waves = await asyncio.gather(*(engine.note(item) for item in items))
+            return list(await asyncio.gather(*(self._encode(w, rate, fmt, "notes") for w in waves)))
 
     @rpc
     async def GenerateNotes(self, request: pb.GenerateNotesRequest,
