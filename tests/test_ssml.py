@@ -84,6 +84,19 @@ def test_nested_styles_combine(voice):
         ssml.Style(0.5 * 2.0 * strong.rate, 1 + strong.pitch, -3 + strong.volume)}
 
 
+def test_nested_loudness_stays_in_range_and_loud_words_never_clip(voice):
+    (line,) = voice.lines('<speak><prosody volume="+12dB"><prosody volume="+12dB"><prosody volume="+12dB">'
+                          "Loud loud loud.</prosody></prosody></prosody></speak>")
+    assert {s.volume for s in line.styles} == {12.0}  # not +36 dB
+    for text in ('<speak><prosody volume="+12dB">Loud words here.</prosody></speak>', "tomato", "paper"):
+        whole, _ = voice(text)
+        # Before, +12 dB cut 495 samples flat at full scale, and plain "paper" 18.
+        assert 0.9 < np.abs(whole).max() < 0.999
+        np.testing.assert_array_equal(np.concatenate(list(voice.stream(text, chunk_frames=16))), whole)
+    plain, _ = voice("Loud words here.")
+    assert np.abs(plain).max() < 0.9  # below the limiter's knee: untouched
+
+
 def test_say_as_sub_and_phoneme_say_what_they_mean(voice):
     from audiogan.tts.phonemes import phonemize
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from audiogan.tts.normalize import LETTER_NAMES, MONTHS, normalize, split_sentences
 from audiogan.tts.numbers import digit_words, fraction_words, number_words, ordinal_words, year_words
-from audiogan.tts.script import PLAIN, SENTENCE_GAP_SECONDS, Piece, Sentence, Style
+from audiogan.tts.script import PLAIN, SENTENCE_GAP_SECONDS, VOLUME_RANGE, Piece, Sentence, Style
 
 PhonemeReader = Callable[[str, str], list[str]]  # (IPA, where) -> the voice's tokens; raises ValueError
 
@@ -36,7 +36,7 @@ PARAGRAPH_GAP_SECONDS = BREAK_STRENGTHS["strong"]
 MAX_BREAK_SECONDS = 10.0
 RATES = {"x-slow": 0.6, "slow": 0.8, "medium": 1.0, "fast": 1.25, "x-fast": 1.6, "default": 1.0}
 PITCHES = {"x-low": -4.0, "low": -2.0, "medium": 0.0, "high": 2.0, "x-high": 4.0, "default": 0.0}
-SILENT_DB = -120.0
+SILENT_DB = VOLUME_RANGE[0]
 VOLUMES = {"silent": SILENT_DB, "x-soft": -12.0, "soft": -6.0, "medium": 0.0, "loud": 4.0, "x-loud": 8.0,
            "default": 0.0}
 # Emphasis as a speaker makes it: slower, higher, louder (or the reverse, reduced).
@@ -277,7 +277,7 @@ PROSODY = {
                     lambda m: float(m.group(1)) if m.group(2) == "st"
                     else 12 * math.log2(max(1 + float(m.group(1)) / 100, 1e-6)),
                     (-12.0, 12.0), "-12st..+12st", "semitones (\"+2st\") or a percentage (\"-10%\")"),
-    "volume": _Scale(VOLUMES, r"([+-]?\d+(?:\.\d+)?)dB", lambda m: float(m.group(1)), (-40.0, 12.0),
+    "volume": _Scale(VOLUMES, r"([+-]?\d+(?:\.\d+)?)dB", lambda m: float(m.group(1)), (-40.0, VOLUME_RANGE[1]),
                      "-40dB..+12dB", "decibels (\"+6dB\")"),
 }
 
