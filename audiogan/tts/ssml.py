@@ -46,6 +46,9 @@ DATE_FORMATS = ("mdy", "dmy", "ymd", "ydm", "md", "dm", "ym", "my", "y", "m", "d
 ELEMENTS = ("speak", "p", "paragraph", "s", "sentence", "break", "prosody", "emphasis", "sub", "say-as",
             "phoneme", "mark")
 SSML_NAMESPACE = "http://www.w3.org/2001/10/synthesis"
+# Elements are read recursively; markup nested deeper than any author writes is refused before Python's
+# recursion limit turns it into an internal error.
+MAX_DEPTH = 100
 # Said as one unit: never split into sentences or normalised again.
 _ATOM = "Zq"
 
@@ -103,6 +106,7 @@ class _Reader:
         self.sentences: list[Sentence] = []
         self.runs: list[_Run] = []
         self.marks: list[str] = []  # marks not yet placed: they go where the next word begins
+        self.depth = 0
 
     def children(self, element: ET.Element, style: Style) -> None:
         if element.text:
@@ -113,6 +117,15 @@ class _Reader:
                 self.runs.append(_Run(child.tail, style, atomic=False))
 
     def element(self, element: ET.Element, style: Style) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ValueError(f"SSML nests elements more than {MAX_DEPTH} deep")
+        try:
+            self._element(element, style)
+        finally:
+            self.depth -= 1
+
+    def _element(self, element: ET.Element, style: Style) -> None:
         tag = _tag(element)
         namespace = element.tag[1:].split("}", 1)[0] if element.tag.startswith("{") else SSML_NAMESPACE
         if tag not in ELEMENTS or namespace != SSML_NAMESPACE:
@@ -181,6 +194,7 @@ def _split(runs: list[_Run], marks: list[str]) -> tuple[list[Sentence], list[str
                 continue
             text += char
             owner.append(index)
+    _whole_words(text, owner, runs)
     sentences, position = [], 0
     for part in split_sentences(text):
         start = text.find(part, position)
@@ -212,6 +226,18 @@ def _split(runs: list[_Run], marks: list[str]) -> tuple[list[Sentence], list[str
             written = re.sub(r"\s+", " ", written).strip()
             sentences.append(Sentence(pieces, text=re.sub(r"\s+(?=[,.;:!?])", "", written)))
     return sentences, [name for _, name in placed]
+
+
+def _whole_words(text: str, owner: list[int], runs: list[_Run]) -> None:
+    """A word marked up in part ("$<emphasis>5</emphasis>", "1,<emphasis>000</emphasis>") becomes one run's,
+    so that it is normalised whole ("five dollars", not "dollar five"); it is said in the style the markup
+    gave, or where two styles meet in it, in the one most of its characters have."""
+    for word in re.finditer(r"\S+", text):
+        owners = owner[word.start():word.end()]
+        if owners.count(owners[0]) == len(owners) or any(runs[o].atomic for o in owners):
+            continue
+        chosen = max(owners, key=lambda o: (runs[o].style != PLAIN, owners.count(o)))
+        owner[word.start():word.end()] = [chosen] * len(owners)
 
 
 def _tag(element: ET.Element) -> str:
