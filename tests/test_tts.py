@@ -820,6 +820,17 @@ def test_say_cli(tiny_voice, tmp_path):
     assert done.returncode == 2 and "lexicon lexicon.txt line 1: 'ʁ' is no phoneme of this voice" in done.stderr
 
 
+def test_say_show_prints_what_will_be_said_and_synthesises_nothing(tiny_voice, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "audiogan.cli", "say", "--show", "--voice", str(tiny_voice[0]),
+                           "Chapter One\nIt cost $3.50. I need an IV now."], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:3] == ["1. Chapter One", "   said:     Chapter One", "   phonemes: tʃˈæptɚ wˌʌn"]
+    assert "   said:     It cost three dollars and fifty cents." in done.stdout
+    assert "3. I need an IV now.\n   said:     I need an eye vee now.\n   phonemes: " in done.stdout
+    assert not list(tmp_path.iterdir())  # no say.wav
+
+
 # -- the bundled voice ---------------------------------------------------------------------------------------
 
 def test_paired_wer_change_tells_a_real_difference_from_the_luck_of_the_sentences():
