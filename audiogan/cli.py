@@ -158,7 +158,7 @@ def _say(args: argparse.Namespace) -> int:
     if args.raw and args.output not in (None, "-"):
         raise ValueError("--raw streams PCM to standard output; drop -o, or drop --raw to write a file")
     args.output = args.output or "say.wav"
-    if not args.raw and args.output != "-":  # a raw stream writes no file, so needs no writable folder
+    if not args.raw and args.output != "-" and not args.show:  # a raw stream writes no file
         _output(args.output, AUDIO_OUT)
     if args.plot:
         _output(args.plot, PLOT_OUT, "--plot")
@@ -175,6 +175,8 @@ def _say(args: argparse.Namespace) -> int:
         text = args.text
     else:
         raise ValueError("say needs TEXT or --file")
+    if args.show:
+        return _show(args, text)
     if (args.timings or args.plot) and (args.raw or args.output == "-"):
         raise ValueError("--timings and --plot need the audio in a file, not streamed raw to stdout")
     if args.timings:
@@ -212,6 +214,16 @@ def _say(args: argparse.Namespace) -> int:
         png = plot_mels({f"{tts.name}: {len(wave) / rate:.1f} s": mel}, args.plot, tts.vocoder.config.mel,
                         words=spans)
         print(f"wrote {png}: the spoken mel, each word marked")
+    return 0
+
+
+def _show(args: argparse.Namespace, text: str) -> int:
+    """say --show: each sentence as written, as it will be said, and its phonemes; nothing synthesised."""
+    from audiogan.tts import TTS
+
+    tts = TTS.load(args.voice, vocoder=args.vocoder, device="cpu", lexicon=args.lexicon)
+    for number, (written, said, phonemes) in enumerate(tts.show(text), 1):
+        print(f"{number}. {written}\n   said:     {said}\n   phonemes: {phonemes}")
     return 0
 
 
@@ -514,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--raw", action="store_true",
                    help="stream little-endian PCM16 mono to stdout as each sentence is vocoded (pipe it to "
                         "aplay -r 16000 -f S16_LE -t raw -)")
+    s.add_argument("--show", action="store_true",
+                   help="print each sentence as written, as it will be said and as phonemes, then exit "
+                        "without synthesising")
     s.add_argument("--voice", default="default", help="bundled voice name or .safetensors path")
     s.add_argument("--vocoder", default="default", help="bundled vocoder name or .safetensors path")
     s.add_argument("--lexicon", help="your pronunciations: a file of lines 'WORD respelling' or 'WORD /phonemes/' "

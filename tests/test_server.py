@@ -885,8 +885,10 @@ def test_ssml_with_a_voice(voice_server, tiny_voice):
         assert audio.shape == expected.shape and not audio[: round(0.25 * rate)].any()
         np.testing.assert_allclose(audio, expected, atol=5e-4)
         np.testing.assert_allclose(np.concatenate(list(client.stream(text))), audio, atol=5e-4)
+        deep = "<speak>" + "<s>" * 600 + "Hi." + "</s>" * 600 + "</speak>"  # was INTERNAL, a RecursionError
         for bad, field_and_reason in [("<speak>Hi <audio/></speak>", "text: SSML element <audio>"),
-                                      ("<speak>Hi", "text: SSML is not well-formed")]:
+                                      ("<speak>Hi", "text: SSML is not well-formed"),
+                                      (deep, "text: SSML nests elements more than 100 deep")]:
             for call in (client.synthesize, lambda text: list(client.stream(text))):
                 with pytest.raises(grpc.RpcError) as caught:
                     call(bad)
@@ -932,6 +934,8 @@ def test_text_errors_with_a_voice(voice_server):
         for name, (call, code) in checks.items():
             assert code_of(call) == code, name
         assert client.synthesize("Still here.").samples.size > 0
+        # A Turkish capital I in an abbreviation was a KeyError, answered INTERNAL.
+        assert client.synthesize("Koç Holding İNC. reported profits.").samples.size > 0
 
 
 def test_language_code_must_be_the_voices(voice_server):

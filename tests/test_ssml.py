@@ -84,6 +84,39 @@ def test_nested_styles_combine(voice):
         ssml.Style(0.5 * 2.0 * strong.rate, 1 + strong.pitch, -3 + strong.volume)}
 
 
+def test_nested_loudness_stays_in_range_and_loud_words_never_clip(voice):
+    (line,) = voice.lines('<speak><prosody volume="+12dB"><prosody volume="+12dB"><prosody volume="+12dB">'
+                          "Loud loud loud.</prosody></prosody></prosody></speak>")
+    assert {s.volume for s in line.styles} == {12.0}  # not +36 dB
+    for text in ('<speak><prosody volume="+12dB">Loud words here.</prosody></speak>', "tomato", "paper"):
+        whole, _ = voice(text)
+        # Before, +12 dB cut 495 samples flat at full scale, and plain "paper" 18.
+        assert 0.9 < np.abs(whole).max() < 0.999
+        np.testing.assert_array_equal(np.concatenate(list(voice.stream(text, chunk_frames=16))), whole)
+    plain, _ = voice("Loud words here.")
+    assert np.abs(plain).max() < 0.9  # below the limiter's knee: untouched
+
+
+def test_markup_inside_a_number_reads_the_number_whole(voice):
+    for marked, written in [("I paid $<emphasis>5</emphasis>.", "I paid $5."),
+                            ("Call 555-<emphasis>123</emphasis>-4567.", "Call 555-123-4567."),
+                            ("About 1,<emphasis>000</emphasis> people.", "About 1,000 people.")]:
+        (line,) = voice.lines(f"<speak>{marked}</speak>")
+        assert line.ids == voice.lines(written)[0].ids, marked  # was "dollar five", "one, zero zero zero"
+        assert line.text == written
+    (sentence,) = ssml.parse("<speak>I paid $<emphasis>5</emphasis>.</speak>")
+    assert [(p.said, p.style) for p in sentence.pieces] == [("I paid", ssml.PLAIN),
+                                                            ("five dollars.", ssml.EMPHASIS["moderate"])]
+
+
+def test_deep_nesting_is_refused_clearly(voice):
+    deep = "<speak>" + "<emphasis>" * 600 + "Hi." + "</emphasis>" * 600 + "</speak>"
+    with pytest.raises(ValueError, match="SSML nests elements more than 100 deep"):
+        voice.lines(deep)
+    (line,) = voice.lines("<speak>" + "<emphasis>" * 50 + "Hi." + "</emphasis>" * 50 + "</speak>")
+    assert line.text == "Hi."
+
+
 def test_say_as_sub_and_phoneme_say_what_they_mean(voice):
     from audiogan.tts.phonemes import phonemize
 
@@ -98,6 +131,7 @@ def test_say_as_sub_and_phoneme_say_what_they_mean(voice):
     same('On <say-as interpret-as="date" format="dmy">25/12/23</say-as>.', "On December twenty fifth, twenty "
                                                                           "twenty three.")
     same('<sub alias="World Wide Web Consortium">W3C</sub> agrees.', "World Wide Web Consortium agrees.")
+    same('It is <sub alias="Koç İnc.">KH</sub>', "It is Koç Incorporated.")  # once a KeyError
     win = "".join(phonemize(["win"])[0])
     same(f'<phoneme alphabet="ipa" ph="{win}">Nguyen</phoneme> is here.', "win is here.")
 

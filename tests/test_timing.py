@@ -106,6 +106,19 @@ def test_captions_and_json():
         check_path("a/b.txt")
 
 
+def test_captions_escape_what_their_formats_would_read_as_markup():
+    timings = Timings([Span("Use <b> & 00:00:01,000 --> 00:00:02,000 here.", 0.0, 1.5)])
+    vtt = timings.to_vtt()
+    assert "Use &lt;b&gt; &amp; 00:00:01,000 --&gt; 00:00:02,000 here.\n" in vtt and vtt.count("-->") == 1
+    srt = timings.to_srt()
+    assert srt.count("-->") == 1 and "<b> & 00:00:01,000 - > 00:00:02,000" in srt
+
+
+def test_a_byte_order_mark_stays_out_of_captions(voice):
+    lines = voice.lines("\ufeffHello there.")
+    assert lines[0].text == "Hello there." and lines[0].ids == voice.lines("Hello there.")[0].ids
+
+
 def test_say_writes_captions(tmp_path):
     out = tmp_path / "hi.wav"
     done = subprocess.run([sys.executable, "-m", "audiogan.cli", "say", "Hello there. Good bye.", "-o", str(out),

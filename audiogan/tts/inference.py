@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,7 +20,7 @@ from audiogan.tts.lines import Line, to_lines
 from audiogan.tts.model import AcousticConfig, AcousticModel
 from audiogan.tts.normalize import one_drop_warning
 from audiogan.tts.phonemes import SymbolTable
-from audiogan.tts.script import plain
+from audiogan.tts.script import Sentence, plain
 from audiogan.tts.timing import Timings
 from audiogan.vocoder.inference import Vocoder, pick_device
 
@@ -73,6 +74,13 @@ class TTS:
 
     def lines(self, text: str | bytes) -> list[Line]:
         """Text or SSML -> one :class:`Line` per sentence; nothing dropped except unpronounceable symbols."""
+        lines = to_lines(self.script(text), self.symbols, self.language, self.lexicon)
+        if not lines:
+            raise ValueError("text has nothing pronounceable")
+        return lines
+
+    def script(self, text: str | bytes) -> list[Sentence]:
+        """Text or SSML -> its sentences, normalised (what :meth:`lines` phonemizes)."""
         if isinstance(text, bytes):
             try:
                 text = text.decode("utf-8")
@@ -80,17 +88,23 @@ class TTS:
                 raise ValueError(f"text is not valid UTF-8 (byte {exc.start})") from None
         if not isinstance(text, str):  # a list of sentences: join them, the splitter finds them again
             raise TypeError(f"text must be a str (or UTF-8 bytes), not {type(text).__name__}")
+        text = text.removeprefix("\ufeff")  # a byte-order mark would open the first caption
         if not text.strip():
             raise ValueError("text is empty")
         with one_drop_warning():
             if ssml.is_ssml(text):
-                script = ssml.parse(text, lambda ipa, where: phoneme_tokens(ipa, self.symbols, where))
-            else:
-                script = plain(text)
-        lines = to_lines(script, self.symbols, self.language, self.lexicon)
-        if not lines:
-            raise ValueError("text has nothing pronounceable")
-        return lines
+                return ssml.parse(text, lambda ipa, where: phoneme_tokens(ipa, self.symbols, where))
+            return plain(text)
+
+    def show(self, text: str | bytes) -> Iterator[tuple[str, str, str]]:
+        """What each sentence becomes before any audio: (as written, as said, its phonemes), the phonemes
+        as the voice's symbols; given phonemes (a lexicon's, SSML's) are said between slashes."""
+        for sentence in self.script(text):
+            said = " ".join(p.said if isinstance(p.said, str) else f"/{''.join(p.said)}/" for p in sentence.pieces)
+            said = re.sub(r"\s+(?=[,.;:!?])", "", said)
+            lines = to_lines([sentence], self.symbols, self.language, self.lexicon)
+            phonemes = "".join(self.symbols.decode(lines[0].ids[1:])) if lines else ""
+            yield sentence.text, said, phonemes
 
     @property
     def speakers(self) -> int:

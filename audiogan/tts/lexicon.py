@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from audiogan.tts.normalize import fold_case
 from audiogan.tts.phonemes import PUNCTUATION, SPACE, STRESS, Phonemes, Respelling, Segment, SymbolTable
 
 
@@ -34,7 +35,7 @@ class Lexicon:
         return len(word) > 1 and word.isupper()
 
     def _key(self, word: str) -> str:
-        return word if self._exact(word) else word.lower()
+        return word if self._exact(word) else fold_case(word)
 
     @classmethod
     def read(cls, path: str | Path, symbols: SymbolTable) -> Lexicon:
@@ -74,7 +75,9 @@ class Lexicon:
         start = 0
         for m in self._pattern.finditer(sentence):
             word = m.group(1)
-            said = self.entries[word] if word in self.entries else self.entries[word.lower()]
+            said = self.entries.get(word) or self.entries.get(fold_case(word))
+            if said is None:  # a case-insensitive look-alike the entries do not hold: said as written
+                continue
             out += [sentence[start:m.start()],
                     Respelling(said, word) if isinstance(said, str) else Phonemes(said, word)]
             start = m.end()

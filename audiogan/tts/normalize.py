@@ -27,7 +27,9 @@ from audiogan.tts.numbers import (
     number_words,
     ordinal_words,
     plural_words,
+    power_words,
     roman_value,
+    roman_year,
     year_words,
 )
 
@@ -40,6 +42,7 @@ TITLES = {
     "hon": "honorable", "gen": "general", "capt": "captain", "lt": "lieutenant", "col": "colonel",
     "sgt": "sergeant", "gov": "governor", "sen": "senator", "rep": "representative", "pres": "president",
     "mt": "mount", "vs": "versus", "approx": "approximately", "e.g": "for example", "i.e": "that is",
+    "a.k.a": "also known as",
     "cf": "compare",
 }
 # May end a sentence: a period that follows them at the end of the text is kept.
@@ -55,7 +58,8 @@ LETTER_NAMES = dict(zip("abcdefghijklmnopqrstuvwxyz",
                          "zee"], strict=True))
 # Only before a number: "no. 7" is "number seven", but "the answer was no." stays "no".
 BEFORE_NUMBERS = {"no": "number", "nos": "numbers", "p": "page", "pp": "pages", "vol": "volume",
-                  "ch": "chapter", "fig": "figure", "ca": "circa", "approx": "approximately"}
+                  "ch": "chapter", "fig": "figure", "ca": "circa", "approx": "approximately",
+                  "est": "established", "ext": "extension"}
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December"]
 # Capitalised only: "Jan." and "Wed." are months and days; "mar" or "sat" are verbs.
@@ -67,6 +71,16 @@ CAPITALISED = {**{m[:3]: m for m in MONTHS}, "Sept": "September", "Mon": "Monday
 COUNTING_WORDS = {"chapter", "part", "book", "volume", "act", "scene", "war", "section", "article", "phase",
                   "stage", "level", "type", "class", "round", "episode", "season", "grade", "appendix", "title",
                   "canto", "psalm", "series", "vol"}
+# Given names of kings, queens and popes: a Roman numeral after them is regnal ("Henry the eighth"); after
+# other names it counts ("Apollo eleven", "Rocky two", "Final Fantasy seven").
+REGNAL_NAMES = frozenset({
+    "Alexander", "Alfonso", "Alfred", "Amenhotep", "Anne", "Benedict", "Boniface", "Carlos", "Catherine",
+    "Celestine", "Charles", "Christian", "Clement", "Constantine", "David", "Edmund", "Edward", "Elizabeth",
+    "Felipe", "Ferdinand", "Francis", "Frederick", "George", "Gregory", "Gustav", "Haakon", "Harold", "Henry",
+    "Honorius", "Innocent", "Ivan", "James", "John", "Juan", "Julius", "Leo", "Leopold", "Louis", "Ludwig",
+    "Manuel", "Mary", "Napoleon", "Nicholas", "Olaf", "Otto", "Paul", "Pedro", "Peter", "Philip", "Pius",
+    "Ramesses", "Richard", "Robert", "Rudolf", "Sixtus", "Stephen", "Urban", "Victor", "Victoria", "Wilhelm",
+    "William"})
 # Capitalised words that are no name: "An IV drip" is not "an the fourth drip".
 NOT_NAMES = {"A", "An", "The", "In", "On", "At", "Of", "For", "To", "And", "Or", "But", "So", "If", "With", "By",
              "From", "As", "Is", "Was", "My", "His", "Her", "Our", "Their", "Its", "This", "That", "Get", "Got"}
@@ -98,7 +112,8 @@ ERAS = {"AD": "eigh dee", "A.D.": "eigh dee", "BC": "bee see", "B.C.": "bee see"
 CURRENCIES = {"$": ("dollar", "dollars", "cent", "cents"), "£": ("pound", "pounds", "penny", "pence"),
               "€": ("euro", "euros", "cent", "cents"), "¥": ("yen", "yen", "sen", "sen")}
 CURRENCY_SCALES = {"k": "thousand", "m": "million", "mn": "million", "b": "billion", "bn": "billion"}
-SYMBOLS = {"&": " and ", "%": " percent", "+": " plus ", "=": " equals ", "@": " at ", "#": " number ",
+SYMBOLS = {"&": " and ", "%": " percent", "+": " plus ", ">=": " greater than or equal to ",
+           "<=": " less than or equal to ", "!=": " is not equal to ", "=": " equals ", "@": " at ", "#": " hash ",
            "°": " degrees", "~": " about ", "×": " times ", "©": " copyright "}
 TOP_LEVEL_DOMAINS = "com|org|net|edu|gov|io|ai|dev|info|co|uk|us|de|fr|eu|ca|au"
 
@@ -134,6 +149,46 @@ def _phone(m: re.Match[str]) -> str:
     return ", ".join(digit_words(g) for g in groups)
 
 
+def _phone_groups(m: re.Match[str]) -> str:
+    """An international ("+44 20 7946 0958") or trunk-prefixed ("07700 900123", "1-800-555-1234") number:
+    each group of digits said digit by digit. Fewer than seven digits is no phone number."""
+    groups = re.findall(r"\d+", m.group(0))
+    if not 7 <= sum(map(len, groups)) <= 15:
+        return m.group(0)
+    return ("plus " if m.group(0).startswith("+") else "") + ", ".join(digit_words(g) for g in groups)
+
+
+def _dialled(m: re.Match[str]) -> str:
+    """"Dial 911", "call 999 or 112": short numbers one dials are said digit by digit."""
+    return m.group(1) + re.sub(r"\d+", lambda d: digit_words(d.group(0)), m.group(2))
+
+
+def _digits_after(m: re.Match[str]) -> str:
+    """A PIN, an extension or a postal code: digit by digit ("PIN is one two three four")."""
+    return m.group(1) + digit_words(m.group(2))
+
+
+def _not_a_year(m: re.Match[str]) -> str:
+    """"page 1234", "number 1984": an amount, not a year."""
+    return f"{m.group(1)} {number_words(int(m.group(2)))}"
+
+
+def _year_after(m: re.Match[str]) -> str:
+    """"born in 1066": after words that introduce a year, 1001..1099 are years too ("ten sixty six")."""
+    return f"{m.group(1)} {year_words(int(m.group(2)))}"
+
+
+def _power(m: re.Match[str]) -> str:
+    """"10^6" -> "10 to the sixth", "x^2" -> "x squared"."""
+    return f"{m.group(1)} {power_words(m.group(2))}"
+
+
+def _hundreds(m: re.Match[str]) -> str:
+    """"the 100s" -> "the hundreds", "the 300s" -> "the three hundreds"."""
+    count, scale = int(m.group(1)), "hundreds" if len(m.group(2)) == 2 else "thousands"
+    return scale if count == 1 else f"{ONES[count]} {scale}"
+
+
 def _numeric_date(m: re.Match[str]) -> str:
     a, b, year = int(m.group(1)), int(m.group(2)), m.group(3)
     month, day = (a, b) if a <= 12 else (b, a)  # US order unless the first cannot be a month
@@ -150,13 +205,13 @@ def _iso_date(m: re.Match[str]) -> str:
 
 
 def _currency(m: re.Match[str]) -> str:
-    whole, frac, scale = m["whole"].replace(",", ""), m["frac"], m["scale"]
+    whole, frac, scale = (m["whole"] or "0").replace(",", ""), m["frac"], m["scale"]  # $.50: no whole
     one, many, sub_one, sub_many = CURRENCIES[m["symbol"]]
     sign = "minus " if m["minus"] or m["minus_after"] else ""  # -$5 and $-5
-    if scale:  # $3.5 million -> three point five million dollars
-        scale = CURRENCY_SCALES.get(scale.lower(), scale.lower())
+    if scale or (frac and len(frac) > 2):  # $3.5 million, $5.999: a decimal amount of dollars
+        scale = " " + CURRENCY_SCALES.get(scale.lower(), scale.lower()) if scale else ""
         amount = number_words(int(whole)) + (" point " + digit_words(frac) if frac else "")
-        return f"{sign}{amount} {scale} {many}"
+        return f"{sign}{amount}{scale} {many}"
     units, cents = int(whole), int((frac or "0").ljust(2, "0")[:2])
     parts = []
     if units or not cents:
@@ -170,11 +225,15 @@ def _time(m: re.Match[str]) -> str:
     found = m.groupdict()
     hours, minutes, seconds = (int(found.get(part) or 0) for part in ("hours", "minutes", "seconds"))
     suffix = found["suffix"]
+    if hours > (12 if suffix else 24) or minutes > 59 or seconds > 59:  # 12:75 is no time of day
+        return m.group(0)
     if found["hours"] == "00" and not suffix:  # the 24-hour clock's midnight hour: 00:15 is 12:15 a.m.
         hours, suffix = 12, "am"
     words = number_words(hours)
     if minutes:
         words += " " + ("oh " + ONES[minutes] if minutes < 10 else number_words(minutes))
+    elif hours > 12:  # the 24-hour clock: 17:00 is "seventeen hundred"
+        words += " hundred"
     elif not suffix:
         words += " o'clock"
     if suffix:
@@ -217,32 +276,60 @@ def _temperature(m: re.Match[str]) -> str:
 
 
 def _unit(m: re.Match[str]) -> str:
+    # The unit's own period ("5 lbs. of flour") is dropped where the sentence reads on (the group's third).
     one, many = UNITS[m.group(2)]
     return f"{m.group(1)} {one if m.group(1) == '1' else many}"
 
 
 def _fraction(m: re.Match[str]) -> str:
     whole, numerator, denominator = m.group(1), int(m.group(2)), int(m.group(3))
-    if 0 < numerator < denominator <= 100:
+    if not whole and _DATE_BEFORE.search(m.string, max(0, m.start() - 8), m.start()) and (
+            1 <= numerator <= 12 and 1 <= denominator <= 31):  # "on 12/25": a date
+        return f"{MONTHS[numerator - 1]} {ordinal_words(denominator)}"
+    if 0 < numerator < denominator and denominator in FRACTION_DENOMINATORS:
         return (f"{number_words(int(whole))} and " if whole else "") + fraction_words(numerator, denominator)
-    return f"{whole + ' ' if whole else ''}{m.group(2)} {m.group(3)}"  # 24/7, 50/50
+    return f"{whole + ' ' if whole else ''}{m.group(2)} {m.group(3)}"  # 24/7, 50/50, 9/11
 
 
 def _roman(m: re.Match[str]) -> str:
     word, numeral = m.group(1), m.group(2)
     value = roman_value(numeral)
-    counting = word.lower().rstrip(".") in COUNTING_WORDS
-    if value is None or word in NOT_NAMES or (len(numeral) == 1 and not counting):
+    bare = word.rstrip(".")
+    if value is None or word in NOT_NAMES:
         return m.group(0)
-    if counting:
-        return f"{word} {number_words(value)}"
-    return f"{word} the {ordinal_words(value)}"
+    if bare in REGNAL_NAMES:
+        # "Elizabeth I" ends a phrase; in "then Mary I said" the "I" is the speaker.
+        if numeral == "I" and not re.match(r"\s*(?:[,.;:!?)]|$)", m.string[m.end():]):
+            return m.group(0)
+        return f"{word} the {ordinal_words(value)}"
+    if len(numeral) == 1 and bare.lower() not in COUNTING_WORDS:  # "Plan V", "Malcolm X": letters
+        return m.group(0)
+    return f"{word} {number_words(value)}"
+
+
+def _lone_roman(m: re.Match[str]) -> str:
+    """A Roman numeral no name precedes: espeak-ng would say "roman fifteen" for "XV". After "a" or "an"
+    it is letters ("an IV drip"), else a count ("scored XV points")."""
+    value = roman_value(m.group(2))
+    if value is None:
+        return m.group(0)
+    if m.group(1):
+        return m.group(1) + " ".join(LETTER_NAMES[c.lower()] for c in m.group(2))
+    return number_words(value)
+
+
+def fold_case(word: str) -> str:
+    """A word as a case-insensitive pattern matched it: ``re.IGNORECASE`` takes Turkish "İ" and "ı" for "i",
+    but ``str.lower`` writes "İ" as "i" plus a combining dot and leaves "ı" alone."""
+    return word.replace("\u0130", "i").replace("\u0131", "i").lower()
 
 
 def _abbreviation(table: dict[str, str]):
     def expand(m: re.Match[str]) -> str:
         word = m.group(1)
-        expansion = table[word.lower()]
+        expansion = table.get(fold_case(word))
+        if expansion is None:  # another case-insensitive look-alike: leave the text as it was
+            return m.group(0)
         expansion = expansion.capitalize() if word[0].isupper() else expansion
         # Its period may also end the sentence: keep one where the text ends.
         return expansion + ("" if m.string[m.end():].strip(" \"')]") else ".")
@@ -281,6 +368,39 @@ def _number(m: re.Match[str]) -> str:
     return words + (" point " + digit_words(frac) if frac else "")
 
 
+# Denominators a fraction is read with ("five sixteenths"); others ("9/11", "12/25") are two numbers.
+FRACTION_DENOMINATORS = frozenset((2, 3, 4, 5, 6, 8, 10, 12, 16, 32, 64, 100))
+_DATE_BEFORE = re.compile(r"\b(?i:on|by|until|till|since|from|before|after|due)\s+$")
+AREA_UNITS = {"m": ("meter", "meters"), "km": ("kilometer", "kilometers"), "cm": ("centimeter", "centimeters"),
+              "mm": ("millimeter", "millimeters"), "ft": ("foot", "feet"), "in": ("inch", "inches"),
+              "mi": ("mile", "miles"), "yd": ("yard", "yards")}
+_SUPERSCRIPTS = "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"
+_FROM_SUPERSCRIPT = str.maketrans(_SUPERSCRIPTS + "\u207b", "0123456789-")
+# NFKC would make "m²" "m2" and "10⁶" "106": read first. A unit squared or cubed after a number, an
+# exponent after a number or a one- or two-letter symbol ("x²", "mc²"), and a footnote's mark after a word
+# or a sentence (dropped).
+_SQUARED_UNIT = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)?(\s?)\b(" + "|".join(AREA_UNITS) + r")([²³])(?!\w)")
+_EXPONENT = re.compile(r"(?<![A-Za-z])(\d+|[A-Za-z]{1,2})(\u207b?[" + _SUPERSCRIPTS + "]+)")
+_FOOTNOTE = re.compile(r"(?:(?<=[A-Za-z]{3})|(?<=[.,;:!?)\"']))[" + _SUPERSCRIPTS + "]+")
+# Zero-width spaces and direction marks stand between words: gone, they would glue them together.
+_INVISIBLE_SPACES = re.compile(r"[\u200b\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _squared_unit(m: re.Match[str]) -> str:
+    number, _, unit, power = m.groups()
+    one, many = AREA_UNITS[unit]
+    words = f"{'square' if power == '²' else 'cubic'} {one if number == '1' else many}"
+    return f"{number} {words}" if number else words
+
+
+def _superscripts(text: str) -> str:
+    if not any(c in _SUPERSCRIPTS for c in text):
+        return text
+    text = _SQUARED_UNIT.sub(_squared_unit, text)
+    text = _EXPONENT.sub(lambda m: f"{m.group(1)} {power_words(m.group(2).translate(_FROM_SUPERSCRIPT))}", text)
+    return _FOOTNOTE.sub("", text)
+
+
 def _words(table: dict[str, str]) -> str:
     return "|".join(re.escape(a) for a in sorted(table, key=len, reverse=True))
 
@@ -292,6 +412,14 @@ RULES: list[tuple[re.Pattern[str], object]] = [
     (re.compile(r"(?<![\w.+-])([\w.+-]+)@([\w-]+(?:\.[\w-]+)+)\b"), _email),
     (re.compile(r"(?<![\w.:/-])(?:https?://)?((?:[\w-]+\.)+(?:" + TOP_LEVEL_DOMAINS + r"))\b(/[\w/.-]*)?",
                 re.IGNORECASE), _web),
+    # Markdown headings, hashtags and sharps before "#" can be read as "number" (before a digit only).
+    (re.compile(r"^[ \t]*#{1,6}[ \t]+", re.MULTILINE), ""),
+    (re.compile(r"\b([A-G])#(?![\w#])"), r"\1 sharp"),
+    (re.compile(r"(?<![\w&#])#(?=[A-Za-z_])"), "hashtag "),
+    (re.compile(r"(?<![<\w])<3(?!\d)"), " heart "),
+    (re.compile(r"(?<![\w.^])(\d+(?:\.\d+)?|[A-Za-z])\s?\^\s?(-?\d{1,3})(?![\w.])"), _power),
+    (re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]\(?\d{1,5}\)?){2,5}(?![\w-])"), _phone_groups),  # +44 20 7946 0958
+    (re.compile(r"(?<![\w.,+-])(?:1[ .-]\d{3}|0\d{2,4})(?:[ .-]\d{3,6}){1,2}(?![\w-])"), _phone_groups),
     (re.compile(r"(?<![\w-])(?:\((\d{3})\)\s?|(\d{3})[ .-])(\d{3})[ .-](\d{4})(?![\w-])"), _phone),
     (re.compile(r"(?<![\w-])(\d{3})-(\d{4})(?![\w-])"), _phone),
     (re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b"), _iso_date),
@@ -303,21 +431,35 @@ RULES: list[tuple[re.Pattern[str], object]] = [
     (re.compile(r"\b([Yy]ear\s+)(\d{4})\b(?!\.\d)"), lambda m: m.group(1) + year_words(int(m.group(2)))),
     (re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b"), _numeric_date),
     (re.compile(r"(?<=\d)\s?[-–]\s?(?=[$£€¥]\d)"), " to "),  # $5-$10: a range, before the sign rule below
-    (re.compile(r"(?:(?<![\w.])(?P<minus>-))?(?P<symbol>[$£€¥])\s?(?P<minus_after>-)?(?P<whole>\d+(?:,\d{3})*)"
-                r"(?:\.(?P<frac>\d+))?(?:\s?(?P<scale>thousand|million|billion|trillion|k|mn|m|bn|b)\b)?",
+    (re.compile(r"(?:(?<![\w.])(?P<minus>-))?(?P<symbol>[$£€¥])\s?(?P<minus_after>-)?(?=\.?\d)"
+                r"(?P<whole>\d+(?:,\d{3})*)?(?:\.(?P<frac>\d+))?(?:\s?(?P<scale>thousand|million|billion|trillion|k|mn|m|bn|b)\b)?",
                 re.IGNORECASE), _currency),
     (re.compile(r"\b(\d+)\s?¢"), lambda m: f"{number_words(int(m.group(1)))} cent{'' if m.group(1) == '1' else 's'}"),
+    # A range of times: "9:00-17:00", "9am-5pm", "7:30-8:30".
+    (re.compile(r"(?:(?<=\d:\d\d)|(?<=[AaPp][Mm]))\s?[-\u2013]\s?(?=\d{1,2}(?::\d\d|\s?[ap]\.?m\b))",
+                re.IGNORECASE), " to "),
     (re.compile(r"\b(?P<hours>\d{1,2}):(?P<minutes>\d{2})(?::(?P<seconds>\d{2})\b)?(?:\s?(?P<suffix>[ap]\.?m\b\.?))?",
                 re.IGNORECASE), _time),
+    (re.compile(r"(?<![\d.])(?P<hours>\d{1,2})\.(?P<minutes>\d{2})\s?(?P<suffix>[ap]\.?m\b\.?)", re.IGNORECASE),
+     _time),  # 3.30pm
     (re.compile(r"\b(?P<hours>\d{1,2})\s?(?P<suffix>[ap]\.m\.|[ap]m\b)", re.IGNORECASE), _time),
     (re.compile(r"\b" + _MONTH_RE + r"\.?\s+(\d{1,2})(?:st|nd|rd|th)?\b(?![:\d])"),
      lambda m: f"{_month(m.group(1))} {ordinal_words(int(m.group(2)))}"),
     (re.compile(r"(?:\b((?i:the))\s+)?\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH_RE + r"\b(?:\.(?!\s*$))?"),
      lambda m: _day_of_month(m.group(1), int(m.group(2)), _month(m.group(3)))),
     (re.compile(r"(?:(?<![\w.])(-))?(?<![\d.])(\d+(?:\.\d+)?)\s?°\s?([CF])\b"), _temperature),
-    (re.compile(r"(?<![\w.])(" + _NUM + r")\s?(" + _words(UNITS) + r")(?![\w/])"), _unit),
-    (re.compile(r"\b(" + _words(BEFORE_NUMBERS) + r")\.(?=\s?[#\d])", re.IGNORECASE),
+    (re.compile(r"(?<![\w.])(" + _NUM + r")\s?(" + _words(UNITS) + r")(?![\w/])(\.(?=\s+[a-z]))?"), _unit),
+    (re.compile(r"\b(" + _words(BEFORE_NUMBERS) + r")\.(?=\s?(?:[#\d]|[IVX]{2,}\b))", re.IGNORECASE),
      _abbreviation(BEFORE_NUMBERS)),
+    (re.compile(r"#(?=\s?\d)"), " number "),
+    (re.compile(r"\b((?i:pin|extension|zip|zip code|postcode|passcode|code)\s*(?:is\s+|number\s+|:\s*)?)"
+                r"(\d{3,10})\b(?![.,]\d)"), _digits_after),
+    (re.compile(r"\b((?i:page|pages|number|numbers|room|line|item|issue|exhibit|step|figure|rule|section|"
+                r"article|paragraph|verse))\s+(\d{4})\b(?![.,]\d)"), _not_a_year),
+    (re.compile(r"\b((?i:in|since|by|born|until|till|before|after|circa|year))\s+(10\d[1-9]|10[1-9]\d)\b"
+                r"(?![.,]\d)"), _year_after),
+    (re.compile(r"\b((?i:dial|dialled|dialed|call|phone|ring|text)\s+)(\d{3}(?:,?\s+(?:or|and)\s+\d{3})*)\b"
+                r"(?![\d,:/-]|\.\d)"), _dialled),
     # A word (or house number) before the capitalised name: a sentence's first word is no street name.
     (re.compile(r"(?<![\w.])((?:\d+|[a-z,]+)\s+(?:[A-Z][\w'-]*\s+){1,3})Dr\.(?=[\s,;:)]|$)"), _drive),
     (re.compile(r"\b(" + _words(TITLES) + r")\.(?=\s|$)", re.IGNORECASE), _abbreviation(TITLES)),
@@ -328,7 +470,11 @@ RULES: list[tuple[re.Pattern[str], object]] = [
     (re.compile(r"\bvs\b"), "versus"),
     (re.compile(r"\bSt\.(?=\s|$)"), _saint_or_street),
     (re.compile(r"\b([A-Z][a-z]+\.?)\s+([IVX]+)\b(?!['\w])"), _roman),
+    (re.compile(r"(?<![\w'])(M{1,3}[MDCLXVI]{1,12})(?![\w'])"),
+     lambda m: year_words(value) if (value := roman_year(m.group(1))) else m.group(0)),  # MMXXIV
+    (re.compile(r"(\b[Aa]n?\s+)?(?<![\w'])([IVX]{2,})(?![\w'])"), _lone_roman),
     (re.compile(r"(?<![\w'])(?:(1[1-9]|20)(\d)|'?([2-9]))0'?s\b"), _decade),
+    (re.compile(r"(?<![\w'])([1-9])(00|000)s\b"), _hundreds),
     (re.compile(r"\b(\d+)(?:st|nd|rd|th)\b", re.IGNORECASE), lambda m: ordinal_words(int(m.group(1)))),
     (re.compile(r"(?<=\d)\s*%"), " percent"),
     (re.compile(r"(?:(?<![\w/.,])(\d+) )?(?<![\w/])(\d{1,3})/(\d{1,3})(?![\w/])"), _fraction),  # 3 1/2, 3/4
@@ -343,6 +489,8 @@ _SPACES_RE = re.compile(r"\s+")
 # NFKC writes "3½" as "31⁄2": the whole number is parted from the fraction first ("three and one half").
 _WHOLE_BEFORE_FRACTION = re.compile(r"(?<=\d)(?=[¼-¾⅐-⅞])")
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
+# Emoji skin-tone modifiers are symbols of their own ("medium skin tone" to espeak-ng): dropped with the emoji.
+_SKIN_TONES = ("\U0001f3fb", "\U0001f3ff")
 _SHOWN_DROPPED = 20  # characters a warning names; a page of CJK would otherwise fill the log
 _DROPPED: ContextVar[dict[str, None] | None] = ContextVar("dropped characters", default=None)
 
@@ -395,7 +543,8 @@ def _unsayable(m: re.Match[str], dropped: dict[str, None]) -> str:
         if _is_greek(char) and not (at and _is_greek(text[at - 1])) and not (
                 at + 1 < len(text) and _is_greek(text[at + 1])):
             return char
-    elif category[0] in "PNZ" or category in ("Sm", "Sc", "Sk"):
+    elif category[0] in "PNZ" or category in ("Sm", "Sc") or (category == "Sk" and not _SKIN_TONES[0] <= char
+                                                                 <= _SKIN_TONES[1]):
         return char
     dropped[char] = None
     return " "
@@ -404,7 +553,9 @@ def _unsayable(m: re.Match[str], dropped: dict[str, None]) -> str:
 def normalize(text: str) -> str:
     """Written English -> spoken-form English, punctuation kept as prosody hints; characters the voice
     cannot say are dropped, with one warning per call (or per :func:`one_drop_warning`)."""
+    text = _superscripts(_INVISIBLE_SPACES.sub(" ", text))
     text = unicodedata.normalize("NFKC", _WHOLE_BEFORE_FRACTION.sub(" ", text)).replace("\u2044", "/")
+    text = text.replace("\u0130", "I").replace("\u0131", "i")  # Turkish İ and ı: espeak-ng names ı by code
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
     text = text.replace("\u2212", "-").replace("\u2014", ", ").replace("\u2026", "...")
     # An en dash between numbers is a range (a rule below); elsewhere it is a pause.
@@ -423,18 +574,63 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+(?=[,.;:!?])", "", text)
 
 
-# A period after these never ends a sentence: a name follows (titles, "St.", months), or a number
-# ("no. 7", "pp. 12"), or they are an initial ("J. K. Rowling").
-_BEFORE_NAMES = re.compile(r"(?:\b(?i:" + "|".join(re.escape(a) for a in [*TITLES, "st", "ft", "sept",
-                                                                         *(m[:3].lower() for m in MONTHS)])
+# A period after these never ends a sentence: a name follows (titles, "St.") or they are an initial
+# ("J. K. Rowling").
+_BEFORE_NAMES = re.compile(r"(?:\b(?i:" + "|".join(re.escape(a) for a in [*TITLES, "st", "ft"])
                            + r")|(?<![\w.])[A-Z])\.$")
+# A period after these ends a sentence only before a word that starts one: "the U.S. Army", "on Jan. 5" and
+# "Sept. Smith" read on, "in the U.S. Then", "in Jan. Then" do not.
+_BEFORE_WORDS = re.compile(r"(?:(?<![\w.])(?:[A-Za-z]\.){2,}|\b(?i:" + "|".join(
+    ["sept", *(m[:3].lower() for m in MONTHS)]) + r")\.)$")
 _BEFORE_NUMBERS = re.compile(r"\b(?:" + _words(BEFORE_NUMBERS) + r")\.$", re.IGNORECASE)
+# "The answer is no. 5 people agreed": "no." after these is the word, not "number".
+_NO_AS_WORD = re.compile(r"\b(?i:is|was|were|are|said|says|say|answer|answered|replied|just|simply|that's|it's)"
+                         r"\s+no\.$")
+# Words that open sentences far more often than they follow an abbreviation inside one.
+SENTENCE_OPENERS = frozenset({
+    "A", "All", "Also", "An", "And", "As", "At", "But", "By", "Each", "For", "From", "He", "Her", "Here", "His",
+    "How", "However", "I", "If", "In", "It", "Its", "Let", "Many", "My", "No", "Not", "Now", "On", "Once", "Our",
+    "She", "So", "Some", "Soon", "That", "The", "Their", "Then", "There", "These", "They", "This", "Those", "Today",
+    "We", "What", "When", "Where", "While", "Who", "Why", "Yes", "Yet", "You", "Your"})
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+_FIRST_WORD = re.compile(r"[\"'(\[]?([\w']+)")
+_ROMAN_START = re.compile(r"[IVX]+\b")
+_LIST_NUMBER = re.compile(r"\d{1,3}\.")  # "1. Mix the flour": a numbered list's item, not a sentence
+_TAIL = 24  # characters of a piece's end the patterns above need: longer than any abbreviation
 
 
 def _continues(previous: str, piece: str) -> bool:
-    """Whether the split between two pieces fell after an abbreviation, not at a sentence's end."""
-    return bool(_BEFORE_NAMES.search(previous) or (_BEFORE_NUMBERS.search(previous) and piece[:1].isdigit()))
+    """Whether the split between two pieces fell after an abbreviation, not at a sentence's end. Only the
+    end of ``previous`` is looked at: a run of abbreviations merges piece after piece, and rescanning the
+    merged whole each time took quadratic time (a minute for 32 KB of "Dr. ")."""
+    tail = max(0, len(previous) - _TAIL)
+    if _BEFORE_NAMES.search(previous, tail):
+        return True
+    first = _FIRST_WORD.match(piece)
+    if _BEFORE_WORDS.search(previous, tail):
+        return first is None or first.group(1) not in SENTENCE_OPENERS
+    if _BEFORE_NUMBERS.search(previous, tail) and not _NO_AS_WORD.search(previous, tail):
+        return piece[:1].isdigit() or _ROMAN_START.match(piece) is not None  # "no. 7", "Vol. II"
+    return False
+
+
+# A line break ends a phrase before a list item, and where a line without closing punctuation is followed
+# by one that starts anew: a heading, a line of verse. Hard-wrapped prose runs on: the next line starts in
+# lower case, or the line before fills a wrapped width.
+_LINE_BREAK = re.compile(r"(?<=[^\s.!?,;:-])[ \t]*\n\s*(?=[\"'(\[]?[A-Z0-9])|[ \t]*\n\s*(?=[-*\u2022]\s|\d+[.)]\s)")
+_LIST_ITEM = re.compile(r"[-*\u2022]\s|\d+[.)]\s")
+_WRAPPED_WIDTH = 60  # a line this long that breaks before a capital is taken for wrapped prose
+
+
+def _lines(paragraph: str) -> Iterator[str]:
+    """A paragraph cut at the line breaks that end a phrase (see ``_LINE_BREAK``)."""
+    start = 0
+    for m in _LINE_BREAK.finditer(paragraph):
+        line_start = paragraph.rfind("\n", 0, m.start()) + 1
+        if m.start() - line_start < _WRAPPED_WIDTH or _LIST_ITEM.match(paragraph, m.end()):
+            yield paragraph[start:m.start()]
+            start = m.end()
+    yield paragraph[start:]
 
 
 def split_sentences(text: str, max_chars: int = 300) -> list[str]:
@@ -442,23 +638,30 @@ def split_sentences(text: str, max_chars: int = 300) -> list[str]:
     dropped: the pieces joined with spaces are the input with its whitespace collapsed."""
     sentences = []
     for paragraph in re.split(r"\n\s*\n", text):
-        pieces: list[str] = []
-        for piece in _SENTENCE_END.split(_SPACES_RE.sub(" ", paragraph).strip()):
-            if pieces and _continues(pieces[-1], piece):
-                pieces[-1] += " " + piece  # "Mr. Smith" is one sentence
-            else:
-                pieces.append(piece)
-        for sentence in pieces:
-            sentences.extend(_cut(sentence.strip(), max_chars))
+        for line in _lines(paragraph):
+            sentence: list[str] = []  # pieces of the sentence being gathered: "Mr." and "Smith went."
+            for piece in _SENTENCE_END.split(_SPACES_RE.sub(" ", line).strip()):
+                listed = len(sentence) == 1 and _LIST_NUMBER.fullmatch(sentence[0]) is not None  # "1. Mix it"
+                if sentence and not listed and not _continues(sentence[-1], piece):
+                    sentences.extend(_cut(" ".join(sentence).strip(), max_chars))
+                    sentence = []
+                sentence.append(piece)
+            sentences.extend(_cut(" ".join(sentence).strip(), max_chars))
     return [s for s in sentences if s]
 
 
 def _cut(sentence: str, max_chars: int) -> list[str]:
-    if len(sentence) <= max_chars:
-        return [sentence]
-    for separator in (", ", "; ", " "):
-        cut = sentence.rfind(separator, 0, max_chars)
-        if cut > max_chars // 3:
-            head = sentence[: cut + len(separator.rstrip())]
-            return [head, *_cut(sentence[cut + len(separator):].strip(), max_chars)]
-    return [sentence[:max_chars], *_cut(sentence[max_chars:], max_chars)]
+    """A sentence in pieces of at most ``max_chars``, each cut at the last comma, semicolon or space that
+    leaves it a third full (a loop: a megabyte-long sentence is thousands of pieces)."""
+    pieces = []
+    while len(sentence) > max_chars:
+        for separator in (", ", "; ", " "):
+            cut = sentence.rfind(separator, 0, max_chars)
+            if cut > max_chars // 3:
+                pieces.append(sentence[: cut + len(separator.rstrip())])
+                sentence = sentence[cut + len(separator):].strip()
+                break
+        else:
+            pieces.append(sentence[:max_chars])
+            sentence = sentence[max_chars:]
+    return [*pieces, sentence]

@@ -88,3 +88,26 @@ def roman_value(text: str) -> int | None:
         return None
     values = [ROMAN[c] for c in text]
     return sum(-v if i + 1 < len(values) and v < values[i + 1] else v for i, v in enumerate(values))
+
+
+_ROMAN_YEAR_RE = re.compile(r"M{1,3}(CM|CD|D?C{0,3})(XC|XL|L?X{0,3})(IX|IV|V?I{0,3})")
+_ROMAN_LETTERS = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}
+
+
+def roman_year(text: str) -> int | None:
+    """'MMXXIV' -> 2024: a well-formed numeral of at least four letters from M (1000) up, as years and
+    copyright lines are written; None otherwise (so 'MD' or 'MIX' stay words)."""
+    if len(text) < 4 or not _ROMAN_YEAR_RE.fullmatch(text):
+        return None
+    values = [_ROMAN_LETTERS[c] for c in text]
+    return sum(-v if i + 1 < len(values) and v < values[i + 1] else v for i, v in enumerate(values))
+
+
+def power_words(exponent: str) -> str:
+    """An exponent as said after its base: '2' -> 'squared', '3' -> 'cubed', '6' -> 'to the sixth',
+    '-3' -> 'to the minus third'."""
+    negative, digits = exponent.startswith("-"), exponent.lstrip("-")
+    value = int(digits)
+    if not negative and value in (2, 3):
+        return "squared" if value == 2 else "cubed"
+    return "to the " + ("minus " if negative else "") + ordinal_words(value)

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from audiogan.tts.normalize import normalize, split_sentences
 
 SENTENCE_GAP_SECONDS = 0.12  # the pause between two sentences unless the text asks for another
+# Nested styles add their gains; the sum stays in the range one SSML <prosody volume> may ask for (the
+# floor is "silent").
+VOLUME_RANGE = (-120.0, 12.0)
 
 
 @dataclass(frozen=True)
@@ -21,8 +24,10 @@ class Style:
     volume: float = 0.0   # dB
 
     def then(self, inner: Style) -> Style:
-        """This style with ``inner`` nested in it: rates multiply, pitch and volume offsets add."""
-        return Style(self.rate * inner.rate, self.pitch + inner.pitch, self.volume + inner.volume)
+        """This style with ``inner`` nested in it: rates multiply, pitch and volume offsets add (the volume
+        within ``VOLUME_RANGE``: three nested "+12dB" are +12 dB, not +36)."""
+        volume = min(max(self.volume + inner.volume, VOLUME_RANGE[0]), VOLUME_RANGE[1])
+        return Style(self.rate * inner.rate, self.pitch + inner.pitch, volume)
 
 
 PLAIN = Style()

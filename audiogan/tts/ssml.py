@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from audiogan.tts.normalize import LETTER_NAMES, MONTHS, normalize, split_sentences
 from audiogan.tts.numbers import digit_words, fraction_words, number_words, ordinal_words, year_words
-from audiogan.tts.script import PLAIN, SENTENCE_GAP_SECONDS, Piece, Sentence, Style
+from audiogan.tts.script import PLAIN, SENTENCE_GAP_SECONDS, VOLUME_RANGE, Piece, Sentence, Style
 
 PhonemeReader = Callable[[str, str], list[str]]  # (IPA, where) -> the voice's tokens; raises ValueError
 
@@ -36,7 +36,7 @@ PARAGRAPH_GAP_SECONDS = BREAK_STRENGTHS["strong"]
 MAX_BREAK_SECONDS = 10.0
 RATES = {"x-slow": 0.6, "slow": 0.8, "medium": 1.0, "fast": 1.25, "x-fast": 1.6, "default": 1.0}
 PITCHES = {"x-low": -4.0, "low": -2.0, "medium": 0.0, "high": 2.0, "x-high": 4.0, "default": 0.0}
-SILENT_DB = -120.0
+SILENT_DB = VOLUME_RANGE[0]
 VOLUMES = {"silent": SILENT_DB, "x-soft": -12.0, "soft": -6.0, "medium": 0.0, "loud": 4.0, "x-loud": 8.0,
            "default": 0.0}
 # Emphasis as a speaker makes it: slower, higher, louder (or the reverse, reduced).
@@ -46,6 +46,9 @@ DATE_FORMATS = ("mdy", "dmy", "ymd", "ydm", "md", "dm", "ym", "my", "y", "m", "d
 ELEMENTS = ("speak", "p", "paragraph", "s", "sentence", "break", "prosody", "emphasis", "sub", "say-as",
             "phoneme", "mark")
 SSML_NAMESPACE = "http://www.w3.org/2001/10/synthesis"
+# Elements are read recursively; markup nested deeper than any author writes is refused before Python's
+# recursion limit turns it into an internal error.
+MAX_DEPTH = 100
 # Said as one unit: never split into sentences or normalised again.
 _ATOM = "Zq"
 
@@ -103,6 +106,7 @@ class _Reader:
         self.sentences: list[Sentence] = []
         self.runs: list[_Run] = []
         self.marks: list[str] = []  # marks not yet placed: they go where the next word begins
+        self.depth = 0
 
     def children(self, element: ET.Element, style: Style) -> None:
         if element.text:
@@ -113,6 +117,15 @@ class _Reader:
                 self.runs.append(_Run(child.tail, style, atomic=False))
 
     def element(self, element: ET.Element, style: Style) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ValueError(f"SSML nests elements more than {MAX_DEPTH} deep")
+        try:
+            self._element(element, style)
+        finally:
+            self.depth -= 1
+
+    def _element(self, element: ET.Element, style: Style) -> None:
         tag = _tag(element)
         namespace = element.tag[1:].split("}", 1)[0] if element.tag.startswith("{") else SSML_NAMESPACE
         if tag not in ELEMENTS or namespace != SSML_NAMESPACE:
@@ -181,6 +194,7 @@ def _split(runs: list[_Run], marks: list[str]) -> tuple[list[Sentence], list[str
                 continue
             text += char
             owner.append(index)
+    _whole_words(text, owner, runs)
     sentences, position = [], 0
     for part in split_sentences(text):
         start = text.find(part, position)
@@ -212,6 +226,18 @@ def _split(runs: list[_Run], marks: list[str]) -> tuple[list[Sentence], list[str
             written = re.sub(r"\s+", " ", written).strip()
             sentences.append(Sentence(pieces, text=re.sub(r"\s+(?=[,.;:!?])", "", written)))
     return sentences, [name for _, name in placed]
+
+
+def _whole_words(text: str, owner: list[int], runs: list[_Run]) -> None:
+    """A word marked up in part ("$<emphasis>5</emphasis>", "1,<emphasis>000</emphasis>") becomes one run's,
+    so that it is normalised whole ("five dollars", not "dollar five"); it is said in the style the markup
+    gave, or where two styles meet in it, in the one most of its characters have."""
+    for word in re.finditer(r"\S+", text):
+        owners = owner[word.start():word.end()]
+        if owners.count(owners[0]) == len(owners) or any(runs[o].atomic for o in owners):
+            continue
+        chosen = max(owners, key=lambda o: (runs[o].style != PLAIN, owners.count(o)))
+        owner[word.start():word.end()] = [chosen] * len(owners)
 
 
 def _tag(element: ET.Element) -> str:
@@ -277,7 +303,7 @@ PROSODY = {
                     lambda m: float(m.group(1)) if m.group(2) == "st"
                     else 12 * math.log2(max(1 + float(m.group(1)) / 100, 1e-6)),
                     (-12.0, 12.0), "-12st..+12st", "semitones (\"+2st\") or a percentage (\"-10%\")"),
-    "volume": _Scale(VOLUMES, r"([+-]?\d+(?:\.\d+)?)dB", lambda m: float(m.group(1)), (-40.0, 12.0),
+    "volume": _Scale(VOLUMES, r"([+-]?\d+(?:\.\d+)?)dB", lambda m: float(m.group(1)), (-40.0, VOLUME_RANGE[1]),
                      "-40dB..+12dB", "decibels (\"+6dB\")"),
 }
 

@@ -59,11 +59,11 @@ class Timings:
         return json.dumps({k: [asdict(s) for s in v] for k, v in spans.items()}, indent=1, ensure_ascii=False)
 
     def to_vtt(self) -> str:
-        cues = [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{s.text}\n" for s in self.sentences]
+        cues = [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{_vtt_text(s.text)}\n" for s in self.sentences]
         return "WEBVTT\n\n" + "\n".join(cues)
 
     def to_srt(self) -> str:
-        return "\n".join(f"{n}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text}\n"
+        return "\n".join(f"{n}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{_srt_text(s.text)}\n"
                          for n, s in enumerate(self.sentences, 1))
 
     def text(self, format: str) -> str:
@@ -81,6 +81,17 @@ def check_path(path: str | Path) -> str:
     if suffix not in (".json", ".vtt", ".srt"):
         raise ValueError(f"timings go to a .json, .vtt or .srt file, not {Path(path).name!r}")
     return suffix
+
+
+def _vtt_text(text: str) -> str:
+    """A cue's text as WebVTT reads it: "&", "<" and ">" escaped, so that "<b>" is shown, not markup, and
+    "-->" cannot start a cue of its own."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _srt_text(text: str) -> str:
+    """SubRip has no escapes: an arrow in the text, which readers take for a timing line, is broken up."""
+    return text.replace("-->", "- >")
 
 
 def _clock(seconds: float, decimal: str) -> str:

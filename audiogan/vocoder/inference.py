@@ -78,6 +78,18 @@ class Window:
 
 # Mels of audio in [-1, 1] stay below ln(n_fft / 2); e**20 is far above any real signal's magnitude.
 MEL_CEILING = 20.0
+# Output above the knee is bent smoothly towards the ceiling instead of cut flat at full scale: a loud
+# word (SSML "+12dB") no longer clips into a square wave. Sample by sample, so a stream's chunks still
+# join into exactly the whole; below the knee the samples are untouched.
+LIMIT_KNEE, LIMIT_CEILING = 0.9, 0.99
+
+
+def soft_limit(wave: torch.Tensor) -> torch.Tensor:
+    """Samples within +-LIMIT_KNEE as they are; beyond it a tanh curve, slope 1 at the knee, that never
+    reaches LIMIT_CEILING."""
+    span = LIMIT_CEILING - LIMIT_KNEE
+    over = (wave.abs() - LIMIT_KNEE).clamp(min=0.0)
+    return torch.where(over > 0, wave.sign() * (LIMIT_KNEE + span * torch.tanh(over / span)), wave)
 
 
 class Vocoder:
@@ -172,7 +184,7 @@ class Vocoder:
     def _run(self, cond: torch.Tensor) -> torch.Tensor:
         if self.integrates_phase:
             return torch.stack(self.generate(list(cond)))
-        return self.generator(cond).clamp(-1.0, 1.0)
+        return soft_limit(self.generator(cond))
 
     def phase_track(self) -> PhaseTrack | None:
         """A stream's phase state, for a vocoder that integrates phase (None for one that predicts it)."""
@@ -267,7 +279,7 @@ class Vocoder:
                 window = Window(self.phase_track(), 0, t)
             phase = window.track.extend(log_mag.cpu().numpy(), window.first_frame, window.keep)
             phase_t = torch.from_numpy(phase).to(device=self.device, dtype=torch.float32)
-            results.append(g.synthesize(log_mag[None], phase_t[None])[0].clamp(-1.0, 1.0))
+            results.append(soft_limit(g.synthesize(log_mag[None], phase_t[None])[0]))
         return results
 
     def _window(self, cond: torch.Tensor, start: int, end: int, track: PhaseTrack | None = None) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import sys
 import wave
@@ -46,6 +47,34 @@ def decode(data: bytes, encoding: int) -> np.ndarray:
 
 def to_pcm16(samples: np.ndarray) -> bytes:
     return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+
+
+def check_output(path: str | Path) -> str:
+    """The format an output path asks for, from its suffix: "wav" ('-' too: a WAV on stdout) or "flac"
+    (with soundfile); any other suffix is an error before the server is called, not WAV bytes under a
+    name that says otherwise."""
+    if str(path) == "-":
+        return "wav"
+    suffix = Path(path).suffix.lower()
+    if suffix == ".wav":
+        return "wav"
+    if suffix == ".flac":
+        if importlib.util.find_spec("soundfile") is None:
+            raise ValueError(f"{path}: writing FLAC needs soundfile: pip install 'audiogan-client[flac]'")
+        return "flac"
+    raise ValueError(f"{path}: the client writes .wav or .flac files, not {suffix or 'a file without a suffix'}")
+
+
+def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
+    """Write mono audio in the format the path's suffix names (see :func:`check_output`)."""
+    if check_output(path) == "wav":
+        return write_wav(path, samples, sample_rate)
+    import soundfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="FLAC")
+    return path
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:

@@ -12,8 +12,10 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from audiogan_client.audio import decode, write_wav
+from audiogan_client.audio import check_output, decode, write_audio
 from audiogan_client.client import AudioGanClient, AudioResult
+
+OUT_DEFAULT = "out.wav"
 
 
 def _timbre(spec: str) -> str | list[float]:
@@ -36,19 +38,41 @@ def _label(spec: str) -> str:
 
 
 def _save(result: AudioResult, out: str) -> None:
-    path = write_wav(out, result.samples, result.sample_rate)
+    path = write_audio(out, result.samples, result.sample_rate)
     if str(path) != "-":
         print(f"wrote {path} ({len(result.samples) / result.sample_rate:.2f} s at {result.sample_rate} Hz)",
               file=sys.stderr)
 
 
+def _text(args: argparse.Namespace) -> str:
+    if not args.file:
+        return args.text
+    try:
+        return Path(args.file).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SystemExit(f"say: {args.file} is not UTF-8 text (byte {exc.start}); convert it first") from None
+
+
+def _check_say(args: argparse.Namespace) -> None:
+    """Refuse what the call would ignore or get wrong, before the server is called, as ``audiogan say`` does."""
+    if args.file and args.text:
+        raise SystemExit("say: give TEXT or --file, not both")
+    if args.raw and args.output not in ("-", OUT_DEFAULT):
+        raise SystemExit("say: --raw streams PCM to standard output; drop -o, or drop --raw to write a file")
+    if args.timings and (args.stream or args.raw):
+        raise SystemExit("say: --timings comes with the whole-audio call, not --stream or --raw")
+    if args.timings and Path(args.timings).suffix.lower() != ".json":
+        raise SystemExit(f"say: --timings writes JSON: name a .json file, not {Path(args.timings).name!r}")
+    if not args.raw:
+        check_output(args.output)
+
+
 def cmd_say(client: AudioGanClient, args: argparse.Namespace) -> None:
-    text = Path(args.file).read_text(encoding="utf-8") if args.file else args.text
+    _check_say(args)
+    text = _text(args)
     if not text:
         raise SystemExit("say: give TEXT or --file")
     kwargs = {"voice": args.voice, "sample_rate": args.sample_rate, "speed": args.speed, "speaker": args.speaker}
-    if args.timings and args.stream:
-        raise SystemExit("say: --timings comes with the whole-audio call, not --stream")
     if args.timings:
         result = client.synthesize_timed(text, **kwargs)
         _save(AudioResult(result.samples, result.sample_rate), args.output)
@@ -57,20 +81,28 @@ def cmd_say(client: AudioGanClient, args: argparse.Namespace) -> None:
         print(f"wrote {args.timings}: {len(result.sentences)} sentences, {len(result.words)} words timed",
               file=sys.stderr)
         return
-    if not args.stream:
+    if not args.stream and not args.raw:
         _save(client.synthesize(text, **kwargs), args.output)
         return
-    # Streaming: raw little-endian PCM16 as it arrives (pipe it to aplay/ffplay), or a WAV at the end.
+    # Streaming: raw little-endian PCM16 as it arrives (pipe it to aplay/ffplay), or a file at the end.
     raw = args.raw or args.output == "-"
     parts: list[np.ndarray] = []
     rate = 0
-    for chunk in client.stream_chunks(text, encoding="pcm16", **kwargs):
-        rate = chunk.sample_rate_hz
-        if raw:
-            sys.stdout.buffer.write(chunk.audio)
-            sys.stdout.buffer.flush()
-        else:
-            parts.append(decode(chunk.audio, chunk.encoding))
+    try:
+        for chunk in client.stream_chunks(text, encoding="pcm16", **kwargs):
+            rate = chunk.sample_rate_hz
+            if raw:
+                sys.stdout.buffer.write(chunk.audio)
+                sys.stdout.buffer.flush()
+            else:
+                parts.append(decode(chunk.audio, chunk.encoding))
+    except grpc.RpcError as err:
+        if raw or not parts:
+            raise
+        # A stream cut off (past the server's audio limit, a deadline) keeps the audio that came.
+        _save(AudioResult(np.concatenate(parts), rate), args.output)
+        raise SystemExit(f"audiogan-client: {err.code().name}: {err.details()} (the audio received before "
+                         f"it is in {args.output})") from None
     if not raw:
         _save(AudioResult(np.concatenate(parts) if parts else np.zeros(0, np.float32), rate), args.output)
 
@@ -117,6 +149,17 @@ def cmd_instruments(client: AudioGanClient, args: argparse.Namespace) -> None:
     print(json.dumps(client.list_instruments(), indent=2))
 
 
+def _speed(value: str) -> float:
+    """--speed: within what the voices take (0 was once sent as "unset" and said at normal speed)."""
+    try:
+        speed = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0.25 <= speed <= 4.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{value!r} is out of range 0.25..4")
+    return speed
+
+
 def _seconds(value: str) -> float:
     """--timeout: a deadline of 0 or less would fail every call at once, with a puzzling DEADLINE_EXCEEDED."""
     try:
@@ -136,24 +179,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tls-ca", help="PEM root certificate: connect with TLS")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, help_text: str, out_default: str = "out.wav",
-            out_help: str = "output WAV (default %(default)s; '-' writes the WAV to stdout)",
+    def add(name: str, help_text: str, out_default: str = OUT_DEFAULT,
+            out_help: str = "output .wav or .flac (default %(default)s; '-' writes a WAV to stdout)",
             ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("-o", "--output", default=out_default, help=out_help)
         p.add_argument("--sample-rate", type=int, default=0, help="output rate in Hz (default: the model's)")
         return p
 
-    p = add("say", "text -> speech", out_help="output WAV (default %(default)s); '-' writes the WAV to stdout, or "
-                                              "with --stream raw little-endian PCM16 as it arrives")
+    p = add("say", "text -> speech", out_help="output .wav or .flac (default %(default)s); '-' writes a WAV to "
+                                              "stdout, or with --stream raw little-endian PCM16 as it arrives")
     p.add_argument("text", nargs="?", help="the text (or use --file); SSML when it starts with <speak>")
     p.add_argument("--file", help="read the text from this UTF-8 file")
     p.add_argument("--voice", default="", help="voice name (see `voices`)")
-    p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--speed", type=_speed, default=1.0, help="0.25..4 (default %(default)g)")
     p.add_argument("--speaker", type=int, default=0, help="a multi-speaker voice's speaker (see `voices`)")
     p.add_argument("--stream", action="store_true", help="use the streaming call")
     p.add_argument("--timings", metavar="PATH.json", help="also write when each sentence and word is said (JSON)")
-    p.add_argument("--raw", action="store_true", help="with --stream: write raw PCM16 to stdout as it arrives")
+    p.add_argument("--raw", action="store_true", help="stream raw PCM16 to stdout as it arrives (implies --stream)")
     p.set_defaults(func=cmd_say)
 
     p = add("vocode", "log-mel .npy [n_mels, frames] -> audio")
@@ -209,6 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     root = Path(args.tls_ca).read_bytes() if args.tls_ca else None
     try:
+        if args.command in ("vocode", "interpolate", "convert"):
+            check_output(args.output)  # before the call, not after it has run
         with AudioGanClient(args.target, timeout=args.timeout, root_certificates=root) as client:
             args.func(client, args)
             sys.stdout.flush()  # here, where a reader gone is caught, not at exit as "Exception ignored"

@@ -194,3 +194,65 @@ def test_cli_help_says_what_output_dash_writes():
     done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "say", "--help"], capture_output=True,
                           text=True, timeout=60)
     assert "raw little-endian PCM16" in " ".join(done.stdout.split())
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["say", "Hi.", "-o", "x.mp3"], "writes .wav or .flac files, not .mp3"),
+    (["say", "Hi.", "--raw", "-o", "x.wav"], "--raw streams PCM to standard output"),
+    (["say", "Hi.", "--speed", "0"], "'0' is out of range 0.25..4"),
+    (["say", "Hi.", "--timings", "t.txt"], "--timings writes JSON: name a .json file, not 't.txt'"),
+    (["say", "Hi.", "--raw", "--timings", "t.json"], "--timings comes with the whole-audio call"),
+    (["vocode", "mel.npy", "-o", "x.ogg"], "writes .wav or .flac files, not .ogg"),
+])
+def test_cli_refuses_what_it_would_ignore_or_get_wrong_before_calling(args, message, tmp_path):
+    # No server listens on port 1: each is refused before any call.
+    done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", "127.0.0.1:1", *args],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode != 0 and message in done.stderr, done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_says_which_file_is_not_utf8(tmp_path):
+    (tmp_path / "latin.txt").write_bytes(b"caf\xe9")
+    done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", "127.0.0.1:1", "say", "--file",
+                           str(tmp_path / "latin.txt")], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "latin.txt is not UTF-8 text (byte 3)" in done.stderr
+
+
+def test_write_audio_writes_the_format_its_suffix_names(tmp_path):
+    from audiogan_client import write_audio
+
+    samples = np.sin(np.arange(1600) / 10).astype(np.float32) * 0.5
+    assert write_audio(tmp_path / "a.wav", samples, 16000).read_bytes()[:4] == b"RIFF"
+    if importlib.util.find_spec("soundfile") is not None:
+        flac = write_audio(tmp_path / "a.flac", samples, 16000)
+        assert flac.read_bytes()[:4] == b"fLaC"
+    with pytest.raises(ValueError, match=r"not \.mp3"):
+        write_audio(tmp_path / "a.mp3", samples, 16000)
+
+
+def test_a_stream_cut_off_keeps_the_audio_that_came(tmp_path):
+    from types import SimpleNamespace
+
+    from audiogan_client import cli
+
+    class Cut(grpc.RpcError):
+        def code(self):
+            return grpc.StatusCode.INVALID_ARGUMENT
+
+        def details(self):
+            return "text: the audio would last over 600 s"
+
+    class Client:
+        def stream_chunks(self, text, **kwargs):
+            for _ in range(3):
+                yield SimpleNamespace(sample_rate_hz=16000, audio=np.full(1600, 1000, "<i2").tobytes(), encoding=0)
+            raise Cut()
+
+    out = tmp_path / "long.wav"
+    args = cli.build_parser().parse_args(["say", "Long text.", "--stream", "-o", str(out)])
+    with pytest.raises(SystemExit, match=r"INVALID_ARGUMENT: text: the audio would last over 600 s \(the audio "
+                                         r"received before it is in .*long\.wav\)"):
+        cli.cmd_say(Client(), args)
+    with wave.open(str(out)) as w:
+        assert w.getnframes() == 4800
