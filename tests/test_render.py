@@ -910,13 +910,14 @@ def test_rewriting_an_output_removes_the_captions_of_its_earlier_rendering(tmp_p
     try:
         out.write("book/a.wav", "k1", b"RIFF1", {"book/a.vtt": b"WEBVTT old", "book/a.srt": b"1 old"})
         out.write("book/b.wav", "k1", b"RIFF1", {"book/b.vtt": b"WEBVTT b"})
-        (tmp_path / "render" / "book" / "b.json").write_text("{}")  # left by some earlier run, unlogged
+        (tmp_path / "render" / "book" / "b.json").write_text("{}")  # the user's (no render logged writing it)
         out.write("book/b.flac", "k1", b"fLaC", {})  # another output; b.wav's logged captions stay
         out.write("book/a.wav", "k2", b"RIFF2", {"book/a.json": b"{}"})  # re-rendered with json timings
         out.write("book/b.wav", "k2", b"RIFF2")  # re-rendered without timings
     finally:
         out.close()
-    assert sorted(p.name for p in (tmp_path / "render" / "book").iterdir()) == ["a.json", "a.wav", "b.flac", "b.wav"]
+    assert sorted(p.name for p in (tmp_path / "render" / "book").iterdir()) == [
+        "a.json", "a.wav", "b.flac", "b.json", "b.wav"]
     reopened = OutputDir(tmp_path / "render")
     try:
         assert reopened.is_done("book/a.wav", "k2") and reopened.is_done("book/b.wav", "k2")
@@ -935,20 +936,58 @@ def test_a_tts_job_rerendered_with_other_timings_leaves_no_old_captions(tmp_path
         assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == expected
 
 
-def test_startup_removes_only_the_temp_files_of_the_renderers_own_writes(tmp_path):
-    import tempfile
+def test_startup_removes_only_the_temp_files_of_the_renderers_own_writes(tmp_path, monkeypatch):
+    from audiogan.audio import io
 
     root = tmp_path / "render"
     (root / "book").mkdir(parents=True)
-    ours = [Path(tempfile.mkstemp(dir=root / "book", prefix=f".{name}.", suffix=".tmp")[1])
-            for name in ("a.wav", "a.FLAC", "a.vtt", "a.srt", "a.json")]  # as write_atomic names them
+    ours = []
+
+    def killed(src: str, dst: str) -> None:  # the run dies between writing the temp file and renaming it
+        ours.append(Path(src))
+        raise KeyboardInterrupt
+
+    for name in ("a.wav", "a.FLAC", "a.vtt", "a.srt", "a.json"):
+        with contextlib.suppress(KeyboardInterrupt), monkeypatch.context() as m:
+            m.setattr(io.os, "replace", killed)
+            m.setattr(io.os.path, "exists", lambda _: False)  # so write_atomic's own cleanup leaves it
+            io.write_atomic(root / "book" / name, b"half")
+    assert len(ours) == 5 and all(p.is_file() for p in ours)
+    # A user's own temp files, named as write_atomic named its own before (found deleted by an audit).
     theirs = [root / ".session.tmp", root / "book" / ".notes.txt.x1y2z3ab.tmp", root / ".wav.tmp",
-              root / ".take.wav.old.tmp"]
+              root / ".take.wav.old.tmp", root / "book" / ".a.wav.x1y2z3ab.tmp",
+              root / "unrelated" / "deep" / ".settings.json.20240101.tmp"]
     for path in theirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("mine")
     OutputDir(root).close()
     assert not any(p.exists() for p in ours)
     assert all(p.read_text() == "mine" for p in theirs)
+
+
+def test_files_beside_an_output_that_no_render_wrote_are_left_alone(tmp_path, tiny_voice):
+    """Once every .json/.vtt/.srt with an output's stem was removed, the user's included (a notes job writes
+    no captions at all); only captions a render logged writing are replaced."""
+    out = tmp_path / "render"
+    (out / "n").mkdir(parents=True)
+    (tmp_path / "elsewhere.json").write_text("target")
+    mine = {"n/a.json": "notes on a", "n/a.vtt": "WEBVTT mine", "n/a.srt": "1 mine", "t.json": "mine"}
+    for name, text in mine.items():
+        (out / name).write_text(text)
+    (out / "n" / "b.json").symlink_to(tmp_path / "elsewhere.json")
+    lines = [{"kind": "notes", "pitch": 60, "instrument": "cello", "seconds": 0.25, "output": "n/a.wav"},
+             {"kind": "notes", "pitch": 62, "instrument": "cello", "seconds": 0.25, "output": "n/b.wav"},
+             {"kind": "tts", "text": "Hello.", "voice": str(tiny_voice[0]), "timings": "vtt", "output": "t.wav"}]
+    summary = run(read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines)).jobs, str(out), device="cpu",
+                  progress=False)
+    assert summary.rendered == 3
+    assert {name: (out / name).read_text() for name in mine} == mine
+    assert (out / "n" / "b.json").is_symlink() and (tmp_path / "elsewhere.json").read_text() == "target"
+    assert (out / "t.vtt").read_text().startswith("WEBVTT")
+    lines[2]["timings"] = "srt"  # re-rendered: the captions this render wrote go, the user's t.json stays
+    assert run(read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines)).jobs, str(out), device="cpu",
+               progress=False).rendered == 1
+    assert not (out / "t.vtt").exists() and (out / "t.srt").is_file() and (out / "t.json").read_text() == "mine"
 
 
 def test_names_with_control_characters_are_refused_when_the_manifest_is_read(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -156,11 +157,17 @@ def float32_le(wave: torch.Tensor | np.ndarray) -> bytes:
     return mono_samples(wave).astype("<f4").tobytes()
 
 
+# write_atomic's temp files: '.NAME.' + mkstemp's 8 random characters + this suffix, which nothing else
+# writes: `audiogan render` removes what a killed run left, and once also took a user's '.x.json.20240101.tmp'.
+TEMP_SUFFIX = ".audiogan.tmp"
+TEMP_NAME = re.compile(rf"\..*\.[a-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}", re.DOTALL)
+
+
 def write_atomic(path: str | Path, data: bytes) -> Path:
     """Write a file via temp file + rename, so readers never see half of it; usual umask permissions."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

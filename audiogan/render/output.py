@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import fcntl
 import json
-import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 
-from audiogan.audio.io import encode_audio, resample, write_atomic
-from audiogan.render.manifest import AUDIO_SUFFIXES, SIDECAR_SUFFIXES, ManifestError, beside
+from audiogan.audio.io import TEMP_NAME, TEMP_SUFFIX, encode_audio, resample, write_atomic
+from audiogan.render.manifest import SIDECAR_SUFFIXES, ManifestError, beside
 
 STATE_FILE = ".audiogan-render.jsonl"
 LOCK_FILE = ".audiogan-render.lock"
 ERRORS_FILE = "errors.jsonl"
 PREVIOUS_ERRORS_FILE = "errors.prev.jsonl"
-
-
-# The temp names write_atomic gives an output or a sidecar: '.NAME.SUFFIX.' + mkstemp's random part (8 of
-# [a-z0-9_]) + '.tmp'. Nothing else is ours to delete: a user's '.session.tmp' once went too.
-_WRITTEN = "|".join(s.lstrip(".") for s in (*AUDIO_SUFFIXES, *SIDECAR_SUFFIXES))
-LEFTOVER = re.compile(rf"\..+\.(?i:{_WRITTEN})\.[a-z0-9_]{{8}}\.tmp")
 
 
 def encode_file(wave: torch.Tensor, native_rate: int, rate: int | None, suffix: str) -> tuple[bytes, float]:
@@ -55,9 +48,9 @@ class OutputDir:
         except BlockingIOError:
             self._lockfile.close()
             raise OutputBusyError(f"another render is writing into {self.root}") from None
-        # Alone in the folder: our temp files are leftovers of a killed run (a user's own are not ours).
-        for stale in self.root.rglob(".*.tmp"):
-            if LEFTOVER.fullmatch(stale.name) and (stale.is_file() or stale.is_symlink()):
+        # Alone in the folder: write_atomic's temp files are leftovers of a killed run (a user's own are not ours).
+        for stale in self.root.rglob(f".*{TEMP_SUFFIX}"):
+            if TEMP_NAME.fullmatch(stale.name) and (stale.is_file() or stale.is_symlink()):
                 stale.unlink()
         # Failures of an earlier run may since have been rendered: errors.jsonl lists only this run's.
         errors = self.root / ERRORS_FILE
@@ -65,18 +58,33 @@ class OutputDir:
             errors.replace(self.root / PREVIOUS_ERRORS_FILE)
         self.lock = threading.Lock()
         self.done: dict[str, str] = {}
-        self.sidecars: dict[str, list[str]] = {}  # output -> files written beside it (captions)
+        self.sidecars: dict[str, list[str]] = {}  # output -> files its logged rendering wrote beside it (captions)
+        # output -> every file beside it a render here wrote or began to write: the only ones it may remove.
+        self.written: dict[str, set[str]] = {}
         state = self.root / STATE_FILE
         if state.is_file():
             for line in state.read_text().splitlines():
                 try:
-                    entry = json.loads(line)
-                    self.done[entry["output"]] = entry["key"]
-                    self.sidecars[entry["output"]] = list(entry.get("sidecars", []))
-                except (json.JSONDecodeError, KeyError, TypeError):
+                    self._replay(json.loads(line))
+                except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
                     continue  # a line cut short by a kill
         self._state = open(state, "a", encoding="utf-8")  # noqa: SIM115 -- held for the run
         self._errors: TextIO | None = None
+
+    def _replay(self, entry: dict[str, Any]) -> None:
+        """One line of the resume log: a finished output, or the sidecars a write was about to put beside one."""
+        output = entry["output"]
+        if "writing" in entry:
+            self.written.setdefault(output, set()).update(entry["writing"])
+            return
+        self.done[output] = entry["key"]
+        self.sidecars[output] = list(entry.get("sidecars", []))
+        self.written[output] = set(self.sidecars[output])  # as write() leaves it: older ones were removed
+
+    def _log(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self._state.write(json.dumps(entry) + "\n")
+            self._state.flush()
 
     def path(self, output: str) -> Path:
         target = (self.root / output).resolve()
@@ -92,27 +100,32 @@ class OutputDir:
         """The output and any files beside it; the sidecars first, so a logged output has them all, and
         none left from an earlier rendering of it."""
         target = self.path(output)  # first: it also checks the folder the sidecars are dropped from
-        for name, content in (sidecars or {}).items():
+        sidecars = sidecars or {}
+        if sidecars:  # logged before they exist: a run killed mid-write still knows they are its own
+            self._log({"output": output, "writing": list(sidecars)})
+            with self.lock:
+                self.written.setdefault(output, set()).update(sidecars)
+        for name, content in sidecars.items():
             write_atomic(self.path(name), content)
-        self._drop_stale_sidecars(output, set(sidecars or {}))
+        self._drop_stale_sidecars(output, set(sidecars))
         write_atomic(target, data)
         with self.lock:
             self.done[output] = key
-            self.sidecars[output] = list(sidecars or {})
-            entry = {"output": output, "key": key, **({"sidecars": list(sidecars)} if sidecars else {})}
-            self._state.write(json.dumps(entry) + "\n")
-            self._state.flush()
+            self.sidecars[output] = list(sidecars)
+            self.written[output] = set(sidecars)
+        self._log({"output": output, "key": key, **({"sidecars": list(sidecars)} if sidecars else {})})
 
     def _drop_stale_sidecars(self, output: str, keep: set[str]) -> None:
-        """Captions an earlier rendering of ``output`` wrote beside it describe the old audio. Outputs are
-        .wav or .flac, so a same-stem sidecar is one; another output's logged sidecars (a.wav's a.vtt
-        beside a.flac) are kept."""
+        """Captions an earlier rendering of ``output`` wrote beside it describe the old audio. Only files the
+        resume log says a render here wrote are removed: a same-stem .json, .vtt or .srt the user put there is
+        theirs, and so is another output's (a.wav's a.vtt beside a.flac)."""
         with self.lock:
             claimed = {name for other, names in self.sidecars.items() if other != output for name in names}
-        for suffix in SIDECAR_SUFFIXES:
-            name = beside(output, suffix)
-            stale = self.root / name  # not resolved: a symlink here is removed, not what it points to
-            if name not in keep and name not in claimed and (stale.is_symlink() or stale.is_file()):
+            ours = set(self.written.get(output, ()))
+        allowed = {beside(output, suffix) for suffix in SIDECAR_SUFFIXES}  # whatever the log says
+        for name in sorted(ours & allowed - keep - claimed):
+            stale = self.root / name  # not resolved: write_atomic never leaves a symlink, so one is the user's
+            if stale.is_file() and not stale.is_symlink():
                 stale.unlink()
 
     def error(self, line: int, output: str | None, kind: str | None, reason: str) -> None:
