@@ -1088,3 +1088,22 @@ def test_an_unknown_engine_is_refused(tmp_path, mels):
     with pytest.raises(ValueError, match="unknown engine 'bogus': local or ray"):
         run(jobs, str(tmp_path / "render"), engine="bogus", progress=False)
     assert not (tmp_path / "render").exists()
+
+
+def test_a_csv_cell_longer_than_the_csv_modules_cap_is_read(tmp_path, monkeypatch, capsys):
+    """A 150,000-character tts text once crashed the check with `_csv.Error: field larger than field limit`."""
+    from audiogan.cli import main
+    from audiogan.render import manifest
+
+    text = "word " * 30_000
+    (tmp_path / "jobs.csv").write_text(f'kind,text,output\ntts,"{text}",a.wav\ntts,Hi.,b.mp3\n')
+    found = read_manifest(tmp_path / "jobs.csv", unavailable=lambda kind, params: None)
+    assert [(j.line, len(j.params["text"])) for j in found.jobs] == [(2, len(text))]
+    assert [e.line for e in found.errors] == [3]  # and the rows after it are read as before
+    # Whatever else the csv module refuses is a one-line manifest error naming the line (exit 2), not a traceback.
+    manifest.csv.field_size_limit(131_072)  # the module's default, which the read above raised
+    monkeypatch.setattr(manifest.csv, "field_size_limit", lambda *limit: 131_072)
+    assert main(["render", str(tmp_path / "jobs.csv"), "--out", str(tmp_path / "render"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"manifest {tmp_path / 'jobs.csv'} line 2: not valid CSV: field larger than field limit" in err
+    assert "Traceback" not in err and not (tmp_path / "render").exists()

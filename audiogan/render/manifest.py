@@ -326,18 +326,7 @@ def _records(path: Path) -> tuple[list[tuple[int, dict[str, Any] | str]], bool]:
     except UnicodeDecodeError as exc:
         raise ValueError(f"manifest {path} is not UTF-8 text (byte {exc.start}): a .jsonl or .csv file?") from None
     if path.suffix.lower() == ".csv":
-        # newline="": a quoted cell keeps its line breaks, and line_num counts the file's lines.
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        rows: list[tuple[int, dict[str, Any] | str]] = []
-        for row in reader:
-            # line_num is the row's last line; a row is reported by its first.
-            cells = [*(v for k, v in row.items() if k is not None), *row.get(None, [])]
-            first = reader.line_num - sum(len(_LINE_BREAK.findall(v or "")) for v in cells)
-            if None in row:
-                rows.append((first, "more values than header columns"))
-            else:
-                rows.append((first, dict(row)))
-        return rows, True
+        return _csv_rows(path, text), True
     records: list[tuple[int, dict[str, Any] | str]] = []
     # Only "\n" ends a line: str.splitlines() would also split at U+2028, U+0085 or a form feed, which
     # JSON allows inside strings.
@@ -352,6 +341,25 @@ def _records(path: Path) -> tuple[list[tuple[int, dict[str, Any] | str]], bool]:
             continue
         records.append((number, record if isinstance(record, dict) else "a job must be a JSON object"))
     return records, False
+
+
+def _csv_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any] | str]]:
+    # A cell cannot be longer than the file; the csv module's default cap (128 KiB) once crashed a run on a
+    # long tts text with a traceback.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+    # newline="": a quoted cell keeps its line breaks, and line_num counts the file's lines.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, dict[str, Any] | str]] = []
+    try:
+        for row in reader:
+            # line_num is the row's last line; a row is reported by its first.
+            cells = [*(v for k, v in row.items() if k is not None), *row.get(None, [])]
+            first = reader.line_num - sum(len(_LINE_BREAK.findall(v or "")) for v in cells)
+            rows.append((first, "more values than header columns" if None in row else dict(row)))
+    except csv.Error as exc:  # the rows past it cannot be read: the whole manifest is refused (the DictReader's
+        # own line_num is that of the last good row)
+        raise ValueError(f"manifest {path} line {reader.reader.line_num}: not valid CSV: {exc}") from None
+    return rows
 
 
 def read_manifest(path: str | Path,
