@@ -56,6 +56,14 @@ def _number(least: float, most: float) -> Callable[[str], float]:
     return parse
 
 
+def _positive(text: str) -> float:
+    """An argparse type: a finite number above 0 (a Ray actor of 0 CPUs once divided by zero)."""
+    value = _number(0, sys.float_info.max)(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: must be above 0")
+    return value
+
+
 def _threads(text: str) -> int:
     """0 (torch's choice) up to this machine's CPUs: thousands of threads stall a run for minutes."""
     return _count(0, os.cpu_count() or 1)(text)
@@ -429,10 +437,15 @@ def _render(args: argparse.Namespace) -> int:
     if Path(args.out).exists() and not Path(args.out).is_dir():
         print(f"audiogan: error: --out {args.out} is a file; name a folder (created if missing)", file=sys.stderr)
         return 2
+    cpus = os.cpu_count() or 1
+    if args.threads > cpus and args.engine == "local":  # Ray actors may run on bigger machines than this one
+        print(f"audiogan: error: --threads {args.threads}: this machine has {cpus} CPUs (the local engine "
+              "computes here)", file=sys.stderr)
+        return 2
     if args.threads:
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(min(args.threads, cpus))  # on Ray this process only plans
     manifest = read_manifest(args.manifest)
     for error in manifest.errors:
         print(f"{args.manifest}: {error}", file=sys.stderr)
@@ -651,14 +664,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local: this process; ray: model actors on a Ray cluster (pip install 'audiogan[ray]')")
     r.add_argument("--address", help="Ray cluster address, or 'auto' for the one `ray start` began on this "
                                      "machine (default: $RAY_ADDRESS, else a new local Ray)")
-    r.add_argument("--cpus-per-actor", type=float, default=1.0, help="Ray: CPUs per model actor on CPU clusters")
+    r.add_argument("--cpus-per-actor", type=_positive, default=1.0,
+                   help="Ray: CPUs per model actor (above 0; an actor needs a node with that many)")
     r.add_argument("--batch-size", type=_count(0), default=0,
                    help="jobs per forward pass (default on CPU: 64 for notes, 1 for the rest, where batching "
                         "measured no gain; 32 on CUDA)")
     r.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     r.add_argument("--workers", type=_count(1), default=2, help="threads preparing and encoding (default: %(default)s)")
-    r.add_argument("--threads", type=_threads, default=0,
-                   help="torch CPU threads (default: torch's choice; on Ray, one per CPU an actor holds)")
+    r.add_argument("--threads", type=_count(0), default=0,
+                   help="torch CPU threads (default: torch's choice; on Ray, each actor's, one per CPU it holds); "
+                        "at most this machine's CPUs, or on Ray the largest node's")
     _phase_flag(r)
     r.add_argument("--skip-invalid", action="store_true", help="render the valid lines even if others are bad")
     r.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1050,6 +1050,7 @@ def test_without_an_address_ray_starts_its_own_not_a_cluster_left_on_the_machine
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda address=None, **_: asked.append(address))
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     ray_engine.connect(None, "auto")
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.7:6379")
@@ -1107,3 +1108,54 @@ def test_a_csv_cell_longer_than_the_csv_modules_cap_is_read(tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert f"manifest {tmp_path / 'jobs.csv'} line 2: not valid CSV: field larger than field limit" in err
     assert "Traceback" not in err and not (tmp_path / "render").exists()
+
+
+def test_ray_actors_are_sized_to_fit_a_node():
+    """Actors live on one node: one larger than every node waited for ever (a run hung at 0/N), and
+    counting the cluster's CPUs together started actors that fit nowhere."""
+    from audiogan.render.ray_engine import Cluster
+
+    cpu = Cluster("cpu", 0, 6.0, False, nodes=[(3.0, 0.0), (3.0, 0.0)])
+    assert [cpu.slots(n) for n in (1, 2, 3, 0.1)] == [6, 2, 2, 60]  # not 6 // 2 = 3 actors of 2 CPUs
+    assert cpu.check_fits(2, threads=3) == 2
+    with pytest.raises(ValueError, match=r"--cpus-per-actor 4: no node of the Ray cluster can hold an actor "
+                                         r"\(the largest has 3 CPUs\)"):
+        cpu.check_fits(4, threads=0)
+    with pytest.raises(ValueError, match="--threads 16: no node of the Ray cluster has more than 3 CPUs"):
+        cpu.check_fits(1, threads=16)
+    with pytest.raises(ValueError, match="above 0"):
+        cpu.slots(0)
+    gpu = Cluster("cuda", 3, 40.0, False, nodes=[(8.0, 2.0), (32.0, 0.0), (8.0, 1.0)])
+    assert gpu.slots(1) == 3 and gpu.slots(8) == 2  # one GPU each, on a node with the CPUs too
+    with pytest.raises(ValueError, match="the largest with a GPU has 8 CPUs"):
+        gpu.check_fits(16, threads=0)
+
+
+def test_a_ray_actor_no_node_can_hold_is_refused_not_waited_for(tmp_path, mels):
+    pytest.importorskip("ray")
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels[:2]))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run([sys.executable, "-m", "audiogan.cli", "render", str(jobs), "--out", str(tmp_path / "ray"),
+                           "--engine", "ray", "--quiet", "--cpus-per-actor", "1000"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "--cpus-per-actor 1000: no node of the Ray cluster can hold an actor" in done.stderr
+    assert "Traceback" not in done.stderr and not list((tmp_path / "ray").rglob("*.wav"))
+
+
+def test_local_threads_are_capped_at_this_machines_cpus_and_ray_threads_are_not(tmp_path, mels, capsys):
+    from audiogan.cli import main
+
+    jobs = str(write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels[:1])))
+    many = str((os.cpu_count() or 1) + 1)
+    assert main(["render", jobs, "--out", str(tmp_path / "local"), "--threads", many, "--quiet"]) == 2
+    assert f"--threads {many}: this machine has {os.cpu_count()} CPUs" in capsys.readouterr().err
+    assert not (tmp_path / "local").exists()
+    args = build_render_args(jobs, "--engine", "ray", "--threads", "256", "--out", str(tmp_path / "ray"))
+    assert args.threads == 256  # for actors on nodes larger than this one; checked against the cluster's nodes
+
+
+def build_render_args(*argv: str):
+    from audiogan.cli import build_parser
+
+    return build_parser().parse_args(["render", *argv])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import math
 import sys
 import threading
 import time
@@ -93,11 +94,14 @@ def job_key(job: Job, renderer: Renderer) -> str:
 ENGINES = ("local", "ray")
 
 
-def check_settings(batch_size: int, workers: int, engine: str = "local") -> None:
+def check_settings(batch_size: int, workers: int, engine: str = "local", cpus_per_actor: float = 1.0) -> None:
     """Refuse settings that would render nothing or hang: a batch size below 0 (0 means each kind's
-    default) once made ``range`` yield no batches, so a run reported 0 rendered and succeeded."""
+    default) once made ``range`` yield no batches, so a run reported 0 rendered and succeeded; Ray actors
+    of 0 CPUs divided by zero."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: {' or '.join(ENGINES)}")
+    if not 0 < cpus_per_actor < math.inf:
+        raise ValueError(f"CPUs per Ray actor must be a finite number above 0, not {cpus_per_actor}")
     if batch_size < 0:
         raise ValueError(f"batch size must be 0 (each kind's default) or more, not {batch_size}")
     if workers < 1:
@@ -274,9 +278,10 @@ def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int
     gained nothing on 2 cores and padding cost up to 30 %; 64 for notes) and 32 on CUDA.
     ``phase`` and ``phase_iterations`` override where the vocoders' phase comes from and its refinement;
     outputs rendered with another setting are re-rendered.
-    Raises ValueError, before touching ``out_dir``, for ``batch_size`` < 0 or ``workers`` < 1.
+    Raises ValueError, before touching ``out_dir``, for ``batch_size`` < 0, ``workers`` < 1 or
+    ``ray_cpus_per_actor`` not above 0; on Ray, for an actor size or ``threads`` no node can hold.
     """
-    check_settings(batch_size, workers, engine)
+    check_settings(batch_size, workers, engine, ray_cpus_per_actor)
     start = time.perf_counter()
     out = OutputDir(out_dir)
     summary = Summary(jobs=len(jobs))
