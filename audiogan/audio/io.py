@@ -161,13 +161,21 @@ def float32_le(wave: torch.Tensor | np.ndarray) -> bytes:
 # writes: `audiogan render` removes what a killed run left, and once also took a user's '.x.json.20240101.tmp'.
 TEMP_SUFFIX = ".audiogan.tmp"
 TEMP_NAME = re.compile(rf"\..*\.[a-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}", re.DOTALL)
+NAME_MAX = 255  # bytes in one file name (ext4, XFS, btrfs, APFS; NTFS counts 255 UTF-16 units)
+
+
+def temp_prefix(name: str) -> str:
+    """'.NAME.' for the temp file of ``name``, NAME cut short so that the whole temp name fits in NAME_MAX
+    bytes: an output name of 242-255 bytes, valid itself, failed as 'File name too long' at its write."""
+    room = NAME_MAX - len(TEMP_SUFFIX) - 8 - 2  # 8: mkstemp's random part; 2: the dots around NAME
+    return "." + os.fsencode(name)[:room].decode("utf-8", "ignore") + "."
 
 
 def write_atomic(path: str | Path, data: bytes) -> Path:
     """Write a file via temp file + rename, so readers never see half of it; usual umask permissions."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

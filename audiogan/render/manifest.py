@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from audiogan.audio.io import NAME_MAX
 from audiogan.timbre.inference import MODES
 from audiogan.tts import ssml
 from audiogan.weights import file_digest
@@ -343,6 +344,18 @@ def _records(path: Path) -> tuple[list[tuple[int, dict[str, Any] | str]], bool]:
     return records, False
 
 
+def _long_name(files: list[str]) -> str | None:
+    """A part of a job's paths (its output, or the timings beside it) too long for a file name: refused here,
+    not by the filesystem once the job is rendered."""
+    for name in files:
+        for part in PurePosixPath(name).parts:
+            if (size := len(part.encode("utf-8", "surrogateescape"))) > NAME_MAX:
+                shown = f"{part[:20]}...{part[-10:]}"
+                beside_it = "" if name == files[0] else " (the timings file beside the output)"
+                return f"output: {shown!r}{beside_it} is {size} bytes long; a file name may have at most {NAME_MAX}"
+    return None
+
+
 def _csv_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any] | str]]:
     # A cell cannot be longer than the file; the csv module's default cap (128 KiB) once crashed a run on a
     # long tts text with a traceback.
@@ -383,7 +396,9 @@ def read_manifest(path: str | Path,
                else _job(record, line, path.parent, from_csv, digests))
         if isinstance(job, Job):
             clash = next((f for f in job.files if f in seen), None)
-            if clash:
+            if reason := _long_name(job.files):
+                job = ManifestError(line, reason)
+            elif clash:
                 job = ManifestError(line, f"output: {clash!r} is also written by line {seen[clash]}")
             elif reason := unavailable(job.kind, job.params):
                 job = ManifestError(line, f"kind {job.kind!r} cannot run here: {reason}")
