@@ -1180,3 +1180,17 @@ def test_names_too_long_for_the_filesystem_are_refused_when_read_and_the_longest
     summary = run(manifest.jobs, str(tmp_path / "render"), device="cpu", progress=False)
     assert (summary.rendered, summary.failed) == (3, 0)
     assert sf.info(tmp_path / "render" / longest).frames > 0
+
+
+def test_outputs_that_clash_as_file_and_folder_are_refused_when_read(tmp_path):
+    def note(output: str) -> dict:
+        return {"kind": "notes", "pitch": 60, "instrument": "cello", "output": output}
+
+    lines = [note("a.wav"), note("a.wav/b.wav"), note("c/d.wav/e.flac"), note("c/d.wav"), note("c/d.flac"),
+             {"kind": "tts", "text": "Hi.", "timings": "json", "output": "f.wav"}, note("f.json/g.wav")]
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    assert [j.output for j in manifest.jobs] == ["a.wav", "c/d.wav/e.flac", "c/d.flac", "f.wav"]
+    assert [(e.line, e.reason) for e in manifest.errors] == [
+        (2, "output: 'a.wav/b.wav' would be inside 'a.wav', a file written by line 1"),
+        (4, "output: 'c/d.wav' is a folder of the output of line 3"),
+        (7, "output: 'f.json/g.wav' would be inside 'f.json', a file written by line 6")]

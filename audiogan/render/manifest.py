@@ -356,6 +356,19 @@ def _long_name(files: list[str]) -> str | None:
     return None
 
 
+def _clash(files: list[str], seen: dict[str, int], folders: dict[str, int]) -> str | None:
+    """Why a job's files cannot be written beside those of earlier lines: the same file, or a file where
+    another needs a folder ('a.wav' and 'a.wav/b.wav' once both passed, and one failed at its write)."""
+    for name in files:
+        if name in seen:
+            return f"output: {name!r} is also written by line {seen[name]}"
+        if name in folders:
+            return f"output: {name!r} is a folder of the output of line {folders[name]}"
+        if parent := next((str(p) for p in PurePosixPath(name).parents if str(p) in seen), None):
+            return f"output: {name!r} would be inside {parent!r}, a file written by line {seen[parent]}"
+    return None
+
+
 def _csv_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any] | str]]:
     # A cell cannot be longer than the file; the csv module's default cap (128 KiB) once crashed a run on a
     # long tts text with a traceback.
@@ -389,23 +402,23 @@ def read_manifest(path: str | Path,
                                 else f"manifest not found: {path}")
     manifest = Manifest(path)
     records, from_csv = _records(path)
-    seen: dict[str, int] = {}
+    seen: dict[str, int] = {}  # file -> the line writing it
+    folders: dict[str, int] = {}  # folder -> the first line writing into it
     digests: dict[Path, str] = {}  # an input named by many lines is read once
     for line, record in records:
         job = (ManifestError(line, record) if isinstance(record, str)
                else _job(record, line, path.parent, from_csv, digests))
         if isinstance(job, Job):
-            clash = next((f for f in job.files if f in seen), None)
-            if reason := _long_name(job.files):
+            if reason := _long_name(job.files) or _clash(job.files, seen, folders):
                 job = ManifestError(line, reason)
-            elif clash:
-                job = ManifestError(line, f"output: {clash!r} is also written by line {seen[clash]}")
             elif reason := unavailable(job.kind, job.params):
                 job = ManifestError(line, f"kind {job.kind!r} cannot run here: {reason}")
         if isinstance(job, ManifestError):
             manifest.errors.append(job)
         else:
             seen.update(dict.fromkeys(job.files, line))
+            for name in job.files:
+                folders.update({str(p): line for p in PurePosixPath(name).parents if str(p) not in folders})
             manifest.jobs.append(job)
     return manifest
 
