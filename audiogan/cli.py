@@ -22,6 +22,7 @@ DEMO_CLIP = Path(__file__).parent / "samples" / "demo.flac"
 AUDIO_OUT = (".wav", ".flac")
 PLOT_OUT = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 MAX_SEED = 2**63 - 1  # as a render manifest's seed
+EXIT_DISK_FULL = 3  # `render` stopped for want of room: not 2, an invalid manifest, nor 1, failed jobs
 # Optional imports (pyproject's extras) -> the extra that installs them: what a plain install lacks.
 EXTRAS = {"fluidsynth": "train", "tensorboard": "train", "matplotlib": "train", "pesq": "train",
           "pystoi": "train", "librosa": "train", "ray": "ray", "grpc": "server", "prometheus_client": "server",
@@ -426,7 +427,7 @@ def _data_tts_mels(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     import json
 
-    from audiogan.render import OutputBusyError, json_schema, read_manifest, record_invalid, run
+    from audiogan.render import DiskFullError, OutputBusyError, json_schema, read_manifest, record_invalid, run
 
     if args.schema:
         print(json.dumps(json_schema(), indent=2))
@@ -465,6 +466,11 @@ def _render(args: argparse.Namespace) -> int:
     except OutputBusyError as exc:
         print(f"audiogan: error: {exc}", file=sys.stderr)
         return 2
+    except DiskFullError as exc:
+        if exc.summary is not None:
+            print(f"{exc.summary}; invalid lines skipped: {len(manifest.errors)}")
+        print(f"audiogan: error: {exc}", file=sys.stderr)
+        return EXIT_DISK_FULL
     print(f"{summary}; invalid lines skipped: {len(manifest.errors)}")
     if summary.failed or manifest.errors:
         print(f"failures are listed in {Path(args.out) / 'errors.jsonl'}", file=sys.stderr)
@@ -657,7 +663,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("render", help="render a JSONL/CSV manifest of jobs into a folder (resumable)",
                        description="Render every job of a manifest. Rerunning skips finished jobs whose parameters "
-                                   "are unchanged. Schema of a line: audiogan render --schema; docs/render.md.")
+                                   "are unchanged. Schema of a line: audiogan render --schema; docs/render.md.",
+                       epilog="Files in --out: .audiogan-render.jsonl (the resume log: a rerun skips what it lists as "
+                              "done), errors.jsonl (this run's failed jobs and skipped lines; the last run's move to "
+                              "errors.prev.jsonl). Exit status: 0 all done; 1 jobs failed or lines were skipped; "
+                              f"2 invalid manifest or options, or --out busy; {EXIT_DISK_FULL} the disk was full: the "
+                              "run stopped, and running it again resumes.")
     r.add_argument("manifest", nargs="?", help="jobs, one per line (.jsonl) or row (.csv); required unless --schema")
     r.add_argument("--out", help="output folder; job outputs are relative paths inside it; required unless --schema")
     r.add_argument("--engine", choices=ENGINES, default="local",

@@ -1194,3 +1194,69 @@ def test_outputs_that_clash_as_file_and_folder_are_refused_when_read(tmp_path):
         (2, "output: 'a.wav/b.wav' would be inside 'a.wav', a file written by line 1"),
         (4, "output: 'c/d.wav' is a folder of the output of line 3"),
         (7, "output: 'f.json/g.wav' would be inside 'f.json', a file written by line 6")]
+
+
+def full_disk_after(writes: int):
+    """A write_atomic that finds the disk full after ``writes`` files, as a real full disk fails."""
+    import errno
+
+    from audiogan.audio.io import write_atomic
+
+    done = []
+
+    def write(path, data):
+        if len(done) >= writes:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        done.append(path)
+        return write_atomic(path, data)
+    return write
+
+
+def test_a_full_disk_stops_the_run_at_once_and_a_rerun_resumes(tmp_path, monkeypatch, capsys):
+    """A full disk once failed every remaining job after computing it (hours on a big manifest), and a disk
+    full from the start exited 2, 'invalid manifest', with a bare '[Errno 28]'."""
+    from audiogan.cli import EXIT_DISK_FULL, main
+    from audiogan.render import kinds, output
+
+    rendered = []
+    real = kinds.NotesRenderer.render
+    monkeypatch.setattr(kinds.NotesRenderer, "render", lambda self, group, items: rendered.append(len(items))
+                        or real(self, group, items))
+    lines = [{"kind": "notes", "pitch": 40 + i, "instrument": "cello", "seconds": 0.1, "output": f"n/{i:02d}.wav"}
+             for i in range(40)]
+    jobs = str(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    out = tmp_path / "render"
+    monkeypatch.setattr(output, "write_atomic", full_disk_after(5))
+    argv = ["render", jobs, "--out", str(out), "--quiet", "--device", "cpu"]
+    assert main([*argv, "--batch-size", "2"]) == EXIT_DISK_FULL
+    std = capsys.readouterr()
+    assert "40 jobs: 5 rendered" in std.out
+    assert re.search(r"No space left on device writing .*/render/n/\d\d\.wav: the run stopped; make room and run the "
+                     "same command again, it resumes where this one stopped", std.err), std.err
+    assert sum(rendered) <= 16, "rendering went on after the disk was full"  # 3 batches, and those in flight
+    monkeypatch.setattr(output, "write_atomic", full_disk_after(0))  # full from the start
+    assert main(argv) == EXIT_DISK_FULL
+    assert "No space left on device writing" in capsys.readouterr().err
+    monkeypatch.setattr(output, "write_atomic", full_disk_after(1000))  # room again
+    assert main(argv) == 0
+    assert "40 jobs: 35 rendered (notes 35), 5 already done, 0 failed" in capsys.readouterr().out
+
+
+def test_a_folder_with_no_room_for_its_logs_is_a_full_disk_not_an_invalid_manifest(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from audiogan.cli import EXIT_DISK_FULL, main
+    from audiogan.render import output
+
+    def no_room(file, mode="r", *args, **kwargs):  # a disk so full that no file can be made
+        if "r" not in mode:
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return open(file, mode, *args, **kwargs)
+
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", [{"kind": "notes", "pitch": 60, "instrument": "cello",
+                                                  "output": "a.wav"}])
+    monkeypatch.setattr(output, "open", no_room, raising=False)
+    assert main(["render", str(jobs), "--out", str(tmp_path / "render"), "--quiet"]) == EXIT_DISK_FULL
+    std = capsys.readouterr()
+    assert "1 jobs: 0 rendered (none), 0 already done, 0 failed" in std.out
+    assert f"No space left on device writing {tmp_path / 'render'}: the run stopped" in std.err

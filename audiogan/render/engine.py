@@ -28,7 +28,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from audiogan.render.kinds import Rendered, Renderer, make_renderers
 from audiogan.render.manifest import Job, ManifestError, beside
-from audiogan.render.output import OutputDir, encode_file
+from audiogan.render.output import DiskFullError, OutputDir, encode_file
 from audiogan.vocoder.inference import pick_device
 
 log = logging.getLogger("audiogan.render")
@@ -201,14 +201,22 @@ class Progress:
         self.out, self.summary, self.keys = out, summary, keys
         self.bar = tqdm(total=total, unit="job", disable=not show, dynamic_ncols=True)
         self.lock = threading.Lock()
+        self.stopped: DiskFullError | None = None  # the engines render no more batches once it is set
         # A log line written while the bar is drawn lands in the middle of it: go through tqdm.write instead.
         self.redirect = contextlib.ExitStack()
         if show and _logs_to_console():
             self.redirect.enter_context(logging_redirect_tqdm())
 
     def record(self, outcome: Outcome) -> None:
+        """Write one job's files and count it; DiskFullError (then again for every later job) stops the run."""
         with self.lock:
-            self._record(outcome)
+            if self.stopped:
+                raise self.stopped
+            try:
+                self._record(outcome)
+            except DiskFullError as exc:
+                self.stopped = exc
+                raise
 
     def _record(self, outcome: Outcome) -> None:
         job = outcome.job
@@ -254,6 +262,8 @@ def render_local(batches: list[Batch], progress: Progress, renderers: dict[str, 
         writes: collections.deque[Future[None]] = collections.deque()
         prepared = prepare(batches[0])
         for i, batch in enumerate(batches):
+            if progress.stopped:  # the disk is full: what is rendered now could not be written
+                break
             following = prepare(batches[i + 1]) if i + 1 < len(batches) else None
             waves = _forward(renderers[batch.kind], batch, prepared.result())
             writes.append(pool.submit(finish, batch, waves))
@@ -280,14 +290,17 @@ def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int
     outputs rendered with another setting are re-rendered.
     Raises ValueError, before touching ``out_dir``, for ``batch_size`` < 0, ``workers`` < 1 or
     ``ray_cpus_per_actor`` not above 0; on Ray, for an actor size or ``threads`` no node can hold.
+    Raises DiskFullError, its ``summary`` what was done, at the first write that finds no room: the run
+    stops there (a rerun resumes).
     """
     check_settings(batch_size, workers, engine, ray_cpus_per_actor)
     start = time.perf_counter()
-    out = OutputDir(out_dir)
     summary = Summary(jobs=len(jobs))
+    out: OutputDir | None = None
     bar: Progress | None = None
     cluster = None
     try:
+        out = OutputDir(out_dir)
         if engine == "ray":
             from audiogan.render.ray_engine import check_device, connect, render_ray
 
@@ -325,10 +338,14 @@ def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int
                        phase=phase, threads=threads)
         else:
             render_local(batches, bar, renderers, workers)
+    except DiskFullError as exc:
+        exc.summary = summary
+        raise
     finally:
         if bar is not None:
             bar.close()
-        out.close()
+        if out is not None:
+            out.close()
         if cluster:
             cluster.close()
         summary.wall_seconds = time.perf_counter() - start

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,6 +33,27 @@ class OutputBusyError(RuntimeError):
     """Two renders into one folder would interleave their resume logs."""
 
 
+class DiskFullError(RuntimeError):
+    """No room left where --out is: every job after would fail the same way after its rendering, so the run
+    stops (it once went on computing every remaining job). ``summary`` is what the run did until then."""
+
+    def __init__(self, path: str | Path, exc: OSError) -> None:
+        super().__init__(f"{exc.strerror or 'no space left on the device'} writing {path}: the run stopped; "
+                         "make room and run the same command again, it resumes where this one stopped")
+        self.summary: Any = None
+
+
+@contextlib.contextmanager
+def _room(path: str | Path) -> Iterator[None]:
+    """OSErrors of a full disk or quota as DiskFullError; others as they are."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(path, exc) from exc  # the output, not its temp file
+        raise
+
+
 class OutputDir:
     """``--out``: atomic file writes plus two logs: the resume state, appended across runs, and errors.jsonl,
     this run's failures (the last run's become errors.prev.jsonl).
@@ -40,6 +63,10 @@ class OutputDir:
     """
 
     def __init__(self, root: str | Path) -> None:
+        with _room(root):
+            self._open(root)
+
+    def _open(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._lockfile = open(self.root / LOCK_FILE, "w")  # noqa: SIM115 -- held for the run
@@ -98,9 +125,12 @@ class OutputDir:
 
     def write(self, output: str, key: str, data: bytes, sidecars: dict[str, bytes] | None = None) -> None:
         """The output and any files beside it; the sidecars first, so a logged output has them all, and
-        none left from an earlier rendering of it."""
+        none left from an earlier rendering of it. Raises DiskFullError where there is no room."""
         target = self.path(output)  # first: it also checks the folder the sidecars are dropped from
-        sidecars = sidecars or {}
+        with _room(target):
+            self._write(output, target, key, data, sidecars or {})
+
+    def _write(self, output: str, target: Path, key: str, data: bytes, sidecars: dict[str, bytes]) -> None:
         if sidecars:  # logged before they exist: a run killed mid-write still knows they are its own
             self._log({"output": output, "writing": list(sidecars)})
             with self.lock:
@@ -129,7 +159,7 @@ class OutputDir:
                 stale.unlink()
 
     def error(self, line: int, output: str | None, kind: str | None, reason: str) -> None:
-        with self.lock:
+        with self.lock, _room(self.root / ERRORS_FILE):
             if self._errors is None:
                 self._errors = open(self.root / ERRORS_FILE, "a", encoding="utf-8")  # noqa: SIM115
             self._errors.write(json.dumps({"line": line, "output": output, "kind": kind, "error": reason}) + "\n")
