@@ -270,9 +270,8 @@ def _digest(path: Path, cache: dict[Path, str]) -> str:
     return cache[path]
 
 
-def _job(record: dict[str, Any], line: int, base: Path, from_csv: bool,
-         digests: dict[Path, str]) -> Job | ManifestError:
-    specs = kind_specs()
+def _job(record: dict[str, Any], line: int, base: Path, from_csv: bool, digests: dict[Path, str],
+         specs: dict[str, KindSpec]) -> Job | ManifestError:
     kind = record.get("kind")
     if kind not in specs:
         return ManifestError(line, f"kind: {kind!r} is not one of {', '.join(specs)}")
@@ -348,12 +347,18 @@ def _long_name(files: list[str]) -> str | None:
     """A part of a job's paths (its output, or the timings beside it) too long for a file name: refused here,
     not by the filesystem once the job is rendered."""
     for name in files:
-        for part in PurePosixPath(name).parts:
+        for part in name.split("/") if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX else ():
             if (size := len(part.encode("utf-8", "surrogateescape"))) > NAME_MAX:
                 shown = f"{part[:20]}...{part[-10:]}"
                 beside_it = "" if name == files[0] else " (the timings file beside the output)"
                 return f"output: {shown!r}{beside_it} is {size} bytes long; a file name may have at most {NAME_MAX}"
     return None
+
+
+def _folders(name: str) -> list[str]:
+    """The folders an output (a normalised relative path) lies in: 'a/b/c.wav' -> ['a/b', 'a']."""
+    parts = name.split("/")[:-1]
+    return ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]
 
 
 def _clash(files: list[str], seen: dict[str, int], folders: dict[str, int]) -> str | None:
@@ -364,7 +369,7 @@ def _clash(files: list[str], seen: dict[str, int], folders: dict[str, int]) -> s
             return f"output: {name!r} is also written by line {seen[name]}"
         if name in folders:
             return f"output: {name!r} is a folder of the output of line {folders[name]}"
-        if parent := next((str(p) for p in PurePosixPath(name).parents if str(p) in seen), None):
+        if parent := next((p for p in _folders(name) if p in seen), None):
             return f"output: {name!r} would be inside {parent!r}, a file written by line {seen[parent]}"
     return None
 
@@ -395,7 +400,9 @@ def read_manifest(path: str | Path,
     ``unavailable(kind, params)`` says why a job cannot run here (its model is not installed), or None.
     """
     if unavailable is None:
-        from audiogan.render.kinds import unavailable_reason as unavailable
+        from audiogan.render.kinds import manifest_checker
+
+        unavailable = manifest_checker()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"manifest {path} is a folder, not a file" if path.is_dir()
@@ -405,9 +412,10 @@ def read_manifest(path: str | Path,
     seen: dict[str, int] = {}  # file -> the line writing it
     folders: dict[str, int] = {}  # folder -> the first line writing into it
     digests: dict[Path, str] = {}  # an input named by many lines is read once
+    specs = kind_specs()
     for line, record in records:
         job = (ManifestError(line, record) if isinstance(record, str)
-               else _job(record, line, path.parent, from_csv, digests))
+               else _job(record, line, path.parent, from_csv, digests, specs))
         if isinstance(job, Job):
             if reason := _long_name(job.files) or _clash(job.files, seen, folders):
                 job = ManifestError(line, reason)
@@ -418,7 +426,7 @@ def read_manifest(path: str | Path,
         else:
             seen.update(dict.fromkeys(job.files, line))
             for name in job.files:
-                folders.update({str(p): line for p in PurePosixPath(name).parents if str(p) not in folders})
+                folders.update({p: line for p in _folders(name) if p not in folders})
             manifest.jobs.append(job)
     return manifest
 
