@@ -1287,3 +1287,23 @@ def test_a_manifest_check_reads_each_model_once(tmp_path, monkeypatch):
     # Another check reads them again: a model replaced between two runs is seen.
     read_manifest(tmp_path / "jobs.jsonl")
     assert len(cards) == 4
+
+
+def test_an_output_emptied_or_cut_short_since_it_was_logged_is_rendered_again(tmp_path, mels):
+    """Resume trusted any file by its name: a 0-byte or truncated output (a power cut before the data reached
+    the disk) was never rendered again."""
+    path = write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels[:4]))
+    out = tmp_path / "render"
+    assert run(read_manifest(path).jobs, str(out), progress=False).rendered == 4
+    whole = (out / "out/1.wav").read_bytes()
+    (out / "out/0.wav").write_bytes(b"")
+    (out / "out/1.wav").write_bytes(whole[: len(whole) // 2])
+    summary = run(read_manifest(path).jobs, str(out), progress=False)
+    assert (summary.rendered, summary.skipped) == (2, 2)
+    assert (out / "out/1.wav").read_bytes() == whole
+    # A resume log written before sizes were logged is still read: there, a file's presence is all it checks.
+    state = out / STATE_FILE
+    old = [{k: v for k, v in json.loads(line).items() if k != "sizes"} for line in state.read_text().splitlines()]
+    state.write_text("".join(json.dumps(entry) + "\n" for entry in old))
+    (out / "out/2.wav").write_bytes(b"")
+    assert run(read_manifest(path).jobs, str(out), progress=False).skipped == 4

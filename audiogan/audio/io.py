@@ -172,13 +172,17 @@ def temp_prefix(name: str) -> str:
 
 
 def write_atomic(path: str | Path, data: bytes) -> Path:
-    """Write a file via temp file + rename, so readers never see half of it; usual umask permissions."""
+    """Write a file via temp file + rename, so readers never see half of it; usual umask permissions.
+    The bytes reach the disk before the rename: after a power cut the name is on the whole file or on
+    what it was before, not on an empty or cut-short file (ext4 and others may commit the rename first)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
         os.replace(tmp, path)
     finally:

@@ -85,6 +85,7 @@ class OutputDir:
             errors.replace(self.root / PREVIOUS_ERRORS_FILE)
         self.lock = threading.Lock()
         self.done: dict[str, str] = {}
+        self.sizes: dict[str, dict[str, int]] = {}  # output -> the bytes of each file its rendering wrote
         self.sidecars: dict[str, list[str]] = {}  # output -> files its logged rendering wrote beside it (captions)
         # output -> every file beside it a render here wrote or began to write: the only ones it may remove.
         self.written: dict[str, set[str]] = {}
@@ -105,6 +106,7 @@ class OutputDir:
             self.written.setdefault(output, set()).update(entry["writing"])
             return
         self.done[output] = entry["key"]
+        self.sizes[output] = dict(entry.get("sizes", {}))  # none in logs of older versions: presence only
         self.sidecars[output] = list(entry.get("sidecars", []))
         self.written[output] = set(self.sidecars[output])  # as write() leaves it: older ones were removed
 
@@ -120,8 +122,18 @@ class OutputDir:
         return target
 
     def is_done(self, output: str, key: str) -> bool:
+        """Logged with this key, and every file still there with the size it was written with: an output
+        cut short or emptied since (a power cut, a full disk, a copy) is rendered again."""
         files = [output, *self.sidecars.get(output, [])]
-        return self.done.get(output) == key and all(self.path(f).is_file() for f in files)
+        sizes = self.sizes.get(output, {})
+        return self.done.get(output) == key and all(self._intact(f, sizes.get(f)) for f in files)
+
+    def _intact(self, name: str, size: int | None) -> bool:
+        path = self.path(name)
+        try:
+            return path.is_file() and (size is None or path.stat().st_size == size)
+        except OSError:
+            return False
 
     def write(self, output: str, key: str, data: bytes, sidecars: dict[str, bytes] | None = None) -> None:
         """The output and any files beside it; the sidecars first, so a logged output has them all, and
@@ -139,11 +151,14 @@ class OutputDir:
             write_atomic(self.path(name), content)
         self._drop_stale_sidecars(output, set(sidecars))
         write_atomic(target, data)
+        sizes = {output: len(data), **{name: len(content) for name, content in sidecars.items()}}
         with self.lock:
             self.done[output] = key
+            self.sizes[output] = sizes
             self.sidecars[output] = list(sidecars)
             self.written[output] = set(sidecars)
-        self._log({"output": output, "key": key, **({"sidecars": list(sidecars)} if sidecars else {})})
+        self._log({"output": output, "key": key, **({"sidecars": list(sidecars)} if sidecars else {}),
+                   "sizes": sizes})
 
     def _drop_stale_sidecars(self, output: str, keep: set[str]) -> None:
         """Captions an earlier rendering of ``output`` wrote beside it describe the old audio. Only files the
