@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -1307,3 +1308,22 @@ def test_an_output_emptied_or_cut_short_since_it_was_logged_is_rendered_again(tm
     state.write_text("".join(json.dumps(entry) + "\n" for entry in old))
     (out / "out/2.wav").write_bytes(b"")
     assert run(read_manifest(path).jobs, str(out), progress=False).skipped == 4
+
+
+def test_warnings_while_a_job_renders_name_the_job(tmp_path, caplog):
+    """'notes moved by octaves' or 'dropped characters the voice cannot say' did not say which line it was."""
+    from test_timbre import write_midi
+
+    write_midi(tmp_path / "low.mid", [(12, 0.0, 0.2), (60, 0.2, 0.4)])  # C0: below the model's range
+    write_midi(tmp_path / "ok.mid", [(60, 0.0, 0.2)])
+    lines = [{"kind": "midi", "input": "ok.mid", "instrument": "flute", "output": "ok.wav"},
+             {"kind": "midi", "input": "low.mid", "instrument": "flute", "output": "100%/low.wav"},
+             {"kind": "tts", "text": "Hi \u2764 there.", "output": "t.wav"}]
+    jobs = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines)).jobs
+    with caplog.at_level("WARNING"):
+        assert run(jobs, str(tmp_path / "render"), device="cpu", batch_size=2, progress=False).rendered == 3
+        logging.getLogger("audiogan.timbre").warning("after the run")
+    moved = [r.getMessage() for r in caplog.records if "moved by octaves" in r.getMessage()]
+    assert len(moved) == 1 and moved[0].startswith("line 2 (100%/low.wav): 1 of 2 notes moved by octaves"), moved
+    assert "line 3 (t.wav): dropped characters the voice cannot say: '\u2764' (U+2764)" in caplog.text
+    assert "after the run" in [r.getMessage() for r in caplog.records]  # outside a job: as it was

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from audiogan.render.joblog import labelled_records, working_on
 from audiogan.render.kinds import Rendered, Renderer, make_renderers
 from audiogan.render.manifest import Job, ManifestError, beside
 from audiogan.render.output import DiskFullError, OutputDir, encode_file
@@ -135,7 +136,8 @@ def _prepare(renderer: Renderer, jobs: list[Job]) -> list[Any | Exception]:
     prepared: list[Any | Exception] = []
     for job in jobs:
         try:
-            prepared.append(renderer.prepare(job))
+            with working_on([job]):
+                prepared.append(renderer.prepare(job))
         except Exception as exc:
             prepared.append(exc)
     return prepared
@@ -150,13 +152,13 @@ def _forward(renderer: Renderer, batch: Batch,
     if not ready:
         return results
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), working_on([batch.jobs[i] for i, _ in ready]):
             for (i, _), wave in zip(ready, renderer.render(batch.group, [x for _, x in ready]), strict=True):
                 results[i] = wave
     except Exception:
         for i, item in ready:
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), working_on([batch.jobs[i]]):
                     results[i] = renderer.render(batch.group, [item])[0]
             except Exception as exc:
                 results[i] = exc
@@ -177,8 +179,9 @@ def _encode(renderer: Renderer, batch: Batch, waves: list[torch.Tensor | Rendere
         rendered = wave if isinstance(wave, Rendered) else Rendered(wave)
         sidecars = {beside(job.output, suffix): data for suffix, data in rendered.sidecars.items()}
         try:
-            data, seconds = encode_file(rendered.wave, rate, job.params.get("sample_rate"),
-                                        PurePosixPath(job.output).suffix)
+            with working_on([job]):
+                data, seconds = encode_file(rendered.wave, rate, job.params.get("sample_rate"),
+                                            PurePosixPath(job.output).suffix)
             outcomes.append(Outcome(job, data, seconds, sidecars=sidecars))
         except Exception as exc:
             outcomes.append(Outcome(job, error=_reason(exc)))
@@ -294,6 +297,14 @@ def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int
     stops there (a rerun resumes).
     """
     check_settings(batch_size, workers, engine, ray_cpus_per_actor)
+    with labelled_records():
+        return _run(jobs, out_dir, engine, batch_size, device, workers, progress, ray_address, ray_cpus_per_actor,
+                    phase_iterations, phase, invalid, threads)
+
+
+def _run(jobs: list[Job], out_dir: str, engine: str, batch_size: int, device: str, workers: int, progress: bool,
+         ray_address: str | None, ray_cpus_per_actor: float, phase_iterations: int | None, phase: str | None,
+         invalid: Sequence[ManifestError], threads: int) -> Summary:
     start = time.perf_counter()
     summary = Summary(jobs=len(jobs))
     out: OutputDir | None = None

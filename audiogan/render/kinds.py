@@ -18,6 +18,7 @@ import torch
 from audiogan import weights
 from audiogan.audio.io import load_audio
 from audiogan.config import from_dict
+from audiogan.render.joblog import working_on
 from audiogan.render.manifest import Job
 from audiogan.timbre import TimbreModel
 from audiogan.timbre.inference import note_problem, resolve_instrument
@@ -370,9 +371,13 @@ class ConvertRenderer(NotesRenderer):
         from audiogan.timbre.convert import convert
 
         model = self.model(json.loads(group)[0])
-        return [torch.from_numpy(convert(model, wave, rate, j.params["to"], j.seed % 2**31, j.params.get("flat", False),
-                                         j.params.get("to_b"), j.params.get("mode", "slerp")))
-                for wave, rate, j in items]
+        out = []
+        for wave, rate, j in items:
+            with working_on([j]):  # a batch's warnings are each one job's
+                out.append(torch.from_numpy(convert(model, wave, rate, j.params["to"], j.seed % 2**31,
+                                                    j.params.get("flat", False), j.params.get("to_b"),
+                                                    j.params.get("mode", "slerp"))))
+        return out
 
 
 class MidiRenderer(NotesRenderer):
@@ -393,8 +398,12 @@ class MidiRenderer(NotesRenderer):
         from audiogan.timbre.midi import render_midi
 
         model = self.model(json.loads(group)[0])
-        return [torch.from_numpy(render_midi(model, j.params["input"], j.params["instrument"], j.params.get("to"),
-                                             seed=j.seed % 2**31)) for j in items]
+        out = []
+        for j in items:
+            with working_on([j]):  # a batch's warnings are each one job's
+                out.append(torch.from_numpy(render_midi(model, j.params["input"], j.params["instrument"],
+                                                        j.params.get("to"), seed=j.seed % 2**31)))
+        return out
 
 
 def make_renderers(device: str = "cpu", phase_iterations: int | None = None,
