@@ -1327,3 +1327,74 @@ def test_warnings_while_a_job_renders_name_the_job(tmp_path, caplog):
     assert len(moved) == 1 and moved[0].startswith("line 2 (100%/low.wav): 1 of 2 notes moved by octaves"), moved
     assert "line 3 (t.wav): dropped characters the voice cannot say: '\u2764' (U+2764)" in caplog.text
     assert "after the run" in [r.getMessage() for r in caplog.records]  # outside a job: as it was
+
+
+def test_a_csv_without_a_header_naming_kind_and_output_is_refused(tmp_path, capsys):
+    """A headerless one-row CSV rendered nothing and exited 0 ('0 jobs'); with more rows each said 'kind: None'."""
+    from audiogan.cli import main
+
+    for text, reason in [("notes,60,violin,a.wav\n", "the header has no `kind` column (it names 'notes', '60', "),
+                         ("kind,pitch,instrument,out\nnotes,60,violin,a.wav\n", "the header has no `output` column"),
+                         ("kind,pitch,instrument,output,pitch\nnotes,60,violin,a.wav,61\n",
+                          "the header names the column 'pitch' twice")]:
+        (tmp_path / "jobs.csv").write_text(text)
+        assert main(["render", str(tmp_path / "jobs.csv"), "--out", str(tmp_path / "render"), "--quiet"]) == 2
+        assert f"audiogan: error: manifest {tmp_path / 'jobs.csv'} line 1: {reason}" in capsys.readouterr().err
+    assert not (tmp_path / "render").exists()
+
+
+def test_json_lines_naming_a_field_twice_or_a_non_string_output_are_refused(tmp_path):
+    lines = ['{"kind": "notes", "pitch": 60, "pitch": 72, "instrument": "cello", "output": "a.wav"}',
+             '{"kind": "notes", "pitch": 60, "instrument": "cello", "output": 123}',
+             '{"kind": "notes", "pitch": 60, "instrument": "cello", "output": ["a.wav"]}']
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    assert [(e.line, e.reason) for e in manifest.errors] == [
+        (1, "field 'pitch' is given twice"),
+        (2, "output: must be a string, a relative path such as 'speech/line1.wav', not 123"),
+        (3, "output: must be a string, a relative path such as 'speech/line1.wav', not [\"a.wav\"]")]
+
+
+def test_a_piped_manifest_is_read_with_paths_from_the_working_directory(tmp_path, mels, monkeypatch):
+    """`audiogan render <(make-jobs)` and /dev/stdin were refused as 'manifest not found'."""
+    monkeypatch.chdir(tmp_path)
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "w") as pipe:
+        pipe.write("".join(json.dumps(line) + "\n" for line in vocode_jobs(mels[:2])))
+    try:
+        manifest = read_manifest(f"/dev/fd/{read_end}")
+    finally:
+        os.close(read_end)
+    assert not manifest.errors and [j.params["mel"] for j in manifest.jobs] == [str(tmp_path / m) for m in mels[:2]]
+
+
+def test_a_mistyped_device_is_refused_before_out_is_touched(tmp_path, mels, capsys):
+    from audiogan.cli import main
+
+    jobs = str(write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels[:1])))
+    assert main(["render", jobs, "--out", str(tmp_path / "new"), "--device", "cdua", "--quiet"]) == 2
+    assert "unknown device 'cdua'" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "errors.jsonl").write_text("{}\n")
+    assert main(["render", jobs, "--out", str(tmp_path / "old"), "--device", "cdua", "--quiet"]) == 2
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["errors.jsonl"]  # not moved aside
+
+
+def test_a_batch_of_one_that_fails_is_not_rendered_again(tmp_path, monkeypatch):
+    """A failed batch is retried job by job, so one bad job cannot sink the others; a batch of one was
+    rendered twice, failing twice."""
+    from audiogan.render import kinds
+
+    calls = []
+
+    def fails(self, group, items):
+        calls.append(len(items))
+        raise RuntimeError("the model failed")
+
+    monkeypatch.setattr(kinds.NotesRenderer, "render", fails)
+    lines = [{"kind": "notes", "pitch": 60 + i, "instrument": "cello", "output": f"{i}.wav"} for i in range(3)]
+    jobs = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines)).jobs
+    assert run(jobs, str(tmp_path / "one"), device="cpu", batch_size=1, progress=False).failed == 3
+    assert calls == [1, 1, 1]
+    calls.clear()
+    assert run(jobs, str(tmp_path / "three"), device="cpu", batch_size=3, progress=False).failed == 3
+    assert calls == [3, 1, 1, 1]  # a batch of three: then each alone

@@ -155,7 +155,10 @@ def _forward(renderer: Renderer, batch: Batch,
         with torch.inference_mode(), working_on([batch.jobs[i] for i, _ in ready]):
             for (i, _), wave in zip(ready, renderer.render(batch.group, [x for _, x in ready]), strict=True):
                 results[i] = wave
-    except Exception:
+    except Exception as exc:
+        if len(ready) == 1:  # alone already: a second try would only fail again, after as long
+            results[ready[0][0]] = exc
+            return results
         for i, item in ready:
             try:
                 with torch.inference_mode(), working_on([batch.jobs[i]]):
@@ -310,14 +313,15 @@ def _run(jobs: list[Job], out_dir: str, engine: str, batch_size: int, device: st
     out: OutputDir | None = None
     bar: Progress | None = None
     cluster = None
+    # The device first: a mistyped one once made --out and moved errors.jsonl aside before it was refused.
+    if engine == "ray":
+        from audiogan.render.ray_engine import check_device, connect, render_ray
+
+        check_device(device)
+    else:
+        device = str(pick_device(device))
     try:
         out = OutputDir(out_dir)
-        if engine == "ray":
-            from audiogan.render.ray_engine import check_device, connect, render_ray
-
-            check_device(device)
-        else:
-            device = str(pick_device(device))
         # On Ray this driver only plans and keys the jobs, which loads no model (the actors load theirs).
         renderers = make_renderers("cpu" if engine == "ray" else device, phase_iterations, phase)
         out.invalid(invalid)

@@ -8,7 +8,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -192,7 +192,9 @@ def _is_file(path: Path) -> bool:
 
 def check_output(output: Any) -> str | None:
     """Outputs stay inside --out: relative, no '..', an audio suffix (the rules of OUTPUT_PATTERN)."""
-    if not isinstance(output, str) or not output.strip():
+    if output is not None and not isinstance(output, str):  # once reported as missing
+        return f"output: must be a string, a relative path such as 'speech/line1.wav', not {json.dumps(output)}"
+    if output is None or not output.strip():
         return "output: missing (a relative path such as 'speech/line1.wav')"
     if re.search(_CONTROL, output):
         return f"output: {output!r} contains a control character or line break"
@@ -335,12 +337,28 @@ def _records(path: Path) -> tuple[list[tuple[int, dict[str, Any] | str]], bool]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_once_each)
         except json.JSONDecodeError as exc:
             records.append((number, f"not valid JSON: {exc.msg} (column {exc.colno})"))
             continue
+        except _Repeated as exc:
+            records.append((number, str(exc)))
+            continue
         records.append((number, record if isinstance(record, dict) else "a job must be a JSON object"))
     return records, False
+
+
+class _Repeated(ValueError):
+    """A JSON object naming a field twice: json.loads keeps the last, silently, which may not be the meant one."""
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in record:
+            raise _Repeated(f"field {name!r} is given twice")
+        record[name] = value
+    return record
 
 
 def _long_name(files: list[str]) -> str | None:
@@ -374,6 +392,20 @@ def _clash(files: list[str], seen: dict[str, int], folders: dict[str, int]) -> s
     return None
 
 
+def _check_header(path: Path, columns: Sequence[str] | None) -> None:
+    """A CSV's first row names its columns: without a kind and an output column (a file with no header
+    row) each row was refused as "kind: None", and a one-row file rendered nothing and succeeded."""
+    if columns is None:
+        return  # an empty file: no jobs
+    for needed in ("kind", "output"):
+        if needed not in columns:
+            raise ValueError(f"manifest {path} line 1: the header has no `{needed}` column (it names "
+                             f"{', '.join(map(repr, columns))}); a CSV manifest starts with a row naming its "
+                             "columns, such as kind,text,output")
+    if twice := next((c for i, c in enumerate(columns) if c in columns[:i]), None):
+        raise ValueError(f"manifest {path} line 1: the header names the column {twice!r} twice")
+
+
 def _csv_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any] | str]]:
     # A cell cannot be longer than the file; the csv module's default cap (128 KiB) once crashed a run on a
     # long tts text with a traceback.
@@ -382,6 +414,7 @@ def _csv_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any] | str]]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     rows: list[tuple[int, dict[str, Any] | str]] = []
     try:
+        _check_header(path, reader.fieldnames)
         for row in reader:
             # line_num is the row's last line; a row is reported by its first.
             cells = [*(v for k, v in row.items() if k is not None), *row.get(None, [])]
@@ -404,9 +437,11 @@ def read_manifest(path: str | Path,
 
         unavailable = manifest_checker()
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir() or not path.exists():  # a pipe is fine: `audiogan render <(make-jobs)`, /dev/stdin
         raise FileNotFoundError(f"manifest {path} is a folder, not a file" if path.is_dir()
                                 else f"manifest not found: {path}")
+    # A piped manifest's folder (/dev/fd) holds none of its files: its paths are the working directory's.
+    base = path.parent if path.is_file() else Path.cwd()
     manifest = Manifest(path)
     records, from_csv = _records(path)
     seen: dict[str, int] = {}  # file -> the line writing it
@@ -415,7 +450,7 @@ def read_manifest(path: str | Path,
     specs = kind_specs()
     for line, record in records:
         job = (ManifestError(line, record) if isinstance(record, str)
-               else _job(record, line, path.parent, from_csv, digests, specs))
+               else _job(record, line, base, from_csv, digests, specs))
         if isinstance(job, Job):
             if reason := _long_name(job.files) or _clash(job.files, seen, folders):
                 job = ManifestError(line, reason)
