@@ -22,6 +22,7 @@ DEMO_CLIP = Path(__file__).parent / "samples" / "demo.flac"
 AUDIO_OUT = (".wav", ".flac")
 PLOT_OUT = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 MAX_SEED = 2**63 - 1  # as a render manifest's seed
+EXIT_DISK_FULL = 3  # `render` stopped for want of room: not 2, an invalid manifest, nor 1, failed jobs
 # Optional imports (pyproject's extras) -> the extra that installs them: what a plain install lacks.
 EXTRAS = {"fluidsynth": "train", "tensorboard": "train", "matplotlib": "train", "pesq": "train",
           "pystoi": "train", "librosa": "train", "ray": "ray", "grpc": "server", "prometheus_client": "server",
@@ -54,6 +55,14 @@ def _number(least: float, most: float) -> Callable[[str], float]:
         return value
     parse.__name__ = "number"
     return parse
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a finite number above 0 (a Ray actor of 0 CPUs once divided by zero)."""
+    value = _number(0, sys.float_info.max)(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: must be above 0")
+    return value
 
 
 def _threads(text: str) -> int:
@@ -430,7 +439,7 @@ def _data_tts_mels(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     import json
 
-    from audiogan.render import OutputBusyError, json_schema, read_manifest, record_invalid, run
+    from audiogan.render import DiskFullError, OutputBusyError, json_schema, read_manifest, record_invalid, run
 
     if args.schema:
         print(json.dumps(json_schema(), indent=2))
@@ -441,10 +450,15 @@ def _render(args: argparse.Namespace) -> int:
     if Path(args.out).exists() and not Path(args.out).is_dir():
         print(f"audiogan: error: --out {args.out} is a file; name a folder (created if missing)", file=sys.stderr)
         return 2
+    cpus = os.cpu_count() or 1
+    if args.threads > cpus and args.engine == "local":  # Ray actors may run on bigger machines than this one
+        print(f"audiogan: error: --threads {args.threads}: this machine has {cpus} CPUs (the local engine "
+              "computes here)", file=sys.stderr)
+        return 2
     if args.threads:
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(min(args.threads, cpus))  # on Ray this process only plans
     manifest = read_manifest(args.manifest)
     for error in manifest.errors:
         print(f"{args.manifest}: {error}", file=sys.stderr)
@@ -464,6 +478,11 @@ def _render(args: argparse.Namespace) -> int:
     except OutputBusyError as exc:
         print(f"audiogan: error: {exc}", file=sys.stderr)
         return 2
+    except DiskFullError as exc:
+        if exc.summary is not None:
+            print(f"{exc.summary}; invalid lines skipped: {len(manifest.errors)}")
+        print(f"audiogan: error: {exc}", file=sys.stderr)
+        return EXIT_DISK_FULL
     print(f"{summary}; invalid lines skipped: {len(manifest.errors)}")
     if summary.failed or manifest.errors:
         print(f"failures are listed in {Path(args.out) / 'errors.jsonl'}", file=sys.stderr)
@@ -659,21 +678,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("render", help="render a JSONL/CSV manifest of jobs into a folder (resumable)",
                        description="Render every job of a manifest. Rerunning skips finished jobs whose parameters "
-                                   "are unchanged. Schema of a line: audiogan render --schema; docs/render.md.")
+                                   "are unchanged. Schema of a line: audiogan render --schema; docs/render.md.",
+                       epilog="Files in --out: .audiogan-render.jsonl (the resume log: a rerun skips what it lists as "
+                              "done), errors.jsonl (this run's failed jobs and skipped lines; the last run's move to "
+                              "errors.prev.jsonl). Exit status: 0 all done; 1 jobs failed or lines were skipped; "
+                              f"2 invalid manifest or options, or --out busy; {EXIT_DISK_FULL} the disk was full: the "
+                              "run stopped, and running it again resumes.")
     r.add_argument("manifest", nargs="?", help="jobs, one per line (.jsonl) or row (.csv); required unless --schema")
     r.add_argument("--out", help="output folder; job outputs are relative paths inside it; required unless --schema")
     r.add_argument("--engine", choices=ENGINES, default="local",
                    help="local: this process; ray: model actors on a Ray cluster (pip install 'audiogan[ray]')")
     r.add_argument("--address", help="Ray cluster address, or 'auto' for the one `ray start` began on this "
                                      "machine (default: $RAY_ADDRESS, else a new local Ray)")
-    r.add_argument("--cpus-per-actor", type=float, default=1.0, help="Ray: CPUs per model actor on CPU clusters")
+    r.add_argument("--cpus-per-actor", type=_positive, default=1.0,
+                   help="Ray: CPUs per model actor (above 0; an actor needs a node with that many)")
     r.add_argument("--batch-size", type=_count(0), default=0,
                    help="jobs per forward pass (default on CPU: 64 for notes, 1 for the rest, where batching "
                         "measured no gain; 32 on CUDA)")
     r.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     r.add_argument("--workers", type=_count(1), default=2, help="threads preparing and encoding (default: %(default)s)")
-    r.add_argument("--threads", type=_threads, default=0,
-                   help="torch CPU threads (default: torch's choice; on Ray, one per CPU an actor holds)")
+    r.add_argument("--threads", type=_count(0), default=0,
+                   help="torch CPU threads (default: torch's choice; on Ray, each actor's, one per CPU it holds); "
+                        "at most this machine's CPUs, or on Ray the largest node's")
     _phase_flag(r)
     r.add_argument("--skip-invalid", action="store_true", help="render the valid lines even if others are bad")
     r.add_argument("--quiet", action="store_true", help="no progress bar")

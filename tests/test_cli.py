@@ -213,6 +213,9 @@ def test_outputs_and_inputs_that_cannot_work_are_refused_before_the_work(tmp_pat
 @pytest.mark.parametrize("argv", [
     ["render", "m.jsonl", "--out", "o", "--batch-size", "-1"],  # once rendered nothing and exited 0
     ["render", "m.jsonl", "--out", "o", "--workers", "0"],
+    ["render", "m.jsonl", "--out", "o", "--cpus-per-actor", "0"],  # once divided by zero
+    ["render", "m.jsonl", "--out", "o", "--cpus-per-actor", "-1"],  # once refused only after Ray started
+    ["render", "m.jsonl", "--out", "o", "--cpus-per-actor", "nan"],
     ["vocode", "--phase-iterations", "-1"],
     ["vocode", "--threads", "100000"],  # once stalled for minutes
     ["invert", "x.wav", "--steps", "0"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -910,13 +911,14 @@ def test_rewriting_an_output_removes_the_captions_of_its_earlier_rendering(tmp_p
     try:
         out.write("book/a.wav", "k1", b"RIFF1", {"book/a.vtt": b"WEBVTT old", "book/a.srt": b"1 old"})
         out.write("book/b.wav", "k1", b"RIFF1", {"book/b.vtt": b"WEBVTT b"})
-        (tmp_path / "render" / "book" / "b.json").write_text("{}")  # left by some earlier run, unlogged
+        (tmp_path / "render" / "book" / "b.json").write_text("{}")  # the user's (no render logged writing it)
         out.write("book/b.flac", "k1", b"fLaC", {})  # another output; b.wav's logged captions stay
         out.write("book/a.wav", "k2", b"RIFF2", {"book/a.json": b"{}"})  # re-rendered with json timings
         out.write("book/b.wav", "k2", b"RIFF2")  # re-rendered without timings
     finally:
         out.close()
-    assert sorted(p.name for p in (tmp_path / "render" / "book").iterdir()) == ["a.json", "a.wav", "b.flac", "b.wav"]
+    assert sorted(p.name for p in (tmp_path / "render" / "book").iterdir()) == [
+        "a.json", "a.wav", "b.flac", "b.json", "b.wav"]
     reopened = OutputDir(tmp_path / "render")
     try:
         assert reopened.is_done("book/a.wav", "k2") and reopened.is_done("book/b.wav", "k2")
@@ -935,20 +937,58 @@ def test_a_tts_job_rerendered_with_other_timings_leaves_no_old_captions(tmp_path
         assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == expected
 
 
-def test_startup_removes_only_the_temp_files_of_the_renderers_own_writes(tmp_path):
-    import tempfile
+def test_startup_removes_only_the_temp_files_of_the_renderers_own_writes(tmp_path, monkeypatch):
+    from audiogan.audio import io
 
     root = tmp_path / "render"
     (root / "book").mkdir(parents=True)
-    ours = [Path(tempfile.mkstemp(dir=root / "book", prefix=f".{name}.", suffix=".tmp")[1])
-            for name in ("a.wav", "a.FLAC", "a.vtt", "a.srt", "a.json")]  # as write_atomic names them
+    ours = []
+
+    def killed(src: str, dst: str) -> None:  # the run dies between writing the temp file and renaming it
+        ours.append(Path(src))
+        raise KeyboardInterrupt
+
+    for name in ("a.wav", "a.FLAC", "a.vtt", "a.srt", "a.json"):
+        with contextlib.suppress(KeyboardInterrupt), monkeypatch.context() as m:
+            m.setattr(io.os, "replace", killed)
+            m.setattr(io.os.path, "exists", lambda _: False)  # so write_atomic's own cleanup leaves it
+            io.write_atomic(root / "book" / name, b"half")
+    assert len(ours) == 5 and all(p.is_file() for p in ours)
+    # A user's own temp files, named as write_atomic named its own before (found deleted by an audit).
     theirs = [root / ".session.tmp", root / "book" / ".notes.txt.x1y2z3ab.tmp", root / ".wav.tmp",
-              root / ".take.wav.old.tmp"]
+              root / ".take.wav.old.tmp", root / "book" / ".a.wav.x1y2z3ab.tmp",
+              root / "unrelated" / "deep" / ".settings.json.20240101.tmp"]
     for path in theirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("mine")
     OutputDir(root).close()
     assert not any(p.exists() for p in ours)
     assert all(p.read_text() == "mine" for p in theirs)
+
+
+def test_files_beside_an_output_that_no_render_wrote_are_left_alone(tmp_path, tiny_voice):
+    """Once every .json/.vtt/.srt with an output's stem was removed, the user's included (a notes job writes
+    no captions at all); only captions a render logged writing are replaced."""
+    out = tmp_path / "render"
+    (out / "n").mkdir(parents=True)
+    (tmp_path / "elsewhere.json").write_text("target")
+    mine = {"n/a.json": "notes on a", "n/a.vtt": "WEBVTT mine", "n/a.srt": "1 mine", "t.json": "mine"}
+    for name, text in mine.items():
+        (out / name).write_text(text)
+    (out / "n" / "b.json").symlink_to(tmp_path / "elsewhere.json")
+    lines = [{"kind": "notes", "pitch": 60, "instrument": "cello", "seconds": 0.25, "output": "n/a.wav"},
+             {"kind": "notes", "pitch": 62, "instrument": "cello", "seconds": 0.25, "output": "n/b.wav"},
+             {"kind": "tts", "text": "Hello.", "voice": str(tiny_voice[0]), "timings": "vtt", "output": "t.wav"}]
+    summary = run(read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines)).jobs, str(out), device="cpu",
+                  progress=False)
+    assert summary.rendered == 3
+    assert {name: (out / name).read_text() for name in mine} == mine
+    assert (out / "n" / "b.json").is_symlink() and (tmp_path / "elsewhere.json").read_text() == "target"
+    assert (out / "t.vtt").read_text().startswith("WEBVTT")
+    lines[2]["timings"] = "srt"  # re-rendered: the captions this render wrote go, the user's t.json stays
+    assert run(read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines)).jobs, str(out), device="cpu",
+               progress=False).rendered == 1
+    assert not (out / "t.vtt").exists() and (out / "t.srt").is_file() and (out / "t.json").read_text() == "mine"
 
 
 def test_names_with_control_characters_are_refused_when_the_manifest_is_read(tmp_path):
@@ -1011,6 +1051,7 @@ def test_without_an_address_ray_starts_its_own_not_a_cluster_left_on_the_machine
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda address=None, **_: asked.append(address))
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     ray_engine.connect(None, "auto")
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.7:6379")
@@ -1049,3 +1090,311 @@ def test_an_unknown_engine_is_refused(tmp_path, mels):
     with pytest.raises(ValueError, match="unknown engine 'bogus': local or ray"):
         run(jobs, str(tmp_path / "render"), engine="bogus", progress=False)
     assert not (tmp_path / "render").exists()
+
+
+def test_a_csv_cell_longer_than_the_csv_modules_cap_is_read(tmp_path, monkeypatch, capsys):
+    """A 150,000-character tts text once crashed the check with `_csv.Error: field larger than field limit`."""
+    from audiogan.cli import main
+    from audiogan.render import manifest
+
+    text = "word " * 30_000
+    (tmp_path / "jobs.csv").write_text(f'kind,text,output\ntts,"{text}",a.wav\ntts,Hi.,b.mp3\n')
+    found = read_manifest(tmp_path / "jobs.csv", unavailable=lambda kind, params: None)
+    assert [(j.line, len(j.params["text"])) for j in found.jobs] == [(2, len(text))]
+    assert [e.line for e in found.errors] == [3]  # and the rows after it are read as before
+    # Whatever else the csv module refuses is a one-line manifest error naming the line (exit 2), not a traceback.
+    manifest.csv.field_size_limit(131_072)  # the module's default, which the read above raised
+    monkeypatch.setattr(manifest.csv, "field_size_limit", lambda *limit: 131_072)
+    assert main(["render", str(tmp_path / "jobs.csv"), "--out", str(tmp_path / "render"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"manifest {tmp_path / 'jobs.csv'} line 2: not valid CSV: field larger than field limit" in err
+    assert "Traceback" not in err and not (tmp_path / "render").exists()
+
+
+def test_ray_actors_are_sized_to_fit_a_node():
+    """Actors live on one node: one larger than every node waited for ever (a run hung at 0/N), and
+    counting the cluster's CPUs together started actors that fit nowhere."""
+    from audiogan.render.ray_engine import Cluster
+
+    cpu = Cluster("cpu", 0, 6.0, False, nodes=[(3.0, 0.0), (3.0, 0.0)])
+    assert [cpu.slots(n) for n in (1, 2, 3, 0.1)] == [6, 2, 2, 60]  # not 6 // 2 = 3 actors of 2 CPUs
+    assert cpu.check_fits(2, threads=3) == 2
+    with pytest.raises(ValueError, match=r"--cpus-per-actor 4: no node of the Ray cluster can hold an actor "
+                                         r"\(the largest has 3 CPUs\)"):
+        cpu.check_fits(4, threads=0)
+    with pytest.raises(ValueError, match="--threads 16: no node of the Ray cluster has more than 3 CPUs"):
+        cpu.check_fits(1, threads=16)
+    with pytest.raises(ValueError, match="above 0"):
+        cpu.slots(0)
+    gpu = Cluster("cuda", 3, 40.0, False, nodes=[(8.0, 2.0), (32.0, 0.0), (8.0, 1.0)])
+    assert gpu.slots(1) == 3 and gpu.slots(8) == 2  # one GPU each, on a node with the CPUs too
+    with pytest.raises(ValueError, match="the largest with a GPU has 8 CPUs"):
+        gpu.check_fits(16, threads=0)
+
+
+def test_a_ray_actor_no_node_can_hold_is_refused_not_waited_for(tmp_path, mels):
+    pytest.importorskip("ray")
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels[:2]))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run([sys.executable, "-m", "audiogan.cli", "render", str(jobs), "--out", str(tmp_path / "ray"),
+                           "--engine", "ray", "--quiet", "--cpus-per-actor", "1000"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "--cpus-per-actor 1000: no node of the Ray cluster can hold an actor" in done.stderr
+    assert "Traceback" not in done.stderr and not list((tmp_path / "ray").rglob("*.wav"))
+
+
+def test_local_threads_are_capped_at_this_machines_cpus_and_ray_threads_are_not(tmp_path, mels, capsys):
+    from audiogan.cli import main
+
+    jobs = str(write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels[:1])))
+    many = str((os.cpu_count() or 1) + 1)
+    assert main(["render", jobs, "--out", str(tmp_path / "local"), "--threads", many, "--quiet"]) == 2
+    assert f"--threads {many}: this machine has {os.cpu_count()} CPUs" in capsys.readouterr().err
+    assert not (tmp_path / "local").exists()
+    args = build_render_args(jobs, "--engine", "ray", "--threads", "256", "--out", str(tmp_path / "ray"))
+    assert args.threads == 256  # for actors on nodes larger than this one; checked against the cluster's nodes
+
+
+def build_render_args(*argv: str):
+    from audiogan.cli import build_parser
+
+    return build_parser().parse_args(["render", *argv])
+
+
+def test_names_too_long_for_the_filesystem_are_refused_when_read_and_the_longest_allowed_render(tmp_path):
+    """A name of 242-255 bytes failed as 'File name too long' at its write (the temp name added 14 bytes);
+    one over 255 passed the check and failed after its rendering."""
+    def note(output: str, **more) -> dict:
+        return {"kind": "notes", "pitch": 60, "instrument": "cello", "seconds": 0.25, "output": output, **more}
+
+    longest = "é" * 125 + "a.wav"  # 255 bytes in UTF-8
+    lines = [note(longest), note("d/" + "b" * 251 + ".wav"), note("c" * 252 + ".flac"),
+             note("e" * 240 + "/x.wav"),
+             {"kind": "tts", "text": "Hi.", "timings": "json", "output": "f" * 251 + ".wav"}]
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    assert [j.line for j in manifest.jobs] == [1, 2, 4]
+    assert [(e.line, e.reason) for e in manifest.errors] == [
+        (3, f"output: {'c' * 20 + '...' + 'c' * 5 + '.flac'!r} is 257 bytes long; a file name may have at most 255"),
+        (5, f"output: {'f' * 20 + '...' + 'f' * 5 + '.json'!r} (the timings file beside the output) is 256 bytes "
+            "long; a file name may have at most 255")]
+    summary = run(manifest.jobs, str(tmp_path / "render"), device="cpu", progress=False)
+    assert (summary.rendered, summary.failed) == (3, 0)
+    assert sf.info(tmp_path / "render" / longest).frames > 0
+
+
+def test_outputs_that_clash_as_file_and_folder_are_refused_when_read(tmp_path):
+    def note(output: str) -> dict:
+        return {"kind": "notes", "pitch": 60, "instrument": "cello", "output": output}
+
+    lines = [note("a.wav"), note("a.wav/b.wav"), note("c/d.wav/e.flac"), note("c/d.wav"), note("c/d.flac"),
+             {"kind": "tts", "text": "Hi.", "timings": "json", "output": "f.wav"}, note("f.json/g.wav")]
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    assert [j.output for j in manifest.jobs] == ["a.wav", "c/d.wav/e.flac", "c/d.flac", "f.wav"]
+    assert [(e.line, e.reason) for e in manifest.errors] == [
+        (2, "output: 'a.wav/b.wav' would be inside 'a.wav', a file written by line 1"),
+        (4, "output: 'c/d.wav' is a folder of the output of line 3"),
+        (7, "output: 'f.json/g.wav' would be inside 'f.json', a file written by line 6")]
+
+
+def full_disk_after(writes: int):
+    """A write_atomic that finds the disk full after ``writes`` files, as a real full disk fails."""
+    import errno
+
+    from audiogan.audio.io import write_atomic
+
+    done = []
+
+    def write(path, data):
+        if len(done) >= writes:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        done.append(path)
+        return write_atomic(path, data)
+    return write
+
+
+def test_a_full_disk_stops_the_run_at_once_and_a_rerun_resumes(tmp_path, monkeypatch, capsys):
+    """A full disk once failed every remaining job after computing it (hours on a big manifest), and a disk
+    full from the start exited 2, 'invalid manifest', with a bare '[Errno 28]'."""
+    from audiogan.cli import EXIT_DISK_FULL, main
+    from audiogan.render import kinds, output
+
+    rendered = []
+    real = kinds.NotesRenderer.render
+    monkeypatch.setattr(kinds.NotesRenderer, "render", lambda self, group, items: rendered.append(len(items))
+                        or real(self, group, items))
+    lines = [{"kind": "notes", "pitch": 40 + i, "instrument": "cello", "seconds": 0.1, "output": f"n/{i:02d}.wav"}
+             for i in range(40)]
+    jobs = str(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    out = tmp_path / "render"
+    monkeypatch.setattr(output, "write_atomic", full_disk_after(5))
+    argv = ["render", jobs, "--out", str(out), "--quiet", "--device", "cpu"]
+    assert main([*argv, "--batch-size", "2"]) == EXIT_DISK_FULL
+    std = capsys.readouterr()
+    assert "40 jobs: 5 rendered" in std.out
+    assert re.search(r"No space left on device writing .*/render/n/\d\d\.wav: the run stopped; make room and run the "
+                     "same command again, it resumes where this one stopped", std.err), std.err
+    assert sum(rendered) <= 16, "rendering went on after the disk was full"  # 3 batches, and those in flight
+    monkeypatch.setattr(output, "write_atomic", full_disk_after(0))  # full from the start
+    assert main(argv) == EXIT_DISK_FULL
+    assert "No space left on device writing" in capsys.readouterr().err
+    monkeypatch.setattr(output, "write_atomic", full_disk_after(1000))  # room again
+    assert main(argv) == 0
+    assert "40 jobs: 35 rendered (notes 35), 5 already done, 0 failed" in capsys.readouterr().out
+
+
+def test_a_folder_with_no_room_for_its_logs_is_a_full_disk_not_an_invalid_manifest(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from audiogan.cli import EXIT_DISK_FULL, main
+    from audiogan.render import output
+
+    def no_room(file, mode="r", *args, **kwargs):  # a disk so full that no file can be made
+        if "r" not in mode:
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return open(file, mode, *args, **kwargs)
+
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", [{"kind": "notes", "pitch": 60, "instrument": "cello",
+                                                  "output": "a.wav"}])
+    monkeypatch.setattr(output, "open", no_room, raising=False)
+    assert main(["render", str(jobs), "--out", str(tmp_path / "render"), "--quiet"]) == EXIT_DISK_FULL
+    std = capsys.readouterr()
+    assert "1 jobs: 0 rendered (none), 0 already done, 0 failed" in std.out
+    assert f"No space left on device writing {tmp_path / 'render'}: the run stopped" in std.err
+
+
+def test_a_manifest_check_reads_each_model_once(tmp_path, monkeypatch):
+    """Each line re-read its model's card and re-parsed its config: 10,000 note lines took 14-21 s to check."""
+    from audiogan.render import kinds
+
+    cards, configs = [], []
+    read_card, from_dict = kinds.weights.read_card, kinds.from_dict
+    monkeypatch.setattr(kinds.weights, "read_card", lambda path, kind=None: cards.append(path) or read_card(path, kind))
+    monkeypatch.setattr(kinds, "from_dict", lambda cls, data: configs.append(cls) or from_dict(cls, data))
+    copy = copy_weights("timbre", tmp_path / "mine.safetensors")
+    lines = [{"kind": "notes", "pitch": 40 + i % 40, "instrument": "cello", "output": f"a/{i}.wav",
+              **({"model": "mine.safetensors"} if i % 2 else {})} for i in range(200)]
+    lines += [{"kind": "notes", "pitch": 1, "instrument": "cello", "output": "low.wav"},
+              {"kind": "notes", "pitch": 60, "instrument": "kazoo", "model": "mine.safetensors", "output": "k.wav"},
+              {"kind": "notes", "pitch": 60, "instrument": "cello", "model": "none.safetensors", "output": "n.wav"},
+              {"kind": "notes", "pitch": 60, "instrument": "cello", "model": "none.safetensors", "output": "m.wav"}]
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    assert len(manifest.jobs) == 200
+    reasons = {e.line: e.reason for e in manifest.errors}
+    assert "pitch 1 is outside this model's range" in reasons[201] and "kazoo" in reasons[202]
+    assert "no timbre weights" in reasons[203] and reasons[204] == reasons[203]  # a missing model, said each time
+    assert sorted(map(str, cards)) == sorted([str(kinds.weights.resolve("default", "timbre")), str(copy)])
+    assert len(configs) == 2
+    # Another check reads them again: a model replaced between two runs is seen.
+    read_manifest(tmp_path / "jobs.jsonl")
+    assert len(cards) == 4
+
+
+def test_an_output_emptied_or_cut_short_since_it_was_logged_is_rendered_again(tmp_path, mels):
+    """Resume trusted any file by its name: a 0-byte or truncated output (a power cut before the data reached
+    the disk) was never rendered again."""
+    path = write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels[:4]))
+    out = tmp_path / "render"
+    assert run(read_manifest(path).jobs, str(out), progress=False).rendered == 4
+    whole = (out / "out/1.wav").read_bytes()
+    (out / "out/0.wav").write_bytes(b"")
+    (out / "out/1.wav").write_bytes(whole[: len(whole) // 2])
+    summary = run(read_manifest(path).jobs, str(out), progress=False)
+    assert (summary.rendered, summary.skipped) == (2, 2)
+    assert (out / "out/1.wav").read_bytes() == whole
+    # A resume log written before sizes were logged is still read: there, a file's presence is all it checks.
+    state = out / STATE_FILE
+    old = [{k: v for k, v in json.loads(line).items() if k != "sizes"} for line in state.read_text().splitlines()]
+    state.write_text("".join(json.dumps(entry) + "\n" for entry in old))
+    (out / "out/2.wav").write_bytes(b"")
+    assert run(read_manifest(path).jobs, str(out), progress=False).skipped == 4
+
+
+def test_warnings_while_a_job_renders_name_the_job(tmp_path, caplog):
+    """'notes moved by octaves' or 'dropped characters the voice cannot say' did not say which line it was."""
+    from test_timbre import write_midi
+
+    write_midi(tmp_path / "low.mid", [(12, 0.0, 0.2), (60, 0.2, 0.4)])  # C0: below the model's range
+    write_midi(tmp_path / "ok.mid", [(60, 0.0, 0.2)])
+    lines = [{"kind": "midi", "input": "ok.mid", "instrument": "flute", "output": "ok.wav"},
+             {"kind": "midi", "input": "low.mid", "instrument": "flute", "output": "100%/low.wav"},
+             {"kind": "tts", "text": "Hi \u2764 there.", "output": "t.wav"}]
+    jobs = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines)).jobs
+    with caplog.at_level("WARNING"):
+        assert run(jobs, str(tmp_path / "render"), device="cpu", batch_size=2, progress=False).rendered == 3
+        logging.getLogger("audiogan.timbre").warning("after the run")
+    moved = [r.getMessage() for r in caplog.records if "moved by octaves" in r.getMessage()]
+    assert len(moved) == 1 and moved[0].startswith("line 2 (100%/low.wav): 1 of 2 notes moved by octaves"), moved
+    assert "line 3 (t.wav): dropped characters the voice cannot say: '\u2764' (U+2764)" in caplog.text
+    assert "after the run" in [r.getMessage() for r in caplog.records]  # outside a job: as it was
+
+
+def test_a_csv_without_a_header_naming_kind_and_output_is_refused(tmp_path, capsys):
+    """A headerless one-row CSV rendered nothing and exited 0 ('0 jobs'); with more rows each said 'kind: None'."""
+    from audiogan.cli import main
+
+    for text, reason in [("notes,60,violin,a.wav\n", "the header has no `kind` column (it names 'notes', '60', "),
+                         ("kind,pitch,instrument,out\nnotes,60,violin,a.wav\n", "the header has no `output` column"),
+                         ("kind,pitch,instrument,output,pitch\nnotes,60,violin,a.wav,61\n",
+                          "the header names the column 'pitch' twice")]:
+        (tmp_path / "jobs.csv").write_text(text)
+        assert main(["render", str(tmp_path / "jobs.csv"), "--out", str(tmp_path / "render"), "--quiet"]) == 2
+        assert f"audiogan: error: manifest {tmp_path / 'jobs.csv'} line 1: {reason}" in capsys.readouterr().err
+    assert not (tmp_path / "render").exists()
+
+
+def test_json_lines_naming_a_field_twice_or_a_non_string_output_are_refused(tmp_path):
+    lines = ['{"kind": "notes", "pitch": 60, "pitch": 72, "instrument": "cello", "output": "a.wav"}',
+             '{"kind": "notes", "pitch": 60, "instrument": "cello", "output": 123}',
+             '{"kind": "notes", "pitch": 60, "instrument": "cello", "output": ["a.wav"]}']
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    assert [(e.line, e.reason) for e in manifest.errors] == [
+        (1, "field 'pitch' is given twice"),
+        (2, "output: must be a string, a relative path such as 'speech/line1.wav', not 123"),
+        (3, "output: must be a string, a relative path such as 'speech/line1.wav', not [\"a.wav\"]")]
+
+
+def test_a_piped_manifest_is_read_with_paths_from_the_working_directory(tmp_path, mels, monkeypatch):
+    """`audiogan render <(make-jobs)` and /dev/stdin were refused as 'manifest not found'."""
+    monkeypatch.chdir(tmp_path)
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "w") as pipe:
+        pipe.write("".join(json.dumps(line) + "\n" for line in vocode_jobs(mels[:2])))
+    try:
+        manifest = read_manifest(f"/dev/fd/{read_end}")
+    finally:
+        os.close(read_end)
+    assert not manifest.errors and [j.params["mel"] for j in manifest.jobs] == [str(tmp_path / m) for m in mels[:2]]
+
+
+def test_a_mistyped_device_is_refused_before_out_is_touched(tmp_path, mels, capsys):
+    from audiogan.cli import main
+
+    jobs = str(write_jsonl(tmp_path / "jobs.jsonl", vocode_jobs(mels[:1])))
+    assert main(["render", jobs, "--out", str(tmp_path / "new"), "--device", "cdua", "--quiet"]) == 2
+    assert "unknown device 'cdua'" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "errors.jsonl").write_text("{}\n")
+    assert main(["render", jobs, "--out", str(tmp_path / "old"), "--device", "cdua", "--quiet"]) == 2
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["errors.jsonl"]  # not moved aside
+
+
+def test_a_batch_of_one_that_fails_is_not_rendered_again(tmp_path, monkeypatch):
+    """A failed batch is retried job by job, so one bad job cannot sink the others; a batch of one was
+    rendered twice, failing twice."""
+    from audiogan.render import kinds
+
+    calls = []
+
+    def fails(self, group, items):
+        calls.append(len(items))
+        raise RuntimeError("the model failed")
+
+    monkeypatch.setattr(kinds.NotesRenderer, "render", fails)
+    lines = [{"kind": "notes", "pitch": 60 + i, "instrument": "cello", "output": f"{i}.wav"} for i in range(3)]
+    jobs = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines)).jobs
+    assert run(jobs, str(tmp_path / "one"), device="cpu", batch_size=1, progress=False).failed == 3
+    assert calls == [1, 1, 1]
+    calls.clear()
+    assert run(jobs, str(tmp_path / "three"), device="cpu", batch_size=3, progress=False).failed == 3
+    assert calls == [3, 1, 1, 1]  # a batch of three: then each alone

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -156,14 +157,32 @@ def float32_le(wave: torch.Tensor | np.ndarray) -> bytes:
     return mono_samples(wave).astype("<f4").tobytes()
 
 
+# write_atomic's temp files: '.NAME.' + mkstemp's 8 random characters + this suffix, which nothing else
+# writes: `audiogan render` removes what a killed run left, and once also took a user's '.x.json.20240101.tmp'.
+TEMP_SUFFIX = ".audiogan.tmp"
+TEMP_NAME = re.compile(rf"\..*\.[a-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}", re.DOTALL)
+NAME_MAX = 255  # bytes in one file name (ext4, XFS, btrfs, APFS; NTFS counts 255 UTF-16 units)
+
+
+def temp_prefix(name: str) -> str:
+    """'.NAME.' for the temp file of ``name``, NAME cut short so that the whole temp name fits in NAME_MAX
+    bytes: an output name of 242-255 bytes, valid itself, failed as 'File name too long' at its write."""
+    room = NAME_MAX - len(TEMP_SUFFIX) - 8 - 2  # 8: mkstemp's random part; 2: the dots around NAME
+    return "." + os.fsencode(name)[:room].decode("utf-8", "ignore") + "."
+
+
 def write_atomic(path: str | Path, data: bytes) -> Path:
-    """Write a file via temp file + rename, so readers never see half of it; usual umask permissions."""
+    """Write a file via temp file + rename, so readers never see half of it; usual umask permissions.
+    The bytes reach the disk before the rename: after a power cut the name is on the whole file or on
+    what it was before, not on an empty or cut-short file (ext4 and others may commit the rename first)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
         os.replace(tmp, path)
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import math
 import sys
 import threading
 import time
@@ -25,9 +26,10 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from audiogan.render.joblog import labelled_records, working_on
 from audiogan.render.kinds import Rendered, Renderer, make_renderers
 from audiogan.render.manifest import Job, ManifestError, beside
-from audiogan.render.output import OutputDir, encode_file
+from audiogan.render.output import DiskFullError, OutputDir, encode_file
 from audiogan.vocoder.inference import pick_device
 
 log = logging.getLogger("audiogan.render")
@@ -93,11 +95,14 @@ def job_key(job: Job, renderer: Renderer) -> str:
 ENGINES = ("local", "ray")
 
 
-def check_settings(batch_size: int, workers: int, engine: str = "local") -> None:
+def check_settings(batch_size: int, workers: int, engine: str = "local", cpus_per_actor: float = 1.0) -> None:
     """Refuse settings that would render nothing or hang: a batch size below 0 (0 means each kind's
-    default) once made ``range`` yield no batches, so a run reported 0 rendered and succeeded."""
+    default) once made ``range`` yield no batches, so a run reported 0 rendered and succeeded; Ray actors
+    of 0 CPUs divided by zero."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: {' or '.join(ENGINES)}")
+    if not 0 < cpus_per_actor < math.inf:
+        raise ValueError(f"CPUs per Ray actor must be a finite number above 0, not {cpus_per_actor}")
     if batch_size < 0:
         raise ValueError(f"batch size must be 0 (each kind's default) or more, not {batch_size}")
     if workers < 1:
@@ -131,7 +136,8 @@ def _prepare(renderer: Renderer, jobs: list[Job]) -> list[Any | Exception]:
     prepared: list[Any | Exception] = []
     for job in jobs:
         try:
-            prepared.append(renderer.prepare(job))
+            with working_on([job]):
+                prepared.append(renderer.prepare(job))
         except Exception as exc:
             prepared.append(exc)
     return prepared
@@ -146,13 +152,16 @@ def _forward(renderer: Renderer, batch: Batch,
     if not ready:
         return results
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), working_on([batch.jobs[i] for i, _ in ready]):
             for (i, _), wave in zip(ready, renderer.render(batch.group, [x for _, x in ready]), strict=True):
                 results[i] = wave
-    except Exception:
+    except Exception as exc:
+        if len(ready) == 1:  # alone already: a second try would only fail again, after as long
+            results[ready[0][0]] = exc
+            return results
         for i, item in ready:
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), working_on([batch.jobs[i]]):
                     results[i] = renderer.render(batch.group, [item])[0]
             except Exception as exc:
                 results[i] = exc
@@ -173,8 +182,9 @@ def _encode(renderer: Renderer, batch: Batch, waves: list[torch.Tensor | Rendere
         rendered = wave if isinstance(wave, Rendered) else Rendered(wave)
         sidecars = {beside(job.output, suffix): data for suffix, data in rendered.sidecars.items()}
         try:
-            data, seconds = encode_file(rendered.wave, rate, job.params.get("sample_rate"),
-                                        PurePosixPath(job.output).suffix)
+            with working_on([job]):
+                data, seconds = encode_file(rendered.wave, rate, job.params.get("sample_rate"),
+                                            PurePosixPath(job.output).suffix)
             outcomes.append(Outcome(job, data, seconds, sidecars=sidecars))
         except Exception as exc:
             outcomes.append(Outcome(job, error=_reason(exc)))
@@ -197,14 +207,22 @@ class Progress:
         self.out, self.summary, self.keys = out, summary, keys
         self.bar = tqdm(total=total, unit="job", disable=not show, dynamic_ncols=True)
         self.lock = threading.Lock()
+        self.stopped: DiskFullError | None = None  # the engines render no more batches once it is set
         # A log line written while the bar is drawn lands in the middle of it: go through tqdm.write instead.
         self.redirect = contextlib.ExitStack()
         if show and _logs_to_console():
             self.redirect.enter_context(logging_redirect_tqdm())
 
     def record(self, outcome: Outcome) -> None:
+        """Write one job's files and count it; DiskFullError (then again for every later job) stops the run."""
         with self.lock:
-            self._record(outcome)
+            if self.stopped:
+                raise self.stopped
+            try:
+                self._record(outcome)
+            except DiskFullError as exc:
+                self.stopped = exc
+                raise
 
     def _record(self, outcome: Outcome) -> None:
         job = outcome.job
@@ -250,6 +268,8 @@ def render_local(batches: list[Batch], progress: Progress, renderers: dict[str, 
         writes: collections.deque[Future[None]] = collections.deque()
         prepared = prepare(batches[0])
         for i, batch in enumerate(batches):
+            if progress.stopped:  # the disk is full: what is rendered now could not be written
+                break
             following = prepare(batches[i + 1]) if i + 1 < len(batches) else None
             waves = _forward(renderers[batch.kind], batch, prepared.result())
             writes.append(pool.submit(finish, batch, waves))
@@ -274,21 +294,34 @@ def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int
     gained nothing on 2 cores and padding cost up to 30 %; 64 for notes) and 32 on CUDA.
     ``phase`` and ``phase_iterations`` override where the vocoders' phase comes from and its refinement;
     outputs rendered with another setting are re-rendered.
-    Raises ValueError, before touching ``out_dir``, for ``batch_size`` < 0 or ``workers`` < 1.
+    Raises ValueError, before touching ``out_dir``, for ``batch_size`` < 0, ``workers`` < 1 or
+    ``ray_cpus_per_actor`` not above 0; on Ray, for an actor size or ``threads`` no node can hold.
+    Raises DiskFullError, its ``summary`` what was done, at the first write that finds no room: the run
+    stops there (a rerun resumes).
     """
-    check_settings(batch_size, workers, engine)
+    check_settings(batch_size, workers, engine, ray_cpus_per_actor)
+    with labelled_records():
+        return _run(jobs, out_dir, engine, batch_size, device, workers, progress, ray_address, ray_cpus_per_actor,
+                    phase_iterations, phase, invalid, threads)
+
+
+def _run(jobs: list[Job], out_dir: str, engine: str, batch_size: int, device: str, workers: int, progress: bool,
+         ray_address: str | None, ray_cpus_per_actor: float, phase_iterations: int | None, phase: str | None,
+         invalid: Sequence[ManifestError], threads: int) -> Summary:
     start = time.perf_counter()
-    out = OutputDir(out_dir)
     summary = Summary(jobs=len(jobs))
+    out: OutputDir | None = None
     bar: Progress | None = None
     cluster = None
-    try:
-        if engine == "ray":
-            from audiogan.render.ray_engine import check_device, connect, render_ray
+    # The device first: a mistyped one once made --out and moved errors.jsonl aside before it was refused.
+    if engine == "ray":
+        from audiogan.render.ray_engine import check_device, connect, render_ray
 
-            check_device(device)
-        else:
-            device = str(pick_device(device))
+        check_device(device)
+    else:
+        device = str(pick_device(device))
+    try:
+        out = OutputDir(out_dir)
         # On Ray this driver only plans and keys the jobs, which loads no model (the actors load theirs).
         renderers = make_renderers("cpu" if engine == "ray" else device, phase_iterations, phase)
         out.invalid(invalid)
@@ -320,10 +353,14 @@ def run(jobs: list[Job], out_dir: str, *, engine: str = "local", batch_size: int
                        phase=phase, threads=threads)
         else:
             render_local(batches, bar, renderers, workers)
+    except DiskFullError as exc:
+        exc.summary = summary
+        raise
     finally:
         if bar is not None:
             bar.close()
-        out.close()
+        if out is not None:
+            out.close()
         if cluster:
             cluster.close()
         summary.wall_seconds = time.perf_counter() - start

@@ -8,11 +8,12 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from audiogan.audio.io import NAME_MAX
 from audiogan.timbre.inference import MODES
 from audiogan.tts import ssml
 from audiogan.weights import file_digest
@@ -191,7 +192,9 @@ def _is_file(path: Path) -> bool:
 
 def check_output(output: Any) -> str | None:
     """Outputs stay inside --out: relative, no '..', an audio suffix (the rules of OUTPUT_PATTERN)."""
-    if not isinstance(output, str) or not output.strip():
+    if output is not None and not isinstance(output, str):  # once reported as missing
+        return f"output: must be a string, a relative path such as 'speech/line1.wav', not {json.dumps(output)}"
+    if output is None or not output.strip():
         return "output: missing (a relative path such as 'speech/line1.wav')"
     if re.search(_CONTROL, output):
         return f"output: {output!r} contains a control character or line break"
@@ -269,9 +272,8 @@ def _digest(path: Path, cache: dict[Path, str]) -> str:
     return cache[path]
 
 
-def _job(record: dict[str, Any], line: int, base: Path, from_csv: bool,
-         digests: dict[Path, str]) -> Job | ManifestError:
-    specs = kind_specs()
+def _job(record: dict[str, Any], line: int, base: Path, from_csv: bool, digests: dict[Path, str],
+         specs: dict[str, KindSpec]) -> Job | ManifestError:
     kind = record.get("kind")
     if kind not in specs:
         return ManifestError(line, f"kind: {kind!r} is not one of {', '.join(specs)}")
@@ -326,18 +328,7 @@ def _records(path: Path) -> tuple[list[tuple[int, dict[str, Any] | str]], bool]:
     except UnicodeDecodeError as exc:
         raise ValueError(f"manifest {path} is not UTF-8 text (byte {exc.start}): a .jsonl or .csv file?") from None
     if path.suffix.lower() == ".csv":
-        # newline="": a quoted cell keeps its line breaks, and line_num counts the file's lines.
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        rows: list[tuple[int, dict[str, Any] | str]] = []
-        for row in reader:
-            # line_num is the row's last line; a row is reported by its first.
-            cells = [*(v for k, v in row.items() if k is not None), *row.get(None, [])]
-            first = reader.line_num - sum(len(_LINE_BREAK.findall(v or "")) for v in cells)
-            if None in row:
-                rows.append((first, "more values than header columns"))
-            else:
-                rows.append((first, dict(row)))
-        return rows, True
+        return _csv_rows(path, text), True
     records: list[tuple[int, dict[str, Any] | str]] = []
     # Only "\n" ends a line: str.splitlines() would also split at U+2028, U+0085 or a form feed, which
     # JSON allows inside strings.
@@ -346,12 +337,93 @@ def _records(path: Path) -> tuple[list[tuple[int, dict[str, Any] | str]], bool]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_once_each)
         except json.JSONDecodeError as exc:
             records.append((number, f"not valid JSON: {exc.msg} (column {exc.colno})"))
             continue
+        except _Repeated as exc:
+            records.append((number, str(exc)))
+            continue
         records.append((number, record if isinstance(record, dict) else "a job must be a JSON object"))
     return records, False
+
+
+class _Repeated(ValueError):
+    """A JSON object naming a field twice: json.loads keeps the last, silently, which may not be the meant one."""
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in record:
+            raise _Repeated(f"field {name!r} is given twice")
+        record[name] = value
+    return record
+
+
+def _long_name(files: list[str]) -> str | None:
+    """A part of a job's paths (its output, or the timings beside it) too long for a file name: refused here,
+    not by the filesystem once the job is rendered."""
+    for name in files:
+        for part in name.split("/") if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX else ():
+            if (size := len(part.encode("utf-8", "surrogateescape"))) > NAME_MAX:
+                shown = f"{part[:20]}...{part[-10:]}"
+                beside_it = "" if name == files[0] else " (the timings file beside the output)"
+                return f"output: {shown!r}{beside_it} is {size} bytes long; a file name may have at most {NAME_MAX}"
+    return None
+
+
+def _folders(name: str) -> list[str]:
+    """The folders an output (a normalised relative path) lies in: 'a/b/c.wav' -> ['a/b', 'a']."""
+    parts = name.split("/")[:-1]
+    return ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]
+
+
+def _clash(files: list[str], seen: dict[str, int], folders: dict[str, int]) -> str | None:
+    """Why a job's files cannot be written beside those of earlier lines: the same file, or a file where
+    another needs a folder ('a.wav' and 'a.wav/b.wav' once both passed, and one failed at its write)."""
+    for name in files:
+        if name in seen:
+            return f"output: {name!r} is also written by line {seen[name]}"
+        if name in folders:
+            return f"output: {name!r} is a folder of the output of line {folders[name]}"
+        if parent := next((p for p in _folders(name) if p in seen), None):
+            return f"output: {name!r} would be inside {parent!r}, a file written by line {seen[parent]}"
+    return None
+
+
+def _check_header(path: Path, columns: Sequence[str] | None) -> None:
+    """A CSV's first row names its columns: without a kind and an output column (a file with no header
+    row) each row was refused as "kind: None", and a one-row file rendered nothing and succeeded."""
+    if columns is None:
+        return  # an empty file: no jobs
+    for needed in ("kind", "output"):
+        if needed not in columns:
+            raise ValueError(f"manifest {path} line 1: the header has no `{needed}` column (it names "
+                             f"{', '.join(map(repr, columns))}); a CSV manifest starts with a row naming its "
+                             "columns, such as kind,text,output")
+    if twice := next((c for i, c in enumerate(columns) if c in columns[:i]), None):
+        raise ValueError(f"manifest {path} line 1: the header names the column {twice!r} twice")
+
+
+def _csv_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any] | str]]:
+    # A cell cannot be longer than the file; the csv module's default cap (128 KiB) once crashed a run on a
+    # long tts text with a traceback.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+    # newline="": a quoted cell keeps its line breaks, and line_num counts the file's lines.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, dict[str, Any] | str]] = []
+    try:
+        _check_header(path, reader.fieldnames)
+        for row in reader:
+            # line_num is the row's last line; a row is reported by its first.
+            cells = [*(v for k, v in row.items() if k is not None), *row.get(None, [])]
+            first = reader.line_num - sum(len(_LINE_BREAK.findall(v or "")) for v in cells)
+            rows.append((first, "more values than header columns" if None in row else dict(row)))
+    except csv.Error as exc:  # the rows past it cannot be read: the whole manifest is refused (the DictReader's
+        # own line_num is that of the last good row)
+        raise ValueError(f"manifest {path} line {reader.reader.line_num}: not valid CSV: {exc}") from None
+    return rows
 
 
 def read_manifest(path: str | Path,
@@ -361,28 +433,35 @@ def read_manifest(path: str | Path,
     ``unavailable(kind, params)`` says why a job cannot run here (its model is not installed), or None.
     """
     if unavailable is None:
-        from audiogan.render.kinds import unavailable_reason as unavailable
+        from audiogan.render.kinds import manifest_checker
+
+        unavailable = manifest_checker()
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir() or not path.exists():  # a pipe is fine: `audiogan render <(make-jobs)`, /dev/stdin
         raise FileNotFoundError(f"manifest {path} is a folder, not a file" if path.is_dir()
                                 else f"manifest not found: {path}")
+    # A piped manifest's folder (/dev/fd) holds none of its files: its paths are the working directory's.
+    base = path.parent if path.is_file() else Path.cwd()
     manifest = Manifest(path)
     records, from_csv = _records(path)
-    seen: dict[str, int] = {}
+    seen: dict[str, int] = {}  # file -> the line writing it
+    folders: dict[str, int] = {}  # folder -> the first line writing into it
     digests: dict[Path, str] = {}  # an input named by many lines is read once
+    specs = kind_specs()
     for line, record in records:
         job = (ManifestError(line, record) if isinstance(record, str)
-               else _job(record, line, path.parent, from_csv, digests))
+               else _job(record, line, base, from_csv, digests, specs))
         if isinstance(job, Job):
-            clash = next((f for f in job.files if f in seen), None)
-            if clash:
-                job = ManifestError(line, f"output: {clash!r} is also written by line {seen[clash]}")
+            if reason := _long_name(job.files) or _clash(job.files, seen, folders):
+                job = ManifestError(line, reason)
             elif reason := unavailable(job.kind, job.params):
                 job = ManifestError(line, f"kind {job.kind!r} cannot run here: {reason}")
         if isinstance(job, ManifestError):
             manifest.errors.append(job)
         else:
             seen.update(dict.fromkeys(job.files, line))
+            for name in job.files:
+                folders.update({p: line for p in _folders(name) if p not in folders})
             manifest.jobs.append(job)
     return manifest
 

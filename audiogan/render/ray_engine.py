@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -58,6 +58,28 @@ class Cluster:
     gpus: int
     cpus: float
     started_here: bool
+    nodes: list[tuple[float, float]] = field(default_factory=list)  # (CPUs, GPUs) of each live node
+
+    def slots(self, cpus_per_actor: float) -> int:
+        """How many actors of ``cpus_per_actor`` CPUs (and a GPU each on a GPU cluster) the nodes hold at once:
+        an actor lives on one node, and one that fits on none waits for ever (a run once hung at 0/N)."""
+        if not cpus_per_actor > 0:
+            raise ValueError(f"--cpus-per-actor must be above 0, not {cpus_per_actor}")
+        per_node = (int(cpus / cpus_per_actor + 1e-9) for cpus, _ in self.nodes)  # 1 / 0.1 is 9.999...
+        if self.gpus:
+            per_node = (min(n, int(gpus)) for n, (_, gpus) in zip(per_node, self.nodes, strict=True))
+        return sum(per_node)
+
+    def check_fits(self, cpus_per_actor: float, threads: int) -> int:
+        """The number of actors to start, or a ValueError saying why none can run."""
+        slots = self.slots(cpus_per_actor)
+        largest = max((cpus for cpus, gpus in self.nodes if gpus >= 1 or not self.gpus), default=0.0)
+        if not slots:
+            raise ValueError(f"--cpus-per-actor {cpus_per_actor:g}: no node of the Ray cluster can hold an actor "
+                             f"(the largest{' with a GPU' if self.gpus else ''} has {largest:g} CPUs)")
+        if threads > largest:  # more threads than a node has CPUs only stalls it
+            raise ValueError(f"--threads {threads}: no node of the Ray cluster has more than {largest:g} CPUs")
+        return slots
 
     def close(self) -> None:
         if self.started_here:
@@ -91,7 +113,9 @@ def connect(address: str | None, device: str) -> Cluster:
     if device == "cuda" and not gpus:
         raise SystemExit("--device cuda: the Ray cluster has no GPUs")
     chosen = "cpu" if device == "cpu" or not gpus else "cuda"
-    return Cluster(chosen, gpus if chosen == "cuda" else 0, cpus, started_here)
+    nodes = [(float(n["Resources"].get("CPU", 0)), float(n["Resources"].get("GPU", 0)))
+             for n in ray.nodes() if n.get("Alive")]
+    return Cluster(chosen, gpus if chosen == "cuda" else 0, cpus, started_here, nodes)
 
 
 def render_ray(batches: list[Batch], progress: Progress, cluster: Cluster, *, cpus_per_actor: float = 1.0,
@@ -103,7 +127,7 @@ def render_ray(batches: list[Batch], progress: Progress, cluster: Cluster, *, cp
 
     if not batches:
         return
-    count = min(cluster.gpus or max(1, int(cluster.cpus // cpus_per_actor)), len(batches))
+    count = min(cluster.check_fits(cpus_per_actor, threads), len(batches))
     actor = ray.remote(num_cpus=cpus_per_actor, num_gpus=1 if cluster.gpus else 0)(RenderActor)
     threads = threads or max(1, int(cpus_per_actor))
     actors = [actor.remote(cluster.device, threads, phase_iterations, phase) for _ in range(count)]
