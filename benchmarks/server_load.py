@@ -6,10 +6,12 @@
     python -m benchmarks.server_load --text                # speech: text -> the bundled voice -> audio
     python -m benchmarks.server_load --text --note-clients 2   # plus 2 clients asking for notes/morphs
     python -m benchmarks.server_load --text --paced --stagger 7 --seconds 40   # listeners, not a stress test
+    python -m benchmarks.server_load --text --sentences 3 --streams 1 4 8   # a paragraph: 12 sentences
     python -m benchmarks.server_load --reply-memory        # memory that whole (unary) replies take
 
 Streams are mel -> audio (SynthesizeStream with the bundled 5 s mel) or, with --text, a 20-word sentence
-through the server's default voice (text -> phonemes -> acoustic model -> vocoder, all on the server).
+through the server's default voice (text -> phonemes -> acoustic model -> vocoder, all on the server);
+--sentences N makes the text N times four different sentences.
 Note clients alternate GenerateNotes (4 notes of 2 s, random pitches and instruments) and
 InterpolateTimbre (4 steps of 2 s) back to back while the streams run. A stream is "real time" when,
 playing from its first chunk's arrival, no later chunk arrives after its audio was due (no underrun).
@@ -101,6 +103,9 @@ def reply_memory(calls: int) -> None:
 
 
 SENTENCE = "The quick brown fox jumps over the lazy dog while the farmer sells fresh bread at the busy market today."
+MORE_SENTENCES = ["A gentle rain fell on the old town as the evening lights came on one by one.",
+                  "She opened the letter slowly, read it twice, and then put it back in the drawer.",
+                  "Nobody expected the small team to finish the bridge before the winter storms arrived."]
 
 
 def one_stream(client: AudioGanClient, source: dict) -> StreamStats:
@@ -242,17 +247,20 @@ def main() -> None:
                         help="each client asks again only after its audio has played (listeners, not a stress test)")
     parser.add_argument("--stagger", type=float, default=0.0, metavar="S",
                         help="spread the clients' first requests over S seconds (default: all at once)")
+    parser.add_argument("--sentences", type=int, default=1, metavar="N",
+                        help="with --text: N times four different sentences instead of one (a paragraph)")
     parser.add_argument("--reply-memory", type=int, nargs="?", const=8, metavar="CALLS",
                         help="instead: the memory unary replies take, alone and CALLS (8) at once")
     args = parser.parse_args()
     if args.reply_memory:
         return reply_memory(args.reply_memory)
     mel = np.load(DEMO_MEL)  # 5.06 s of speech
-    source = {"text": SENTENCE} if args.text else {"mel": mel}
+    text = " ".join([SENTENCE, *MORE_SENTENCES] * args.sentences) if args.sentences > 1 else SENTENCE
+    source = {"text": text} if args.text else {"mel": mel}
 
     def run(target: str, pid: int | None) -> None:
         if args.text:
-            print(f"text: {len(SENTENCE.split())} words through the server's default voice")
+            print(f"text: {len(text.split())} words through the server's default voice")
         else:
             print(f"mel: {mel.shape[1]} frames = {mel.shape[1] * 256 / 16000:.2f} s of audio per request")
         print(("paced clients (each asks again once its audio has played)" if args.paced else

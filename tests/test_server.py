@@ -873,6 +873,20 @@ def test_text_synthesis_with_a_voice(voice_server, tiny_voice):
         assert rate == 24000 and abs(len(resampled) - len(audio) * 1.5) <= 2
 
 
+def test_a_streams_chunks_grow_across_its_sentences(voice_server):
+    """Only the first audio needs a small chunk: each sentence used to start again at 8 frames, and every
+    chunk is vocoded with its context, so a paragraph cost up to half again its compute."""
+    text = " ".join(["This sentence is long enough to be spoken in several chunks of audio."] * 3)
+    with AudioGanClient(voice_server.target) as client:
+        chunks = [len(chunk) for chunk in client.stream(text)]
+        whole, _ = client.synthesize(text)
+    sizes = [n // 256 for n in chunks]  # in mel frames
+    # Measured: 8, 16, 32, 64, 64, 17, then a pause, 64, 64, 64, 9, a pause, 64, 64, 64, 9 (before: 8, 16,
+    # 32, 64, 64, 17 for each sentence).
+    assert sizes[0] == 8 and sizes.count(8) == 1 and sizes.count(16) == 1, sizes
+    assert max(sizes) <= 64 and sum(chunks) == len(whole)
+
+
 def test_ssml_with_a_voice(voice_server, tiny_voice):
     from audiogan.tts import TTS
 

@@ -41,7 +41,11 @@ class Limits:
 class Batching:
     max_batch: int = 16
     max_wait_ms: float = 5.0          # how long the first request of a batch waits for company
-    stream_chunk_frames: int = 64     # largest streamed chunk, in mel frames (64 x 256 / 16 kHz = 1 s)
+    # Largest streamed chunk, in mel frames (64 x 256 / 16 kHz = 1 s). Larger gives more audio per second of
+    # compute (each chunk carries its context) but can delay the small first chunks of calls queued behind
+    # it: at 128, paragraph streams on 2 cores made 40-75 % more audio, and time to first audio at p99 rose
+    # (benchmarks/RESULTS.md, 2026-12-07).
+    stream_chunk_frames: int = 64
     first_chunk_frames: int = 8       # a short first chunk: time to first audio
     # Each chunk up to this many times the last, until stream_chunk_frames. Every chunk is vocoded with the
     # receptive field's context on both sides, so small chunks cost several times their own frames.

@@ -103,17 +103,21 @@ class VocoderEngine:
         window = None if track is None else Window(track, lo, keep)
         return MelSpan(cond[:, lo:hi], (start - lo) * hop, (end - lo) * hop, window)
 
-    async def stream(self, mel: torch.Tensor) -> AsyncIterator[torch.Tensor]:
+    async def stream(self, mel: torch.Tensor, ramp: Ramp | None = None) -> AsyncIterator[torch.Tensor]:
         """Chunks whose concatenation equals ``vocode(mel)``: each is a slice of the whole conditioned mel
-        with the receptive field's context on both sides, so the joins are seamless."""
+        with the receptive field's context on both sides, so the joins are seamless. Their sizes grow from
+        ``batching.first_chunk_frames``, or from ``ramp``'s, which is left at the next chunk's size: a
+        call's later sentences go on from where its first left off instead of starting small again (only
+        the first audio needs to come soon, and a small chunk costs its context several times over)."""
         cond = await self._condition(mel)
         frames = cond.shape[-1]
-        start, size = 0, self.batching.first_chunk_frames
+        ramp = ramp or Ramp(self.batching.first_chunk_frames)
+        start = 0
         track = self.vocoder.phase_track()  # chunks go in order, so the phase carries from one to the next
         while start < frames:
-            end = min(frames, start + size)
+            end = min(frames, start + ramp.frames)
             yield await self.chunks.submit(self._span(cond, start, end, track))
-            start, size = end, self.batching.next_chunk(size)
+            start, ramp.frames = end, self.batching.next_chunk(ramp.frames)
 
     def start(self) -> None:
         self.whole.start()
@@ -173,6 +177,13 @@ class VoiceEngine:
 
     async def stop(self) -> None:
         await self.acoustic.stop()
+
+
+@dataclass
+class Ramp:
+    """A stream's next chunk size in mel frames, carried from one of its sentences to the next."""
+
+    frames: int
 
 
 @dataclass

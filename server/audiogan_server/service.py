@@ -29,7 +29,7 @@ from audiogan_server.config import ServerConfig
 from audiogan_server.encoding import check_format, encode, encode_raw, output_rate
 from audiogan_server.errors import RequestError, invalid, rpc
 from audiogan_server.metrics import Metrics
-from audiogan_server.models import ModelRegistry, NoteItem, TimbreEngine, VocoderEngine, VoiceEngine
+from audiogan_server.models import ModelRegistry, NoteItem, Ramp, TimbreEngine, VocoderEngine, VoiceEngine
 
 # The lowest mel value taken, far below any log floor (ln(1e-5) = -11.5); the ceiling is the Vocoder's own,
 # checked here first to name the request's field.
@@ -178,6 +178,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         self._check_length(0, voice, silence)  # pauses alone over the limit: refused before any audio
         pending = asyncio.ensure_future(voice.mel(lines[0], speed, pitch_shift, speaker))
         frames = position = 0
+        ramp = Ramp(self.config.batching.first_chunk_frames)  # chunk sizes grow across the call's sentences
         try:
             if lines[0].lead:
                 yield voice.silence(lines[0].lead)
@@ -190,7 +191,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                     position = timed[-1].next_start
                 if i + 1 < len(lines):
                     pending = asyncio.ensure_future(voice.mel(lines[i + 1], speed, pitch_shift, speaker))
-                async for chunk in voice.vocoder.stream(mel):
+                async for chunk in voice.vocoder.stream(mel, ramp):
                     yield chunk
                 if line.pause:
                     yield voice.silence(line.pause)
