@@ -29,6 +29,7 @@ CLEAN_VOICING = ((4.2, 4.7, 5.3, 5.9, 6.6, 7.5, 8.4, 9.4, 10.5, 11.8, 13.3, 14.9
 LOW_HARMONICS_SHARE = 0.01
 MAX_BEND_CENTS = 100.0
 SHORT_WINDOW = 1024  # YIN's frame for a note's vibrato (samples)
+SEARCH_DOWN, SEARCH_UP = 2 ** (-1.5 / 12), 2 ** (1.5 / 12)  # YIN looks for a note's f0 within 1.5 semitones
 # pYIN's pitch grid, in semitones. Segmentation needs semitones (the contour comes from YIN), and 20-cent
 # bins instead of the default 10 make the analysis 4x faster: on 39 test inputs (melodies, a violin
 # performance, 36 soundfont notes) the notes found differed only by one frame in two onsets.
@@ -217,20 +218,19 @@ def contour(wave: np.ndarray, rate: int, start: int, end: int, voiced: np.ndarra
     fast = tracks[SHORT_WINDOW]
     near = known[np.abs(fast[known] - slow[known]) <= MAX_BEND_CENTS]  # the short frame slips more often
     fast = np.interp(frames, near, fast[near]) if len(near) else slow
-    fmin = centre * 2 ** (-1.5 / 12)
-    return unsmooth(slow, averaged(long, fmin, rate), fast, averaged(SHORT_WINDOW, fmin, rate), rate / HOP)
+    return unsmooth(slow, averaged(long, centre, rate), fast, averaged(SHORT_WINDOW, centre, rate), rate / HOP)
 
 
-def averaged(window: int, fmin: float, rate: int) -> float:
-    """The span (seconds) YIN's f0 is in effect the mean over, on a ``window``-sample frame searched down
-    to ``fmin``: the frame less part of the longest period searched. Fitted to how deep a 3-8 Hz vibrato
+def averaged(window: int, centre: float, rate: int) -> float:
+    """The span (seconds) YIN's f0 is in effect the mean over, on a ``window``-sample frame searched around
+    ``centre`` (Hz): the frame less part of the longest period searched. Fitted to how deep a 3-8 Hz vibrato
     came out on steady tones at MIDI 28-60: 0.94 x 1024 samples less 0.52 of the longest period."""
-    return (0.94 * window - 0.52 * rate / fmin) / rate
+    return (0.94 * window - 0.52 * rate / (centre * SEARCH_DOWN)) / rate
 
 
 def _yin_cents(wave: np.ndarray, rate: int, start: int, end: int, centre: float, window: int) -> np.ndarray:
     """YIN's f0 within 1.5 semitones of ``centre``, in cents from it, on frames ``start:end``."""
-    fmin, fmax = centre * 2 ** (-1.5 / 12), centre * 2 ** (1.5 / 12)
+    fmin, fmax = centre * SEARCH_DOWN, centre * SEARCH_UP
     # Each frame centred on its sample with the recording around it, not zero padding: a short note's
     # edge frames would otherwise be measured on half a window (+27..80 cents on a 3-frame E1).
     lo, hi = start * HOP - window // 2, (end - 1) * HOP + window // 2

@@ -51,20 +51,14 @@ class Mixdown:
             length = min(len(note), wanted)
             if length <= 0:
                 continue
-            correlation = 0.0
             if event.legato:
-                period = int(np.ceil(rate / midi_to_hz(event.pitch)))
-                bent = apply_bend(note, event.bend, length=length + period)
-                lag, correlation = coherent_lag(bent, self.out[start:start + release], period)
-                bent = bent[lag:lag + length]
-                length = len(bent)
+                bent, rise = self._legato_entry(event, note, start, length, release)
             else:
                 bent = apply_bend(note, event.bend, length=length)
+                rise = np.linspace(0, 1, min(attack, length))
+            length = len(bent)
             envelope = np.ones(length, dtype=np.float32)
-            if event.legato:
-                envelope[: min(release, length)] = crossfade_in(release, correlation)[:length]
-            else:
-                envelope[: min(attack, length)] = np.linspace(0, 1, min(attack, length))
+            envelope[: len(rise)] = rise[:length]
             fade = min(release, length)
             envelope[length - fade:] *= np.linspace(1, 0, fade)
             shaped = follow_level(bent, event.level)
@@ -72,6 +66,16 @@ class Mixdown:
                 envelope *= np.interp(np.arange(length), np.arange(len(event.gain)) * HOP,
                                       event.gain).astype(np.float32)
             self.out[start:start + length] += shaped * envelope
+
+    def _legato_entry(self, event: NoteEvent, note: np.ndarray, start: int, length: int,
+                      release: int) -> tuple[np.ndarray, np.ndarray]:
+        """A legato note bent along its contour, from the lag (under one period) at which it best matches
+        the note before's release here, and its fade-in under that release."""
+        period = int(np.ceil(self.rate / midi_to_hz(event.pitch)))
+        bent = apply_bend(note, event.bend, length=length + period)
+        lag, correlation = coherent_lag(bent, self.out[start:start + release], period)
+        bent = bent[lag:lag + length]
+        return bent, crossfade_in(release, correlation)[: len(bent)]
 
     def result(self) -> np.ndarray:
         if self.shortened:

@@ -160,8 +160,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         mels = [mel for mel, _ in acoustic]
         rate = voice.vocoder.sample_rate
         seconds = frames * voice.vocoder.vocoder.hop_length / rate + silence
-        size_bytes = reply_bytes(seconds, rate, output_rate(request.format, rate))
-        async with self.replies.hold(size_bytes, "this text's audio"):
+        async with self._reply_room(seconds, rate, request.format, "this text's audio"):
             waves: list[torch.Tensor] = []
             for start in range(0, len(mels), size):
                 waves += await asyncio.gather(*(voice.vocoder.vocode(m) for m in mels[start:start + size]))
@@ -266,11 +265,16 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         # Resampling and FLAC encoding run off the event loop, beside the model thread.
         return await asyncio.to_thread(encode, wave, rate, fmt)
 
+    def _reply_room(self, seconds: float, rate: int, fmt: pb.AudioFormat,
+                    what: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Memory for a whole reply of ``seconds`` at the model's ``rate``, sent as ``fmt`` (``ReplyBudget``)."""
+        return self.replies.hold(reply_bytes(seconds, rate, output_rate(fmt, rate)), what)
+
     async def _vocoded(self, engine: VocoderEngine, mel: torch.Tensor, fmt: pb.AudioFormat, method: str) -> pb.Audio:
         """A whole mel -> an ``Audio`` reply, once the reply's memory is free (``ReplyBudget``)."""
         seconds = mel.shape[-1] * engine.vocoder.hop_length / engine.sample_rate
         rate = engine.sample_rate
-        async with self.replies.hold(reply_bytes(seconds, rate, output_rate(fmt, rate)), "this mel's audio"):
+        async with self._reply_room(seconds, rate, fmt, "this mel's audio"):
             return await self._encode(await engine.vocode(mel), rate, fmt, method)
 
     @rpc
@@ -355,7 +359,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
     async def _notes(self, engine: TimbreEngine, items: list[NoteItem], fmt: pb.AudioFormat) -> list[pb.Audio]:
         rate = engine.model.sample_rate
         seconds = sum(item.seconds or engine.model.cfg.spectral.seconds for item in items)
-        async with self.replies.hold(reply_bytes(seconds, rate, output_rate(fmt, rate)), "these notes"):
+        async with self._reply_room(seconds, rate, fmt, "these notes"):
             waves = await asyncio.gather(*(engine.note(item) for item in items))
             return list(await asyncio.gather(*(self._encode(w, rate, fmt, "notes") for w in waves)))
 
