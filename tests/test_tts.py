@@ -124,7 +124,7 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="nee
     # times: ranges, the 24-hour clock, a period for a colon, minutes past 59
     ("9:00-17:00, 7:30-8:30, 9am-5pm", "nine o'clock to seventeen hundred, seven thirty to eight thirty, nine eigh "
                                        "em to five pee em"),
-    ("at 13:00 or 3.30pm, not 12:75", "at thirteen hundred or three thirty pee em, not twelve:seventy five"),
+    ("at 13:00 or 3.30pm, not 12:75", "at thirteen hundred or three thirty pee em, not twelve to seventy five"),
     # money, fractions, dates, units, signs
     ("$.50 or $5.999", "fifty cents or five point nine nine nine dollars"),
     ("on 12/25, on 9/11, 9/11 and 5/16", "on December twenty fifth, on September eleventh, nine eleven and five "

@@ -66,6 +66,7 @@ MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augus
 CAPITALISED = {**{m[:3]: m for m in MONTHS}, "Sept": "September", "Mon": "Monday", "Tue": "Tuesday",
                "Tues": "Tuesday", "Wed": "Wednesday", "Thu": "Thursday", "Thur": "Thursday", "Thurs": "Thursday",
                "Fri": "Friday", "Sat": "Saturday", "Sun": "Sunday", "Ft": "Fort"}
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 # Words after which a Roman numeral is a count ("World War two"); after other names it is a regnal
 # ordinal ("Henry the eighth").
 COUNTING_WORDS = {"chapter", "part", "book", "volume", "act", "scene", "war", "section", "article", "phase",
@@ -129,6 +130,33 @@ def _month(name: str) -> str:
 def _two_digit_year(text: str) -> str:
     n = int(text)
     return year_words(n) if len(text) == 4 else ("oh " + ONES[n] if n < 10 else number_words(n))
+
+
+# The text said after the one being normalised, in the same sentence (an SSML run's neighbours): looked at,
+# never said, so that a word at the end of a run reads as it does inside the whole sentence.
+_FOLLOWING: ContextVar[str] = ContextVar("text after", default="")
+_LOOK_AHEAD = 64  # characters after a match that decide how it reads: far more than any rule needs
+_CLOSERS = " \t\n\"')]"
+
+
+def _after(m: re.Match[str]) -> str:
+    """The start of what follows a match: the rest of its text, then the text said after it."""
+    after = m.string[m.end():m.end() + _LOOK_AHEAD]
+    return after if after.strip(_CLOSERS) else after + _FOLLOWING.get()[:_LOOK_AHEAD]
+
+
+def _ends_sentence(m: re.Match[str]) -> bool:
+    """Whether the period that closes a match (an abbreviation's, "p.m."'s) also ends the sentence, by the
+    rule ``split_sentences`` splits at (see ``_continues``): the normaliser keeps a period exactly where
+    the splitter ends a sentence, and drops it where the sentence reads on ("the U.S. Army")."""
+    after = _after(m)
+    if not after.strip(_CLOSERS):
+        return True
+    before = m.string[max(0, m.end() - _STREET_TAIL - 1):m.end()]  # and one more for look-behinds
+    text = before + after
+    at = len(text) - len(after.lstrip(_CLOSERS.strip()))  # past closing quotes, as the splitter goes
+    gap = _SENTENCE_END.match(text, at)
+    return gap is not None and not _continues(text[:at], text[gap.end():])
 
 
 def _email(m: re.Match[str]) -> str:
@@ -225,7 +253,11 @@ def _time(m: re.Match[str]) -> str:
     found = m.groupdict()
     hours, minutes, seconds = (int(found.get(part) or 0) for part in ("hours", "minutes", "seconds"))
     suffix = found["suffix"]
-    if hours > (12 if suffix else 24) or minutes > 59 or seconds > 59:  # 12:75 is no time of day
+    if minutes > 59 and found["seconds"] is None:
+        # 12:75 is neither a time of day nor a duration (its minutes and seconds stop at 59): two numbers
+        # set against each other, a score or a ratio, read as a careful reader reads "3:1", "to".
+        return f"{number_words(hours)} to {number_words(minutes)}{m.string[m.end('minutes'):m.end()]}"
+    if hours > (12 if suffix else 24) or minutes > 59 or seconds > 59:  # 25:30, 10:30:75 stay as written
         return m.group(0)
     if found["hours"] == "00" and not suffix:  # the 24-hour clock's midnight hour: 00:15 is 12:15 a.m.
         hours, suffix = 12, "am"
@@ -240,8 +272,21 @@ def _time(m: re.Match[str]) -> str:
         words += " " + " ".join(LETTER_NAMES[c] for c in suffix.lower() if c.isalpha())
     if seconds:
         words += f" and {number_words(seconds)} second{'' if seconds == 1 else 's'}"
-    # The suffix's last period may also end the sentence; keep it where the text ends.
-    return words + ("." if suffix and suffix.endswith(".") and m.end() == len(m.string) else "")
+    return words + ("." if suffix and suffix.endswith(".") and _ends_sentence(m) else "")
+
+
+def _full_name(written: str) -> str:
+    """A day's or month's name as said: "Mon" or "MON" -> "Monday", "May" -> "May"."""
+    return CAPITALISED.get(written.title(), written.title())
+
+
+def _name_range(m: re.Match[str]) -> str:
+    """"Mon-Fri", "Jan.–Mar.", "Mon thru Fri" -> "Monday to Friday", "January to March", "Monday through
+    Friday"; the last name's period stays where it ends the sentence."""
+    joint = m.group(2).strip().lower()
+    joint = {"": "to", "-": "to", "\u2013": "to", "thru": "through"}.get(joint, joint)
+    return (f"{_full_name(m.group(1))} {joint} {_full_name(m.group(3))}"
+            + ("." if m.group(4) and _ends_sentence(m) else ""))
 
 
 def _day_of_month(article: str | None, day: int, month: str) -> str:
@@ -267,7 +312,7 @@ def _feet_inches(m: re.Match[str]) -> str:
 
 def _era(m: re.Match[str]) -> str:
     return f"{year_words(int(m.group(1)))} {ERAS[m.group(2)]}" + ("." if m.group(2).endswith(".")
-                                                                 and m.end() == len(m.string) else "")
+                                                                 and _ends_sentence(m) else "")
 
 
 def _temperature(m: re.Match[str]) -> str:
@@ -299,7 +344,7 @@ def _roman(m: re.Match[str]) -> str:
         return m.group(0)
     if bare in REGNAL_NAMES:
         # "Elizabeth I" ends a phrase; in "then Mary I said" the "I" is the speaker.
-        if numeral == "I" and not re.match(r"\s*(?:[,.;:!?)]|$)", m.string[m.end():]):
+        if numeral == "I" and not re.match(r"\s*(?:[,.;:!?)]|$)", _after(m)):
             return m.group(0)
         return f"{word} the {ordinal_words(value)}"
     if len(numeral) == 1 and bare.lower() not in COUNTING_WORDS:  # "Plan V", "Malcolm X": letters
@@ -331,22 +376,28 @@ def _abbreviation(table: dict[str, str]):
         if expansion is None:  # another case-insensitive look-alike: leave the text as it was
             return m.group(0)
         expansion = expansion.capitalize() if word[0].isupper() else expansion
-        # Its period may also end the sentence: keep one where the text ends.
-        return expansion + ("" if m.string[m.end():].strip(" \"')]") else ".")
+        return expansion + ("." if _ends_sentence(m) else "")
     return expand
 
 
 def _saint_or_street(m: re.Match[str]) -> str:
-    after = m.string[m.end():]
-    return "Saint" if re.match(r"\s+[A-Z]", after) else "Street" + ("" if after.strip() else ".")
+    """"St." before a name is "Saint" ("St. Louis"); elsewhere, and where it ends a sentence ("on Main
+    St. Then"), "Street"."""
+    if _ends_sentence(m):
+        return "Street."
+    return "Saint" if re.match(r"\s+[A-Z]", _after(m)) else "Street"
 
 
 def _drive(m: re.Match[str]) -> str:
     """"Dr." right after a capitalised name inside a sentence ("at 12 Oak Dr.", "on Sunset Dr. Then") is
     a street; "told Mary Dr. Lee" reads wrong, but is rarer than a street name in text read aloud."""
-    after = m.string[m.end():]
-    # Before a capital or at the end, its period also ends the sentence.
-    return m.group(1) + "Drive" + ("." if re.match(r"\s+[A-Z]", after) or not after.strip() else "")
+    return m.group(1) + "Drive" + ("." if _ends_sentence(m) else "")
+
+
+def _initialism(m: re.Match[str]) -> str:
+    """"U.S.", "J.K." -> letters by name: espeak-ng would read each period as a sentence's end."""
+    letters = " ".join(LETTER_NAMES[c.lower()] for c in m.group(1) if c.isalpha())
+    return letters + ("." if m.group(2) and _ends_sentence(m) else "")
 
 
 def _decade(m: re.Match[str]) -> str:
@@ -405,6 +456,28 @@ def _words(table: dict[str, str]) -> str:
     return "|".join(re.escape(a) for a in sorted(table, key=len, reverse=True))
 
 
+def _range_of(names: list[str]) -> re.Pattern[str]:
+    """A range between two of these days or months, each written whole or abbreviated (with or without its
+    period), capitalised or in capitals; a dash or "to", "through", "thru", "till", "until" between."""
+    written = [*names, *(short for short, name in CAPITALISED.items() if name in names)]
+    either = "|".join(re.escape(w) for w in sorted({*written, *(w.upper() for w in written)}, key=len, reverse=True))
+    joint = r"(\s?[-\u2013]\s?|\s+(?:to|through|thru|till|until)\s+)"
+    return re.compile(rf"(?<![\w.-])({either})\.?{joint}({either})(?![\w-])(\.)?")
+
+
+# Only day to day and month to month: "Jan-Fri" is no range.
+_NAME_RANGES = [_range_of(WEEKDAYS), _range_of(MONTHS)]
+
+
+# A street (see ``_continues``): a capitalised name after a lower-case word or a number, then "Dr." or "St."
+# ("at 12 Oak Dr.").
+_STREET_NAME = r"(?<![\w.])(?:\d+|[a-z,]+)\s+(?:[A-Z][\w'-]*\s+){1,3}"
+
+
+# Where an abbreviation's period ends its word: "e.g., apples", "etc.)".
+_WORD_END = r"(?=[\s,;:\"')\]]|$)"
+
+
 # (pattern, replacement) in the order they run; see the module docstring for why order matters.
 RULES: list[tuple[re.Pattern[str], object]] = [
     # Each address rule starts only where a token starts: from every character of a long dotted run it
@@ -436,7 +509,7 @@ RULES: list[tuple[re.Pattern[str], object]] = [
                 re.IGNORECASE), _currency),
     (re.compile(r"\b(\d+)\s?¢"), lambda m: f"{number_words(int(m.group(1)))} cent{'' if m.group(1) == '1' else 's'}"),
     # A range of times: "9:00-17:00", "9am-5pm", "7:30-8:30".
-    (re.compile(r"(?:(?<=\d:\d\d)|(?<=[AaPp][Mm]))\s?[-\u2013]\s?(?=\d{1,2}(?::\d\d|\s?[ap]\.?m\b))",
+    (re.compile(r"(?:(?<=\d:\d\d)|(?<=[AaPp][Mm])|(?<=[AaPp]\.[Mm]\.))\s?[-\u2013]\s?(?=\d{1,2}(?::\d\d|\s?[ap]\.?m\b))",
                 re.IGNORECASE), " to "),
     (re.compile(r"\b(?P<hours>\d{1,2}):(?P<minutes>\d{2})(?::(?P<seconds>\d{2})\b)?(?:\s?(?P<suffix>[ap]\.?m\b\.?))?",
                 re.IGNORECASE), _time),
@@ -445,8 +518,9 @@ RULES: list[tuple[re.Pattern[str], object]] = [
     (re.compile(r"\b(?P<hours>\d{1,2})\s?(?P<suffix>[ap]\.m\.|[ap]m\b)", re.IGNORECASE), _time),
     (re.compile(r"\b" + _MONTH_RE + r"\.?\s+(\d{1,2})(?:st|nd|rd|th)?\b(?![:\d])"),
      lambda m: f"{_month(m.group(1))} {ordinal_words(int(m.group(2)))}"),
-    (re.compile(r"(?:\b((?i:the))\s+)?\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH_RE + r"\b(?:\.(?!\s*$))?"),
-     lambda m: _day_of_month(m.group(1), int(m.group(2)), _month(m.group(3)))),
+    (re.compile(r"(?:\b((?i:the))\s+)?\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH_RE + r"\b(\.)?"),
+     lambda m: _day_of_month(m.group(1), int(m.group(2)), _month(m.group(3)))
+     + ("." if m.group(4) and _ends_sentence(m) else "")),
     (re.compile(r"(?:(?<![\w.])(-))?(?<![\d.])(\d+(?:\.\d+)?)\s?°\s?([CF])\b"), _temperature),
     (re.compile(r"(?<![\w.])(" + _NUM + r")\s?(" + _words(UNITS) + r")(?![\w/])(\.(?=\s+[a-z]))?"), _unit),
     (re.compile(r"\b(" + _words(BEFORE_NUMBERS) + r")\.(?=\s?(?:[#\d]|[IVX]{2,}\b))", re.IGNORECASE),
@@ -461,12 +535,13 @@ RULES: list[tuple[re.Pattern[str], object]] = [
     (re.compile(r"\b((?i:dial|dialled|dialed|call|phone|ring|text)\s+)(\d{3}(?:,?\s+(?:or|and)\s+\d{3})*)\b"
                 r"(?![\d,:/-]|\.\d)"), _dialled),
     # A word (or house number) before the capitalised name: a sentence's first word is no street name.
-    (re.compile(r"(?<![\w.])((?:\d+|[a-z,]+)\s+(?:[A-Z][\w'-]*\s+){1,3})Dr\.(?=[\s,;:)]|$)"), _drive),
-    (re.compile(r"\b(" + _words(TITLES) + r")\.(?=\s|$)", re.IGNORECASE), _abbreviation(TITLES)),
-    (re.compile(r"\b(" + _words(TRAILING) + r")\.(?=[\s\"')\]]|$)", re.IGNORECASE),
+    (re.compile("(" + _STREET_NAME + r")Dr\.(?=[\s,;:)]|$)"), _drive),
+    (re.compile(r"\b(" + _words(TITLES) + r")\." + _WORD_END, re.IGNORECASE), _abbreviation(TITLES)),
+    (re.compile(r"\b(" + _words(TRAILING) + r")\." + _WORD_END, re.IGNORECASE),
      _abbreviation(TRAILING)),
-    (re.compile(r"\b(" + _words(CAPITALISED) + r")\.(?=\s|$)"),
+    (re.compile(r"\b(" + _words(CAPITALISED) + r")\." + _WORD_END),
      _abbreviation({k.lower(): v for k, v in CAPITALISED.items()})),
+    (re.compile(r"(?<![\w.])((?:[A-Z]\.)+[A-Z])(\.?)(?!\w)"), _initialism),  # U.S.A.
     (re.compile(r"\bvs\b"), "versus"),
     (re.compile(r"\bSt\.(?=\s|$)"), _saint_or_street),
     (re.compile(r"\b([A-Z][a-z]+\.?)\s+([IVX]+)\b(?!['\w])"), _roman),
@@ -486,6 +561,7 @@ RULES: list[tuple[re.Pattern[str], object]] = [
     (re.compile(_NUM), _number),
 ]
 _SPACES_RE = re.compile(r"\s+")
+_TIME_RANGE_DASH = re.compile(r"(\d\s?[AaPp]\.?[Mm]\.?)\s*\u2013\s*(?=\d)")
 # NFKC writes "3½" as "31⁄2": the whole number is parted from the fraction first ("three and one half").
 _WHOLE_BEFORE_FRACTION = re.compile(r"(?<=\d)(?=[¼-¾⅐-⅞])")
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
@@ -550,15 +626,28 @@ def _unsayable(m: re.Match[str], dropped: dict[str, None]) -> str:
     return " "
 
 
-def normalize(text: str) -> str:
+def normalize(text: str, following: str = "") -> str:
     """Written English -> spoken-form English, punctuation kept as prosody hints; characters the voice
-    cannot say are dropped, with one warning per call (or per :func:`one_drop_warning`)."""
+    cannot say are dropped, with one warning per call (or per :func:`one_drop_warning`). ``following`` is
+    what the sentence says after ``text`` (an SSML run's neighbours), looked at but not said: without it,
+    the text's end is its sentence's end."""
+    token = _FOLLOWING.set(following)
+    try:
+        return _normalize(text)
+    finally:
+        _FOLLOWING.reset(token)
+
+
+def _normalize(text: str) -> str:
     text = _superscripts(_INVISIBLE_SPACES.sub(" ", text))
     text = unicodedata.normalize("NFKC", _WHOLE_BEFORE_FRACTION.sub(" ", text)).replace("\u2044", "/")
     text = text.replace("\u0130", "I").replace("\u0131", "i")  # Turkish İ and ı: espeak-ng names ı by code
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
     text = text.replace("\u2212", "-").replace("\u2014", ", ").replace("\u2026", "...")
-    # An en dash between numbers is a range (a rule below); elsewhere it is a pause.
+    for pattern in _NAME_RANGES:  # before en dashes become pauses: "Mon–Fri" is a range
+        text = pattern.sub(_name_range, text)
+    # An en dash between numbers, or times ("9am–5pm"), is a range (rules below); elsewhere it is a pause.
+    text = _TIME_RANGE_DASH.sub(r"\1-", text)
     text = re.sub(r"\s*\u2013\s*(?!\d)|(?<!\d)\s*\u2013\s*", ", ", text)
     for pattern, replacement in RULES:
         text = pattern.sub(replacement, text)  # type: ignore[arg-type]
@@ -574,8 +663,17 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+(?=[,.;:!?])", "", text)
 
 
-# A period after these never ends a sentence: a name follows (titles, "St.") or they are an initial
-# ("J. K. Rowling").
+# Where a period after an abbreviation ends a sentence. The splitter and the normaliser (``_ends_sentence``)
+# share this rule, so a period is kept exactly where a sentence ends and dropped where it reads on:
+# - titles, "St." and "Ft." before a name, and single initials never end one: a name follows ("Dr. Smith",
+#   "St. Louis", "J. K. Rowling");
+# - letter abbreviations ("U.S.", "a.m."), month abbreviations and a street's "Dr." or "St." ("on Elm Dr.")
+#   end one only before a word that opens sentences far more often than it follows them (SENTENCE_OPENERS):
+#   a name may follow them too ("the U.S. Army", "at 5 p.m. Eastern", "in Jan. Smith", "Elm Dr. Lee");
+# - "No.", "Vol.", "p." and the like read on before a number ("no. 7"), and otherwise end one as any word;
+# - all others ("etc.", "Inc.", "Jr.", "Fri.") end one before a capital or a number, as any word's period
+#   does: they close a list or a name ("Apple Inc. Shares rose").
+_STREET = re.compile(_STREET_NAME + r"(?:Dr|St)\.$")
 _BEFORE_NAMES = re.compile(r"(?:\b(?i:" + "|".join(re.escape(a) for a in [*TITLES, "st", "ft"])
                            + r")|(?<![\w.])[A-Z])\.$")
 # A period after these ends a sentence only before a word that starts one: "the U.S. Army", "on Jan. 5" and
@@ -586,17 +684,22 @@ _BEFORE_NUMBERS = re.compile(r"\b(?:" + _words(BEFORE_NUMBERS) + r")\.$", re.IGN
 # "The answer is no. 5 people agreed": "no." after these is the word, not "number".
 _NO_AS_WORD = re.compile(r"\b(?i:is|was|were|are|said|says|say|answer|answered|replied|just|simply|that's|it's)"
                          r"\s+no\.$")
-# Words that open sentences far more often than they follow an abbreviation inside one.
+# Words that open sentences far more often than they follow an abbreviation inside one: pronouns,
+# determiners, conjunctions and sentence adverbs, never a word that starts names ("First Lady", "Will Smith").
 SENTENCE_OPENERS = frozenset({
-    "A", "All", "Also", "An", "And", "As", "At", "But", "By", "Each", "For", "From", "He", "Her", "Here", "His",
-    "How", "However", "I", "If", "In", "It", "Its", "Let", "Many", "My", "No", "Not", "Now", "On", "Once", "Our",
-    "She", "So", "Some", "Soon", "That", "The", "Their", "Then", "There", "These", "They", "This", "Those", "Today",
-    "We", "What", "When", "Where", "While", "Who", "Why", "Yes", "Yet", "You", "Your"})
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+    "A", "After", "All", "Also", "Although", "An", "And", "As", "At", "Because", "Before", "Both", "But", "By",
+    "During", "Each", "Even", "Every", "For", "From", "He", "He's", "Her", "Here", "His", "How", "However", "I",
+    "I'm", "If", "In", "It", "It's", "Its", "Later", "Let", "Many", "Meanwhile", "Most", "My", "No", "Not", "Now",
+    "On", "Once", "Our", "She", "She's", "Since", "So", "Some", "Soon", "Still", "Such", "That", "That's", "The",
+    "Their", "Then", "There", "There's", "These", "They", "This", "Those", "Though", "Thus", "Today", "Until",
+    "We", "What", "When", "Where", "While", "Who", "Why", "With", "Without", "Yes", "Yet", "You", "Your"})
+# After a sentence's closing punctuation and up to two closing quotes or brackets, which stay with it.
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]])|(?<=[.!?][\"')\]]{2}))\s+(?=[\"'(\[]?[A-Z0-9])")
 _FIRST_WORD = re.compile(r"[\"'(\[]?([\w']+)")
 _ROMAN_START = re.compile(r"[IVX]+\b")
 _LIST_NUMBER = re.compile(r"\d{1,3}\.")  # "1. Mix the flour": a numbered list's item, not a sentence
 _TAIL = 24  # characters of a piece's end the patterns above need: longer than any abbreviation
+_STREET_TAIL = 96  # and a street's, with its name of up to three words
 
 
 def _continues(previous: str, piece: str) -> bool:
@@ -604,11 +707,11 @@ def _continues(previous: str, piece: str) -> bool:
     end of ``previous`` is looked at: a run of abbreviations merges piece after piece, and rescanning the
     merged whole each time took quadratic time (a minute for 32 KB of "Dr. ")."""
     tail = max(0, len(previous) - _TAIL)
+    first = _FIRST_WORD.match(piece)
+    if _BEFORE_WORDS.search(previous, tail) or _STREET.search(previous, max(0, len(previous) - _STREET_TAIL)):
+        return first is None or first.group(1) not in SENTENCE_OPENERS
     if _BEFORE_NAMES.search(previous, tail):
         return True
-    first = _FIRST_WORD.match(piece)
-    if _BEFORE_WORDS.search(previous, tail):
-        return first is None or first.group(1) not in SENTENCE_OPENERS
     if _BEFORE_NUMBERS.search(previous, tail) and not _NO_AS_WORD.search(previous, tail):
         return piece[:1].isdigit() or _ROMAN_START.match(piece) is not None  # "no. 7", "Vol. II"
     return False

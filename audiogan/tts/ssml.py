@@ -216,7 +216,9 @@ def _split(runs: list[_Run], marks: list[str]) -> tuple[list[Sentence], list[str
                     written += f" {run.written} "
             else:
                 written += text[begin:end]
-                if words := normalize(text[begin:end]):
+                # Read with the rest of its sentence in view: "<emphasis>Dr.</emphasis> Smith" is
+                # "Doctor Smith", without a period that would end the sentence mid-way.
+                if words := normalize(text[begin:end], following=text[end:position]):
                     pieces.append(Piece(words, run.style))
             if len(pieces) > before:  # a new piece: the marks before its end are where it begins
                 pieces[-1].marks = [name for at, name in placed if at < end]

@@ -1,0 +1,132 @@
+"""The TTS front end's text: where sentences end after abbreviations, day and month ranges, colons that are
+no time of day, and abbreviations at the edge of SSML markup. Each reading is checked as the sentences the
+splitter makes and as the words they are said with, through plain text, SSML and the bundled voice."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from audiogan.tts import ssml
+from audiogan.tts.normalize import normalize, split_sentences
+from audiogan.tts.script import plain
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get)")
+
+
+def _said(sentences) -> list[str]:
+    """Each sentence as the voice is asked to say it, its pieces joined as espeak-ng reads them."""
+    joined = [" ".join(p.said for p in s.pieces if isinstance(p.said, str)) for s in sentences]
+    return [re.sub(r"\s+(?=[,.;:!?])", "", s) for s in joined]
+
+
+@pytest.mark.parametrize(("text", "sentences", "said"), [
+    # A letter abbreviation ends a sentence before a word that opens one, and reads on before a name.
+    ("He moved to the U.S. Then he left.", ["He moved to the U.S.", "Then he left."],
+     ["He moved to the yoo ess.", "Then he left."]),
+    ("He joined the U.S. Army. Dr. Smith and Mr. Jones came.",
+     ["He joined the U.S. Army.", "Dr. Smith and Mr. Jones came."],
+     ["He joined the yoo ess Army.", "Doctor Smith and Mister Jones came."]),
+    ("We met at 5 p.m. Then we ate. At 6 p.m. Eastern it ended.",
+     ["We met at 5 p.m.", "Then we ate.", "At 6 p.m. Eastern it ended."],
+     ["We met at five pee em.", "Then we ate.", "At six pee em Eastern it ended."]),
+    ("It rained in Jan. Then it snowed on 5 Jan. After that it stopped.",
+     ["It rained in Jan.", "Then it snowed on 5 Jan.", "After that it stopped."],
+     ["It rained in January.", "Then it snowed on the fifth of January.", "After that it stopped."]),
+    # Words that close a list or a name end a sentence before any capitalised word.
+    ("We bought apples, pears, etc. Then we left. Apple Inc. Shares rose.",
+     ["We bought apples, pears, etc.", "Then we left.", "Apple Inc.", "Shares rose."],
+     ["We bought apples, pears, et cetera.", "Then we left.", "Apple Incorporated.", "Shares rose."]),
+    # A street's "St." and "Dr." end one before a sentence's opening word; before a name they do not.
+    ("He lived on Main St. Then he moved to St. Louis. Ask Dr. Lee on Elm Dr. Now.",
+     ["He lived on Main St.", "Then he moved to St. Louis.", "Ask Dr. Lee on Elm Dr.", "Now."],
+     ["He lived on Main Street.", "Then he moved to Saint Louis.", "Ask Doctor Lee on Elm Drive.", "Now."]),
+    # Closing quotes and brackets stay with the sentence they close.
+    ('He said, "Go home." Then he left (slowly.) Then he ran.',
+     ['He said, "Go home."', "Then he left (slowly.)", "Then he ran."],
+     ['He said, "Go home."', "Then he left (slowly.)", "Then he ran."]),
+])
+def test_abbreviations_end_a_sentence_where_the_splitter_and_the_normaliser_agree(text, sentences, said):
+    assert split_sentences(text) == sentences
+    assert _said(plain(text)) == said
+    # Normalised whole, the text keeps a period exactly where the splitter ends a sentence.
+    assert normalize(text) == " ".join(said)
+
+
+@pytest.mark.parametrize(("text", "spoken"), [
+    ("Open Mon-Fri.", "Open Monday to Friday."),
+    ("Open Mon\u2013Fri, 9am\u20135pm", "Open Monday to Friday, nine eigh em to five pee em"),
+    ("Closed Sat.\u2013Sun. and open 9 a.m. \u2013 5 p.m. daily",
+     "Closed Saturday to Sunday and open nine eigh em to five pee em daily"),
+    ("OPEN MON-FRI", "OPEN Monday to Friday"),
+    ("Monday\u2013Friday or Tues - Thurs", "Monday to Friday or Tuesday to Thursday"),
+    ("Mon thru Fri, from Jan to Mar", "Monday through Friday, from January to March"),
+    ("Jan-Mar 2024 and Jun\u2013Sept", "January to March twenty twenty four and June to September"),
+    # Not a range of days or of months: a name, a list, a day and a month.
+    ("the Sun-Times on Mon-Wed-Fri", "the Sun-Times on Mon-Wed-Fri"),
+])
+def test_day_and_month_ranges_read_as_ranges(text, spoken):
+    assert normalize(text) == spoken
+
+
+def test_a_range_ending_a_sentence_keeps_its_period_once():
+    text = "Open Mon.-Fri. Then closed."
+    assert split_sentences(text) == ["Open Mon.-Fri.", "Then closed."]
+    assert _said(plain(text)) == ["Open Monday to Friday.", "Then closed."]
+
+
+@pytest.mark.parametrize(("text", "spoken"), [
+    # Minutes past 59: no time of day and no duration, but a score or a ratio.
+    ("The score was 12:75.", "The score was twelve to seventy five."),
+    ("a 12:75 ratio, then 10:30", "a twelve to seventy five ratio, then ten thirty"),
+    # Valid times keep their reading.
+    ("at 10:30, at 23:59 and at 7:05 a.m.", "at ten thirty, at twenty three fifty nine and at seven oh five eigh em."),
+    ("at 12:00 or 3:16", "at twelve o'clock or three sixteen"),
+])
+def test_a_colon_that_is_no_time_reads_as_a_ratio(text, spoken):
+    assert normalize(text) == spoken
+
+
+@pytest.mark.parametrize(("markup", "said"), [
+    ("I saw <emphasis>Dr.</emphasis> Smith. Then I left.", ["I saw Doctor Smith.", "Then I left."]),
+    ("I saw <emphasis level=\"strong\">the Dr.</emphasis>", ["I saw the Doctor."]),
+    ('We bought <prosody rate="slow">apples, pears, etc.</prosody> Then we left.',
+     ["We bought apples, pears, et cetera.", "Then we left."]),
+    ('We bought <prosody rate="slow">apples, pears, etc.</prosody> and more.',
+     ["We bought apples, pears, et cetera and more."]),
+    ('We bought <prosody rate="slow">apples, etc.</prosody>, and more.', ["We bought apples, et cetera, and more."]),
+    ("He joined the <emphasis>U.S.</emphasis> Army. He moved to the <emphasis>U.S.</emphasis> Then he left.",
+     ["He joined the yoo ess Army.", "He moved to the yoo ess.", "Then he left."]),
+    ("Visit <emphasis>St.</emphasis> Paul at <prosody rate=\"slow\">5 p.m.</prosody> Eastern.",
+     ["Visit Saint Paul at five pee em Eastern."]),
+    ("Open <emphasis>Mon-Fri</emphasis>.", ["Open Monday to Friday."]),
+])
+def test_an_abbreviation_at_the_end_of_styled_markup_reads_as_it_does_in_plain_text(markup, said):
+    sentences = ssml.parse(f"<speak>{markup}</speak>")
+    assert _said(sentences) == said
+    bare = re.sub(r"<[^>]+>", "", markup)
+    assert [s.text for s in sentences] == split_sentences(bare)
+    assert _said(plain(bare)) == said
+
+
+@pytest.fixture(scope="module")
+def voice():
+    from audiogan.tts import TTS
+
+    return TTS.load("default", device="cpu")
+
+
+@needs_espeak
+def test_the_voice_says_marked_up_abbreviations_with_the_phonemes_of_plain_text(voice):
+    markup = ('<speak>I saw <emphasis>Dr.</emphasis> Smith in the <emphasis>U.S.</emphasis> Army. We bought '
+              '<prosody rate="slow">apples, etc.</prosody> and left <emphasis>Mon-Fri</emphasis> at 12:75.</speak>')
+    marked, bare = voice.lines(markup), voice.lines(re.sub(r"<[^>]+>", "", markup))
+    assert [line.ids for line in marked] == [line.ids for line in bare]
+    assert len(marked) == 2
+    # No period, and so no pause, inside either sentence: only its own end.
+    period = voice.symbols.ids["."]
+    assert [line.ids.count(period) for line in marked] == [1, 1]
+    assert all(line.ids[-1] == period for line in marked)
+    assert {style.rate for style in marked[1].styles} == {1.0, ssml.RATES["slow"], ssml.EMPHASIS["moderate"].rate}
