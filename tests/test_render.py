@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -338,6 +339,41 @@ def test_errors_jsonl_lists_only_the_last_runs_failures(tmp_path, mels):
     record_invalid(out, [ManifestError(3, "output: missing")])  # a run refused before rendering rotates too
     assert json.loads((out / "errors.jsonl").read_text())["error"] == "invalid: output: missing"
     assert (out / "errors.prev.jsonl").read_text() == second
+
+
+def test_every_rename_a_run_makes_is_followed_by_a_sync_of_its_folder(tmp_path, mels, monkeypatch):
+    """A file's own fsync leaves its new name to the filesystem's next commit: a power cut right after could
+    lose a logged output's rename, or bring the last run's errors.jsonl back as this run's."""
+    events: list[tuple[str, os.stat_result]] = []  # in order: the folder of each rename, each synced folder
+    replace, fsync = os.replace, os.fsync
+
+    def renamed(src: str, dst: str) -> None:
+        replace(src, dst)
+        events.append(("renamed in", os.stat(os.path.dirname(os.path.abspath(dst)))))
+
+    def synced(fd: int) -> None:
+        fsync(fd)
+        if stat.S_ISDIR((info := os.fstat(fd)).st_mode):
+            events.append(("synced", info))
+
+    out = tmp_path / "render"
+    out.mkdir()
+    (out / "errors.jsonl").write_text("a failure of the last run\n")
+    lines = [{"kind": "vocode", "mel": mel, "output": output}
+             for mel, output in zip(mels, ("0.wav", "a/1.wav", "a/b/2.flac"), strict=False)]
+    monkeypatch.setattr(os, "replace", renamed)
+    monkeypatch.setattr(os, "fsync", synced)
+    summary = run(read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines)).jobs, str(out), progress=False)
+    monkeypatch.undo()
+    assert summary.rendered == 3 and (out / "errors.prev.jsonl").read_text() == "a failure of the last run\n"
+    renames = [i for i, (what, _) in enumerate(events) if what == "renamed in"]
+    # errors.jsonl's rotation into --out, then each output into its own folder.
+    assert sorted(events[i][1].st_ino for i in renames) == sorted(
+        os.stat(folder).st_ino for folder in (out, out, out / "a", out / "a" / "b"))
+    for i in renames:
+        folder = events[i][1]
+        assert any(what == "synced" and os.path.samestat(info, folder) for what, info in events[i + 1:]), \
+            f"rename {renames.index(i)} was never made durable"
 
 
 def test_a_job_whose_weights_cannot_load_fails_alone(tmp_path, mels):

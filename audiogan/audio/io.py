@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
@@ -162,6 +163,8 @@ def float32_le(wave: torch.Tensor | np.ndarray) -> bytes:
 TEMP_SUFFIX = ".audiogan.tmp"
 TEMP_NAME = re.compile(rf"\..*\.[a-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}", re.DOTALL)
 NAME_MAX = 255  # bytes in one file name (ext4, XFS, btrfs, APFS; NTFS counts 255 UTF-16 units)
+# What fsync on a folder raises where its filesystem or OS cannot sync one: the rename is then left as it is.
+_NO_FOLDER_SYNC = {errno.EINVAL, errno.EBADF, errno.ENOTSUP, errno.EOPNOTSUPP}
 
 
 def temp_prefix(name: str) -> str:
@@ -173,8 +176,9 @@ def temp_prefix(name: str) -> str:
 
 def write_atomic(path: str | Path, data: bytes) -> Path:
     """Write a file via temp file + rename, so readers never see half of it; usual umask permissions.
-    The bytes reach the disk before the rename: after a power cut the name is on the whole file or on
-    what it was before, not on an empty or cut-short file (ext4 and others may commit the rename first)."""
+    The bytes reach the disk before the rename, and the rename before this returns: after a power cut the
+    name is on the whole file or on what it was before, not on an empty or cut-short file (ext4 and others
+    may commit the rename first), and a file said written is there (its folder's entry is synced too)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX)
@@ -185,10 +189,28 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Make the renames and new names in ``folder`` durable: fsync on the folder itself (a file's own fsync
+    leaves its name to the filesystem's next commit). Skipped where folders cannot be opened or synced
+    (Windows; some network and FUSE filesystems)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # Windows opens no folder; a folder without read permission
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _NO_FOLDER_SYNC:
+            raise
+    finally:
+        os.close(fd)
 
 
 def save_audio(path: str | Path, wave: torch.Tensor | np.ndarray, sample_rate: int) -> Path:

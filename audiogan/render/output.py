@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import torch
 
-from audiogan.audio.io import TEMP_NAME, TEMP_SUFFIX, encode_audio, resample, write_atomic
+from audiogan.audio.io import TEMP_NAME, TEMP_SUFFIX, encode_audio, fsync_dir, resample, write_atomic
 from audiogan.render.manifest import SIDECAR_SUFFIXES, ManifestError, beside
 
 STATE_FILE = ".audiogan-render.jsonl"
@@ -83,6 +83,7 @@ class OutputDir:
         errors = self.root / ERRORS_FILE
         if errors.is_file():
             errors.replace(self.root / PREVIOUS_ERRORS_FILE)
+            fsync_dir(self.root)  # or a power cut could bring the last run's failures back as this run's
         self.lock = threading.Lock()
         self.done: dict[str, str] = {}
         self.sizes: dict[str, dict[str, int]] = {}  # output -> the bytes of each file its rendering wrote
