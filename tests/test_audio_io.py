@@ -252,3 +252,24 @@ def test_a_write_syncs_its_folder_where_it_can_and_goes_on_where_it_cannot(tmp_p
     failing(errno.EIO)
     with pytest.raises(OSError, match="Input/output error"):
         io.write_atomic(tmp_path / "c.bin", b"three")
+
+
+def test_a_temp_file_removed_before_its_writer_locked_it_is_made_again(tmp_path, monkeypatch):
+    """The moment between a temp file's creation and its lock: a cleaner then takes it for a killed
+    writer's and removes it, and the write must not go on into the removed file (its rename would fail)."""
+    from audiogan.audio import io
+
+    made: list[str] = []
+    mkstemp = io.tempfile.mkstemp
+
+    def cleaned_at_once(**kwargs: str) -> tuple[int, str]:
+        fd, name = mkstemp(**kwargs)
+        made.append(name)
+        if len(made) == 1:  # another render's start-up, in that moment
+            assert io.remove_stale_temp_files(tmp_path) == 1
+        return fd, name
+
+    monkeypatch.setattr(io.tempfile, "mkstemp", cleaned_at_once)
+    assert io.write_atomic(tmp_path / "a.wav", b"whole").read_bytes() == b"whole"
+    assert len(made) == 2 and not any(os.path.exists(name) for name in made)
+    assert io.remove_stale_temp_files(tmp_path) == 0

@@ -1002,6 +1002,65 @@ def test_startup_removes_only_the_temp_files_of_the_renderers_own_writes(tmp_pat
     assert all(p.read_text() == "mine" for p in theirs)
 
 
+# A writer stopped between writing its temp file and renaming it: the file stays written and locked.
+HELD_WRITER = """
+import sys, time
+from audiogan.audio import io
+
+def held(src, dst):
+    print(src, flush=True)
+    time.sleep(600)
+
+io.os.replace = held
+io.write_atomic(sys.argv[1], b"half a file")
+"""
+
+
+def test_a_run_removes_the_temp_files_of_killed_writers_not_of_live_ones_nor_the_users(tmp_path, mels, caplog):
+    out = tmp_path / "render"
+    lines = vocode_jobs(mels[:4])
+    writers = {name: subprocess.Popen([sys.executable, "-c", HELD_WRITER, str(out / name)], stdout=subprocess.PIPE,
+                                      text=True)
+               for name in ("out/0.wav", "out/1.wav", "elsewhere/live.wav")}
+    try:
+        temps = {name: Path(writer.stdout.readline().strip()) for name, writer in writers.items()}  # type: ignore[union-attr]
+        for name in ("out/0.wav", "out/1.wav"):  # as a run SIGKILLed mid-write leaves them
+            writers[name].kill()
+            writers[name].wait()
+        assert all(temp.read_bytes() == b"half a file" for temp in temps.values())
+        mine = tmp_path / "mine.txt"
+        mine.write_text("mine")
+        # Like write_atomic's names, but not: another suffix, no leading dot, capitals, an older naming; a symlink.
+        theirs = [out / "out" / ".0.wav.x1y2z3ab.tmp", out / "out" / ".1.wav.abcdefgh.audiogan.tmp.bak",
+                  out / "out" / "0.wav.abcdefgh.audiogan.tmp", out / ".0.wav.ABCDEFGH.audiogan.tmp"]
+        for path in theirs:
+            path.write_text("mine")
+        link = out / "out" / ".2.wav.abcdefgh.audiogan.tmp"
+        link.symlink_to(mine)
+        with caplog.at_level(logging.INFO, logger="audiogan.render"):
+            summary = run(read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines)).jobs, str(out), progress=False)
+        assert (summary.rendered, summary.failed) == (4, 0)
+        assert f"removed 2 temp files that a killed run left in {out}" in caplog.messages
+        assert not temps["out/0.wav"].exists() and not temps["out/1.wav"].exists()
+        assert temps["elsewhere/live.wav"].read_bytes() == b"half a file", "a live writer's temp file was taken"
+        assert all(path.read_text() == "mine" for path in theirs) and link.is_symlink() and mine.read_text() == "mine"
+        vocoder = Vocoder.load(device="cpu")
+        for line, mel in zip(lines, mels[:4], strict=True):
+            audio, _ = sf.read(out / line["output"], dtype="float32")
+            np.testing.assert_allclose(audio, vocoder(np.load(tmp_path / mel)).numpy(), atol=2 / 32768)
+        writers["elsewhere/live.wav"].kill()  # now it too is a killed writer's
+        writers["elsewhere/live.wav"].wait()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="audiogan.render"):
+            OutputDir(out).close()
+        assert caplog.messages == [f"removed 1 temp file that a killed run left in {out}"]
+        assert not temps["elsewhere/live.wav"].exists()
+    finally:
+        for writer in writers.values():
+            writer.kill()
+            writer.wait()
+
+
 def test_files_beside_an_output_that_no_render_wrote_are_left_alone(tmp_path, tiny_voice):
     """Once every .json/.vtt/.srt with an output's stem was removed, the user's included (a notes job writes
     no captions at all); only captions a render logged writing are replaced."""
