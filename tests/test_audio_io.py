@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import stat
 import time
 
 import numpy as np
@@ -222,3 +224,52 @@ def test_integer_pcm_is_scaled_and_other_types_are_refused(tmp_path, demo_wave, 
 def test_saving_at_a_rate_that_is_not_one_is_a_clear_error(tmp_path, rate):
     with pytest.raises(AudioError, match="must be a positive whole number of Hz"):
         save_audio(tmp_path / "x.wav", np.zeros(10, np.float32), rate)
+
+
+def test_a_write_syncs_its_folder_where_it_can_and_goes_on_where_it_cannot(tmp_path, monkeypatch):
+    """Folder fsync: EINVAL on some filesystems, and Windows opens no folder; an I/O error stays an error."""
+    from audiogan.audio import io
+
+    open_file, fsync = os.open, os.fsync
+
+    def failing(errno_: int) -> None:
+        def sync(fd: int) -> None:
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise OSError(errno_, os.strerror(errno_))
+            fsync(fd)
+        monkeypatch.setattr(os, "fsync", sync)
+
+    def no_folders(path: str, flags: int, *args: int) -> int:
+        if os.path.isdir(path):
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return open_file(path, flags, *args)
+
+    failing(errno.EINVAL)
+    assert io.write_atomic(tmp_path / "a.bin", b"one").read_bytes() == b"one"
+    monkeypatch.setattr(os, "open", no_folders)
+    assert io.write_atomic(tmp_path / "b.bin", b"two").read_bytes() == b"two"
+    monkeypatch.setattr(os, "open", open_file)
+    failing(errno.EIO)
+    with pytest.raises(OSError, match="Input/output error"):
+        io.write_atomic(tmp_path / "c.bin", b"three")
+
+
+def test_a_temp_file_removed_before_its_writer_locked_it_is_made_again(tmp_path, monkeypatch):
+    """The moment between a temp file's creation and its lock: a cleaner then takes it for a killed
+    writer's and removes it, and the write must not go on into the removed file (its rename would fail)."""
+    from audiogan.audio import io
+
+    made: list[str] = []
+    mkstemp = io.tempfile.mkstemp
+
+    def cleaned_at_once(**kwargs: str) -> tuple[int, str]:
+        fd, name = mkstemp(**kwargs)
+        made.append(name)
+        if len(made) == 1:  # another render's start-up, in that moment
+            assert io.remove_stale_temp_files(tmp_path) == 1
+        return fd, name
+
+    monkeypatch.setattr(io.tempfile, "mkstemp", cleaned_at_once)
+    assert io.write_atomic(tmp_path / "a.wav", b"whole").read_bytes() == b"whole"
+    assert len(made) == 2 and not any(os.path.exists(name) for name in made)
+    assert io.remove_stale_temp_files(tmp_path) == 0

@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -338,6 +339,41 @@ def test_errors_jsonl_lists_only_the_last_runs_failures(tmp_path, mels):
     record_invalid(out, [ManifestError(3, "output: missing")])  # a run refused before rendering rotates too
     assert json.loads((out / "errors.jsonl").read_text())["error"] == "invalid: output: missing"
     assert (out / "errors.prev.jsonl").read_text() == second
+
+
+def test_every_rename_a_run_makes_is_followed_by_a_sync_of_its_folder(tmp_path, mels, monkeypatch):
+    """A file's own fsync leaves its new name to the filesystem's next commit: a power cut right after could
+    lose a logged output's rename, or bring the last run's errors.jsonl back as this run's."""
+    events: list[tuple[str, os.stat_result]] = []  # in order: the folder of each rename, each synced folder
+    replace, fsync = os.replace, os.fsync
+
+    def renamed(src: str, dst: str) -> None:
+        replace(src, dst)
+        events.append(("renamed in", os.stat(os.path.dirname(os.path.abspath(dst)))))
+
+    def synced(fd: int) -> None:
+        fsync(fd)
+        if stat.S_ISDIR((info := os.fstat(fd)).st_mode):
+            events.append(("synced", info))
+
+    out = tmp_path / "render"
+    out.mkdir()
+    (out / "errors.jsonl").write_text("a failure of the last run\n")
+    lines = [{"kind": "vocode", "mel": mel, "output": output}
+             for mel, output in zip(mels, ("0.wav", "a/1.wav", "a/b/2.flac"), strict=False)]
+    monkeypatch.setattr(os, "replace", renamed)
+    monkeypatch.setattr(os, "fsync", synced)
+    summary = run(read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines)).jobs, str(out), progress=False)
+    monkeypatch.undo()
+    assert summary.rendered == 3 and (out / "errors.prev.jsonl").read_text() == "a failure of the last run\n"
+    renames = [i for i, (what, _) in enumerate(events) if what == "renamed in"]
+    # errors.jsonl's rotation into --out, then each output into its own folder.
+    assert sorted(events[i][1].st_ino for i in renames) == sorted(
+        os.stat(folder).st_ino for folder in (out, out, out / "a", out / "a" / "b"))
+    for i in renames:
+        folder = events[i][1]
+        assert any(what == "synced" and os.path.samestat(info, folder) for what, info in events[i + 1:]), \
+            f"rename {renames.index(i)} was never made durable"
 
 
 def test_a_job_whose_weights_cannot_load_fails_alone(tmp_path, mels):
@@ -964,6 +1000,65 @@ def test_startup_removes_only_the_temp_files_of_the_renderers_own_writes(tmp_pat
     OutputDir(root).close()
     assert not any(p.exists() for p in ours)
     assert all(p.read_text() == "mine" for p in theirs)
+
+
+# A writer stopped between writing its temp file and renaming it: the file stays written and locked.
+HELD_WRITER = """
+import sys, time
+from audiogan.audio import io
+
+def held(src, dst):
+    print(src, flush=True)
+    time.sleep(600)
+
+io.os.replace = held
+io.write_atomic(sys.argv[1], b"half a file")
+"""
+
+
+def test_a_run_removes_the_temp_files_of_killed_writers_not_of_live_ones_nor_the_users(tmp_path, mels, caplog):
+    out = tmp_path / "render"
+    lines = vocode_jobs(mels[:4])
+    writers = {name: subprocess.Popen([sys.executable, "-c", HELD_WRITER, str(out / name)], stdout=subprocess.PIPE,
+                                      text=True)
+               for name in ("out/0.wav", "out/1.wav", "elsewhere/live.wav")}
+    try:
+        temps = {name: Path(writer.stdout.readline().strip()) for name, writer in writers.items()}  # type: ignore[union-attr]
+        for name in ("out/0.wav", "out/1.wav"):  # as a run SIGKILLed mid-write leaves them
+            writers[name].kill()
+            writers[name].wait()
+        assert all(temp.read_bytes() == b"half a file" for temp in temps.values())
+        mine = tmp_path / "mine.txt"
+        mine.write_text("mine")
+        # Like write_atomic's names, but not: another suffix, no leading dot, capitals, an older naming; a symlink.
+        theirs = [out / "out" / ".0.wav.x1y2z3ab.tmp", out / "out" / ".1.wav.abcdefgh.audiogan.tmp.bak",
+                  out / "out" / "0.wav.abcdefgh.audiogan.tmp", out / ".0.wav.ABCDEFGH.audiogan.tmp"]
+        for path in theirs:
+            path.write_text("mine")
+        link = out / "out" / ".2.wav.abcdefgh.audiogan.tmp"
+        link.symlink_to(mine)
+        with caplog.at_level(logging.INFO, logger="audiogan.render"):
+            summary = run(read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines)).jobs, str(out), progress=False)
+        assert (summary.rendered, summary.failed) == (4, 0)
+        assert f"removed 2 temp files that a killed run left in {out}" in caplog.messages
+        assert not temps["out/0.wav"].exists() and not temps["out/1.wav"].exists()
+        assert temps["elsewhere/live.wav"].read_bytes() == b"half a file", "a live writer's temp file was taken"
+        assert all(path.read_text() == "mine" for path in theirs) and link.is_symlink() and mine.read_text() == "mine"
+        vocoder = Vocoder.load(device="cpu")
+        for line, mel in zip(lines, mels[:4], strict=True):
+            audio, _ = sf.read(out / line["output"], dtype="float32")
+            np.testing.assert_allclose(audio, vocoder(np.load(tmp_path / mel)).numpy(), atol=2 / 32768)
+        writers["elsewhere/live.wav"].kill()  # now it too is a killed writer's
+        writers["elsewhere/live.wav"].wait()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="audiogan.render"):
+            OutputDir(out).close()
+        assert caplog.messages == [f"removed 1 temp file that a killed run left in {out}"]
+        assert not temps["elsewhere/live.wav"].exists()
+    finally:
+        for writer in writers.values():
+            writer.kill()
+            writer.wait()
 
 
 def test_files_beside_an_output_that_no_render_wrote_are_left_alone(tmp_path, tiny_voice):

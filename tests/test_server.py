@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ import threading
 import time
 import urllib.request
 import wave as wavemod
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -598,9 +599,9 @@ def test_tls(tmp_path, mel):
 # -- failures inside the server: in this process, to patch its insides -------------------------------------
 
 @contextlib.contextmanager
-def in_process_server(*args: str) -> Iterator[str]:
+def in_process_server(*args: str, metrics: Metrics | None = None) -> Iterator[str]:
     """A vocoding server on an event loop thread of this process; patch before entering (the engines bind
-    their methods as they load). Yields its target."""
+    their methods as they load). Yields its target; ``metrics``, when given, are the ones it counts in."""
     config = load_config(build_parser().parse_args(["--voice", "none", "--timbre", "none", "--threads", "2", *args]))
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -609,7 +610,7 @@ def in_process_server(*args: str) -> Iterator[str]:
     registry = ModelRegistry()
 
     async def start() -> tuple[grpc.aio.Server, int]:
-        service = AudioGanService(config, registry, Metrics())
+        service = AudioGanService(config, registry, metrics or Metrics())
         server = grpc.aio.server()
         pb_grpc.add_AudioGanServicer_to_server(service, server)
         port = server.add_insecure_port("127.0.0.1:0")
@@ -1245,6 +1246,70 @@ def test_a_conversion_analyses_a_piece_at_a_time_and_stops_when_its_caller_goes(
         assert 0 < len(pieces) < total, f"{len(pieces)} of {total} pieces ran for a call gone"
         with AudioGanClient(target, timeout=60, retries=0) as client:  # and the next one is as before
             np.testing.assert_array_equal(client.convert(buffer.getvalue(), to="violin").samples, whole.samples)
+
+
+def test_a_cancelled_upload_counts_as_cancelled_and_converts_nothing(monkeypatch, caplog):
+    """gRPC ends a client stream that its caller cancels as if the caller had finished it: the server took
+    a cut-short upload for the whole one, logged and counted INVALID_ARGUMENT ("no audio was uploaded", a
+    FLAC that "lost sync"), or converted whatever had arrived for a caller that was gone."""
+    from test_timbre import melody
+
+    from audiogan.timbre.convert import Conversion
+
+    analysed: list[int] = []  # the samples of each recording a conversion began on
+    analysis = Conversion.analysis.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[Conversion], model: Any, wave: np.ndarray, rate: int) -> Any:
+        analysed.append(len(wave))
+        return analysis(cls, model, wave, rate)
+
+    monkeypatch.setattr(Conversion, "analysis", classmethod(counted))
+    buffer = io.BytesIO()
+    sf.write(buffer, melody(), 16000, format="FLAC")
+    recording = buffer.getvalue()
+    options = pb.ConvertTimbreRequest(options=pb.ConvertOptions(target=pb.Timbre(instrument="violin")))
+    uploads = {"nothing sent": [], "the options only": [options],
+               "half of the file": [options, pb.ConvertTimbreRequest(audio_chunk=recording[:len(recording) // 2])],
+               "all of the file, never ended": [options, pb.ConvertTimbreRequest(audio_chunk=recording)]}
+    metrics = Metrics()
+
+    def count(code: str) -> float:
+        return metrics.registry.get_sample_value("audiogan_requests_total",
+                                                 {"method": "ConvertTimbre", "code": code}) or 0.0
+
+    def settle(until: Callable[[], bool]) -> None:
+        for _ in range(200):
+            if until():
+                return
+            time.sleep(0.025)
+
+    release = threading.Event()
+    caplog.set_level(logging.INFO, logger="audiogan.server")
+    with in_process_server("--timbre", "default", metrics=metrics) as target, \
+            AudioGanClient(target, retries=0) as client:
+        try:
+            for done, (name, messages) in enumerate(uploads.items(), 1):
+                def upload(messages: list[pb.ConvertTimbreRequest] = messages) -> Iterator[pb.ConvertTimbreRequest]:
+                    yield from messages
+                    release.wait(60)  # the caller neither sends more nor ends its upload
+
+                call = client.stub.ConvertTimbre(upload())
+                settle(lambda: metrics.registry.get_sample_value("audiogan_in_flight") == 1)
+                time.sleep(0.2)  # for what was sent to arrive: the call is then reading what comes next
+                call.cancel()
+                settle(lambda done=done: count("CANCELLED") == done)  # recorded as the server notices the end
+                assert count("CANCELLED") == done, name
+        finally:
+            release.set()
+        assert analysed == [], "a conversion ran for a caller gone"
+        converted = client.convert(recording, to="violin")  # an upload its caller ends is taken as before
+    assert converted.samples.size > 0 and analysed == [len(melody())]
+    for code in ("OK", "CANCELLED", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "INTERNAL"):
+        assert count(code) == {"OK": 1, "CANCELLED": len(uploads)}.get(code, 0), code
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ConvertTimbre")]
+    assert len(lines) == len(uploads) + 1 and all(re.match(r"ConvertTimbre CANCELLED in \d+ ms$", line)
+                                                  for line in lines[:-1]), lines
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_the_shipped_server_config_is_the_defaults():

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
 import re
+import stat
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +20,11 @@ import torch.nn.functional as F
 import torchaudio.functional as AF
 
 from audiogan.config import is_int
+
+try:
+    import fcntl
+except ImportError:  # Windows: temp files go unlocked, and none is taken for stale
+    fcntl = None  # type: ignore[assignment]
 
 # torchaudio's sinc kernel has about (orig/g) x (target/g) taps (g = gcd): under a million for the usual rates,
 # gigabytes for an odd one (8001 -> 16000 Hz). Past this size the rate ratio is approximated by a nearby one
@@ -162,6 +169,8 @@ def float32_le(wave: torch.Tensor | np.ndarray) -> bytes:
 TEMP_SUFFIX = ".audiogan.tmp"
 TEMP_NAME = re.compile(rf"\..*\.[a-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}", re.DOTALL)
 NAME_MAX = 255  # bytes in one file name (ext4, XFS, btrfs, APFS; NTFS counts 255 UTF-16 units)
+# What fsync on a folder raises where its filesystem or OS cannot sync one: the rename is then left as it is.
+_NO_FOLDER_SYNC = {errno.EINVAL, errno.EBADF, errno.ENOTSUP, errno.EOPNOTSUPP}
 
 
 def temp_prefix(name: str) -> str:
@@ -173,22 +182,105 @@ def temp_prefix(name: str) -> str:
 
 def write_atomic(path: str | Path, data: bytes) -> Path:
     """Write a file via temp file + rename, so readers never see half of it; usual umask permissions.
-    The bytes reach the disk before the rename: after a power cut the name is on the whole file or on
-    what it was before, not on an empty or cut-short file (ext4 and others may commit the rename first)."""
+    The bytes reach the disk before the rename, and the rename before this returns: after a power cut the
+    name is on the whole file or on what it was before, not on an empty or cut-short file (ext4 and others
+    may commit the rename first), and a file said written is there (its folder's entry is synced too).
+    The temp file is locked (flock) while it is written: ``remove_stale_temp_files`` takes only unlocked
+    ones, whose writer was killed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX)
+    fd, tmp = _locked_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
-        os.replace(tmp, path)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
+            if fcntl is None:
+                f.close()  # Windows renames no open file (and there is no lock to hold)
+            os.replace(tmp, path)  # still open and locked: no cleaner takes it before it has its name
+        fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _locked_temp(path: Path) -> tuple[int, str]:
+    """A new temp file beside ``path``, open and locked. A cleaner may take the lock in the moment between
+    the file's creation and its locking, and remove it: then another one is made."""
+    while True:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a filesystem without locks (some network ones): written unlocked, as before
+            return fd, tmp
+        if os.fstat(fd).st_nlink:
+            return fd, tmp
+        os.close(fd)
+
+
+def remove_stale_temp_files(root: str | Path) -> int:
+    """Remove write_atomic's temp files under ``root`` that no live process is writing; how many.
+
+    A writer holds its temp file's lock until the file has its name, and the kernel drops the locks of a
+    process that dies, SIGKILL included: a temp file whose lock can be taken is a killed writer's. Locks, not
+    process ids: a writer's pid may be another process's by now, or mean nothing here (a container or
+    another host writing into the same folder), and flock holds across containers and, on Linux, NFS.
+    A file whose lock cannot be tried (a filesystem without locks) is left: it may be in use. Only files
+    named as write_atomic names its own are looked at (``TEMP_NAME``); symlinks never are (it makes none).
+    Temp files of versions before the lock count as unlocked: such a version writing here at the same time
+    could lose a file in the making, never a finished one."""
+    if fcntl is None:
+        return 0
+    removed = 0
+    for stale in Path(root).rglob(f".*{TEMP_SUFFIX}"):
+        if TEMP_NAME.fullmatch(stale.name) and _remove_unlocked(stale):
+            removed += 1
+    return removed
+
+
+def _remove_unlocked(path: Path) -> bool:
+    try:
+        # Open for writing: NFS emulates flock with byte-range locks, and an exclusive one needs it.
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:  # a symlink (ELOOP), not ours to write, or gone since it was listed
+        return False
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a live writer holds it (EWOULDBLOCK), or it cannot be told (ENOLCK): left
+            return False
+        # Still the file that was locked: a writer that renamed it away leaves this name to no one.
+        if not os.path.samestat(info, os.lstat(path)):
+            return False
+        os.unlink(path)  # under the lock: a writer that locks it after sees it unlinked and starts again
+        return True
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Make the renames and new names in ``folder`` durable: fsync on the folder itself (a file's own fsync
+    leaves its name to the filesystem's next commit). Skipped where folders cannot be opened or synced
+    (Windows; some network and FUSE filesystems)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # Windows opens no folder; a folder without read permission
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _NO_FOLDER_SYNC:
+            raise
+    finally:
+        os.close(fd)
 
 
 def save_audio(path: str | Path, wave: torch.Tensor | np.ndarray, sample_rate: int) -> Path:

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import logging
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -13,13 +14,14 @@ from typing import Any, TextIO
 
 import torch
 
-from audiogan.audio.io import TEMP_NAME, TEMP_SUFFIX, encode_audio, resample, write_atomic
+from audiogan.audio.io import encode_audio, fsync_dir, remove_stale_temp_files, resample, write_atomic
 from audiogan.render.manifest import SIDECAR_SUFFIXES, ManifestError, beside
 
 STATE_FILE = ".audiogan-render.jsonl"
 LOCK_FILE = ".audiogan-render.lock"
 ERRORS_FILE = "errors.jsonl"
 PREVIOUS_ERRORS_FILE = "errors.prev.jsonl"
+log = logging.getLogger("audiogan.render")
 
 
 def encode_file(wave: torch.Tensor, native_rate: int, rate: int | None, suffix: str) -> tuple[bytes, float]:
@@ -75,14 +77,15 @@ class OutputDir:
         except BlockingIOError:
             self._lockfile.close()
             raise OutputBusyError(f"another render is writing into {self.root}") from None
-        # Alone in the folder: write_atomic's temp files are leftovers of a killed run (a user's own are not ours).
-        for stale in self.root.rglob(f".*{TEMP_SUFFIX}"):
-            if TEMP_NAME.fullmatch(stale.name) and (stale.is_file() or stale.is_symlink()):
-                stale.unlink()
+        # Not only this folder's renders write here (one into a subfolder, `audiogan vocode -o`): only temp
+        # files no live process writes are taken.
+        if removed := remove_stale_temp_files(self.root):
+            log.info("removed %d temp file%s that a killed run left in %s", removed, "s" * (removed != 1), self.root)
         # Failures of an earlier run may since have been rendered: errors.jsonl lists only this run's.
         errors = self.root / ERRORS_FILE
         if errors.is_file():
             errors.replace(self.root / PREVIOUS_ERRORS_FILE)
+            fsync_dir(self.root)  # or a power cut could bring the last run's failures back as this run's
         self.lock = threading.Lock()
         self.done: dict[str, str] = {}
         self.sizes: dict[str, dict[str, int]] = {}  # output -> the bytes of each file its rendering wrote

@@ -53,6 +53,20 @@ def _ended_early(context: grpc.aio.ServicerContext | None) -> str:
     return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= DEADLINE_SLACK_S else "CANCELLED"
 
 
+async def ended_by_its_caller(context: grpc.aio.ServicerContext) -> None:
+    """Raises CancelledError unless the request stream that just ended was ended by its caller. gRPC ends
+    the stream of a call its caller cancels (or whose deadline passes) as it ends a finished one, and the
+    cancellation itself may reach the handler much later or not at all (not within 2 s, measured on a
+    cancelled upload): a cut-short upload was taken for a whole one, failed as INVALID_ARGUMENT or was
+    converted for nobody. The reply's headers go out only while the call is live, so sending them tells
+    the two apart; ``_guarded`` records the CancelledError as the call's end (CANCELLED or
+    DEADLINE_EXCEEDED), as it does a cancellation that gRPC delivers."""
+    try:
+        await context.send_initial_metadata(())
+    except grpc.aio.InternalError:  # the batch that would send them failed: the call is gone
+        raise asyncio.CancelledError from None
+
+
 @dataclass
 class _Call:
     """What one call's log line says beyond its method and time."""

@@ -27,7 +27,7 @@ from audiogan.vocoder.inference import MEL_CEILING
 from audiogan_server.budget import ReplyBudget, reply_bytes
 from audiogan_server.config import ServerConfig
 from audiogan_server.encoding import check_format, encode, encode_raw, output_rate
-from audiogan_server.errors import RequestError, invalid, rpc
+from audiogan_server.errors import RequestError, ended_by_its_caller, invalid, rpc
 from audiogan_server.metrics import Metrics
 from audiogan_server.models import ModelRegistry, NoteItem, Ramp, TimbreEngine, VocoderEngine, VoiceEngine
 
@@ -406,7 +406,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
     async def ConvertTimbre(self, requests: AsyncIterator[pb.ConvertTimbreRequest],
                             context: grpc.aio.ServicerContext) -> AsyncIterator[pb.AudioChunk]:
         requests = aiter(requests)
-        first = await self._upload_part(requests)
+        first = await self._upload_part(requests, context)
         if first is None or first.WhichOneof("part") != "options":
             raise invalid("options", "the first message must carry the options")
         if self.converting >= self.limits.max_conversions:
@@ -415,25 +415,29 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                                                                    "retry later")
         self.converting += 1
         try:
-            async with contextlib.aclosing(self._convert(first.options, requests)) as chunks:
+            async with contextlib.aclosing(self._convert(first.options, requests, context)) as chunks:
                 async for chunk in chunks:
                     yield chunk
         finally:
             self.converting -= 1
 
-    async def _upload_part(self, requests: AsyncIterator[pb.ConvertTimbreRequest]) -> pb.ConvertTimbreRequest | None:
+    async def _upload_part(self, requests: AsyncIterator[pb.ConvertTimbreRequest],
+                           context: grpc.aio.ServicerContext) -> pb.ConvertTimbreRequest | None:
         """The upload's next message, None at its end. A caller that sends nothing for
         ``limits.upload_idle_seconds`` is cut off: an idle upload held a call slot and a conversion slot for
         as long as it stayed connected, and enough of them shut every caller out."""
         try:
-            return await asyncio.wait_for(anext(requests, None), self.limits.upload_idle_seconds)
+            part = await asyncio.wait_for(anext(requests, None), self.limits.upload_idle_seconds)
         except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
             raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED,
                                f"the upload stalled: nothing arrived for {self.limits.upload_idle_seconds:g} s "
                                f"(limits.upload_idle_seconds)") from None
+        if part is None:
+            await ended_by_its_caller(context)
+        return part
 
-    async def _convert(self, options: pb.ConvertOptions,
-                       requests: AsyncIterator[pb.ConvertTimbreRequest]) -> AsyncIterator[pb.AudioChunk]:
+    async def _convert(self, options: pb.ConvertOptions, requests: AsyncIterator[pb.ConvertTimbreRequest],
+                       context: grpc.aio.ServicerContext) -> AsyncIterator[pb.AudioChunk]:
         check_format(options.format, self.limits, "options.format", stream=True)
         self._timbre(options.target, "options.target")
         morph = options.HasField("target_b")
@@ -445,7 +449,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         target = self._timbre_vector(engine, options.target, "options.target")
         target_b = self._timbre_vector(engine, options.target_b, "options.target_b") if morph else None
         upload = bytearray()
-        while (part := await self._upload_part(requests)) is not None:
+        while (part := await self._upload_part(requests, context)) is not None:
             if part.WhichOneof("part") != "audio_chunk":
                 raise invalid("options", "only the first message may carry options")
             upload += part.audio_chunk
