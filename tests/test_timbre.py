@@ -491,6 +491,20 @@ def test_export_from_checkpoint(tiny_timbre, tmp_path):
     assert json.loads((tmp_path / "again.json").read_text())["data"]["notes"] == 30
 
 
+def test_export_writes_the_instrument_tables_combs_into_the_card(tiny_timbre, tmp_path, monkeypatch):
+    from audiogan.timbre import TimbreModel
+    from audiogan.train import timbre_trainer
+
+    violin = {"below": 0.0, "partials": [[0.5, -20.0]]}
+    monkeypatch.setattr(timbre_trainer, "GM_COMBS", {"violin": violin, "tuba": {"depth": 0.5}})
+    path = timbre_trainer.export_timbre_checkpoint(tiny_timbre[0].parent / "checkpoint.pt", tmp_path / "c.safetensors")
+    assert json.loads(path.with_suffix(".json").read_text())["combs"] == {"violin": violin}  # its instruments only
+    combed, plain = TimbreModel.load(path, device="cpu"), TimbreModel.load(tiny_timbre[0], device="cpu")
+    np.testing.assert_array_equal(combed.note(60, instrument="flute"), plain.note(60, instrument="flute"))
+    f0 = 440 * 2 ** ((60 - 69) / 12)
+    assert partial_db(combed.note(60, instrument="violin"), f0, 0.5) == pytest.approx(-20.0, abs=3)
+
+
 MELODY = [(60, 0.0, 0.4), (64, 0.5, 0.9), (67, 1.0, 1.4), (67, 1.45, 1.9), (72, 2.0, 2.6)]
 
 
@@ -1071,7 +1085,7 @@ def test_bundled_model_plays_low_notes_in_their_octave(bundled):
 
 def test_bundled_drawbar_organ_sounds_its_sub_octave_and_keeps_its_pitch(bundled):
     """The card gives the drawbar organ its 16' sub-octave (f0 / 2) and 5 1/3' quint (1.5 f0); the flute, no
-    such stop, keeps the plain comb's note bit for bit, and pYIN still hears the organ at its f0."""
+    such stop, keeps the plain comb's note bit for bit, and pitch trackers still hear the organ at its f0."""
     from audiogan.timbre import TimbreModel
     from benchmarks.timbre_quality import cents_off
 
@@ -1086,6 +1100,7 @@ def test_bundled_drawbar_organ_sounds_its_sub_octave_and_keeps_its_pitch(bundled
         assert partial_db(o, f0, 1.5) == pytest.approx(asked[1.5], abs=3), p
         assert partial_db(f, f0, 0.5) < asked[0.5] - 30, p
         assert abs(cents_off(o, p)) <= 50, p
+        assert bundled.note_pitch(o, bundled.sample_rate) == p  # conversion's and inversion's own analysis
     plain = TimbreModel(bundled.G, {k: v for k, v in bundled.card.items() if k != "combs"}, "cpu")
     np.testing.assert_array_equal(plain.generate(pitches * 2, names)[3:], flute)  # the same pass, plain combs
     # A morph takes the organ's comb in part, less with every step away from it, none at the flute.
