@@ -491,6 +491,20 @@ def test_export_from_checkpoint(tiny_timbre, tmp_path):
     assert json.loads((tmp_path / "again.json").read_text())["data"]["notes"] == 30
 
 
+def test_export_writes_the_instrument_tables_combs_into_the_card(tiny_timbre, tmp_path, monkeypatch):
+    from audiogan.timbre import TimbreModel
+    from audiogan.train import timbre_trainer
+
+    violin = {"below": 0.0, "partials": [[0.5, -20.0]]}
+    monkeypatch.setattr(timbre_trainer, "GM_COMBS", {"violin": violin, "tuba": {"depth": 0.5}})
+    path = timbre_trainer.export_timbre_checkpoint(tiny_timbre[0].parent / "checkpoint.pt", tmp_path / "c.safetensors")
+    assert json.loads(path.with_suffix(".json").read_text())["combs"] == {"violin": violin}  # its instruments only
+    combed, plain = TimbreModel.load(path, device="cpu"), TimbreModel.load(tiny_timbre[0], device="cpu")
+    np.testing.assert_array_equal(combed.note(60, instrument="flute"), plain.note(60, instrument="flute"))
+    f0 = 440 * 2 ** ((60 - 69) / 12)
+    assert partial_db(combed.note(60, instrument="violin"), f0, 0.5) == pytest.approx(-20.0, abs=3)
+
+
 MELODY = [(60, 0.0, 0.4), (64, 0.5, 0.9), (67, 1.0, 1.4), (67, 1.45, 1.9), (72, 2.0, 2.6)]
 
 
@@ -665,6 +679,49 @@ def test_harmonic_comb_removes_half_harmonics_and_keeps_harmonics():
         assert 20 * np.log10(spectrum[bin_of(k * f0)]) == pytest.approx(0, abs=0.2)
         assert 20 * np.log10(spectrum[bin_of((k - 0.5) * f0)]) < -30
     assert 20 * np.log10(spectrum[bin_of(2500.0)]) == pytest.approx(0, abs=0.1)
+
+
+def partial_db(wave: np.ndarray, f0: float, ratio: float, rate: int = 16000) -> float:
+    """The level of the peak near ``ratio`` * f0 relative to the one near f0, dB, over a note's held part."""
+    held = wave[int(0.3 * rate):int(2.5 * rate)]
+    spectrum = np.abs(np.fft.rfft(held * np.hanning(len(held)), n=8 * len(held)))
+    freqs = np.fft.rfftfreq(8 * len(held), 1 / rate)
+    peak = lambda f: spectrum[(freqs > 0.99 * f) & (freqs < 1.01 * f)].max()  # noqa: E731
+    return float(20 * np.log10(peak(ratio * f0) / peak(f0) + 1e-12))
+
+
+def test_comb_settings_sharpen_cut_below_and_add_partials():
+    from audiogan.timbre.expression import CombConfig, harmonic_comb
+
+    rate, f0 = 16000, 130.81
+    t = np.arange(3 * rate) / rate
+    harmonics = sum(np.sin(2 * np.pi * k * f0 * t + k) / k for k in range(1, 6))
+    between = sum(0.5 * np.sin(2 * np.pi * r * f0 * t) for r in (0.1, 0.25, 0.75, 1.3))  # a generator's blur
+    wave = torch.tensor(harmonics + between, dtype=torch.float32)[None]
+    one = torch.ones(1)
+    np.testing.assert_array_equal(harmonic_comb(wave, torch.tensor([f0]), rate, depth=one, sharpness=one, below=one,
+                                                ratios=torch.tensor([0.5]), gains=torch.zeros(1, 1)),
+                                  harmonic_comb(wave, torch.tensor([f0]), rate))  # the defaults are the plain comb
+    plain = harmonic_comb(wave, torch.tensor([f0]), rate)[0].numpy()
+    organ = CombConfig(sharpness=4.0, below=0.0, partials=[(0.5, -12.0), (1.5, -20.0)])
+    out = harmonic_comb(wave, torch.tensor([f0]), rate, sharpness=torch.tensor([organ.sharpness]),
+                        below=torch.tensor([organ.below]), ratios=torch.tensor([r for r, _ in organ.partials]),
+                        gains=torch.tensor([[10 ** (db / 20) for _, db in organ.partials]]))[0].numpy()
+    source = wave[0].numpy()
+    for ratio in (0.1, 0.25):  # under f0 / 2: gone
+        assert partial_db(out, f0, ratio) < partial_db(source, f0, ratio) - 60, ratio
+    for ratio in (0.75, 1.3):  # between harmonics: the plain comb's cut in dB, times the sharpness
+        cut = [partial_db(x, f0, ratio) - partial_db(source, f0, ratio) for x in (plain, out)]
+        assert cut[1] == pytest.approx(organ.sharpness * cut[0], abs=1.0), (ratio, cut)
+    for k in range(2, 6):
+        assert partial_db(out, f0, k) == pytest.approx(partial_db(source, f0, k), abs=0.3)
+    for ratio, db in organ.partials:
+        assert partial_db(out, f0, ratio) == pytest.approx(db, abs=0.5)
+    kept = harmonic_comb(wave, torch.tensor([f0]), rate, depth=torch.zeros(1))[0].numpy()
+    assert partial_db(kept, f0, 0.75) == pytest.approx(partial_db(source, f0, 0.75), abs=0.3)
+    for bad in ({"depth": 1.5}, {"below": -0.1}, {"sharpness": 0.5}, {"partials": [(0.0, -10.0)]}):
+        with pytest.raises(ValueError, match="comb"):
+            CombConfig(**bad)
 
 
 def test_analysis_keeps_each_notes_pitch_and_level_contours():
@@ -1024,6 +1081,33 @@ def test_bundled_model_plays_low_notes_in_their_octave(bundled):
     cents = [cents_off(a, p) for a, p in zip(audio, pitches * len(names), strict=True)]
     # measured: 12 / 12 (without the half-harmonic comb, 6 of the 12 are heard an octave down)
     assert sum(abs(c) <= 50 for c in cents) >= 11, np.round(cents).tolist()
+
+
+def test_bundled_drawbar_organ_sounds_its_sub_octave_and_keeps_its_pitch(bundled):
+    """The card gives the drawbar organ its 16' sub-octave (f0 / 2) and 5 1/3' quint (1.5 f0); the flute, no
+    such stop, keeps the plain comb's note bit for bit, and pitch trackers still hear the organ at its f0."""
+    from audiogan.timbre import TimbreModel
+    from benchmarks.timbre_quality import cents_off
+
+    asked = dict(bundled.card["combs"]["drawbar_organ"]["partials"])
+    pitches = [40, 57, 69]
+    names = ["drawbar_organ"] * 3 + ["flute"] * 3
+    both = bundled.generate(pitches * 2, names)  # one pass, as a server batches them
+    organ, flute = both[:3], both[3:]
+    for p, o, f in zip(pitches, organ, flute, strict=True):
+        f0 = 440 * 2 ** ((p - 69) / 12)
+        assert partial_db(o, f0, 0.5) == pytest.approx(asked[0.5], abs=3), p
+        assert partial_db(o, f0, 1.5) == pytest.approx(asked[1.5], abs=3), p
+        assert partial_db(f, f0, 0.5) < asked[0.5] - 30, p
+        assert abs(cents_off(o, p)) <= 50, p
+        assert bundled.note_pitch(o, bundled.sample_rate) == p  # conversion's and inversion's own analysis
+    plain = TimbreModel(bundled.G, {k: v for k, v in bundled.card.items() if k != "combs"}, "cpu")
+    np.testing.assert_array_equal(plain.generate(pitches * 2, names)[3:], flute)  # the same pass, plain combs
+    # A morph takes the organ's comb in part, less with every step away from it, none at the flute.
+    gains = bundled.comb_settings(bundled.mix("drawbar_organ", "flute", [0.0, 0.25, 0.5, 1.0]))["gains"][:, 0]
+    assert gains[0] == pytest.approx(10 ** (asked[0.5] / 20)) and (gains.diff() <= 0).all() and gains[-1] == 0
+    with pytest.raises(ValueError, match="does not know: tuba"):
+        TimbreModel(bundled.G, {**bundled.card, "combs": {"tuba": {}}}, "cpu")
 
 
 def test_bundled_model_decodes_what_it_generates(bundled):

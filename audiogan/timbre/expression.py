@@ -13,6 +13,9 @@ generated note gets before any of this.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 import torchaudio
@@ -23,6 +26,34 @@ LEVEL_WINDOW = 512
 # largest spur is -72 dB at 2 kHz and -45 dB at 6 kHz; plain linear interpolation gives -8 dB at 6 kHz.
 OVERSAMPLE = 8
 MAX_CENTS = 1200.0
+
+
+@dataclass
+class CombConfig:
+    """How ``harmonic_comb`` cleans one instrument's notes (a model card's ``combs``, by instrument name).
+
+    ``depth``: how far the half-harmonics are cut, 1 to silence, 0 not at all. ``sharpness``: the comb's
+    gain is |cos(pi f / f0)| to this power, so above 1 its lobes narrow onto the harmonics and cut what lies
+    between them too. ``below``: what is kept under f0 / 2, where the plain comb rises back to 1 at 0 Hz (1
+    all of it, 0 nothing). ``partials``: tones the instrument has off its harmonics, each (frequency / f0,
+    level in dB relative to the fundamental), made from the note's own fundamental after the cut."""
+
+    depth: float = 1.0
+    sharpness: float = 1.0
+    below: float = 1.0
+    partials: list[tuple[float, float]] = field(default_factory=list)
+
+    SCALARS = ("depth", "sharpness", "below")  # the settings harmonic_comb takes one value of per note
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "below"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"comb {name} {getattr(self, name)} is out of range 0..1")
+        if not 1.0 <= self.sharpness <= 64.0:  # at 64 the lobes at MIDI 24 are already +-1 Hz wide at -3 dB
+            raise ValueError(f"comb sharpness {self.sharpness} is out of range 1..64")
+        for ratio, db in self.partials:
+            if not (ratio > 0.0 and math.isfinite(ratio) and math.isfinite(db)):
+                raise ValueError(f"comb partial ({ratio}, {db}): needs a frequency / f0 above 0 and a finite dB")
 
 
 def apply_bend(note: np.ndarray, cents: np.ndarray | None, hop: int = BEND_HOP,
@@ -106,10 +137,15 @@ def follow_level(note: np.ndarray, level: np.ndarray | None, hop: int = BEND_HOP
     return (note * np.interp(np.arange(len(note)), np.arange(len(gain)) * hop, gain)).astype(np.float32)
 
 
-def harmonic_comb(audio: torch.Tensor, f0: torch.Tensor, rate: int, harmonics: float = 10.0) -> torch.Tensor:
+def harmonic_comb(audio: torch.Tensor, f0: torch.Tensor, rate: int, harmonics: float = 10.0,
+                  depth: torch.Tensor | None = None, sharpness: torch.Tensor | None = None,
+                  below: torch.Tensor | None = None, ratios: torch.Tensor | None = None,
+                  gains: torch.Tensor | None = None) -> torch.Tensor:
     """[B, samples] notes with f0 [B] (Hz) -> the same with the energy between the first ``harmonics``
     harmonics removed: gain |cos(pi f / f0)|, 1 at every harmonic and 0 at every half-harmonic (f0 / 2,
-    1.5 f0, ...), fading to 1 between 0.8 and 1.2 times the ``harmonics``-th, zero-phase.
+    1.5 f0, ...), fading to 1 between 0.8 and 1.2 times the ``harmonics``-th, zero-phase. A CombConfig's
+    settings, one per note, change that: ``depth``, ``sharpness`` and ``below`` [B] (default 1 each), and
+    partials at ``ratios`` [K] times f0, of amplitude ``gains`` [B, K] times the fundamental's, added last.
 
     Why: the note model's low notes carry period-doubling energy at the half-harmonics, as strong as the
     harmonics at MIDI 36 (real notes: about -60 dB), which is heard, and tracked, an octave down. Above the
@@ -123,6 +159,27 @@ def harmonic_comb(audio: torch.Tensor, f0: torch.Tensor, rate: int, harmonics: f
     freqs = torch.fft.rfftfreq(size, 1 / rate, device=audio.device)
     ratio = freqs[None, :] / f0[:, None]  # frequency in harmonics
     comb = torch.cos(torch.pi * ratio).abs()
+    # Each setting at its default leaves a note's gain bit for bit as the plain comb's.
+    if sharpness is not None:  # where(), as a power of 1 need not return its base exactly
+        comb = torch.where(sharpness[:, None] == 1, comb, comb ** sharpness[:, None].to(comb))
+    if depth is not None:  # lerp returns its end exactly at weight 1
+        comb = torch.lerp(torch.ones_like(comb), comb, depth[:, None].to(comb))
+    if below is not None:
+        comb = torch.where(ratio < 0.5, comb * below[:, None].to(comb), comb)
     fade = ((ratio - 0.8 * harmonics) / (0.4 * harmonics)).clamp(0, 1)
     gain = comb + (1 - comb) * fade
-    return torch.fft.irfft(spectrum * gain, n=size)[..., :n]
+    out = torch.fft.irfft(spectrum * gain, n=size)[..., :n]
+    if ratios is None or gains is None or not bool(gains.any()):
+        return out
+    rows = gains.any(dim=1).nonzero()[:, 0]  # only the notes that get partials: the others stay as they are
+    # The fundamental's analytic signal (its band, one-sided, doubled), moved to each partial's frequency:
+    # the partials start, swell and fade with the note's fundamental and stay phase-locked to it. The band
+    # is f0 +- f0 / 4: a wider one carried the generator's blur at 0.75 f0 along, to 0.25 f0 at -36 dB.
+    band = ((ratio[rows] - 1).abs() < 0.25) * torch.cos(2 * torch.pi * (ratio[rows] - 1)) ** 2
+    analytic = torch.fft.ifft(2 * spectrum[rows] * gain[rows] * band, n=size)[..., :n]
+    # Cycles in float64: at 4 s a float32 phase of thousands of radians would be off by a few thousandths.
+    t = torch.arange(n, device=audio.device, dtype=torch.float64) / rate
+    cycles = (ratios.to(t)[None, :, None] - 1) * f0[rows].to(t)[:, None, None] * t  # [rows, K, n]
+    shift = torch.exp(2j * torch.pi * cycles.remainder(1).float())
+    added = (gains[rows].to(audio)[..., None] * (analytic[:, None] * shift).real).sum(dim=1)
+    return out.index_add(0, rows, added)

@@ -13,8 +13,9 @@ import torch
 
 from audiogan import weights
 from audiogan.audio.io import recording, resample
+from audiogan.config import from_dict
 from audiogan.timbre.analysis import analyse
-from audiogan.timbre.expression import harmonic_comb, sound_onset
+from audiogan.timbre.expression import CombConfig, harmonic_comb, sound_onset
 from audiogan.timbre.model import NoteGANConfig, slerp
 from audiogan.timbre.spectral import NoteSpectrogram, midi_to_hz
 from audiogan.vocoder.inference import pick_device
@@ -47,6 +48,15 @@ def resolve_instrument(name: str, instruments: Sequence[str]) -> str:
     raise ValueError(f"unknown instrument {name!r}{hint}; this model knows: {', '.join(instruments)}")
 
 
+def instrument_combs(card: dict[str, Any], instruments: Sequence[str]) -> dict[str, CombConfig]:
+    """A card's ``combs``: the instruments whose notes are cleaned otherwise than by the plain half-harmonic
+    comb, by name; a name the model does not know is an error (its comb would silently never apply)."""
+    combs = {name: from_dict(CombConfig, value, f"combs.{name}") for name, value in card.get("combs", {}).items()}
+    if unknown := sorted(set(combs) - set(instruments)):
+        raise ValueError(f"the card's combs name instruments this model does not know: {', '.join(unknown)}")
+    return combs
+
+
 class TimbreModel:
     def __init__(self, generator: torch.nn.Module, card: dict[str, Any], device: str | torch.device = "cpu",
                  comb: bool = True, phase_lock: bool = True, channels_last: bool | None = None) -> None:
@@ -65,6 +75,8 @@ class TimbreModel:
         self.cfg = generator.cfg
         self.card = card
         self.spectral = NoteSpectrogram(self.cfg.spectral).to(self.device)
+        self.combs = instrument_combs(card, self.cfg.instruments)
+        self._comb_table = self._make_comb_table()
 
     @classmethod
     def load(cls, name_or_path: str | Path = "default", device: str | torch.device = "auto",
@@ -135,7 +147,7 @@ class TimbreModel:
         audio = self.spectral.decode(spec.float(), lock_phase=self.phase_lock)
         if self.comb:
             f0 = midi_to_hz(torch.tensor(list(pitches), device=self.device, dtype=torch.float32))
-            audio = harmonic_comb(audio, f0, self.sample_rate)
+            audio = harmonic_comb(audio, f0, self.sample_rate, **self.comb_settings(timbre))
         # Notes are trained loudness-normalised per velocity layer; velocity sets the output level.
         peak = audio.abs().amax(dim=1, keepdim=True).clamp(min=1e-6)
         gain = torch.tensor(velocities, device=self.device, dtype=torch.float32)[:, None] / 127 * 0.9
@@ -146,6 +158,42 @@ class TimbreModel:
             audio = audio[:, :keep].clone()
             audio[:, keep - len(fade):] *= fade
         return audio.cpu().numpy()
+
+    def _make_comb_table(self) -> tuple[torch.Tensor, ...] | None:
+        """The instruments with a comb of their own as tensors: embeddings [M, D], the distance from each to
+        the nearest other instrument's [M], their settings' departures from the plain comb [M, len(SCALARS)],
+        and their partials' frequency ratios, owners and amplitudes [K]."""
+        if not self.combs:
+            return None
+        with torch.no_grad():
+            table = self.G.instrument.weight.detach()
+            index = torch.tensor([self.cfg.instruments.index(n) for n in self.combs], device=self.device)
+            centres = table[index]
+            apart = torch.linalg.vector_norm(centres[:, None] - table[None], dim=-1)
+            apart[torch.arange(len(index)), index] = torch.inf
+            radius = apart.amin(dim=1).clamp(min=1e-6)  # a model of one instrument: its whole space is its own
+        plain = CombConfig()
+        offsets = torch.tensor([[getattr(c, k) - getattr(plain, k) for k in CombConfig.SCALARS]
+                                for c in self.combs.values()], device=self.device)
+        partials = [(m, ratio, db) for m, c in enumerate(self.combs.values()) for ratio, db in c.partials]
+        owners = torch.tensor([m for m, _, _ in partials], device=self.device, dtype=torch.long)
+        ratios = torch.tensor([r for _, r, _ in partials], device=self.device)
+        amplitudes = torch.tensor([10 ** (db / 20) for _, _, db in partials], device=self.device)
+        return centres, radius, offsets, ratios, owners, amplitudes
+
+    def comb_settings(self, timbre: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Timbres [B, timbre_dim] -> harmonic_comb's per-note settings (none when no instrument has a comb
+        of its own). An instrument's comb applies in full at its own timbre and fades linearly to the plain
+        comb at the distance of the nearest other instrument, so a morph or an inverted recording near it
+        gets part of it (halfway to that instrument, half) and every other instrument the plain comb, bit
+        for bit (plain + 0.0)."""
+        if self._comb_table is None:
+            return {}
+        centres, radius, offsets, ratios, owners, amplitudes = self._comb_table
+        near = (1 - torch.linalg.vector_norm(timbre[:, None] - centres[None], dim=-1) / radius).clamp(0, 1)
+        plain = CombConfig()
+        settings = {k: getattr(plain, k) + near @ offsets[:, i] for i, k in enumerate(CombConfig.SCALARS)}
+        return {**settings, "ratios": ratios, "gains": near[:, owners] * amplitudes}
 
     def note(self, pitch: int, instrument: str | None = None, latent: Sequence[float] | None = None,
              velocity: int = 100, seconds: float | None = None, seed: int = 0) -> np.ndarray:

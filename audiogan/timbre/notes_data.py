@@ -37,6 +37,18 @@ GM_PROGRAMS: dict[int, tuple[str, str]] = {
     73: ("flute", "flute"), 75: ("pan_flute", "flute"), 79: ("ocarina", "flute"),
     80: ("square_lead", "synth_lead"), 81: ("saw_lead", "synth_lead"), 89: ("warm_pad", "vocal"),
 }
+# Instruments the plain half-harmonic comb does not fit, with their own (expression.CombConfig, as a card
+# holds it): export_timbre writes those of a model's instruments into its card's "combs". FluidR3's drawbar
+# organ sounds a 16' and a 5 1/3' stop with the 8': f0 / 2 at +4.2 dB and 1.5 f0 at -5.4 dB relative to f0
+# (median of pitches 24-84, every velocity alike), which the note model does not learn; it makes blurred
+# energy between f0 / 2 and f0 instead, which pYIN heard 6 of 16 notes at. So the organ's comb keeps only
+# narrow lobes around the harmonics and nothing under f0 / 2, and adds the two stops 25.2 dB below their
+# measured level, where pitch trackers still hear f0: 3 dB louder, conversion's analysis refused 3 more of
+# 16 notes as unpitched, 9 dB louder pYIN heard 6 of 16 an octave down (benchmarks/RESULTS.md, "the
+# drawbar organ's sub-octave").
+GM_COMBS: dict[str, dict[str, Any]] = {
+    "drawbar_organ": {"sharpness": 4.0, "below": 0.0, "partials": [[0.5, -21.0], [1.5, -30.6]]},
+}
 NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 
 

@@ -23,7 +23,7 @@ from audiogan.audio.io import AudioError, load_audio
 from audiogan.audio.mel import MelConfig, MelSpectrogram
 from audiogan.config import check_run_numbers, from_dict, to_dict
 from audiogan.timbre.model import Discriminator, Generator, NoteGANConfig
-from audiogan.timbre.notes_data import NoteRecord, load_examples
+from audiogan.timbre.notes_data import GM_COMBS, NoteRecord, load_examples
 from audiogan.timbre.spectral import NoteSpectrogram, SpectralConfig, fit_length
 from audiogan.train.checkpoint import (
     check_model_config,
@@ -420,6 +420,7 @@ def export_timbre(G: torch.nn.Module, cfg: TimbreTrainingConfig, path: Path, ste
                   continued_from: dict[str, Any] | None = None) -> Path:
     G = unwrap(G)
     card = {"name": path.stem, "kind": "timbre", "config": to_dict(cfg.model),
+            "combs": {name: GM_COMBS[name] for name in cfg.model.instruments if name in GM_COMBS},
             "parameters": sum(p.numel() for p in G.parameters()), "dtype": str(dtype).removeprefix("torch."),
             "training": {"steps": step, "device_minutes": round(minutes, 2), "device": device,
                          "recipe": to_dict(cfg.train), "date": date.today().isoformat(),
