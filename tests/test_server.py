@@ -33,7 +33,7 @@ from audiogan_server.batching import DynamicBatcher
 from audiogan_server.errors import rpc
 from audiogan_server.main import build_parser, load_config
 from audiogan_server.metrics import Metrics
-from audiogan_server.models import ModelRegistry, VocoderEngine
+from audiogan_server.models import ModelRegistry, Ramp, VocoderEngine
 from audiogan_server.process import launch
 from audiogan_server.service import AudioGanService
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -563,10 +563,10 @@ def test_queue_limit():
 
 
 def test_sigterm_finishes_the_stream_in_flight(mel):
-    # A generous grace period: on a loaded 2-core machine the stream's remaining 8-frame chunks took over
-    # the default 10 s, and the server then rightly cancels it.
-    with launch("--set", "batching.stream_chunk_frames=8", "--set", "grace_seconds=60") as proc, \
-            AudioGanClient(proc.target) as client:
+    # A generous grace period and deadline: on a loaded 2-core machine the stream's remaining 8-frame chunks
+    # took over the default 10 s (the server then rightly cancels it), and once over the client's 60 s.
+    with launch("--set", "batching.stream_chunk_frames=8", "--set", "grace_seconds=240") as proc, \
+            AudioGanClient(proc.target, timeout=300) as client:
         long_mel = np.tile(mel, (1, 4))
         chunks = client.stream_chunks(mel=long_mel, encoding="pcm16")
         first = next(chunks)
@@ -680,6 +680,71 @@ def test_a_bad_item_fails_alone_not_the_calls_batched_with_it(monkeypatch, mel):
         np.testing.assert_allclose(audio, local(m).numpy(), atol=1e-4)
 
 
+def _passes(items: list[tuple[str, float, int]], **order: Any) -> list[list[str]]:
+    """The passes a batcher makes of ``items`` (name, due, size) queued while a first pass runs."""
+    passes: list[list[str]] = []
+    running = threading.Event()
+
+    def run(batch: list[tuple[str, float, int]]) -> list[str]:
+        running.wait(10)
+        passes.append([name for name, _, _ in batch])
+        return [name for name, _, _ in batch]
+
+    async def main() -> None:
+        with concurrent.futures.ThreadPoolExecutor(1) as executor:
+            batcher: DynamicBatcher[tuple[str, float, int], str] = DynamicBatcher(
+                "test", run, executor, max_batch=16, max_wait_s=0, max_queue=100, **order)
+            batcher.start()
+            first = asyncio.ensure_future(batcher.submit(("running", 0.0, 1)))
+            await asyncio.sleep(0.1)  # its pass has begun: the others queue behind it
+            rest = [asyncio.ensure_future(batcher.submit(item)) for item in items]
+            await asyncio.sleep(0.1)
+            running.set()
+            assert await asyncio.gather(first, *rest) == ["running", *[name for name, _, _ in items]]
+            await batcher.stop()
+
+    asyncio.run(main())
+    return passes
+
+
+def test_stream_chunks_go_most_urgent_first_in_short_passes():
+    items = [("later", 5.0, 40), ("new", 1.0, 8), ("latest", 9.0, 40), ("huge", 0.1, 500), ("behind", 0.5, 40)]
+    # Without an order: arrival order, as many as max_batch.
+    assert _passes(items) == [["running"], ["later", "new", "latest", "huge", "behind"]]
+    # Earliest due first; a pass stops before count x largest passes 100; an item over it goes alone.
+    assert _passes(items, due=lambda i: i[1], size=lambda i: i[2], max_pass_size=100) == [
+        ["running"], ["huge"], ["behind", "new"], ["later", "latest"]]
+    assert _passes(items, due=lambda i: i[1]) == [["running"], ["huge", "behind", "new", "later", "latest"]]
+
+
+def test_a_stream_is_due_on_its_listeners_clock(monkeypatch, mel):
+    ramp = Ramp(8)
+    assert ramp.due(3.0) == 3.0  # no audio yet: needed now
+    ramp.handed_out(0.25, 10.0)  # the listener starts playing at 10.0
+    ramp.handed_out(0.5, 10.1)
+    assert ramp.due(10.2) == 10.75
+
+    spans: list[tuple[float, float, int]] = []  # due, time the pass ran, samples kept
+    run = VocoderEngine._run
+
+    def recorded(self: VocoderEngine, batch: list) -> list:
+        spans.extend((s.due, time.monotonic(), s.keep_to - s.keep_from) for s in batch)  # asyncio's clock
+        return run(self, batch)
+
+    monkeypatch.setattr(VocoderEngine, "_run", recorded)
+    with in_process_server() as target, AudioGanClient(target, retries=0) as client:
+        chunks = list(client.stream(mel=mel))
+    rate = 16000
+    assert [n for _, _, n in spans] == [c.size for c in chunks if c.size]
+    due = np.array([d for d, _, _ in spans])
+    seconds = np.array([n for _, _, n in spans]) / rate
+    assert spans[0][0] <= spans[0][1]  # the first chunk is due at once
+    # Every later chunk is due when the audio before it has played out, counted from the first audio.
+    np.testing.assert_allclose(np.diff(due[1:]), seconds[1:-1], atol=1e-9)
+    # Vocoding beats real time here, so the listener is ahead: later chunks are needed after their pass.
+    assert all(d > ran for d, ran, _ in spans[2:])
+
+
 def test_a_long_vocode_goes_in_pieces_that_stop_when_its_caller_goes(monkeypatch, mel):
     frames_run: list[int] = []  # the mel frames of each pass, context included
     run = VocoderEngine._run
@@ -771,6 +836,7 @@ def test_server_cli_rejects_bad_settings():
                              ("limits.max_concurrent=0", "limits.max_concurrent must be above 0, got 0"),
                              ("limits.max_queue=-5", "limits.max_queue must be above 0, got -5"),
                              ("limits.min_sample_rate=100000", "min_sample_rate (100000) is above max_sample_rate"),
+                             ("batching.max_pass_frames=-1", "max_pass_frames must be 0 (no limit) or more, got -1"),
                              ("grace_seconds=-1", "grace_seconds must be 0 or more, got -1")):
         done = server_cli("--set", setting)
         assert done.returncode != 0 and message in done.stderr, (setting, done.stderr[-500:])
