@@ -680,41 +680,40 @@ def test_a_bad_item_fails_alone_not_the_calls_batched_with_it(monkeypatch, mel):
         np.testing.assert_allclose(audio, local(m).numpy(), atol=1e-4)
 
 
-def _passes(items: list[tuple[str, float, int]], **order: Any) -> list[list[str]]:
-    """The passes a batcher makes of ``items`` (name, due, size) queued while a first pass runs."""
+def _passes(items: list[tuple[str, float]], max_batch: int, **order: Any) -> list[list[str]]:
+    """The passes a batcher makes of ``items`` (name, due) queued while a first pass runs."""
     passes: list[list[str]] = []
     running = threading.Event()
 
-    def run(batch: list[tuple[str, float, int]]) -> list[str]:
+    def run(batch: list[tuple[str, float]]) -> list[str]:
         running.wait(10)
-        passes.append([name for name, _, _ in batch])
-        return [name for name, _, _ in batch]
+        passes.append([name for name, _ in batch])
+        return [name for name, _ in batch]
 
     async def main() -> None:
         with concurrent.futures.ThreadPoolExecutor(1) as executor:
-            batcher: DynamicBatcher[tuple[str, float, int], str] = DynamicBatcher(
-                "test", run, executor, max_batch=16, max_wait_s=0, max_queue=100, **order)
+            batcher: DynamicBatcher[tuple[str, float], str] = DynamicBatcher(
+                "test", run, executor, max_batch=max_batch, max_wait_s=0, max_queue=100, **order)
             batcher.start()
-            first = asyncio.ensure_future(batcher.submit(("running", 0.0, 1)))
+            first = asyncio.ensure_future(batcher.submit(("running", 0.0)))
             await asyncio.sleep(0.1)  # its pass has begun: the others queue behind it
             rest = [asyncio.ensure_future(batcher.submit(item)) for item in items]
             await asyncio.sleep(0.1)
             running.set()
-            assert await asyncio.gather(first, *rest) == ["running", *[name for name, _, _ in items]]
+            assert await asyncio.gather(first, *rest) == ["running", *[name for name, _ in items]]
             await batcher.stop()
 
     asyncio.run(main())
     return passes
 
 
-def test_stream_chunks_go_most_urgent_first_in_short_passes():
-    items = [("later", 5.0, 40), ("new", 1.0, 8), ("latest", 9.0, 40), ("huge", 0.1, 500), ("behind", 0.5, 40)]
+def test_stream_chunks_go_most_urgent_first():
+    items = [("later", 5.0), ("new", 1.0), ("latest", 9.0), ("now", 0.1), ("behind", 0.5), ("new too", 1.0)]
     # Without an order: arrival order, as many as max_batch.
-    assert _passes(items) == [["running"], ["later", "new", "latest", "huge", "behind"]]
-    # Earliest due first; a pass stops before count x largest passes 100; an item over it goes alone.
-    assert _passes(items, due=lambda i: i[1], size=lambda i: i[2], max_pass_size=100) == [
-        ["running"], ["huge"], ["behind", "new"], ["later", "latest"]]
-    assert _passes(items, due=lambda i: i[1]) == [["running"], ["huge", "behind", "new", "later", "latest"]]
+    assert _passes(items, max_batch=4) == [["running"], ["later", "new", "latest", "now"], ["behind", "new too"]]
+    # Earliest due first, ties in arrival order; the rest wait for the next pass.
+    assert _passes(items, max_batch=4, due=lambda i: i[1]) == [
+        ["running"], ["now", "behind", "new", "new too"], ["later", "latest"]]
 
 
 def test_a_stream_is_due_on_its_listeners_clock(monkeypatch, mel):
@@ -836,7 +835,6 @@ def test_server_cli_rejects_bad_settings():
                              ("limits.max_concurrent=0", "limits.max_concurrent must be above 0, got 0"),
                              ("limits.max_queue=-5", "limits.max_queue must be above 0, got -5"),
                              ("limits.min_sample_rate=100000", "min_sample_rate (100000) is above max_sample_rate"),
-                             ("batching.max_pass_frames=-1", "max_pass_frames must be 0 (no limit) or more, got -1"),
                              ("grace_seconds=-1", "grace_seconds must be 0 or more, got -1")):
         done = server_cli("--set", setting)
         assert done.returncode != 0 and message in done.stderr, (setting, done.stderr[-500:])

@@ -32,17 +32,16 @@ class DynamicBatcher(Generic[I, O]):
     The first item of a batch waits at most ``max_wait_s`` for others; while a batch runs on the executor
     new items queue up, so under load batches grow on their own. An item whose caller went away
     (cancelled, deadline) is dropped before the batch runs. With ``due``, a pass takes the most urgent
-    items first (earliest due; ties in arrival order), and with ``size`` and ``max_pass_size`` it stops
-    before its padded size (count x largest item) would pass the limit: a pass that is short lets the next
-    urgent item in sooner. One item always goes, whatever its size. ``run`` returns one result per item, or an
-    ``Exception`` for an item that failed alone; when a whole pass fails, its items are rerun one by one so
-    that only the bad one fails. Should the loop itself die, every waiting and later caller gets an error.
+    items first (earliest due; ties in arrival order) instead of the longest waiting. ``run`` returns one
+    result per item, or an ``Exception`` for an item that failed alone; when a whole pass fails, its items
+    are rerun one by one so that only the bad one fails. Should the loop itself die, every waiting and later
+    caller gets an error.
     """
 
     def __init__(self, name: str, run: Callable[[list[I]], Sequence[O | Exception]], executor: Executor,
                  max_batch: int, max_wait_s: float, max_queue: int,
-                 on_batch: Callable[[str, int], None] | None = None, due: Callable[[I], float] | None = None,
-                 size: Callable[[I], int] | None = None, max_pass_size: int = 0) -> None:
+                 on_batch: Callable[[str, int], None] | None = None,
+                 due: Callable[[I], float] | None = None) -> None:
         self.name = name
         self.run = run
         self.executor = executor
@@ -51,8 +50,6 @@ class DynamicBatcher(Generic[I, O]):
         self.max_queue = max_queue
         self.on_batch = on_batch
         self.due = due
-        self.size = size
-        self.max_pass_size = max_pass_size if size else 0
         self.queue: collections.deque[_Waiting[I]] = collections.deque()
         self.arrived = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -132,16 +129,8 @@ class DynamicBatcher(Generic[I, O]):
         live = [w for w in self.queue if not w.future.done()]
         if self.due:
             live.sort(key=lambda w: self.due(w.item))  # type: ignore[misc]  # stable: ties keep arrival order
-        largest = 0
-        for taken, waiting in enumerate(live):
-            if taken == self.max_batch:
-                break
-            if self.max_pass_size:
-                largest = max(largest, self.size(waiting.item))  # type: ignore[misc]
-                if batch and (taken + 1) * largest > self.max_pass_size:
-                    break
-            batch.append(waiting)
-        self.queue = collections.deque(live[len(batch):])
+        batch.extend(live[:self.max_batch])
+        self.queue = collections.deque(live[self.max_batch:])
 
     async def _pass(self, items: list[I]) -> Sequence[O | Exception]:
         if self.on_batch:

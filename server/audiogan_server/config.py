@@ -50,10 +50,6 @@ class Batching:
     # Each chunk up to this many times the last, until stream_chunk_frames. Every chunk is vocoded with the
     # receptive field's context on both sides, so small chunks cost several times their own frames.
     chunk_growth: float = 2.0
-    # Streams' chunks go most urgent first (a call's first audio, then whichever listener runs out soonest).
-    # A pass of them stops before count x longest chunk would pass this many mel frames, so that a new
-    # call's first chunk never waits long behind one; 0 = no limit (max_batch alone).
-    max_pass_frames: int = 0
 
     def check(self) -> None:
         if self.max_batch < 1:  # the batcher would spin without yielding, and the server stop answering
@@ -63,8 +59,6 @@ class Batching:
         if not 1 <= self.first_chunk_frames <= self.stream_chunk_frames:
             raise ConfigError(f"batching: need 1 <= first_chunk_frames ({self.first_chunk_frames}) <= "
                               f"stream_chunk_frames ({self.stream_chunk_frames})")
-        if self.max_pass_frames < 0:
-            raise ConfigError(f"batching.max_pass_frames must be 0 (no limit) or more, got {self.max_pass_frames}")
         if self.chunk_growth <= 1:
             raise ConfigError(f"batching.chunk_growth must be > 1, got {self.chunk_growth}")
 

@@ -48,11 +48,10 @@ class MelSpan:
 
 
 def make_batcher(name: str, run: Callable[[list[Any]], Sequence[Any]], executor: Executor, config: ServerConfig,
-                 metrics: Metrics, **order: Any) -> DynamicBatcher[Any, Any]:
-    """``order``: the batcher's ``due``, ``size`` and ``max_pass_size``, for work taken by urgency."""
+                 metrics: Metrics, due: Callable[[Any], float] | None = None) -> DynamicBatcher[Any, Any]:
     b = config.batching
     return DynamicBatcher(name, run, executor, b.max_batch, b.max_wait_ms / 1000, config.limits.max_queue,
-                          metrics.observe_batch, **order)
+                          metrics.observe_batch, due)
 
 
 class VocoderEngine:
@@ -67,8 +66,7 @@ class VocoderEngine:
         self.whole = make_batcher(f"vocode:{name}", self._run, executor, config, metrics)
         # Streams' chunks go most urgent first: a new call's first chunk before audio that a listener
         # already playing will only need in a second.
-        self.chunks = make_batcher(f"stream:{name}", self._run, executor, config, metrics, due=lambda s: s.due,
-                                   size=lambda s: s.cond.shape[-1], max_pass_size=config.batching.max_pass_frames)
+        self.chunks = make_batcher(f"stream:{name}", self._run, executor, config, metrics, lambda s: s.due)
 
     @property
     def sample_rate(self) -> int:
