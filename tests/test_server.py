@@ -34,7 +34,7 @@ from audiogan_server.batching import DynamicBatcher
 from audiogan_server.errors import rpc
 from audiogan_server.main import build_parser, load_config
 from audiogan_server.metrics import Metrics
-from audiogan_server.models import ModelRegistry, VocoderEngine
+from audiogan_server.models import ModelRegistry, Ramp, VocoderEngine
 from audiogan_server.process import launch
 from audiogan_server.service import AudioGanService
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -564,10 +564,10 @@ def test_queue_limit():
 
 
 def test_sigterm_finishes_the_stream_in_flight(mel):
-    # A generous grace period: on a loaded 2-core machine the stream's remaining 8-frame chunks took over
-    # the default 10 s, and the server then rightly cancels it.
-    with launch("--set", "batching.stream_chunk_frames=8", "--set", "grace_seconds=60") as proc, \
-            AudioGanClient(proc.target) as client:
+    # A generous grace period and deadline: on a loaded 2-core machine the stream's remaining 8-frame chunks
+    # took over the default 10 s (the server then rightly cancels it), and once over the client's 60 s.
+    with launch("--set", "batching.stream_chunk_frames=8", "--set", "grace_seconds=240") as proc, \
+            AudioGanClient(proc.target, timeout=300) as client:
         long_mel = np.tile(mel, (1, 4))
         chunks = client.stream_chunks(mel=long_mel, encoding="pcm16")
         first = next(chunks)
@@ -679,6 +679,70 @@ def test_a_bad_item_fails_alone_not_the_calls_batched_with_it(monkeypatch, mel):
     assert shared[0] > 1 and shared[-1] == 1, f"passes with the bad item: {shared}"
     for m, audio in zip(good, results, strict=True):
         np.testing.assert_allclose(audio, local(m).numpy(), atol=1e-4)
+
+
+def _passes(items: list[tuple[str, float]], max_batch: int, **order: Any) -> list[list[str]]:
+    """The passes a batcher makes of ``items`` (name, due) queued while a first pass runs."""
+    passes: list[list[str]] = []
+    running = threading.Event()
+
+    def run(batch: list[tuple[str, float]]) -> list[str]:
+        running.wait(10)
+        passes.append([name for name, _ in batch])
+        return [name for name, _ in batch]
+
+    async def main() -> None:
+        with concurrent.futures.ThreadPoolExecutor(1) as executor:
+            batcher: DynamicBatcher[tuple[str, float], str] = DynamicBatcher(
+                "test", run, executor, max_batch=max_batch, max_wait_s=0, max_queue=100, **order)
+            batcher.start()
+            first = asyncio.ensure_future(batcher.submit(("running", 0.0)))
+            await asyncio.sleep(0.1)  # its pass has begun: the others queue behind it
+            rest = [asyncio.ensure_future(batcher.submit(item)) for item in items]
+            await asyncio.sleep(0.1)
+            running.set()
+            assert await asyncio.gather(first, *rest) == ["running", *[name for name, _ in items]]
+            await batcher.stop()
+
+    asyncio.run(main())
+    return passes
+
+
+def test_stream_chunks_go_most_urgent_first():
+    items = [("later", 5.0), ("new", 1.0), ("latest", 9.0), ("now", 0.1), ("behind", 0.5), ("new too", 1.0)]
+    # Without an order: arrival order, as many as max_batch.
+    assert _passes(items, max_batch=4) == [["running"], ["later", "new", "latest", "now"], ["behind", "new too"]]
+    # Earliest due first, ties in arrival order; the rest wait for the next pass.
+    assert _passes(items, max_batch=4, due=lambda i: i[1]) == [
+        ["running"], ["now", "behind", "new", "new too"], ["later", "latest"]]
+
+
+def test_a_stream_is_due_on_its_listeners_clock(monkeypatch, mel):
+    ramp = Ramp(8)
+    assert ramp.due(3.0) == 3.0  # no audio yet: needed now
+    ramp.handed_out(0.25, 10.0)  # the listener starts playing at 10.0
+    ramp.handed_out(0.5, 10.1)
+    assert ramp.due(10.2) == 10.75
+
+    spans: list[tuple[float, float, int]] = []  # due, time the pass ran, samples kept
+    run = VocoderEngine._run
+
+    def recorded(self: VocoderEngine, batch: list) -> list:
+        spans.extend((s.due, time.monotonic(), s.keep_to - s.keep_from) for s in batch)  # asyncio's clock
+        return run(self, batch)
+
+    monkeypatch.setattr(VocoderEngine, "_run", recorded)
+    with in_process_server() as target, AudioGanClient(target, retries=0) as client:
+        chunks = list(client.stream(mel=mel))
+    rate = 16000
+    assert [n for _, _, n in spans] == [c.size for c in chunks if c.size]
+    due = np.array([d for d, _, _ in spans])
+    seconds = np.array([n for _, _, n in spans]) / rate
+    assert spans[0][0] <= spans[0][1]  # the first chunk is due at once
+    # Every later chunk is due when the audio before it has played out, counted from the first audio.
+    np.testing.assert_allclose(np.diff(due[1:]), seconds[1:-1], atol=1e-9)
+    # Vocoding beats real time here, so the listener is ahead: later chunks are needed after their pass.
+    assert all(d > ran for d, ran, _ in spans[2:])
 
 
 def test_a_long_vocode_goes_in_pieces_that_stop_when_its_caller_goes(monkeypatch, mel):

@@ -31,14 +31,17 @@ class DynamicBatcher(Generic[I, O]):
 
     The first item of a batch waits at most ``max_wait_s`` for others; while a batch runs on the executor
     new items queue up, so under load batches grow on their own. An item whose caller went away
-    (cancelled, deadline) is dropped before the batch runs. ``run`` returns one result per item, or an
-    ``Exception`` for an item that failed alone; when a whole pass fails, its items are rerun one by one so
-    that only the bad one fails. Should the loop itself die, every waiting and later caller gets an error.
+    (cancelled, deadline) is dropped before the batch runs. With ``due``, a pass takes the most urgent
+    items first (earliest due; ties in arrival order) instead of the longest waiting. ``run`` returns one
+    result per item, or an ``Exception`` for an item that failed alone; when a whole pass fails, its items
+    are rerun one by one so that only the bad one fails. Should the loop itself die, every waiting and later
+    caller gets an error.
     """
 
     def __init__(self, name: str, run: Callable[[list[I]], Sequence[O | Exception]], executor: Executor,
                  max_batch: int, max_wait_s: float, max_queue: int,
-                 on_batch: Callable[[str, int], None] | None = None) -> None:
+                 on_batch: Callable[[str, int], None] | None = None,
+                 due: Callable[[I], float] | None = None) -> None:
         self.name = name
         self.run = run
         self.executor = executor
@@ -46,6 +49,7 @@ class DynamicBatcher(Generic[I, O]):
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         self.on_batch = on_batch
+        self.due = due
         self.queue: collections.deque[_Waiting[I]] = collections.deque()
         self.arrived = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -102,10 +106,7 @@ class DynamicBatcher(Generic[I, O]):
                     break
                 wait = self.queue[0].enqueued + self.max_wait_s - loop.time() if self.queue else 0
             batch = self.running  # so that, should the loop die mid-pass, _loop_ended fails these callers too
-            while self.queue and len(batch) < self.max_batch:
-                waiting = self.queue.popleft()
-                if not waiting.future.done():
-                    batch.append(waiting)
+            self._take(batch)
             if not batch:
                 continue
             try:
@@ -122,6 +123,14 @@ class DynamicBatcher(Generic[I, O]):
                 else:
                     waiting.future.set_result(result)
             batch.clear()
+
+    def _take(self, batch: list[_Waiting[I]]) -> None:
+        """Moves the next pass's items from the queue into ``batch``; callers that have gone are dropped."""
+        live = [w for w in self.queue if not w.future.done()]
+        if self.due:
+            live.sort(key=lambda w: self.due(w.item))  # type: ignore[misc]  # stable: ties keep arrival order
+        batch.extend(live[:self.max_batch])
+        self.queue = collections.deque(live[self.max_batch:])
 
     async def _pass(self, items: list[I]) -> Sequence[O | Exception]:
         if self.on_batch:

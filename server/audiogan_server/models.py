@@ -37,19 +37,21 @@ PIECE_CHUNKS = 8
 @dataclass
 class MelSpan:
     """Frames [lo, hi) of a conditioned mel (``Vocoder.condition``, context included); the caller keeps
-    samples [keep_from, keep_to). ``window`` places a stream's slice for a vocoder that integrates phase."""
+    samples [keep_from, keep_to). ``window`` places a stream's slice for a vocoder that integrates phase;
+    ``due`` is when a stream's listener needs it (event-loop time)."""
 
     cond: torch.Tensor
     keep_from: int
     keep_to: int
     window: Window | None = None
+    due: float = 0.0
 
 
 def make_batcher(name: str, run: Callable[[list[Any]], Sequence[Any]], executor: Executor, config: ServerConfig,
-                 metrics: Metrics) -> DynamicBatcher[Any, Any]:
+                 metrics: Metrics, due: Callable[[Any], float] | None = None) -> DynamicBatcher[Any, Any]:
     b = config.batching
     return DynamicBatcher(name, run, executor, b.max_batch, b.max_wait_ms / 1000, config.limits.max_queue,
-                          metrics.observe_batch)
+                          metrics.observe_batch, due)
 
 
 class VocoderEngine:
@@ -62,7 +64,9 @@ class VocoderEngine:
         self.executor = executor
         self.batching = config.batching
         self.whole = make_batcher(f"vocode:{name}", self._run, executor, config, metrics)
-        self.chunks = make_batcher(f"stream:{name}", self._run, executor, config, metrics)
+        # Streams' chunks go most urgent first: a new call's first chunk before audio that a listener
+        # already playing will only need in a second.
+        self.chunks = make_batcher(f"stream:{name}", self._run, executor, config, metrics, lambda s: s.due)
 
     @property
     def sample_rate(self) -> int:
@@ -114,9 +118,14 @@ class VocoderEngine:
         ramp = ramp or Ramp(self.batching.first_chunk_frames)
         start = 0
         track = self.vocoder.phase_track()  # chunks go in order, so the phase carries from one to the next
+        clock = asyncio.get_running_loop().time
         while start < frames:
             end = min(frames, start + ramp.frames)
-            yield await self.chunks.submit(self._span(cond, start, end, track))
+            span = self._span(cond, start, end, track)
+            span.due = ramp.due(clock())
+            wave = await self.chunks.submit(span)
+            ramp.handed_out(wave.numel() / self.sample_rate, clock())
+            yield wave
             start, ramp.frames = end, self.batching.next_chunk(ramp.frames)
 
     def start(self) -> None:
@@ -181,9 +190,21 @@ class VoiceEngine:
 
 @dataclass
 class Ramp:
-    """A stream's next chunk size in mel frames, carried from one of its sentences to the next."""
+    """A stream's next chunk size in mel frames, carried from one of its sentences to the next, and its
+    listener's clock: played from its first audio on, the audio handed out so far lasts until ``due``."""
 
     frames: int
+    started: float | None = None  # event-loop time of the first audio handed out
+    seconds: float = 0.0          # audio handed out so far
+
+    def due(self, now: float) -> float:
+        """When the listener runs out of audio; a call with none yet needs it now."""
+        return now if self.started is None else self.started + self.seconds
+
+    def handed_out(self, seconds: float, now: float) -> None:
+        if self.started is None:
+            self.started = now
+        self.seconds += seconds
 
 
 @dataclass

@@ -180,7 +180,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         ramp = Ramp(self.config.batching.first_chunk_frames)  # chunk sizes grow across the call's sentences
         try:
             if lines[0].lead:
-                yield voice.silence(lines[0].lead)
+                yield self._pause(voice, ramp, lines[0].lead)
             for i, line in enumerate(lines):
                 mel, durations = await pending
                 frames += mel.shape[-1]
@@ -193,9 +193,15 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                 async for chunk in voice.vocoder.stream(mel, ramp):
                     yield chunk
                 if line.pause:
-                    yield voice.silence(line.pause)
+                    yield self._pause(voice, ramp, line.pause)
         finally:
             pending.cancel()
+
+    @staticmethod
+    def _pause(voice: VoiceEngine, ramp: Ramp, seconds: float) -> torch.Tensor:
+        """Silence plays on the listener's clock like speech: it puts off when the next chunk is due."""
+        ramp.handed_out(seconds, asyncio.get_running_loop().time())
+        return voice.silence(seconds)
 
     def _mel_input(self, request: pb.SynthesizeRequest) -> tuple[VocoderEngine, torch.Tensor]:
         if request.WhichOneof("input") is None:
