@@ -212,6 +212,30 @@ def test_cli_refuses_a_deadline_that_is_not_positive(timeout):
     assert "argument --timeout" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda c: c.notes([{"pitch": 60, "timbre": "violin", "velocty": 90}]),
+     r"notes\[0\]: unknown key\(s\) velocty; a note takes pitch, velocity"),
+    (lambda c: c.notes([{"pitch": 60, "timbre": "violin"}, {"pitch": 60, "timbre": "violin", "seed": -1}]),
+     r"notes\[1\]: Value out of range: -1"),
+    (lambda c: c.notes([{"pitch": 60.5, "timbre": "violin"}]), r"notes\[0\]: .*whole numbers"),
+    (lambda c: c.notes([{"pitch": 60, "timbre": "violin", "instrument": "flute"}]), "timbre, instrument, not both"),
+    (lambda c: c.interpolate("flute", "violin", pitch=60, steps=3, seed=-1), "interpolate: .*seed is a whole"),
+])
+def test_note_requests_that_protobuf_would_refuse_name_the_note_and_field(call, message):
+    with AudioGanClient("127.0.0.1:1", retries=0) as c, pytest.raises(ValueError, match=message):
+        call(c)
+
+
+@needs_server
+def test_notes_take_the_timbre_as_the_library_names_it(client):
+    # "instrument" as TimbreModel.note(instrument=) and render jobs name it; "latent" for a point.
+    by_wire, by_name = client.notes([{"pitch": 60, "timbre": "violin", "seconds": 1.0, "seed": 2},
+                                     {"pitch": 60, "instrument": "violin", "seconds": 1.0, "seed": 2}])
+    np.testing.assert_allclose(by_name.samples, by_wire.samples, atol=1e-4)  # one batch: float rounding
+    flute, = client.notes([{"pitch": 60, "instrument": "flute", "seconds": 1.0, "seed": 2}])
+    assert np.abs(flute.samples - by_wire.samples).max() > 0.05
+
+
 def test_interpolate_refuses_zero_steps_before_calling():
     with AudioGanClient("127.0.0.1:1", retries=0) as c, pytest.raises(ValueError, match="steps=0"):
         c.interpolate("violin", "flute", pitch=60, steps=0)
