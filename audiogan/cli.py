@@ -180,6 +180,8 @@ def _say(args: argparse.Namespace) -> int:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ValueError(f"{source} is not UTF-8 text (byte {exc.start}); convert it first") from None
+        except FileNotFoundError:  # "[Errno 2] No such file or directory" named no option
+            raise FileNotFoundError(f"--file {args.file}: no such file") from None
     elif args.text:
         text = args.text
     else:

@@ -211,6 +211,7 @@ def test_unsupported_output_format_exits_2(tmp_path, capsys):
     (["export", "vocoder", "{tmp}/c.pt", "-o", "{tmp}/e.wav"], "e.wav: name a .safetensors file"),
     (["vocode", "{tmp}/o.wav", "--mel", "{tmp}/m.npy"], "INPUT recording or --mel, not both"),
     (["say", "Hello.", "--file", "{tmp}/file.txt"], "TEXT or --file, not both"),
+    (["say", "--file", "{tmp}/missing.txt", "-o", "{tmp}/o.wav"], "--file {tmp}/missing.txt: no such file"),
     (["say", "Hello.", "--raw", "-o", "{tmp}/o.wav"], "--raw streams PCM to standard output; drop -o"),
 ])
 def test_outputs_and_inputs_that_cannot_work_are_refused_before_the_work(tmp_path, capsys, argv, message):

@@ -455,7 +455,8 @@ def test_interpolation_end_points_are_the_pure_instruments(timbre_model):
     # Wrong types are named, not a torch overflow or "'<' not supported" from deep inside.
     (lambda m: m.note(60, instrument="violin", seed=1.5), r"seed 1\.5 is not a whole number"),
     (lambda m: m.note(60, instrument="violin", seed=2**64), "seed 18446744073709551616 is not a whole number"),
-    (lambda m: m.note(60, instrument="violin", seconds="2"), "seconds '2' is not a number"),
+    (lambda m: m.note(60, instrument="violin", seconds="2"), "seconds '2' is not a finite number"),
+    (lambda m: m.note(60, instrument="violin", seconds=float("nan")), "seconds nan is not a finite number"),
     (lambda m: m.interpolate("flute", "violin", pitch=60, steps="8"), "steps must be a whole number"),
     (lambda m: m.interpolate("flute", "violin", pitch=60, steps=2.5), "steps must be a whole number"),
     (lambda m: m.generate([60] * 6, "violin"), r"one string \('violin'\); give one timbre per pitch"),

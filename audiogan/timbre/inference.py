@@ -29,7 +29,7 @@ SEEDS = (-2**63, 2**64 - 1)  # what torch's generator takes; 2**64 failed with "
 def note_problem(cfg: NoteGANConfig, pitch: int, seconds: float | None) -> str | None:
     """Why a model with ``cfg`` cannot make this note, or None: its card alone tells (render checks lines so)."""
     if seconds is not None and (not is_real(seconds) or not np.isfinite(seconds)):
-        return f"seconds {seconds!r} is not a number (the note's length in seconds)"
+        return f"seconds {seconds!r} is not a finite number (the note's length in seconds)"
     if not cfg.pitch_min <= pitch <= cfg.pitch_max:
         return f"pitch {pitch} is outside this model's range {cfg.pitch_min}..{cfg.pitch_max}"
     spectral = cfg.spectral

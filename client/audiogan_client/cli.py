@@ -131,7 +131,7 @@ def cmd_vocode(client: AudioGanClient, args: argparse.Namespace) -> None:
 def cmd_notes(client: AudioGanClient, args: argparse.Namespace) -> None:
     notes = [{"pitch": p, "timbre": _timbre(args.instrument), "velocity": args.velocity, "seconds": args.seconds,
               "seed": args.seed} for p in args.pitches]
-    results = client.notes(notes, sample_rate=args.sample_rate)
+    results = client.notes(notes, model=args.model, sample_rate=args.sample_rate)
     out = Path(args.output)
     for pitch, result in zip(args.pitches, results, strict=True):
         _save(result, str(out / f"{_label(args.instrument)}-{pitch:03d}.wav"))
@@ -140,7 +140,8 @@ def cmd_notes(client: AudioGanClient, args: argparse.Namespace) -> None:
 def cmd_interpolate(client: AudioGanClient, args: argparse.Namespace) -> None:
     results, alphas = client.interpolate(_timbre(args.timbre_from), _timbre(args.timbre_to), pitch=args.pitch,
                                          steps=args.steps, seconds=args.seconds, mode=args.mode,
-                                         velocity=args.velocity, seed=args.seed, sample_rate=args.sample_rate)
+                                         velocity=args.velocity, seed=args.seed, model=args.model,
+                                         sample_rate=args.sample_rate)
     # One file: the steps one after another, so the morph can be heard in a single listen.
     gap = np.zeros(int(0.25 * results[0].sample_rate), np.float32)
     joined = np.concatenate([x for r in results for x in (r.samples, gap)])
@@ -150,8 +151,8 @@ def cmd_interpolate(client: AudioGanClient, args: argparse.Namespace) -> None:
 
 def cmd_convert(client: AudioGanClient, args: argparse.Namespace) -> None:
     to_b = _timbre(args.to_b) if args.to_b else None
-    _save(client.convert(args.input, to=_timbre(args.to), sample_rate=args.sample_rate, flat=args.flat, to_b=to_b,
-                         mode=args.mode), args.output)
+    _save(client.convert(args.input, to=_timbre(args.to), model=args.model, sample_rate=args.sample_rate,
+                         flat=args.flat, to_b=to_b, mode=args.mode), args.output)
 
 
 def cmd_voices(client: AudioGanClient, args: argparse.Namespace) -> None:
@@ -163,7 +164,7 @@ def cmd_voices(client: AudioGanClient, args: argparse.Namespace) -> None:
 
 
 def cmd_instruments(client: AudioGanClient, args: argparse.Namespace) -> None:
-    print(json.dumps(client.list_instruments(), indent=2))
+    print(json.dumps(client.list_instruments(args.model), indent=2))
 
 
 def _ranged(kind: type, least: float, most: float) -> Callable[[str], float]:
@@ -196,8 +197,13 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _model_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="", help="timbre model name (see `instruments`; default: the server's)")
+
+
 def _note_options(p: argparse.ArgumentParser) -> None:
     """What every note takes, as `audiogan note` names it."""
+    _model_option(p)
     p.add_argument("--velocity", type=_ranged(int, 1, 127), default=100,
                    help="MIDI velocity, 1..127: the note's level and brightness (default %(default)s)")
     p.add_argument("--seconds", type=_ranged(float, 0.001, 3600.0), default=0.0,
@@ -275,10 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: follow the recording's vibrato, bends and dynamics within each note)")
     p.add_argument("--to-b", help="morph: the timbre of the last note (--to is the first's), name or latent")
     p.add_argument("--mode", choices=["slerp", "lerp"], default="slerp", help="how a morph mixes the timbres")
+    _model_option(p)
     p.set_defaults(func=cmd_convert)
 
     sub.add_parser("voices", help="list voices and vocoders").set_defaults(func=cmd_voices)
-    sub.add_parser("instruments", help="list instruments").set_defaults(func=cmd_instruments)
+    p = sub.add_parser("instruments", help="list instruments")
+    _model_option(p)
+    p.set_defaults(func=cmd_instruments)
     return parser
 
 

@@ -236,6 +236,22 @@ def test_notes_take_the_timbre_as_the_library_names_it(client):
     assert np.abs(flute.samples - by_wire.samples).max() > 0.05
 
 
+
+@needs_server
+def test_cli_picks_the_timbre_model_as_audiogan_note_does(tmp_path):
+    base = [sys.executable, "-m", "audiogan_client.cli", "--target", TARGET]
+    done = subprocess.run([*base, "instruments", "--model", "timbre-gm-16k"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and {i["model"] for i in json.loads(done.stdout)} == {"timbre-gm-16k"}
+    for args in (["notes", "--instrument", "violin", "-o", str(tmp_path)],
+                 ["interpolate", "--from", "flute", "--to", "violin", "-o", str(tmp_path / "m.wav")],
+                 ["instruments"]):
+        done = subprocess.run([*base, *args, "--model", "no-such-model"], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode != 0 and "no-such-model" in done.stderr, done.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def test_interpolate_refuses_zero_steps_before_calling():
     with AudioGanClient("127.0.0.1:1", retries=0) as c, pytest.raises(ValueError, match="steps=0"):
         c.interpolate("violin", "flute", pitch=60, steps=0)
