@@ -180,6 +180,8 @@ def _say(args: argparse.Namespace) -> int:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ValueError(f"{source} is not UTF-8 text (byte {exc.start}); convert it first") from None
+        except FileNotFoundError:  # "[Errno 2] No such file or directory" named no option
+            raise FileNotFoundError(f"--file {args.file}: no such file") from None
     elif args.text:
         text = args.text
     else:
@@ -529,7 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("input", nargs="?", help="audio file to copy-synthesize (default: the bundled demo clip)")
     v.add_argument("--mel", help="a .npy log-mel [n_mels, frames] in the vocoder's mel config instead of audio")
     v.add_argument("-o", "--output", default="vocoded.wav", help="output .wav or .flac (default: %(default)s)")
-    v.add_argument("--model", default="default", help="bundled name or .safetensors path (default: %(default)s)")
+    # --vocoder as on `say`, `audiogan-client vocode` and render jobs; --model, its first name, still works.
+    v.add_argument("--vocoder", "--model", dest="model", default="default", metavar="NAME",
+                   help="bundled vocoder name or .safetensors path (--model: the same; default: %(default)s)")
     v.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     v.add_argument("--threads", type=_threads, default=0, help="CPU threads (default: torch's choice)")
     _phase_flag(v)

@@ -78,6 +78,12 @@ def is_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def is_real(value: object) -> bool:
+    """A Python or numpy int or float, not a bool: "1.2" from a form or None compared as a number failed
+    deep in the work with a message about '<=' instead of naming the argument."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 def check_run_numbers(section: Any, nonzero: tuple[str, ...] = ("batch_size", "max_steps", "learning_rate",
                                                                   "log_every")) -> None:
     """A training section's numbers: none is meaningful below zero, and a run cannot use a zero ``nonzero``

@@ -34,6 +34,17 @@ def test_vocode_the_demo_clip(tmp_path, capsys, demo_wave):
     assert audio.pow(2).mean().sqrt() > 0.01  # speech, not silence
 
 
+def test_vocode_names_its_vocoder_as_say_and_the_client_do(tmp_path, capsys):
+    # --vocoder, as on `say` and `audiogan-client vocode`; --model, its first name, gives the same audio.
+    named, old = tmp_path / "named.wav", tmp_path / "old.wav"
+    assert main(["vocode", "--vocoder", "vocoder-16k-vector", "-o", str(named)]) == 0
+    assert main(["vocode", "--model", "vocoder-16k-vector", "-o", str(old)]) == 0
+    np.testing.assert_array_equal(sf.read(named)[0], sf.read(old)[0])
+    assert "with vocoder-16k-vector" in capsys.readouterr().out
+    assert main(["vocode", "--vocoder", "no-such-vocoder", "-o", str(named)]) == 2
+    assert "no vocoder weights at 'no-such-vocoder'" in capsys.readouterr().err
+
+
 def test_vocode_with_phase_refinement_is_closer_to_the_recording(tmp_path, capsys, demo_wave, default_vocoder):
     plain, refined = tmp_path / "plain.wav", tmp_path / "refined.wav"
     assert main(["vocode", "-o", str(plain)]) == 0
@@ -200,6 +211,7 @@ def test_unsupported_output_format_exits_2(tmp_path, capsys):
     (["export", "vocoder", "{tmp}/c.pt", "-o", "{tmp}/e.wav"], "e.wav: name a .safetensors file"),
     (["vocode", "{tmp}/o.wav", "--mel", "{tmp}/m.npy"], "INPUT recording or --mel, not both"),
     (["say", "Hello.", "--file", "{tmp}/file.txt"], "TEXT or --file, not both"),
+    (["say", "--file", "{tmp}/missing.txt", "-o", "{tmp}/o.wav"], "--file {tmp}/missing.txt: no such file"),
     (["say", "Hello.", "--raw", "-o", "{tmp}/o.wav"], "--raw streams PCM to standard output; drop -o"),
 ])
 def test_outputs_and_inputs_that_cannot_work_are_refused_before_the_work(tmp_path, capsys, argv, message):

@@ -596,6 +596,11 @@ def test_tls(tmp_path, mel):
         assert healthcheck(AUDIOGAN_PORT=str(proc.port)).returncode != 0, "plaintext to a TLS server"
 
 
+def test_server_help_says_what_every_option_is():
+    undocumented = [a.option_strings for a in build_parser()._actions if not a.help]
+    assert not undocumented  # --log-format had none
+
+
 # -- failures inside the server: in this process, to patch its insides -------------------------------------
 
 @contextlib.contextmanager

@@ -452,10 +452,34 @@ def test_interpolation_end_points_are_the_pure_instruments(timbre_model):
     (lambda m: m.note(60, instrument="violin", seconds=10), "seconds"),
     (lambda m: m.mix("flute", "violin", [0.5], mode="linear"), "mode 'linear' is not slerp or lerp"),
     (lambda m: m.interpolate("flute", "violin", pitch=60, steps=3, mode="slurp"), "mode 'slurp'"),
+    # Wrong types are named, not a torch overflow or "'<' not supported" from deep inside.
+    (lambda m: m.note(60, instrument="violin", seed=1.5), r"seed 1\.5 is not a whole number"),
+    (lambda m: m.note(60, instrument="violin", seed=2**64), "seed 18446744073709551616 is not a whole number"),
+    (lambda m: m.note(60, instrument="violin", seconds="2"), "seconds '2' is not a finite number"),
+    (lambda m: m.note(60, instrument="violin", seconds=float("nan")), "seconds nan is not a finite number"),
+    (lambda m: m.interpolate("flute", "violin", pitch=60, steps="8"), "steps must be a whole number"),
+    (lambda m: m.interpolate("flute", "violin", pitch=60, steps=2.5), "steps must be a whole number"),
+    (lambda m: m.generate([60] * 6, "violin"), r"one string \('violin'\); give one timbre per pitch"),
 ])
 def test_bad_requests_are_clear_errors(timbre_model, call, message):
     with pytest.raises(ValueError, match=message):
         call(timbre_model)
+
+
+def test_seeds_are_whole_numbers_up_to_64_bits_each_its_own_note(timbre_model):
+    top = timbre_model.note(60, instrument="violin", seed=2**64 - 1)
+    assert np.isfinite(top).all() and np.abs(top - timbre_model.note(60, instrument="violin", seed=0)).max() > 1e-3
+    np.testing.assert_array_equal(timbre_model.note(60, instrument="violin", seed=np.int64(5)),
+                                  timbre_model.note(60, instrument="violin", seed=5))
+
+
+def test_a_missing_midi_file_is_named_as_missing(tmp_path):
+    from audiogan.timbre.midi import read_notes
+
+    with pytest.raises(FileNotFoundError, match=r"MIDI file not found: .*nope\.mid$"):
+        read_notes(tmp_path / "nope.mid")
+    with pytest.raises(FileNotFoundError, match="is a folder, not a file"):
+        read_notes(tmp_path)
 
 
 def test_instrument_names_as_a_person_types_them():

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -757,6 +758,13 @@ def test_bad_text_gives_clear_errors(tts):
         tts("... !!! ?")
     with pytest.raises(ValueError, match="speed"):
         tts("Hello.", speed=0)
+    # A number as text (a form field, a CLI string) or None: named, not "'<=' not supported ..." from deep inside.
+    for name, value in (("speed", "1.2"), ("pitch_shift", None), ("pitch_shift", "2")):
+        with pytest.raises(TypeError, match=f"{name} must be a number, not {value!r}"):
+            tts("Hello.", **{name: value})
+        with pytest.raises(TypeError, match=name):
+            next(tts.stream("Hello.", **{name: value}))
+    assert len(tts("Hello.", speed=np.float32(1.5), pitch_shift=2)[0]) > 0  # numpy and int numbers still work
     with pytest.raises(ValueError, match=r"speaker 1 is out of range: tts-tiny knows speakers 0\.\.0"):
         tts("Hello.", speaker=1)
 

@@ -13,7 +13,7 @@ import torch
 
 from audiogan import weights
 from audiogan.audio.io import recording, resample
-from audiogan.config import from_dict
+from audiogan.config import from_dict, is_int, is_real
 from audiogan.timbre.analysis import analyse
 from audiogan.timbre.expression import CombConfig, harmonic_comb, sound_onset
 from audiogan.timbre.model import NoteGANConfig, slerp
@@ -23,10 +23,13 @@ from audiogan.vocoder.inference import pick_device
 Timbre = str | Sequence[float] | torch.Tensor
 SILENCE = 1e-4  # a peak below -80 dBFS: nothing to match
 MODES = ("slerp", "lerp")  # ways of mixing two timbres: spherical or straight-line interpolation
+SEEDS = (-2**63, 2**64 - 1)  # what torch's generator takes; 2**64 failed with "Overflow when unpacking long long"
 
 
 def note_problem(cfg: NoteGANConfig, pitch: int, seconds: float | None) -> str | None:
     """Why a model with ``cfg`` cannot make this note, or None: its card alone tells (render checks lines so)."""
+    if seconds is not None and (not is_real(seconds) or not np.isfinite(seconds)):
+        return f"seconds {seconds!r} is not a finite number (the note's length in seconds)"
     if not cfg.pitch_min <= pitch <= cfg.pitch_max:
         return f"pitch {pitch} is outside this model's range {cfg.pitch_min}..{cfg.pitch_max}"
     spectral = cfg.spectral
@@ -109,6 +112,12 @@ class TimbreModel:
             raise ValueError("timbre latent contains NaN or Inf")
         return vector
 
+    @staticmethod
+    def check_seed(seed: int) -> None:
+        """A seed is a whole number: 1.5 once ran as 1, so two different seeds gave the same note."""
+        if not is_int(seed) or not SEEDS[0] <= seed <= SEEDS[1]:
+            raise ValueError(f"seed {seed!r} is not a whole number in 0..2**64-1")
+
     def _check(self, pitch: int, velocity: int, seconds: float | None) -> None:
         for name, value in (("pitch", pitch), ("velocity", velocity)):  # 60.5 once ran as 60, or crashed in torch
             if isinstance(value, (bool, str)) or not isinstance(value, (int, np.integer, float, np.floating)) \
@@ -124,6 +133,8 @@ class TimbreModel:
                  seeds: Sequence[int] | None = None, seconds: float | None = None) -> np.ndarray:
         """Many notes, each generated whole, in parallel passes of up to ``pass_size`` notes -> [N, samples]
         float32. Same seed and condition, same note."""
+        if isinstance(timbres, str):  # its letters would be taken as n instruments, or n as a wrong length
+            raise ValueError(f"timbres is one string ({timbres!r}); give one timbre per pitch, e.g. [{timbres!r}]")
         n = len(pitches)
         # "is None", not "or": an array's truth value is ambiguous
         velocities = [100] * n if velocities is None else list(velocities)
@@ -132,6 +143,8 @@ class TimbreModel:
             raise ValueError("pitches, timbres, velocities and seeds must be non-empty and the same length")
         for p, v in zip(pitches, velocities, strict=True):
             self._check(p, v, seconds)
+        for s in seeds:
+            self.check_seed(s)
         pitches, velocities = [int(p) for p in pitches], [int(v) for v in velocities]
         step = self.pass_size
         return np.concatenate([self._generate(pitches[i:i + step], timbres[i:i + step], velocities[i:i + step],
@@ -208,10 +221,10 @@ class TimbreModel:
         """Notes from timbre a (alpha 0) to b (alpha 1) with the same noise, so only the timbre moves."""
         if (alpha is None) == (steps is None):
             raise ValueError("give exactly one of alpha= or steps=")
-        if alpha is not None and not 0.0 <= alpha <= 1.0:
+        if alpha is not None and (not is_real(alpha) or not 0.0 <= alpha <= 1.0):
             raise ValueError(f"alpha {alpha} is out of range 0..1")
-        if steps is not None and steps < 2:
-            raise ValueError(f"steps must be >= 2, got {steps}")
+        if steps is not None and (not is_int(steps) or steps < 2):
+            raise ValueError(f"steps must be a whole number >= 2, got {steps!r}")
         alphas = [alpha] if alpha is not None else [i / (steps - 1) for i in range(steps)]  # type: ignore[operator]
         mixed = self.mix(a, b, alphas, mode)
         notes = self.generate([pitch] * len(alphas), list(mixed), [velocity] * len(alphas), [seed] * len(alphas),

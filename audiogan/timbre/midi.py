@@ -118,6 +118,9 @@ def read_notes(path: str | Path, rate: int = 16000, max_seconds: float = 1800.0)
     and gain at ``rate``, sorted by onset, and the piece's length in seconds."""
     import pretty_midi
 
+    if not Path(path).is_file():  # else the reader's own error was followed by "not a Standard MIDI File?"
+        raise FileNotFoundError(f"MIDI file not found: {path}" if not Path(path).exists() else
+                                f"MIDI {path} is a folder, not a file")
     try:
         midi = pretty_midi.PrettyMIDI(str(path))
     except Exception as exc:  # pretty_midi/mido raise many types for a broken file

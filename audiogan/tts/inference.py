@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from audiogan import weights
-from audiogan.config import from_dict, is_int
+from audiogan.config import from_dict, is_int, is_real
 from audiogan.tts import ssml
 from audiogan.tts.lexicon import Lexicon, phoneme_tokens
 from audiogan.tts.lines import Line, to_lines
@@ -124,6 +124,9 @@ class TTS:
         """As :meth:`mels`, each mel with its phonemes' lengths in frames (for :class:`Timings`)."""
         if not is_int(speaker) or not 0 <= speaker < self.speakers:
             raise ValueError(f"speaker {speaker} is out of range: {self.name} knows speakers 0..{self.speakers - 1}")
+        for name, value in (("speed", speed), ("pitch_shift", pitch_shift)):
+            if not is_real(value):
+                raise TypeError(f"{name} must be a number, not {value!r} ({type(value).__name__})")
         if not 0.25 <= speed <= 4.0:
             raise ValueError(f"speed {speed} is out of range 0.25..4")
         if not -12.0 <= pitch_shift <= 12.0:

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -16,12 +17,27 @@ from audiogan_client.audio import check_output, decode, write_audio
 from audiogan_client.client import AudioGanClient, AudioResult
 
 OUT_DEFAULT = "out.wav"
+MAX_SEED = 2**64 - 1  # the wire's uint64; -1 failed in protobuf as "Value out of range: -1", naming no option
+
+
+def _array(path: str, what: str) -> np.ndarray:
+    """A .npy file of real numbers, or an error naming ``what`` it should hold (numpy's own advice for a
+    file that is not one is to unpickle it, which is unsafe for a file of unknown origin)."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"{what} file not found: {path}") from None
+    except (OSError, ValueError, EOFError):
+        raise ValueError(f"cannot read {path} as {what}: not a .npy array written by np.save") from None
+    if not isinstance(data, np.ndarray) or data.dtype.kind not in "iuf":
+        raise ValueError(f"{path} does not hold {what}: save one array of real numbers with np.save")
+    return data
 
 
 def _timbre(spec: str) -> str | list[float]:
     """'violin' is an instrument; '0.1,0.2,...' or a .npy path is a latent."""
     if spec.endswith(".npy"):
-        return np.load(spec).astype(np.float32).ravel().tolist()
+        return _array(spec, "a timbre latent").astype(np.float32).ravel().tolist()
     if "," in spec:
         return [float(v) for v in spec.split(",")]
     return spec
@@ -72,7 +88,8 @@ def cmd_say(client: AudioGanClient, args: argparse.Namespace) -> None:
     text = _text(args)
     if not text:
         raise SystemExit("say: give TEXT or --file")
-    kwargs = {"voice": args.voice, "sample_rate": args.sample_rate, "speed": args.speed, "speaker": args.speaker}
+    kwargs = {"voice": args.voice, "sample_rate": args.sample_rate, "speed": args.speed, "speaker": args.speaker,
+              "pitch_shift": args.pitch_shift}
     if args.timings:
         result = client.synthesize_timed(text, **kwargs)
         _save(AudioResult(result.samples, result.sample_rate), args.output)
@@ -108,13 +125,13 @@ def cmd_say(client: AudioGanClient, args: argparse.Namespace) -> None:
 
 
 def cmd_vocode(client: AudioGanClient, args: argparse.Namespace) -> None:
-    _save(client.vocode(np.load(args.mel), vocoder=args.vocoder, sample_rate=args.sample_rate), args.output)
+    _save(client.vocode(_array(args.mel, "a mel"), vocoder=args.vocoder, sample_rate=args.sample_rate), args.output)
 
 
 def cmd_notes(client: AudioGanClient, args: argparse.Namespace) -> None:
     notes = [{"pitch": p, "timbre": _timbre(args.instrument), "velocity": args.velocity, "seconds": args.seconds,
               "seed": args.seed} for p in args.pitches]
-    results = client.notes(notes, sample_rate=args.sample_rate)
+    results = client.notes(notes, model=args.model, sample_rate=args.sample_rate)
     out = Path(args.output)
     for pitch, result in zip(args.pitches, results, strict=True):
         _save(result, str(out / f"{_label(args.instrument)}-{pitch:03d}.wav"))
@@ -123,6 +140,7 @@ def cmd_notes(client: AudioGanClient, args: argparse.Namespace) -> None:
 def cmd_interpolate(client: AudioGanClient, args: argparse.Namespace) -> None:
     results, alphas = client.interpolate(_timbre(args.timbre_from), _timbre(args.timbre_to), pitch=args.pitch,
                                          steps=args.steps, seconds=args.seconds, mode=args.mode,
+                                         velocity=args.velocity, seed=args.seed, model=args.model,
                                          sample_rate=args.sample_rate)
     # One file: the steps one after another, so the morph can be heard in a single listen.
     gap = np.zeros(int(0.25 * results[0].sample_rate), np.float32)
@@ -133,8 +151,8 @@ def cmd_interpolate(client: AudioGanClient, args: argparse.Namespace) -> None:
 
 def cmd_convert(client: AudioGanClient, args: argparse.Namespace) -> None:
     to_b = _timbre(args.to_b) if args.to_b else None
-    _save(client.convert(args.input, to=_timbre(args.to), sample_rate=args.sample_rate, flat=args.flat, to_b=to_b,
-                         mode=args.mode), args.output)
+    _save(client.convert(args.input, to=_timbre(args.to), model=args.model, sample_rate=args.sample_rate,
+                         flat=args.flat, to_b=to_b, mode=args.mode), args.output)
 
 
 def cmd_voices(client: AudioGanClient, args: argparse.Namespace) -> None:
@@ -146,18 +164,26 @@ def cmd_voices(client: AudioGanClient, args: argparse.Namespace) -> None:
 
 
 def cmd_instruments(client: AudioGanClient, args: argparse.Namespace) -> None:
-    print(json.dumps(client.list_instruments(), indent=2))
+    print(json.dumps(client.list_instruments(args.model), indent=2))
 
 
-def _speed(value: str) -> float:
-    """--speed: within what the voices take (0 was once sent as "unset" and said at normal speed)."""
-    try:
-        speed = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not 0.25 <= speed <= 4.0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{value!r} is out of range 0.25..4")
-    return speed
+def _ranged(kind: type, least: float, most: float) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` (int or float) in least..most, refused before any call. On the
+    wire 0 means "unset" for speed, velocity and seconds: --speed 0 was once said at normal speed and
+    --velocity 0 played at 100."""
+    def parse(value: str) -> float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not least <= number <= most:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{value!r} is out of range {least:g}..{most:g}")
+        return number
+    parse.__name__ = "whole number" if kind is int else "number"
+    return parse
+
+
+_speed = _ranged(float, 0.25, 4.0)
 
 
 def _seconds(value: str) -> float:
@@ -169,6 +195,21 @@ def _seconds(value: str) -> float:
     if not seconds > 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"{value!r}: give a deadline in seconds > 0")
     return seconds
+
+
+def _model_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="", help="timbre model name (see `instruments`; default: the server's)")
+
+
+def _note_options(p: argparse.ArgumentParser) -> None:
+    """What every note takes, as `audiogan note` names it."""
+    _model_option(p)
+    p.add_argument("--velocity", type=_ranged(int, 1, 127), default=100,
+                   help="MIDI velocity, 1..127: the note's level and brightness (default %(default)s)")
+    p.add_argument("--seconds", type=_ranged(float, 0.001, 3600.0), default=0.0,
+                   help="note length, up to the model's (default: the model's, 4.096 s for the bundled one)")
+    p.add_argument("--seed", type=_ranged(int, 0, MAX_SEED), default=0,
+                   help="the note's random latent: same seed, same note (default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", help="read the text from this UTF-8 file")
     p.add_argument("--voice", default="", help="voice name (see `voices`)")
     p.add_argument("--speed", type=_speed, default=1.0, help="0.25..4 (default %(default)g)")
+    p.add_argument("--pitch-shift", type=_ranged(float, -12.0, 12.0), default=0.0,
+                   help="semitones, -12..12 (default %(default)g)")
     p.add_argument("--speaker", type=int, default=0, help="a multi-speaker voice's speaker (see `voices`)")
     p.add_argument("--stream", action="store_true", help="use the streaming call")
     p.add_argument("--timings", metavar="PATH.json", help="also write when each sentence and word is said (JSON)")
@@ -200,8 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_say)
 
     p = add("vocode", "log-mel .npy [n_mels, frames] -> audio")
-    p.add_argument("mel")
-    p.add_argument("--vocoder", default="")
+    p.add_argument("mel", help="a log-mel [n_mels, frames] saved with np.save, e.g. audiogan/samples/demo_mel.npy")
+    p.add_argument("--vocoder", default="", help="vocoder name (see `voices`; default: the server's)")
     p.set_defaults(func=cmd_vocode)
 
     p = add("notes", "instrument notes, one WAV per pitch in the output folder", out_default="notes",
@@ -209,20 +252,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instrument", required=True,
                    help="instrument name, or a latent (comma list or .npy; a list that starts with '-' goes as "
                         "--instrument=-0.1,...); files are named after the name, the .npy's stem, or 'latent'")
-    p.add_argument("--pitches", type=int, nargs="+", default=[60])
-    p.add_argument("--velocity", type=int, default=100)
-    p.add_argument("--seconds", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pitches", type=_ranged(int, 0, 127), nargs="+", default=[60],
+                   help="MIDI pitches, one note each, within the model's range (default 60)")
+    _note_options(p)
     p.set_defaults(func=cmd_notes)
 
     p = add("interpolate", "a timbre morph: steps notes from one timbre to another, joined in one WAV")
     # Not dest="target": that is the global server address, which --to would silently replace.
-    p.add_argument("--from", dest="timbre_from", required=True, help="instrument name, or a latent")
-    p.add_argument("--to", dest="timbre_to", required=True, help="instrument name, or a latent")
-    p.add_argument("--pitch", type=int, default=60)
-    p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--seconds", type=float, default=0.0)
-    p.add_argument("--mode", choices=["slerp", "lerp"], default="slerp")
+    # --instrument as `audiogan note --instrument A --to B`, the same morph made locally.
+    p.add_argument("--from", "--instrument", dest="timbre_from", required=True,
+                   help="the first step's timbre: instrument name, or a latent (comma list or .npy)")
+    p.add_argument("--to", dest="timbre_to", required=True,
+                   help="the last step's timbre: instrument name, or a latent (comma list or .npy)")
+    p.add_argument("--pitch", type=_ranged(int, 0, 127), default=60,
+                   help="MIDI pitch, within the model's range (default %(default)s)")
+    p.add_argument("--steps", type=_ranged(int, 2, 64), default=8, help="notes from one timbre to the other, "
+                                                                        "2..64 (default %(default)s)")
+    _note_options(p)
+    p.add_argument("--mode", choices=["slerp", "lerp"], default="slerp",
+                   help="how the timbres mix: spherical or straight-line (default %(default)s)")
     p.set_defaults(func=cmd_interpolate)
 
     p = add("convert", "re-render a recording with another timbre")
@@ -233,10 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: follow the recording's vibrato, bends and dynamics within each note)")
     p.add_argument("--to-b", help="morph: the timbre of the last note (--to is the first's), name or latent")
     p.add_argument("--mode", choices=["slerp", "lerp"], default="slerp", help="how a morph mixes the timbres")
+    _model_option(p)
     p.set_defaults(func=cmd_convert)
 
     sub.add_parser("voices", help="list voices and vocoders").set_defaults(func=cmd_voices)
-    sub.add_parser("instruments", help="list instruments").set_defaults(func=cmd_instruments)
+    p = sub.add_parser("instruments", help="list instruments")
+    _model_option(p)
+    p.set_defaults(func=cmd_instruments)
     return parser
 
 
@@ -250,7 +301,10 @@ def _quiet_broken_pipe() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    root = Path(args.tls_ca).read_bytes() if args.tls_ca else None
+    try:
+        root = Path(args.tls_ca).read_bytes() if args.tls_ca else None
+    except OSError as err:  # a traceback before any call was made
+        raise SystemExit(f"audiogan-client: --tls-ca {args.tls_ca}: {err.strerror or err}") from None
     try:
         if args.command in ("vocode", "interpolate", "convert"):
             check_output(args.output)  # before the call, not after it has run

@@ -18,6 +18,8 @@ from audiogan_client.audio import decode, encoding_value, mel_message
 T = TypeVar("T")
 TimbreLike = str | Sequence[float] | np.ndarray
 UPLOAD_CHUNK_BYTES = 64 * 1024
+NOTE_FIELDS = ("pitch", "velocity", "seconds", "seed")
+NOTE_TIMBRE_KEYS = ("timbre", "instrument", "latent")  # the wire's name, then the library's and render's
 
 
 class AudioResult(NamedTuple):
@@ -158,12 +160,22 @@ class AudioGanClient:
     def notes(self, notes: Iterable[dict[str, Any]], *, model: str = "", sample_rate: int = 0,
               encoding: str | int = "float32") -> list[AudioResult]:
         """Notes given as dicts: ``{"pitch": 60, "timbre": "violin" | [latent...], "velocity": 100,
-        "seconds": 4.0, "seed": 0}``."""
+        "seconds": 4.0, "seed": 0}``; "instrument" or "latent" may name the timbre instead, as
+        ``TimbreModel.note`` and render jobs name it."""
         specs = []
-        for note in notes:
+        for i, note in enumerate(notes):
             note = dict(note)
-            timbre = note.pop("timbre", None)
-            spec = pb.NoteSpec(**note)
+            given = [k for k in NOTE_TIMBRE_KEYS if k in note]
+            if len(given) > 1:
+                raise ValueError(f"notes[{i}]: give one of {', '.join(given)}, not both")
+            timbre = note.pop(given[0]) if given else None
+            if unknown := sorted(set(note) - set(NOTE_FIELDS)):  # protobuf's message names no note
+                raise ValueError(f"notes[{i}]: unknown key(s) {', '.join(unknown)}; a note takes "
+                                 f"{', '.join(NOTE_FIELDS + NOTE_TIMBRE_KEYS)}")
+            try:
+                spec = pb.NoteSpec(**note)
+            except (TypeError, ValueError) as exc:  # a seed of -1, a pitch of 60.5: say which note and field
+                raise ValueError(f"notes[{i}]: {exc} (pitch, velocity and seed are whole numbers >= 0)") from None
             if timbre is not None:
                 spec.timbre.CopyFrom(self.timbre(timbre))
             specs.append(spec)
@@ -180,10 +192,15 @@ class AudioGanClient:
             raise ValueError("give exactly one of alpha= or steps=")
         if steps is not None and steps <= 0:  # 0 on the wire means "use alpha": it would ask for one note
             raise ValueError(f"steps={steps}: give 2 or more (or alpha= for one note)")
-        request = pb.InterpolateTimbreRequest(
-            a=self.timbre(a), b=self.timbre(b), alpha=alpha or 0.0, steps=steps or 0, pitch=pitch,
-            velocity=velocity, seconds=seconds, mode=mode, seed=seed, model=model,
-            format=self._format(sample_rate, encoding))
+        try:
+            request = pb.InterpolateTimbreRequest(
+                a=self.timbre(a), b=self.timbre(b), alpha=alpha or 0.0, steps=steps or 0, pitch=pitch,
+                velocity=velocity, seconds=seconds, mode=mode, seed=seed, model=model,
+                format=self._format(sample_rate, encoding))
+        except TypeError as exc:  # protobuf's message names no argument
+            raise ValueError(f"interpolate: {exc} (pitch, steps, velocity and seed are whole numbers)") from None
+        except ValueError as exc:
+            raise ValueError(f"interpolate: {exc} (seed is a whole number 0..2**64-1)") from None
         response = self._retry(lambda: self.stub.InterpolateTimbre(request, timeout=self.timeout))
         return [self._result(n) for n in response.notes], list(response.alphas)
 

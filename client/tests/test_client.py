@@ -135,6 +135,33 @@ def test_bundled_note_model_plays_morphs_and_converts(client, tmp_path):
     assert np.abs(converted.samples).max() > 0.05
 
 
+def read_wav(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2") / 32767.0
+
+
+@needs_server
+def test_cli_sends_pitch_shift_seed_and_velocity_as_the_library_does(client, tmp_path):
+    base = [sys.executable, "-m", "audiogan_client.cli", "--target", TARGET]
+    done = subprocess.run([*base, "say", "Hello there.", "--pitch-shift", "3", "-o", str(tmp_path / "up.wav")],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    up, plain = (client.synthesize("Hello there.", pitch_shift=shift).samples for shift in (3.0, 0.0))
+    said = read_wav(tmp_path / "up.wav")
+    np.testing.assert_allclose(said, up, atol=2e-3)  # PCM16, and the server may batch with padding
+    assert len(said) != len(plain) or np.abs(said - plain).max() > 0.05
+    # `audiogan note --instrument A --to B`'s names work here too, and seed and velocity reach the notes.
+    done = subprocess.run([*base, "interpolate", "--instrument", "flute", "--to", "violin", "--steps", "2",
+                           "--seconds", "1", "--seed", "5", "--velocity", "60", "-o", str(tmp_path / "m.wav")],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    steps, _ = client.interpolate("flute", "violin", pitch=60, steps=2, seconds=1.0, seed=5, velocity=60)
+    other, _ = client.interpolate("flute", "violin", pitch=60, steps=2, seconds=1.0, seed=0, velocity=100)
+    morph = read_wav(tmp_path / "m.wav")
+    np.testing.assert_allclose(morph[:16000], steps[0].samples, atol=2e-4)
+    assert np.abs(morph[:16000] - other[0].samples).max() > 0.05
+
+
 @needs_server
 def test_cli_say_raw_stream_is_pcm16(tmp_path):
     base = [sys.executable, "-m", "audiogan_client.cli", "--target", TARGET]
@@ -185,6 +212,46 @@ def test_cli_refuses_a_deadline_that_is_not_positive(timeout):
     assert "argument --timeout" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda c: c.notes([{"pitch": 60, "timbre": "violin", "velocty": 90}]),
+     r"notes\[0\]: unknown key\(s\) velocty; a note takes pitch, velocity"),
+    (lambda c: c.notes([{"pitch": 60, "timbre": "violin"}, {"pitch": 60, "timbre": "violin", "seed": -1}]),
+     r"notes\[1\]: Value out of range: -1"),
+    (lambda c: c.notes([{"pitch": 60.5, "timbre": "violin"}]), r"notes\[0\]: .*whole numbers"),
+    (lambda c: c.notes([{"pitch": 60, "timbre": "violin", "instrument": "flute"}]), "timbre, instrument, not both"),
+    (lambda c: c.interpolate("flute", "violin", pitch=60, steps=3, seed=-1), "interpolate: .*seed is a whole"),
+])
+def test_note_requests_that_protobuf_would_refuse_name_the_note_and_field(call, message):
+    with AudioGanClient("127.0.0.1:1", retries=0) as c, pytest.raises(ValueError, match=message):
+        call(c)
+
+
+@needs_server
+def test_notes_take_the_timbre_as_the_library_names_it(client):
+    # "instrument" as TimbreModel.note(instrument=) and render jobs name it; "latent" for a point.
+    by_wire, by_name = client.notes([{"pitch": 60, "timbre": "violin", "seconds": 1.0, "seed": 2},
+                                     {"pitch": 60, "instrument": "violin", "seconds": 1.0, "seed": 2}])
+    np.testing.assert_allclose(by_name.samples, by_wire.samples, atol=1e-4)  # one batch: float rounding
+    flute, = client.notes([{"pitch": 60, "instrument": "flute", "seconds": 1.0, "seed": 2}])
+    assert np.abs(flute.samples - by_wire.samples).max() > 0.05
+
+
+
+@needs_server
+def test_cli_picks_the_timbre_model_as_audiogan_note_does(tmp_path):
+    base = [sys.executable, "-m", "audiogan_client.cli", "--target", TARGET]
+    done = subprocess.run([*base, "instruments", "--model", "timbre-gm-16k"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and {i["model"] for i in json.loads(done.stdout)} == {"timbre-gm-16k"}
+    for args in (["notes", "--instrument", "violin", "-o", str(tmp_path)],
+                 ["interpolate", "--from", "flute", "--to", "violin", "-o", str(tmp_path / "m.wav")],
+                 ["instruments"]):
+        done = subprocess.run([*base, *args, "--model", "no-such-model"], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode != 0 and "no-such-model" in done.stderr, done.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def test_interpolate_refuses_zero_steps_before_calling():
     with AudioGanClient("127.0.0.1:1", retries=0) as c, pytest.raises(ValueError, match="steps=0"):
         c.interpolate("violin", "flute", pitch=60, steps=0)
@@ -203,6 +270,15 @@ def test_cli_help_says_what_output_dash_writes():
     (["say", "Hi.", "--timings", "t.txt"], "--timings writes JSON: name a .json file, not 't.txt'"),
     (["say", "Hi.", "--raw", "--timings", "t.json"], "--timings comes with the whole-audio call"),
     (["vocode", "mel.npy", "-o", "x.ogg"], "writes .wav or .flac files, not .ogg"),
+    # Numbers the server would misread (0 on the wire is "the default": velocity 100) or protobuf would
+    # refuse without naming the option ("Value out of range: -1"), refused by name before any call.
+    (["say", "Hi.", "--pitch-shift", "13"], "argument --pitch-shift: '13' is out of range -12..12"),
+    (["notes", "--instrument", "violin", "--velocity", "0"], "argument --velocity: '0' is out of range 1..127"),
+    (["notes", "--instrument", "violin", "--seed", "-1"], "argument --seed: '-1' is out of range 0..1.8"),
+    (["notes", "--instrument", "violin", "--pitches", "60", "61.5"], "argument --pitches: '61.5' is not a whole"),
+    (["interpolate", "--from", "flute", "--to", "violin", "--steps", "1"], "'1' is out of range 2..64"),
+    (["interpolate", "--from", "flute", "--to", "violin", "--seconds", "0"], "argument --seconds: '0' is out of"),
+    (["--tls-ca", "missing.pem", "voices"], "--tls-ca missing.pem: No such file or directory"),
 ])
 def test_cli_refuses_what_it_would_ignore_or_get_wrong_before_calling(args, message, tmp_path):
     # No server listens on port 1: each is refused before any call.
@@ -210,6 +286,35 @@ def test_cli_refuses_what_it_would_ignore_or_get_wrong_before_calling(args, mess
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode != 0 and message in done.stderr, done.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_names_a_file_that_is_not_a_npy_array_without_advising_to_unpickle_it(tmp_path):
+    (tmp_path / "mel.npy").write_text("not an array")
+    for args, what in ((["vocode", "mel.npy"], "a mel"),
+                       (["notes", "--instrument", "mel.npy"], "a timbre latent"),
+                       (["vocode", "missing.npy"], None)):
+        done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", "127.0.0.1:1", *args],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert done.returncode != 0 and "Traceback" not in done.stderr and "pickle" not in done.stderr
+        expected = f"cannot read mel.npy as {what}: not a .npy array" if what else "a mel file not found: missing.npy"
+        assert expected in done.stderr, done.stderr
+
+
+def test_cli_help_says_what_every_option_is():
+    import argparse
+
+    from audiogan_client.cli import build_parser
+
+    def options(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from options(sub, [*path, name])
+            else:
+                yield " ".join(path), action
+    undocumented = [f"{path} {'/'.join(a.option_strings) or a.dest}" for path, a in options(build_parser(), [])
+                    if not a.help]
+    assert not undocumented
 
 
 def test_cli_says_which_file_is_not_utf8(tmp_path):

@@ -172,7 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (default 0: none)")
     p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
-    p.add_argument("--log-format", choices=["text", "json"])
+    p.add_argument("--log-format", choices=["text", "json"],
+                   help="text: a line per event for people; json: an object per line for log collectors "
+                        "(default: text)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other setting, e.g. --set limits.max_concurrent=8 --set batching.max_wait_ms=2")
     return p
