@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,11 @@ from audiogan.config import to_dict
 from audiogan.train.checkpoint import load_checkpoint
 from audiogan.train.vocoder_trainer import VocoderTrainer, export_checkpoint, export_generator
 from audiogan.vocoder import build_generator
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None  # type: ignore[assignment]
 
 MAX_BYTES = 16 * 2**20
 
@@ -180,6 +188,43 @@ def test_weights_without_a_card_are_refused(trained_tiny, tmp_path):
     path.with_suffix(".json").unlink()
     with pytest.raises(FileNotFoundError, match=r"model card .*nocard\.json missing"):
         Vocoder.load(path, device="cpu")
+
+
+@pytest.mark.skipif(resource is None, reason="no RLIMIT_FSIZE (Windows)")
+def test_an_export_is_durable_and_one_that_fails_mid_write_leaves_the_previous_one_whole(
+        trained_tiny, reference, tmp_path, monkeypatch):
+    """Both files and their folder are synced (a power cut after the export keeps it). Then a real short
+    write: a file-size limit between the fp16 export's size and the fp32 one's makes the kernel stop the
+    fp32 weights part-way (EFBIG, as a full disk would stop them)."""
+    mel, _ = reference
+    trainer = trained_tiny.trainer
+    synced: list[os.stat_result] = []
+    fsync = os.fsync
+
+    def recorded(fd: int) -> None:
+        fsync(fd)
+        synced.append(os.fstat(fd))
+
+    monkeypatch.setattr(os, "fsync", recorded)
+    path = trainer.export(tmp_path / "model.safetensors")
+    monkeypatch.undo()
+    for written in (path, path.with_suffix(".json"), tmp_path):
+        assert any(os.path.samestat(info, os.stat(written)) for info in synced), f"{written.name} never synced"
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    previous_audio = Vocoder.load(path, device="cpu")(mel)
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    no_signal = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of the process dying
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(before["model.safetensors"]) + 4096, limits[1]))
+    try:
+        with pytest.raises(OSError) as failed:
+            export_generator(trainer.G, trainer.cfg, path, trainer.step + 1, 0.5, "cpu", {}, {}, dtype=torch.float32)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, no_signal)
+    assert failed.value.errno == errno.EFBIG
+    # Both files as they were, nothing else beside them (no temp file left behind), and the model still loads.
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert torch.equal(Vocoder.load(path, device="cpu")(mel), previous_audio)
 
 
 def test_bundled_weights_match_their_card():

@@ -121,8 +121,8 @@ def test_checkpoint_is_written_atomically(tmp_path, demo_data_dir, tiny_config, 
     assert leftovers(tmp_path / "run") == []
     good = path.read_bytes()
 
-    def crash(obj, target, *args, **kwargs):
-        Path(target).write_bytes(b"half a checkpoint")
+    def crash(obj, file, *args, **kwargs):
+        file.write(b"half a checkpoint")
         raise OSError("disk full")
 
     monkeypatch.setattr(checkpoint_module.torch, "save", crash)
@@ -130,6 +130,7 @@ def test_checkpoint_is_written_atomically(tmp_path, demo_data_dir, tiny_config, 
         trainer.checkpoint()
     monkeypatch.undo()
     assert path.read_bytes() == good  # the previous checkpoint is untouched
+    assert leftovers(tmp_path / "run") == []  # nor the failed one's temp file
     assert load_checkpoint(path, CPU)["step"] == 2
 
 

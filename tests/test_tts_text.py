@@ -32,6 +32,9 @@ def _said(sentences) -> list[str]:
     ("We met at 5 p.m. Then we ate. At 6 p.m. Eastern it ended.",
      ["We met at 5 p.m.", "Then we ate.", "At 6 p.m. Eastern it ended."],
      ["We met at five pee em.", "Then we ate.", "At six pee em Eastern it ended."]),
+    # The same after a time no clock shows, read as written (numbers, then letters).
+    ("The clock read 12:75 p.m. Then it stopped.", ["The clock read 12:75 p.m.", "Then it stopped."],
+     ["The clock read twelve seventy five pee em.", "Then it stopped."]),
     ("It rained in Jan. Then it snowed on 5 Jan. After that it stopped.",
      ["It rained in Jan.", "Then it snowed on 5 Jan.", "After that it stopped."],
      ["It rained in January.", "Then it snowed on the fifth of January.", "After that it stopped."]),
@@ -81,11 +84,41 @@ def test_a_range_ending_a_sentence_keeps_its_period_once():
     # Minutes past 59: no time of day and no duration, but a score or a ratio.
     ("The score was 12:75.", "The score was twelve to seventy five."),
     ("a 12:75 ratio, then 10:30", "a twelve to seventy five ratio, then ten thirty"),
+    # Hours past 23 (but 24:00, which closes the day): no time of day either, the same reading.
+    ("It ended 25:30, a record.", "It ended twenty five to thirty, a record."),
+    ("24:30 and 99:59", "twenty four to thirty and ninety nine to fifty nine"),
     # Valid times keep their reading.
     ("at 10:30, at 23:59 and at 7:05 a.m.", "at ten thirty, at twenty three fifty nine and at seven oh five eigh em."),
     ("at 12:00 or 3:16", "at twelve o'clock or three sixteen"),
+    ("at 24:00, 00:15 and 17:00", "at twenty four hundred, twelve fifteen eigh em and seventeen hundred"),
+    ("at 12:30 hours", "at twelve thirty hours"),
 ])
 def test_a_colon_that_is_no_time_reads_as_a_ratio(text, spoken):
+    assert normalize(text) == spoken
+
+
+@pytest.mark.parametrize(("text", "spoken"), [
+    ("The run took 25:30 min.", "The run took twenty five minutes and thirty seconds."),
+    ("It lasted 25:01 hrs, then 48:00 hours", "It lasted twenty five hours and one minute, then forty eight hours"),
+    ("a 30:05 minutes set and 26:15h",
+     "a thirty minutes and five seconds set and twenty six hours and fifteen minutes"),
+    # Minutes past 59 count no duration: still a score.
+    ("12:75 min", "twelve to seventy five min"),
+])
+def test_a_unit_after_hours_past_23_reads_them_as_a_duration(text, spoken):
+    assert normalize(text) == spoken
+
+
+@pytest.mark.parametrize(("text", "spoken"), [
+    # am or pm says a clock time was meant: not a score, but the numbers as written and the letters.
+    ("at 12:75 pm", "at twelve seventy five pee em"),
+    ("at 13:30 pm, 13:00 PM or 25:30 a.m.",
+     "at thirteen thirty pee em, thirteen pee em or twenty five thirty eigh em."),
+    ("13.30pm or 3.75pm", "thirteen thirty pee em or three seventy five pee em"),
+    # Valid ones keep their reading.
+    ("at 12:05 pm and 11:59 p.m.", "at twelve oh five pee em and eleven fifty nine pee em."),
+])
+def test_am_or_pm_after_a_time_no_clock_shows_reads_the_time_as_written(text, spoken):
     assert normalize(text) == spoken
 
 

@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import tempfile
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
@@ -180,8 +181,10 @@ def temp_prefix(name: str) -> str:
     return "." + os.fsencode(name)[:room].decode("utf-8", "ignore") + "."
 
 
-def write_atomic(path: str | Path, data: bytes) -> Path:
+def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], object]) -> Path:
     """Write a file via temp file + rename, so readers never see half of it; usual umask permissions.
+    ``data`` is the bytes, or a function that writes them into the open temp file (``torch.save``: a
+    checkpoint of hundreds of MB need not be held in memory twice).
     The bytes reach the disk before the rename, and the rename before this returns: after a power cut the
     name is on the whole file or on what it was before, not on an empty or cut-short file (ext4 and others
     may commit the rename first), and a file said written is there (its folder's entry is synced too).
@@ -192,7 +195,10 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
     fd, tmp = _locked_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600

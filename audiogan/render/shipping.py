@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from audiogan import weights
+from audiogan.audio.io import write_atomic
 from audiogan.render.engine import Batch
 from audiogan.render.manifest import Job
 
@@ -126,8 +127,5 @@ class NodeFiles:
         for carried in unit.files:
             target = folder / Path(carried.path).name
             if not target.is_file():
-                folder.mkdir(parents=True, exist_ok=True)
-                part = target.with_name(f".{target.name}.part")
-                part.write_bytes(self.fetch(carried.data))
-                part.replace(target)
+                write_atomic(target, self.fetch(carried.data))
         return folder / Path(unit.files[0].path).name

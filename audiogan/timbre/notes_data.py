@@ -170,7 +170,11 @@ def render_dataset(out: str | Path, programs: Sequence[int], pitches: Sequence[i
     if not examples:  # an empty data set is no data set: say so rather than "done"
         raise ValueError(f"no note made a sound: {spec.seconds:g} s notes held {spec.hold:g} s are too short, or "
                          f"the soundfont has nothing at these programs and pitches")
-    (out / "examples.json").write_text(json.dumps(dict(sorted(examples.items())), indent=1))
+    # Last and whole: the loader takes a folder by it. Imported here: the spawned render workers import this
+    # module, and need no torch (which audio.io brings).
+    from audiogan.audio.io import write_atomic
+
+    write_atomic(out / "examples.json", json.dumps(dict(sorted(examples.items())), indent=1).encode())
     log.info("rendered %d notes into %s", len(examples), out)
     return out / "examples.json"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import reprlib
 from pathlib import Path
@@ -11,18 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from audiogan.audio.io import write_atomic
+
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """torch.save to a temp file in the same folder, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two writers never rename each other's file
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """torch.save through ``write_atomic``: a crash never leaves half a file, and a power cut right after
+    does not lose the rename (the folder is synced too)."""
+    return write_atomic(path, lambda f: torch.save(state, f))
 
 
 # What each trainer's checkpoint always holds: resume and export read these unconditionally.

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from audiogan.audio.io import write_atomic
 from audiogan.train.distributed import unwrap
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,7 @@ class RunLog:
         lines = len(self.path.read_text().splitlines())
         kept = [row for row in read_rows(self.path) if row.get("step", 0) <= step]  # a line cut short goes too
         if len(kept) < lines:
-            tmp = self.path.with_name(f".{self.path.name}.tmp")
-            tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
-            tmp.replace(self.path)
+            write_atomic(self.path, "".join(json.dumps(row) + "\n" for row in kept).encode())
             log.info("%s: dropped %d rows logged after step %d, the checkpoint's", self.path, lines - len(kept), step)
 
     def row(self, step: int, row: dict[str, Any]) -> None:

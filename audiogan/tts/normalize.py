@@ -252,19 +252,26 @@ def _currency(m: re.Match[str]) -> str:
 def _time(m: re.Match[str]) -> str:
     found = m.groupdict()
     hours, minutes, seconds = (int(found.get(part) or 0) for part in ("hours", "minutes", "seconds"))
-    suffix = found["suffix"]
-    if minutes > 59 and found["seconds"] is None:
-        # 12:75 is neither a time of day nor a duration (its minutes and seconds stop at 59): two numbers
-        # set against each other, a score or a ratio, read as a careful reader reads "3:1", "to".
+    suffix, unit = found["suffix"], found.get("unit")
+    # 24:00 closes the day; 24:30 and 25:30 are on no clock.
+    on_a_clock = minutes <= 59 and seconds <= 59 and (hours < 24 or (hours == 24 and not minutes and not seconds))
+    if not on_a_clock and not suffix and found.get("seconds") is None:
+        if unit and minutes <= 59:  # "25:30 min": the unit says what the two numbers count
+            return _duration(hours, minutes, unit.strip())
+        # 12:75 or 25:30 is neither a time of day nor a duration: two numbers set against each other, a
+        # score or a ratio, read as a careful reader reads "3:1", "to".
         return f"{number_words(hours)} to {number_words(minutes)}{m.string[m.end('minutes'):m.end()]}"
-    if hours > (12 if suffix else 24) or minutes > 59 or seconds > 59:  # 25:30, 10:30:75 stay as written
+    # "12:75 pm", "13:30 pm": am or pm says a clock time was meant, which "to" would make a score of; the
+    # clock cannot show it, so it is read as written, the numbers and then the letters.
+    as_written = bool(suffix) and (hours > 12 or minutes > 59)
+    if not (on_a_clock or as_written):  # 10:30:75, 25:30:10 stay as written
         return m.group(0)
     if found["hours"] == "00" and not suffix:  # the 24-hour clock's midnight hour: 00:15 is 12:15 a.m.
         hours, suffix = 12, "am"
     words = number_words(hours)
     if minutes:
         words += " " + ("oh " + ONES[minutes] if minutes < 10 else number_words(minutes))
-    elif hours > 12:  # the 24-hour clock: 17:00 is "seventeen hundred"
+    elif hours > 12 and not as_written:  # the 24-hour clock: 17:00 is "seventeen hundred"
         words += " hundred"
     elif not suffix:
         words += " o'clock"
@@ -272,7 +279,14 @@ def _time(m: re.Match[str]) -> str:
         words += " " + " ".join(LETTER_NAMES[c] for c in suffix.lower() if c.isalpha())
     if seconds:
         words += f" and {number_words(seconds)} second{'' if seconds == 1 else 's'}"
-    return words + ("." if suffix and suffix.endswith(".") and _ends_sentence(m) else "")
+    return words + (unit or "") + ("." if suffix and suffix.endswith(".") and _ends_sentence(m) else "")
+
+
+def _duration(whole: int, part: int, unit: str) -> str:
+    """25:30 before an hours unit as hours and minutes, before a minutes one as minutes and seconds."""
+    big, small = ("hour", "minute") if unit.lower().startswith("h") else ("minute", "second")
+    words = f"{number_words(whole)} {big}s"  # never one: only a first number past 23 comes here
+    return words + (f" and {number_words(part)} {small}{'' if part == 1 else 's'}" if part else "")
 
 
 def _full_name(written: str) -> str:
@@ -511,8 +525,9 @@ RULES: list[tuple[re.Pattern[str], object]] = [
     # A range of times: "9:00-17:00", "9am-5pm", "7:30-8:30".
     (re.compile(r"(?:(?<=\d:\d\d)|(?<=[AaPp][Mm])|(?<=[AaPp]\.[Mm]\.))\s?[-\u2013]\s?(?=\d{1,2}(?::\d\d|\s?[ap]\.?m\b))",
                 re.IGNORECASE), " to "),
-    (re.compile(r"\b(?P<hours>\d{1,2}):(?P<minutes>\d{2})(?::(?P<seconds>\d{2})\b)?(?:\s?(?P<suffix>[ap]\.?m\b\.?))?",
-                re.IGNORECASE), _time),
+    (re.compile(r"\b(?P<hours>\d{1,2}):(?P<minutes>\d{2})(?::(?P<seconds>\d{2})\b)?"
+                r"(?:\s?(?P<suffix>[ap]\.?m\b\.?)|(?P<unit>\s?(?:hours?|hrs?|h|minutes?|mins?)\b))?", re.IGNORECASE),
+     _time),
     (re.compile(r"(?<![\d.])(?P<hours>\d{1,2})\.(?P<minutes>\d{2})\s?(?P<suffix>[ap]\.?m\b\.?)", re.IGNORECASE),
      _time),  # 3.30pm
     (re.compile(r"\b(?P<hours>\d{1,2})\s?(?P<suffix>[ap]\.m\.|[ap]m\b)", re.IGNORECASE), _time),

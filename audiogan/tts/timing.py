@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from audiogan.audio.io import write_atomic
 from audiogan.tts.lines import Line
 
 
@@ -72,7 +73,7 @@ class Timings:
 
     def write(self, path: str | Path) -> None:
         """In the format its suffix names (see :meth:`text`)."""
-        Path(path).write_text(self.text(check_path(path)[1:]), encoding="utf-8")
+        write_atomic(path, self.text(check_path(path)[1:]).encode("utf-8"))
 
 
 def check_path(path: str | Path) -> str:

@@ -9,7 +9,9 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
+
+from audiogan.audio.io import write_atomic
 
 WEIGHTS_DIR = Path(__file__).parent
 DEFAULTS = {"vocoder": "vocoder-16k-vector", "tts": "tts-lj-16k", "timbre": "timbre-gm-16k"}
@@ -122,17 +124,13 @@ def read_card(weights: Path, kind: str | None = None) -> dict[str, Any]:
 
 
 def write_weights(path: Path, state: dict[str, torch.Tensor], card: dict[str, Any], dtype: torch.dtype) -> Path:
-    """Write ``path`` (.safetensors) and its card (.json); both via temp file + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``path`` (.safetensors) and its card (.json), each atomically and durably (``write_atomic``):
+    a failure leaves each file whole, old or new; one between the two leaves the new weights beside the old
+    card."""
     tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
                for k, v in state.items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    tmp.replace(path)
-    card_path = path.with_suffix(".json")
-    tmp_card = card_path.with_name(f".{card_path.name}.tmp")
-    tmp_card.write_text(json.dumps(card, indent=2) + "\n")
-    tmp_card.replace(card_path)
+    write_atomic(path, save(tensors, metadata={"format": "pt"}))
+    write_atomic(path.with_suffix(".json"), (json.dumps(card, indent=2) + "\n").encode())
     return path
 
 
