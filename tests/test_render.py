@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -654,16 +655,32 @@ def test_a_ray_cluster_node_that_cannot_see_the_inputs_renders_them(tmp_path, me
         nodes = [subprocess.Popen([*ray, "--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
                                    f"--temp-dir={own}"], env=env, start_new_session=True, stdout=log,
                                   stderr=subprocess.STDOUT)]
+    def cluster_cpus() -> float | None:
+        """The cluster's CPUs once its head answers (None before). Without both nodes the render would wait
+        for a CPU until its timeout: a node that died is said at once instead."""
+        assert all(node.poll() is None for node in nodes), \
+            "".join(log.read_text()[-2000:] for log in sorted(tmp_path.glob("*.log")))
+        status = subprocess.run([ray[0], "status", f"--address=127.0.0.1:{port}"], capture_output=True, text=True,
+                                env=env, timeout=120)
+        if status.returncode:
+            return None
+        found = re.search(r"/(\d+(?:\.\d+)?) CPU", status.stdout)  # no line at all while there are none
+        return float(found[1]) if found else 0.0
+
+    def wait_for(ready: Callable[[float | None], bool], what: str) -> None:
+        # Polled, not slept for: on a loaded machine a node took over the 3 s once allowed.
+        deadline = time.monotonic() + 120
+        while not ready(cluster_cpus()):
+            assert time.monotonic() < deadline, f"{what} within 120 s"
+            time.sleep(1)
+
     try:
-        time.sleep(3)
+        wait_for(lambda cpus: cpus is not None, "the head answered")
         hide = f"mount -t tmpfs none {src} && exec {' '.join(ray)} --address=127.0.0.1:{port} --num-cpus=1"
         with open(tmp_path / "worker.log", "w") as log:
             nodes.append(subprocess.Popen(["unshare", "-m", "sh", "-c", hide], env=env, start_new_session=True,
                                           stdout=log, stderr=subprocess.STDOUT))
-        time.sleep(3)
-        # Without both nodes the render would wait for a CPU until its timeout: say why at once instead.
-        assert all(node.poll() is None for node in nodes), \
-            "".join((tmp_path / f"{n}.log").read_text()[-2000:] for n in ("head", "worker"))
+        wait_for(lambda cpus: cpus == 1, "the worker node joined")
         done = subprocess.run([sys.executable, "-m", "audiogan.cli", "render", str(jobs), "--out",
                                str(tmp_path / "ray"), "--engine", "ray", "--address", f"127.0.0.1:{port}",
                                "--threads", "1", "--quiet"], capture_output=True, text=True, timeout=300, env=env)
