@@ -126,11 +126,14 @@ class DynamicBatcher(Generic[I, O]):
 
     def _take(self, batch: list[_Waiting[I]]) -> None:
         """Moves the next pass's items from the queue into ``batch``; callers that have gone are dropped."""
-        live = [w for w in self.queue if not w.future.done()]
-        if self.due:
-            live.sort(key=lambda w: self.due(w.item))  # type: ignore[misc]  # stable: ties keep arrival order
-        batch.extend(live[:self.max_batch])
-        self.queue = collections.deque(live[self.max_batch:])
+        if self.due:  # only an ordered batcher looks at its whole queue: a first-come one takes from the front
+            due = self.due
+            self.queue = collections.deque(sorted((w for w in self.queue if not w.future.done()),
+                                                  key=lambda w: due(w.item)))  # stable: ties keep arrival order
+        while self.queue and len(batch) < self.max_batch:
+            waiting = self.queue.popleft()
+            if not waiting.future.done():
+                batch.append(waiting)
 
     async def _pass(self, items: list[I]) -> Sequence[O | Exception]:
         if self.on_batch:
