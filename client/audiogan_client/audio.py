@@ -24,6 +24,11 @@ def encoding_value(name: str | int) -> int:
         raise ValueError(f"unknown encoding {name!r}; choose from {', '.join(ENCODINGS)}") from None
 
 
+def sample_width(encoding: int) -> int:
+    """Bytes per sample of raw streamed audio (streams carry PCM16 or FLOAT32 only)."""
+    return 4 if encoding == pb.FLOAT32 else 2
+
+
 def decode(data: bytes, encoding: int) -> np.ndarray:
     """Wire bytes -> float32 samples in [-1, 1]."""
     if encoding in (pb.PCM16, pb.AUDIO_ENCODING_UNSPECIFIED):

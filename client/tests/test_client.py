@@ -5,11 +5,15 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 import wave
 from pathlib import Path
@@ -17,7 +21,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from audiogan_client import AudioGanClient, write_wav
+from audiogan_client import AudioGanClient, StreamBroken, write_wav
+from audiogan_client._proto import audiogan_pb2 as pb
+from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
 
 # The bundled demo clip's mel (LibriSpeech 1688-142285-0003, CC BY 4.0), saved by audiogan with numpy.
 DEMO_MEL = Path(__file__).resolve().parents[2] / "audiogan" / "samples" / "demo_mel.npy"
@@ -172,11 +178,7 @@ def test_cli_say_raw_stream_is_pcm16(tmp_path):
 
 
 def test_unavailable_is_retried_with_backoff_then_raised():
-    import socket
-
-    with socket.socket() as s:  # a port with nobody listening
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listening
     with AudioGanClient(f"127.0.0.1:{port}", timeout=5, retries=2, backoff=0.2) as c:
         start = time.monotonic()
         with pytest.raises(grpc.RpcError) as info:
@@ -361,3 +363,122 @@ def test_a_stream_cut_off_keeps_the_audio_that_came(tmp_path):
         cli.cmd_say(Client(), args)
     with wave.open(str(out)) as w:
         assert w.getnframes() == 4800
+
+
+# -- a misbehaving server: real gRPC over loopback, answered by a stand-in whose faults the tests choose ------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def stand_in(servicer: pb_grpc.AudioGanServicer, port: int = 0, after: float = 0.0):
+    """A gRPC server answering with ``servicer`` on ``port``, started ``after`` seconds from now (a server
+    not up yet); yields its target."""
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(4))
+    pb_grpc.add_AudioGanServicer_to_server(servicer, server)
+    port = server.add_insecure_port(f"127.0.0.1:{port}")
+    starting = threading.Timer(after, server.start)
+    starting.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        starting.cancel()
+        starting.join()
+        server.stop(0)
+
+
+def pcm_chunk(sequence: int, samples: int = 1600, final: bool = False) -> pb.AudioChunk:
+    return pb.AudioChunk(sequence=sequence, sample_offset=sequence * samples, audio=np.full(samples, 1000, "<i2")
+                         .tobytes(), encoding=pb.PCM16, sample_rate_hz=16000, final=final)
+
+
+class Faults(pb_grpc.AudioGanServicer):
+    """Each call counted; ListVoices UNAVAILABLE after ``slow`` seconds; a stream of ``chunks`` chunks that
+    then fails with UNAVAILABLE (``cut``) or ends without its final chunk; the first ``refusals`` calls
+    refused as UNAVAILABLE before any chunk; ConvertTimbre reads the whole upload, counting its bytes."""
+
+    def __init__(self, slow: float = 0.0, chunks: int = 3, cut: bool = False, final: bool = True,
+                 refusals: int = 0) -> None:
+        self.slow, self.chunks, self.cut, self.final, self.refusals = slow, chunks, cut, final, refusals
+        self.calls = 0
+        self.uploaded: list[int] = []
+
+    def _refuse_first(self, context: grpc.ServicerContext) -> None:
+        self.calls += 1
+        if self.calls <= self.refusals:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "restarting")
+
+    def ListVoices(self, request, context):
+        self.calls += 1
+        time.sleep(self.slow)
+        context.abort(grpc.StatusCode.UNAVAILABLE, "the server is loading its models; retry shortly")
+
+    def SynthesizeStream(self, request, context):
+        self._refuse_first(context)
+        for i in range(self.chunks):
+            yield pcm_chunk(i, final=self.final and not self.cut and i == self.chunks - 1)
+        if self.cut:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "Socket closed")
+
+    def ConvertTimbre(self, request_iterator, context):
+        self.uploaded.append(sum(len(r.audio_chunk) for r in request_iterator))
+        self._refuse_first(context)
+        yield pcm_chunk(0, final=True)
+
+
+def test_retries_share_the_callers_deadline():
+    """Each try used to get the whole timeout: 2 s given, 6 tries of 0.8 s each waited over 5 s."""
+    faults = Faults(slow=0.8)
+    with stand_in(faults) as target, AudioGanClient(target, timeout=2.0, retries=5, backoff=0.05) as c:
+        start = time.monotonic()
+        with pytest.raises(grpc.RpcError) as info:
+            c.list_voices()
+        took = time.monotonic() - start
+    assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    assert took < 2.0 + 0.5, f"{took:.2f} s for a 2 s deadline"
+    assert 2 <= faults.calls <= 3  # retried while the deadline allowed, no more
+
+
+def test_a_server_that_comes_up_during_the_retries_answers():
+    class Up(pb_grpc.AudioGanServicer):
+        def ListVoices(self, request, context):
+            return pb.ListVoicesResponse(vocoders=[pb.ModelInfo(name="late")])
+
+    port = free_port()
+    with stand_in(Up(), port, after=1.0), AudioGanClient(f"127.0.0.1:{port}", timeout=10, retries=5,
+                                                         backoff=0.2) as c:
+        assert [v["name"] for v in c.list_voices()["vocoders"]] == ["late"]
+
+
+def test_a_stream_refused_before_its_first_chunk_is_retried_whole():
+    faults = Faults(refusals=1, chunks=3)
+    with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=2, backoff=0.05) as c:
+        chunks = list(c.stream_chunks(mel=np.zeros((80, 10), np.float32)))
+    assert faults.calls == 2 and [x.sequence for x in chunks] == [0, 1, 2] and chunks[-1].final
+
+
+@pytest.mark.parametrize(("cut", "final", "code"), [(True, True, grpc.StatusCode.UNAVAILABLE),
+                                                    (False, False, grpc.StatusCode.DATA_LOSS)])
+def test_a_stream_cut_short_raises_and_is_not_retried(cut, final, code):
+    """After chunks were handed out a retry would hand them out again; a stream that ended without its final
+    chunk was taken for a whole one."""
+    faults = Faults(chunks=3, cut=cut, final=final)
+    with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=3, backoff=0.05) as c:
+        got = []
+        with pytest.raises(StreamBroken) as info:
+            for audio in c.stream(mel=np.zeros((80, 10), np.float32)):
+                got.append(audio)
+    assert len(got) == 3 and faults.calls == 1
+    assert info.value.code() == code
+    assert "stopped after 3 chunk(s), 0.30 s of audio; the audio received is incomplete" in info.value.details()
+
+
+def test_a_retried_upload_is_sent_again_from_its_start():
+    data = bytes(range(256)) * 1000  # 256 kB: four upload chunks
+    faults = Faults(refusals=1)
+    with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=2, backoff=0.05) as c:
+        result = c.convert(data, to="violin")
+    assert faults.uploaded == [len(data), len(data)] and len(result.samples) == 1600
