@@ -447,6 +447,22 @@ def test_replies_wait_for_memory_and_one_too_large_is_refused(mel):
         assert metric(port, "audiogan_reply_bytes") == 0 and metric(port, "audiogan_reply_waiting") == 0
 
 
+def test_a_reply_over_grpcs_message_limit_is_refused_before_it_is_made(mel):
+    """With limits raised, 723 s at 96 kHz as float32 (278 MB) was vocoded for 87 s, then failed as "SERVER:
+    Sent message larger than max" while the server logged the call OK."""
+    long_mel = np.tile(mel, (1, -(-720 * 16000 // 256 // mel.shape[1])))
+    with launch("--voice", "none", "--timbre", "none", "--set", "limits.max_audio_seconds=3600") as proc, \
+            AudioGanClient(proc.target, retries=0, timeout=60) as client:
+        start = time.monotonic()
+        with pytest.raises(grpc.RpcError) as info:
+            client.vocode(long_mel, sample_rate=96000, encoding="float32")
+        assert time.monotonic() - start < 10, "refused before any vocoding"
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "over gRPC's 256 MB message limit" in info.value.details(), info.value.details()
+        assert "SynthesizeStream" in info.value.details()
+        assert client.vocode(long_mel[:, :100], sample_rate=96000, encoding="float32").samples.size == 100 * 256 * 6
+
+
 def test_upload_limit(tight_server, demo_path):
     with AudioGanClient(tight_server.target, retries=0) as client:
         with pytest.raises(grpc.RpcError) as info:
