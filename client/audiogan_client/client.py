@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -58,9 +59,21 @@ class StreamBroken(grpc.RpcError):
         return self._details
 
 
+def check_root_certificates(pem: bytes) -> None:
+    """Raises ValueError unless ``pem`` holds PEM certificates: gRPC takes anything, then fails every call as
+    UNAVAILABLE ("Failed to create security handshaker"), retried, naming neither the file nor its fault."""
+    text = pem.decode("ascii", "replace")
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ValueError("holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    try:
+        ssl.create_default_context(cadata=text)
+    except ssl.SSLError as exc:
+        raise ValueError(f"a certificate in it does not parse ({exc.reason or exc})") from None
+
+
 def _received(chunks: int, samples: int, rate: int) -> str:
     seconds = f", {samples / rate:.2f} s of audio" if rate else ""
-    return f"the stream stopped after {chunks} chunk(s){seconds}; the audio received is incomplete"
+    return f"the stream stopped after {chunks} chunk(s){seconds}, short of its end"
 
 
 class AudioGanClient:
@@ -84,6 +97,8 @@ class AudioGanClient:
         self.backoff = backoff
         options = [("grpc.max_receive_message_length", 256 * 1024 * 1024),
                    ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+        if root_certificates is not None:
+            check_root_certificates(root_certificates)
         if tls or root_certificates is not None:
             creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
             self.channel = grpc.secure_channel(target, creds, options=options)

@@ -10,6 +10,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import threading
 import time
 import wave
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -281,13 +283,16 @@ def test_cli_help_says_what_output_dash_writes():
     (["interpolate", "--from", "flute", "--to", "violin", "--steps", "1"], "'1' is out of range 2..64"),
     (["interpolate", "--from", "flute", "--to", "violin", "--seconds", "0"], "argument --seconds: '0' is out of"),
     (["--tls-ca", "missing.pem", "voices"], "--tls-ca missing.pem: No such file or directory"),
+    # gRPC took any bytes, then failed each try as UNAVAILABLE, "Failed to create security handshaker".
+    (["--tls-ca", "junk.pem", "voices"], "--tls-ca junk.pem: holds no PEM certificate"),
 ])
 def test_cli_refuses_what_it_would_ignore_or_get_wrong_before_calling(args, message, tmp_path):
     # No server listens on port 1: each is refused before any call.
+    (tmp_path / "junk.pem").write_text("not a certificate")
     done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", "127.0.0.1:1", *args],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode != 0 and message in done.stderr, done.stderr
-    assert not list(tmp_path.iterdir())
+    assert [f.name for f in tmp_path.iterdir()] == ["junk.pem"]
 
 
 def test_cli_names_a_file_that_is_not_a_npy_array_without_advising_to_unpickle_it(tmp_path):
@@ -473,7 +478,7 @@ def test_a_stream_cut_short_raises_and_is_not_retried(cut, final, code):
                 got.append(audio)
     assert len(got) == 3 and faults.calls == 1
     assert info.value.code() == code
-    assert "stopped after 3 chunk(s), 0.30 s of audio; the audio received is incomplete" in info.value.details()
+    assert "the stream stopped after 3 chunk(s), 0.30 s of audio, short of its end" in info.value.details()
 
 
 def test_a_retried_upload_is_sent_again_from_its_start():
@@ -482,3 +487,90 @@ def test_a_retried_upload_is_sent_again_from_its_start():
     with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=2, backoff=0.05) as c:
         result = c.convert(data, to="violin")
     assert faults.uploaded == [len(data), len(data)] and len(result.samples) == 1600
+
+
+def cli(target: str, *args: str, **run: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", target, *args],
+                          capture_output=True, text=True, timeout=60, **run)
+
+
+def one_line(stderr: str) -> str:
+    """What the command said: one line, no traceback, no lines of gRPC's own logging."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("audiogan-client: "), stderr
+    return lines[0]
+
+
+def test_cli_says_a_stream_cut_short_in_one_line_and_keeps_what_came(tmp_path):
+    with stand_in(Faults(chunks=3, cut=True)) as target:
+        done = cli(target, "say", "Hello.", "--stream", "-o", str(tmp_path / "cut.wav"))
+        assert done.returncode == 1
+        line = one_line(done.stderr)
+        assert line == (f"audiogan-client: UNAVAILABLE: Socket closed (the stream stopped after 3 chunk(s), 0.30 s "
+                        f"of audio, short of its end) (the audio received before it is in {tmp_path / 'cut.wav'})")
+        with wave.open(str(tmp_path / "cut.wav")) as w:  # whole as a file, and said to be short
+            assert w.getnframes() == 3 * 1600
+        raw = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", target, "say", "Hello.",
+                              "--raw"], capture_output=True, timeout=60)
+        assert raw.returncode == 1 and len(raw.stdout) == 3 * 1600 * 2
+        assert "stopped after 3 chunk(s)" in one_line(raw.stderr.decode())
+
+
+def test_cli_says_which_deadline_passed(tmp_path):
+    with stand_in(Faults(slow=3.0)) as target:
+        done = cli(target, "--timeout", "0.5", "voices")
+    assert done.returncode == 1
+    assert one_line(done.stderr) == ("audiogan-client: DEADLINE_EXCEEDED: Deadline Exceeded (--timeout 0.5 s, "
+                                     "retries included: raise it for more audio)")
+
+
+def test_cli_leaves_no_cut_short_file_when_its_write_fails(tmp_path):
+    """A write cut short (here: a file-size limit standing in for a full disk) left a WAV whose header
+    promised audio that was not there, over the good file of an earlier run."""
+    import resource
+    import signal
+
+    class Long(pb_grpc.AudioGanServicer):
+        def Vocode(self, request, context):
+            return pb.Audio(audio=np.zeros(160_000, "<f4").tobytes(), encoding=pb.FLOAT32, sample_rate_hz=16000)
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), not the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    np.save(tmp_path / "mel.npy", np.zeros((80, 10), np.float32))
+    before = write_wav(tmp_path / "out.wav", np.zeros(1000, np.float32), 16000).read_bytes()
+    with stand_in(Long()) as target:
+        done = cli(target, "vocode", str(tmp_path / "mel.npy"), "-o", str(tmp_path / "out.wav"),
+                   preexec_fn=small_files)
+    assert done.returncode == 1 and "File too large" in one_line(done.stderr)
+    assert (tmp_path / "out.wav").read_bytes() == before
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["mel.npy", "out.wav"]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make test certificates")
+def test_cli_says_a_certificate_the_server_does_not_match_in_one_line(tmp_path):
+    """gRPC's core logged each failed handshake to stderr itself, above the command's own line."""
+    for name in ("server", "other"):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                        "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
+                        str(tmp_path / f"{name}.key"), "-out", str(tmp_path / f"{name}.pem")],
+                       check=True, capture_output=True)
+
+    class Up(pb_grpc.AudioGanServicer):
+        def ListVoices(self, request, context):
+            return pb.ListVoicesResponse()
+
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(2))
+    pb_grpc.add_AudioGanServicer_to_server(Up(), server)
+    creds = grpc.ssl_server_credentials([((tmp_path / "server.key").read_bytes(),
+                                          (tmp_path / "server.pem").read_bytes())])
+    target = f"127.0.0.1:{server.add_secure_port('127.0.0.1:0', creds)}"
+    server.start()
+    try:
+        assert cli(target, "--tls-ca", str(tmp_path / "server.pem"), "voices").returncode == 0
+        done = cli(target, "--tls-ca", str(tmp_path / "other.pem"), "voices", env={
+            k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"})
+        assert done.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in one_line(done.stderr)
+    finally:
+        server.stop(0)
