@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from audiogan_client import AudioGanClient
+from audiogan_client import AudioGanClient, StreamBroken
 from audiogan_client._proto import audiogan_pb2 as pb
 from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
 from audiogan_server.batching import DynamicBatcher
@@ -594,6 +594,84 @@ def test_sigterm_finishes_the_stream_in_flight(mel):
         assert total == long_mel.shape[1] * 256
         assert proc.process.wait(90) == 0
         assert "draining" in proc.log_text()
+
+
+# -- the server dying or stopping under a caller --------------------------------------------------------------
+
+@pytest.mark.parametrize(("sig", "grace"), [(signal.SIGKILL, "10"), (signal.SIGTERM, "0.5")])
+def test_a_stream_cut_short_by_the_server_raises_and_is_not_retried(mel, sig, grace):
+    """Killed, or stopped past its grace period, mid-stream: the caller gets StreamBroken after the chunks that
+    came, not a retried stream (the same audio twice) nor a stream ended as if whole."""
+    long_mel = np.tile(mel, (1, 20))
+    with launch("--voice", "none", "--timbre", "none", "--set", "batching.stream_chunk_frames=8",
+                "--set", f"grace_seconds={grace}") as proc, AudioGanClient(proc.target, timeout=60) as client:
+        got = []
+        with pytest.raises(StreamBroken) as info:
+            for chunk in client.stream_chunks(mel=long_mel, encoding="pcm16"):
+                got.append(chunk)
+                if len(got) == 4:
+                    proc.process.send_signal(sig)
+        assert proc.process.wait(30) is not None
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert f"the stream stopped after {len(got)} chunk(s)" in info.value.details()
+    assert [c.sequence for c in got] == list(range(len(got))), "no chunk came twice"
+    assert sum(len(c.audio) for c in got) // 2 < long_mel.shape[1] * 256 and not got[-1].final
+
+
+def test_a_call_whose_server_is_killed_is_retried_once_it_is_back(mel):
+    """A server killed mid-call and restarted on its port: the call's retries (UNAVAILABLE: refused, then
+    loading) reach the new server within the caller's one deadline."""
+    long_mel = np.tile(mel, (1, 12))  # about 60 s of audio: seconds of vocoding on 2 cores
+    back, finished = threading.Event(), threading.Event()
+
+    def kill_and_restart(proc) -> None:
+        time.sleep(1.0)  # the call is under way
+        proc.process.kill()
+        proc.process.wait()
+        with launch("--voice", "none", "--timbre", "none", "--port", str(proc.port)):
+            back.set()
+            finished.wait(120)
+
+    with launch("--voice", "none", "--timbre", "none") as proc, \
+            AudioGanClient(proc.target, timeout=120, retries=8, backoff=0.2) as client:
+        restarter = threading.Thread(target=kill_and_restart, args=(proc,))
+        restarter.start()
+        try:
+            audio = client.vocode(long_mel).samples
+        finally:
+            finished.set()
+            restarter.join(60)
+    assert back.is_set() and audio.shape == (long_mel.shape[1] * 256,)
+
+
+def test_a_stream_left_early_frees_its_slot_at_once(tight_server, mel):
+    with AudioGanClient(tight_server.target, retries=0) as client:
+        stream = client.stream(mel=np.tile(mel, (1, 60)))
+        next(stream)
+        assert code_of(lambda: client.vocode(mel[:, :10])) == grpc.StatusCode.RESOURCE_EXHAUSTED
+        stream.close()
+        for _ in range(20):  # the server hears of the cancellation asynchronously
+            try:
+                assert client.vocode(mel[:, :10]).samples.size == 2560
+                break
+            except grpc.RpcError as err:
+                assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                time.sleep(0.05)
+        else:
+            pytest.fail("the stream left early held its slot")
+
+
+def test_cli_say_stream_cut_short_by_the_server_says_so_in_one_line():
+    text = " ".join(f"This is sentence number {i}, spoken slowly for the test." for i in range(30))
+    with launch("--timbre", "none", "--set", "batching.stream_chunk_frames=8") as proc:
+        cli = subprocess.Popen([sys.executable, "-m", "audiogan_client.cli", "--target", proc.target, "say", text,
+                                "--raw"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = cli.stdout.read(4096)  # audio is arriving
+        proc.process.kill()
+        _, stderr = cli.communicate(timeout=60)
+    lines = stderr.decode().strip().splitlines()
+    assert cli.returncode == 1 and len(first) == 4096 and len(lines) == 1, stderr
+    assert lines[0].startswith("audiogan-client: UNAVAILABLE: ") and "short of its end" in lines[0]
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a test certificate")
