@@ -18,7 +18,7 @@ import grpc
 import numpy as np
 
 from audiogan_client.audio import check_output, decode, write_audio
-from audiogan_client.client import AudioGanClient, AudioResult, StreamBroken, check_root_certificates
+from audiogan_client.client import AudioGanClient, AudioResult, check_root_certificates
 
 OUT_DEFAULT = "out.wav"
 MAX_SEED = 2**64 - 1  # the wire's uint64; -1 failed in protobuf as "Value out of range: -1", naming no option
@@ -123,8 +123,8 @@ def cmd_say(client: AudioGanClient, args: argparse.Namespace) -> None:
         # A stream cut off (past the server's audio limit, a deadline, the server gone) keeps the audio that
         # came, said in the error's one line.
         write_audio(args.output, np.concatenate(parts), rate)
-        raise SystemExit(f"audiogan-client: {err.code().name}: {err.details()} (the audio received before "
-                         f"it is in {args.output})") from None
+        raise SystemExit(f"audiogan-client: {err.code().name}: {err.details()}{_hint(err, args)} (the audio "
+                         f"received before it is in {args.output})") from None
     if not raw:
         _save(AudioResult(np.concatenate(parts) if parts else np.zeros(0, np.float32), rate), args.output)
 
@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audiogan-client", description=__doc__)
     parser.add_argument("--target", default="127.0.0.1:50051", help="server address (default %(default)s)")
     parser.add_argument("--timeout", type=_seconds, default=120.0,
-                        help="per-call deadline in seconds, > 0 (default %(default)g)")
+                        help="each call's deadline in seconds, retries included, > 0 (default %(default)g)")
     parser.add_argument("--tls-ca", help="PEM root certificate: connect with TLS")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -306,7 +306,7 @@ def _quiet_broken_pipe() -> None:
 
 def _hint(err: grpc.RpcError, args: argparse.Namespace) -> str:
     """What the caller can do about an error whose message, gRPC's own, does not say."""
-    if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and not isinstance(err, StreamBroken):
+    if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f" (--timeout {args.timeout:g} s, retries included: raise it for more audio)"
     return ""
 

@@ -401,9 +401,10 @@ def pcm_chunk(sequence: int, samples: int = 1600, final: bool = False) -> pb.Aud
 
 
 class Faults(pb_grpc.AudioGanServicer):
-    """Each call counted; ListVoices UNAVAILABLE after ``slow`` seconds; a stream of ``chunks`` chunks that
-    then fails with UNAVAILABLE (``cut``) or ends without its final chunk; the first ``refusals`` calls
-    refused as UNAVAILABLE before any chunk; ConvertTimbre reads the whole upload, counting its bytes."""
+    """Each call counted; ListVoices UNAVAILABLE after ``slow`` seconds; a stream of ``chunks`` chunks, one
+    each ``slow`` seconds, that then fails with UNAVAILABLE (``cut``) or ends without its final chunk; the
+    first ``refusals`` calls refused as UNAVAILABLE before any chunk; ConvertTimbre reads the whole upload,
+    counting its bytes."""
 
     def __init__(self, slow: float = 0.0, chunks: int = 3, cut: bool = False, final: bool = True,
                  refusals: int = 0) -> None:
@@ -425,6 +426,7 @@ class Faults(pb_grpc.AudioGanServicer):
         self._refuse_first(context)
         for i in range(self.chunks):
             yield pcm_chunk(i, final=self.final and not self.cut and i == self.chunks - 1)
+            time.sleep(self.slow)
         if self.cut:
             context.abort(grpc.StatusCode.UNAVAILABLE, "Socket closed")
 
@@ -517,11 +519,16 @@ def test_cli_says_a_stream_cut_short_in_one_line_and_keeps_what_came(tmp_path):
 
 
 def test_cli_says_which_deadline_passed(tmp_path):
+    hint = "(--timeout 0.5 s, retries included: raise it for more audio)"
     with stand_in(Faults(slow=3.0)) as target:
         done = cli(target, "--timeout", "0.5", "voices")
-    assert done.returncode == 1
-    assert one_line(done.stderr) == ("audiogan-client: DEADLINE_EXCEEDED: Deadline Exceeded (--timeout 0.5 s, "
-                                     "retries included: raise it for more audio)")
+        assert done.returncode == 1
+        assert one_line(done.stderr) == f"audiogan-client: DEADLINE_EXCEEDED: Deadline Exceeded {hint}"
+        done = cli(target, "--timeout", "0.5", "say", "Hello.", "--stream", "-o", str(tmp_path / "x.wav"))
+        assert done.returncode == 1
+        line = one_line(done.stderr)
+        assert line.startswith("audiogan-client: DEADLINE_EXCEEDED: Deadline Exceeded (the stream stopped after 1")
+        assert f"short of its end) {hint} (the audio received before it is in" in line, line
 
 
 def test_cli_leaves_no_cut_short_file_when_its_write_fails(tmp_path):
