@@ -307,7 +307,7 @@ def _quiet_broken_pipe() -> None:
 def _hint(err: grpc.RpcError, args: argparse.Namespace) -> str:
     """What the caller can do about an error whose message, gRPC's own, does not say."""
     if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return f" (--timeout {args.timeout:g} s, retries included: raise it for more audio)"
+        return f" (the deadline: --timeout {args.timeout:g} s, retries included)"
     return ""
 
 
