@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from audiogan_client import AudioGanClient
+from audiogan_client import AudioGanClient, StreamBroken
 from audiogan_client._proto import audiogan_pb2 as pb
 from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
 from audiogan_server.batching import DynamicBatcher
@@ -367,15 +367,24 @@ def tight_server():
         yield proc
 
 
-def test_concurrency_limit_and_cancellation_frees_the_slot(tight_server, mel):
+@pytest.mark.parametrize("leave", ["cancel", "close"])
+def test_concurrency_limit_and_cancellation_frees_the_slot(tight_server, mel, leave):
+    """A stream cancelled, or the client's stream left after its first chunk, gives its slot back."""
     with AudioGanClient(tight_server.target, retries=0) as client:
         long_mel = np.tile(mel, (1, 60))  # ~300 s of float32: flow control holds the stream open
-        call = client.stub.SynthesizeStream(pb.SynthesizeRequest(
-            mel=pb.Mel(n_mels=80, data=long_mel.astype("<f4").tobytes()),
-            format=pb.AudioFormat(encoding=pb.FLOAT32)))
-        next(call)
+        if leave == "cancel":
+            call = client.stub.SynthesizeStream(pb.SynthesizeRequest(
+                mel=pb.Mel(n_mels=80, data=long_mel.astype("<f4").tobytes()),
+                format=pb.AudioFormat(encoding=pb.FLOAT32)))
+            next(call)
+        else:
+            stream = client.stream(mel=long_mel)
+            next(stream)
         assert code_of(lambda: client.vocode(mel)) == grpc.StatusCode.RESOURCE_EXHAUSTED
-        call.cancel()
+        if leave == "cancel":
+            call.cancel()
+        else:
+            stream.close()
         for _ in range(50):  # the server notices the cancellation asynchronously
             try:
                 assert client.vocode(mel[:, :10]).samples.size == 2560
@@ -445,6 +454,22 @@ def test_replies_wait_for_memory_and_one_too_large_is_refused(mel):
         for result in results:  # each waited its turn, none was refused
             np.testing.assert_array_equal(result, alone)
         assert metric(port, "audiogan_reply_bytes") == 0 and metric(port, "audiogan_reply_waiting") == 0
+
+
+def test_a_reply_over_grpcs_message_limit_is_refused_before_it_is_made(mel):
+    """With limits raised, 723 s at 96 kHz as float32 (278 MB) was vocoded for 87 s, then failed as "SERVER:
+    Sent message larger than max" while the server logged the call OK."""
+    long_mel = np.tile(mel, (1, -(-720 * 16000 // 256 // mel.shape[1])))
+    with launch("--voice", "none", "--timbre", "none", "--set", "limits.max_audio_seconds=3600") as proc, \
+            AudioGanClient(proc.target, retries=0, timeout=60) as client:
+        start = time.monotonic()
+        with pytest.raises(grpc.RpcError) as info:
+            client.vocode(long_mel, sample_rate=96000, encoding="float32")
+        assert time.monotonic() - start < 10, "refused before any vocoding"
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "over gRPC's 256 MB message limit" in info.value.details(), info.value.details()
+        assert "SynthesizeStream" in info.value.details()
+        assert client.vocode(long_mel[:, :100], sample_rate=96000, encoding="float32").samples.size == 100 * 256 * 6
 
 
 def test_upload_limit(tight_server, demo_path):
@@ -578,6 +603,67 @@ def test_sigterm_finishes_the_stream_in_flight(mel):
         assert total == long_mel.shape[1] * 256
         assert proc.process.wait(90) == 0
         assert "draining" in proc.log_text()
+
+
+# -- the server dying or stopping under a caller --------------------------------------------------------------
+
+@pytest.mark.parametrize(("sig", "grace"), [(signal.SIGKILL, "10"), (signal.SIGTERM, "0.5")])
+def test_a_stream_cut_short_by_the_server_raises_and_is_not_retried(mel, sig, grace):
+    """Killed, or stopped past its grace period, mid-stream: the caller gets StreamBroken after the chunks that
+    came, not a retried stream (the same audio twice) nor a stream ended as if whole."""
+    long_mel = np.tile(mel, (1, 20))
+    with launch("--voice", "none", "--timbre", "none", "--set", "batching.stream_chunk_frames=8",
+                "--set", f"grace_seconds={grace}") as proc, AudioGanClient(proc.target, timeout=60) as client:
+        got = []
+        with pytest.raises(StreamBroken) as info:
+            for chunk in client.stream_chunks(mel=long_mel, encoding="pcm16"):
+                got.append(chunk)
+                if len(got) == 4:
+                    proc.process.send_signal(sig)
+        assert proc.process.wait(30) is not None
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert f"the stream stopped after {len(got)} chunk(s)" in info.value.details()
+    assert [c.sequence for c in got] == list(range(len(got))), "no chunk came twice"
+    assert sum(len(c.audio) for c in got) // 2 < long_mel.shape[1] * 256 and not got[-1].final
+
+
+def test_a_call_whose_server_is_killed_is_retried_once_it_is_back(mel):
+    """A server killed mid-call and restarted on its port: the call's retries (UNAVAILABLE: refused, then
+    loading) reach the new server within the caller's one deadline."""
+    long_mel = np.tile(mel, (1, 12))  # about 60 s of audio: seconds of vocoding on 2 cores
+    back, finished = threading.Event(), threading.Event()
+
+    def kill_and_restart(proc) -> None:
+        time.sleep(1.0)  # the call is under way
+        proc.process.kill()
+        proc.process.wait()
+        with launch("--voice", "none", "--timbre", "none", "--port", str(proc.port)):
+            back.set()
+            finished.wait(120)
+
+    with launch("--voice", "none", "--timbre", "none") as proc, \
+            AudioGanClient(proc.target, timeout=120, retries=8, backoff=0.2) as client:
+        restarter = threading.Thread(target=kill_and_restart, args=(proc,))
+        restarter.start()
+        try:
+            audio = client.vocode(long_mel).samples
+        finally:
+            finished.set()
+            restarter.join(60)
+    assert back.is_set() and audio.shape == (long_mel.shape[1] * 256,)
+
+
+def test_cli_say_stream_cut_short_by_the_server_says_so_in_one_line():
+    text = " ".join(f"This is sentence number {i}, spoken slowly for the test." for i in range(30))
+    with launch("--timbre", "none", "--set", "batching.stream_chunk_frames=8") as proc:
+        cli = subprocess.Popen([sys.executable, "-m", "audiogan_client.cli", "--target", proc.target, "say", text,
+                                "--raw"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = cli.stdout.read(4096)  # audio is arriving
+        proc.process.kill()
+        _, stderr = cli.communicate(timeout=60)
+    lines = stderr.decode().strip().splitlines()
+    assert cli.returncode == 1 and len(first) == 4096 and len(lines) == 1, stderr
+    assert lines[0].startswith("audiogan-client: UNAVAILABLE: ") and "short of its end" in lines[0]
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a test certificate")

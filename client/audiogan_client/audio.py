@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
 import sys
 import wave
 from pathlib import Path
@@ -22,6 +23,11 @@ def encoding_value(name: str | int) -> int:
         return ENCODINGS[name.lower()]
     except KeyError:
         raise ValueError(f"unknown encoding {name!r}; choose from {', '.join(ENCODINGS)}") from None
+
+
+def sample_width(encoding: int) -> int:
+    """Bytes per sample of raw streamed audio (streams carry PCM16 or FLOAT32 only)."""
+    return 4 if encoding == pb.FLOAT32 else 2
 
 
 def decode(data: bytes, encoding: int) -> np.ndarray:
@@ -71,10 +77,9 @@ def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path
         return write_wav(path, samples, sample_rate)
     import soundfile
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(path, np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="FLAC")
-    return path
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="FLAC")
+    return _replace(Path(path), buffer.getvalue())
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
@@ -88,9 +93,24 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
     if str(path) == "-":
         sys.stdout.buffer.write(buffer.getvalue())
         return Path("-")
-    path = Path(path)
+    return _replace(Path(path), buffer.getvalue())
+
+
+def _replace(path: Path, data: bytes) -> Path:
+    """``data`` into a file beside ``path``, renamed over it once whole: a write cut short (a full disk, the
+    command stopped) leaves the file that was there, or none, not a WAV whose header promises more audio
+    than follows."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buffer.getvalue())
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        with open(part, "wb") as f:  # not mkstemp: the file gets the umask's permissions, as before
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     return path
 
 

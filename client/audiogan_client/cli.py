@@ -10,11 +10,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+# gRPC's core logs a failed TLS handshake or an unreadable certificate to stderr itself, in lines above the
+# one this command prints for the error; it reads this setting when grpc is first imported, just below.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 import grpc
 import numpy as np
 
 from audiogan_client.audio import check_output, decode, write_audio
-from audiogan_client.client import AudioGanClient, AudioResult
+from audiogan_client.client import AudioGanClient, AudioResult, check_root_certificates
 
 OUT_DEFAULT = "out.wav"
 MAX_SEED = 2**64 - 1  # the wire's uint64; -1 failed in protobuf as "Value out of range: -1", naming no option
@@ -116,10 +120,11 @@ def cmd_say(client: AudioGanClient, args: argparse.Namespace) -> None:
     except grpc.RpcError as err:
         if raw or not parts:
             raise
-        # A stream cut off (past the server's audio limit, a deadline) keeps the audio that came.
-        _save(AudioResult(np.concatenate(parts), rate), args.output)
-        raise SystemExit(f"audiogan-client: {err.code().name}: {err.details()} (the audio received before "
-                         f"it is in {args.output})") from None
+        # A stream cut off (past the server's audio limit, a deadline, the server gone) keeps the audio that
+        # came, said in the error's one line.
+        write_audio(args.output, np.concatenate(parts), rate)
+        raise SystemExit(f"audiogan-client: {err.code().name}: {err.details()}{_hint(err, args)} (the audio "
+                         f"received before it is in {args.output})") from None
     if not raw:
         _save(AudioResult(np.concatenate(parts) if parts else np.zeros(0, np.float32), rate), args.output)
 
@@ -216,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audiogan-client", description=__doc__)
     parser.add_argument("--target", default="127.0.0.1:50051", help="server address (default %(default)s)")
     parser.add_argument("--timeout", type=_seconds, default=120.0,
-                        help="per-call deadline in seconds, > 0 (default %(default)g)")
+                        help="each call's deadline in seconds, retries included, > 0 (default %(default)g)")
     parser.add_argument("--tls-ca", help="PEM root certificate: connect with TLS")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -299,12 +304,23 @@ def _quiet_broken_pipe() -> None:
     raise SystemExit(1)
 
 
+def _hint(err: grpc.RpcError, args: argparse.Namespace) -> str:
+    """What the caller can do about an error whose message, gRPC's own, does not say."""
+    if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f" (the deadline: --timeout {args.timeout:g} s, retries included)"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         root = Path(args.tls_ca).read_bytes() if args.tls_ca else None
+        if root is not None:
+            check_root_certificates(root)
     except OSError as err:  # a traceback before any call was made
         raise SystemExit(f"audiogan-client: --tls-ca {args.tls_ca}: {err.strerror or err}") from None
+    except ValueError as err:  # else each try failed as UNAVAILABLE, "Failed to create security handshaker"
+        raise SystemExit(f"audiogan-client: --tls-ca {args.tls_ca}: {err}") from None
     try:
         if args.command in ("vocode", "interpolate", "convert"):
             check_output(args.output)  # before the call, not after it has run
@@ -312,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
             args.func(client, args)
             sys.stdout.flush()  # here, where a reader gone is caught, not at exit as "Exception ignored"
     except grpc.RpcError as err:
-        raise SystemExit(f"audiogan-client: {err.code().name}: {err.details()}") from None
+        raise SystemExit(f"audiogan-client: {err.code().name}: {err.details()}{_hint(err, args)}") from None
     except BrokenPipeError:
         _quiet_broken_pipe()
     except (OSError, ValueError) as err:

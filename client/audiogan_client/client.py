@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -13,7 +15,7 @@ import numpy as np
 
 from audiogan_client._proto import audiogan_pb2 as pb
 from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
-from audiogan_client.audio import decode, encoding_value, mel_message
+from audiogan_client.audio import decode, encoding_value, mel_message, sample_width
 
 T = TypeVar("T")
 TimbreLike = str | Sequence[float] | np.ndarray
@@ -39,6 +41,41 @@ def timed(spans: Iterable[pb.TimedText]) -> list[dict[str, Any]]:
     return [{"text": s.text, "start": s.start_seconds, "end": s.end_seconds} for s in spans]
 
 
+class StreamBroken(grpc.RpcError):
+    """A streamed reply that stopped short of its final chunk: the audio received is incomplete. Never
+    retried, since the chunks already handed out would come again. ``code()`` is the cause's status
+    (DATA_LOSS where the stream ended without an error but without its final chunk) and ``details()``
+    says how much audio came before it stopped."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self._code = code
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+def check_root_certificates(pem: bytes) -> None:
+    """Raises ValueError unless ``pem`` holds PEM certificates: gRPC takes anything, then fails every call as
+    UNAVAILABLE ("Failed to create security handshaker"), retried, naming neither the file nor its fault."""
+    text = pem.decode("ascii", "replace")
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ValueError("holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    try:
+        ssl.create_default_context(cadata=text)
+    except ssl.SSLError as exc:
+        raise ValueError(f"a certificate in it does not parse ({exc.reason or exc})") from None
+
+
+def _received(chunks: int, samples: int, rate: int) -> str:
+    seconds = f", {samples / rate:.2f} s of audio" if rate else ""
+    return f"the stream stopped after {chunks} chunk(s){seconds}, short of its end"
+
+
 class AudioGanClient:
     """Client for an ``audiogan-server``.
 
@@ -47,6 +84,10 @@ class AudioGanClient:
 
     Calls that fail with UNAVAILABLE (server starting or restarting) are retried ``retries`` times with
     exponential backoff; every other error surfaces at once as ``grpc.RpcError`` with the server's message.
+    ``timeout`` is each call's deadline in seconds, retries and their backoff included, as a gRPC deadline
+    is for the whole call: a caller who gives 10 s waits 10 s at most, not 10 s for every try. A stream is
+    retried only until its first chunk has arrived; one that breaks off after that, or ends without its
+    final chunk, raises :class:`StreamBroken`.
     """
 
     def __init__(self, target: str = "127.0.0.1:50051", timeout: float | None = 60.0, retries: int = 3,
@@ -56,6 +97,8 @@ class AudioGanClient:
         self.backoff = backoff
         options = [("grpc.max_receive_message_length", 256 * 1024 * 1024),
                    ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+        if root_certificates is not None:
+            check_root_certificates(root_certificates)
         if tls or root_certificates is not None:
             creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
             self.channel = grpc.secure_channel(target, creds, options=options)
@@ -72,15 +115,24 @@ class AudioGanClient:
     def close(self) -> None:
         self.channel.close()
 
-    def _retry(self, call: Callable[[], T]) -> T:
+    def _retry(self, call: Callable[[float | None], T]) -> T:
+        """``call(timeout)`` until it does not fail with UNAVAILABLE, each try given what is left of the
+        deadline. A backoff that would reach the deadline is not waited: the UNAVAILABLE, which says why
+        (connection refused, a TLS handshake that failed), is raised instead of a bare DEADLINE_EXCEEDED."""
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
         for attempt in range(self.retries + 1):
             try:
-                return call()
+                return call(None if deadline is None else max(deadline - time.monotonic(), 0.0))
             except grpc.RpcError as err:
-                if err.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                pause = self.backoff * 2**attempt
+                if (err.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries
+                        or (deadline is not None and time.monotonic() + pause >= deadline)):
                     raise
-                time.sleep(self.backoff * 2**attempt)
+                time.sleep(pause)
         raise AssertionError("unreachable")
+
+    def _unary(self, method: Callable[..., T], request: Any) -> T:
+        return self._retry(lambda timeout: method(request, timeout=timeout))
 
     @staticmethod
     def _format(sample_rate: int, encoding: str | int) -> pb.AudioFormat:
@@ -116,14 +168,14 @@ class AudioGanClient:
         """Text (through a voice, as one of its speakers) or a log-mel (through a vocoder) -> the whole audio."""
         request = self._synthesize_request(text, mel, voice, vocoder, sample_rate, encoding, speed, pitch_shift,
                                            speaker)
-        return self._result(self._retry(lambda: self.stub.Synthesize(request, timeout=self.timeout)))
+        return self._result(self._unary(self.stub.Synthesize, request))
 
     def synthesize_timed(self, text: str, *, voice: str = "", sample_rate: int = 0, encoding: str | int = "float32",
                          speed: float = 1.0, pitch_shift: float = 0.0, speaker: int = 0) -> TimedAudio:
         """As :meth:`synthesize`, with when each sentence and word is said (captions, highlighting, lip sync)."""
         request = self._synthesize_request(text, None, voice, "", sample_rate, encoding, speed, pitch_shift,
                                            speaker, timings=True)
-        audio = self._retry(lambda: self.stub.Synthesize(request, timeout=self.timeout))
+        audio = self._unary(self.stub.Synthesize, request)
         return TimedAudio(*self._result(audio), timed(audio.sentences), timed(audio.words), timed(audio.marks))
 
     def stream_chunks(self, text: str | None = None, *, mel: np.ndarray | None = None, voice: str = "",
@@ -133,18 +185,31 @@ class AudioGanClient:
         ``timings``, each sentence's timings on the chunk where its audio begins)."""
         request = self._synthesize_request(text, mel, voice, vocoder, sample_rate, encoding, speed, pitch_shift,
                                            speaker, timings)
-        yield from self._retry(
-            lambda: self._first_then_rest(self.stub.SynthesizeStream(request, timeout=self.timeout)))
+        yield from self._checked_stream(lambda timeout: self.stub.SynthesizeStream(request, timeout=timeout))
 
     @staticmethod
-    def _first_then_rest(call: Iterator[pb.AudioChunk]) -> Iterator[pb.AudioChunk]:
-        # Pull the first chunk inside the retry so an UNAVAILABLE at start is retried; later errors surface.
-        first = next(call)
+    def _opened(call: Any) -> tuple[Any, pb.AudioChunk | None]:
+        # The first chunk is awaited inside the retry: an UNAVAILABLE before any audio is retried, none after.
+        return call, next(call, None)
 
-        def chain() -> Iterator[pb.AudioChunk]:
-            yield first
-            yield from call
-        return chain()
+    def _checked_stream(self, start: Callable[[float | None], Any]) -> Iterator[pb.AudioChunk]:
+        """The chunks of the streaming call ``start(timeout)`` as they come, raising :class:`StreamBroken`
+        where the stream stops short of its final chunk."""
+        call, first = self._retry(lambda timeout: self._opened(start(timeout)))
+        count = samples = rate = 0
+        final = False
+        try:
+            for chunk in itertools.chain([first] if first is not None else [], call):
+                yield chunk
+                count, final, rate = count + 1, chunk.final, chunk.sample_rate_hz or rate
+                samples = chunk.sample_offset + len(chunk.audio) // sample_width(chunk.encoding)
+        except grpc.RpcError as err:
+            raise StreamBroken(err.code(), f"{err.details()} ({_received(count, samples, rate)})") from err
+        finally:
+            call.cancel()  # a caller that stops reading frees the server's slot now, not at garbage collection
+        if not final:
+            raise StreamBroken(grpc.StatusCode.DATA_LOSS, f"the stream ended without its final chunk "
+                                                          f"({_received(count, samples, rate)})")
 
     def stream(self, text: str | None = None, **kwargs: Any) -> Iterator[np.ndarray]:
         """Audio as float32 numpy chunks, each yielded as soon as the server sends it."""
@@ -155,7 +220,7 @@ class AudioGanClient:
     def vocode(self, mel: np.ndarray, *, vocoder: str = "", sample_rate: int = 0,
                encoding: str | int = "float32") -> AudioResult:
         request = pb.VocodeRequest(mel=mel_message(mel), vocoder=vocoder, format=self._format(sample_rate, encoding))
-        return self._result(self._retry(lambda: self.stub.Vocode(request, timeout=self.timeout)))
+        return self._result(self._unary(self.stub.Vocode, request))
 
     def notes(self, notes: Iterable[dict[str, Any]], *, model: str = "", sample_rate: int = 0,
               encoding: str | int = "float32") -> list[AudioResult]:
@@ -180,7 +245,7 @@ class AudioGanClient:
                 spec.timbre.CopyFrom(self.timbre(timbre))
             specs.append(spec)
         request = pb.GenerateNotesRequest(notes=specs, model=model, format=self._format(sample_rate, encoding))
-        response = self._retry(lambda: self.stub.GenerateNotes(request, timeout=self.timeout))
+        response = self._unary(self.stub.GenerateNotes, request)
         return [self._result(a) for a in response.notes]
 
     def interpolate(self, a: TimbreLike, b: TimbreLike, *, pitch: int, alpha: float | None = None,
@@ -201,7 +266,7 @@ class AudioGanClient:
             raise ValueError(f"interpolate: {exc} (pitch, steps, velocity and seed are whole numbers)") from None
         except ValueError as exc:
             raise ValueError(f"interpolate: {exc} (seed is a whole number 0..2**64-1)") from None
-        response = self._retry(lambda: self.stub.InterpolateTimbre(request, timeout=self.timeout))
+        response = self._unary(self.stub.InterpolateTimbre, request)
         return [self._result(n) for n in response.notes], list(response.alphas)
 
     def convert(self, audio: str | Path | bytes, *, to: TimbreLike, model: str = "", sample_rate: int = 0,
@@ -222,20 +287,24 @@ class AudioGanClient:
             for start in range(0, len(data), UPLOAD_CHUNK_BYTES):
                 yield pb.ConvertTimbreRequest(audio_chunk=data[start:start + UPLOAD_CHUNK_BYTES])
 
-        def call() -> AudioResult:
-            chunks = list(self.stub.ConvertTimbre(upload(), timeout=self.timeout))
+        def call(timeout: float | None) -> AudioResult:
+            # upload() anew on each try: a generator spent by a failed try would send nothing.
+            chunks = list(self.stub.ConvertTimbre(upload(), timeout=timeout))
+            if not chunks or not chunks[-1].final:  # nothing was handed out yet: all or nothing
+                raise StreamBroken(grpc.StatusCode.DATA_LOSS, f"the converted audio ended without its final "
+                                                              f"chunk, after {len(chunks)} chunk(s)")
             samples = [decode(c.audio, c.encoding) for c in chunks if c.audio]
             rate = chunks[-1].sample_rate_hz if chunks else sample_rate
             return AudioResult(np.concatenate(samples) if samples else np.zeros(0, np.float32), rate)
         return self._retry(call)
 
     def list_voices(self) -> dict[str, list[dict[str, Any]]]:
-        response = self._retry(lambda: self.stub.ListVoices(pb.ListVoicesRequest(), timeout=self.timeout))
+        response = self._unary(self.stub.ListVoices, pb.ListVoicesRequest())
         return {"voices": [_info(m) for m in response.voices], "vocoders": [_info(m) for m in response.vocoders]}
 
     def list_instruments(self, model: str = "") -> list[dict[str, str]]:
         request = pb.ListInstrumentsRequest(model=model)
-        response = self._retry(lambda: self.stub.ListInstruments(request, timeout=self.timeout))
+        response = self._unary(self.stub.ListInstruments, request)
         return [{"name": i.name, "family": i.family, "model": i.model} for i in response.instruments]
 
 

@@ -5,19 +5,27 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import importlib.util
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 import wave
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
-from audiogan_client import AudioGanClient, write_wav
+from audiogan_client import AudioGanClient, StreamBroken, write_wav
+from audiogan_client._proto import audiogan_pb2 as pb
+from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
 
 # The bundled demo clip's mel (LibriSpeech 1688-142285-0003, CC BY 4.0), saved by audiogan with numpy.
 DEMO_MEL = Path(__file__).resolve().parents[2] / "audiogan" / "samples" / "demo_mel.npy"
@@ -172,11 +180,7 @@ def test_cli_say_raw_stream_is_pcm16(tmp_path):
 
 
 def test_unavailable_is_retried_with_backoff_then_raised():
-    import socket
-
-    with socket.socket() as s:  # a port with nobody listening
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listening
     with AudioGanClient(f"127.0.0.1:{port}", timeout=5, retries=2, backoff=0.2) as c:
         start = time.monotonic()
         with pytest.raises(grpc.RpcError) as info:
@@ -279,13 +283,16 @@ def test_cli_help_says_what_output_dash_writes():
     (["interpolate", "--from", "flute", "--to", "violin", "--steps", "1"], "'1' is out of range 2..64"),
     (["interpolate", "--from", "flute", "--to", "violin", "--seconds", "0"], "argument --seconds: '0' is out of"),
     (["--tls-ca", "missing.pem", "voices"], "--tls-ca missing.pem: No such file or directory"),
+    # gRPC took any bytes, then failed each try as UNAVAILABLE, "Failed to create security handshaker".
+    (["--tls-ca", "junk.pem", "voices"], "--tls-ca junk.pem: holds no PEM certificate"),
 ])
 def test_cli_refuses_what_it_would_ignore_or_get_wrong_before_calling(args, message, tmp_path):
     # No server listens on port 1: each is refused before any call.
+    (tmp_path / "junk.pem").write_text("not a certificate")
     done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", "127.0.0.1:1", *args],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode != 0 and message in done.stderr, done.stderr
-    assert not list(tmp_path.iterdir())
+    assert [f.name for f in tmp_path.iterdir()] == ["junk.pem"]
 
 
 def test_cli_names_a_file_that_is_not_a_npy_array_without_advising_to_unpickle_it(tmp_path):
@@ -361,3 +368,217 @@ def test_a_stream_cut_off_keeps_the_audio_that_came(tmp_path):
         cli.cmd_say(Client(), args)
     with wave.open(str(out)) as w:
         assert w.getnframes() == 4800
+
+
+# -- a misbehaving server: real gRPC over loopback, answered by a stand-in whose faults the tests choose ------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def stand_in(servicer: pb_grpc.AudioGanServicer, port: int = 0, after: float = 0.0):
+    """A gRPC server answering with ``servicer`` on ``port``, started ``after`` seconds from now (a server
+    not up yet); yields its target."""
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(4))
+    pb_grpc.add_AudioGanServicer_to_server(servicer, server)
+    port = server.add_insecure_port(f"127.0.0.1:{port}")
+    starting = threading.Timer(after, server.start)
+    starting.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        starting.cancel()
+        starting.join()
+        server.stop(0)
+
+
+def pcm_chunk(sequence: int, samples: int = 1600, final: bool = False) -> pb.AudioChunk:
+    return pb.AudioChunk(sequence=sequence, sample_offset=sequence * samples, audio=np.full(samples, 1000, "<i2")
+                         .tobytes(), encoding=pb.PCM16, sample_rate_hz=16000, final=final)
+
+
+class Faults(pb_grpc.AudioGanServicer):
+    """Each call counted; ListVoices UNAVAILABLE after ``slow`` seconds; a stream of ``chunks`` chunks, one
+    each ``slow`` seconds, that then fails with UNAVAILABLE (``cut``) or ends without its final chunk; the
+    first ``refusals`` calls refused as UNAVAILABLE before any chunk; ConvertTimbre reads the whole upload,
+    counting its bytes."""
+
+    def __init__(self, slow: float = 0.0, chunks: int = 3, cut: bool = False, final: bool = True,
+                 refusals: int = 0) -> None:
+        self.slow, self.chunks, self.cut, self.final, self.refusals = slow, chunks, cut, final, refusals
+        self.calls = 0
+        self.uploaded: list[int] = []
+
+    def _refuse_first(self, context: grpc.ServicerContext) -> None:
+        self.calls += 1
+        if self.calls <= self.refusals:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "restarting")
+
+    def ListVoices(self, request, context):
+        self.calls += 1
+        time.sleep(self.slow)
+        context.abort(grpc.StatusCode.UNAVAILABLE, "the server is loading its models; retry shortly")
+
+    def SynthesizeStream(self, request, context):
+        self._refuse_first(context)
+        for i in range(self.chunks):
+            yield pcm_chunk(i, final=self.final and not self.cut and i == self.chunks - 1)
+            time.sleep(self.slow)
+        if self.cut:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "Socket closed")
+
+    def ConvertTimbre(self, request_iterator, context):
+        self.uploaded.append(sum(len(r.audio_chunk) for r in request_iterator))
+        self._refuse_first(context)
+        yield pcm_chunk(0, final=True)
+
+
+def test_retries_share_the_callers_deadline():
+    """Each try used to get the whole timeout: 2 s given, 6 tries of 0.8 s each waited over 5 s."""
+    faults = Faults(slow=0.8)
+    with stand_in(faults) as target, AudioGanClient(target, timeout=2.0, retries=5, backoff=0.05) as c:
+        start = time.monotonic()
+        with pytest.raises(grpc.RpcError) as info:
+            c.list_voices()
+        took = time.monotonic() - start
+    assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    assert took < 2.0 + 0.5, f"{took:.2f} s for a 2 s deadline"
+    assert 2 <= faults.calls <= 3  # retried while the deadline allowed, no more
+
+
+def test_a_server_that_comes_up_during_the_retries_answers():
+    class Up(pb_grpc.AudioGanServicer):
+        def ListVoices(self, request, context):
+            return pb.ListVoicesResponse(vocoders=[pb.ModelInfo(name="late")])
+
+    port = free_port()
+    with stand_in(Up(), port, after=1.0), AudioGanClient(f"127.0.0.1:{port}", timeout=10, retries=5,
+                                                         backoff=0.2) as c:
+        assert [v["name"] for v in c.list_voices()["vocoders"]] == ["late"]
+
+
+def test_a_stream_refused_before_its_first_chunk_is_retried_whole():
+    faults = Faults(refusals=1, chunks=3)
+    with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=2, backoff=0.05) as c:
+        chunks = list(c.stream_chunks(mel=np.zeros((80, 10), np.float32)))
+    assert faults.calls == 2 and [x.sequence for x in chunks] == [0, 1, 2] and chunks[-1].final
+
+
+@pytest.mark.parametrize(("cut", "final", "code"), [(True, True, grpc.StatusCode.UNAVAILABLE),
+                                                    (False, False, grpc.StatusCode.DATA_LOSS)])
+def test_a_stream_cut_short_raises_and_is_not_retried(cut, final, code):
+    """After chunks were handed out a retry would hand them out again; a stream that ended without its final
+    chunk was taken for a whole one."""
+    faults = Faults(chunks=3, cut=cut, final=final)
+    with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=3, backoff=0.05) as c:
+        got = []
+        with pytest.raises(StreamBroken) as info:
+            for audio in c.stream(mel=np.zeros((80, 10), np.float32)):
+                got.append(audio)
+    assert len(got) == 3 and faults.calls == 1
+    assert info.value.code() == code
+    assert "the stream stopped after 3 chunk(s), 0.30 s of audio, short of its end" in info.value.details()
+
+
+def test_a_retried_upload_is_sent_again_from_its_start():
+    data = bytes(range(256)) * 1000  # 256 kB: four upload chunks
+    faults = Faults(refusals=1)
+    with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=2, backoff=0.05) as c:
+        result = c.convert(data, to="violin")
+    assert faults.uploaded == [len(data), len(data)] and len(result.samples) == 1600
+
+
+def cli(target: str, *args: str, **run: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", target, *args],
+                          capture_output=True, text=True, timeout=60, **run)
+
+
+def one_line(stderr: str) -> str:
+    """What the command said: one line, no traceback, no lines of gRPC's own logging."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("audiogan-client: "), stderr
+    return lines[0]
+
+
+def test_cli_says_a_stream_cut_short_in_one_line_and_keeps_what_came(tmp_path):
+    with stand_in(Faults(chunks=3, cut=True)) as target:
+        done = cli(target, "say", "Hello.", "--stream", "-o", str(tmp_path / "cut.wav"))
+        assert done.returncode == 1
+        line = one_line(done.stderr)
+        assert line == (f"audiogan-client: UNAVAILABLE: Socket closed (the stream stopped after 3 chunk(s), 0.30 s "
+                        f"of audio, short of its end) (the audio received before it is in {tmp_path / 'cut.wav'})")
+        with wave.open(str(tmp_path / "cut.wav")) as w:  # whole as a file, and said to be short
+            assert w.getnframes() == 3 * 1600
+        raw = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", target, "say", "Hello.",
+                              "--raw"], capture_output=True, timeout=60)
+        assert raw.returncode == 1 and len(raw.stdout) == 3 * 1600 * 2
+        assert "stopped after 3 chunk(s)" in one_line(raw.stderr.decode())
+
+
+def test_cli_says_which_deadline_passed(tmp_path):
+    hint = "(the deadline: --timeout 0.5 s, retries included)"
+    with stand_in(Faults(slow=3.0)) as target:
+        done = cli(target, "--timeout", "0.5", "voices")
+        assert done.returncode == 1
+        assert one_line(done.stderr) == f"audiogan-client: DEADLINE_EXCEEDED: Deadline Exceeded {hint}"
+        done = cli(target, "--timeout", "0.5", "say", "Hello.", "--stream", "-o", str(tmp_path / "x.wav"))
+        assert done.returncode == 1
+        line = one_line(done.stderr)
+        # gRPC's own words vary here: "Deadline Exceeded", or "Stream removed (Deadline Exceeded)"
+        assert line.startswith("audiogan-client: DEADLINE_EXCEEDED: ") and "(the stream stopped after 1 " in line
+        assert f"short of its end) {hint} (the audio received before it is in" in line, line
+
+
+def test_cli_leaves_no_cut_short_file_when_its_write_fails(tmp_path):
+    """A write cut short (here: a file-size limit standing in for a full disk) left a WAV whose header
+    promised audio that was not there, over the good file of an earlier run."""
+    import resource
+    import signal
+
+    class Long(pb_grpc.AudioGanServicer):
+        def Vocode(self, request, context):
+            return pb.Audio(audio=np.zeros(160_000, "<f4").tobytes(), encoding=pb.FLOAT32, sample_rate_hz=16000)
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), not the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    np.save(tmp_path / "mel.npy", np.zeros((80, 10), np.float32))
+    before = write_wav(tmp_path / "out.wav", np.zeros(1000, np.float32), 16000).read_bytes()
+    with stand_in(Long()) as target:
+        done = cli(target, "vocode", str(tmp_path / "mel.npy"), "-o", str(tmp_path / "out.wav"),
+                   preexec_fn=small_files)
+    assert done.returncode == 1 and "File too large" in one_line(done.stderr)
+    assert (tmp_path / "out.wav").read_bytes() == before
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["mel.npy", "out.wav"]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make test certificates")
+def test_cli_says_a_certificate_the_server_does_not_match_in_one_line(tmp_path):
+    """gRPC's core logged each failed handshake to stderr itself, above the command's own line."""
+    for name in ("server", "other"):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                        "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
+                        str(tmp_path / f"{name}.key"), "-out", str(tmp_path / f"{name}.pem")],
+                       check=True, capture_output=True)
+
+    class Up(pb_grpc.AudioGanServicer):
+        def ListVoices(self, request, context):
+            return pb.ListVoicesResponse()
+
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(2))
+    pb_grpc.add_AudioGanServicer_to_server(Up(), server)
+    creds = grpc.ssl_server_credentials([((tmp_path / "server.key").read_bytes(),
+                                          (tmp_path / "server.pem").read_bytes())])
+    target = f"127.0.0.1:{server.add_secure_port('127.0.0.1:0', creds)}"
+    server.start()
+    try:
+        assert cli(target, "--tls-ca", str(tmp_path / "server.pem"), "voices").returncode == 0
+        done = cli(target, "--tls-ca", str(tmp_path / "other.pem"), "voices", env={
+            k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"})
+        assert done.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in one_line(done.stderr)
+    finally:
+        server.stop(0)

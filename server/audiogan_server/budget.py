@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 import grpc
+from audiogan_client._proto import audiogan_pb2 as pb
 
 from audiogan_server.errors import RequestError
 
@@ -18,11 +19,25 @@ from audiogan_server.errors import RequestError
 # each: measured 700 MB for a 600 s Vocode at 96 kHz (PCM16 or float32; 16 kHz model), 440 MB at 48 kHz
 # FLAC, 115-270 MB at 16 kHz, 240-400 MB for 64 notes at 96 kHz (benchmarks/RESULTS.md, 2026-12-07).
 BYTES_PER_SAMPLE = 12
+# gRPC's limit on one message the server sends (set in main.serve). A unary reply is one message: one over it
+# failed only once made, after minutes of work, as "Sent message larger than max", and was logged OK.
+MAX_MESSAGE_BYTES = 256 * 2**20
+MESSAGE_HEADROOM = 4 * 2**20  # for a reply's other fields: timings take a few tens of bytes a word
 
 
 def reply_bytes(seconds: float, native_rate: int, output_rate: int) -> int:
     """The memory a unary reply of ``seconds`` of audio takes to make and send."""
     return int(BYTES_PER_SAMPLE * seconds * (native_rate + output_rate))
+
+
+def check_message_size(seconds: float, rate: int, encoding: int, what: str) -> None:
+    """Refuses a unary reply whose audio, ``seconds`` at ``rate`` in ``encoding``, would not fit one message."""
+    size = int(seconds * rate) * (4 if encoding == pb.FLOAT32 else 2)  # WAV and FLAC: about PCM16's size
+    if size > MAX_MESSAGE_BYTES - MESSAGE_HEADROOM:
+        raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                           f"{what} would be a reply of about {size / 2**20:.0f} MB, over gRPC's "
+                           f"{MAX_MESSAGE_BYTES // 2**20} MB message limit; ask for PCM16 rather than FLOAT32, a "
+                           "lower sample rate or less audio per call, or stream it (SynthesizeStream)")
 
 
 class ReplyBudget:

@@ -22,6 +22,7 @@ try:
     from audiogan.config import ConfigError, from_dict, load_yaml, override, to_dict
     from audiogan.vocoder.inference import pick_device
     from audiogan.vocoder.istft import INFERENCE_PHASES
+    from audiogan_server.budget import MAX_MESSAGE_BYTES
     from audiogan_server.config import ServerConfig
     from audiogan_server.metrics import Metrics
     from audiogan_server.models import ModelRegistry
@@ -100,7 +101,7 @@ async def serve(config: ServerConfig) -> None:
     health_servicer = health.aio.HealthServicer()
     # so_reuseport off: by default a second server on a taken port would bind too and share its traffic.
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                                      ("grpc.max_send_message_length", 256 * 1024 * 1024),
+                                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.so_reuseport", 0)])
     pb_grpc.add_AudioGanServicer_to_server(service, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -24,7 +24,7 @@ from audiogan.timbre.inference import MODES
 from audiogan.tts.lines import Line
 from audiogan.tts.timing import Timings
 from audiogan.vocoder.inference import MEL_CEILING
-from audiogan_server.budget import ReplyBudget, reply_bytes
+from audiogan_server.budget import ReplyBudget, check_message_size, reply_bytes
 from audiogan_server.config import ServerConfig
 from audiogan_server.encoding import check_format, encode, encode_raw, output_rate
 from audiogan_server.errors import RequestError, ended_by_its_caller, invalid, rpc
@@ -273,7 +273,9 @@ class AudioGanService(pb_grpc.AudioGanServicer):
 
     def _reply_room(self, seconds: float, rate: int, fmt: pb.AudioFormat,
                     what: str) -> contextlib.AbstractAsyncContextManager[None]:
-        """Memory for a whole reply of ``seconds`` at the model's ``rate``, sent as ``fmt`` (``ReplyBudget``)."""
+        """Memory for a whole reply of ``seconds`` at the model's ``rate``, sent as ``fmt`` (``ReplyBudget``),
+        once it is known to fit in one message."""
+        check_message_size(seconds, output_rate(fmt, rate), fmt.encoding or pb.PCM16, what)
         return self.replies.hold(reply_bytes(seconds, rate, output_rate(fmt, rate)), what)
 
     async def _vocoded(self, engine: VocoderEngine, mel: torch.Tensor, fmt: pb.AudioFormat, method: str) -> pb.Audio:
