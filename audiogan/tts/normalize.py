@@ -679,57 +679,122 @@ def _normalize(text: str) -> str:
 
 
 # Where a period after an abbreviation ends a sentence. The splitter and the normaliser (``_ends_sentence``)
-# share this rule, so a period is kept exactly where a sentence ends and dropped where it reads on:
-# - titles, "St." and "Ft." before a name, and single initials never end one: a name follows ("Dr. Smith",
-#   "St. Louis", "J. K. Rowling");
-# - letter abbreviations ("U.S.", "a.m."), month abbreviations and a street's "Dr." or "St." ("on Elm Dr.")
-#   end one only before a word that opens sentences far more often than it follows them (SENTENCE_OPENERS):
-#   a name may follow them too ("the U.S. Army", "at 5 p.m. Eastern", "in Jan. Smith", "Elm Dr. Lee");
+# share this rule, so a period is kept exactly where a sentence ends and dropped where it reads on. What an
+# abbreviation is used for decides, and where that leaves a doubt, the shape of the words after it:
+# - a title, "Mt.", "St." or "Ft." before a name, "e.g." and "a.k.a." need what follows: they never end one
+#   ("Dr. Smith", "St. Louis", "Smith, a.k.a. Smitty");
+# - a single initial is followed by the rest of a name, never by a function word: "J. K. Rowling" reads on,
+#   "Malcolm X. He spoke" does not;
+# - "a.m." and "p.m." follow a time, which only a time zone, a day or a month may qualify ("at 5 p.m.
+#   Eastern", "9 a.m. Monday"): before any other capitalised word or a number they end one;
+# - letter abbreviations ("U.S."), month abbreviations and a street's "Dr." or "St." ("on Elm Dr.") may end
+#   one or modify a name ("the U.S. Army", "Elm Dr. Lee"): they end one before a function word ("the U.S.
+#   Then", "Nobody"), or before a subject with its verb ("People moved", "Prices were") where they close a
+#   prepositional phrase in a sentence with words of its own ("He grew up in the U.S. People moved"); "said
+#   the U.S. Senate voted" and "The U.S. Senate voted" read on;
 # - "No.", "Vol.", "p." and the like read on before a number ("no. 7"), and otherwise end one as any word;
 # - all others ("etc.", "Inc.", "Jr.", "Fri.") end one before a capital or a number, as any word's period
 #   does: they close a list or a name ("Apple Inc. Shares rose").
 _STREET = re.compile(_STREET_NAME + r"(?:Dr|St)\.$")
-_BEFORE_NAMES = re.compile(r"(?:\b(?i:" + "|".join(re.escape(a) for a in [*TITLES, "st", "ft"])
-                           + r")|(?<![\w.])[A-Z])\.$")
-# A period after these ends a sentence only before a word that starts one: "the U.S. Army", "on Jan. 5" and
-# "Sept. Smith" read on, "in the U.S. Then", "in Jan. Then" do not.
-_BEFORE_WORDS = re.compile(r"(?:(?<![\w.])(?:[A-Za-z]\.){2,}|\b(?i:" + "|".join(
+_BEFORE_NAMES = re.compile(r"\b(?i:" + "|".join(re.escape(a) for a in [*TITLES, "st", "ft"]) + r")\.$")
+_INITIAL = re.compile(r"(?<![\w.])[A-Z]\.$")
+_CLOCK = re.compile(r"(?<![\w.])(?i:[ap]\.m)\.$")
+_MODIFIERS = re.compile(r"(?:(?<![\w.])(?:[A-Za-z]\.){2,}|\b(?i:" + "|".join(
     ["sept", *(m[:3].lower() for m in MONTHS)]) + r")\.)$")
 _BEFORE_NUMBERS = re.compile(r"\b(?:" + _words(BEFORE_NUMBERS) + r")\.$", re.IGNORECASE)
 # "The answer is no. 5 people agreed": "no." after these is the word, not "number".
 _NO_AS_WORD = re.compile(r"\b(?i:is|was|were|are|said|says|say|answer|answered|replied|just|simply|that's|it's)"
                          r"\s+no\.$")
-# Words that open sentences far more often than they follow an abbreviation inside one: pronouns,
-# determiners, conjunctions and sentence adverbs, never a word that starts names ("First Lady", "Will Smith").
-SENTENCE_OPENERS = frozenset({
-    "A", "After", "All", "Also", "Although", "An", "And", "As", "At", "Because", "Before", "Both", "But", "By",
-    "During", "Each", "Even", "Every", "For", "From", "He", "He's", "Her", "Here", "His", "How", "However", "I",
-    "I'm", "If", "In", "It", "It's", "Its", "Later", "Let", "Many", "Meanwhile", "Most", "My", "No", "Not", "Now",
-    "On", "Once", "Our", "She", "She's", "Since", "So", "Some", "Soon", "Still", "Such", "That", "That's", "The",
-    "Their", "Then", "There", "There's", "These", "They", "This", "Those", "Though", "Thus", "Today", "Until",
-    "We", "What", "When", "Where", "While", "Who", "Why", "With", "Without", "Yes", "Yet", "You", "Your"})
+# What may qualify a time inside its sentence: time zones, days and months.
+TIME_QUALIFIERS = frozenset({
+    "eastern", "central", "mountain", "pacific", "atlantic", "alaska", "hawaii", "standard", "daylight", "local",
+    "gmt", "utc", "bst", "cet", "ist", "est", "edt", "cst", "cdt", "mst", "mdt", "pst", "pdt", "et", "ct", "mt", "pt",
+    *(w.lower() for w in WEEKDAYS + MONTHS), *(w.lower() for w in CAPITALISED if w != "Ft")})
+# Auxiliaries and modals: the verb of a clause. Not "will" or "may", which also start names ("Will Smith").
+AUXILIARIES = frozenset({
+    "am", "is", "are", "was", "were", "be", "been", "has", "have", "had", "do", "does", "did", "can", "could",
+    "shall", "should", "would", "might", "must", "isn't", "aren't", "wasn't", "weren't", "hasn't", "haven't",
+    "hadn't", "don't", "doesn't", "didn't", "can't", "couldn't", "shouldn't", "wouldn't", "won't"})
+DETERMINERS = frozenset({"a", "an", "the"})
+PREPOSITIONS = frozenset({
+    "about", "above", "across", "after", "against", "along", "amid", "among", "around", "as", "at", "before",
+    "behind", "below", "beneath", "beside", "besides", "between", "beyond", "by", "despite", "during", "except",
+    "for", "from", "in", "inside", "into", "of", "off", "on", "onto", "outside", "since", "through",
+    "throughout", "to", "toward", "towards", "under", "unlike", "until", "upon", "via", "with", "within",
+    "without"})
+# English's closed classes, which open sentences but never continue a name: pronouns, determiners and
+# quantifiers, prepositions, conjunctions, question words, auxiliaries, and the adverbs that link a sentence
+# to the one before. Words that also start names are left out ("First Lady", "Will Smith", "May 5").
+FUNCTION_WORDS = AUXILIARIES | DETERMINERS | PREPOSITIONS | frozenset({
+    "i", "me", "you", "he", "him", "she", "her", "it", "we", "us", "they", "them", "my", "your", "his", "its",
+    "our", "their", "mine", "yours", "hers", "ours", "theirs", "myself", "yourself", "himself", "herself",
+    "itself", "ourselves", "themselves", "i'm", "i've", "i'd", "i'll", "you're", "you've", "you'll", "he's",
+    "he'd", "he'll", "she's", "she'd", "she'll", "it's", "it'll", "we're", "we've", "we'd", "we'll", "they're",
+    "they've", "they'd", "they'll", "that's", "there's", "here's", "what's", "who's", "let", "let's",
+    "everyone", "everybody", "everything", "someone", "somebody", "something", "anyone", "anybody", "anything",
+    "nobody", "nothing", "none",
+    "this", "that", "these", "those", "each", "every", "all", "both", "some", "any", "many", "most", "much",
+    "more", "few", "several", "such", "another", "either", "neither", "no", "enough",
+    "and", "but", "or", "nor", "so", "yet", "because", "although", "though", "while", "whereas", "if", "unless",
+    "when", "whenever", "where", "wherever", "whether", "once", "what", "which", "who", "whom", "whose", "why",
+    "how",
+    "also", "even", "here", "there", "however", "instead", "later", "meanwhile", "moreover", "nevertheless",
+    "now", "still", "soon", "then", "thus", "therefore", "today", "yesterday", "tomorrow", "yes", "not", "again",
+    "finally", "afterwards", "indeed", "perhaps", "otherwise", "eventually", "suddenly", "sometimes", "often",
+    "never", "always"})
 # After a sentence's closing punctuation and up to two closing quotes or brackets, which stay with it.
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]])|(?<=[.!?][\"')\]]{2}))\s+(?=[\"'(\[]?[A-Z0-9])")
-_FIRST_WORD = re.compile(r"[\"'(\[]?([\w']+)")
+_FIRST_WORDS = re.compile(r"[\"'(\[]?([\w']+)(?:\s+([\w']+))?")
+_WORD = re.compile(r"[\w']+")
 _ROMAN_START = re.compile(r"[IVX]+\b")
 _LIST_NUMBER = re.compile(r"\d{1,3}\.")  # "1. Mix the flour": a numbered list's item, not a sentence
 _TAIL = 24  # characters of a piece's end the patterns above need: longer than any abbreviation
-_STREET_TAIL = 96  # and a street's, with its name of up to three words
+_STREET_TAIL = 96  # and a street's, with its name of up to three words; and the sentence's words before
 
 
 def _continues(previous: str, piece: str) -> bool:
     """Whether the split between two pieces fell after an abbreviation, not at a sentence's end. Only the
     end of ``previous`` is looked at: a run of abbreviations merges piece after piece, and rescanning the
     merged whole each time took quadratic time (a minute for 32 KB of "Dr. ")."""
-    tail = max(0, len(previous) - _TAIL)
-    first = _FIRST_WORD.match(piece)
-    if _BEFORE_WORDS.search(previous, tail) or _STREET.search(previous, max(0, len(previous) - _STREET_TAIL)):
-        return first is None or first.group(1) not in SENTENCE_OPENERS
-    if _BEFORE_NAMES.search(previous, tail):
+    tail, far = max(0, len(previous) - _TAIL), max(0, len(previous) - _STREET_TAIL)
+    words = _FIRST_WORDS.match(piece)
+    first, second = (words.group(1), words.group(2)) if words else ("", None)
+    opens = first.lower() in FUNCTION_WORDS
+    if _CLOCK.search(previous, tail):
+        return first.lower() in TIME_QUALIFIERS
+    if _BEFORE_NAMES.search(previous, tail) and not _STREET.search(previous, far):
         return True
+    if _INITIAL.search(previous, tail):
+        return not opens
+    if _MODIFIERS.search(previous, tail) or _STREET.search(previous, far):
+        if opens:
+            return False
+        verb = second is not None and second[:1].islower() and (second in AUXILIARIES or second.endswith("ed"))
+        if not (verb and first[:1].isupper()):
+            return True
+        # The end of the sentence's text before the abbreviation (the normaliser's text holds sentences before).
+        before = _SENTENCE_END.split(previous[far:len(previous) - len(previous.rsplit(None, 1)[-1])])[-1]
+        return not (_closes_a_phrase(before) and _has_own_words(before))
     if _BEFORE_NUMBERS.search(previous, tail) and not _NO_AS_WORD.search(previous, tail):
         return piece[:1].isdigit() or _ROMAN_START.match(piece) is not None  # "no. 7", "Vol. II"
     return False
+
+
+def _closes_a_phrase(before: str) -> bool:
+    """Whether what is said before an abbreviation makes it the end of a prepositional phrase ("in the U.S.",
+    "on Main St."), after which no subject can follow in the same clause: a preposition before it, past
+    its determiner and the names before it. After a verb it may be a subject itself ("said the U.S. Senate
+    voted")."""
+    for word in reversed(_WORD.findall(before)):
+        if word.lower() not in DETERMINERS and not (word[:1].isupper() and word.lower() not in PREPOSITIONS):
+            return word.lower() in PREPOSITIONS
+    return False
+
+
+def _has_own_words(text: str) -> bool:
+    """Whether a sentence's start says something beyond names and function words: a word in lower case that
+    is no function word, or a number."""
+    return any(w[0].isdigit() or (w[0].islower() and w not in FUNCTION_WORDS) for w in _WORD.findall(text))
 
 
 # A line break ends a phrase before a list item, and where a line without closing punctuation is followed
