@@ -121,6 +121,27 @@ def test_a_sentence_ends_after_an_abbreviation_by_its_kind_and_the_next_words(te
     assert all(s.endswith(".") and not re.search(r"[a-z]\.", s[:-1]) for s in alone)
 
 
+@pytest.mark.parametrize(("text", "sentences", "said"), [
+    ("Queen Elizabeth I. Then she ruled.", ["Queen Elizabeth I.", "Then she ruled."],
+     ["Queen Elizabeth the first.", "Then she ruled."]),
+    ("World War II. After that it ended.", ["World War II.", "After that it ended."],
+     ["World War two.", "After that it ended."]),
+    # Before a word that could be a name too: a numeral is no initial, which a name would follow.
+    ("He fought in World War I. Peace came later.", ["He fought in World War I.", "Peace came later."],
+     ["He fought in World War one.", "Peace came later."]),
+    ("It was Henry V. People cheered.", ["It was Henry V.", "People cheered."],
+     ["It was Henry the fifth.", "People cheered."]),
+    ("Read Chapter V. Smith wrote it.", ["Read Chapter V.", "Smith wrote it."],
+     ["Read Chapter five.", "Smith wrote it."]),
+    # A letter is still an initial: a name follows it.
+    ("Plan V. Smith agreed.", ["Plan V. Smith agreed."], ["Plan V. Smith agreed."]),
+])
+def test_a_roman_numeral_after_a_name_ends_a_sentence_and_keeps_its_reading(text, sentences, said):
+    assert split_sentences(text) == sentences
+    assert _said(plain(text)) == said
+    assert normalize(text) == " ".join(said)
+
+
 @pytest.mark.parametrize(("text", "spoken"), [
     ("Open Mon-Fri.", "Open Monday to Friday."),
     ("Open Mon\u2013Fri, 9am\u20135pm", "Open Monday to Friday, nine eigh em to five pee em"),

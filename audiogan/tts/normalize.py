@@ -350,19 +350,23 @@ def _fraction(m: re.Match[str]) -> str:
     return f"{whole + ' ' if whole else ''}{m.group(2)} {m.group(3)}"  # 24/7, 50/50, 9/11
 
 
+def _counts_or_reigns(word: str) -> bool:
+    """Whether a one-letter Roman numeral after this capitalised word is a number ("World War I", "Henry V"),
+    not a letter ("Plan V", "Malcolm X")."""
+    bare = word.rstrip(".")
+    return word not in NOT_NAMES and (bare in REGNAL_NAMES or bare.lower() in COUNTING_WORDS)
+
+
 def _roman(m: re.Match[str]) -> str:
     word, numeral = m.group(1), m.group(2)
     value = roman_value(numeral)
-    bare = word.rstrip(".")
-    if value is None or word in NOT_NAMES:
+    if value is None or word in NOT_NAMES or (len(numeral) == 1 and not _counts_or_reigns(word)):
         return m.group(0)
-    if bare in REGNAL_NAMES:
+    if word.rstrip(".") in REGNAL_NAMES:
         # "Elizabeth I" ends a phrase; in "then Mary I said" the "I" is the speaker.
         if numeral == "I" and not re.match(r"\s*(?:[,.;:!?)]|$)", _after(m)):
             return m.group(0)
         return f"{word} the {ordinal_words(value)}"
-    if len(numeral) == 1 and bare.lower() not in COUNTING_WORDS:  # "Plan V", "Malcolm X": letters
-        return m.group(0)
     return f"{word} {number_words(value)}"
 
 
@@ -684,7 +688,8 @@ def _normalize(text: str) -> str:
 # - a title, "Mt.", "St." or "Ft." before a name, "e.g." and "a.k.a." need what follows: they never end one
 #   ("Dr. Smith", "St. Louis", "Smith, a.k.a. Smitty");
 # - a single initial is followed by the rest of a name, never by a function word: "J. K. Rowling" reads on,
-#   "Malcolm X. He spoke" does not;
+#   "Malcolm X. He spoke" does not; a Roman numeral after a king's name or a counting word is no initial
+#   ("Elizabeth I. Then", "World War I. After") and ends one as any word does;
 # - "a.m." and "p.m." follow a time, which only a time zone, a day or a month may qualify ("at 5 p.m.
 #   Eastern", "9 a.m. Monday"): before any other capitalised word or a number they end one;
 # - letter abbreviations ("U.S."), month abbreviations and a street's "Dr." or "St." ("on Elm Dr.") may end
@@ -697,7 +702,7 @@ def _normalize(text: str) -> str:
 #   does: they close a list or a name ("Apple Inc. Shares rose").
 _STREET = re.compile(_STREET_NAME + r"(?:Dr|St)\.$")
 _BEFORE_NAMES = re.compile(r"\b(?i:" + "|".join(re.escape(a) for a in [*TITLES, "st", "ft"]) + r")\.$")
-_INITIAL = re.compile(r"(?<![\w.])[A-Z]\.$")
+_INITIAL = re.compile(r"(?<![\w.])(?:([A-Z][a-z]+\.?)\s+)?([A-Z])\.$")
 _CLOCK = re.compile(r"(?<![\w.])(?i:[ap]\.m)\.$")
 _MODIFIERS = re.compile(r"(?:(?<![\w.])(?:[A-Za-z]\.){2,}|\b(?i:" + "|".join(
     ["sept", *(m[:3].lower() for m in MONTHS)]) + r")\.)$")
@@ -764,8 +769,8 @@ def _continues(previous: str, piece: str) -> bool:
         return first.lower() in TIME_QUALIFIERS
     if _BEFORE_NAMES.search(previous, tail) and not _STREET.search(previous, far):
         return True
-    if _INITIAL.search(previous, tail):
-        return not opens
+    if initial := _INITIAL.search(previous, tail):
+        return not (opens or (initial.group(2) in "IVX" and _counts_or_reigns(initial.group(1) or "")))
     if _MODIFIERS.search(previous, tail) or _STREET.search(previous, far):
         if opens:
             return False
