@@ -171,11 +171,16 @@ def test_a_range_ending_a_sentence_keeps_its_period_once():
     # Hours past 23 (but 24:00, which closes the day): no time of day either, the same reading.
     ("It ended 25:30, a record.", "It ended twenty five to thirty, a record."),
     ("24:30 and 99:59", "twenty four to thirty and ninety nine to fifty nine"),
+    # With seconds, any part past what a clock shows: three numbers set against each other.
+    ("It ended 25:30:10, then 10:30:75.", "It ended twenty five to thirty to ten, then ten to thirty to seventy five."),
+    ("at 23:60:00 or 24:00:01", "at twenty three to sixty to zero or twenty four to zero to one"),
     # Valid times keep their reading.
     ("at 10:30, at 23:59 and at 7:05 a.m.", "at ten thirty, at twenty three fifty nine and at seven oh five eigh em."),
     ("at 12:00 or 3:16", "at twelve o'clock or three sixteen"),
     ("at 24:00, 00:15 and 17:00", "at twenty four hundred, twelve fifteen eigh em and seventeen hundred"),
     ("at 12:30 hours", "at twelve thirty hours"),
+    ("at 10:30:15 and 23:59:59",
+     "at ten thirty and fifteen seconds and twenty three fifty nine and fifty nine seconds"),
 ])
 def test_a_colon_that_is_no_time_reads_as_a_ratio(text, spoken):
     assert normalize(text) == spoken
@@ -186,8 +191,12 @@ def test_a_colon_that_is_no_time_reads_as_a_ratio(text, spoken):
     ("It lasted 25:01 hrs, then 48:00 hours", "It lasted twenty five hours and one minute, then forty eight hours"),
     ("a 30:05 minutes set and 26:15h",
      "a thirty minutes and five seconds set and twenty six hours and fifteen minutes"),
-    # Minutes past 59 count no duration: still a score.
+    ("It took 25:30:10 hours and 26:00:05 h", "It took twenty five hours, thirty minutes and ten seconds and "
+                                            "twenty six hours and five seconds"),
+    # Minutes or seconds past 59 count no duration: still a score; nor do three numbers before minutes.
     ("12:75 min", "twelve to seventy five min"),
+    ("25:30:75 hours or 25:30:10 min",
+     "twenty five to thirty to seventy five hours or twenty five to thirty to ten min"),
 ])
 def test_a_unit_after_hours_past_23_reads_them_as_a_duration(text, spoken):
     assert normalize(text) == spoken
@@ -199,6 +208,8 @@ def test_a_unit_after_hours_past_23_reads_them_as_a_duration(text, spoken):
     ("at 13:30 pm, 13:00 PM or 25:30 a.m.",
      "at thirteen thirty pee em, thirteen pee em or twenty five thirty eigh em."),
     ("13.30pm or 3.75pm", "thirteen thirty pee em or three seventy five pee em"),
+    ("at 10:30:75 pm or 25:30:10 p.m. Then",
+     "at ten thirty seventy five pee em or twenty five thirty ten pee em. Then"),
     # Valid ones keep their reading.
     ("at 12:05 pm and 11:59 p.m.", "at twelve oh five pee em and eleven fifty nine pee em."),
 ])

@@ -253,40 +253,55 @@ def _time(m: re.Match[str]) -> str:
     found = m.groupdict()
     hours, minutes, seconds = (int(found.get(part) or 0) for part in ("hours", "minutes", "seconds"))
     suffix, unit = found["suffix"], found.get("unit")
+    parts = [hours, minutes] + ([seconds] if found.get("seconds") is not None else [])
     # 24:00 closes the day; 24:30 and 25:30 are on no clock.
     on_a_clock = minutes <= 59 and seconds <= 59 and (hours < 24 or (hours == 24 and not minutes and not seconds))
-    if not on_a_clock and not suffix and found.get("seconds") is None:
-        if unit and minutes <= 59:  # "25:30 min": the unit says what the two numbers count
-            return _duration(hours, minutes, unit.strip())
-        # 12:75 or 25:30 is neither a time of day nor a duration: two numbers set against each other, a
-        # score or a ratio, read as a careful reader reads "3:1", "to".
-        return f"{number_words(hours)} to {number_words(minutes)}{m.string[m.end('minutes'):m.end()]}"
-    # "12:75 pm", "13:30 pm": am or pm says a clock time was meant, which "to" would make a score of; the
-    # clock cannot show it, so it is read as written, the numbers and then the letters.
-    as_written = bool(suffix) and (hours > 12 or minutes > 59)
-    if not (on_a_clock or as_written):  # 10:30:75, 25:30:10 stay as written
-        return m.group(0)
+    if not on_a_clock and not suffix:
+        # "25:30 min", "25:30:10 hours": the unit says what the numbers count.
+        if unit and max(parts[1:]) <= 59 and len(parts) <= len(_duration_names(unit)):
+            return _duration(parts, unit)
+        # 12:75, 25:30 or 10:30:75 is neither a time of day nor a duration: numbers set against each other, a
+        # score or a ratio, read as a careful reader reads "3:1" or "3:2:1", "to".
+        last = "seconds" if len(parts) == 3 else "minutes"
+        return " to ".join(number_words(n) for n in parts) + m.string[m.end(last):m.end()]
+    # "12:75 pm", "13:30 pm", "10:30:75 pm": am or pm says a clock time was meant, which "to" would make a
+    # score of; the clock cannot show it, so it is read as written, the numbers and then the letters.
+    as_written = bool(suffix) and (hours > 12 or minutes > 59 or seconds > 59)
     if found["hours"] == "00" and not suffix:  # the 24-hour clock's midnight hour: 00:15 is 12:15 a.m.
         hours, suffix = 12, "am"
     words = number_words(hours)
-    if minutes:
-        words += " " + ("oh " + ONES[minutes] if minutes < 10 else number_words(minutes))
+    if minutes or (as_written and seconds):
+        words += " " + _clock_digits(minutes)
     elif hours > 12 and not as_written:  # the 24-hour clock: 17:00 is "seventeen hundred"
         words += " hundred"
     elif not suffix:
         words += " o'clock"
+    if as_written and seconds:
+        words += " " + _clock_digits(seconds)
     if suffix:
         words += " " + " ".join(LETTER_NAMES[c] for c in suffix.lower() if c.isalpha())
-    if seconds:
+    if seconds and not as_written:
         words += f" and {number_words(seconds)} second{'' if seconds == 1 else 's'}"
     return words + (unit or "") + ("." if suffix and suffix.endswith(".") and _ends_sentence(m) else "")
 
 
-def _duration(whole: int, part: int, unit: str) -> str:
-    """25:30 before an hours unit as hours and minutes, before a minutes one as minutes and seconds."""
-    big, small = ("hour", "minute") if unit.lower().startswith("h") else ("minute", "second")
-    words = f"{number_words(whole)} {big}s"  # never one: only a first number past 23 comes here
-    return words + (f" and {number_words(part)} {small}{'' if part == 1 else 's'}" if part else "")
+def _clock_digits(n: int) -> str:
+    """Two digits of a clock as said: "05" is "oh five", "00" (minutes before seconds) "oh oh"."""
+    return "oh oh" if n == 0 else "oh " + ONES[n] if n < 10 else number_words(n)
+
+
+def _duration_names(unit: str) -> tuple[str, ...]:
+    """What the numbers before a unit count: "25:30 h" hours and minutes (and seconds), "25:30 min" minutes
+    and seconds."""
+    return ("hour", "minute", "second") if unit.strip().lower().startswith("h") else ("minute", "second")
+
+
+def _duration(parts: list[int], unit: str) -> str:
+    """25:30 or 25:30:10 before a unit, each number with what it counts; the first is never one: only a first
+    number past 23 comes here."""
+    said = [f"{number_words(n)} {name}{'' if n == 1 and i else 's'}"
+            for i, (n, name) in enumerate(zip(parts, _duration_names(unit), strict=False)) if n or not i]
+    return said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
 
 
 def _full_name(written: str) -> str:
