@@ -136,6 +136,9 @@ def _two_digit_year(text: str) -> str:
 # never said, so that a word at the end of a run reads as it does inside the whole sentence.
 _FOLLOWING: ContextVar[str] = ContextVar("text after", default="")
 _LOOK_AHEAD = 64  # characters after a match that decide how it reads: far more than any rule needs
+# Characters of the text said before that decide how a text reads: more than any rule looks back (a street's
+# name of three words before its "Dr.", the words before an abbreviation's period).
+_LOOK_BEHIND = 160
 _CLOSERS = " \t\n\"')]"
 
 
@@ -660,16 +663,48 @@ def _unsayable(m: re.Match[str], dropped: dict[str, None]) -> str:
     return " "
 
 
-def normalize(text: str, following: str = "") -> str:
+def normalize(text: str, following: str = "", preceding: str = "") -> str:
     """Written English -> spoken-form English, punctuation kept as prosody hints; characters the voice
-    cannot say are dropped, with one warning per call (or per :func:`one_drop_warning`). ``following`` is
-    what the sentence says after ``text`` (an SSML run's neighbours), looked at but not said: without it,
-    the text's end is its sentence's end."""
+    cannot say are dropped, with one warning per call (or per :func:`one_drop_warning`). ``following`` and
+    ``preceding`` are what the sentence says after and before ``text`` (an SSML run's neighbours), looked
+    at but not said: without them, the text's ends are its sentence's."""
     token = _FOLLOWING.set(following)
     try:
-        return _normalize(text)
+        return _after_preceding(text, preceding) if preceding.strip() else _normalize(text)
     finally:
         _FOLLOWING.reset(token)
+
+
+def _after_preceding(text: str, preceding: str) -> str:
+    """``text`` as it reads after ``preceding``: the two read together, less the reading of ``preceding``
+    alone (in view of ``text``). One way for every rule that looks back, whether by a look-behind, a word
+    it matches before ("page 1984", "Henry VIII", "5 kg") or the text before a period; where a rule reads
+    across the seam, so that the joint reading does not start with the preceding's own, ``text`` reads
+    alone."""
+    if len(preceding) > _LOOK_BEHIND:  # from a word's start
+        preceding = preceding[-_LOOK_BEHIND:].split(None, 1)[-1] if " " in preceding[-_LOOK_BEHIND:] else ""
+    dropped: dict[str, None] = {}  # of both passes: only what ``text`` holds is reported
+    dropping, reading = _DROPPED.set(dropped), _FOLLOWING.get()
+    try:
+        joint = _normalize(preceding + text)
+        token = _FOLLOWING.set(text + reading)
+        try:
+            before = _normalize(preceding)
+        finally:
+            _FOLLOWING.reset(token)
+    finally:
+        _DROPPED.reset(dropping)
+    said = joint[len(before):]
+    if not joint.startswith(before) or said[:1].isalnum():
+        return _normalize(text)
+    own = unicodedata.normalize("NFKC", text)
+    gathering = _DROPPED.get()
+    mine = {c: None for c in dropped if c in text or c in own}
+    if gathering is None:
+        _warn_dropped(mine)
+    else:
+        gathering.update(mine)
+    return said.strip()
 
 
 def _normalize(text: str) -> str:

@@ -217,8 +217,9 @@ def _split(runs: list[_Run], marks: list[str]) -> tuple[list[Sentence], list[str
             else:
                 written += text[begin:end]
                 # Read with the rest of its sentence in view: "<emphasis>Dr.</emphasis> Smith" is
-                # "Doctor Smith", without a period that would end the sentence mid-way.
-                if words := normalize(text[begin:end], following=text[end:position]):
+                # "Doctor Smith", without a period that would end the sentence mid-way, and "Henry
+                # <emphasis>VIII</emphasis>" is "Henry the eighth".
+                if words := normalize(text[begin:end], following=text[end:position], preceding=text[start:begin]):
                     pieces.append(Piece(words, run.style))
             if len(pieces) > before:  # a new piece: the marks before its end are where it begins
                 pieces[-1].marks = [name for at, name in placed if at < end]
