@@ -154,6 +154,9 @@ def test_say_as_sub_and_phoneme_say_what_they_mean(voice):
     ('It weighs 5 <prosody rate="slow">kg</prosody> now.', "It weighs five kilograms now."),
     ("It cost 3 <emphasis>1/2</emphasis> dollars.", "It cost three and one half dollars."),
     ("Open 9am <emphasis>- 5pm</emphasis> daily.", "Open nine eigh em to five pee em daily."),
+    # The text after a run, which a look-ahead did not see either ("No. five").
+    ("See <emphasis>No.</emphasis> 5 here, then <emphasis>Vol.</emphasis> II.",
+     "See Number five here, then Volume two."),
     # And what read the same keeps its reading.
     ("We met on the <emphasis>5th</emphasis> of June.", "We met on the fifth of June."),
     ('We met at 5 <mark name="m"/>p.m. Then we left.', "We met at five pee em. Then we left."),

@@ -121,6 +121,14 @@ def test_a_sentence_ends_after_an_abbreviation_by_its_kind_and_the_next_words(te
     assert all(s.endswith(".") and not re.search(r"[a-z]\.", s[:-1]) for s in alone)
 
 
+def test_no_before_a_number_is_the_word_where_the_sentence_ends_there():
+    text = "The answer is no. 5 people agreed. See No. 5 and no.7, Vol. II."
+    assert split_sentences(text) == ["The answer is no.", "5 people agreed.", "See No. 5 and no.7, Vol. II."]
+    said = ["The answer is no.", "five people agreed.", "See Number five and number seven, Volume two."]
+    assert _said(plain(text)) == said
+    assert normalize(text) == " ".join(said)  # was "The answer is number. five people agreed."
+
+
 @pytest.mark.parametrize(("text", "sentences", "said"), [
     ("Queen Elizabeth I. Then she ruled.", ["Queen Elizabeth I.", "Then she ruled."],
      ["Queen Elizabeth the first.", "Then she ruled."]),

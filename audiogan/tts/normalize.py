@@ -416,6 +416,18 @@ def _abbreviation(table: dict[str, str]):
     return expand
 
 
+_NUMBER_START = re.compile(r"\s?(?:[#\d]|[IVX]{2,}\b)")
+
+
+def _before_a_number(m: re.Match[str]) -> str:
+    """"No. 7", "Vol. II": expanded only before a number, which may be said after the text (an SSML run's
+    neighbour: "<emphasis>No.</emphasis> 5"), and where no sentence ends ("The answer is no. 5 people
+    agreed" says the word, as the splitter reads it)."""
+    if _NUMBER_START.match(_after(m)) and not _ends_sentence(m):
+        return _abbreviation(BEFORE_NUMBERS)(m)
+    return m.group(0)
+
+
 def _saint_or_street(m: re.Match[str]) -> str:
     """"St." before a name is "Saint" ("St. Louis"); elsewhere, and where it ends a sentence ("on Main
     St. Then"), "Street"."""
@@ -560,8 +572,7 @@ RULES: list[tuple[re.Pattern[str], object]] = [
      + ("." if m.group(4) and _ends_sentence(m) else "")),
     (re.compile(r"(?:(?<![\w.])(-))?(?<![\d.])(\d+(?:\.\d+)?)\s?°\s?([CF])\b"), _temperature),
     (re.compile(r"(?<![\w.])(" + _NUM + r")\s?(" + _words(UNITS) + r")(?![\w/])(\.(?=\s+[a-z]))?"), _unit),
-    (re.compile(r"\b(" + _words(BEFORE_NUMBERS) + r")\.(?=\s?(?:[#\d]|[IVX]{2,}\b))", re.IGNORECASE),
-     _abbreviation(BEFORE_NUMBERS)),
+    (re.compile(r"\b(" + _words(BEFORE_NUMBERS) + r")\.", re.IGNORECASE), _before_a_number),
     (re.compile(r"#(?=\s?\d)"), " number "),
     (re.compile(r"\b((?i:pin|extension|zip|zip code|postcode|passcode|code)\s*(?:is\s+|number\s+|:\s*)?)"
                 r"(\d{3,10})\b(?![.,]\d)"), _digits_after),
