@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from audiogan.tts import ssml
-from audiogan.tts.normalize import normalize
+from audiogan.tts.normalize import normalize, split_sentences
 
 SENTENCE = "The rainbow is a division of white light into many beautiful colors."
 
@@ -165,6 +165,26 @@ def test_a_run_reads_with_the_text_before_it_in_view(markup, said):
     sentences = ssml.parse(f"<speak>{markup}</speak>")
     joined = " ".join(" ".join(p.said for p in s.pieces if isinstance(p.said, str)) for s in sentences)
     assert re.sub(r"\s+(?=[,.;:!?])", "", joined) == said == normalize(re.sub(r"<[^>]+>", "", markup))
+
+
+@pytest.mark.parametrize(("markup", "said", "pause"), [
+    # A break is a pause inside the sentence: the words on either side read together, as without it
+    # (before: "nine hundred eleven", "Doctor." with a period, "eight", "No.").
+    ('Call <break time="200ms"/>911 now.', ["Call", "nine one one now."], 0.2),
+    ("I saw Dr.<break/> Smith. Then I left.", ["I saw Doctor", "Smith.", "Then I left."],
+     ssml.BREAK_STRENGTHS["medium"]),
+    ("King Henry <break/>VIII ruled.", ["King Henry", "the eighth ruled."], ssml.BREAK_STRENGTHS["medium"]),
+    ('See No.<break time="1s"/> 5 now.', ["See Number", "five now."], 1.0),
+    ("We met at 5 <break/>p.m. Then we left.", ["We met at five", "pee em.", "Then we left."],
+     ssml.BREAK_STRENGTHS["medium"]),
+])
+def test_words_across_a_break_read_as_one_sentence_and_the_break_keeps_its_pause(markup, said, pause):
+    sentences = ssml.parse(f"<speak>{markup}</speak>")
+    assert [" ".join(p.said for p in s.pieces) for s in sentences] == said
+    assert [s.pause for s in sentences] == [pause] + [0.0] * (len(said) - 1)
+    # Captions: the text as written, cut at the break and at the sentences' ends.
+    before, after = re.sub(r"<(?!break)[^>]+>", "", markup).split(re.search(r"<break[^>]*>", markup).group(0))
+    assert [s.text for s in sentences] == split_sentences(before) + split_sentences(after)
 
 
 def test_preceding_text_is_looked_at_never_said(caplog):
