@@ -190,6 +190,7 @@ def test_words_across_a_break_read_as_one_sentence_and_the_break_keeps_its_pause
 def test_preceding_text_is_looked_at_never_said(caplog):
     assert normalize("VIII ruled.", preceding="King Henry ") == "the eighth ruled."
     assert normalize("VIII ruled.") == "eight ruled."
+    assert normalize("Dr. now.", preceding="word " * 100 + "on Elm ") == "Drive now."  # its end is enough
     # A rule that reads across the seam and changes the text before leaves the run to read alone.
     assert normalize("5", preceding="It cost $") == "five"
     # Only the run's own characters the voice cannot say are reported.

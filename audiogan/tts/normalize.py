@@ -692,8 +692,10 @@ def _after_preceding(text: str, preceding: str) -> str:
     it matches before ("page 1984", "Henry VIII", "5 kg") or the text before a period; where a rule reads
     across the seam, so that the joint reading does not start with the preceding's own, ``text`` reads
     alone."""
-    if len(preceding) > _LOOK_BEHIND:  # from a word's start
-        preceding = preceding[-_LOOK_BEHIND:].split(None, 1)[-1] if " " in preceding[-_LOOK_BEHIND:] else ""
+    if len(preceding) > _LOOK_BEHIND:  # its end, from a word's start
+        tail = preceding[-_LOOK_BEHIND:]
+        space = _SPACES_RE.search(tail)
+        preceding = tail[space.start():] if space else ""
     dropped: dict[str, None] = {}  # of both passes: only what ``text`` holds is reported
     dropping, reading = _DROPPED.set(dropped), _FOLLOWING.get()
     try:
