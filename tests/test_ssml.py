@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from audiogan.tts import ssml
+from audiogan.tts.normalize import normalize, split_sentences
 
 SENTENCE = "The rainbow is a division of white light into many beautiful colors."
 
@@ -134,6 +137,73 @@ def test_say_as_sub_and_phoneme_say_what_they_mean(voice):
     same('It is <sub alias="Koç İnc.">KH</sub>', "It is Koç Incorporated.")  # once a KeyError
     win = "".join(phonemize(["win"])[0])
     same(f'<phoneme alphabet="ipa" ph="{win}">Nguyen</phoneme> is here.', "win is here.")
+
+
+@pytest.mark.parametrize(("markup", "said"), [
+    # Each read otherwise before: a rule that looks back did not see the run before ("nine hundred eleven",
+    # "Henry eight", "Elm Doctor", "twelve twenty five", "an four drip", "Elizabeth I", "five kg", "three one
+    # half", "nine eigh em - five pee em").
+    ('Call <mark name="m"/>911 now.', "Call nine one one now."),
+    ("Read page <emphasis>1984</emphasis> first.", "Read page one thousand nine hundred eighty four first."),
+    ("King Henry <emphasis>VIII</emphasis> ruled.", "King Henry the eighth ruled."),
+    ("He lives on Elm <emphasis>Dr.</emphasis> now.", "He lives on Elm Drive now."),
+    ("It is due on <emphasis>12/25</emphasis>.", "It is due on December twenty fifth."),
+    ("He needs an <emphasis>IV</emphasis> drip.", "He needs an eye vee drip."),
+    ("He was born in <emphasis>1066</emphasis>.", "He was born in ten sixty six."),
+    ("It was Queen Elizabeth <emphasis>I</emphasis>.", "It was Queen Elizabeth the first."),
+    ('It weighs 5 <prosody rate="slow">kg</prosody> now.', "It weighs five kilograms now."),
+    ("It cost 3 <emphasis>1/2</emphasis> dollars.", "It cost three and one half dollars."),
+    ("Open 9am <emphasis>- 5pm</emphasis> daily.", "Open nine eigh em to five pee em daily."),
+    # The text after a run, which a look-ahead did not see either ("No. five").
+    ("See <emphasis>No.</emphasis> 5 here, then <emphasis>Vol.</emphasis> II.",
+     "See Number five here, then Volume two."),
+    # And what read the same keeps its reading.
+    ("We met on the <emphasis>5th</emphasis> of June.", "We met on the fifth of June."),
+    ('We met at 5 <mark name="m"/>p.m. Then we left.', "We met at five pee em. Then we left."),
+])
+def test_a_run_reads_with_the_text_before_it_in_view(markup, said):
+    sentences = ssml.parse(f"<speak>{markup}</speak>")
+    joined = " ".join(" ".join(p.said for p in s.pieces if isinstance(p.said, str)) for s in sentences)
+    assert re.sub(r"\s+(?=[,.;:!?])", "", joined) == said == normalize(re.sub(r"<[^>]+>", "", markup))
+
+
+@pytest.mark.parametrize(("markup", "said", "pause"), [
+    # A break is a pause inside the sentence: the words on either side read together, as without it
+    # (before: "nine hundred eleven", "Doctor." with a period, "eight", "No.").
+    ('Call <break time="200ms"/>911 now.', ["Call", "nine one one now."], 0.2),
+    ("I saw Dr.<break/> Smith. Then I left.", ["I saw Doctor", "Smith.", "Then I left."],
+     ssml.BREAK_STRENGTHS["medium"]),
+    ("King Henry <break/>VIII ruled.", ["King Henry", "the eighth ruled."], ssml.BREAK_STRENGTHS["medium"]),
+    ('See No.<break time="1s"/> 5 now.', ["See Number", "five now."], 1.0),
+    ("We met at 5 <break/>p.m. Then we left.", ["We met at five", "pee em.", "Then we left."],
+     ssml.BREAK_STRENGTHS["medium"]),
+])
+def test_words_across_a_break_read_as_one_sentence_and_the_break_keeps_its_pause(markup, said, pause):
+    sentences = ssml.parse(f"<speak>{markup}</speak>")
+    assert [" ".join(p.said for p in s.pieces) for s in sentences] == said
+    assert [s.pause for s in sentences] == [pause] + [0.0] * (len(said) - 1)
+    # Captions: the text as written, cut at the break and at the sentences' ends.
+    before, after = re.sub(r"<(?!break)[^>]+>", "", markup).split(re.search(r"<break[^>]*>", markup).group(0))
+    assert [s.text for s in sentences] == split_sentences(before) + split_sentences(after)
+
+
+def test_preceding_text_is_looked_at_never_said(caplog):
+    assert normalize("VIII ruled.", preceding="King Henry ") == "the eighth ruled."
+    assert normalize("VIII ruled.") == "eight ruled."
+    assert normalize("Dr. now.", preceding="word " * 100 + "on Elm ") == "Drive now."  # its end is enough
+    # A rule that reads across the seam and changes the text before leaves the run to read alone.
+    assert normalize("5", preceding="It cost $") == "five"
+    # Only the run's own characters the voice cannot say are reported.
+    with caplog.at_level("WARNING", logger="audiogan.tts"):
+        assert normalize("you \u2605", preceding="I \u2764 ") == "you"
+    (record,) = caplog.records
+    assert "U+2605" in record.getMessage() and "U+2764" not in record.getMessage()
+
+
+def test_the_voice_says_a_marked_up_run_as_the_plain_sentence(voice):
+    marked = voice.lines('<speak>King Henry <emphasis>VIII</emphasis> said to call <mark name="m"/>911.</speak>')
+    assert [line.ids for line in marked] == [line.ids for line in voice.lines("King Henry VIII said to call 911.")]
+    assert marked[0].marks and marked[0].words[2:4] == ["the", "eighth"]
 
 
 @pytest.mark.parametrize(("kind", "fmt", "text", "words"), [

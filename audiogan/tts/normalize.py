@@ -136,6 +136,9 @@ def _two_digit_year(text: str) -> str:
 # never said, so that a word at the end of a run reads as it does inside the whole sentence.
 _FOLLOWING: ContextVar[str] = ContextVar("text after", default="")
 _LOOK_AHEAD = 64  # characters after a match that decide how it reads: far more than any rule needs
+# Characters of the text said before that decide how a text reads: more than any rule looks back (a street's
+# name of three words before its "Dr.", the words before an abbreviation's period).
+_LOOK_BEHIND = 160
 _CLOSERS = " \t\n\"')]"
 
 
@@ -253,40 +256,55 @@ def _time(m: re.Match[str]) -> str:
     found = m.groupdict()
     hours, minutes, seconds = (int(found.get(part) or 0) for part in ("hours", "minutes", "seconds"))
     suffix, unit = found["suffix"], found.get("unit")
+    parts = [hours, minutes] + ([seconds] if found.get("seconds") is not None else [])
     # 24:00 closes the day; 24:30 and 25:30 are on no clock.
     on_a_clock = minutes <= 59 and seconds <= 59 and (hours < 24 or (hours == 24 and not minutes and not seconds))
-    if not on_a_clock and not suffix and found.get("seconds") is None:
-        if unit and minutes <= 59:  # "25:30 min": the unit says what the two numbers count
-            return _duration(hours, minutes, unit.strip())
-        # 12:75 or 25:30 is neither a time of day nor a duration: two numbers set against each other, a
-        # score or a ratio, read as a careful reader reads "3:1", "to".
-        return f"{number_words(hours)} to {number_words(minutes)}{m.string[m.end('minutes'):m.end()]}"
-    # "12:75 pm", "13:30 pm": am or pm says a clock time was meant, which "to" would make a score of; the
-    # clock cannot show it, so it is read as written, the numbers and then the letters.
-    as_written = bool(suffix) and (hours > 12 or minutes > 59)
-    if not (on_a_clock or as_written):  # 10:30:75, 25:30:10 stay as written
-        return m.group(0)
+    if not on_a_clock and not suffix:
+        # "25:30 min", "25:30:10 hours": the unit says what the numbers count.
+        if unit and max(parts[1:]) <= 59 and len(parts) <= len(_duration_names(unit)):
+            return _duration(parts, unit)
+        # 12:75, 25:30 or 10:30:75 is neither a time of day nor a duration: numbers set against each other, a
+        # score or a ratio, read as a careful reader reads "3:1" or "3:2:1", "to".
+        last = "seconds" if len(parts) == 3 else "minutes"
+        return " to ".join(number_words(n) for n in parts) + m.string[m.end(last):m.end()]
+    # "12:75 pm", "13:30 pm", "10:30:75 pm": am or pm says a clock time was meant, which "to" would make a
+    # score of; the clock cannot show it, so it is read as written, the numbers and then the letters.
+    as_written = bool(suffix) and (hours > 12 or minutes > 59 or seconds > 59)
     if found["hours"] == "00" and not suffix:  # the 24-hour clock's midnight hour: 00:15 is 12:15 a.m.
         hours, suffix = 12, "am"
     words = number_words(hours)
-    if minutes:
-        words += " " + ("oh " + ONES[minutes] if minutes < 10 else number_words(minutes))
+    if minutes or (as_written and seconds):
+        words += " " + _clock_digits(minutes)
     elif hours > 12 and not as_written:  # the 24-hour clock: 17:00 is "seventeen hundred"
         words += " hundred"
     elif not suffix:
         words += " o'clock"
+    if as_written and seconds:
+        words += " " + _clock_digits(seconds)
     if suffix:
         words += " " + " ".join(LETTER_NAMES[c] for c in suffix.lower() if c.isalpha())
-    if seconds:
+    if seconds and not as_written:
         words += f" and {number_words(seconds)} second{'' if seconds == 1 else 's'}"
     return words + (unit or "") + ("." if suffix and suffix.endswith(".") and _ends_sentence(m) else "")
 
 
-def _duration(whole: int, part: int, unit: str) -> str:
-    """25:30 before an hours unit as hours and minutes, before a minutes one as minutes and seconds."""
-    big, small = ("hour", "minute") if unit.lower().startswith("h") else ("minute", "second")
-    words = f"{number_words(whole)} {big}s"  # never one: only a first number past 23 comes here
-    return words + (f" and {number_words(part)} {small}{'' if part == 1 else 's'}" if part else "")
+def _clock_digits(n: int) -> str:
+    """Two digits of a clock as said: "05" is "oh five", "00" (minutes before seconds) "oh oh"."""
+    return "oh oh" if n == 0 else "oh " + ONES[n] if n < 10 else number_words(n)
+
+
+def _duration_names(unit: str) -> tuple[str, ...]:
+    """What the numbers before a unit count: "25:30 h" hours and minutes (and seconds), "25:30 min" minutes
+    and seconds."""
+    return ("hour", "minute", "second") if unit.strip().lower().startswith("h") else ("minute", "second")
+
+
+def _duration(parts: list[int], unit: str) -> str:
+    """25:30 or 25:30:10 before a unit, each number with what it counts; the first is never one: only a first
+    number past 23 comes here."""
+    said = [f"{number_words(n)} {name}{'' if n == 1 and i else 's'}"
+            for i, (n, name) in enumerate(zip(parts, _duration_names(unit), strict=False)) if n or not i]
+    return said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
 
 
 def _full_name(written: str) -> str:
@@ -350,19 +368,23 @@ def _fraction(m: re.Match[str]) -> str:
     return f"{whole + ' ' if whole else ''}{m.group(2)} {m.group(3)}"  # 24/7, 50/50, 9/11
 
 
+def _counts_or_reigns(word: str) -> bool:
+    """Whether a one-letter Roman numeral after this capitalised word is a number ("World War I", "Henry V"),
+    not a letter ("Plan V", "Malcolm X")."""
+    bare = word.rstrip(".")
+    return word not in NOT_NAMES and (bare in REGNAL_NAMES or bare.lower() in COUNTING_WORDS)
+
+
 def _roman(m: re.Match[str]) -> str:
     word, numeral = m.group(1), m.group(2)
     value = roman_value(numeral)
-    bare = word.rstrip(".")
-    if value is None or word in NOT_NAMES:
+    if value is None or word in NOT_NAMES or (len(numeral) == 1 and not _counts_or_reigns(word)):
         return m.group(0)
-    if bare in REGNAL_NAMES:
+    if word.rstrip(".") in REGNAL_NAMES:
         # "Elizabeth I" ends a phrase; in "then Mary I said" the "I" is the speaker.
         if numeral == "I" and not re.match(r"\s*(?:[,.;:!?)]|$)", _after(m)):
             return m.group(0)
         return f"{word} the {ordinal_words(value)}"
-    if len(numeral) == 1 and bare.lower() not in COUNTING_WORDS:  # "Plan V", "Malcolm X": letters
-        return m.group(0)
     return f"{word} {number_words(value)}"
 
 
@@ -392,6 +414,18 @@ def _abbreviation(table: dict[str, str]):
         expansion = expansion.capitalize() if word[0].isupper() else expansion
         return expansion + ("." if _ends_sentence(m) else "")
     return expand
+
+
+_NUMBER_START = re.compile(r"\s?(?:[#\d]|[IVX]{2,}\b)")
+
+
+def _before_a_number(m: re.Match[str]) -> str:
+    """"No. 7", "Vol. II": expanded only before a number, which may be said after the text (an SSML run's
+    neighbour: "<emphasis>No.</emphasis> 5"), and where no sentence ends ("The answer is no. 5 people
+    agreed" says the word, as the splitter reads it)."""
+    if _NUMBER_START.match(_after(m)) and not _ends_sentence(m):
+        return _abbreviation(BEFORE_NUMBERS)(m)
+    return m.group(0)
 
 
 def _saint_or_street(m: re.Match[str]) -> str:
@@ -538,8 +572,7 @@ RULES: list[tuple[re.Pattern[str], object]] = [
      + ("." if m.group(4) and _ends_sentence(m) else "")),
     (re.compile(r"(?:(?<![\w.])(-))?(?<![\d.])(\d+(?:\.\d+)?)\s?°\s?([CF])\b"), _temperature),
     (re.compile(r"(?<![\w.])(" + _NUM + r")\s?(" + _words(UNITS) + r")(?![\w/])(\.(?=\s+[a-z]))?"), _unit),
-    (re.compile(r"\b(" + _words(BEFORE_NUMBERS) + r")\.(?=\s?(?:[#\d]|[IVX]{2,}\b))", re.IGNORECASE),
-     _abbreviation(BEFORE_NUMBERS)),
+    (re.compile(r"\b(" + _words(BEFORE_NUMBERS) + r")\.", re.IGNORECASE), _before_a_number),
     (re.compile(r"#(?=\s?\d)"), " number "),
     (re.compile(r"\b((?i:pin|extension|zip|zip code|postcode|passcode|code)\s*(?:is\s+|number\s+|:\s*)?)"
                 r"(\d{3,10})\b(?![.,]\d)"), _digits_after),
@@ -641,16 +674,50 @@ def _unsayable(m: re.Match[str], dropped: dict[str, None]) -> str:
     return " "
 
 
-def normalize(text: str, following: str = "") -> str:
+def normalize(text: str, following: str = "", preceding: str = "") -> str:
     """Written English -> spoken-form English, punctuation kept as prosody hints; characters the voice
-    cannot say are dropped, with one warning per call (or per :func:`one_drop_warning`). ``following`` is
-    what the sentence says after ``text`` (an SSML run's neighbours), looked at but not said: without it,
-    the text's end is its sentence's end."""
+    cannot say are dropped, with one warning per call (or per :func:`one_drop_warning`). ``following`` and
+    ``preceding`` are what the sentence says after and before ``text`` (an SSML run's neighbours), looked
+    at but not said: without them, the text's ends are its sentence's."""
     token = _FOLLOWING.set(following)
     try:
-        return _normalize(text)
+        return _after_preceding(text, preceding) if preceding.strip() else _normalize(text)
     finally:
         _FOLLOWING.reset(token)
+
+
+def _after_preceding(text: str, preceding: str) -> str:
+    """``text`` as it reads after ``preceding``: the two read together, less the reading of ``preceding``
+    alone (in view of ``text``). One way for every rule that looks back, whether by a look-behind, a word
+    it matches before ("page 1984", "Henry VIII", "5 kg") or the text before a period; where a rule reads
+    across the seam, so that the joint reading does not start with the preceding's own, ``text`` reads
+    alone."""
+    if len(preceding) > _LOOK_BEHIND:  # its end, from a word's start
+        tail = preceding[-_LOOK_BEHIND:]
+        space = _SPACES_RE.search(tail)
+        preceding = tail[space.start():] if space else ""
+    dropped: dict[str, None] = {}  # of both passes: only what ``text`` holds is reported
+    dropping, reading = _DROPPED.set(dropped), _FOLLOWING.get()
+    try:
+        joint = _normalize(preceding + text)
+        token = _FOLLOWING.set(text + reading)
+        try:
+            before = _normalize(preceding)
+        finally:
+            _FOLLOWING.reset(token)
+    finally:
+        _DROPPED.reset(dropping)
+    said = joint[len(before):]
+    if not joint.startswith(before) or said[:1].isalnum():
+        return _normalize(text)
+    own = unicodedata.normalize("NFKC", text)
+    gathering = _DROPPED.get()
+    mine = {c: None for c in dropped if c in text or c in own}
+    if gathering is None:
+        _warn_dropped(mine)
+    else:
+        gathering.update(mine)
+    return said.strip()
 
 
 def _normalize(text: str) -> str:
@@ -679,57 +746,123 @@ def _normalize(text: str) -> str:
 
 
 # Where a period after an abbreviation ends a sentence. The splitter and the normaliser (``_ends_sentence``)
-# share this rule, so a period is kept exactly where a sentence ends and dropped where it reads on:
-# - titles, "St." and "Ft." before a name, and single initials never end one: a name follows ("Dr. Smith",
-#   "St. Louis", "J. K. Rowling");
-# - letter abbreviations ("U.S.", "a.m."), month abbreviations and a street's "Dr." or "St." ("on Elm Dr.")
-#   end one only before a word that opens sentences far more often than it follows them (SENTENCE_OPENERS):
-#   a name may follow them too ("the U.S. Army", "at 5 p.m. Eastern", "in Jan. Smith", "Elm Dr. Lee");
+# share this rule, so a period is kept exactly where a sentence ends and dropped where it reads on. What an
+# abbreviation is used for decides, and where that leaves a doubt, the shape of the words after it:
+# - a title, "Mt.", "St." or "Ft." before a name, "e.g." and "a.k.a." need what follows: they never end one
+#   ("Dr. Smith", "St. Louis", "Smith, a.k.a. Smitty");
+# - a single initial is followed by the rest of a name, never by a function word: "J. K. Rowling" reads on,
+#   "Malcolm X. He spoke" does not; a Roman numeral after a king's name or a counting word is no initial
+#   ("Elizabeth I. Then", "World War I. After") and ends one as any word does;
+# - "a.m." and "p.m." follow a time, which only a time zone, a day or a month may qualify ("at 5 p.m.
+#   Eastern", "9 a.m. Monday"): before any other capitalised word or a number they end one;
+# - letter abbreviations ("U.S."), month abbreviations and a street's "Dr." or "St." ("on Elm Dr.") may end
+#   one or modify a name ("the U.S. Army", "Elm Dr. Lee"): they end one before a function word ("the U.S.
+#   Then", "Nobody"), or before a subject with its verb ("People moved", "Prices were") where they close a
+#   prepositional phrase in a sentence with words of its own ("He grew up in the U.S. People moved"); "said
+#   the U.S. Senate voted" and "The U.S. Senate voted" read on;
 # - "No.", "Vol.", "p." and the like read on before a number ("no. 7"), and otherwise end one as any word;
 # - all others ("etc.", "Inc.", "Jr.", "Fri.") end one before a capital or a number, as any word's period
 #   does: they close a list or a name ("Apple Inc. Shares rose").
 _STREET = re.compile(_STREET_NAME + r"(?:Dr|St)\.$")
-_BEFORE_NAMES = re.compile(r"(?:\b(?i:" + "|".join(re.escape(a) for a in [*TITLES, "st", "ft"])
-                           + r")|(?<![\w.])[A-Z])\.$")
-# A period after these ends a sentence only before a word that starts one: "the U.S. Army", "on Jan. 5" and
-# "Sept. Smith" read on, "in the U.S. Then", "in Jan. Then" do not.
-_BEFORE_WORDS = re.compile(r"(?:(?<![\w.])(?:[A-Za-z]\.){2,}|\b(?i:" + "|".join(
+_BEFORE_NAMES = re.compile(r"\b(?i:" + "|".join(re.escape(a) for a in [*TITLES, "st", "ft"]) + r")\.$")
+_INITIAL = re.compile(r"(?<![\w.])(?:([A-Z][a-z]+\.?)\s+)?([A-Z])\.$")
+_CLOCK = re.compile(r"(?<![\w.])(?i:[ap]\.m)\.$")
+_MODIFIERS = re.compile(r"(?:(?<![\w.])(?:[A-Za-z]\.){2,}|\b(?i:" + "|".join(
     ["sept", *(m[:3].lower() for m in MONTHS)]) + r")\.)$")
 _BEFORE_NUMBERS = re.compile(r"\b(?:" + _words(BEFORE_NUMBERS) + r")\.$", re.IGNORECASE)
 # "The answer is no. 5 people agreed": "no." after these is the word, not "number".
 _NO_AS_WORD = re.compile(r"\b(?i:is|was|were|are|said|says|say|answer|answered|replied|just|simply|that's|it's)"
                          r"\s+no\.$")
-# Words that open sentences far more often than they follow an abbreviation inside one: pronouns,
-# determiners, conjunctions and sentence adverbs, never a word that starts names ("First Lady", "Will Smith").
-SENTENCE_OPENERS = frozenset({
-    "A", "After", "All", "Also", "Although", "An", "And", "As", "At", "Because", "Before", "Both", "But", "By",
-    "During", "Each", "Even", "Every", "For", "From", "He", "He's", "Her", "Here", "His", "How", "However", "I",
-    "I'm", "If", "In", "It", "It's", "Its", "Later", "Let", "Many", "Meanwhile", "Most", "My", "No", "Not", "Now",
-    "On", "Once", "Our", "She", "She's", "Since", "So", "Some", "Soon", "Still", "Such", "That", "That's", "The",
-    "Their", "Then", "There", "There's", "These", "They", "This", "Those", "Though", "Thus", "Today", "Until",
-    "We", "What", "When", "Where", "While", "Who", "Why", "With", "Without", "Yes", "Yet", "You", "Your"})
+# What may qualify a time inside its sentence: time zones, days and months.
+TIME_QUALIFIERS = frozenset({
+    "eastern", "central", "mountain", "pacific", "atlantic", "alaska", "hawaii", "standard", "daylight", "local",
+    "gmt", "utc", "bst", "cet", "ist", "est", "edt", "cst", "cdt", "mst", "mdt", "pst", "pdt", "et", "ct", "mt", "pt",
+    *(w.lower() for w in WEEKDAYS + MONTHS), *(w.lower() for w in CAPITALISED if w != "Ft")})
+# Auxiliaries and modals: the verb of a clause. Not "will" or "may", which also start names ("Will Smith").
+AUXILIARIES = frozenset({
+    "am", "is", "are", "was", "were", "be", "been", "has", "have", "had", "do", "does", "did", "can", "could",
+    "shall", "should", "would", "might", "must", "isn't", "aren't", "wasn't", "weren't", "hasn't", "haven't",
+    "hadn't", "don't", "doesn't", "didn't", "can't", "couldn't", "shouldn't", "wouldn't", "won't"})
+DETERMINERS = frozenset({"a", "an", "the"})
+PREPOSITIONS = frozenset({
+    "about", "above", "across", "after", "against", "along", "amid", "among", "around", "as", "at", "before",
+    "behind", "below", "beneath", "beside", "besides", "between", "beyond", "by", "despite", "during", "except",
+    "for", "from", "in", "inside", "into", "of", "off", "on", "onto", "outside", "since", "through",
+    "throughout", "to", "toward", "towards", "under", "unlike", "until", "upon", "via", "with", "within",
+    "without"})
+# English's closed classes, which open sentences but never continue a name: pronouns, determiners and
+# quantifiers, prepositions, conjunctions, question words, auxiliaries, and the adverbs that link a sentence
+# to the one before. Words that also start names are left out ("First Lady", "Will Smith", "May 5").
+FUNCTION_WORDS = AUXILIARIES | DETERMINERS | PREPOSITIONS | frozenset({
+    "i", "me", "you", "he", "him", "she", "her", "it", "we", "us", "they", "them", "my", "your", "his", "its",
+    "our", "their", "mine", "yours", "hers", "ours", "theirs", "myself", "yourself", "himself", "herself",
+    "itself", "ourselves", "themselves", "i'm", "i've", "i'd", "i'll", "you're", "you've", "you'll", "he's",
+    "he'd", "he'll", "she's", "she'd", "she'll", "it's", "it'll", "we're", "we've", "we'd", "we'll", "they're",
+    "they've", "they'd", "they'll", "that's", "there's", "here's", "what's", "who's", "let", "let's",
+    "everyone", "everybody", "everything", "someone", "somebody", "something", "anyone", "anybody", "anything",
+    "nobody", "nothing", "none",
+    "this", "that", "these", "those", "each", "every", "all", "both", "some", "any", "many", "most", "much",
+    "more", "few", "several", "such", "another", "either", "neither", "no", "enough",
+    "and", "but", "or", "nor", "so", "yet", "because", "although", "though", "while", "whereas", "if", "unless",
+    "when", "whenever", "where", "wherever", "whether", "once", "what", "which", "who", "whom", "whose", "why",
+    "how",
+    "also", "even", "here", "there", "however", "instead", "later", "meanwhile", "moreover", "nevertheless",
+    "now", "still", "soon", "then", "thus", "therefore", "today", "yesterday", "tomorrow", "yes", "not", "again",
+    "finally", "afterwards", "indeed", "perhaps", "otherwise", "eventually", "suddenly", "sometimes", "often",
+    "never", "always"})
 # After a sentence's closing punctuation and up to two closing quotes or brackets, which stay with it.
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]])|(?<=[.!?][\"')\]]{2}))\s+(?=[\"'(\[]?[A-Z0-9])")
-_FIRST_WORD = re.compile(r"[\"'(\[]?([\w']+)")
+_FIRST_WORDS = re.compile(r"[\"'(\[]?([\w']+)(?:\s+([\w']+))?")
+_WORD = re.compile(r"[\w']+")
 _ROMAN_START = re.compile(r"[IVX]+\b")
 _LIST_NUMBER = re.compile(r"\d{1,3}\.")  # "1. Mix the flour": a numbered list's item, not a sentence
 _TAIL = 24  # characters of a piece's end the patterns above need: longer than any abbreviation
-_STREET_TAIL = 96  # and a street's, with its name of up to three words
+_STREET_TAIL = 96  # and a street's, with its name of up to three words; and the sentence's words before
 
 
 def _continues(previous: str, piece: str) -> bool:
     """Whether the split between two pieces fell after an abbreviation, not at a sentence's end. Only the
     end of ``previous`` is looked at: a run of abbreviations merges piece after piece, and rescanning the
     merged whole each time took quadratic time (a minute for 32 KB of "Dr. ")."""
-    tail = max(0, len(previous) - _TAIL)
-    first = _FIRST_WORD.match(piece)
-    if _BEFORE_WORDS.search(previous, tail) or _STREET.search(previous, max(0, len(previous) - _STREET_TAIL)):
-        return first is None or first.group(1) not in SENTENCE_OPENERS
-    if _BEFORE_NAMES.search(previous, tail):
+    tail, far = max(0, len(previous) - _TAIL), max(0, len(previous) - _STREET_TAIL)
+    words = _FIRST_WORDS.match(piece)
+    first, second = (words.group(1), words.group(2)) if words else ("", None)
+    opens = first.lower() in FUNCTION_WORDS
+    if _CLOCK.search(previous, tail):
+        return first.lower() in TIME_QUALIFIERS
+    if _BEFORE_NAMES.search(previous, tail) and not _STREET.search(previous, far):
         return True
+    if initial := _INITIAL.search(previous, tail):
+        return not (opens or (initial.group(2) in "IVX" and _counts_or_reigns(initial.group(1) or "")))
+    if _MODIFIERS.search(previous, tail) or _STREET.search(previous, far):
+        if opens:
+            return False
+        verb = second is not None and second[:1].islower() and (second in AUXILIARIES or second.endswith("ed"))
+        if not (verb and first[:1].isupper()):
+            return True
+        # The end of the sentence's text before the abbreviation (the normaliser's text holds sentences before).
+        before = _SENTENCE_END.split(previous[far:len(previous) - len(previous.rsplit(None, 1)[-1])])[-1]
+        return not (_closes_a_phrase(before) and _has_own_words(before))
     if _BEFORE_NUMBERS.search(previous, tail) and not _NO_AS_WORD.search(previous, tail):
         return piece[:1].isdigit() or _ROMAN_START.match(piece) is not None  # "no. 7", "Vol. II"
     return False
+
+
+def _closes_a_phrase(before: str) -> bool:
+    """Whether what is said before an abbreviation makes it the end of a prepositional phrase ("in the U.S.",
+    "on Main St."), after which no subject can follow in the same clause: a preposition before it, past
+    its determiner and the names before it. After a verb it may be a subject itself ("said the U.S. Senate
+    voted")."""
+    for word in reversed(_WORD.findall(before)):
+        if word.lower() not in DETERMINERS and not (word[:1].isupper() and word.lower() not in PREPOSITIONS):
+            return word.lower() in PREPOSITIONS
+    return False
+
+
+def _has_own_words(text: str) -> bool:
+    """Whether a sentence's start says something beyond names and function words: a word in lower case that
+    is no function word, or a number."""
+    return any(w[0].isdigit() or (w[0].islower() and w not in FUNCTION_WORDS) for w in _WORD.findall(text))
 
 
 # A line break ends a phrase before a list item, and where a line without closing punctuation is followed

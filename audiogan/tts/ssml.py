@@ -21,8 +21,10 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 
 from audiogan.tts.normalize import LETTER_NAMES, MONTHS, normalize, split_sentences
 from audiogan.tts.numbers import digit_words, fraction_words, number_words, ordinal_words, year_words
@@ -96,6 +98,7 @@ class _Run:
     atomic: bool  # said as given: spelled-out letters, an alias, phonemes
     written: str | None = None
     mark: str | None = None  # a <mark>: says nothing, names a point in time
+    pause: float | None = None  # a <break>: says nothing, ends the line here with this much silence
 
 
 class _Reader:
@@ -140,7 +143,8 @@ class _Reader:
             self.children(element, style)
             self.close(gap, 0.0)
         elif tag == "break":
-            self.close(SENTENCE_GAP_SECONDS, _break_seconds(element))
+            # A pause, not the end of what is said: the words on either side read as one sentence.
+            self.runs.append(_Run("", style, atomic=False, pause=_break_seconds(element)))
         elif tag == "mark":
             self.runs.append(_Run("", style, atomic=False, mark=_required(element, "name")))
         elif tag == "prosody":
@@ -171,62 +175,83 @@ class _Reader:
 
     def close(self, gap: float, pause: float) -> None:
         """End the current sentence(s) here, with this much silence after."""
-        sentences, self.marks = _split(self.runs, self.marks)
-        sentences = sentences or [Sentence([])]
+        sentences, self.marks = _split(self.runs, self.marks, gap, pause)
         self.runs = []
-        sentences[-1].gap, sentences[-1].pause = gap, pause
         self.sentences += sentences
 
 
-def _split(runs: list[_Run], marks: list[str]) -> tuple[list[Sentence], list[str]]:
+def _split(runs: list[_Run], marks: list[str], gap: float, pause: float) -> tuple[list[Sentence], list[str]]:
     """Runs -> sentences: the text is split as plain text is, then each sentence is cut back into the runs
-    (styles) it came from. An atomic run stands in the text as one capitalised word. ``marks`` (and the
-    runs' own) go to the piece that begins at or after them; those left over are returned."""
+    (styles) it came from, and into lines at each ``<break>``: the lines before a break, or a silence alone,
+    end with its pause, and those after the last with ``gap`` and ``pause``. Every run is read with its
+    whole sentence in view, across the breaks in it. An atomic run stands in the text as one capitalised
+    word. ``marks`` (and the runs' own) go to the piece that begins at or after them; those left over are
+    returned."""
     text, owner = "", []
     placed = [(0, name) for name in marks]  # (position in the text, mark)
+    breaks: list[tuple[int, float]] = []  # (position in the text, seconds)
     for index, run in enumerate(runs):
         if run.mark is not None:
             placed.append((len(text), run.mark))
             continue
-        written = f" {_ATOM} " if run.atomic else re.sub(r"\s+", " ", str(run.said))
+        if run.pause is not None:
+            breaks.append((len(text), run.pause))
+        written = f" {_ATOM} " if run.atomic else " " if run.pause is not None else re.sub(r"\s+", " ", str(run.said))
         for char in written:
             if char == " " and (not text or text[-1] == " "):
                 continue
             text += char
             owner.append(index)
     _whole_words(text, owner, runs)
-    sentences, position = [], 0
+    lines: list[tuple[int, Sentence]] = []  # (where it ends in the text, line)
+    position = 0
     for part in split_sentences(text):
         start = text.find(part, position)
         position = start + len(part)
-        pieces: list[Piece] = []
+        inside = breaks[bisect_right(breaks, (start, math.inf)):bisect_left(breaks, (position, -math.inf))]
+        cuts = [start, *(at for at, _ in inside), position]
         said_atoms: set[int] = set()
-        written = ""  # the sentence as the markup wrote it, for captions
-        begin = start
-        while begin < position:
-            end = begin
-            while end < position and owner[end] == owner[begin]:
-                end += 1
-            run = runs[owner[begin]]
-            before = len(pieces)
-            if run.atomic:
-                if owner[begin] not in said_atoms and text[begin:end].strip():
-                    said_atoms.add(owner[begin])
-                    pieces.append(Piece(run.said, run.style, run.written))
-                    written += f" {run.written} "
-            else:
-                written += text[begin:end]
-                # Read with the rest of its sentence in view: "<emphasis>Dr.</emphasis> Smith" is
-                # "Doctor Smith", without a period that would end the sentence mid-way.
-                if words := normalize(text[begin:end], following=text[end:position]):
-                    pieces.append(Piece(words, run.style))
-            if len(pieces) > before:  # a new piece: the marks before its end are where it begins
-                pieces[-1].marks = [name for at, name in placed if at < end]
-                placed = [(at, name) for at, name in placed if at >= end]
-            begin = end
-        if pieces:
-            written = re.sub(r"\s+", " ", written).strip()
-            sentences.append(Sentence(pieces, text=re.sub(r"\s+(?=[,.;:!?])", "", written)))
+        for begin, stop in pairwise(cuts):
+            pieces: list[Piece] = []
+            written = ""  # the line as the markup wrote it, for captions
+            while begin < stop:
+                end = begin
+                while end < stop and owner[end] == owner[begin]:
+                    end += 1
+                run = runs[owner[begin]]
+                before = len(pieces)
+                if run.atomic:
+                    if owner[begin] not in said_atoms and text[begin:end].strip():
+                        said_atoms.add(owner[begin])
+                        pieces.append(Piece(run.said, run.style, run.written))
+                        written += f" {run.written} "
+                else:
+                    written += text[begin:end]
+                    # Read with the rest of its sentence in view: "<emphasis>Dr.</emphasis> Smith" is
+                    # "Doctor Smith", without a period that would end the sentence mid-way, and "Henry
+                    # <emphasis>VIII</emphasis>" is "Henry the eighth".
+                    if words := normalize(text[begin:end], following=text[end:position],
+                                          preceding=text[start:begin]):
+                        pieces.append(Piece(words, run.style))
+                if len(pieces) > before:  # a new piece: the marks before its end are where it begins
+                    pieces[-1].marks = [name for at, name in placed if at < end]
+                    placed = [(at, name) for at, name in placed if at >= end]
+                begin = end
+            if pieces:
+                written = re.sub(r"\s+", " ", written).strip()
+                lines.append((stop, Sentence(pieces, text=re.sub(r"\s+(?=[,.;:!?])", "", written))))
+    # Each break, and the end, ends the lines before it (since the one before), or stands alone as a silence.
+    sentences: list[Sentence] = []
+    done = 0  # lines ended
+    for at, after, seconds in [*((at, SENTENCE_GAP_SECONDS, seconds) for at, seconds in breaks),
+                               (len(text), gap, pause)]:
+        ends = done
+        while ends < len(lines) and lines[ends][0] <= at:
+            ends += 1
+        ended = [line for _, line in lines[done:ends]] or [Sentence([])]
+        ended[-1].gap, ended[-1].pause = after, seconds
+        sentences += ended
+        done = ends
     return sentences, [name for _, name in placed]
 
 
