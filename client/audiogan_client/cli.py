@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -172,34 +173,26 @@ def cmd_instruments(client: AudioGanClient, args: argparse.Namespace) -> None:
     print(json.dumps(client.list_instruments(args.model), indent=2))
 
 
-def _ranged(kind: type, least: float, most: float) -> Callable[[str], float]:
-    """An argparse type: a number of ``kind`` (int or float) in least..most, refused before any call. On the
-    wire 0 means "unset" for speed, velocity and seconds: --speed 0 was once said at normal speed and
-    --velocity 0 played at 100."""
+def _ranged(kind: type, least: float, most: float = math.inf, *, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` (int or float) in least..most (``above``: more than ``least``,
+    which may not be reached), refused before any call. On the wire 0 means "unset" for speed, velocity and
+    seconds: --speed 0 was once said at normal speed and --velocity 0 played at 100; a --timeout of 0 failed
+    every call at once with a puzzling DEADLINE_EXCEEDED."""
+    span = f"> {least:g}" if above and most == math.inf else f"{least:g}..{most:g}"
+
     def parse(value: str) -> float:
         try:
             number = kind(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{value!r} is not a {'whole ' if kind is int else ''}number") from None
-        if not least <= number <= most:  # also refuses nan
-            raise argparse.ArgumentTypeError(f"{value!r} is out of range {least:g}..{most:g}")
+        if not (least < number if above else least <= number) or not number <= most:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{value!r} is out of range {span}")
         return number
     parse.__name__ = "whole number" if kind is int else "number"
     return parse
 
 
 _speed = _ranged(float, 0.25, 4.0)
-
-
-def _seconds(value: str) -> float:
-    """--timeout: a deadline of 0 or less would fail every call at once, with a puzzling DEADLINE_EXCEEDED."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not seconds > 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{value!r}: give a deadline in seconds > 0")
-    return seconds
 
 
 def _model_option(p: argparse.ArgumentParser) -> None:
@@ -220,7 +213,7 @@ def _note_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audiogan-client", description=__doc__)
     parser.add_argument("--target", default="127.0.0.1:50051", help="server address (default %(default)s)")
-    parser.add_argument("--timeout", type=_seconds, default=120.0,
+    parser.add_argument("--timeout", type=_ranged(float, 0.0, above=True), default=120.0,
                         help="each call's deadline in seconds, retries included, > 0 (default %(default)g)")
     parser.add_argument("--tls-ca", help="PEM root certificate: connect with TLS")
     sub = parser.add_subparsers(dest="command", required=True)
