@@ -1320,6 +1320,7 @@ def test_conversion_over_grpc(timbre_server, tiny_timbre):
         bent, _ = client.convert(buffer.getvalue(), to="violin")
         flat, _ = client.convert(buffer.getvalue(), to="violin", flat=True)
         morph, _ = client.convert(buffer.getvalue(), to="flute", to_b="violin", mode="lerp")
+        seeded, _ = client.convert(buffer.getvalue(), to="violin", seed=2**64 - 1)  # the wire's largest
         with pytest.raises(grpc.RpcError) as caught:
             client.convert(buffer.getvalue(), to="flute", to_b="violin", mode="slrep")
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "options.mode" in caught.value.details()
@@ -1331,10 +1332,12 @@ def test_conversion_over_grpc(timbre_server, tiny_timbre):
     wave = melody(vibrato_cents=35)
     for got, expected in ((bent, convert(local, wave, 16000, "violin")),
                           (flat, convert(local, wave, 16000, "violin", flat=True)),
-                          (morph, convert(local, wave, 16000, "flute", to_b="violin", mode="lerp"))):
+                          (morph, convert(local, wave, 16000, "flute", to_b="violin", mode="lerp")),
+                          (seeded, convert(local, wave, 16000, "violin", seed=2**64 - 1))):
         # The server's thread count rounds the generator differently: measured up to 1.0e-4 on 2 samples.
         np.testing.assert_allclose(got, expected, atol=5e-4)
     assert np.abs(bent - flat).max() > 1e-2
+    assert np.abs(seeded - bent).max() > 1e-2  # the seed reached the notes
     assert np.abs(morph - convert(local, wave, 16000, "flute", mode="lerp")).max() > 1e-2  # the morph moved
 
 

@@ -158,7 +158,7 @@ def cmd_interpolate(client: AudioGanClient, args: argparse.Namespace) -> None:
 def cmd_convert(client: AudioGanClient, args: argparse.Namespace) -> None:
     to_b = _timbre(args.to_b) if args.to_b else None
     _save(client.convert(args.input, to=_timbre(args.to), model=args.model, sample_rate=args.sample_rate,
-                         flat=args.flat, to_b=to_b, mode=args.mode), args.output)
+                         flat=args.flat, to_b=to_b, mode=args.mode, seed=args.seed), args.output)
 
 
 def cmd_voices(client: AudioGanClient, args: argparse.Namespace) -> None:
@@ -206,8 +206,11 @@ def _note_options(p: argparse.ArgumentParser) -> None:
                    help="MIDI velocity, 1..127: the note's level and brightness (default %(default)s)")
     p.add_argument("--seconds", type=_ranged(float, 0.001, 3600.0), default=0.0,
                    help="note length, up to the model's (default: the model's, 4.096 s for the bundled one)")
-    p.add_argument("--seed", type=_ranged(int, 0, MAX_SEED), default=0,
-                   help="the note's random latent: same seed, same note (default %(default)s)")
+    _seed_option(p, "the note's random latent: same seed, same note")
+
+
+def _seed_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--seed", type=_ranged(int, 0, MAX_SEED), default=0, help=f"{what} (default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: follow the recording's vibrato, bends and dynamics within each note)")
     p.add_argument("--to-b", help="morph: the timbre of the last note (--to is the first's), name or latent")
     p.add_argument("--mode", choices=["slerp", "lerp"], default="slerp", help="how a morph mixes the timbres")
+    _seed_option(p, "the notes' random latents, the recording's note i taking seed + i: same seed, same result")
     _model_option(p)
     p.set_defaults(func=cmd_convert)
 

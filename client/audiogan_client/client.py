@@ -271,14 +271,15 @@ class AudioGanClient:
 
     def convert(self, audio: str | Path | bytes, *, to: TimbreLike, model: str = "", sample_rate: int = 0,
                 encoding: str | int = "float32", flat: bool = False, to_b: TimbreLike | None = None,
-                mode: str = "slerp") -> AudioResult:
+                mode: str = "slerp", seed: int = 0) -> AudioResult:
         """Upload a WAV/FLAC/OGG (path or file bytes) in chunks; return it re-rendered with timbre ``to``,
         following the recording's vibrato, bends and dynamics within each note (or, if ``flat``, each note as
         the model plays it). With ``to_b`` the timbre morphs from ``to`` at the first note to ``to_b`` at the
-        last (``mode``: "slerp" or "lerp")."""
+        last (``mode``: "slerp" or "lerp"). Note i of the recording takes noise seed ``seed`` + i, as the
+        library's ``convert`` and render jobs seed them: same seed, same result."""
         data = audio if isinstance(audio, bytes) else Path(audio).read_bytes()
         options = pb.ConvertOptions(target=self.timbre(to), model=model, format=self._format(sample_rate, encoding),
-                                    flat=flat, mode=mode)
+                                    flat=flat, mode=mode, seed=seed)
         if to_b is not None:
             options.target_b.CopyFrom(self.timbre(to_b))
 

@@ -136,11 +136,32 @@ def test_bundled_note_model_plays_morphs_and_converts(client, tmp_path):
     steps, alphas = client.interpolate("violin", "flute", pitch=60, steps=3, seconds=2.0)
     assert alphas == [0.0, 0.5, 1.0]
     np.testing.assert_allclose(steps[0].samples, violin.samples, atol=1e-4)  # alpha 0 is the pure violin
-    t = np.arange(16000) / 16000
-    melody = np.concatenate([0.4 * np.sin(2 * np.pi * f * t[:8000]) for f in (220.0, 330.0)]).astype(np.float32)
+    melody = two_notes()
     converted = client.convert(write_wav(tmp_path / "melody.wav", melody, 16000), to="violin")
     assert converted.sample_rate == 16000 and abs(len(converted.samples) - len(melody)) < 1600
     assert np.abs(converted.samples).max() > 0.05
+
+
+def two_notes() -> np.ndarray:
+    """One second of melody at 16 kHz: A3 then E4, half a second each."""
+    t = np.arange(8000) / 16000
+    return np.concatenate([0.4 * np.sin(2 * np.pi * f * t) for f in (220.0, 330.0)]).astype(np.float32)
+
+
+@needs_server
+def test_convert_takes_a_seed_as_notes_do(client, tmp_path):
+    # A convert render job's seed, or another take of the same conversion, reaches the server.
+    path = write_wav(tmp_path / "melody.wav", two_notes(), 16000)
+    default = client.convert(path, to="violin").samples
+    np.testing.assert_array_equal(client.convert(path, to="violin", seed=0).samples, default)
+    seven = client.convert(path, to="violin", seed=7).samples
+    np.testing.assert_array_equal(client.convert(path, to="violin", seed=7).samples, seven)
+    assert np.abs(seven - default).max() > 0.01
+    done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", TARGET, "convert", str(path),
+                           "--to", "violin", "--seed", "7", "-o", str(tmp_path / "seven.wav")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(read_wav(tmp_path / "seven.wav"), seven, atol=2e-4)  # PCM16
 
 
 def read_wav(path: Path) -> np.ndarray:
