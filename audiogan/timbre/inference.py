@@ -112,6 +112,23 @@ class TimbreModel:
             raise ValueError("timbre latent contains NaN or Inf")
         return vector
 
+    def check_timbre(self, spec: object, argument: str, names_only: bool = False) -> None:
+        """That ``argument`` is a timbre (``names_only``: an instrument name) by its type; its name and length
+        are checked where it is used. The one check of every timbre argument: ``note(60, instrument=3)`` once
+        failed as "a timbre latent has 64 values, got 1", naming neither the argument nor what it takes."""
+        if isinstance(spec, str):
+            return
+        if not names_only:
+            if isinstance(spec, torch.Tensor) and not (spec.dtype.is_complex or spec.dtype == torch.bool):
+                return
+            if isinstance(spec, np.ndarray) and spec.dtype.kind in "iuf":
+                return
+            if isinstance(spec, Sequence) and len(spec) > 0 and all(is_real(v) for v in spec):
+                return
+        name = "an instrument name (a str, one of .instruments)"
+        takes = name if names_only else f"{name} or a timbre latent ({self.cfg.timbre_dim} numbers)"
+        raise ValueError(f"{argument} takes {takes}, not {type(spec).__name__} {spec!r}")
+
     @staticmethod
     def check_seed(seed: int) -> None:
         """A seed is a whole number: 1.5 once ran as 1, so two different seeds gave the same note."""
@@ -143,6 +160,8 @@ class TimbreModel:
             raise ValueError("pitches, timbres, velocities and seeds must be non-empty and the same length")
         for p, v in zip(pitches, velocities, strict=True):
             self._check(p, v, seconds)
+        for i, t in enumerate(timbres):
+            self.check_timbre(t, f"timbres[{i}]")
         for s in seeds:
             self.check_seed(s)
         pitches, velocities = [int(p) for p in pitches], [int(v) for v in velocities]
@@ -212,6 +231,8 @@ class TimbreModel:
              velocity: int = 100, seconds: float | None = None, seed: int = 0) -> np.ndarray:
         if (instrument is None) == (latent is None):
             raise ValueError("give exactly one of instrument= or latent=")
+        if instrument is not None:  # a latent given as instrument= would be played, unnamed, as a latent
+            self.check_timbre(instrument, "instrument", names_only=True)
         return self.generate([pitch], [instrument if instrument is not None else latent], [velocity], [seed],
                              seconds)[0]
 
@@ -236,6 +257,8 @@ class TimbreModel:
         """Timbre vectors along the way from a to b, [len(alphas), timbre_dim]."""
         if mode not in MODES:  # else a typo would quietly mix in a straight line
             raise ValueError(f"mode {mode!r} is not {' or '.join(MODES)}")
+        self.check_timbre(a, "a")
+        self.check_timbre(b, "b")
         ta, tb = self.timbre(a), self.timbre(b)
         w = torch.tensor(list(alphas), device=self.device, dtype=torch.float32)
         if not ((w >= 0) & (w <= 1)).all():  # beyond the end points slerp extrapolates; NaN poisons the latent
