@@ -17,7 +17,7 @@ import numpy as np
 
 from audiogan.timbre.analysis import HOP, RELEASE_SECONDS, Analysis, NoteEvent
 from audiogan.timbre.expression import apply_bend, coherent_lag, crossfade_in, follow_level, sustain_start
-from audiogan.timbre.inference import Timbre, TimbreModel
+from audiogan.timbre.inference import Timbre, TimbreModel, note_seeds
 from audiogan.timbre.spectral import midi_to_hz
 
 log = logging.getLogger(__name__)
@@ -132,11 +132,9 @@ class Conversion:
 
     def notes(self, model: TimbreModel, seed: int, start: int = 0, end: int | None = None) -> np.ndarray:
         """Notes ``start`` to ``end`` (default: the last) -> [n, samples]."""
-        model.check_seed(seed)
         part = self.events[start:end]
-        # Wrapped: a seed near 2**64-1 (the wire's largest) would otherwise overflow at its second note.
         return model.generate([e.pitch for e in part], self.timbres[start:start + len(part)],
-                              [e.velocity for e in part], [(seed + start + i) % 2**64 for i in range(len(part))])
+                              [e.velocity for e in part], note_seeds(seed, start, len(part)))
 
     def passes(self, model: TimbreModel) -> list[tuple[int, int]]:
         """The notes' ranges (start, end) a generator pass at a time: where a caller may report or stop."""

@@ -23,7 +23,26 @@ from audiogan.vocoder.inference import pick_device
 Timbre = str | Sequence[float] | torch.Tensor
 SILENCE = 1e-4  # a peak below -80 dBFS: nothing to match
 MODES = ("slerp", "lerp")  # ways of mixing two timbres: spherical or straight-line interpolation
-SEEDS = (-2**63, 2**64 - 1)  # what torch's generator takes; 2**64 failed with "Overflow when unpacking long long"
+# Every seed, everywhere (library, `audiogan --seed`, render manifests, the wire's uint64): torch's generator
+# takes no more (2**64 failed with "Overflow when unpacking long long"); audiogan-client has the same range.
+# Its CPU generator draws from a seed's low 32 bits only: seeds 2**32 apart give the same noise.
+SEED_MAX = 2**64 - 1
+SEED_RANGE = "a whole number in 0..2**64-1"
+
+
+def seed_problem(seed: object) -> str | None:
+    """Why ``seed`` is not a seed, or None: 1.5 once ran as 1, so two different seeds gave the same note."""
+    if is_int(seed) and 0 <= seed <= SEED_MAX:  # type: ignore[operator]
+        return None
+    return f"{seed!r} is not {SEED_RANGE}"
+
+
+def note_seeds(seed: int, start: int, count: int) -> list[int]:
+    """The seeds of notes ``start`` .. ``start + count - 1`` of a piece seeded ``seed`` (conversion, MIDI): note
+    i takes seed + i, wrapped, so that the largest seed also plays a piece of many notes."""
+    if problem := seed_problem(seed):
+        raise ValueError(f"seed {problem}")
+    return [(seed + i) % (SEED_MAX + 1) for i in range(start, start + count)]
 
 
 def note_problem(cfg: NoteGANConfig, pitch: int, seconds: float | None) -> str | None:
@@ -131,9 +150,8 @@ class TimbreModel:
 
     @staticmethod
     def check_seed(seed: int) -> None:
-        """A seed is a whole number: 1.5 once ran as 1, so two different seeds gave the same note."""
-        if not is_int(seed) or not SEEDS[0] <= seed <= SEEDS[1]:
-            raise ValueError(f"seed {seed!r} is not a whole number in 0..2**64-1")
+        if problem := seed_problem(seed):
+            raise ValueError(f"seed {problem}")
 
     def _check(self, pitch: int, velocity: int, seconds: float | None) -> None:
         for name, value in (("pitch", pitch), ("velocity", velocity)):  # 60.5 once ran as 60, or crashed in torch
