@@ -245,6 +245,8 @@ def test_numbers_out_of_range_are_usage_errors(capsys, argv):
 
 @pytest.mark.parametrize("seed", ["-1", str(2**64)])
 def test_every_seed_takes_the_same_range_in_the_same_words(tmp_path, capsys, seed):
+    from audiogan_client.cli import main as client_main
+
     from audiogan.render import read_manifest
     from audiogan.timbre import TimbreModel
 
@@ -252,6 +254,10 @@ def test_every_seed_takes_the_same_range_in_the_same_words(tmp_path, capsys, see
     for command in (["note"], ["convert", "x.wav", "--to", "violin"], ["render-midi", "x.mid", "--instrument", "a"]):
         with pytest.raises(SystemExit):
             main([*command, "--seed", seed])
+        assert f"argument --seed: {expected}" in capsys.readouterr().err
+    for command in (["notes", "--instrument", "violin"], ["convert", "x.wav", "--to", "violin"]):  # the client
+        with pytest.raises(SystemExit):
+            client_main([*command, "--seed", seed])
         assert f"argument --seed: {expected}" in capsys.readouterr().err
     with pytest.raises(ValueError, match=f"^seed {re.escape(expected)}$"):
         TimbreModel.check_seed(int(seed))

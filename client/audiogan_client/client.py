@@ -16,6 +16,7 @@ import numpy as np
 from audiogan_client._proto import audiogan_pb2 as pb
 from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
 from audiogan_client.audio import decode, encoding_value, mel_message, sample_width
+from audiogan_client.ranges import SEEDS
 
 T = TypeVar("T")
 TimbreLike = str | Sequence[float] | np.ndarray
@@ -229,7 +230,7 @@ class AudioGanClient:
         ``TimbreModel.note`` and render jobs name it."""
         specs = []
         for i, note in enumerate(notes):
-            note = dict(note)
+            note = {k: v for k, v in note.items() if v is not None}  # None: the server's default, as if left out
             given = [k for k in NOTE_TIMBRE_KEYS if k in note]
             if len(given) > 1:
                 raise ValueError(f"notes[{i}]: give one of {', '.join(given)}, not both")
@@ -237,6 +238,10 @@ class AudioGanClient:
             if unknown := sorted(set(note) - set(NOTE_FIELDS)):  # protobuf's message names no note
                 raise ValueError(f"notes[{i}]: unknown key(s) {', '.join(unknown)}; a note takes "
                                  f"{', '.join(NOTE_FIELDS + NOTE_TIMBRE_KEYS)}")
+            try:
+                SEEDS.check("seed", note.get("seed", 0))
+            except ValueError as exc:
+                raise ValueError(f"notes[{i}]: {exc}") from None
             try:
                 spec = pb.NoteSpec(**note)
             except (TypeError, ValueError) as exc:  # a seed of -1, a pitch of 60.5: say which note and field
@@ -249,7 +254,7 @@ class AudioGanClient:
         return [self._result(a) for a in response.notes]
 
     def interpolate(self, a: TimbreLike, b: TimbreLike, *, pitch: int, alpha: float | None = None,
-                    steps: int | None = None, velocity: int = 100, seconds: float = 0.0, mode: str = "slerp",
+                    steps: int | None = None, velocity: int = 100, seconds: float | None = None, mode: str = "slerp",
                     seed: int = 0, model: str = "", sample_rate: int = 0,
                     encoding: str | int = "float32") -> tuple[list[AudioResult], list[float]]:
         """Notes along the way from timbre a to b: one at ``alpha`` or ``steps`` evenly spaced ones."""
@@ -257,15 +262,14 @@ class AudioGanClient:
             raise ValueError("give exactly one of alpha= or steps=")
         if steps is not None and steps <= 0:  # 0 on the wire means "use alpha": it would ask for one note
             raise ValueError(f"steps={steps}: give 2 or more (or alpha= for one note)")
+        SEEDS.check("seed", seed)
         try:
             request = pb.InterpolateTimbreRequest(
                 a=self.timbre(a), b=self.timbre(b), alpha=alpha or 0.0, steps=steps or 0, pitch=pitch,
-                velocity=velocity, seconds=seconds, mode=mode, seed=seed, model=model,
+                velocity=velocity, seconds=seconds or 0.0, mode=mode, seed=seed, model=model,
                 format=self._format(sample_rate, encoding))
         except TypeError as exc:  # protobuf's message names no argument
-            raise ValueError(f"interpolate: {exc} (pitch, steps, velocity and seed are whole numbers)") from None
-        except ValueError as exc:
-            raise ValueError(f"interpolate: {exc} (seed is a whole number 0..2**64-1)") from None
+            raise ValueError(f"interpolate: {exc} (pitch, steps and velocity are whole numbers)") from None
         response = self._unary(self.stub.InterpolateTimbre, request)
         return [self._result(n) for n in response.notes], list(response.alphas)
 
@@ -277,6 +281,7 @@ class AudioGanClient:
         the model plays it). With ``to_b`` the timbre morphs from ``to`` at the first note to ``to_b`` at the
         last (``mode``: "slerp" or "lerp"). Note i of the recording takes noise seed ``seed`` + i, as the
         library's ``convert`` and render jobs seed them: same seed, same result."""
+        SEEDS.check("seed", seed)
         data = audio if isinstance(audio, bytes) else Path(audio).read_bytes()
         options = pb.ConvertOptions(target=self.timbre(to), model=model, format=self._format(sample_rate, encoding),
                                     flat=flat, mode=mode, seed=seed)
