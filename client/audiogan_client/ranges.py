@@ -52,3 +52,12 @@ VELOCITY = Range(1, 127, whole=True)
 SECONDS = Range(0.0, above=True)  # a note's length; the server says how long its model's notes may be
 ALPHA = Range(0.0, 1.0)
 SAMPLE_RATE = Range(8000, 96000, whole=True, zero="the model's rate")
+RANGES = {"seed": SEEDS, "speed": SPEED, "pitch_shift": PITCH_SHIFT, "pitch": PITCH, "velocity": VELOCITY,
+          "seconds": SECONDS, "alpha": ALPHA, "sample_rate": SAMPLE_RATE}
+
+
+def check(**values: object) -> None:
+    """Each argument, by its name, within its range; None is the server's default and goes as the wire's 0."""
+    for name, value in values.items():
+        if value is not None:
+            RANGES[name].check(name, value)

@@ -245,7 +245,8 @@ def test_cli_refuses_a_deadline_that_is_not_positive(timeout):
      r"notes\[0\]: unknown key\(s\) velocty; a note takes pitch, velocity"),
     (lambda c: c.notes([{"pitch": 60, "timbre": "violin"}, {"pitch": 60, "timbre": "violin", "seed": -1}]),
      r"^notes\[1\]: seed -1 is not a whole number in 0\.\.2\*\*64-1$"),
-    (lambda c: c.notes([{"pitch": 60.5, "timbre": "violin"}]), r"notes\[0\]: .*whole numbers"),
+    (lambda c: c.notes([{"pitch": 60.5, "timbre": "violin"}]),
+     r"^notes\[0\]: pitch 60\.5 is not a whole number in 0\.\.127$"),
     (lambda c: c.notes([{"pitch": 60, "timbre": "violin", "instrument": "flute"}]), "timbre, instrument, not both"),
     (lambda c: c.interpolate("flute", "violin", pitch=60, steps=3, seed=-1),
      r"^seed -1 is not a whole number in 0\.\.2\*\*64-1$"),
@@ -253,8 +254,48 @@ def test_cli_refuses_a_deadline_that_is_not_positive(timeout):
     (lambda c: c.convert(b"", to="violin", seed=1.5), r"^seed 1\.5 is not a whole number in 0\.\.2\*\*64-1$"),
 ])
 def test_note_requests_that_protobuf_would_refuse_name_the_note_and_field(call, message):
+    # No server listens on port 1: each is refused before any call.
     with AudioGanClient("127.0.0.1:1", retries=0) as c, pytest.raises(ValueError, match=message):
         call(c)
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    # 0 on the wire is "the default": these were once said at speed 1 and played at velocity 100.
+    (lambda c: c.synthesize("Hi.", speed=0), "speed 0 is not a number in 0.25..4"),
+    (lambda c: list(c.stream("Hi.", speed=4.5)), "speed 4.5 is not a number in 0.25..4"),
+    (lambda c: c.synthesize_timed("Hi.", speed=float("nan")), "speed nan is not a number in 0.25..4"),
+    (lambda c: c.synthesize("Hi.", pitch_shift=13), "pitch_shift 13 is not a number in -12..12"),
+    (lambda c: c.notes([{"pitch": 60, "timbre": "violin", "velocity": 0}]),
+     "notes[0]: velocity 0 is not a whole number in 1..127"),
+    (lambda c: c.notes([{"pitch": 60, "timbre": "violin", "seconds": 0}]), "notes[0]: seconds 0 is not a number > 0"),
+    (lambda c: c.interpolate("flute", "violin", pitch=60, steps=3, velocity=0),
+     "velocity 0 is not a whole number in 1..127"),
+    (lambda c: c.interpolate("flute", "violin", pitch=60, steps=3, seconds=-1.0), "seconds -1.0 is not a number > 0"),
+    (lambda c: c.interpolate("flute", "violin", pitch=60, alpha=1.5), "alpha 1.5 is not a number in 0..1"),
+    (lambda c: c.interpolate("flute", "violin", pitch=128, steps=3), "pitch 128 is not a whole number in 0..127"),
+    (lambda c: c.vocode(np.zeros((80, 10), np.float32), sample_rate=100),
+     "sample_rate 100 is not 0 (the model's rate) or a whole number in 8000..96000"),
+    (lambda c: c.convert(b"", to="violin", sample_rate=44100.0), "sample_rate 44100.0 is not 0"),
+])
+def test_numbers_the_wire_would_misread_are_refused_by_name_before_calling(call, message):
+    with AudioGanClient("127.0.0.1:1", retries=0) as c, pytest.raises(ValueError) as info:
+        call(c)
+    assert str(info.value).startswith(message), info.value
+
+
+@needs_server
+def test_none_and_the_defaults_leave_numbers_to_the_server(client):
+    # Defaults still send the proto's 0 ("the default") or its documented value, as before.
+    plain, = client.notes([{"pitch": 60, "timbre": "violin", "seconds": 1.0}])
+    unset, = client.notes([{"pitch": 60, "timbre": "violin", "seconds": 1.0, "velocity": None, "seed": None}])
+    loud, = client.notes([{"pitch": 60, "timbre": "violin", "seconds": 1.0, "velocity": 100, "seed": 0}])
+    np.testing.assert_array_equal(unset.samples, plain.samples)
+    np.testing.assert_allclose(loud.samples, plain.samples, atol=1e-6)
+    steps, _ = client.interpolate("flute", "violin", pitch=60, steps=2, seconds=1.0, velocity=None)
+    np.testing.assert_allclose(steps[1].samples, plain.samples, atol=1e-4)  # velocity 100, violin, seed 0
+    said = client.synthesize("Hi.", speed=None, pitch_shift=None, sample_rate=None)
+    np.testing.assert_allclose(said.samples, client.synthesize("Hi.").samples, atol=2e-3)  # batched with padding
+    assert said.sample_rate == 16000
 
 
 @needs_server
