@@ -15,13 +15,12 @@ from typing import Any
 import numpy as np
 
 from audiogan.render.engine import ENGINES
-from audiogan.timbre.inference import MODES
+from audiogan.timbre.inference import MODES, seed_problem
 from audiogan.vocoder.istft import INFERENCE_PHASES
 
 DEMO_CLIP = Path(__file__).parent / "samples" / "demo.flac"
 AUDIO_OUT = (".wav", ".flac")
 PLOT_OUT = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
-MAX_SEED = 2**63 - 1  # as a render manifest's seed
 EXIT_DISK_FULL = 3  # `render` stopped for want of room: not 2, an invalid manifest, nor 1, failed jobs
 # Optional imports (pyproject's extras) -> the extra that installs them: what a plain install lacks.
 EXTRAS = {"fluidsynth": "train", "tensorboard": "train", "matplotlib": "train", "pesq": "train",
@@ -41,6 +40,17 @@ def _count(least: int, most: int | None = None) -> Callable[[str], int]:
         return value
     parse.__name__ = "whole number"
     return parse
+
+
+def _seed(text: str) -> int:
+    """An argparse type: a seed as the library and render manifests take it, with their words."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = text  # type: ignore[assignment]
+    if problem := seed_problem(value):
+        raise argparse.ArgumentTypeError(problem)
+    return value
 
 
 def _number(least: float, most: float) -> Callable[[str], float]:
@@ -577,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--mode", choices=MODES, default="slerp", help="how a morph mixes the timbres")
     n.add_argument("--velocity", type=_count(1, 127), default=100, help="MIDI velocity, 1..127")
     n.add_argument("--seconds", type=float, help="note length (default: the model's, 4.096 s)")
-    n.add_argument("--seed", type=_count(0, MAX_SEED), default=0, help="the note's random latent")
+    n.add_argument("--seed", type=_seed, default=0, help="the note's random latent")
     n.add_argument("--list", action="store_true", help="print the instruments the model knows")
     n.add_argument("-o", "--output", default="note.wav", help="output .wav or .flac")
     n.add_argument("--model", default="default", help="timbre model name or .safetensors path")
@@ -593,7 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--mode", choices=MODES, default="slerp", help="how a morph mixes the timbres")
     c.add_argument("-o", "--output", default="converted.wav", help="output .wav or .flac")
     c.add_argument("--model", default="default", help="timbre model name or .safetensors path")
-    c.add_argument("--seed", type=_count(0, MAX_SEED), default=0, help="the notes' random latents")
+    c.add_argument("--seed", type=_seed, default=0, help="the notes' random latents")
     c.add_argument("--flat", action="store_true",
                    help="play the notes as the model makes them, held on their semitones at one level "
                         "(default: follow the recording's vibrato, bends and dynamics within each note)")
@@ -616,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--mode", choices=MODES, default="slerp", help="how a morph mixes the timbres")
     m.add_argument("-o", "--output", default="midi.wav", help="output .wav or .flac")
     m.add_argument("--model", default="default", help="timbre model name or .safetensors path")
-    m.add_argument("--seed", type=_count(0, MAX_SEED), default=0, help="the notes' random latents")
+    m.add_argument("--seed", type=_seed, default=0, help="the notes' random latents")
     m.add_argument("--device", default="auto", help="auto, cpu or cuda")
     m.set_defaults(func=_render_midi)
 

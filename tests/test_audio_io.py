@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import re
 import stat
 import time
 
@@ -106,8 +107,17 @@ def test_resampling_a_real_22050_clip(speech_dir):
 
 def test_same_rate_resample_is_identity_and_bad_rates_are_rejected(demo_wave):
     assert resample(demo_wave, 16000, 16000) is demo_wave
-    with pytest.raises(AudioError, match="sample rates must be positive"):
+    with pytest.raises(AudioError, match="orig_sr 0 must be a positive whole number of Hz"):
         resample(demo_wave, 0, 16000)
+    with pytest.raises(AudioError, match=r"target_sr 8000\.5 must be a positive whole number of Hz"):
+        resample(demo_wave, 16000, 8000.5)
+
+
+@pytest.mark.parametrize("rate", ["16000", 0, -16000, 1.5, 16000.0])
+def test_loading_at_a_rate_that_is_not_one_names_the_argument(demo_path, rate):
+    # Once a TypeError from inside the resampler ('<=' not supported between 'str' and 'int'; gcd of a float).
+    with pytest.raises(ValueError, match=rf"^sample_rate {re.escape(repr(rate))} must be a positive whole number"):
+        load_audio(demo_path, rate)
 
 
 def test_normalize_peak_hits_its_target(demo_wave):
@@ -222,7 +232,7 @@ def test_integer_pcm_is_scaled_and_other_types_are_refused(tmp_path, demo_wave, 
 
 @pytest.mark.parametrize("rate", [0, -1, 16000.0])
 def test_saving_at_a_rate_that_is_not_one_is_a_clear_error(tmp_path, rate):
-    with pytest.raises(AudioError, match="must be a positive whole number of Hz"):
+    with pytest.raises(AudioError, match=rf"^sample_rate {rate!r} must be a positive whole number of Hz"):
         save_audio(tmp_path / "x.wav", np.zeros(10, np.float32), rate)
 
 

@@ -504,7 +504,7 @@ def test_the_schema_and_the_manifest_check_agree(tmp_path):
         vocode + '"output": "x.wav", "sample_rate": 22050.5}', vocode + '"output": "x.wav", "sample_rate": 7999}',
         vocode + '"output": "x.wav", "sample_rate": 96001}', vocode + '"output": "x.wav", "sample_rate": true}',
         vocode + '"output": "x.wav", "sample_rate": "fast"}', vocode + '"output": "x.wav", "seed": -1}',
-        vocode + f'"output": "x.wav", "seed": {2**63}}}', vocode + f'"output": "x.wav", "seed": {2**63 - 1}}}',
+        vocode + f'"output": "x.wav", "seed": {2**64}}}', vocode + f'"output": "x.wav", "seed": {2**64 - 1}}}',
         vocode + '"output": "x.wav", "vocoder": ""}', vocode + '"output": "x.wav", "audio": "m.npy"}',
         vocode + '"output": "x.wav", "volume": 3}', '{"kind": "vocode", "output": "x.wav"}',
         '{"kind": "vocode", "mel": "m.npy\\n", "output": "x.wav"}',
@@ -851,15 +851,26 @@ def test_convert_jobs_with_a_model(tmp_path, tiny_timbre):
              {"kind": "convert", "input": "tune.wav", "to": "flute", "to_b": "violin", "model": str(tiny_timbre[0]),
               "output": "c/morph.wav"},
              {"kind": "convert", "input": "tune.wav", "to": "flute", "to_b": "kazoo", "model": str(tiny_timbre[0]),
-              "output": "c/bad.wav"}]
+              "output": "c/bad.wav"},
+             {"kind": "convert", "input": "tune.wav", "to": "flute", "model": str(tiny_timbre[0]),
+              "output": "c/seeded.wav", "seed": 2**31 + 3}]
     manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
     assert [e.line for e in manifest.errors] == [3] and "'kazoo'" in manifest.errors[0].reason
     summary = run(manifest.jobs, str(tmp_path / "render"), device="cpu", progress=False)
-    assert summary.rendered == 2
+    assert summary.rendered == 3
     audio, rate = sf.read(tmp_path / "render" / "c/tune.wav")
     assert rate == 16000 and len(audio) == len(melody())
     morph, _ = sf.read(tmp_path / "render" / "c/morph.wav")
     assert len(morph) == len(audio) and np.abs(morph - audio).max() > 1e-2  # the last notes are violin's
+    # A job's seed means what it means to the library (and so to a client's convert): it was taken mod 2**31.
+    from audiogan.timbre import TimbreModel
+    from audiogan.timbre.convert import convert
+
+    seeded, _ = sf.read(tmp_path / "render" / "c/seeded.wav", dtype="float32")
+    model = TimbreModel.load(tiny_timbre[0], device="cpu")
+    # PCM16, and render's worker threads round the generator a little differently (as the server's do).
+    np.testing.assert_allclose(seeded, convert(model, melody(), 16000, "flute", seed=2**31 + 3), atol=5e-4)
+    assert np.abs(seeded - convert(model, melody(), 16000, "flute", seed=3)).max() > 1e-2
 
 
 def test_midi_jobs_with_a_model(tmp_path, tiny_timbre):

@@ -269,7 +269,8 @@ def bad_calls(client: AudioGanClient, mel: np.ndarray, demo_path: Path) -> dict[
         "empty text": (lambda: client.synthesize(""), invalid, "text"),
         "whitespace text": (lambda: client.synthesize(" \n\t "), invalid, "text"),
         "1 MB text": (lambda: client.synthesize("a" * 1_000_000), invalid, "text"),
-        "speed 10": (lambda: client.synthesize("hi", speed=10), invalid, "speed"),
+        # Out of range for the client library too, which refuses it itself: sent as the message.
+        "speed 10": (lambda: client.stub.Synthesize(pb.SynthesizeRequest(text="hi", speed=10)), invalid, "speed"),
         "no input": (lambda: client.stub.Synthesize(pb.SynthesizeRequest()), invalid, "input"),
         "NaN mel": (lambda: client.vocode(nan_mel), invalid, "mel.data"),
         "mel of 100s": (lambda: client.vocode(np.full((80, 20), 100.0, np.float32)), invalid, "mel.data: values span"),
@@ -283,17 +284,21 @@ def bad_calls(client: AudioGanClient, mel: np.ndarray, demo_path: Path) -> dict[
         "mel too long": (lambda: client.vocode(np.zeros((80, 130 * 16000 // 256), np.float32)), invalid, "mel"),
         "speed with mel": (lambda: client.synthesize(mel=mel, speed=2.0), invalid, "speed"),
         "unknown vocoder": (lambda: client.vocode(mel, vocoder="nope"), not_found, "vocoder"),
-        "sample rate 10 MHz": (lambda: client.vocode(mel, sample_rate=10_000_000), invalid, "sample_rate_hz"),
-        "sample rate -1": (lambda: client.vocode(mel, sample_rate=-1), invalid, "sample_rate_hz"),
+        "sample rate 10 MHz": (lambda: client.stub.Vocode(pb.VocodeRequest(
+            mel=mel_msg, format=pb.AudioFormat(sample_rate_hz=10_000_000))), invalid, "sample_rate_hz"),
+        "sample rate -1": (lambda: client.stub.Vocode(pb.VocodeRequest(
+            mel=mel_msg, format=pb.AudioFormat(sample_rate_hz=-1))), invalid, "sample_rate_hz"),
         "unknown encoding": (lambda: client.stub.Vocode(pb.VocodeRequest(mel=mel_msg,
                                                                          format=pb.AudioFormat(encoding=9))),
                              invalid, "encoding"),
         "WAV in a stream": (lambda: list(client.stream(mel=mel, encoding="wav")), invalid, "encoding"),
-        "alpha 1.5": (lambda: client.interpolate("flute", "violin", pitch=60, alpha=1.5), invalid, "alpha"),
+        "alpha 1.5": (lambda: client.stub.InterpolateTimbre(pb.InterpolateTimbreRequest(
+            a=client.timbre("flute"), b=client.timbre("violin"), pitch=60, alpha=1.5)), invalid, "alpha"),
         "steps 1": (lambda: client.interpolate("flute", "violin", pitch=60, steps=1), invalid, "steps"),
         "mode cubic": (lambda: client.interpolate("a", "b", pitch=60, steps=3, mode="cubic"), invalid, "mode"),
         "no notes": (lambda: client.notes([]), invalid, "notes"),
-        "pitch 200": (lambda: client.notes([{"pitch": 200, "timbre": "violin"}]), invalid, "pitch"),
+        "pitch 200": (lambda: client.stub.GenerateNotes(pb.GenerateNotesRequest(
+            notes=[pb.NoteSpec(pitch=200, timbre=client.timbre("violin"))])), invalid, "pitch"),
         "NaN latent": (lambda: client.notes([{"pitch": 60, "timbre": [0.1, float("nan")]}]), invalid, "latent"),
         "no timbre": (lambda: client.notes([{"pitch": 60}]), invalid, "timbre"),
         "options missing": (lambda: list(client.stub.ConvertTimbre(
@@ -1100,7 +1105,8 @@ def test_text_errors_with_a_voice(voice_server):
         checks = {"unknown voice": (lambda: client.synthesize("Hi.", voice="nobody"), grpc.StatusCode.NOT_FOUND),
                   "too long": (lambda: client.synthesize("a " * 3000), grpc.StatusCode.INVALID_ARGUMENT),
                   "unpronounceable": (lambda: client.synthesize("... ?!"), grpc.StatusCode.INVALID_ARGUMENT),
-                  "pitch": (lambda: client.synthesize("Hi.", pitch_shift=40), grpc.StatusCode.INVALID_ARGUMENT)}
+                  "pitch": (lambda: client.stub.Synthesize(pb.SynthesizeRequest(text="Hi.", pitch_shift=40)),
+                            grpc.StatusCode.INVALID_ARGUMENT)}
         for name, (call, code) in checks.items():
             assert code_of(call) == code, name
         assert client.synthesize("Still here.").samples.size > 0
@@ -1320,6 +1326,7 @@ def test_conversion_over_grpc(timbre_server, tiny_timbre):
         bent, _ = client.convert(buffer.getvalue(), to="violin")
         flat, _ = client.convert(buffer.getvalue(), to="violin", flat=True)
         morph, _ = client.convert(buffer.getvalue(), to="flute", to_b="violin", mode="lerp")
+        seeded, _ = client.convert(buffer.getvalue(), to="violin", seed=2**64 - 1)  # the wire's largest
         with pytest.raises(grpc.RpcError) as caught:
             client.convert(buffer.getvalue(), to="flute", to_b="violin", mode="slrep")
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "options.mode" in caught.value.details()
@@ -1331,10 +1338,12 @@ def test_conversion_over_grpc(timbre_server, tiny_timbre):
     wave = melody(vibrato_cents=35)
     for got, expected in ((bent, convert(local, wave, 16000, "violin")),
                           (flat, convert(local, wave, 16000, "violin", flat=True)),
-                          (morph, convert(local, wave, 16000, "flute", to_b="violin", mode="lerp"))):
+                          (morph, convert(local, wave, 16000, "flute", to_b="violin", mode="lerp")),
+                          (seeded, convert(local, wave, 16000, "violin", seed=2**64 - 1))):
         # The server's thread count rounds the generator differently: measured up to 1.0e-4 on 2 samples.
         np.testing.assert_allclose(got, expected, atol=5e-4)
     assert np.abs(bent - flat).max() > 1e-2
+    assert np.abs(seeded - bent).max() > 1e-2  # the seed reached the notes
     assert np.abs(morph - convert(local, wave, 16000, "flute", mode="lerp")).max() > 1e-2  # the morph moved
 
 

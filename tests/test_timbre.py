@@ -460,6 +460,14 @@ def test_interpolation_end_points_are_the_pure_instruments(timbre_model):
     (lambda m: m.interpolate("flute", "violin", pitch=60, steps="8"), "steps must be a whole number"),
     (lambda m: m.interpolate("flute", "violin", pitch=60, steps=2.5), "steps must be a whole number"),
     (lambda m: m.generate([60] * 6, "violin"), r"one string \('violin'\); give one timbre per pitch"),
+    # A timbre of the wrong type names its argument and what it takes, not a latent's length.
+    (lambda m: m.note(60, instrument=3), r"^instrument takes an instrument name \(a str, one of \.instruments\), "
+                                         r"not int 3$"),
+    (lambda m: m.note(60, instrument=m.timbre("violin")), "instrument takes an instrument name .*, not Tensor"),
+    (lambda m: m.generate([60, 62], ["violin", None]), r"timbres\[1\] takes an instrument name .* or a timbre "
+                                                       r"latent \(\d+ numbers\), not NoneType None"),
+    (lambda m: m.interpolate("flute", 7, pitch=60, steps=3), r"^b takes an instrument name .*, not int 7$"),
+    (lambda m: m.interpolate(["flute"], "violin", pitch=60, steps=3), r"^a takes .*, not list \['flute'\]"),
 ])
 def test_bad_requests_are_clear_errors(timbre_model, call, message):
     with pytest.raises(ValueError, match=message):

@@ -726,6 +726,22 @@ def test_stream_equals_whole(tts):
     np.testing.assert_allclose(np.concatenate(chunks), whole, atol=5e-4)
 
 
+def test_call_and_stream_take_their_options_by_name_alike(tts):
+    import numpy as np
+
+    # A 4th positional argument was progress to tts() and chunk_frames to tts.stream().
+    for call in (tts, tts.synthesize, tts.stream):
+        with pytest.raises(TypeError, match="positional argument"):
+            next(iter(call("Hi there.", 1.25)))  # a stream binds its arguments as it starts
+    text = "Hi there."
+    options = {"speed": 1.25, "pitch_shift": 2.0, "speaker": 0}
+    whole, _ = tts(text, **options)
+    assert len(whole) != len(tts(text)[0])  # the options reached the voice
+    # As in test_stream_equals_whole: the stream's own acoustic pass rounds differently.
+    np.testing.assert_allclose(np.concatenate(list(tts.stream(text, chunk_frames=8, **options))), whole, atol=5e-4)
+    np.testing.assert_array_equal(tts.synthesize(text, **options).wave, whole)
+
+
 def test_stream_computes_mels_in_bounded_passes_as_it_goes(tts, monkeypatch):
     from audiogan.tts import inference
 

@@ -39,8 +39,8 @@ class AudioError(ValueError):
 
 
 def resample(wave: torch.Tensor, orig_sr: int, target_sr: int) -> torch.Tensor:
-    if orig_sr <= 0 or target_sr <= 0:
-        raise AudioError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
+    check_rate(orig_sr, "orig_sr")
+    check_rate(target_sr, "target_sr")
     if orig_sr == target_sr or wave.shape[-1] == 0:  # torchaudio fails on 0 samples
         return wave
     kernel_in, kernel_out = kernel_rates(orig_sr, target_sr)
@@ -73,6 +73,8 @@ def load_audio(
 
     Returns ``(wave [samples], sample_rate)``; with ``sample_rate`` given the audio is resampled to it.
     """
+    if sample_rate is not None:  # before the file is read: "16000" failed inside the resampler as a TypeError
+        check_rate(sample_rate)
     opened = hasattr(source, "read")
     if isinstance(source, bytes):
         name = "(uploaded bytes)"
@@ -143,15 +145,16 @@ def mono_samples(wave: torch.Tensor | np.ndarray) -> np.ndarray:
     return data
 
 
-def check_rate(rate: int) -> None:
+def check_rate(rate: int, argument: str = "sample_rate") -> None:
+    """That the ``argument`` named is a sample rate: 1.5 or "16000" failed deep in torchaudio or soundfile."""
     if not is_int(rate) or rate <= 0:
-        raise AudioError(f"sample rate {rate!r} must be a positive whole number of Hz")
+        raise AudioError(f"{argument} {rate!r} must be a positive whole number of Hz")
 
 
 def recording(wave: torch.Tensor | np.ndarray, rate: int) -> np.ndarray:
     """A mono recording handed to an analysis (pitch tracking, resampling) as float32 samples, or a clear
     error here instead of one from deep inside an analysis."""
-    check_rate(rate)
+    check_rate(rate, "rate")
     return mono_samples(wave)
 
 

@@ -7,7 +7,7 @@ import math
 import torch
 import torchaudio.functional as AF
 
-from audiogan.audio.io import kernel_rates
+from audiogan.audio.io import check_rate, kernel_rates
 
 
 class StreamResampler:
@@ -21,8 +21,8 @@ class StreamResampler:
     """
 
     def __init__(self, orig_sr: int, target_sr: int, lowpass_filter_width: int = 6, rolloff: float = 0.99) -> None:
-        if orig_sr <= 0 or target_sr <= 0:
-            raise ValueError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
+        check_rate(orig_sr, "orig_sr")
+        check_rate(target_sr, "target_sr")
         self.orig_sr, self.target_sr = orig_sr, target_sr
         # An odd pair (16000 -> 44101 Hz) would need a kernel of gigabytes: a nearby ratio stands in.
         self.kernel_in, self.kernel_out = kernel_rates(orig_sr, target_sr)

@@ -374,7 +374,7 @@ class ConvertRenderer(NotesRenderer):
         out = []
         for wave, rate, j in items:
             with working_on([j]):  # a batch's warnings are each one job's
-                out.append(torch.from_numpy(convert(model, wave, rate, j.params["to"], j.seed % 2**31,
+                out.append(torch.from_numpy(convert(model, wave, rate, j.params["to"], j.seed,
                                                     j.params.get("flat", False), j.params.get("to_b"),
                                                     j.params.get("mode", "slerp"))))
         return out
@@ -402,7 +402,7 @@ class MidiRenderer(NotesRenderer):
         for j in items:
             with working_on([j]):  # a batch's warnings are each one job's
                 out.append(torch.from_numpy(render_midi(model, j.params["input"], j.params["instrument"],
-                                                        j.params.get("to"), seed=j.seed % 2**31)))
+                                                        j.params.get("to"), seed=j.seed)))
         return out
 
 

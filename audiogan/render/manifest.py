@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from audiogan.audio.io import NAME_MAX
-from audiogan.timbre.inference import MODES
+from audiogan.timbre.inference import MODES, SEED_MAX, seed_problem
 from audiogan.tts import ssml
 from audiogan.weights import file_digest
 
@@ -117,7 +117,8 @@ def _ssml(v: str) -> str | None:
 
 
 SAMPLE_RATE = Param("sample_rate", int, "output sample rate in Hz (default: the model's)", minimum=8000, maximum=96000)
-SEED = Param("seed", int, "random seed (default: derived from the output path)", minimum=0, maximum=2**63 - 1)
+SEED = Param("seed", int, "random seed (default: derived from the output path)", minimum=0, maximum=SEED_MAX,
+             check=seed_problem)
 
 
 def kind_specs() -> dict[str, KindSpec]:
@@ -261,7 +262,8 @@ def _coerce(param: Param, value: Any, from_csv: bool) -> tuple[Any, str | None]:
         return value, f"{param.name}: expected {param.type.__name__}, got {json.dumps(value)}"
     if isinstance(value, float) and not math.isfinite(value):  # json.loads takes NaN and Infinity
         return value, f"{param.name}: {value} is not a finite number"
-    if reason := _bounds(param, value) or (param.check and param.check(value)):
+    # A check of its own first: it words the bounds as the rest of audiogan does (a seed's 0..2**64-1).
+    if reason := (param.check and param.check(value)) or _bounds(param, value):
         return value, f"{param.name}: {reason}"
     return value, None
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from audiogan.timbre.analysis import HOP, RELEASE_SECONDS, Analysis, NoteEvent
 from audiogan.timbre.expression import apply_bend, coherent_lag, crossfade_in, follow_level, sustain_start
-from audiogan.timbre.inference import Timbre, TimbreModel
+from audiogan.timbre.inference import Timbre, TimbreModel, note_seeds
 from audiogan.timbre.spectral import midi_to_hz
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class Conversion:
         """Notes ``start`` to ``end`` (default: the last) -> [n, samples]."""
         part = self.events[start:end]
         return model.generate([e.pitch for e in part], self.timbres[start:start + len(part)],
-                              [e.velocity for e in part], [seed + start + i for i in range(len(part))])
+                              [e.velocity for e in part], note_seeds(seed, start, len(part)))
 
     def passes(self, model: TimbreModel) -> list[tuple[int, int]]:
         """The notes' ranges (start, end) a generator pass at a time: where a caller may report or stop."""

@@ -23,7 +23,26 @@ from audiogan.vocoder.inference import pick_device
 Timbre = str | Sequence[float] | torch.Tensor
 SILENCE = 1e-4  # a peak below -80 dBFS: nothing to match
 MODES = ("slerp", "lerp")  # ways of mixing two timbres: spherical or straight-line interpolation
-SEEDS = (-2**63, 2**64 - 1)  # what torch's generator takes; 2**64 failed with "Overflow when unpacking long long"
+# Every seed, everywhere (library, `audiogan --seed`, render manifests, the wire's uint64): torch's generator
+# takes no more (2**64 failed with "Overflow when unpacking long long"); audiogan-client has the same range.
+# Its CPU generator draws from a seed's low 32 bits only: seeds 2**32 apart give the same noise.
+SEED_MAX = 2**64 - 1
+SEED_RANGE = "a whole number in 0..2**64-1"
+
+
+def seed_problem(seed: object) -> str | None:
+    """Why ``seed`` is not a seed, or None: 1.5 once ran as 1, so two different seeds gave the same note."""
+    if is_int(seed) and 0 <= seed <= SEED_MAX:  # type: ignore[operator]
+        return None
+    return f"{seed!r} is not {SEED_RANGE}"
+
+
+def note_seeds(seed: int, start: int, count: int) -> list[int]:
+    """The seeds of notes ``start`` .. ``start + count - 1`` of a piece seeded ``seed`` (conversion, MIDI): note
+    i takes seed + i, wrapped, so that the largest seed also plays a piece of many notes."""
+    if problem := seed_problem(seed):
+        raise ValueError(f"seed {problem}")
+    return [(seed + i) % (SEED_MAX + 1) for i in range(start, start + count)]
 
 
 def note_problem(cfg: NoteGANConfig, pitch: int, seconds: float | None) -> str | None:
@@ -112,11 +131,27 @@ class TimbreModel:
             raise ValueError("timbre latent contains NaN or Inf")
         return vector
 
+    def check_timbre(self, spec: object, argument: str, names_only: bool = False) -> None:
+        """That ``argument`` is a timbre (``names_only``: an instrument name) by its type; its name and length
+        are checked where it is used. The one check of every timbre argument: ``note(60, instrument=3)`` once
+        failed as "a timbre latent has 64 values, got 1", naming neither the argument nor what it takes."""
+        if isinstance(spec, str):
+            return
+        if not names_only:
+            if isinstance(spec, torch.Tensor) and not (spec.dtype.is_complex or spec.dtype == torch.bool):
+                return
+            if isinstance(spec, np.ndarray) and spec.dtype.kind in "iuf":
+                return
+            if isinstance(spec, Sequence) and len(spec) > 0 and all(is_real(v) for v in spec):
+                return
+        name = "an instrument name (a str, one of .instruments)"
+        takes = name if names_only else f"{name} or a timbre latent ({self.cfg.timbre_dim} numbers)"
+        raise ValueError(f"{argument} takes {takes}, not {type(spec).__name__} {spec!r}")
+
     @staticmethod
     def check_seed(seed: int) -> None:
-        """A seed is a whole number: 1.5 once ran as 1, so two different seeds gave the same note."""
-        if not is_int(seed) or not SEEDS[0] <= seed <= SEEDS[1]:
-            raise ValueError(f"seed {seed!r} is not a whole number in 0..2**64-1")
+        if problem := seed_problem(seed):
+            raise ValueError(f"seed {problem}")
 
     def _check(self, pitch: int, velocity: int, seconds: float | None) -> None:
         for name, value in (("pitch", pitch), ("velocity", velocity)):  # 60.5 once ran as 60, or crashed in torch
@@ -143,6 +178,8 @@ class TimbreModel:
             raise ValueError("pitches, timbres, velocities and seeds must be non-empty and the same length")
         for p, v in zip(pitches, velocities, strict=True):
             self._check(p, v, seconds)
+        for i, t in enumerate(timbres):
+            self.check_timbre(t, f"timbres[{i}]")
         for s in seeds:
             self.check_seed(s)
         pitches, velocities = [int(p) for p in pitches], [int(v) for v in velocities]
@@ -212,6 +249,8 @@ class TimbreModel:
              velocity: int = 100, seconds: float | None = None, seed: int = 0) -> np.ndarray:
         if (instrument is None) == (latent is None):
             raise ValueError("give exactly one of instrument= or latent=")
+        if instrument is not None:  # a latent given as instrument= would be played, unnamed, as a latent
+            self.check_timbre(instrument, "instrument", names_only=True)
         return self.generate([pitch], [instrument if instrument is not None else latent], [velocity], [seed],
                              seconds)[0]
 
@@ -236,6 +275,8 @@ class TimbreModel:
         """Timbre vectors along the way from a to b, [len(alphas), timbre_dim]."""
         if mode not in MODES:  # else a typo would quietly mix in a straight line
             raise ValueError(f"mode {mode!r} is not {' or '.join(MODES)}")
+        self.check_timbre(a, "a")
+        self.check_timbre(b, "b")
         ta, tb = self.timbre(a), self.timbre(b)
         w = torch.tensor(list(alphas), device=self.device, dtype=torch.float32)
         if not ((w >= 0) & (w <= 1)).all():  # beyond the end points slerp extrapolates; NaN poisons the latent

@@ -19,7 +19,7 @@ import numpy as np
 from audiogan.timbre.analysis import RELEASE_SECONDS, NoteEvent
 from audiogan.timbre.convert import Mixdown, morph_timbres
 from audiogan.timbre.expression import BEND_HOP, MAX_CENTS
-from audiogan.timbre.inference import Timbre, TimbreModel
+from audiogan.timbre.inference import Timbre, TimbreModel, note_seeds
 
 log = logging.getLogger(__name__)
 BATCH = 64
@@ -181,7 +181,7 @@ def render_midi(model: TimbreModel, path: str | Path, instrument: Timbre, to: Ti
     with tqdm(total=len(events), desc="render-midi", unit="note", disable=not progress) as bar:
         for i in range(0, len(events), BATCH):
             notes = model.generate(folded[i:i + BATCH], timbres[i:i + BATCH], [e.velocity for e in events[i:i + BATCH]],
-                                   [seed + j for j in range(i, min(i + BATCH, len(events)))])
+                                   note_seeds(seed, i, len(events[i:i + BATCH])))
             mix.add(events[i:i + BATCH], notes)
             bar.update(len(notes))
     out = mix.result()

@@ -181,15 +181,17 @@ class TTS:
             parts += [wave, self.silence(line.pause, device)]
         return torch.cat(parts) if parts else torch.zeros(0)
 
-    def __call__(self, text: str | bytes, speed: float = 1.0, pitch_shift: float = 0.0,
+    # The options after ``text`` are keyword-only here, in ``synthesize`` and in ``stream``: their fourth
+    # parameters differed (progress, chunk_frames), so one positional call meant different things.
+    def __call__(self, text: str | bytes, *, speed: float = 1.0, pitch_shift: float = 0.0,
                  progress: bool = False, speaker: int = 0) -> tuple[np.ndarray, int]:
         """The whole text (plain or SSML) as one waveform (float32 numpy) at ``sample_rate``; sentences in
         batched passes."""
-        speech = self.synthesize(text, speed, pitch_shift, progress, speaker)
+        speech = self.synthesize(text, speed=speed, pitch_shift=pitch_shift, progress=progress, speaker=speaker)
         return speech.wave, speech.sample_rate
 
     @torch.inference_mode()
-    def synthesize(self, text: str | bytes, speed: float = 1.0, pitch_shift: float = 0.0,
+    def synthesize(self, text: str | bytes, *, speed: float = 1.0, pitch_shift: float = 0.0,
                    progress: bool = False, speaker: int = 0) -> Speech:
         """As ``tts(text)``, with when each sentence and word is said."""
         from tqdm import tqdm
@@ -208,7 +210,7 @@ class TTS:
         return Speech(self.join(waves, lines).cpu().numpy(), self.sample_rate, timings)
 
     @torch.inference_mode()
-    def stream(self, text: str | bytes, speed: float = 1.0, pitch_shift: float = 0.0,
+    def stream(self, text: str | bytes, *, speed: float = 1.0, pitch_shift: float = 0.0,
                chunk_frames: int = 32, speaker: int = 0) -> Iterator[np.ndarray]:
         """Audio chunks as soon as each is ready: the first sentence alone (fast first audio), the rest in
         batched passes made only as the stream reaches them; each sentence vocoded chunk by chunk with

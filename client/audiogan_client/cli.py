@@ -19,9 +19,9 @@ import numpy as np
 
 from audiogan_client.audio import check_output, decode, write_audio
 from audiogan_client.client import AudioGanClient, AudioResult, check_root_certificates
+from audiogan_client.ranges import PITCH, PITCH_SHIFT, SAMPLE_RATE, SECONDS, SEEDS, SPEED, VELOCITY, Range
 
 OUT_DEFAULT = "out.wav"
-MAX_SEED = 2**64 - 1  # the wire's uint64; -1 failed in protobuf as "Value out of range: -1", naming no option
 
 
 def _array(path: str, what: str) -> np.ndarray:
@@ -157,7 +157,7 @@ def cmd_interpolate(client: AudioGanClient, args: argparse.Namespace) -> None:
 def cmd_convert(client: AudioGanClient, args: argparse.Namespace) -> None:
     to_b = _timbre(args.to_b) if args.to_b else None
     _save(client.convert(args.input, to=_timbre(args.to), model=args.model, sample_rate=args.sample_rate,
-                         flat=args.flat, to_b=to_b, mode=args.mode), args.output)
+                         flat=args.flat, to_b=to_b, mode=args.mode, seed=args.seed), args.output)
 
 
 def cmd_voices(client: AudioGanClient, args: argparse.Namespace) -> None:
@@ -172,34 +172,19 @@ def cmd_instruments(client: AudioGanClient, args: argparse.Namespace) -> None:
     print(json.dumps(client.list_instruments(args.model), indent=2))
 
 
-def _ranged(kind: type, least: float, most: float) -> Callable[[str], float]:
-    """An argparse type: a number of ``kind`` (int or float) in least..most, refused before any call. On the
-    wire 0 means "unset" for speed, velocity and seconds: --speed 0 was once said at normal speed and
-    --velocity 0 played at 100."""
+def _ranged(bounds: Range) -> Callable[[str], float]:
+    """An argparse type: a number within ``bounds``, refused before any call in the words the client library
+    uses (the number as typed). A --timeout of 0 failed every call at once with a puzzling DEADLINE_EXCEEDED."""
     def parse(value: str) -> float:
         try:
-            number = kind(value)
+            number = (int if bounds.whole else float)(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not a {'whole ' if kind is int else ''}number") from None
-        if not least <= number <= most:  # also refuses nan
-            raise argparse.ArgumentTypeError(f"{value!r} is out of range {least:g}..{most:g}")
+            number = None
+        if number is None or not bounds.holds(number):
+            raise argparse.ArgumentTypeError(f"{value if number is not None else repr(value)} is not {bounds}")
         return number
-    parse.__name__ = "whole number" if kind is int else "number"
+    parse.__name__ = "whole number" if bounds.whole else "number"
     return parse
-
-
-_speed = _ranged(float, 0.25, 4.0)
-
-
-def _seconds(value: str) -> float:
-    """--timeout: a deadline of 0 or less would fail every call at once, with a puzzling DEADLINE_EXCEEDED."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not seconds > 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{value!r}: give a deadline in seconds > 0")
-    return seconds
 
 
 def _model_option(p: argparse.ArgumentParser) -> None:
@@ -209,18 +194,21 @@ def _model_option(p: argparse.ArgumentParser) -> None:
 def _note_options(p: argparse.ArgumentParser) -> None:
     """What every note takes, as `audiogan note` names it."""
     _model_option(p)
-    p.add_argument("--velocity", type=_ranged(int, 1, 127), default=100,
+    p.add_argument("--velocity", type=_ranged(VELOCITY), default=100,
                    help="MIDI velocity, 1..127: the note's level and brightness (default %(default)s)")
-    p.add_argument("--seconds", type=_ranged(float, 0.001, 3600.0), default=0.0,
+    p.add_argument("--seconds", type=_ranged(SECONDS),
                    help="note length, up to the model's (default: the model's, 4.096 s for the bundled one)")
-    p.add_argument("--seed", type=_ranged(int, 0, MAX_SEED), default=0,
-                   help="the note's random latent: same seed, same note (default %(default)s)")
+    _seed_option(p, "the note's random latent: same seed, same note")
+
+
+def _seed_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--seed", type=_ranged(SEEDS), default=0, help=f"{what}, {SEEDS.span} (default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audiogan-client", description=__doc__)
     parser.add_argument("--target", default="127.0.0.1:50051", help="server address (default %(default)s)")
-    parser.add_argument("--timeout", type=_seconds, default=120.0,
+    parser.add_argument("--timeout", type=_ranged(Range(0.0, above=True)), default=120.0,
                         help="each call's deadline in seconds, retries included, > 0 (default %(default)g)")
     parser.add_argument("--tls-ca", help="PEM root certificate: connect with TLS")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -230,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
             ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("-o", "--output", default=out_default, help=out_help)
-        p.add_argument("--sample-rate", type=int, default=0, help="output rate in Hz (default: the model's)")
+        p.add_argument("--sample-rate", type=_ranged(SAMPLE_RATE), default=0,
+                       help="output rate in Hz, 8000..96000 (default: the model's)")
         return p
 
     p = add("say", "text -> speech", out_help="output .wav or .flac (default %(default)s); '-' writes a WAV to "
@@ -238,8 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", nargs="?", help="the text (or use --file); SSML when it starts with <speak>")
     p.add_argument("--file", help="read the text from this UTF-8 file")
     p.add_argument("--voice", default="", help="voice name (see `voices`)")
-    p.add_argument("--speed", type=_speed, default=1.0, help="0.25..4 (default %(default)g)")
-    p.add_argument("--pitch-shift", type=_ranged(float, -12.0, 12.0), default=0.0,
+    p.add_argument("--speed", type=_ranged(SPEED), default=1.0, help="0.25..4 (default %(default)g)")
+    p.add_argument("--pitch-shift", type=_ranged(PITCH_SHIFT), default=0.0,
                    help="semitones, -12..12 (default %(default)g)")
     p.add_argument("--speaker", type=int, default=0, help="a multi-speaker voice's speaker (see `voices`)")
     p.add_argument("--stream", action="store_true", help="use the streaming call")
@@ -257,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instrument", required=True,
                    help="instrument name, or a latent (comma list or .npy; a list that starts with '-' goes as "
                         "--instrument=-0.1,...); files are named after the name, the .npy's stem, or 'latent'")
-    p.add_argument("--pitches", type=_ranged(int, 0, 127), nargs="+", default=[60],
+    p.add_argument("--pitches", type=_ranged(PITCH), nargs="+", default=[60],
                    help="MIDI pitches, one note each, within the model's range (default 60)")
     _note_options(p)
     p.set_defaults(func=cmd_notes)
@@ -269,10 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the first step's timbre: instrument name, or a latent (comma list or .npy)")
     p.add_argument("--to", dest="timbre_to", required=True,
                    help="the last step's timbre: instrument name, or a latent (comma list or .npy)")
-    p.add_argument("--pitch", type=_ranged(int, 0, 127), default=60,
+    p.add_argument("--pitch", type=_ranged(PITCH), default=60,
                    help="MIDI pitch, within the model's range (default %(default)s)")
-    p.add_argument("--steps", type=_ranged(int, 2, 64), default=8, help="notes from one timbre to the other, "
-                                                                        "2..64 (default %(default)s)")
+    p.add_argument("--steps", type=_ranged(Range(2, 64, whole=True)), default=8,
+                   help="notes from one timbre to the other, 2..64 (default %(default)s)")
     _note_options(p)
     p.add_argument("--mode", choices=["slerp", "lerp"], default="slerp",
                    help="how the timbres mix: spherical or straight-line (default %(default)s)")
@@ -286,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: follow the recording's vibrato, bends and dynamics within each note)")
     p.add_argument("--to-b", help="morph: the timbre of the last note (--to is the first's), name or latent")
     p.add_argument("--mode", choices=["slerp", "lerp"], default="slerp", help="how a morph mixes the timbres")
+    _seed_option(p, "the notes' random latents, the recording's note i taking seed + i: same seed, same result")
     _model_option(p)
     p.set_defaults(func=cmd_convert)
 

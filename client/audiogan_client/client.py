@@ -16,6 +16,7 @@ import numpy as np
 from audiogan_client._proto import audiogan_pb2 as pb
 from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
 from audiogan_client.audio import decode, encoding_value, mel_message, sample_width
+from audiogan_client.ranges import check
 
 T = TypeVar("T")
 TimbreLike = str | Sequence[float] | np.ndarray
@@ -87,7 +88,9 @@ class AudioGanClient:
     ``timeout`` is each call's deadline in seconds, retries and their backoff included, as a gRPC deadline
     is for the whole call: a caller who gives 10 s waits 10 s at most, not 10 s for every try. A stream is
     retried only until its first chunk has arrived; one that breaks off after that, or ends without its
-    final chunk, raises :class:`StreamBroken`.
+    final chunk, raises :class:`StreamBroken`. Numbers out of range (``speed=0``, ``velocity=0``, a seed of
+    -1: see ``audiogan_client.ranges``) raise ValueError naming the argument before any call, where the wire
+    would read 0 as "the default"; None, or the documented default, leaves it to the server.
     """
 
     def __init__(self, target: str = "127.0.0.1:50051", timeout: float | None = 60.0, retries: int = 3,
@@ -135,8 +138,9 @@ class AudioGanClient:
         return self._retry(lambda timeout: method(request, timeout=timeout))
 
     @staticmethod
-    def _format(sample_rate: int, encoding: str | int) -> pb.AudioFormat:
-        return pb.AudioFormat(encoding=encoding_value(encoding), sample_rate_hz=sample_rate)
+    def _format(sample_rate: int | None, encoding: str | int) -> pb.AudioFormat:
+        check(sample_rate=sample_rate)
+        return pb.AudioFormat(encoding=encoding_value(encoding), sample_rate_hz=sample_rate or 0)
 
     @staticmethod
     def _result(audio: pb.Audio) -> AudioResult:
@@ -150,11 +154,13 @@ class AudioGanClient:
         return pb.Timbre(latent=pb.Latent(values=[float(v) for v in np.asarray(spec).ravel()]))
 
     def _synthesize_request(self, text: str | None, mel: np.ndarray | None, voice: str, vocoder: str,
-                            sample_rate: int, encoding: str | int, speed: float, pitch_shift: float,
-                            speaker: int, timings: bool = False) -> pb.SynthesizeRequest:
+                            sample_rate: int | None, encoding: str | int, speed: float | None,
+                            pitch_shift: float | None, speaker: int, timings: bool = False) -> pb.SynthesizeRequest:
         if (text is None) == (mel is None):
             raise ValueError("give exactly one of text= or mel=")
-        request = pb.SynthesizeRequest(voice_name=voice, vocoder=vocoder, speed=speed, pitch_shift=pitch_shift,
+        check(speed=speed, pitch_shift=pitch_shift)
+        request = pb.SynthesizeRequest(voice_name=voice, vocoder=vocoder, speed=speed or 0.0,
+                                       pitch_shift=pitch_shift or 0.0,
                                        speaker=speaker, format=self._format(sample_rate, encoding), timings=timings)
         if text is not None:
             request.text = text
@@ -163,15 +169,16 @@ class AudioGanClient:
         return request
 
     def synthesize(self, text: str | None = None, *, mel: np.ndarray | None = None, voice: str = "",
-                   vocoder: str = "", sample_rate: int = 0, encoding: str | int = "float32", speed: float = 1.0,
-                   pitch_shift: float = 0.0, speaker: int = 0) -> AudioResult:
+                   vocoder: str = "", sample_rate: int | None = 0, encoding: str | int = "float32",
+                   speed: float | None = 1.0, pitch_shift: float | None = 0.0, speaker: int = 0) -> AudioResult:
         """Text (through a voice, as one of its speakers) or a log-mel (through a vocoder) -> the whole audio."""
         request = self._synthesize_request(text, mel, voice, vocoder, sample_rate, encoding, speed, pitch_shift,
                                            speaker)
         return self._result(self._unary(self.stub.Synthesize, request))
 
-    def synthesize_timed(self, text: str, *, voice: str = "", sample_rate: int = 0, encoding: str | int = "float32",
-                         speed: float = 1.0, pitch_shift: float = 0.0, speaker: int = 0) -> TimedAudio:
+    def synthesize_timed(self, text: str, *, voice: str = "", sample_rate: int | None = 0,
+                         encoding: str | int = "float32", speed: float | None = 1.0, pitch_shift: float | None = 0.0,
+                         speaker: int = 0) -> TimedAudio:
         """As :meth:`synthesize`, with when each sentence and word is said (captions, highlighting, lip sync)."""
         request = self._synthesize_request(text, None, voice, "", sample_rate, encoding, speed, pitch_shift,
                                            speaker, timings=True)
@@ -179,8 +186,9 @@ class AudioGanClient:
         return TimedAudio(*self._result(audio), timed(audio.sentences), timed(audio.words), timed(audio.marks))
 
     def stream_chunks(self, text: str | None = None, *, mel: np.ndarray | None = None, voice: str = "",
-                      vocoder: str = "", sample_rate: int = 0, encoding: str | int = "float32", speed: float = 1.0,
-                      pitch_shift: float = 0.0, speaker: int = 0, timings: bool = False) -> Iterator[pb.AudioChunk]:
+                      vocoder: str = "", sample_rate: int | None = 0, encoding: str | int = "float32",
+                      speed: float | None = 1.0, pitch_shift: float | None = 0.0, speaker: int = 0,
+                      timings: bool = False) -> Iterator[pb.AudioChunk]:
         """The raw ``AudioChunk`` messages of ``SynthesizeStream`` (sequence, sample offset, final flag; with
         ``timings``, each sentence's timings on the chunk where its audio begins)."""
         request = self._synthesize_request(text, mel, voice, vocoder, sample_rate, encoding, speed, pitch_shift,
@@ -217,19 +225,19 @@ class AudioGanClient:
             if chunk.audio:
                 yield decode(chunk.audio, chunk.encoding)
 
-    def vocode(self, mel: np.ndarray, *, vocoder: str = "", sample_rate: int = 0,
+    def vocode(self, mel: np.ndarray, *, vocoder: str = "", sample_rate: int | None = 0,
                encoding: str | int = "float32") -> AudioResult:
         request = pb.VocodeRequest(mel=mel_message(mel), vocoder=vocoder, format=self._format(sample_rate, encoding))
         return self._result(self._unary(self.stub.Vocode, request))
 
-    def notes(self, notes: Iterable[dict[str, Any]], *, model: str = "", sample_rate: int = 0,
+    def notes(self, notes: Iterable[dict[str, Any]], *, model: str = "", sample_rate: int | None = 0,
               encoding: str | int = "float32") -> list[AudioResult]:
         """Notes given as dicts: ``{"pitch": 60, "timbre": "violin" | [latent...], "velocity": 100,
         "seconds": 4.0, "seed": 0}``; "instrument" or "latent" may name the timbre instead, as
         ``TimbreModel.note`` and render jobs name it."""
         specs = []
         for i, note in enumerate(notes):
-            note = dict(note)
+            note = {k: v for k, v in note.items() if v is not None}  # None: the server's default, as if left out
             given = [k for k in NOTE_TIMBRE_KEYS if k in note]
             if len(given) > 1:
                 raise ValueError(f"notes[{i}]: give one of {', '.join(given)}, not both")
@@ -237,10 +245,11 @@ class AudioGanClient:
             if unknown := sorted(set(note) - set(NOTE_FIELDS)):  # protobuf's message names no note
                 raise ValueError(f"notes[{i}]: unknown key(s) {', '.join(unknown)}; a note takes "
                                  f"{', '.join(NOTE_FIELDS + NOTE_TIMBRE_KEYS)}")
-            try:
-                spec = pb.NoteSpec(**note)
-            except (TypeError, ValueError) as exc:  # a seed of -1, a pitch of 60.5: say which note and field
-                raise ValueError(f"notes[{i}]: {exc} (pitch, velocity and seed are whole numbers >= 0)") from None
+            try:  # a seed of -1, a pitch of 60.5, velocity 0 (which the wire reads as 100): which note and field
+                check(**note)
+            except ValueError as exc:
+                raise ValueError(f"notes[{i}]: {exc}") from None
+            spec = pb.NoteSpec(**note)
             if timbre is not None:
                 spec.timbre.CopyFrom(self.timbre(timbre))
             specs.append(spec)
@@ -249,36 +258,37 @@ class AudioGanClient:
         return [self._result(a) for a in response.notes]
 
     def interpolate(self, a: TimbreLike, b: TimbreLike, *, pitch: int, alpha: float | None = None,
-                    steps: int | None = None, velocity: int = 100, seconds: float = 0.0, mode: str = "slerp",
-                    seed: int = 0, model: str = "", sample_rate: int = 0,
+                    steps: int | None = None, velocity: int | None = 100, seconds: float | None = None,
+                    mode: str = "slerp", seed: int = 0, model: str = "", sample_rate: int | None = 0,
                     encoding: str | int = "float32") -> tuple[list[AudioResult], list[float]]:
         """Notes along the way from timbre a to b: one at ``alpha`` or ``steps`` evenly spaced ones."""
         if (alpha is None) == (steps is None):
             raise ValueError("give exactly one of alpha= or steps=")
         if steps is not None and steps <= 0:  # 0 on the wire means "use alpha": it would ask for one note
             raise ValueError(f"steps={steps}: give 2 or more (or alpha= for one note)")
+        check(pitch=pitch, alpha=alpha, velocity=velocity, seconds=seconds, seed=seed)
         try:
             request = pb.InterpolateTimbreRequest(
                 a=self.timbre(a), b=self.timbre(b), alpha=alpha or 0.0, steps=steps or 0, pitch=pitch,
-                velocity=velocity, seconds=seconds, mode=mode, seed=seed, model=model,
+                velocity=velocity or 0, seconds=seconds or 0.0, mode=mode, seed=seed, model=model,
                 format=self._format(sample_rate, encoding))
         except TypeError as exc:  # protobuf's message names no argument
-            raise ValueError(f"interpolate: {exc} (pitch, steps, velocity and seed are whole numbers)") from None
-        except ValueError as exc:
-            raise ValueError(f"interpolate: {exc} (seed is a whole number 0..2**64-1)") from None
+            raise ValueError(f"interpolate: {exc} (steps is a whole number)") from None
         response = self._unary(self.stub.InterpolateTimbre, request)
         return [self._result(n) for n in response.notes], list(response.alphas)
 
-    def convert(self, audio: str | Path | bytes, *, to: TimbreLike, model: str = "", sample_rate: int = 0,
+    def convert(self, audio: str | Path | bytes, *, to: TimbreLike, model: str = "", sample_rate: int | None = 0,
                 encoding: str | int = "float32", flat: bool = False, to_b: TimbreLike | None = None,
-                mode: str = "slerp") -> AudioResult:
+                mode: str = "slerp", seed: int = 0) -> AudioResult:
         """Upload a WAV/FLAC/OGG (path or file bytes) in chunks; return it re-rendered with timbre ``to``,
         following the recording's vibrato, bends and dynamics within each note (or, if ``flat``, each note as
         the model plays it). With ``to_b`` the timbre morphs from ``to`` at the first note to ``to_b`` at the
-        last (``mode``: "slerp" or "lerp")."""
+        last (``mode``: "slerp" or "lerp"). Note i of the recording takes noise seed ``seed`` + i, as the
+        library's ``convert`` and render jobs seed them: same seed, same result."""
+        check(seed=seed)
         data = audio if isinstance(audio, bytes) else Path(audio).read_bytes()
         options = pb.ConvertOptions(target=self.timbre(to), model=model, format=self._format(sample_rate, encoding),
-                                    flat=flat, mode=mode)
+                                    flat=flat, mode=mode, seed=seed)
         if to_b is not None:
             options.target_b.CopyFrom(self.timbre(to_b))
 

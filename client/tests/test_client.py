@@ -136,11 +136,32 @@ def test_bundled_note_model_plays_morphs_and_converts(client, tmp_path):
     steps, alphas = client.interpolate("violin", "flute", pitch=60, steps=3, seconds=2.0)
     assert alphas == [0.0, 0.5, 1.0]
     np.testing.assert_allclose(steps[0].samples, violin.samples, atol=1e-4)  # alpha 0 is the pure violin
-    t = np.arange(16000) / 16000
-    melody = np.concatenate([0.4 * np.sin(2 * np.pi * f * t[:8000]) for f in (220.0, 330.0)]).astype(np.float32)
+    melody = two_notes()
     converted = client.convert(write_wav(tmp_path / "melody.wav", melody, 16000), to="violin")
     assert converted.sample_rate == 16000 and abs(len(converted.samples) - len(melody)) < 1600
     assert np.abs(converted.samples).max() > 0.05
+
+
+def two_notes() -> np.ndarray:
+    """One second of melody at 16 kHz: A3 then E4, half a second each."""
+    t = np.arange(8000) / 16000
+    return np.concatenate([0.4 * np.sin(2 * np.pi * f * t) for f in (220.0, 330.0)]).astype(np.float32)
+
+
+@needs_server
+def test_convert_takes_a_seed_as_notes_do(client, tmp_path):
+    # A convert render job's seed, or another take of the same conversion, reaches the server.
+    path = write_wav(tmp_path / "melody.wav", two_notes(), 16000)
+    default = client.convert(path, to="violin").samples
+    np.testing.assert_array_equal(client.convert(path, to="violin", seed=0).samples, default)
+    seven = client.convert(path, to="violin", seed=7).samples
+    np.testing.assert_array_equal(client.convert(path, to="violin", seed=7).samples, seven)
+    assert np.abs(seven - default).max() > 0.01
+    done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", TARGET, "convert", str(path),
+                           "--to", "violin", "--seed", "7", "-o", str(tmp_path / "seven.wav")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(read_wav(tmp_path / "seven.wav"), seven, atol=2e-4)  # PCM16
 
 
 def read_wav(path: Path) -> np.ndarray:
@@ -213,21 +234,68 @@ def test_cli_refuses_a_deadline_that_is_not_positive(timeout):
     done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--timeout", timeout, "voices"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
-    assert "argument --timeout" in done.stderr and "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr
+    # The same helper and wording as every other ranged option.
+    shown = repr(timeout) if timeout == "soon" else timeout
+    assert f"argument --timeout: {shown} is not a number > 0" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize(("call", "message"), [
     (lambda c: c.notes([{"pitch": 60, "timbre": "violin", "velocty": 90}]),
      r"notes\[0\]: unknown key\(s\) velocty; a note takes pitch, velocity"),
     (lambda c: c.notes([{"pitch": 60, "timbre": "violin"}, {"pitch": 60, "timbre": "violin", "seed": -1}]),
-     r"notes\[1\]: Value out of range: -1"),
-    (lambda c: c.notes([{"pitch": 60.5, "timbre": "violin"}]), r"notes\[0\]: .*whole numbers"),
+     r"^notes\[1\]: seed -1 is not a whole number in 0\.\.2\*\*64-1$"),
+    (lambda c: c.notes([{"pitch": 60.5, "timbre": "violin"}]),
+     r"^notes\[0\]: pitch 60\.5 is not a whole number in 0\.\.127$"),
     (lambda c: c.notes([{"pitch": 60, "timbre": "violin", "instrument": "flute"}]), "timbre, instrument, not both"),
-    (lambda c: c.interpolate("flute", "violin", pitch=60, steps=3, seed=-1), "interpolate: .*seed is a whole"),
+    (lambda c: c.interpolate("flute", "violin", pitch=60, steps=3, seed=-1),
+     r"^seed -1 is not a whole number in 0\.\.2\*\*64-1$"),
+    (lambda c: c.convert(b"", to="violin", seed=2**64), r"^seed 18446744073709551616 is not a whole number in "),
+    (lambda c: c.convert(b"", to="violin", seed=1.5), r"^seed 1\.5 is not a whole number in 0\.\.2\*\*64-1$"),
 ])
 def test_note_requests_that_protobuf_would_refuse_name_the_note_and_field(call, message):
+    # No server listens on port 1: each is refused before any call.
     with AudioGanClient("127.0.0.1:1", retries=0) as c, pytest.raises(ValueError, match=message):
         call(c)
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    # 0 on the wire is "the default": these were once said at speed 1 and played at velocity 100.
+    (lambda c: c.synthesize("Hi.", speed=0), "speed 0 is not a number in 0.25..4"),
+    (lambda c: list(c.stream("Hi.", speed=4.5)), "speed 4.5 is not a number in 0.25..4"),
+    (lambda c: c.synthesize_timed("Hi.", speed=float("nan")), "speed nan is not a number in 0.25..4"),
+    (lambda c: c.synthesize("Hi.", pitch_shift=13), "pitch_shift 13 is not a number in -12..12"),
+    (lambda c: c.notes([{"pitch": 60, "timbre": "violin", "velocity": 0}]),
+     "notes[0]: velocity 0 is not a whole number in 1..127"),
+    (lambda c: c.notes([{"pitch": 60, "timbre": "violin", "seconds": 0}]), "notes[0]: seconds 0 is not a number > 0"),
+    (lambda c: c.interpolate("flute", "violin", pitch=60, steps=3, velocity=0),
+     "velocity 0 is not a whole number in 1..127"),
+    (lambda c: c.interpolate("flute", "violin", pitch=60, steps=3, seconds=-1.0), "seconds -1.0 is not a number > 0"),
+    (lambda c: c.interpolate("flute", "violin", pitch=60, alpha=1.5), "alpha 1.5 is not a number in 0..1"),
+    (lambda c: c.interpolate("flute", "violin", pitch=128, steps=3), "pitch 128 is not a whole number in 0..127"),
+    (lambda c: c.vocode(np.zeros((80, 10), np.float32), sample_rate=100),
+     "sample_rate 100 is not 0 (the model's rate) or a whole number in 8000..96000"),
+    (lambda c: c.convert(b"", to="violin", sample_rate=44100.0), "sample_rate 44100.0 is not 0"),
+])
+def test_numbers_the_wire_would_misread_are_refused_by_name_before_calling(call, message):
+    with AudioGanClient("127.0.0.1:1", retries=0) as c, pytest.raises(ValueError) as info:
+        call(c)
+    assert str(info.value).startswith(message), info.value
+
+
+@needs_server
+def test_none_and_the_defaults_leave_numbers_to_the_server(client):
+    # Defaults still send the proto's 0 ("the default") or its documented value, as before.
+    plain, = client.notes([{"pitch": 60, "timbre": "violin", "seconds": 1.0}])
+    unset, = client.notes([{"pitch": 60, "timbre": "violin", "seconds": 1.0, "velocity": None, "seed": None}])
+    loud, = client.notes([{"pitch": 60, "timbre": "violin", "seconds": 1.0, "velocity": 100, "seed": 0}])
+    np.testing.assert_array_equal(unset.samples, plain.samples)
+    np.testing.assert_allclose(loud.samples, plain.samples, atol=1e-6)
+    steps, _ = client.interpolate("flute", "violin", pitch=60, steps=2, seconds=1.0, velocity=None)
+    np.testing.assert_allclose(steps[1].samples, plain.samples, atol=1e-4)  # velocity 100, violin, seed 0
+    said = client.synthesize("Hi.", speed=None, pitch_shift=None, sample_rate=None)
+    np.testing.assert_allclose(said.samples, client.synthesize("Hi.").samples, atol=2e-3)  # batched with padding
+    assert said.sample_rate == 16000
 
 
 @needs_server
@@ -270,18 +338,24 @@ def test_cli_help_says_what_output_dash_writes():
 @pytest.mark.parametrize(("args", "message"), [
     (["say", "Hi.", "-o", "x.mp3"], "writes .wav or .flac files, not .mp3"),
     (["say", "Hi.", "--raw", "-o", "x.wav"], "--raw streams PCM to standard output"),
-    (["say", "Hi.", "--speed", "0"], "'0' is out of range 0.25..4"),
+    (["say", "Hi.", "--speed", "0"], "argument --speed: 0 is not a number in 0.25..4"),
     (["say", "Hi.", "--timings", "t.txt"], "--timings writes JSON: name a .json file, not 't.txt'"),
     (["say", "Hi.", "--raw", "--timings", "t.json"], "--timings comes with the whole-audio call"),
     (["vocode", "mel.npy", "-o", "x.ogg"], "writes .wav or .flac files, not .ogg"),
     # Numbers the server would misread (0 on the wire is "the default": velocity 100) or protobuf would
     # refuse without naming the option ("Value out of range: -1"), refused by name before any call.
-    (["say", "Hi.", "--pitch-shift", "13"], "argument --pitch-shift: '13' is out of range -12..12"),
-    (["notes", "--instrument", "violin", "--velocity", "0"], "argument --velocity: '0' is out of range 1..127"),
-    (["notes", "--instrument", "violin", "--seed", "-1"], "argument --seed: '-1' is out of range 0..1.8"),
-    (["notes", "--instrument", "violin", "--pitches", "60", "61.5"], "argument --pitches: '61.5' is not a whole"),
-    (["interpolate", "--from", "flute", "--to", "violin", "--steps", "1"], "'1' is out of range 2..64"),
-    (["interpolate", "--from", "flute", "--to", "violin", "--seconds", "0"], "argument --seconds: '0' is out of"),
+    (["say", "Hi.", "--pitch-shift", "13"], "argument --pitch-shift: 13 is not a number in -12..12"),
+    (["notes", "--instrument", "violin", "--velocity", "0"], "argument --velocity: 0 is not a whole number in 1..127"),
+    # Seeds in the audiogan library's range and words.
+    (["notes", "--instrument", "violin", "--seed", "-1"], "argument --seed: -1 is not a whole number in 0..2**64-1"),
+    (["convert", "x.wav", "--to", "violin", "--seed", str(2**64)], f"argument --seed: {2**64} is not a whole number"),
+    (["notes", "--instrument", "violin", "--pitches", "60", "61.5"],
+     "argument --pitches: '61.5' is not a whole number in 0..127"),
+    (["interpolate", "--from", "flute", "--to", "violin", "--steps", "1"], "1 is not a whole number in 2..64"),
+    (["interpolate", "--from", "flute", "--to", "violin", "--seconds", "0"],
+     "argument --seconds: 0 is not a number > 0"),
+    (["vocode", "mel.npy", "--sample-rate", "100"],
+     "argument --sample-rate: 100 is not 0 (the model's rate) or a whole number in 8000..96000"),
     (["--tls-ca", "missing.pem", "voices"], "--tls-ca missing.pem: No such file or directory"),
     # gRPC took any bytes, then failed each try as UNAVAILABLE, "Failed to create security handshaker".
     (["--tls-ca", "junk.pem", "voices"], "--tls-ca junk.pem: holds no PEM certificate"),

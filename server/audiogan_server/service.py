@@ -469,7 +469,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         wave, rate = await asyncio.to_thread(self._upload, bytes(upload))
         try:
             converted = await self._converted(engine.model, wave.numpy(), rate, target, options.flat, target_b,
-                                              options.mode or "slerp")
+                                              options.mode or "slerp", options.seed)
         except ValueError as exc:  # nothing pitched, or a polyphonic recording
             raise invalid("audio_chunk", str(exc)) from None
         encoding = options.format.encoding or pb.PCM16
@@ -487,7 +487,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
                             encoding=encoding, sample_rate_hz=out_rate, final=True)
 
     async def _converted(self, model: TimbreModel, wave: np.ndarray, rate: int, to: torch.Tensor, flat: bool,
-                         to_b: torch.Tensor | None, mode: str) -> np.ndarray:
+                         to_b: torch.Tensor | None, mode: str, seed: int) -> np.ndarray:
         """``audiogan.timbre.convert.convert`` on the conversions thread, its analysis a piece of the recording
         at a time and its notes a pass at a time: a caller gone (deadline, cancel) stops at the next piece or
         pass instead of holding the thread to the end, and other conversions take turns in between. Same
@@ -499,7 +499,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         plan = await loop.run_in_executor(self.conversions, Conversion.of, model, analysis, to, flat, to_b, mode)
         mix = plan.mixdown(model.sample_rate)
         for start, end in plan.passes(model):
-            await loop.run_in_executor(self.conversions, plan.play, model, 0, start, end, mix)
+            await loop.run_in_executor(self.conversions, plan.play, model, seed, start, end, mix)
         return await loop.run_in_executor(self.conversions, plan.level, mix)
 
     # -- listings ------------------------------------------------------------------------------------------

@@ -201,20 +201,22 @@ class InterpolateTimbreResponse(_message.Message):
     def __init__(self, notes: _Optional[_Iterable[_Union[Audio, _Mapping]]] = ..., alphas: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ConvertOptions(_message.Message):
-    __slots__ = ("target", "model", "format", "flat", "target_b", "mode")
+    __slots__ = ("target", "model", "format", "flat", "target_b", "mode", "seed")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     FLAT_FIELD_NUMBER: _ClassVar[int]
     TARGET_B_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
     target: Timbre
     model: str
     format: AudioFormat
     flat: bool
     target_b: Timbre
     mode: str
-    def __init__(self, target: _Optional[_Union[Timbre, _Mapping]] = ..., model: _Optional[str] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ..., flat: _Optional[bool] = ..., target_b: _Optional[_Union[Timbre, _Mapping]] = ..., mode: _Optional[str] = ...) -> None: ...
+    seed: int
+    def __init__(self, target: _Optional[_Union[Timbre, _Mapping]] = ..., model: _Optional[str] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ..., flat: _Optional[bool] = ..., target_b: _Optional[_Union[Timbre, _Mapping]] = ..., mode: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class ConvertTimbreRequest(_message.Message):
     __slots__ = ("options", "audio_chunk")
