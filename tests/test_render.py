@@ -423,6 +423,10 @@ def test_resume_keys_name_the_weights_without_loading_them(tmp_path):
         f.seek(-4, os.SEEK_END)
         f.write(b"\x01\x02\x03\x04")
     assert keyed(make_renderers(), str(copy))[2] != first and first.startswith("timbre.safetensors:")
+    # Conversion and MIDI notes once took seed % 2**31: what those runs rendered is re-rendered on resume.
+    renderers = make_renderers()
+    group = json.dumps(["default", None])
+    assert renderers["convert"].model_id(group) == renderers["midi"].model_id(group) == ids[2] + "+seeds=library"
 
 
 def test_an_output_a_symlink_takes_outside_fails_before_rendering(tmp_path, mels):

@@ -344,16 +344,22 @@ class NotesRenderer(Renderer):
     def sample_rate(self, group: str) -> int:
         return self.model(json.loads(group)[0]).sample_rate
 
+    # Marks outputs whose notes this code seeds otherwise than an earlier release did, so that resume
+    # re-renders them instead of keeping the other take.
+    seeding = ""
+
     def model_id(self, group: str) -> str:
         name = json.loads(group)[0]
         with self.lock:
             if name not in self.ids:
-                self.ids[name] = weights.identity(weights.resolve(name, "timbre"))
+                self.ids[name] = weights.identity(weights.resolve(name, "timbre")) + self.seeding
             return self.ids[name]
 
 
 class ConvertRenderer(NotesRenderer):
     """Recording conversion: analysis in the worker threads, note generation batched per recording."""
+
+    seeding = "+seeds=library"  # until 2026-12 their notes took seed % 2**31, not the library's seed
 
     cpu_batch_size = 1  # each recording is rendered on its own: a batch only groups them
 
@@ -382,6 +388,8 @@ class ConvertRenderer(NotesRenderer):
 
 class MidiRenderer(NotesRenderer):
     """MIDI files: each rendered whole (its notes batched), optionally morphing from one timbre to another."""
+
+    seeding = "+seeds=library"  # until 2026-12 their notes took seed % 2**31, not the library's seed
 
     cpu_batch_size = 1  # each file is rendered on its own: a batch only groups them
 
