@@ -200,6 +200,47 @@ def test_preceding_text_is_looked_at_never_said(caplog):
     assert "U+2605" in record.getMessage() and "U+2764" not in record.getMessage()
 
 
+# Sentences whose words a rule reads with the word before ("5 mph", "10:30 hours", "$5 thousand", "Monday
+# through Friday", a function word before "U.S."), and words none does.
+LOOKED_BACK = ["We drove at 5 mph now.", "It took 10:30 hours later.", "It cost $5 thousand dollars.",
+               "Open Monday through Friday.", "He grew up near the U.S. People moved.",
+               "The quick brown fox jumps over the lazy dog near 5 kg of hay on Jan. 5 at 10:30 a.m. in the U.S."]
+
+
+@pytest.mark.parametrize("sentence", LOOKED_BACK)
+def test_a_run_reads_alone_only_where_reading_it_with_the_text_before_gives_the_same(sentence):
+    from audiogan.tts import normalize as normalizer
+
+    words = sentence.split(" ")
+    for cut in range(1, len(words)):
+        preceding, text = " ".join(words[:cut]) + " ", " ".join(words[cut:])
+        assert normalize(text, preceding=preceding) == normalizer._after_preceding(text, preceding), text
+    # Words that rules name are read with the text before them.
+    assert not normalizer._reads_alone("mph now.", "We drove at 5 ")
+    assert not normalizer._reads_alone("through Friday.", "Open Monday ")
+
+
+def test_each_text_is_read_once_in_a_parse(monkeypatch):
+    """Every run is read after its sentence so far: without keeping readings, each prefix was read twice
+    (as the text before one run, then with that run), and a plain word was read with all of it."""
+    from audiogan.tts import normalize as normalizer
+
+    read: list[tuple[str, str]] = []
+    plain = normalizer._normalize
+
+    def counted(text: str) -> str:
+        read.append((text, normalizer._FOLLOWING.get()[:normalizer._LOOK_AHEAD]))
+        return plain(text)
+
+    monkeypatch.setattr(normalizer, "_normalize", counted)
+    words = " ".join(LOOKED_BACK).split()
+    ssml.parse("<speak>" + " ".join(f"<mark name='m{i}'/>{w}" for i, w in enumerate(words)) + "</speak>")
+    assert read and len(read) == len(set(read))
+    # A word no rule names is read alone, not with the sentence before it.
+    assert [text for text, _ in read if text.strip() == "quick"]
+    assert not [text for text, _ in read if text.endswith("The quick ")]
+
+
 def test_the_voice_says_a_marked_up_run_as_the_plain_sentence(voice):
     marked = voice.lines('<speak>King Henry <emphasis>VIII</emphasis> said to call <mark name="m"/>911.</speak>')
     assert [line.ids for line in marked] == [line.ids for line in voice.lines("King Henry VIII said to call 911.")]

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 
-from audiogan.tts.normalize import LETTER_NAMES, MONTHS, normalize, split_sentences
+from audiogan.tts.normalize import LETTER_NAMES, MONTHS, normalize, readings_kept, split_sentences
 from audiogan.tts.numbers import digit_words, fraction_words, number_words, ordinal_words, year_words
 from audiogan.tts.script import PLAIN, SENTENCE_GAP_SECONDS, VOLUME_RANGE, Piece, Sentence, Style
 
@@ -74,8 +74,9 @@ def parse(text: str, phonemes: PhonemeReader | None = None) -> list[Sentence]:
     if _tag(root) != "speak":
         raise ValueError(f"SSML starts with <speak>, not <{_tag(root)}>")
     reader = _Reader(phonemes or (lambda ipa, where: list(ipa.replace(" ", ""))))
-    reader.children(root, PLAIN)
-    reader.close(0.0, 0.0)
+    with readings_kept():
+        reader.children(root, PLAIN)
+        reader.close(0.0, 0.0)
     spoken = [s for s in reader.sentences if s.pieces]
     if spoken:
         spoken[-1].end_marks += reader.marks  # after the last word
