@@ -175,8 +175,6 @@ def test_a_run_reads_with_the_text_before_it_in_view(markup, said):
      ssml.BREAK_STRENGTHS["medium"]),
     ("King Henry <break/>VIII ruled.", ["King Henry", "the eighth ruled."], ssml.BREAK_STRENGTHS["medium"]),
     ('See No.<break time="1s"/> 5 now.', ["See Number", "five now."], 1.0),
-    ("We met at 5 <break/>p.m. Then we left.", ["We met at five", "pee em.", "Then we left."],
-     ssml.BREAK_STRENGTHS["medium"]),
 ])
 def test_words_across_a_break_read_as_one_sentence_and_the_break_keeps_its_pause(markup, said, pause):
     sentences = ssml.parse(f"<speak>{markup}</speak>")
@@ -185,6 +183,27 @@ def test_words_across_a_break_read_as_one_sentence_and_the_break_keeps_its_pause
     # Captions: the text as written, cut at the break and at the sentences' ends.
     before, after = re.sub(r"<(?!break)[^>]+>", "", markup).split(re.search(r"<break[^>]*>", markup).group(0))
     assert [s.text for s in sentences] == split_sentences(before) + split_sentences(after)
+
+
+@pytest.mark.parametrize(("markup", "said", "written", "pause"), [
+    # Each line was read apart: "at five", the pause, "pee em."; "It cost $", the pause, "five now."
+    ("We met at 5 <break/>p.m. Then we left.", ["We met at five pee em.", "Then we left."],
+     ["We met at 5 p.m.", "Then we left."], ssml.BREAK_STRENGTHS["medium"]),
+    ("It cost $<break/>5 now.", ["It cost five dollars", "now."], ["It cost $ 5", "now."],
+     ssml.BREAK_STRENGTHS["medium"]),
+    ("Take 5 <break time='300ms'/>kg now.", ["Take five kilograms", "now."], ["Take 5 kg", "now."], 0.3),
+    ("Open at 10:30 <emphasis>a.m.<break time='1s'/> daily</emphasis>.", ["Open at ten thirty eigh em", "daily."],
+     ["Open at 10:30 a.m.", "daily."], 1.0),
+    ("It is 3 <break/>1/2 cups.", ["It is three and one half", "cups."], ["It is 3 1/2", "cups."],
+     ssml.BREAK_STRENGTHS["medium"]),
+])
+def test_a_break_inside_a_number_and_what_it_is_read_with_comes_after_them(markup, said, written, pause):
+    sentences = ssml.parse(f"<speak>{markup}</speak>")
+    assert [" ".join(p.said for p in s.pieces) for s in sentences] == said
+    assert [s.text for s in sentences] == written
+    assert [s.pause for s in sentences] == [pause, 0.0]
+    # Said as the plain sentence says them.
+    assert " ".join(said) == normalize(re.sub(r"<[^>]+>", "", markup))
 
 
 def test_preceding_text_is_looked_at_never_said(caplog):
