@@ -368,9 +368,14 @@ def test_every_finished_call_gets_one_log_line(server, mel):
 # -- limits, cancellation, shutdown ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tight_server():
+def tight_metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def tight_server(tight_metrics_port: int):
     with launch("--set", "limits.max_concurrent=1", "--set", "limits.max_upload_bytes=20000",
-                "--set", "batching.max_batch=1") as proc:
+                "--set", "batching.max_batch=1", "--metrics-port", str(tight_metrics_port)) as proc:
         yield proc
 
 
@@ -392,15 +397,39 @@ def test_concurrency_limit_and_cancellation_frees_the_slot(tight_server, mel, le
             call.cancel()
         else:
             stream.close()
-        for _ in range(50):  # the server notices the cancellation asynchronously
-            try:
-                assert client.vocode(mel[:, :10]).samples.size == 2560
-                break
-            except grpc.RpcError as err:
-                assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-                time.sleep(0.1)
-        else:
-            pytest.fail("the cancelled stream never gave its slot back")
+        assert_slot_freed(client, mel)
+
+
+def assert_slot_freed(client: AudioGanClient, mel: np.ndarray) -> None:
+    """A call of a one-slot server (tight_server) goes through within seconds: the call before gave its
+    slot back."""
+    for _ in range(50):  # the server notices a cancellation asynchronously
+        try:
+            assert client.vocode(mel[:, :10]).samples.size == 2560
+            return
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            time.sleep(0.1)
+    pytest.fail("the cancelled call never gave its slot back")
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_ctrl_c_in_the_client_cli_says_one_line_leaves_no_file_and_frees_the_slot(tight_server, tight_metrics_port,
+                                                                                 mel, tmp_path, stream):
+    text = " ".join(f"This is sentence number {i}, spoken slowly for the test." for i in range(30))
+    cli = subprocess.Popen([sys.executable, "-m", "audiogan_client.cli", "--target", tight_server.target, "say",
+                            text, *(["--stream"] if stream else []), "-o", str(tmp_path / "out.wav")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with AudioGanClient(tight_server.target, retries=0) as client:
+        deadline = time.monotonic() + 60
+        while metric(tight_metrics_port, "audiogan_in_flight") < 1 and cli.poll() is None:  # its call is made
+            assert time.monotonic() < deadline, "the command's call never reached the server"
+            time.sleep(0.1)
+        cli.send_signal(signal.SIGINT)
+        _, stderr = cli.communicate(timeout=60)
+        assert cli.returncode == 130 and stderr.strip().splitlines() == ["audiogan-client: interrupted"], stderr
+        assert list(tmp_path.iterdir()) == []
+        assert_slot_freed(client, mel)
 
 
 def test_reply_budget_takes_calls_in_turn_and_refuses_what_never_fits():
