@@ -348,6 +348,29 @@ def test_a_closed_pipe_ends_say_quietly(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in err and "Broken pipe" not in err
 
 
+@pytest.mark.parametrize("output", ["file", "raw"])
+def test_ctrl_c_in_say_says_one_line_and_leaves_no_file(tmp_path, output):
+    import subprocess
+    import sys
+
+    (tmp_path / "long.txt").write_text(" ".join(f"This is sentence number {i}, spoken slowly." for i in range(40)))
+    out = ["-o", str(tmp_path / "out.wav")] if output == "file" else ["--raw"]
+    proc = subprocess.Popen([sys.executable, "-m", "audiogan.cli", "say", "--file", str(tmp_path / "long.txt"),
+                             *out, "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    if output == "raw":
+        assert len(proc.stdout.read(4096)) == 4096  # audio is coming
+    else:
+        shown = b""
+        while b"sentence" not in shown and proc.poll() is None:  # the progress bar: synthesis has begun
+            shown += os.read(proc.stderr.fileno(), 100)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1].decode()
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "audiogan: interrupted", err
+    assert "Traceback" not in err
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["long.txt"]
+
+
 def test_train_and_resume_from_the_command_line(tmp_path, monkeypatch, demo_data_dir, configs_dir, capsys):
     monkeypatch.chdir(tmp_path)  # the recipe's relative cache folder lands in tmp_path
     base = ["train", "vocoder", "--config", str(configs_dir / "tiny_test.yaml"), "--data", str(demo_data_dir),

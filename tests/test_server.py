@@ -30,7 +30,9 @@ import torch
 from audiogan_client import AudioGanClient, StreamBroken
 from audiogan_client._proto import audiogan_pb2 as pb
 from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
+from audiogan_client.client import KEEPALIVE_SECONDS
 from audiogan_server.batching import DynamicBatcher
+from audiogan_server.config import ServerConfig
 from audiogan_server.errors import rpc
 from audiogan_server.main import build_parser, load_config
 from audiogan_server.metrics import Metrics
@@ -366,9 +368,14 @@ def test_every_finished_call_gets_one_log_line(server, mel):
 # -- limits, cancellation, shutdown ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tight_server():
+def tight_metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def tight_server(tight_metrics_port: int):
     with launch("--set", "limits.max_concurrent=1", "--set", "limits.max_upload_bytes=20000",
-                "--set", "batching.max_batch=1") as proc:
+                "--set", "batching.max_batch=1", "--metrics-port", str(tight_metrics_port)) as proc:
         yield proc
 
 
@@ -390,15 +397,39 @@ def test_concurrency_limit_and_cancellation_frees_the_slot(tight_server, mel, le
             call.cancel()
         else:
             stream.close()
-        for _ in range(50):  # the server notices the cancellation asynchronously
-            try:
-                assert client.vocode(mel[:, :10]).samples.size == 2560
-                break
-            except grpc.RpcError as err:
-                assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-                time.sleep(0.1)
-        else:
-            pytest.fail("the cancelled stream never gave its slot back")
+        assert_slot_freed(client, mel)
+
+
+def assert_slot_freed(client: AudioGanClient, mel: np.ndarray) -> None:
+    """A call of a one-slot server (tight_server) goes through within seconds: the call before gave its
+    slot back."""
+    for _ in range(50):  # the server notices a cancellation asynchronously
+        try:
+            assert client.vocode(mel[:, :10]).samples.size == 2560
+            return
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            time.sleep(0.1)
+    pytest.fail("the cancelled call never gave its slot back")
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_ctrl_c_in_the_client_cli_says_one_line_leaves_no_file_and_frees_the_slot(tight_server, tight_metrics_port,
+                                                                                 mel, tmp_path, stream):
+    text = " ".join(f"This is sentence number {i}, spoken slowly for the test." for i in range(30))
+    cli = subprocess.Popen([sys.executable, "-m", "audiogan_client.cli", "--target", tight_server.target, "say",
+                            text, *(["--stream"] if stream else []), "-o", str(tmp_path / "out.wav")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with AudioGanClient(tight_server.target, retries=0) as client:
+        deadline = time.monotonic() + 60
+        while metric(tight_metrics_port, "audiogan_in_flight") < 1 and cli.poll() is None:  # its call is made
+            assert time.monotonic() < deadline, "the command's call never reached the server"
+            time.sleep(0.1)
+        cli.send_signal(signal.SIGINT)
+        _, stderr = cli.communicate(timeout=60)
+        assert cli.returncode == 130 and stderr.strip().splitlines() == ["audiogan-client: interrupted"], stderr
+        assert list(tmp_path.iterdir()) == []
+        assert_slot_freed(client, mel)
 
 
 def test_reply_budget_takes_calls_in_turn_and_refuses_what_never_fits():
@@ -656,6 +687,70 @@ def test_a_call_whose_server_is_killed_is_retried_once_it_is_back(mel):
             finished.set()
             restarter.join(60)
     assert back.is_set() and audio.shape == (long_mel.shape[1] * 256,)
+
+
+@pytest.fixture(scope="module")
+def pinged_server():
+    """A server that allows a client's pings every 0.25 s, for clients that ping every 0.5 s: a test's
+    frozen server is found in about a second, not the 40 s of the defaults."""
+    with launch("--voice", "none", "--timbre", "none", "--set", "min_ping_seconds=0.25",
+                "--set", "batching.stream_chunk_frames=8") as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def freezer(proc, after: float | None = None) -> Iterator[Callable[[], None]]:
+    """Yields a function that stops the server (SIGSTOP: its connections open, nothing answered), called
+    ``after`` seconds from now if given; the server runs again after."""
+    def freeze() -> None:
+        proc.process.send_signal(signal.SIGSTOP)
+
+    timer = threading.Timer(after or 0.0, freeze)
+    if after is not None:
+        timer.start()
+    try:
+        yield freeze
+    finally:
+        timer.cancel()
+        proc.process.send_signal(signal.SIGCONT)
+
+
+def test_pings_as_often_as_the_server_allows_leave_a_long_call_alone(pinged_server, mel):
+    # The defaults agree: the client pings no more often than the server allows.
+    assert ServerConfig().min_ping_seconds <= KEEPALIVE_SECONDS
+    long_mel = np.tile(mel, (1, 12))  # seconds of vocoding on 2 cores, every half second a ping
+    with AudioGanClient(pinged_server.target, timeout=None, retries=0, keepalive=0.5) as client:
+        assert client.vocode(long_mel).samples.shape == (long_mel.shape[1] * 256,)
+
+
+def test_a_long_call_whose_server_freezes_fails_within_its_keepalive(pinged_server, mel):
+    """gRPC sends two pings at most while the caller sends nothing: a server frozen after them went
+    unnoticed."""
+    with AudioGanClient(pinged_server.target, timeout=None, retries=0, keepalive=0.5) as client, \
+            freezer(pinged_server, after=2.5):
+        start = time.monotonic()
+        with pytest.raises(grpc.RpcError) as info:
+            client.vocode(np.tile(mel, (1, 40)))  # tens of seconds of vocoding
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert time.monotonic() - start < 2.5 + 10 * 0.5, "found within a few keepalives of the freeze"
+
+
+def test_a_stream_whose_server_freezes_fails_within_its_keepalive(pinged_server, mel):
+    """A caller without a deadline waited forever on a server frozen mid-stream."""
+    long_mel = np.tile(mel, (1, 20))
+    got = []
+    with AudioGanClient(pinged_server.target, timeout=None, keepalive=0.5) as client, \
+            freezer(pinged_server) as freeze:
+        with pytest.raises(StreamBroken) as info:
+            for chunk in client.stream_chunks(mel=long_mel, encoding="pcm16"):
+                got.append(chunk)
+                if len(got) == 2:
+                    freeze()
+                    frozen = time.monotonic()
+        waited = time.monotonic() - frozen
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert f"the stream stopped after {len(got)} chunk(s)" in info.value.details()
+    assert waited < 10 * 0.5, f"{waited:.1f} s after the server froze"
 
 
 def test_cli_say_stream_cut_short_by_the_server_says_so_in_one_line():
@@ -1477,8 +1572,6 @@ def test_a_cancelled_upload_counts_as_cancelled_and_converts_nothing(monkeypatch
 
 
 def test_the_shipped_server_config_is_the_defaults():
-    from audiogan_server.config import ServerConfig
-
     from audiogan.config import load_yaml, to_dict
 
     shipped = load_yaml(ServerConfig, Path(__file__).resolve().parents[1] / "configs" / "server" / "default.yaml")

@@ -175,8 +175,6 @@ def test_a_run_reads_with_the_text_before_it_in_view(markup, said):
      ssml.BREAK_STRENGTHS["medium"]),
     ("King Henry <break/>VIII ruled.", ["King Henry", "the eighth ruled."], ssml.BREAK_STRENGTHS["medium"]),
     ('See No.<break time="1s"/> 5 now.', ["See Number", "five now."], 1.0),
-    ("We met at 5 <break/>p.m. Then we left.", ["We met at five", "pee em.", "Then we left."],
-     ssml.BREAK_STRENGTHS["medium"]),
 ])
 def test_words_across_a_break_read_as_one_sentence_and_the_break_keeps_its_pause(markup, said, pause):
     sentences = ssml.parse(f"<speak>{markup}</speak>")
@@ -185,6 +183,27 @@ def test_words_across_a_break_read_as_one_sentence_and_the_break_keeps_its_pause
     # Captions: the text as written, cut at the break and at the sentences' ends.
     before, after = re.sub(r"<(?!break)[^>]+>", "", markup).split(re.search(r"<break[^>]*>", markup).group(0))
     assert [s.text for s in sentences] == split_sentences(before) + split_sentences(after)
+
+
+@pytest.mark.parametrize(("markup", "said", "written", "pause"), [
+    # Each line was read apart: "at five", the pause, "pee em."; "It cost $", the pause, "five now."
+    ("We met at 5 <break/>p.m. Then we left.", ["We met at five pee em.", "Then we left."],
+     ["We met at 5 p.m.", "Then we left."], ssml.BREAK_STRENGTHS["medium"]),
+    ("It cost $<break/>5 now.", ["It cost five dollars", "now."], ["It cost $ 5", "now."],
+     ssml.BREAK_STRENGTHS["medium"]),
+    ("Take 5 <break time='300ms'/>kg now.", ["Take five kilograms", "now."], ["Take 5 kg", "now."], 0.3),
+    ("Open at 10:30 <emphasis>a.m.<break time='1s'/> daily</emphasis>.", ["Open at ten thirty eigh em", "daily."],
+     ["Open at 10:30 a.m.", "daily."], 1.0),
+    ("It is 3 <break/>1/2 cups.", ["It is three and one half", "cups."], ["It is 3 1/2", "cups."],
+     ssml.BREAK_STRENGTHS["medium"]),
+])
+def test_a_break_inside_a_number_and_what_it_is_read_with_comes_after_them(markup, said, written, pause):
+    sentences = ssml.parse(f"<speak>{markup}</speak>")
+    assert [" ".join(p.said for p in s.pieces) for s in sentences] == said
+    assert [s.text for s in sentences] == written
+    assert [s.pause for s in sentences] == [pause, 0.0]
+    # Said as the plain sentence says them.
+    assert " ".join(said) == normalize(re.sub(r"<[^>]+>", "", markup))
 
 
 def test_preceding_text_is_looked_at_never_said(caplog):
@@ -198,6 +217,47 @@ def test_preceding_text_is_looked_at_never_said(caplog):
         assert normalize("you \u2605", preceding="I \u2764 ") == "you"
     (record,) = caplog.records
     assert "U+2605" in record.getMessage() and "U+2764" not in record.getMessage()
+
+
+# Sentences whose words a rule reads with the word before ("5 mph", "10:30 hours", "$5 thousand", "Monday
+# through Friday", a function word before "U.S."), and words none does.
+LOOKED_BACK = ["We drove at 5 mph now.", "It took 10:30 hours later.", "It cost $5 thousand dollars.",
+               "Open Monday through Friday.", "He grew up near the U.S. People moved.",
+               "The quick brown fox jumps over the lazy dog near 5 kg of hay on Jan. 5 at 10:30 a.m. in the U.S."]
+
+
+@pytest.mark.parametrize("sentence", LOOKED_BACK)
+def test_a_run_reads_alone_only_where_reading_it_with_the_text_before_gives_the_same(sentence):
+    from audiogan.tts import normalize as normalizer
+
+    words = sentence.split(" ")
+    for cut in range(1, len(words)):
+        preceding, text = " ".join(words[:cut]) + " ", " ".join(words[cut:])
+        assert normalize(text, preceding=preceding) == normalizer._after_preceding(text, preceding), text
+    # Words that rules name are read with the text before them.
+    assert not normalizer._reads_alone("mph now.", "We drove at 5 ")
+    assert not normalizer._reads_alone("through Friday.", "Open Monday ")
+
+
+def test_each_text_is_read_once_in_a_parse(monkeypatch):
+    """Every run is read after its sentence so far: without keeping readings, each prefix was read twice
+    (as the text before one run, then with that run), and a plain word was read with all of it."""
+    from audiogan.tts import normalize as normalizer
+
+    read: list[tuple[str, str]] = []
+    plain = normalizer._normalize
+
+    def counted(text: str) -> str:
+        read.append((text, normalizer._FOLLOWING.get()[:normalizer._LOOK_AHEAD]))
+        return plain(text)
+
+    monkeypatch.setattr(normalizer, "_normalize", counted)
+    words = " ".join(LOOKED_BACK).split()
+    ssml.parse("<speak>" + " ".join(f"<mark name='m{i}'/>{w}" for i, w in enumerate(words)) + "</speak>")
+    assert read and len(read) == len(set(read))
+    # A word no rule names is read alone, not with the sentence before it.
+    assert [text for text, _ in read if text.strip() == "quick"]
+    assert not [text for text, _ in read if text.endswith("The quick ")]
 
 
 def test_the_voice_says_a_marked_up_run_as_the_plain_sentence(voice):

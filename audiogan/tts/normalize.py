@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import cache
 
 from audiogan.tts.numbers import (
     ONES,
@@ -681,9 +682,92 @@ def normalize(text: str, following: str = "", preceding: str = "") -> str:
     at but not said: without them, the text's ends are its sentence's."""
     token = _FOLLOWING.set(following)
     try:
-        return _after_preceding(text, preceding) if preceding.strip() else _normalize(text)
+        if not preceding.strip() or _reads_alone(text, preceding):
+            return _read(text)
+        return _after_preceding(text, preceding)
     finally:
         _FOLLOWING.reset(token)
+
+
+# Readings kept for the calls inside one :func:`readings_kept`, by text and the start of what follows it (all
+# that ``_after`` looks at), with the characters each dropped.
+_READINGS: ContextVar[dict[tuple[str, str], tuple[str, dict[str, None]]] | None] = ContextVar(
+    "readings", default=None)
+
+
+@contextmanager
+def readings_kept() -> Iterator[None]:
+    """Calls of :func:`normalize` inside read each text once: SSML reads every run after the sentence before
+    it, which is the previous run's reading with that run's text ("The quick" then "The quick brown")."""
+    token = _READINGS.set({})
+    try:
+        yield
+    finally:
+        _READINGS.reset(token)
+
+
+def _read(text: str) -> str:
+    """``_normalize(text)``, kept inside :func:`readings_kept`."""
+    kept = _READINGS.get()
+    if kept is None:
+        return _normalize(text)
+    key = (text, _FOLLOWING.get()[:_LOOK_AHEAD])
+    if key not in kept:
+        dropped: dict[str, None] = {}
+        token = _DROPPED.set(dropped)
+        try:
+            kept[key] = (_normalize(text), dropped)
+        finally:
+            _DROPPED.reset(token)
+    reading, dropped = kept[key]
+    gathering = _DROPPED.get()
+    if gathering is None:
+        _warn_dropped(dropped)
+    else:
+        gathering.update(dropped)
+    return reading
+
+
+# A text that starts with a word of three or more lower-case letters, whole.
+_PLAIN_START = re.compile(r"\s*([a-z]{3,})(?![\w'-])")
+
+
+def _reads_alone(text: str, preceding: str) -> bool:
+    """Whether ``text`` surely reads after ``preceding`` as it reads alone, so that the two need not be read
+    together. So where a space parts them and ``text`` starts with a word of lower-case letters that no rule
+    names (in a pattern or a table, ``_rule_words``): a rule reads across a seam only by a pattern that
+    names the word there (a unit, "a.m.", "is" in "extension is 1234", a function word before an
+    abbreviation), by a pattern whose generic part takes a lower-case word only as its first word (a
+    street's), or without spaces (an address); and a look back from a match further on stops at such a
+    word (``_closes_a_phrase``, ``_has_own_words``, the word before a date or a numeral). Words of one or
+    two letters are never taken: rules build some from letter classes ("[ap]m")."""
+    if not (preceding[-1:].isspace() or text[:1].isspace()):
+        return False
+    word = _PLAIN_START.match(text)
+    return word is not None and word.group(1) not in _rule_words()
+
+
+@cache
+def _rule_words() -> str:
+    """Every word this module's rules name, lower-cased, in one string to look a word up in: the rules'
+    patterns (their groups and optional parts opened up: "Jan(?:uary)?" names "january") and every string
+    in its tables."""
+    found: list[str] = []
+
+    def gather(value: object) -> None:
+        if isinstance(value, re.Pattern):
+            found.append(re.sub(r"\(\?(?:P<\w+>|[a-zA-Z]*:)|[()?]", "", value.pattern))
+        elif isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, dict):
+            for item in value.items():
+                gather(item)
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            for item in value:
+                gather(item)
+
+    gather([v for k, v in globals().items() if not k.startswith("__")])
+    return "\n".join(found).lower()
 
 
 def _after_preceding(text: str, preceding: str) -> str:
@@ -699,17 +783,17 @@ def _after_preceding(text: str, preceding: str) -> str:
     dropped: dict[str, None] = {}  # of both passes: only what ``text`` holds is reported
     dropping, reading = _DROPPED.set(dropped), _FOLLOWING.get()
     try:
-        joint = _normalize(preceding + text)
+        joint = _read(preceding + text)
         token = _FOLLOWING.set(text + reading)
         try:
-            before = _normalize(preceding)
+            before = _read(preceding)
         finally:
             _FOLLOWING.reset(token)
     finally:
         _DROPPED.reset(dropping)
     said = joint[len(before):]
     if not joint.startswith(before) or said[:1].isalnum():
-        return _normalize(text)
+        return _read(text)
     own = unicodedata.normalize("NFKC", text)
     gathering = _DROPPED.get()
     mine = {c: None for c in dropped if c in text or c in own}

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 
-from audiogan.tts.normalize import LETTER_NAMES, MONTHS, normalize, split_sentences
+from audiogan.tts.normalize import LETTER_NAMES, MONTHS, RULES, normalize, readings_kept, split_sentences
 from audiogan.tts.numbers import digit_words, fraction_words, number_words, ordinal_words, year_words
 from audiogan.tts.script import PLAIN, SENTENCE_GAP_SECONDS, VOLUME_RANGE, Piece, Sentence, Style
 
@@ -74,8 +74,9 @@ def parse(text: str, phonemes: PhonemeReader | None = None) -> list[Sentence]:
     if _tag(root) != "speak":
         raise ValueError(f"SSML starts with <speak>, not <{_tag(root)}>")
     reader = _Reader(phonemes or (lambda ipa, where: list(ipa.replace(" ", ""))))
-    reader.children(root, PLAIN)
-    reader.close(0.0, 0.0)
+    with readings_kept():
+        reader.children(root, PLAIN)
+        reader.close(0.0, 0.0)
     spoken = [s for s in reader.sentences if s.pieces]
     if spoken:
         spoken[-1].end_marks += reader.marks  # after the last word
@@ -203,11 +204,13 @@ def _split(runs: list[_Run], marks: list[str], gap: float, pause: float) -> tupl
             text += char
             owner.append(index)
     _whole_words(text, owner, runs)
-    lines: list[tuple[int, Sentence]] = []  # (where it ends in the text, line)
-    position = 0
+    spans: list[tuple[int, int]] = []  # each sentence's (start, end) in the text
     for part in split_sentences(text):
-        start = text.find(part, position)
-        position = start + len(part)
+        start = text.find(part, spans[-1][1] if spans else 0)
+        spans.append((start, start + len(part)))
+    breaks = _past_phrases(text, spans, breaks, owner, runs)
+    lines: list[tuple[int, Sentence]] = []  # (where it ends in the text, line)
+    for start, position in spans:
         inside = breaks[bisect_right(breaks, (start, math.inf)):bisect_left(breaks, (position, -math.inf))]
         cuts = [start, *(at for at, _ in inside), position]
         said_atoms: set[int] = set()
@@ -255,16 +258,65 @@ def _split(runs: list[_Run], marks: list[str], gap: float, pause: float) -> tupl
     return sentences, [name for _, name in placed]
 
 
+# A phrase that starts with a number or a currency sign: "5 p.m.", "$5", "5 kg", "3 1/2", "555-0142".
+_NUMBER_FIRST = re.compile(r"\s*[-+]?[\d$£€¥]")
+_WORD_REST = re.compile(r"\S*")
+
+
+def _past_phrases(text: str, sentences: list[tuple[int, int]], breaks: list[tuple[int, float]],
+                  owner: list[int], runs: list[_Run]) -> list[tuple[int, float]]:
+    """``breaks`` (position in the text, seconds), each that falls inside a phrase that a rule reads as one
+    and that starts with a number or a currency sign moved to the end of the phrase's last word, and the
+    phrase made one run's (see ``_whole``): each line, and each run, is read apart, so "at 5 <break/>p.m."
+    said "at five", the pause, "pee em", and "$<break/>5" "$", the pause, "five". The phrase is said
+    whole, then the pause. A break after a word that a rule reads a number by ("Call <break/>911", "page
+    <break/>1984") stays: the words on either side read as one sentence already, and the pause between
+    them is the author's."""
+    phrases: dict[int, list[tuple[int, int]]] = {}  # by sentence start: the phrases in it
+    moved = []
+    for at, seconds in breaks:
+        for start, end in sentences:
+            if start < at < end:
+                if start not in phrases:
+                    sentence = text[start:end]
+                    phrases[start] = [(start + m.start(), start + m.end()) for pattern, _ in RULES
+                                      for m in pattern.finditer(sentence) if _NUMBER_FIRST.match(m.group(0))]
+                at = _end_of_phrases(text, phrases[start], at, owner, runs)
+                break
+        moved.append((at, seconds))
+    return sorted(moved, key=lambda b: b[0])
+
+
+def _end_of_phrases(text: str, phrases: list[tuple[int, int]], at: int, owner: list[int],
+                    runs: list[_Run]) -> int:
+    """``at``, or past the end of the word that ends the phrase it falls inside, until it falls in none."""
+    inside = True
+    while inside:
+        inside = False
+        for begin, end in phrases:
+            if begin < at < end and text[begin:at].strip() and text[at:end].strip():
+                at, inside = _WORD_REST.match(text, end).end(), True
+                _whole(owner, runs, begin, at)
+    return at
+
+
 def _whole_words(text: str, owner: list[int], runs: list[_Run]) -> None:
     """A word marked up in part ("$<emphasis>5</emphasis>", "1,<emphasis>000</emphasis>") becomes one run's,
-    so that it is normalised whole ("five dollars", not "dollar five"); it is said in the style the markup
-    gave, or where two styles meet in it, in the one most of its characters have."""
+    so that it is normalised whole ("five dollars", not "dollar five")."""
     for word in re.finditer(r"\S+", text):
-        owners = owner[word.start():word.end()]
-        if owners.count(owners[0]) == len(owners) or any(runs[o].atomic for o in owners):
-            continue
-        chosen = max(owners, key=lambda o: (runs[o].style != PLAIN, owners.count(o)))
-        owner[word.start():word.end()] = [chosen] * len(owners)
+        _whole(owner, runs, word.start(), word.end())
+
+
+def _whole(owner: list[int], runs: list[_Run], begin: int, end: int) -> None:
+    """The text from ``begin`` to ``end`` made one run's (unless it holds an atomic one), said in the style
+    the markup gave it, or where styles meet in it, in the one most of its characters have; the space a
+    ``<break>`` stands for says nothing and lends none."""
+    owners = owner[begin:end]
+    if owners.count(owners[0]) == len(owners) or any(runs[o].atomic for o in owners):
+        return
+    chosen = max((o for o in owners if runs[o].pause is None),
+                 key=lambda o: (runs[o].style != PLAIN, owners.count(o)))
+    owner[begin:end] = [chosen] * len(owners)
 
 
 def _tag(element: ET.Element) -> str:

@@ -79,7 +79,7 @@ def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path
 
     buffer = io.BytesIO()
     soundfile.write(buffer, np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="FLAC")
-    return _replace(Path(path), buffer.getvalue())
+    return write_atomic(Path(path), buffer.getvalue())
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
@@ -93,10 +93,10 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
     if str(path) == "-":
         sys.stdout.buffer.write(buffer.getvalue())
         return Path("-")
-    return _replace(Path(path), buffer.getvalue())
+    return write_atomic(Path(path), buffer.getvalue())
 
 
-def _replace(path: Path, data: bytes) -> Path:
+def write_atomic(path: Path, data: bytes) -> Path:
     """``data`` into a file beside ``path``, renamed over it once whole: a write cut short (a full disk, the
     command stopped) leaves the file that was there, or none, not a WAV whose header promises more audio
     than follows."""

@@ -17,7 +17,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 import grpc
 import numpy as np
 
-from audiogan_client.audio import check_output, decode, write_audio
+from audiogan_client.audio import check_output, decode, write_atomic, write_audio
 from audiogan_client.client import AudioGanClient, AudioResult, check_root_certificates
 from audiogan_client.ranges import PITCH, PITCH_SHIFT, SAMPLE_RATE, SECONDS, SEEDS, SPEED, VELOCITY, Range
 
@@ -98,7 +98,7 @@ def cmd_say(client: AudioGanClient, args: argparse.Namespace) -> None:
         result = client.synthesize_timed(text, **kwargs)
         _save(AudioResult(result.samples, result.sample_rate), args.output)
         spans = {"sentences": result.sentences, "words": result.words, "marks": result.marks}
-        Path(args.timings).write_text(json.dumps(spans, indent=1, ensure_ascii=False), encoding="utf-8")
+        write_atomic(Path(args.timings), json.dumps(spans, indent=1, ensure_ascii=False).encode("utf-8"))
         print(f"wrote {args.timings}: {len(result.sentences)} sentences, {len(result.words)} words timed",
               file=sys.stderr)
         return
@@ -302,6 +302,17 @@ def _hint(err: grpc.RpcError, args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C: a line, not a traceback from inside gRPC. A stream is cancelled on its way out (the
+        # server frees its slot), and no output file is left half-written: each is written whole, then
+        # renamed, and a stream's audio only at its end.
+        print("audiogan-client: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def _main(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
     try:
         root = Path(args.tls_ca).read_bytes() if args.tls_ca else None

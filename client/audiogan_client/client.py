@@ -21,6 +21,9 @@ from audiogan_client.ranges import check
 T = TypeVar("T")
 TimbreLike = str | Sequence[float] | np.ndarray
 UPLOAD_CHUNK_BYTES = 64 * 1024
+# Seconds of a server's silence during a call before the client pings it (see AudioGanClient): above the
+# server's default min_ping_seconds, so that its pings are never too many.
+KEEPALIVE_SECONDS = 20.0
 NOTE_FIELDS = ("pitch", "velocity", "seconds", "seed")
 NOTE_TIMBRE_KEYS = ("timbre", "instrument", "latent")  # the wire's name, then the library's and render's
 
@@ -72,6 +75,26 @@ def check_root_certificates(pem: bytes) -> None:
         raise ValueError(f"a certificate in it does not parse ({exc.reason or exc})") from None
 
 
+def keepalive_options(seconds: float | None) -> list[tuple[str, int]]:
+    """gRPC channel options that ping a server silent for ``seconds`` during a call, and give up on it after
+    as long again without an answer."""
+    if seconds is None:
+        return []
+    if not seconds > 0:
+        raise ValueError(f"keepalive={seconds}: give seconds > 0, or None for no pings")
+    millis = max(1, round(seconds * 1000))
+    return [("grpc.keepalive_time_ms", millis), ("grpc.keepalive_timeout_ms", millis),
+            # How long gRPC waits for any ping's answer (a minute by default): with the keepalive timeout
+            # alone, a stream from a frozen server failed after 61 s, not 2 s (keepalive=1).
+            ("grpc.http2.ping_timeout_ms", millis),
+            # An idle channel is not pinged: its next call's pings find a dead server, and idle clients
+            # cost the server nothing.
+            ("grpc.keepalive_permit_without_calls", 0),
+            # A unary call sends nothing after its request, and by default gRPC stops pinging after two
+            # pings with no data sent: a server that froze later in a long call went unnoticed.
+            ("grpc.http2.max_pings_without_data", 0)]
+
+
 def _received(chunks: int, samples: int, rate: int) -> str:
     seconds = f", {samples / rate:.2f} s of audio" if rate else ""
     return f"the stream stopped after {chunks} chunk(s){seconds}, short of its end"
@@ -91,15 +114,23 @@ class AudioGanClient:
     final chunk, raises :class:`StreamBroken`. Numbers out of range (``speed=0``, ``velocity=0``, a seed of
     -1: see ``audiogan_client.ranges``) raise ValueError naming the argument before any call, where the wire
     would read 0 as "the default"; None, or the documented default, leaves it to the server.
+
+    ``keepalive``: during a call, after this many seconds in which the server sent nothing the client pings
+    it, and a ping unanswered for as long again ends the connection, failing its calls as UNAVAILABLE (a
+    stream with :class:`StreamBroken`): a server frozen or cut off mid-call is found within about twice
+    this, where a call with ``timeout=None`` waited forever. The server must allow pings this often
+    (``audiogan-server``'s ``min_ping_seconds``, 10 s by default) or it closes the connection as
+    "too_many_pings". None: no pings.
     """
 
     def __init__(self, target: str = "127.0.0.1:50051", timeout: float | None = 60.0, retries: int = 3,
-                 backoff: float = 0.2, root_certificates: bytes | None = None, tls: bool = False) -> None:
+                 backoff: float = 0.2, root_certificates: bytes | None = None, tls: bool = False,
+                 keepalive: float | None = KEEPALIVE_SECONDS) -> None:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         options = [("grpc.max_receive_message_length", 256 * 1024 * 1024),
-                   ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+                   ("grpc.max_send_message_length", 64 * 1024 * 1024), *keepalive_options(keepalive)]
         if root_certificates is not None:
             check_root_certificates(root_certificates)
         if tls or root_certificates is not None:

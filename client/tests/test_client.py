@@ -210,6 +210,12 @@ def test_unavailable_is_retried_with_backoff_then_raised():
     assert time.monotonic() - start >= 0.2 + 0.4  # two backoffs were waited
 
 
+@pytest.mark.parametrize("keepalive", [0, -1.0, float("nan")])
+def test_a_keepalive_that_is_not_positive_is_refused(keepalive):
+    with pytest.raises(ValueError, match=rf"keepalive={keepalive}: give seconds > 0, or None for no pings"):
+        AudioGanClient("127.0.0.1:1", keepalive=keepalive)
+
+
 def test_write_wav(tmp_path):
     path = write_wav(tmp_path / "a" / "x.wav", np.linspace(-1, 1, 1000, dtype=np.float32), 22050)
     with wave.open(str(path)) as w:

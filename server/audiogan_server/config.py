@@ -86,6 +86,10 @@ class ServerConfig:
     # timbre (note) models, likewise; the first is the default
     timbres: list[str] = field(default_factory=lambda: ["default"])
     grace_seconds: float = 10.0       # SIGTERM: how long in-flight calls may finish
+    # The shortest time between a client's pings on a connection that sends it nothing: clients ping a
+    # silent server to find it dead (audiogan-client every 20 s), and gRPC closes the connection of one
+    # that pings more often ("too_many_pings"), failing its calls. gRPC's own default is 5 minutes.
+    min_ping_seconds: float = 10.0
     metrics_port: int = 0             # Prometheus /metrics on this port; 0 = off
     tls_cert: str = ""
     tls_key: str = ""
