@@ -162,11 +162,17 @@ def main() -> None:
     p.add_argument("--cpu-time", action="store_true", help="time the calling thread's CPU time instead of the "
                    "wall clock: with --threads 1 all the work runs on it, so others' load on a shared machine "
                    "drops out of the figures")
+    p.add_argument("--freezing", action="store_true", help="inductor's freezing: weights taken as constants and "
+                   "prepacked for oneDNN (its advice for CPU inference)")
     p.add_argument("--no-varied", action="store_true", help="skip the inputs of other sizes (steady state only)")
     args = p.parse_args()
     if not args.keep_cache:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")
     torch.set_num_threads(args.threads)
+    if args.freezing:
+        from torch._inductor import config as inductor
+
+        inductor.freezing = True
     mode = None if args.mode == "default" else args.mode
 
     def compile_(module: Callable) -> Callable:
@@ -179,6 +185,7 @@ def main() -> None:
         rows += measure(CASES[name](compile_), args.rounds, args.repeats, clock, not args.no_varied)
     clock_name = "thread CPU time" if args.cpu_time else "wall clock"
     print(f"\nCPU, {args.threads} threads, {clock_name}, torch {torch.__version__}, mode {args.mode}, "
+          f"{'freezing, ' if args.freezing else ''}"
           f"{'kept' if args.keep_cache else 'empty'} inductor cache; x real time per round, alternated; "
           "compiled / eager: the median of the rounds' ratios\n")
     print("| model | input | eager × real time | compiled × real time | compiled / eager | warm-up s "
