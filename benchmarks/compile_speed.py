@@ -158,7 +158,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5, help="calls per round, median taken (default: %(default)s)")
     p.add_argument("--mode", default="default", help="torch.compile mode, e.g. max-autotune-no-cudagraphs")
     p.add_argument("--keep-cache", action="store_true", help="reuse inductor's on-disk cache (warm-up then "
-                   "measures a restart, not a first start)")
+                   "measures a restart, not a first start; kernels cached at another --threads come back "
+                   "with that thread count built in)")
     p.add_argument("--cpu-time", action="store_true", help="time the calling thread's CPU time instead of the "
                    "wall clock: with --threads 1 all the work runs on it, so others' load on a shared machine "
                    "drops out of the figures")
