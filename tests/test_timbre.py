@@ -1291,7 +1291,7 @@ def test_values_a_note_cannot_take_are_refused_not_rounded(timbre_model):
                           (lambda: timbre_model.note(60, instrument=name, seconds=1e-6), r"seconds 1e-06 is out"),
                           (lambda: timbre_model.mix(name, name, [2.0]), "alphas must lie in 0..1"),
                           (lambda: timbre_model.invert(np.full(4000, np.nan), 16000, 60), "NaN or Inf"),
-                          (lambda: timbre_model.invert(np.zeros(4000), 0, 60), "rate 0 must be a positive whole number")]:
+                          (lambda: timbre_model.invert(np.zeros(4000), 0, 60), "rate 0 must be a positive")]:
         with pytest.raises(ValueError, match=message):
             call()
     assert timbre_model.note(60.0, instrument=name).shape == timbre_model.note(60, instrument=name).shape
