@@ -356,7 +356,9 @@ def test_ctrl_c_in_say_says_one_line_and_leaves_no_file(tmp_path, output):
     (tmp_path / "long.txt").write_text(" ".join(f"This is sentence number {i}, spoken slowly." for i in range(40)))
     out = ["-o", str(tmp_path / "out.wav")] if output == "file" else ["--raw"]
     proc = subprocess.Popen([sys.executable, "-m", "audiogan.cli", "say", "--file", str(tmp_path / "long.txt"),
-                             *out, "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             *out, "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            # a runner started in the background ignores SIGINT, and so would its children
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None and proc.stderr is not None
     if output == "raw":
         assert len(proc.stdout.read(4096)) == 4096  # audio is coming

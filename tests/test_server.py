@@ -419,7 +419,9 @@ def test_ctrl_c_in_the_client_cli_says_one_line_leaves_no_file_and_frees_the_slo
     text = " ".join(f"This is sentence number {i}, spoken slowly for the test." for i in range(30))
     cli = subprocess.Popen([sys.executable, "-m", "audiogan_client.cli", "--target", tight_server.target, "say",
                             text, *(["--stream"] if stream else []), "-o", str(tmp_path / "out.wav")],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           # a runner started in the background ignores SIGINT, and so would its children
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     with AudioGanClient(tight_server.target, retries=0) as client:
         deadline = time.monotonic() + 60
         while metric(tight_metrics_port, "audiogan_in_flight") < 1 and cli.poll() is None:  # its call is made
