@@ -631,7 +631,11 @@ def test_cli_leaves_no_cut_short_file_when_its_write_fails(tmp_path):
     with stand_in(Long()) as target:
         done = cli(target, "vocode", str(tmp_path / "mel.npy"), "-o", str(tmp_path / "out.wav"),
                    preexec_fn=small_files)
-    assert done.returncode == 1 and "File too large" in one_line(done.stderr)
+    # Under the file-size limit gRPC's poller once logged an epoll error of its own (1 run in 3), so only
+    # the command's last line is checked here; the other CLI tests hold it to one line.
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and last == "audiogan-client: [Errno 27] File too large", done.stderr
+    assert "Traceback" not in done.stderr
     assert (tmp_path / "out.wav").read_bytes() == before
     assert sorted(f.name for f in tmp_path.iterdir()) == ["mel.npy", "out.wav"]
 
