@@ -66,7 +66,8 @@ def seed_noise(seeds: Sequence[int], dim: int) -> torch.Tensor:
 def _philox_normals(key: int, dim: int) -> np.ndarray:
     """``dim`` float32 standard normals from Philox's raw stream under ``key`` (Box-Muller in float64).
     NumPy keeps a bit generator's raw stream from version to version but not Generator's distributions
-    (its policy names moving normals to another algorithm as allowed), so the normals are made here."""
+    (its policy names moving normals to another algorithm as allowed), so the normals are made here; the
+    rounding to float32 hides the last-bit differences of one platform's log and cos from another's."""
     pairs = (dim + 1) // 2
     bits = np.random.Philox(key=key).random_raw(2 * pairs).reshape(2, pairs) >> np.uint64(11)
     radius = np.sqrt(-2.0 * np.log((bits[0] + 1) * 2.0**-53))  # u in (0, 1]: log(0) cannot happen
