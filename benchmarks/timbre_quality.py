@@ -162,14 +162,15 @@ def swapped_phase_scores(model: Any, classifier: Any, waves: list[np.ndarray],
     bin by bin and phase-locked (no comb, so that only the spectrogram's parts differ)."""
     import torch
 
+    from audiogan.timbre.inference import seed_noise
+
     n = model.cfg.spectral.samples
     scores: dict[str, list[np.ndarray]] = defaultdict(list)
     for i in range(0, len(waves), 32):
         clips = [torch.from_numpy(w[:n]) for w in waves[i:i + 32]]
         real = model.spectral.encode(torch.stack([torch.nn.functional.pad(w, (0, n - len(w))) for w in clips]))
         batch = conditions[i:i + 32]
-        z = torch.stack([torch.randn(model.cfg.latent_dim, generator=torch.Generator().manual_seed(i + j))
-                         for j in range(len(batch))])
+        z = seed_noise(range(i, i + len(batch)), model.cfg.latent_dim)  # the noise generate() gives these seeds
         with torch.inference_mode():
             fake = model.G(z, torch.tensor([p for p, _ in batch]), torch.stack([model.timbre(t) for _, t in batch]),
                            torch.full((len(batch),), 100)).float()

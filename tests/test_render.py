@@ -423,10 +423,81 @@ def test_resume_keys_name_the_weights_without_loading_them(tmp_path):
         f.seek(-4, os.SEEK_END)
         f.write(b"\x01\x02\x03\x04")
     assert keyed(make_renderers(), str(copy))[2] != first and first.startswith("timbre.safetensors:")
-    # Conversion and MIDI notes once took seed % 2**31: what those runs rendered is re-rendered on resume.
+    # Weights alone: how notes are seeded is marked per job (test_resume_keys_mark_how_the_notes_were_seeded).
     renderers = make_renderers()
     group = json.dumps(["default", None])
-    assert renderers["convert"].model_id(group) == renderers["midi"].model_id(group) == ids[2] + "+seeds=library"
+    assert renderers["convert"].model_id(group) == renderers["midi"].model_id(group) == ids[2]
+
+
+def test_resume_keys_mark_how_the_notes_were_seeded(tmp_path):
+    """Conversion and MIDI notes once took seed % 2**31, and every note seeded 2**32 or more the noise of its
+    seed's low 32 bits: what those runs rendered is re-rendered on resume. A job whose every note is seeded
+    below 2**32 drew the same noise then, and keeps the key it had."""
+    from test_timbre import melody, write_midi
+
+    from audiogan import weights
+    from audiogan.render.engine import job_key
+    from audiogan.render.kinds import make_renderers
+
+    sf.write(tmp_path / "tune.wav", melody(), 16000)  # 5 notes; 2.8 s: 176 analysis frames at the model's 16 kHz
+    sf.write(tmp_path / "tune8k.wav", melody(8000), 8000)  # as many frames: they are the model's
+    write_midi(tmp_path / "song.mid", [(60, 0.0, 0.5), (67, 0.5, 1.0)])
+    notes = {"kind": "notes", "pitch": 60, "instrument": "violin"}
+    convert = {"kind": "convert", "input": "tune.wav", "to": "violin"}
+    midi = {"kind": "midi", "input": "song.mid", "instrument": "violin"}
+    size = (tmp_path / "song.mid").stat().st_size
+    lines = {  # output -> (line, marked: a note of it may be seeded 2**32 or more)
+        "n0.wav": ({**notes, "seed": 0}, False), "n1.wav": ({**notes, "seed": 2**32 - 1}, False),
+        "n2.wav": ({**notes, "seed": 2**32}, True), "n3.wav": ({**notes, "seed": 2**64 - 1}, True),
+        "c0.wav": ({**convert, "seed": 3}, False), "c1.wav": ({**convert, "seed": 2**32 - 200}, False),
+        "c2.wav": ({**convert, "seed": 2**32 - 4}, True), "c3.wav": ({**convert, "seed": 2**32 + 3}, True),
+        "c4.wav": ({**convert, "input": "tune8k.wav", "seed": 2**32 - 150}, True),
+        "m0.wav": ({**midi, "seed": 3}, False), "m1.wav": ({**midi, "seed": 2**32 - size}, False),
+        "m2.wav": ({**midi, "seed": 2**32 - 1}, True), "m3.wav": ({**midi, "seed": 2**63}, True),
+        "derived.wav": (notes, None),  # seeded from its path
+    }
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", [{**line, "output": name}
+                                                                   for name, (line, _) in lines.items()]))
+    assert not manifest.errors and len(manifest.jobs) == len(lines)
+    renderers = make_renderers()
+    timbre = weights.identity(weights.resolve("default", "timbre"))
+    for job in manifest.jobs:
+        marked = lines[job.output][1]
+        if marked is None:
+            marked = job.seed >= 2**32
+        before = f"{job.key}:{timbre}" + ("+seeds=library" if job.kind != "notes" else "")
+        assert job_key(job, renderers[job.kind]) == before + "+seeds=64bit" * marked, job.output
+    assert not renderers["notes"].models and not renderers["convert"].models  # keyed from cards alone
+
+
+def test_resume_rerenders_notes_an_old_release_seeded_by_32_bits(tmp_path, tiny_timbre):
+    """A render made before seeds reached past 32 bits: its note seeded 2**32 + 5 is the take of seed 5, and
+    is re-rendered as its own; the note seeded 5 is the same note and is kept."""
+    from audiogan.timbre import TimbreModel
+
+    model = str(tiny_timbre[0])
+    lines = [{"kind": "notes", "pitch": 60, "instrument": "violin", "model": model, "seconds": 0.25,
+              "output": name, "seed": seed} for name, seed in (("small.wav", 5), ("large.wav", 2**32 + 5))]
+    manifest = read_manifest(write_jsonl(tmp_path / "jobs.jsonl", lines))
+    out = tmp_path / "render"
+    assert run(manifest.jobs, str(out), device="cpu", progress=False).rendered == 2
+    new_take, _ = sf.read(out / "large.wav", dtype="float32")
+    # As the old release left it: the seed-5 take under both names, logged with the keys it made.
+    (out / "large.wav").write_bytes((out / "small.wav").read_bytes())
+    state = out / STATE_FILE
+    entries = [json.loads(line) for line in state.read_text().splitlines()]
+    assert {e["output"]: e["key"].endswith("+seeds=64bit") for e in entries} == {"small.wav": False, "large.wav": True}
+    state.write_text("".join(json.dumps({**e, "key": e["key"].removesuffix("+seeds=64bit")}) + "\n"
+                             for e in entries))
+    summary = run(manifest.jobs, str(out), device="cpu", progress=False)
+    assert (summary.rendered, summary.skipped) == (1, 1)
+    large, _ = sf.read(out / "large.wav", dtype="float32")
+    small, _ = sf.read(out / "small.wav", dtype="float32")
+    # Rendered in a batch of its own now: the same take up to a PCM16 step (docs/render.md, Reproducibility).
+    assert np.abs(large - new_take).max() <= 1 / 32768 and np.abs(large - small).max() > 1e-2
+    note = TimbreModel.load(model, device="cpu").note(60, instrument="violin", seconds=0.25, seed=2**32 + 5)
+    np.testing.assert_allclose(large, note, atol=5e-4)  # PCM16
+    assert run(manifest.jobs, str(out), device="cpu", progress=False).skipped == 2
 
 
 def test_an_output_a_symlink_takes_outside_fails_before_rendering(tmp_path, mels):

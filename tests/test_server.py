@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -1330,6 +1331,35 @@ def test_notes_and_interpolation_over_grpc(timbre_server, tiny_timbre):
         latent = local.timbre("violin").numpy()
         (by_latent,) = client.notes([{"pitch": 60, "timbre": latent, "seed": 3, "velocity": 100}])
         np.testing.assert_allclose(by_latent.samples, expected[0], atol=1e-5)
+
+
+def test_every_uint64_seed_is_its_own_take_over_grpc(timbre_server, tiny_timbre):
+    """The wire's seeds reach the library's noise: seeds 2**32 apart (torch's generator once read only the
+    low 32 bits of a seed) give other notes, morphs and conversions, each the library's own."""
+    from test_timbre import melody
+
+    from audiogan.timbre import TimbreModel
+    from audiogan.timbre.convert import convert
+
+    local = TimbreModel.load(tiny_timbre[0], device="cpu")
+    seeds = [3, 3 + 2**32, 3 + 2**63, 2**32 - 1, 2**64 - 1]
+    buffer = io.BytesIO()
+    sf.write(buffer, melody(), 16000, format="WAV")
+    with AudioGanClient(timbre_server.target) as client:
+        notes = [n.samples for n in client.notes([{"pitch": 60, "timbre": "violin", "seed": s} for s in seeds])]
+        morphs = [client.interpolate("flute", "violin", pitch=60, steps=3, seed=s)[0] for s in seeds[:2]]
+        takes = [client.convert(buffer.getvalue(), to="violin", seed=s).samples for s in seeds[3:]]
+    np.testing.assert_allclose(np.stack(notes), local.generate([60] * 5, ["violin"] * 5, seeds=seeds), atol=1e-5)
+    for one, other in itertools.combinations(notes, 2):
+        assert np.abs(one - other).max() > 1e-3
+    for got, seed in zip(morphs, seeds, strict=False):
+        want, _ = local.interpolate("flute", "violin", pitch=60, steps=3, seed=seed)
+        np.testing.assert_allclose(np.stack([m.samples for m in got]), want, atol=1e-5)
+    assert np.abs(morphs[0][1].samples - morphs[1][1].samples).max() > 1e-3
+    for got, seed in zip(takes, seeds[3:], strict=True):
+        # The server's thread count rounds the generator differently (test_conversion_over_grpc).
+        np.testing.assert_allclose(got, convert(local, melody(), 16000, "violin", seed=seed), atol=5e-4)
+    assert np.abs(takes[0] - takes[1]).max() > 1e-2
 
 
 def client_cli(target: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -479,6 +479,58 @@ def test_seeds_are_whole_numbers_up_to_64_bits_each_its_own_note(timbre_model):
     assert np.isfinite(top).all() and np.abs(top - timbre_model.note(60, instrument="violin", seed=0)).max() > 1e-3
     np.testing.assert_array_equal(timbre_model.note(60, instrument="violin", seed=np.int64(5)),
                                   timbre_model.note(60, instrument="violin", seed=5))
+    # torch's generator reads a seed's low 32 bits: these seeds once shared one note.
+    for low in (5, 2**32 - 1):
+        seeds = [low, low + 2**32, low + 2**63, low + 2**64 - 2**32]
+        notes = [timbre_model.note(60, instrument="violin", seed=s) for s in seeds]
+        for (a, one), (b, other) in itertools.combinations(zip(seeds, notes, strict=True), 2):
+            assert np.abs(one - other).max() > 1e-3, (a, b)
+        batch = timbre_model.generate([60] * 4, ["violin"] * 4, seeds=seeds)
+        np.testing.assert_allclose(batch, np.stack(notes), atol=1e-5)  # a batch seeds each note as alone
+
+
+def test_seeds_below_2_32_keep_torchs_noise_bit_for_bit(timbre_model):
+    """Notes made before seeds reached past 32 bits come out the same: the generator is handed exactly the
+    noise torch's generator draws for the seed, in a batch, alone, and when inverting."""
+    from audiogan.timbre.inference import seed_noise
+
+    dim = timbre_model.cfg.latent_dim
+    seeds = [0, 1, 5, 123456789, 2**31 + 7, 2**32 - 1]
+    torch_noise = torch.stack([torch.randn(dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    assert torch.equal(seed_noise(seeds, dim), torch_noise)
+    heard: list[torch.Tensor] = []
+    hook = timbre_model.G.register_forward_pre_hook(lambda _, args: heard.append(args[0].detach().cpu().clone()))
+    try:
+        timbre_model.generate([60] * len(seeds), ["violin"] * len(seeds), seeds=seeds)
+        timbre_model.note(60, instrument="flute", seed=seeds[3])
+        timbre_model.invert(melody()[:16000], 16000, pitch=60, steps=1, seed=seeds[4])
+    finally:
+        hook.remove()
+    assert torch.equal(heard[0], torch_noise)
+    assert torch.equal(heard[1], torch_noise[3:4]) and torch.equal(heard[2], torch_noise[4:5])
+
+
+def test_seeds_past_32_bits_draw_standard_normal_noise_of_their_own():
+    from audiogan.timbre.inference import SEED_MAX, seed_noise
+
+    seeds = [2**32 + i for i in range(500)] + [SEED_MAX - i for i in range(500)]
+    noise = seed_noise(seeds, 256)
+    assert noise.dtype == torch.float32 and noise.shape == (1000, 256)
+    assert torch.equal(seed_noise(seeds[::-1], 256), noise.flip(0))  # each seed's own, whatever its company
+    values = noise.double().flatten().numpy()
+    n = len(values)
+    assert abs(values.mean()) < 5 / n**0.5 and abs(values.var() - 1) < 5 * (2 / n) ** 0.5
+    from scipy import stats
+
+    assert stats.kstest(values, "norm").pvalue > 1e-3
+    # No two seeds share noise, nor do neighbouring seeds move together.
+    assert len({row.numpy().tobytes() for row in noise}) == len(seeds)
+    correlation = np.corrcoef(noise[:500].numpy())[np.triu_indices(500, 1)]
+    assert np.abs(correlation).max() < 6 / 256**0.5
+    assert seed_noise([2**40], 3).shape == (1, 3) and seed_noise([], 3).shape == (0, 3)
+    for bad in (-1, 2**64, 1.5):
+        with pytest.raises(ValueError, match=r"is not a whole number in 0\.\.2\*\*64-1$"):
+            seed_noise([bad], 3)
 
 
 def test_a_missing_midi_file_is_named_as_missing(tmp_path):
@@ -599,6 +651,21 @@ def test_a_conversion_made_in_passes_is_the_conversion_made_at_once(timbre_model
     mix.add(plan.events, plan.notes(timbre_model, 7))  # every note in one call
     whole = plan.level(mix)
     np.testing.assert_array_equal(convert(timbre_model, wave, 16000, name, seed=7, progress=True), whole)
+
+
+def test_pieces_seeded_2_32_apart_are_other_takes(timbre_model):
+    """A piece's note i takes seed + i. Seeds 2**32 - 1 and 2**64 - 1 once gave the same conversion (their
+    notes' seeds agree in their low 32 bits), as did 5 and 5 + 2**32."""
+    from audiogan.timbre.convert import convert
+    from audiogan.timbre.inference import note_seeds
+
+    assert note_seeds(2**64 - 1, 0, 3) == [2**64 - 1, 0, 1] and note_seeds(2**32 - 1, 1, 2) == [2**32, 2**32 + 1]
+    wave = melody()
+    takes = {seed: convert(timbre_model, wave, 16000, "violin", seed=seed)
+             for seed in (5, 5 + 2**32, 2**32 - 1, 2**64 - 1)}
+    assert all(np.isfinite(t).all() and len(t) == len(wave) for t in takes.values())
+    assert np.abs(takes[5] - takes[5 + 2**32]).max() > 1e-3
+    assert np.abs(takes[2**32 - 1] - takes[2**64 - 1]).max() > 1e-3
 
 
 def test_analysis_finds_the_melody():

@@ -88,8 +88,9 @@ def _failed(out: OutputDir, summary: Summary, job: Job, reason: str) -> None:
 
 
 def job_key(job: Job, renderer: Renderer) -> str:
-    """The resume key: the job's parameters and seed plus the identity of the weights that render it."""
-    return f"{job.key}:{renderer.model_id(renderer.group(job))}"
+    """The resume key: the job's parameters and seed plus the identity of the weights that render it, and how
+    its noise is drawn where that changed."""
+    return f"{job.key}:{renderer.model_id(renderer.group(job))}{renderer.seeding(job)}"
 
 
 ENGINES = ("local", "ray")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -21,7 +22,8 @@ from audiogan.config import from_dict
 from audiogan.render.joblog import working_on
 from audiogan.render.manifest import Job
 from audiogan.timbre import TimbreModel
-from audiogan.timbre.inference import note_problem, resolve_instrument
+from audiogan.timbre.analysis import HOP
+from audiogan.timbre.inference import TORCH_SEEDS, note_problem, resolve_instrument
 from audiogan.timbre.model import NoteGANConfig
 from audiogan.tts import TTS
 from audiogan.tts.lexicon import Lexicon
@@ -171,6 +173,11 @@ class Renderer(ABC):
     def model_id(self, group: str) -> str:
         """Identifies the weights: outputs rendered by other weights are re-rendered on resume."""
 
+    def seeding(self, job: Job) -> str:
+        """Marks, in the resume key, a job whose noise this code draws otherwise than an earlier release did, so
+        that resume re-renders what that release made instead of keeping the other take."""
+        return ""
+
 
 def _refinement(config: VocoderConfig) -> int | None:
     """The phase refinement a vocoder runs with (None: a generator without one)."""
@@ -317,6 +324,7 @@ class NotesRenderer(Renderer):
         self.device = device
         self.models: dict[str, TimbreModel] = {}
         self.ids: dict[str, str] = {}
+        self.rates: dict[str, int] = {}
         self.lock = threading.Lock()
 
     def model(self, name: str) -> TimbreModel:
@@ -344,22 +352,40 @@ class NotesRenderer(Renderer):
     def sample_rate(self, group: str) -> int:
         return self.model(json.loads(group)[0]).sample_rate
 
-    # Marks outputs whose notes this code seeds otherwise than an earlier release did, so that resume
-    # re-renders them instead of keeping the other take.
-    seeding = ""
-
     def model_id(self, group: str) -> str:
         name = json.loads(group)[0]
         with self.lock:
             if name not in self.ids:
-                self.ids[name] = weights.identity(weights.resolve(name, "timbre")) + self.seeding
+                self.ids[name] = weights.identity(weights.resolve(name, "timbre"))
             return self.ids[name]
+
+    def card_rate(self, name: str) -> int:
+        """The sample rate of a model, from its card: keying jobs loads no model."""
+        with self.lock:
+            if name not in self.rates:
+                card = weights.read_card(weights.resolve(name, "timbre"), "timbre")
+                self.rates[name] = from_dict(NoteGANConfig, card["config"]).spectral.sample_rate
+            return self.rates[name]
+
+    reseeded = ""  # how this kind's notes were seeded otherwise before, for seeding()
+
+    def most_notes(self, job: Job) -> int:
+        """At least as many notes as the job plays: its notes take seeds job.seed and up."""
+        return 1
+
+    def seeding(self, job: Job) -> str:
+        # Until 2026-12 a note seeded 2**32 or more drew the noise of the seed's low 32 bits.
+        try:
+            wide = job.seed >= TORCH_SEEDS or job.seed + self.most_notes(job) > TORCH_SEEDS
+        except (OSError, RuntimeError, ValueError):  # an unreadable input or card: the job fails with its reason
+            wide = False                              # where it is prepared
+        return self.reseeded + "+seeds=64bit" * wide
 
 
 class ConvertRenderer(NotesRenderer):
     """Recording conversion: analysis in the worker threads, note generation batched per recording."""
 
-    seeding = "+seeds=library"  # until 2026-12 their notes took seed % 2**31, not the library's seed
+    reseeded = "+seeds=library"  # until 2026-12 their notes took seed % 2**31, not the library's seed
 
     cpu_batch_size = 1  # each recording is rendered on its own: a batch only groups them
 
@@ -368,6 +394,12 @@ class ConvertRenderer(NotesRenderer):
 
     def length(self, job: Job) -> int:
         return int(sf.info(job.params["input"]).frames)
+
+    def most_notes(self, job: Job) -> int:
+        # Each note starts on an analysis frame of its own, HOP samples apart in the recording resampled to
+        # the model's rate; the last frame may hang past its end.
+        info = sf.info(job.params["input"])
+        return math.ceil(info.frames * self.card_rate(job.params.get("model", "default")) / info.samplerate / HOP) + 2
 
     def prepare(self, job: Job) -> tuple[np.ndarray, int, Job]:
         wave, rate = load_audio(job.params["input"])
@@ -389,7 +421,7 @@ class ConvertRenderer(NotesRenderer):
 class MidiRenderer(NotesRenderer):
     """MIDI files: each rendered whole (its notes batched), optionally morphing from one timbre to another."""
 
-    seeding = "+seeds=library"  # until 2026-12 their notes took seed % 2**31, not the library's seed
+    reseeded = "+seeds=library"  # until 2026-12 their notes took seed % 2**31, not the library's seed
 
     cpu_batch_size = 1  # each file is rendered on its own: a batch only groups them
 
@@ -398,6 +430,9 @@ class MidiRenderer(NotesRenderer):
 
     def length(self, job: Job) -> int:
         return Path(job.params["input"]).stat().st_size
+
+    def most_notes(self, job: Job) -> int:
+        return self.length(job)  # each note's note-on takes 3 bytes of the file or more
 
     def prepare(self, job: Job) -> Job:
         return job

@@ -23,11 +23,12 @@ from audiogan.vocoder.inference import pick_device
 Timbre = str | Sequence[float] | torch.Tensor
 SILENCE = 1e-4  # a peak below -80 dBFS: nothing to match
 MODES = ("slerp", "lerp")  # ways of mixing two timbres: spherical or straight-line interpolation
-# Every seed, everywhere (library, `audiogan --seed`, render manifests, the wire's uint64): torch's generator
-# takes no more (2**64 failed with "Overflow when unpacking long long"); audiogan-client has the same range.
-# Its CPU generator draws from a seed's low 32 bits only: seeds 2**32 apart give the same noise.
+# Every seed, everywhere (library, `audiogan --seed`, render manifests, audiogan-client): what the wire's uint64
+# holds. Each seed draws noise of its own (seed_noise).
 SEED_MAX = 2**64 - 1
 SEED_RANGE = "a whole number in 0..2**64-1"
+# Seeds below this draw torch's noise: its CPU generator reads a seed's low 32 bits only.
+TORCH_SEEDS = 2**32
 
 
 def seed_problem(seed: object) -> str | None:
@@ -37,12 +38,41 @@ def seed_problem(seed: object) -> str | None:
     return f"{seed!r} is not {SEED_RANGE}"
 
 
+def check_seed(seed: object) -> None:
+    if problem := seed_problem(seed):
+        raise ValueError(f"seed {problem}")
+
+
 def note_seeds(seed: int, start: int, count: int) -> list[int]:
     """The seeds of notes ``start`` .. ``start + count - 1`` of a piece seeded ``seed`` (conversion, MIDI): note
     i takes seed + i, wrapped, so that the largest seed also plays a piece of many notes."""
-    if problem := seed_problem(seed):
-        raise ValueError(f"seed {problem}")
+    check_seed(seed)
     return [(seed + i) % (SEED_MAX + 1) for i in range(start, start + count)]
+
+
+def seed_noise(seeds: Sequence[int], dim: int) -> torch.Tensor:
+    """Each seed's latent noise: [len(seeds), dim] float32 standard normals on the CPU, the same for the same
+    seed and another for every other seed.
+
+    torch's generator gave seeds 2**32 apart the same noise, so a seed below 2**32 keeps torch's noise, bit
+    for bit what it always drew, and a larger one draws from Philox keyed by the whole seed instead."""
+    for s in seeds:
+        check_seed(s)
+    rows = [torch.randn(dim, generator=torch.Generator().manual_seed(int(s))) if s < TORCH_SEEDS
+            else torch.from_numpy(_philox_normals(int(s), dim)) for s in seeds]
+    return torch.stack(rows) if rows else torch.empty(0, dim)
+
+
+def _philox_normals(key: int, dim: int) -> np.ndarray:
+    """``dim`` float32 standard normals from Philox's raw stream under ``key`` (Box-Muller in float64).
+    NumPy keeps a bit generator's raw stream from version to version but not Generator's distributions
+    (its policy names moving normals to another algorithm as allowed), so the normals are made here; the
+    rounding to float32 hides the last-bit differences of one platform's log and cos from another's."""
+    pairs = (dim + 1) // 2
+    bits = np.random.Philox(key=key).random_raw(2 * pairs).reshape(2, pairs) >> np.uint64(11)
+    radius = np.sqrt(-2.0 * np.log((bits[0] + 1) * 2.0**-53))  # u in (0, 1]: log(0) cannot happen
+    angle = 2 * np.pi * bits[1] * 2.0**-53
+    return np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1).reshape(-1)[:dim].astype(np.float32)
 
 
 def note_problem(cfg: NoteGANConfig, pitch: int, seconds: float | None) -> str | None:
@@ -148,10 +178,7 @@ class TimbreModel:
         takes = name if names_only else f"{name} or a timbre latent ({self.cfg.timbre_dim} numbers)"
         raise ValueError(f"{argument} takes {takes}, not {type(spec).__name__} {spec!r}")
 
-    @staticmethod
-    def check_seed(seed: int) -> None:
-        if problem := seed_problem(seed):
-            raise ValueError(f"seed {problem}")
+    check_seed = staticmethod(check_seed)
 
     def _check(self, pitch: int, velocity: int, seconds: float | None) -> None:
         for name, value in (("pitch", pitch), ("velocity", velocity)):  # 60.5 once ran as 60, or crashed in torch
@@ -189,8 +216,7 @@ class TimbreModel:
 
     def _generate(self, pitches: Sequence[int], timbres: Sequence[Timbre], velocities: list[int], seeds: list[int],
                   seconds: float | None) -> np.ndarray:
-        z = torch.stack([torch.randn(self.cfg.latent_dim, generator=torch.Generator().manual_seed(int(s)))
-                         for s in seeds]).to(self.device)
+        z = seed_noise(seeds, self.cfg.latent_dim).to(self.device)
         timbre = torch.stack([self.timbre(t) for t in timbres])
         spec = self.G(z, torch.tensor(list(pitches), device=self.device), timbre,
                       torch.tensor(velocities, device=self.device))
@@ -328,7 +354,7 @@ class TimbreModel:
         target_wave[0, : len(clip)] = clip
         target = self.spectral.encode(target_wave)[:, 0]
         target = target - target.mean()
-        z = torch.randn(1, self.cfg.latent_dim, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        z = seed_noise([seed], self.cfg.latent_dim).to(self.device)
         with torch.no_grad():
             start = self.G.instrument.weight.mean(0, keepdim=True)
         latent = start.clone().requires_grad_(True)
