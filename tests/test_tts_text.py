@@ -111,8 +111,48 @@ ENDS_AFTER_ABBREVIATIONS = [
                  marks=pytest.mark.xfail(strict=True, reason="a participle after a name looks like a verb")),
 ]
 
+# Held out: written before the rule that reads "Washington, D.C. Years later" and "the U.S. Army based in" was
+# chosen, half ending a sentence, half reading on, over the abbreviations the table above uses and others.
+HELD_OUT_ENDS = [
+    pytest.param("They moved to the U.S. Decades later they returned.",
+                 ["They moved to the U.S.", "Decades later they returned."],
+                 marks=pytest.mark.xfail(strict=True, reason="a subject without its verb after it reads as a name")),
+    pytest.param("The firm opened an office in Washington, D.C. Clients came from all over.",
+                 ["The firm opened an office in Washington, D.C.", "Clients came from all over."],
+                 marks=pytest.mark.xfail(strict=True, reason="an irregular past tense is not seen as a verb")),
+    pytest.param("We walked down Baker St. Rain began to fall.", ["We walked down Baker St.", "Rain began to fall."],
+                 marks=pytest.mark.xfail(strict=True, reason="an irregular past tense is not seen as a verb")),
+    ("Her father was Robert Smith Jr. Nobody called him that.", ["Her father was Robert Smith Jr.",
+                                                                 "Nobody called him that."]),
+    ("The package arrived at 7 a.m. Breakfast was already cold.", ["The package arrived at 7 a.m.",
+                                                                   "Breakfast was already cold."]),
+    ("He bought shares in Globex Inc. Analysts were surprised.", ["He bought shares in Globex Inc.",
+                                                                  "Analysts were surprised."]),
+    ("The plant is run by Northwind Ltd. Its owners live abroad.", ["The plant is run by Northwind Ltd.",
+                                                                    "Its owners live abroad."]),
+    ("The answer was no. Everyone went home.", ["The answer was no.", "Everyone went home."]),
+    ("Most of the staff came from the U.K. Many stayed for years.", ["Most of the staff came from the U.K.",
+                                                                     "Many stayed for years."]),
+    ("She packed pens, paper, tape, etc. Friends helped her move.", ["She packed pens, paper, tape, etc.",
+                                                                     "Friends helped her move."]),
+    ("The U.S. Army based in Germany was reduced.", ["The U.S. Army based in Germany was reduced."]),
+    ("Troops from the U.S. Army stationed in Italy returned home.",
+     ["Troops from the U.S. Army stationed in Italy returned home."]),
+    ("Officials from the U.K. Foreign Office attended.", ["Officials from the U.K. Foreign Office attended."]),
+    ("She was treated at St. Mary's Hospital in London.", ["She was treated at St. Mary's Hospital in London."]),
+    ("Officers of the Washington, D.C. Police Department arrived.",
+     ["Officers of the Washington, D.C. Police Department arrived."]),
+    ("The train leaves at 6 p.m. Friday from platform 2.", ["The train leaves at 6 p.m. Friday from platform 2."]),
+    ("Room No. 12 is on the left.", ["Room No. 12 is on the left."]),
+    pytest.param("Acme Inc. Chief Executive Jane Doe resigned.", ["Acme Inc. Chief Executive Jane Doe resigned."],
+                 marks=pytest.mark.xfail(strict=True, reason="a company's suffix ends one before any capital")),
+    pytest.param("Martin Luther King Jr. Day falls in January.", ["Martin Luther King Jr. Day falls in January."],
+                 marks=pytest.mark.xfail(strict=True, reason="a name's suffix ends one before any capital")),
+    ("He lectured at the U.S. Naval Academy for a decade.", ["He lectured at the U.S. Naval Academy for a decade."]),
+]
 
-@pytest.mark.parametrize(("text", "sentences"), ENDS_AFTER_ABBREVIATIONS)
+
+@pytest.mark.parametrize(("text", "sentences"), ENDS_AFTER_ABBREVIATIONS + HELD_OUT_ENDS)
 def test_a_sentence_ends_after_an_abbreviation_by_its_kind_and_the_next_words(text, sentences):
     assert split_sentences(text) == sentences
     # The normaliser keeps a period at each end and none inside: "U.S." is read "yoo ess." only at its end.
