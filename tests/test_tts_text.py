@@ -60,7 +60,8 @@ def test_abbreviations_end_a_sentence_where_the_splitter_and_the_normaliser_agre
 
 # Where a sentence ends after an abbreviation, written down before the rule was chosen (the first 36), half
 # ending one, half reading on into a name. 28 of these 40 were right when a letter abbreviation ended one
-# only before a listed word; 38 are, now that what the abbreviation is for and the words after it decide.
+# only before a listed word; 38 when what the abbreviation is for and the words after it decided; all 40 now
+# that a state after its city closes a place, a span of time opens a clause and a body's name reads on.
 ENDS_AFTER_ABBREVIATIONS = [
     ("He grew up in the U.S. People moved west.", ["He grew up in the U.S.", "People moved west."]),
     ("We met at 5 p.m. We left.", ["We met at 5 p.m.", "We left."]),
@@ -75,9 +76,8 @@ ENDS_AFTER_ABBREVIATIONS = [
     ("She moved to the U.K. Her sister stayed.", ["She moved to the U.K.", "Her sister stayed."]),
     ("He flew back to the U.S. Nobody noticed.", ["He flew back to the U.S.", "Nobody noticed."]),
     ("The shop opens at 10 a.m. Customers queue outside.", ["The shop opens at 10 a.m.", "Customers queue outside."]),
-    pytest.param("They lived in Washington, D.C. Years later they left.",
-                 ["They lived in Washington, D.C.", "Years later they left."],
-                 marks=pytest.mark.xfail(strict=True, reason="a subject without its verb after it reads as a name")),
+    ("They lived in Washington, D.C. Years later they left.", ["They lived in Washington, D.C.",
+                                                               "Years later they left."]),
     ("The talks ended at 4 p.m. Nothing was agreed.", ["The talks ended at 4 p.m.", "Nothing was agreed."]),
     ("He studied in the U.S. Prices were high there.", ["He studied in the U.S.", "Prices were high there."]),
     ("Write to Acme Corp. Someone will answer.", ["Write to Acme Corp.", "Someone will answer."]),
@@ -107,12 +107,62 @@ ENDS_AFTER_ABBREVIATIONS = [
     ("They landed in the U.K. Officials were waiting.", ["They landed in the U.K.", "Officials were waiting."]),
     ("Prices rose in Jan. Shoppers complained.", ["Prices rose in Jan.", "Shoppers complained."]),
     ("He said the U.S. Senate voted.", ["He said the U.S. Senate voted."]),
-    pytest.param("He served in the U.S. Army based in Texas.", ["He served in the U.S. Army based in Texas."],
-                 marks=pytest.mark.xfail(strict=True, reason="a participle after a name looks like a verb")),
+    ("He served in the U.S. Army based in Texas.", ["He served in the U.S. Army based in Texas."]),
+    # Added with the rule that got the two above: the sentence before decides after a city's state, and a
+    # plural span of time opens one only before a word that places it in time.
+    ("They lived in Washington, D.C. Police arrested two men.", ["They lived in Washington, D.C.",
+                                                                 "Police arrested two men."]),
+    ("Officers of the Washington, D.C. Police arrested two men.",
+     ["Officers of the Washington, D.C. Police arrested two men."]),
+    # A month before the comma is no city.
+    ("He said that in March, U.S. Steel shares fell.", ["He said that in March, U.S. Steel shares fell."]),
+    ("Malcolm X. Years later he died.", ["Malcolm X.", "Years later he died."]),
+    ("Dr. J. Weeks wrote the report.", ["Dr. J. Weeks wrote the report."]),
+]
+
+# Held out: written before the rule that reads "Washington, D.C. Years later" and "the U.S. Army based in" was
+# chosen, half ending a sentence, half reading on, over the abbreviations the table above uses and others.
+# 15 of these 20 were right before that rule, 17 after.
+HELD_OUT_ENDS = [
+    ("They moved to the U.S. Decades later they returned.", ["They moved to the U.S.",
+                                                             "Decades later they returned."]),
+    ("The firm opened an office in Washington, D.C. Clients came from all over.",
+     ["The firm opened an office in Washington, D.C.", "Clients came from all over."]),
+    pytest.param("We walked down Baker St. Rain began to fall.", ["We walked down Baker St.", "Rain began to fall."],
+                 marks=pytest.mark.xfail(strict=True, reason="no verb list: 'began' is not seen as one")),
+    ("Her father was Robert Smith Jr. Nobody called him that.", ["Her father was Robert Smith Jr.",
+                                                                 "Nobody called him that."]),
+    ("The package arrived at 7 a.m. Breakfast was already cold.", ["The package arrived at 7 a.m.",
+                                                                   "Breakfast was already cold."]),
+    ("He bought shares in Globex Inc. Analysts were surprised.", ["He bought shares in Globex Inc.",
+                                                                  "Analysts were surprised."]),
+    ("The plant is run by Northwind Ltd. Its owners live abroad.", ["The plant is run by Northwind Ltd.",
+                                                                    "Its owners live abroad."]),
+    ("The answer was no. Everyone went home.", ["The answer was no.", "Everyone went home."]),
+    ("Most of the staff came from the U.K. Many stayed for years.", ["Most of the staff came from the U.K.",
+                                                                     "Many stayed for years."]),
+    ("She packed pens, paper, tape, etc. Friends helped her move.", ["She packed pens, paper, tape, etc.",
+                                                                     "Friends helped her move."]),
+    ("The U.S. Army based in Germany was reduced.", ["The U.S. Army based in Germany was reduced."]),
+    ("Troops from the U.S. Army stationed in Italy returned home.",
+     ["Troops from the U.S. Army stationed in Italy returned home."]),
+    ("Officials from the U.K. Foreign Office attended.", ["Officials from the U.K. Foreign Office attended."]),
+    ("She was treated at St. Mary's Hospital in London.", ["She was treated at St. Mary's Hospital in London."]),
+    ("Officers of the Washington, D.C. Police Department arrived.",
+     ["Officers of the Washington, D.C. Police Department arrived."]),
+    ("The train leaves at 6 p.m. Friday from platform 2.", ["The train leaves at 6 p.m. Friday from platform 2."]),
+    ("Room No. 12 is on the left.", ["Room No. 12 is on the left."]),
+    pytest.param("Acme Inc. Chief Executive Jane Doe resigned.", ["Acme Inc. Chief Executive Jane Doe resigned."],
+                 marks=pytest.mark.xfail(strict=True, reason="a company's suffix ends one before any capital")),
+    # Ambiguous in form: "by Martin Luther King Jr. Crowds cheered" ends one with the same shape; only knowing
+    # the holiday's name tells, and a list of such names would be a list of answers.
+    pytest.param("Martin Luther King Jr. Day falls in January.", ["Martin Luther King Jr. Day falls in January."],
+                 marks=pytest.mark.xfail(strict=True, reason="a name's suffix ends one before any capital")),
+    ("He lectured at the U.S. Naval Academy for a decade.", ["He lectured at the U.S. Naval Academy for a decade."]),
 ]
 
 
-@pytest.mark.parametrize(("text", "sentences"), ENDS_AFTER_ABBREVIATIONS)
+@pytest.mark.parametrize(("text", "sentences"), ENDS_AFTER_ABBREVIATIONS + HELD_OUT_ENDS)
 def test_a_sentence_ends_after_an_abbreviation_by_its_kind_and_the_next_words(text, sentences):
     assert split_sentences(text) == sentences
     # The normaliser keeps a period at each end and none inside: "U.S." is read "yoo ess." only at its end.

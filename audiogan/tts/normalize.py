@@ -843,16 +843,41 @@ def _normalize(text: str) -> str:
 #   one or modify a name ("the U.S. Army", "Elm Dr. Lee"): they end one before a function word ("the U.S.
 #   Then", "Nobody"), or before a subject with its verb ("People moved", "Prices were") where they close a
 #   prepositional phrase in a sentence with words of its own ("He grew up in the U.S. People moved"); "said
-#   the U.S. Senate voted" and "The U.S. Senate voted" read on;
+#   the U.S. Senate voted" and "The U.S. Senate voted" read on. A country's or an organisation's letters
+#   before one of its bodies name that body ("the U.S. Army based in Texas", "the E.U. Commission"), whatever
+#   follows; a state's or district's letters after its city and a comma ("Washington, D.C.") close a place
+#   name, so that in a sentence with words of its own any other capitalised word with a lower-case word after
+#   it opens a new one ("They lived in Washington, D.C. Police arrested", but "Officers of the Washington,
+#   D.C. Police arrested");
 # - "No.", "Vol.", "p." and the like read on before a number ("no. 7"), and otherwise end one as any word;
 # - all others ("etc.", "Inc.", "Jr.", "Fri.") end one before a capital or a number, as any word's period
 #   does: they close a list or a name ("Apple Inc. Shares rose").
+# Wherever an abbreviation may end one, a span of time before its sentence's words ("Years later", "Two days
+# after that") opens a clause, as a function word does: no name goes on with it.
 _STREET = re.compile(_STREET_NAME + r"(?:Dr|St)\.$")
 _BEFORE_NAMES = re.compile(r"\b(?i:" + "|".join(re.escape(a) for a in [*TITLES, "st", "ft"]) + r")\.$")
 _INITIAL = re.compile(r"(?<![\w.])(?:([A-Z][a-z]+\.?)\s+)?([A-Z])\.$")
 _CLOCK = re.compile(r"(?<![\w.])(?i:[ap]\.m)\.$")
-_MODIFIERS = re.compile(r"(?:(?<![\w.])(?:[A-Za-z]\.){2,}|\b(?i:" + "|".join(
+_LETTERS = r"(?<![\w.])(?:[A-Za-z]\.){2,}"
+_MODIFIERS = re.compile(r"(?:" + _LETTERS + r"|\b(?i:" + "|".join(
     ["sept", *(m[:3].lower() for m in MONTHS)]) + r")\.)$")
+_LETTERS_END = re.compile(_LETTERS + "$")
+# A state's or a district's letters after its city: "Washington, D.C.", "Albany, N.Y." (see ``_after_a_city``).
+_AFTER_CITY = re.compile(r"(?<![\w.])([A-Z][a-z][\w'-]*),\s+(?:[A-Z]\.){2}$")
+# The bodies of a country or an organisation, which its letters name ("the U.S. Army", "the U.N. Council"):
+# singular count nouns, which need a determiner to be a subject ("Army based in Texas", "Senate voted" open
+# no sentence). Not those a sentence opens with bare: "Congress", "Parliament", "Police", "Marines".
+INSTITUTIONS = frozenset({
+    "army", "navy", "guard", "corps", "command", "senate", "house", "government", "administration", "cabinet",
+    "embassy", "consulate", "mission", "delegation", "department", "ministry", "office", "bureau", "agency",
+    "authority", "service", "court", "treasury", "mint", "commission", "council", "assembly", "academy", "team"})
+# Spans of time, which open a clause counted ("Two days later") or in the plural before a word that places
+# them in time ("Years later", "Decades ago"; "J. Weeks wrote" is a name).
+TIME_SPANS = frozenset({
+    "second", "minute", "hour", "day", "night", "week", "month", "year", "decade", "century", "moment",
+    "generation", "seconds", "minutes", "hours", "days", "nights", "weeks", "months", "years", "decades",
+    "centuries", "moments", "generations"})
+RELATIVE_TIME = frozenset({"later", "earlier", "ago", "after", "afterwards", "afterward", "before"})
 _BEFORE_NUMBERS = re.compile(r"\b(?:" + _words(BEFORE_NUMBERS) + r")\.$", re.IGNORECASE)
 # "The answer is no. 5 people agreed": "no." after these is the word, not "number".
 _NO_AS_WORD = re.compile(r"\b(?i:is|was|were|are|said|says|say|answer|answered|replied|just|simply|that's|it's)"
@@ -911,7 +936,7 @@ def _continues(previous: str, piece: str) -> bool:
     tail, far = max(0, len(previous) - _TAIL), max(0, len(previous) - _STREET_TAIL)
     words = _FIRST_WORDS.match(piece)
     first, second = (words.group(1), words.group(2)) if words else ("", None)
-    opens = first.lower() in FUNCTION_WORDS
+    opens = first.lower() in FUNCTION_WORDS or _spans_time(first, second)
     if _CLOCK.search(previous, tail):
         return first.lower() in TIME_QUALIFIERS
     if _BEFORE_NAMES.search(previous, tail) and not _STREET.search(previous, far):
@@ -921,15 +946,38 @@ def _continues(previous: str, piece: str) -> bool:
     if _MODIFIERS.search(previous, tail) or _STREET.search(previous, far):
         if opens:
             return False
-        verb = second is not None and second[:1].islower() and (second in AUXILIARIES or second.endswith("ed"))
-        if not (verb and first[:1].isupper()):
+        if first.lower() in INSTITUTIONS and _LETTERS_END.search(previous, tail):
+            return True
+        if not (first[:1].isupper() and second is not None and second[:1].islower()):
+            return True  # a name goes on ("U.K. Prime Minister", "Jan. 5", "Elm Dr. Lee")
+        city = _after_a_city(previous, tail)
+        if not (city or second in AUXILIARIES or second.endswith("ed")):
             return True
         # The end of the sentence's text before the abbreviation (the normaliser's text holds sentences before).
         before = _SENTENCE_END.split(previous[far:len(previous) - len(previous.rsplit(None, 1)[-1])])[-1]
-        return not (_closes_a_phrase(before) and _has_own_words(before))
+        return not (_has_own_words(before) and (city or _closes_a_phrase(before)))
     if _BEFORE_NUMBERS.search(previous, tail) and not _NO_AS_WORD.search(previous, tail):
         return piece[:1].isdigit() or _ROMAN_START.match(piece) is not None  # "no. 7", "Vol. II"
     return False
+
+
+def _after_a_city(previous: str, tail: int) -> bool:
+    """Whether ``previous`` ends in a state's or a district's letters after its city. A country's letters
+    after a comma start a phrase instead: "On Friday, U.S. Officials said", "However, U.S. Troops"."""
+    city = _AFTER_CITY.search(previous, tail)
+    word = city.group(1).lower() if city else ""
+    return bool(word) and word not in FUNCTION_WORDS and word not in TIME_QUALIFIERS
+
+
+def _spans_time(first: str, second: str | None) -> bool:
+    """Whether a sentence's first words measure a span of time that opens it ("Two days later", "Years
+    ago"; see ``TIME_SPANS``)."""
+    if second is None:
+        return False
+    count = first.lower()
+    if count in TIME_SPANS:
+        return count.endswith("s") and second in RELATIVE_TIME
+    return second in TIME_SPANS and (count in ONES or count in TENS[2:])
 
 
 def _closes_a_phrase(before: str) -> bool:
