@@ -106,9 +106,10 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def measured(row: dict[str, Any]) -> dict[str, Any]:
-    """The row without NaN: a trainer's mark for a figure not measured in its window (the discriminator's,
-    before it joins). Strict JSON readers refuse NaN, in metrics.jsonl and in model cards alike."""
-    return {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+    """The row without NaN (a trainer's mark for a figure not measured in its window, the discriminator's
+    before it joins) or infinity (a diverged loss, which the row's "skipped" counts). Strict JSON readers
+    refuse both, in metrics.jsonl and in model cards alike."""
+    return {k: v for k, v in row.items() if not (isinstance(v, float) and not math.isfinite(v))}
 
 
 def finish_run(trainer: Any, row: dict[str, Any], validate: bool = True) -> dict[str, Any]:
