@@ -4,16 +4,23 @@ and a resume on data that changed since the checkpoint."""
 from __future__ import annotations
 
 import json
+import os
+import resource
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from audiogan import save_audio
+from audiogan import save_audio, weights
 from audiogan.config import load_yaml
 from audiogan.train.checkpoint import load_checkpoint
+from audiogan.train.rundir import claim_run_dir
 from audiogan.train.timbre_trainer import TimbreTrainer, TimbreTrainingConfig
+from audiogan.train.vocoder_trainer import VocoderTrainer
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -81,3 +88,52 @@ def test_weights_that_outgrew_float16_are_not_exported(tone_notes, tmp_path):
     assert not list((tmp_path / "run").glob("timbre-tiny.*"))
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt", CPU, "timbre")["step"] == 6
     strict_rows(tmp_path / "run" / "metrics.jsonl")  # diverged losses (inf) are left out, as NaN was
+
+
+# ----- a killed run, a full disk ---------------------------------------------------------------------------------
+WRITER = """
+import sys, time
+from audiogan.audio.io import write_atomic
+def half(f):
+    f.write(b"half a checkpoint")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+write_atomic(sys.argv[1], half)
+"""
+
+
+def test_a_checkpoint_write_cut_by_sigkill_leaves_the_last_whole_one_and_its_temp_file_goes(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"the last whole checkpoint")
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(run / "checkpoint.pt")], stdout=subprocess.PIPE,
+                              text=True)
+    assert writer.stdout.readline().strip() == "writing"
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=30)
+    torn = [p.name for p in run.iterdir() if p.name.startswith(".checkpoint.pt.")]
+    assert len(torn) == 1  # what each kill mid-save used to leave for good: a checkpoint-sized temp file
+    claim_run_dir(run, resume=str(run / "checkpoint.pt"))  # the resumed run
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "checkpoint.pt"]
+    assert (run / "checkpoint.pt").read_bytes() == b"the last whole checkpoint"
+
+
+def test_a_full_disk_names_the_checkpoint_and_the_export_it_could_not_write(tmp_path, demo_data_dir, tiny_config):
+    trainer = VocoderTrainer(tiny_config(), [str(demo_data_dir)], tmp_path / "run", device="cpu")
+    whole = trainer.checkpoint().read_bytes()
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(whole) // 2, limits[1]))  # what a full disk does to a write
+    try:
+        # torch's own words were "[enforce fail at inline_container.cc:672] . unexpected pos 2957504 vs ..."
+        with pytest.raises(OSError, match=rf"could not write the checkpoint of step 0 to {tmp_path}/run/checkpoint"
+                                          r"\.pt \(.+\): is the disk full\? A checkpoint written there before is"):
+            trainer.checkpoint()
+        with pytest.raises(OSError) as failed:  # weights larger than the limit
+            weights.write_weights(tmp_path / "run" / "big.safetensors", {"w": torch.ones(len(whole))}, {},
+                                  torch.float32)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    assert failed.value.filename == str(tmp_path / "run" / "big.safetensors")  # it named no file
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == whole
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")) == [".lock"]

@@ -209,6 +209,10 @@ def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], object]) -
                 f.close()  # Windows renames no open file (and there is no lock to hold)
             os.replace(tmp, path)  # still open and locked: no cleaner takes it before it has its name
         fsync_dir(path.parent)
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:  # a full disk's write error names no file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

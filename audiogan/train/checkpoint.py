@@ -15,8 +15,14 @@ from audiogan.audio.io import write_atomic
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """torch.save through ``write_atomic``: a crash never leaves half a file, and a power cut right after
-    does not lose the rename (the folder is synced too)."""
-    return write_atomic(path, lambda f: torch.save(state, f))
+    does not lose the rename (the folder is synced too). A failed write says which checkpoint it was: torch's
+    zip writer reports a full disk as "unexpected pos 2957504 vs 2957392", naming no file."""
+    try:
+        return write_atomic(path, lambda f: torch.save(state, f))
+    except (OSError, RuntimeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split("\n")[0]
+        raise OSError(f"could not write the checkpoint of step {state.get('step')} to {path} ({reason}): "
+                           f"is the disk full? A checkpoint written there before is still whole") from exc
 
 
 # What each trainer's checkpoint always holds: resume and export read these unconditionally.
