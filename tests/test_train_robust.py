@@ -4,6 +4,7 @@ and a resume on data that changed since the checkpoint."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import signal
@@ -20,6 +21,8 @@ from audiogan.config import load_yaml
 from audiogan.train.checkpoint import load_checkpoint
 from audiogan.train.rundir import claim_run_dir
 from audiogan.train.timbre_trainer import TimbreTrainer, TimbreTrainingConfig
+from audiogan.train.tts_data import statistics
+from audiogan.train.tts_trainer import TTSTrainer, TTSTrainingConfig
 from audiogan.train.vocoder_trainer import VocoderTrainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,3 +140,23 @@ def test_a_full_disk_names_the_checkpoint_and_the_export_it_could_not_write(tmp_
     assert failed.value.filename == str(tmp_path / "run" / "big.safetensors")  # it named no file
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == whole
     assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")) == [".lock"]
+
+
+# ----- a resume on changed data ----------------------------------------------------------------------------------
+def test_a_resumed_voice_keeps_the_statistics_it_was_trained_with(espeak_corpus, tmp_path):
+    """Pitch and energy are z-scored with the training clips' statistics, which the card carries to inference.
+    A resume recomputed them from the data as it is now (here: one clip more held out), so the model went on
+    learning, and was exported, with other constants than its predictors had learned."""
+    def recipe(held_out: int) -> TTSTrainingConfig:
+        cfg = load_yaml(TTSTrainingConfig, REPO / "configs" / "tts" / "tiny_test.yaml")
+        cfg.data.cache_dir, cfg.data.validation_count = str(tmp_path / "cache"), held_out
+        return cfg
+
+    checkpoint = TTSTrainer(recipe(1), [str(espeak_corpus)], tmp_path / "run", device="cpu").checkpoint()
+    trained = load_checkpoint(checkpoint, CPU, "tts")["stats"]
+    resumed = TTSTrainer(recipe(2), [str(espeak_corpus)], tmp_path / "run2", device="cpu", resume=str(checkpoint))
+    assert statistics(resumed.train_set) != trained  # the data did change
+    assert resumed.stats == trained
+    card = weights.read_card(resumed.export(tmp_path / "voice.safetensors"))
+    assert card["stats"] == trained
+    assert all(math.isfinite(v) for v in card["stats"].values())
