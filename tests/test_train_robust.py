@@ -4,6 +4,7 @@ and a resume on data that changed since the checkpoint."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import resource
@@ -160,3 +161,18 @@ def test_a_resumed_voice_keeps_the_statistics_it_was_trained_with(espeak_corpus,
     card = weights.read_card(resumed.export(tmp_path / "voice.safetensors"))
     assert card["stats"] == trained
     assert all(math.isfinite(v) for v in card["stats"].values())
+
+
+def test_a_resume_on_another_batch_size_says_so_and_a_longer_run_does_not(tmp_path, demo_data_dir, tiny_config,
+                                                                          caplog):
+    """"continue exactly" held only on the checkpoint's recipe; another batch size went on without a word."""
+    checkpoint = VocoderTrainer(tiny_config(), [str(demo_data_dir)], tmp_path / "run", device="cpu").checkpoint()
+    with caplog.at_level(logging.WARNING, "audiogan.train.checkpoint"):
+        longer = VocoderTrainer(tiny_config(max_steps=10**6, log_every=1), [str(demo_data_dir)], tmp_path / "run2",
+                                device="cpu", resume=str(checkpoint))
+        assert "changed recipe" not in caplog.text
+        VocoderTrainer(tiny_config(batch_size=3), [str(demo_data_dir)], tmp_path / "run3", device="cpu",
+                       resume=str(checkpoint))
+    assert (f"{checkpoint}: resuming with a changed recipe (train.batch_size: 2 there, 3 here): the run goes on "
+            "from the checkpoint, but not as it would have on its own recipe") in caplog.text
+    assert longer.step == 0

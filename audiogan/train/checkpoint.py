@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import reprlib
 from pathlib import Path
@@ -11,6 +12,8 @@ import numpy as np
 import torch
 
 from audiogan.audio.io import write_atomic
+
+log = logging.getLogger(__name__)
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -76,13 +79,39 @@ def check_model_config(source: str, saved: dict[str, Any], config_type: type, ow
     from audiogan.config import from_dict, to_dict
 
     theirs, ours = _flat(to_dict(from_dict(config_type, saved))), _flat(to_dict(own))
-    differing = sorted(k for k in theirs.keys() | ours.keys() if theirs.get(k) != ours.get(k))
-    if differing:
-        shown = "; ".join(f"{k}: {reprlib.repr(theirs.get(k))} there, {reprlib.repr(ours.get(k))} here"
-                          for k in differing[:6])
-        more = f" and {len(differing) - 6} more" if len(differing) > 6 else ""
+    if differing := _differences(theirs, ours, theirs.keys() | ours.keys()):
         raise ValueError(f"{source} was trained with a different model config than this recipe "
-                         f"({shown}{more}); use the recipe it was trained with")
+                         f"({differing}); use the recipe it was trained with")
+
+
+# Recipe fields that change how long a run goes on, how often it reports, or where it caches: a resume may
+# change them and still go on exactly as the checkpoint's run would have.
+BOOKKEEPING = {"max_steps", "max_minutes", "log_every", "validate_every_minutes", "checkpoint_every_minutes",
+               "snapshot_every_minutes", "diversity_every", "cache_dir"}
+
+
+def note_recipe_changes(source: str, saved: dict[str, Any], own: Any) -> None:
+    """Warn, naming the fields, when a resume's train: or data: section differs from the checkpoint's (the
+    model's is refused by :func:`check_model_config`): with another batch size, learning rate or data split
+    the run goes on, but not as it would have, which "continue exactly" promises otherwise."""
+    from audiogan.config import to_dict
+
+    ours = to_dict(own)
+    theirs, mine = ({k: v for section in ("train", "data") for k, v in _flat(tree.get(section, {}), f"{section}.")
+                     .items()} for tree in (saved, ours))
+    # Fields only one side has (a config from another version) are not a change the user made.
+    if differing := _differences(theirs, mine, {k for k in theirs.keys() & mine.keys()
+                                                if k.rsplit(".", 1)[-1] not in BOOKKEEPING}):
+        log.warning("%s: resuming with a changed recipe (%s): the run goes on from the checkpoint, but not as "
+                    "it would have on its own recipe", source, differing)
+
+
+def _differences(theirs: dict[str, Any], ours: dict[str, Any], keys: set[str]) -> str:
+    """The keys whose values differ, as "key: A there, B here; ..." (six at most), or ""."""
+    differing = sorted(k for k in keys if theirs.get(k) != ours.get(k))
+    shown = "; ".join(f"{k}: {reprlib.repr(theirs.get(k))} there, {reprlib.repr(ours.get(k))} here"
+                      for k in differing[:6])
+    return shown + (f" and {len(differing) - 6} more" if len(differing) > 6 else "")
 
 
 def _flat(tree: dict[str, Any], prefix: str = "model.") -> dict[str, Any]:

@@ -29,6 +29,7 @@ from audiogan.train.checkpoint import (
     check_model_config,
     continuation,
     load_checkpoint,
+    note_recipe_changes,
     read_export,
     rng_state,
     save_checkpoint,
@@ -160,6 +161,7 @@ class TimbreTrainer:
         ck = load_checkpoint(resume, self.device, "timbre") if resume else None
         if ck is not None:  # before the notes are encoded; the model config includes the data's instruments
             check_model_config(resume, ck["config"]["model"], NoteGANConfig, config.model)
+            note_recipe_changes(resume, ck["config"], config)
         self.spectral = NoteSpectrogram(config.model.spectral).to(self.device)
         self.records, self.specs, self.pitch, self.instrument = self._load(self.records)
         self.velocity = torch.tensor([r.velocity for r in self.records], device=self.device)

@@ -22,6 +22,7 @@ from audiogan.train.checkpoint import (
     check_model_config,
     continuation,
     load_checkpoint,
+    note_recipe_changes,
     read_export,
     rng_state,
     save_checkpoint,
@@ -149,6 +150,7 @@ class TTSTrainer:
         ck = load_checkpoint(resume, self.device, "tts") if resume else None
         if ck is not None:  # before the features are built: a recipe that does not fit fails at once
             check_model_config(resume, ck["config"]["model"], AcousticConfig, config.model)
+            note_recipe_changes(resume, ck["config"], config)
         # A continued or resumed model keeps the symbol table its embedding rows were trained for, and the
         # normalisation its pitch and energy predictors learned (the data's may have changed since).
         trained = export[1] if export else ck
