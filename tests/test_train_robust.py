@@ -58,6 +58,12 @@ def timbre_recipe(**train: object) -> TimbreTrainingConfig:
     return cfg
 
 
+def tts_recipe(tmp_path: Path, held_out: int) -> TTSTrainingConfig:
+    cfg = load_yaml(TTSTrainingConfig, REPO / "configs" / "tts" / "tiny_test.yaml")
+    cfg.data.cache_dir, cfg.data.validation_count = str(tmp_path / "cache"), held_out
+    return cfg
+
+
 def strict_rows(path: Path) -> list[dict]:
     """metrics.jsonl as a strict JSON reader takes it (no NaN, no Infinity)."""
     def refuse(constant: str) -> None:
@@ -92,6 +98,19 @@ def test_weights_that_outgrew_float16_are_not_exported(tone_notes, tmp_path):
     assert not list((tmp_path / "run").glob("timbre-tiny.*"))
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt", CPU, "timbre")["step"] == 6
     strict_rows(tmp_path / "run" / "metrics.jsonl")  # diverged losses (inf) are left out, as NaN was
+
+
+def test_a_diverging_voice_stops_on_its_guard_not_in_validation(espeak_corpus, tmp_path):
+    """A diverged acoustic model predicts no frames: drawing that empty mel for TensorBoard raised "min():
+    Expected reduction dim to be specified for input.numel() == 0" at the first validation, before the
+    non-finite guard could say what had happened."""
+    cfg = tts_recipe(tmp_path, 1)
+    cfg.train.learning_rate, cfg.train.nan_patience, cfg.train.log_every = 1e30, 3, 1
+    trainer = TTSTrainer(cfg, [str(espeak_corpus)], tmp_path / "run", device="cpu")
+    with pytest.raises(FloatingPointError, match=r"3 non-finite steps in a row at step \d+; stopping"):
+        trainer.fit()
+    assert trainer.step < cfg.train.max_steps
+    assert any("valid_length_ratio" in row for row in strict_rows(tmp_path / "run" / "metrics.jsonl"))
 
 
 # ----- a killed run, a full disk ---------------------------------------------------------------------------------
@@ -148,14 +167,10 @@ def test_a_resumed_voice_keeps_the_statistics_it_was_trained_with(espeak_corpus,
     """Pitch and energy are z-scored with the training clips' statistics, which the card carries to inference.
     A resume recomputed them from the data as it is now (here: one clip more held out), so the model went on
     learning, and was exported, with other constants than its predictors had learned."""
-    def recipe(held_out: int) -> TTSTrainingConfig:
-        cfg = load_yaml(TTSTrainingConfig, REPO / "configs" / "tts" / "tiny_test.yaml")
-        cfg.data.cache_dir, cfg.data.validation_count = str(tmp_path / "cache"), held_out
-        return cfg
-
-    checkpoint = TTSTrainer(recipe(1), [str(espeak_corpus)], tmp_path / "run", device="cpu").checkpoint()
+    data = [str(espeak_corpus)]
+    checkpoint = TTSTrainer(tts_recipe(tmp_path, 1), data, tmp_path / "run", device="cpu").checkpoint()
     trained = load_checkpoint(checkpoint, CPU, "tts")["stats"]
-    resumed = TTSTrainer(recipe(2), [str(espeak_corpus)], tmp_path / "run2", device="cpu", resume=str(checkpoint))
+    resumed = TTSTrainer(tts_recipe(tmp_path, 2), data, tmp_path / "run2", device="cpu", resume=str(checkpoint))
     assert statistics(resumed.train_set) != trained  # the data did change
     assert resumed.stats == trained
     card = weights.read_card(resumed.export(tmp_path / "voice.safetensors"))

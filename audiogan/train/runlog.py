@@ -62,8 +62,9 @@ class RunLog:
 
     def spectrogram_image(self, tag: str, spec: torch.Tensor, step: int) -> None:
         """[frequency, time] (a mel, a log-magnitude) as a greyscale image, min to max."""
-        if self.writer:
-            m = spec.float().cpu()
+        # Empty: a free-running acoustic model that predicts no frames (a young or a diverging one).
+        if self.writer and spec.numel():
+            m = spec.float().cpu().nan_to_num()
             m = (m - m.min()) / (m.max() - m.min() + 1e-8)
             self.writer.add_image(tag, m.flip(0).unsqueeze(0), step)  # low frequencies at the bottom
 
