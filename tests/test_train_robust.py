@@ -21,6 +21,7 @@ from audiogan import save_audio, weights
 from audiogan.config import load_yaml
 from audiogan.train.checkpoint import load_checkpoint
 from audiogan.train.rundir import claim_run_dir
+from audiogan.train.runlog import RunLog
 from audiogan.train.timbre_trainer import TimbreTrainer, TimbreTrainingConfig
 from audiogan.train.tts_data import statistics
 from audiogan.train.tts_trainer import TTSTrainer, TTSTrainingConfig
@@ -160,6 +161,20 @@ def test_a_full_disk_names_the_checkpoint_and_the_export_it_could_not_write(tmp_
     assert failed.value.filename == str(tmp_path / "run" / "big.safetensors")  # it named no file
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == whole
     assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")) == [".lock"]
+
+
+def test_a_full_disk_names_the_metrics_log(tmp_path):
+    runlog = RunLog(tmp_path / "run")
+    runlog.writer = None  # TensorBoard's own thread writes its events file
+    runlog.row(1, {"step": 1, "loss": 0.5})
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (runlog.path.stat().st_size, limits[1]))
+    try:
+        with pytest.raises(OSError) as failed:
+            runlog.row(2, {"step": 2, "loss": 0.4})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    assert failed.value.filename == str(runlog.path)  # "[Errno 27] File too large", which file unsaid
 
 
 # ----- a resume on changed data ----------------------------------------------------------------------------------

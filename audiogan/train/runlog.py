@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from audiogan.audio.io import write_atomic
+from audiogan.audio.io import naming, write_atomic
 from audiogan.train.distributed import unwrap
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class RunLog:
 
     def row(self, step: int, row: dict[str, Any]) -> None:
         row = measured(row)
-        with self.path.open("a") as fh:
+        with naming(self.path), self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         if self.writer:
             for k, v in row.items():
