@@ -29,8 +29,10 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
             return write_atomic(path, lambda f: torch.save(state, f))
     except (OSError, RuntimeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split("\n")[0]
-        raise OSError(f"could not write the checkpoint of step {state.get('step')} to {path} ({reason}): "
-                           f"is the disk full? A checkpoint written there before is still whole") from exc
+        # An OSError says its cause (a read-only folder is no full disk); torch's writer says none.
+        hint = "." if isinstance(exc, OSError) else ": is the disk full?"
+        raise OSError(f"could not write the checkpoint of step {state.get('step')} to {path} ({reason}){hint} "
+                      f"A checkpoint written there before is still whole") from exc
 
 
 @contextlib.contextmanager
