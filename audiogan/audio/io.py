@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import math
@@ -9,7 +10,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
@@ -197,7 +198,7 @@ def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], object]) -
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _locked_temp(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with naming(path), os.fdopen(fd, "wb") as f:
             if callable(data):
                 data(f)
             else:
@@ -213,6 +214,18 @@ def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], object]) -
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+@contextlib.contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """An OSError inside names ``path`` where it names no file: a write that finds the disk full (or a file
+    size limit) raises "[Errno 28] No space left on device" without saying which file."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
 
 
 def _locked_temp(path: Path) -> tuple[int, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import IO
@@ -10,6 +11,10 @@ try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; the checkpoint check below still applies
     fcntl = None  # type: ignore[assignment]
+
+from audiogan.audio.io import remove_stale_temp_files
+
+log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 _HELD: dict[str, IO[str]] = {}  # run folders this process holds: a notebook's next trainer there may go on
@@ -34,6 +39,10 @@ def claim_run_dir(run_dir: Path, resume: str | None) -> IO[str]:
             raise ValueError(f"{run_dir} is in use by another training run (pid {holder}); give each run its "
                              f"own --run-dir") from None
     _HELD[real] = lock
+    # A run killed while it wrote a checkpoint or an export leaves that file's temp copy, as large as a
+    # checkpoint; every such kill (a preempted job, a lease's end) would leave one more.
+    if removed := remove_stale_temp_files(run_dir):
+        log.info("%s: removed %d temp file(s) of writes cut short by a killed run", run_dir, removed)
     existing = run_dir / "checkpoint.pt"
     if existing.is_file() and not resume:
         raise ValueError(f"{run_dir} holds a run's checkpoint already: continue it with --resume {existing}, "

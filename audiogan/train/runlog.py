@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from audiogan.audio.io import write_atomic
+from audiogan.audio.io import naming, write_atomic
 from audiogan.train.distributed import unwrap
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class RunLog:
 
     def row(self, step: int, row: dict[str, Any]) -> None:
         row = measured(row)
-        with self.path.open("a") as fh:
+        with naming(self.path), self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         if self.writer:
             for k, v in row.items():
@@ -62,8 +62,9 @@ class RunLog:
 
     def spectrogram_image(self, tag: str, spec: torch.Tensor, step: int) -> None:
         """[frequency, time] (a mel, a log-magnitude) as a greyscale image, min to max."""
-        if self.writer:
-            m = spec.float().cpu()
+        # Empty: a free-running acoustic model that predicts no frames (a young or a diverging one).
+        if self.writer and spec.numel():
+            m = spec.float().cpu().nan_to_num()
             m = (m - m.min()) / (m.max() - m.min() + 1e-8)
             self.writer.add_image(tag, m.flip(0).unsqueeze(0), step)  # low frequencies at the bottom
 
@@ -106,9 +107,10 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def measured(row: dict[str, Any]) -> dict[str, Any]:
-    """The row without NaN: a trainer's mark for a figure not measured in its window (the discriminator's,
-    before it joins). Strict JSON readers refuse NaN, in metrics.jsonl and in model cards alike."""
-    return {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+    """The row without NaN (a trainer's mark for a figure not measured in its window, the discriminator's
+    before it joins) or infinity (a diverged loss, which the row's "skipped" counts). Strict JSON readers
+    refuse both, in metrics.jsonl and in model cards alike."""
+    return {k: v for k, v in row.items() if not (isinstance(v, float) and not math.isfinite(v))}
 
 
 def finish_run(trainer: Any, row: dict[str, Any], validate: bool = True) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from audiogan.train.checkpoint import (
     check_model_config,
     continuation,
     load_checkpoint,
+    note_recipe_changes,
     read_export,
     rng_state,
     save_checkpoint,
@@ -37,12 +38,12 @@ from audiogan.train.checkpoint import (
 from audiogan.train.data import is_silent, warn_silent
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides, unwrap
 from audiogan.train.rundir import claim_run_dir
-from audiogan.train.runlog import RunLog, checkpoint_on_interrupt, finish_run
+from audiogan.train.runlog import NonFiniteSteps, RunLog, checkpoint_on_interrupt, finish_run
 from audiogan.train.vocoder_trainer import device_name
 
 log = logging.getLogger(__name__)
 STATS = ("d_loss", "g_loss", "d_real_acc", "d_fake_acc", "pitch_acc_real", "pitch_acc_fake", "g_grad_norm",
-         "d_grad_norm", "reconstruction")
+         "d_grad_norm", "reconstruction", "skipped")
 
 
 @dataclass
@@ -69,6 +70,7 @@ class TimbreTrainConfig:
     # (--init-generator): an untrained critic's gradients would otherwise undo what the generator learned.
     disc_head_start_steps: int = 300
     grad_clip: float = 100.0
+    nan_patience: int = 20  # this many steps in a row with a non-finite update (not applied) stop the run
     max_steps: int = 200_000
     max_minutes: float = 0.0
     bf16: bool = True
@@ -159,6 +161,7 @@ class TimbreTrainer:
         ck = load_checkpoint(resume, self.device, "timbre") if resume else None
         if ck is not None:  # before the notes are encoded; the model config includes the data's instruments
             check_model_config(resume, ck["config"]["model"], NoteGANConfig, config.model)
+            note_recipe_changes(resume, ck["config"], config)
         self.spectral = NoteSpectrogram(config.model.spectral).to(self.device)
         self.records, self.specs, self.pitch, self.instrument = self._load(self.records)
         self.velocity = torch.tensor([r.velocity for r in self.records], device=self.device)
@@ -276,6 +279,7 @@ class TimbreTrainer:
                                   enabled=tc.bf16 and self.device.type == "cuda")
         nan = torch.full((), float("nan"), device=self.device)
         d_loss = real_acc = fake_acc = real_pitch_acc = fake_pitch_acc = d_norm = g_adv = nan
+        skipped = torch.zeros((), device=self.device)
         adversarial = self.step >= tc.adversarial_start
         with autocast:
             fake = self.g_run(self._z(len(idx)), pitch, unwrap(self.G).instrument(inst), velocity)
@@ -291,6 +295,8 @@ class TimbreTrainer:
             d_norm = torch.nn.utils.clip_grad_norm_(self.d_params, tc.grad_clip)
             if torch.isfinite(d_norm):
                 self.opt_d.step()
+            else:
+                skipped.fill_(1.0)
             with autocast:
                 score, fake_pitch = self.d_run(fake)
                 g_adv = -score.float().mean() + tc.pitch_weight * F.cross_entropy(fake_pitch.float(), pitch_class)
@@ -307,9 +313,11 @@ class TimbreTrainer:
             g_norm = torch.nn.utils.clip_grad_norm_(self.g_params, tc.grad_clip)
             if torch.isfinite(g_norm):
                 self.opt_g.step()
+            else:
+                skipped.fill_(1.0)
         self.step += 1
         return torch.stack([d_loss.detach(), g_loss.detach(), real_acc, fake_acc, real_pitch_acc, fake_pitch_acc,
-                            g_norm, d_norm, recon.detach()]).float()
+                            g_norm, d_norm, recon.detach(), skipped]).float()
 
     @torch.no_grad()
     def diversity(self, conditions: int = 8, samples: int = 4) -> dict[str, float]:
@@ -368,12 +376,15 @@ class TimbreTrainer:
         self.prior_minutes, self.t0 = self.device_minutes(), time.monotonic()
         last_ck = last_log = self.t0
         acc = torch.zeros(len(STATS), device=self.device)
+        bad = NonFiniteSteps(tc.nan_patience, self.device)
         n = 0
         row: dict[str, Any] = {}
         bar = tqdm(total=tc.max_steps, initial=self.step, disable=not self.dist.main, mininterval=5,
                    desc="train timbre", unit="step")
         while self.step < tc.max_steps:
-            acc += self.train_step()
+            stats = self.train_step()
+            acc += stats
+            bad.add(stats[-1])
             n += 1
             bar.update(1)
             if self.step % tc.log_every and self.step < tc.max_steps:
@@ -382,6 +393,8 @@ class TimbreTrainer:
             timed_out = rank0_decides(tc.max_minutes > 0 and (now - self.t0) / 60 >= tc.max_minutes,
                                       self.dist, self.device)
             row = mean_row(acc, n, STATS, self.dist)
+            row["skipped"] *= n
+            bad.check(self.step, row["skipped"])
             row.update(step=self.step, device_minutes=self.device_minutes(), steps_per_s=n / max(now - last_log, 1e-9))
             acc.zero_()
             n, last_log = 0, now

@@ -22,6 +22,7 @@ from audiogan.train.checkpoint import (
     check_model_config,
     continuation,
     load_checkpoint,
+    note_recipe_changes,
     read_export,
     rng_state,
     save_checkpoint,
@@ -149,8 +150,11 @@ class TTSTrainer:
         ck = load_checkpoint(resume, self.device, "tts") if resume else None
         if ck is not None:  # before the features are built: a recipe that does not fit fails at once
             check_model_config(resume, ck["config"]["model"], AcousticConfig, config.model)
-        # A continued model keeps the symbol table its embedding rows were trained for.
-        self.table = SymbolTable.from_dict(export[1]["symbols"]) if export else SymbolTable()
+            note_recipe_changes(resume, ck["config"], config)
+        # A continued or resumed model keeps the symbol table its embedding rows were trained for, and the
+        # normalisation its pitch and energy predictors learned (the data's may have changed since).
+        trained = export[1] if export else ck
+        self.table = SymbolTable.from_dict(trained["symbols"]) if trained else SymbolTable()
         # Rank 0 computes the feature cache alone; the other ranks then read it. Parallel builds would do the
         # work twice and race on numba's cache (two fresh processes compiling librosa's pYIN corrupted it).
         if self.dist.world > 1 and not self.dist.main:
@@ -167,8 +171,11 @@ class TTSTrainer:
                              f"(it is {config.model.n_speakers})")
         if not self.train_set:
             raise ValueError(f"no training utterances in {data_dirs}")
-        # A continued model keeps the normalisation its pitch and energy predictors learned.
-        self.stats = dict(export[1]["stats"]) if export else statistics(self.train_set)
+        self.stats = statistics(self.train_set)
+        if trained and trained["stats"] != self.stats:
+            log.info("keeping the pitch and energy statistics the model was trained with (%s), not these "
+                     "data's (%s)", _rounded(trained["stats"]), _rounded(self.stats))
+            self.stats = dict(trained["stats"])
         if not all(math.isfinite(v) for v in self.stats.values()):
             raise ValueError(f"no voiced frame in the training clips (pitch searched at {config.data.fmin:g}-"
                              f"{config.data.fmax:g} Hz, data.fmin/data.fmax): silent or unpitched audio, or a "
@@ -387,6 +394,10 @@ class TTSTrainer:
                 break
         bar.close()
         return finish_run(self, row)
+
+
+def _rounded(stats: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in stats.items())
 
 
 def export_tts(model: nn.Module, cfg: TTSTrainingConfig, path: Path, step: int, minutes: float, device: str,

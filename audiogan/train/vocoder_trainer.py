@@ -250,6 +250,7 @@ class VocoderTrainer:
     def _resume(self, path: str) -> None:
         ck = load_checkpoint(path, self.device, "vocoder")
         ck_io.check_model_config(path, ck["config"]["model"], VocoderConfig, self.cfg.model)
+        ck_io.note_recipe_changes(path, ck["config"], self.cfg)
         theirs = ck["config"].get("train", {}).get("discriminators", self.cfg.train.discriminators)
         if list(theirs) != list(self.cfg.train.discriminators):
             raise ValueError(f"{path} trained with discriminators {theirs}, this recipe has "

@@ -129,9 +129,26 @@ def write_weights(path: Path, state: dict[str, torch.Tensor], card: dict[str, An
     card."""
     tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
                for k, v in state.items()}
+    _check_finite(path, state, tensors)
     write_atomic(path, save(tensors, metadata={"format": "pt"}))
     write_atomic(path.with_suffix(".json"), (json.dumps(card, indent=2) + "\n").encode())
     return path
+
+
+def _check_finite(path: Path, state: dict[str, torch.Tensor], written: dict[str, torch.Tensor]) -> None:
+    """Refuse weights that are not all finite as written: every output of such a model is NaN, and a run
+    whose weights grew past float16's range (a diverging one) gave no sign of it until the export."""
+    bad = [k for k, v in written.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if not bad:
+        return
+    more = f" and {len(bad) - 1} other tensor(s)" if len(bad) > 1 else ""
+    if all(torch.isfinite(state[k]).all() for k in bad):
+        largest = max(float(state[k].abs().max()) for k in bad)
+        why = (f"exceed {str(written[bad[0]].dtype).removeprefix('torch.')}'s range (largest magnitude "
+               f"{largest:.3g}): training diverged; a float32 export keeps them as they are")
+    else:
+        why = "hold NaN or infinity: training diverged"
+    raise ValueError(f"{path} not written: {bad[0]}{more} {why}")
 
 
 def file_digest(path: Path) -> str:
