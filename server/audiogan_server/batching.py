@@ -12,7 +12,8 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
-from audiogan_server.errors import RequestError
+from audiogan_server.errors import RequestError, overloaded
+from audiogan_server.overload import Durations
 
 log = logging.getLogger("audiogan.server")
 I = TypeVar("I")  # noqa: E741
@@ -55,6 +56,9 @@ class DynamicBatcher(Generic[I, O]):
         self.task: asyncio.Task[None] | None = None
         self.running: list[_Waiting[I]] = []  # taken off the queue, results not yet handed out
         self.ended: tuple[grpc.StatusCode, str] | None = None  # set once the loop is gone
+        # A full queue has room again once the next pass takes its items: a caller refused for it is told to
+        # come back after about one pass (before any pass, a tenth of a second: a stream chunk's on 2 cores).
+        self.passes = Durations(initial_s=0.1)
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.name}")
@@ -83,8 +87,8 @@ class DynamicBatcher(Generic[I, O]):
         if self.ended:
             raise RequestError(*self.ended)
         if len(self.queue) >= self.max_queue:
-            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"{self.name} queue is full ({self.max_queue} waiting); retry later")
+            raise overloaded(f"{self.name} queue is full ({self.max_queue} waiting); retry later",
+                             self.passes.pushback(1))
         loop = asyncio.get_running_loop()
         waiting = _Waiting(item, loop.create_future(), loop.time())
         self.queue.append(waiting)
@@ -138,7 +142,12 @@ class DynamicBatcher(Generic[I, O]):
     async def _pass(self, items: list[I]) -> Sequence[O | Exception]:
         if self.on_batch:
             self.on_batch(self.name, len(items))
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.run, items)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            return await loop.run_in_executor(self.executor, self.run, items)
+        finally:
+            self.passes.observe(loop.time() - start)
 
     async def _alone(self, item: I) -> O | Exception:
         try:
