@@ -150,11 +150,12 @@ class AudioGanClient:
     server asking for no retry); every other error surfaces at once as ``grpc.RpcError`` with the server's
     message. ``timeout`` is each call's deadline in seconds, retries and their waits included, as a gRPC
     deadline is for the whole call: a caller who gives 10 s waits 10 s at most, not 10 s for every try,
-    and a wait that would pass the deadline is not begun (the server's error is raised at once). A stream
-    is retried only until its first chunk has arrived; one that breaks off after that, or ends without its
-    final chunk, raises :class:`StreamBroken`. Numbers out of range (``speed=0``, ``velocity=0``, a seed of
-    -1: see ``audiogan_client.ranges``) raise ValueError naming the argument before any call, where the wire
-    would read 0 as "the default"; None, or the documented default, leaves it to the server.
+    and a retry that could not be answered before the deadline is not begun (the server's error is raised
+    at once). A stream is retried only until its first chunk has arrived; one that breaks off after that,
+    or ends without its final chunk, raises :class:`StreamBroken`. Numbers out of range (``speed=0``,
+    ``velocity=0``, a seed of -1: see ``audiogan_client.ranges``) raise ValueError naming the argument before
+    any call, where the wire would read 0 as "the default"; None, or the documented default, leaves it to
+    the server.
 
     ``keepalive``: during a call, after this many seconds in which the server sent nothing the client pings
     it, and a ping unanswered for as long again ends the connection, failing its calls as UNAVAILABLE (a
@@ -192,18 +193,21 @@ class AudioGanClient:
 
     def _retry(self, call: Callable[[float | None], T]) -> T:
         """``call(timeout)`` until it fails with nothing worth retrying (``_pause``), each try given what is
-        left of the deadline. A wait that would reach the deadline is not waited: the server's error, which
-        says why (connection refused, a TLS handshake that failed, the server busy), is raised instead of a
-        bare DEADLINE_EXCEEDED. A busy server's last refusal is raised as :class:`ServerBusy`."""
+        left of the deadline. A retry whose wait, and then an answer as slow as the last try's, would reach
+        the deadline is not begun: the server's error, which says why (connection refused, a TLS handshake
+        that failed, the server busy), is raised instead of a bare DEADLINE_EXCEEDED. A busy server's last
+        refusal is raised as :class:`ServerBusy`."""
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         for attempt in range(self.retries + 1):
+            started = time.monotonic()
             try:
-                return call(None if deadline is None else max(deadline - time.monotonic(), 0.0))
+                return call(None if deadline is None else max(deadline - started, 0.0))
             except grpc.RpcError as err:
                 pause = self._pause(err, attempt)
                 if pause is None:
                     raise
-                if attempt == self.retries or (deadline is not None and time.monotonic() + pause >= deadline):
+                now = time.monotonic()
+                if attempt == self.retries or (deadline is not None and now + pause + (now - started) >= deadline):
                     if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:  # retried only with a pushback
                         raise ServerBusy(err, attempt, server_pushback(err) or 0.0) from err
                     raise
