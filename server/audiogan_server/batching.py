@@ -56,9 +56,11 @@ class DynamicBatcher(Generic[I, O]):
         self.task: asyncio.Task[None] | None = None
         self.running: list[_Waiting[I]] = []  # taken off the queue, results not yet handed out
         self.ended: tuple[grpc.StatusCode, str] | None = None  # set once the loop is gone
-        # A full queue has room again once the next pass takes its items: a caller refused for it is told to
-        # come back after about one pass (before any pass, a tenth of a second: a stream chunk's on 2 cores).
+        # A full queue has room again once the pass under way ends and the next takes its items: a caller
+        # refused for it is told to come back then (before any pass has ended, a tenth of a second is taken
+        # for one: a stream chunk's on 2 cores).
         self.passes = Durations(initial_s=0.1)
+        self.pass_started: float | None = None
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.name}")
@@ -86,10 +88,11 @@ class DynamicBatcher(Generic[I, O]):
     async def submit(self, item: I) -> O:
         if self.ended:
             raise RequestError(*self.ended)
-        if len(self.queue) >= self.max_queue:
-            raise overloaded(f"{self.name} queue is full ({self.max_queue} waiting); retry later",
-                             self.passes.pushback(1))
         loop = asyncio.get_running_loop()
+        if len(self.queue) >= self.max_queue:
+            under_way = [] if self.pass_started is None else [loop.time() - self.pass_started]
+            raise overloaded(f"{self.name} queue is full ({self.max_queue} waiting); retry later",
+                             self.passes.pushback(under_way))
         waiting = _Waiting(item, loop.create_future(), loop.time())
         self.queue.append(waiting)
         self.arrived.set()
@@ -143,10 +146,11 @@ class DynamicBatcher(Generic[I, O]):
         if self.on_batch:
             self.on_batch(self.name, len(items))
         loop = asyncio.get_running_loop()
-        start = loop.time()
+        self.pass_started = start = loop.time()
         try:
             return await loop.run_in_executor(self.executor, self.run, items)
         finally:
+            self.pass_started = None
             self.passes.observe(loop.time() - start)
 
     async def _alone(self, item: I) -> O | Exception:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import statistics
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -17,12 +16,12 @@ from audiogan_server.errors import overloaded
 # to stay away that long would often find a slot freed long before.
 PUSHBACK_MIN_S = 0.01
 PUSHBACK_MAX_S = 5.0
-RECENT = 32  # holds remembered: the median of this many follows a change in load within a few dozen calls
+RECENT = 32  # holds remembered: an estimate from this many follows a change in load within a few dozen calls
 
 
 class Durations:
-    """How long a place is typically held: the median of the last ``RECENT`` holds (a median, so that a
-    rare long stream does not move it), or ``initial_s`` before any hold has ended."""
+    """How long a place (a call slot, a conversion turn, a model pass) is held, from the last ``RECENT``
+    holds, or ``initial_s`` as if it were the one hold seen before any has ended."""
 
     def __init__(self, initial_s: float) -> None:
         self.initial_s = initial_s
@@ -31,17 +30,23 @@ class Durations:
     def observe(self, seconds: float) -> None:
         self.recent.append(seconds)
 
-    def typical(self) -> float:
-        return statistics.median(self.recent) if self.recent else self.initial_s
+    def remaining(self, age: float) -> float:
+        """The time still to come of a hold that has lasted ``age``. Guesses: what each recent hold that
+        lasted longer had left at that age (short and long calls mix, and a call already past the short
+        ones' length is one of the long ones), and the hold's own age (as long again as it has run), so
+        that one long outlier alone does not set it. Their lower quartile, as a caller who comes back early
+        costs the server a refusal (about a millisecond) while one told to come back late waits for nothing."""
+        guesses = sorted([held - age for held in self.recent or [self.initial_s] if held > age]
+                         + ([age] if age > 0 else []))
+        return guesses[len(guesses) // 4]
 
-    def pushback(self, holders: int) -> float:
-        """Seconds until one of ``holders`` places, each held for a typical time and found part-way
-        through it, is expected to come free: the typical hold over the number of holders (the first of n
-        memoryless holds ends after 1/n of one on average). Spread at random over half to one and a half
-        times that: callers refused together, told the same time, would all come back together and all
-        but one be refused again."""
-        seconds = self.typical() / max(1, holders) * random.uniform(0.5, 1.5)
-        return min(PUSHBACK_MAX_S, max(PUSHBACK_MIN_S, seconds))
+    def pushback(self, ages: list[float]) -> float:
+        """Seconds until the first of the current holds, aged ``ages``, is expected to end (with none under
+        way, a typical hold's length), spread at random over one to one and a half times that: callers
+        refused together, told the same time, would all come back together and all but one be refused
+        again, and one that came back before a place is expected to be free would only be refused again."""
+        seconds = min(self.remaining(age) for age in ages) if ages else self.remaining(0.0)
+        return min(PUSHBACK_MAX_S, max(PUSHBACK_MIN_S, seconds * random.uniform(1.0, 1.5)))
 
 
 class Slots:
@@ -51,18 +56,22 @@ class Slots:
     def __init__(self, limit: int, what: str, initial_s: float) -> None:
         self.limit = limit
         self.what = what
-        self.held = 0
+        self.started: list[float] = []  # when each current holder took its place
         self.durations = Durations(initial_s)
+
+    @property
+    def held(self) -> int:
+        return len(self.started)
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
+        now = time.perf_counter()
         if self.held >= self.limit:
             raise overloaded(f"{self.held} {self.what}, the limit is {self.limit}; retry later",
-                             self.durations.pushback(self.held))
-        self.held += 1
-        start = time.perf_counter()
+                             self.durations.pushback([now - start for start in self.started]))
+        self.started.append(now)
         try:
             yield
         finally:
-            self.held -= 1
-            self.durations.observe(time.perf_counter() - start)
+            self.started.remove(now)
+            self.durations.observe(time.perf_counter() - now)
