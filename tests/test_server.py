@@ -28,16 +28,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from audiogan_client import AudioGanClient, StreamBroken
+from audiogan_client import AudioGanClient, ServerBusy, StreamBroken
 from audiogan_client._proto import audiogan_pb2 as pb
 from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
-from audiogan_client.client import KEEPALIVE_SECONDS
+from audiogan_client.client import KEEPALIVE_SECONDS, server_pushback
 from audiogan_server.batching import DynamicBatcher
 from audiogan_server.config import ServerConfig
 from audiogan_server.errors import rpc
 from audiogan_server.main import build_parser, load_config
 from audiogan_server.metrics import Metrics
 from audiogan_server.models import ModelRegistry, Ramp, VocoderEngine
+from audiogan_server.overload import PUSHBACK_MAX_S, PUSHBACK_MIN_S, Durations
 from audiogan_server.process import launch
 from audiogan_server.service import AudioGanService
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -435,6 +436,128 @@ def test_ctrl_c_in_the_client_cli_says_one_line_leaves_no_file_and_frees_the_slo
         assert_slot_freed(client, mel)
 
 
+# -- a busy server: transient refusals carry gRPC's pushback and are retried, permanent ones neither --------
+
+@pytest.fixture(scope="module")
+def busy_metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def busy_server(busy_metrics_port: int):
+    """One call at a time, and replies of at most 5 MB: 10 s at 96 kHz (13 MB) is too big ever to take."""
+    with launch("--voice", "none", "--timbre", "none", "--metrics-port", str(busy_metrics_port),
+                "--set", "limits.max_concurrent=1", "--set", "limits.max_reply_mb=5") as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def slot_held(target: str, mel: np.ndarray) -> Iterator[grpc.Future]:
+    """A one-slot server's slot held by a stream its caller does not read (flow control keeps it open);
+    yields the stream, which the caller may cancel to free the slot, and cancels it at the end."""
+    with AudioGanClient(target, retries=0) as client:
+        call = client.stub.SynthesizeStream(pb.SynthesizeRequest(
+            mel=pb.Mel(n_mels=80, data=np.tile(mel, (1, 60)).astype("<f4").tobytes()),
+            format=pb.AudioFormat(encoding=pb.FLOAT32)))
+        next(call)  # admitted: its first chunk came
+        try:
+            yield call
+        finally:
+            call.cancel()
+
+
+def refusals(port: int, method: str, at_least: float = 0.0) -> float:
+    """The server's count of ``method`` calls it refused with RESOURCE_EXHAUSTED, once at least ``at_least``
+    (or after 2 s): it counts a call as it ends, which may come just after its caller heard the refusal."""
+    for _ in range(20):
+        count = metric(port, "audiogan_requests_total", code="RESOURCE_EXHAUSTED", method=method)
+        if count >= at_least:
+            break
+        time.sleep(0.1)
+    return count
+
+
+def test_a_call_refused_while_the_server_is_busy_is_retried_once_its_slot_frees(busy_server, busy_metrics_port,
+                                                                                mel):
+    """While the one slot is held, a call without retries is refused with a pushback in the server's
+    bounds; one with retries waits, and goes through once the call holding the slot ends."""
+    small = mel[:, :10]
+    with slot_held(busy_server.target, mel) as held, AudioGanClient(busy_server.target, retries=0) as once, \
+            AudioGanClient(busy_server.target, timeout=60, retries=10, backoff=0.05) as patient:
+        before = refusals(busy_metrics_port, "Synthesize")
+        with pytest.raises(ServerBusy) as info:
+            once.synthesize(mel=small)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and info.value.retries == 0
+        assert "1 calls in flight, the limit is 1" in info.value.details()
+        assert PUSHBACK_MIN_S <= info.value.pushback <= PUSHBACK_MAX_S
+        release = threading.Timer(1.0, held.cancel)
+        release.start()
+        start = time.monotonic()
+        audio = patient.synthesize(mel=small).samples
+        took = time.monotonic() - start
+        release.join()
+    assert audio.size == 10 * 256
+    assert took >= 0.9, f"went through after {took:.2f} s, before the slot was freed"
+    # The call without retries, then the patient one at least once: refused, then retried.
+    assert refusals(busy_metrics_port, "Synthesize", before + 2) - before >= 2
+
+
+def test_a_request_too_big_for_the_server_is_refused_without_pushback_and_not_retried(busy_server,
+                                                                                     busy_metrics_port, mel):
+    ten_seconds = np.tile(mel, (1, 1 + 625 // mel.shape[1]))[:, :625]  # 625 frames x 256 / 16 kHz = 10 s
+    raw = pb.VocodeRequest(mel=pb.Mel(n_mels=80, data=ten_seconds.astype("<f4").tobytes()),
+                           format=pb.AudioFormat(sample_rate_hz=96000))
+    with AudioGanClient(busy_server.target, timeout=60, retries=5, backoff=0.2) as client:
+        before = refusals(busy_metrics_port, "Vocode")
+        with pytest.raises(grpc.RpcError) as info:
+            client.stub.Vocode(raw)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "limits.max_reply_mb (5)" in \
+            info.value.details()
+        assert server_pushback(info.value) is None, "a refusal that would come again carries no pushback"
+        with pytest.raises(grpc.RpcError) as info:
+            client.vocode(ten_seconds, sample_rate=96000)
+        assert not isinstance(info.value, ServerBusy)
+        time.sleep(0.5)  # a retry, had there been one, would have come by now
+        # The raw call, then the client's: asked once, not retried.
+        assert refusals(busy_metrics_port, "Vocode", before + 2) - before == 2
+        # The same client retries the same code where it is a busy server's.
+        with slot_held(busy_server.target, mel) as held:
+            release = threading.Timer(0.5, held.cancel)
+            release.start()
+            assert client.vocode(mel[:, :10]).samples.size == 10 * 256
+            release.join()
+
+
+def test_retries_of_a_busy_server_end_within_the_callers_deadline(busy_server, busy_metrics_port, mel):
+    with slot_held(busy_server.target, mel), \
+            AudioGanClient(busy_server.target, timeout=1.5, retries=50, backoff=0.05) as client:
+        before = refusals(busy_metrics_port, "Vocode")
+        start = time.monotonic()
+        with pytest.raises(ServerBusy) as info:
+            client.vocode(mel[:, :10])
+        took = time.monotonic() - start
+    assert took < 1.5, f"{took:.2f} s for a 1.5 s deadline"
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and info.value.retries < 50
+    assert refusals(busy_metrics_port, "Vocode", before + info.value.retries + 1) - before == info.value.retries + 1
+
+
+def test_the_pushback_is_when_the_first_hold_under_way_is_expected_to_end():
+    """Short and long calls mixed: a call half a second in is one of the long ones, and the refused caller is
+    told to come back when that one, or the first of several, is expected to end (times 1 to 1.5)."""
+    durations = Durations(initial_s=0.5)
+    for _ in range(10):
+        durations.observe(0.01)
+        durations.observe(2.0)
+    assert 1.5 <= durations.pushback([0.5]) <= 1.5 * 1.5
+    assert 1.0 <= durations.pushback([0.5, 1.0]) <= 1.0 * 1.5
+    assert 3.0 <= durations.pushback([3.0]) <= PUSHBACK_MAX_S  # older than all: as long again as it has run
+    assert durations.pushback([60.0]) == PUSHBACK_MAX_S
+    durations.observe(30.0)  # one long outlier does not make a call just past the others wait for it
+    assert 2.5 <= durations.pushback([2.5]) <= 2.5 * 1.5
+    assert 0.4 <= Durations(initial_s=0.5).pushback([]) <= 0.5 * 1.5  # nothing under way, no hold ended yet
+    assert Durations(initial_s=0.001).pushback([]) == PUSHBACK_MIN_S  # never sooner than anything could change
+
+
 def test_reply_budget_takes_calls_in_turn_and_refuses_what_never_fits():
     from audiogan_server.budget import ReplyBudget
     from audiogan_server.errors import RequestError
@@ -578,6 +701,9 @@ def test_conversion_limit_and_a_cancelled_upload_frees_its_turn():
                 break
             time.sleep(0.05)
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        with pytest.raises(ServerBusy, match="1 conversions under way, the limit is 1") as info:  # transient
+            client.convert(b"", to="violin")
+        assert PUSHBACK_MIN_S <= info.value.pushback <= PUSHBACK_MAX_S
         call.cancel()
         release.set()
         for _ in range(100):
@@ -610,20 +736,26 @@ def test_a_stalled_upload_is_cut_off_and_its_slot_freed():
 
 
 def test_queue_limit():
+    """A full queue is a transient refusal: it carries a pushback, and a client that retries gets through."""
     with launch("--set", "limits.max_queue=1", "--set", "batching.max_batch=1") as proc, \
             AudioGanClient(proc.target, retries=0) as client:
         big = np.full((80, 2000), -4.0, np.float32)
+        pushbacks = []
 
         def call(_: int) -> str:
             try:
                 client.vocode(big)
                 return "OK"
             except grpc.RpcError as err:
+                if isinstance(err, ServerBusy):
+                    pushbacks.append(err.pushback)
                 return err.code().name
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             codes = list(pool.map(call, range(8)))
         assert "RESOURCE_EXHAUSTED" in codes and "OK" in codes, codes
         assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}
+        assert len(pushbacks) == codes.count("RESOURCE_EXHAUSTED"), "each refusal said when to come back"
+        assert all(PUSHBACK_MIN_S <= p <= PUSHBACK_MAX_S for p in pushbacks), pushbacks
         assert client.vocode(big[:, :10]).samples.size == 2560
 
 

@@ -18,7 +18,7 @@ import grpc
 import numpy as np
 
 from audiogan_client.audio import check_output, decode, write_atomic, write_audio
-from audiogan_client.client import AudioGanClient, AudioResult, check_root_certificates
+from audiogan_client.client import AudioGanClient, AudioResult, ServerBusy, check_root_certificates
 from audiogan_client.ranges import PITCH, PITCH_SHIFT, SAMPLE_RATE, SECONDS, SEEDS, SPEED, VELOCITY, Range
 
 OUT_DEFAULT = "out.wav"
@@ -298,6 +298,9 @@ def _hint(err: grpc.RpcError, args: argparse.Namespace) -> str:
     """What the caller can do about an error whose message, gRPC's own, does not say."""
     if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f" (the deadline: --timeout {args.timeout:g} s, retries included)"
+    if isinstance(err, ServerBusy):
+        times = "once" if err.retries == 1 else f"{err.retries} times"
+        return f" (the server is busy: retried {times}, within --timeout {args.timeout:g} s)"
     return ""
 
 

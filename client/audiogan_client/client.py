@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
+import re
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,6 +28,7 @@ UPLOAD_CHUNK_BYTES = 64 * 1024
 KEEPALIVE_SECONDS = 20.0
 NOTE_FIELDS = ("pitch", "velocity", "seconds", "seed")
 NOTE_TIMBRE_KEYS = ("timbre", "instrument", "latent")  # the wire's name, then the library's and render's
+PUSHBACK_KEY = "grpc-retry-pushback-ms"  # gRFC A6: a server's "retry after this many milliseconds"
 
 
 class AudioResult(NamedTuple):
@@ -45,11 +48,8 @@ def timed(spans: Iterable[pb.TimedText]) -> list[dict[str, Any]]:
     return [{"text": s.text, "start": s.start_seconds, "end": s.end_seconds} for s in spans]
 
 
-class StreamBroken(grpc.RpcError):
-    """A streamed reply that stopped short of its final chunk: the audio received is incomplete. Never
-    retried, since the chunks already handed out would come again. ``code()`` is the cause's status
-    (DATA_LOSS where the stream ended without an error but without its final chunk) and ``details()``
-    says how much audio came before it stopped."""
+class CallFailed(grpc.RpcError):
+    """A call's failure as the client reports it, with the ``code()`` and ``details()`` of gRPC's errors."""
 
     def __init__(self, code: grpc.StatusCode, details: str) -> None:
         super().__init__(f"{code.name}: {details}")
@@ -61,6 +61,25 @@ class StreamBroken(grpc.RpcError):
 
     def details(self) -> str:
         return self._details
+
+
+class StreamBroken(CallFailed):
+    """A streamed reply that stopped short of its final chunk: the audio received is incomplete. Never
+    retried, since the chunks already handed out would come again. ``code()`` is the cause's status
+    (DATA_LOSS where the stream ended without an error but without its final chunk) and ``details()``
+    says how much audio came before it stopped."""
+
+
+class ServerBusy(CallFailed):
+    """The server's RESOURCE_EXHAUSTED for a transient overload (it sent a pushback: too many calls in flight,
+    a full queue), still refused once the call's retries or its deadline ran out. ``code()`` and
+    ``details()`` are the server's last refusal's; ``retries`` is how many times the call was retried, and
+    ``pushback`` the seconds that refusal asked the caller to wait."""
+
+    def __init__(self, refusal: grpc.RpcError, retries: int, pushback: float) -> None:
+        super().__init__(refusal.code(), refusal.details() or "")
+        self.retries = retries
+        self.pushback = pushback
 
 
 def check_root_certificates(pem: bytes) -> None:
@@ -95,6 +114,21 @@ def keepalive_options(seconds: float | None) -> list[tuple[str, int]]:
             ("grpc.http2.max_pings_without_data", 0)]
 
 
+def server_pushback(err: grpc.RpcError) -> float | None:
+    """The seconds a failed call's server asked its caller to wait before a retry (gRFC A6's trailing
+    metadata ``grpc-retry-pushback-ms``); None where it sent none. A value that is negative or not a signed
+    32-bit integer in ASCII digits is, as A6 reads it, the server asking not to retry at all: math.inf."""
+    trailers = getattr(err, "trailing_metadata", None)  # not on errors the client makes itself
+    for key, value in (trailers() if callable(trailers) else None) or ():
+        if key != PUSHBACK_KEY:
+            continue
+        text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+        if not re.fullmatch(r"-?[0-9]+", text) or not 0 <= int(text) < 2**31:
+            return math.inf
+        return int(text) / 1000
+    return None
+
+
 def _received(chunks: int, samples: int, rate: int) -> str:
     seconds = f", {samples / rate:.2f} s of audio" if rate else ""
     return f"the stream stopped after {chunks} chunk(s){seconds}, short of its end"
@@ -107,13 +141,21 @@ class AudioGanClient:
     ...     audio, sr = client.vocode(mel)
 
     Calls that fail with UNAVAILABLE (server starting or restarting) are retried ``retries`` times with
-    exponential backoff; every other error surfaces at once as ``grpc.RpcError`` with the server's message.
-    ``timeout`` is each call's deadline in seconds, retries and their backoff included, as a gRPC deadline
-    is for the whole call: a caller who gives 10 s waits 10 s at most, not 10 s for every try. A stream is
-    retried only until its first chunk has arrived; one that breaks off after that, or ends without its
-    final chunk, raises :class:`StreamBroken`. Numbers out of range (``speed=0``, ``velocity=0``, a seed of
-    -1: see ``audiogan_client.ranges``) raise ValueError naming the argument before any call, where the wire
-    would read 0 as "the default"; None, or the documented default, leaves it to the server.
+    exponential backoff from ``backoff`` seconds. So is RESOURCE_EXHAUSTED where the server sent a pushback
+    (gRPC's ``grpc-retry-pushback-ms``), which ``audiogan-server`` sends only for a transient overload (too
+    many calls in flight, a full work queue, too many conversions), after the pushback or the backoff,
+    whichever is longer; the last such refusal raises :class:`ServerBusy`. RESOURCE_EXHAUSTED without a
+    pushback (a request too big for the server ever to take: a reply over gRPC's message limit or over
+    ``limits.max_reply_mb``) is not retried, nor is any error whose pushback is negative or garbled (the
+    server asking for no retry); every other error surfaces at once as ``grpc.RpcError`` with the server's
+    message. ``timeout`` is each call's deadline in seconds, retries and their waits included, as a gRPC
+    deadline is for the whole call: a caller who gives 10 s waits 10 s at most, not 10 s for every try,
+    and a retry that could not be answered before the deadline is not begun (the server's error is raised
+    at once). A stream is retried only until its first chunk has arrived; one that breaks off after that,
+    or ends without its final chunk, raises :class:`StreamBroken`. Numbers out of range (``speed=0``,
+    ``velocity=0``, a seed of -1: see ``audiogan_client.ranges``) raise ValueError naming the argument before
+    any call, where the wire would read 0 as "the default"; None, or the documented default, leaves it to
+    the server.
 
     ``keepalive``: during a call, after this many seconds in which the server sent nothing the client pings
     it, and a ping unanswered for as long again ends the connection, failing its calls as UNAVAILABLE (a
@@ -150,20 +192,40 @@ class AudioGanClient:
         self.channel.close()
 
     def _retry(self, call: Callable[[float | None], T]) -> T:
-        """``call(timeout)`` until it does not fail with UNAVAILABLE, each try given what is left of the
-        deadline. A backoff that would reach the deadline is not waited: the UNAVAILABLE, which says why
-        (connection refused, a TLS handshake that failed), is raised instead of a bare DEADLINE_EXCEEDED."""
+        """``call(timeout)`` until it fails with nothing worth retrying (``_pause``), each try given what is
+        left of the deadline. A retry whose wait, and then an answer as slow as the last try's, would reach
+        the deadline is not begun: the server's error, which says why (connection refused, a TLS handshake
+        that failed, the server busy), is raised instead of a bare DEADLINE_EXCEEDED. A busy server's last
+        refusal is raised as :class:`ServerBusy`."""
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         for attempt in range(self.retries + 1):
+            started = time.monotonic()
             try:
-                return call(None if deadline is None else max(deadline - time.monotonic(), 0.0))
+                return call(None if deadline is None else max(deadline - started, 0.0))
             except grpc.RpcError as err:
-                pause = self.backoff * 2**attempt
-                if (err.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries
-                        or (deadline is not None and time.monotonic() + pause >= deadline)):
+                pause = self._pause(err, attempt)
+                if pause is None:
+                    raise
+                now = time.monotonic()
+                if attempt == self.retries or (deadline is not None and now + pause + (now - started) >= deadline):
+                    if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:  # retried only with a pushback
+                        raise ServerBusy(err, attempt, server_pushback(err) or 0.0) from err
                     raise
                 time.sleep(pause)
         raise AssertionError("unreachable")
+
+    def _pause(self, err: grpc.RpcError, attempt: int) -> float | None:
+        """How long to wait before retrying after ``err`` on try ``attempt`` (from 0), or None: not retried.
+        UNAVAILABLE is retried, and RESOURCE_EXHAUSTED only with a server's pushback, which marks an overload
+        that passes (a request too big for the server comes without one, and would fail again). The wait
+        is the backoff or the pushback, whichever is longer; a pushback asking for no retry is obeyed."""
+        pushback = server_pushback(err)
+        if pushback == math.inf:
+            return None
+        code = err.code()
+        if code == grpc.StatusCode.UNAVAILABLE or (code == grpc.StatusCode.RESOURCE_EXHAUSTED and pushback is not None):
+            return max(pushback or 0.0, self.backoff * 2**attempt)
+        return None
 
     def _unary(self, method: Callable[..., T], request: Any) -> T:
         return self._retry(lambda timeout: method(request, timeout=timeout))

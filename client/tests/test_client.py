@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from audiogan_client import AudioGanClient, StreamBroken, write_wav
+from audiogan_client import AudioGanClient, ServerBusy, StreamBroken, write_wav
 from audiogan_client._proto import audiogan_pb2 as pb
 from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
 
@@ -482,20 +482,33 @@ def pcm_chunk(sequence: int, samples: int = 1600, final: bool = False) -> pb.Aud
 
 class Faults(pb_grpc.AudioGanServicer):
     """Each call counted; ListVoices UNAVAILABLE after ``slow`` seconds; a stream of ``chunks`` chunks, one
-    each ``slow`` seconds, that then fails with UNAVAILABLE (``cut``) or ends without its final chunk; the
-    first ``refusals`` calls refused as UNAVAILABLE before any chunk; ConvertTimbre reads the whole upload,
-    counting its bytes."""
+    each ``slow`` seconds, that then fails with ``refusal`` (``cut``) or ends without its final chunk; the
+    first ``refusals`` calls (streams before any chunk, Vocode, ConvertTimbre) refused with ``refusal``;
+    ConvertTimbre reads the whole upload, counting its bytes. Refusals carry ``pushback`` as gRPC's
+    grpc-retry-pushback-ms where it is given."""
 
     def __init__(self, slow: float = 0.0, chunks: int = 3, cut: bool = False, final: bool = True,
-                 refusals: int = 0) -> None:
+                 refusals: int = 0, refusal: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+                 pushback: str | None = None) -> None:
         self.slow, self.chunks, self.cut, self.final, self.refusals = slow, chunks, cut, final, refusals
+        self.refusal, self.pushback = refusal, pushback
         self.calls = 0
         self.uploaded: list[int] = []
+
+    def _refuse(self, context: grpc.ServicerContext, message: str) -> None:
+        if self.pushback is not None:
+            context.set_trailing_metadata((("grpc-retry-pushback-ms", self.pushback),))
+        context.abort(self.refusal, message)
 
     def _refuse_first(self, context: grpc.ServicerContext) -> None:
         self.calls += 1
         if self.calls <= self.refusals:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "restarting")
+            self._refuse(context, "restarting" if self.refusal == grpc.StatusCode.UNAVAILABLE else
+                         "1 calls in flight, the limit is 1; retry later")
+
+    def Vocode(self, request, context):
+        self._refuse_first(context)
+        return pb.Audio(audio=np.zeros(1600, "<f4").tobytes(), encoding=pb.FLOAT32, sample_rate_hz=16000)
 
     def ListVoices(self, request, context):
         self.calls += 1
@@ -508,7 +521,7 @@ class Faults(pb_grpc.AudioGanServicer):
             yield pcm_chunk(i, final=self.final and not self.cut and i == self.chunks - 1)
             time.sleep(self.slow)
         if self.cut:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "Socket closed")
+            self._refuse(context, "Socket closed")
 
     def ConvertTimbre(self, request_iterator, context):
         self.uploaded.append(sum(len(r.audio_chunk) for r in request_iterator))
@@ -569,6 +582,81 @@ def test_a_retried_upload_is_sent_again_from_its_start():
     with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=2, backoff=0.05) as c:
         result = c.convert(data, to="violin")
     assert faults.uploaded == [len(data), len(data)] and len(result.samples) == 1600
+
+
+# -- a busy server: RESOURCE_EXHAUSTED with gRPC's pushback (grpc-retry-pushback-ms) -------------------------
+
+BUSY = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_a_busy_server_is_retried_after_its_pushback():
+    faults = Faults(refusals=2, refusal=BUSY, pushback="300")
+    with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=3, backoff=0.01) as c:
+        start = time.monotonic()
+        audio = c.vocode(np.zeros((80, 10), np.float32)).samples
+        took = time.monotonic() - start
+    assert faults.calls == 3 and audio.size == 1600
+    assert took >= 2 * 0.3, f"{took:.2f} s: the server's pushback, longer than the backoff, was not waited"
+
+
+@pytest.mark.parametrize("pushback", ["-1", "-250", "soon", "1.5", "", "2147483648"])
+def test_a_pushback_that_is_negative_or_garbled_means_no_retry(pushback):
+    """gRFC A6: a value that is negative or does not parse as a signed 32-bit integer asks not to retry, even
+    a status that is retried without one."""
+    for code in (grpc.StatusCode.UNAVAILABLE, BUSY):
+        faults = Faults(refusals=5, refusal=code, pushback=pushback)
+        with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=3, backoff=0.01) as c, \
+                pytest.raises(grpc.RpcError) as info:
+            c.vocode(np.zeros((80, 10), np.float32))
+        assert info.value.code() == code and faults.calls == 1, f"{code.name} with pushback {pushback!r}"
+
+
+def test_resource_exhausted_without_a_pushback_is_not_retried():
+    """A request too big for the server comes back as RESOURCE_EXHAUSTED with no pushback: it would fail
+    again. The same refusal with a pushback, from a busy server, is retried."""
+    calls = []
+    for pushback in (None, "10"):
+        faults = Faults(refusals=1, refusal=BUSY, pushback=pushback)
+        with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=3, backoff=0.01) as c, \
+                contextlib.suppress(grpc.RpcError):
+            c.vocode(np.zeros((80, 10), np.float32))
+        calls.append(faults.calls)
+    assert calls == [1, 2]
+
+
+def test_retries_of_a_busy_server_stop_before_the_deadline_with_its_error():
+    """Pushbacks of 0.4 s within a 1 s deadline: tries at 0, 0.4 and 0.8 s; the next wait would pass the
+    deadline, so the server's refusal is raised then, not DEADLINE_EXCEEDED after a useless sleep."""
+    faults = Faults(refusals=100, refusal=BUSY, pushback="400")
+    with stand_in(faults) as target, AudioGanClient(target, timeout=1.0, retries=10, backoff=0.01) as c:
+        start = time.monotonic()
+        with pytest.raises(ServerBusy) as info:
+            c.vocode(np.zeros((80, 10), np.float32))
+        took = time.monotonic() - start
+    assert info.value.code() == BUSY and "the limit is 1" in info.value.details()
+    assert faults.calls == 3 and info.value.retries == 2 and info.value.pushback == 0.4
+    assert 0.8 <= took < 1.0, f"{took:.2f} s"
+
+
+def test_a_busy_server_refusing_a_stream_before_its_first_chunk_is_retried_but_not_after():
+    faults = Faults(refusals=1, refusal=BUSY, pushback="10")
+    with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=2, backoff=0.01) as c:
+        chunks = list(c.stream_chunks(mel=np.zeros((80, 10), np.float32)))
+    assert faults.calls == 2 and [x.sequence for x in chunks] == [0, 1, 2] and chunks[-1].final
+    faults = Faults(chunks=3, cut=True, refusal=BUSY, pushback="10")
+    with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=2, backoff=0.01) as c, \
+            pytest.raises(StreamBroken) as info:
+        list(c.stream_chunks(mel=np.zeros((80, 10), np.float32)))
+    assert faults.calls == 1 and info.value.code() == BUSY
+
+
+def test_cli_says_the_server_is_busy_and_how_often_it_was_retried(tmp_path):
+    np.save(tmp_path / "mel.npy", np.zeros((80, 10), np.float32))
+    with stand_in(Faults(refusals=100, refusal=BUSY, pushback="10")) as target:
+        done = cli(target, "--timeout", "30", "vocode", str(tmp_path / "mel.npy"), "-o", str(tmp_path / "x.wav"))
+    assert done.returncode == 1 and not (tmp_path / "x.wav").exists()
+    assert one_line(done.stderr) == ("audiogan-client: RESOURCE_EXHAUSTED: 1 calls in flight, the limit is 1; retry "
+                                     "later (the server is busy: retried 3 times, within --timeout 30 s)")
 
 
 def cli(target: str, *args: str, **run: Any) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,8 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
-from audiogan_server.errors import RequestError
+from audiogan_server.errors import RequestError, overloaded
+from audiogan_server.overload import Durations
 
 log = logging.getLogger("audiogan.server")
 I = TypeVar("I")  # noqa: E741
@@ -55,6 +56,11 @@ class DynamicBatcher(Generic[I, O]):
         self.task: asyncio.Task[None] | None = None
         self.running: list[_Waiting[I]] = []  # taken off the queue, results not yet handed out
         self.ended: tuple[grpc.StatusCode, str] | None = None  # set once the loop is gone
+        # A full queue has room again once the pass under way ends and the next takes its items: a caller
+        # refused for it is told to come back then (before any pass has ended, a tenth of a second is taken
+        # for one: a stream chunk's on 2 cores).
+        self.passes = Durations(initial_s=0.1)
+        self.pass_started: float | None = None
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.name}")
@@ -82,10 +88,11 @@ class DynamicBatcher(Generic[I, O]):
     async def submit(self, item: I) -> O:
         if self.ended:
             raise RequestError(*self.ended)
-        if len(self.queue) >= self.max_queue:
-            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"{self.name} queue is full ({self.max_queue} waiting); retry later")
         loop = asyncio.get_running_loop()
+        if len(self.queue) >= self.max_queue:
+            under_way = [] if self.pass_started is None else [loop.time() - self.pass_started]
+            raise overloaded(f"{self.name} queue is full ({self.max_queue} waiting); retry later",
+                             self.passes.pushback(under_way))
         waiting = _Waiting(item, loop.create_future(), loop.time())
         self.queue.append(waiting)
         self.arrived.set()
@@ -138,7 +145,13 @@ class DynamicBatcher(Generic[I, O]):
     async def _pass(self, items: list[I]) -> Sequence[O | Exception]:
         if self.on_batch:
             self.on_batch(self.name, len(items))
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.run, items)
+        loop = asyncio.get_running_loop()
+        self.pass_started = start = loop.time()
+        try:
+            return await loop.run_in_executor(self.executor, self.run, items)
+        finally:
+            self.pass_started = None
+            self.passes.observe(loop.time() - start)
 
     async def _alone(self, item: I) -> O | Exception:
         try:

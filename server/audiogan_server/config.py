@@ -9,7 +9,7 @@ from audiogan.config import ConfigError
 
 @dataclass
 class Limits:
-    max_concurrent: int = 64          # RPCs in flight; more -> RESOURCE_EXHAUSTED at once
+    max_concurrent: int = 64          # RPCs in flight; more -> RESOURCE_EXHAUSTED at once, with a pushback
     # Work items (sentences, vocoder pieces, notes) waiting for one model; more -> RESOURCE_EXHAUSTED. A call
     # queues at most max(batching.max_batch, max_notes) items at once, so at the defaults (64 x 64) a call
     # once admitted never finds a queue full, nor does a stream half-way through.

@@ -19,13 +19,28 @@ from audiogan.audio.io import AudioError
 
 log = logging.getLogger("audiogan.server")
 DEADLINE_SLACK_S = 0.25
+# gRPC's key for server pushback (gRFC A6): trailing metadata whose value, ASCII digits of a signed 32-bit
+# integer, is how many milliseconds the caller should wait before it tries again.
+PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
 
 class RequestError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    """A call refused with ``code``. ``pushback_s`` is set only where retrying later is expected to work
+    (see ``overloaded``); it then goes back to the caller as gRPC's pushback."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, pushback_s: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.pushback_s = pushback_s
+
+
+def overloaded(message: str, pushback_s: float) -> RequestError:
+    """The one way a refusal says it is transient: the server is busy now (a limit on calls, queued work or
+    conversions under way), and the same call ``pushback_s`` from now may well go through. A request too
+    big for this server ever to take is a plain RESOURCE_EXHAUSTED ``RequestError``, with no pushback, so
+    that clients do not retry it."""
+    return RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, message, pushback_s)
 
 
 def invalid(field: str, message: str) -> RequestError:
@@ -34,6 +49,13 @@ def invalid(field: str, message: str) -> RequestError:
 
 def unimplemented(what: str) -> RequestError:
     return RequestError(grpc.StatusCode.UNIMPLEMENTED, what)
+
+
+def _trailers(exc: BaseException) -> tuple[tuple[str, str], ...]:
+    """A refusal's pushback as gRPC carries it: whole milliseconds, at least 1 (0 would say "at once")."""
+    if isinstance(exc, RequestError) and exc.pushback_s is not None:
+        return ((PUSHBACK_KEY, str(max(1, round(exc.pushback_s * 1000)))),)
+    return ()
 
 
 def _status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -114,7 +136,7 @@ async def _guarded(servicer: Any, name: str, context: grpc.aio.ServicerContext) 
     except Exception as exc:
         status, call.message = _status(exc)
         call.code = status.name
-        await context.abort(status, call.message)
+        await context.abort(status, call.message, _trailers(exc))
     finally:
         elapsed = time.perf_counter() - start
         servicer.metrics.observe_request(name, call.code, elapsed)

@@ -30,6 +30,7 @@ from audiogan_server.encoding import check_format, encode, encode_raw, output_ra
 from audiogan_server.errors import RequestError, ended_by_its_caller, invalid, rpc
 from audiogan_server.metrics import Metrics
 from audiogan_server.models import ModelRegistry, NoteItem, Ramp, TimbreEngine, VocoderEngine, VoiceEngine
+from audiogan_server.overload import Slots
 
 # The lowest mel value taken, far below any log floor (ln(1e-5) = -11.5); the ceiling is the Vocoder's own,
 # checked here first to name the request's field.
@@ -47,27 +48,25 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         self.registry = registry
         self.metrics = metrics
         self.ready = False
-        self.in_flight = 0
+        # Until calls have ended the server has no measure of how long they take: half a second is about a
+        # sentence's synthesis on 2 CPU cores, and a conversion of a few notes takes seconds.
+        self.calls = Slots(self.limits.max_concurrent, "calls in flight", initial_s=0.5)
         # Conversions take their turns on a thread of their own: a long recording neither holds the default
         # pool that encodes every other call's audio, nor runs once its caller has gone while it waited.
         self.conversions = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convert")
-        self.converting = 0
+        self.converting = Slots(self.limits.max_conversions, "conversions under way", initial_s=2.0)
         self.replies = ReplyBudget(self.limits.max_reply_mb, metrics.observe_replies)
 
     @contextlib.asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
         if not self.ready:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, "the server is loading its models; retry shortly")
-        if self.in_flight >= self.limits.max_concurrent:
-            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{self.in_flight} calls in flight, the limit "
-                                                                   f"is {self.limits.max_concurrent}; retry later")
-        self.in_flight += 1
-        self.metrics.in_flight.inc()
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-            self.metrics.in_flight.dec()
+        with self.calls.hold():
+            self.metrics.in_flight.inc()
+            try:
+                yield
+            finally:
+                self.metrics.in_flight.dec()
 
     # -- input checks ---------------------------------------------------------------------------------
 
@@ -417,17 +416,10 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         first = await self._upload_part(requests, context)
         if first is None or first.WhichOneof("part") != "options":
             raise invalid("options", "the first message must carry the options")
-        if self.converting >= self.limits.max_conversions:
-            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{self.converting} conversions under way, "
-                                                                   f"the limit is {self.limits.max_conversions}; "
-                                                                   "retry later")
-        self.converting += 1
-        try:
+        with self.converting.hold():
             async with contextlib.aclosing(self._convert(first.options, requests, context)) as chunks:
                 async for chunk in chunks:
                     yield chunk
-        finally:
-            self.converting -= 1
 
     async def _upload_part(self, requests: AsyncIterator[pb.ConvertTimbreRequest],
                            context: grpc.aio.ServicerContext) -> pb.ConvertTimbreRequest | None:
