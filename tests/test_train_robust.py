@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from audiogan import save_audio, weights
+from audiogan.cli import main
 from audiogan.config import load_yaml
 from audiogan.train.checkpoint import load_checkpoint, save_checkpoint
 from audiogan.train.rundir import claim_run_dir
@@ -145,14 +146,17 @@ def test_a_checkpoint_write_cut_by_sigkill_leaves_the_last_whole_one_and_its_tem
 
 class InterruptedWrites:
     """A checkpoint file whose third write is cut into by Ctrl-C, as a signal arriving in the middle of
-    torch's zip writer (3 in 12 signals sent at random moments of a 200 MB save) is."""
+    torch's zip writer (3 in 12 signals sent at random moments of a 200 MB save) is. Files other than
+    torch's (a zip: "PK" first) are left alone."""
 
     def __init__(self, file):
-        self.file, self.writes = file, 0
+        self.file, self.writes, self.zip = file, 0, False
 
     def write(self, data):
         self.writes += 1
-        if self.writes == 3:
+        self.zip = self.zip or bytes(data[:2]) == b"PK"
+        if self.zip and self.writes == 3:
+            print("Ctrl-C during a checkpoint write", file=sys.stderr, flush=True)
             os.kill(os.getpid(), signal.SIGINT)
         return self.file.write(data)
 
@@ -242,3 +246,107 @@ def test_a_resume_on_another_batch_size_says_so_and_a_longer_run_does_not(tmp_pa
     assert (f"{checkpoint}: resuming with a changed recipe (train.batch_size: 2 there, 3 here): the run goes on "
             "from the checkpoint, but not as it would have on its own recipe") in caplog.text
     assert longer.step == 0
+
+
+# ----- what the model card says ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tts_features(tmp_path_factory) -> Path:
+    """One feature cache for the tests below: pYIN over the corpus took most of each test's time."""
+    return tmp_path_factory.mktemp("tts_features")
+
+
+def test_exported_voice_cards_carry_the_validation_of_their_checkpoints_step(espeak_corpus, tts_features, tmp_path):
+    """`audiogan export tts` wrote an empty validation, where the vocoder's export reads the run's log."""
+    cfg = tts_recipe(tts_features, 1)
+    cfg.train.max_steps, cfg.train.log_every = 5, 5
+    trainer = TTSTrainer(cfg, [str(espeak_corpus)], tmp_path / "run", device="cpu")
+    trainer.fit()
+    final = strict_rows(tmp_path / "run" / "metrics.jsonl")[-1]
+    assert main(["export", "tts", str(tmp_path / "run" / "checkpoint.pt"), "-o", str(tmp_path / "v.safetensors")]) == 0
+    validation = weights.read_card(tmp_path / "v.safetensors")["validation"]
+    assert validation == {"step": 5, **{k: v for k, v in final.items() if k.startswith("valid_")}}
+    assert "valid_mel_l1" in validation
+
+
+def test_exported_note_cards_carry_their_last_collapse_check_and_its_step(tone_notes, tmp_path):
+    """The note GAN's in-loop check stands in for a validation; `audiogan export timbre` wrote none."""
+    recipe = timbre_recipe(max_steps=4, log_every=2, diversity_every=4)
+    TimbreTrainer(recipe, [str(tone_notes)], tmp_path / "run", device="cpu").fit()
+    checked = [row for row in strict_rows(tmp_path / "run" / "metrics.jsonl") if "diversity" in row]
+    assert main(["export", "timbre", str(tmp_path / "run" / "checkpoint.pt"), "-o",
+                 str(tmp_path / "n.safetensors")]) == 0
+    validation = weights.read_card(tmp_path / "n.safetensors")["validation"]
+    assert validation == {"step": checked[-1]["step"], "diversity": checked[-1]["diversity"],
+                          "diversity_ratio": checked[-1]["diversity_ratio"]}
+
+
+def test_a_run_killed_after_its_checkpoint_keeps_the_minutes_its_log_shows(tone_notes, tmp_path, caplog):
+    """Killed between checkpoints, a run lost from its card the device time since the last one; the rows it
+    logged past the checkpoint say how long it had run."""
+    run = tmp_path / "run"
+    recipe = timbre_recipe(max_steps=2, log_every=2, diversity_every=1000)
+    TimbreTrainer(recipe, [str(tone_notes)], run, device="cpu").fit()
+    at_two = (run / "checkpoint.pt").read_bytes()
+    recipe.train.max_steps = 6
+    TimbreTrainer(recipe, [str(tone_notes)], run, device="cpu", resume=str(run / "checkpoint.pt")).fit()
+    logged = strict_rows(run / "metrics.jsonl")[-1]
+    (run / "checkpoint.pt").write_bytes(at_two)  # as if killed at step 6 with its last checkpoint at step 2
+    spent = load_checkpoint(run / "checkpoint.pt", CPU, "timbre")["device_minutes"]
+    assert logged["step"] == 6 and logged["device_minutes"] > spent
+    with caplog.at_level(logging.INFO, "audiogan.train.runlog"):
+        resumed = TimbreTrainer(recipe, [str(tone_notes)], run, device="cpu", resume=str(run / "checkpoint.pt"))
+    assert resumed.step == 2 and resumed.prior_minutes == pytest.approx(logged["device_minutes"])
+    assert "device minutes to the run's cost: it ran them after its checkpoint, up to the step 6" in caplog.text
+    # A checkpoint copied elsewhere is not this folder's: the rows past it may be a run that went on.
+    (run / "copy.pt").write_bytes(at_two)
+    (run / "metrics.jsonl").write_text(json.dumps(logged) + "\n")
+    other = TimbreTrainer(recipe, [str(tone_notes)], run, device="cpu", resume=str(run / "copy.pt"))
+    assert other.prior_minutes == spent
+
+
+def test_a_diverging_mel_critic_is_not_updated_and_its_steps_count_as_skipped(espeak_corpus, tts_features,
+                                                                              tmp_path):
+    """The TTS trainer's mel discriminator stepped on whatever its gradients were: NaN weights, checkpointed."""
+    cfg = tts_recipe(tts_features, 1)
+    cfg.train.adversarial_weight, cfg.train.disc_learning_rate = 0.1, 1e30
+    trainer = TTSTrainer(cfg, [str(espeak_corpus)], tmp_path / "run", device="cpu")
+    skipped = [float(trainer.train_step()[trainer.loss_names.index("skipped")]) for _ in range(3)]
+    critic = load_checkpoint(trainer.checkpoint(), CPU, "tts")["discriminator"]
+    assert all(torch.isfinite(w).all() for w in critic.values())
+    assert skipped[0] == 0 and skipped[-1] == 1  # its first step is finite and blows its weights up
+
+
+# `audiogan` whose checkpoint writes get a Ctrl-C of their own: the test sends the first, mid-training, and the
+# checkpoint that one writes gets the second.
+SECOND_CTRL_C = """
+import os, sys
+sys.path.insert(0, sys.argv.pop(1))
+from test_train_robust import InterruptedWrites
+from audiogan import cli
+
+real = os.fdopen
+os.fdopen = lambda *args, **kwargs: InterruptedWrites(real(*args, **kwargs))
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_second_ctrl_c_during_the_interrupts_checkpoint_still_says_how_to_resume(tone_notes, tmp_path):
+    """The checkpoint was written whole, but the deferred second Ctrl-C cut the line naming it."""
+    proc = subprocess.Popen([sys.executable, "-c", SECOND_CTRL_C, str(Path(__file__).parent), "train", "timbre",
+                             "--config", str(REPO / "configs" / "timbre" / "tiny_test.yaml"), "--data", str(tone_notes),
+                             "--run-dir", "run", "--device", "cpu", "--set", "log_every=1", "--set",
+                             "max_steps=1000000"],
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                            # a runner started in the background ignores SIGINT, and so would its children
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stderr is not None
+    shown = []
+    while not any("runlog: step " in line for line in shown) and proc.poll() is None:
+        shown.append(proc.stderr.readline())
+    proc.send_signal(signal.SIGINT)
+    err = "".join(shown) + proc.communicate(timeout=120)[1]
+    run = tmp_path / "run"
+    assert proc.returncode == 130 and "Ctrl-C during a checkpoint write" in err, err
+    assert "wrote run/checkpoint.pt (continue with --resume run/checkpoint.pt)" in err
+    assert "audiogan: interrupted" in err.splitlines() and "Traceback" not in err
+    assert load_checkpoint(run / "checkpoint.pt", CPU, "timbre")["step"] >= 1

@@ -25,7 +25,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     does not lose the rename (the folder is synced too). A failed write says which checkpoint it was: torch's
     zip writer reports a full disk as "unexpected pos 2957504 vs 2957392", naming no file."""
     try:
-        with _interrupts_deferred():
+        with interrupts_deferred():
             return write_atomic(path, lambda f: torch.save(state, f))
     except (OSError, RuntimeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split("\n")[0]
@@ -36,10 +36,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 
 
 @contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
+def interrupts_deferred(then_raise: bool = True) -> Iterator[None]:
     """Ctrl-C and SIGTERM wait for the checkpoint being written, then take effect as usual. Raised inside
     torch's zip writer, the interrupt came out as "RuntimeError: unexpected pos 46 vs 0" (3 of 12 signals
-    sent during a 200 MB save): the run ended on an error, with no checkpoint of its last steps."""
+    sent during a 200 MB save): the run ended on an error, with no checkpoint of its last steps.
+    ``then_raise=False`` drops them instead, for a block that ends on an interrupt anyway."""
     signals = (signal.SIGINT, signal.SIGTERM)
     previous = [signal.getsignal(s) for s in signals]
     if threading.current_thread() is not threading.main_thread() or None in previous:
@@ -53,7 +54,7 @@ def _interrupts_deferred() -> Iterator[None]:
     finally:
         for s, handler in zip(signals, previous, strict=True):
             signal.signal(s, handler)
-    if caught:
+    if caught and then_raise:
         signal.raise_signal(caught[0])
 
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import torch
 
 from audiogan.audio.io import naming, write_atomic
+from audiogan.train.checkpoint import interrupts_deferred
 from audiogan.train.distributed import unwrap
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class RunLog:
     def __init__(self, run_dir: Path, resumed_at: int | None = None) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.path = run_dir / "metrics.jsonl"
+        self.dropped: list[dict[str, Any]] = []
         if resumed_at is not None:
             self._forget_after(resumed_at)
         self.writer: Any = None
@@ -44,10 +46,28 @@ class RunLog:
         if not self.path.is_file():
             return
         lines = len(self.path.read_text().splitlines())
-        kept = [row for row in read_rows(self.path) if row.get("step", 0) <= step]  # a line cut short goes too
+        rows = read_rows(self.path)
+        kept = [row for row in rows if row.get("step", 0) <= step]  # a line cut short goes too
+        self.dropped = [row for row in rows if row.get("step", 0) > step]
         if len(kept) < lines:
             write_atomic(self.path, "".join(json.dumps(row) + "\n" for row in kept).encode())
             log.info("%s: dropped %d rows logged after step %d, the checkpoint's", self.path, lines - len(kept), step)
+
+    def minutes_after(self, checkpoint: str | Path, minutes: float) -> float:
+        """The device minutes a run killed after its last checkpoint spent past it, as its log shows them:
+        each row it logged after the checkpoint's step (dropped on resume) carries the device minutes run
+        by then, so the last of them is a truthful lower bound. The time after that last row (at most a log
+        interval) is not on record and stays uncounted. Only for the run folder's own checkpoint: any later
+        checkpoint of this run would have replaced it, so the rows past it are this run's lost time."""
+        if not self.dropped or Path(checkpoint).resolve() != (self.path.parent / "checkpoint.pt").resolve():
+            return 0.0
+        last = max(self.dropped, key=lambda row: float(row.get("device_minutes", minutes)))
+        lost = float(last.get("device_minutes", minutes)) - minutes
+        if lost <= 0:
+            return 0.0
+        log.info("%s: added %.2f device minutes to the run's cost: it ran them after its checkpoint, up to the "
+                 "step %d it logged before it was stopped", self.path.parent, lost, last["step"])
+        return lost
 
     def row(self, step: int, row: dict[str, Any]) -> None:
         row = measured(row)
@@ -106,6 +126,20 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def validation_at(metrics_file: Path, step: int, prefix: str = "valid") -> dict[str, Any]:
+    """A model card's validation: the last figures logged at or before ``step`` (keys starting with
+    ``prefix``), with the step they were measured at, which may be older than the weights. The run folder's
+    log may go on past the checkpoint (a run that continued, or rows left from before a resume), and those
+    figures are not this checkpoint's."""
+    found: dict[str, Any] = {}
+    if metrics_file.is_file():
+        for row in read_rows(metrics_file):
+            figures = {k: v for k, v in row.items() if k.startswith(prefix)}
+            if figures and row.get("step", step + 1) <= step:
+                found = {"step": row["step"], **figures}
+    return found
+
+
 def measured(row: dict[str, Any]) -> dict[str, Any]:
     """The row without NaN (a trainer's mark for a figure not measured in its window, the discriminator's
     before it joins) or infinity (a diverged loss, which the row's "skipped" counts). Strict JSON readers
@@ -159,8 +193,12 @@ def checkpoint_on_interrupt(fit: Fit) -> Fit:
             return fit(trainer, *args, **kwargs)
         except KeyboardInterrupt:
             if trainer.dist.main:
-                path = trainer.checkpoint()
-                log.warning("interrupted at step %d: wrote %s (continue with --resume %s)", trainer.step, path, path)
+                # A second Ctrl-C (an impatient user) would otherwise cut the line saying how to go on; the
+                # run is stopping already, so it has nothing left to do.
+                with interrupts_deferred(then_raise=False):
+                    path = trainer.checkpoint()
+                    log.warning("interrupted at step %d: wrote %s (continue with --resume %s)", trainer.step, path,
+                                path)
             raise
         finally:
             if main_thread:

@@ -38,7 +38,7 @@ from audiogan.train.checkpoint import (
 from audiogan.train.data import is_silent, warn_silent
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides, unwrap
 from audiogan.train.rundir import claim_run_dir
-from audiogan.train.runlog import NonFiniteSteps, RunLog, checkpoint_on_interrupt, finish_run
+from audiogan.train.runlog import NonFiniteSteps, RunLog, checkpoint_on_interrupt, finish_run, validation_at
 from audiogan.train.vocoder_trainer import device_name
 
 log = logging.getLogger(__name__)
@@ -201,6 +201,8 @@ class TimbreTrainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g_run, self.d_run = DDP(self.G, device_ids=ids), DDP(self.D, device_ids=ids)
         self.runlog = RunLog(self.run_dir, self.step if resume else None) if self.dist.main else None
+        if resume and self.runlog:  # a run killed after its last checkpoint: the time since is on its log
+            self.prior_minutes += self.runlog.minutes_after(resume, self.prior_minutes)
         if self.runlog:
             log.info("timbre GAN: %d notes, %d instruments, pitches %d-%d, G %.1f M / D %.1f M parameters",
                      len(self.records), len(config.model.instruments), config.data.pitch_min,
@@ -448,8 +450,10 @@ def export_timbre_checkpoint(checkpoint: str | Path, out: str | Path, dtype: tor
     cfg = from_dict(TimbreTrainingConfig, ck["config"])
     G = Generator(cfg.model)
     G.load_state_dict(ck["generator"])
+    # The note GAN has no held-out validation: its mode-collapse check, run in the loop, stands in for one.
+    checked = validation_at(Path(checkpoint).parent / "metrics.jsonl", ck["step"], "diversity")
     return export_timbre(G, cfg, Path(out), ck["step"], ck["device_minutes"], ck.get("device", "unknown"),
-                         ck.get("notes", 0), {}, dtype, ck.get("continued_from"))
+                         ck.get("notes", 0), checked, dtype, ck.get("continued_from"))
 
 
 def load_generator(path: Path) -> tuple[Generator, dict[str, Any]]:

@@ -30,7 +30,7 @@ from audiogan.train.checkpoint import (
 )
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides, unwrap
 from audiogan.train.rundir import claim_run_dir
-from audiogan.train.runlog import NonFiniteSteps, RunLog, checkpoint_on_interrupt, finish_run
+from audiogan.train.runlog import NonFiniteSteps, RunLog, checkpoint_on_interrupt, finish_run, validation_at
 from audiogan.train.tts_data import TTSDataConfig, Utterance, build_features, collate, split, statistics
 from audiogan.train.vocoder_trainer import device_name
 from audiogan.tts.alignment import beta_binomial_prior, forward_sum_loss
@@ -233,6 +233,8 @@ class TTSTrainer:
             if self.D is not None:
                 self.d_run = DDP(self.D, device_ids=ids)
         self.runlog = RunLog(self.run_dir, self.step if resume else None) if self.dist.main else None
+        if resume and self.runlog:  # a run killed after its last checkpoint: the time since is on its log
+            self.prior_minutes += self.runlog.minutes_after(resume, self.prior_minutes)
         if self.runlog:
             log.info("TTS: %d training / %d validation utterances, %.1f M parameters", len(self.train_set),
                      len(self.valid_set), sum(p.numel() for p in self.params) / 1e6)
@@ -284,9 +286,11 @@ class TTSTrainer:
         losses["alignment" if aligning_only else "loss"].backward()
         losses["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.params, tc.grad_clip)
         finite = torch.isfinite(losses["grad_norm"])
-        losses["skipped"] = (~finite).float()
         if finite:
             self.opt.step()
+        # A step counts as skipped when either update was (as the vocoder trainer counts its two).
+        critic_skipped = losses.get("d_skipped", torch.zeros((), device=self.device))
+        losses["skipped"] = torch.maximum((~finite).float(), critic_skipped)
         self.step += 1
         return torch.stack([losses[k].detach().float() for k in self.loss_names])
 
@@ -303,7 +307,12 @@ class TTSTrainer:
         losses["d_acc"] = discriminator_accuracy(score_r, score_f).detach()
         self.opt_d.zero_grad(set_to_none=True)
         losses["d_loss"].backward()
-        self.opt_d.step()
+        # The generator's guard, for the critic: a diverged critic's non-finite update would make its weights
+        # NaN, to be checkpointed and to feed the model NaN gradients from then on.
+        d_norm = torch.nn.utils.get_total_norm([p.grad for p in self.D.parameters() if p.grad is not None])
+        losses["d_skipped"] = (~torch.isfinite(losses["d_loss"]) | ~torch.isfinite(d_norm)).float()
+        if not losses["d_skipped"]:
+            self.opt_d.step()
         (_, feats_r), (score_f, feats_f) = self.d_run(real, fake)
         losses["adversarial"] = generator_loss(score_f)
         losses["feature"] = feature_loss([[f.detach() for f in fs] for fs in feats_r], feats_f)
@@ -342,8 +351,11 @@ class TTSTrainer:
                 "adversarial_from": self.adversarial_from} if self.D is not None else {})})
 
     def export(self, path: Path, validation: dict[str, float] | None = None) -> Path:
+        """Without ``validation`` (a snapshot), the card takes the last figures logged."""
+        if validation is None:
+            validation = validation_at(self.run_dir / "metrics.jsonl", self.step)
         return export_tts(self.model, self.cfg, path, self.step, self.device_minutes(), device_name(self.device),
-                          self.data_info, self.stats, self.table, validation or {}, continued_from=self.continued_from)
+                          self.data_info, self.stats, self.table, validation, continued_from=self.continued_from)
 
     @checkpoint_on_interrupt
     def fit(self) -> dict[str, float]:
@@ -386,8 +398,7 @@ class TTSTrainer:
                 self.checkpoint()
                 last_ck = now
             if self.dist.main and tc.snapshot_every_minutes > 0 and now - last_snap >= tc.snapshot_every_minutes * 60:
-                self.export(self.run_dir / "snapshots" / f"step{self.step:07d}.safetensors",
-                            {k: v for k, v in row.items() if k.startswith("valid_")})
+                self.export(self.run_dir / "snapshots" / f"step{self.step:07d}.safetensors")
                 last_snap = now
             if timed_out:
                 log.info("time budget of %.1f min reached at step %d", tc.max_minutes, self.step)
@@ -427,5 +438,6 @@ def model_from_checkpoint(ck: dict[str, Any]) -> tuple[TTSTrainingConfig, Symbol
 def export_tts_checkpoint(checkpoint: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
     ck = load_checkpoint(checkpoint, torch.device("cpu"), "tts")
     cfg, table, model = model_from_checkpoint(ck)
+    validation = validation_at(Path(checkpoint).parent / "metrics.jsonl", ck["step"])
     return export_tts(model, cfg, Path(out), ck["step"], ck["device_minutes"], ck.get("device", "unknown"),
-                      ck.get("data", {}), ck["stats"], table, {}, dtype, ck.get("continued_from"))
+                      ck.get("data", {}), ck["stats"], table, validation, dtype, ck.get("continued_from"))

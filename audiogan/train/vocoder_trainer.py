@@ -26,7 +26,13 @@ from audiogan.train.data import AUDIO_SUFFIXES, ClipBank, DataConfig, find_audio
 from audiogan.train.distributed import init_distributed, mean_row, rank0_decides, unwrap
 from audiogan.train.pitch_targets import pitch_targets
 from audiogan.train.rundir import claim_run_dir
-from audiogan.train.runlog import NonFiniteSteps, RunLog, checkpoint_on_interrupt, finish_run, read_rows
+from audiogan.train.runlog import (
+    NonFiniteSteps,
+    RunLog,
+    checkpoint_on_interrupt,
+    finish_run,
+    validation_at,
+)
 from audiogan.vocoder.discriminators import build_discriminators
 from audiogan.vocoder.istft import FramedSTFT
 from audiogan.vocoder.losses import discriminator_accuracy, discriminator_loss, feature_loss, generator_loss
@@ -194,6 +200,8 @@ class VocoderTrainer:
         self.graphs = self.cuda and tc.compile and tc.compile_mode == "reduce-overhead"
         self.g_run, self.d_run = g, d
         self.runlog = RunLog(self.run_dir, self.step if resume else None) if self.dist.main else None
+        if resume and self.runlog:  # a run killed after its last checkpoint: the time since is on its log
+            self.prior_minutes += self.runlog.minutes_after(resume, self.prior_minutes)
 
     # ----- setup -------------------------------------------------------------------------------------------------
     def _find(self, dirs: list[str]) -> tuple[list[Path], list[Path]]:
@@ -468,8 +476,11 @@ class VocoderTrainer:
         })
 
     def export(self, path: Path, validation: dict[str, float] | None = None) -> Path:
+        """Without ``validation`` (a snapshot), the card takes the last figures logged."""
+        if validation is None:
+            validation = validation_at(self.run_dir / "metrics.jsonl", self.step)
         return export_generator(self.G, self.cfg, path, self.step, self.device_minutes(),
-                                device_name(self.device), self.data_files, validation or {}, self.lineage)
+                                device_name(self.device), self.data_files, validation, self.lineage)
 
     # ----- the loop ----------------------------------------------------------------------------------------------
     @checkpoint_on_interrupt
@@ -557,22 +568,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: torch.dtyp
     cfg = from_dict(VocoderTrainingConfig, ck["config"])
     G = build_generator(cfg.model)
     G.load_state_dict(ck["generator"])
-    validation = _validation_at(Path(checkpoint).parent / "metrics.jsonl", ck["step"])
+    validation = validation_at(Path(checkpoint).parent / "metrics.jsonl", ck["step"])
     return export_generator(G, cfg, Path(out), ck["step"], ck["device_minutes"], ck.get("device", "unknown"),
                             ck.get("data", {}), validation, _lineage(ck), dtype)
-
-
-def _validation_at(metrics_file: Path, step: int) -> dict[str, float]:
-    """The last validation logged at or before ``step``, with the step it was measured at. The run folder's
-    log may go on past the checkpoint (a run that continued, or rows left from before a resume), and those
-    figures are not this checkpoint's."""
-    found: dict[str, float] = {}
-    if metrics_file.is_file():
-        for row in read_rows(metrics_file):
-            valid = {k: v for k, v in row.items() if k.startswith("valid")}
-            if valid and row.get("step", step + 1) <= step:
-                found = {"step": row["step"], **valid}
-    return found
 
 
 def _lineage(ck: dict[str, Any]) -> dict[str, Any]:
