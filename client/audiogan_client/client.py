@@ -28,7 +28,9 @@ UPLOAD_CHUNK_BYTES = 64 * 1024
 KEEPALIVE_SECONDS = 20.0
 NOTE_FIELDS = ("pitch", "velocity", "seconds", "seed")
 NOTE_TIMBRE_KEYS = ("timbre", "instrument", "latent")  # the wire's name, then the library's and render's
-PUSHBACK_KEY = "grpc-retry-pushback-ms"  # gRFC A6: a server's "retry after this many milliseconds"
+# gRPC's trailing metadata for a server's pushback (gRFC A6): ASCII digits of a signed 32-bit integer, the
+# milliseconds a caller should wait before it tries again. audiogan-server sends it under this name.
+PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
 
 class AudioResult(NamedTuple):

@@ -14,14 +14,12 @@ from typing import Any
 
 import grpc
 from audiogan_client._proto import audiogan_pb2 as pb
+from audiogan_client.client import PUSHBACK_KEY  # the key the client reads the pushback from
 
 from audiogan.audio.io import AudioError
 
 log = logging.getLogger("audiogan.server")
 DEADLINE_SLACK_S = 0.25
-# gRPC's key for server pushback (gRFC A6): trailing metadata whose value, ASCII digits of a signed 32-bit
-# integer, is how many milliseconds the caller should wait before it tries again.
-PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
 
 class RequestError(Exception):
