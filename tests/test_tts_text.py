@@ -162,7 +162,52 @@ HELD_OUT_ENDS = [
 ]
 
 
-@pytest.mark.parametrize(("text", "sentences"), ENDS_AFTER_ABBREVIATIONS + HELD_OUT_ENDS)
+# Held out again: written before the rule that reads "Baker St. Rain began" and "Acme Inc. Chief Executive" was
+# chosen, half ending a sentence, half reading on, after street, company, name, time, letter and month
+# abbreviations, before subjects with their verbs, titles, names and the nouns that head a name. 14 of these
+# 20 were right when they were written.
+THIRD_HELD_OUT_ENDS = [
+    ("We rented a flat on Park Ave. Rent doubled within a year.", ["We rented a flat on Park Ave.",
+                                                                   "Rent doubled within a year."]),
+    ("The crew moved everything to Elm Dr. Neighbours helped carry the boxes.",
+     ["The crew moved everything to Elm Dr.", "Neighbours helped carry the boxes."]),
+    pytest.param("The museum stands on Queen St. Visitors come from everywhere.",
+                 ["The museum stands on Queen St.", "Visitors come from everywhere."],
+                 marks=pytest.mark.xfail(strict=True, reason="only an auxiliary or an -ed word counts as a verb")),
+    pytest.param("Half the budget came from the U.S. Donors gave the rest.",
+                 ["Half the budget came from the U.S.", "Donors gave the rest."],
+                 marks=pytest.mark.xfail(strict=True, reason="only an auxiliary or an -ed word counts as a verb")),
+    ("The flight lands at 11 p.m. Passengers then take a bus.", ["The flight lands at 11 p.m.",
+                                                                 "Passengers then take a bus."]),
+    ("We ordered parts from Vance Corp. Delivery took three weeks.", ["We ordered parts from Vance Corp.",
+                                                                      "Delivery took three weeks."]),
+    ("Her lawyer was John Reed Sr. Judges knew him well.", ["Her lawyer was John Reed Sr.",
+                                                            "Judges knew him well."]),
+    ("He worked for years at Dunmore Ltd. Staff remember him fondly.", ["He worked for years at Dunmore Ltd.",
+                                                                        "Staff remember him fondly."]),
+    ("The shop closed early in Feb. Sales had fallen for months.", ["The shop closed early in Feb.",
+                                                                    "Sales had fallen for months."]),
+    ("She sold her stake in Orion Inc. Chairman Lee bought it.", ["She sold her stake in Orion Inc.",
+                                                                  "Chairman Lee bought it."]),
+    pytest.param("Acme Corp. Vice President Ann Lee spoke first.", ["Acme Corp. Vice President Ann Lee spoke first."],
+                 marks=pytest.mark.xfail(strict=True, reason="a company's suffix ends one before any capital")),
+    pytest.param("The Robert Smith Jr. Award goes to a student each year.",
+                 ["The Robert Smith Jr. Award goes to a student each year."],
+                 marks=pytest.mark.xfail(strict=True, reason="a name's suffix ends one before any capital")),
+    ("Dr. Ruth Bell works at St. Luke's Hospital.", ["Dr. Ruth Bell works at St. Luke's Hospital."]),
+    ("They climbed Mt. Hood before dawn.", ["They climbed Mt. Hood before dawn."]),
+    ("Some cities, e.g. Paris and Rome, ban cars.", ["Some cities, e.g. Paris and Rome, ban cars."]),
+    ("The launch is at 7 a.m. Pacific on Thursday.", ["The launch is at 7 a.m. Pacific on Thursday."]),
+    ("He joined the U.S. Marine Corps in 1990.", ["He joined the U.S. Marine Corps in 1990."]),
+    pytest.param("Ellis Ltd. Managing Director Tom Hale retired.", ["Ellis Ltd. Managing Director Tom Hale retired."],
+                 marks=pytest.mark.xfail(strict=True, reason="a company's suffix ends one before any capital")),
+    pytest.param("The John Hay Sr. House is now a museum.", ["The John Hay Sr. House is now a museum."],
+                 marks=pytest.mark.xfail(strict=True, reason="a name's suffix ends one before any capital")),
+    ("Mr. Lee met Sen. Ortiz and Gov. Hall on Friday.", ["Mr. Lee met Sen. Ortiz and Gov. Hall on Friday."]),
+]
+
+
+@pytest.mark.parametrize(("text", "sentences"), ENDS_AFTER_ABBREVIATIONS + HELD_OUT_ENDS + THIRD_HELD_OUT_ENDS)
 def test_a_sentence_ends_after_an_abbreviation_by_its_kind_and_the_next_words(text, sentences):
     assert split_sentences(text) == sentences
     # The normaliser keeps a period at each end and none inside: "U.S." is read "yoo ess." only at its end.
