@@ -118,18 +118,30 @@ ENDS_AFTER_ABBREVIATIONS = [
     ("He said that in March, U.S. Steel shares fell.", ["He said that in March, U.S. Steel shares fell."]),
     ("Malcolm X. Years later he died.", ["Malcolm X.", "Years later he died."]),
     ("Dr. J. Weeks wrote the report.", ["Dr. J. Weeks wrote the report."]),
+    # Added with the rule that reads a name's suffix by what the sentence says before it and the number of
+    # the noun after it: the same suffixes and words after them, ending one.
+    ("He worked for Acme Inc. Chief Executive Jane Doe resigned.", ["He worked for Acme Inc.",
+                                                                    "Chief Executive Jane Doe resigned."]),
+    ("Martin Luther King Jr. Crowds cheered.", ["Martin Luther King Jr.", "Crowds cheered."]),
+    ("Hill Co. People complained.", ["Hill Co.", "People complained."]),
+    ("They walked past Elm St. Dogs barked.", ["They walked past Elm St.", "Dogs barked."]),
+    # Missed: after words of its own a name's suffix ends one before any capital. "Day in January" has no verb,
+    # but telling that from "Dunmore Ltd. Staff remember him" takes a list of every verb.
+    pytest.param("We celebrate Martin Luther King Jr. Day in January.",
+                 ["We celebrate Martin Luther King Jr. Day in January."],
+                 marks=pytest.mark.xfail(strict=True, reason="a suffix after a sentence's own words ends one")),
 ]
 
 # Held out: written before the rule that reads "Washington, D.C. Years later" and "the U.S. Army based in" was
 # chosen, half ending a sentence, half reading on, over the abbreviations the table above uses and others.
-# 15 of these 20 were right before that rule, 17 after.
+# 15 of these 20 were right before that rule, 17 after, all 20 once a common verb's irregular forms counted as
+# a verb and a name's suffix read on after a name alone.
 HELD_OUT_ENDS = [
     ("They moved to the U.S. Decades later they returned.", ["They moved to the U.S.",
                                                              "Decades later they returned."]),
     ("The firm opened an office in Washington, D.C. Clients came from all over.",
      ["The firm opened an office in Washington, D.C.", "Clients came from all over."]),
-    pytest.param("We walked down Baker St. Rain began to fall.", ["We walked down Baker St.", "Rain began to fall."],
-                 marks=pytest.mark.xfail(strict=True, reason="no verb list: 'began' is not seen as one")),
+    ("We walked down Baker St. Rain began to fall.", ["We walked down Baker St.", "Rain began to fall."]),
     ("Her father was Robert Smith Jr. Nobody called him that.", ["Her father was Robert Smith Jr.",
                                                                  "Nobody called him that."]),
     ("The package arrived at 7 a.m. Breakfast was already cold.", ["The package arrived at 7 a.m.",
@@ -152,17 +164,54 @@ HELD_OUT_ENDS = [
      ["Officers of the Washington, D.C. Police Department arrived."]),
     ("The train leaves at 6 p.m. Friday from platform 2.", ["The train leaves at 6 p.m. Friday from platform 2."]),
     ("Room No. 12 is on the left.", ["Room No. 12 is on the left."]),
-    pytest.param("Acme Inc. Chief Executive Jane Doe resigned.", ["Acme Inc. Chief Executive Jane Doe resigned."],
-                 marks=pytest.mark.xfail(strict=True, reason="a company's suffix ends one before any capital")),
-    # Ambiguous in form: "by Martin Luther King Jr. Crowds cheered" ends one with the same shape; only knowing
-    # the holiday's name tells, and a list of such names would be a list of answers.
-    pytest.param("Martin Luther King Jr. Day falls in January.", ["Martin Luther King Jr. Day falls in January."],
-                 marks=pytest.mark.xfail(strict=True, reason="a name's suffix ends one before any capital")),
+    ("Acme Inc. Chief Executive Jane Doe resigned.", ["Acme Inc. Chief Executive Jane Doe resigned."]),
+    # "by Martin Luther King Jr. Crowds cheered" ends one: there the sentence said something before the name,
+    # and a plural may be a subject bare; a singular noun after a name alone is the name's head.
+    ("Martin Luther King Jr. Day falls in January.", ["Martin Luther King Jr. Day falls in January."]),
     ("He lectured at the U.S. Naval Academy for a decade.", ["He lectured at the U.S. Naval Academy for a decade."]),
 ]
 
 
-@pytest.mark.parametrize(("text", "sentences"), ENDS_AFTER_ABBREVIATIONS + HELD_OUT_ENDS)
+# Held out again: written before the rule that reads "Baker St. Rain began" and "Acme Inc. Chief Executive" was
+# chosen, half ending a sentence, half reading on, after street, company, name, time, letter and month
+# abbreviations, before subjects with their verbs, titles, names and the nouns that head a name. 14 of these
+# 20 were right when they were written, all 20 with that rule.
+THIRD_HELD_OUT_ENDS = [
+    ("We rented a flat on Park Ave. Rent doubled within a year.", ["We rented a flat on Park Ave.",
+                                                                   "Rent doubled within a year."]),
+    ("The crew moved everything to Elm Dr. Neighbours helped carry the boxes.",
+     ["The crew moved everything to Elm Dr.", "Neighbours helped carry the boxes."]),
+    ("The museum stands on Queen St. Visitors come from everywhere.",
+     ["The museum stands on Queen St.", "Visitors come from everywhere."]),
+    ("Half the budget came from the U.S. Donors gave the rest.",
+     ["Half the budget came from the U.S.", "Donors gave the rest."]),
+    ("The flight lands at 11 p.m. Passengers then take a bus.", ["The flight lands at 11 p.m.",
+                                                                 "Passengers then take a bus."]),
+    ("We ordered parts from Vance Corp. Delivery took three weeks.", ["We ordered parts from Vance Corp.",
+                                                                      "Delivery took three weeks."]),
+    ("Her lawyer was John Reed Sr. Judges knew him well.", ["Her lawyer was John Reed Sr.",
+                                                            "Judges knew him well."]),
+    ("He worked for years at Dunmore Ltd. Staff remember him fondly.", ["He worked for years at Dunmore Ltd.",
+                                                                        "Staff remember him fondly."]),
+    ("The shop closed early in Feb. Sales had fallen for months.", ["The shop closed early in Feb.",
+                                                                    "Sales had fallen for months."]),
+    ("She sold her stake in Orion Inc. Chairman Lee bought it.", ["She sold her stake in Orion Inc.",
+                                                                  "Chairman Lee bought it."]),
+    ("Acme Corp. Vice President Ann Lee spoke first.", ["Acme Corp. Vice President Ann Lee spoke first."]),
+    ("The Robert Smith Jr. Award goes to a student each year.",
+     ["The Robert Smith Jr. Award goes to a student each year."]),
+    ("Dr. Ruth Bell works at St. Luke's Hospital.", ["Dr. Ruth Bell works at St. Luke's Hospital."]),
+    ("They climbed Mt. Hood before dawn.", ["They climbed Mt. Hood before dawn."]),
+    ("Some cities, e.g. Paris and Rome, ban cars.", ["Some cities, e.g. Paris and Rome, ban cars."]),
+    ("The launch is at 7 a.m. Pacific on Thursday.", ["The launch is at 7 a.m. Pacific on Thursday."]),
+    ("He joined the U.S. Marine Corps in 1990.", ["He joined the U.S. Marine Corps in 1990."]),
+    ("Ellis Ltd. Managing Director Tom Hale retired.", ["Ellis Ltd. Managing Director Tom Hale retired."]),
+    ("The John Hay Sr. House is now a museum.", ["The John Hay Sr. House is now a museum."]),
+    ("Mr. Lee met Sen. Ortiz and Gov. Hall on Friday.", ["Mr. Lee met Sen. Ortiz and Gov. Hall on Friday."]),
+]
+
+
+@pytest.mark.parametrize(("text", "sentences"), ENDS_AFTER_ABBREVIATIONS + HELD_OUT_ENDS + THIRD_HELD_OUT_ENDS)
 def test_a_sentence_ends_after_an_abbreviation_by_its_kind_and_the_next_words(text, sentences):
     assert split_sentences(text) == sentences
     # The normaliser keeps a period at each end and none inside: "U.S." is read "yoo ess." only at its end.

@@ -842,16 +842,23 @@ def _normalize(text: str) -> str:
 # - letter abbreviations ("U.S."), month abbreviations and a street's "Dr." or "St." ("on Elm Dr.") may end
 #   one or modify a name ("the U.S. Army", "Elm Dr. Lee"): they end one before a function word ("the U.S.
 #   Then", "Nobody"), or before a subject with its verb ("People moved", "Prices were") where they close a
-#   prepositional phrase in a sentence with words of its own ("He grew up in the U.S. People moved"); "said
-#   the U.S. Senate voted" and "The U.S. Senate voted" read on. A country's or an organisation's letters
-#   before one of its bodies name that body ("the U.S. Army based in Texas", "the E.U. Commission"), whatever
-#   follows; a state's or district's letters after its city and a comma ("Washington, D.C.") close a place
-#   name, so that in a sentence with words of its own any other capitalised word with a lower-case word after
-#   it opens a new one ("They lived in Washington, D.C. Police arrested", but "Officers of the Washington,
-#   D.C. Police arrested");
+#   prepositional phrase in a sentence with words of its own ("He grew up in the U.S. People moved", "down
+#   Baker St. Rain began"); "said the U.S. Senate voted" and "The U.S. Senate voted" read on. A verb is an
+#   auxiliary, a regular past ("moved") or a form of one of English's commonest verbs (see ``VERBS``). A
+#   country's or an organisation's letters before one of its bodies name that body ("the U.S. Army based in
+#   Texas", "the E.U. Commission"), whatever follows; a state's or district's letters after its city and a
+#   comma ("Washington, D.C.") close a place name, so that in a sentence with words of its own any other
+#   capitalised word with a lower-case word after it opens a new one ("They lived in Washington, D.C. Police
+#   arrested", but "Officers of the Washington, D.C. Police arrested");
 # - "No.", "Vol.", "p." and the like read on before a number ("no. 7"), and otherwise end one as any word;
-# - all others ("etc.", "Inc.", "Jr.", "Fri.") end one before a capital or a number, as any word's period
-#   does: they close a list or a name ("Apple Inc. Shares rose").
+# - a company's or a person's suffix after a name ("Acme Inc.", "King Jr.") ends one where its sentence says
+#   something of its own before it ("worked for Acme Ltd. Profits fell"). Where all before it is the name,
+#   the name opens the sentence and modifies what follows: a capitalised singular noun is its head or a title
+#   ("Acme Inc. Chief Executive Jane Doe", "King Jr. Day falls"), since a bare singular count noun cannot be
+#   a subject on its own; a plural can ("Apple Inc. Shares rose"), and so can a function word, a number or
+#   a span of time, which end one;
+# - all others ("etc.", "Fri.") end one before a capital or a number, as any word's period does: they close
+#   a list or a name ("We sold figs, etc. The shop closed").
 # Wherever an abbreviation may end one, a span of time before its sentence's words ("Years later", "Two days
 # after that") opens a clause, as a function word does: no name goes on with it.
 _STREET = re.compile(_STREET_NAME + r"(?:Dr|St)\.$")
@@ -862,6 +869,8 @@ _LETTERS = r"(?<![\w.])(?:[A-Za-z]\.){2,}"
 _MODIFIERS = re.compile(r"(?:" + _LETTERS + r"|\b(?i:" + "|".join(
     ["sept", *(m[:3].lower() for m in MONTHS)]) + r")\.)$")
 _LETTERS_END = re.compile(_LETTERS + "$")
+# A company's or a person's suffix after a name: "Acme Inc.", "Hill Co.", "Martin Luther King Jr.", "Smith, Jr.".
+_NAME_SUFFIX = re.compile(r"(?<![\w.])[A-Z][\w'-]*,?\s+(?:Jr|Sr|Co|Corp|Ltd|Inc)\.$")
 # A state's or a district's letters after its city: "Washington, D.C.", "Albany, N.Y." (see ``_after_a_city``).
 _AFTER_CITY = re.compile(r"(?<![\w.])([A-Z][a-z][\w'-]*),\s+(?:[A-Z]\.){2}$")
 # The bodies of a country or an organisation, which its letters name ("the U.S. Army", "the U.N. Council"):
@@ -892,13 +901,30 @@ AUXILIARIES = frozenset({
     "am", "is", "are", "was", "were", "be", "been", "has", "have", "had", "do", "does", "did", "can", "could",
     "shall", "should", "would", "might", "must", "isn't", "aren't", "wasn't", "weren't", "hasn't", "haven't",
     "hadn't", "don't", "doesn't", "didn't", "can't", "couldn't", "shouldn't", "wouldn't", "won't"})
+# The past and present of English's commonest verbs that a subject is followed by, beyond the auxiliaries and
+# a regular past in "-ed". Left out: forms that are as often a noun after a capitalised one ("works", "makes",
+# "stands", "remains", "pays"), which would read a name's head ("the U.S. Steel works") as a clause's verb,
+# and pasts the same as their stem ("set", "cut", "put").
+_IRREGULAR_PASTS = (
+    "arose ate awoke became began bent bled blew bore bought bred broke brought built burnt caught chose clung came "
+    "crept dealt drank drew drove dug fed fell felt fled flew flung forbade forgave forgot found froze gave got "
+    "grew heard held hid hung kept knelt knew laid led left lent lost made meant met paid ran rang rode rose "
+    "said sang sank sat saw sent shook shone slept slid sold sought spent spoke sprang stole stood struck stuck "
+    "swam swept swore swung taught thought threw told took tore understood went wept woke won wore wrote")
+_PRESENTS = (
+    "say go get know think take see come give tell become seem begin bring happen write sit lose include continue "
+    "learn understand follow speak allow spend grow expect")
+VERBS = AUXILIARIES | frozenset(_IRREGULAR_PASTS.split()) | frozenset(
+    form for verb in _PRESENTS.split() for form in (verb, verb + ("es" if verb.endswith(("o", "s")) else "s")))
+# Plurals without an "s", which may be a subject bare as any plural may ("People cheered").
+IRREGULAR_PLURALS = frozenset({"people", "police", "children", "men", "women"})
 DETERMINERS = frozenset({"a", "an", "the"})
 PREPOSITIONS = frozenset({
     "about", "above", "across", "after", "against", "along", "amid", "among", "around", "as", "at", "before",
-    "behind", "below", "beneath", "beside", "besides", "between", "beyond", "by", "despite", "during", "except",
-    "for", "from", "in", "inside", "into", "of", "off", "on", "onto", "outside", "since", "through",
-    "throughout", "to", "toward", "towards", "under", "unlike", "until", "upon", "via", "with", "within",
-    "without"})
+    "behind", "below", "beneath", "beside", "besides", "between", "beyond", "by", "despite", "down", "during",
+    "except", "for", "from", "in", "inside", "into", "near", "of", "off", "on", "onto", "outside", "over", "past",
+    "since", "through", "throughout", "to", "toward", "towards", "under", "unlike", "until", "up", "upon", "via",
+    "with", "within", "without"})
 # English's closed classes, which open sentences but never continue a name: pronouns, determiners and
 # quantifiers, prepositions, conjunctions, question words, auxiliaries, and the adverbs that link a sentence
 # to the one before. Words that also start names are left out ("First Lady", "Will Smith", "May 5").
@@ -951,14 +977,28 @@ def _continues(previous: str, piece: str) -> bool:
         if not (first[:1].isupper() and second is not None and second[:1].islower()):
             return True  # a name goes on ("U.K. Prime Minister", "Jan. 5", "Elm Dr. Lee")
         city = _after_a_city(previous, tail)
-        if not (city or second in AUXILIARIES or second.endswith("ed")):
+        if not (city or second in VERBS or second.endswith("ed")):
             return True
-        # The end of the sentence's text before the abbreviation (the normaliser's text holds sentences before).
-        before = _SENTENCE_END.split(previous[far:len(previous) - len(previous.rsplit(None, 1)[-1])])[-1]
+        before = _said_before(previous, far)
         return not (_has_own_words(before) and (city or _closes_a_phrase(before)))
+    if _NAME_SUFFIX.search(previous, tail):
+        return not (opens or not first[:1].isupper() or _plural(first) or _has_own_words(_said_before(previous, far)))
     if _BEFORE_NUMBERS.search(previous, tail) and not _NO_AS_WORD.search(previous, tail):
         return piece[:1].isdigit() or _ROMAN_START.match(piece) is not None  # "no. 7", "Vol. II"
     return False
+
+
+def _said_before(previous: str, far: int) -> str:
+    """What the sentence says before the abbreviation that ends ``previous``, as far back as ``far`` (the
+    normaliser's text holds the sentences before too)."""
+    return _SENTENCE_END.split(previous[far:len(previous) - len(previous.rsplit(None, 1)[-1])])[-1]
+
+
+def _plural(word: str) -> bool:
+    """Whether a noun is plural by its form: an "-s" that no singular ends in ("-ss", "-us", "-is"), or one
+    of English's irregular plurals."""
+    word = word.lower()
+    return word in IRREGULAR_PLURALS or (word.endswith("s") and not word.endswith(("ss", "us", "is", "'s")))
 
 
 def _after_a_city(previous: str, tail: int) -> bool:
