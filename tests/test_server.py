@@ -796,6 +796,26 @@ def test_queue_limit():
         assert client.vocode(big[:, :10]).samples.size == 2560
 
 
+def test_the_queue_before_each_model_shows_in_the_metrics():
+    """audiogan_queued_items: what waits for a model pass, read at each scrape, so that a long queue and a
+    slow pass, which look alike in the latency, can be told apart; empty again once the calls are done."""
+    port = free_port()
+    batcher = "vocode:vocoder-16k-vector"
+    with launch("--voice", "none", "--timbre", "none", "--metrics-port", str(port),
+                "--set", "batching.max_batch=1") as proc, AudioGanClient(proc.target, retries=0) as client:
+        assert metric(port, "audiogan_queued_items", batcher=batcher) == 0
+        big = np.full((80, 2000), -4.0, np.float32)  # seconds of vocoding each, one pass at a time
+        seen = []
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            calls = [pool.submit(client.vocode, big) for _ in range(4)]
+            while not all(c.done() for c in calls):
+                seen.append(metric(port, "audiogan_queued_items", batcher=batcher))
+                time.sleep(0.02)
+            assert all(c.result().samples.size == 2000 * 256 for c in calls)
+        assert max(seen) >= 1, seen
+        assert metric(port, "audiogan_queued_items", batcher=batcher) == 0
+
+
 def test_sigterm_finishes_the_stream_in_flight(mel):
     # A generous grace period and deadline: on a loaded 2-core machine the stream's remaining 8-frame chunks
     # took over the default 10 s (the server then rightly cancels it), and once over the client's 60 s.

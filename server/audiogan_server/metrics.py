@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 
 # From a listing's millisecond to the longest call the default limits allow: a stream of 600 s of audio
@@ -26,6 +28,8 @@ class Metrics:
                                      ["method"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.batch_size = Histogram("audiogan_batch_size", "items per batched forward pass", ["batcher"],
                                     buckets=BATCH_BUCKETS, registry=self.registry)
+        self.queued = Gauge("audiogan_queued_items", "items waiting for a model pass", ["batcher"],
+                            registry=self.registry)
         self.in_flight = Gauge("audiogan_in_flight", "RPCs being served", registry=self.registry)
         self.audio_seconds = Counter("audiogan_audio_seconds", "seconds of audio sent to callers", ["method"],
                                      registry=self.registry)
@@ -48,6 +52,10 @@ class Metrics:
 
     def observe_batch(self, batcher: str, size: int) -> None:
         self.batch_size.labels(batcher).observe(size)
+
+    def watch_queue(self, batcher: str, length: Callable[[], int]) -> None:
+        """``length`` is read at each scrape: the queue as it is then, not as it was at the last pass."""
+        self.queued.labels(batcher).set_function(length)
 
     def serve(self, port: int, host: str) -> None:
         start_http_server(port, addr=host, registry=self.registry)
