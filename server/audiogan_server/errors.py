@@ -149,7 +149,7 @@ async def _guarded(servicer: Any, name: str, context: grpc.aio.ServicerContext) 
     except Exception as exc:
         status, call.message, bug = _status(exc)
         call.code = status.name
-        if status == grpc.StatusCode.INTERNAL:  # a bug here or, from a batcher that died, logged there
+        if status == grpc.StatusCode.INTERNAL:  # with the traceback, unless a batcher that died logged it
             call.level, call.failure = logging.ERROR, exc if bug else None
         await context.abort(status, call.message, _trailers(exc))
     finally:

@@ -163,8 +163,9 @@ async def _drain(server: grpc.aio.Server, service: AudioGanService, grace_s: flo
     log.info("shutting down: draining %s for up to %g s", _calls(service.active) or "no calls", grace_s)
     started = time.monotonic()
     service.drain(grace_s)
-    stopped = asyncio.ensure_future(server.stop(grace_s))  # its timer starts after the service's cut-off time
-    # The last wait ends on the cut-off time itself, before gRPC's own timer cancels what is left.
+    stopped = asyncio.ensure_future(server.stop(grace_s))
+    # gRPC's grace timer starts after ``started``: the last wait ends at the cut-off time, before gRPC
+    # cancels what is left, so that ``left`` is what it cuts off.
     while +service.active and (left_s := started + grace_s - time.monotonic()) > 0:
         await asyncio.sleep(min(0.05, left_s))
     left = _calls(service.active)
