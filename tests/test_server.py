@@ -356,15 +356,52 @@ def test_every_finished_call_gets_one_log_line(server, mel):
         call.cancel()
     with AudioGanClient(server.target, timeout=0.05, retries=0) as hasty:
         code_of(lambda: hasty.vocode(np.tile(mel, (1, 20))))
-    patterns = [r"Vocode OK in \d+ ms, 0\.16 s of audio", r"SynthesizeStream OK in \d+ ms, 0\.32 s of audio",
-                r"Vocode INVALID_ARGUMENT in \d+ ms: mel\.n_mels", r"SynthesizeStream CANCELLED in \d+ ms",
-                r"Vocode DEADLINE_EXCEEDED in \d+ ms"]
+    peer = r" from ipv4:127\.0\.0\.1:\d+"  # which caller: several may share a method and a moment
+    patterns = [rf"INFO .*Vocode OK in \d+ ms{peer}, 0\.16 s of audio$",
+                rf"INFO .*SynthesizeStream OK in \d+ ms{peer}, 0\.32 s of audio$",
+                rf"INFO .*Vocode INVALID_ARGUMENT in \d+ ms{peer}: mel\.n_mels",
+                rf"INFO .*SynthesizeStream CANCELLED in \d+ ms{peer}",
+                rf"INFO .*Vocode DEADLINE_EXCEEDED in \d+ ms{peer}$"]
     for _ in range(50):  # the server logs an abandoned call as it notices its end
-        if all(re.search(p, server.log_text()) for p in patterns):
+        if all(re.search(p, server.log_text(), re.MULTILINE) for p in patterns):
             break
         time.sleep(0.1)
     for pattern in patterns:
-        assert re.search(pattern, server.log_text()), pattern
+        assert re.search(pattern, server.log_text(), re.MULTILINE), pattern
+
+
+def test_json_logs_give_each_calls_fields_apart(mel):
+    """--log-format json: a call's line carries its method, code, peer, duration, audio and error as fields of
+    their own, so that a log collector can select failed calls without parsing the message."""
+    with launch("--voice", "none", "--timbre", "none", "--log-format", "json") as proc, \
+            AudioGanClient(proc.target, retries=0) as client:
+        client.vocode(mel[:, :10])
+        code_of(lambda: client.vocode(mel[:40]))
+        for _ in range(50):  # the server logs a call as it ends, after its reply is on its way
+            entries = [json.loads(line) for line in proc.log_text().splitlines() if line.startswith("{")]
+            calls = {entry.get("code"): entry for entry in entries if entry.get("method") == "Vocode"}
+            if len(calls) == 2:
+                break
+            time.sleep(0.1)
+    assert set(calls) == {"OK", "INVALID_ARGUMENT"}, entries
+    for entry in calls.values():
+        assert entry["level"] == "INFO" and "exception" not in entry, entry
+        assert entry["peer"].startswith("ipv4:127.0.0.1:") and entry["duration_ms"] >= 0, entry
+    assert calls["OK"]["audio_seconds"] == pytest.approx(10 * 256 / 16000) and "error" not in calls["OK"]
+    assert calls["INVALID_ARGUMENT"]["error"].startswith("mel.n_mels: 40 mel bins")
+
+
+def test_metrics_span_the_calls_the_server_takes_and_show_the_process(server, metrics_port, client):
+    """Latency buckets from a listing's millisecond to the longest call the default limits allow (a stream
+    of max_audio_seconds played as it comes); beyond the last bucket a histogram says only "more". And
+    what the process holds, which a registry of the server's own did not show."""
+    client.list_voices()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    bounds = sorted({float(b) for b in re.findall(r'audiogan_request_seconds_bucket\{le="([^"+]+)"', text)})
+    assert bounds[0] <= 0.001 and bounds[-1] >= ServerConfig().limits.max_audio_seconds, bounds
+    assert metric(metrics_port, "process_resident_memory_bytes") > 0
+    assert metric(metrics_port, "process_open_fds") > 0
+    assert metric(metrics_port, "audiogan_serving") == 1
 
 
 # -- limits, cancellation, shutdown ------------------------------------------------------------------------
@@ -759,6 +796,26 @@ def test_queue_limit():
         assert client.vocode(big[:, :10]).samples.size == 2560
 
 
+def test_the_queue_before_each_model_shows_in_the_metrics():
+    """audiogan_queued_items: what waits for a model pass, read at each scrape, so that a long queue and a
+    slow pass, which look alike in the latency, can be told apart; empty again once the calls are done."""
+    port = free_port()
+    batcher = "vocode:vocoder-16k-vector"
+    with launch("--voice", "none", "--timbre", "none", "--metrics-port", str(port),
+                "--set", "batching.max_batch=1") as proc, AudioGanClient(proc.target, retries=0) as client:
+        assert metric(port, "audiogan_queued_items", batcher=batcher) == 0
+        big = np.full((80, 2000), -4.0, np.float32)  # seconds of vocoding each, one pass at a time
+        seen = []
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            calls = [pool.submit(client.vocode, big) for _ in range(4)]
+            while not all(c.done() for c in calls):
+                seen.append(metric(port, "audiogan_queued_items", batcher=batcher))
+                time.sleep(0.02)
+            assert all(c.result().samples.size == 2000 * 256 for c in calls)
+        assert max(seen) >= 1, seen
+        assert metric(port, "audiogan_queued_items", batcher=batcher) == 0
+
+
 def test_sigterm_finishes_the_stream_in_flight(mel):
     # A generous grace period and deadline: on a loaded 2-core machine the stream's remaining 8-frame chunks
     # took over the default 10 s (the server then rightly cancels it), and once over the client's 60 s.
@@ -774,6 +831,31 @@ def test_sigterm_finishes_the_stream_in_flight(mel):
         assert total == long_mel.shape[1] * 256
         assert proc.process.wait(90) == 0
         assert "draining" in proc.log_text()
+
+
+def test_sigterm_cuts_off_a_call_past_its_grace_as_unavailable_and_says_what_it_waited_for(mel):
+    """The drain's log says which calls it waits for and how that ended; a call the shutdown cuts off is
+    logged (WARNING) and counted as UNAVAILABLE, what its caller gets, not as CANCELLED by its caller; the
+    metrics say the server no longer takes calls."""
+    port = free_port()
+    with launch("--voice", "none", "--timbre", "none", "--metrics-port", str(port),
+                "--set", "grace_seconds=2") as proc:
+        assert metric(port, "audiogan_serving") == 1
+        with slot_held(proc.target, mel):  # a stream its caller does not read: it outlasts the grace period
+            proc.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert metric(port, "audiogan_serving") == 0  # /metrics answers through the drain
+            assert proc.process.wait(30) == 0
+        for _ in range(50):  # the child's last lines are read after it ends
+            if "grace period" in proc.log_text():
+                break
+            time.sleep(0.1)
+    log = proc.log_text()
+    assert "shutting down: draining 1 call in flight (SynthesizeStream 1) for up to 2 s" in log, log
+    assert re.search(r"WARNING .*SynthesizeStream UNAVAILABLE in \d+ ms from ipv4:127\.0\.0\.1:\d+, [\d.]+ s of "
+                     r"audio: cut off: the server is shutting down", log), log
+    assert "WARNING audiogan.server: grace period of 2 s over: cut off 1 call in flight (SynthesizeStream 1)" in log
+    assert "CANCELLED" not in log
 
 
 # -- the server dying or stopping under a caller --------------------------------------------------------------
@@ -976,6 +1058,27 @@ def test_a_batcher_that_dies_fails_its_calls_instead_of_hanging(monkeypatch, mel
     assert "batcher vocode:vocoder-16k-vector died" in caplog.text
 
 
+def test_a_bug_is_one_error_line_naming_its_call_with_the_traceback(monkeypatch, mel, caplog):
+    """A bug's traceback goes with the line of the call it failed (RPC, peer), at ERROR; a caller's mistake
+    is INFO, with no traceback."""
+    def broken(self: VocoderEngine, spans: list) -> list:
+        raise RuntimeError("a bug in the vocoder")
+
+    monkeypatch.setattr(VocoderEngine, "_run", broken)
+    caplog.set_level(logging.INFO, logger="audiogan.server")
+    metrics = Metrics()
+    with in_process_server(metrics=metrics) as target, AudioGanClient(target, retries=0) as client:
+        assert code_of(lambda: client.vocode(mel[:, :10])) == grpc.StatusCode.INTERNAL
+        assert code_of(lambda: client.vocode(mel[:40])) == grpc.StatusCode.INVALID_ARGUMENT
+        assert metrics.registry.get_sample_value("audiogan_in_flight") == 0
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.levelno for r in loud] == [logging.ERROR], [r.getMessage() for r in loud]
+    assert re.match(r"Vocode INTERNAL in \d+ ms from ipv4:127\.0\.0\.1:\d+: internal error: RuntimeError$",
+                    loud[0].getMessage()), loud[0].getMessage()
+    assert loud[0].exc_info and str(loud[0].exc_info[1]) == "a bug in the vocoder"
+    assert any(r.getMessage().startswith("Vocode INVALID_ARGUMENT") and not r.exc_info for r in caplog.records)
+
+
 def test_a_bad_item_fails_alone_not_the_calls_batched_with_it(monkeypatch, mel):
     poison = 7.0  # a mel of this value stands for an input the model fails on only inside a batch
     shared: list[int] = []  # the sizes of the passes the bad item was in
@@ -1109,8 +1212,11 @@ def test_a_stream_closed_early_counts_as_cancelled_after_its_clean_up():
         metrics = Recorded()
 
         @contextlib.asynccontextmanager
-        async def admit(self) -> AsyncIterator[None]:
+        async def admit(self, method: str) -> AsyncIterator[None]:
             yield
+
+        def cut_off(self) -> bool:
+            return False
 
         @rpc
         async def Stream(self, request: None, context: None) -> AsyncIterator[int]:
@@ -1606,6 +1712,34 @@ def test_conversion_over_grpc(timbre_server, tiny_timbre):
     assert np.abs(morph - convert(local, wave, 16000, "flute", mode="lerp")).max() > 1e-2  # the morph moved
 
 
+def test_every_rpc_counts_its_audio_and_every_stream_its_first_audio(mel):
+    """audiogan_audio_seconds_total by the RPC that sent the audio (note calls were one "notes" label;
+    conversions were not counted), and the time to first audio of both streaming RPCs (only
+    SynthesizeStream's was observed). The bundled note model."""
+    from test_timbre import melody
+
+    buffer = io.BytesIO()
+    sf.write(buffer, melody(), 16000, format="WAV")
+    port = free_port()
+    with launch("--voice", "none", "--metrics-port", str(port)) as proc, \
+            AudioGanClient(proc.target, retries=0) as client:
+        (note,) = client.notes([{"pitch": 60, "timbre": "violin", "seconds": 0.5}])
+        steps, _ = client.interpolate("violin", "flute", pitch=60, steps=2, seconds=0.25)
+        converted = client.convert(buffer.getvalue(), to="flute")
+        streamed = np.concatenate(list(client.stream(mel=mel[:, :20])))
+        sent = {"GenerateNotes": note.samples.size / note.sample_rate,
+                "InterpolateTimbre": sum(s.samples.size / s.sample_rate for s in steps),
+                "ConvertTimbre": converted.samples.size / converted.sample_rate,
+                "SynthesizeStream": streamed.size / 16000}
+        for method, seconds in sent.items():
+            assert seconds > 0 and metric(port, "audiogan_audio_seconds_total", method=method) == pytest.approx(
+                seconds, abs=1e-3), method
+        assert "audiogan_audio_seconds_total{method=\"notes\"}" not in urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        for method in ("ConvertTimbre", "SynthesizeStream"):
+            assert metric(port, "audiogan_time_to_first_audio_seconds_count", method=method) == 1, method
+
+
 def test_a_conversion_goes_a_pass_at_a_time_and_stops_when_its_caller_goes(monkeypatch, tiny_timbre):
     from test_timbre import melody
 
@@ -1730,8 +1864,8 @@ def test_a_cancelled_upload_counts_as_cancelled_and_converts_nothing(monkeypatch
     for code in ("OK", "CANCELLED", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "INTERNAL"):
         assert count(code) == {"OK": 1, "CANCELLED": len(uploads)}.get(code, 0), code
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ConvertTimbre")]
-    assert len(lines) == len(uploads) + 1 and all(re.match(r"ConvertTimbre CANCELLED in \d+ ms$", line)
-                                                  for line in lines[:-1]), lines
+    cancelled = r"ConvertTimbre CANCELLED in \d+ ms from ipv4:[\d.:]+$"
+    assert len(lines) == len(uploads) + 1 and all(re.match(cancelled, line) for line in lines[:-1]), lines
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 

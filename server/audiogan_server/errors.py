@@ -9,7 +9,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -56,21 +56,24 @@ def _trailers(exc: BaseException) -> tuple[tuple[str, str], ...]:
     return ()
 
 
-def _status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+def _status(exc: BaseException) -> tuple[grpc.StatusCode, str, bool]:
+    """The status a caller gets for ``exc``, and whether it is a bug (logged with its traceback)."""
     if isinstance(exc, RequestError):
-        return exc.code, exc.message
+        return exc.code, exc.message, False
     if isinstance(exc, (AudioError, ValueError)):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    log.exception("internal error", exc_info=exc)
-    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc), False
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}", True
 
 
-def _ended_early(context: grpc.aio.ServicerContext | None) -> str:
-    """Why a call stopped before its end: its deadline passed, or else its caller went away. A client whose
-    own deadline timer fires first cancels the call a little before the server's timer, which starts
-    later (when the request arrives): a call ended this close to its deadline counts as past it."""
+def _ended_early(servicer: Any, context: grpc.aio.ServicerContext | None) -> tuple[str, str]:
+    """Why a call stopped before its end, as its caller was told: the server's shutdown cut it off
+    (UNAVAILABLE), its deadline passed, or else its caller went away. A client whose own deadline timer
+    fires first cancels the call a little before the server's timer, which starts later (when the request
+    arrives): a call ended this close to its deadline counts as past it."""
+    if servicer.cut_off():
+        return "UNAVAILABLE", "cut off: the server is shutting down and its grace period is over"
     remaining = context.time_remaining() if context is not None else None
-    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= DEADLINE_SLACK_S else "CANCELLED"
+    return ("DEADLINE_EXCEEDED" if remaining is not None and remaining <= DEADLINE_SLACK_S else "CANCELLED"), ""
 
 
 async def ended_by_its_caller(context: grpc.aio.ServicerContext) -> None:
@@ -91,11 +94,17 @@ async def ended_by_its_caller(context: grpc.aio.ServicerContext) -> None:
 class _Call:
     """What one call's log line says beyond its method and time."""
 
+    peer: str = ""
+    start: float = field(default_factory=time.perf_counter)
     code: str = "OK"
     message: str = ""
     audio_seconds: float = 0.0
+    responses: int = 0
+    level: int = logging.INFO  # whatever the caller did wrong; higher where the server failed it
+    failure: BaseException | None = None  # a bug's exception, whose traceback goes with the call's line
 
     def saw(self, response: Any) -> None:
+        self.responses += 1
         if isinstance(response, pb.AudioChunk):  # a stream's chunks end where the audio so far ends
             self.audio_seconds = max(self.audio_seconds, _chunk_end(response))
         elif isinstance(response, pb.Audio):
@@ -110,34 +119,43 @@ def _chunk_end(chunk: pb.AudioChunk) -> float:
 
 
 def _log_call(name: str, call: _Call, seconds: float) -> None:
-    """One line per finished call, successes and abandoned calls included: what an operator looks for."""
+    """One line per finished call, successes and abandoned calls included: what an operator looks for. Its
+    fields also go, one by one, to the JSON log (``extra`` "call")."""
+    peer = f" from {call.peer}" if call.peer else ""
     audio = f", {call.audio_seconds:.2f} s of audio" if call.audio_seconds else ""
     message = f": {call.message}" if call.message else ""
-    log.info("%s %s in %.0f ms%s%s", name, call.code, seconds * 1000, audio, message)
+    fields = {"method": name, "code": call.code, "peer": call.peer, "duration_ms": round(seconds * 1000, 1),
+              "audio_seconds": round(call.audio_seconds, 3)}
+    if call.message:
+        fields["error"] = call.message
+    log.log(call.level, "%s %s in %.0f ms%s%s%s", name, call.code, seconds * 1000, peer, audio, message,
+            exc_info=call.failure, extra={"call": fields})
 
 
 @contextlib.asynccontextmanager
 async def _guarded(servicer: Any, name: str, context: grpc.aio.ServicerContext) -> AsyncIterator[_Call]:
     """Admission, exceptions mapped to status codes, and the request's metrics and log line, around one call."""
-    start, call = time.perf_counter(), _Call()
+    call = _Call(peer=context.peer() if context is not None else "")
     try:
-        async with servicer.admit():
+        async with servicer.admit(name):
             yield call
-    except asyncio.CancelledError:
-        call.code = _ended_early(context)
-        raise
-    except GeneratorExit:  # gRPC closed the stream before its end (its deadline, or the caller): not an OK call
-        call.code = _ended_early(context)
+    except (asyncio.CancelledError, GeneratorExit):  # GeneratorExit: gRPC closed the stream before its end
+        call.code, call.message = _ended_early(servicer, context)
+        if call.code == "UNAVAILABLE":  # cut off by the shutdown: the server let its caller down
+            call.level = logging.WARNING
         raise
     except grpc.aio.AbortError:
         raise
     except Exception as exc:
-        status, call.message = _status(exc)
+        status, call.message, bug = _status(exc)
         call.code = status.name
+        if status == grpc.StatusCode.INTERNAL:  # with the traceback, unless a batcher that died logged it
+            call.level, call.failure = logging.ERROR, exc if bug else None
         await context.abort(status, call.message, _trailers(exc))
     finally:
-        elapsed = time.perf_counter() - start
+        elapsed = time.perf_counter() - call.start
         servicer.metrics.observe_request(name, call.code, elapsed)
+        servicer.metrics.observe_audio(name, call.audio_seconds)
         _log_call(name, call, elapsed)
 
 
@@ -151,6 +169,8 @@ def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
             async with _guarded(self, name, context) as call, \
                     contextlib.aclosing(method(self, request, context)) as items:
                 async for item in items:
+                    if not call.responses:  # a stream's first chunk: when its caller can start to play
+                        self.metrics.first_audio.labels(name).observe(time.perf_counter() - call.start)
                     call.saw(item)
                     yield item
         return stream

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import logging
 import signal
@@ -37,9 +38,12 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AudioGan"].full_name
 
 
 class JsonFormatter(logging.Formatter):
+    """An object per line; a call's line also carries its fields (method, code, peer, duration_ms,
+    audio_seconds, error), so that a collector can filter on them without parsing the message."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": round(record.created, 3), "level": record.levelname, "logger": record.name,
-                 "message": record.getMessage()}
+                 "message": record.getMessage(), **getattr(record, "call", {})}
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -136,6 +140,7 @@ async def serve(config: ServerConfig) -> None:
         raise
     registry.start()
     service.ready = True
+    metrics.serving.set(1)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     devices = sorted({str(e.vocoder.device) for e in registry.vocoders.values()})
@@ -144,13 +149,39 @@ async def serve(config: ServerConfig) -> None:
              time.perf_counter() - started)
 
     await stopping.wait()
-    log.info("shutting down: draining in-flight calls for up to %g s", config.grace_seconds)
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(config.grace_seconds)
+    await _drain(server, service, config.grace_seconds)
     await registry.stop()
     compute.shutdown(wait=False)
     service.conversions.shutdown(wait=False, cancel_futures=True)
     log.info("stopped")
+
+
+async def _drain(server: grpc.aio.Server, service: AudioGanService, grace_s: float) -> None:
+    """Stop taking calls, give those in flight up to ``grace_s`` to finish, then cut off the rest; the log
+    says what it waited for and how that ended."""
+    log.info("shutting down: draining %s for up to %g s", _calls(service.active) or "no calls", grace_s)
+    started = time.monotonic()
+    service.drain(grace_s)
+    stopped = asyncio.ensure_future(server.stop(grace_s))
+    # gRPC's grace timer starts after ``started``: the last wait ends at the cut-off time, before gRPC
+    # cancels what is left, so that ``left`` is what it cuts off.
+    while +service.active and (left_s := started + grace_s - time.monotonic()) > 0:
+        await asyncio.sleep(min(0.05, left_s))
+    left = _calls(service.active)
+    await stopped
+    if left:
+        log.warning("grace period of %g s over: cut off %s", grace_s, left)
+    else:
+        log.info("drained in %.1f s: every call finished", time.monotonic() - started)
+
+
+def _calls(active: collections.Counter[str]) -> str:
+    """'2 calls in flight (SynthesizeStream 1, Vocode 1)', or '' for none."""
+    counts = sorted((+active).items())
+    total = sum(n for _, n in counts)
+    return f"{total} call{'s' if total > 1 else ''} in flight ({', '.join(f'{m} {n}' for m, n in counts)})" \
+        if total else ""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,8 +50,10 @@ class MelSpan:
 def make_batcher(name: str, run: Callable[[list[Any]], Sequence[Any]], executor: Executor, config: ServerConfig,
                  metrics: Metrics, due: Callable[[Any], float] | None = None) -> DynamicBatcher[Any, Any]:
     b = config.batching
-    return DynamicBatcher(name, run, executor, b.max_batch, b.max_wait_ms / 1000, config.limits.max_queue,
-                          metrics.observe_batch, due)
+    batcher: DynamicBatcher[Any, Any] = DynamicBatcher(name, run, executor, b.max_batch, b.max_wait_ms / 1000,
+                                                       config.limits.max_queue, metrics.observe_batch, due)
+    metrics.watch_queue(name, lambda: len(batcher.queue))
+    return batcher
 
 
 class VocoderEngine:

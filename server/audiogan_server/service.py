@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import io
 import time
@@ -56,17 +57,30 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         self.conversions = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convert")
         self.converting = Slots(self.limits.max_conversions, "conversions under way", initial_s=2.0)
         self.replies = ReplyBudget(self.limits.max_reply_mb, metrics.observe_replies)
+        self.active: collections.Counter[str] = collections.Counter()  # calls in flight by RPC: the drain's log
+        self.cut_off_at: float | None = None
 
     @contextlib.asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
+    async def admit(self, method: str) -> AsyncIterator[None]:
         if not self.ready:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, "the server is loading its models; retry shortly")
         with self.calls.hold():
             self.metrics.in_flight.inc()
+            self.active[method] += 1
             try:
                 yield
             finally:
                 self.metrics.in_flight.dec()
+                self.active[method] -= 1
+
+    def drain(self, grace_s: float) -> None:
+        """Shutting down: gRPC cuts off the calls still running ``grace_s`` from now, which their callers get
+        as UNAVAILABLE; ``cut_off`` says so, so that they are not taken for calls their callers cancelled."""
+        self.cut_off_at = time.monotonic() + grace_s
+        self.metrics.serving.set(0)
+
+    def cut_off(self) -> bool:
+        return self.cut_off_at is not None and time.monotonic() >= self.cut_off_at
 
     # -- input checks ---------------------------------------------------------------------------------
 
@@ -163,7 +177,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             waves: list[torch.Tensor] = []
             for start in range(0, len(mels), size):
                 waves += await asyncio.gather(*(voice.vocoder.vocode(m) for m in mels[start:start + size]))
-            audio = await self._encode(voice.tts.join(waves, lines), rate, request.format, "Synthesize")
+            audio = await self._encode(voice.tts.join(waves, lines), rate, request.format)
         if request.timings:
             _add_timings(audio, voice.timings(lines, [d for _, d in acoustic]))
         return audio
@@ -265,8 +279,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
 
     # -- speech and vocoding -----------------------------------------------------------------------------
 
-    async def _encode(self, wave: torch.Tensor, rate: int, fmt: pb.AudioFormat, method: str) -> pb.Audio:
-        self.metrics.audio_seconds.labels(method).inc(wave.numel() / rate)
+    async def _encode(self, wave: torch.Tensor, rate: int, fmt: pb.AudioFormat) -> pb.Audio:
         # Resampling and FLAC encoding run off the event loop, beside the model thread.
         return await asyncio.to_thread(encode, wave, rate, fmt)
 
@@ -277,12 +290,12 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         check_message_size(seconds, output_rate(fmt, rate), fmt.encoding or pb.PCM16, what)
         return self.replies.hold(reply_bytes(seconds, rate, output_rate(fmt, rate)), what)
 
-    async def _vocoded(self, engine: VocoderEngine, mel: torch.Tensor, fmt: pb.AudioFormat, method: str) -> pb.Audio:
+    async def _vocoded(self, engine: VocoderEngine, mel: torch.Tensor, fmt: pb.AudioFormat) -> pb.Audio:
         """A whole mel -> an ``Audio`` reply, once the reply's memory is free (``ReplyBudget``)."""
         seconds = mel.shape[-1] * engine.vocoder.hop_length / engine.sample_rate
         rate = engine.sample_rate
         async with self._reply_room(seconds, rate, fmt, "this mel's audio"):
-            return await self._encode(await engine.vocode(mel), rate, fmt, method)
+            return await self._encode(await engine.vocode(mel), rate, fmt)
 
     @rpc
     async def Synthesize(self, request: pb.SynthesizeRequest, context: grpc.aio.ServicerContext) -> pb.Audio:
@@ -290,18 +303,17 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         if request.WhichOneof("input") == "text":
             return await self._speak(self._voice(request), request)
         engine, mel = self._mel_input(request)
-        return await self._vocoded(engine, mel, request.format, "Synthesize")
+        return await self._vocoded(engine, mel, request.format)
 
     @rpc
     async def Vocode(self, request: pb.VocodeRequest, context: grpc.aio.ServicerContext) -> pb.Audio:
         check_format(request.format, self.limits)
         engine = self.registry.vocoder(request.vocoder)
-        return await self._vocoded(engine, self._mel(request.mel, engine), request.format, "Vocode")
+        return await self._vocoded(engine, self._mel(request.mel, engine), request.format)
 
     @rpc
     async def SynthesizeStream(self, request: pb.SynthesizeRequest,
                                context: grpc.aio.ServicerContext) -> AsyncIterator[pb.AudioChunk]:
-        start = time.perf_counter()
         check_format(request.format, self.limits, stream=True)
         pieces: AsyncIterator[torch.Tensor]
         timed: list[Timings] | None = [] if request.timings else None
@@ -319,8 +331,6 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         sequence = offset = 0
         async for wave in pieces:
             audio = resampler.push(wave)
-            if sequence == 0:
-                self.metrics.first_audio.labels("SynthesizeStream").observe(time.perf_counter() - start)
             chunk = pb.AudioChunk(sequence=sequence, sample_offset=offset, audio=encode_raw(audio, encoding),
                                   encoding=encoding, sample_rate_hz=rate)
             for timings in timed or []:
@@ -330,7 +340,6 @@ class AudioGanService(pb_grpc.AudioGanServicer):
             yield chunk
             sequence, offset = sequence + 1, offset + audio.numel()
         tail = resampler.flush()
-        self.metrics.audio_seconds.labels("SynthesizeStream").inc((offset + tail.numel()) / rate)
         yield pb.AudioChunk(sequence=sequence, sample_offset=offset, audio=encode_raw(tail, encoding),
                             encoding=encoding, sample_rate_hz=rate, final=True)
 
@@ -368,7 +377,7 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         seconds = sum(item.seconds or engine.model.cfg.spectral.seconds for item in items)
         async with self._reply_room(seconds, rate, fmt, "these notes"):
             waves = await asyncio.gather(*(engine.note(item) for item in items))
-            return list(await asyncio.gather(*(self._encode(w, rate, fmt, "notes") for w in waves)))
+            return list(await asyncio.gather(*(self._encode(w, rate, fmt) for w in waves)))
 
     @rpc
     async def GenerateNotes(self, request: pb.GenerateNotesRequest,
