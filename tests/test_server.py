@@ -562,21 +562,21 @@ def test_the_pushback_is_when_the_first_hold_under_way_is_expected_to_end():
 
 def test_the_loading_estimate_is_the_steps_left_at_the_rate_of_those_done(monkeypatch):
     """Four steps of 1 MB: before any ends, at the first guess's rate; then at the rate the ended ones went;
-    a step past its estimate is expected to last as long again as it has run."""
+    a step past its estimate is expected to run over it as long again as it has so far."""
     clock = [0.0]
     monkeypatch.setattr(loading.time, "perf_counter", lambda: clock[0])
     progress = LoadProgress()
     progress.plan(4_000_000)
     assert progress.remaining() == pytest.approx(4 * INITIAL_S_PER_MB)
     with progress.step(1_000_000):
-        clock[0] = 2.0  # the first step takes 2 s, far over the guess: as long again, then 3 steps at the guess
-        assert progress.remaining() == pytest.approx(2.0 + 3 * INITIAL_S_PER_MB)
+        clock[0] = 2.0  # the first step takes 2 s, far over the guess: its overrun again, then 3 at the guess
+        assert progress.remaining() == pytest.approx(2.0 - INITIAL_S_PER_MB + 3 * INITIAL_S_PER_MB)
     assert progress.remaining() == pytest.approx(3 * 2.0)  # 2 s per MB, as the first went
     with progress.step(1_000_000):
         clock[0] = 3.0
         assert progress.remaining() == pytest.approx(1.0 + 2 * 2.0)  # 1 s of its 2 to go
         clock[0] = 5.0
-        assert progress.remaining() == pytest.approx(3.0 + 2 * 2.0)  # 3 s in, past its 2: 3 s more
+        assert progress.remaining() == pytest.approx(1.0 + 2 * 2.0)  # 3 s in, 1 s past its 2: 1 s more
     assert PUSHBACK_MIN_S <= progress.pushback() <= PUSHBACK_MAX_S
 
 

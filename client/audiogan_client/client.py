@@ -31,6 +31,7 @@ NOTE_TIMBRE_KEYS = ("timbre", "instrument", "latent")  # the wire's name, then t
 # gRPC's trailing metadata for a server's pushback (gRFC A6): ASCII digits of a signed 32-bit integer, the
 # milliseconds a caller should wait before it tries again. audiogan-server sends it under this name.
 PUSHBACK_KEY = "grpc-retry-pushback-ms"
+RECONNECT_MAX_SECONDS = 1.0  # the longest a channel waits before it tries to connect again (reconnect_options)
 
 
 class AudioResult(NamedTuple):
@@ -116,6 +117,16 @@ def keepalive_options(seconds: float | None) -> list[tuple[str, int]]:
             ("grpc.http2.max_pings_without_data", 0)]
 
 
+def reconnect_options(backoff: float) -> list[tuple[str, int]]:
+    """gRPC channel options that try to connect again at most ``RECONNECT_MAX_SECONDS`` after a failed try.
+    Between its tries a channel fails every call at once without trying, and by default it waits 1 s, then
+    1.6 times longer each time, up to 2 minutes: a server that began to listen at 5 s was first tried again
+    at about 8 s, and the client's retries in between (its own backoff) each failed at once, spent."""
+    initial = max(1, round(min(backoff, RECONNECT_MAX_SECONDS) * 1000))
+    return [("grpc.initial_reconnect_backoff_ms", initial),
+            ("grpc.max_reconnect_backoff_ms", round(RECONNECT_MAX_SECONDS * 1000))]
+
+
 def server_pushback(err: grpc.RpcError) -> float | None:
     """The seconds a failed call's server asked its caller to wait before a retry (gRFC A6's trailing
     metadata ``grpc-retry-pushback-ms``); None where it sent none. A value that is negative or not a signed
@@ -158,9 +169,10 @@ class AudioGanClient:
     (gRPC's ``grpc-retry-pushback-ms``), which ``audiogan-server`` sends only for a transient overload (too
     many calls in flight, a full work queue, too many conversions), after the pushback or the backoff,
     whichever is longer; the last such refusal raises :class:`ServerBusy`. An UNAVAILABLE with a pushback
-    (``audiogan-server`` loading its models, saying when it expects to be ready) is retried after the same
-    wait until the deadline (with ``timeout=None``, for as long as the server says it is loading): those
-    retries do not count against ``retries``, though ``retries=0`` still means none. RESOURCE_EXHAUSTED without a
+    (``audiogan-server`` loading its models, saying when it expects to be ready) is retried after the
+    pushback or ``backoff``, whichever is longer, until the deadline (with ``timeout=None``, for as long as
+    the server says it is loading): those retries do not count against ``retries``, though ``retries=0``
+    still means none. RESOURCE_EXHAUSTED without a
     pushback (a request too big for the server ever to take: a reply over gRPC's message limit or over
     ``limits.max_reply_mb``) is not retried, nor is any error whose pushback is negative or garbled (the
     server asking for no retry); every other error surfaces at once as ``grpc.RpcError`` with the server's
@@ -188,7 +200,8 @@ class AudioGanClient:
         self.retries = retries
         self.backoff = backoff
         options = [("grpc.max_receive_message_length", 256 * 1024 * 1024),
-                   ("grpc.max_send_message_length", 64 * 1024 * 1024), *keepalive_options(keepalive)]
+                   ("grpc.max_send_message_length", 64 * 1024 * 1024), *keepalive_options(keepalive),
+                   *reconnect_options(backoff)]
         if root_certificates is not None:
             check_root_certificates(root_certificates)
         if tls or root_certificates is not None:
@@ -246,6 +259,8 @@ class AudioGanClient:
         if pushback == math.inf:
             return None
         code = err.code()
+        if _paced(err):  # the server's estimate replaces a backoff grown while no server answered
+            return max(pushback or 0.0, self.backoff)
         if code == grpc.StatusCode.UNAVAILABLE or (code == grpc.StatusCode.RESOURCE_EXHAUSTED and pushback is not None):
             return max(pushback or 0.0, self.backoff * 2**counted)
         return None

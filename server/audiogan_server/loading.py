@@ -17,7 +17,9 @@ INITIAL_S_PER_MB = 0.2
 class LoadProgress:
     """A load made of steps (reading a model's weights, a warm-up pass), each sized in bytes, run one after
     another. What is left is estimated at the rate the finished steps went (seconds per byte), and the
-    step under way, once past its estimate, is expected to last as long again as it has run.
+    step under way, once past its estimate, is expected to run over it as long again as it has so far:
+    "as long again as it has run" jumped from nothing left to seconds as a step passed its estimate, and
+    callers told so came back seconds after the load had ended.
 
     The load runs on the model thread while the event loop reads the estimate: each update is one
     assignment, and a read between two of them is off by at most one step, for a guess."""
@@ -48,7 +50,7 @@ class LoadProgress:
         if self.current is not None:
             size, age = self.current[0], time.perf_counter() - self.current[1]
         expected = rate * size
-        current = expected - age if age < expected else age
+        current = abs(expected - age)
         return current + rate * max(0, self.total - done_bytes - size)
 
     def pushback(self) -> float:

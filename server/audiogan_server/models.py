@@ -33,6 +33,10 @@ T = TypeVar("T")
 # A unary mel longer than this many stream chunks (8 x 64 frames: about 8 s at 16 kHz) is vocoded in pieces
 # of that size. Each piece recomputes the receptive field's context on both sides: a few % more work.
 PIECE_CHUNKS = 8
+# The warm-up of conversion's pitch analysis (its numba kernels, loaded from the cache or compiled) as loading
+# progress: it took 3.6-4.8 s on 2 CPU cores, as long as 20-25 MB of weights took to load then, where the
+# note model's own weights (5.4 MB) had it expected at a sixth of that (2026-12-07).
+ANALYSIS_BYTES = 24_000_000
 
 
 @dataclass
@@ -294,18 +298,17 @@ class ModelRegistry:
         self.progress = LoadProgress()  # how far ``load`` has come: the pushback while it runs
 
     def load(self, config: ServerConfig, executor: Executor, metrics: Metrics) -> None:
-        """Every model, then their warm-up, each a step of ``progress`` sized in bytes of weights: a warm-up
-        as its models' weights (a vocoder's first pass took about half its loading, 1.3 against 2.3 s;
-        conversion's pitch analysis about 5 s against the note model's 0.6 s, so its estimate runs short
-        and the "as long again" of ``LoadProgress`` takes over)."""
+        """Every model, then their warm-up, each a step of ``progress`` sized in bytes of weights: a vocoder's
+        first pass as its weights (it took about half as long as loading them, 1.3 against 2.3 s), and
+        conversion's pitch analysis as ``ANALYSIS_BYTES``."""
         if config.threads > 0:
             torch.set_num_threads(config.threads)
         vocoders = [weights.resolve(spec, "vocoder") for spec in config.vocoders]
         voices = _optional_models(config.voices, "tts")
         timbres = _optional_models(config.timbres, "timbre")
         size = {path: path.stat().st_size for path in [*vocoders, *voices, *timbres]}
-        warm_up = [size[path] for path in vocoders] + ([sum(size[path] for path in timbres)] if timbres else [])
-        self.progress.plan(sum(size[path] for path in [*vocoders, *voices, *timbres]) + sum(warm_up))
+        warm_up = [size[path] for path in vocoders] + ([ANALYSIS_BYTES] if timbres else [])
+        self.progress.plan(sum(size.values()) + sum(warm_up))
         iterations = None if config.phase_iterations < 0 else config.phase_iterations
         for path in vocoders:
             with self.progress.step(size[path]):
