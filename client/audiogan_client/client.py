@@ -172,10 +172,10 @@ class AudioGanClient:
     (``audiogan-server`` loading its models, saying when it expects to be ready) is retried after the
     pushback or ``backoff``, whichever is longer, until the deadline (with ``timeout=None``, for as long as
     the server says it is loading): those retries do not count against ``retries``, though ``retries=0``
-    still means none. RESOURCE_EXHAUSTED without a
-    pushback (a request too big for the server ever to take: a reply over gRPC's message limit or over
-    ``limits.max_reply_mb``) is not retried, nor is any error whose pushback is negative or garbled (the
-    server asking for no retry); every other error surfaces at once as ``grpc.RpcError`` with the server's
+    still means none. RESOURCE_EXHAUSTED without a pushback (a request too big for the server ever to take:
+    a reply over gRPC's message limit or over ``limits.max_reply_mb``) is not retried, nor is any error
+    whose pushback is negative or garbled (the server asking for no retry, for UNAVAILABLE too, as gRPC's
+    own retry policy reads it); every other error surfaces at once as ``grpc.RpcError`` with the server's
     message. ``timeout`` is each call's deadline in seconds, retries and their waits included, as a gRPC
     deadline is for the whole call: a caller who gives 10 s waits 10 s at most, not 10 s for every try,
     and a retry that could not be answered before the deadline is not begun (the server's error is raised
