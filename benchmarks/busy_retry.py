@@ -10,19 +10,32 @@ retries from a 0.2 s backoff, 60 s deadline) then asks for 10 frames of audio: r
 held (RESOURCE_EXHAUSTED with a pushback), it is retried until it goes through or its retries run out.
 Reported per round: how long the held call took, how long the second call took, and how many times the
 server refused it.
+
+    python -m benchmarks.busy_retry --together       # 3 rounds: the server and a client started together
+
+--together: each round starts ``audiogan-server`` on the bundled models and, at the same moment, a client
+(--retries, --backoff, 60 s deadline) that asks for 10 frames of audio: refused (no server listening yet,
+then UNAVAILABLE while the models load) until the server is ready, or until its retries run out. Reported
+per round: when the server listened and was serving, how long the call took, and how many times it was
+retried.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import socket
 import statistics
+import subprocess
+import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import numpy as np
 from audiogan_client import AudioGanClient, ServerBusy
 from audiogan_server.process import launch
@@ -49,9 +62,67 @@ def held_mel(client: AudioGanClient, mel: np.ndarray, hold: float) -> np.ndarray
     return np.tile(mel, (1, -(-frames // mel.shape[1])))[:, :frames]
 
 
+def counted(method: Callable[..., object], tries: list[float]) -> Callable[..., object]:
+    """``method``, noting when each try began in ``tries``."""
+    def call(*args: object, **kwargs: object) -> object:
+        tries.append(time.perf_counter())
+        return method(*args, **kwargs)
+    return call
+
+
+def watch(server: subprocess.Popen[str], start: float, events: dict[str, float]) -> None:
+    """When the server logged that it listens and that it serves, in seconds from ``start``."""
+    for line in server.stderr or ():
+        for event in ("listening on", "serving:"):
+            if event in line:
+                events.setdefault(event, time.perf_counter() - start)
+
+
+def together(args: argparse.Namespace, mel: np.ndarray) -> None:
+    rows = []
+    for _ in range(args.rounds):
+        port = free_port()  # a fresh one each round: a port just freed may be taken by another process
+        events: dict[str, float] = {}
+        start = time.perf_counter()
+        server = subprocess.Popen([sys.executable, "-m", "audiogan_server.main", "--port", str(port)],
+                                  stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        watcher = threading.Thread(target=watch, args=(server, start, events), daemon=True)
+        watcher.start()
+        tries: list[float] = []
+        with AudioGanClient(f"127.0.0.1:{port}", retries=args.retries, backoff=args.backoff) as client:
+            client.stub.Vocode = counted(client.stub.Vocode, tries)
+            try:
+                client.vocode(mel[:, :10])
+                outcome = "succeeded"
+            except grpc.RpcError as err:
+                outcome = f"failed ({err.code().name})"
+        took = time.perf_counter() - start
+        while "serving:" not in events:
+            if server.poll() is not None:
+                raise SystemExit(f"the server ended before it served (exit {server.returncode})")
+            time.sleep(0.05)
+        server.terminate()
+        server.wait(30)
+        watcher.join(10)
+        rows.append((events.get("listening on", math.nan), events.get("serving:", math.nan), took, len(tries) - 1,
+                     outcome == "succeeded"))
+        print(f"listening after {rows[-1][0]:.2f} s, serving after {rows[-1][1]:.2f} s; the call {outcome} after "
+              f"{took:.2f} s, retried {len(tries) - 1} times", flush=True)
+    print(f"{args.rounds} rounds: serving after median {statistics.median(r[1] for r in rows):.2f} s; the call "
+          f"succeeded {sum(r[4] for r in rows)} times, after median {statistics.median(r[2] for r in rows):.2f} s "
+          f"(min {min(r[2] for r in rows):.2f}, max {max(r[2] for r in rows):.2f}); retries median "
+          f"{statistics.median(r[3] for r in rows):g}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, help="default 10, or 3 with --together")
     parser.add_argument("--hold", type=float, default=1.0, help="seconds the held call should take")
     parser.add_argument("--frames", type=int, default=0,
                         help="the held call's mel frames, instead of sizing it for --hold (a shared machine's "
@@ -60,11 +131,17 @@ def main() -> None:
     parser.add_argument("--backoff", type=float, default=0.2,
                         help="the second caller's first backoff in seconds (default: the client's); a small one "
                              "leaves the waits to the server's pushback")
+    parser.add_argument("--together", action="store_true",
+                        help="start the server (bundled models) and the client together, --rounds times "
+                             "(default 3)")
     args = parser.parse_args()
     mel = np.load(DEMO_MEL)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    if args.together:
+        args.rounds = args.rounds or 3
+        together(args, mel)
+        return
+    args.rounds = args.rounds or 10
+    port = free_port()
     with launch("--voice", "none", "--timbre", "none", "--metrics-port", str(port),
                 "--set", "limits.max_concurrent=1") as proc, ThreadPoolExecutor(1) as pool, \
             AudioGanClient(proc.target, retries=0) as holder, \

@@ -32,9 +32,11 @@ from audiogan_client import AudioGanClient, ServerBusy, StreamBroken
 from audiogan_client._proto import audiogan_pb2 as pb
 from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
 from audiogan_client.client import KEEPALIVE_SECONDS, server_pushback
+from audiogan_server import loading
 from audiogan_server.batching import DynamicBatcher
 from audiogan_server.config import ServerConfig
 from audiogan_server.errors import rpc
+from audiogan_server.loading import INITIAL_S_PER_MB, LoadProgress
 from audiogan_server.main import build_parser, load_config
 from audiogan_server.metrics import Metrics
 from audiogan_server.models import ModelRegistry, Ramp, VocoderEngine
@@ -595,6 +597,26 @@ def test_the_pushback_is_when_the_first_hold_under_way_is_expected_to_end():
     assert Durations(initial_s=0.001).pushback([]) == PUSHBACK_MIN_S  # never sooner than anything could change
 
 
+def test_the_loading_estimate_is_the_steps_left_at_the_rate_of_those_done(monkeypatch):
+    """Four steps of 1 MB: before any ends, at the first guess's rate; then at the rate the ended ones went;
+    a step past its estimate is expected to run over it as long again as it has so far."""
+    clock = [0.0]
+    monkeypatch.setattr(loading.time, "perf_counter", lambda: clock[0])
+    progress = LoadProgress()
+    progress.plan(4_000_000)
+    assert progress.remaining() == pytest.approx(4 * INITIAL_S_PER_MB)
+    with progress.step(1_000_000):
+        clock[0] = 2.0  # the first step takes 2 s, far over the guess: its overrun again, then 3 at the guess
+        assert progress.remaining() == pytest.approx(2.0 - INITIAL_S_PER_MB + 3 * INITIAL_S_PER_MB)
+    assert progress.remaining() == pytest.approx(3 * 2.0)  # 2 s per MB, as the first went
+    with progress.step(1_000_000):
+        clock[0] = 3.0
+        assert progress.remaining() == pytest.approx(1.0 + 2 * 2.0)  # 1 s of its 2 to go
+        clock[0] = 5.0
+        assert progress.remaining() == pytest.approx(1.0 + 2 * 2.0)  # 3 s in, 1 s past its 2: 1 s more
+    assert PUSHBACK_MIN_S <= progress.pushback() <= PUSHBACK_MAX_S
+
+
 def test_reply_budget_takes_calls_in_turn_and_refuses_what_never_fits():
     from audiogan_server.budget import ReplyBudget
     from audiogan_server.errors import RequestError
@@ -904,6 +926,48 @@ def test_a_call_whose_server_is_killed_is_retried_once_it_is_back(mel):
             finished.set()
             restarter.join(60)
     assert back.is_set() and audio.shape == (long_mel.shape[1] * 256,)
+
+
+# The server with its vocoder's loading slowed by the seconds given first on its command line.
+SLOW_LOAD = """
+import sys, time
+from audiogan import Vocoder
+load, delay = Vocoder.load.__func__, float(sys.argv.pop(1))
+Vocoder.load = classmethod(lambda cls, *args, **kwargs: (time.sleep(delay), load(cls, *args, **kwargs))[1])
+from audiogan_server.main import main
+main()
+"""
+
+
+def test_a_call_while_the_models_load_is_told_when_they_will_be_in_and_answered_after(mel):
+    """A server whose loading takes seconds longer than usual (3 s more, in its vocoder's): a call then is
+    refused UNAVAILABLE with a pushback of the same order as the load's time still to come, and a client
+    with the default retries, started as the server begins to listen, gets its answer once the models are in,
+    where three blind retries (0.2 + 0.4 + 0.8 s) gave up before."""
+    port = free_port()
+    with launch("--voice", "none", "--timbre", "none", "--metrics-port", str(port), until="listening on",
+                entry=("-c", SLOW_LOAD, "3")) as proc, concurrent.futures.ThreadPoolExecutor(1) as pool, \
+            AudioGanClient(proc.target) as patient, AudioGanClient(proc.target, retries=0) as once:
+        start = time.monotonic()
+        answer = pool.submit(patient.vocode, mel[:, :10])
+        with pytest.raises(grpc.RpcError) as info:
+            once.list_voices()
+        asked = time.monotonic()
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "loading its models" in info.value.details()
+        pushback = server_pushback(info.value)
+        assert pushback is not None, "the refusal says when to come back"
+        while "serving:" not in proc.log_text():
+            assert proc.process.poll() is None, proc.log_text()
+            time.sleep(0.05)
+        left = time.monotonic() - asked  # the load's time still to come when the server was asked
+        # Of the same order as what was left: within a factor of 3 either way (spread up to 1.5x, within bounds).
+        assert min(left, PUSHBACK_MAX_S) / 3 <= pushback <= min(3 * 1.5 * left, PUSHBACK_MAX_S), (pushback, left)
+        assert answer.result(timeout=60).samples.size == 10 * 256
+        took = time.monotonic() - start
+        assert once.list_voices()["vocoders"], "once loaded, the same call is answered"
+        refused = metric(port, "audiogan_requests_total", code="UNAVAILABLE", method="Vocode")
+    assert took >= left, "answered only once loaded"
+    assert refused >= 1, "the patient client was refused while the models loaded, and retried"
 
 
 @pytest.fixture(scope="module")

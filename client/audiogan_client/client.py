@@ -31,6 +31,7 @@ NOTE_TIMBRE_KEYS = ("timbre", "instrument", "latent")  # the wire's name, then t
 # gRPC's trailing metadata for a server's pushback (gRFC A6): ASCII digits of a signed 32-bit integer, the
 # milliseconds a caller should wait before it tries again. audiogan-server sends it under this name.
 PUSHBACK_KEY = "grpc-retry-pushback-ms"
+RECONNECT_MAX_SECONDS = 1.0  # the longest a channel waits before it tries to connect again (reconnect_options)
 
 
 class AudioResult(NamedTuple):
@@ -116,6 +117,16 @@ def keepalive_options(seconds: float | None) -> list[tuple[str, int]]:
             ("grpc.http2.max_pings_without_data", 0)]
 
 
+def reconnect_options(backoff: float) -> list[tuple[str, int]]:
+    """gRPC channel options that try to connect again at most ``RECONNECT_MAX_SECONDS`` after a failed try.
+    Between its tries a channel fails every call at once without trying, and by default it waits 1 s, then
+    1.6 times longer each time, up to 2 minutes: a server that began to listen at 5 s was first tried again
+    at about 8 s, and the client's retries in between (its own backoff) each failed at once, spent."""
+    initial = max(1, round(min(backoff, RECONNECT_MAX_SECONDS) * 1000))
+    return [("grpc.initial_reconnect_backoff_ms", initial),
+            ("grpc.max_reconnect_backoff_ms", round(RECONNECT_MAX_SECONDS * 1000))]
+
+
 def server_pushback(err: grpc.RpcError) -> float | None:
     """The seconds a failed call's server asked its caller to wait before a retry (gRFC A6's trailing
     metadata ``grpc-retry-pushback-ms``); None where it sent none. A value that is negative or not a signed
@@ -129,6 +140,17 @@ def server_pushback(err: grpc.RpcError) -> float | None:
             return math.inf
         return int(text) / 1000
     return None
+
+
+def _paced(err: grpc.RpcError) -> bool:
+    """Whether ``err`` is a server that is up and loading, saying when it expects to be ready (UNAVAILABLE with
+    a pushback, as ``audiogan-server`` answers until its models are in). A load ends on its own, at a time
+    the server estimates: a caller waits for it as long as its deadline allows, however many times it is
+    told to come back, where a count of retries would give up on a slow load, or blind backoff hammer it.
+    A busy server's pushback (RESOURCE_EXHAUSTED) still counts: an overload ends only when other callers' do,
+    and a caller refused ``retries`` times hears so, as :class:`ServerBusy`."""
+    pushback = server_pushback(err)
+    return err.code() == grpc.StatusCode.UNAVAILABLE and pushback is not None and pushback != math.inf
 
 
 def _received(chunks: int, samples: int, rate: int) -> str:
@@ -146,10 +168,14 @@ class AudioGanClient:
     exponential backoff from ``backoff`` seconds. So is RESOURCE_EXHAUSTED where the server sent a pushback
     (gRPC's ``grpc-retry-pushback-ms``), which ``audiogan-server`` sends only for a transient overload (too
     many calls in flight, a full work queue, too many conversions), after the pushback or the backoff,
-    whichever is longer; the last such refusal raises :class:`ServerBusy`. RESOURCE_EXHAUSTED without a
-    pushback (a request too big for the server ever to take: a reply over gRPC's message limit or over
-    ``limits.max_reply_mb``) is not retried, nor is any error whose pushback is negative or garbled (the
-    server asking for no retry); every other error surfaces at once as ``grpc.RpcError`` with the server's
+    whichever is longer; the last such refusal raises :class:`ServerBusy`. An UNAVAILABLE with a pushback
+    (``audiogan-server`` loading its models, saying when it expects to be ready) is retried after the
+    pushback or ``backoff``, whichever is longer, until the deadline (with ``timeout=None``, for as long as
+    the server says it is loading): those retries do not count against ``retries``, though ``retries=0``
+    still means none. RESOURCE_EXHAUSTED without a pushback (a request too big for the server ever to take:
+    a reply over gRPC's message limit or over ``limits.max_reply_mb``) is not retried, nor is any error
+    whose pushback is negative or garbled (the server asking for no retry, for UNAVAILABLE too, as gRPC's
+    own retry policy reads it); every other error surfaces at once as ``grpc.RpcError`` with the server's
     message. ``timeout`` is each call's deadline in seconds, retries and their waits included, as a gRPC
     deadline is for the whole call: a caller who gives 10 s waits 10 s at most, not 10 s for every try,
     and a retry that could not be answered before the deadline is not begun (the server's error is raised
@@ -174,7 +200,8 @@ class AudioGanClient:
         self.retries = retries
         self.backoff = backoff
         options = [("grpc.max_receive_message_length", 256 * 1024 * 1024),
-                   ("grpc.max_send_message_length", 64 * 1024 * 1024), *keepalive_options(keepalive)]
+                   ("grpc.max_send_message_length", 64 * 1024 * 1024), *keepalive_options(keepalive),
+                   *reconnect_options(backoff)]
         if root_certificates is not None:
             check_root_certificates(root_certificates)
         if tls or root_certificates is not None:
@@ -198,35 +225,44 @@ class AudioGanClient:
         left of the deadline. A retry whose wait, and then an answer as slow as the last try's, would reach
         the deadline is not begun: the server's error, which says why (connection refused, a TLS handshake
         that failed, the server busy), is raised instead of a bare DEADLINE_EXCEEDED. A busy server's last
-        refusal is raised as :class:`ServerBusy`."""
+        refusal is raised as :class:`ServerBusy`. A server loading its models (UNAVAILABLE with a pushback)
+        says when it expects to be ready: its retries count against the deadline alone, not ``retries``,
+        and do not grow the backoff (``_paced``)."""
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        for attempt in range(self.retries + 1):
+        counted = 0  # retries that count against self.retries; they also set the backoff
+        for attempt in itertools.count():
             started = time.monotonic()
             try:
                 return call(None if deadline is None else max(deadline - started, 0.0))
             except grpc.RpcError as err:
-                pause = self._pause(err, attempt)
+                pause = self._pause(err, counted)
                 if pause is None:
                     raise
                 now = time.monotonic()
-                if attempt == self.retries or (deadline is not None and now + pause + (now - started) >= deadline):
+                paced = _paced(err) and self.retries > 0  # retries=0 asks for none, paced or not
+                if (counted == self.retries and not paced) or \
+                        (deadline is not None and now + pause + (now - started) >= deadline):
                     if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:  # retried only with a pushback
                         raise ServerBusy(err, attempt, server_pushback(err) or 0.0) from err
                     raise
+                counted += not paced
                 time.sleep(pause)
         raise AssertionError("unreachable")
 
-    def _pause(self, err: grpc.RpcError, attempt: int) -> float | None:
-        """How long to wait before retrying after ``err`` on try ``attempt`` (from 0), or None: not retried.
-        UNAVAILABLE is retried, and RESOURCE_EXHAUSTED only with a server's pushback, which marks an overload
-        that passes (a request too big for the server comes without one, and would fail again). The wait
-        is the backoff or the pushback, whichever is longer; a pushback asking for no retry is obeyed."""
+    def _pause(self, err: grpc.RpcError, counted: int) -> float | None:
+        """How long to wait before retrying after ``err``, ``counted`` retries in (``_retry``), or None: not
+        retried. UNAVAILABLE is retried, and RESOURCE_EXHAUSTED only with a server's pushback, which marks an
+        overload that passes (a request too big for the server comes without one, and would fail again).
+        The wait is the backoff or the pushback, whichever is longer; a pushback asking for no retry is
+        obeyed."""
         pushback = server_pushback(err)
         if pushback == math.inf:
             return None
         code = err.code()
+        if _paced(err):  # the server's estimate replaces a backoff grown while no server answered
+            return max(pushback or 0.0, self.backoff)
         if code == grpc.StatusCode.UNAVAILABLE or (code == grpc.StatusCode.RESOURCE_EXHAUSTED and pushback is not None):
-            return max(pushback or 0.0, self.backoff * 2**attempt)
+            return max(pushback or 0.0, self.backoff * 2**counted)
         return None
 
     def _unary(self, method: Callable[..., T], request: Any) -> T:

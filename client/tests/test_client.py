@@ -493,6 +493,7 @@ class Faults(pb_grpc.AudioGanServicer):
         self.slow, self.chunks, self.cut, self.final, self.refusals = slow, chunks, cut, final, refusals
         self.refusal, self.pushback = refusal, pushback
         self.calls = 0
+        self.times: list[float] = []  # when each call came
         self.uploaded: list[int] = []
 
     def _refuse(self, context: grpc.ServicerContext, message: str) -> None:
@@ -502,6 +503,7 @@ class Faults(pb_grpc.AudioGanServicer):
 
     def _refuse_first(self, context: grpc.ServicerContext) -> None:
         self.calls += 1
+        self.times.append(time.monotonic())
         if self.calls <= self.refusals:
             self._refuse(context, "restarting" if self.refusal == grpc.StatusCode.UNAVAILABLE else
                          "1 calls in flight, the limit is 1; retry later")
@@ -638,16 +640,54 @@ def test_retries_of_a_busy_server_stop_before_the_deadline_with_its_error():
     assert 0.8 <= took < 1.0, f"{took:.2f} s"
 
 
-def test_a_busy_server_refusing_a_stream_before_its_first_chunk_is_retried_but_not_after():
-    faults = Faults(refusals=1, refusal=BUSY, pushback="10")
+@pytest.mark.parametrize(("refusal", "refusals"), [(BUSY, 1),
+                                                  (grpc.StatusCode.UNAVAILABLE, 3)])  # loading: past the count
+def test_a_stream_refused_with_a_pushback_before_its_first_chunk_is_retried_but_not_after(refusal, refusals):
+    faults = Faults(refusals=refusals, refusal=refusal, pushback="10")
     with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=2, backoff=0.01) as c:
         chunks = list(c.stream_chunks(mel=np.zeros((80, 10), np.float32)))
-    assert faults.calls == 2 and [x.sequence for x in chunks] == [0, 1, 2] and chunks[-1].final
-    faults = Faults(chunks=3, cut=True, refusal=BUSY, pushback="10")
+    assert faults.calls == refusals + 1 and [x.sequence for x in chunks] == [0, 1, 2] and chunks[-1].final
+    faults = Faults(chunks=3, cut=True, refusal=refusal, pushback="10")
     with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=2, backoff=0.01) as c, \
             pytest.raises(StreamBroken) as info:
         list(c.stream_chunks(mel=np.zeros((80, 10), np.float32)))
-    assert faults.calls == 1 and info.value.code() == BUSY
+    assert faults.calls == 1 and info.value.code() == refusal
+
+
+# -- a server loading its models: UNAVAILABLE with a pushback, when it expects to be ready ------------------
+
+LOADING = grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_loading_server_is_waited_for_past_the_retry_count_at_its_pushback():
+    """Four refusals, each asking for 0.3 s, for a client allowed one retry: the load ends on its own, so its
+    retries count against the deadline alone; each wait is the pushback (longer than the backoff, which
+    does not grow as it would for blind retries: 0.2, 0.4, 0.8 s after the first)."""
+    faults = Faults(refusals=4, refusal=LOADING, pushback="300")
+    with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=1, backoff=0.1) as c:
+        audio = c.vocode(np.zeros((80, 10), np.float32)).samples
+    waits = np.diff(faults.times)
+    assert faults.calls == 5 and audio.size == 1600
+    assert waits.min() >= 0.3, f"{waits}: a wait shorter than the server's pushback"
+    assert waits.max() < 0.8, f"{waits}: the backoff grew past the pushback"
+
+
+def test_a_loading_servers_retries_stop_before_the_deadline_and_retries_0_means_none():
+    """Pushbacks of 0.4 s within a 1 s deadline: tries at 0, 0.4 and 0.8 s, then the server's UNAVAILABLE at
+    once, not after a wait past the deadline. ``retries=0`` still asks for no retry at all."""
+    faults = Faults(refusals=100, refusal=LOADING, pushback="400")
+    with stand_in(faults) as target, AudioGanClient(target, timeout=1.0, retries=1, backoff=0.01) as c:
+        start = time.monotonic()
+        with pytest.raises(grpc.RpcError) as info:
+            c.vocode(np.zeros((80, 10), np.float32))
+        took = time.monotonic() - start
+    assert info.value.code() == LOADING and not isinstance(info.value, ServerBusy)
+    assert faults.calls == 3 and 0.8 <= took < 1.0, f"{faults.calls} calls in {took:.2f} s"
+    faults = Faults(refusals=100, refusal=LOADING, pushback="10")
+    with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=0) as c, \
+            pytest.raises(grpc.RpcError):
+        c.vocode(np.zeros((80, 10), np.float32))
+    assert faults.calls == 1
 
 
 def test_cli_says_the_server_is_busy_and_how_often_it_was_retried(tmp_path):

@@ -23,8 +23,9 @@ DEADLINE_SLACK_S = 0.25
 
 
 class RequestError(Exception):
-    """A call refused with ``code``. ``pushback_s`` is set only where retrying later is expected to work
-    (see ``overloaded``); it then goes back to the caller as gRPC's pushback."""
+    """A call refused with ``code``. ``pushback_s`` is set only where retrying later is expected to work (see
+    ``overloaded``, and UNAVAILABLE while the models load); it then goes back to the caller as gRPC's
+    pushback. UNAVAILABLE as the server shuts down carries none: it is going away, not coming back."""
 
     def __init__(self, code: grpc.StatusCode, message: str, pushback_s: float | None = None) -> None:
         super().__init__(message)

@@ -25,6 +25,7 @@ from audiogan.vocoder.pghi import PhaseTrack
 from audiogan_server.batching import DynamicBatcher, run_grouped
 from audiogan_server.config import ServerConfig
 from audiogan_server.errors import RequestError
+from audiogan_server.loading import LoadProgress
 from audiogan_server.metrics import Metrics
 
 log = logging.getLogger("audiogan.server")
@@ -32,6 +33,10 @@ T = TypeVar("T")
 # A unary mel longer than this many stream chunks (8 x 64 frames: about 8 s at 16 kHz) is vocoded in pieces
 # of that size. Each piece recomputes the receptive field's context on both sides: a few % more work.
 PIECE_CHUNKS = 8
+# The warm-up of conversion's pitch analysis (its numba kernels, loaded from the cache or compiled) as loading
+# progress: it took 3.6-4.8 s on 2 CPU cores, as long as 20-25 MB of weights took to load then, where the
+# note model's own weights (5.4 MB) had it expected at a sixth of that (2026-12-07).
+ANALYSIS_BYTES = 24_000_000
 
 
 @dataclass
@@ -292,39 +297,56 @@ class ModelRegistry:
         self.default_voice = ""
         self.timbres: dict[str, TimbreEngine] = {}
         self.default_timbre = ""
+        self.progress = LoadProgress()  # how far ``load`` has come: the pushback while it runs
 
     def load(self, config: ServerConfig, executor: Executor, metrics: Metrics) -> None:
+        """Every model, then their warm-up, each a step of ``progress`` sized in bytes of weights: a vocoder's
+        first pass as its weights (it took about half as long as loading them, 1.3 against 2.3 s), and
+        conversion's pitch analysis as ``ANALYSIS_BYTES``."""
         if config.threads > 0:
             torch.set_num_threads(config.threads)
-        for spec in config.vocoders:
-            path = weights.resolve(spec, "vocoder")
-            iterations = None if config.phase_iterations < 0 else config.phase_iterations
-            vocoder = Vocoder.load(path, device=config.device, phase_iterations=iterations, phase=config.phase or None)
+        vocoders = [weights.resolve(spec, "vocoder") for spec in config.vocoders]
+        voices = _optional_models(config.voices, "tts")
+        timbres = _optional_models(config.timbres, "timbre")
+        size = {path: path.stat().st_size for path in [*vocoders, *voices, *timbres]}
+        warm_up = [size[path] for path in vocoders] + ([ANALYSIS_BYTES] if timbres else [])
+        self.progress.plan(sum(size.values()) + sum(warm_up))
+        iterations = None if config.phase_iterations < 0 else config.phase_iterations
+        for path in vocoders:
+            with self.progress.step(size[path]):
+                vocoder = Vocoder.load(path, device=config.device, phase_iterations=iterations,
+                                       phase=config.phase or None)
             name = _unique(str(vocoder.card.get("name") or path.stem), self.vocoders, path)
             self.vocoders[name] = VocoderEngine(name, vocoder, executor, config, metrics)
             self.default_vocoder = self.default_vocoder or name
-        for path in _optional_models(config.voices, "tts"):
+        for path in voices:
             engine = self.vocoders[self.default_vocoder]
-            tts = TTS.load(path, vocoder=engine.vocoder, lexicon=config.lexicon or None)
+            with self.progress.step(size[path]):
+                tts = TTS.load(path, vocoder=engine.vocoder, lexicon=config.lexicon or None)
             self.voices[_unique(tts.name, self.voices, path)] = VoiceEngine(tts, engine, executor, config, metrics)
             self.default_voice = self.default_voice or tts.name
-        for path in _optional_models(config.timbres, "timbre"):
-            model = TimbreModel.load(path, device=config.device)
+        for path in timbres:
+            with self.progress.step(size[path]):
+                model = TimbreModel.load(path, device=config.device)
             name = _unique(str(model.card.get("name") or path.stem), self.timbres, path)
             self.timbres[name] = TimbreEngine(name, model, executor, config, metrics)
             self.default_timbre = self.default_timbre or name
-        self._warm_up()
+        self._warm_up(warm_up)
 
-    def _warm_up(self) -> None:
+    def _warm_up(self, sizes: list[int]) -> None:
+        """``sizes``: each step's, in order (as ``load`` planned them)."""
+        steps = iter(sizes)
         # The first pass pays for allocator and kernel set-up; do it before reporting SERVING.
         for engine in self.vocoders.values():
             n_mels = engine.vocoder.config.mel.n_mels
-            engine.vocoder(np.full((n_mels, 16), -5.0, dtype=np.float32))
+            with self.progress.step(next(steps)):
+                engine.vocoder(np.full((n_mels, 16), -5.0, dtype=np.float32))
         if self.timbres:  # conversion's pitch analysis compiles (or loads) its numba kernels on first use
             from audiogan.timbre.analysis import analyse
 
             rate = 16000
-            analyse((0.3 * np.sin(2 * np.pi * 440 * np.arange(rate // 2) / rate)).astype(np.float32), rate)
+            with self.progress.step(next(steps)):
+                analyse((0.3 * np.sin(2 * np.pi * 440 * np.arange(rate // 2) / rate)).astype(np.float32), rate)
 
     def vocoder(self, name: str) -> VocoderEngine:
         return _lookup(self.vocoders, name or self.default_vocoder, "vocoder", "vocoder",

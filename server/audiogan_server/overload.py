@@ -45,8 +45,13 @@ class Durations:
         way, a typical hold's length), spread at random over one to one and a half times that: callers
         refused together, told the same time, would all come back together and all but one be refused
         again, and one that came back before a place is expected to be free would only be refused again."""
-        seconds = min(self.remaining(age) for age in ages) if ages else self.remaining(0.0)
-        return min(PUSHBACK_MAX_S, max(PUSHBACK_MIN_S, seconds * random.uniform(1.0, 1.5)))
+        return spread(min(self.remaining(age) for age in ages) if ages else self.remaining(0.0))
+
+
+def spread(seconds: float) -> float:
+    """A pushback from an estimate of ``seconds``: within the bounds, and spread at random over one to one
+    and a half times it (see ``Durations.pushback``)."""
+    return min(PUSHBACK_MAX_S, max(PUSHBACK_MIN_S, seconds * random.uniform(1.0, 1.5)))
 
 
 class Slots:

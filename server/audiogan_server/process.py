@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -27,9 +27,12 @@ class ServerProcess:
 
 
 @contextmanager
-def launch(*args: str, timeout: float = 120.0) -> Iterator[ServerProcess]:
-    """Start a server with extra command-line ``args``; wait until it reports serving; stop it after."""
-    cmd = [sys.executable, "-m", "audiogan_server.main", "--port", "0", *args]
+def launch(*args: str, timeout: float = 120.0, until: str = "serving:",
+           entry: Sequence[str] = ("-m", "audiogan_server.main")) -> Iterator[ServerProcess]:
+    """Start a server with extra command-line ``args``; wait until it logs ``until`` (by default, that it is
+    serving; "listening on": while its models load); stop it after. ``entry``: what Python runs, the
+    server's module or code that ends by calling its ``main``."""
+    cmd = [sys.executable, *entry, "--port", "0", *args]
     process = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     assert process.stderr is not None
     logs: list[str] = []
@@ -40,7 +43,7 @@ def launch(*args: str, timeout: float = 120.0) -> Iterator[ServerProcess]:
             logs.append(line)
             match = re.search(r"listening on [^:]+:(\d+)", line)
             port = int(match.group(1)) if match else port
-            if "serving:" in line:
+            if until in line:
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"server did not start in {timeout:g} s:\n{''.join(logs)}")

@@ -62,8 +62,9 @@ class AudioGanService(pb_grpc.AudioGanServicer):
 
     @contextlib.asynccontextmanager
     async def admit(self, method: str) -> AsyncIterator[None]:
-        if not self.ready:
-            raise RequestError(grpc.StatusCode.UNAVAILABLE, "the server is loading its models; retry shortly")
+        if not self.ready:  # with when the load is expected to end: clients need not guess how long to wait
+            raise RequestError(grpc.StatusCode.UNAVAILABLE, "the server is loading its models; retry shortly",
+                               self.registry.progress.pushback())
         with self.calls.hold():
             self.metrics.in_flight.inc()
             self.active[method] += 1
