@@ -970,6 +970,20 @@ def test_a_call_while_the_models_load_is_told_when_they_will_be_in_and_answered_
     assert refused >= 1, "the patient client was refused while the models loaded, and retried"
 
 
+def test_sigterm_while_the_models_load_stops_the_server_at_once():
+    """A load that would take a minute more (a slow disk, a stuck device): SIGTERM then ends the server in
+    seconds, with exit status 0 and a line that says so, where it waited for the whole load before."""
+    with launch("--voice", "none", "--timbre", "none", until="listening on",
+                entry=("-c", SLOW_LOAD, "60")) as proc:
+        asked = time.monotonic()
+        proc.process.send_signal(signal.SIGTERM)
+        status = proc.process.wait(30)
+        took = time.monotonic() - asked
+    assert status == 0, proc.log_text()
+    assert took < 15, f"stopped {took:.1f} s after SIGTERM"
+    assert "stopped while loading the models" in proc.log_text()
+
+
 @pytest.fixture(scope="module")
 def pinged_server():
     """A server that allows a client's pings every 0.25 s, for clients that ping every 0.5 s: a test's

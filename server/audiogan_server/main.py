@@ -7,6 +7,7 @@ import asyncio
 import collections
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -58,6 +59,14 @@ def setup_logging(fmt: str) -> None:
 
 class StartupError(Exception):
     """The server cannot start as configured: said in one line, with no traceback."""
+
+
+class StoppedWhileLoading(Exception):
+    """SIGTERM or SIGINT came before the models were in."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"stopped {seconds:.1f} s into loading")
+        self.seconds = seconds
 
 
 def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
@@ -130,14 +139,22 @@ async def serve(config: ServerConfig) -> None:
 
     compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
     started = time.perf_counter()
+    loading = loop.run_in_executor(compute, registry.load, config, compute, metrics)
+    stop_asked = asyncio.ensure_future(stopping.wait())
     try:
-        await loop.run_in_executor(compute, registry.load, config, compute, metrics)
+        await asyncio.wait([loading, stop_asked], return_when=asyncio.FIRST_COMPLETED)
+        if loading.done():
+            stop_asked.cancel()
+            loading.result()
     except (FileNotFoundError, ConfigError, ValueError) as exc:
         await server.stop(0)
         raise StartupError(f"cannot load models: {exc}") from None
     except BaseException:
         await server.stop(0)  # in the loop: no "Event loop is closed" from the finalizer after the traceback
         raise
+    if not loading.done():  # SIGTERM or Ctrl-C while loading: nothing in flight to drain
+        await server.stop(0)
+        raise StoppedWhileLoading(time.perf_counter() - started)
     registry.start()
     service.ready = True
     metrics.serving.set(1)
@@ -269,6 +286,12 @@ def main(argv: list[str] | None = None) -> None:
     except StartupError as exc:
         print(f"audiogan-server: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except StoppedWhileLoading as stop:
+        log.info("stopped while loading the models, %.1f s in: no call was taken", stop.seconds)
+        logging.shutdown()
+        # A load cannot be interrupted, and a normal exit would wait for its thread (a pool's threads are
+        # joined at exit): a stuck or slow load would hold off SIGTERM until the orchestrator's SIGKILL.
+        os._exit(0)
 
 
 if __name__ == "__main__":
