@@ -80,11 +80,15 @@ def _threads(text: str) -> int:
     return _count(0, os.cpu_count() or 1)(text)
 
 
-def _output(path: str, suffixes: tuple[str, ...], what: str = "-o") -> str:
-    """Refuse an output before the work that would fill it: a wrong suffix, a folder, or nowhere to write."""
+def _output(path: str, suffixes: tuple[str, ...], what: str = "-o", inputs: tuple[str | None, ...] = ()) -> str:
+    """Refuse an output before the work that would fill it: a wrong suffix, a folder, nowhere to write, or
+    one of the command's ``inputs`` (`convert take.wav -o take.wav` replaced the recording with its conversion)."""
     target = Path(path)
     if target.is_dir():
         raise ValueError(f"{what} {path} is a folder; name a file in it")
+    for source in inputs:
+        if source and target.exists() and Path(source).exists() and os.path.samefile(source, target):
+            raise ValueError(f"{what} {path} is the input {source}; name another file, or it would be replaced")
     if target.suffix.lower() not in suffixes:
         raise ValueError(f"{what} {path}: name a {' or '.join(suffixes)} file")
     # Missing folders are created on writing: the nearest existing one must be a writable folder.
@@ -98,6 +102,10 @@ def _output(path: str, suffixes: tuple[str, ...], what: str = "-o") -> str:
 
 def _read_array(path: str, what: str) -> np.ndarray:
     """A .npy file, or an error naming ``what`` was expected (never a hint to load pickled data)."""
+    if Path(path).is_dir():
+        raise ValueError(f"{path} is a folder, not a .npy file of {what}")
+    if Path(path).is_file() and Path(path).stat().st_size == 0:  # else "not written by np.save", a puzzle
+        raise ValueError(f"{path} is empty (0 bytes), not {what}")
     try:
         data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -119,7 +127,7 @@ def _vocode(args: argparse.Namespace) -> int:
 
     if args.mel and args.input:
         raise ValueError("vocode takes an INPUT recording or --mel, not both")
-    _output(args.output, AUDIO_OUT)
+    _output(args.output, AUDIO_OUT, inputs=(args.input,))
     if args.plot:
         _output(args.plot, PLOT_OUT, "--plot")
     if args.threads:
@@ -192,6 +200,8 @@ def _say(args: argparse.Namespace) -> int:
             raise ValueError(f"{source} is not UTF-8 text (byte {exc.start}); convert it first") from None
         except FileNotFoundError:  # "[Errno 2] No such file or directory" named no option
             raise FileNotFoundError(f"--file {args.file}: no such file") from None
+        except IsADirectoryError:  # "Is a directory: d" named no option either
+            raise ValueError(f"--file {args.file} is a folder; name a text file") from None
     elif args.text:
         text = args.text
     else:
@@ -375,7 +385,7 @@ def _convert(args: argparse.Namespace) -> int:
 
     if args.morph and not args.to_b:
         raise ValueError("--morph needs --to-b, the timbre at the last note")
-    _output(args.output, AUDIO_OUT)
+    _output(args.output, AUDIO_OUT, inputs=(args.input,))
     model = TimbreModel.load(args.model, device=args.device)
     to, to_b = _timbre(args.to), _timbre(args.to_b) if args.to_b else None
     for timbre in (to, to_b):  # before the pitch analysis, not after it
@@ -400,7 +410,7 @@ def _render_midi(args: argparse.Namespace) -> int:
     from audiogan.timbre import TimbreModel
     from audiogan.timbre.midi import render_midi
 
-    _output(args.output, AUDIO_OUT)
+    _output(args.output, AUDIO_OUT, inputs=(args.input,))
     model = TimbreModel.load(args.model, device=args.device)
     out = render_midi(model, args.input, _timbre(args.instrument), _timbre(args.to) if args.to else None, args.mode,
                       args.seed, progress=True)
@@ -415,7 +425,8 @@ def _invert(args: argparse.Namespace) -> int:
     from audiogan.audio.io import write_atomic
     from audiogan.timbre import TimbreModel
 
-    _output(args.output, (".npy",))  # np.save would add .npy to any other name, and timbres are told by it
+    # np.save would add .npy to any other name, and timbres are told by it
+    _output(args.output, (".npy",), inputs=(args.input,))
     model = TimbreModel.load(args.model, device=args.device)
     wave, rate = load_audio(args.input)
     pitch = model.note_pitch(wave.numpy(), rate) if args.pitch is None else args.pitch
@@ -432,6 +443,8 @@ def _invert(args: argparse.Namespace) -> int:
 def _data_notes(args: argparse.Namespace) -> int:
     from audiogan.timbre.notes_data import GM_PROGRAMS, RenderSpec, parse_range, render_dataset
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():  # was "Not a directory: OUT/audio"
+        raise ValueError(f"--out {args.out} is a file; name a folder (created if missing)")
     programs = sorted(GM_PROGRAMS) if args.programs == "default" else parse_range(args.programs, what="--programs")
     spec = RenderSpec(args.soundfont, args.sample_rate, args.seconds, args.hold)
     meta = render_dataset(args.out, programs, parse_range(args.pitches, what="--pitches"),
@@ -746,13 +759,13 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:  # installed but unusable: pyfluidsynth without the FluidSynth library
         print(f"audiogan: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError, RuntimeError, FloatingPointError) as exc:
+    except (ValueError, RuntimeError, FloatingPointError) as exc:
         print(f"audiogan: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `audiogan say -o - | head`: the reader has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 1
-    except OSError as exc:  # unwritable output, a folder given as a file: the message names the path
+    except OSError as exc:  # unwritable output, a file not found: the message names the path
         print(f"audiogan: error: {exc.strerror or exc}: {exc.filename}" if exc.filename else
               f"audiogan: error: {exc}", file=sys.stderr)
         return 2
