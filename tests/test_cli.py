@@ -102,7 +102,7 @@ def test_vocode_a_mel_file(tmp_path, default_vocoder, demo_wave):
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
-    (["--help"], ["vocode", "train", "export", "models"]),
+    (["--help"], ["vocode", "train", "export", "models", "replace a file of the same name", "130 interrupted"]),
     (["say", "--help"], ["--lexicon", "--raw", "--file"]),
     (["vocode", "--help"], ["--mel", "--output", "--model"]),
     (["train", "vocoder", "--help"], ["--config", "--data", "--resume", "--init-generator", "--set"]),
