@@ -601,7 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--pitch", type=_count(0, 127), default=60, help="MIDI pitch (default: %(default)s)")
     n.add_argument("--instrument", help="instrument name, or a .npy timbre latent from `audiogan invert`")
     n.add_argument("--to", help="morph to this timbre in --steps notes")
-    n.add_argument("--steps", type=_count(2), default=8, help="notes in a morph (default: %(default)s)")
+    # At most the server's and the client's 64: --steps 1000000 set out to hold 262 GB of notes in memory.
+    n.add_argument("--steps", type=_count(2, 64), default=8, help="notes in a morph, 2..64 (default: %(default)s)")
     n.add_argument("--mode", choices=MODES, default="slerp", help="how a morph mixes the timbres")
     n.add_argument("--velocity", type=_count(1, 127), default=100, help="MIDI velocity, 1..127")
     n.add_argument("--seconds", type=float, help="note length (default: the model's, 4.096 s)")

@@ -241,6 +241,7 @@ def test_outputs_and_inputs_that_cannot_work_are_refused_before_the_work(tmp_pat
     ["vocode", "--threads", "100000"],  # once stalled for minutes
     ["invert", "x.wav", "--steps", "0"],
     ["note", "--velocity", "0"],
+    ["note", "--steps", "65"],  # 1000000 set out to hold 262 GB of notes
     ["data", "notes", "--out", "o", "--sample-rate", "0"],
     ["say", "Hi.", "--speed", "0"],
     ["say", "Hi.", "--pitch-shift", "nan"],
