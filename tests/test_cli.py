@@ -222,6 +222,8 @@ def test_unsupported_output_format_exits_2(tmp_path, capsys):
     (["vocode", "--mel", "{tmp}", "-o", "{tmp}/o.wav"], "{tmp} is a folder, not a .npy file of a mel"),
     (["data", "notes", "--out", "{tmp}/file.txt"], "--out {tmp}/file.txt is a file; name a folder"),
     (["data", "notes", "--out", "{tmp}/n", "--soundfont", "{tmp}"], "soundfont {tmp} is a folder; name an .sf2"),
+    (["train", "vocoder", "--config", "{tmp}", "--data", "{tmp}", "--run-dir", "{tmp}/run"],
+     "config {tmp} is a folder; name a .yaml file"),
 ])
 def test_outputs_and_inputs_that_cannot_work_are_refused_before_the_work(tmp_path, capsys, argv, message):
     (tmp_path / "file.txt").write_text("not a folder")
