@@ -80,11 +80,15 @@ def _threads(text: str) -> int:
     return _count(0, os.cpu_count() or 1)(text)
 
 
-def _output(path: str, suffixes: tuple[str, ...], what: str = "-o") -> str:
-    """Refuse an output before the work that would fill it: a wrong suffix, a folder, or nowhere to write."""
+def _output(path: str, suffixes: tuple[str, ...], what: str = "-o", inputs: tuple[str | None, ...] = ()) -> str:
+    """Refuse an output before the work that would fill it: a wrong suffix, a folder, nowhere to write, or
+    one of the command's ``inputs`` (`convert take.wav -o take.wav` replaced the recording with its conversion)."""
     target = Path(path)
     if target.is_dir():
         raise ValueError(f"{what} {path} is a folder; name a file in it")
+    for source in inputs:
+        if source and target.exists() and Path(source).exists() and os.path.samefile(source, target):
+            raise ValueError(f"{what} {path} is the input {source}; name another file, or it would be replaced")
     if target.suffix.lower() not in suffixes:
         raise ValueError(f"{what} {path}: name a {' or '.join(suffixes)} file")
     # Missing folders are created on writing: the nearest existing one must be a writable folder.
@@ -98,6 +102,10 @@ def _output(path: str, suffixes: tuple[str, ...], what: str = "-o") -> str:
 
 def _read_array(path: str, what: str) -> np.ndarray:
     """A .npy file, or an error naming ``what`` was expected (never a hint to load pickled data)."""
+    if Path(path).is_dir():
+        raise ValueError(f"{path} is a folder, not a .npy file of {what}")
+    if Path(path).is_file() and Path(path).stat().st_size == 0:  # else "not written by np.save", a puzzle
+        raise ValueError(f"{path} is empty (0 bytes), not {what}")
     try:
         data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -119,7 +127,7 @@ def _vocode(args: argparse.Namespace) -> int:
 
     if args.mel and args.input:
         raise ValueError("vocode takes an INPUT recording or --mel, not both")
-    _output(args.output, AUDIO_OUT)
+    _output(args.output, AUDIO_OUT, inputs=(args.input,))
     if args.plot:
         _output(args.plot, PLOT_OUT, "--plot")
     if args.threads:
@@ -192,6 +200,8 @@ def _say(args: argparse.Namespace) -> int:
             raise ValueError(f"{source} is not UTF-8 text (byte {exc.start}); convert it first") from None
         except FileNotFoundError:  # "[Errno 2] No such file or directory" named no option
             raise FileNotFoundError(f"--file {args.file}: no such file") from None
+        except IsADirectoryError:  # "Is a directory: d" named no option either
+            raise ValueError(f"--file {args.file} is a folder; name a text file") from None
     elif args.text:
         text = args.text
     else:
@@ -375,7 +385,7 @@ def _convert(args: argparse.Namespace) -> int:
 
     if args.morph and not args.to_b:
         raise ValueError("--morph needs --to-b, the timbre at the last note")
-    _output(args.output, AUDIO_OUT)
+    _output(args.output, AUDIO_OUT, inputs=(args.input,))
     model = TimbreModel.load(args.model, device=args.device)
     to, to_b = _timbre(args.to), _timbre(args.to_b) if args.to_b else None
     for timbre in (to, to_b):  # before the pitch analysis, not after it
@@ -400,7 +410,7 @@ def _render_midi(args: argparse.Namespace) -> int:
     from audiogan.timbre import TimbreModel
     from audiogan.timbre.midi import render_midi
 
-    _output(args.output, AUDIO_OUT)
+    _output(args.output, AUDIO_OUT, inputs=(args.input,))
     model = TimbreModel.load(args.model, device=args.device)
     out = render_midi(model, args.input, _timbre(args.instrument), _timbre(args.to) if args.to else None, args.mode,
                       args.seed, progress=True)
@@ -415,7 +425,8 @@ def _invert(args: argparse.Namespace) -> int:
     from audiogan.audio.io import write_atomic
     from audiogan.timbre import TimbreModel
 
-    _output(args.output, (".npy",))  # np.save would add .npy to any other name, and timbres are told by it
+    # np.save would add .npy to any other name, and timbres are told by it
+    _output(args.output, (".npy",), inputs=(args.input,))
     model = TimbreModel.load(args.model, device=args.device)
     wave, rate = load_audio(args.input)
     pitch = model.note_pitch(wave.numpy(), rate) if args.pitch is None else args.pitch
@@ -432,6 +443,8 @@ def _invert(args: argparse.Namespace) -> int:
 def _data_notes(args: argparse.Namespace) -> int:
     from audiogan.timbre.notes_data import GM_PROGRAMS, RenderSpec, parse_range, render_dataset
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():  # was "Not a directory: OUT/audio"
+        raise ValueError(f"--out {args.out} is a file; name a folder (created if missing)")
     programs = sorted(GM_PROGRAMS) if args.programs == "default" else parse_range(args.programs, what="--programs")
     spec = RenderSpec(args.soundfont, args.sample_rate, args.seconds, args.hold)
     meta = render_dataset(args.out, programs, parse_range(args.pitches, what="--pitches"),
@@ -533,7 +546,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="audiogan", description="GAN audio synthesis: vocoders, TTS, timbre.")
+    p = _Parser(prog="audiogan", description="GAN audio synthesis: vocoders, TTS, timbre.",
+                epilog="Outputs are written whole or not at all (a temporary file, renamed when complete; Ctrl-C "
+                       "leaves none) and replace a file of the same name; an output that is the command's own "
+                       "input is refused. Exit status: 0 done; 2 a usage error or a failure, said in one line; 1 "
+                       "`models` found weights that cannot load, or standard output's reader left; 130 "
+                       "interrupted; render: see its --help.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -583,7 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--pitch", type=_count(0, 127), default=60, help="MIDI pitch (default: %(default)s)")
     n.add_argument("--instrument", help="instrument name, or a .npy timbre latent from `audiogan invert`")
     n.add_argument("--to", help="morph to this timbre in --steps notes")
-    n.add_argument("--steps", type=_count(2), default=8, help="notes in a morph (default: %(default)s)")
+    # At most the server's and the client's 64: --steps 1000000 set out to hold 262 GB of notes in memory.
+    n.add_argument("--steps", type=_count(2, 64), default=8, help="notes in a morph, 2..64 (default: %(default)s)")
     n.add_argument("--mode", choices=MODES, default="slerp", help="how a morph mixes the timbres")
     n.add_argument("--velocity", type=_count(1, 127), default=100, help="MIDI velocity, 1..127")
     n.add_argument("--seconds", type=float, help="note length (default: the model's, 4.096 s)")
@@ -746,13 +765,13 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:  # installed but unusable: pyfluidsynth without the FluidSynth library
         print(f"audiogan: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError, RuntimeError, FloatingPointError) as exc:
+    except (ValueError, RuntimeError, FloatingPointError) as exc:
         print(f"audiogan: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `audiogan say -o - | head`: the reader has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 1
-    except OSError as exc:  # unwritable output, a folder given as a file: the message names the path
+    except OSError as exc:  # unwritable output, a file not found: the message names the path
         print(f"audiogan: error: {exc.strerror or exc}: {exc.filename}" if exc.filename else
               f"audiogan: error: {exc}", file=sys.stderr)
         return 2

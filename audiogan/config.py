@@ -137,6 +137,8 @@ def _plain(value: Any) -> Any:
 
 def load_yaml(cls: type[T], path: str | Path) -> T:
     path = Path(path)
+    if path.is_dir():  # "not found" sent the user looking for a file that was there
+        raise ConfigError(f"config {path} is a folder; name a .yaml file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -41,7 +42,12 @@ def plot_mels(mels: dict[str, torch.Tensor], path: str | Path, config: MelConfig
         ax.text((start + end) / 2, row, text, transform=ax.get_xaxis_transform(), ha="center", va="center",
                 fontsize=7, color="black", clip_on=True)
     fig.colorbar(im, ax=axes[:, 0].tolist(), label="log magnitude")
+    # Whole or not at all, into a folder made if missing, as the audio beside it is written: savefig
+    # failed on a missing folder after the audio was written, and Ctrl-C could leave half a picture.
+    from audiogan.audio.io import write_atomic
+
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100, format=path.suffix.lstrip(".").lower() or None)
     plt.close(fig)
-    return path
+    return write_atomic(path, buffer.getvalue())

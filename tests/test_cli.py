@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from audiogan.train import vocoder_trainer
 from audiogan.train.checkpoint import load_checkpoint
 
 HOP = 256
+DEMO_FLAC = os.path.join(os.path.dirname(__file__), "..", "audiogan", "samples", "demo.flac")
 
 
 def test_vocode_the_demo_clip(tmp_path, capsys, demo_wave):
@@ -100,7 +102,7 @@ def test_vocode_a_mel_file(tmp_path, default_vocoder, demo_wave):
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
-    (["--help"], ["vocode", "train", "export", "models"]),
+    (["--help"], ["vocode", "train", "export", "models", "replace a file of the same name", "130 interrupted"]),
     (["say", "--help"], ["--lexicon", "--raw", "--file"]),
     (["vocode", "--help"], ["--mel", "--output", "--model"]),
     (["train", "vocoder", "--help"], ["--config", "--data", "--resume", "--init-generator", "--set"]),
@@ -213,6 +215,15 @@ def test_unsupported_output_format_exits_2(tmp_path, capsys):
     (["say", "Hello.", "--file", "{tmp}/file.txt"], "TEXT or --file, not both"),
     (["say", "--file", "{tmp}/missing.txt", "-o", "{tmp}/o.wav"], "--file {tmp}/missing.txt: no such file"),
     (["say", "Hello.", "--raw", "-o", "{tmp}/o.wav"], "--raw streams PCM to standard output; drop -o"),
+    # A folder or a file where the other is wanted, named as the option and what it is (was "Is a directory:
+    # d", "Not a directory: OUT/audio", "soundfont not found", "not a .npy array written by np.save").
+    (["say", "--file", "{tmp}", "-o", "{tmp}/o.wav"], "--file {tmp} is a folder; name a text file"),
+    (["say", "Hello.", "--lexicon", "{tmp}", "-o", "{tmp}/o.wav"], "lexicon {tmp} is a folder; name a text file"),
+    (["vocode", "--mel", "{tmp}", "-o", "{tmp}/o.wav"], "{tmp} is a folder, not a .npy file of a mel"),
+    (["data", "notes", "--out", "{tmp}/file.txt"], "--out {tmp}/file.txt is a file; name a folder"),
+    (["data", "notes", "--out", "{tmp}/n", "--soundfont", "{tmp}"], "soundfont {tmp} is a folder; name an .sf2"),
+    (["train", "vocoder", "--config", "{tmp}", "--data", "{tmp}", "--run-dir", "{tmp}/run"],
+     "config {tmp} is a folder; name a .yaml file"),
 ])
 def test_outputs_and_inputs_that_cannot_work_are_refused_before_the_work(tmp_path, capsys, argv, message):
     (tmp_path / "file.txt").write_text("not a folder")
@@ -232,6 +243,7 @@ def test_outputs_and_inputs_that_cannot_work_are_refused_before_the_work(tmp_pat
     ["vocode", "--threads", "100000"],  # once stalled for minutes
     ["invert", "x.wav", "--steps", "0"],
     ["note", "--velocity", "0"],
+    ["note", "--steps", "65"],  # 1000000 set out to hold 262 GB of notes
     ["data", "notes", "--out", "o", "--sample-rate", "0"],
     ["say", "Hi.", "--speed", "0"],
     ["say", "Hi.", "--pitch-shift", "nan"],
@@ -561,3 +573,98 @@ def test_models_names_weights_that_cannot_load(tmp_path, capsys):
     assert len(rows) == 2 and "cannot load" not in rows[0] and "**cannot load: see below**" in rows[1]
     assert f"audiogan: error: {cut}: unreadable .safetensors weights (corrupt or partial?): " in captured.err
     assert str(source) not in captured.err
+
+
+@pytest.mark.parametrize("command", [["vocode", "{input}"], ["convert", "{input}", "--to", "violin"],
+                                     ["render-midi", "{input}", "--instrument", "violin"]])
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path, capsys, command):
+    """`convert take.wav -o take.wav` replaced the recording with its conversion, without a word."""
+    take = tmp_path / "take.flac"
+    shutil.copy(DEMO_FLAC, take)
+    before = take.read_bytes()
+    link = tmp_path / "link.flac"
+    link.symlink_to(take)  # the same file under another name is the same file
+    for output in (take, link):
+        assert main([*(a.format(input=take) for a in command), "-o", str(output)]) == 2
+        assert f"-o {output} is the input {take}; name another file, or it would be replaced" in \
+            capsys.readouterr().err
+    assert take.read_bytes() == before
+
+
+def test_an_empty_mel_file_is_named_as_empty(tmp_path, capsys):
+    (tmp_path / "m.npy").write_bytes(b"")
+    assert main(["vocode", "--mel", str(tmp_path / "m.npy"), "-o", str(tmp_path / "o.wav")]) == 2
+    assert f"{tmp_path / 'm.npy'} is empty (0 bytes), not a mel" in capsys.readouterr().err
+
+
+def test_a_plot_into_a_missing_folder_is_written_as_the_audio_is(tmp_path, capsys):
+    """-o makes its missing folders; --plot failed on one with a bare "[Errno 2]" after the audio was written."""
+    np.save(tmp_path / "m.npy", flat_mel(20))
+    plot = tmp_path / "new" / "deeper" / "mel.png"
+    assert main(["vocode", "--mel", str(tmp_path / "m.npy"), "-o", str(tmp_path / "new" / "o.wav"),
+                 "--plot", str(plot)]) == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in plot.parent.iterdir() if p != plot]  # no temp file left beside it
+
+
+LINUX_PROC = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+
+
+@LINUX_PROC
+def test_an_output_that_cannot_be_made_names_it_not_a_temp_file(tmp_path, capsys):
+    np.save(tmp_path / "m.npy", flat_mel())
+    assert main(["vocode", "--mel", str(tmp_path / "m.npy"), "-o", "/proc/o.wav"]) == 2
+    err = capsys.readouterr().err
+    assert "/proc/o.wav" in err and "audiogan.tmp" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--threads", "100000"], "threads 100000 is out of range 0.."),  # started 100,000 threads, ignored SIGTERM
+    (["--threads", "-3"], "threads -3 is out of range 0.."),  # taken for 0 without a word
+    (["--set", "threads=100000"], "threads 100000 is out of range 0.."),
+    (["--phase-iterations", "-7"], "phase_iterations -7 is out of range: 0 or more"),
+])
+def test_server_flags_no_server_can_use_are_refused_before_it_starts(argv, message):
+    # load_config, not main: a regression would start the server (and its 100,000 threads) rather than fail.
+    # A ConfigError is said by main in one line, exit 2.
+    from audiogan_server.main import build_parser, load_config
+
+    from audiogan.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
+        load_config(build_parser().parse_args([*argv, "--port", "0"]))
+
+
+@LINUX_PROC
+def test_ctrl_c_in_data_notes_says_one_line_and_leaves_whole_files(tmp_path):
+    """Ctrl-C reaches the render workers too: pressed while they start (seconds: each imports torch), each
+    printed a KeyboardInterrupt traceback, and the pool's thread an InvalidStateError, under "interrupted";
+    now they finish the layer under way, whole, and stop."""
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("fluidsynth", reason="needs pyfluidsynth and the fluidsynth library")
+    if not os.path.isfile("/usr/share/sounds/sf2/FluidR3_GM.sf2"):
+        pytest.skip("needs the fluid-soundfont-gm package")
+    out = tmp_path / "notes"
+    proc = subprocess.Popen([sys.executable, "-m", "audiogan.cli", "data", "notes", "--programs", "0-40",
+                             "--pitches", "24-84", "--velocities", "100", "--seconds", "1", "--hold", "0.5",
+                             "--out", str(out)], stderr=subprocess.PIPE,
+                            # its own process group, sent SIGINT as a terminal sends it: to every process
+                            preexec_fn=lambda: (os.setpgrp(), signal.signal(signal.SIGINT, signal.SIG_DFL)))
+    assert proc.stderr is not None
+    shown = b""
+    while b"render notes" not in shown and proc.poll() is None:  # the workers are about to start
+        shown += os.read(proc.stderr.fileno(), 200)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    while len(children.read_text().split()) < 3 and proc.poll() is None:  # 2 workers + multiprocessing's tracker
+        time.sleep(0.05)
+    time.sleep(0.5)  # they are importing their modules
+    os.killpg(proc.pid, signal.SIGINT)
+    err = (shown + proc.communicate(timeout=120)[1]).decode()
+    assert proc.returncode == 130 and "audiogan: interrupted\n" in err, err
+    assert "Traceback" not in err and "Error" not in err, err  # each worker's, and the pool's InvalidStateError
+    assert not (out / "examples.json").exists()
+    for wav in (out / "audio").iterdir():
+        assert sf.info(wav).frames == 16000, wav

@@ -232,7 +232,10 @@ def _locked_temp(path: Path) -> tuple[int, str]:
     """A new temp file beside ``path``, open and locked. A cleaner may take the lock in the moment between
     the file's creation and its locking, and remove it: then another one is made."""
     while True:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX)
+        except OSError as exc:  # it named the temp file, which the caller never asked for
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         try:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)

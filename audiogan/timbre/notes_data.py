@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from audiogan.workers import children_ignore_ctrl_c
+
 log = logging.getLogger(__name__)
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 
@@ -154,6 +156,8 @@ def _render_layer(args: tuple[RenderSpec, int, int, Sequence[int], str]) -> list
 def render_dataset(out: str | Path, programs: Sequence[int], pitches: Sequence[int], velocities: Sequence[int],
                    spec: RenderSpec, workers: int = 2) -> Path:
     """Render every (program, pitch, velocity) in parallel; write audio/*.wav and examples.json."""
+    if Path(spec.soundfont).is_dir():
+        raise ValueError(f"soundfont {spec.soundfont} is a folder; name an .sf2 or .sf3 file")
     if not Path(spec.soundfont).is_file():
         raise FileNotFoundError(f"soundfont not found: {spec.soundfont} (apt-get install fluid-soundfont-gm)")
     out = Path(out)
@@ -164,9 +168,17 @@ def render_dataset(out: str | Path, programs: Sequence[int], pitches: Sequence[i
     context = multiprocessing.get_context("spawn")
     bar = tqdm(total=len(jobs) * len(pitches), unit="note", desc="render notes")
     with ProcessPoolExecutor(max(1, workers), mp_context=context) as pool, bar:
-        for rows in pool.map(_render_layer, jobs):
-            examples.update({r["note_str"]: r for r in rows})
-            bar.update(len(pitches))
+        with children_ignore_ctrl_c():  # the processes start as jobs are submitted
+            futures = [pool.submit(_render_layer, job) for job in jobs]
+        try:
+            for future in futures:
+                rows = future.result()
+                examples.update({r["note_str"]: r for r in rows})
+                bar.update(len(pitches))
+        except KeyboardInterrupt:
+            # The layers under way finish their files whole (their workers ignore Ctrl-C); none starts after.
+            pool.shutdown(cancel_futures=True)
+            raise
     if not examples:  # an empty data set is no data set: say so rather than "done"
         raise ValueError(f"no note made a sound: {spec.seconds:g} s notes held {spec.hold:g} s are too short, or "
                          f"the soundfont has nothing at these programs and pitches")

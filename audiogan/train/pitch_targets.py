@@ -11,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from audiogan.audio.mel import MelConfig
+from audiogan.workers import children_ignore_ctrl_c
 
 log = logging.getLogger(__name__)
 FMIN, FMAX = 50.0, 600.0  # Hz: speech, male bass to child
@@ -64,7 +65,9 @@ def pitch_targets(files: list[Path], waves: list[np.ndarray], mel: MelConfig, ca
         pitch_track(np.zeros(mel.n_fft * 2, np.float32), mel)
         jobs = [(waves[i], mel) for i in todo]
         if workers > 1 and len(todo) > 1:
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            with children_ignore_ctrl_c():  # Pool starts its processes here
+                pool = multiprocessing.get_context("spawn").Pool(workers)
+            with pool:
                 tracks = list(tqdm(pool.imap(_work, jobs, chunksize=4), total=len(jobs), desc="pitch targets",
                                    unit="clip"))
         else:

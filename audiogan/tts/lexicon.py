@@ -45,6 +45,8 @@ class Lexicon:
             lines = path.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             raise FileNotFoundError(f"lexicon {path} does not exist") from None
+        except IsADirectoryError:
+            raise ValueError(f"lexicon {path} is a folder; name a text file") from None
         except UnicodeDecodeError as exc:
             raise ValueError(f"lexicon {path} is not UTF-8 text (byte {exc.start})") from None
         entries: dict[str, str | list[str]] = {}

@@ -210,8 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocoder", action="append", dest="vocoders",
                    help="vocoder weights (bundled name or .safetensors path); repeat for several; first is default")
     p.add_argument("--phase-iterations", type=int,
-                   help="fast Griffin-Lim iterations refining the vocoders' phase (default: each model card's; "
-                        "4 beats Griffin-Lim on PESQ-wb and STOI at ~0.65x the speed: benchmarks/RESULTS.md)")
+                   help="fast Griffin-Lim iterations refining the vocoders' phase, 0 or more (default: each "
+                        "model card's; 4 beats Griffin-Lim on PESQ-wb and STOI at ~0.65x the speed: "
+                        "benchmarks/RESULTS.md)")
     p.add_argument("--phase", choices=INFERENCE_PHASES,
                    help="where the vocoders' phase comes from: the phase head, or rtpghi, integrated from the "
                         "magnitude (default: each model card's; benchmarks/RESULTS.md has the trade)")
@@ -222,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "'WORD /phonemes/' (audiogan/tts/lexicon.py)")
     p.add_argument("--timbre", action="append", dest="timbres",
                    help="timbre (note) model (bundled name or .safetensors path); repeat for several; none: no notes")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, help="torch CPU threads, at most this machine's CPUs (default 0: torch's "
+                                                "choice)")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (default 0: none)")
     p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
@@ -257,7 +259,19 @@ def load_config(args: argparse.Namespace) -> ServerConfig:
     for name in ("grace_seconds", "min_ping_seconds"):
         if getattr(config, name) < 0:
             raise ConfigError(f"{name} must be 0 or more, got {getattr(config, name)}")
+    _check_threads(config.threads)
+    if config.phase_iterations < -1:  # -1 is the card's own; -5 was taken for it without a word
+        raise ConfigError(f"phase_iterations {config.phase_iterations} is out of range: 0 or more (-1: each "
+                          "model card's)")
     return config
+
+
+def _check_threads(threads: int) -> None:
+    """0 (torch's choice) up to this machine's CPUs: --threads 100000 started that many threads, stalled the
+    machine for minutes and held on past SIGTERM; -3 was taken for torch's choice without a word."""
+    cpus = os.cpu_count() or 1
+    if not 0 <= threads <= cpus:
+        raise ConfigError(f"threads {threads} is out of range 0..{cpus} (this machine's CPUs; 0 = torch's choice)")
 
 
 def _check_port(name: str, port: int, zero: str) -> None:
