@@ -19,14 +19,66 @@ import numpy as np
 
 from audiogan_client.audio import check_output, decode, write_atomic, write_audio
 from audiogan_client.client import AudioGanClient, AudioResult, ServerBusy, check_root_certificates
-from audiogan_client.ranges import PITCH, PITCH_SHIFT, SAMPLE_RATE, SECONDS, SEEDS, SPEED, VELOCITY, Range
+from audiogan_client.ranges import (
+    PITCH,
+    PITCH_SHIFT,
+    SAMPLE_RATE,
+    SECONDS,
+    SEEDS,
+    SPEAKER,
+    SPEED,
+    TIMEOUT,
+    VELOCITY,
+    Range,
+)
 
 OUT_DEFAULT = "out.wav"
+Call = Callable[[AudioGanClient], None]  # a command's work once its arguments and files have passed
+
+
+def _read(path: str, option: str) -> bytes:
+    """A file's bytes, or an error naming the option it was given to ("[Errno 2] ... 'x.txt'" did not)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise ValueError(f"{option} {path}: {err.strerror or err}") from None
+
+
+def _output(path: str, option: str = "-o", *, folder: bool = False, inputs: tuple[str | None, ...] = ()) -> str:
+    """Refuse an output before the server is called, not once it has done the work: a folder for a file or a
+    file for a folder, nowhere to write, or one of the command's ``inputs`` (`convert take.wav -o take.wav`
+    replaced the recording with its conversion). The suffix is the caller's to check."""
+    target = Path(path)
+    if target.exists() and target.is_dir() != folder:
+        raise ValueError(f"{option} {path} is a {'file' if folder else 'folder'}; name a "
+                         f"{'folder' if folder else 'file in it'}")
+    for source in inputs:
+        if source and target.exists() and Path(source).exists() and os.path.samefile(source, target):
+            raise ValueError(f"{option} {path} is the input {source}; name another file, or it would be replaced")
+    # Missing folders are made on writing: the nearest existing one must be a folder open to writing.
+    start = target if folder else target.parent
+    existing = next(p for p in [start, *start.parents] if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{option} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: no permission to write in {existing}")
+    return path
+
+
+def _audio_output(path: str, inputs: tuple[str | None, ...] = ()) -> str:
+    """-o: a .wav or .flac file that can be written, or '-' (standard output)."""
+    try:
+        check_output(path)
+    except ValueError as err:
+        raise ValueError(f"-o {err}") from None
+    return path if path == "-" else _output(path, inputs=inputs)
 
 
 def _array(path: str, what: str) -> np.ndarray:
     """A .npy file of real numbers, or an error naming ``what`` it should hold (numpy's own advice for a
     file that is not one is to unpickle it, which is unsafe for a file of unknown origin)."""
+    if Path(path).is_dir():
+        raise ValueError(f"{path} is a folder, not a .npy file of {what}")
     try:
         data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -38,12 +90,15 @@ def _array(path: str, what: str) -> np.ndarray:
     return data
 
 
-def _timbre(spec: str) -> str | list[float]:
+def _timbre(spec: str, option: str) -> str | list[float]:
     """'violin' is an instrument; '0.1,0.2,...' or a .npy path is a latent."""
     if spec.endswith(".npy"):
         return _array(spec, "a timbre latent").astype(np.float32).ravel().tolist()
     if "," in spec:
-        return [float(v) for v in spec.split(",")]
+        try:
+            return [float(v) for v in spec.split(",")]
+        except ValueError:  # float's own words name neither the option nor what a list should hold
+            raise ValueError(f"{option} {spec}: a latent is a comma list of numbers") from None
     return spec
 
 
@@ -68,30 +123,36 @@ def _text(args: argparse.Namespace) -> str:
     if not args.file:
         return args.text
     try:
-        return Path(args.file).read_bytes().decode("utf-8")
+        return _read(args.file, "--file").decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SystemExit(f"say: {args.file} is not UTF-8 text (byte {exc.start}); convert it first") from None
+        raise ValueError(f"say: {args.file} is not UTF-8 text (byte {exc.start}); convert it first") from None
 
 
 def _check_say(args: argparse.Namespace) -> None:
     """Refuse what the call would ignore or get wrong, before the server is called, as ``audiogan say`` does."""
     if args.file and args.text:
-        raise SystemExit("say: give TEXT or --file, not both")
+        raise ValueError("say: give TEXT or --file, not both")
     if args.raw and args.output not in ("-", OUT_DEFAULT):
-        raise SystemExit("say: --raw streams PCM to standard output; drop -o, or drop --raw to write a file")
+        raise ValueError("say: --raw streams PCM to standard output; drop -o, or drop --raw to write a file")
     if args.timings and (args.stream or args.raw):
-        raise SystemExit("say: --timings comes with the whole-audio call, not --stream or --raw")
+        raise ValueError("say: --timings comes with the whole-audio call, not --stream or --raw")
     if args.timings and Path(args.timings).suffix.lower() != ".json":
-        raise SystemExit(f"say: --timings writes JSON: name a .json file, not {Path(args.timings).name!r}")
+        raise ValueError(f"say: --timings writes JSON: name a .json file, not {Path(args.timings).name!r}")
+    if args.timings:
+        _output(args.timings, "--timings", inputs=(args.file,))
     if not args.raw:
-        check_output(args.output)
+        _audio_output(args.output, inputs=(args.file,))
 
 
-def cmd_say(client: AudioGanClient, args: argparse.Namespace) -> None:
+def cmd_say(args: argparse.Namespace) -> Call:
     _check_say(args)
     text = _text(args)
     if not text:
-        raise SystemExit("say: give TEXT or --file")
+        raise ValueError("say: give TEXT or --file")
+    return lambda client: _say(client, args, text)
+
+
+def _say(client: AudioGanClient, args: argparse.Namespace, text: str) -> None:
     kwargs = {"voice": args.voice, "sample_rate": args.sample_rate, "speed": args.speed, "speaker": args.speaker,
               "pitch_shift": args.pitch_shift}
     if args.timings:
@@ -129,24 +190,37 @@ def cmd_say(client: AudioGanClient, args: argparse.Namespace) -> None:
         _save(AudioResult(np.concatenate(parts) if parts else np.zeros(0, np.float32), rate), args.output)
 
 
-def cmd_vocode(client: AudioGanClient, args: argparse.Namespace) -> None:
-    _save(client.vocode(_array(args.mel, "a mel"), vocoder=args.vocoder, sample_rate=args.sample_rate), args.output)
+def cmd_vocode(args: argparse.Namespace) -> Call:
+    _audio_output(args.output, inputs=(args.mel,))
+    mel = _array(args.mel, "a mel")
+    if mel.ndim != 2:
+        raise ValueError(f"{args.mel} holds an array of shape {mel.shape}; a mel is [n_mels, frames]")
+    return lambda client: _save(client.vocode(mel, vocoder=args.vocoder, sample_rate=args.sample_rate), args.output)
 
 
-def cmd_notes(client: AudioGanClient, args: argparse.Namespace) -> None:
-    notes = [{"pitch": p, "timbre": _timbre(args.instrument), "velocity": args.velocity, "seconds": args.seconds,
-              "seed": args.seed} for p in args.pitches]
-    results = client.notes(notes, model=args.model, sample_rate=args.sample_rate)
-    out = Path(args.output)
-    for pitch, result in zip(args.pitches, results, strict=True):
-        _save(result, str(out / f"{_label(args.instrument)}-{pitch:03d}.wav"))
+def cmd_notes(args: argparse.Namespace) -> Call:
+    out = Path(_output(args.output, folder=True))
+    notes = [{"pitch": p, "timbre": _timbre(args.instrument, "--instrument"), "velocity": args.velocity,
+              "seconds": args.seconds, "seed": args.seed} for p in args.pitches]
+
+    def call(client: AudioGanClient) -> None:
+        results = client.notes(notes, model=args.model, sample_rate=args.sample_rate)
+        for pitch, result in zip(args.pitches, results, strict=True):
+            _save(result, str(out / f"{_label(args.instrument)}-{pitch:03d}.wav"))
+    return call
 
 
-def cmd_interpolate(client: AudioGanClient, args: argparse.Namespace) -> None:
-    results, alphas = client.interpolate(_timbre(args.timbre_from), _timbre(args.timbre_to), pitch=args.pitch,
-                                         steps=args.steps, seconds=args.seconds, mode=args.mode,
-                                         velocity=args.velocity, seed=args.seed, model=args.model,
-                                         sample_rate=args.sample_rate)
+def cmd_interpolate(args: argparse.Namespace) -> Call:
+    _audio_output(args.output)
+    timbres = _timbre(args.timbre_from, "--from"), _timbre(args.timbre_to, "--to")
+    return lambda client: _interpolate(client, args, *timbres)
+
+
+def _interpolate(client: AudioGanClient, args: argparse.Namespace, timbre_from: str | list[float],
+                 timbre_to: str | list[float]) -> None:
+    results, alphas = client.interpolate(timbre_from, timbre_to, pitch=args.pitch, steps=args.steps,
+                                         seconds=args.seconds, mode=args.mode, velocity=args.velocity,
+                                         seed=args.seed, model=args.model, sample_rate=args.sample_rate)
     # One file: the steps one after another, so the morph can be heard in a single listen.
     gap = np.zeros(int(0.25 * results[0].sample_rate), np.float32)
     joined = np.concatenate([x for r in results for x in (r.samples, gap)])
@@ -154,22 +228,28 @@ def cmd_interpolate(client: AudioGanClient, args: argparse.Namespace) -> None:
     print("alphas: " + " ".join(f"{a:.3f}" for a in alphas), file=sys.stderr)
 
 
-def cmd_convert(client: AudioGanClient, args: argparse.Namespace) -> None:
-    to_b = _timbre(args.to_b) if args.to_b else None
-    _save(client.convert(args.input, to=_timbre(args.to), model=args.model, sample_rate=args.sample_rate,
-                         flat=args.flat, to_b=to_b, mode=args.mode, seed=args.seed), args.output)
+def cmd_convert(args: argparse.Namespace) -> Call:
+    _audio_output(args.output, inputs=(args.input,))
+    recording = _read(args.input, "input")
+    to, to_b = _timbre(args.to, "--to"), _timbre(args.to_b, "--to-b") if args.to_b else None
+    return lambda client: _save(client.convert(recording, to=to, model=args.model, sample_rate=args.sample_rate,
+                                               flat=args.flat, to_b=to_b, mode=args.mode, seed=args.seed),
+                                args.output)
 
 
-def cmd_voices(client: AudioGanClient, args: argparse.Namespace) -> None:
-    listing = client.list_voices()
-    for kind in ("voices", "vocoders"):
-        for model in listing[kind]:
-            model["card"] = {k: model["card"].get(k) for k in ("name", "training", "validation") if k in model["card"]}
-    print(json.dumps(listing, indent=2))
+def cmd_voices(args: argparse.Namespace) -> Call:
+    def call(client: AudioGanClient) -> None:
+        listing = client.list_voices()
+        for kind in ("voices", "vocoders"):
+            for model in listing[kind]:
+                model["card"] = {k: model["card"].get(k) for k in ("name", "training", "validation")
+                                 if k in model["card"]}
+        print(json.dumps(listing, indent=2))
+    return call
 
 
-def cmd_instruments(client: AudioGanClient, args: argparse.Namespace) -> None:
-    print(json.dumps(client.list_instruments(args.model), indent=2))
+def cmd_instruments(args: argparse.Namespace) -> Call:
+    return lambda client: print(json.dumps(client.list_instruments(args.model), indent=2))
 
 
 def _ranged(bounds: Range) -> Callable[[str], float]:
@@ -206,10 +286,15 @@ def _seed_option(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="audiogan-client", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="audiogan-client", description=__doc__,
+        epilog="Inputs are read and outputs checked before the server is called; an output is written whole or "
+               "not at all, and replaces a file of that name, never the input. Exit status: 0 done; 2 a usage "
+               "error, nothing sent; 1 a failed call or write, said in one line.")
     parser.add_argument("--target", default="127.0.0.1:50051", help="server address (default %(default)s)")
-    parser.add_argument("--timeout", type=_ranged(Range(0.0, above=True)), default=120.0,
-                        help="each call's deadline in seconds, retries included, > 0 (default %(default)g)")
+    parser.add_argument("--timeout", type=_ranged(TIMEOUT), default=120.0,
+                        help="each call's deadline in seconds, retries included, > 0, at most 1e9 "
+                             "(default %(default)g)")
     parser.add_argument("--tls-ca", help="PEM root certificate: connect with TLS")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -230,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=_ranged(SPEED), default=1.0, help="0.25..4 (default %(default)g)")
     p.add_argument("--pitch-shift", type=_ranged(PITCH_SHIFT), default=0.0,
                    help="semitones, -12..12 (default %(default)g)")
-    p.add_argument("--speaker", type=int, default=0, help="a multi-speaker voice's speaker (see `voices`)")
+    p.add_argument("--speaker", type=_ranged(SPEAKER), default=0,
+                   help="a multi-speaker voice's speaker, from 0 (see `voices`; default %(default)s)")
     p.add_argument("--stream", action="store_true", help="use the streaming call")
     p.add_argument("--timings", metavar="PATH.json", help="also write when each sentence and word is said (JSON)")
     p.add_argument("--raw", action="store_true", help="stream raw PCM16 to stdout as it arrives (implies --stream)")
@@ -318,18 +404,20 @@ def main(argv: list[str] | None = None) -> None:
 def _main(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        root = Path(args.tls_ca).read_bytes() if args.tls_ca else None
+        root = _read(args.tls_ca, "--tls-ca") if args.tls_ca else None
         if root is not None:
-            check_root_certificates(root)
-    except OSError as err:  # a traceback before any call was made
-        raise SystemExit(f"audiogan-client: --tls-ca {args.tls_ca}: {err.strerror or err}") from None
-    except ValueError as err:  # else each try failed as UNAVAILABLE, "Failed to create security handshaker"
-        raise SystemExit(f"audiogan-client: --tls-ca {args.tls_ca}: {err}") from None
+            try:  # else each try failed as UNAVAILABLE, "Failed to create security handshaker"
+                check_root_certificates(root)
+            except ValueError as err:
+                raise ValueError(f"--tls-ca {args.tls_ca}: {err}") from None
+        call = args.func(args)  # every input read and output checked: nothing has reached the server yet
+    except (OSError, ValueError) as err:
+        # A usage error, as argparse's own: exit 2, where a failed call or write exits 1.
+        print(f"audiogan-client: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     try:
-        if args.command in ("vocode", "interpolate", "convert"):
-            check_output(args.output)  # before the call, not after it has run
         with AudioGanClient(args.target, timeout=args.timeout, root_certificates=root) as client:
-            args.func(client, args)
+            call(client)
             sys.stdout.flush()  # here, where a reader gone is caught, not at exit as "Exception ignored"
     except grpc.RpcError as err:
         raise SystemExit(f"audiogan-client: {err.code().name}: {err.details()}{_hint(err, args)}") from None

@@ -289,7 +289,7 @@ class AudioGanClient:
                             pitch_shift: float | None, speaker: int, timings: bool = False) -> pb.SynthesizeRequest:
         if (text is None) == (mel is None):
             raise ValueError("give exactly one of text= or mel=")
-        check(speed=speed, pitch_shift=pitch_shift)
+        check(speed=speed, pitch_shift=pitch_shift, speaker=speaker)
         request = pb.SynthesizeRequest(voice_name=voice, vocoder=vocoder, speed=speed or 0.0,
                                        pitch_shift=pitch_shift or 0.0,
                                        speaker=speaker, format=self._format(sample_rate, encoding), timings=timings)

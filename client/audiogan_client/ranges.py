@@ -23,8 +23,8 @@ class Range(NamedTuple):
 
     def __str__(self) -> str:
         kind = "a whole number" if self.whole else "a number"
-        if self.above and self.most == math.inf:
-            text = f"{kind} > {self.least:g}"
+        if self.above:
+            text = f"{kind} > {self.least:g}" + (f", at most {self.most:g}" if self.most < math.inf else "")
         else:
             text = f"{kind} in {self.span or f'{self.least:g}..{self.most:g}'}"
         return f"0 ({self.zero}) or {text}" if self.zero else text
@@ -35,7 +35,9 @@ class Range(NamedTuple):
             return False
         if self.zero and value == 0:
             return True
-        return (self.least < value if self.above else self.least <= value) and value <= self.most  # nan: False
+        if isinstance(value, (float, np.floating)) and not math.isfinite(value):  # `--seconds inf` was sent
+            return False
+        return (self.least < value if self.above else self.least <= value) and value <= self.most
 
     def check(self, name: str, value: object) -> None:
         """ValueError naming the argument ``name`` unless ``value`` is in range."""
@@ -52,8 +54,12 @@ VELOCITY = Range(1, 127, whole=True)
 SECONDS = Range(0.0, above=True)  # a note's length; the server says how long its model's notes may be
 ALPHA = Range(0.0, 1.0)
 SAMPLE_RATE = Range(8000, 96000, whole=True, zero="the model's rate")
+# The proto's int32: -1 went to the server, and 2**40 failed in protobuf as "Value out of range", unnamed.
+SPEAKER = Range(0, 2**31 - 1, whole=True, span="0..2**31-1")
+# gRPC fails a call at once as DEADLINE_EXCEEDED for a deadline past its clock's range (1e10 s did here).
+TIMEOUT = Range(0.0, 1e9, above=True)
 RANGES = {"seed": SEEDS, "speed": SPEED, "pitch_shift": PITCH_SHIFT, "pitch": PITCH, "velocity": VELOCITY,
-          "seconds": SECONDS, "alpha": ALPHA, "sample_rate": SAMPLE_RATE}
+          "seconds": SECONDS, "alpha": ALPHA, "sample_rate": SAMPLE_RATE, "speaker": SPEAKER}
 
 
 def check(**values: object) -> None:

@@ -282,6 +282,11 @@ def test_note_requests_that_protobuf_would_refuse_name_the_note_and_field(call, 
     (lambda c: c.vocode(np.zeros((80, 10), np.float32), sample_rate=100),
      "sample_rate 100 is not 0 (the model's rate) or a whole number in 8000..96000"),
     (lambda c: c.convert(b"", to="violin", sample_rate=44100.0), "sample_rate 44100.0 is not 0"),
+    # The proto's int32: -1 reached the server, and protobuf refused 2**31 as "Value out of range", unnamed.
+    (lambda c: c.synthesize("Hi.", speaker=-1), "speaker -1 is not a whole number in 0..2**31-1"),
+    (lambda c: list(c.stream("Hi.", speaker=2**31)), "speaker 2147483648 is not a whole number in 0..2**31-1"),
+    (lambda c: c.notes([{"pitch": 60, "timbre": "violin", "seconds": float("inf")}]),
+     "notes[0]: seconds inf is not a number > 0"),
 ])
 def test_numbers_the_wire_would_misread_are_refused_by_name_before_calling(call, message):
     with AudioGanClient("127.0.0.1:1", retries=0) as c, pytest.raises(ValueError) as info:
@@ -371,8 +376,59 @@ def test_cli_refuses_what_it_would_ignore_or_get_wrong_before_calling(args, mess
     (tmp_path / "junk.pem").write_text("not a certificate")
     done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", "127.0.0.1:1", *args],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    assert done.returncode != 0 and message in done.stderr, done.stderr
+    assert done.returncode == 2 and message in done.stderr, done.stderr
     assert [f.name for f in tmp_path.iterdir()] == ["junk.pem"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    # Found after parsing, these exited 1, as a failed call does, and some named no option
+    # ("[Errno 2] No such file or directory: 'x.txt'").
+    (["say", "--file", "x.txt"], "error: --file x.txt: No such file or directory"),
+    (["say", "--file", "folder"], "error: --file folder: Is a directory"),
+    (["vocode", "folder"], "error: folder is a folder, not a .npy file of a mel"),
+    (["convert", "x.wav", "--to", "violin"], "error: input x.wav: No such file or directory"),
+    (["interpolate", "--from", "flute", "--to", "0.1,x"], "error: --to 0.1,x: a latent is a comma list of numbers"),
+    # Numbers that went to the server unchecked: a speaker of -1 (or 2**31, which protobuf refused as "Value
+    # out of range"), infinite seconds, and a deadline past gRPC's range, which failed at once.
+    (["say", "Hi.", "--speaker", "-1"], "argument --speaker: -1 is not a whole number in 0..2**31-1"),
+    (["say", "Hi.", "--speaker", str(2**31)], f"argument --speaker: {2**31} is not a whole number in 0..2**31-1"),
+    (["notes", "--instrument", "violin", "--seconds", "inf"], "argument --seconds: inf is not a number > 0"),
+    (["--timeout", "inf", "voices"], "argument --timeout: inf is not a number > 0, at most 1e+09"),
+    (["--timeout", "1e10", "voices"], "argument --timeout: 1e10 is not a number > 0, at most 1e+09"),
+    # Outputs that could not be written, found only once the server had made the audio.
+    (["notes", "--instrument", "violin", "-o", "file"], "error: -o file is a file; name a folder"),
+    (["notes", "--instrument", "violin", "-o", "file/notes"], "error: -o file/notes: file is a file, not a folder"),
+    (["say", "Hi.", "-o", "folder.wav"], "error: -o folder.wav is a folder; name a file in it"),
+    (["vocode", "mel.npy", "-o", "file/x.wav"], "error: -o file/x.wav: file is a file, not a folder"),
+    (["say", "Hi.", "--timings", "file/t.json"], "error: --timings file/t.json: file is a file, not a folder"),
+])
+def test_cli_usage_errors_exit_2_naming_the_option_before_any_call(args, message, tmp_path):
+    # No server listens on port 1: a call would have failed as UNAVAILABLE, exit 1.
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder.wav").mkdir()
+    (tmp_path / "file").write_text("not a folder")
+    before = sorted(tmp_path.rglob("*"))
+    done = cli("127.0.0.1:1", *args, cwd=tmp_path)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_cli_convert_refuses_to_write_over_its_input_before_the_upload(tmp_path):
+    """`convert take.wav -o take.wav` replaced the recording with its conversion."""
+    take = write_wav(tmp_path / "take.wav", two_notes(), 16000)
+    recording = take.read_bytes()
+    (tmp_path / "link.wav").symlink_to(take)
+    faults = Faults()
+    with stand_in(faults) as target:
+        for out in ("take.wav", "link.wav", str(take)):
+            done = cli(target, "convert", "take.wav", "--to", "violin", "-o", out, cwd=tmp_path)
+            assert done.returncode == 2, done.stderr
+            assert one_line(done.stderr) == (f"audiogan-client: error: -o {out} is the input take.wav; name another "
+                                             f"file, or it would be replaced")
+        assert not faults.uploaded and take.read_bytes() == recording
+        done = cli(target, "convert", "take.wav", "--to", "violin", "-o", "other.wav", cwd=tmp_path)
+    assert done.returncode == 0 and faults.uploaded == [len(recording)], done.stderr
+    assert take.read_bytes() == recording and (tmp_path / "other.wav").exists()
 
 
 def test_cli_names_a_file_that_is_not_a_npy_array_without_advising_to_unpickle_it(tmp_path):
@@ -445,7 +501,7 @@ def test_a_stream_cut_off_keeps_the_audio_that_came(tmp_path):
     args = cli.build_parser().parse_args(["say", "Long text.", "--stream", "-o", str(out)])
     with pytest.raises(SystemExit, match=r"INVALID_ARGUMENT: text: the audio would last over 600 s \(the audio "
                                          r"received before it is in .*long\.wav\)"):
-        cli.cmd_say(Client(), args)
+        cli.cmd_say(args)(Client())
     with wave.open(str(out)) as w:
         assert w.getnframes() == 4800
 
