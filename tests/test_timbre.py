@@ -628,6 +628,9 @@ def test_data_notes_refuses_to_add_to_a_data_set_of_unknown_settings(soundfont, 
     capsys.readouterr()
     assert data_notes(tmp_path, "40") == 2
     assert "holds a data set with no render.json" in capsys.readouterr().err
+    (tmp_path / "render.json").write_text('{"settings": {}, "layers": {"0": [60]}}')
+    assert data_notes(tmp_path, "40") == 2
+    assert f"{tmp_path / 'render.json'} is not a record of `data notes` settings" in capsys.readouterr().err
     assert data_notes(tmp_path, "40", "--replace") == 0
     assert [n.split("_")[0] for n in listed(tmp_path)] == ["string"] * 2
 

@@ -196,12 +196,20 @@ def _earlier_layers(out: Path, spec: RenderSpec) -> dict[str, list[int]]:
                              f"over, or choose another --out")
         return {}
     record = _read_json(record_path)
-    earlier = record.get("settings", {})
-    for name, value in _settings(spec).items():
-        if earlier.get(name) != value:
-            raise ValueError(f"{out} holds notes rendered with {_SETTING_OPTIONS[name]} {earlier.get(name)} (now "
-                             f"{value}): pass --replace to start the data set over, or choose another --out")
-    return {key: list(pitches) for key, pitches in record.get("layers", {}).items()}
+    try:
+        earlier = record["settings"]
+        layers = {_layer_key(*(int(n) for n in key.split("-"))): [int(p) for p in pitches]
+                  for key, pitches in record["layers"].items()}
+        differing = [name for name, value in _settings(spec).items() if earlier.get(name) != value]
+    except (KeyError, AttributeError, TypeError, ValueError):
+        raise ValueError(f"{record_path} is not a record of `data notes` settings: pass --replace to start the "
+                         f"data set over, or choose another --out") from None
+    if differing:
+        name = differing[0]
+        raise ValueError(f"{out} holds notes rendered with {_SETTING_OPTIONS[name]} {earlier.get(name)} (now "
+                         f"{_settings(spec)[name]}): pass --replace to start the data set over, or choose another "
+                         f"--out")
+    return layers
 
 
 def render_dataset(out: str | Path, programs: Sequence[int], pitches: Sequence[int], velocities: Sequence[int],
