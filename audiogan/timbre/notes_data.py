@@ -171,8 +171,9 @@ def _settings(spec: RenderSpec) -> dict[str, Any]:
             "seconds": spec.seconds, "hold": spec.hold, "peak": spec.peak}
 
 
-def _layer_key(program: int, velocity: int) -> str:
-    return f"{program:03d}-{velocity:03d}"
+def _layer_key(layer: tuple[int, int]) -> str:
+    """(program, velocity) as render.json names it."""
+    return f"{layer[0]:03d}-{layer[1]:03d}"
 
 
 def _read_json(path: Path, expected: str = "a JSON object") -> dict[str, Any]:
@@ -185,7 +186,7 @@ def _read_json(path: Path, expected: str = "a JSON object") -> dict[str, Any]:
     return value
 
 
-def _earlier_layers(out: Path, spec: RenderSpec) -> dict[str, list[int]]:
+def _earlier_layers(out: Path, spec: RenderSpec) -> dict[tuple[int, int], list[int]]:
     """The layers earlier runs finished in ``out``; refused where they were rendered otherwise than ``spec``
     says, since adding to them would make a data set of two kinds of note without a word."""
     record_path = out / RENDER_RECORD
@@ -198,8 +199,10 @@ def _earlier_layers(out: Path, spec: RenderSpec) -> dict[str, list[int]]:
     record = _read_json(record_path)
     try:
         earlier = record["settings"]
-        layers = {_layer_key(*(int(n) for n in key.split("-"))): [int(p) for p in pitches]
-                  for key, pitches in record["layers"].items()}
+        layers: dict[tuple[int, int], list[int]] = {}
+        for key, pitches in record["layers"].items():
+            program, velocity = key.split("-")
+            layers[int(program), int(velocity)] = [int(p) for p in pitches]
         differing = [name for name, value in _settings(spec).items() if earlier.get(name) != value]
     except (KeyError, AttributeError, TypeError, ValueError):
         raise ValueError(f"{record_path} is not a record of `data notes` settings: pass --replace to start the "
@@ -233,8 +236,7 @@ def render_dataset(out: str | Path, programs: Sequence[int], pitches: Sequence[i
     listing = out / "examples.json"
     layers = {} if replace else _earlier_layers(out, spec)
     examples: dict[str, Any] = {} if replace or not listing.is_file() else _read_json(listing)
-    for key, done in layers.items():  # finished by a run that was interrupted before it listed them
-        program, velocity = (int(n) for n in key.split("-"))
+    for (program, velocity), done in layers.items():  # finished by a run interrupted before it listed them
         for pitch in done:
             row = _note_row(program, pitch, velocity, spec.sample_rate)
             if (out / "audio" / f"{row['note_str']}.wav").is_file():
@@ -242,16 +244,16 @@ def render_dataset(out: str | Path, programs: Sequence[int], pitches: Sequence[i
     jobs = []
     for program in programs:
         for velocity in velocities:
-            done = set(layers.get(_layer_key(program, velocity), ()))
+            done = set(layers.get((program, velocity), ()))
             if not set(pitches) <= done:
                 jobs.append((spec, program, velocity, sorted(done | set(pitches)), str(out)))
-                layers.pop(_layer_key(program, velocity), None)  # unfinished until its new rendering is
+                layers.pop((program, velocity), None)  # unfinished until its new rendering is
     if replace:  # first: a listing of the earlier notes must not outlive their settings' record
         listing.unlink(missing_ok=True)
     (out / "audio").mkdir(parents=True, exist_ok=True)
 
     def record() -> None:
-        body = {"settings": _settings(spec), "layers": dict(sorted(layers.items()))}
+        body = {"settings": _settings(spec), "layers": {_layer_key(k): v for k, v in sorted(layers.items())}}
         write_atomic(out / RENDER_RECORD, json.dumps(body, indent=1).encode())
 
     record()  # before any audio: whatever is rendered from here on is rendered with these settings
@@ -265,7 +267,7 @@ def render_dataset(out: str | Path, programs: Sequence[int], pitches: Sequence[i
             for job, future in zip(jobs, futures, strict=True):
                 rows = future.result()
                 examples.update({r["note_str"]: r for r in rows})
-                layers[_layer_key(job[1], job[2])] = job[3]
+                layers[job[1], job[2]] = job[3]
                 record()  # a rerun after an interruption skips this layer
                 bar.update(len(job[3]))
         except KeyboardInterrupt:
