@@ -448,7 +448,7 @@ def _data_notes(args: argparse.Namespace) -> int:
     programs = sorted(GM_PROGRAMS) if args.programs == "default" else parse_range(args.programs, what="--programs")
     spec = RenderSpec(args.soundfont, args.sample_rate, args.seconds, args.hold)
     meta = render_dataset(args.out, programs, parse_range(args.pitches, what="--pitches"),
-                          parse_range(args.velocities, 1, what="--velocities"), spec, args.workers)
+                          parse_range(args.velocities, 1, what="--velocities"), spec, args.workers, args.replace)
     print(f"wrote {meta}")
     return 0
 
@@ -696,7 +696,14 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--hold", type=float, default=3.0, help="note-on time before release (default: %(default)s)")
     dn.add_argument("--sample-rate", type=_count(8000, 192000), default=16000, help="Hz")
     dn.add_argument("--workers", type=_count(1), default=2, help="parallel processes (default: %(default)s)")
-    dn.add_argument("--out", required=True, help="output folder (audio/*.wav + examples.json)")
+    dn.add_argument("--out", required=True,
+                    help="output folder (audio/*.wav, examples.json, render.json). One that holds notes already "
+                         "is added to: notes rendered there before with the same settings are skipped, so an "
+                         "interrupted run can be rerun to finish it; other --soundfont, --sample-rate, --seconds "
+                         "or --hold are refused")
+    dn.add_argument("--replace", action="store_true",
+                    help="start the data set in --out over with these settings: its earlier notes are no longer "
+                         "listed (their files stay in audio/ where not rendered again)")
     dn.set_defaults(func=_data_notes)
     dm = d.add_parser("tts-mels", help="a TTS checkpoint's teacher-forced mels, to fine-tune a vocoder on",
                       description="Write <clip id>.npy mels that a TTS training checkpoint predicts for each clip, "

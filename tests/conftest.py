@@ -172,10 +172,15 @@ SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 
 
 @pytest.fixture(scope="session")
-def notes_dir(tmp_path_factory) -> Path:
+def soundfont() -> Path:
     pytest.importorskip("fluidsynth", reason="needs pyfluidsynth and the fluidsynth library")
     if not SOUNDFONT.is_file():
         pytest.skip("needs the fluid-soundfont-gm package")
+    return SOUNDFONT
+
+
+@pytest.fixture(scope="session")
+def notes_dir(soundfont, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("notes")
     done = subprocess.run([sys.executable, "-m", "audiogan.cli", "data", "notes", "--programs", "0,40,73",
                            "--pitches", "48-72:6", "--velocities", "80,127", "--seconds", "1", "--hold", "0.7",

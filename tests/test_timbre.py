@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -552,6 +553,86 @@ def test_instrument_names_as_a_person_types_them():
         resolve_instrument("violn", known)
     with pytest.raises(ValueError, match=r"unknown instrument 'tuba'; this model knows: acoustic_grand_piano"):
         resolve_instrument("tuba", known)
+
+
+def data_notes(out: Path, programs: str, *options: str, pitches: str = "60,72") -> int:
+    """`audiogan data notes` in-process, tiny: one velocity, half-second notes."""
+    from audiogan.cli import main
+
+    return main(["data", "notes", "--programs", programs, "--pitches", pitches, "--velocities", "100",
+                 "--seconds", "0.5", "--hold", "0.3", "--workers", "1", "--out", str(out), *options])
+
+
+def listed(out: Path) -> list[str]:
+    return sorted(json.loads((out / "examples.json").read_text()))
+
+
+def test_a_second_data_notes_run_adds_to_the_data_set(soundfont, tmp_path):
+    """Rendering programs in two runs into one folder listed only the second run's notes; now both."""
+    from audiogan.timbre.notes_data import load_examples
+
+    assert data_notes(tmp_path, "0") == 0
+    first = {p.name: p.read_bytes() for p in (tmp_path / "audio").iterdir()}
+    assert data_notes(tmp_path, "40") == 0
+    assert [n.split("_")[0] for n in listed(tmp_path)] == ["keyboard"] * 2 + ["string"] * 2
+    assert {p.name: p.read_bytes() for p in (tmp_path / "audio").glob("keyboard_*")} == first
+    records = load_examples(tmp_path)  # the NSynth loader reads the merged folder as it is
+    assert sorted((r.instrument, r.pitch) for r in records) == [
+        ("acoustic_grand_piano", 60), ("acoustic_grand_piano", 72), ("violin", 60), ("violin", 72)]
+
+
+def test_a_data_notes_rerun_renders_only_what_it_lacks(soundfont, tmp_path):
+    """An interrupted run leaves its finished layers recorded and nothing listed; run again, it renders only
+    the rest. A layer given a new pitch is rendered again whole, so that it keeps one gain."""
+    assert data_notes(tmp_path, "0") == 0
+    (tmp_path / "examples.json").unlink()  # as a run of programs 0 and 40 leaves it, stopped after program 0
+    piano = sorted((tmp_path / "audio").glob("keyboard_*"))
+    for wav in piano:
+        os.utime(wav, ns=(10**18, 10**18))
+    assert data_notes(tmp_path, "0,40") == 0
+    assert len(listed(tmp_path)) == 4
+    assert [wav.stat().st_mtime_ns for wav in piano] == [10**18] * 2  # not rendered again
+    assert data_notes(tmp_path, "0,40") == 0  # all there: nothing rendered
+    assert [wav.stat().st_mtime_ns for wav in piano] == [10**18] * 2
+    assert data_notes(tmp_path, "0", pitches="66") == 0
+    assert len(listed(tmp_path)) == 5
+    layer = sorted((tmp_path / "audio").glob("keyboard_*"))
+    assert len(layer) == 3 and all(wav.stat().st_mtime_ns != 10**18 for wav in layer)
+    assert max(np.abs(sf.read(wav)[0]).max() for wav in layer) == pytest.approx(0.9, abs=1e-3)
+
+
+def test_data_notes_with_other_settings_is_refused_unless_replace(soundfont, tmp_path, capsys):
+    assert data_notes(tmp_path, "0") == 0
+    before = (tmp_path / "examples.json").read_bytes()
+    capsys.readouterr()
+    for option, message in ((["--seconds", "0.6"], "--seconds 0.5 (now 0.6)"),
+                            (["--sample-rate", "22050"], "--sample-rate 16000 (now 22050)")):
+        assert data_notes(tmp_path, "40", *option) == 2
+        err = capsys.readouterr().err
+        assert err == (f"audiogan: error: {tmp_path} holds notes rendered with {message}: pass --replace to start "
+                       f"the data set over, or choose another --out\n")
+    assert (tmp_path / "examples.json").read_bytes() == before and not list((tmp_path / "audio").glob("string_*"))
+    assert data_notes(tmp_path, "40", "--seconds", "0.6", "--replace") == 0
+    assert [n.split("_")[0] for n in listed(tmp_path)] == ["string"] * 2
+    assert {sf.info(tmp_path / "audio" / f"{n}.wav").frames for n in listed(tmp_path)} == {9600}
+    assert json.loads((tmp_path / "render.json").read_text())["settings"]["seconds"] == 0.6
+    assert data_notes(tmp_path, "0", "--seconds", "0.6") == 0  # adds to the data set started over
+    assert len(listed(tmp_path)) == 4
+
+
+def test_data_notes_refuses_to_add_to_a_data_set_of_unknown_settings(soundfont, tmp_path, capsys):
+    """A folder rendered before render.json was written (or real NSynth) cannot be told apart from other
+    settings: it is refused, not mixed into."""
+    assert data_notes(tmp_path, "0") == 0
+    (tmp_path / "render.json").unlink()
+    capsys.readouterr()
+    assert data_notes(tmp_path, "40") == 2
+    assert "holds a data set with no render.json" in capsys.readouterr().err
+    (tmp_path / "render.json").write_text('{"settings": {}, "layers": {"0": [60]}}')
+    assert data_notes(tmp_path, "40") == 2
+    assert f"{tmp_path / 'render.json'} is not a record of `data notes` settings" in capsys.readouterr().err
+    assert data_notes(tmp_path, "40", "--replace") == 0
+    assert [n.split("_")[0] for n in listed(tmp_path)] == ["string"] * 2
 
 
 def test_missing_soundfont_is_a_clear_error(tmp_path):

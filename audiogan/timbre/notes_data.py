@@ -126,6 +126,14 @@ def note_key(program: int, pitch: int, velocity: int) -> str:
     return f"{family}_synthetic_{program:03d}-{pitch:03d}-{velocity:03d}"
 
 
+def _note_row(program: int, pitch: int, velocity: int, sample_rate: int) -> dict[str, Any]:
+    """A note's entry in examples.json, as NSynth writes it."""
+    name, family = GM_PROGRAMS.get(program, (f"program_{program}", "other"))
+    return {"note_str": note_key(program, pitch, velocity), "pitch": pitch, "velocity": velocity,
+            "instrument_str": name, "instrument": program, "instrument_family_str": family,
+            "instrument_source_str": "synthetic", "sample_rate": sample_rate, "qualities_str": []}
+
+
 def _render_layer(args: tuple[RenderSpec, int, int, Sequence[int], str]) -> list[dict[str, Any]]:
     """All pitches of one (program, velocity) layer, normalised with one gain, written as 16-bit WAV."""
     import soundfile as sf
@@ -140,41 +148,128 @@ def _render_layer(args: tuple[RenderSpec, int, int, Sequence[int], str]) -> list
     if top <= 0:
         return []
     gain = spec.peak / top
-    name, family = GM_PROGRAMS.get(program, (f"program_{program}", "other"))
     rows = []
     for pitch, audio in notes.items():
         if np.abs(audio).max() * gain < 1e-3:  # the soundfont has no sample at this pitch
             continue
-        key = note_key(program, pitch, velocity)
-        sf.write(Path(out) / "audio" / f"{key}.wav", audio * gain, spec.sample_rate, subtype="PCM_16")
-        rows.append({"note_str": key, "pitch": pitch, "velocity": velocity, "instrument_str": name,
-                     "instrument": program, "instrument_family_str": family, "instrument_source_str": "synthetic",
-                     "sample_rate": spec.sample_rate, "qualities_str": []})
+        row = _note_row(program, pitch, velocity, spec.sample_rate)
+        sf.write(Path(out) / "audio" / f"{row['note_str']}.wav", audio * gain, spec.sample_rate, subtype="PCM_16")
+        rows.append(row)
     return rows
 
 
+# Beside examples.json (which NSynth's loaders read alone): the settings a folder's notes were rendered with,
+# and the layers finished with them, each with the pitches its one gain was set over.
+RENDER_RECORD = "render.json"
+# The settings that change a note's audio, by the option that sets each.
+_SETTING_OPTIONS = {"soundfont": "--soundfont", "sample_rate": "--sample-rate", "seconds": "--seconds",
+                    "hold": "--hold", "peak": "peak"}
+
+
+def _settings(spec: RenderSpec) -> dict[str, Any]:
+    return {"soundfont": str(Path(spec.soundfont).resolve()), "sample_rate": spec.sample_rate,
+            "seconds": spec.seconds, "hold": spec.hold, "peak": spec.peak}
+
+
+def _layer_key(layer: tuple[int, int]) -> str:
+    """(program, velocity) as render.json names it."""
+    return f"{layer[0]:03d}-{layer[1]:03d}"
+
+
+def _read_json(path: Path, expected: str = "a JSON object") -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected {expected}")
+    return value
+
+
+def _earlier_layers(out: Path, spec: RenderSpec) -> dict[tuple[int, int], list[int]]:
+    """The layers earlier runs finished in ``out``; refused where they were rendered otherwise than ``spec``
+    says, since adding to them would make a data set of two kinds of note without a word."""
+    record_path = out / RENDER_RECORD
+    if not record_path.is_file():
+        if (out / "examples.json").exists():
+            raise ValueError(f"{out} holds a data set with no {RENDER_RECORD} (not rendered by this version of "
+                             f"`data notes`), so its notes' settings are unknown: pass --replace to start it "
+                             f"over, or choose another --out")
+        return {}
+    record = _read_json(record_path)
+    try:
+        earlier = record["settings"]
+        layers: dict[tuple[int, int], list[int]] = {}
+        for key, pitches in record["layers"].items():
+            program, velocity = key.split("-")
+            layers[int(program), int(velocity)] = [int(p) for p in pitches]
+        differing = [name for name, value in _settings(spec).items() if earlier.get(name) != value]
+    except (KeyError, AttributeError, TypeError, ValueError):
+        raise ValueError(f"{record_path} is not a record of `data notes` settings: pass --replace to start the "
+                         f"data set over, or choose another --out") from None
+    if differing:
+        name = differing[0]
+        raise ValueError(f"{out} holds notes rendered with {_SETTING_OPTIONS[name]} {earlier.get(name)} (now "
+                         f"{_settings(spec)[name]}): pass --replace to start the data set over, or choose another "
+                         f"--out")
+    return layers
+
+
 def render_dataset(out: str | Path, programs: Sequence[int], pitches: Sequence[int], velocities: Sequence[int],
-                   spec: RenderSpec, workers: int = 2) -> Path:
-    """Render every (program, pitch, velocity) in parallel; write audio/*.wav and examples.json."""
+                   spec: RenderSpec, workers: int = 2, replace: bool = False) -> Path:
+    """Render every (program, pitch, velocity) in parallel into audio/*.wav, and list them in examples.json.
+
+    A folder that holds notes rendered with the same settings is added to: its layers that already have
+    every pitch asked for are skipped (so an interrupted run, rerun, renders only what it had left), and a
+    layer given new pitches is rendered again over all of them, to keep one gain. Other settings are refused
+    unless ``replace``, which starts the data set over (earlier files that are not rendered again stay in
+    audio/, unlisted).
+    """
     if Path(spec.soundfont).is_dir():
         raise ValueError(f"soundfont {spec.soundfont} is a folder; name an .sf2 or .sf3 file")
     if not Path(spec.soundfont).is_file():
         raise FileNotFoundError(f"soundfont not found: {spec.soundfont} (apt-get install fluid-soundfont-gm)")
+    # Imported here: the spawned render workers import this module, and need no torch (which audio.io brings).
+    from audiogan.audio.io import write_atomic
+
     out = Path(out)
+    listing = out / "examples.json"
+    layers = {} if replace else _earlier_layers(out, spec)
+    examples: dict[str, Any] = {} if replace or not listing.is_file() else _read_json(listing)
+    for (program, velocity), done in layers.items():  # finished by a run interrupted before it listed them
+        for pitch in done:
+            row = _note_row(program, pitch, velocity, spec.sample_rate)
+            if (out / "audio" / f"{row['note_str']}.wav").is_file():
+                examples.setdefault(row["note_str"], row)
+    jobs = []
+    for program in programs:
+        for velocity in velocities:
+            done = set(layers.get((program, velocity), ()))
+            if not set(pitches) <= done:
+                jobs.append((spec, program, velocity, sorted(done | set(pitches)), str(out)))
+                layers.pop((program, velocity), None)  # unfinished until its new rendering is
+    if replace:  # first: a listing of the earlier notes must not outlive their settings' record
+        listing.unlink(missing_ok=True)
     (out / "audio").mkdir(parents=True, exist_ok=True)
-    jobs = [(spec, p, v, list(pitches), str(out)) for p in programs for v in velocities]
-    examples: dict[str, Any] = {}
+
+    def record() -> None:
+        body = {"settings": _settings(spec), "layers": {_layer_key(k): v for k, v in sorted(layers.items())}}
+        write_atomic(out / RENDER_RECORD, json.dumps(body, indent=1).encode())
+
+    record()  # before any audio: whatever is rendered from here on is rendered with these settings
     # spawn, not fork: a forked child inherits FluidSynth's threads half-initialised and hangs.
     context = multiprocessing.get_context("spawn")
-    bar = tqdm(total=len(jobs) * len(pitches), unit="note", desc="render notes")
+    bar = tqdm(total=sum(len(job[3]) for job in jobs), unit="note", desc="render notes")
     with ProcessPoolExecutor(max(1, workers), mp_context=context) as pool, bar:
         with children_ignore_ctrl_c():  # the processes start as jobs are submitted
             futures = [pool.submit(_render_layer, job) for job in jobs]
         try:
-            for future in futures:
+            for job, future in zip(jobs, futures, strict=True):
                 rows = future.result()
                 examples.update({r["note_str"]: r for r in rows})
-                bar.update(len(pitches))
+                layers[job[1], job[2]] = job[3]
+                record()  # a rerun after an interruption skips this layer
+                bar.update(len(job[3]))
         except KeyboardInterrupt:
             # The layers under way finish their files whole (their workers ignore Ctrl-C); none starts after.
             pool.shutdown(cancel_futures=True)
@@ -182,13 +277,11 @@ def render_dataset(out: str | Path, programs: Sequence[int], pitches: Sequence[i
     if not examples:  # an empty data set is no data set: say so rather than "done"
         raise ValueError(f"no note made a sound: {spec.seconds:g} s notes held {spec.hold:g} s are too short, or "
                          f"the soundfont has nothing at these programs and pitches")
-    # Last and whole: the loader takes a folder by it. Imported here: the spawned render workers import this
-    # module, and need no torch (which audio.io brings).
-    from audiogan.audio.io import write_atomic
-
-    write_atomic(out / "examples.json", json.dumps(dict(sorted(examples.items())), indent=1).encode())
-    log.info("rendered %d notes into %s", len(examples), out)
-    return out / "examples.json"
+    # Last and whole: the loader takes a folder by it.
+    write_atomic(listing, json.dumps(dict(sorted(examples.items())), indent=1).encode())
+    log.info("%d notes in %s: %d layer(s) rendered now, %d already there", len(examples), out, len(jobs),
+             len(programs) * len(velocities) - len(jobs))
+    return listing
 
 
 @dataclass
@@ -208,12 +301,7 @@ def load_examples(root: str | Path) -> list[NoteRecord]:
     if not meta.is_file():
         raise FileNotFoundError(f"{root} has no examples.json (NSynth format expected; `audiogan data notes --out "
                                 f"DIR` renders one from a soundfont)")
-    try:
-        listing = json.loads(meta.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{meta} is not valid JSON: {exc}") from None
-    if not isinstance(listing, dict):
-        raise ValueError(f"{meta}: expected an object of notes by name (NSynth's examples.json)")
+    listing = _read_json(meta, "an object of notes by name (NSynth's examples.json)")
     records, missing = [], []
     for key, row in listing.items():
         path = root / "audio" / f"{key}.wav"
