@@ -1609,11 +1609,15 @@ def test_a_multi_speaker_voice_speaks_as_the_asked_speaker(three_speaker_voice):
         np.testing.assert_allclose(second, local("Hello there.", speaker=2)[0], atol=5e-4)
         np.testing.assert_allclose(streamed, second, atol=5e-4)
         assert first.shape != second.shape or np.abs(first - second).max() > 1e-2
-        for call in (lambda: client.synthesize("Hello.", speaker=3), lambda: client.synthesize("Hello.", speaker=-1)):
+        # -1 on the raw stub: the client refuses it before any call.
+        for call in (lambda: client.synthesize("Hello.", speaker=3),
+                     lambda: client.stub.Synthesize(pb.SynthesizeRequest(text="Hello.", speaker=-1))):
             with pytest.raises(grpc.RpcError) as caught:
                 call()
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "speaker" in caught.value.details() and "0..2" in caught.value.details()
+        with pytest.raises(ValueError, match="speaker -1"):
+            client.synthesize("Hello.", speaker=-1)
         assert client.synthesize("Still here.", speaker=1).samples.size > 0
 
 
