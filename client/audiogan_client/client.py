@@ -142,15 +142,15 @@ def server_pushback(err: grpc.RpcError) -> float | None:
     return None
 
 
-def _paced(err: grpc.RpcError) -> bool:
-    """Whether ``err`` is a server that is up and loading, saying when it expects to be ready (UNAVAILABLE with
-    a pushback, as ``audiogan-server`` answers until its models are in). A load ends on its own, at a time
-    the server estimates: a caller waits for it as long as its deadline allows, however many times it is
-    told to come back, where a count of retries would give up on a slow load, or blind backoff hammer it.
-    A busy server's pushback (RESOURCE_EXHAUSTED) still counts: an overload ends only when other callers' do,
-    and a caller refused ``retries`` times hears so, as :class:`ServerBusy`."""
-    pushback = server_pushback(err)
-    return err.code() == grpc.StatusCode.UNAVAILABLE and pushback is not None and pushback != math.inf
+def _paced(code: grpc.StatusCode, pushback: float | None) -> bool:
+    """Whether a refusal with ``code`` and the server's ``pushback`` is a server that is up and loading, saying
+    when it expects to be ready (UNAVAILABLE with a pushback, as ``audiogan-server`` answers until its models
+    are in). A load ends on its own, at a time the server estimates: a caller waits for it as long as its
+    deadline allows, however many times it is told to come back, where a count of retries would give up on a
+    slow load, or blind backoff hammer it. A busy server's pushback (RESOURCE_EXHAUSTED) still counts: an
+    overload ends only when other callers' do, and a caller refused ``retries`` times hears so, as
+    :class:`ServerBusy`."""
+    return code == grpc.StatusCode.UNAVAILABLE and pushback is not None and pushback != math.inf
 
 
 def _received(chunks: int, samples: int, rate: int) -> str:
@@ -235,31 +235,30 @@ class AudioGanClient:
             try:
                 return call(None if deadline is None else max(deadline - started, 0.0))
             except grpc.RpcError as err:
-                pause = self._pause(err, counted)
+                code, pushback = err.code(), server_pushback(err)
+                pause = self._pause(code, pushback, counted)
                 if pause is None:
                     raise
                 now = time.monotonic()
-                paced = _paced(err) and self.retries > 0  # retries=0 asks for none, paced or not
+                paced = _paced(code, pushback) and self.retries > 0  # retries=0 asks for none, paced or not
                 if (counted == self.retries and not paced) or \
                         (deadline is not None and now + pause + (now - started) >= deadline):
-                    if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:  # retried only with a pushback
-                        raise ServerBusy(err, attempt, server_pushback(err) or 0.0) from err
+                    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:  # retried only with a pushback
+                        raise ServerBusy(err, attempt, pushback or 0.0) from err
                     raise
                 counted += not paced
                 time.sleep(pause)
         raise AssertionError("unreachable")
 
-    def _pause(self, err: grpc.RpcError, counted: int) -> float | None:
-        """How long to wait before retrying after ``err``, ``counted`` retries in (``_retry``), or None: not
-        retried. UNAVAILABLE is retried, and RESOURCE_EXHAUSTED only with a server's pushback, which marks an
-        overload that passes (a request too big for the server comes without one, and would fail again).
-        The wait is the backoff or the pushback, whichever is longer; a pushback asking for no retry is
-        obeyed."""
-        pushback = server_pushback(err)
+    def _pause(self, code: grpc.StatusCode, pushback: float | None, counted: int) -> float | None:
+        """How long to wait before retrying after a refusal with ``code`` and the server's ``pushback``,
+        ``counted`` retries in (``_retry``), or None: not retried. UNAVAILABLE is retried, and
+        RESOURCE_EXHAUSTED only with a server's pushback, which marks an overload that passes (a request too
+        big for the server comes without one, and would fail again). The wait is the backoff or the pushback,
+        whichever is longer; a pushback asking for no retry is obeyed."""
         if pushback == math.inf:
             return None
-        code = err.code()
-        if _paced(err):  # the server's estimate replaces a backoff grown while no server answered
+        if _paced(code, pushback):  # the server's estimate replaces a backoff grown while no server answered
             return max(pushback or 0.0, self.backoff)
         if code == grpc.StatusCode.UNAVAILABLE or (code == grpc.StatusCode.RESOURCE_EXHAUSTED and pushback is not None):
             return max(pushback or 0.0, self.backoff * 2**counted)
