@@ -1209,9 +1209,16 @@ def test_midi_volume_expression_and_sustain_pedal(timbre_model, tmp_path):
     # 4.2 dB quieter than one without CCs).
     np.testing.assert_allclose(first.gain, 1.0)  # the GM default volume until the change
     np.testing.assert_allclose(second.gain, (64 / 100) ** 2)  # 40 log10(64/100) = -7.8 dB from the default
-    loud, quiet = (np.abs(part).max() for part in np.split(render_midi(timbre_model, song(two, [(7, 64, 0.8)]),
-                                                                      "flute")[:32000], 2))
-    assert 20 * np.log10(quiet / loud) == pytest.approx(20 * np.log10((64 / 100) ** 2), abs=0.5)
+
+    def second_over_first_db(controls) -> float:
+        loud, quiet = (np.abs(part).max() for part in np.split(render_midi(timbre_model, song(two, controls),
+                                                                          "flute")[:32000], 2))
+        return 20 * np.log10(quiet / loud)
+
+    # Against the same song without the change: each note draws its own latent, so even equal notes of a
+    # tiny test model differ in level (by 2.5 dB on one machine's build of it).
+    assert second_over_first_db([(7, 64, 0.8)]) - second_over_first_db([]) == pytest.approx(
+        20 * np.log10((64 / 100) ** 2), abs=0.5)
 
     pedal = [(64, 127, 0.1), (64, 0, 2.5)]
     notes = [(60, 0.0, 0.5), (64, 0.0, 0.5), (60, 1.2, 1.5), (67, 2.6, 3.0)]
