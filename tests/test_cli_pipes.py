@@ -97,6 +97,16 @@ def test_a_note_and_a_plot_beside_audio_on_standard_output(tmp_path):
     assert done.returncode == 2 and b"--plot -: name a .png" in done.stderr  # a plot is no WAV to pipe
 
 
+def test_a_note_piped_into_invert_gives_its_timbre(tmp_path):
+    """`audiogan note ... -o - | audiogan invert - -o timbre.npy`: a latent, reported as standard input's."""
+    note = audiogan("note", "--instrument", "violin", "--seconds", "1", "-o", "-")
+    assert note.returncode == 0, note.stderr.decode()
+    done = audiogan("invert", "-", "--pitch", "60", "--steps", "2", "-o", str(tmp_path / "t.npy"), stdin=note.stdout)
+    assert done.returncode == 0, done.stderr.decode()
+    assert np.isfinite(np.load(tmp_path / "t.npy")).all()
+    assert b"the timbre of (standard input) at pitch 60" in done.stdout
+
+
 @pytest.mark.parametrize(("argv", "what"), [(["vocode", "-", "--vocoder", "no-such-vocoder"], "audio"),
                                              (["vocode", "--mel", "-", "--vocoder", "no-such-vocoder"], "a mel"),
                                              (["convert", "-", "--to", "violin", "--model", "nothing"], "audio"),
