@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from audiogan.audio.stdio import STDIN_NAME, audio_output, check_stdout, is_stdio, source
 from audiogan.render.engine import ENGINES
 from audiogan.timbre.inference import MODES, seed_problem
 from audiogan.vocoder.istft import INFERENCE_PHASES
 
 DEMO_CLIP = Path(__file__).parent / "samples" / "demo.flac"
 AUDIO_OUT = (".wav", ".flac")
+OUT_HELP = "output .wav or .flac; - writes a WAV to standard output"
 PLOT_OUT = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 EXIT_DISK_FULL = 3  # `render` stopped for want of room: not 2, an invalid manifest, nor 1, failed jobs
 # Optional imports (pyproject's extras) -> the extra that installs them: what a plain install lacks.
@@ -82,13 +84,18 @@ def _threads(text: str) -> int:
 
 def _output(path: str, suffixes: tuple[str, ...], what: str = "-o", inputs: tuple[str | None, ...] = ()) -> str:
     """Refuse an output before the work that would fill it: a wrong suffix, a folder, nowhere to write, or
-    one of the command's ``inputs`` (`convert take.wav -o take.wav` replaced the recording with its conversion)."""
+    one of the command's ``inputs`` (`convert take.wav -o take.wav` replaced the recording with its conversion).
+    For audio, ``-`` is standard output (a WAV), refused where it is a terminal; other outputs are files."""
+    if is_stdio(path) and suffixes == AUDIO_OUT:
+        check_stdout(what)
+        return path
     target = Path(path)
     if target.is_dir():
         raise ValueError(f"{what} {path} is a folder; name a file in it")
-    for source in inputs:
-        if source and target.exists() and Path(source).exists() and os.path.samefile(source, target):
-            raise ValueError(f"{what} {path} is the input {source}; name another file, or it would be replaced")
+    for given in inputs:
+        if given and not is_stdio(given) and target.exists() and Path(given).exists() \
+                and os.path.samefile(given, target):
+            raise ValueError(f"{what} {path} is the input {given}; name another file, or it would be replaced")
     if target.suffix.lower() not in suffixes:
         raise ValueError(f"{what} {path}: name a {' or '.join(suffixes)} file")
     # Missing folders are created on writing: the nearest existing one must be a writable folder.
@@ -101,13 +108,17 @@ def _output(path: str, suffixes: tuple[str, ...], what: str = "-o", inputs: tupl
 
 
 def _read_array(path: str, what: str) -> np.ndarray:
-    """A .npy file, or an error naming ``what`` was expected (never a hint to load pickled data)."""
-    if Path(path).is_dir():
+    """A .npy file (``-``: standard input), or an error naming ``what`` was expected (never a hint to load
+    pickled data)."""
+    given: str | bytes = path
+    if is_stdio(path):
+        given, path = source(path, what)
+    elif Path(path).is_dir():
         raise ValueError(f"{path} is a folder, not a .npy file of {what}")
-    if Path(path).is_file() and Path(path).stat().st_size == 0:  # else "not written by np.save", a puzzle
+    elif Path(path).is_file() and Path(path).stat().st_size == 0:  # else "not written by np.save", a puzzle
         raise ValueError(f"{path} is empty (0 bytes), not {what}")
     try:
-        data = np.load(path, allow_pickle=False)
+        data = np.load(io.BytesIO(given) if isinstance(given, bytes) else given, allow_pickle=False)
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} file not found: {path}") from None
     except (OSError, ValueError, EOFError):  # numpy's reason suggests unpickling, unsafe for a file of unknown origin
@@ -123,53 +134,64 @@ def _read_array(path: str, what: str) -> np.ndarray:
 def _vocode(args: argparse.Namespace) -> int:
     import torch
 
-    from audiogan import Vocoder, load_audio, save_audio
+    from audiogan import Vocoder, load_audio
 
     if args.mel and args.input:
         raise ValueError("vocode takes an INPUT recording or --mel, not both")
     _output(args.output, AUDIO_OUT, inputs=(args.input,))
     if args.plot:
         _output(args.plot, PLOT_OUT, "--plot")
+    # Read before the model loads: a mel or a pipe that is no use is said at once.
+    if args.mel:
+        (mel, name), recording = _read_mel(args.mel), None
+    else:
+        mel, (recording, name) = None, source(args.input or str(DEMO_CLIP), "audio")
     if args.threads:
         torch.set_num_threads(args.threads)
-    vocoder = Vocoder.load(args.model, device=args.device, phase_iterations=args.phase_iterations, phase=args.phase)
-    if args.mel:
-        mel = _read_mel(args.mel, vocoder.config.mel)
-        wave = vocoder(mel)
-        source = args.mel
-    else:
-        source = args.input or str(DEMO_CLIP)
-        audio, _ = load_audio(source, vocoder.sample_rate)
-        wave = vocoder.copy_synthesize(audio)
-    out = save_audio(args.output, wave, vocoder.sample_rate)
-    seconds = wave.numel() / vocoder.sample_rate
-    print(f"wrote {out} ({seconds:.2f} s at {vocoder.sample_rate} Hz) from {source} "
-          f"with {vocoder.card.get('name', args.model)}")
-    if args.plot:
-        from audiogan.plots import plot_mels
+    with audio_output(args.output) as output:
+        vocoder = Vocoder.load(args.model, device=args.device, phase_iterations=args.phase_iterations,
+                               phase=args.phase)
+        if mel is not None:
+            _check_mel(mel, name, vocoder.config.mel)
+            wave = vocoder(mel)
+        else:
+            audio, _ = load_audio(recording, vocoder.sample_rate, name=name)
+            wave = vocoder.copy_synthesize(audio)
+        out = output.write(wave, vocoder.sample_rate)
+        seconds = wave.numel() / vocoder.sample_rate
+        print(f"wrote {out} ({seconds:.2f} s at {vocoder.sample_rate} Hz) from {name} "
+              f"with {vocoder.card.get('name', args.model)}")
+        if args.plot:
+            from audiogan.plots import plot_mels
 
-        mel_in = torch.as_tensor(mel) if args.mel else vocoder.mel(audio)
-        png = plot_mels({"input mel": mel_in, "mel of the vocoded audio": vocoder.mel(wave)}, args.plot,
-                        vocoder.config.mel)
-        print(f"wrote {png}")
+            mel_in = torch.as_tensor(mel) if mel is not None else vocoder.mel(audio)
+            png = plot_mels({"input mel": mel_in, "mel of the vocoded audio": vocoder.mel(wave)}, args.plot,
+                            vocoder.config.mel)
+            print(f"wrote {png}")
     return 0
 
 
-def _read_mel(path: str, mel_config: Any) -> np.ndarray:
-    """A --mel file as one [n_mels, frames] float array, or an error that says what it holds instead."""
+def _read_mel(path: str) -> tuple[np.ndarray, str]:
+    """A --mel file (``-``: standard input) as one [n_mels, frames] array, and its name; or an error that
+    says what it holds instead."""
     mel = _read_array(path, "a mel")
+    name = STDIN_NAME if is_stdio(path) else path
     if mel.ndim == 3 and mel.shape[0] == 1:
         mel = mel[0]
     if mel.ndim == 3:  # the vocoder would return a batch, which one output file cannot hold
-        raise ValueError(f"{path} holds a batch of {mel.shape[0]} mels; vocode one [n_mels, frames] mel per file")
-    # Its dtype and orientation are checked by the vocoder, for library callers too.
+        raise ValueError(f"{name} holds a batch of {mel.shape[0]} mels; vocode one [n_mels, frames] mel per file")
+    return mel, name
+
+
+def _check_mel(mel: np.ndarray, name: str, mel_config: Any) -> None:
+    """Warn of a mel far below the vocoder's floor. Its dtype and orientation are checked by the vocoder,
+    for library callers too."""
     floor = float(np.log(mel_config.log_floor))
     # The front end clamps at the floor; a dB or power mel goes far below. (Other dtypes: the vocoder refuses.)
     if np.issubdtype(mel.dtype, np.floating) and mel.size and mel.min() < floor - 1:
-        print(f"audiogan: warning: {path} goes down to {mel.min():.1f}, below the vocoder's floor "
+        print(f"audiogan: warning: {name} goes down to {mel.min():.1f}, below the vocoder's floor "
               f"ln({mel_config.log_floor:g}) = {floor:.1f}: a dB or power mel? it takes natural-log magnitudes",
               file=sys.stderr)
-    return mel
 
 
 def _say(args: argparse.Namespace) -> int:
@@ -351,34 +373,34 @@ def _timbre(spec: str) -> Any:
 
 
 def _note(args: argparse.Namespace) -> int:
-    from audiogan import save_audio
     from audiogan.timbre import TimbreModel
 
-    if not args.list:
-        _output(args.output, AUDIO_OUT)
-    model = TimbreModel.load(args.model, device=args.device)
     if args.list:
-        print("\n".join(model.instruments))
+        print("\n".join(TimbreModel.load(args.model, device=args.device).instruments))
         return 0
     if args.instrument is None:
         raise ValueError("--instrument is required (or --list to see the instruments)")
-    options = {"velocity": args.velocity, "seconds": args.seconds, "seed": args.seed}
-    if args.to:
-        notes, alphas = model.interpolate(_timbre(args.instrument), _timbre(args.to), args.pitch, steps=args.steps,
-                                          mode=args.mode, **options)
-        gap = np.zeros(int(0.25 * model.sample_rate), np.float32)
-        out = np.concatenate([x for note in notes for x in (note, gap)])
-        what = f"{len(alphas)} steps from {args.instrument} to {args.to}, 0.25 s apart"
-    else:
-        out = model.generate([args.pitch], [_timbre(args.instrument)], [args.velocity], [args.seed], args.seconds)[0]
-        what = args.instrument
-    path = save_audio(args.output, out, model.sample_rate)
-    print(f"wrote {path} ({len(out) / model.sample_rate:.2f} s, pitch {args.pitch}, {what})")
+    _output(args.output, AUDIO_OUT)
+    with audio_output(args.output) as output:
+        model = TimbreModel.load(args.model, device=args.device)
+        options = {"velocity": args.velocity, "seconds": args.seconds, "seed": args.seed}
+        if args.to:
+            notes, alphas = model.interpolate(_timbre(args.instrument), _timbre(args.to), args.pitch,
+                                              steps=args.steps, mode=args.mode, **options)
+            gap = np.zeros(int(0.25 * model.sample_rate), np.float32)
+            out = np.concatenate([x for note in notes for x in (note, gap)])
+            what = f"{len(alphas)} steps from {args.instrument} to {args.to}, 0.25 s apart"
+        else:
+            out = model.generate([args.pitch], [_timbre(args.instrument)], [args.velocity], [args.seed],
+                                 args.seconds)[0]
+            what = args.instrument
+        path = output.write(out, model.sample_rate)
+        print(f"wrote {path} ({len(out) / model.sample_rate:.2f} s, pitch {args.pitch}, {what})")
     return 0
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from audiogan import load_audio, save_audio
+    from audiogan import load_audio
     from audiogan.timbre import TimbreModel
     from audiogan.timbre.convert import convert
     from audiogan.timbre.inference import resolve_instrument
@@ -386,37 +408,40 @@ def _convert(args: argparse.Namespace) -> int:
     if args.morph and not args.to_b:
         raise ValueError("--morph needs --to-b, the timbre at the last note")
     _output(args.output, AUDIO_OUT, inputs=(args.input,))
-    model = TimbreModel.load(args.model, device=args.device)
-    to, to_b = _timbre(args.to), _timbre(args.to_b) if args.to_b else None
-    for timbre in (to, to_b):  # before the pitch analysis, not after it
-        if isinstance(timbre, str):
-            resolve_instrument(timbre, model.instruments)
-        elif timbre is not None:
-            model.timbre(timbre)
-    wave, rate = load_audio(args.input)
-    try:
-        out = convert(model, wave.numpy(), rate, to, seed=args.seed, flat=args.flat, to_b=to_b, mode=args.mode,
-                      progress=True)
-    except ValueError as exc:  # nothing pitched, a chord, too short: say which file
-        raise ValueError(f"{args.input}: {exc}") from None
-    path = save_audio(args.output, out, model.sample_rate)
-    played = f"morphing from {args.to} to {args.to_b}" if args.to_b else f"played by {args.to}"
-    print(f"wrote {path} ({len(out) / model.sample_rate:.2f} s, {played})")
+    recording, name = source(args.input, "audio")
+    with audio_output(args.output) as output:
+        model = TimbreModel.load(args.model, device=args.device)
+        to, to_b = _timbre(args.to), _timbre(args.to_b) if args.to_b else None
+        for timbre in (to, to_b):  # before the pitch analysis, not after it
+            if isinstance(timbre, str):
+                resolve_instrument(timbre, model.instruments)
+            elif timbre is not None:
+                model.timbre(timbre)
+        wave, rate = load_audio(recording, name=name)
+        try:
+            out = convert(model, wave.numpy(), rate, to, seed=args.seed, flat=args.flat, to_b=to_b, mode=args.mode,
+                          progress=True)
+        except ValueError as exc:  # nothing pitched, a chord, too short: say which file
+            raise ValueError(f"{name}: {exc}") from None
+        path = output.write(out, model.sample_rate)
+        played = f"morphing from {args.to} to {args.to_b}" if args.to_b else f"played by {args.to}"
+        print(f"wrote {path} ({len(out) / model.sample_rate:.2f} s, {played})")
     return 0
 
 
 def _render_midi(args: argparse.Namespace) -> int:
-    from audiogan import save_audio
     from audiogan.timbre import TimbreModel
     from audiogan.timbre.midi import render_midi
 
     _output(args.output, AUDIO_OUT, inputs=(args.input,))
-    model = TimbreModel.load(args.model, device=args.device)
-    out = render_midi(model, args.input, _timbre(args.instrument), _timbre(args.to) if args.to else None, args.mode,
-                      args.seed, progress=True)
-    path = save_audio(args.output, out, model.sample_rate)
-    morph = f", morphing to {args.to}" if args.to else ""
-    print(f"wrote {path} ({len(out) / model.sample_rate:.1f} s, {args.instrument}{morph})")
+    score, name = source(args.input, "a MIDI file")
+    with audio_output(args.output) as output:
+        model = TimbreModel.load(args.model, device=args.device)
+        out = render_midi(model, score, _timbre(args.instrument), _timbre(args.to) if args.to else None, args.mode,
+                          args.seed, progress=True, name=name)
+        path = output.write(out, model.sample_rate)
+        morph = f", morphing to {args.to}" if args.to else ""
+        print(f"wrote {path} ({len(out) / model.sample_rate:.1f} s, {args.instrument}{morph})")
     return 0
 
 
@@ -427,14 +452,15 @@ def _invert(args: argparse.Namespace) -> int:
 
     # np.save would add .npy to any other name, and timbres are told by it
     _output(args.output, (".npy",), inputs=(args.input,))
+    recording, name = source(args.input, "audio")
     model = TimbreModel.load(args.model, device=args.device)
-    wave, rate = load_audio(args.input)
+    wave, rate = load_audio(recording, name=name)
     pitch = model.note_pitch(wave.numpy(), rate) if args.pitch is None else args.pitch
     latent, losses = model.invert(wave.numpy(), rate, pitch, args.steps, progress=True)
     buffer = io.BytesIO()
     np.save(buffer, latent.cpu().numpy())
     write_atomic(args.output, buffer.getvalue())
-    print(f"wrote {args.output}: the timbre of {args.input} at pitch {pitch}"
+    print(f"wrote {args.output}: the timbre of {name} at pitch {pitch}"
           f"{' (found in it)' if args.pitch is None else ''} (spectral loss {losses[0]:.3f} -> {losses[-1]:.3f}); "
           f"use it as a timbre, e.g. audiogan-client interpolate --from {args.output} --to violin")
     return 0
@@ -549,16 +575,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="audiogan", description="GAN audio synthesis: vocoders, TTS, timbre.",
                 epilog="Outputs are written whole or not at all (a temporary file, renamed when complete; Ctrl-C "
                        "leaves none) and replace a file of the same name; an output that is the command's own "
-                       "input is refused. Exit status: 0 done; 2 a usage error or a failure, said in one line; 1 "
-                       "`models` found weights that cannot load, or standard output's reader left; 130 "
-                       "interrupted; render: see its --help.")
+                       "input is refused. In pipes, an input of - is read from standard input (all of it, before a "
+                       "model loads) and -o - writes the audio as a WAV to standard output, everything else going "
+                       "to standard error (say -o - streams raw PCM16 instead), e.g. sox in.mp3 -t wav - | "
+                       "audiogan vocode - -o - | aplay. Exit status: 0 done; 2 a usage error or a failure, said in "
+                       "one line; 1 `models` found weights that cannot load, or standard output's reader left (as "
+                       "in | head); 130 interrupted; render: see its --help.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("vocode", help="mel -> audio with a vocoder (copy-synthesis of a recording by default)")
-    v.add_argument("input", nargs="?", help="audio file to copy-synthesize (default: the bundled demo clip)")
-    v.add_argument("--mel", help="a .npy log-mel [n_mels, frames] in the vocoder's mel config instead of audio")
-    v.add_argument("-o", "--output", default="vocoded.wav", help="output .wav or .flac (default: %(default)s)")
+    v.add_argument("input", nargs="?", help="audio file to copy-synthesize, - to read it from standard input "
+                                           "(default: the bundled demo clip)")
+    v.add_argument("--mel", help="a .npy log-mel [n_mels, frames] in the vocoder's mel config instead of audio "
+                                 "(- reads it from standard input)")
+    v.add_argument("-o", "--output", default="vocoded.wav", help=OUT_HELP)
     # --vocoder as on `say`, `audiogan-client vocode` and render jobs; --model, its first name, still works.
     v.add_argument("--vocoder", "--model", dest="model", default="default", metavar="NAME",
                    help="bundled vocoder name or .safetensors path (--model: the same; default: %(default)s)")
@@ -608,19 +639,19 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--seconds", type=float, help="note length (default: the model's, 4.096 s)")
     n.add_argument("--seed", type=_seed, default=0, help="the note's random latent")
     n.add_argument("--list", action="store_true", help="print the instruments the model knows")
-    n.add_argument("-o", "--output", default="note.wav", help="output .wav or .flac")
+    n.add_argument("-o", "--output", default="note.wav", help=OUT_HELP)
     n.add_argument("--model", default="default", help="timbre model name or .safetensors path")
     n.add_argument("--device", default="auto", help="auto, cpu or cuda")
     n.set_defaults(func=_note)
 
     c = sub.add_parser("convert", help="re-render a monophonic recording with another instrument's timbre")
-    c.add_argument("input", help="WAV/FLAC/OGG, any rate, mono or stereo (mixed down)")
+    c.add_argument("input", help="WAV/FLAC/OGG, any rate, mono or stereo (mixed down); - reads standard input")
     c.add_argument("--to", required=True, help="target instrument (`audiogan note --list`) or a .npy latent")
     c.add_argument("--to-b", metavar="NAME", help="morph: the timbre at the last note (--to is the first's); "
                                                    "each note takes the mix at its onset")
     c.add_argument("--morph", action="store_true", help="morph from --to to --to-b (implied by --to-b)")
     c.add_argument("--mode", choices=MODES, default="slerp", help="how a morph mixes the timbres")
-    c.add_argument("-o", "--output", default="converted.wav", help="output .wav or .flac")
+    c.add_argument("-o", "--output", default="converted.wav", help=OUT_HELP)
     c.add_argument("--model", default="default", help="timbre model name or .safetensors path")
     c.add_argument("--seed", type=_seed, default=0, help="the notes' random latents")
     c.add_argument("--flat", action="store_true",
@@ -630,7 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_convert)
 
     iv = sub.add_parser("invert", help="find the timbre latent of a recorded note (.npy), for use as a timbre")
-    iv.add_argument("input", help="a recording of one note")
+    iv.add_argument("input", help="a recording of one note (- reads it from standard input)")
     iv.add_argument("-o", "--output", default="timbre.npy", help="output .npy latent")
     iv.add_argument("--pitch", type=_count(0, 127), help="its MIDI pitch (default: estimated with pYIN)")
     iv.add_argument("--steps", type=_count(1), default=200, help="optimisation steps (default: %(default)s)")
@@ -639,11 +670,11 @@ def build_parser() -> argparse.ArgumentParser:
     iv.set_defaults(func=_invert)
 
     m = sub.add_parser("render-midi", help="render a MIDI file with the note model, optionally morphing A -> B")
-    m.add_argument("input", help="a .mid file (drum tracks are skipped)")
+    m.add_argument("input", help="a .mid file (drum tracks are skipped); - reads it from standard input")
     m.add_argument("--instrument", required=True, help="timbre at the start")
     m.add_argument("--to", help="timbre at the end: each note takes the mix at its onset")
     m.add_argument("--mode", choices=MODES, default="slerp", help="how a morph mixes the timbres")
-    m.add_argument("-o", "--output", default="midi.wav", help="output .wav or .flac")
+    m.add_argument("-o", "--output", default="midi.wav", help=OUT_HELP)
     m.add_argument("--model", default="default", help="timbre model name or .safetensors path")
     m.add_argument("--seed", type=_seed, default=0, help="the notes' random latents")
     m.add_argument("--device", default="auto", help="auto, cpu or cuda")

@@ -67,10 +67,12 @@ def kernel_rates(orig_sr: int, target_sr: int) -> tuple[int, int]:
 
 
 def load_audio(
-    source: str | Path | bytes | BinaryIO, sample_rate: int | None = None, *, allow_empty: bool = False
+    source: str | Path | bytes | BinaryIO, sample_rate: int | None = None, *, allow_empty: bool = False,
+    name: str | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Read any file soundfile understands (WAV, FLAC, OGG, ...) as mono float32: from a path, the file's
-    bytes, or an open binary file (an upload, a member of an archive).
+    bytes, or an open binary file (an upload, a member of an archive). ``name``: what errors call bytes or a
+    file object (default: "(uploaded bytes)", the object's name).
 
     Returns ``(wave [samples], sample_rate)``; with ``sample_rate`` given the audio is resampled to it.
     """
@@ -78,9 +80,9 @@ def load_audio(
         check_rate(sample_rate)
     opened = hasattr(source, "read")
     if isinstance(source, bytes):
-        name = "(uploaded bytes)"
+        name = name or "(uploaded bytes)"
     elif opened:
-        name = str(getattr(source, "name", "(file object)"))
+        name = name or str(getattr(source, "name", "(file object)"))
     else:
         name = str(source)
         if not Path(source).is_file():

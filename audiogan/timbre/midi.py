@@ -9,6 +9,7 @@ modulation wheel (CC 1) adds vibrato, up to 50 cents at 5.5 Hz, each note's star
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -113,33 +114,39 @@ def _contours(instrument: Any, spans: list[tuple[float, float]],
     return out
 
 
-def read_notes(path: str | Path, rate: int = 16000, max_seconds: float = 1800.0) -> tuple[list[NoteEvent], float]:
+def read_notes(path: str | Path | bytes, rate: int = 16000, max_seconds: float = 1800.0,
+               name: str | None = None) -> tuple[list[NoteEvent], float]:
     """Every non-drum note of a MIDI file (held on while the sustain pedal is down) with its pitch contour
-    and gain at ``rate``, sorted by onset, and the piece's length in seconds."""
+    and gain at ``rate``, sorted by onset, and the piece's length in seconds. ``path`` may be the file's
+    bytes (piped in), which errors call ``name``."""
     import pretty_midi
 
-    if not Path(path).is_file():  # else the reader's own error was followed by "not a Standard MIDI File?"
+    if isinstance(path, bytes):
+        name = name or "(MIDI bytes)"
+    elif not Path(path).is_file():  # else the reader's own error was followed by "not a Standard MIDI File?"
         raise FileNotFoundError(f"MIDI file not found: {path}" if not Path(path).exists() else
                                 f"MIDI {path} is a folder, not a file")
+    else:
+        name = str(path)
     try:
-        midi = pretty_midi.PrettyMIDI(str(path))
+        midi = pretty_midi.PrettyMIDI(_midi_file(path))
     except Exception as exc:  # pretty_midi/mido raise many types for a broken file
         reason = str(exc) or type(exc).__name__  # mido's EOFError for a file cut short says nothing
-        raise ValueError(f"cannot read MIDI {path}: {reason} (not a Standard MIDI File?)") from None
+        raise ValueError(f"cannot read MIDI {name}: {reason} (not a Standard MIDI File?)") from None
     end = float(midi.get_end_time())
     if end > max_seconds:
-        raise ValueError(f"MIDI {path} lasts {end:.0f} s; the limit is {max_seconds:g} s")
+        raise ValueError(f"MIDI {name} lasts {end:.0f} s; the limit is {max_seconds:g} s")
     events = []
     for inst in (i for i in midi.instruments if not i.is_drum):
         spans = [(float(n.start), e) for n, e in zip(inst.notes, sustained_ends(inst, end), strict=True)]
         for n, (a, b), (bend, gain) in zip(inst.notes, spans, _contours(inst, spans, rate), strict=True):
             events.append(NoteEvent(a, b, int(n.pitch), max(1, int(n.velocity)), bend, gain=gain))
     if not events:
-        raise ValueError(f"MIDI {path} has no (non-drum) notes")
+        raise ValueError(f"MIDI {name} has no (non-drum) notes")
     struck = _note_ons(path)
     if struck > len(events):  # pretty_midi drops them without a word
         log.warning("%d of %d notes struck in %s are not rendered: a note-on without a note-off, or a note of "
-                    "zero length", struck - len(events), struck, path)
+                    "zero length", struck - len(events), struck, name)
     bent = sum(e.bend is not None and float(np.abs(e.bend).max()) > MAX_CENTS for e in events)
     if bent:
         log.warning("%d note(s) bend further than the %g semitones a note can move: held there", bent,
@@ -147,13 +154,19 @@ def read_notes(path: str | Path, rate: int = 16000, max_seconds: float = 1800.0)
     return sorted(events, key=lambda e: e.onset), end
 
 
-def _note_ons(path: str | Path) -> int:
+def _note_ons(path: str | Path | bytes) -> int:
     """The file's note-ons outside the drum channel: what its notes would number were every one closed and
     of some length."""
     import mido
 
-    return sum(1 for track in mido.MidiFile(str(path)).tracks for m in track
-               if m.type == "note_on" and m.velocity > 0 and m.channel != 9)
+    midi = _midi_file(path)
+    tracks = (mido.MidiFile(file=midi) if isinstance(midi, io.BytesIO) else mido.MidiFile(midi)).tracks
+    return sum(1 for track in tracks for m in track if m.type == "note_on" and m.velocity > 0 and m.channel != 9)
+
+
+def _midi_file(path: str | Path | bytes) -> str | io.BytesIO:
+    """What pretty_midi and mido open: a path as a string, or bytes as a file in memory."""
+    return io.BytesIO(path) if isinstance(path, bytes) else str(path)
 
 
 def fold_into_range(pitch: int, lo: int, hi: int) -> int:
@@ -165,12 +178,13 @@ def fold_into_range(pitch: int, lo: int, hi: int) -> int:
     return pitch
 
 
-def render_midi(model: TimbreModel, path: str | Path, instrument: Timbre, to: Timbre | None = None,
-                mode: str = "slerp", seed: int = 0, progress: bool = False) -> np.ndarray:
-    """``progress``: a bar over the notes as they are made."""
+def render_midi(model: TimbreModel, path: str | Path | bytes, instrument: Timbre, to: Timbre | None = None,
+                mode: str = "slerp", seed: int = 0, progress: bool = False, name: str | None = None) -> np.ndarray:
+    """``path``: a MIDI file, or its bytes (named ``name`` in errors); ``progress``: a bar over the notes as
+    they are made."""
     from tqdm import tqdm
 
-    events, end = read_notes(path, model.sample_rate)
+    events, end = read_notes(path, model.sample_rate, name=name)
     lo, hi = model.cfg.pitch_min, model.cfg.pitch_max
     folded = [fold_into_range(e.pitch, lo, hi) for e in events]
     moved = sum(f != e.pitch for f, e in zip(folded, events, strict=True))

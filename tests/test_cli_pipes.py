@@ -1,0 +1,164 @@
+"""`audiogan` in shell pipelines: `-` reads an input from standard input, `-o -` writes a WAV to standard output.
+Each command runs as a process of its own, with the bundled models on the CPU, as a shell pipeline runs it."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+SAMPLES = Path(__file__).parent.parent / "audiogan" / "samples"
+DEMO_FLAC = SAMPLES / "demo.flac"
+DEMO_MEL = SAMPLES / "demo_mel.npy"
+HOP = 256
+
+
+def audiogan(*argv: str, stdin: bytes | int = b"", stdout: int = subprocess.PIPE) -> subprocess.CompletedProcess:
+    """`audiogan ARGV` with ``stdin`` piped in (bytes) or as that descriptor (a terminal's)."""
+    piped = isinstance(stdin, bytes)
+    return subprocess.run([sys.executable, "-m", "audiogan.cli", *argv, "--device", "cpu"],
+                          input=stdin if piped else None, stdin=None if piped else stdin, stdout=stdout,
+                          stderr=subprocess.PIPE, timeout=300)
+
+
+def melody_wav() -> bytes:
+    """test_timbre's melody, as a 48 kHz stereo WAV: a stream whose format and rate are told from its bytes."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_timbre import melody
+
+    buffer = io.BytesIO()
+    wave = np.repeat(melody(48000)[:, None], 2, axis=1)
+    sf.write(buffer, wave, 48000, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def midi_file() -> bytes:
+    import pretty_midi
+
+    score = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    piano.notes += [pretty_midi.Note(100, p, 0.5 * i, 0.5 * i + 0.4) for i, p in enumerate((60, 64, 67))]
+    score.instruments.append(piano)
+    buffer = io.BytesIO()
+    score.write(buffer)
+    return buffer.getvalue()
+
+
+# name: (the command, its input {} given as - or as a file of the same bytes; those bytes; their file's suffix;
+# the samples the output should have, within a hop)
+PIPES = {
+    "vocode": (["vocode", "{}"], DEMO_FLAC.read_bytes, ".flac", lambda data: sf.info(DEMO_FLAC).frames),
+    "vocode --mel": (["vocode", "--mel", "{}"], DEMO_MEL.read_bytes, ".npy",
+                     lambda data: np.load(DEMO_MEL).shape[-1] * HOP),
+    "convert": (["convert", "{}", "--to", "violin"], melody_wav, ".wav",
+                lambda data: sf.info(io.BytesIO(data)).frames // 3),  # 48 kHz in, 16 kHz out
+    "render-midi": (["render-midi", "{}", "--instrument", "violin"], midi_file, ".mid",
+                    lambda data: (1.4 + 0.5) * 16000),  # the last note ends at 1.4 s; then 0.5 s to ring
+}
+
+
+@pytest.mark.parametrize("name", PIPES)
+def test_audio_piped_in_and_out_is_what_files_give(tmp_path, name):
+    """`... | audiogan CMD - -o - | ...`: standard input is decoded from memory (its format told from its
+    bytes), and standard output carries a WAV alone, byte for byte the file `-o out.wav` writes."""
+    argv, data, suffix, samples = PIPES[name]
+    stdin = data()
+    done = audiogan(*(a.format("-") for a in argv), "-o", "-", stdin=stdin)
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"wrote a WAV to standard output" in done.stderr
+    wave, rate = sf.read(io.BytesIO(done.stdout))
+    assert rate == 16000 and wave.ndim == 1 and np.abs(wave).max() > 0.01
+    assert abs(len(wave) - samples(stdin)) < HOP
+    given = tmp_path / f"in{suffix}"
+    given.write_bytes(stdin)
+    filed = audiogan(*(a.format(given) for a in argv), "-o", str(tmp_path / "out.wav"))
+    assert filed.returncode == 0, filed.stderr.decode()
+    assert done.stdout == (tmp_path / "out.wav").read_bytes()
+
+
+def test_a_note_and_a_plot_beside_audio_on_standard_output(tmp_path):
+    """Other outputs are files as ever, and their reports go to standard error, out of the WAV's way."""
+    done = audiogan("note", "--instrument", "violin", "--seconds", "0.5", "-o", "-")
+    assert done.returncode == 0, done.stderr.decode()
+    assert sf.info(io.BytesIO(done.stdout)).frames == 8000
+    png = tmp_path / "mels.png"
+    done = audiogan("vocode", "-", "-o", "-", "--plot", str(png), stdin=DEMO_FLAC.read_bytes())
+    assert done.returncode == 0, done.stderr.decode()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {png}".encode() in done.stderr
+    assert done.stdout[:4] == b"RIFF" and len(sf.read(io.BytesIO(done.stdout))[0]) > 0
+    done = audiogan("vocode", "-", "-o", str(tmp_path / "o.wav"), "--plot", "-", stdin=DEMO_FLAC.read_bytes())
+    assert done.returncode == 2 and b"--plot -: name a .png" in done.stderr  # a plot is no WAV to pipe
+
+
+def test_a_note_piped_into_invert_gives_its_timbre(tmp_path):
+    """`audiogan note ... -o - | audiogan invert - -o timbre.npy`: a latent, reported as standard input's."""
+    note = audiogan("note", "--instrument", "violin", "--seconds", "1", "-o", "-")
+    assert note.returncode == 0, note.stderr.decode()
+    done = audiogan("invert", "-", "--pitch", "60", "--steps", "2", "-o", str(tmp_path / "t.npy"), stdin=note.stdout)
+    assert done.returncode == 0, done.stderr.decode()
+    assert np.isfinite(np.load(tmp_path / "t.npy")).all()
+    assert b"the timbre of (standard input) at pitch 60" in done.stdout
+
+
+@pytest.mark.parametrize(("argv", "what"), [(["vocode", "-", "--vocoder", "no-such-vocoder"], "audio"),
+                                             (["vocode", "--mel", "-", "--vocoder", "no-such-vocoder"], "a mel"),
+                                             (["convert", "-", "--to", "violin", "--model", "nothing"], "audio"),
+                                             (["render-midi", "-", "--instrument", "violin", "--model", "nothing"],
+                                              "a MIDI file")])
+def test_an_empty_pipe_is_refused_before_the_model_loads(tmp_path, argv, what):
+    # A model that cannot load: its error would come first were standard input read after the load.
+    done = audiogan(*argv, "-o", str(tmp_path / "o.wav"))
+    assert done.returncode == 2
+    err = done.stderr.decode()
+    assert err.strip().splitlines() == [f"audiogan: error: standard input is empty: - reads {what} from it, "
+                                        "and none was piped in"], err
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_a_stream_that_is_not_audio_is_named_standard_input(tmp_path):
+    done = audiogan("vocode", "-", "-o", str(tmp_path / "o.wav"), stdin=b"not audio at all\n")
+    assert done.returncode == 2
+    assert done.stderr.decode().strip().splitlines() == [
+        "audiogan: error: cannot read audio (standard input): Format not recognised."]
+
+
+def test_terminals_are_refused_for_stdin_and_for_a_wav_on_stdout(tmp_path):
+    """A terminal on standard input would wait for typing; a WAV onto one is noise. Both: one line, exit 2,
+    before any model loads (the model named here would fail to load)."""
+    main_end, terminal = pty.openpty()
+    try:
+        done = audiogan("vocode", "-", "-o", str(tmp_path / "o.wav"), "--vocoder", "no-such-vocoder",
+                        stdin=terminal)
+        assert done.returncode == 2
+        assert done.stderr.decode().strip() == ("audiogan: error: - reads audio from standard input, which is a "
+                                                "terminal: pipe it in (... | audiogan ... -) or name a file")
+        done = audiogan("vocode", "-o", "-", "--vocoder", "no-such-vocoder", stdout=terminal)
+        assert done.returncode == 2
+        assert done.stderr.decode().strip() == (
+            "audiogan: error: -o -: standard output is a terminal, not a place for a WAV's bytes; pipe it on "
+            "(| aplay) or redirect it (> out.wav)")
+    finally:
+        os.close(main_end)
+        os.close(terminal)
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    """`audiogan vocode - -o - | head -c 100`: exit 1, as `say -o -` and audiogan-client do, and no
+    traceback. The clip's WAV (160 kB) is more than a pipe holds, so the write meets the closed pipe."""
+    with DEMO_FLAC.open("rb") as clip:  # `< demo.flac`
+        proc = subprocess.Popen([sys.executable, "-m", "audiogan.cli", "vocode", "-", "-o", "-", "--device", "cpu"],
+                                stdin=clip, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert len(proc.stdout.read(100)) == 100
+    proc.stdout.close()  # as `head -c 100` does
+    err = proc.communicate(timeout=300)[1].decode()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and "Broken pipe" not in err and "Exception ignored" not in err, err
+    assert "wrote" not in err  # the audio was not all written, and is not said to be
