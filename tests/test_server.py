@@ -1787,8 +1787,9 @@ def test_conversion_over_grpc(timbre_server, tiny_timbre):
                           (flat, convert(local, wave, 16000, "violin", flat=True)),
                           (morph, convert(local, wave, 16000, "flute", to_b="violin", mode="lerp")),
                           (seeded, convert(local, wave, 16000, "violin", seed=2**64 - 1))):
-        # The server's thread count rounds the generator differently: measured up to 1.0e-4 on 2 samples.
-        np.testing.assert_allclose(got, expected, atol=5e-4)
+        # The server's thread count rounds the generator differently: measured up to 1.0e-4 on one machine,
+        # 5.1e-4 on another (CPU kernels differ); a changed option moves samples by more than 1e-2 (below).
+        np.testing.assert_allclose(got, expected, atol=2e-3)
     assert np.abs(bent - flat).max() > 1e-2
     assert np.abs(seeded - bent).max() > 1e-2  # the seed reached the notes
     assert np.abs(morph - convert(local, wave, 16000, "flute", mode="lerp")).max() > 1e-2  # the morph moved
