@@ -1,14 +1,16 @@
 """A unary call's latency over loopback, for this tree's server and, with --base, another tree's beside it.
 
     python -m benchmarks.unary_latency                          # 300 ListVoices and 300 Vocode (10 frames)
-    python -m benchmarks.unary_latency --base /tmp/audiogan-main --calls 300
+    python -m benchmarks.unary_latency --base /tmp/audiogan-main --calls 1000 --rpc ListVoices
 
 Each server is ``audiogan-server`` on the bundled vocoder alone (``--voice none --timbre none``), one
 process per tree, run from that tree's sources (PYTHONPATH); the caller is this tree's raw stub, with no
 retries and no metadata of its own, so that what differs is the server. With --base the two servers are
-called in turn, a call to one then a call to the other, so that drift in the machine's load (shared CPUs)
-falls on both alike. Reported per server and RPC: the median and the 90th percentile of --calls calls,
-after --warmup calls that are not counted.
+called in turn, a call to one then a call to the other, each first in every other round, so that drift
+in the machine's load (shared CPUs) falls on both alike. Reported per server and RPC: the median and the
+90th percentile of --calls calls, after --warmup calls that are not counted. On a shared machine runs
+scatter by a few hundredths of a millisecond on ListVoices: repeat them, both ways round (--base naming
+either tree), and run a tree against itself for the scatter.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ def main() -> None:
     p.add_argument("--base", type=Path, help="another source tree whose server is measured beside this one's")
     p.add_argument("--calls", type=int, default=300, help="counted calls per server and RPC (default %(default)s)")
     p.add_argument("--warmup", type=int, default=30, help="uncounted calls first (default %(default)s)")
+    p.add_argument("--rpc", choices=["ListVoices", "Vocode"], action="append",
+                   help="measure only this RPC; repeat for both (default: both)")
     args = p.parse_args()
     mel = np.load(DEMO_MEL)
     trees = {"this tree": ROOT, **({"base": args.base.resolve()} if args.base else {})}
@@ -55,10 +59,11 @@ def main() -> None:
         servers = {name: stack.enter_context(server_from(tree)) for name, tree in trees.items()}
         channels = {name: stack.enter_context(grpc.insecure_channel(s.target)) for name, s in servers.items()}
         rpcs = {name: calls(pb_grpc.AudioGanStub(channel), mel) for name, channel in channels.items()}
-        for method in ("ListVoices", "Vocode"):
+        for method in args.rpc or ["ListVoices", "Vocode"]:
             times: dict[str, list[float]] = {name: [] for name in rpcs}
             for i in range(args.warmup + args.calls):
-                for name, table in rpcs.items():
+                # Each server first in every other round: the second call of a round finds the CPUs warmer.
+                for name, table in (list(rpcs.items()) if i % 2 else list(rpcs.items())[::-1]):
                     start = time.perf_counter()
                     table[method]()
                     if i >= args.warmup:

@@ -584,11 +584,14 @@ def test_a_call_refused_while_the_server_is_busy_is_retried_once_its_slot_frees(
         release = threading.Timer(1.0, held.cancel)
         release.start()
         start = time.monotonic()
-        audio = patient.synthesize(mel=small).samples
+        audio = patient.synthesize(mel=small, request_id="patient-1").samples
         took = time.monotonic() - start
         release.join()
     assert audio.size == 10 * 256
     assert took >= 0.9, f"went through after {took:.2f} s, before the slot was freed"
+    # Its tries, refused and then answered, are logged under the one id the client gave them all.
+    logged_line(busy_server, r"Synthesize RESOURCE_EXHAUSTED in \d+ ms from [^,]+, request id patient-1: 1 calls")
+    logged_line(busy_server, r"Synthesize OK in \d+ ms from [^,]+, request id patient-1, 0\.16 s of audio$")
     # The call without retries, then the patient one at least once: refused, then retried.
     assert refusals(busy_metrics_port, "Synthesize", before + 2) - before >= 2
 
