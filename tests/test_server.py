@@ -929,8 +929,8 @@ def test_sigterm_cuts_off_a_call_past_its_grace_as_unavailable_and_says_what_it_
             time.sleep(0.1)
     log = proc.log_text()
     assert "shutting down: draining 1 call in flight (SynthesizeStream 1) for up to 2 s" in log, log
-    assert re.search(r"WARNING .*SynthesizeStream UNAVAILABLE in \d+ ms from ipv4:127\.0\.0\.1:\d+, [\d.]+ s of "
-                     r"audio: cut off: the server is shutting down", log), log
+    assert re.search(r"WARNING .*SynthesizeStream UNAVAILABLE in \d+ ms from ipv4:127\.0\.0\.1:\d+, request id "
+                     r"[0-9a-f]{16}, [\d.]+ s of audio: cut off: the server is shutting down", log), log
     assert "WARNING audiogan.server: grace period of 2 s over: cut off 1 call in flight (SynthesizeStream 1)" in log
     assert "CANCELLED" not in log
 

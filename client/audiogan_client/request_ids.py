@@ -2,7 +2,7 @@
 
 A call carries its id in the ``x-request-id`` metadata (the header's common name); ``audiogan-server`` takes
 the caller's where it passes :func:`check_request_id`, makes one with :func:`new_request_id` where not, and
-sends the id it used back in the reply's headers and trailers.
+sends the id it used back in the reply's trailers (and a stream's headers).
 """
 
 from __future__ import annotations
