@@ -358,7 +358,8 @@ def test_every_finished_call_gets_one_log_line(server, mel):
         call.cancel()
     with AudioGanClient(server.target, timeout=0.05, retries=0) as hasty:
         code_of(lambda: hasty.vocode(np.tile(mel, (1, 20))))
-    peer = r" from ipv4:127\.0\.0\.1:\d+"  # which caller: several may share a method and a moment
+    # Which caller (several may share a method and a moment), and the call's id: each call its own.
+    peer = r" from ipv4:127\.0\.0\.1:\d+, request id [0-9a-f]{16}"
     patterns = [rf"INFO .*Vocode OK in \d+ ms{peer}, 0\.16 s of audio$",
                 rf"INFO .*SynthesizeStream OK in \d+ ms{peer}, 0\.32 s of audio$",
                 rf"INFO .*Vocode INVALID_ARGUMENT in \d+ ms{peer}: mel\.n_mels",
@@ -372,13 +373,63 @@ def test_every_finished_call_gets_one_log_line(server, mel):
         assert re.search(pattern, server.log_text(), re.MULTILINE), pattern
 
 
+def request_ids_of(metadata: Any) -> list[str]:
+    return [value for key, value in metadata or () if key == "x-request-id"]
+
+
+def logged_line(proc: Any, pattern: str) -> str:
+    """The server's log line matching ``pattern``, once it is there: a call is logged as it ends, after its
+    reply is on its way."""
+    for _ in range(50):
+        if match := re.search(pattern, proc.log_text(), re.MULTILINE):
+            return match.group(0)
+        time.sleep(0.1)
+    raise AssertionError(f"no log line matches {pattern!r}:\n{proc.log_text()[-3000:]}")
+
+
+def test_each_call_has_a_request_id_sent_back_and_logged(server, mel):
+    """A caller's x-request-id, or one the server makes, comes back in the trailers (and a stream's headers,
+    before its first chunk) and is on the call's log line: a user's "my call failed" matches a line."""
+    mel_request = pb.SynthesizeRequest(mel=pb.Mel(n_mels=80, data=mel[:, :20].astype("<f4").tobytes()))
+    with grpc.insecure_channel(server.target) as channel:
+        stub = pb_grpc.AudioGanStub(channel)
+        _, call = stub.ListVoices.with_call(pb.ListVoicesRequest(), metadata=(("x-request-id", "ticket-4711/a"),))
+        assert request_ids_of(call.trailing_metadata()) == ["ticket-4711/a"]
+        logged_line(server, r"ListVoices OK in \d+ ms from ipv4:127\.0\.0\.1:\d+, request id ticket-4711/a$")
+
+        stream = stub.SynthesizeStream(mel_request)
+        made = request_ids_of(stream.initial_metadata())  # the headers: before any chunk is read
+        assert len(made) == 1 and re.fullmatch(r"[0-9a-f]{16}", made[0]), made
+        assert len(list(stream)) > 1 and request_ids_of(stream.trailing_metadata()) == made
+        logged_line(server, rf"SynthesizeStream OK in \d+ ms from ipv4:[\d.:]+, request id {made[0]}, 0\.32 s")
+
+        with pytest.raises(grpc.RpcError) as failed:
+            stub.Vocode(pb.VocodeRequest(mel=pb.Mel(n_mels=40)), metadata=(("x-request-id", "ticket-4712"),))
+        assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert request_ids_of(failed.value.trailing_metadata()) == ["ticket-4712"]
+        logged_line(server, r"Vocode INVALID_ARGUMENT in \d+ ms from ipv4:[\d.:]+, request id ticket-4712: mel\.n_mels")
+
+        # Too long, empty, with a space (gRPC's own client sends no control characters): each replaced by an
+        # id of the server's own, and never logged.
+        for junk in ("x" * 129, "", "two words"):
+            _, call = stub.ListVoices.with_call(pb.ListVoicesRequest(), metadata=(("x-request-id", junk),))
+            (given,) = request_ids_of(call.trailing_metadata())
+            assert re.fullmatch(r"[0-9a-f]{16}", given), (junk, given)
+            logged_line(server, rf"ListVoices OK in \d+ ms from ipv4:[\d.:]+, request id {given}$")
+        assert "x" * 129 not in server.log_text() and "two words" not in server.log_text()
+        # The longest taken: 128 visible ASCII characters.
+        longest = "".join(chr(33 + i % 94) for i in range(128))
+        _, call = stub.ListVoices.with_call(pb.ListVoicesRequest(), metadata=(("x-request-id", longest),))
+        assert request_ids_of(call.trailing_metadata()) == [longest]
+
+
 def test_json_logs_give_each_calls_fields_apart(mel):
     """--log-format json: a call's line carries its method, code, peer, duration, audio and error as fields of
     their own, so that a log collector can select failed calls without parsing the message."""
     with launch("--voice", "none", "--timbre", "none", "--log-format", "json") as proc, \
             AudioGanClient(proc.target, retries=0) as client:
-        client.vocode(mel[:, :10])
-        code_of(lambda: client.vocode(mel[:40]))
+        client.vocode(mel[:, :10], request_id="job-7:ok")
+        code_of(lambda: client.vocode(mel[:40], request_id="job-7:bad"))
         for _ in range(50):  # the server logs a call as it ends, after its reply is on its way
             entries = [json.loads(line) for line in proc.log_text().splitlines() if line.startswith("{")]
             calls = {entry.get("code"): entry for entry in entries if entry.get("method") == "Vocode"}
@@ -389,6 +440,7 @@ def test_json_logs_give_each_calls_fields_apart(mel):
     for entry in calls.values():
         assert entry["level"] == "INFO" and "exception" not in entry, entry
         assert entry["peer"].startswith("ipv4:127.0.0.1:") and entry["duration_ms"] >= 0, entry
+    assert calls["OK"]["request_id"] == "job-7:ok" and calls["INVALID_ARGUMENT"]["request_id"] == "job-7:bad"
     assert calls["OK"]["audio_seconds"] == pytest.approx(10 * 256 / 16000) and "error" not in calls["OK"]
     assert calls["INVALID_ARGUMENT"]["error"].startswith("mel.n_mels: 40 mel bins")
 
@@ -532,11 +584,14 @@ def test_a_call_refused_while_the_server_is_busy_is_retried_once_its_slot_frees(
         release = threading.Timer(1.0, held.cancel)
         release.start()
         start = time.monotonic()
-        audio = patient.synthesize(mel=small).samples
+        audio = patient.synthesize(mel=small, request_id="patient-1").samples
         took = time.monotonic() - start
         release.join()
     assert audio.size == 10 * 256
     assert took >= 0.9, f"went through after {took:.2f} s, before the slot was freed"
+    # Its tries, refused and then answered, are logged under the one id the client gave them all.
+    logged_line(busy_server, r"Synthesize RESOURCE_EXHAUSTED in \d+ ms from [^,]+, request id patient-1: 1 calls")
+    logged_line(busy_server, r"Synthesize OK in \d+ ms from [^,]+, request id patient-1, 0\.16 s of audio$")
     # The call without retries, then the patient one at least once: refused, then retried.
     assert refusals(busy_metrics_port, "Synthesize", before + 2) - before >= 2
 
@@ -874,8 +929,8 @@ def test_sigterm_cuts_off_a_call_past_its_grace_as_unavailable_and_says_what_it_
             time.sleep(0.1)
     log = proc.log_text()
     assert "shutting down: draining 1 call in flight (SynthesizeStream 1) for up to 2 s" in log, log
-    assert re.search(r"WARNING .*SynthesizeStream UNAVAILABLE in \d+ ms from ipv4:127\.0\.0\.1:\d+, [\d.]+ s of "
-                     r"audio: cut off: the server is shutting down", log), log
+    assert re.search(r"WARNING .*SynthesizeStream UNAVAILABLE in \d+ ms from ipv4:127\.0\.0\.1:\d+, request id "
+                     r"[0-9a-f]{16}, [\d.]+ s of audio: cut off: the server is shutting down", log), log
     assert "WARNING audiogan.server: grace period of 2 s over: cut off 1 call in flight (SynthesizeStream 1)" in log
     assert "CANCELLED" not in log
 
@@ -1137,8 +1192,8 @@ def test_a_batcher_that_dies_fails_its_calls_instead_of_hanging(monkeypatch, mel
 
 
 def test_a_bug_is_one_error_line_naming_its_call_with_the_traceback(monkeypatch, mel, caplog):
-    """A bug's traceback goes with the line of the call it failed (RPC, peer), at ERROR; a caller's mistake
-    is INFO, with no traceback."""
+    """A bug's traceback goes with the line of the call it failed (RPC, peer, request id), at ERROR; a caller's
+    mistake is INFO, with no traceback."""
     def broken(self: VocoderEngine, spans: list) -> list:
         raise RuntimeError("a bug in the vocoder")
 
@@ -1146,13 +1201,13 @@ def test_a_bug_is_one_error_line_naming_its_call_with_the_traceback(monkeypatch,
     caplog.set_level(logging.INFO, logger="audiogan.server")
     metrics = Metrics()
     with in_process_server(metrics=metrics) as target, AudioGanClient(target, retries=0) as client:
-        assert code_of(lambda: client.vocode(mel[:, :10])) == grpc.StatusCode.INTERNAL
+        assert code_of(lambda: client.vocode(mel[:, :10], request_id="bug-1")) == grpc.StatusCode.INTERNAL
         assert code_of(lambda: client.vocode(mel[:40])) == grpc.StatusCode.INVALID_ARGUMENT
         assert metrics.registry.get_sample_value("audiogan_in_flight") == 0
     loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.levelno for r in loud] == [logging.ERROR], [r.getMessage() for r in loud]
-    assert re.match(r"Vocode INTERNAL in \d+ ms from ipv4:127\.0\.0\.1:\d+: internal error: RuntimeError$",
-                    loud[0].getMessage()), loud[0].getMessage()
+    assert re.match(r"Vocode INTERNAL in \d+ ms from ipv4:127\.0\.0\.1:\d+, request id bug-1: internal error: "
+                    r"RuntimeError$", loud[0].getMessage()), loud[0].getMessage()
     assert loud[0].exc_info and str(loud[0].exc_info[1]) == "a bug in the vocoder"
     assert any(r.getMessage().startswith("Vocode INVALID_ARGUMENT") and not r.exc_info for r in caplog.records)
 
@@ -1778,6 +1833,14 @@ def test_conversion_over_grpc(timbre_server, tiny_timbre):
             client.convert(buffer.getvalue(), to="flute", to_b="violin", mode="slrep")
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "options.mode" in caught.value.details()
         assert code_of(lambda: client.convert(buffer.getvalue(), to="flute", to_b="tuba")) == grpc.StatusCode.NOT_FOUND
+        # An upload's headers, with its request id, go out once it has ended: here before its refusal.
+        upload = [pb.ConvertTimbreRequest(options=pb.ConvertOptions(target=pb.Timbre(instrument="violin"))),
+                  pb.ConvertTimbreRequest(audio_chunk=b"not audio")]
+        with pytest.raises(grpc.RpcError) as junk:
+            list(client.stub.ConvertTimbre(iter(upload), metadata=(("x-request-id", "upload-1"),)))
+        assert junk.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert request_ids_of(junk.value.initial_metadata()) == ["upload-1"]
+        assert request_ids_of(junk.value.trailing_metadata()) == ["upload-1"]
     from audiogan.timbre import TimbreModel
     from audiogan.timbre.convert import convert
 
@@ -1947,7 +2010,7 @@ def test_a_cancelled_upload_counts_as_cancelled_and_converts_nothing(monkeypatch
     for code in ("OK", "CANCELLED", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "INTERNAL"):
         assert count(code) == {"OK": 1, "CANCELLED": len(uploads)}.get(code, 0), code
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ConvertTimbre")]
-    cancelled = r"ConvertTimbre CANCELLED in \d+ ms from ipv4:[\d.:]+$"
+    cancelled = r"ConvertTimbre CANCELLED in \d+ ms from ipv4:[\d.:]+, request id [0-9a-f]{16}$"
     assert len(lines) == len(uploads) + 1 and all(re.match(cancelled, line) for line in lines[:-1]), lines
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 

@@ -5,9 +5,9 @@ from typing import Any
 from audiogan_client.audio import decode, write_audio, write_wav
 
 __version__ = "0.1.0"
-__all__ = ["AudioGanClient", "AudioResult", "ServerBusy", "StreamBroken", "TimedAudio", "decode", "write_audio",
-           "write_wav"]
-_CLIENT = ("AudioGanClient", "AudioResult", "ServerBusy", "StreamBroken", "TimedAudio")
+__all__ = ["AudioGanClient", "AudioResult", "CallFailed", "ServerBusy", "StreamBroken", "TimedAudio", "decode",
+           "write_audio", "write_wav"]
+_CLIENT = ("AudioGanClient", "AudioResult", "CallFailed", "ServerBusy", "StreamBroken", "TimedAudio")
 
 
 def __getattr__(name: str) -> Any:

@@ -31,6 +31,7 @@ from audiogan_client.ranges import (
     VELOCITY,
     Range,
 )
+from audiogan_client.request_ids import MAX_REQUEST_ID_CHARS, check_request_id
 
 OUT_DEFAULT = "out.wav"
 Call = Callable[[AudioGanClient], None]  # a command's work once its arguments and files have passed
@@ -154,7 +155,7 @@ def cmd_say(args: argparse.Namespace) -> Call:
 
 def _say(client: AudioGanClient, args: argparse.Namespace, text: str) -> None:
     kwargs = {"voice": args.voice, "sample_rate": args.sample_rate, "speed": args.speed, "speaker": args.speaker,
-              "pitch_shift": args.pitch_shift}
+              "pitch_shift": args.pitch_shift, "request_id": args.request_id}
     if args.timings:
         result = client.synthesize_timed(text, **kwargs)
         _save(AudioResult(result.samples, result.sample_rate), args.output)
@@ -184,8 +185,8 @@ def _say(client: AudioGanClient, args: argparse.Namespace, text: str) -> None:
         # A stream cut off (past the server's audio limit, a deadline, the server gone) keeps the audio that
         # came, said in the error's one line.
         write_audio(args.output, np.concatenate(parts), rate)
-        raise SystemExit(f"audiogan-client: {err.code().name}: {err.details()}{_hint(err, args)} (the audio "
-                         f"received before it is in {args.output})") from None
+        raise SystemExit(f"audiogan-client: {_failure(err, args)} (the audio received before it is in "
+                         f"{args.output}){_request_id(err)}") from None
     if not raw:
         _save(AudioResult(np.concatenate(parts) if parts else np.zeros(0, np.float32), rate), args.output)
 
@@ -195,7 +196,8 @@ def cmd_vocode(args: argparse.Namespace) -> Call:
     mel = _array(args.mel, "a mel")
     if mel.ndim != 2:
         raise ValueError(f"{args.mel} holds an array of shape {mel.shape}; a mel is [n_mels, frames]")
-    return lambda client: _save(client.vocode(mel, vocoder=args.vocoder, sample_rate=args.sample_rate), args.output)
+    return lambda client: _save(client.vocode(mel, vocoder=args.vocoder, sample_rate=args.sample_rate,
+                                              request_id=args.request_id), args.output)
 
 
 def cmd_notes(args: argparse.Namespace) -> Call:
@@ -204,7 +206,7 @@ def cmd_notes(args: argparse.Namespace) -> Call:
               "seconds": args.seconds, "seed": args.seed} for p in args.pitches]
 
     def call(client: AudioGanClient) -> None:
-        results = client.notes(notes, model=args.model, sample_rate=args.sample_rate)
+        results = client.notes(notes, model=args.model, sample_rate=args.sample_rate, request_id=args.request_id)
         for pitch, result in zip(args.pitches, results, strict=True):
             _save(result, str(out / f"{_label(args.instrument)}-{pitch:03d}.wav"))
     return call
@@ -220,7 +222,8 @@ def _interpolate(client: AudioGanClient, args: argparse.Namespace, timbre_from: 
                  timbre_to: str | list[float]) -> None:
     results, alphas = client.interpolate(timbre_from, timbre_to, pitch=args.pitch, steps=args.steps,
                                          seconds=args.seconds, mode=args.mode, velocity=args.velocity,
-                                         seed=args.seed, model=args.model, sample_rate=args.sample_rate)
+                                         seed=args.seed, model=args.model, sample_rate=args.sample_rate,
+                                         request_id=args.request_id)
     # One file: the steps one after another, so the morph can be heard in a single listen.
     gap = np.zeros(int(0.25 * results[0].sample_rate), np.float32)
     joined = np.concatenate([x for r in results for x in (r.samples, gap)])
@@ -233,13 +236,14 @@ def cmd_convert(args: argparse.Namespace) -> Call:
     recording = _read(args.input, "input")
     to, to_b = _timbre(args.to, "--to"), _timbre(args.to_b, "--to-b") if args.to_b else None
     return lambda client: _save(client.convert(recording, to=to, model=args.model, sample_rate=args.sample_rate,
-                                               flat=args.flat, to_b=to_b, mode=args.mode, seed=args.seed),
+                                               flat=args.flat, to_b=to_b, mode=args.mode, seed=args.seed,
+                                               request_id=args.request_id),
                                 args.output)
 
 
 def cmd_voices(args: argparse.Namespace) -> Call:
     def call(client: AudioGanClient) -> None:
-        listing = client.list_voices()
+        listing = client.list_voices(request_id=args.request_id)
         for kind in ("voices", "vocoders"):
             for model in listing[kind]:
                 model["card"] = {k: model["card"].get(k) for k in ("name", "training", "validation")
@@ -249,7 +253,7 @@ def cmd_voices(args: argparse.Namespace) -> Call:
 
 
 def cmd_instruments(args: argparse.Namespace) -> Call:
-    return lambda client: print(json.dumps(client.list_instruments(args.model), indent=2))
+    return lambda client: print(json.dumps(client.list_instruments(args.model, request_id=args.request_id), indent=2))
 
 
 def _ranged(bounds: Range) -> Callable[[str], float]:
@@ -265,6 +269,14 @@ def _ranged(bounds: Range) -> Callable[[str], float]:
         return number
     parse.__name__ = "whole number" if bounds.whole else "number"
     return parse
+
+
+def _request_id_option(value: str) -> str:
+    """An argparse type: a request id a server takes as it is, or a usage error saying why not."""
+    try:
+        return check_request_id(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("request_id ")) from None
 
 
 def _model_option(p: argparse.ArgumentParser) -> None:
@@ -296,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="each call's deadline in seconds, retries included, > 0, at most 1e9 "
                              "(default %(default)g)")
     parser.add_argument("--tls-ca", help="PEM root certificate: connect with TLS")
+    parser.add_argument("--request-id", type=_request_id_option,
+                        help=f"the call's id, sent as its x-request-id, which the server's log line for it "
+                             f"carries: 1..{MAX_REQUEST_ID_CHARS} visible ASCII characters (default: a new one; "
+                             f"a failed call's message ends with it)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, help_text: str, out_default: str = OUT_DEFAULT,
@@ -380,6 +396,16 @@ def _quiet_broken_pipe() -> None:
     raise SystemExit(1)
 
 
+def _failure(err: grpc.RpcError, args: argparse.Namespace) -> str:
+    return f"{err.code().name}: {err.details()}{_hint(err, args)}"
+
+
+def _request_id(err: grpc.RpcError) -> str:
+    """The failed call's id, which finds the server's log line for it (a support ticket quotes it)."""
+    request_id = getattr(err, "request_id", "")
+    return f" (request id {request_id})" if request_id else ""
+
+
 def _hint(err: grpc.RpcError, args: argparse.Namespace) -> str:
     """What the caller can do about an error whose message, gRPC's own, does not say."""
     if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -420,7 +446,7 @@ def _main(argv: list[str] | None) -> None:
             call(client)
             sys.stdout.flush()  # here, where a reader gone is caught, not at exit as "Exception ignored"
     except grpc.RpcError as err:
-        raise SystemExit(f"audiogan-client: {err.code().name}: {err.details()}{_hint(err, args)}") from None
+        raise SystemExit(f"audiogan-client: {_failure(err, args)}{_request_id(err)}") from None
     except BrokenPipeError:
         _quiet_broken_pipe()
     except (OSError, ValueError) as err:

@@ -19,8 +19,10 @@ from audiogan_client._proto import audiogan_pb2 as pb
 from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
 from audiogan_client.audio import decode, encoding_value, mel_message, sample_width
 from audiogan_client.ranges import check
+from audiogan_client.request_ids import REQUEST_ID_KEY, check_request_id, is_sane, new_request_id
 
 T = TypeVar("T")
+Metadata = tuple[tuple[str, str], ...]
 TimbreLike = str | Sequence[float] | np.ndarray
 UPLOAD_CHUNK_BYTES = 64 * 1024
 # Seconds of a server's silence during a call before the client pings it (see AudioGanClient): above the
@@ -52,18 +54,41 @@ def timed(spans: Iterable[pb.TimedText]) -> list[dict[str, Any]]:
 
 
 class CallFailed(grpc.RpcError):
-    """A call's failure as the client reports it, with the ``code()`` and ``details()`` of gRPC's errors."""
+    """A call's failure as the client reports it, with the ``code()`` and ``details()`` of gRPC's errors (and,
+    where gRPC's error is its ``cause``, that error's metadata and debug string). ``request_id`` is the
+    call's: the id the server logged it under, which its message ends with."""
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(self, code: grpc.StatusCode, details: str, request_id: str = "",
+                 cause: grpc.RpcError | None = None) -> None:
         super().__init__(f"{code.name}: {details}")
         self._code = code
         self._details = details
+        self.request_id = request_id
+        self._cause = cause
+
+    def __str__(self) -> str:
+        said = f"{self._code.name}: {self._details}"
+        return f"{said} (request id {self.request_id})" if self.request_id else said
 
     def code(self) -> grpc.StatusCode:
         return self._code
 
     def details(self) -> str:
         return self._details
+
+    # What gRPC's own errors also answer, where one was the cause.
+    def initial_metadata(self) -> Any:
+        return self._from_cause("initial_metadata", ())
+
+    def trailing_metadata(self) -> Any:
+        return self._from_cause("trailing_metadata", ())
+
+    def debug_error_string(self) -> str:
+        return self._from_cause("debug_error_string", "")
+
+    def _from_cause(self, name: str, default: Any) -> Any:
+        method = getattr(self._cause, name, None)
+        return method() if callable(method) else default
 
 
 class StreamBroken(CallFailed):
@@ -79,8 +104,8 @@ class ServerBusy(CallFailed):
     ``details()`` are the server's last refusal's; ``retries`` is how many times the call was retried, and
     ``pushback`` the seconds that refusal asked the caller to wait."""
 
-    def __init__(self, refusal: grpc.RpcError, retries: int, pushback: float) -> None:
-        super().__init__(refusal.code(), refusal.details() or "")
+    def __init__(self, refusal: grpc.RpcError, retries: int, pushback: float, request_id: str = "") -> None:
+        super().__init__(refusal.code(), refusal.details() or "", request_id, refusal)
         self.retries = retries
         self.pushback = pushback
 
@@ -142,6 +167,22 @@ def server_pushback(err: grpc.RpcError) -> float | None:
     return None
 
 
+def _chosen(request_id: str | None) -> str:
+    """A call's request id: the caller's, checked before the call, or a new one."""
+    return new_request_id() if request_id is None else check_request_id(request_id)
+
+
+def _request_id(ended: Any, sent: str) -> str:
+    """The id under which the server logged a call that has ``ended`` (gRPC's error, or a finished stream),
+    as it sent the id back in its trailers, else the id the call ``sent``: a server never reached sends
+    nothing back."""
+    trailers = getattr(ended, "trailing_metadata", None)
+    for key, value in (trailers() if callable(trailers) else None) or ():
+        if key == REQUEST_ID_KEY and is_sane(value):
+            return value
+    return sent
+
+
 def _paced(code: grpc.StatusCode, pushback: float | None) -> bool:
     """Whether a refusal with ``code`` and the server's ``pushback`` is a server that is up and loading, saying
     when it expects to be ready (UNAVAILABLE with a pushback, as ``audiogan-server`` answers until its models
@@ -175,15 +216,15 @@ class AudioGanClient:
     still means none. RESOURCE_EXHAUSTED without a pushback (a request too big for the server ever to take:
     a reply over gRPC's message limit or over ``limits.max_reply_mb``) is not retried, nor is any error
     whose pushback is negative or garbled (the server asking for no retry, for UNAVAILABLE too, as gRPC's
-    own retry policy reads it); every other error surfaces at once as ``grpc.RpcError`` with the server's
-    message. ``timeout`` is each call's deadline in seconds, retries and their waits included, as a gRPC
-    deadline is for the whole call: a caller who gives 10 s waits 10 s at most, not 10 s for every try,
-    and a retry that could not be answered before the deadline is not begun (the server's error is raised
-    at once). A stream is retried only until its first chunk has arrived; one that breaks off after that,
-    or ends without its final chunk, raises :class:`StreamBroken`. Numbers out of range (``speed=0``,
-    ``velocity=0``, a seed of -1: see ``audiogan_client.ranges``) raise ValueError naming the argument before
-    any call, where the wire would read 0 as "the default"; None, or the documented default, leaves it to
-    the server.
+    own retry policy reads it); every other error surfaces at once as :class:`CallFailed`, a
+    ``grpc.RpcError`` with the server's code and message. ``timeout`` is each call's deadline in seconds,
+    retries and their waits included, as a gRPC deadline is for the whole call: a caller who gives 10 s
+    waits 10 s at most, not 10 s for every try, and a retry that could not be answered before the deadline
+    is not begun (the server's error is raised at once). A stream is retried only until its first chunk has
+    arrived; one that breaks off after that, or ends without its final chunk, raises :class:`StreamBroken`.
+    Numbers out of range (``speed=0``, ``velocity=0``, a seed of -1: see ``audiogan_client.ranges``) raise
+    ValueError naming the argument before any call, where the wire would read 0 as "the default"; None, or
+    the documented default, leaves it to the server.
 
     ``keepalive``: during a call, after this many seconds in which the server sent nothing the client pings
     it, and a ping unanswered for as long again ends the connection, failing its calls as UNAVAILABLE (a
@@ -191,6 +232,12 @@ class AudioGanClient:
     this, where a call with ``timeout=None`` waited forever. The server must allow pings this often
     (``audiogan-server``'s ``min_ping_seconds``, 10 s by default) or it closes the connection as
     "too_many_pings". None: no pings.
+
+    ``request_id`` (every method takes one): the call's id, sent as its ``x-request-id`` metadata; by
+    default a new one per call. Its retries send the same id, so the server logs them under one, and the
+    error a failed call raises carries it (``CallFailed.request_id``, and the end of its message): the id
+    that finds the server's log line for it. An id that is empty, over 128 characters or not visible ASCII
+    raises ValueError before any call (a server would log another in its place).
     """
 
     def __init__(self, target: str = "127.0.0.1:50051", timeout: float | None = 60.0, retries: int = 3,
@@ -220,32 +267,38 @@ class AudioGanClient:
     def close(self) -> None:
         self.channel.close()
 
-    def _retry(self, call: Callable[[float | None], T]) -> T:
-        """``call(timeout)`` until it fails with nothing worth retrying (``_pause``), each try given what is
-        left of the deadline. A retry whose wait, and then an answer as slow as the last try's, would reach
-        the deadline is not begun: the server's error, which says why (connection refused, a TLS handshake
-        that failed, the server busy), is raised instead of a bare DEADLINE_EXCEEDED. A busy server's last
-        refusal is raised as :class:`ServerBusy`. A server loading its models (UNAVAILABLE with a pushback)
-        says when it expects to be ready: its retries count against the deadline alone, not ``retries``,
-        and do not grow the backoff (``_paced``)."""
+    def _retry(self, call: Callable[[float | None, Metadata], T], request_id: str | None) -> T:
+        """``call(timeout, metadata)`` until it fails with nothing worth retrying (``_pause``), each try given
+        what is left of the deadline, and every try the same ``request_id`` (a new one where None): the
+        server logs the tries of one call under one id, and every error raised is a :class:`CallFailed`
+        carrying it. A retry whose wait, and then an answer as slow as the last try's, would reach the
+        deadline is not begun: the server's error, which says why (connection refused, a TLS handshake that
+        failed, the server busy), is raised instead of a bare DEADLINE_EXCEEDED. A busy server's last refusal
+        is raised as :class:`ServerBusy`. A server loading its models (UNAVAILABLE with a pushback) says
+        when it expects to be ready: its retries count against the deadline alone, not ``retries``, and do
+        not grow the backoff (``_paced``)."""
+        sent = _chosen(request_id)
+        metadata = ((REQUEST_ID_KEY, sent),)
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         counted = 0  # retries that count against self.retries; they also set the backoff
         for attempt in itertools.count():
             started = time.monotonic()
             try:
-                return call(None if deadline is None else max(deadline - started, 0.0))
+                return call(None if deadline is None else max(deadline - started, 0.0), metadata)
             except grpc.RpcError as err:
                 code, pushback = err.code(), server_pushback(err)
                 pause = self._pause(code, pushback, counted)
-                if pause is None:
-                    raise
                 now = time.monotonic()
                 paced = _paced(code, pushback) and self.retries > 0  # retries=0 asks for none, paced or not
-                if (counted == self.retries and not paced) or \
+                if pause is None or (counted == self.retries and not paced) or \
                         (deadline is not None and now + pause + (now - started) >= deadline):
-                    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:  # retried only with a pushback
-                        raise ServerBusy(err, attempt, pushback or 0.0) from err
-                    raise
+                    request_id = _request_id(err, sent)
+                    if pause is not None and code == grpc.StatusCode.RESOURCE_EXHAUSTED:  # retried: a pushback
+                        raise ServerBusy(err, attempt, pushback or 0.0, request_id) from err
+                    if isinstance(err, CallFailed):  # the client's own (an upload's reply without its end)
+                        err.request_id = err.request_id or request_id
+                        raise
+                    raise CallFailed(code, err.details() or "", request_id, err) from err
                 counted += not paced
                 time.sleep(pause)
         raise AssertionError("unreachable")
@@ -264,8 +317,8 @@ class AudioGanClient:
             return max(pushback or 0.0, self.backoff * 2**counted)
         return None
 
-    def _unary(self, method: Callable[..., T], request: Any) -> T:
-        return self._retry(lambda timeout: method(request, timeout=timeout))
+    def _unary(self, method: Callable[..., T], request: Any, request_id: str | None) -> T:
+        return self._retry(lambda timeout, metadata: method(request, timeout=timeout, metadata=metadata), request_id)
 
     @staticmethod
     def _format(sample_rate: int | None, encoding: str | int) -> pb.AudioFormat:
@@ -300,40 +353,45 @@ class AudioGanClient:
 
     def synthesize(self, text: str | None = None, *, mel: np.ndarray | None = None, voice: str = "",
                    vocoder: str = "", sample_rate: int | None = 0, encoding: str | int = "float32",
-                   speed: float | None = 1.0, pitch_shift: float | None = 0.0, speaker: int = 0) -> AudioResult:
+                   speed: float | None = 1.0, pitch_shift: float | None = 0.0, speaker: int = 0,
+                   request_id: str | None = None) -> AudioResult:
         """Text (through a voice, as one of its speakers) or a log-mel (through a vocoder) -> the whole audio."""
         request = self._synthesize_request(text, mel, voice, vocoder, sample_rate, encoding, speed, pitch_shift,
                                            speaker)
-        return self._result(self._unary(self.stub.Synthesize, request))
+        return self._result(self._unary(self.stub.Synthesize, request, request_id))
 
     def synthesize_timed(self, text: str, *, voice: str = "", sample_rate: int | None = 0,
                          encoding: str | int = "float32", speed: float | None = 1.0, pitch_shift: float | None = 0.0,
-                         speaker: int = 0) -> TimedAudio:
+                         speaker: int = 0, request_id: str | None = None) -> TimedAudio:
         """As :meth:`synthesize`, with when each sentence and word is said (captions, highlighting, lip sync)."""
         request = self._synthesize_request(text, None, voice, "", sample_rate, encoding, speed, pitch_shift,
                                            speaker, timings=True)
-        audio = self._unary(self.stub.Synthesize, request)
+        audio = self._unary(self.stub.Synthesize, request, request_id)
         return TimedAudio(*self._result(audio), timed(audio.sentences), timed(audio.words), timed(audio.marks))
 
     def stream_chunks(self, text: str | None = None, *, mel: np.ndarray | None = None, voice: str = "",
                       vocoder: str = "", sample_rate: int | None = 0, encoding: str | int = "float32",
                       speed: float | None = 1.0, pitch_shift: float | None = 0.0, speaker: int = 0,
-                      timings: bool = False) -> Iterator[pb.AudioChunk]:
+                      timings: bool = False, request_id: str | None = None) -> Iterator[pb.AudioChunk]:
         """The raw ``AudioChunk`` messages of ``SynthesizeStream`` (sequence, sample offset, final flag; with
         ``timings``, each sentence's timings on the chunk where its audio begins)."""
         request = self._synthesize_request(text, mel, voice, vocoder, sample_rate, encoding, speed, pitch_shift,
                                            speaker, timings)
-        yield from self._checked_stream(lambda timeout: self.stub.SynthesizeStream(request, timeout=timeout))
+        yield from self._checked_stream(
+            lambda timeout, metadata: self.stub.SynthesizeStream(request, timeout=timeout, metadata=metadata),
+            request_id)
 
     @staticmethod
     def _opened(call: Any) -> tuple[Any, pb.AudioChunk | None]:
         # The first chunk is awaited inside the retry: an UNAVAILABLE before any audio is retried, none after.
         return call, next(call, None)
 
-    def _checked_stream(self, start: Callable[[float | None], Any]) -> Iterator[pb.AudioChunk]:
-        """The chunks of the streaming call ``start(timeout)`` as they come, raising :class:`StreamBroken`
-        where the stream stops short of its final chunk."""
-        call, first = self._retry(lambda timeout: self._opened(start(timeout)))
+    def _checked_stream(self, start: Callable[[float | None, Metadata], Any],
+                        request_id: str | None) -> Iterator[pb.AudioChunk]:
+        """The chunks of the streaming call ``start(timeout, metadata)`` as they come, raising
+        :class:`StreamBroken` where the stream stops short of its final chunk."""
+        sent = _chosen(request_id)
+        call, first = self._retry(lambda timeout, metadata: self._opened(start(timeout, metadata)), sent)
         count = samples = rate = 0
         final = False
         try:
@@ -342,12 +400,13 @@ class AudioGanClient:
                 count, final, rate = count + 1, chunk.final, chunk.sample_rate_hz or rate
                 samples = chunk.sample_offset + len(chunk.audio) // sample_width(chunk.encoding)
         except grpc.RpcError as err:
-            raise StreamBroken(err.code(), f"{err.details()} ({_received(count, samples, rate)})") from err
+            raise StreamBroken(err.code(), f"{err.details()} ({_received(count, samples, rate)})",
+                               _request_id(err, sent), err) from err
         finally:
             call.cancel()  # a caller that stops reading frees the server's slot now, not at garbage collection
         if not final:
             raise StreamBroken(grpc.StatusCode.DATA_LOSS, f"the stream ended without its final chunk "
-                                                          f"({_received(count, samples, rate)})")
+                               f"({_received(count, samples, rate)})", _request_id(call, sent))
 
     def stream(self, text: str | None = None, **kwargs: Any) -> Iterator[np.ndarray]:
         """Audio as float32 numpy chunks, each yielded as soon as the server sends it."""
@@ -356,12 +415,12 @@ class AudioGanClient:
                 yield decode(chunk.audio, chunk.encoding)
 
     def vocode(self, mel: np.ndarray, *, vocoder: str = "", sample_rate: int | None = 0,
-               encoding: str | int = "float32") -> AudioResult:
+               encoding: str | int = "float32", request_id: str | None = None) -> AudioResult:
         request = pb.VocodeRequest(mel=mel_message(mel), vocoder=vocoder, format=self._format(sample_rate, encoding))
-        return self._result(self._unary(self.stub.Vocode, request))
+        return self._result(self._unary(self.stub.Vocode, request, request_id))
 
     def notes(self, notes: Iterable[dict[str, Any]], *, model: str = "", sample_rate: int | None = 0,
-              encoding: str | int = "float32") -> list[AudioResult]:
+              encoding: str | int = "float32", request_id: str | None = None) -> list[AudioResult]:
         """Notes given as dicts: ``{"pitch": 60, "timbre": "violin" | [latent...], "velocity": 100,
         "seconds": 4.0, "seed": 0}``; "instrument" or "latent" may name the timbre instead, as
         ``TimbreModel.note`` and render jobs name it."""
@@ -384,13 +443,14 @@ class AudioGanClient:
                 spec.timbre.CopyFrom(self.timbre(timbre))
             specs.append(spec)
         request = pb.GenerateNotesRequest(notes=specs, model=model, format=self._format(sample_rate, encoding))
-        response = self._unary(self.stub.GenerateNotes, request)
+        response = self._unary(self.stub.GenerateNotes, request, request_id)
         return [self._result(a) for a in response.notes]
 
     def interpolate(self, a: TimbreLike, b: TimbreLike, *, pitch: int, alpha: float | None = None,
                     steps: int | None = None, velocity: int | None = 100, seconds: float | None = None,
                     mode: str = "slerp", seed: int = 0, model: str = "", sample_rate: int | None = 0,
-                    encoding: str | int = "float32") -> tuple[list[AudioResult], list[float]]:
+                    encoding: str | int = "float32", request_id: str | None = None,
+                    ) -> tuple[list[AudioResult], list[float]]:
         """Notes along the way from timbre a to b: one at ``alpha`` or ``steps`` evenly spaced ones."""
         if (alpha is None) == (steps is None):
             raise ValueError("give exactly one of alpha= or steps=")
@@ -404,12 +464,12 @@ class AudioGanClient:
                 format=self._format(sample_rate, encoding))
         except TypeError as exc:  # protobuf's message names no argument
             raise ValueError(f"interpolate: {exc} (steps is a whole number)") from None
-        response = self._unary(self.stub.InterpolateTimbre, request)
+        response = self._unary(self.stub.InterpolateTimbre, request, request_id)
         return [self._result(n) for n in response.notes], list(response.alphas)
 
     def convert(self, audio: str | Path | bytes, *, to: TimbreLike, model: str = "", sample_rate: int | None = 0,
                 encoding: str | int = "float32", flat: bool = False, to_b: TimbreLike | None = None,
-                mode: str = "slerp", seed: int = 0) -> AudioResult:
+                mode: str = "slerp", seed: int = 0, request_id: str | None = None) -> AudioResult:
         """Upload a WAV/FLAC/OGG (path or file bytes) in chunks; return it re-rendered with timbre ``to``,
         following the recording's vibrato, bends and dynamics within each note (or, if ``flat``, each note as
         the model plays it). With ``to_b`` the timbre morphs from ``to`` at the first note to ``to_b`` at the
@@ -427,24 +487,24 @@ class AudioGanClient:
             for start in range(0, len(data), UPLOAD_CHUNK_BYTES):
                 yield pb.ConvertTimbreRequest(audio_chunk=data[start:start + UPLOAD_CHUNK_BYTES])
 
-        def call(timeout: float | None) -> AudioResult:
+        def call(timeout: float | None, metadata: Metadata) -> AudioResult:
             # upload() anew on each try: a generator spent by a failed try would send nothing.
-            chunks = list(self.stub.ConvertTimbre(upload(), timeout=timeout))
+            chunks = list(self.stub.ConvertTimbre(upload(), timeout=timeout, metadata=metadata))
             if not chunks or not chunks[-1].final:  # nothing was handed out yet: all or nothing
                 raise StreamBroken(grpc.StatusCode.DATA_LOSS, f"the converted audio ended without its final "
                                                               f"chunk, after {len(chunks)} chunk(s)")
             samples = [decode(c.audio, c.encoding) for c in chunks if c.audio]
             rate = chunks[-1].sample_rate_hz if chunks else sample_rate
             return AudioResult(np.concatenate(samples) if samples else np.zeros(0, np.float32), rate)
-        return self._retry(call)
+        return self._retry(call, request_id)
 
-    def list_voices(self) -> dict[str, list[dict[str, Any]]]:
-        response = self._unary(self.stub.ListVoices, pb.ListVoicesRequest())
+    def list_voices(self, *, request_id: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        response = self._unary(self.stub.ListVoices, pb.ListVoicesRequest(), request_id)
         return {"voices": [_info(m) for m in response.voices], "vocoders": [_info(m) for m in response.vocoders]}
 
-    def list_instruments(self, model: str = "") -> list[dict[str, str]]:
+    def list_instruments(self, model: str = "", *, request_id: str | None = None) -> list[dict[str, str]]:
         request = pb.ListInstrumentsRequest(model=model)
-        response = self._unary(self.stub.ListInstruments, request)
+        response = self._unary(self.stub.ListInstruments, request, request_id)
         return [{"name": i.name, "family": i.family, "model": i.model} for i in response.instruments]
 
 

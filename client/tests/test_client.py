@@ -10,6 +10,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -23,7 +24,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from audiogan_client import AudioGanClient, ServerBusy, StreamBroken, write_wav
+from audiogan_client import AudioGanClient, CallFailed, ServerBusy, StreamBroken, write_wav
 from audiogan_client._proto import audiogan_pb2 as pb
 from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
 
@@ -541,7 +542,8 @@ class Faults(pb_grpc.AudioGanServicer):
     each ``slow`` seconds, that then fails with ``refusal`` (``cut``) or ends without its final chunk; the
     first ``refusals`` calls (streams before any chunk, Vocode, ConvertTimbre) refused with ``refusal``;
     ConvertTimbre reads the whole upload, counting its bytes. Refusals carry ``pushback`` as gRPC's
-    grpc-retry-pushback-ms where it is given."""
+    grpc-retry-pushback-ms where it is given. The x-request-id each call came with is kept in
+    ``request_ids``."""
 
     def __init__(self, slow: float = 0.0, chunks: int = 3, cut: bool = False, final: bool = True,
                  refusals: int = 0, refusal: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
@@ -551,6 +553,7 @@ class Faults(pb_grpc.AudioGanServicer):
         self.calls = 0
         self.times: list[float] = []  # when each call came
         self.uploaded: list[int] = []
+        self.request_ids: list[str] = []
 
     def _refuse(self, context: grpc.ServicerContext, message: str) -> None:
         if self.pushback is not None:
@@ -560,6 +563,7 @@ class Faults(pb_grpc.AudioGanServicer):
     def _refuse_first(self, context: grpc.ServicerContext) -> None:
         self.calls += 1
         self.times.append(time.monotonic())
+        self.request_ids += [value for key, value in context.invocation_metadata() if key == "x-request-id"]
         if self.calls <= self.refusals:
             self._refuse(context, "restarting" if self.refusal == grpc.StatusCode.UNAVAILABLE else
                          "1 calls in flight, the limit is 1; retry later")
@@ -751,8 +755,103 @@ def test_cli_says_the_server_is_busy_and_how_often_it_was_retried(tmp_path):
     with stand_in(Faults(refusals=100, refusal=BUSY, pushback="10")) as target:
         done = cli(target, "--timeout", "30", "vocode", str(tmp_path / "mel.npy"), "-o", str(tmp_path / "x.wav"))
     assert done.returncode == 1 and not (tmp_path / "x.wav").exists()
-    assert one_line(done.stderr) == ("audiogan-client: RESOURCE_EXHAUSTED: 1 calls in flight, the limit is 1; retry "
-                                     "later (the server is busy: retried 3 times, within --timeout 30 s)")
+    line = one_line(done.stderr)
+    assert line == ("audiogan-client: RESOURCE_EXHAUSTED: 1 calls in flight, the limit is 1; retry later (the server "
+                    f"is busy: retried 3 times, within --timeout 30 s) (request id {made_request_id(line)})")
+
+
+# -- request ids: one per call, the same on each of its tries, on every error it raises ----------------------
+
+MADE_ID = re.compile(r"[0-9a-f]{16}")  # an id the client makes: 16 hex digits
+
+
+def made_request_id(line: str) -> str:
+    """The id a failed command's line ends with, one the client made."""
+    match = re.search(r" \(request id ([^ ]+)\)$", line)
+    assert match and MADE_ID.fullmatch(match.group(1)), line
+    return match.group(1)
+
+
+def test_the_tries_of_one_call_share_its_request_id_and_each_call_has_its_own():
+    """The server logs the retries of one call under one id, so that its log shows them as one call's."""
+    mel = np.zeros((80, 10), np.float32)
+    for refusal in (grpc.StatusCode.UNAVAILABLE, BUSY):
+        faults = Faults(refusals=2, refusal=refusal, pushback="10")
+        with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=3, backoff=0.01) as c:
+            c.vocode(mel)
+            c.vocode(mel)
+        first, second = faults.request_ids[:3], faults.request_ids[3:]
+        assert len(set(first)) == 1 and MADE_ID.fullmatch(first[0]), faults.request_ids
+        assert len(second) == 1 and second[0] != first[0], faults.request_ids
+    faults = Faults(refusals=1)
+    with stand_in(faults) as target, AudioGanClient(target, timeout=10, retries=2, backoff=0.01) as c:
+        list(c.stream_chunks(mel=mel, request_id="stream-1"))
+        c.convert(b"RIFF", to="violin", request_id="upload-1")
+    assert faults.request_ids == ["stream-1", "stream-1", "upload-1"]
+
+
+def test_every_error_a_call_raises_carries_its_request_id():
+    mel = np.zeros((80, 10), np.float32)
+    with stand_in(Faults(refusals=5, refusal=grpc.StatusCode.INVALID_ARGUMENT)) as target, \
+            AudioGanClient(target, timeout=10, retries=3, backoff=0.01) as c:
+        with pytest.raises(CallFailed) as refused:
+            c.vocode(mel, request_id="ticket-9")
+        with pytest.raises(grpc.RpcError) as made:  # what callers catch, as before
+            c.vocode(mel)
+    said = "1 calls in flight, the limit is 1; retry later"  # what Faults says for any refusal but UNAVAILABLE
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and refused.value.details() == said
+    assert refused.value.request_id == "ticket-9"
+    assert str(refused.value) == f"INVALID_ARGUMENT: {said} (request id ticket-9)"
+    assert isinstance(made.value, CallFailed) and MADE_ID.fullmatch(made.value.request_id)
+    assert str(made.value).endswith(f" (request id {made.value.request_id})")
+    with stand_in(Faults(refusals=5, refusal=BUSY, pushback="10")) as target, \
+            AudioGanClient(target, timeout=10, retries=1, backoff=0.01) as c, pytest.raises(ServerBusy) as busy:
+        c.vocode(mel, request_id="ticket-10")
+    assert busy.value.request_id == "ticket-10" and str(busy.value).endswith("(request id ticket-10)")
+    assert ("grpc-retry-pushback-ms", "10") in busy.value.trailing_metadata()  # gRPC's error's, as before
+    with stand_in(Faults(chunks=3, cut=True)) as target, AudioGanClient(target, timeout=10) as c, \
+            pytest.raises(StreamBroken) as broken:
+        list(c.stream_chunks(mel=mel, request_id="ticket-11"))
+    assert broken.value.request_id == "ticket-11" and str(broken.value).endswith("(request id ticket-11)")
+    with AudioGanClient(f"127.0.0.1:{free_port()}", timeout=2, retries=0) as c, \
+            pytest.raises(CallFailed) as unreached:  # no server: the id the call was sent with
+        c.list_voices(request_id="ticket-12")
+    assert unreached.value.code() == grpc.StatusCode.UNAVAILABLE and unreached.value.request_id == "ticket-12"
+
+
+def test_an_error_carries_the_request_id_its_server_sent_back():
+    """Where the server logged the call under an id of its own (it did not take the caller's), the error
+    names that id, the one in the server's log."""
+    class Renames(pb_grpc.AudioGanServicer):
+        def ListVoices(self, request, context):
+            context.set_trailing_metadata((("x-request-id", "server-7"),))
+            context.abort(grpc.StatusCode.INTERNAL, "internal error: RuntimeError")
+
+    with stand_in(Renames()) as target, AudioGanClient(target, timeout=10) as c, pytest.raises(CallFailed) as info:
+        c.list_voices(request_id="mine")
+    assert info.value.request_id == "server-7"
+
+
+@pytest.mark.parametrize(("given", "said"), [("", "0 characters; give 1..128"), ("x" * 129, "129 characters"),
+                                             ("two words", "holds a space"), ("caf\u00e9", "not visible ASCII")])
+def test_a_request_id_no_server_would_take_is_refused_before_any_call(given, said):
+    faults = Faults()
+    with stand_in(faults) as target, AudioGanClient(target, timeout=10) as c, pytest.raises(ValueError, match=said):
+        c.vocode(np.zeros((80, 10), np.float32), request_id=given)
+    assert faults.calls == 0
+    done = cli("127.0.0.1:1", "--request-id", given, "voices")
+    assert done.returncode == 2 and "argument --request-id: " in done.stderr and said in done.stderr
+
+
+def test_cli_says_the_request_id_of_a_failed_call(tmp_path):
+    np.save(tmp_path / "mel.npy", np.zeros((80, 10), np.float32))
+    faults = Faults(refusals=1, refusal=grpc.StatusCode.INVALID_ARGUMENT)
+    with stand_in(faults) as target:
+        done = cli(target, "--request-id", "ticket-13", "vocode", str(tmp_path / "mel.npy"), "-o",
+                   str(tmp_path / "x.wav"))
+    assert done.returncode == 1 and faults.request_ids == ["ticket-13"]
+    assert one_line(done.stderr) == ("audiogan-client: INVALID_ARGUMENT: 1 calls in flight, the limit is 1; retry "
+                                     "later (request id ticket-13)")
 
 
 def cli(target: str, *args: str, **run: Any) -> subprocess.CompletedProcess[str]:
@@ -773,7 +872,8 @@ def test_cli_says_a_stream_cut_short_in_one_line_and_keeps_what_came(tmp_path):
         assert done.returncode == 1
         line = one_line(done.stderr)
         assert line == (f"audiogan-client: UNAVAILABLE: Socket closed (the stream stopped after 3 chunk(s), 0.30 s "
-                        f"of audio, short of its end) (the audio received before it is in {tmp_path / 'cut.wav'})")
+                        f"of audio, short of its end) (the audio received before it is in {tmp_path / 'cut.wav'}) "
+                        f"(request id {made_request_id(line)})")
         with wave.open(str(tmp_path / "cut.wav")) as w:  # whole as a file, and said to be short
             assert w.getnframes() == 3 * 1600
         raw = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", target, "say", "Hello.",
@@ -787,7 +887,9 @@ def test_cli_says_which_deadline_passed(tmp_path):
     with stand_in(Faults(slow=3.0)) as target:
         done = cli(target, "--timeout", "0.5", "voices")
         assert done.returncode == 1
-        assert one_line(done.stderr) == f"audiogan-client: DEADLINE_EXCEEDED: Deadline Exceeded {hint}"
+        line = one_line(done.stderr)
+        assert line == f"audiogan-client: DEADLINE_EXCEEDED: Deadline Exceeded {hint} " \
+                       f"(request id {made_request_id(line)})"
         done = cli(target, "--timeout", "0.5", "say", "Hello.", "--stream", "-o", str(tmp_path / "x.wav"))
         assert done.returncode == 1
         line = one_line(done.stderr)

@@ -39,8 +39,8 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AudioGan"].full_name
 
 
 class JsonFormatter(logging.Formatter):
-    """An object per line; a call's line also carries its fields (method, code, peer, duration_ms,
-    audio_seconds, error), so that a collector can filter on them without parsing the message."""
+    """An object per line; a call's line also carries its fields (method, code, peer, request_id,
+    duration_ms, audio_seconds, error), so that a collector can filter on them without parsing the message."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": round(record.created, 3), "level": record.levelname, "logger": record.name,
