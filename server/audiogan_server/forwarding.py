@@ -19,8 +19,9 @@ from audiogan_server.errors import RequestError, rpc
 from audiogan_server.metrics import Metrics
 from audiogan_server.overload import spread
 
-# Seconds from the process's start until the service exists: 1.6-1.7 s on 2 idle CPU cores, 3-7 s on a busy
-# machine (2026-12-08). A guess for the pushback, as LoadProgress's first rate is for the load.
+# Seconds from this servicer's making (the server's first step) until the service exists, the imports of torch
+# and the models' code: about 1.5 s on 2 idle CPU cores, 3.0-3.4 s at a load average of 3.6, up to 7 s on a
+# busier machine (2026-12-08). A guess for the pushback, as LoadProgress's first rate is for the load.
 STARTING_S = 2.0
 
 

@@ -189,9 +189,9 @@ async def serve(config: ServerConfig) -> None:
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     devices = sorted({str(e.vocoder.device) for e in registry.vocoders.values()})
-    log.info("serving: vocoders %s, voices %s, timbre models %s on %s, loaded in %.1f s", sorted(registry.vocoders),
-             sorted(registry.voices) or "none", sorted(registry.timbres) or "none", ", ".join(devices),
-             time.perf_counter() - started)
+    log.info("serving: vocoders %s, voices %s, timbre models %s on %s, imported and loaded in %.1f s",
+             sorted(registry.vocoders), sorted(registry.voices) or "none", sorted(registry.timbres) or "none",
+             ", ".join(devices), time.perf_counter() - started)
 
     await stopping.wait()
     await health_servicer.enter_graceful_shutdown()
