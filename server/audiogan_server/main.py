@@ -34,7 +34,8 @@ except ModuleNotFoundError as _missing:  # `pip install audiogan` alone installs
           "its extra and the client's stubs: pip install 'audiogan[server]' ./client", file=sys.stderr)
     sys.exit(2)  # as every other start-up failure
 
-if TYPE_CHECKING:  # imported once the server listens (_import_models): they bring in torch
+if TYPE_CHECKING:  # imported once the server listens (_prepare): they bring in torch
+    from audiogan_server.models import ModelRegistry
     from audiogan_server.service import AudioGanService
 
 T = TypeVar("T")
@@ -111,17 +112,21 @@ async def _start(config: ServerConfig, server: grpc.aio.Server, metrics: Metrics
     return port
 
 
-def _import_models(config: ServerConfig) -> None:
+def _prepare(config: ServerConfig) -> ModelRegistry:
     """Torch and the models' code: seconds of imports (3-7 s on a busy machine), run on the model thread
-    while the server listens; then the device, which only torch can check. Its error is a start-up error,
-    said before any model loads."""
+    while the server listens; then the device, which only torch can check (its error is a start-up error,
+    said before any model loads), and the load's plan, which the service's refusals while loading need."""
     from audiogan.vocoder.inference import pick_device
-    from audiogan_server import models, service  # noqa: F401  (imported here, used from the event loop)
+    from audiogan_server import service  # noqa: F401  (imported here, used from the event loop)
+    from audiogan_server.models import ModelRegistry
 
     try:
         pick_device(config.device)
     except ValueError as exc:
         raise StartupError(str(exc)) from None
+    registry = ModelRegistry()
+    registry.plan(config)
+    return registry
 
 
 async def _unless_stopped(work: asyncio.Future[T], stopping: asyncio.Event, started: float) -> T:
@@ -168,11 +173,9 @@ async def serve(config: ServerConfig) -> None:
     compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
     started = time.perf_counter()
     try:
-        await _unless_stopped(loop.run_in_executor(compute, _import_models, config), stopping, started)
-        from audiogan_server.models import ModelRegistry
+        registry = await _unless_stopped(loop.run_in_executor(compute, _prepare, config), stopping, started)
         from audiogan_server.service import AudioGanService
 
-        registry = ModelRegistry()
         service = AudioGanService(config, registry, metrics)
         front.service = service  # calls now hear that the models are loading, and when they will be in
         await _unless_stopped(loop.run_in_executor(compute, registry.load, config, compute, metrics), stopping,
