@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from audiogan.audio.stdio import STDIN_NAME, audio_output, check_stdout, is_stdio, source
-from audiogan.render.engine import ENGINES
-from audiogan.timbre.inference import MODES, seed_problem
-from audiogan.vocoder.istft import INFERENCE_PHASES
+from audiogan.render.choices import ENGINES
+from audiogan.timbre.choices import MODES, seed_problem
+from audiogan.vocoder.phases import INFERENCE_PHASES
 
 DEMO_CLIP = Path(__file__).parent / "samples" / "demo.flac"
 AUDIO_OUT = (".wav", ".flac")

@@ -15,9 +15,9 @@ server refused it.
 
 --together: each round starts ``audiogan-server`` on the bundled models and, at the same moment, a client
 (--retries, --backoff, 60 s deadline) that asks for 10 frames of audio: refused (no server listening yet,
-then UNAVAILABLE while the models load) until the server is ready, or until its retries run out. Reported
-per round: when the server listened and was serving, how long the call took, and how many times it was
-retried.
+then UNAVAILABLE while it imports its code and loads its models) until the server is ready, or until its
+retries run out. Reported per round: when the server listened and was serving, how long the call took,
+and how many times it was retried.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from audiogan.config import load_yaml
 from audiogan.train.tts_data import held_out as held_out_ids
 from audiogan.train.tts_data import read_metadata
 from audiogan.train.tts_trainer import TTSTrainingConfig
-from audiogan.vocoder.istft import INFERENCE_PHASES
+from audiogan.vocoder.phases import INFERENCE_PHASES
 
 if TYPE_CHECKING:
     from audiogan.tts import TTS

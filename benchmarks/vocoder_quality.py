@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from audiogan import Vocoder, load_audio, metrics
 from audiogan.audio.mel import MelSpectrogram
-from audiogan.vocoder.istft import INFERENCE_PHASES
+from audiogan.vocoder.phases import INFERENCE_PHASES
 from audiogan.weights import resolve
 from benchmarks.common import SHARED_SPEECH, held_out_clips, phase_label
 

@@ -17,7 +17,7 @@ import time
 import torch
 
 from audiogan import Vocoder, weights
-from audiogan.vocoder.istft import INFERENCE_PHASES
+from audiogan.vocoder.phases import INFERENCE_PHASES
 from benchmarks.common import phase_label, untrained_vocoder
 
 

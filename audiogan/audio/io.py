@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 import torchaudio.functional as AF
 
+from audiogan.audio.errors import AudioError
 from audiogan.config import is_int
 
 try:
@@ -33,10 +34,6 @@ except ImportError:  # Windows: temp files go unlocked, and none is taken for st
 # with a small kernel: from 1 Hz-800 kHz to 16 or 22.05 kHz that was within 5e-4 (0.9 cents, inaudible).
 MAX_KERNEL_TAPS = 1_000_000
 MAX_RATIO_ERROR = 1e-3
-
-
-class AudioError(ValueError):
-    """Audio that cannot be used: unreadable, empty, or not finite."""
 
 
 def resample(wave: torch.Tensor, orig_sr: int, target_sr: int) -> torch.Tensor:

@@ -12,11 +12,11 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
-from audiogan.audio.io import encode_audio, save_audio
+if TYPE_CHECKING:  # the command line parses its arguments with this module, before torch is imported
+    import numpy as np
+    import torch
 
 STDIO = "-"
 STDIN_NAME = "(standard input)"  # as load_audio names the other sources that are not paths: "(uploaded bytes)"
@@ -62,6 +62,8 @@ class AudioOutput:
 
     def write(self, wave: torch.Tensor | np.ndarray, sample_rate: int) -> str:
         """Write the audio; the name to report it by (the file's path, or STDOUT_NAME)."""
+        from audiogan.audio.io import encode_audio, save_audio  # torch: imported by the command's work alone
+
         if self._fd is None:
             return str(save_audio(self.path, wave, sample_rate))
         # Unbuffered: nothing is left in a buffer to be flushed at exit, into a pipe its reader has closed.

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from audiogan.render.choices import ENGINES
 from audiogan.render.joblog import labelled_records, working_on
 from audiogan.render.kinds import Rendered, Renderer, make_renderers
 from audiogan.render.manifest import Job, ManifestError, beside
@@ -91,9 +92,6 @@ def job_key(job: Job, renderer: Renderer) -> str:
     """The resume key: the job's parameters and seed plus the identity of the weights that render it, and how
     its noise is drawn where that changed."""
     return f"{job.key}:{renderer.model_id(renderer.group(job))}{renderer.seeding(job)}"
-
-
-ENGINES = ("local", "ray")
 
 
 def check_settings(batch_size: int, workers: int, engine: str = "local", cpus_per_actor: float = 1.0) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from audiogan.audio.io import NAME_MAX
-from audiogan.timbre.inference import MODES, SEED_MAX, seed_problem
+from audiogan.timbre.choices import MODES, SEED_MAX, seed_problem
 from audiogan.tts import ssml
 from audiogan.weights import file_digest
 

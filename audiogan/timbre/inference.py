@@ -15,6 +15,7 @@ from audiogan import weights
 from audiogan.audio.io import recording, resample
 from audiogan.config import from_dict, is_int, is_real
 from audiogan.timbre.analysis import analyse
+from audiogan.timbre.choices import MODES, SEED_MAX, seed_problem
 from audiogan.timbre.expression import CombConfig, harmonic_comb, sound_onset
 from audiogan.timbre.model import NoteGANConfig, slerp
 from audiogan.timbre.spectral import NoteSpectrogram, midi_to_hz
@@ -22,20 +23,8 @@ from audiogan.vocoder.inference import pick_device
 
 Timbre = str | Sequence[float] | torch.Tensor
 SILENCE = 1e-4  # a peak below -80 dBFS: nothing to match
-MODES = ("slerp", "lerp")  # ways of mixing two timbres: spherical or straight-line interpolation
-# Every seed, everywhere (library, `audiogan --seed`, render manifests, audiogan-client): what the wire's uint64
-# holds. Each seed draws noise of its own (seed_noise).
-SEED_MAX = 2**64 - 1
-SEED_RANGE = "a whole number in 0..2**64-1"
 # Seeds below this draw torch's noise: its CPU generator reads a seed's low 32 bits only.
 TORCH_SEEDS = 2**32
-
-
-def seed_problem(seed: object) -> str | None:
-    """Why ``seed`` is not a seed, or None: 1.5 once ran as 1, so two different seeds gave the same note."""
-    if is_int(seed) and 0 <= seed <= SEED_MAX:  # type: ignore[operator]
-        return None
-    return f"{seed!r} is not {SEED_RANGE}"
 
 
 def check_seed(seed: object) -> None:

@@ -14,9 +14,9 @@ from audiogan import weights
 from audiogan.audio.io import float_samples
 from audiogan.audio.mel import MelSpectrogram
 from audiogan.config import from_dict, is_int
-from audiogan.vocoder.istft import INFERENCE_PHASES
 from audiogan.vocoder.model import VocoderConfig, build_generator
 from audiogan.vocoder.pghi import PhaseTrack
+from audiogan.vocoder.phases import INFERENCE_PHASES
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:

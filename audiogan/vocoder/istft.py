@@ -21,9 +21,9 @@ from audiogan.vocoder.heads import (
     fundamental_phase,
     harmonic_phase,
 )
+from audiogan.vocoder.phases import INFERENCE_PHASES
 
 PHASE_HEADS = ("direct", "vector", "harmonic")
-INFERENCE_PHASES = ("network", "rtpghi")
 HEAD_PARTS = {"direct": 2, "vector": 3, "harmonic": 4}  # per bin: log-magnitude, then the phase's parts
 
 

@@ -45,7 +45,7 @@ class Range(NamedTuple):
             raise ValueError(f"{name} {value!r} is not {self}")
 
 
-# The same range and words as the audiogan library's seeds (audiogan.timbre.inference.SEED_RANGE).
+# The same range and words as the audiogan library's seeds (audiogan.timbre.choices.SEED_RANGE).
 SEEDS = Range(0, 2**64 - 1, whole=True, span="0..2**64-1")
 SPEED = Range(0.25, 4.0)
 PITCH_SHIFT = Range(-12.0, 12.0)

@@ -16,7 +16,7 @@ import grpc
 from audiogan_client._proto import audiogan_pb2 as pb
 from audiogan_client.client import PUSHBACK_KEY  # the key the client reads the pushback from
 
-from audiogan.audio.io import AudioError
+from audiogan.audio.errors import AudioError
 from audiogan_server import request_ids
 
 log = logging.getLogger("audiogan.server")

@@ -1,4 +1,5 @@
-"""``audiogan-server``: load the models, serve gRPC (plus health and reflection), drain on SIGTERM."""
+"""``audiogan-server``: listen, import and load the models, serve gRPC (plus health and reflection), drain on
+SIGTERM."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 try:
     import grpc
@@ -22,18 +24,21 @@ try:
     from grpc_reflection.v1alpha import reflection
 
     from audiogan.config import ConfigError, from_dict, load_yaml, override, to_dict
-    from audiogan.vocoder.inference import pick_device
-    from audiogan.vocoder.istft import INFERENCE_PHASES
+    from audiogan.vocoder.phases import INFERENCE_PHASES
     from audiogan_server.budget import MAX_MESSAGE_BYTES
     from audiogan_server.config import ServerConfig
+    from audiogan_server.forwarding import ForwardingServicer
     from audiogan_server.metrics import Metrics
-    from audiogan_server.models import ModelRegistry
-    from audiogan_server.service import AudioGanService
 except ModuleNotFoundError as _missing:  # `pip install audiogan` alone installs this command, not its packages
     print(f"audiogan-server: error: the Python package {_missing.name!r} is not installed; the server needs "
           "its extra and the client's stubs: pip install 'audiogan[server]' ./client", file=sys.stderr)
     sys.exit(2)  # as every other start-up failure
 
+if TYPE_CHECKING:  # imported once the server listens (_prepare): they bring in torch
+    from audiogan_server.models import ModelRegistry
+    from audiogan_server.service import AudioGanService
+
+T = TypeVar("T")
 log = logging.getLogger("audiogan.server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AudioGan"].full_name
 
@@ -62,7 +67,7 @@ class StartupError(Exception):
 
 
 class StoppedWhileLoading(Exception):
-    """SIGTERM or SIGINT came before the models were in."""
+    """SIGTERM or SIGINT came before the models were in (or before their code was imported)."""
 
     def __init__(self, seconds: float) -> None:
         super().__init__(f"stopped {seconds:.1f} s into loading")
@@ -107,10 +112,37 @@ async def _start(config: ServerConfig, server: grpc.aio.Server, metrics: Metrics
     return port
 
 
+def _prepare(config: ServerConfig) -> ModelRegistry:
+    """Torch and the models' code: seconds of imports (3-7 s on a busy machine), run on the model thread
+    while the server listens; then the device, which only torch can check (its error is a start-up error,
+    said before any model loads), and the load's plan, which the service's refusals while loading need."""
+    from audiogan.vocoder.inference import pick_device
+    from audiogan_server import service  # noqa: F401  (imported here, used from the event loop)
+    from audiogan_server.models import ModelRegistry
+
+    try:
+        pick_device(config.device)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    registry = ModelRegistry()
+    registry.plan(config)
+    return registry
+
+
+async def _unless_stopped(work: asyncio.Future[T], stopping: asyncio.Event, started: float) -> T:
+    """``work``'s result, or StoppedWhileLoading as soon as SIGTERM or Ctrl-C comes first: neither an import
+    nor a load can be interrupted, and nothing is in flight to drain."""
+    stop_asked = asyncio.ensure_future(stopping.wait())
+    await asyncio.wait([work, stop_asked], return_when=asyncio.FIRST_COMPLETED)
+    if not work.done():
+        raise StoppedWhileLoading(time.perf_counter() - started)
+    stop_asked.cancel()
+    return work.result()
+
+
 async def serve(config: ServerConfig) -> None:
     metrics = Metrics()
-    registry = ModelRegistry()
-    service = AudioGanService(config, registry, metrics)
+    front = ForwardingServicer(metrics)  # the service until the real one exists, which needs torch
     health_servicer = health.aio.HealthServicer()
     # so_reuseport off: by default a second server on a taken port would bind too and share its traffic.
     # Pings as often as min_ping_seconds, also on a connection with no call: a client's ping sent as its
@@ -121,13 +153,14 @@ async def serve(config: ServerConfig) -> None:
                                       ("grpc.http2.min_ping_interval_without_data_ms",
                                        round(config.min_ping_seconds * 1000)),
                                       ("grpc.keepalive_permit_without_calls", 1)])
-    pb_grpc.add_AudioGanServicer_to_server(service, server)
+    pb_grpc.add_AudioGanServicer_to_server(front, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     port = await _start(config, server, metrics)
-    # Listening before the models load lets health checks and clients see UNAVAILABLE instead of a refusal.
+    # Listening before torch is imported and the models load lets health checks and clients see UNAVAILABLE,
+    # with when to come back, instead of a refused connection for seconds.
     log.info("listening on %s:%d (%s)", config.host, port, "TLS" if config.tls_cert else "plaintext")
     if config.metrics_port:
         log.info("Prometheus metrics on http://%s:%d/metrics", config.host, config.metrics_port)
@@ -139,31 +172,29 @@ async def serve(config: ServerConfig) -> None:
 
     compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
     started = time.perf_counter()
-    loading = loop.run_in_executor(compute, registry.load, config, compute, metrics)
-    stop_asked = asyncio.ensure_future(stopping.wait())
     try:
-        await asyncio.wait([loading, stop_asked], return_when=asyncio.FIRST_COMPLETED)
-        if loading.done():
-            stop_asked.cancel()
-            loading.result()
+        registry = await _unless_stopped(loop.run_in_executor(compute, _prepare, config), stopping, started)
+        from audiogan_server.service import AudioGanService
+
+        service = AudioGanService(config, registry, metrics)
+        front.service = service  # calls now hear that the models are loading, and when they will be in
+        await _unless_stopped(loop.run_in_executor(compute, registry.load, config, compute, metrics), stopping,
+                              started)
     except (FileNotFoundError, ConfigError, ValueError) as exc:
         await server.stop(0)
         raise StartupError(f"cannot load models: {exc}") from None
     except BaseException:
         await server.stop(0)  # in the loop: no "Event loop is closed" from the finalizer after the traceback
         raise
-    if not loading.done():  # SIGTERM or Ctrl-C while loading: nothing in flight to drain
-        await server.stop(0)
-        raise StoppedWhileLoading(time.perf_counter() - started)
     registry.start()
     service.ready = True
     metrics.serving.set(1)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     devices = sorted({str(e.vocoder.device) for e in registry.vocoders.values()})
-    log.info("serving: vocoders %s, voices %s, timbre models %s on %s, loaded in %.1f s", sorted(registry.vocoders),
-             sorted(registry.voices) or "none", sorted(registry.timbres) or "none", ", ".join(devices),
-             time.perf_counter() - started)
+    log.info("serving: vocoders %s, voices %s, timbre models %s on %s, imported and loaded in %.1f s",
+             sorted(registry.vocoders), sorted(registry.voices) or "none", sorted(registry.timbres) or "none",
+             ", ".join(devices), time.perf_counter() - started)
 
     await stopping.wait()
     await health_servicer.enter_graceful_shutdown()
@@ -253,7 +284,6 @@ def load_config(args: argparse.Namespace) -> ServerConfig:
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
     _check_port("port", config.port, "0 = any free port")
     _check_port("metrics_port", config.metrics_port, "0 = no metrics")
-    _check_device(config.device)
     config.batching.check()
     config.limits.check()
     for name in ("grace_seconds", "min_ping_seconds"):
@@ -277,14 +307,6 @@ def _check_threads(threads: int) -> None:
 def _check_port(name: str, port: int, zero: str) -> None:
     if not 0 <= port <= 65535:
         raise ConfigError(f"{name} {port} is out of range 0..65535 ({zero})")
-
-
-def _check_device(device: str) -> None:
-    """A misspelt or absent device is said before anything loads, not from the model thread."""
-    try:
-        pick_device(device)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> None:

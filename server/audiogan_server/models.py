@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 import numpy as np
@@ -287,6 +287,16 @@ def _lookup(loaded: dict[str, T], name: str, field: str, what: str, none_loaded:
     return engine
 
 
+class LoadPlan(NamedTuple):
+    """The weights ``ModelRegistry.load`` reads, their sizes, and the sizes given to its warm-up steps."""
+
+    vocoders: list[Path]
+    voices: list[Path]
+    timbres: list[Path]
+    size: dict[Path, int]
+    warm_up: list[int]
+
+
 class ModelRegistry:
     """Everything a server can synthesize with. Timbre models join when that model lands."""
 
@@ -298,19 +308,28 @@ class ModelRegistry:
         self.timbres: dict[str, TimbreEngine] = {}
         self.default_timbre = ""
         self.progress = LoadProgress()  # how far ``load`` has come: the pushback while it runs
+        self.planned: LoadPlan | None = None
 
-    def load(self, config: ServerConfig, executor: Executor, metrics: Metrics) -> None:
-        """Every model, then their warm-up, each a step of ``progress`` sized in bytes of weights: a vocoder's
-        first pass as its weights (it took about half as long as loading them, 1.3 against 2.3 s), and
-        conversion's pitch analysis as ``ANALYSIS_BYTES``."""
-        if config.threads > 0:
-            torch.set_num_threads(config.threads)
+    def plan(self, config: ServerConfig) -> LoadPlan:
+        """Find every model's weights and size the load's steps in bytes of weights: a vocoder's first pass
+        as its weights (it took about half as long as loading them, 1.3 against 2.3 s), and conversion's
+        pitch analysis as ``ANALYSIS_BYTES``. Done before the service takes calls, so that the first call
+        refused while loading hears how long the whole load will take, not "at once"."""
         vocoders = [weights.resolve(spec, "vocoder") for spec in config.vocoders]
         voices = _optional_models(config.voices, "tts")
         timbres = _optional_models(config.timbres, "timbre")
         size = {path: path.stat().st_size for path in [*vocoders, *voices, *timbres]}
         warm_up = [size[path] for path in vocoders] + ([ANALYSIS_BYTES] if timbres else [])
         self.progress.plan(sum(size.values()) + sum(warm_up))
+        self.planned = LoadPlan(vocoders, voices, timbres, size, warm_up)
+        return self.planned
+
+    def load(self, config: ServerConfig, executor: Executor, metrics: Metrics) -> None:
+        """Every model, then their warm-up, each a step of ``progress`` (planned first, if ``plan`` was not
+        called)."""
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        vocoders, voices, timbres, size, warm_up = self.planned or self.plan(config)
         iterations = None if config.phase_iterations < 0 else config.phase_iterations
         for path in vocoders:
             with self.progress.step(size[path]):

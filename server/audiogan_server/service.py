@@ -20,8 +20,8 @@ from audiogan_client._proto import audiogan_pb2_grpc as pb_grpc
 from audiogan.audio.io import AudioError, load_audio
 from audiogan.audio.stream import StreamResampler
 from audiogan.timbre import TimbreModel
+from audiogan.timbre.choices import MODES
 from audiogan.timbre.convert import Conversion
-from audiogan.timbre.inference import MODES
 from audiogan.tts.lines import Line
 from audiogan.tts.timing import Timings
 from audiogan.vocoder.inference import MEL_CEILING
