@@ -901,24 +901,22 @@ def test_cli_says_which_deadline_passed(tmp_path):
 def test_cli_leaves_no_cut_short_file_when_its_write_fails(tmp_path):
     """A write cut short (here: a file-size limit standing in for a full disk) left a WAV whose header
     promised audio that was not there, over the good file of an earlier run."""
-    import resource
-    import signal
-
     class Long(pb_grpc.AudioGanServicer):
         def Vocode(self, request, context):
             return pb.Audio(audio=np.zeros(160_000, "<f4").tobytes(), encoding=pb.FLOAT32, sample_rate_hz=16000)
 
-    def small_files() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), not the process
-        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
-
+    # The limit is set by a small launcher that then execs the command, not by a preexec_fn: that forks this
+    # process, whose gRPC threads (the stand-in server's) made the child abort now and then ("epoll_wait
+    # error: Bad file descriptor", exit -6) before the command ran. A write past the limit fails (EFBIG)
+    # rather than killing the process: SIGXFSZ is ignored, which exec keeps.
+    small_files = ("import os, resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+                   "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000)); os.execv(sys.argv[1], sys.argv[1:])")
     np.save(tmp_path / "mel.npy", np.zeros((80, 10), np.float32))
     before = write_wav(tmp_path / "out.wav", np.zeros(1000, np.float32), 16000).read_bytes()
     with stand_in(Long()) as target:
-        done = cli(target, "vocode", str(tmp_path / "mel.npy"), "-o", str(tmp_path / "out.wav"),
-                   preexec_fn=small_files)
-    # Under the file-size limit gRPC's poller once logged an epoll error of its own (in a CI run), so only
-    # the command's last line is checked here; the other CLI tests hold it to one line.
+        done = subprocess.run([sys.executable, "-c", small_files, sys.executable, "-m", "audiogan_client.cli",
+                               "--target", target, "vocode", str(tmp_path / "mel.npy"), "-o",
+                               str(tmp_path / "out.wav")], capture_output=True, text=True, timeout=60)
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 1 and last == "audiogan-client: [Errno 27] File too large", done.stderr
     assert "Traceback" not in done.stderr
