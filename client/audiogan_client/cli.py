@@ -33,7 +33,7 @@ from audiogan_client.ranges import (
     Range,
 )
 from audiogan_client.request_ids import MAX_REQUEST_ID_CHARS, check_request_id
-from audiogan_client.stdio import STDIN_NAME, is_stdio, one_reader, read_stdin
+from audiogan_client.stdio import is_stdio, name_of, one_reader, read_stdin
 
 OUT_DEFAULT = "out.wav"
 TIMBRE_HELP = "instrument name, or a latent (comma list, .npy, or - for a .npy on standard input)"
@@ -90,7 +90,7 @@ def _array(path: str, what: str) -> np.ndarray:
     origin)."""
     given: str | io.BytesIO = path
     if is_stdio(path):
-        given, path = io.BytesIO(read_stdin(what)), STDIN_NAME
+        given, path = io.BytesIO(read_stdin(what)), name_of(path)
     elif Path(path).is_dir():
         raise ValueError(f"{path} is a folder, not a .npy file of {what}")
     try:
@@ -209,8 +209,7 @@ def cmd_vocode(args: argparse.Namespace) -> Call:
     _audio_output(args.output, inputs=(args.mel,))
     mel = _array(args.mel, "a mel")
     if mel.ndim != 2:
-        name = STDIN_NAME if is_stdio(args.mel) else args.mel
-        raise ValueError(f"{name} holds an array of shape {mel.shape}; a mel is [n_mels, frames]")
+        raise ValueError(f"{name_of(args.mel)} holds an array of shape {mel.shape}; a mel is [n_mels, frames]")
     return lambda client: _save(client.vocode(mel, vocoder=args.vocoder, sample_rate=args.sample_rate,
                                               request_id=args.request_id), args.output)
 

@@ -17,6 +17,11 @@ def is_stdio(path: str | None) -> bool:
     return path == STDIO
 
 
+def name_of(path: str) -> str:
+    """The name an input's errors give it: its path, or STDIN_NAME for ``-``."""
+    return STDIN_NAME if is_stdio(path) else path
+
+
 def one_reader(inputs: dict[str, str | None]) -> None:
     """Refuse two inputs (keyed by the option that names each) given as ``-``: the first would take all of
     standard input and leave the second nothing. Checked before either is read."""
