@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -32,8 +33,10 @@ from audiogan_client.ranges import (
     Range,
 )
 from audiogan_client.request_ids import MAX_REQUEST_ID_CHARS, check_request_id
+from audiogan_client.stdio import is_stdio, name_of, one_reader, read_stdin
 
 OUT_DEFAULT = "out.wav"
+TIMBRE_HELP = "instrument name, or a latent (comma list, .npy, or - for a .npy on standard input)"
 Call = Callable[[AudioGanClient], None]  # a command's work once its arguments and files have passed
 
 
@@ -45,6 +48,11 @@ def _read(path: str, option: str) -> bytes:
         raise ValueError(f"{option} {path}: {err.strerror or err}") from None
 
 
+def _input(path: str, option: str, what: str) -> bytes:
+    """An input's bytes: a file's, or for ``-`` all of standard input's (``what`` it should hold names it)."""
+    return read_stdin(what) if is_stdio(path) else _read(path, option)
+
+
 def _output(path: str, option: str = "-o", *, folder: bool = False, inputs: tuple[str | None, ...] = ()) -> str:
     """Refuse an output before the server is called, not once it has done the work: a folder for a file or a
     file for a folder, nowhere to write, or one of the command's ``inputs`` (`convert take.wav -o take.wav`
@@ -54,7 +62,8 @@ def _output(path: str, option: str = "-o", *, folder: bool = False, inputs: tupl
         raise ValueError(f"{option} {path} is a {'file' if folder else 'folder'}; name a "
                          f"{'folder' if folder else 'file in it'}")
     for source in inputs:
-        if source and target.exists() and Path(source).exists() and os.path.samefile(source, target):
+        if source and not is_stdio(source) and target.exists() and Path(source).exists() \
+                and os.path.samefile(source, target):
             raise ValueError(f"{option} {path} is the input {source}; name another file, or it would be replaced")
     # Missing folders are made on writing: the nearest existing one must be a folder open to writing.
     start = target if folder else target.parent
@@ -76,12 +85,16 @@ def _audio_output(path: str, inputs: tuple[str | None, ...] = ()) -> str:
 
 
 def _array(path: str, what: str) -> np.ndarray:
-    """A .npy file of real numbers, or an error naming ``what`` it should hold (numpy's own advice for a
-    file that is not one is to unpickle it, which is unsafe for a file of unknown origin)."""
-    if Path(path).is_dir():
+    """A .npy file of real numbers (``-``: standard input), or an error naming ``what`` it should hold
+    (numpy's own advice for a file that is not one is to unpickle it, which is unsafe for a file of unknown
+    origin)."""
+    given: str | io.BytesIO = path
+    if is_stdio(path):
+        given, path = io.BytesIO(read_stdin(what)), name_of(path)
+    elif Path(path).is_dir():
         raise ValueError(f"{path} is a folder, not a .npy file of {what}")
     try:
-        data = np.load(path, allow_pickle=False)
+        data = np.load(given, allow_pickle=False)
     except FileNotFoundError:
         raise ValueError(f"{what} file not found: {path}") from None
     except (OSError, ValueError, EOFError):
@@ -92,8 +105,8 @@ def _array(path: str, what: str) -> np.ndarray:
 
 
 def _timbre(spec: str, option: str) -> str | list[float]:
-    """'violin' is an instrument; '0.1,0.2,...' or a .npy path is a latent."""
-    if spec.endswith(".npy"):
+    """'violin' is an instrument; '0.1,0.2,...', a .npy path or '-' (a .npy piped in) is a latent."""
+    if spec.endswith(".npy") or is_stdio(spec):
         return _array(spec, "a timbre latent").astype(np.float32).ravel().tolist()
     if "," in spec:
         try:
@@ -108,7 +121,7 @@ def _label(spec: str) -> str:
     put the file outside the output folder) or hundreds of comma-separated numbers (too long a name)."""
     if spec.endswith(".npy"):
         spec = Path(spec).stem
-    elif "," in spec:
+    elif "," in spec or is_stdio(spec):
         spec = "latent"
     return re.sub(r"[^\w.-]+", "_", spec).strip("._")[:64] or "timbre"
 
@@ -124,9 +137,10 @@ def _text(args: argparse.Namespace) -> str:
     if not args.file:
         return args.text
     try:
-        return _read(args.file, "--file").decode("utf-8")
+        return _input(args.file, "--file", "text").decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"say: {args.file} is not UTF-8 text (byte {exc.start}); convert it first") from None
+        name = "standard input" if is_stdio(args.file) else args.file
+        raise ValueError(f"say: {name} is not UTF-8 text (byte {exc.start}); convert it first") from None
 
 
 def _check_say(args: argparse.Namespace) -> None:
@@ -195,7 +209,7 @@ def cmd_vocode(args: argparse.Namespace) -> Call:
     _audio_output(args.output, inputs=(args.mel,))
     mel = _array(args.mel, "a mel")
     if mel.ndim != 2:
-        raise ValueError(f"{args.mel} holds an array of shape {mel.shape}; a mel is [n_mels, frames]")
+        raise ValueError(f"{name_of(args.mel)} holds an array of shape {mel.shape}; a mel is [n_mels, frames]")
     return lambda client: _save(client.vocode(mel, vocoder=args.vocoder, sample_rate=args.sample_rate,
                                               request_id=args.request_id), args.output)
 
@@ -214,6 +228,7 @@ def cmd_notes(args: argparse.Namespace) -> Call:
 
 def cmd_interpolate(args: argparse.Namespace) -> Call:
     _audio_output(args.output)
+    one_reader({"--from": args.timbre_from, "--to": args.timbre_to})
     timbres = _timbre(args.timbre_from, "--from"), _timbre(args.timbre_to, "--to")
     return lambda client: _interpolate(client, args, *timbres)
 
@@ -233,7 +248,8 @@ def _interpolate(client: AudioGanClient, args: argparse.Namespace, timbre_from: 
 
 def cmd_convert(args: argparse.Namespace) -> Call:
     _audio_output(args.output, inputs=(args.input,))
-    recording = _read(args.input, "input")
+    one_reader({"input": args.input, "--to": args.to, "--to-b": args.to_b})
+    recording = _input(args.input, "input", "audio")
     to, to_b = _timbre(args.to, "--to"), _timbre(args.to_b, "--to-b") if args.to_b else None
     return lambda client: _save(client.convert(recording, to=to, model=args.model, sample_rate=args.sample_rate,
                                                flat=args.flat, to_b=to_b, mode=args.mode, seed=args.seed,
@@ -301,8 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="audiogan-client", description=__doc__,
         epilog="Inputs are read and outputs checked before the server is called; an output is written whole or "
-               "not at all, and replaces a file of that name, never the input. Exit status: 0 done; 2 a usage "
-               "error, nothing sent; 1 a failed call or write, said in one line.")
+               "not at all, and replaces a file of that name, never the input. An input given as - is read whole "
+               "from standard input (a terminal or an empty pipe is refused), at most one per command. Exit "
+               "status: 0 done; 2 a usage error, nothing sent; 1 a failed call or write, said in one line.")
     parser.add_argument("--target", default="127.0.0.1:50051", help="server address (default %(default)s)")
     parser.add_argument("--timeout", type=_ranged(TIMEOUT), default=120.0,
                         help="each call's deadline in seconds, retries included, > 0, at most 1e9 "
@@ -326,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("say", "text -> speech", out_help="output .wav or .flac (default %(default)s); '-' writes a WAV to "
                                               "stdout, or with --stream raw little-endian PCM16 as it arrives")
     p.add_argument("text", nargs="?", help="the text (or use --file); SSML when it starts with <speak>")
-    p.add_argument("--file", help="read the text from this UTF-8 file")
+    p.add_argument("--file", help="read the text from this UTF-8 file; - reads it from standard input")
     p.add_argument("--voice", default="", help="voice name (see `voices`)")
     p.add_argument("--speed", type=_ranged(SPEED), default=1.0, help="0.25..4 (default %(default)g)")
     p.add_argument("--pitch-shift", type=_ranged(PITCH_SHIFT), default=0.0,
@@ -339,15 +356,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_say)
 
     p = add("vocode", "log-mel .npy [n_mels, frames] -> audio")
-    p.add_argument("mel", help="a log-mel [n_mels, frames] saved with np.save, e.g. audiogan/samples/demo_mel.npy")
+    p.add_argument("mel", help="a log-mel [n_mels, frames] saved with np.save, e.g. audiogan/samples/demo_mel.npy; "
+                               "- reads the .npy from standard input")
     p.add_argument("--vocoder", default="", help="vocoder name (see `voices`; default: the server's)")
     p.set_defaults(func=cmd_vocode)
 
     p = add("notes", "instrument notes, one WAV per pitch in the output folder", out_default="notes",
             out_help="output folder (default %(default)s)")
     p.add_argument("--instrument", required=True,
-                   help="instrument name, or a latent (comma list or .npy; a list that starts with '-' goes as "
-                        "--instrument=-0.1,...); files are named after the name, the .npy's stem, or 'latent'")
+                   help="instrument name, or a latent (comma list, .npy, or - for a .npy on standard input; a list "
+                        "that starts with '-' goes as --instrument=-0.1,...); files are named after the name, the "
+                        ".npy's stem, or 'latent'")
     p.add_argument("--pitches", type=_ranged(PITCH), nargs="+", default=[60],
                    help="MIDI pitches, one note each, within the model's range (default 60)")
     _note_options(p)
@@ -357,9 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Not dest="target": that is the global server address, which --to would silently replace.
     # --instrument as `audiogan note --instrument A --to B`, the same morph made locally.
     p.add_argument("--from", "--instrument", dest="timbre_from", required=True,
-                   help="the first step's timbre: instrument name, or a latent (comma list or .npy)")
+                   help=f"the first step's timbre: {TIMBRE_HELP}")
     p.add_argument("--to", dest="timbre_to", required=True,
-                   help="the last step's timbre: instrument name, or a latent (comma list or .npy)")
+                   help=f"the last step's timbre: {TIMBRE_HELP}")
     p.add_argument("--pitch", type=_ranged(PITCH), default=60,
                    help="MIDI pitch, within the model's range (default %(default)s)")
     p.add_argument("--steps", type=_ranged(Range(2, 64, whole=True)), default=8,
@@ -370,12 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_interpolate)
 
     p = add("convert", "re-render a recording with another timbre")
-    p.add_argument("input", help="WAV/FLAC/OGG file")
-    p.add_argument("--to", required=True, help="instrument name, or a latent (comma list or .npy)")
+    p.add_argument("input", help="WAV/FLAC/OGG file; - reads it from standard input")
+    p.add_argument("--to", required=True, help=TIMBRE_HELP)
     p.add_argument("--flat", action="store_true",
                    help="play the notes as the model makes them, held on their semitones at one level "
                         "(default: follow the recording's vibrato, bends and dynamics within each note)")
-    p.add_argument("--to-b", help="morph: the timbre of the last note (--to is the first's), name or latent")
+    p.add_argument("--to-b", help="morph: the timbre of the last note (--to is the first's), as --to takes it")
     p.add_argument("--mode", choices=["slerp", "lerp"], default="slerp", help="how a morph mixes the timbres")
     _seed_option(p, "the notes' random latents, the recording's note i taking seed + i: same seed, same result")
     _model_option(p)

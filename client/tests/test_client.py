@@ -8,8 +8,10 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import importlib.util
+import io
 import json
 import os
+import pty
 import re
 import shutil
 import socket
@@ -950,3 +952,116 @@ def test_cli_says_a_certificate_the_server_does_not_match_in_one_line(tmp_path):
         assert done.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in one_line(done.stderr)
     finally:
         server.stop(0)
+
+
+def piped(target: str, *args: str, stdin: bytes | int, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    """The CLI with ``stdin`` piped in (bytes) or as that descriptor (a terminal's)."""
+    given = {"input": stdin} if isinstance(stdin, bytes) else {"stdin": stdin}
+    return subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", target, *args],
+                          capture_output=True, timeout=120, cwd=cwd, **given)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    saved = io.BytesIO()
+    np.save(saved, array)
+    return saved.getvalue()
+
+
+def wav_samples(data: bytes) -> np.ndarray:
+    with wave.open(io.BytesIO(data)) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2") / 32767.0
+
+
+@needs_server
+def test_cli_reads_an_input_given_as_dash_from_standard_input(client, mel, tmp_path):
+    """`vocode -`, `say --file -`, `convert -` and a timbre `-` read a file of that name, and found none."""
+    latent = np.random.default_rng(3).normal(size=128).astype(np.float32)
+    recording = write_wav(tmp_path / "melody.wav", two_notes(), 16000).read_bytes()
+    cases = [  # the command, what is piped in, and what the library makes of the same input
+        (["vocode", "-", "-o", "out.wav"], npy_bytes(mel), client.vocode(mel)[0]),
+        (["say", "--file", "-", "-o", "out.wav"], b"Hello there.", client.synthesize("Hello there.").samples),
+        (["notes", "--instrument", "-", "--seconds", "1", "-o", "."], npy_bytes(latent),
+         client.notes([{"pitch": 60, "timbre": latent.tolist(), "seconds": 1.0}])[0].samples),
+    ]
+    for args, stdin, expected in cases:
+        done = piped(TARGET, *args, stdin=stdin, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        written = tmp_path / ("latent-060.wav" if args[0] == "notes" else "out.wav")  # no "--060.wav"
+        np.testing.assert_allclose(read_wav(written), expected, atol=2e-3)  # PCM16; speech batched with padding
+        written.unlink()
+    # A whole pipe: a recording in, a WAV out.
+    done = piped(TARGET, "convert", "-", "--to", "violin", "-o", "-", stdin=recording, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(wav_samples(done.stdout), client.convert(recording, to="violin").samples, atol=2e-4)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["melody.wav"]
+
+
+STDIN_READERS = [  # a command with one input given as -, and what it reads there
+    (["vocode", "-"], "a mel"),
+    (["say", "--file", "-"], "text"),
+    (["convert", "-", "--to", "violin"], "audio"),
+    (["convert", "take.wav", "--to", "-"], "a timbre latent"),
+    (["notes", "--instrument", "-"], "a timbre latent"),
+    (["interpolate", "--from", "flute", "--to", "-"], "a timbre latent"),
+]
+
+
+@pytest.mark.parametrize(("args", "what"), STDIN_READERS)
+def test_cli_refuses_an_empty_pipe_or_a_terminal_on_stdin_before_any_call(args, what, tmp_path):
+    """A terminal would wait for typing; an empty pipe is a producer that failed. Both are usage errors said
+    in one line, exit 2: no server listens on port 1, where a call would have failed with exit 1."""
+    write_wav(tmp_path / "take.wav", two_notes(), 16000)
+    done = piped("127.0.0.1:1", *args, "-o", "out.wav", stdin=b"", cwd=tmp_path)
+    assert done.returncode == 2
+    assert one_line(done.stderr.decode()) == (f"audiogan-client: error: standard input is empty: - reads {what} "
+                                              f"from it, and none was piped in")
+    main_end, terminal = pty.openpty()
+    try:
+        done = piped("127.0.0.1:1", *args, "-o", "out.wav", stdin=terminal, cwd=tmp_path)
+    finally:
+        os.close(main_end)
+        os.close(terminal)
+    assert done.returncode == 2
+    assert one_line(done.stderr.decode()) == (f"audiogan-client: error: - reads {what} from standard input, which "
+                                              f"is a terminal: pipe it in (... | audiogan-client ... -) or name "
+                                              f"a file")
+    assert [f.name for f in tmp_path.iterdir()] == ["take.wav"]
+
+
+@pytest.mark.parametrize(("args", "readers"), [
+    (["convert", "-", "--to", "-"], "input and --to"),
+    (["convert", "-", "--to", "violin", "--to-b", "-"], "input and --to-b"),
+    (["convert", "take.wav", "--to", "-", "--to-b", "-"], "--to and --to-b"),
+    (["interpolate", "--from", "-", "--to", "-"], "--from and --to"),
+])
+def test_cli_refuses_two_inputs_given_as_dash(args, readers, tmp_path):
+    """Standard input can be read once: the first input would take it all and leave the second nothing."""
+    write_wav(tmp_path / "take.wav", two_notes(), 16000)
+    done = piped("127.0.0.1:1", *args, stdin=npy_bytes(np.zeros(128, np.float32)), cwd=tmp_path)
+    assert done.returncode == 2
+    assert one_line(done.stderr.decode()) == (f"audiogan-client: error: {readers} are both -, and standard input "
+                                              f"can be read once: pipe in one of them and name a file for the other")
+
+
+@pytest.mark.parametrize(("args", "stdin", "message"), [
+    (["vocode", "-"], b"not an array", "cannot read (standard input) as a mel: not a .npy array written by np.save"),
+    (["vocode", "-"], npy_bytes(np.zeros(3)), "(standard input) holds an array of shape (3,); a mel is [n_mels, "),
+    (["notes", "--instrument", "-"], npy_bytes(np.array(["a"])), "(standard input) does not hold a timbre latent"),
+    (["say", "--file", "-"], b"caf\xe9", "say: standard input is not UTF-8 text (byte 3); convert it first"),
+])
+def test_cli_names_standard_input_when_what_it_holds_is_no_use(args, stdin, message, tmp_path):
+    done = piped("127.0.0.1:1", *args, stdin=stdin, cwd=tmp_path)
+    assert done.returncode == 2 and message in one_line(done.stderr.decode()), done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_help_says_which_inputs_read_standard_input():
+    for args, said in ((["vocode"], "- reads the .npy from standard input"),
+                       (["convert"], "- reads it from standard input"),
+                       (["say"], "--file FILE read the text from this UTF-8 file; - reads it from standard input"),
+                       (["notes"], "- for a .npy on standard input"),
+                       (["interpolate"], "- for a .npy on standard input"),
+                       ([], "An input given as - is read whole from standard input")):
+        done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", *args, "--help"], capture_output=True,
+                              text=True, timeout=60)
+        assert said in " ".join(done.stdout.split()), done.stdout
