@@ -33,7 +33,7 @@ from audiogan_client.ranges import (
     Range,
 )
 from audiogan_client.request_ids import MAX_REQUEST_ID_CHARS, check_request_id
-from audiogan_client.stdio import is_stdio, name_of, one_reader, read_stdin
+from audiogan_client.stdio import check_stdout, is_stdio, name_of, one_reader, read_stdin
 
 OUT_DEFAULT = "out.wav"
 TIMBRE_HELP = "instrument name, or a latent (comma list, .npy, or - for a .npy on standard input)"
@@ -81,7 +81,10 @@ def _audio_output(path: str, inputs: tuple[str | None, ...] = ()) -> str:
         check_output(path)
     except ValueError as err:
         raise ValueError(f"-o {err}") from None
-    return path if path == "-" else _output(path, inputs=inputs)
+    if is_stdio(path):
+        check_stdout("-o -")
+        return path
+    return _output(path, inputs=inputs)
 
 
 def _array(path: str, what: str) -> np.ndarray:
@@ -149,6 +152,8 @@ def _check_say(args: argparse.Namespace) -> None:
         raise ValueError("say: give TEXT or --file, not both")
     if args.raw and args.output not in ("-", OUT_DEFAULT):
         raise ValueError("say: --raw streams PCM to standard output; drop -o, or drop --raw to write a file")
+    if args.raw:
+        check_stdout("--raw")
     if args.timings and (args.stream or args.raw):
         raise ValueError("say: --timings comes with the whole-audio call, not --stream or --raw")
     if args.timings and Path(args.timings).suffix.lower() != ".json":

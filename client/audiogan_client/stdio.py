@@ -42,3 +42,11 @@ def read_stdin(what: str) -> bytes:
     if not data:
         raise ValueError(f"standard input is empty: - reads {what} from it, and none was piped in")
     return data
+
+
+def check_stdout(option: str) -> None:
+    """Refuse audio bound for standard output where that is a terminal, before the call: its bytes there
+    are noise and can upset the terminal (``option``: what sent it there, "-o -" or "--raw")."""
+    if sys.stdout is not None and sys.stdout.isatty():
+        raise ValueError(f"{option}: standard output is a terminal, not a place for audio's bytes; pipe it on "
+                         "(| aplay) or redirect it (> out.wav)")

@@ -1028,6 +1028,28 @@ def test_cli_refuses_an_empty_pipe_or_a_terminal_on_stdin_before_any_call(args, 
     assert [f.name for f in tmp_path.iterdir()] == ["take.wav"]
 
 
+@pytest.mark.parametrize(("args", "option"), [
+    (["vocode", "mel.npy", "-o", "-"], "-o -"),
+    (["say", "Hello.", "--stream", "-o", "-"], "-o -"),
+    (["say", "Hello.", "--raw"], "--raw"),
+])
+def test_cli_refuses_audio_onto_a_terminal_before_any_call(args, option, tmp_path):
+    """A WAV's or raw PCM's bytes on a terminal are noise (and can upset it); the audiogan CLI refuses them
+    too. No server listens on port 1: exit 2, not 1, shows the refusal came before any call."""
+    np.save(tmp_path / "mel.npy", np.zeros((80, 10), np.float32))
+    main_end, terminal = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", "127.0.0.1:1", *args],
+                              stdout=terminal, stderr=subprocess.PIPE, timeout=120, cwd=tmp_path)
+    finally:
+        os.close(main_end)
+        os.close(terminal)
+    assert done.returncode == 2
+    assert one_line(done.stderr.decode()) == (f"audiogan-client: error: {option}: standard output is a terminal, "
+                                              f"not a place for audio's bytes; pipe it on (| aplay) or redirect it "
+                                              f"(> out.wav)")
+
+
 @pytest.mark.parametrize(("args", "readers"), [
     (["convert", "-", "--to", "-"], "input and --to"),
     (["convert", "-", "--to", "violin", "--to-b", "-"], "input and --to-b"),
