@@ -28,11 +28,12 @@ STDIO = "-"
 STDIN_NAME = "(standard input)"  # as load_audio names the other sources that are not paths: "(uploaded bytes)"
 STDOUT_NAME = "a WAV to standard output"  # as reports say it: "wrote a WAV to standard output (2.00 s ...)"
 
-# A streamed WAV's data size, when its header goes out before the audio is made. Not 0xFFFFFFFF, the other
-# size in use for "unknown": 0x7FFFF000 is positive for readers that hold sizes as signed 32-bit numbers, it
-# leaves room for the RIFF size to be, as the format has it, the data's size plus the 36 header bytes after it,
-# and it is whole samples. Readers stop where the pipe ends, before it (soundfile and Python's wave do, tested);
-# one that believed it would stop after 18.6 hours of 16 kHz speech. 0 would say "no audio".
+# A streamed WAV's data size, when its header goes out before the audio is made: the one sox writes into a
+# pipe. Not 0xFFFFFFFF, the other size in use for "unknown": 0x7FFFF000 is positive for readers that hold
+# sizes as signed 32-bit numbers, it leaves room for the RIFF size to be, as the format has it, the data's size
+# plus the 36 header bytes after it, and it is whole samples. Readers stop where the pipe ends, before it
+# (soundfile, Python's wave, sox and aplay do, tried); one that believed it would stop after 18.6 hours of
+# 16 kHz speech. 0 would say "no audio".
 STREAMED_DATA_SIZE = 0x7FFFF000
 
 # The client package (client/audiogan_client/stdio.py) has its own copies of this function and of

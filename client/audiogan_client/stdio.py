@@ -21,9 +21,9 @@ STDIO = "-"
 STDIN_NAME = "(standard input)"  # the name errors give the input, as `audiogan` names it
 
 
-# A streamed WAV's data size, as `audiogan`'s: positive as a signed 32-bit number (not 0xFFFFFFFF, the other
-# "unknown" in use), with room for the RIFF size to be the data's plus 36 as the format has it, whole samples.
-# Readers stop where the pipe ends, before it (soundfile and Python's wave do).
+# A streamed WAV's data size, as `audiogan`'s, and the one sox writes into a pipe: positive as a signed 32-bit
+# number (not 0xFFFFFFFF, the other "unknown" in use), with room for the RIFF size to be the data's plus 36 as
+# the format has it, whole samples. Readers stop where the pipe ends, before it (Python's wave, sox, aplay).
 STREAMED_DATA_SIZE = 0x7FFFF000
 
 
