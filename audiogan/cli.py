@@ -231,7 +231,7 @@ def _say(args: argparse.Namespace) -> int:
     if args.show:
         return _show(args, text)
     if (args.timings or args.plot) and (args.raw or args.output == "-"):
-        raise ValueError("--timings and --plot need the audio in a file, not streamed raw to stdout")
+        raise ValueError("--timings and --plot need the audio in a file, not streamed to stdout")
     if args.timings:
         check_path(args.timings)
         _output(args.timings, (".json", ".vtt", ".srt"), "--timings")
@@ -242,14 +242,15 @@ def _say(args: argparse.Namespace) -> int:
         raise ValueError(f"--speaker {args.speaker}: {tts.name} knows speakers 0..{tts.speakers - 1}")
     rate = tts.sample_rate
     if args.raw or args.output == "-":
-        # Piper-style piping: little-endian PCM16 on stdout as each piece is vocoded, e.g. into
-        # `aplay -r 16000 -f S16_LE -t raw -`; the report goes to stderr, out of the audio's way.
-        samples = 0
-        for chunk in tts.stream(text, speed=args.speed, pitch_shift=args.pitch_shift, speaker=args.speaker):
-            sys.stdout.buffer.write(pcm16(chunk))
-            sys.stdout.buffer.flush()
-            samples += len(chunk)
-        print(f"streamed {samples / rate:.2f} s of raw PCM16 at {rate} Hz, mono, with voice {tts.name}",
+        # Each piece on standard output as soon as it is vocoded, so that `| aplay` starts speaking with the
+        # first sentence: a streamed WAV, or for --raw bare PCM16 (`aplay -r 16000 -f S16_LE -t raw -`).
+        with audio_output("-") as output:
+            stream = output.stream(rate, wav=not args.raw)
+            for chunk in tts.stream(text, speed=args.speed, pitch_shift=args.pitch_shift, speaker=args.speaker):
+                stream.write(pcm16(chunk))
+            stream.close()
+        what = "raw PCM16" if args.raw else "a WAV"
+        print(f"streamed {stream.samples / rate:.2f} s of {what} at {rate} Hz, mono, with voice {tts.name}",
               file=sys.stderr)
         return 0
     wave, rate, timings = tts.synthesize(text, speed=args.speed, pitch_shift=args.pitch_shift, progress=True,
@@ -577,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "leaves none) and replace a file of the same name; an output that is the command's own "
                        "input is refused. In pipes, an input of - is read from standard input (all of it, before a "
                        "model loads) and -o - writes the audio as a WAV to standard output, everything else going "
-                       "to standard error (say -o - streams raw PCM16 instead), e.g. sox in.mp3 -t wav - | "
+                       "to standard error (say -o - streams its WAV sentence by sentence), e.g. sox in.mp3 -t wav - | "
                        "audiogan vocode - -o - | aplay. Exit status: 0 done; 2 a usage error or a failure, said in "
                        "one line; 1 `models` found weights that cannot load, or standard output's reader left (as "
                        "in | head); 130 interrupted; render: see its --help.")
@@ -604,9 +605,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--file", help="a UTF-8 text file of any length (a progress bar shows the sentences); "
                                   "- reads standard input")
     s.add_argument("-o", "--output",
-                   help="output .wav or .flac (default: say.wav); - streams raw PCM16 to stdout, as --raw")
+                   help="output .wav or .flac (default: say.wav); - streams a WAV to stdout as each sentence is "
+                        "vocoded (| aplay plays it; > out.wav gets exact sizes)")
     s.add_argument("--raw", action="store_true",
-                   help="stream little-endian PCM16 mono to stdout as each sentence is vocoded (pipe it to "
+                   help="stream bare little-endian PCM16 mono to stdout instead, no WAV header (pipe it to "
                         "aplay -r 16000 -f S16_LE -t raw -)")
     s.add_argument("--show", action="store_true",
                    help="print each sentence as written, as it will be said and as phonemes, then exit "

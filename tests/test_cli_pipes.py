@@ -6,13 +6,17 @@ from __future__ import annotations
 import io
 import os
 import pty
+import struct
 import subprocess
 import sys
+import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+from audiogan.audio.stdio import STREAMED_DATA_SIZE, PcmStream, wav_header
 
 SAMPLES = Path(__file__).parent.parent / "audiogan" / "samples"
 DEMO_FLAC = SAMPLES / "demo.flac"
@@ -162,3 +166,84 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly():
     assert proc.returncode == 1, err
     assert "Traceback" not in err and "Broken pipe" not in err and "Exception ignored" not in err, err
     assert "wrote" not in err  # the audio was not all written, and is not said to be
+
+
+SPOKEN = "Piped speech. It plays as it is made."
+
+
+def test_say_streams_a_wav_to_standard_output_with_the_samples_a_file_gets(tmp_path):
+    """`audiogan say ... -o - | aplay`: a WAV header with the voice's rate and the sizes of a length not yet
+    known (a pipe cannot be rewound to fill them in), then the samples `-o said.wav` holds; --raw the same
+    samples bare. Before, `-o -` streamed raw PCM16 too, which aplay played as 8 kHz noise."""
+    filed = audiogan("say", SPOKEN, "-o", str(tmp_path / "said.wav"))
+    assert filed.returncode == 0, filed.stderr.decode()
+    expected, rate = sf.read(tmp_path / "said.wav", dtype="int16")
+    done = audiogan("say", SPOKEN, "-o", "-")
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout[:4] == b"RIFF" and f"streamed {len(expected) / rate:.2f} s of a WAV at {rate} Hz" in \
+        done.stderr.decode()
+    with wave.open(io.BytesIO(done.stdout)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+        assert w.getnframes() == STREAMED_DATA_SIZE // 2  # "unknown": readers go on to the pipe's end
+        streamed = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    assert len(streamed) == len(expected)
+    assert np.abs(streamed.astype(int) - expected).max() <= 2  # PCM16 rounding, and 32767 against 32768 scales
+    assert np.array_equal(sf.read(io.BytesIO(done.stdout), dtype="int16")[0], streamed)
+    raw = audiogan("say", SPOKEN, "--raw")
+    assert raw.returncode == 0, raw.stderr.decode()
+    assert raw.stdout == done.stdout[44:] and "of raw PCM16 at 16000 Hz" in raw.stderr.decode()
+
+
+def test_say_redirected_to_a_file_gets_exact_wav_sizes(tmp_path):
+    """`audiogan say ... -o - > said.wav`: standard output is a file, so the header is rewritten at the end
+    and the file is a WAV like `-o said.wav`'s."""
+    redirected = tmp_path / "redirected.wav"
+    with redirected.open("wb") as out:
+        done = audiogan("say", SPOKEN, "-o", "-", stdout=out.fileno())
+    assert done.returncode == 0, done.stderr.decode()
+    data = redirected.read_bytes()
+    with wave.open(str(redirected)) as w:
+        assert w.getframerate() == 16000 and w.getnframes() == (len(data) - 44) // 2 > 16000
+    assert struct.unpack("<I", data[4:8])[0] == len(data) - 8
+
+
+def test_a_streamed_wav_on_stdout_is_made_exact_only_where_it_can_be(tmp_path):
+    """The header is rewritten where the file was when it started (a file that already held something), and
+    left saying "unknown" in a file opened to append (`>> out.wav`), where a rewrite would land at the end."""
+    pcm = np.arange(-500, 500, dtype="<i2").tobytes()
+    path = tmp_path / "after.bin"
+    with path.open("wb") as out:
+        out.write(b"earlier bytes")
+        out.flush()
+        stream = PcmStream(out.fileno(), 22050)
+        stream.write(pcm[:600])
+        stream.write(pcm[600:])
+        stream.close()
+    with wave.open(io.BytesIO(path.read_bytes()[len(b"earlier bytes"):])) as w:
+        assert (w.getframerate(), w.getnframes()) == (22050, 1000)
+        assert w.readframes(1000) == pcm
+    path = tmp_path / "appended.wav"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        stream = PcmStream(fd, 22050)
+        stream.write(pcm)
+        stream.close()
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == wav_header(22050) + pcm
+    read, pipe_in = os.pipe()
+    stream = PcmStream(pipe_in, 8000)
+    stream.close()  # no audio: still a WAV, of nothing
+    os.close(pipe_in)
+    with os.fdopen(read, "rb") as pipe, wave.open(pipe) as w:
+        assert w.getframerate() == 8000 and w.readframes(10) == b""
+
+
+def test_the_client_streams_the_same_wav_header_to_stdout():
+    """audiogan_client has its own copy of the header (it is installed without audiogan): the two agree."""
+    from audiogan_client.stdio import wav_header as client_header
+
+    for rate, size in [(16000, STREAMED_DATA_SIZE), (22050, 0), (48000, 123456)]:
+        assert client_header(rate, size) == wav_header(rate, size)
+    with wave.open(io.BytesIO(wav_header(24000, 4) + b"\x01\x00\x02\x00")) as w:
+        assert (w.getframerate(), w.getnframes(), w.readframes(2)) == (24000, 2, b"\x01\x00\x02\x00")

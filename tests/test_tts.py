@@ -807,7 +807,10 @@ def test_hundred_thousand_characters_come_out_whole(tts):
     assert time.monotonic() - start < 120
 
 
-def test_say_pipes_raw_pcm_from_stdin_to_stdout(tiny_voice, tts):
+def test_say_pipes_a_wav_from_stdin_to_stdout(tiny_voice, tts):
+    import io
+    import wave
+
     import numpy as np
 
     text = "Piped in. Piped out."
@@ -815,10 +818,12 @@ def test_say_pipes_raw_pcm_from_stdin_to_stdout(tiny_voice, tts):
                            str(tiny_voice[0]), "--device", "cpu"], input=text.encode(), capture_output=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr.decode()
-    audio = np.frombuffer(done.stdout, dtype="<i2").astype(np.float32) / 32767
+    with wave.open(io.BytesIO(done.stdout)) as w:  # a streamed WAV (raw PCM16 before: --raw gives that now)
+        said_rate = w.getframerate()
+        audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32767
     expected, rate = tts(text)
-    assert rate == 16000
-    assert len(audio) == len(expected) and f"raw PCM16 at {rate} Hz" in done.stderr.decode()
+    assert rate == said_rate == 16000
+    assert len(audio) == len(expected) and f"a WAV at {rate} Hz" in done.stderr.decode()
     np.testing.assert_allclose(audio, expected, atol=16 / 32768)
 
 

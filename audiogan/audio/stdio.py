@@ -1,5 +1,9 @@
 """Standard input and output as the command line's ``-``: an input piped in whole, audio piped out as a WAV.
 
+Speech is piped out as it is made (``audiogan say "Hi" -o - | aplay``): a WAV header whose sizes say "length
+unknown", then each sentence's samples as soon as it is vocoded; into a regular file the sizes are made exact
+at the end.
+
 ``sox in.mp3 -t wav - | audiogan vocode - -o - | aplay``: the input is read to its end before any model
 loads (an empty pipe or a terminal is refused at once, not after the load), and while a command's audio
 is bound for standard output everything else it prints goes to standard error, so the pipe carries the
@@ -10,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
+import struct
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -21,6 +27,25 @@ if TYPE_CHECKING:  # the command line parses its arguments with this module, bef
 STDIO = "-"
 STDIN_NAME = "(standard input)"  # as load_audio names the other sources that are not paths: "(uploaded bytes)"
 STDOUT_NAME = "a WAV to standard output"  # as reports say it: "wrote a WAV to standard output (2.00 s ...)"
+
+# A streamed WAV's data size, when its header goes out before the audio is made: the one sox writes into a
+# pipe. Not 0xFFFFFFFF, the other size in use for "unknown": 0x7FFFF000 is positive for readers that hold
+# sizes as signed 32-bit numbers, it leaves room for the RIFF size to be, as the format has it, the data's size
+# plus the 36 header bytes after it, and it is whole samples. Readers stop where the pipe ends, before it
+# (soundfile, Python's wave, sox and aplay do, tried); one that believed it would stop after 18.6 hours of
+# 16 kHz speech. 0 would say "no audio".
+STREAMED_DATA_SIZE = 0x7FFFF000
+
+# The client package (client/audiogan_client/stdio.py) has its own copies of this function and of
+# rewritable_at: it is installed without audiogan (and torch) and must not import it; a test checks that the
+# two headers agree.
+
+
+def wav_header(sample_rate: int, data_size: int = STREAMED_DATA_SIZE) -> bytes:
+    """The 44 bytes before the samples of a mono 16-bit PCM WAV holding ``data_size`` bytes of them."""
+    fmt = struct.pack("<HHIIHH", 1, 1, sample_rate, sample_rate * 2, 2, 16)  # PCM, mono, rates, 2-byte frames
+    return b"".join((b"RIFF", struct.pack("<I", data_size + 36), b"WAVE", b"fmt ", struct.pack("<I", len(fmt)),
+                     fmt, b"data", struct.pack("<I", data_size)))
 
 
 def is_stdio(path: str | None) -> bool:
@@ -66,11 +91,71 @@ class AudioOutput:
 
         if self._fd is None:
             return str(save_audio(self.path, wave, sample_rate))
-        # Unbuffered: nothing is left in a buffer to be flushed at exit, into a pipe its reader has closed.
-        view = memoryview(encode_audio(wave, sample_rate, ".wav"))
-        while view:
-            view = view[os.write(self._fd, view):]
+        _write_all(self._fd, encode_audio(wave, sample_rate, ".wav"))
         return STDOUT_NAME
+
+    def stream(self, sample_rate: int, *, wav: bool = True) -> PcmStream:
+        """Standard output as a stream of 16-bit PCM (a WAV, or raw with ``wav=False``) for audio that comes
+        a piece at a time."""
+        if self._fd is None:
+            raise ValueError(f"{self.path} is a file; only standard output (-) takes audio as it comes")
+        return PcmStream(self._fd, sample_rate, wav=wav)
+
+
+class PcmStream:
+    """Mono 16-bit PCM written to a descriptor piece by piece, each piece at once (unbuffered), so that a
+    player downstream starts with the first sentence: a WAV (its header with the first piece, see
+    STREAMED_DATA_SIZE), or raw (``wav=False``, ``--raw``). Closed, a WAV that went into a regular file
+    (``> out.wav``) gets its exact sizes: the file is then a WAV like any other."""
+
+    def __init__(self, fd: int, sample_rate: int, *, wav: bool = True) -> None:
+        self._fd, self.sample_rate = fd, sample_rate
+        self.samples = 0
+        self._header_at: int | None = None  # where the header went, in a file that can be rewritten there
+        self._headed = not wav
+
+    def write(self, pcm: bytes) -> None:
+        if not self._headed:
+            self._header_at = rewritable_at(self._fd)
+            _write_all(self._fd, wav_header(self.sample_rate))
+            self._headed = True
+        _write_all(self._fd, pcm)
+        self.samples += len(pcm) // 2
+
+    def close(self) -> None:
+        """The end of the audio: an empty WAV is still a WAV; in a file, the sizes are made exact."""
+        self.write(b"")
+        size = 2 * self.samples
+        if self._header_at is None or size > 0xFFFFFFFF - 36:  # past 4 GiB the sizes cannot say it
+            return
+        end = os.lseek(self._fd, 0, os.SEEK_CUR)
+        os.lseek(self._fd, self._header_at, os.SEEK_SET)
+        _write_all(self._fd, wav_header(self.sample_rate, size))
+        os.lseek(self._fd, end, os.SEEK_SET)
+
+
+def rewritable_at(fd: int) -> int | None:
+    """Where the next write to ``fd`` lands, if it is a regular file that can be written there again later;
+    None for a pipe, a terminal or a socket, and for a file opened to append (``>> out.wav``), where every
+    write lands at the end."""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        if sys.platform != "win32":
+            import fcntl
+
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND:
+                return None
+        return os.lseek(fd, 0, os.SEEK_CUR)
+    except OSError:
+        return None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    # Unbuffered: nothing is left in a buffer to be flushed at exit, into a pipe its reader has closed.
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 @contextlib.contextmanager

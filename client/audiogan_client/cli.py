@@ -33,7 +33,7 @@ from audiogan_client.ranges import (
     Range,
 )
 from audiogan_client.request_ids import MAX_REQUEST_ID_CHARS, check_request_id
-from audiogan_client.stdio import check_stdout, is_stdio, name_of, one_reader, read_stdin
+from audiogan_client.stdio import WavStream, check_stdout, is_stdio, name_of, one_reader, read_stdin
 
 OUT_DEFAULT = "out.wav"
 TIMBRE_HELP = "instrument name, or a latent (comma list, .npy, or - for a .npy on standard input)"
@@ -186,27 +186,35 @@ def _say(client: AudioGanClient, args: argparse.Namespace, text: str) -> None:
     if not args.stream and not args.raw:
         _save(client.synthesize(text, **kwargs), args.output)
         return
-    # Streaming: raw little-endian PCM16 as it arrives (pipe it to aplay/ffplay), or a file at the end.
-    raw = args.raw or args.output == "-"
+    # Streaming: PCM16 on standard output as it arrives, so a player starts at once (a WAV for -o -, its header
+    # with the first chunk, which tells the rate; bare for --raw), or a file at the end.
+    piped = args.raw or is_stdio(args.output)
+    wav = None if args.raw or not piped else WavStream(sys.stdout.buffer)
     parts: list[np.ndarray] = []
     rate = 0
     try:
         for chunk in client.stream_chunks(text, encoding="pcm16", **kwargs):
             rate = chunk.sample_rate_hz
-            if raw:
+            if wav is not None:
+                wav.write(chunk.audio, rate)
+            elif piped:
                 sys.stdout.buffer.write(chunk.audio)
                 sys.stdout.buffer.flush()
             else:
                 parts.append(decode(chunk.audio, chunk.encoding))
     except grpc.RpcError as err:
-        if raw or not parts:
+        if wav is not None:
+            wav.close()  # in a file, what came is a whole WAV
+        if piped or not parts:
             raise
         # A stream cut off (past the server's audio limit, a deadline, the server gone) keeps the audio that
         # came, said in the error's one line.
         write_audio(args.output, np.concatenate(parts), rate)
         raise SystemExit(f"audiogan-client: {_failure(err, args)} (the audio received before it is in "
                          f"{args.output}){_request_id(err)}") from None
-    if not raw:
+    if wav is not None:
+        wav.close()
+    elif not piped:
         _save(AudioResult(np.concatenate(parts) if parts else np.zeros(0, np.float32), rate), args.output)
 
 
@@ -346,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("say", "text -> speech", out_help="output .wav or .flac (default %(default)s); '-' writes a WAV to "
-                                              "stdout, or with --stream raw little-endian PCM16 as it arrives")
+                                              "stdout, with --stream a streamed WAV as the audio arrives (| aplay)")
     p.add_argument("text", nargs="?", help="the text (or use --file); SSML when it starts with <speak>")
     p.add_argument("--file", help="read the text from this UTF-8 file; - reads it from standard input")
     p.add_argument("--voice", default="", help="voice name (see `voices`)")
@@ -357,7 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a multi-speaker voice's speaker, from 0 (see `voices`; default %(default)s)")
     p.add_argument("--stream", action="store_true", help="use the streaming call")
     p.add_argument("--timings", metavar="PATH.json", help="also write when each sentence and word is said (JSON)")
-    p.add_argument("--raw", action="store_true", help="stream raw PCM16 to stdout as it arrives (implies --stream)")
+    p.add_argument("--raw", action="store_true",
+                   help="stream bare little-endian PCM16 to stdout as it arrives, no WAV header (implies --stream; "
+                        "aplay -r 16000 -f S16_LE -t raw -)")
     p.set_defaults(func=cmd_say)
 
     p = add("vocode", "log-mel .npy [n_mels, frames] -> audio")

@@ -3,14 +3,87 @@
 ``sox in.mp3 -t wav - | audiogan-client convert - --to violin -o - | aplay``: an input given as ``-`` is read
 to its end before the server is called, so a terminal or an empty pipe is a usage error said at once, and
 nothing is sent. Standard input can be read once, so at most one of a command's inputs may be ``-``.
+
+Streamed speech goes out as a streamed WAV (``audiogan-client say "Hi" --stream -o - | aplay``): the header
+with the first chunk, its sizes saying "length unknown", then each chunk as it arrives; into a regular file
+the sizes are made exact at the end.
 """
 
 from __future__ import annotations
 
+import os
+import stat
+import struct
 import sys
+from typing import BinaryIO
 
 STDIO = "-"
 STDIN_NAME = "(standard input)"  # the name errors give the input, as `audiogan` names it
+
+
+# A streamed WAV's data size, as `audiogan`'s, and the one sox writes into a pipe: positive as a signed 32-bit
+# number (not 0xFFFFFFFF, the other "unknown" in use), with room for the RIFF size to be the data's plus 36 as
+# the format has it, whole samples. Readers stop where the pipe ends, before it (Python's wave, sox, aplay).
+STREAMED_DATA_SIZE = 0x7FFFF000
+
+
+# The same header as audiogan.audio.stdio.wav_header builds, and below the same test of a file for rewriting
+# (rewritable_at there): this package is installed without audiogan (and torch) and cannot import it, so it
+# has these copies; a test of audiogan's checks that the two headers agree.
+def wav_header(sample_rate: int, data_size: int = STREAMED_DATA_SIZE) -> bytes:
+    """The 44 bytes before the samples of a mono 16-bit PCM WAV holding ``data_size`` bytes of them."""
+    fmt = struct.pack("<HHIIHH", 1, 1, sample_rate, sample_rate * 2, 2, 16)  # PCM, mono, rates, 2-byte frames
+    return b"".join((b"RIFF", struct.pack("<I", data_size + 36), b"WAVE", b"fmt ", struct.pack("<I", len(fmt)),
+                     fmt, b"data", struct.pack("<I", data_size)))
+
+
+class WavStream:
+    """A mono 16-bit WAV written to ``out`` a chunk at a time, each flushed at once so that a player
+    downstream starts with the first: the header goes with the first chunk, whose rate is the stream's.
+    Closed, a WAV that went into a regular file (``> out.wav``) gets its exact sizes."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.sample_rate = 0
+        self._bytes = 0
+        self._header_at: int | None = None  # where the header went, in a file that can be rewritten there
+
+    def write(self, pcm: bytes, sample_rate: int) -> None:
+        if not self.sample_rate:
+            self.sample_rate = sample_rate
+            self._out.flush()
+            self._header_at = _rewritable_at(self._out.fileno())
+            self._out.write(wav_header(sample_rate))
+        self._out.write(pcm)
+        self._out.flush()
+        self._bytes += len(pcm)
+
+    def close(self) -> None:
+        """The end of the audio: in a file, the header's sizes made exact (past 4 GiB they cannot be)."""
+        if self._header_at is None or self._bytes > 0xFFFFFFFF - 36:
+            return
+        end = self._out.tell()
+        self._out.seek(self._header_at)
+        self._out.write(wav_header(self.sample_rate, self._bytes))
+        self._out.seek(end)
+        self._out.flush()
+
+
+def _rewritable_at(fd: int) -> int | None:
+    """Where the next write to ``fd`` lands, if it is a regular file that can be written there again later;
+    None for a pipe, a terminal or a socket, and for a file opened to append (``>> out.wav``), where every
+    write lands at the end."""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        if sys.platform != "win32":
+            import fcntl
+
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND:
+                return None
+        return os.lseek(fd, 0, os.SEEK_CUR)
+    except OSError:
+        return None
 
 
 def is_stdio(path: str | None) -> bool:

@@ -346,7 +346,46 @@ def test_interpolate_refuses_zero_steps_before_calling():
 def test_cli_help_says_what_output_dash_writes():
     done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "say", "--help"], capture_output=True,
                           text=True, timeout=60)
-    assert "raw little-endian PCM16" in " ".join(done.stdout.split())
+    said = " ".join(done.stdout.split())
+    assert "with --stream a streamed WAV as the audio arrives" in said and "no WAV header" in said
+
+
+@needs_server
+def test_cli_say_stream_to_stdout_is_a_streamed_wav_at_the_rate_that_came(tmp_path):
+    """`say --stream -o - | aplay`: a WAV header with the rate of the first chunk (22050 here, asked for;
+    not the voice's 16 kHz) and the sizes of a length not yet known, then the samples `-o file.wav` gets;
+    `--raw` the same samples bare. Before, `-o -` with --stream wrote them raw, as --raw does."""
+    args = ("say", "Hello there. Piped out.", "--stream", "--sample-rate", "22050")
+    filed = piped(TARGET, *args, "-o", "said.wav", stdin=b"", cwd=tmp_path)
+    assert filed.returncode == 0, filed.stderr
+    done = piped(TARGET, *args, "-o", "-", stdin=b"", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    with wave.open(io.BytesIO(done.stdout)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (22050, 1, 2)
+        assert w.getnframes() == 0x7FFFF000 // 2  # "unknown": readers go on to the pipe's end
+        streamed = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    with wave.open(str(tmp_path / "said.wav")) as w:
+        assert w.getframerate() == 22050
+        expected = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    assert len(streamed) == len(expected) > 22050 // 2
+    assert np.abs(streamed.astype(int) - expected).max() <= 1  # the file's went through float and back
+    raw = piped(TARGET, "say", "Hello there. Piped out.", "--raw", "--sample-rate", "22050", stdin=b"", cwd=tmp_path)
+    assert raw.returncode == 0 and raw.stdout == done.stdout[44:]
+
+
+def test_cli_say_stream_redirected_to_a_file_is_an_exact_wav_even_cut_short(tmp_path):
+    """`say --stream -o - > said.wav`: standard output is a file, so the header is rewritten at the end, the
+    file then a WAV like any other; a stream cut short leaves the chunks that came, as an exact WAV too."""
+    redirected = tmp_path / "said.wav"
+    for faults, status in [(Faults(chunks=3), 0), (Faults(chunks=3, cut=True), 1)]:
+        with stand_in(faults) as target, redirected.open("wb") as out:
+            done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", target, "say",
+                                   "Hello.", "--stream", "-o", "-"], stdout=out, stderr=subprocess.PIPE, timeout=60)
+        assert done.returncode == status, done.stderr
+        data = redirected.read_bytes()
+        assert len(data) == 44 + 3 * 1600 * 2
+        with wave.open(str(redirected)) as w:
+            assert (w.getframerate(), w.getnframes()) == (16000, 3 * 1600)
 
 
 @pytest.mark.parametrize(("args", "message"), [
