@@ -87,7 +87,7 @@ def _output(path: str, suffixes: tuple[str, ...], what: str = "-o", inputs: tupl
     one of the command's ``inputs`` (`convert take.wav -o take.wav` replaced the recording with its conversion).
     For audio, ``-`` is standard output (a WAV), refused where it is a terminal; other outputs are files."""
     if is_stdio(path) and suffixes == AUDIO_OUT:
-        check_stdout(what)
+        check_stdout(f"{what} -")
         return path
     target = Path(path)
     if target.is_dir():
@@ -207,8 +207,11 @@ def _say(args: argparse.Namespace) -> int:
     if args.raw and args.output not in (None, "-"):
         raise ValueError("--raw streams PCM to standard output; drop -o, or drop --raw to write a file")
     args.output = args.output or "say.wav"
-    if not args.raw and args.output != "-" and not args.show:  # a raw stream writes no file
-        _output(args.output, AUDIO_OUT)
+    if not args.show:
+        if args.raw or args.output == "-":  # a stream writes no file
+            check_stdout("--raw" if args.raw else "-o -")
+        else:
+            _output(args.output, AUDIO_OUT)
     if args.plot:
         _output(args.plot, PLOT_OUT, "--plot")
     if args.threads:

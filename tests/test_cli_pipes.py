@@ -143,11 +143,14 @@ def test_terminals_are_refused_for_stdin_and_for_a_wav_on_stdout(tmp_path):
         assert done.returncode == 2
         assert done.stderr.decode().strip() == ("audiogan: error: - reads audio from standard input, which is a "
                                                 "terminal: pipe it in (... | audiogan ... -) or name a file")
-        done = audiogan("vocode", "-o", "-", "--vocoder", "no-such-vocoder", stdout=terminal)
-        assert done.returncode == 2
-        assert done.stderr.decode().strip() == (
-            "audiogan: error: -o -: standard output is a terminal, not a place for a WAV's bytes; pipe it on "
-            "(| aplay) or redirect it (> out.wav)")
+        for args, option in ((["vocode", "-o", "-", "--vocoder", "no-such-vocoder"], "-o -"),
+                             (["say", "Hello.", "-o", "-", "--voice", "no-such-voice"], "-o -"),
+                             (["say", "Hello.", "--raw", "--voice", "no-such-voice"], "--raw")):
+            done = audiogan(*args, stdout=terminal)
+            assert done.returncode == 2
+            assert done.stderr.decode().strip() == (
+                f"audiogan: error: {option}: standard output is a terminal, not a place for audio's bytes; pipe "
+                "it on (| aplay) or redirect it (> out.wav)")
     finally:
         os.close(main_end)
         os.close(terminal)

@@ -71,10 +71,11 @@ def source(path: str, what: str) -> tuple[str | bytes, str]:
     return (read_stdin(what), STDIN_NAME) if is_stdio(path) else (path, path)
 
 
-def check_stdout(option: str = "-o") -> None:
-    """Refuse ``-o -`` onto a terminal before any work: a WAV's bytes there are noise, and can upset it."""
+def check_stdout(option: str = "-o -") -> None:
+    """Refuse audio onto a terminal before any work (``option``: what sent it there, ``-o -`` or ``--raw``):
+    its bytes there are noise, and can upset the terminal."""
     if os.isatty(1):
-        raise ValueError(f"{option} -: standard output is a terminal, not a place for a WAV's bytes; pipe it on "
+        raise ValueError(f"{option}: standard output is a terminal, not a place for audio's bytes; pipe it on "
                          "(| aplay) or redirect it (> out.wav)")
 
 
