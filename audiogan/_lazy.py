@@ -20,7 +20,10 @@ def lazy_exports(package: str, sources: dict[str, tuple[str, ...]]) -> tuple[Cal
     def __getattr__(name: str) -> Any:
         if name in where:
             value = getattr(importlib.import_module(where[name]), name)
-        elif not name.startswith("__") and importlib.util.find_spec(f"{package}.{name}") is not None:
+        # A name, not a dotted path: find_spec imports a path's parents, whose absence raised
+        # ModuleNotFoundError where getattr's default and hasattr expect AttributeError.
+        elif name.isidentifier() and not name.startswith("__") \
+                and importlib.util.find_spec(f"{package}.{name}") is not None:
             value = importlib.import_module(f"{package}.{name}")
         else:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from audiogan.audio.stdio import STDIN_NAME, audio_output, check_stdout, is_stdio, source
+from audiogan.audio.stdio import STDIN_NAME, audio_output, check_stdout, is_stdio, read_stdin, source
 from audiogan.render.choices import ENGINES
 from audiogan.timbre.choices import MODES, seed_problem
 from audiogan.vocoder.phases import INFERENCE_PHASES
@@ -219,7 +219,7 @@ def _say(args: argparse.Namespace) -> int:
     if args.file:
         source = "standard input" if args.file == "-" else args.file
         try:
-            data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+            data = read_stdin("text") if is_stdio(args.file) else Path(args.file).read_bytes()
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ValueError(f"{source} is not UTF-8 text (byte {exc.start}); convert it first") from None

@@ -250,3 +250,21 @@ def test_the_client_streams_the_same_wav_header_to_stdout():
         assert client_header(rate, size) == wav_header(rate, size)
     with wave.open(io.BytesIO(wav_header(24000, 4) + b"\x01\x00\x02\x00")) as w:
         assert (w.getframerate(), w.getnframes(), w.readframes(2)) == (24000, 2, b"\x01\x00\x02\x00")
+
+
+def test_a_closed_stdout_or_stdin_is_one_line_not_a_traceback(tmp_path):
+    """`audiogan vocode -o - >&-` and `audiogan say --file - <&-`: a shell started the command with that
+    descriptor closed (Python's sys.stdout or sys.stdin is then None), which ended in an AttributeError's
+    traceback. Now one line, exit 2, before any model loads (the model named would fail to load)."""
+    closed = subprocess.run([sys.executable, "-m", "audiogan.cli", "vocode", "-o", "-", "--vocoder",
+                             "no-such-vocoder"], stderr=subprocess.PIPE, timeout=300, stdout=None,
+                            pass_fds=(), preexec_fn=lambda: os.close(1))
+    assert closed.returncode == 2, closed.stderr
+    assert closed.stderr.decode().strip() == ("audiogan: error: -o -: standard output is closed: pipe it on "
+                                              "(| aplay) or redirect it (> out.wav)")
+    said = subprocess.run([sys.executable, "-m", "audiogan.cli", "say", "--file", "-", "-o",
+                           str(tmp_path / "s.wav")], stderr=subprocess.PIPE, timeout=300,
+                          preexec_fn=lambda: os.close(0))
+    assert said.returncode == 2, said.stderr
+    assert said.stderr.decode().strip().splitlines() == [
+        "audiogan: error: standard input is empty: - reads text from it, and none was piped in"]

@@ -73,7 +73,13 @@ def source(path: str, what: str) -> tuple[str | bytes, str]:
 
 def check_stdout(option: str = "-o -") -> None:
     """Refuse audio onto a terminal before any work (``option``: what sent it there, ``-o -`` or ``--raw``):
-    its bytes there are noise, and can upset the terminal."""
+    its bytes there are noise, and can upset the terminal. A closed standard output (``>&-``) is refused
+    too: there is nowhere to write."""
+    try:
+        os.fstat(1)
+    except OSError:
+        raise ValueError(f"{option}: standard output is closed: pipe it on (| aplay) or redirect it "
+                         "(> out.wav)") from None
     if os.isatty(1):
         raise ValueError(f"{option}: standard output is a terminal, not a place for audio's bytes; pipe it on "
                          "(| aplay) or redirect it (> out.wav)")

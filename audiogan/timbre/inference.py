@@ -15,7 +15,7 @@ from audiogan import weights
 from audiogan.audio.io import recording, resample
 from audiogan.config import from_dict, is_int, is_real
 from audiogan.timbre.analysis import analyse
-from audiogan.timbre.choices import MODES, SEED_MAX, seed_problem
+from audiogan.timbre.choices import MODES, SEED_MAX, SEED_RANGE, seed_problem  # noqa: F401 (SEED_RANGE: users import it here)
 from audiogan.timbre.expression import CombConfig, harmonic_comb, sound_onset
 from audiogan.timbre.model import NoteGANConfig, slerp
 from audiogan.timbre.spectral import NoteSpectrogram, midi_to_hz

@@ -90,6 +90,17 @@ class CallFailed(grpc.RpcError):
         method = getattr(self._cause, name, None)
         return method() if callable(method) else default
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own pickling calls __init__ with the message alone, which raised TypeError on loading
+        # (a worker process's failed call broke its pool's result); gRPC's error, the cause, holds a channel.
+        return _unpickled, (type(self), *self.args), {**self.__dict__, "_cause": None}
+
+
+def _unpickled(cls: type[CallFailed], *args: Any) -> CallFailed:
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    return err
+
 
 class StreamBroken(CallFailed):
     """A streamed reply that stopped short of its final chunk: the audio received is incomplete. Never

@@ -119,7 +119,10 @@ def read_stdin(what: str) -> bytes:
 
 def check_stdout(option: str) -> None:
     """Refuse audio bound for standard output where that is a terminal, before the call: its bytes there
-    are noise and can upset the terminal (``option``: what sent it there, "-o -" or "--raw")."""
-    if sys.stdout is not None and sys.stdout.isatty():
+    are noise and can upset the terminal (``option``: what sent it there, "-o -" or "--raw"). A closed
+    standard output (``>&-``, which leaves Python's sys.stdout None) is refused too: there is nowhere to write."""
+    if sys.stdout is None:
+        raise ValueError(f"{option}: standard output is closed: pipe it on (| aplay) or redirect it (> out.wav)")
+    if sys.stdout.isatty():
         raise ValueError(f"{option}: standard output is a terminal, not a place for audio's bytes; pipe it on "
                          "(| aplay) or redirect it (> out.wav)")

@@ -1126,3 +1126,37 @@ def test_cli_help_says_which_inputs_read_standard_input():
         done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", *args, "--help"], capture_output=True,
                               text=True, timeout=60)
         assert said in " ".join(done.stdout.split()), done.stdout
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["vocode", "mel.npy", "-o", "-"], "-o -"),
+    (["say", "Hello.", "--raw"], "--raw"),
+])
+def test_cli_refuses_audio_for_a_closed_stdout_before_any_call(args, option, tmp_path):
+    """`>&-`: Python's sys.stdout is None, and the audio's write after the call ended in an AttributeError's
+    traceback. No server listens on port 1: exit 2, not 1, shows the refusal came before any call."""
+    np.save(tmp_path / "mel.npy", np.zeros((80, 10), np.float32))
+    done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", "127.0.0.1:1", *args],
+                          stderr=subprocess.PIPE, timeout=120, cwd=tmp_path, preexec_fn=lambda: os.close(1))
+    assert done.returncode == 2, done.stderr
+    assert one_line(done.stderr.decode()) == (f"audiogan-client: error: {option}: standard output is closed: pipe "
+                                              f"it on (| aplay) or redirect it (> out.wav)")
+
+
+def test_a_calls_error_survives_pickling_as_multiprocessing_and_concurrent_futures_send_it():
+    """Every failed call now raises CallFailed (or a subclass): pickling one raised TypeError on loading
+    (Exception's pickle calls __init__ with the message alone), so a worker process's failed call broke the
+    pool's result instead of reporting it. gRPC's own error, the cause, holds a channel and is left out."""
+    import pickle
+
+    from audiogan_client.client import CallFailed, ServerBusy, StreamBroken
+
+    cause = CallFailed(grpc.StatusCode.RESOURCE_EXHAUSTED, "full", "cause-1")
+    for err in (CallFailed(grpc.StatusCode.INTERNAL, "boom", "ticket-1", cause),
+                StreamBroken(grpc.StatusCode.DATA_LOSS, "cut", "ticket-2"),
+                ServerBusy(cause, retries=3, pushback=0.5, request_id="ticket-3")):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and str(back) == str(err)
+        assert (back.code(), back.details(), back.request_id) == (err.code(), err.details(), err.request_id)
+        assert back.trailing_metadata() == () and isinstance(back, grpc.RpcError)
+    assert (back.retries, back.pushback) == (3, 0.5)
