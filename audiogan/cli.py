@@ -217,12 +217,12 @@ def _say(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.file:
-        source = "standard input" if args.file == "-" else args.file
+        name = "standard input" if args.file == "-" else args.file
         try:
             data = read_stdin("text") if is_stdio(args.file) else Path(args.file).read_bytes()
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ValueError(f"{source} is not UTF-8 text (byte {exc.start}); convert it first") from None
+            raise ValueError(f"{name} is not UTF-8 text (byte {exc.start}); convert it first") from None
         except FileNotFoundError:  # "[Errno 2] No such file or directory" named no option
             raise FileNotFoundError(f"--file {args.file}: no such file") from None
         except IsADirectoryError:  # "Is a directory: d" named no option either

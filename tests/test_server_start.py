@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -152,6 +153,7 @@ def test_the_servers_parser_and_config_do_not_import_torch():
     """--help, a usage error and a bad setting are said before torch is imported: in 0.2-0.3 s, not 2 s."""
     script = """
 import sys
+import time
 from audiogan_server.main import build_parser, load_config
 from audiogan.config import ConfigError
 try:
@@ -168,3 +170,16 @@ print("torch" in sys.modules)
                             text=True, timeout=120)
     assert helped.returncode == 0 and "--phase {network,rtpghi}" in helped.stdout
 
+
+
+def test_the_starting_pushback_never_falls_to_nothing_around_the_guess():
+    """The estimate is the distance from the guessed import time: right at the guess it was ~0, and a client
+    that takes a pushback at its word called again at once, and again."""
+    from audiogan_server.forwarding import STARTING_FLOOR_S, STARTING_S
+
+    front = ForwardingServicer(Metrics())
+    for elapsed in (STARTING_S - 0.001, STARTING_S, STARTING_S + 0.001):
+        front.began = time.perf_counter() - elapsed
+        assert front.pushback() >= STARTING_FLOOR_S
+    front.began = time.perf_counter()
+    assert front.pushback() >= STARTING_S - 0.1  # just started: about the whole guess

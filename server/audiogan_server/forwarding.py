@@ -23,6 +23,9 @@ from audiogan_server.overload import spread
 # and the models' code: about 1.5 s on 2 idle CPU cores, 3.0-3.4 s at a load average of 3.6, up to 7 s on a
 # busier machine (2026-12-08). A guess for the pushback, as LoadProgress's first rate is for the load.
 STARTING_S = 2.0
+# The least pushback while starting: around the guess the estimate falls to nothing, and a client that took it
+# at its word would call again at once, and again, until the imports end.
+STARTING_FLOOR_S = 0.25
 
 
 class ForwardingServicer(pb_grpc.AudioGanServicer):
@@ -46,7 +49,7 @@ class ForwardingServicer(pb_grpc.AudioGanServicer):
     def pushback(self) -> float:
         """When the service is expected to exist: past the guess, as long again as it has taken beyond it (as
         ``LoadProgress`` expects of a step that overruns)."""
-        return spread(abs(STARTING_S - (time.perf_counter() - self.began)))
+        return spread(max(STARTING_FLOOR_S, abs(STARTING_S - (time.perf_counter() - self.began))))
 
 
 def _refusal(name: str, streams: bool) -> Callable[..., Any]:
