@@ -445,6 +445,36 @@ def test_json_logs_give_each_calls_fields_apart(mel):
     assert calls["INVALID_ARGUMENT"]["error"].startswith("mel.n_mels: 40 mel bins")
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_lines_a_call_causes_carry_its_request_id(log_format):
+    """A conversion's warning, logged from the conversions thread, names the call it comes from, in both log
+    formats; a line logged outside any call names none. The bundled note model, whose notes last 4.1 s: a
+    tone held 4.6 s is shortened."""
+    rate = 16000
+    t = np.arange(int(4.6 * rate)) / rate
+    held = 0.3 * sum(np.sin(2 * np.pi * k * 261.63 * t) / k for k in range(1, 5)) * np.minimum(1, t / 0.01)
+    buffer = io.BytesIO()
+    sf.write(buffer, held.astype(np.float32), rate, format="WAV")
+    with launch("--voice", "none", "--log-format", log_format) as proc, \
+            AudioGanClient(proc.target, retries=0) as client:
+        client.convert(buffer.getvalue(), to="violin", request_id="held-note-1")
+        for _ in range(50):  # the server logs a call as it ends, after its reply is on its way
+            lines = proc.log_text().splitlines()
+            if any("ConvertTimbre OK" in line for line in lines):
+                break
+            time.sleep(0.1)
+    (warning,) = [line for line in lines if "notes last longer than the model's notes" in line]
+    (serving,) = [line for line in lines if "serving:" in line]
+    if log_format == "json":
+        assert json.loads(warning)["request_id"] == "held-note-1", warning
+        assert "request_id" not in json.loads(serving), serving
+    else:
+        assert warning.endswith("shortened to 4.10 s [request id held-note-1]"), warning
+        assert "request id" not in serving, serving
+        (call,) = [line for line in lines if "ConvertTimbre OK" in line]  # its id once, in its message
+        assert call.count("held-note-1") == 1, call
+
+
 def test_metrics_span_the_calls_the_server_takes_and_show_the_process(server, metrics_port, client):
     """Latency buckets from a listing's millisecond to the longest call the default limits allow (a stream
     of max_audio_seconds played as it comes); beyond the last bucket a histogram says only "more". And

@@ -131,16 +131,18 @@ def _chunk_end(chunk: pb.AudioChunk) -> float:
 
 def _log_call(name: str, call: _Call, seconds: float) -> None:
     """One line per finished call, successes and abandoned calls included: what an operator looks for. Its
-    fields also go, one by one, to the JSON log (``extra`` "call")."""
+    fields also go, one by one, to the JSON log (``extra`` "call"); its request id goes as every record's does
+    (``request_ids.RequestIdFilter``), given here since a stream may be closed from another context."""
     peer = f" from {call.peer}" if call.peer else ""
     audio = f", {call.audio_seconds:.2f} s of audio" if call.audio_seconds else ""
     message = f": {call.message}" if call.message else ""
-    fields = {"method": name, "code": call.code, "peer": call.peer, "request_id": call.request_id,
-              "duration_ms": round(seconds * 1000, 1), "audio_seconds": round(call.audio_seconds, 3)}
+    fields = {"method": name, "code": call.code, "peer": call.peer, "duration_ms": round(seconds * 1000, 1),
+              "audio_seconds": round(call.audio_seconds, 3)}
     if call.message:
         fields["error"] = call.message
     log.log(call.level, "%s %s in %.0f ms%s, request id %s%s%s", name, call.code, seconds * 1000, peer,
-            call.request_id, audio, message, exc_info=call.failure, extra={"call": fields})
+            call.request_id, audio, message, exc_info=call.failure,
+            extra={"call": fields, "request_id": call.request_id})
 
 
 @contextlib.asynccontextmanager

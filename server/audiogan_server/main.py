@@ -29,6 +29,7 @@ try:
     from audiogan_server.config import ServerConfig
     from audiogan_server.forwarding import ForwardingServicer
     from audiogan_server.metrics import Metrics
+    from audiogan_server.request_ids import RequestIdFilter
 except ModuleNotFoundError as _missing:  # `pip install audiogan` alone installs this command, not its packages
     print(f"audiogan-server: error: the Python package {_missing.name!r} is not installed; the server needs "
           "its extra and the client's stubs: pip install 'audiogan[server]' ./client", file=sys.stderr)
@@ -44,21 +45,39 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AudioGan"].full_name
 
 
 class JsonFormatter(logging.Formatter):
-    """An object per line; a call's line also carries its fields (method, code, peer, request_id,
-    duration_ms, audio_seconds, error), so that a collector can filter on them without parsing the message."""
+    """An object per line, with the ``request_id`` of the call that caused it where there is one; a call's
+    line also carries its fields (method, code, peer, duration_ms, audio_seconds, error), so that a collector
+    can filter on them without parsing the message."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": round(record.created, 3), "level": record.levelname, "logger": record.name,
                  "message": record.getMessage(), **getattr(record, "call", {})}
+        if getattr(record, "request_id", ""):
+            entry["request_id"] = record.request_id
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
 
 
+class TextFormatter(logging.Formatter):
+    """A line caused by a call ends with "[request id ...]", before any traceback; a call's own line says
+    its id in its message already."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        request_id = getattr(record, "request_id", "")
+        return f"{line} [request id {request_id}]" if request_id and not hasattr(record, "call") else line
+
+
 def setup_logging(fmt: str) -> None:
+    """Every record, whichever logger wrote it, gets the id of the call it comes from (``RequestIdFilter``,
+    on the handler: a logger's own filters miss the records its children pass up)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RequestIdFilter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 

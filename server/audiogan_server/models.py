@@ -27,6 +27,7 @@ from audiogan_server.config import ServerConfig
 from audiogan_server.errors import RequestError
 from audiogan_server.loading import LoadProgress
 from audiogan_server.metrics import Metrics
+from audiogan_server.request_ids import run_in_call
 
 log = logging.getLogger("audiogan.server")
 T = TypeVar("T")
@@ -91,7 +92,7 @@ class VocoderEngine:
         if not self.vocoder.needs_conditioning:
             return mel  # no trip through the busy model thread for a mel that stays as it is
         # On the compute thread: a harmonic-phase vocoder runs its pitch tracker over the whole mel here.
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.vocoder.condition, mel)
+        return await run_in_call(self.executor, self.vocoder.condition, mel)
 
     async def vocode(self, mel: torch.Tensor) -> torch.Tensor:
         cond = await self._condition(mel)

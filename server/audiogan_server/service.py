@@ -32,6 +32,7 @@ from audiogan_server.errors import RequestError, ended_by_its_caller, invalid, r
 from audiogan_server.metrics import Metrics
 from audiogan_server.models import ModelRegistry, NoteItem, Ramp, TimbreEngine, VocoderEngine, VoiceEngine
 from audiogan_server.overload import Slots
+from audiogan_server.request_ids import run_in_call
 
 # The lowest mel value taken, far below any log floor (ln(1e-5) = -11.5); the ceiling is the Vocoder's own,
 # checked here first to name the request's field.
@@ -493,16 +494,16 @@ class AudioGanService(pb_grpc.AudioGanServicer):
         """``audiogan.timbre.convert.convert`` on the conversions thread, its analysis a piece of the recording
         at a time and its notes a pass at a time: a caller gone (deadline, cancel) stops at the next piece or
         pass instead of holding the thread to the end, and other conversions take turns in between. Same
-        seeds, same result."""
-        loop = asyncio.get_running_loop()
-        analysis = await loop.run_in_executor(self.conversions, Conversion.analysis, model, wave, rate)
-        while not await loop.run_in_executor(self.conversions, analysis.step):
+        seeds, same result. Each piece runs in this call's context: its warnings carry the call's id."""
+        pool = self.conversions
+        analysis = await run_in_call(pool, Conversion.analysis, model, wave, rate)
+        while not await run_in_call(pool, analysis.step):
             pass
-        plan = await loop.run_in_executor(self.conversions, Conversion.of, model, analysis, to, flat, to_b, mode)
+        plan = await run_in_call(pool, Conversion.of, model, analysis, to, flat, to_b, mode)
         mix = plan.mixdown(model.sample_rate)
         for start, end in plan.passes(model):
-            await loop.run_in_executor(self.conversions, plan.play, model, seed, start, end, mix)
-        return await loop.run_in_executor(self.conversions, plan.level, mix)
+            await run_in_call(pool, plan.play, model, seed, start, end, mix)
+        return await run_in_call(pool, plan.level, mix)
 
     # -- listings ------------------------------------------------------------------------------------------
 
