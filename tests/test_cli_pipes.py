@@ -275,7 +275,9 @@ def test_a_closed_stdout_or_stdin_is_one_line_not_a_traceback(tmp_path):
 def test_a_stream_without_end_on_stdin_is_refused_at_the_bound_not_read_until_memory_runs_out(tmp_path):
     """`cat /dev/zero | audiogan vocode -`, with the bound lowered to 1000 bytes for the test: one line, exit 2,
     once the bound is passed (/dev/zero never ends: a reader without one never returns)."""
-    run = ("import sys; import audiogan.audio.stdio as stdio; stdio.MAX_STDIN_BYTES = 1000; "
+    # The assert: code without the bound (another copy of the package on the path) fails, not eats memory.
+    run = ("import sys; import audiogan.audio.stdio as stdio; assert stdio.MAX_STDIN_BYTES; "
+           "stdio.MAX_STDIN_BYTES = 1000; "
            "from audiogan.cli import main; sys.argv[0] = 'audiogan'; sys.exit(main())")
     with open(os.devnull if sys.platform == "win32" else "/dev/zero", "rb") as zeros:
         done = subprocess.run([sys.executable, "-c", run, "vocode", "-", "-o", str(tmp_path / "o.wav")],
