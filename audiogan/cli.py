@@ -578,13 +578,13 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="audiogan", description="GAN audio synthesis: vocoders, TTS, timbre.",
                 epilog="Outputs are written whole or not at all (a temporary file, renamed when complete; Ctrl-C "
-                       "leaves none) and replace a file of the same name; an output that is the command's own "
-                       "input is refused. In pipes, an input of - is read from standard input (all of it, before a "
-                       "model loads) and -o - writes the audio as a WAV to standard output, everything else going "
-                       "to standard error (say -o - streams its WAV sentence by sentence), e.g. sox in.mp3 -t wav - | "
-                       "audiogan vocode - -o - | aplay. Exit status: 0 done; 2 a usage error or a failure, said in "
-                       "one line; 1 `models` found weights that cannot load, or standard output's reader left (as "
-                       "in | head); 130 interrupted; render: see its --help.")
+                       "leaves none) and replace a file of the same name; an output that is the command's own input is "
+                       "refused. In pipes, an input of - is read from standard input (all of it, up to 1 GiB, before a "
+                       "model loads) and -o - writes the audio as a WAV to standard output, everything else going to "
+                       "standard error (say -o - streams its WAV sentence by sentence), e.g. sox in.mp3 -t wav - | "
+                       "audiogan vocode - -o - | aplay. Exit status: 0 done; 2 a usage error or a failure, said in one "
+                       "line; 1 `models` found weights that cannot load, or standard output's reader left (as in | "
+                       "head); 130 interrupted; render: see its --help.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 

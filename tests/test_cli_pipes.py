@@ -9,6 +9,8 @@ import pty
 import struct
 import subprocess
 import sys
+import threading
+import time
 import wave
 from pathlib import Path
 
@@ -268,3 +270,89 @@ def test_a_closed_stdout_or_stdin_is_one_line_not_a_traceback(tmp_path):
     assert said.returncode == 2, said.stderr
     assert said.stderr.decode().strip().splitlines() == [
         "audiogan: error: standard input is empty: - reads text from it, and none was piped in"]
+
+
+def test_a_stream_without_end_on_stdin_is_refused_at_the_bound_not_read_until_memory_runs_out(tmp_path):
+    """`cat /dev/zero | audiogan vocode -`, with the bound lowered to 1000 bytes for the test: one line, exit 2,
+    once the bound is passed (/dev/zero never ends: a reader without one never returns)."""
+    # The assert: code without the bound (another copy of the package on the path) fails, not eats memory.
+    run = ("import sys; import audiogan.audio.stdio as stdio; assert stdio.MAX_STDIN_BYTES; "
+           "stdio.MAX_STDIN_BYTES = 1000; "
+           "from audiogan.cli import main; sys.argv[0] = 'audiogan'; sys.exit(main())")
+    with open(os.devnull if sys.platform == "win32" else "/dev/zero", "rb") as zeros:
+        done = subprocess.run([sys.executable, "-c", run, "vocode", "-", "-o", str(tmp_path / "o.wav")],
+                              stdin=zeros, capture_output=True, timeout=120)
+    assert done.returncode == 2, done.stderr.decode()
+    assert done.stderr.decode().strip().splitlines() == [
+        "audiogan: error: standard input brought more than 1000 bytes, the most - takes: was it audio? "
+        "Save it to a file and name that"]
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_the_bound_on_stdin_is_met_reading_a_piece_at_a_time(monkeypatch):
+    """Reads ask for at most a piece each, so a stream just over the bound is refused after bound + 1 bytes."""
+    from audiogan.audio import stdio
+
+    asked: list[int] = []
+
+    class Counting(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            asked.append(-1 if size is None else size)
+            return super().read(size)
+
+    stream = Counting(b"\0" * 5000)
+    monkeypatch.setattr(stdio, "MAX_STDIN_BYTES", 4000)
+    monkeypatch.setattr(stdio, "STDIN_CHUNK_BYTES", 1024)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stream))
+    with pytest.raises(ValueError, match="more than 4000 bytes"):
+        stdio.read_stdin("audio")
+    assert all(0 < size <= 1024 for size in asked) and stream.tell() == 4001
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\1" * 4000)))
+    assert stdio.read_stdin("audio") == b"\1" * 4000  # at the bound: taken
+
+
+def slow_reader(fd: int) -> tuple[threading.Thread, bytearray]:
+    """A reader that takes a pipe's bytes a little at a time, so the writer finds it full."""
+    got = bytearray()
+
+    def drain() -> None:
+        while chunk := os.read(fd, 4096):
+            got.extend(chunk)
+            time.sleep(0.001)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    return reader, got
+
+
+def test_a_wav_reaches_a_non_blocking_stdout_whole():
+    """Standard output made non-blocking by the parent (as node's child pipes are), read slowly: the WAV
+    arrives whole, the bytes a blocking pipe gets, where os.write's BlockingIOError cut it short before."""
+    argv = [sys.executable, "-m", "audiogan.cli", "vocode", "-", "-o", "-", "--device", "cpu"]
+    blocking = subprocess.run(argv, input=DEMO_FLAC.read_bytes(), capture_output=True, timeout=300)
+    assert blocking.returncode == 0 and len(blocking.stdout) > 1 << 17  # more than a pipe holds
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    reader, got = slow_reader(read_end)
+    with open(DEMO_FLAC, "rb") as clip:
+        done = subprocess.run(argv, stdin=clip, stdout=write_end, stderr=subprocess.PIPE, timeout=300)
+    os.close(write_end)
+    reader.join()
+    os.close(read_end)
+    assert done.returncode == 0, done.stderr.decode()
+    assert bytes(got) == blocking.stdout
+
+
+def test_a_streamed_wav_reaches_a_non_blocking_pipe_whole():
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    reader, got = slow_reader(read_end)
+    pcm = np.arange(200_000, dtype="<i2").tobytes()
+    stream = PcmStream(write_end, 16000)
+    for start in range(0, len(pcm), 100_000):
+        stream.write(pcm[start:start + 100_000])
+    stream.close()
+    os.close(write_end)
+    reader.join()
+    os.close(read_end)
+    assert bytes(got) == wav_header(16000) + pcm

@@ -183,3 +183,28 @@ def test_the_starting_pushback_never_falls_to_nothing_around_the_guess():
         assert front.pushback() >= STARTING_FLOOR_S
     front.began = time.perf_counter()
     assert front.pushback() >= STARTING_S - 0.1  # just started: about the whole guess
+
+
+@pytest.mark.parametrize("entry", [("-m", "audiogan_server.main"),
+                                   ("-c", "import sys; from audiogan_server.entry import main; sys.exit(main())")],
+                         ids=["python -m", "console script"])
+def test_ctrl_c_at_any_moment_of_start_up_is_one_line_not_a_traceback(entry):
+    """SIGINT at several moments of start-up, through both ways in (the console script's entry point, as its
+    wrapper calls it, and the module): before the server's own handlers (imports, binding) it ends with one
+    line and exit 130; once they are in, while loading, with the "stopped while loading" line and exit 0."""
+    for delay in (0.05, 0.15, 0.3, 0.6):
+        process = subprocess.Popen([sys.executable, *entry, "--port", "0", "--voice", "none", "--timbre", "none"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(delay)  # when the interrupt comes, not a timed assertion
+            process.send_signal(signal.SIGINT)
+            _, log = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        assert "Traceback" not in log, (delay, log)
+        if process.returncode == 130:
+            assert log.strip() == "audiogan-server: interrupted while starting", (delay, log)
+        else:
+            assert process.returncode == 0 and "stopped while loading the models" in log, (delay, log)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import stat
 import struct
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:  # the command line parses its arguments with this module, before torch is imported
     import numpy as np
@@ -35,6 +36,12 @@ STDOUT_NAME = "a WAV to standard output"  # as reports say it: "wrote a WAV to s
 # (soundfile, Python's wave, sox and aplay do, tried); one that believed it would stop after 18.6 hours of
 # 16 kHz speech. 0 would say "no audio".
 STREAMED_DATA_SIZE = 0x7FFFF000
+
+# The most standard input that ``-`` takes: far more than any input these commands can use (an hour of 48 kHz
+# stereo WAV is 0.65 GiB), so that only a stream without end (``cat /dev/zero |``) or a wrong one meets it, and
+# is refused once this much has come, before it takes the machine's memory. Files have no such bound.
+MAX_STDIN_BYTES = 1 << 30
+STDIN_CHUNK_BYTES = 1 << 20  # read a piece at a time, so the bound is met without reading past it
 
 # The client package (client/audiogan_client/stdio.py) has its own copies of this function and of
 # rewritable_at: it is installed without audiogan (and torch) and must not import it; a test checks that the
@@ -53,16 +60,31 @@ def is_stdio(path: str | None) -> bool:
 
 
 def read_stdin(what: str) -> bytes:
-    """All of standard input, given as ``-`` for ``what`` ("audio", "a mel"). A terminal is refused rather
-    than waited on (the user meant a file, or forgot the pipe), and so is a pipe that brought nothing."""
+    """All of standard input, given as ``-`` for ``what`` ("audio", "a mel"), up to MAX_STDIN_BYTES. A terminal
+    is refused rather than waited on (the user meant a file, or forgot the pipe), and so is a pipe that brought
+    nothing or more than the bound."""
     stream = sys.stdin
     if stream is not None and stream.isatty():
         raise ValueError(f"- reads {what} from standard input, which is a terminal: pipe it in "
                          "(... | audiogan ... -) or name a file")
-    data = stream.buffer.read() if stream is not None else b""  # None: started with standard input closed
+    data = _read_bounded(stream.buffer, what) if stream is not None else b""  # None: started with it closed
     if not data:
         raise ValueError(f"standard input is empty: - reads {what} from it, and none was piped in")
     return data
+
+
+def _read_bounded(stream: BinaryIO, what: str) -> bytes:
+    data = bytearray()
+    while chunk := stream.read(min(STDIN_CHUNK_BYTES, MAX_STDIN_BYTES + 1 - len(data))):
+        data += chunk
+        if len(data) > MAX_STDIN_BYTES:
+            raise ValueError(f"standard input brought more than {_bytes(MAX_STDIN_BYTES)}, the most - takes: "
+                             f"was it {what}? Save it to a file and name that")
+    return bytes(data)
+
+
+def _bytes(size: int) -> str:
+    return f"{size >> 30} GiB" if size % (1 << 30) == 0 else f"{size} bytes"
 
 
 def source(path: str, what: str) -> tuple[str | bytes, str]:
@@ -162,7 +184,20 @@ def _write_all(fd: int, data: bytes) -> None:
     # Unbuffered: nothing is left in a buffer to be flushed at exit, into a pipe its reader has closed.
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:  # a descriptor its parent made non-blocking (node's child pipes), and full
+            _wait_writable(fd)
+
+
+def _wait_writable(fd: int) -> None:
+    """Until ``fd`` takes more bytes (or its reader is gone, which the next write says)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        poller.poll()
+    else:  # Windows, whose pipes are not made non-blocking this way
+        select.select([], [fd], [])
 
 
 @contextlib.contextmanager

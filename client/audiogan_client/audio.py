@@ -5,13 +5,13 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
-import sys
 import wave
 from pathlib import Path
 
 import numpy as np
 
 from audiogan_client._proto import audiogan_pb2 as pb
+from audiogan_client.stdio import write_stdout
 
 ENCODINGS = {"pcm16": pb.PCM16, "float32": pb.FLOAT32, "wav": pb.WAV, "flac": pb.FLAC}
 
@@ -91,7 +91,7 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
         w.setframerate(sample_rate)
         w.writeframes(to_pcm16(samples))
     if str(path) == "-":
-        sys.stdout.buffer.write(buffer.getvalue())
+        write_stdout(buffer.getvalue())
         return Path("-")
     return write_atomic(Path(path), buffer.getvalue())
 

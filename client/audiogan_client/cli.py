@@ -33,7 +33,7 @@ from audiogan_client.ranges import (
     Range,
 )
 from audiogan_client.request_ids import MAX_REQUEST_ID_CHARS, check_request_id
-from audiogan_client.stdio import WavStream, check_stdout, is_stdio, name_of, one_reader, read_stdin
+from audiogan_client.stdio import WavStream, check_stdout, is_stdio, name_of, one_reader, read_stdin, write_stdout
 
 OUT_DEFAULT = "out.wav"
 TIMBRE_HELP = "instrument name, or a latent (comma list, .npy, or - for a .npy on standard input)"
@@ -189,7 +189,7 @@ def _say(client: AudioGanClient, args: argparse.Namespace, text: str) -> None:
     # Streaming: PCM16 on standard output as it arrives, so a player starts at once (a WAV for -o -, its header
     # with the first chunk, which tells the rate; bare for --raw), or a file at the end.
     piped = args.raw or is_stdio(args.output)
-    wav = None if args.raw or not piped else WavStream(sys.stdout.buffer)
+    wav = None if args.raw or not piped else WavStream(sys.stdout.fileno())
     parts: list[np.ndarray] = []
     rate = 0
     try:
@@ -198,8 +198,7 @@ def _say(client: AudioGanClient, args: argparse.Namespace, text: str) -> None:
             if wav is not None:
                 wav.write(chunk.audio, rate)
             elif piped:
-                sys.stdout.buffer.write(chunk.audio)
-                sys.stdout.buffer.flush()
+                write_stdout(chunk.audio)
             else:
                 parts.append(decode(chunk.audio, chunk.encoding))
     except grpc.RpcError as err:
@@ -331,8 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="audiogan-client", description=__doc__,
         epilog="Inputs are read and outputs checked before the server is called; an output is written whole or "
                "not at all, and replaces a file of that name, never the input. An input given as - is read whole "
-               "from standard input (a terminal or an empty pipe is refused), at most one per command. Exit "
-               "status: 0 done; 2 a usage error, nothing sent; 1 a failed call or write, said in one line.")
+               "from standard input (a terminal, an empty pipe or more than 1 GiB is refused), at most one per "
+               "command. Exit status: 0 done; 2 a usage error, nothing sent; 1 a failed call or write, said in one "
+               "line.")
     parser.add_argument("--target", default="127.0.0.1:50051", help="server address (default %(default)s)")
     parser.add_argument("--timeout", type=_ranged(TIMEOUT), default=120.0,
                         help="each call's deadline in seconds, retries included, > 0, at most 1e9 "

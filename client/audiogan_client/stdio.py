@@ -12,6 +12,7 @@ the sizes are made exact at the end.
 from __future__ import annotations
 
 import os
+import select
 import stat
 import struct
 import sys
@@ -26,6 +27,13 @@ STDIN_NAME = "(standard input)"  # the name errors give the input, as `audiogan`
 # the format has it, whole samples. Readers stop where the pipe ends, before it (Python's wave, sox, aplay).
 STREAMED_DATA_SIZE = 0x7FFFF000
 
+# The most standard input that ``-`` takes, as `audiogan`'s: only a stream without end (``cat /dev/zero |``)
+# or a wrong one meets it, refused once this much has come rather than when memory runs out. A server refuses
+# much less (limits.max_upload_bytes: 50 MiB by default, its operator's to raise), and says so; the client
+# does not know a server's limit, so it holds files and standard input alike to nothing tighter.
+MAX_STDIN_BYTES = 1 << 30
+STDIN_CHUNK_BYTES = 1 << 20  # read a piece at a time, so the bound is met without reading past it
+
 
 # The same header as audiogan.audio.stdio.wav_header builds, and below the same test of a file for rewriting
 # (rewritable_at there): this package is installed without audiogan (and torch) and cannot import it, so it
@@ -38,12 +46,12 @@ def wav_header(sample_rate: int, data_size: int = STREAMED_DATA_SIZE) -> bytes:
 
 
 class WavStream:
-    """A mono 16-bit WAV written to ``out`` a chunk at a time, each flushed at once so that a player
-    downstream starts with the first: the header goes with the first chunk, whose rate is the stream's.
+    """A mono 16-bit WAV written to descriptor ``fd`` a chunk at a time, each at once (unbuffered) so that a
+    player downstream starts with the first: the header goes with the first chunk, whose rate is the stream's.
     Closed, a WAV that went into a regular file (``> out.wav``) gets its exact sizes."""
 
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
         self.sample_rate = 0
         self._bytes = 0
         self._header_at: int | None = None  # where the header went, in a file that can be rewritten there
@@ -51,22 +59,46 @@ class WavStream:
     def write(self, pcm: bytes, sample_rate: int) -> None:
         if not self.sample_rate:
             self.sample_rate = sample_rate
-            self._out.flush()
-            self._header_at = _rewritable_at(self._out.fileno())
-            self._out.write(wav_header(sample_rate))
-        self._out.write(pcm)
-        self._out.flush()
+            self._header_at = _rewritable_at(self._fd)
+            write_all(self._fd, wav_header(sample_rate))
+        write_all(self._fd, pcm)
         self._bytes += len(pcm)
 
     def close(self) -> None:
         """The end of the audio: in a file, the header's sizes made exact (past 4 GiB they cannot be)."""
         if self._header_at is None or self._bytes > 0xFFFFFFFF - 36:
             return
-        end = self._out.tell()
-        self._out.seek(self._header_at)
-        self._out.write(wav_header(self.sample_rate, self._bytes))
-        self._out.seek(end)
-        self._out.flush()
+        end = os.lseek(self._fd, 0, os.SEEK_CUR)
+        os.lseek(self._fd, self._header_at, os.SEEK_SET)
+        write_all(self._fd, wav_header(self.sample_rate, self._bytes))
+        os.lseek(self._fd, end, os.SEEK_SET)
+
+
+def write_stdout(data: bytes) -> None:
+    """Audio's bytes onto standard output, whole: after what Python holds for it, unbuffered."""
+    sys.stdout.flush()
+    write_all(sys.stdout.fileno(), data)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` to ``fd``, as `audiogan`'s writer: where a parent made the descriptor non-blocking
+    (node's child pipes, some process managers) and it is full, wait until it takes more, not fail mid-WAV."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            _wait_writable(fd)
+
+
+def _wait_writable(fd: int) -> None:
+    """Until ``fd`` takes more bytes (or its reader is gone, which the next write says)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        poller.poll()
+    else:  # Windows, whose pipes are not made non-blocking this way
+        select.select([], [fd], [])
 
 
 def _rewritable_at(fd: int) -> int | None:
@@ -105,16 +137,31 @@ def one_reader(inputs: dict[str, str | None]) -> None:
 
 
 def read_stdin(what: str) -> bytes:
-    """All of standard input, given as ``-`` for ``what`` ("audio", "a mel"). A terminal is refused rather
-    than waited on (the user meant a file, or forgot the pipe), and so is a pipe that brought nothing."""
+    """All of standard input, given as ``-`` for ``what`` ("audio", "a mel"), up to MAX_STDIN_BYTES. A terminal
+    is refused rather than waited on (the user meant a file, or forgot the pipe), and so is a pipe that brought
+    nothing or more than the bound."""
     stream = sys.stdin
     if stream is not None and stream.isatty():
         raise ValueError(f"- reads {what} from standard input, which is a terminal: pipe it in "
                          "(... | audiogan-client ... -) or name a file")
-    data = stream.buffer.read() if stream is not None else b""  # None: started with standard input closed
+    data = _read_bounded(stream.buffer, what) if stream is not None else b""  # None: started with it closed
     if not data:
         raise ValueError(f"standard input is empty: - reads {what} from it, and none was piped in")
     return data
+
+
+def _read_bounded(stream: BinaryIO, what: str) -> bytes:
+    data = bytearray()
+    while chunk := stream.read(min(STDIN_CHUNK_BYTES, MAX_STDIN_BYTES + 1 - len(data))):
+        data += chunk
+        if len(data) > MAX_STDIN_BYTES:
+            raise ValueError(f"standard input brought more than {_bytes(MAX_STDIN_BYTES)}, the most - takes: "
+                             f"was it {what}? Save it to a file and name that")
+    return bytes(data)
+
+
+def _bytes(size: int) -> str:
+    return f"{size >> 30} GiB" if size % (1 << 30) == 0 else f"{size} bytes"
 
 
 def check_stdout(option: str) -> None:

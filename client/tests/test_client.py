@@ -1160,3 +1160,90 @@ def test_a_calls_error_survives_pickling_as_multiprocessing_and_concurrent_futur
         assert (back.code(), back.details(), back.request_id) == (err.code(), err.details(), err.request_id)
         assert back.trailing_metadata() == () and isinstance(back, grpc.RpcError)
     assert (back.retries, back.pushback) == (3, 0.5)
+
+
+def test_cli_refuses_a_stream_without_end_on_stdin_at_the_bound(tmp_path):
+    """`cat /dev/zero | audiogan-client convert -`, the bound lowered to 1000 bytes for the test: one line,
+    exit 2, nothing sent (no server listens on port 1), where before it read until memory ran out."""
+    # The assert: code without the bound (another copy of the package on the path) fails, not eats memory.
+    run = ("import sys; import audiogan_client.stdio as stdio; assert stdio.MAX_STDIN_BYTES; "
+           "stdio.MAX_STDIN_BYTES = 1000; "
+           "from audiogan_client.cli import main; sys.argv[0] = 'audiogan-client'; sys.exit(main())")
+    with open("/dev/zero", "rb") as zeros:
+        done = subprocess.run([sys.executable, "-c", run, "--target", "127.0.0.1:1", "convert", "-", "--to",
+                               "violin", "-o", "out.wav"], stdin=zeros, capture_output=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2
+    assert one_line(done.stderr.decode()) == ("audiogan-client: error: standard input brought more than 1000 bytes, "
+                                              "the most - takes: was it audio? Save it to a file and name that")
+
+
+def test_read_stdin_asks_for_a_piece_at_a_time(monkeypatch):
+    from audiogan_client import stdio
+
+    asked: list[int] = []
+
+    class Counting(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            asked.append(-1 if size is None else size)
+            return super().read(size)
+
+    stream = Counting(b"\0" * 5000)
+    monkeypatch.setattr(stdio, "MAX_STDIN_BYTES", 4000)
+    monkeypatch.setattr(stdio, "STDIN_CHUNK_BYTES", 1024)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stream))
+    with pytest.raises(ValueError, match="more than 4000 bytes"):
+        stdio.read_stdin("audio")
+    assert all(0 < size <= 1024 for size in asked) and stream.tell() == 4001
+
+
+def read_slowly(fd: int) -> tuple[threading.Thread, bytearray]:
+    """A reader that takes a pipe's bytes a little at a time, so that its writer finds the pipe full."""
+    got = bytearray()
+
+    def drain() -> None:
+        while chunk := os.read(fd, 4096):
+            got.extend(chunk)
+            time.sleep(0.001)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    return reader, got
+
+
+def test_a_streamed_wav_reaches_a_non_blocking_pipe_whole():
+    """A standard output its parent made non-blocking (node's child pipes), read slowly: every byte arrives,
+    where the buffered writer before raised BlockingIOError once the pipe was full."""
+    from audiogan_client.stdio import WavStream, wav_header
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    reader, got = read_slowly(read_end)
+    pcm = np.arange(200_000, dtype="<i2").tobytes()
+    stream = WavStream(write_end)
+    for start in range(0, len(pcm), 100_000):
+        stream.write(pcm[start:start + 100_000], 16000)
+    stream.close()
+    os.close(write_end)
+    reader.join()
+    os.close(read_end)
+    assert bytes(got) == wav_header(16000) + pcm
+
+
+@needs_server
+def test_cli_writes_a_whole_wav_to_a_non_blocking_stdout(tmp_path):
+    """`say -o -` (one WAV) and `say --stream -o -` into a non-blocking pipe read slowly: the bytes a blocking
+    pipe gets."""
+    for stream in ((), ("--stream",)):
+        args = (sys.executable, "-m", "audiogan_client.cli", "--target", TARGET, "say", "Hello there. Piped out.",
+                *stream, "-o", "-")
+        blocking = subprocess.run(args, capture_output=True, timeout=120, cwd=tmp_path)
+        assert blocking.returncode == 0 and len(blocking.stdout) > 1 << 16, blocking.stderr  # more than a pipe holds
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        reader, got = read_slowly(read_end)
+        done = subprocess.run(args, stdout=write_end, stderr=subprocess.PIPE, timeout=120, cwd=tmp_path)
+        os.close(write_end)
+        reader.join()
+        os.close(read_end)
+        assert done.returncode == 0, done.stderr
+        assert bytes(got) == blocking.stdout

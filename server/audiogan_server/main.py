@@ -3,6 +3,11 @@ SIGTERM."""
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m audiogan_server.main: as the audiogan-server command, before the imports
+    from audiogan_server.entry import quiet_interrupts
+
+    quiet_interrupts()
+
 import argparse
 import asyncio
 import collections
