@@ -43,9 +43,9 @@ STREAMED_DATA_SIZE = 0x7FFFF000
 MAX_STDIN_BYTES = 1 << 30
 STDIN_CHUNK_BYTES = 1 << 20  # read a piece at a time, so the bound is met without reading past it
 
-# The client package (client/audiogan_client/stdio.py) has its own copies of this function and of
-# rewritable_at: it is installed without audiogan (and torch) and must not import it; a test checks that the
-# two headers agree.
+# The client package (client/audiogan_client/stdio.py) has its own copies of this function, of rewritable_at,
+# of the bounded stdin reading (read_stdin, _read_bounded) and of the writer that waits for room: it is
+# installed without audiogan (and torch) and must not import it; a test checks that the two headers agree.
 
 
 def wav_header(sample_rate: int, data_size: int = STREAMED_DATA_SIZE) -> bytes:
