@@ -35,9 +35,10 @@ MAX_STDIN_BYTES = 1 << 30
 STDIN_CHUNK_BYTES = 1 << 20  # read a piece at a time, so the bound is met without reading past it
 
 
-# The same header as audiogan.audio.stdio.wav_header builds, and below the same test of a file for rewriting
-# (rewritable_at there): this package is installed without audiogan (and torch) and cannot import it, so it
-# has these copies; a test of audiogan's checks that the two headers agree.
+# The same header as audiogan.audio.stdio.wav_header builds; below, the same test of a file for rewriting
+# (rewritable_at there), writer that waits for room and bounded stdin reader: this package is installed
+# without audiogan (and torch) and cannot import it, so it has these copies; a test of audiogan's checks that
+# the two headers agree.
 def wav_header(sample_rate: int, data_size: int = STREAMED_DATA_SIZE) -> bytes:
     """The 44 bytes before the samples of a mono 16-bit PCM WAV holding ``data_size`` bytes of them."""
     fmt = struct.pack("<HHIIHH", 1, 1, sample_rate, sample_rate * 2, 2, 16)  # PCM, mono, rates, 2-byte frames

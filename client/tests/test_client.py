@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -1000,6 +1001,17 @@ def piped(target: str, *args: str, stdin: bytes | int, cwd: Path) -> subprocess.
                           capture_output=True, timeout=120, cwd=cwd, **given)
 
 
+@contextlib.contextmanager
+def a_terminal() -> Iterator[int]:
+    """A real terminal's descriptor (a pty's far end), for a command's standard input or output."""
+    main_end, terminal = pty.openpty()
+    try:
+        yield terminal
+    finally:
+        os.close(main_end)
+        os.close(terminal)
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     saved = io.BytesIO()
     np.save(saved, array)
@@ -1054,12 +1066,8 @@ def test_cli_refuses_an_empty_pipe_or_a_terminal_on_stdin_before_any_call(args, 
     assert done.returncode == 2
     assert one_line(done.stderr.decode()) == (f"audiogan-client: error: standard input is empty: - reads {what} "
                                               f"from it, and none was piped in")
-    main_end, terminal = pty.openpty()
-    try:
+    with a_terminal() as terminal:
         done = piped("127.0.0.1:1", *args, "-o", "out.wav", stdin=terminal, cwd=tmp_path)
-    finally:
-        os.close(main_end)
-        os.close(terminal)
     assert done.returncode == 2
     assert one_line(done.stderr.decode()) == (f"audiogan-client: error: - reads {what} from standard input, which "
                                               f"is a terminal: pipe it in (... | audiogan-client ... -) or name "
@@ -1076,13 +1084,9 @@ def test_cli_refuses_audio_onto_a_terminal_before_any_call(args, option, tmp_pat
     """A WAV's or raw PCM's bytes on a terminal are noise (and can upset it); the audiogan CLI refuses them
     too. No server listens on port 1: exit 2, not 1, shows the refusal came before any call."""
     np.save(tmp_path / "mel.npy", np.zeros((80, 10), np.float32))
-    main_end, terminal = pty.openpty()
-    try:
+    with a_terminal() as terminal:
         done = subprocess.run([sys.executable, "-m", "audiogan_client.cli", "--target", "127.0.0.1:1", *args],
                               stdout=terminal, stderr=subprocess.PIPE, timeout=120, cwd=tmp_path)
-    finally:
-        os.close(main_end)
-        os.close(terminal)
     assert done.returncode == 2
     assert one_line(done.stderr.decode()) == (f"audiogan-client: error: {option}: standard output is a terminal, "
                                               f"not a place for audio's bytes; pipe it on (| aplay) or redirect it "
